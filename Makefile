@@ -1,0 +1,47 @@
+# nsvm front door. `make demo` and `make test` work on a fresh Debian 12
+# machine: they install what is missing, configure, build and run.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 10
+NSVM := $(BUILD_DIR)/nsvm
+
+.PHONY: all deps configure build demo test test-sanitize bench fuzz fuzz-build clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD_DIR)/build.ninja:
+	cmake --preset default -B $(BUILD_DIR)
+
+configure: $(BUILD_DIR)/build.ninja
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+demo: deps build
+	@./scripts/demo.sh $(NSVM)
+
+test: deps build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	@./scripts/cli-tests.sh $(NSVM)
+	@./scripts/fuzz-smoke.sh
+
+test-sanitize: deps
+	cmake --preset sanitize
+	cmake --build build-sanitize -j $(JOBS)
+	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+bench: deps build
+	@./scripts/bench.sh $(BUILD_DIR)
+
+fuzz-build: deps
+	cmake --preset fuzz
+	cmake --build build-fuzz -j $(JOBS)
+
+fuzz: fuzz-build
+	@./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build build-sanitize build-fuzz

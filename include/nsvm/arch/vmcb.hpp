@@ -1,0 +1,114 @@
+// The VMCB as the processor sees it: one 4 KiB little-endian page.
+//
+// Vmcb owns the raw bytes and exposes fields by FieldId through explicit
+// little-endian accessors, so a raw page round-trips bit for bit (reserved
+// bytes included) and no struct layout or type punning is ever involved.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <span>
+
+#include "nsvm/arch/le.hpp"
+#include "nsvm/arch/vmcb_fields.hpp"
+
+namespace nsvm::arch {
+
+inline constexpr std::size_t kVmcbSize = 4096;
+inline constexpr std::size_t kControlAreaSize = 0x400;  // APM B-1: 000h-3FFh
+inline constexpr std::size_t kSaveAreaOffset = 0x400;   // APM B-2: save area at +400h
+
+/// The segment fields of the save area, in VMCB order.
+enum class Seg : std::uint8_t { es, cs, ss, ds, fs, gs, gdtr, ldtr, idtr, tr };
+inline constexpr std::array<std::string_view, 10> kSegNames = {"es", "cs", "ss", "ds", "fs",
+                                                                "gs", "gdtr", "ldtr", "idtr", "tr"};
+
+struct Segment {
+    std::uint16_t selector = 0;
+    std::uint16_t attrib = 0;  ///< 12-bit packed: descriptor bits 55:52 || 47:40 (APM 15.5.1)
+    std::uint32_t limit = 0;
+    std::uint64_t base = 0;
+    friend constexpr bool operator==(const Segment&, const Segment&) = default;
+};
+
+class Vmcb {
+public:
+    using Page = std::array<std::uint8_t, kVmcbSize>;
+
+    constexpr Vmcb() noexcept : page_{} {}
+    constexpr explicit Vmcb(const Page& page) noexcept : page_(page) {}
+
+    [[nodiscard]] constexpr std::uint64_t get(FieldId id) const noexcept {
+        const auto& f = info(id);
+        return load_le(page_, f.offset, f.width > 8 ? 8 : f.width);
+    }
+    /// Stores the low bits of `value` that fit the field (callers that must
+    /// reject too-wide values check `fits()` first).
+    constexpr void set(FieldId id, std::uint64_t value) noexcept {
+        const auto& f = info(id);
+        store_le(page_, f.offset, f.width > 8 ? 8 : f.width, value);
+    }
+    [[nodiscard]] static constexpr bool fits(FieldId id, std::uint64_t value) noexcept {
+        const auto& f = info(id);
+        return f.width >= 8 || (value & ~width_mask(f.width)) == 0;
+    }
+
+    /// Raw bytes of a field (any width, including the opaque byte runs).
+    [[nodiscard]] std::span<const std::uint8_t> bytes(FieldId id) const noexcept {
+        const auto& f = info(id);
+        return std::span<const std::uint8_t>(page_).subspan(f.offset, f.width);
+    }
+    [[nodiscard]] std::span<std::uint8_t> bytes(FieldId id) noexcept {
+        const auto& f = info(id);
+        return std::span<std::uint8_t>(page_).subspan(f.offset, f.width);
+    }
+
+    [[nodiscard]] constexpr Segment segment(Seg s) const noexcept {
+        const std::size_t base = kSaveAreaOffset + 16 * static_cast<std::size_t>(s);
+        return Segment{static_cast<std::uint16_t>(load_le(page_, base, 2)),
+                       static_cast<std::uint16_t>(load_le(page_, base + 2, 2)),
+                       static_cast<std::uint32_t>(load_le(page_, base + 4, 4)), load_le(page_, base + 8, 8)};
+    }
+    constexpr void set_segment(Seg s, const Segment& v) noexcept {
+        const std::size_t base = kSaveAreaOffset + 16 * static_cast<std::size_t>(s);
+        store_le(page_, base, 2, v.selector);
+        store_le(page_, base + 2, 2, v.attrib);
+        store_le(page_, base + 4, 4, v.limit);
+        store_le(page_, base + 8, 8, v.base);
+    }
+
+    /// Intercept bit `bit` (0..191) as numbered by Linux (word = bit / 32).
+    [[nodiscard]] constexpr bool intercept(unsigned bit) const noexcept {
+        if (bit >= 192) return false;
+        return (load_le(page_, 4 * (bit / 32), 4) >> (bit % 32)) & 1U;
+    }
+    constexpr void set_intercept(unsigned bit, bool on = true) noexcept {
+        if (bit >= 192) return;
+        std::uint64_t w = load_le(page_, 4 * (bit / 32), 4);
+        const std::uint64_t m = std::uint64_t{1} << (bit % 32);
+        store_le(page_, 4 * (bit / 32), 4, on ? (w | m) : (w & ~m));
+    }
+    [[nodiscard]] constexpr std::uint32_t intercept_word(unsigned word) const noexcept {
+        return static_cast<std::uint32_t>(load_le(page_, 4 * word, 4));
+    }
+    constexpr void set_intercept_word(unsigned word, std::uint32_t v) noexcept { store_le(page_, 4 * word, 4, v); }
+
+    [[nodiscard]] constexpr const Page& page() const noexcept { return page_; }
+    [[nodiscard]] constexpr Page& page() noexcept { return page_; }
+
+    /// Copies the whole control area / save area from another VMCB.
+    void copy_control_from(const Vmcb& o) noexcept {
+        std::copy_n(o.page_.begin(), kControlAreaSize, page_.begin());
+    }
+    void copy_save_from(const Vmcb& o) noexcept {
+        std::copy(o.page_.begin() + kSaveAreaOffset, o.page_.end(), page_.begin() + kSaveAreaOffset);
+    }
+
+    friend constexpr bool operator==(const Vmcb&, const Vmcb&) = default;
+
+private:
+    Page page_;
+};
+
+}  // namespace nsvm::arch

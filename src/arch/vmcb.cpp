@@ -1,0 +1,1 @@
+#include "nsvm/arch/vmcb_layout_asserts.hpp"
