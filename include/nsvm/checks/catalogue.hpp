@@ -1,0 +1,77 @@
+// The consistency-check catalogue, as data (style.md "Checks as data").
+// One entry per condition of apm-svm.md §3 that a VMCB plus a CPU model can
+// decide; the evaluator walks the table and reports every failure.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "nsvm/arch/vmcb.hpp"
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/checks/profile.hpp"
+
+namespace nsvm::checks {
+
+/// Where in VMRUN (APM 15.5.1) a check is decided.
+enum class Stage : std::uint8_t {
+    instruction,  ///< #UD / #GP gates before the VMCB is read (need the host state)
+    control,      ///< control-area consistency checks
+    save,         ///< guest-state consistency checks
+    event,        ///< EVENTINJ legality (APM 15.20), after GIF = 1 in hardware
+    memory,       ///< needs guest memory: PAE PDPEs, VMSA/RMP
+};
+
+/// What a failing check produces.
+enum class Outcome : std::uint8_t { vmexit_invalid, ud, gp, vmexit_busy, vmexit_idle_required, vmexit_invalid_pmc };
+
+/// The state of the processor that executes VMRUN, when the input gives it
+/// (the instruction-level gates need it; QEMU's CR3 rule reads host LMA).
+struct HostState {
+    std::uint64_t efer = 0;
+    std::uint64_t cr0 = 0;
+    std::uint64_t cr4 = 0;
+    std::uint64_t rflags = 0;
+    std::uint8_t cpl = 0;
+    std::uint64_t rax = 0;     ///< the VMCB physical address operand
+    unsigned address_size = 64;
+    std::uint64_t hwcr = 0;    ///< for SEV's SmmLock rule
+};
+
+/// Reads guest-physical memory for the memory-stage checks; returns false
+/// when the address is not backed.
+struct GuestMemory {
+    virtual ~GuestMemory() = default;
+    [[nodiscard]] virtual bool read_u64(std::uint64_t gpa, std::uint64_t& out) const = 0;
+};
+
+struct Context {
+    const arch::Vmcb& vmcb;
+    const CpuModel& cpu;
+    const Profile& profile;
+    const HostState* host = nullptr;      ///< nullptr: instruction gates are not evaluated
+    const GuestMemory* memory = nullptr;  ///< nullptr: memory checks become "needs guest memory" warnings
+};
+
+struct Check {
+    std::string_view id;        ///< stable, e.g. "cr0.cd_nw"
+    std::string_view apm;       ///< "15.5.1"
+    std::string_view ref;       ///< row of apm-svm.md §3: "C2", "E3", ...
+    Stage stage;
+    Outcome outcome;
+    std::span<const std::string_view> fields;  ///< "save.cr0", "control.event_inj", ...
+    std::string_view message;   ///< what is wrong, in words
+    std::string_view hint;      ///< how to fix it
+    ProfileMask profiles;       ///< profiles that apply this check
+    /// true when the VMCB violates the check. Must not allocate.
+    bool (*violated)(const Context&) noexcept;
+    /// Optional: the offending values in words ("CR0 = 0x60000011"); may allocate.
+    std::string (*detail)(const Context&) = nullptr;
+};
+
+/// The whole catalogue, in evaluation order (deterministic).
+[[nodiscard]] std::span<const Check> catalogue() noexcept;
+[[nodiscard]] const Check* find_check(std::string_view id) noexcept;
+
+}  // namespace nsvm::checks

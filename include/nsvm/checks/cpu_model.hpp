@@ -1,0 +1,68 @@
+// CPU models: what the consistency checks depend on (interfaces.md §2).
+// MAXPHYADDR, the virtual-address width, CPUID features and SVM limits.
+#pragma once
+
+#include <bitset>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "nsvm/util/expected.hpp"
+
+namespace nsvm::checks {
+
+/// CPU features, named after Linux /proc/cpuinfo flags where one exists.
+/// Keep kFeatureNames in the same order.
+#define NSVM_FEATURES(X)                                                                                  \
+    X(lm) X(nx) X(pae) X(pse) X(pge) X(pcid) X(smep) X(smap) X(umip) X(pku) X(la57) X(fsgsbase) X(xsave)    \
+    X(fxsr_opt) X(shstk) X(ibt) X(lam) X(fred) X(autoibrs) X(svm) X(npt) X(nrip_save) X(flushbyasid) X(vgif) \
+    X(vnmi) X(lbrv) X(v_vmsave_vmload) X(avic) X(x2avic) X(sev) X(sev_es) X(sev_snp) X(tsc_scale)           \
+    X(pausefilter) X(pfthreshold) X(decodeassists) X(vmcbclean) X(gmet) X(sss_check) X(svm_lock)            \
+    X(pmc_virt) X(ibs_virt) X(idle_hlt) X(bus_lock_threshold) X(skinit) X(mcommit) X(erap)
+
+enum class Feature : std::uint8_t {
+#define NSVM_X(f) f,
+    NSVM_FEATURES(NSVM_X)
+#undef NSVM_X
+    count_
+};
+inline constexpr std::size_t kFeatureCount = static_cast<std::size_t>(Feature::count_);
+
+[[nodiscard]] std::string_view feature_name(Feature f) noexcept;
+[[nodiscard]] std::optional<Feature> find_feature(std::string_view name) noexcept;
+
+struct CpuModel {
+    std::string name;
+    std::string description;
+    unsigned maxphyaddr = 48;      ///< CPUID Fn8000_0008_EAX[7:0]
+    unsigned va_width = 48;        ///< 57 with LA57
+    std::uint32_t num_asids = 32768;            ///< CPUID Fn8000_000A_EBX
+    std::uint32_t num_encrypted_guests = 0;     ///< CPUID Fn8000_001F_ECX
+    std::bitset<kFeatureCount> features;
+
+    [[nodiscard]] bool has(Feature f) const noexcept { return features.test(static_cast<std::size_t>(f)); }
+    void set(Feature f, bool on = true) noexcept { features.set(static_cast<std::size_t>(f), on); }
+    /// Bits at or above MAXPHYADDR: a GPA with any of them set is illegal.
+    [[nodiscard]] std::uint64_t reserved_pa_bits() const noexcept {
+        return maxphyaddr >= 64 ? 0 : ~((std::uint64_t{1} << maxphyaddr) - 1);
+    }
+    /// CR4 bits that are MBZ on this CPU (architecturally reserved bits plus
+    /// feature bits whose feature is absent), APM 3.1.3.
+    [[nodiscard]] std::uint64_t cr4_reserved_bits() const noexcept;
+    /// EFER bits that are MBZ on this CPU, APM 3.1.7.
+    [[nodiscard]] std::uint64_t efer_reserved_bits() const noexcept;
+};
+
+/// Built-in models: "zen4" (default, a modern EPYC Genoa), "zen3", "qemu-tcg"
+/// (QEMU 7.2 TCG -cpu max), "bochs-ryzen" (Bochs 2.7 ryzen).
+[[nodiscard]] std::span<const CpuModel> builtin_models();
+[[nodiscard]] const CpuModel& default_model();
+[[nodiscard]] nsvm::expected<CpuModel, std::string> find_builtin_model(std::string_view name);
+
+/// Applies "+x,-y" edits (or a list of such tokens); the error names the
+/// unknown feature and the closest known one.
+[[nodiscard]] nsvm::expected<void, std::string> apply_feature_edits(CpuModel& model, std::string_view edits);
+
+}  // namespace nsvm::checks

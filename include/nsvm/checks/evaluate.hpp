@@ -1,0 +1,42 @@
+// Evaluating the catalogue: pure functions of (VMCB, CPU model, profile).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nsvm/checks/catalogue.hpp"
+
+namespace nsvm::checks {
+
+enum class Verdict : std::uint8_t { valid, vmexit_invalid, ud, gp, other_vmexit };
+
+struct Failure {
+    const Check* check = nullptr;
+    std::string detail;  ///< values involved, may be empty
+};
+struct Warning {
+    std::string id;
+    std::vector<std::string> fields;
+    std::string message;
+};
+
+struct Report {
+    Verdict verdict = Verdict::valid;
+    std::uint64_t exit_code = 0;      ///< when verdict is a VMEXIT (-1 .. -4)
+    std::vector<Failure> failures;    ///< every failing check, catalogue order
+    std::vector<Warning> warnings;    ///< e.g. "needs guest memory"
+};
+
+/// Fast path: would VMRUN succeed? No allocation, stops at the first failure.
+/// Memory-stage checks run only when ctx.memory is set.
+[[nodiscard]] bool vmrun_would_succeed(const Context& ctx) noexcept;
+
+/// The id of the first failing check of `stage` or later-in-order stages up
+/// to `last`, or nullptr. Used by the cpu/nested layers, no allocation.
+[[nodiscard]] const Check* first_failure(const Context& ctx, Stage first, Stage last) noexcept;
+
+/// Full report: every failure with details, plus warnings.
+[[nodiscard]] Report evaluate(const Context& ctx);
+
+}  // namespace nsvm::checks

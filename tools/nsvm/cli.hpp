@@ -1,0 +1,62 @@
+// Shared plumbing of the nsvm command line: one file per subcommand
+// registers itself here; main.cpp builds the CLI11 app from the registry.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/checks/profile.hpp"
+
+namespace nsvm::cli {
+
+/// Exit statuses shared by every subcommand (interfaces.md §4).
+inline constexpr int kOk = 0;
+inline constexpr int kFailed = 1;   ///< the answer is "no" (VMRUN fails, an expectation does not hold, ...)
+inline constexpr int kBadInput = 2; ///< bad input or usage
+
+/// Thrown by a subcommand to stop with a status; main prints `message`
+/// (if any) to stderr as "nsvm: <message>".
+struct Exit {
+    int status;
+    std::string message;
+};
+
+/// A subcommand registers a setup function that adds itself to the app and
+/// sets a callback. The callback returns the exit status.
+struct Registrar {
+    Registrar(int order, std::function<void(CLI::App&, int& status)> setup);
+};
+std::vector<std::pair<int, std::function<void(CLI::App&, int&)>>>& registry();
+
+/// --cpu / --profile / --maxphyaddr / --features, shared by check, run, diff, gen.
+struct ModelOptions {
+    std::string cpu = "zen4";
+    std::string profile = "apm";
+    int maxphyaddr = 0;     ///< 0: the model's own
+    std::string features;   ///< "+x,-y"
+};
+void add_model_options(CLI::App& sub, ModelOptions& opts);
+/// Resolves a built-in name or a JSON model file, applies the overrides.
+/// Throws Exit{kBadInput, ...} with a clear message on failure.
+struct ResolvedModel {
+    checks::CpuModel cpu;
+    const checks::Profile* profile;
+};
+[[nodiscard]] ResolvedModel resolve_model(const ModelOptions& opts);
+
+/// Terminal styling: only when stdout is a tty and NO_COLOR is unset.
+[[nodiscard]] bool color_enabled();
+[[nodiscard]] std::string bold(std::string_view s);
+[[nodiscard]] std::string red(std::string_view s);
+[[nodiscard]] std::string green(std::string_view s);
+[[nodiscard]] std::string yellow(std::string_view s);
+[[nodiscard]] std::string dim(std::string_view s);
+
+/// Reads a whole file, or stdin for "-". Throws Exit{kBadInput} on error.
+[[nodiscard]] std::string read_input(const std::string& path);
+
+}  // namespace nsvm::cli
