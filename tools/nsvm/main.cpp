@@ -1,1 +1,42 @@
-int main() { return 0; }
+// nsvm: an executable model of AMD SVM and nested SVM.
+// Each subcommand lives in its own cmd_*.cpp and registers itself.
+#include <algorithm>
+#include <iostream>
+
+#include "cli.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "nsvm: an executable, exact model of AMD SVM and nested SVM.\n"
+        "Why did my VMRUN fail? Run `nsvm check FILE` on a VMCB (raw, JSON, KVM or Xen dump).",
+        "nsvm"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "nsvm 0.1.0");
+    app.footer("Exit status: 0 success, 1 the answer is no (VMRUN fails, expectation unmet), 2 bad input.");
+
+    int status = nsvm::cli::kOk;
+    auto& reg = nsvm::cli::registry();
+    std::stable_sort(reg.begin(), reg.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [order, setup] : reg) setup(app, status);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        // Usage errors are exit status 2, like any bad input (interfaces.md §4).
+        app.exit(e);
+        return nsvm::cli::kBadInput;
+    } catch (const nsvm::cli::Exit& e) {
+        if (!e.message.empty()) std::cerr << "nsvm: " << e.message << '\n';
+        return e.status;
+    } catch (const std::exception& e) {
+        std::cerr << "nsvm: internal error: " << e.what() << '\n';
+        return 3;
+    }
+    return status;
+}

@@ -1,0 +1,237 @@
+// End-to-end tests of the nsvm binary, run as a user would run it: exit
+// statuses, the human and JSON outputs, and errors on bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+    int status = -1;
+    std::string out;
+    std::string err;
+};
+
+std::string nsvm_binary() {
+    if (const char* env = std::getenv("NSVM")) return env;
+    return std::string(NSVM_BINARY_DIR) + "/nsvm";
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+/// Runs `nsvm ARGS` from the source directory (examples are relative paths).
+Result nsvm(const std::string& args) {
+    const fs::path tmp = fs::temp_directory_path() / ("nsvm-cli-" + std::to_string(::getpid()));
+    fs::create_directories(tmp);
+    const std::string cmd = "cd '" + std::string(NSVM_SOURCE_DIR) + "' && NO_COLOR=1 '" + nsvm_binary() + "' " +
+                            args + " > '" + (tmp / "out").string() + "' 2> '" + (tmp / "err").string() + "'";
+    const int raw = std::system(cmd.c_str());
+    Result r;
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    r.out = slurp(tmp / "out");
+    r.err = slurp(tmp / "err");
+    return r;
+}
+
+fs::path write_temp(const std::string& name, const std::string& content) {
+    const fs::path p = fs::temp_directory_path() / ("nsvm-cli-" + std::to_string(::getpid()) + "-" + name);
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+}
+
+}  // namespace
+
+TEST(CliCheck, KvmDumpWithSeveralFailuresNamesEveryCheck) {
+    const auto r = nsvm("check examples/kvm-dump-invalid.txt");
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_NE(r.out.find("VMEXIT_INVALID"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("efer.svme"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("fields:"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("fix:"), std::string::npos) << r.out;
+}
+
+TEST(CliCheck, JsonOutputFollowsTheContract) {
+    const auto r = nsvm("check --json examples/kvm-dump-invalid.txt");
+    ASSERT_EQ(r.status, 1) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("verdict"), "invalid");
+    EXPECT_EQ(j.at("exit_code"), "0xffffffffffffffff");
+    EXPECT_EQ(j.at("profile"), "apm");
+    ASSERT_GE(j.at("failures").size(), 3U);
+    for (const auto& f : j.at("failures")) {
+        EXPECT_FALSE(f.at("id").get<std::string>().empty());
+        EXPECT_FALSE(f.at("apm").get<std::string>().empty());
+        EXPECT_FALSE(f.at("fields").empty());
+        EXPECT_FALSE(f.at("message").get<std::string>().empty());
+        EXPECT_FALSE(f.at("hint").get<std::string>().empty());
+        for (const auto& field : f.at("fields")) {
+            const auto s = field.get<std::string>();
+            EXPECT_TRUE(s.starts_with("control.") || s.starts_with("save.")) << s;
+        }
+    }
+    EXPECT_TRUE(j.contains("warnings"));
+}
+
+TEST(CliCheck, ValidJsonVmcbPasses) {
+    const auto r = nsvm("check examples/valid-vmcb.json");
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("VMRUN would succeed"), std::string::npos);
+}
+
+TEST(CliCheck, XenDumpIsRead) {
+    const auto r = nsvm("check --json examples/xen-dump.txt");
+    ASSERT_NE(r.status, 2) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("format"), "xen-dump");
+}
+
+TEST(CliCheck, ReadsStdin) {
+    const auto r = nsvm("check - < examples/valid-vmcb.json");
+    EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST(CliCheck, ProfileChangesTheAnswerWhereImplementationsDiffer) {
+    // CS.L and CS.D both set in a 32-bit guest: legal per the APM, rejected by Bochs 2.7.
+    const auto p = write_temp("csld.json", R"({
+      "control": {"intercepts": ["VMRUN"], "asid": 1},
+      "save": {"cs": {"selector": "0x8", "attrib": "0x69b", "limit": "0xffffffff", "base": 0},
+               "efer": "0x1000", "cr0": "0x11", "dr6": "0xffff0ff0", "dr7": "0x400", "rflags": "0x2"}})");
+    EXPECT_EQ(nsvm("check --profile apm " + p.string()).status, 0);
+    const auto bochs = nsvm("check --profile bochs --json " + p.string());
+    EXPECT_EQ(bochs.status, 1) << bochs.out;
+    EXPECT_NE(bochs.out.find("cs_l_d"), std::string::npos) << bochs.out;
+}
+
+TEST(CliBadInput, MissingFileIsStatus2NamingTheFile) {
+    const auto r = nsvm("check /nonexistent/vmcb.bin");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("/nonexistent/vmcb.bin"), std::string::npos) << r.err;
+}
+
+TEST(CliBadInput, EmptyFileIsStatus2) {
+    const auto p = write_temp("empty.bin", "");
+    const auto r = nsvm("check " + p.string());
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.err.find(p.filename().string()), std::string::npos) << r.err;
+}
+
+TEST(CliBadInput, TruncatedRawIsStatus2) {
+    const auto p = write_temp("short.bin", std::string(4000, '\0'));
+    const auto r = nsvm("check --format raw " + p.string());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("4000"), std::string::npos) << r.err;
+}
+
+TEST(CliBadInput, UnknownJsonMemberSuggestsTheClosestName) {
+    const auto p = write_temp("typo.json", R"({"control": {"asid": 1}, "save": {"cr00": "0x11"}})");
+    const auto r = nsvm("check " + p.string());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("cr00"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("cr0"), std::string::npos) << r.err;
+}
+
+TEST(CliBadInput, TooWideNumberNamesTheField) {
+    const auto p = write_temp("wide.json", R"({"control": {"asid": "0x100000000"}})");
+    const auto r = nsvm("check " + p.string());
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("asid"), std::string::npos) << r.err;
+}
+
+TEST(CliBadInput, UnknownOptionsAndProfilesAreStatus2) {
+    EXPECT_EQ(nsvm("check --bogus examples/valid-vmcb.json").status, 2);
+    EXPECT_EQ(nsvm("check --profile nope examples/valid-vmcb.json").status, 2);
+    EXPECT_EQ(nsvm("check --cpu nope examples/valid-vmcb.json").status, 2);
+    EXPECT_EQ(nsvm("check --features +nosuchfeature examples/valid-vmcb.json").status, 2);
+    EXPECT_EQ(nsvm("").status, 2);
+}
+
+TEST(CliConvert, JsonRawJsonRoundTrip) {
+    const fs::path raw = fs::temp_directory_path() / ("nsvm-cli-rt-" + std::to_string(::getpid()) + ".bin");
+    ASSERT_EQ(nsvm("convert --to raw -o " + raw.string() + " examples/valid-vmcb.json").status, 0);
+    EXPECT_EQ(fs::file_size(raw), 4096U);
+    const auto a = nsvm("convert --to json examples/valid-vmcb.json");
+    const auto b = nsvm("convert --to json " + raw.string());
+    ASSERT_EQ(a.status, 0);
+    ASSERT_EQ(b.status, 0);
+    EXPECT_EQ(a.out, b.out);
+    EXPECT_EQ(nsvm("check " + raw.string()).status, 0);
+}
+
+TEST(CliDecode, NamesFieldsAndBits) {
+    const auto r = nsvm("decode examples/kvm-dump-invalid.txt");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("save.efer"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("control.exit_code"), std::string::npos) << r.out;
+    const auto j = nsvm("decode --json examples/valid-vmcb.json");
+    ASSERT_EQ(j.status, 0);
+    EXPECT_NO_THROW((void)nlohmann::json::parse(j.out));
+}
+
+TEST(CliExitCode, NamesAndDecodesIoio) {
+    const auto r = nsvm("exit-code 0x7b --info1 0x3f80210 --info2 0x1000");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("VMEXIT_IOIO"), std::string::npos);
+    EXPECT_NE(r.out.find("0x3f8"), std::string::npos) << r.out;
+    const auto inv = nsvm("exit-code -1");
+    EXPECT_EQ(inv.status, 0) << inv.err;
+    EXPECT_NE(inv.out.find("VMEXIT_INVALID"), std::string::npos);
+    const auto j = nsvm("exit-code --json npf --info1 0x100000006 --info2 0xfee00000");
+    ASSERT_EQ(j.status, 0) << j.err;
+    EXPECT_EQ(nlohmann::json::parse(j.out).at("code"), "0x400");
+    EXPECT_EQ(nsvm("exit-code bogus").status, 2);
+    EXPECT_EQ(nsvm("exit-code 0x7b --info1 zz").status, 2);
+}
+
+TEST(CliModels, CpuAndProfileListings) {
+    const auto cpus = nsvm("cpu list");
+    EXPECT_EQ(cpus.status, 0);
+    for (const char* m : {"zen4", "qemu-tcg", "bochs-ryzen"}) EXPECT_NE(cpus.out.find(m), std::string::npos) << m;
+    const auto show = nsvm("cpu show --json qemu-tcg");
+    ASSERT_EQ(show.status, 0) << show.err;
+    EXPECT_EQ(nlohmann::json::parse(show.out).at("maxphyaddr"), 40);
+    const auto profiles = nsvm("profile list --json");
+    ASSERT_EQ(profiles.status, 0);
+    EXPECT_EQ(nlohmann::json::parse(profiles.out).size(), 5U);
+    const auto kvm = nsvm("profile show --json kvm");
+    ASSERT_EQ(kvm.status, 0);
+    const auto choices = nlohmann::json::parse(kvm.out).at("choices");
+    ASSERT_GE(choices.size(), 5U);
+    for (const auto& c : choices) EXPECT_FALSE(c.at("reason").get<std::string>().empty());
+    EXPECT_EQ(nsvm("profile show nope").status, 2);
+}
+
+TEST(CliHelp, EverySubcommandHasHelp) {
+    for (const char* sub : {"check", "decode", "convert", "exit-code", "cpu", "profile", "run"}) {
+        const auto r = nsvm(std::string(sub) + " --help");
+        EXPECT_EQ(r.status, 0) << sub;
+        EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
+    }
+}
+
+TEST(CliRun, EveryExampleScenarioHolds) {
+    const fs::path dir = fs::path(NSVM_SOURCE_DIR) / "examples/scenarios";
+    int count = 0;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        const auto ext = e.path().extension();
+        if (ext != ".yaml" && ext != ".yml" && ext != ".json") continue;
+        const auto r = nsvm("run " + e.path().string());
+        EXPECT_EQ(r.status, 0) << e.path() << "\n" << r.out << r.err;
+        ++count;
+    }
+    EXPECT_GE(count, 7);
+}

@@ -1,0 +1,130 @@
+// nsvm check: would VMRUN on this VMCB fail, and why (interfaces.md §4).
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "nsvm/checks/evaluate.hpp"
+#include "nsvm/formats/vmcb_io.hpp"
+
+namespace nsvm::cli {
+namespace {
+
+struct CheckOptions {
+    std::string file;
+    std::string format = "auto";
+    bool json = false;
+    ModelOptions model;
+};
+
+std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
+
+std::string verdict_line(const checks::Report& r) {
+    switch (r.verdict) {
+        case checks::Verdict::valid: return "VMRUN would succeed";
+        case checks::Verdict::ud: return "VMRUN would raise #UD before reading the VMCB";
+        case checks::Verdict::gp: return "VMRUN would raise #GP(0) before reading the VMCB";
+        default: {
+            const auto d = arch::exit_code::describe(r.exit_code);
+            return fmt::format("VMRUN would fail: #VMEXIT({} = {:#018x})", d.name, r.exit_code);
+        }
+    }
+}
+
+nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, const formats::ReadResult& in) {
+    nlohmann::json j;
+    j["verdict"] = r.verdict == checks::Verdict::valid ? "valid" : "invalid";
+    if (r.verdict == checks::Verdict::vmexit_invalid || r.verdict == checks::Verdict::other_vmexit) {
+        j["exit_code"] = fmt::format("{:#018x}", r.exit_code);
+    } else if (r.verdict == checks::Verdict::ud) {
+        j["exception"] = "#UD";
+    } else if (r.verdict == checks::Verdict::gp) {
+        j["exception"] = "#GP(0)";
+    }
+    j["cpu"] = m.cpu.name;
+    j["profile"] = std::string(m.profile->name);
+    j["format"] = std::string(formats::format_name(in.format));
+    auto& failures = j["failures"] = nlohmann::json::array();
+    for (const auto& f : r.failures) {
+        nlohmann::json e;
+        e["id"] = std::string(f.check->id);
+        e["apm"] = std::string(f.check->apm);
+        e["fields"] = nlohmann::json::array();
+        for (auto field : f.check->fields) e["fields"].push_back(std::string(field));
+        e["message"] = std::string(f.check->message);
+        e["hint"] = std::string(f.check->hint);
+        if (!f.detail.empty()) e["detail"] = f.detail;
+        failures.push_back(std::move(e));
+    }
+    auto& warnings = j["warnings"] = nlohmann::json::array();
+    for (const auto& w : in.warnings) {
+        warnings.push_back({{"id", "input"}, {"fields", w.field.empty() ? nlohmann::json::array() : nlohmann::json::array({w.field})},
+                            {"message", formats::to_string(w)}});
+    }
+    for (const auto& w : r.warnings) {
+        warnings.push_back({{"id", w.id}, {"fields", w.fields}, {"message", w.message}});
+    }
+    return j;
+}
+
+void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedModel& m,
+                 const formats::ReadResult& in) {
+    const bool ok = r.verdict == checks::Verdict::valid;
+    std::cout << bold(o.file) << ": " << (ok ? green(verdict_line(r)) : red(verdict_line(r))) << '\n';
+    std::cout << dim(fmt::format("  cpu {} (MAXPHYADDR {}), profile {}, input {}", m.cpu.name, m.cpu.maxphyaddr,
+                                 m.profile->name, formats::format_name(in.format)))
+              << "\n";
+    for (const auto& f : r.failures) {
+        std::cout << '\n'
+                  << "  " << red("x") << ' ' << bold(f.check->id) << dim(fmt::format("  [APM {}]", f.check->apm))
+                  << "  " << f.check->message << '\n';
+        std::string fields;
+        for (auto field : f.check->fields) fields += (fields.empty() ? "" : ", ") + std::string(field);
+        std::cout << "      fields: " << fields << '\n';
+        if (!f.detail.empty()) std::cout << "      values: " << f.detail << '\n';
+        std::cout << "      fix:    " << f.check->hint << '\n';
+    }
+    if (!in.warnings.empty() || !r.warnings.empty()) std::cout << '\n';
+    for (const auto& w : in.warnings) std::cout << "  " << yellow("warning") << ": " << formats::to_string(w) << '\n';
+    for (const auto& w : r.warnings) std::cout << "  " << yellow("warning") << ": " << w.id << ": " << w.message << '\n';
+    if (!ok) {
+        std::cout << '\n'
+                  << fmt::format("{} check{} failed.", r.failures.size(), r.failures.size() == 1 ? "" : "s")
+                  << '\n';
+    }
+}
+
+int run_check(const CheckOptions& o) {
+    const auto model = resolve_model(o.model);
+    auto fmt_id = formats::parse_format(o.format);
+    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", o.format)};
+    const std::string data = read_input(o.file);
+    const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+    auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : o.file);
+    if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
+
+    checks::Context ctx{in->vmcb, model.cpu, *model.profile, in->host ? &*in->host : nullptr, nullptr};
+    const auto report = checks::evaluate(ctx);
+    if (o.json) {
+        std::cout << report_json(report, model, *in).dump(2) << '\n';
+    } else {
+        print_human(o, report, model, *in);
+    }
+    return report.verdict == checks::Verdict::valid ? kOk : kFailed;
+}
+
+const Registrar reg{10, [](CLI::App& app, int& status) {
+    static CheckOptions o;
+    auto* sub = app.add_subcommand("check", "Would VMRUN on this VMCB fail, and why? Every failing check, "
+                                            "with its APM section, fields and a fix.");
+    sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb() or Xen svm_vmcb_dump() text; - for stdin")
+        ->required();
+    sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump")->capture_default_str();
+    sub->add_flag("--json", o.json, "one JSON object for scripts (interfaces.md §4)");
+    add_model_options(*sub, o.model);
+    sub->callback([&status] { status = run_check(o); });
+}};
+
+}  // namespace
+}  // namespace nsvm::cli

@@ -1,0 +1,187 @@
+// nsvm exit-code / cpu / profile: reference look-ups.
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/formats/decode.hpp"
+#include "nsvm/util/text.hpp"
+
+namespace nsvm::cli {
+namespace {
+
+std::uint64_t parse_number_option(const std::string& name, const std::string& text) {
+    auto v = util::parse_u64(text);
+    if (!v) throw Exit{kBadInput, fmt::format("{} {}: not a number (use 0x.., decimal or 0b..)", name, text)};
+    return *v;
+}
+
+struct ExitCodeOptions {
+    std::string code;
+    std::string info1, info2;
+    bool json = false;
+};
+
+int run_exit_code(const ExitCodeOptions& o) {
+    auto code = arch::exit_code::parse(o.code);
+    if (!code) throw Exit{kBadInput, fmt::format("'{}' is neither an exit code number nor a known exit name", o.code)};
+    const auto d = arch::exit_code::describe(*code);
+    const std::uint64_t i1 = o.info1.empty() ? 0 : parse_number_option("--info1", o.info1);
+    const std::uint64_t i2 = o.info2.empty() ? 0 : parse_number_option("--info2", o.info2);
+    const bool have_info = !o.info1.empty() || !o.info2.empty();
+    if (o.json) {
+        nlohmann::json j{{"code", fmt::format("{:#x}", *code)},
+                         {"name", d.name},
+                         {"kvm_name", d.kvm_name},
+                         {"meaning", d.meaning},
+                         {"known", d.known}};
+        if (have_info) j["exit_info"] = formats::decode_exit_info_json(*code, i1, i2);
+        std::cout << j.dump(2) << '\n';
+    } else {
+        std::cout << bold(d.name) << "  " << dim(fmt::format("{:#x}", *code))
+                  << (d.kvm_name.empty() ? "" : "  " + dim(d.kvm_name)) << '\n'
+                  << "  " << d.meaning << '\n';
+        if (have_info) std::cout << formats::decode_exit_info(*code, i1, i2);
+    }
+    return d.known ? kOk : kFailed;
+}
+
+struct NameOptions {
+    std::string name;
+    bool json = false;
+};
+
+nlohmann::json model_json(const checks::CpuModel& m) {
+    nlohmann::json f = nlohmann::json::array();
+    for (std::size_t i = 0; i < checks::kFeatureCount; ++i) {
+        const auto feat = static_cast<checks::Feature>(i);
+        if (m.has(feat)) f.push_back(std::string(checks::feature_name(feat)));
+    }
+    return {{"name", m.name},       {"description", m.description}, {"maxphyaddr", m.maxphyaddr},
+            {"va_width", m.va_width}, {"num_asids", m.num_asids},   {"num_encrypted_guests", m.num_encrypted_guests},
+            {"features", f}};
+}
+
+int run_cpu_list(bool json) {
+    if (json) {
+        auto a = nlohmann::json::array();
+        for (const auto& m : checks::builtin_models()) a.push_back(model_json(m));
+        std::cout << a.dump(2) << '\n';
+        return kOk;
+    }
+    for (const auto& m : checks::builtin_models()) {
+        const bool def = &m == &checks::default_model() || m.name == checks::default_model().name;
+        std::cout << fmt::format("{:<14} {}{}\n", m.name, m.description, def ? " (default)" : "");
+    }
+    return kOk;
+}
+
+int run_cpu_show(const NameOptions& o) {
+    ModelOptions mo;
+    mo.cpu = o.name;
+    const auto m = resolve_model(mo).cpu;
+    if (o.json) {
+        std::cout << model_json(m).dump(2) << '\n';
+        return kOk;
+    }
+    std::cout << bold(m.name) << "  " << m.description << '\n'
+              << fmt::format("  MAXPHYADDR        {}\n  virtual address   {} bits\n  ASIDs             {}\n"
+                             "  encrypted guests  {}\n",
+                             m.maxphyaddr, m.va_width, m.num_asids, m.num_encrypted_guests)
+              << fmt::format("  CR4 reserved      {:#x}\n  EFER reserved     {:#x}\n", m.cr4_reserved_bits(),
+                             m.efer_reserved_bits())
+              << "  features         ";
+    for (std::size_t i = 0; i < checks::kFeatureCount; ++i) {
+        const auto feat = static_cast<checks::Feature>(i);
+        if (m.has(feat)) std::cout << ' ' << checks::feature_name(feat);
+    }
+    std::cout << "\n  absent           ";
+    for (std::size_t i = 0; i < checks::kFeatureCount; ++i) {
+        const auto feat = static_cast<checks::Feature>(i);
+        if (!m.has(feat)) std::cout << ' ' << dim(checks::feature_name(feat));
+    }
+    std::cout << '\n';
+    return kOk;
+}
+
+int run_profile_list(bool json) {
+    if (json) {
+        auto a = nlohmann::json::array();
+        for (const auto& p : checks::all_profiles())
+            a.push_back({{"name", std::string(p.name)}, {"description", std::string(p.description)}});
+        std::cout << a.dump(2) << '\n';
+        return kOk;
+    }
+    for (const auto& p : checks::all_profiles()) {
+        std::cout << fmt::format("{:<7} {}{}\n", p.name, p.description, p.id == checks::ProfileId::apm ? " (default)" : "");
+    }
+    return kOk;
+}
+
+int run_profile_show(const NameOptions& o) {
+    auto pid = checks::find_profile(o.name);
+    if (!pid) throw Exit{kBadInput, pid.error()};
+    const auto& p = checks::profile(*pid);
+    if (o.json) {
+        nlohmann::json choices = nlohmann::json::array();
+        for (const auto& c : p.choices())
+            choices.push_back({{"key", std::string(c.key)}, {"value", c.value}, {"reason", std::string(c.reason)}});
+        std::cout << nlohmann::json{{"name", std::string(p.name)}, {"description", std::string(p.description)},
+                                    {"choices", choices}}
+                         .dump(2)
+                  << '\n';
+        return kOk;
+    }
+    std::cout << bold(p.name) << "  " << p.description << "\n\n";
+    for (const auto& c : p.choices()) {
+        std::cout << "  " << bold(c.key) << " = " << c.value << '\n' << "      " << dim(c.reason) << '\n';
+    }
+    return kOk;
+}
+
+const Registrar reg_exit{50, [](CLI::App& app, int& status) {
+    static ExitCodeOptions o;
+    auto* sub = app.add_subcommand("exit-code", "Name and explain an SVM exit code; decode its EXITINFO1/2 "
+                                                "(IOIO, MSR, NPF, #PF, CR/DR access).");
+    sub->add_option("code", o.code, "exit code: 0x7b, 123, -1, or a name such as VMEXIT_NPF / SVM_EXIT_MSR")
+        ->required()
+        ->allow_extra_args(false);
+    sub->add_option("--info1", o.info1, "EXITINFO1 value");
+    sub->add_option("--info2", o.info2, "EXITINFO2 value");
+    sub->add_flag("--json", o.json, "JSON output");
+    sub->callback([&status] { status = run_exit_code(o); });
+}};
+
+const Registrar reg_cpu{60, [](CLI::App& app, int& status) {
+    static NameOptions show;
+    static bool list_json = false;
+    auto* sub = app.add_subcommand("cpu", "CPU models the checks depend on (MAXPHYADDR, features).");
+    sub->require_subcommand(1);
+    auto* list = sub->add_subcommand("list", "List the built-in models");
+    list->add_flag("--json", list_json, "JSON output");
+    list->callback([&status] { status = run_cpu_list(list_json); });
+    auto* s = sub->add_subcommand("show", "Show one model (built-in name or JSON file)");
+    s->add_option("name", show.name, "model name or file")->required();
+    s->add_flag("--json", show.json, "JSON output");
+    s->callback([&status] { status = run_cpu_show(show); });
+}};
+
+const Registrar reg_profile{61, [](CLI::App& app, int& status) {
+    static NameOptions show;
+    static bool list_json = false;
+    auto* sub = app.add_subcommand("profile", "Behaviour profiles: each choice where the APM is silent or "
+                                              "implementations differ, with its reason.");
+    sub->require_subcommand(1);
+    auto* list = sub->add_subcommand("list", "List the profiles");
+    list->add_flag("--json", list_json, "JSON output");
+    list->callback([&status] { status = run_profile_list(list_json); });
+    auto* s = sub->add_subcommand("show", "Show every choice of one profile");
+    s->add_option("name", show.name, "apm, kvm, qemu, bochs or xen")->required();
+    s->add_flag("--json", show.json, "JSON output");
+    s->callback([&status] { status = run_profile_show(show); });
+}};
+
+}  // namespace
+}  // namespace nsvm::cli
