@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/checks/evaluate.hpp"
 #include "nsvm/formats/vmcb_io.hpp"
 

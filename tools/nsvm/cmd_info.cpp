@@ -6,6 +6,7 @@
 
 #include "cli.hpp"
 #include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/checks/catalogue.hpp"
 #include "nsvm/formats/decode.hpp"
 #include "nsvm/util/text.hpp"
 
@@ -140,6 +141,56 @@ int run_profile_show(const NameOptions& o) {
     }
     return kOk;
 }
+
+std::string profiles_of(checks::ProfileMask m) {
+    std::string out;
+    for (const auto& p : checks::all_profiles()) {
+        if (m & checks::mask_of(p.id)) out += (out.empty() ? "" : ",") + std::string(p.name);
+    }
+    return out;
+}
+
+int run_checks_list(bool json) {
+    if (json) {
+        auto a = nlohmann::json::array();
+        for (const auto& c : checks::catalogue()) {
+            nlohmann::json fields = nlohmann::json::array();
+            for (auto f : c.fields) fields.push_back(std::string(f));
+            nlohmann::json profiles = nlohmann::json::array();
+            for (const auto& p : checks::all_profiles())
+                if (c.profiles & checks::mask_of(p.id)) profiles.push_back(std::string(p.name));
+            nlohmann::json e;
+            e["id"] = std::string(c.id);
+            e["apm"] = std::string(c.apm);
+            e["ref"] = std::string(c.ref);
+            e["stage"] = std::string(checks::stage_name(c.stage));
+            e["fields"] = fields;
+            e["message"] = std::string(c.message);
+            e["hint"] = std::string(c.hint);
+            e["profiles"] = profiles;
+            e["inferred"] = c.inferred;
+            a.push_back(std::move(e));
+        }
+        std::cout << a.dump(2) << '\n';
+        return kOk;
+    }
+    for (const auto& c : checks::catalogue()) {
+        std::cout << fmt::format("{:<28} {:<10} {:<11} {}\n", c.id, "APM " + std::string(c.apm), std::string(checks::stage_name(c.stage)),
+                                 c.message)
+                  << dim(fmt::format("{:<28} profiles: {}", "", profiles_of(c.profiles))) << '\n';
+    }
+    std::cout << fmt::format("{} checks.\n", checks::catalogue().size());
+    return kOk;
+}
+
+const Registrar reg_checks{55, [](CLI::App& app, int& status) {
+    static bool json = false;
+    auto* sub = app.add_subcommand("checks", "The consistency-check catalogue: every check nsvm knows.");
+    sub->require_subcommand(1);
+    auto* list = sub->add_subcommand("list", "List every check: id, APM section, stage, message, profiles");
+    list->add_flag("--json", json, "JSON output");
+    list->callback([&status] { status = run_checks_list(json); });
+}};
 
 const Registrar reg_exit{50, [](CLI::App& app, int& status) {
     static ExitCodeOptions o;

@@ -68,7 +68,24 @@ struct Check {
     bool (*violated)(const Context&) noexcept;
     /// Optional: the offending values in words ("CR0 = 0x60000011"); may allocate.
     std::string (*detail)(const Context&) = nullptr;
+    /// Memory-stage checks only: true when the VMCB triggers the check but
+    /// ctx.memory is null, so the answer needs guest memory (a warning).
+    bool (*needs_memory)(const Context&) noexcept = nullptr;
+    /// True for rules the APM states as requirements without naming the exit
+    /// (apm-svm.md §16.8); reported as VMEXIT_INVALID, marked "inferred".
+    bool inferred = false;
 };
+
+[[nodiscard]] constexpr std::string_view stage_name(Stage s) noexcept {
+    switch (s) {
+        case Stage::instruction: return "instruction";
+        case Stage::control: return "control";
+        case Stage::save: return "save";
+        case Stage::event: return "event";
+        case Stage::memory: return "memory";
+    }
+    return "?";
+}
 
 /// The whole catalogue, in evaluation order (deterministic).
 [[nodiscard]] std::span<const Check> catalogue() noexcept;

@@ -20,7 +20,8 @@ namespace nsvm::checks {
     X(fxsr_opt) X(shstk) X(ibt) X(lam) X(fred) X(autoibrs) X(svm) X(npt) X(nrip_save) X(flushbyasid) X(vgif) \
     X(vnmi) X(lbrv) X(v_vmsave_vmload) X(avic) X(x2avic) X(sev) X(sev_es) X(sev_snp) X(tsc_scale)           \
     X(pausefilter) X(pfthreshold) X(decodeassists) X(vmcbclean) X(gmet) X(sss_check) X(svm_lock)            \
-    X(pmc_virt) X(ibs_virt) X(idle_hlt) X(bus_lock_threshold) X(skinit) X(mcommit) X(erap)
+    X(pmc_virt) X(ibs_virt) X(idle_hlt) X(bus_lock_threshold) X(skinit) X(mcommit) X(erap)          \
+    X(tce) X(uai) X(pks) X(sev_64bit_host)
 
 enum class Feature : std::uint8_t {
 #define NSVM_X(f) f,
@@ -31,7 +32,11 @@ enum class Feature : std::uint8_t {
 inline constexpr std::size_t kFeatureCount = static_cast<std::size_t>(Feature::count_);
 
 [[nodiscard]] std::string_view feature_name(Feature f) noexcept;
+/// Accepts the canonical names, '-' for '_', case-insensitively, and common
+/// aliases (nrips, np, ospke, flush_by_asid, avic_x2apic ...).
 [[nodiscard]] std::optional<Feature> find_feature(std::string_view name) noexcept;
+/// Every canonical feature name, in Feature order (for suggestions and listings).
+[[nodiscard]] std::span<const std::string_view> feature_names() noexcept;
 
 struct CpuModel {
     std::string name;
@@ -53,6 +58,8 @@ struct CpuModel {
     [[nodiscard]] std::uint64_t cr4_reserved_bits() const noexcept;
     /// EFER bits that are MBZ on this CPU, APM 3.1.7.
     [[nodiscard]] std::uint64_t efer_reserved_bits() const noexcept;
+    /// Linear-address width for canonical checks (48, or 57 with LA57).
+    [[nodiscard]] unsigned canonical_width() const noexcept { return va_width; }
 };
 
 /// Built-in models: "zen4" (default, a modern EPYC Genoa), "zen3", "qemu-tcg"

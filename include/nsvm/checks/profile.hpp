@@ -27,6 +27,25 @@ enum class Cr3Rule : std::uint8_t {
     host_lma_pa_bits,      ///< qemu: bits >= PA width, only when the *host* EFER.LMA = 1
     none,                  ///< bochs: no CR3 check
     xen_low_bits,          ///< xen: cr3 & 7, cr3 & 0xFE0 outside PAE, bits >= MAXPHYADDR in long mode
+    kvm_legal_gpa,         ///< kvm: bits >= MAXPHYADDR in any mode (LAM bits 62:61 ignored with lam);
+                           ///< decided early when LME&PG, otherwise late by nested_svm_load_cr3
+};
+/// Which EFER.LMA the model believes for "is the guest in long mode".
+enum class LmaSource : std::uint8_t {
+    lme_and_pg,            ///< apm/kvm/bochs: long mode = EFER.LME && CR0.PG (VMCB LMA not consulted)
+    vmcb,                  ///< qemu/xen: EFER.LMA exactly as the VMCB holds it
+};
+/// NP_ENABLE set on a CPU model without the npt feature.
+enum class NpWithoutFeature : std::uint8_t {
+    ignored,               ///< apm/bochs: the bit has no effect; no nested paging, no NP checks
+    sanitized,             ///< kvm: cleared in the cached copy before the checks (v7 patch 14)
+    honoured,              ///< qemu/xen: nested paging (and its checks) as if the CPU had it
+};
+/// Which nCR3 bits are checked with NP_ENABLE (apm-svm.md §3 N2).
+enum class Ncr3Rule : std::uint8_t {
+    none,                  ///< qemu/xen: nCR3 taken as is
+    pa_bits,               ///< apm/kvm: bits >= MAXPHYADDR
+    pa_bits_host_long_mode,///< bochs: bits >= 40, only while the host is in long mode
 };
 /// How an EVENTINJ exception vector is judged (apm-svm.md §3 E3).
 enum class EventVectorRule : std::uint8_t {
@@ -74,6 +93,43 @@ struct Profile {
     bool sanitize_np_without_feature = false;   ///< kvm: NP_ENABLE silently cleared without npt
     bool pdpe_check = true;                     ///< C21 PAE PDPEs (needs guest memory); qemu: no
 
+    // Added knobs (see profile.cpp for every value and its reason).
+    LmaSource lma_source = LmaSource::lme_and_pg;
+    NpWithoutFeature np_without_feature = NpWithoutFeature::ignored;
+    Ncr3Rule ncr3_rule = Ncr3Rule::pa_bits;
+    unsigned pa_check_width = 0;                ///< 0: the model's MAXPHYADDR; bochs: 40 (compile time)
+    std::uint64_t efer_fixed_valid = 0;         ///< 0: model-derived EFER MBZ set; qemu: fixed valid list
+    std::uint64_t cr4_always_reserved = 0;      ///< extra CR4 bits rejected whatever the model says
+    std::uint64_t dr6_reserved = 0xFFFFFFFF00000000ULL;  ///< DR6 bits whose being set fails (C6)
+    std::uint64_t dr7_reserved = 0xFFFFFFFF00000000ULL;  ///< DR7 bits whose being set fails (C7)
+    bool efer_lma_checked = false;              ///< no one: VMCB EFER.LMA vs LME&PG is not a failure
+    bool efer_lm_check = true;                  ///< C9 LME/LMA without long mode
+    bool asid_check = true;                     ///< C16 (xen: no)
+    bool vmrun_intercept_check = true;          ///< C13
+    bool event_type_check = true;               ///< E2
+    bool event_vector_check = true;             ///< E3
+    bool sev_es_event_check = true;             ///< E4
+    bool vnmi_check = true;                     ///< V1
+    bool vnmi_needs_feature = true;             ///< V1 only when the model has vnmi (kvm: always)
+    bool g_pat_check = true;                    ///< N3, only with nested paging
+    bool np_host_paging_check = true;           ///< N1 (needs host state)
+    bool sss_check = true;                      ///< N4
+    bool avic_checks = true;                    ///< A1-A3
+    bool sev_checks = true;                     ///< S1-S4, P-rows decidable from the VMCB
+    bool inferred_rules = true;                 ///< A4, S5: requirements with no named exit (§16.8)
+    bool ud_without_paging = false;             ///< kvm: VMRUN with guest CR0.PG=0 is #UD
+    bool rax_checks = true;                     ///< #GP for misaligned / too-wide rAX
+    bool rax_gp_before_intercept = true;        ///< bochs: the VMRUN intercept comes first
+    bool cr3_late_failure = false;              ///< kvm: non-long-mode CR3 fails after partial entry
+    bool clear_gif_on_failure = true;           ///< every #VMEXIT, VMEXIT_INVALID included, clears GIF
+    bool eventinj_cleared_on_failure = true;    ///< EVENTINJ zeroed in the VMCB after a failed VMRUN
+    bool event_ev_ignored = false;              ///< qemu: EV bit ignored, error code follows the vector
+    bool vmexit_dr7_from_hsave = false;         ///< qemu: #VMEXIT restores host DR7 instead of 0x400
+    bool hsave_used = true;                     ///< bochs keeps host state internally
+    bool hsave_zero_gp = false;                 ///< kvm: VMRUN with VM_HSAVE_PA = 0 is #GP
+    bool canonical_writeback = false;           ///< emulators write canonicalized bases back on #VMEXIT
+    bool rsm_pe0_pg1_shutdown = false;          ///< §16.6: RSM to CR0.PE=0,PG=1 shuts down
+
     // --- Failure and exit semantics (used by the cpu and nested layers) ---
     FailureWriteback failure_writeback = FailureWriteback::exit_fields_only;
     bool exit_code_32bit = false;               ///< qemu stores VMEXIT_INVALID zero-extended
@@ -82,6 +138,11 @@ struct Profile {
     /// Every choice of this profile with its reason, in a stable order.
     [[nodiscard]] std::span<const Choice> choices() const noexcept;
 };
+
+/// The effective physical-address width for the PA-limit checks.
+[[nodiscard]] inline unsigned pa_width(const Profile& p, unsigned maxphyaddr) noexcept {
+    return p.pa_check_width != 0 ? p.pa_check_width : maxphyaddr;
+}
 
 [[nodiscard]] const Profile& profile(ProfileId id) noexcept;
 [[nodiscard]] std::span<const Profile> all_profiles() noexcept;

@@ -1,0 +1,80 @@
+// Reading a VMCB from every form a hypervisor developer has at hand, and
+// writing it back.
+//
+//   raw       the 4 KiB little-endian page as hardware reads it (lossless)
+//   json      interfaces.md §1; write_json adds "reserved_bytes" for any
+//             non-zero byte no field covers, so raw -> json -> raw is lossless
+//   kvm-dump  the text KVM's dump_vmcb() prints (dump-formats.md a.3)
+//   xen-dump  the text Xen's svm_vmcb_dump() prints (dump-formats.md a.4)
+//
+// Readers never throw and never guess silently: bad input is an error that
+// names the file, the line and the field; anything a dump cannot tell
+// (fields it does not print, 32-bit truncation, L1/L2 mixing) is a warning.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nsvm/arch/vmcb.hpp"
+#include "nsvm/checks/catalogue.hpp"
+#include "nsvm/util/expected.hpp"
+
+namespace nsvm::formats {
+
+enum class Format : std::uint8_t { auto_detect, raw, json, kvm_dump, xen_dump };
+
+/// "auto", "raw", "json", "kvm-dump" (also "kvm"), "xen-dump" (also "xen");
+/// nullopt for anything else.
+[[nodiscard]] std::optional<Format> parse_format(std::string_view name);
+/// The canonical name parse_format accepts ("kvm-dump", ...).
+[[nodiscard]] std::string_view format_name(Format f);
+
+/// One problem or remark about the input. Empty parts are omitted when printed.
+struct Diagnostic {
+    std::string file;
+    int line = 0;  ///< 1-based; 0 = not applicable
+    std::string field;  ///< "save.cr0", "control.asid", a JSON member path, ...
+    std::string message;
+    friend bool operator==(const Diagnostic&, const Diagnostic&) = default;
+};
+/// "file:line: field: message", leaving out the parts that are empty.
+[[nodiscard]] std::string to_string(const Diagnostic& d);
+
+struct ReadResult {
+    arch::Vmcb vmcb;
+    Format format = Format::raw;  ///< the format actually read (never auto_detect)
+    std::vector<Diagnostic> warnings;
+    std::optional<checks::HostState> host;  ///< JSON "host" object, when given
+};
+
+/// Reads one VMCB. `fmt` may be auto_detect. Never throws.
+[[nodiscard]] nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> data, Format fmt,
+                                                               std::string_view source_name);
+[[nodiscard]] inline nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::string_view text, Format fmt,
+                                                                      std::string_view source_name) {
+    return read_vmcb(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), fmt,
+                     source_name);
+}
+
+/// Best guess at the format; auto_detect when nothing matches.
+///  raw:  exactly 4096 bytes that are not recognisable text
+///  json: first non-blank character is '{'
+///  kvm:  "VMCB Control Area:", "kvm_amd:", dump_vmcb labels such as "cr_read:"
+///  xen:  "(XEN)", "cr_intercepts =", "general1_intercepts"
+/// When both dump kinds have markers, the earliest marker wins.
+[[nodiscard]] Format detect_format(std::span<const std::uint8_t> data);
+
+/// The 4 KiB page, byte for byte (the lossless form).
+[[nodiscard]] std::vector<std::uint8_t> write_raw(const arch::Vmcb& vmcb);
+/// interfaces.md §1 JSON, pretty-printed: only non-zero fields, values as
+/// hex strings, intercepts by name ("intercept_words" only for bits without a
+/// name), segments as objects, byte runs as hex strings, and a top-level
+/// "reserved_bytes" {"0x018": "hex bytes"} for non-zero bytes outside every
+/// field. read_vmcb(write_json(v)) gives back exactly v.
+[[nodiscard]] std::string write_json(const arch::Vmcb& vmcb);
+
+}  // namespace nsvm::formats

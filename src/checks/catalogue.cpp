@@ -1,0 +1,202 @@
+// The public catalogue: one Check per rule of rules.hpp, in AllRules order,
+// plus the renderers that put the offending values into words.
+#include "nsvm/checks/catalogue.hpp"
+
+#include <array>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "rules.hpp"
+
+namespace nsvm::checks {
+namespace {
+
+using namespace rules;
+using DetailFn = std::string (*)(const Context&);
+using NeedsFn = bool (*)(const Context&) noexcept;
+
+
+/// "PAE|PCIDE" style list of the named bits in `mask`, plus any unnamed rest.
+template <class Names>
+std::string bit_names(std::uint64_t mask, const Names& names) {
+    std::string out;
+    std::uint64_t rest = mask;
+    for (const auto& n : names) {
+        if ((mask & n.mask) == n.mask && n.mask != 0) {
+            out += (out.empty() ? "" : "|") + std::string(n.name);
+            rest &= ~n.mask;
+        }
+    }
+    if (rest != 0) out += (out.empty() ? "" : "|") + fmt::format("bits {:#x}", rest);
+    return out;
+}
+
+std::string d_cr0(const Context& c) {
+    const auto cr0 = c.vmcb.get(arch::FieldId::cr0);
+    return fmt::format("CR0 = {:#x} ({})", cr0, bit_names(cr0, arch::cr0::kNames));
+}
+std::string d_cr3(const Context& c) {
+    const View v(c);
+    const char* mode = v.lme_pg ? "long mode" : (v.cr4 & arch::cr4::PAE) != 0 ? "PAE" : "32-bit legacy";
+    return fmt::format("CR3 = {:#x}, paging format {}, MAXPHYADDR {}, offending bits {:#x}", v.cr3, mode, v.pa,
+                       cr3_bad_bits(v));
+}
+std::string d_cr4(const Context& c) {
+    const View v(c);
+    return fmt::format("CR4 = {:#x}; not allowed on CPU '{}': {}", v.cr4, c.cpu.name,
+                       bit_names(cr4_bad_bits(v), arch::cr4::kNames));
+}
+std::string d_efer(const Context& c) {
+    const View v(c);
+    return fmt::format("EFER = {:#x} ({}); not allowed on CPU '{}': {}", v.efer, bit_names(v.efer, arch::efer::kNames),
+                       c.cpu.name, bit_names(efer_bad_bits(v), arch::efer::kNames));
+}
+std::string d_efer_plain(const Context& c) {
+    const auto e = c.vmcb.get(arch::FieldId::efer);
+    return fmt::format("EFER = {:#x} ({})", e, bit_names(e, arch::efer::kNames));
+}
+std::string d_long_mode(const Context& c) {
+    const View v(c);
+    return fmt::format("EFER = {:#x}, CR0 = {:#x}, CR4 = {:#x}, CS.attrib = {:#x} (L={}, D={})", v.efer, v.cr0, v.cr4,
+                       v.cs_attrib, (v.cs_attrib & arch::seg_attr::L) != 0 ? 1 : 0,
+                       (v.cs_attrib & arch::seg_attr::DB) != 0 ? 1 : 0);
+}
+std::string bitmap_detail(const Context& c, std::uint64_t base, std::uint32_t size, const char* what) {
+    const View v(c);
+    const std::uint64_t page = base & ~std::uint64_t{0xFFF};
+    const std::uint64_t limit = pa_limit(v.pa);
+    switch (v.p.bitmap_limit_rule) {
+        case BitmapLimitRule::qemu_base:
+            return fmt::format("{} base = {:#x}; QEMU rejects a page base >= 2^{} - {:#x} = {:#x}", what, base, v.pa,
+                               size, limit >= size ? limit - size : 0);
+        case BitmapLimitRule::base_only:
+            return fmt::format("{} base = {:#x}; page base must be below 2^{} = {:#x}", what, base, v.pa, limit);
+        default:
+            return fmt::format("{} base = {:#x}: last byte {:#x} (size {:#x}) must be below 2^{} = {:#x}", what, base,
+                               page + (size - 1), size, v.pa, limit);
+    }
+}
+std::string d_msrpm(const Context& c) {
+    return bitmap_detail(c, c.vmcb.get(arch::FieldId::msrpm_base_pa), c.profile.msrpm_checked_size, "MSRPM");
+}
+std::string d_iopm(const Context& c) {
+    return bitmap_detail(c, c.vmcb.get(arch::FieldId::iopm_base_pa), c.profile.iopm_checked_size, "IOPM");
+}
+std::string d_event(const Context& c) {
+    const auto e = static_cast<std::uint32_t>(c.vmcb.get(arch::FieldId::event_inj));
+    const unsigned t = arch::event::type_of(e);
+    const unsigned vec = e & arch::event::VECTOR;
+    return fmt::format("EVENTINJ = {:#010x}: V={} TYPE={} ({}) VECTOR={} ({}) EV={} reserved[30:12]={:#x}", e,
+                       (e & arch::event::V) != 0 ? 1 : 0, t, arch::event::type_name(t), vec,
+                       vec < 32 ? std::string(arch::kExceptionNames[vec]) : std::string("interrupt"),
+                       (e & arch::event::EV) != 0 ? 1 : 0, (e & arch::event::RESERVED) >> 12);
+}
+std::string d_host(const Context& c) {
+    if (c.host == nullptr) return {};
+    return fmt::format("host EFER = {:#x}, CR0 = {:#x}, CPL = {}, RFLAGS = {:#x}", c.host->efer, c.host->cr0,
+                       c.host->cpl, c.host->rflags);
+}
+std::string d_rax(const Context& c) {
+    if (c.host == nullptr) return {};
+    const View v(c);
+    return fmt::format("rAX = {:#x} ({}-bit address size: {:#x}), MAXPHYADDR {}", c.host->rax, c.host->address_size,
+                       v.host_rax(), v.pa);
+}
+std::string d_s_cet(const Context& c) {
+    const View v(c);
+    return fmt::format("S_CET = {:#x}, reserved bits set {:#x}", v.s_cet, s_cet_bad_bits(v));
+}
+std::string d_pdpe(const Context& c) {
+    const View v(c);
+    std::string out = fmt::format("CR3 = {:#x}, PDPT at {:#x}:", v.cr3, pdpt_base(v.cr3));
+    if (c.memory == nullptr) return out + " guest memory not given";
+    for (unsigned i = 0; i < 4; ++i) {
+        std::uint64_t e = 0;
+        if (!c.memory->read_u64(pdpt_base(v.cr3) + 8 * i, e)) {
+            out += fmt::format(" PDPE{} unreadable;", i);
+        } else {
+            out += fmt::format(" PDPE{} = {:#x} (bad {:#x});", i, e, pdpe_bad_bits(v, e));
+        }
+    }
+    return out;
+}
+
+template <class R>
+inline constexpr DetailFn kDetail = nullptr;
+template <> inline constexpr DetailFn kDetail<GateSvme> = &d_host;
+template <> inline constexpr DetailFn kDetail<GateProtectedMode> = &d_host;
+template <> inline constexpr DetailFn kDetail<GatePaging> = &d_host;
+template <> inline constexpr DetailFn kDetail<GateCpl> = &d_host;
+template <> inline constexpr DetailFn kDetail<GateRaxAlign> = &d_rax;
+template <> inline constexpr DetailFn kDetail<GateRaxMaxphyaddr> = &d_rax;
+template <> inline constexpr DetailFn kDetail<MsrpmLimit> = &d_msrpm;
+template <> inline constexpr DetailFn kDetail<IopmLimit> = &d_iopm;
+template <> inline constexpr DetailFn kDetail<EferSvme> = &d_efer_plain;
+template <> inline constexpr DetailFn kDetail<Cr0CdNw> = &d_cr0;
+template <> inline constexpr DetailFn kDetail<Cr0Upper> = &d_cr0;
+template <> inline constexpr DetailFn kDetail<Cr3Mbz> = &d_cr3;
+template <> inline constexpr DetailFn kDetail<Cr4Mbz> = &d_cr4;
+template <> inline constexpr DetailFn kDetail<EferMbz> = &d_efer;
+template <> inline constexpr DetailFn kDetail<EferLm> = &d_efer_plain;
+template <> inline constexpr DetailFn kDetail<LongModePae> = &d_long_mode;
+template <> inline constexpr DetailFn kDetail<LongModePe> = &d_long_mode;
+template <> inline constexpr DetailFn kDetail<LongModeCsLD> = &d_long_mode;
+template <> inline constexpr DetailFn kDetail<CetSCet> = &d_s_cet;
+template <> inline constexpr DetailFn kDetail<EventType> = &d_event;
+template <> inline constexpr DetailFn kDetail<EventVector> = &d_event;
+template <> inline constexpr DetailFn kDetail<EventMode> = &d_event;
+template <> inline constexpr DetailFn kDetail<EventSevEs> = &d_event;
+template <> inline constexpr DetailFn kDetail<EventReserved> = &d_event;
+template <> inline constexpr DetailFn kDetail<PdpeReserved> = &d_pdpe;
+
+bool pdpe_needs_memory(const Context& c) noexcept {
+    if (c.memory != nullptr) return false;
+    const View v(c);
+    return pae_legacy_without_np(v);
+}
+template <class R>
+inline constexpr NeedsFn kNeeds = nullptr;
+template <> inline constexpr NeedsFn kNeeds<PdpeReserved> = &pdpe_needs_memory;
+
+template <class R>
+bool violated(const Context& c) noexcept {
+    return R::test(View(c));
+}
+
+template <class R>
+constexpr Check make() {
+    return Check{R::id,
+                 R::apm,
+                 R::ref,
+                 R::stage,
+                 R::outcome,
+                 std::span<const std::string_view>(R::fields),
+                 R::message,
+                 R::hint,
+                 R::mask,
+                 &violated<R>,
+                 kDetail<R>,
+                 kNeeds<R>,
+                 kInferred<R>};
+}
+
+template <class... R>
+constexpr auto make_all(List<R...>) {
+    return std::array<Check, sizeof...(R)>{make<R>()...};
+}
+
+const auto kCatalogue = make_all(AllRules{});
+
+}  // namespace
+
+std::span<const Check> catalogue() noexcept { return kCatalogue; }
+
+const Check* find_check(std::string_view id) noexcept {
+    for (const auto& c : kCatalogue) {
+        if (c.id == id) return &c;
+    }
+    return nullptr;
+}
+
+}  // namespace nsvm::checks

@@ -1,0 +1,247 @@
+// CPU models (interfaces.md §2): feature names, the built-in models and the
+// CR4/EFER reserved-bit masks derived from a model's features.
+#include "nsvm/checks/cpu_model.hpp"
+
+#include <array>
+#include <cctype>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/util/text.hpp"
+
+namespace nsvm::checks {
+namespace {
+
+constexpr std::array<std::string_view, kFeatureCount> kFeatureNames = {
+#define NSVM_X(f) #f,
+    NSVM_FEATURES(NSVM_X)
+#undef NSVM_X
+};
+
+struct Alias {
+    std::string_view alias;
+    Feature feature;
+};
+// Other spellings people use: the APM's CPUID field names (Fn8000_000A_EDX),
+// QEMU's -cpu property names, and older Linux flag names.
+constexpr std::array kAliases = {
+    Alias{"nrips", Feature::nrip_save},          Alias{"nrip", Feature::nrip_save},
+    Alias{"np", Feature::npt},                   Alias{"nested_paging", Feature::npt},
+    Alias{"ospke", Feature::pku},                Alias{"flush_by_asid", Feature::flushbyasid},
+    Alias{"pause_filter", Feature::pausefilter}, Alias{"pause_filter_threshold", Feature::pfthreshold},
+    Alias{"pfthresh", Feature::pfthreshold},     Alias{"decode_assists", Feature::decodeassists},
+    Alias{"vmcb_clean", Feature::vmcbclean},     Alias{"vmcbcleanbits", Feature::vmcbclean},
+    Alias{"v_vmsave", Feature::v_vmsave_vmload}, Alias{"vls", Feature::v_vmsave_vmload},
+    Alias{"virtual_vmload_vmsave", Feature::v_vmsave_vmload},
+    Alias{"x2avic_ext", Feature::x2avic},        Alias{"avic_x2apic", Feature::x2avic},
+    Alias{"svml", Feature::svm_lock},            Alias{"svm_lock", Feature::svm_lock},
+    Alias{"user_shstk", Feature::shstk},         Alias{"cet_ss", Feature::shstk},
+    Alias{"auto_ibrs", Feature::autoibrs},       Alias{"ffxsr", Feature::fxsr_opt},
+    Alias{"nxe", Feature::nx},                   Alias{"tsc_ratio", Feature::tsc_scale},
+    Alias{"tscratemsr", Feature::tsc_scale},     Alias{"sss", Feature::sss_check},
+    Alias{"perfctr_virt", Feature::pmc_virt},    Alias{"lm64", Feature::lm},
+    Alias{"x86_64", Feature::lm},                Alias{"sevsnp", Feature::sev_snp},
+    Alias{"seves", Feature::sev_es},             Alias{"lbr_virt", Feature::lbrv},
+    Alias{"vgif_enable", Feature::vgif},         Alias{"upper_address_ignore", Feature::uai},
+};
+
+std::string normalize(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        out.push_back(c == '-' ? '_' : static_cast<char>(std::tolower(u)));
+    }
+    return out;
+}
+
+CpuModel with(std::string name, std::string description, unsigned pa, unsigned va, std::uint32_t asids,
+              std::uint32_t enc, std::initializer_list<Feature> fs) {
+    CpuModel m;
+    m.name = std::move(name);
+    m.description = std::move(description);
+    m.maxphyaddr = pa;
+    m.va_width = va;
+    m.num_asids = asids;
+    m.num_encrypted_guests = enc;
+    for (auto f : fs) m.set(f);
+    return m;
+}
+
+using F = Feature;
+
+std::vector<CpuModel> make_models() {
+    std::vector<CpuModel> v;
+    // AMD EPYC 9004 "Genoa" (Zen 4). Sources: AMD PPR for family 19h model
+    // 11h (CPUID Fn8000_0008_EAX = 52-bit PA with 57-bit VA via LA57;
+    // Fn8000_000A_EBX = 32768 ASIDs; Fn8000_000A_EDX adds vNMI and x2AVIC in
+    // Zen 4; Fn8000_001F_ECX = 1006 encrypted guests), and the flags Linux
+    // prints in /proc/cpuinfo on Genoa. No IBT, LAM or FRED on AMD; no GMET,
+    // PMC/IBS virtualization, idle-HLT or bus-lock threshold before Zen 5.
+    v.push_back(with("zen4", "AMD EPYC 9004 (Genoa, Zen 4): 52-bit PA, LA57, SEV-SNP, vNMI, x2AVIC", 52, 57, 32768,
+                     1006,
+                     {F::lm,        F::nx,         F::pae,       F::pse,           F::pge,       F::pcid,
+                      F::smep,      F::smap,       F::umip,      F::pku,           F::la57,      F::fsgsbase,
+                      F::xsave,     F::fxsr_opt,   F::shstk,     F::autoibrs,      F::svm,       F::npt,
+                      F::nrip_save, F::flushbyasid, F::vgif,     F::vnmi,          F::lbrv,      F::v_vmsave_vmload,
+                      F::avic,      F::x2avic,     F::sev,       F::sev_es,        F::sev_snp,   F::tsc_scale,
+                      F::pausefilter, F::pfthreshold, F::decodeassists, F::vmcbclean, F::svm_lock, F::skinit,
+                      F::tce,       F::uai,        F::sev_64bit_host}));
+    // AMD EPYC 7003 "Milan" (Zen 3): 48-bit PA/VA (no LA57), SEV-SNP with 509
+    // encrypted guests (Fn8000_001F_ECX), shadow stacks; no vNMI, x2AVIC,
+    // AutoIBRS or UAI (those arrived with Zen 4). PPR family 19h model 01h.
+    v.push_back(with("zen3", "AMD EPYC 7003 (Milan, Zen 3): 48-bit PA, SEV-SNP", 48, 48, 32768, 509,
+                     {F::lm,        F::nx,         F::pae,       F::pse,           F::pge,       F::pcid,
+                      F::smep,      F::smap,       F::umip,      F::pku,           F::fsgsbase,  F::xsave,
+                      F::fxsr_opt,  F::shstk,      F::svm,       F::npt,           F::nrip_save, F::flushbyasid,
+                      F::vgif,      F::lbrv,       F::v_vmsave_vmload, F::avic,    F::sev,       F::sev_es,
+                      F::sev_snp,   F::tsc_scale,  F::pausefilter, F::pfthreshold, F::decodeassists,
+                      F::vmcbclean, F::svm_lock,   F::skinit,    F::tce,           F::sev_64bit_host}));
+    // QEMU 7.2 TCG "-cpu max" (reference/oracles.md; QEMU target/i386/cpu.c
+    // TCG_*_FEATURES): 40-bit physical addresses, LA57, UMIP, PKU, PKS, SMEP,
+    // SMAP, FSGSBASE, XSAVE; SVM with TCG_SVM_FEATURES = NPT | VGIF (plus
+    // SVME_ADDR_CHK): no NRIPS, decode assists, clean bits, pause filter or
+    // AVIC; 16 ASIDs. PCID is not in the 7.2 TCG feature words.
+    v.push_back(with("qemu-tcg", "QEMU 7.2 TCG -cpu max: 40-bit PA, SVM with NPT and VGIF only, 16 ASIDs", 40, 57,
+                     16, 0,
+                     {F::lm, F::nx, F::pae, F::pse, F::pge, F::smep, F::smap, F::umip, F::pku, F::la57, F::pks,
+                      F::fsgsbase, F::xsave, F::fxsr_opt, F::svm, F::npt, F::vgif, F::skinit}));
+    // Bochs 2.7 "ryzen" (cpu/cpudb/amd/ryzen.cc; reference/oracles.md):
+    // CPUID 8000000A EDX = 0x44f (NP, LBRV, SVM-Lock, NRIPS, FlushByAsid,
+    // PauseFilter), 32768 ASIDs; physical-address checks use Bochs'
+    // compile-time 40 bits. Zen 1 has no PCID, PKU, UMIP or LA57.
+    v.push_back(with("bochs-ryzen", "Bochs 2.7 ryzen: 40-bit PA checks, NP, LBRV, NRIPS, FlushByAsid, PauseFilter",
+                     40, 48, 32768, 0,
+                     {F::lm, F::nx, F::pae, F::pse, F::pge, F::smep, F::smap, F::fsgsbase, F::xsave, F::fxsr_opt,
+                      F::svm, F::npt, F::lbrv, F::svm_lock, F::nrip_save, F::flushbyasid, F::pausefilter,
+                      F::skinit}));
+    return v;
+}
+
+const std::vector<CpuModel>& models() {
+    static const std::vector<CpuModel> m = make_models();
+    return m;
+}
+
+}  // namespace
+
+std::string_view feature_name(Feature f) noexcept {
+    const auto i = static_cast<std::size_t>(f);
+    return i < kFeatureCount ? kFeatureNames[i] : std::string_view{};
+}
+
+std::span<const std::string_view> feature_names() noexcept { return kFeatureNames; }
+
+std::optional<Feature> find_feature(std::string_view name) noexcept {
+    std::string n;
+    try {
+        n = normalize(name);
+    } catch (...) {
+        return std::nullopt;
+    }
+    for (std::size_t i = 0; i < kFeatureCount; ++i) {
+        if (kFeatureNames[i] == n) return static_cast<Feature>(i);
+    }
+    for (const auto& a : kAliases) {
+        if (a.alias == n) return a.feature;
+    }
+    return std::nullopt;
+}
+
+std::uint64_t CpuModel::cr4_reserved_bits() const noexcept {
+    namespace c = arch::cr4;
+    // APM 3.1.3: bits that exist on every AMD64 CPU.
+    std::uint64_t valid = c::VME | c::PVI | c::TSD | c::DE | c::MCE | c::PCE | c::OSFXSR | c::OSXMMEXCPT;
+    // Feature-gated bits: setting one whose CPUID feature is absent is an MBZ
+    // violation. VMXE and SMXE (Intel only), bit 15, KL, UINTR and every
+    // undefined bit stay reserved on AMD.
+    if (has(Feature::pse)) valid |= c::PSE;
+    if (has(Feature::pae)) valid |= c::PAE;
+    if (has(Feature::pge)) valid |= c::PGE;
+    if (has(Feature::umip)) valid |= c::UMIP;
+    if (has(Feature::la57)) valid |= c::LA57;
+    if (has(Feature::fsgsbase)) valid |= c::FSGSBASE;
+    if (has(Feature::pcid)) valid |= c::PCIDE;
+    if (has(Feature::xsave)) valid |= c::OSXSAVE;
+    if (has(Feature::smep)) valid |= c::SMEP;
+    if (has(Feature::smap)) valid |= c::SMAP;
+    if (has(Feature::pku)) valid |= c::PKE;
+    if (has(Feature::shstk) || has(Feature::ibt)) valid |= c::CET;
+    if (has(Feature::pks)) valid |= c::PKS;
+    if (has(Feature::lam)) valid |= c::LAM_SUP;
+    if (has(Feature::fred)) valid |= c::FRED;
+    return ~valid;
+}
+
+std::uint64_t CpuModel::efer_reserved_bits() const noexcept {
+    namespace e = arch::efer;
+    // APM 3.1.7: SCE exists on every AMD64 CPU (SYSCALL, Fn8000_0001_EDX[11]).
+    std::uint64_t valid = e::SCE;
+    if (has(Feature::lm)) valid |= e::LME | e::LMA;
+    if (has(Feature::nx)) valid |= e::NXE;
+    if (has(Feature::svm)) valid |= e::SVME;
+    if (has(Feature::fxsr_opt)) valid |= e::FFXSR;
+    if (has(Feature::tce)) valid |= e::TCE;
+    if (has(Feature::mcommit)) valid |= e::MCOMMIT;
+    if (has(Feature::uai)) valid |= e::UAIE;
+    if (has(Feature::autoibrs)) valid |= e::AIBRSE;
+    // LMSLE (bit 13) is reserved: Zen reports EferLmsleUnsupported
+    // (Fn8000_0008_EBX[20]) and no model here offers it. INTWB likewise.
+    return ~valid;
+}
+
+std::span<const CpuModel> builtin_models() { return models(); }
+
+const CpuModel& default_model() { return models().front(); }
+
+nsvm::expected<CpuModel, std::string> find_builtin_model(std::string_view name) {
+    std::vector<std::string_view> names;
+    for (const auto& m : models()) {
+        if (m.name == name) return m;
+        names.push_back(m.name);
+    }
+    std::string known;
+    for (auto n : names) known += (known.empty() ? "" : ", ") + std::string(n);
+    const auto near = util::closest(name, names);
+    return nsvm::unexpected(fmt::format("unknown CPU model '{}'{} (built-in models: {})", name,
+                                        near.empty() ? "" : fmt::format(", did you mean '{}'?", near), known));
+}
+
+nsvm::expected<void, std::string> apply_feature_edits(CpuModel& model, std::string_view edits) {
+    // Tokens are separated by commas or whitespace; each is +name, -name or
+    // name (= +name). Nothing is applied unless every token is valid.
+    std::vector<std::pair<Feature, bool>> parsed;
+    std::size_t i = 0;
+    while (i < edits.size()) {
+        while (i < edits.size() && (edits[i] == ',' || std::isspace(static_cast<unsigned char>(edits[i])))) ++i;
+        std::size_t j = i;
+        while (j < edits.size() && edits[j] != ',' && !std::isspace(static_cast<unsigned char>(edits[j]))) ++j;
+        if (j == i) break;
+        std::string_view tok = edits.substr(i, j - i);
+        i = j;
+        bool on = true;
+        if (tok.front() == '+' || tok.front() == '-') {
+            on = tok.front() == '+';
+            tok.remove_prefix(1);
+        }
+        if (tok.empty()) return nsvm::unexpected(std::string("empty feature name after '+' or '-'"));
+        const auto f = find_feature(tok);
+        if (!f) {
+            const auto near = util::closest(normalize(tok), kFeatureNames);
+            return nsvm::unexpected(fmt::format("unknown CPU feature '{}'{}", tok,
+                                                near.empty() ? "" : fmt::format(", did you mean '{}'?", near)));
+        }
+        parsed.emplace_back(*f, on);
+    }
+    for (auto [f, on] : parsed) {
+        model.set(f, on);
+        // LA57 widens linear addresses to 57 bits (APM 5.3.1).
+        if (f == Feature::la57) model.va_width = on ? 57 : 48;
+    }
+    return {};
+}
+
+}  // namespace nsvm::checks

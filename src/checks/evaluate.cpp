@@ -1,0 +1,80 @@
+// The evaluator: the fast verdict (one decode, every predicate inlined), the
+// first failure of a stage range, and the full report.
+#include "nsvm/checks/evaluate.hpp"
+
+#include <fmt/format.h>
+
+#include "nsvm/arch/exit_codes.hpp"
+#include "rules.hpp"
+
+namespace nsvm::checks {
+namespace {
+
+template <class... R>
+bool none_violated(const rules::View& v, ProfileMask pm, rules::List<R...>) noexcept {
+    // A fold over the rule types: each predicate is a direct, inlinable call;
+    // no table, no indirect call, no allocation.
+    return (... && (((R::mask & pm) == 0) || !R::test(v)));
+}
+
+bool applies(const Check& c, const Profile& p) noexcept { return (c.profiles & mask_of(p.id)) != 0; }
+
+std::string generic_detail(const Context& ctx, const Check& c) {
+    std::string out;
+    for (auto f : c.fields) {
+        const auto id = arch::find_field(f);
+        if (!id) continue;
+        out += fmt::format("{}{} = {:#x}", out.empty() ? "" : ", ", f, ctx.vmcb.get(*id));
+    }
+    return out;
+}
+
+}  // namespace
+
+bool vmrun_would_succeed(const Context& ctx) noexcept {
+    const rules::View v(ctx);
+    return none_violated(v, mask_of(ctx.profile.id), rules::AllRules{});
+}
+
+const Check* first_failure(const Context& ctx, Stage first, Stage last) noexcept {
+    for (const auto& c : catalogue()) {
+        if (c.stage < first || c.stage > last || !applies(c, ctx.profile)) continue;
+        if (c.violated(ctx)) return &c;
+    }
+    return nullptr;
+}
+
+Report evaluate(const Context& ctx) {
+    Report r;
+    bool ud = false, gp = false, invalid = false;
+    for (const auto& c : catalogue()) {
+        if (!applies(c, ctx.profile)) continue;
+        if (c.violated(ctx)) {
+            std::string detail = c.detail != nullptr ? c.detail(ctx) : generic_detail(ctx, c);
+            if (c.inferred) detail += detail.empty() ? "inferred rule (APM names no exit)" : "; inferred rule (APM names no exit)";
+            r.failures.push_back(Failure{&c, std::move(detail)});
+            ud |= c.outcome == Outcome::ud;
+            gp |= c.outcome == Outcome::gp;
+            invalid |= c.outcome == Outcome::vmexit_invalid;
+        } else if (c.needs_memory != nullptr && c.needs_memory(ctx)) {
+            Warning w;
+            w.id = std::string(c.id);
+            for (auto f : c.fields) w.fields.emplace_back(f);
+            w.message = fmt::format("needs guest memory: {} (APM {}); this check was not decided", c.message, c.apm);
+            r.warnings.push_back(std::move(w));
+        }
+    }
+    // The instruction gates come first: #UD before #GP (APM VMRUN exception
+    // table), and either one means the VMCB is never read.
+    if (ud) {
+        r.verdict = Verdict::ud;
+    } else if (gp) {
+        r.verdict = Verdict::gp;
+    } else if (invalid) {
+        r.verdict = Verdict::vmexit_invalid;
+        r.exit_code = ctx.profile.exit_code_32bit ? arch::exit_code::INVALID_32 : arch::exit_code::INVALID;
+    }
+    return r;
+}
+
+}  // namespace nsvm::checks

@@ -1,0 +1,625 @@
+// Internal: the consistency checks as types. Each rule carries its metadata
+// (id, APM section, stage, profiles, fields, message, hint) and a noexcept,
+// allocation-free predicate over a View (the VMCB fields, decoded once).
+//
+// One list, kAllRules, drives both the public catalogue (catalogue.cpp) and
+// the fast verdict (evaluate.cpp), so the two cannot drift apart.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/arch/vmcb.hpp"
+#include "nsvm/checks/catalogue.hpp"
+
+namespace nsvm::checks::rules {
+
+using arch::bit;
+using arch::bits;
+using arch::FieldId;
+
+inline constexpr ProfileMask kA = mask_of(ProfileId::apm), kK = mask_of(ProfileId::kvm),
+                             kQ = mask_of(ProfileId::qemu), kB = mask_of(ProfileId::bochs),
+                             kX = mask_of(ProfileId::xen), kAll = kAllProfiles;
+
+/// Bits at or above `width` (the illegal part of a physical address).
+[[nodiscard]] constexpr std::uint64_t above(unsigned width) noexcept {
+    return width >= 64 ? 0 : ~((std::uint64_t{1} << width) - 1);
+}
+
+// SEV_FEATURES bits (APM 15.35.x, Table 15-36; the SEV_STATUS MSR shows the
+// same bits shifted up by 2).
+namespace sevf {
+inline constexpr std::uint64_t SNP_ACTIVE = bit(0), RESTRICTED_INJECTION = bit(3), ALTERNATE_INJECTION = bit(4),
+                               PREVENT_HOST_IBS = bit(6), VMPL_SSS = bit(8), IBS_VIRT = bit(12),
+                               SECURE_AVIC = bit(16);
+}
+/// allowed_sev_features (control 138h): bit 63 enables the mask (APM 15.36.20).
+inline constexpr std::uint64_t kAllowedSevEnable = bit(63);
+/// HWCR.SmmLock (C001_0015 bit 0).
+inline constexpr std::uint64_t kHwcrSmmLock = bit(0);
+/// PAE PDPE reserved bits below MAXPHYADDR (APM 5.3.3, Fig. 5-10): 2:1, 8:5.
+inline constexpr std::uint64_t kPdpeLowReserved = bits(2, 1) | bits(8, 5);
+
+/// Everything the predicates read, decoded from the VMCB once.
+struct View {
+    const Context& ctx;
+    const CpuModel& cpu;
+    const Profile& p;
+    const HostState* host;
+    std::uint64_t efer, cr0, cr3, cr4, dr6, dr7, rflags, misc_ctl, misc_ctl2, int_ctl, iopm, msrpm, ncr3, g_pat,
+        s_cet, gsf, allowed_sev, avic_backing, avic_logical, avic_physical;
+    std::uint32_t event_inj, asid;
+    std::uint16_t cs_attrib;
+    unsigned pa;        ///< physical-address width the profile checks against
+    bool lme_pg;        ///< EFER.LME && CR0.PG
+    bool long_mode;     ///< per the profile's LMA source
+    bool np;            ///< nested paging in effect (NP_ENABLE, feature, profile)
+
+    explicit View(const Context& c) noexcept
+        : ctx(c),
+          cpu(c.cpu),
+          p(c.profile),
+          host(c.host),
+          efer(c.vmcb.get(FieldId::efer)),
+          cr0(c.vmcb.get(FieldId::cr0)),
+          cr3(c.vmcb.get(FieldId::cr3)),
+          cr4(c.vmcb.get(FieldId::cr4)),
+          dr6(c.vmcb.get(FieldId::dr6)),
+          dr7(c.vmcb.get(FieldId::dr7)),
+          rflags(c.vmcb.get(FieldId::rflags)),
+          misc_ctl(c.vmcb.get(FieldId::misc_ctl)),
+          misc_ctl2(c.vmcb.get(FieldId::misc_ctl2)),
+          int_ctl(c.vmcb.get(FieldId::int_ctl)),
+          iopm(c.vmcb.get(FieldId::iopm_base_pa)),
+          msrpm(c.vmcb.get(FieldId::msrpm_base_pa)),
+          ncr3(c.vmcb.get(FieldId::nested_cr3)),
+          g_pat(c.vmcb.get(FieldId::g_pat)),
+          s_cet(c.vmcb.get(FieldId::s_cet)),
+          gsf(c.vmcb.get(FieldId::guest_sev_features)),
+          allowed_sev(c.vmcb.get(FieldId::allowed_sev_features)),
+          avic_backing(c.vmcb.get(FieldId::avic_backing_page)),
+          avic_logical(c.vmcb.get(FieldId::avic_logical_id)),
+          avic_physical(c.vmcb.get(FieldId::avic_physical_id)),
+          event_inj(static_cast<std::uint32_t>(c.vmcb.get(FieldId::event_inj))),
+          asid(static_cast<std::uint32_t>(c.vmcb.get(FieldId::asid))),
+          cs_attrib(static_cast<std::uint16_t>(c.vmcb.get(FieldId::cs_attrib))),
+          pa(pa_width(c.profile, c.cpu.maxphyaddr)),
+          lme_pg((efer & arch::efer::LME) != 0 && (cr0 & arch::cr0::PG) != 0),
+          long_mode(c.profile.lma_source == LmaSource::vmcb ? (efer & arch::efer::LMA) != 0 : lme_pg),
+          np((misc_ctl & arch::misc_ctl::NP_ENABLE) != 0 &&
+             (c.cpu.has(Feature::npt) || c.profile.np_without_feature == NpWithoutFeature::honoured)) {}
+
+    [[nodiscard]] std::uint64_t pa_reserved() const noexcept { return above(pa); }
+    [[nodiscard]] bool event_valid() const noexcept { return (event_inj & arch::event::V) != 0; }
+    [[nodiscard]] unsigned event_type() const noexcept { return arch::event::type_of(event_inj); }
+    [[nodiscard]] unsigned event_vector() const noexcept { return event_inj & arch::event::VECTOR; }
+    [[nodiscard]] bool sev_es_on() const noexcept {
+        return cpu.has(Feature::sev_es) && (misc_ctl & arch::misc_ctl::SEV_ES_ENABLE) != 0;
+    }
+    [[nodiscard]] bool sev_on() const noexcept {
+        return cpu.has(Feature::sev) && (misc_ctl & arch::misc_ctl::SEV_ENABLE) != 0;
+    }
+    [[nodiscard]] bool snp_vmcb() const noexcept { return cpu.has(Feature::sev_snp) && sev_es_on(); }
+    [[nodiscard]] bool avic_on() const noexcept {
+        return cpu.has(Feature::avic) && (int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
+    }
+    /// rAX as VMRUN uses it: truncated to the effective address size.
+    [[nodiscard]] std::uint64_t host_rax() const noexcept {
+        if (host == nullptr) return 0;
+        switch (host->address_size) {
+            case 16: return host->rax & 0xFFFF;
+            case 32: return host->rax & 0xFFFFFFFF;
+            default: return host->rax;
+        }
+    }
+};
+
+// --- Shared computations (also used by the detail renderers) ---
+
+/// CR3 bits that are set but must be zero under the profile's CR3 rule.
+[[nodiscard]] inline std::uint64_t cr3_bad_bits(const View& v) noexcept {
+    using namespace arch;
+    switch (v.p.cr3_rule) {
+        case Cr3Rule::by_guest_mode:
+            // APM 5.3.2: the CR3 format follows the paging mode the guest
+            // state selects: long mode (LME && PG), else PAE or 32-bit legacy.
+            if (v.lme_pg) {
+                const std::uint64_t low = (v.cr4 & cr4::PCIDE) != 0 ? 0 : cr3::kLongLowMbz;
+                return v.cr3 & (low | v.pa_reserved());
+            }
+            if ((v.cr4 & cr4::PAE) != 0) return v.cr3 & cr3::kPaeMbz;
+            return v.cr3 & (cr3::kLegacyMbz | bits(63, 32));
+        case Cr3Rule::long_mode_only:
+            return v.lme_pg ? v.cr3 & v.pa_reserved() : 0;
+        case Cr3Rule::kvm_legal_gpa: {
+            // kvm_vcpu_is_legal_cr3: bits 62:61 are LAM controls when the
+            // guest has LAM; everything else above MAXPHYADDR is illegal.
+            std::uint64_t m = v.pa_reserved();
+            if (v.cpu.has(Feature::lam)) m &= ~(bit(61) | bit(62));
+            return v.cr3 & m;
+        }
+        case Cr3Rule::host_lma_pa_bits:
+            // QEMU tests the *host's* LMA; an unknown host is taken to be a
+            // 64-bit hypervisor, the only kind QEMU's SVM users run.
+            if (v.host != nullptr && (v.host->efer & efer::LMA) == 0) return 0;
+            return v.cr3 & v.pa_reserved();
+        case Cr3Rule::none:
+            return 0;
+        case Cr3Rule::xen_low_bits: {
+            std::uint64_t r = v.cr3 & 7;
+            if ((v.cr4 & cr4::PAE) == 0 || v.long_mode) r |= v.cr3 & 0xFE0;
+            if (v.long_mode) r |= v.cr3 & v.pa_reserved();
+            return r;
+        }
+    }
+    return 0;
+}
+
+[[nodiscard]] inline std::uint64_t cr4_bad_bits(const View& v) noexcept {
+    return v.cr4 & (v.cpu.cr4_reserved_bits() | v.p.cr4_always_reserved);
+}
+
+/// EFER MBZ bits other than LME/LMA (those are efer.lm_unsupported's job).
+[[nodiscard]] inline std::uint64_t efer_bad_bits(const View& v) noexcept {
+    const std::uint64_t reserved = v.p.efer_fixed_valid != 0 ? ~v.p.efer_fixed_valid : v.cpu.efer_reserved_bits();
+    return v.efer & reserved & ~(arch::efer::LME | arch::efer::LMA);
+}
+
+/// S_CET bits that are reserved (MSR 6A2h, APM 13.x / 15.5.1): 9:6 always;
+/// without IBT also the ENDBR/legacy-bitmap controls 5:2 and 63:10.
+[[nodiscard]] inline std::uint64_t s_cet_bad_bits(const View& v) noexcept {
+    std::uint64_t r = bits(9, 6);
+    if (!v.cpu.has(Feature::ibt)) r |= bits(5, 2) | bits(63, 10);
+    return v.s_cet & r;
+}
+
+/// Exclusive upper bound of legal physical addresses, saturating at 2^64.
+[[nodiscard]] constexpr std::uint64_t pa_limit(unsigned width) noexcept {
+    return width >= 64 ? ~std::uint64_t{0} : std::uint64_t{1} << width;
+}
+
+/// Is a permission map at `base` (bits 11:0 ignored) of `size` bytes out of
+/// range under the profile's rule (apm-svm.md §3 C14, §11.3)?
+[[nodiscard]] inline bool bitmap_out_of_range(const View& v, std::uint64_t base, std::uint32_t size) noexcept {
+    const std::uint64_t page = base & ~std::uint64_t{0xFFF};
+    const std::uint64_t limit = pa_limit(v.pa);
+    switch (v.p.bitmap_limit_rule) {
+        case BitmapLimitRule::last_byte:  // last byte page + size - 1 must be < limit
+            return page >= limit || limit - page < size;
+        case BitmapLimitRule::qemu_base:  // (base & ~0xfff) >= limit - size
+            return limit < size || page >= limit - size;
+        case BitmapLimitRule::base_only:
+            return page >= limit;
+        case BitmapLimitRule::none:
+            return false;
+    }
+    return false;
+}
+
+/// Is `vector` acceptable for an injected exception (TYPE=3)?
+[[nodiscard]] inline bool exception_vector_ok(const View& v, unsigned vector) noexcept {
+    switch (v.p.event_vector_rule) {
+        case EventVectorRule::apm_exceptions:
+            switch (vector) {
+                case 0: case 1: case 3: case 4: case 5: case 6: case 7: case 8: case 10: case 11: case 12:
+                case 13: case 14: case 16: case 17: case 18: case 19: case 28: case 30:
+                    return true;
+                case 21: return v.cpu.has(Feature::shstk);   // #CP exists only with CET
+                case 29: return v.cpu.has(Feature::sev_es);  // #VC exists only for SEV-ES
+                default: return false;
+            }
+        case EventVectorRule::reject_2_and_ge31:
+            return vector != 2 && vector < 31;
+        case EventVectorRule::reject_2_and_gt31:
+            return vector != 2 && vector <= 31;
+    }
+    return false;
+}
+
+/// Is a PAE legacy guest without nested paging loaded (C21 applies)?
+[[nodiscard]] inline bool pae_legacy_without_np(const View& v) noexcept {
+    return (v.cr0 & arch::cr0::PG) != 0 && (v.cr4 & arch::cr4::PAE) != 0 && !v.lme_pg && !v.np;
+}
+/// The PDPT base of a PAE CR3 (bits 31:5).
+[[nodiscard]] constexpr std::uint64_t pdpt_base(std::uint64_t cr3) noexcept { return cr3 & 0xFFFFFFE0ULL; }
+[[nodiscard]] inline std::uint64_t pdpe_bad_bits(const View& v, std::uint64_t pdpe) noexcept {
+    if ((pdpe & 1) == 0) return 0;  // not present: not checked
+    return pdpe & (kPdpeLowReserved | above(v.pa));
+}
+
+// --- The rules ---
+
+#define NSVM_RULE(Name, ID, APM, REF, STAGE, OUTCOME, MASK, FIELDS, MSG, HINT)                                     \
+    struct Name {                                                                                               \
+        static constexpr std::string_view id = ID, apm = APM, ref = REF, message = MSG, hint = HINT;           \
+        static constexpr Stage stage = Stage::STAGE;                                                            \
+        static constexpr Outcome outcome = Outcome::OUTCOME;                                                    \
+        static constexpr ProfileMask mask = MASK;                                                               \
+        static constexpr auto fields = std::to_array<std::string_view> FIELDS;                                  \
+        static constexpr bool inferred = false;                                                                 \
+        [[nodiscard]] static bool test(const View& v) noexcept;                                                 \
+    };                                                                                                          \
+    inline bool Name::test([[maybe_unused]] const View& v) noexcept
+
+// Instruction-level gates (APM VMRUN instruction page, 15.5.1, 15.4). They
+// need the executing processor's state; without ctx.host they do not apply.
+struct GateBase {
+    static constexpr Stage stage = Stage::instruction;
+    static constexpr std::array<std::string_view, 0> fields{};
+    static constexpr bool inferred = false;
+};
+struct GateSvme : GateBase {
+    static constexpr std::string_view id = "gate.efer_svme", apm = "15.4", ref = "§1";
+    static constexpr Outcome outcome = Outcome::ud;
+    static constexpr ProfileMask mask = kAll;
+    static constexpr std::string_view message = "VMRUN executed with the host's EFER.SVME = 0 raises #UD";
+    static constexpr std::string_view hint = "set EFER.SVME (bit 12) in the host before executing VMRUN";
+    [[nodiscard]] static bool test(const View& v) noexcept {
+        return v.host != nullptr && (v.host->efer & arch::efer::SVME) == 0;
+    }
+};
+struct GateProtectedMode : GateBase {
+    static constexpr std::string_view id = "gate.protected_mode", apm = "15.5.1", ref = "§1";
+    static constexpr Outcome outcome = Outcome::ud;
+    static constexpr ProfileMask mask = kAll;
+    static constexpr std::string_view message = "VMRUN outside protected mode (host CR0.PE = 0) raises #UD";
+    static constexpr std::string_view hint = "execute VMRUN in protected or long mode";
+    [[nodiscard]] static bool test(const View& v) noexcept {
+        return v.host != nullptr && (v.host->cr0 & arch::cr0::PE) == 0;
+    }
+};
+struct GatePaging : GateBase {
+    static constexpr std::string_view id = "gate.paging", apm = "15.5.1", ref = "§1";
+    static constexpr Outcome outcome = Outcome::ud;
+    static constexpr ProfileMask mask = kK;
+    static constexpr std::string_view message =
+        "VMRUN with host paging off (CR0.PG = 0) raises #UD under KVM (nested_svm_check_permissions)";
+    static constexpr std::string_view hint = "enable paging in L1 before executing VMRUN";
+    [[nodiscard]] static bool test(const View& v) noexcept {
+        return v.host != nullptr && (v.host->cr0 & arch::cr0::PE) != 0 && (v.host->cr0 & arch::cr0::PG) == 0;
+    }
+};
+struct GateCpl : GateBase {
+    static constexpr std::string_view id = "gate.cpl", apm = "15.5.1", ref = "§1";
+    static constexpr Outcome outcome = Outcome::gp;
+    static constexpr ProfileMask mask = kAll;
+    static constexpr std::string_view message = "VMRUN at CPL > 0 (or in virtual-8086 mode) raises #GP(0)";
+    static constexpr std::string_view hint = "execute VMRUN at CPL 0";
+    [[nodiscard]] static bool test(const View& v) noexcept {
+        return v.host != nullptr && (v.host->cr0 & arch::cr0::PE) != 0 &&
+               (v.host->cpl != 0 || (v.host->rflags & arch::rflags::VM) != 0);
+    }
+};
+struct GateRaxAlign : GateBase {
+    static constexpr std::string_view id = "gate.rax_alignment", apm = "15.5.1", ref = "§1";
+    static constexpr Outcome outcome = Outcome::gp;
+    static constexpr ProfileMask mask = kAll;
+    static constexpr std::string_view message = "the VMCB address in rAX is not 4 KiB aligned: #GP(0)";
+    static constexpr std::string_view hint = "pass the physical address of a page-aligned VMCB in rAX";
+    [[nodiscard]] static bool test(const View& v) noexcept {
+        return v.host != nullptr && (v.host_rax() & 0xFFF) != 0;
+    }
+};
+struct GateRaxMaxphyaddr : GateBase {
+    static constexpr std::string_view id = "gate.rax_maxphyaddr", apm = "15.5.1", ref = "§1";
+    static constexpr Outcome outcome = Outcome::gp;
+    static constexpr ProfileMask mask = kAll;
+    static constexpr std::string_view message = "the VMCB address in rAX is beyond MAXPHYADDR: #GP(0)";
+    static constexpr std::string_view hint = "place the VMCB below 2^MAXPHYADDR";
+    [[nodiscard]] static bool test(const View& v) noexcept {
+        return v.host != nullptr && (v.host_rax() & v.pa_reserved()) != 0;
+    }
+};
+
+// --- Control area (APM 15.5.1 and the feature sections) ---
+
+NSVM_RULE(InterceptVmrun, "intercept.vmrun", "15.5.1", "C13", control, vmexit_invalid, kAll,
+          ({"control.intercepts[4]"}), "the VMRUN intercept (vector 4 bit 0) is clear",
+          "set the VMRUN intercept; current implementations require it") {
+    return !v.ctx.vmcb.intercept(arch::intercept::VMRUN);
+}
+NSVM_RULE(AsidZero, "asid.zero", "15.5.1", "C16", control, vmexit_invalid, kA | kK | kQ | kB, ({"control.asid"}),
+          "guest ASID is 0, which belongs to the host", "give the guest a nonzero ASID (1 .. CPUID Fn8000_000A_EBX - 1)") {
+    return v.asid == 0;
+}
+NSVM_RULE(MsrpmLimit, "msrpm.limit", "15.11", "C14", control, vmexit_invalid, kA | kK | kQ | kB,
+          ({"control.msrpm_base_pa"}), "the MSR permission map extends to or beyond MAXPHYADDR",
+          "place the 8 KiB MSRPM so that its last byte is below 2^MAXPHYADDR") {
+    return bitmap_out_of_range(v, v.msrpm, v.p.msrpm_checked_size);
+}
+NSVM_RULE(IopmLimit, "iopm.limit", "15.10.1", "C14", control, vmexit_invalid, kA | kK | kQ | kB,
+          ({"control.iopm_base_pa"}), "the I/O permission map extends to or beyond MAXPHYADDR",
+          "place the 12 KiB IOPM so that its last byte is below 2^MAXPHYADDR") {
+    return bitmap_out_of_range(v, v.iopm, v.p.iopm_checked_size);
+}
+NSVM_RULE(NpHostPaging, "np.host_paging", "15.25.3", "N1", control, vmexit_invalid, kA | kB, ({"control.misc_ctl"}),
+          "nested paging is enabled while the host runs with CR0.PG = 0",
+          "enable paging in the host, or clear NP_ENABLE") {
+    return v.np && v.host != nullptr && (v.host->cr0 & arch::cr0::PG) == 0;
+}
+NSVM_RULE(NpNcr3, "np.ncr3", "15.25.4", "N2", control, vmexit_invalid, kA | kK | kB,
+          ({"control.nested_cr3", "control.misc_ctl"}), "nested paging is enabled and nCR3 has bits at or above MAXPHYADDR",
+          "point nCR3 at a nested page table below 2^MAXPHYADDR") {
+    if (!v.np) return false;
+    switch (v.p.ncr3_rule) {
+        case Ncr3Rule::none: return false;
+        case Ncr3Rule::pa_bits: return (v.ncr3 & v.pa_reserved()) != 0;
+        case Ncr3Rule::pa_bits_host_long_mode:
+            if (v.host != nullptr && (v.host->efer & arch::efer::LMA) == 0) return false;
+            return (v.ncr3 & v.pa_reserved()) != 0;
+    }
+    return false;
+}
+NSVM_RULE(NpGPat, "np.g_pat", "15.25.4", "N3", control, vmexit_invalid, kA | kB, ({"save.g_pat", "control.misc_ctl"}),
+          "nested paging is enabled and G_PAT holds an undefined memory type or reserved bits",
+          "use only types 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB), 7 (UC-) in each G_PAT byte, e.g. 0x0007040600070406") {
+    return v.np && !arch::pat_valid(v.g_pat);
+}
+NSVM_RULE(NpSss, "np.sss_without_np", "15.25.14", "N4", control, vmexit_invalid, kA,
+          ({"control.misc_ctl"}), "the supervisor-shadow-stack check (misc_ctl bit 4) is enabled without nested paging",
+          "enable nested paging or clear SSSCheckEn") {
+    if (!v.cpu.has(Feature::sss_check) || (v.misc_ctl & arch::misc_ctl::SSS_CHECK) == 0 || v.np) return false;
+    // Ignored silently when the host is non-PAE legacy or has EFER.NXE = 0.
+    if (v.host != nullptr && ((v.host->cr4 & arch::cr4::PAE) == 0 || (v.host->efer & arch::efer::NXE) == 0))
+        return false;
+    return true;
+}
+NSVM_RULE(VnmiIntercept, "vnmi.nmi_intercept", "15.21.10", "V1", control, vmexit_invalid, kA | kK,
+          ({"control.int_ctl", "control.intercepts[3]"}), "virtual NMI is enabled (V_NMI_ENABLE) without the NMI intercept",
+          "set the NMI intercept (vector 3 bit 1) or clear V_NMI_ENABLE (int_ctl bit 26)") {
+    if ((v.int_ctl & arch::int_ctl::V_NMI_ENABLE) == 0) return false;
+    if (v.p.vnmi_needs_feature && !v.cpu.has(Feature::vnmi)) return false;
+    return !v.ctx.vmcb.intercept(arch::intercept::NMI);
+}
+NSVM_RULE(AvicX2WithoutAvic, "avic.x2avic_without_avic", "15.29.4.1", "A1", control, vmexit_invalid, kA,
+          ({"control.int_ctl"}), "x2AVIC mode (int_ctl bit 30) is enabled without AVIC (bit 31)",
+          "set AVIC_ENABLE together with x2AVIC, or clear both") {
+    return v.cpu.has(Feature::avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0 &&
+           (v.int_ctl & arch::int_ctl::AVIC_ENABLE) == 0;
+}
+NSVM_RULE(AvicMaxIndex, "avic.physical_max_index", "15.29.4.3", "A2", control, vmexit_invalid, kA,
+          ({"control.avic_physical_id", "control.int_ctl"}),
+          "AVIC_PHYSICAL_MAX_INDEX exceeds 255 (xAVIC) or 511 (x2AVIC)",
+          "lower the physical APIC ID table's max index to the mode's limit") {
+    if (!v.avic_on()) return false;
+    const bool x2 = v.cpu.has(Feature::x2avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0;
+    return (v.avic_physical & 0xFFF) > (x2 ? 511U : 255U);
+}
+NSVM_RULE(AvicPointers, "avic.table_address", "15.29.4.3", "A3", control, vmexit_invalid, kA,
+          ({"control.avic_backing_page", "control.avic_logical_id", "control.avic_physical_id"}),
+          "an AVIC pointer (backing page, logical or physical table) is beyond MAXPHYADDR",
+          "place the AVIC backing page and tables below 2^MAXPHYADDR") {
+    if (!v.avic_on()) return false;
+    const std::uint64_t addrs = (v.avic_backing | v.avic_logical | v.avic_physical) & bits(51, 12);
+    return (addrs & v.pa_reserved()) != 0;
+}
+NSVM_RULE(AvicRequiresNp, "avic.requires_np", "15.29.4.1", "A4", control, vmexit_invalid, kA,
+          ({"control.int_ctl", "control.misc_ctl"}), "AVIC is enabled without nested paging (inferred: no exit is named)",
+          "enable nested paging when using AVIC") {
+    return v.avic_on() && !v.np;
+}
+NSVM_RULE(SevRequiresNp, "sev.requires_np", "15.34.3", "S1", control, vmexit_invalid, kA, ({"control.misc_ctl"}),
+          "SEV is enabled without nested paging", "enable NP_ENABLE for SEV guests") {
+    return v.sev_on() && !v.np;
+}
+NSVM_RULE(SevSmmLock, "sev.smm_lock", "15.34.3", "S2", control, vmexit_invalid, kA, ({"control.misc_ctl"}),
+          "SEV is enabled while HWCR.SmmLock = 0", "set HWCR.SmmLock (firmware) before running SEV guests") {
+    return v.sev_on() && v.host != nullptr && (v.host->hwcr & kHwcrSmmLock) == 0;
+}
+NSVM_RULE(SevAsidRange, "sev.asid_range", "15.34.3", "S3", control, vmexit_invalid, kA,
+          ({"control.asid", "control.misc_ctl"}), "SEV is enabled with an ASID above NumEncryptedGuests",
+          "use an ASID in 1 .. CPUID Fn8000_001F_ECX for SEV guests") {
+    return v.sev_on() && v.asid > v.cpu.num_encrypted_guests;
+}
+NSVM_RULE(SevHost64, "sev.host_64bit", "15.34.3", "S4", control, vmexit_invalid, kA, ({"control.misc_ctl"}),
+          "SEV guests may only be run from a 64-bit host on this CPU (Fn8000_001F_EAX[64BitHost])",
+          "execute VMRUN for SEV guests in 64-bit mode") {
+    return v.sev_on() && v.cpu.has(Feature::sev_64bit_host) && v.host != nullptr &&
+           (v.host->efer & arch::efer::LMA) == 0;
+}
+NSVM_RULE(SevEsRequiresSev, "sev_es.requires_sev", "15.35.2", "S5", control, vmexit_invalid, kA,
+          ({"control.misc_ctl"}), "SEV-ES is enabled without SEV (inferred: no exit is named)",
+          "set SEV_ENABLE (misc_ctl bit 1) together with SEV_ES_ENABLE") {
+    return v.sev_es_on() && (v.misc_ctl & arch::misc_ctl::SEV_ENABLE) == 0;
+}
+NSVM_RULE(SevEsRequiresLbrv, "sev_es.requires_lbrv", "15.35.2", "S5", control, vmexit_invalid, kA,
+          ({"control.misc_ctl", "control.misc_ctl2"}),
+          "SEV-ES is enabled without LBR virtualization (inferred: no exit is named)",
+          "set LBR_VIRT (misc_ctl2 bit 0) for SEV-ES guests") {
+    return v.sev_es_on() && (v.misc_ctl2 & arch::misc_ctl2::LBR_VIRT) == 0;
+}
+NSVM_RULE(SnpVmplSss, "snp.vmpl_sss", "15.36.7", "P4", control, vmexit_invalid, kA,
+          ({"control.guest_sev_features", "control.misc_ctl"}), "SEV_FEATURES.VmplSSS and the VMCB SSS check are both set",
+          "use either VmplSSS or SSSCheckEn, not both") {
+    return v.snp_vmcb() && (v.gsf & sevf::VMPL_SSS) != 0 && (v.misc_ctl & arch::misc_ctl::SSS_CHECK) != 0;
+}
+NSVM_RULE(SnpInjectionModes, "snp.restricted_and_alternate", "15.36.16", "P5", control, vmexit_invalid, kA,
+          ({"control.guest_sev_features"}), "Restricted Injection and Alternate Injection are both enabled",
+          "enable at most one interrupt-injection mode in SEV_FEATURES") {
+    return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.gsf & sevf::ALTERNATE_INJECTION) != 0;
+}
+NSVM_RULE(SnpRestrictedAvic, "snp.restricted_with_avic", "15.36.16", "P6", control, vmexit_invalid, kA,
+          ({"control.guest_sev_features", "control.int_ctl"}), "Restricted Injection is enabled together with AVIC",
+          "disable AVIC for guests with Restricted Injection") {
+    return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
+}
+NSVM_RULE(SnpAlternateAvic, "snp.alternate_with_avic", "15.36.16", "P7", control, vmexit_invalid, kA,
+          ({"control.guest_sev_features", "control.int_ctl"}), "Alternate Injection is enabled together with AVIC",
+          "disable AVIC for guests with Alternate Injection") {
+    return v.snp_vmcb() && (v.gsf & sevf::ALTERNATE_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
+}
+NSVM_RULE(SnpAllowedFeatures, "snp.allowed_sev_features", "15.36.20", "P9", control, vmexit_invalid, kA,
+          ({"control.allowed_sev_features", "control.guest_sev_features"}),
+          "the allowed-SEV-features mask is enabled and SEV_FEATURES has a bit outside it",
+          "add the feature to allowed_sev_features[61:0] or remove it from the guest's SEV_FEATURES") {
+    return v.sev_es_on() && (v.allowed_sev & kAllowedSevEnable) != 0 &&
+           (v.gsf & bits(61, 0) & ~v.allowed_sev) != 0;
+}
+NSVM_RULE(SnpSecureAvic, "snp.secure_avic_conflict", "15.36.21.2", "P10", control, vmexit_invalid, kA,
+          ({"control.guest_sev_features", "control.int_ctl"}),
+          "Secure AVIC is enabled together with VMCB AVIC, Restricted Injection or Alternate Injection",
+          "with Secure AVIC, clear AVIC_ENABLE and both injection modes") {
+    return v.snp_vmcb() && (v.gsf & sevf::SECURE_AVIC) != 0 &&
+           ((v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0 ||
+            (v.gsf & (sevf::RESTRICTED_INJECTION | sevf::ALTERNATE_INJECTION)) != 0);
+}
+
+// --- Guest state (APM 15.5.1 list, in the manual's order) ---
+
+NSVM_RULE(EferSvme, "efer.svme", "15.5.1", "C1", save, vmexit_invalid, kAll, ({"save.efer"}),
+          "guest EFER.SVME is 0", "set EFER.SVME (bit 12) in the guest's EFER") {
+    return (v.efer & arch::efer::SVME) == 0;
+}
+NSVM_RULE(Cr0CdNw, "cr0.cd_nw", "15.5.1", "C2", save, vmexit_invalid, kAll, ({"save.cr0"}),
+          "CR0.CD is 0 while CR0.NW is 1", "set CR0.CD or clear CR0.NW") {
+    return (v.cr0 & arch::cr0::NW) != 0 && (v.cr0 & arch::cr0::CD) == 0;
+}
+NSVM_RULE(Cr0Upper, "cr0.upper", "15.5.1", "C3", save, vmexit_invalid, kAll, ({"save.cr0"}),
+          "CR0[63:32] is not zero", "clear CR0 bits 63:32") {
+    return (v.cr0 & bits(63, 32)) != 0;
+}
+NSVM_RULE(Cr3Mbz, "cr3.mbz", "15.5.1", "C4", save, vmexit_invalid, kA | kK | kQ | kX,
+          ({"save.cr3", "save.cr4", "save.cr0", "save.efer"}),
+          "CR3 has must-be-zero bits set for the guest's paging mode",
+          "clear CR3's reserved bits: 2:0 and 11:5 (unless CR4.PCIDE in long mode), 63:32 outside long mode, "
+          "bits at or above MAXPHYADDR") {
+    return cr3_bad_bits(v) != 0;
+}
+NSVM_RULE(Cr4Mbz, "cr4.mbz", "15.5.1", "C5", save, vmexit_invalid, kAll, ({"save.cr4"}),
+          "CR4 has reserved bits set, or bits of features this CPU does not have",
+          "clear the listed CR4 bits, or choose a CPU model with those features") {
+    return cr4_bad_bits(v) != 0;
+}
+NSVM_RULE(Cr4PcideWithoutLma, "cr4.pcide_without_long_mode", "3.1.3", "C5", save, vmexit_invalid, kB,
+          ({"save.cr4", "save.efer", "save.cr0"}), "CR4.PCIDE is set outside long mode (Bochs' MOV-CR4 rule)",
+          "clear CR4.PCIDE unless EFER.LME and CR0.PG are set") {
+    return (v.cr4 & arch::cr4::PCIDE) != 0 && !v.lme_pg;
+}
+NSVM_RULE(Dr6Upper, "dr6.upper", "15.5.1", "C6", save, vmexit_invalid, kAll, ({"save.dr6"}),
+          "DR6[63:32] is not zero", "clear DR6 bits 63:32 (0xFFFF0FF0 is the reset value)") {
+    return (v.dr6 & v.p.dr6_reserved) != 0;
+}
+NSVM_RULE(Dr7Upper, "dr7.upper", "15.5.1", "C7", save, vmexit_invalid, kAll, ({"save.dr7"}),
+          "DR7[63:32] is not zero", "clear DR7 bits 63:32 (0x400 is the reset value)") {
+    return (v.dr7 & v.p.dr7_reserved) != 0;
+}
+NSVM_RULE(EferMbz, "efer.mbz", "15.5.1", "C8", save, vmexit_invalid, kAll, ({"save.efer"}),
+          "EFER has reserved bits set, or bits of features this CPU does not have",
+          "clear the listed EFER bits, or choose a CPU model with those features") {
+    return efer_bad_bits(v) != 0;
+}
+NSVM_RULE(EferLm, "efer.lm_unsupported", "15.5.1", "C9", save, vmexit_invalid, kAll, ({"save.efer"}),
+          "EFER.LME or EFER.LMA is set on a CPU without long mode", "clear EFER.LME/LMA or use a CPU model with lm") {
+    return !v.cpu.has(Feature::lm) && (v.efer & (arch::efer::LME | arch::efer::LMA)) != 0;
+}
+NSVM_RULE(LongModePae, "long_mode.pae", "15.5.1", "C10", save, vmexit_invalid, kAll,
+          ({"save.efer", "save.cr0", "save.cr4"}), "EFER.LME and CR0.PG are set but CR4.PAE is 0",
+          "set CR4.PAE for a long-mode guest (or clear EFER.LME for a legacy guest)") {
+    return v.lme_pg && (v.cr4 & arch::cr4::PAE) == 0;
+}
+NSVM_RULE(LongModePe, "long_mode.pe", "15.5.1", "C11", save, vmexit_invalid, kA | kK | kQ | kX,
+          ({"save.efer", "save.cr0"}), "EFER.LME and CR0.PG are set but CR0.PE is 0",
+          "set CR0.PE for a long-mode guest; paged real mode (PE=0, PG=1) needs EFER.LME = 0") {
+    return v.lme_pg && (v.cr0 & arch::cr0::PE) == 0;
+}
+NSVM_RULE(LongModeCsLD, "long_mode.cs_l_d", "15.5.1", "C12", save, vmexit_invalid, kAll,
+          ({"save.cs.attrib", "save.efer", "save.cr0", "save.cr4"}),
+          "CS.L and CS.D are both set for a long-mode guest (EFER.LME, CR0.PG, CR4.PAE all set)",
+          "clear CS.D (attrib bit 10) for 64-bit code, or CS.L (bit 9) for compatibility mode") {
+    const bool ld = (v.cs_attrib & arch::seg_attr::L) != 0 && (v.cs_attrib & arch::seg_attr::DB) != 0;
+    if (!ld) return false;
+    return v.p.cs_l_d_any_mode || (v.lme_pg && (v.cr4 & arch::cr4::PAE) != 0);
+}
+NSVM_RULE(CetSCet, "cet.s_cet_reserved", "15.5.1", "C17", save, vmexit_invalid, kA, ({"save.s_cet"}),
+          "S_CET has reserved bits set", "clear S_CET's reserved bits (9:6; 63:10 and 5:2 without IBT)") {
+    return v.cpu.has(Feature::shstk) && s_cet_bad_bits(v) != 0;
+}
+NSVM_RULE(CetWp, "cet.cr0_wp", "15.5.1", "C18", save, vmexit_invalid, kA, ({"save.cr4", "save.cr0"}),
+          "CR4.CET is set while CR0.WP is 0", "set CR0.WP whenever CR4.CET is set") {
+    return (v.cpu.has(Feature::shstk) || v.cpu.has(Feature::ibt)) && (v.cr4 & arch::cr4::CET) != 0 &&
+           (v.cr0 & arch::cr0::WP) == 0;
+}
+
+// --- Event injection (APM 15.20), decided after GIF = 1 in hardware ---
+
+NSVM_RULE(EventType, "event_inj.type", "15.20", "E2", event, vmexit_invalid, kAll, ({"control.event_inj"}),
+          "EVENTINJ has a reserved TYPE (1, 5, 6 or 7)",
+          "use TYPE 0 (INTR), 2 (NMI), 3 (exception) or 4 (software interrupt)") {
+    if (!v.event_valid()) return false;
+    const unsigned t = v.event_type();
+    return t == 1 || t >= 5;
+}
+NSVM_RULE(EventVector, "event_inj.vector", "15.20", "E3", event, vmexit_invalid, kAll, ({"control.event_inj"}),
+          "EVENTINJ injects an exception (TYPE 3) with a vector that is not an exception",
+          "inject NMI with TYPE 2, interrupts with TYPE 0/4; TYPE 3 only for exception vectors") {
+    return v.event_valid() && v.event_type() == 3 && !exception_vector_ok(v, v.event_vector());
+}
+NSVM_RULE(EventMode, "event_inj.mode", "15.20", "E1", event, vmexit_invalid, kA | kB,
+          ({"control.event_inj", "save.cs.attrib", "save.efer", "save.cr0"}),
+          "EVENTINJ injects #BR or #OF into a 64-bit guest, where they cannot occur",
+          "do not inject #BR/#OF (BOUND/INTO do not exist in 64-bit mode)") {
+    if (!v.event_valid() || v.event_type() != 3) return false;
+    const unsigned vec = v.event_vector();
+    return (vec == 4 || vec == 5) && v.lme_pg && (v.cs_attrib & arch::seg_attr::L) != 0;
+}
+NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid, kA,
+          ({"control.event_inj", "control.misc_ctl"}),
+          "EVENTINJ injects a software interrupt or #BP/#OF into an SEV-ES guest",
+          "SEV-ES guests cannot take INTn or vectors 3/4 by injection; use the #VC/GHCB protocol") {
+    if (!v.event_valid() || !v.sev_es_on()) return false;
+    const unsigned t = v.event_type();
+    const unsigned vec = v.event_vector();
+    return t == 4 || (t == 3 && (vec == 3 || vec == 4));
+}
+NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "E", event, vmexit_invalid, kX, ({"control.event_inj"}),
+          "EVENTINJ bits 30:12 (SBZ) are set (Xen rejects them)", "clear EVENTINJ bits 30:12") {
+    return (v.event_inj & arch::event::RESERVED) != 0;
+}
+
+// --- Guest memory (APM 15.5.1 last paragraph) ---
+
+NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid, kA | kK | kB, ({"save.cr3", "save.cr4"}),
+          "a present PAE PDPE of the guest (no nested paging) has reserved bits set, or cannot be read",
+          "clear bits 2:1, 8:5 and those at or above MAXPHYADDR in the guest's four PDPEs") {
+    if (v.ctx.memory == nullptr || !pae_legacy_without_np(v)) return false;
+    for (unsigned i = 0; i < 4; ++i) {
+        std::uint64_t e = 0;
+        if (!v.ctx.memory->read_u64(pdpt_base(v.cr3) + 8 * i, e)) return true;
+        if (pdpe_bad_bits(v, e) != 0) return true;
+    }
+    return false;
+}
+
+#undef NSVM_RULE
+
+// SEV-ES/AVIC rules the APM states as requirements without a named exit.
+template <class R>
+inline constexpr bool kInferred = false;
+template <>
+inline constexpr bool kInferred<AvicRequiresNp> = true;
+template <>
+inline constexpr bool kInferred<SevEsRequiresSev> = true;
+template <>
+inline constexpr bool kInferred<SevEsRequiresLbrv> = true;
+
+template <class... R>
+struct List {};
+
+/// Catalogue order: gates, control, save, event, memory (the order in which
+/// VMRUN decides them; within a stage, the APM's order).
+using AllRules =
+    List<GateSvme, GateProtectedMode, GatePaging, GateCpl, GateRaxAlign, GateRaxMaxphyaddr,  //
+         InterceptVmrun, AsidZero, MsrpmLimit, IopmLimit, NpHostPaging, NpNcr3, NpGPat, NpSss, VnmiIntercept,
+         AvicX2WithoutAvic, AvicMaxIndex, AvicPointers, AvicRequiresNp, SevRequiresNp, SevSmmLock, SevAsidRange,
+         SevHost64, SevEsRequiresSev, SevEsRequiresLbrv, SnpVmplSss, SnpInjectionModes, SnpRestrictedAvic,
+         SnpAlternateAvic, SnpAllowedFeatures, SnpSecureAvic,  //
+         EferSvme, Cr0CdNw, Cr0Upper, Cr3Mbz, Cr4Mbz, Cr4PcideWithoutLma, Dr6Upper, Dr7Upper, EferMbz, EferLm,
+         LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
+         EventType, EventVector, EventMode, EventSevEs, EventReserved,  //
+         PdpeReserved>;
+
+}  // namespace nsvm::checks::rules

@@ -1,0 +1,114 @@
+// Internal: state shared by the two text-dump readers (KVM, Xen): which
+// fields the text gave and on which line, the warnings so far, and the
+// checked stores that turn a printed value into VMCB bytes.
+#pragma once
+
+#include <fmt/format.h>
+#include <map>
+#include <string>
+
+#include "readers.hpp"
+
+namespace nsvm::formats::detail {
+
+enum class Radix : std::uint8_t { hex, dec };
+
+class DumpState {
+public:
+    explicit DumpState(std::string_view source, Format f) : source_(source), given_(arch::kFields.size()) {
+        result_.format = f;
+    }
+
+    [[nodiscard]] Diagnostic error(int line, std::string_view field, std::string message) const {
+        return Diagnostic{source_, line, std::string(field), std::move(message)};
+    }
+    void warn(int line, std::string_view field, std::string message) {
+        result_.warnings.push_back(Diagnostic{source_, line, std::string(field), std::move(message)});
+    }
+
+    /// Records that `label` appeared on `line`; an error if it appeared before
+    /// (two dumps interleaved, or a garbled paste): never pick one silently.
+    [[nodiscard]] std::optional<Diagnostic> once(int line, const std::string& label, std::string_view field) {
+        auto [it, fresh] = label_line_.emplace(label, line);
+        if (fresh) return std::nullopt;
+        return error(line, field,
+                     fmt::format("'{}' appears twice (first on line {}); are two dumps interleaved?", printable(label),
+                                 it->second));
+    }
+    [[nodiscard]] bool seen(const std::string& label) const { return label_line_.contains(label); }
+    [[nodiscard]] bool any_seen() const { return !label_line_.empty(); }
+
+    /// Parses `text` in `radix` and stores it into bits [shift, shift+bits)
+    /// of field `id` (bits = 0: the whole field).
+    [[nodiscard]] std::optional<Diagnostic> store(int line, arch::FieldId id, std::string_view text, Radix radix,
+                                                  unsigned shift = 0, unsigned bits = 0) {
+        const auto& f = arch::info(id);
+        const unsigned width_bits = bits ? bits : 8U * f.width;
+        const auto v = parse(text, radix, (width_bits + 7) / 8);
+        if (!v)
+            return error(line, f.name,
+                         fmt::format("'{}' is not a {} number", printable(text),
+                                     radix == Radix::hex ? "hexadecimal" : "decimal"));
+        const std::uint64_t mask = width_bits >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << width_bits) - 1;
+        if ((*v & ~mask) != 0)
+            return error(line, f.name, fmt::format("value {:#x} is too wide for {} bits", *v, width_bits));
+        const std::uint64_t old = result_.vmcb.get(id);
+        result_.vmcb.set(id, (old & ~(mask << shift)) | (*v << shift));
+        given_[static_cast<std::size_t>(id)] = true;
+        return std::nullopt;
+    }
+    /// Stores 8 bytes at `offset` (Xen prints some 64-bit unions that span
+    /// two VMCB fields, e.g. vintr = int_ctl + int_vector).
+    [[nodiscard]] std::optional<Diagnostic> store_raw8(int line, std::size_t offset, std::string_view field,
+                                                       std::string_view text) {
+        const auto v = parse_hex(text);
+        if (!v) return error(line, field, fmt::format("'{}' is not a hexadecimal number", printable(text)));
+        arch::store_le(result_.vmcb.page(), offset, 8, *v);
+        for (const auto& f : arch::kFields) {
+            if (f.offset >= offset && f.offset < offset + 8) given_[static_cast<std::size_t>(f.id)] = true;
+        }
+        return std::nullopt;
+    }
+    void mark_given(arch::FieldId id) { given_[static_cast<std::size_t>(id)] = true; }
+
+    [[nodiscard]] ReadResult finish(std::string_view what) {
+        if (auto w = missing_fields_warning(source_, what, given_)) result_.warnings.push_back(std::move(*w));
+        return std::move(result_);
+    }
+    [[nodiscard]] ReadResult& result() { return result_; }
+    [[nodiscard]] const std::string& source() const { return source_; }
+
+private:
+    static std::optional<std::uint64_t> parse(std::string_view s, Radix radix, unsigned width_bytes) {
+        if (radix == Radix::hex) return parse_hex(s);
+        return parse_signed_dec(s, width_bytes == 0 ? 1 : width_bytes);
+    }
+
+    std::string source_;
+    ReadResult result_;
+    std::vector<bool> given_;
+    std::map<std::string, int> label_line_;
+};
+
+/// Splits on blanks.
+[[nodiscard]] inline std::vector<std::string_view> words(std::string_view s) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+        const std::size_t b = i;
+        while (i < s.size() && s[i] != ' ' && s[i] != '\t') ++i;
+        if (i > b) out.push_back(s.substr(b, i - b));
+    }
+    return out;
+}
+
+/// Hex digits with an optional "0x", or a decimal with an optional '-'.
+[[nodiscard]] inline bool is_number_token(std::string_view t) {
+    if (t.starts_with("-")) t.remove_prefix(1);
+    if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) t.remove_prefix(2);
+    if (t.empty()) return false;
+    return std::all_of(t.begin(), t.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+}  // namespace nsvm::formats::detail

@@ -1,0 +1,414 @@
+// Reader for the text KVM's dump_vmcb() prints (dump-formats.md a.3).
+//
+// The text is read by label, never by column: labels are padded to 20
+// columns but long ones overflow ("pause filter threshold:3000"), several
+// fields share a line in some kernels, and dmesg adds timestamps and the
+// "kvm_amd: " prefix. Lines that are not dump lines (other kernel messages
+// interleaved) are skipped; a dump line with a garbled value is an error.
+#include <algorithm>
+#include <array>
+#include <fmt/format.h>
+#include <set>
+
+#include "dump_common.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+
+namespace nsvm::formats::detail {
+namespace {
+
+using arch::FieldId;
+
+enum class Kind : std::uint8_t {
+    field,         ///< one value into a field (or a bit range of it)
+    exit_code32,   ///< exit_code, printed with %08x (gotcha 2)
+    misc_words,    ///< "intercepts:" = words 3, 4 (and 5 when printed)
+    segment,       ///< "es:" .. "tr:", followed by s: a: l: b:
+    gpr,           ///< newest kernels' GPR block: KVM's register cache, not the VMCB (gotcha 6)
+    not_vmcb,      ///< SEV-ES VMSA-only values (sev_features, pl0_ssp, xcr0, ...)
+};
+
+struct Label {
+    std::string_view label;
+    Kind kind;
+    FieldId id = FieldId::asid;
+    Radix radix = Radix::hex;
+    unsigned shift = 0;
+    unsigned bits = 0;
+};
+
+// Every label dump_vmcb has printed (a.3), with the radix gotcha 3 lists.
+constexpr std::array kLabels = {
+    Label{"cr_read", Kind::field, FieldId::intercepts0, Radix::hex, 0, 16},
+    Label{"cr_write", Kind::field, FieldId::intercepts0, Radix::hex, 16, 16},
+    Label{"dr_read", Kind::field, FieldId::intercepts1, Radix::hex, 0, 16},
+    Label{"dr_write", Kind::field, FieldId::intercepts1, Radix::hex, 16, 16},
+    Label{"exceptions", Kind::field, FieldId::intercepts2},
+    Label{"intercepts", Kind::misc_words},
+    Label{"pause filter count", Kind::field, FieldId::pause_filter_count, Radix::dec},
+    Label{"pause filter threshold", Kind::field, FieldId::pause_filter_thresh, Radix::dec},
+    Label{"iopm_base_pa", Kind::field, FieldId::iopm_base_pa},
+    Label{"msrpm_base_pa", Kind::field, FieldId::msrpm_base_pa},
+    Label{"tsc_offset", Kind::field, FieldId::tsc_offset},
+    Label{"asid", Kind::field, FieldId::asid, Radix::dec},
+    Label{"tlb_ctl", Kind::field, FieldId::tlb_ctl, Radix::dec},
+    Label{"int_ctl", Kind::field, FieldId::int_ctl},
+    Label{"int_vector", Kind::field, FieldId::int_vector},
+    Label{"int_state", Kind::field, FieldId::int_state},
+    Label{"exit_code", Kind::exit_code32, FieldId::exit_code},
+    Label{"exit_info1", Kind::field, FieldId::exit_info_1},
+    Label{"exit_info2", Kind::field, FieldId::exit_info_2},
+    Label{"exit_int_info", Kind::field, FieldId::exit_int_info},
+    Label{"exit_int_info_err", Kind::field, FieldId::exit_int_info_err},
+    Label{"nested_ctl", Kind::field, FieldId::misc_ctl, Radix::dec},  // gotcha 5: label kept after the rename
+    Label{"misc_ctl", Kind::field, FieldId::misc_ctl, Radix::dec},
+    Label{"nested_cr3", Kind::field, FieldId::nested_cr3},
+    Label{"avic_vapic_bar", Kind::field, FieldId::avic_vapic_bar},
+    Label{"ghcb", Kind::field, FieldId::ghcb_gpa},
+    Label{"event_inj", Kind::field, FieldId::event_inj},
+    Label{"event_inj_err", Kind::field, FieldId::event_inj_err},
+    Label{"virt_ext", Kind::field, FieldId::misc_ctl2, Radix::dec},
+    Label{"misc_ctl2", Kind::field, FieldId::misc_ctl2, Radix::dec},
+    Label{"lbr_ctl", Kind::field, FieldId::misc_ctl2, Radix::dec},  // pre-4.x name of virt_ext
+    Label{"next_rip", Kind::field, FieldId::next_rip},
+    Label{"avic_backing_page", Kind::field, FieldId::avic_backing_page},
+    Label{"avic_logical_id", Kind::field, FieldId::avic_logical_id},
+    Label{"avic_physical_id", Kind::field, FieldId::avic_physical_id},
+    Label{"vmsa_pa", Kind::field, FieldId::vmsa_pa},
+    Label{"allowed_sev_features", Kind::field, FieldId::allowed_sev_features},
+    Label{"guest_sev_features", Kind::field, FieldId::guest_sev_features},
+    // State save area.
+    Label{"es", Kind::segment}, Label{"cs", Kind::segment}, Label{"ss", Kind::segment}, Label{"ds", Kind::segment},
+    Label{"fs", Kind::segment}, Label{"gs", Kind::segment}, Label{"gdtr", Kind::segment},
+    Label{"ldtr", Kind::segment}, Label{"idtr", Kind::segment}, Label{"tr", Kind::segment},
+    Label{"vmpl", Kind::field, FieldId::vmpl, Radix::dec},
+    Label{"cpl", Kind::field, FieldId::cpl, Radix::dec},
+    Label{"efer", Kind::field, FieldId::efer},
+    Label{"cr0", Kind::field, FieldId::cr0},
+    Label{"cr2", Kind::field, FieldId::cr2},
+    Label{"cr3", Kind::field, FieldId::cr3},
+    Label{"cr4", Kind::field, FieldId::cr4},
+    Label{"dr6", Kind::field, FieldId::dr6},
+    Label{"dr7", Kind::field, FieldId::dr7},
+    Label{"rip", Kind::field, FieldId::rip},
+    Label{"rflags", Kind::field, FieldId::rflags},
+    Label{"rsp", Kind::field, FieldId::rsp},
+    Label{"rax", Kind::field, FieldId::rax},
+    Label{"s_cet", Kind::field, FieldId::s_cet},
+    Label{"ssp", Kind::field, FieldId::ssp},
+    Label{"isst_addr", Kind::field, FieldId::isst_addr},
+    Label{"star", Kind::field, FieldId::star},
+    Label{"lstar", Kind::field, FieldId::lstar},
+    Label{"cstar", Kind::field, FieldId::cstar},
+    Label{"sfmask", Kind::field, FieldId::sfmask},
+    Label{"kernel_gs_base", Kind::field, FieldId::kernel_gs_base},
+    Label{"sysenter_cs", Kind::field, FieldId::sysenter_cs},
+    Label{"sysenter_esp", Kind::field, FieldId::sysenter_esp},
+    Label{"sysenter_eip", Kind::field, FieldId::sysenter_eip},
+    Label{"gpat", Kind::field, FieldId::g_pat},
+    Label{"dbgctl", Kind::field, FieldId::dbgctl},
+    Label{"br_from", Kind::field, FieldId::br_from},
+    Label{"br_to", Kind::field, FieldId::br_to},
+    Label{"excp_from", Kind::field, FieldId::last_excp_from},
+    Label{"excp_to", Kind::field, FieldId::last_excp_to},
+    Label{"spec_ctrl", Kind::field, FieldId::spec_ctrl},
+    Label{"rbx", Kind::gpr}, Label{"rcx", Kind::gpr}, Label{"rdx", Kind::gpr}, Label{"rsi", Kind::gpr},
+    Label{"rdi", Kind::gpr}, Label{"rbp", Kind::gpr}, Label{"r8", Kind::gpr}, Label{"r9", Kind::gpr},
+    Label{"r10", Kind::gpr}, Label{"r11", Kind::gpr}, Label{"r12", Kind::gpr}, Label{"r13", Kind::gpr},
+    Label{"r14", Kind::gpr}, Label{"r15", Kind::gpr},
+    Label{"sev_features", Kind::not_vmcb}, Label{"vintr_ctrl", Kind::not_vmcb}, Label{"pl0_ssp", Kind::not_vmcb},
+    Label{"pl1_ssp", Kind::not_vmcb}, Label{"pl2_ssp", Kind::not_vmcb}, Label{"pl3_ssp", Kind::not_vmcb},
+    Label{"u_cet", Kind::not_vmcb}, Label{"xcr0", Kind::not_vmcb}, Label{"xss", Kind::not_vmcb},
+};
+
+// Gotcha 1: printed from vmcb01 (L1's VMCB) even while L2 runs.
+constexpr std::array<std::string_view, 12> kFromVmcb01 = {
+    "fs", "gs", "ldtr", "tr", "star", "lstar", "cstar", "sfmask", "kernel_gs_base", "sysenter_cs",
+    "sysenter_esp", "sysenter_eip"};
+
+const Label* find_label(std::string_view l) {
+    for (const auto& x : kLabels) {
+        if (x.label == l) return &x;
+    }
+    return nullptr;
+}
+
+/// Removes what dmesg, journald/syslog and pr_fmt put before the text.
+std::string_view strip_prefix(std::string_view s) {
+    if (auto p = s.find("kvm_amd: "); p != std::string_view::npos) return trim(s.substr(p + 9));
+    if (auto p = s.find("kernel: "); p != std::string_view::npos) s = s.substr(p + 8);
+    s = trim(s);
+    if (s.starts_with("<")) {  // printk level "<3>"
+        if (auto e = s.find('>'); e != std::string_view::npos && e < 4) s = trim(s.substr(e + 1));
+    }
+    if (s.starts_with("[")) {  // "[  123.456789]"
+        if (auto e = s.find(']'); e != std::string_view::npos) s = trim(s.substr(e + 1));
+    }
+    if (s.starts_with("kvm_amd:")) s = trim(s.substr(8));
+    if (s.starts_with("kvm: ")) s = trim(s.substr(5));
+    return s;
+}
+
+struct Pair {
+    std::string label;
+    std::vector<std::string_view> values;
+};
+struct Tokens {
+    std::vector<Pair> pairs;
+    std::string leftover;  ///< words after the last value that belong to no label
+};
+
+/// "label: value [value...] label: value" -> pairs. A label may hold blanks
+/// ("pause filter count:") and may run into its value ("threshold:3000").
+Tokens tokenize(std::string_view s) {
+    Tokens t;
+    std::vector<std::string_view> pending;
+    for (auto tok : words(s)) {
+        const auto colon = tok.find(':');
+        if (colon != std::string_view::npos) {
+            std::string label;
+            for (auto w : pending) label += std::string(w) + " ";
+            label += tok.substr(0, colon);
+            pending.clear();
+            t.pairs.push_back({label, {}});
+            if (colon + 1 < tok.size()) t.pairs.back().values.push_back(tok.substr(colon + 1));
+        } else if (!t.pairs.empty() && pending.empty() &&
+                   (t.pairs.back().values.empty() || is_number_token(tok))) {
+            t.pairs.back().values.push_back(tok);
+        } else {
+            pending.push_back(tok);
+        }
+    }
+    for (auto w : pending) t.leftover += (t.leftover.empty() ? "" : " ") + std::string(w);
+    return t;
+}
+
+bool is_header(std::string_view s) {
+    // "[SVM|SEV|SEV-ES|SEV-SNP] [vCPU%u ]VMCB %p, last attempted VMRUN on CPU %d"
+    return s.find("VMCB ") != std::string_view::npos && s.find("last attempted VMRUN on CPU") != std::string_view::npos;
+}
+
+class KvmReader {
+public:
+    explicit KvmReader(std::string_view source) : st_(source, Format::kvm_dump) {}
+
+    Result read(std::string_view text) {
+        const auto lines = split_lines(text);
+        for (std::size_t i = 0; i < lines.size(); ++i) {
+            const auto& ln = lines[i];
+            const auto s = strip_prefix(ln.text);
+            if (s == "VMCB Control Area:" || is_header(s)) {
+                if (st_.any_seen() || (control_line_ && s == "VMCB Control Area:")) {
+                    note_more_dumps(lines, i);
+                    break;
+                }
+                if (s == "VMCB Control Area:") control_line_ = ln.number;
+                continue;
+            }
+            if (s == "VMCB State Save Area:") {
+                if (save_line_) {
+                    note_more_dumps(lines, i);
+                    break;
+                }
+                save_line_ = ln.number;
+                continue;
+            }
+            if (!control_line_) continue;  // before the dump: unrelated
+            if (auto err = line(ln.number, s)) return nsvm::unexpected(std::move(*err));
+        }
+        if (!control_line_)
+            return nsvm::unexpected(st_.error(0, "", "no 'VMCB Control Area:' line: this is not KVM dump_vmcb() output "
+                                                     "(or the dump is cut off before its control area)"));
+        if (!save_line_)
+            return nsvm::unexpected(st_.error(0, "", "no 'VMCB State Save Area:' line: the dump is cut off after its "
+                                                     "control area"));
+        finish_warnings();
+        return st_.finish("this KVM dump_vmcb() text");
+    }
+
+private:
+    std::optional<Diagnostic> line(int n, std::string_view s) {
+        auto t = tokenize(s);
+        if (t.pairs.empty()) return std::nullopt;
+        const auto* first = find_label(t.pairs.front().label);
+        if (!first) {
+            unknown_line(n, t);
+            return std::nullopt;  // an unrelated kernel message
+        }
+        const bool gpr_line = std::any_of(t.pairs.begin(), t.pairs.end(), [](const Pair& p) {
+            const auto* l = find_label(p.label);
+            return l && l->kind == Kind::gpr;
+        });
+        const Label* segment = nullptr;
+        for (std::size_t k = 0; k < t.pairs.size(); ++k) {
+            const auto& p = t.pairs[k];
+            if (segment && (p.label == "s" || p.label == "a" || p.label == "l" || p.label == "b")) {
+                if (auto err = segment_member(n, *segment, p)) return err;
+                continue;
+            }
+            segment = nullptr;
+            const auto* l = find_label(p.label);
+            if (!l) {
+                st_.warn(n, "", fmt::format("'{}:' is not a dump_vmcb label nsvm knows; its value is ignored",
+                                            printable(p.label)));
+                continue;
+            }
+            if (l->kind == Kind::segment) {
+                if (!p.values.empty())
+                    return st_.error(n, fmt::format("save.{}", l->label),
+                                     fmt::format("expected 's: .. a: .. l: .. b: ..' after '{}:'", l->label));
+                if (auto err = st_.once(n, p.label, fmt::format("save.{}", l->label))) return err;
+                segment = l;
+                continue;
+            }
+            if (auto err = pair(n, *l, p, gpr_line)) return err;
+        }
+        if (!t.leftover.empty()) {
+            const auto& last = t.pairs.back();
+            return st_.error(n, field_name(last.label),
+                             fmt::format("unexpected text '{}' after '{}:'", printable(t.leftover), printable(last.label)));
+        }
+        return std::nullopt;
+    }
+
+    static std::string field_name(const std::string& label) {
+        const auto* l = find_label(label);
+        if (!l) return label;
+        switch (l->kind) {
+            case Kind::misc_words: return "control.intercepts[3]";
+            case Kind::segment: return "save." + label;
+            case Kind::gpr:
+            case Kind::not_vmcb: return label;
+            case Kind::field:
+            case Kind::exit_code32: break;
+        }
+        return std::string(arch::info(l->id).name);
+    }
+
+    std::optional<Diagnostic> segment_member(int n, const Label& seg, const Pair& p) {
+        const std::string_view member = p.label == "s" ? "selector" : p.label == "a" ? "attrib" : p.label == "l" ? "limit" : "base";
+        const auto id = arch::find_field(fmt::format("save.{}.{}", seg.label, member));
+        if (p.values.size() != 1)
+            return st_.error(n, arch::info(*id).name, fmt::format("expected one value after '{}:', found {}", p.label,
+                                                                  p.values.size()));
+        if (auto err = st_.once(n, fmt::format("{}.{}", seg.label, p.label), arch::info(*id).name)) return err;
+        return st_.store(n, *id, p.values.front(), Radix::hex);
+    }
+
+    std::optional<Diagnostic> pair(int n, const Label& l, const Pair& p, bool gpr_line) {
+        const auto field = field_name(p.label);
+        if (l.kind == Kind::gpr || l.kind == Kind::not_vmcb) {
+            ignored_.insert(p.label);
+            return std::nullopt;
+        }
+        if (p.values.empty()) return st_.error(n, field, fmt::format("no value after '{}:'", p.label));
+        if (gpr_line && (l.id == FieldId::rax || l.id == FieldId::rsp) && l.kind == Kind::field) {
+            return gpr_copy(n, l, p);
+        }
+        if (l.kind == Kind::misc_words) {
+            if (p.values.size() > 3)
+                return st_.error(n, field, fmt::format("expected 2 or 3 words (vectors 3, 4, 5), found {}",
+                                                       p.values.size()));
+            if (auto err = st_.once(n, p.label, field)) return err;
+            for (std::size_t w = 0; w < p.values.size(); ++w) {
+                const auto id = static_cast<FieldId>(static_cast<unsigned>(FieldId::intercepts3) + w);
+                if (auto err = st_.store(n, id, p.values[w], Radix::hex)) return err;
+            }
+            return std::nullopt;
+        }
+        if (p.values.size() != 1)
+            return st_.error(n, field, fmt::format("expected one value after '{}:', found {}", p.label, p.values.size()));
+        if (auto err = st_.once(n, p.label, field)) return err;
+        if (l.kind == Kind::exit_code32) return exit_code(n, p.values.front());
+        return st_.store(n, l.id, p.values.front(), l.radix, l.shift, l.bits);
+    }
+
+    /// Gotcha 6: the newest kernels print a GPR block from KVM's register
+    /// cache; its rax/rsp are not the VMCB's. Keep the VMCB value, say so if
+    /// they differ.
+    std::optional<Diagnostic> gpr_copy(int n, const Label& l, const Pair& p) {
+        ignored_.insert(p.label);
+        const std::string key = p.label + "#gpr";
+        if (auto err = st_.once(n, key, p.label)) return err;
+        const auto v = parse_hex(p.values.front());
+        if (!v) return st_.error(n, arch::info(l.id).name, fmt::format("'{}' is not a hexadecimal number",
+                                                                       printable(p.values.front())));
+        if (st_.seen(p.label) && st_.result().vmcb.get(l.id) != *v)
+            st_.warn(n, arch::info(l.id).name,
+                     fmt::format("the GPR block's {} ({:#x}, KVM's register cache) differs from the VMCB's ({:#x}); "
+                                 "kept the VMCB value",
+                                 p.label, *v, st_.result().vmcb.get(l.id)));
+        return std::nullopt;
+    }
+
+    /// Gotcha 2: dump_vmcb prints exit_code with %08x. The VMRUN-failure
+    /// codes -1..-4 therefore show as ffffffff..fffffffc; restore them.
+    std::optional<Diagnostic> exit_code(int n, std::string_view text) {
+        if (auto err = st_.store(n, FieldId::exit_code, text, Radix::hex)) return err;
+        const auto v = st_.result().vmcb.get(FieldId::exit_code);
+        if (v >= 0xFFFFFFFCULL && v <= 0xFFFFFFFFULL) {
+            const std::uint64_t full = v | 0xFFFFFFFF00000000ULL;
+            st_.result().vmcb.set(FieldId::exit_code, full);
+            st_.warn(n, "control.exit_code",
+                     fmt::format("exit_code is truncated to 32 bits by dump_vmcb; ffffffff means VMEXIT_INVALID "
+                                 "(read {:08x} as {:#x}, {})",
+                                 v, full, arch::exit_code::describe(full).name));
+        }
+        return std::nullopt;
+    }
+
+    void unknown_line(int n, const Tokens& t) {
+        // Inside the dump, a lone "identifier: number" line is most likely a
+        // field a newer kernel prints: say so rather than drop it silently.
+        const auto& p = t.pairs.front();
+        const bool ident = std::all_of(p.label.begin(), p.label.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+        });
+        if (ident && !p.label.empty() && t.leftover.empty() && !p.values.empty() &&
+            std::all_of(t.pairs.begin(), t.pairs.end(), [](const Pair& q) {
+                return std::all_of(q.values.begin(), q.values.end(), is_number_token);
+            })) {
+            st_.warn(n, "", fmt::format("'{}:' is not a dump_vmcb label nsvm knows; line ignored", printable(p.label)));
+        }
+    }
+
+    void note_more_dumps(const std::vector<Line>& lines, std::size_t from) {
+        std::size_t more = 0;
+        for (std::size_t i = from; i < lines.size(); ++i) {
+            if (strip_prefix(lines[i].text) == "VMCB Control Area:") ++more;
+        }
+        st_.warn(lines[from].number, "",
+                 fmt::format("the input holds more than one dump ({} more from this line on); read only the first",
+                             std::max<std::size_t>(more, 1)));
+    }
+
+    void finish_warnings() {
+        std::string mixed;
+        for (auto l : kFromVmcb01) {
+            if (st_.seen(std::string(l))) mixed += (mixed.empty() ? "" : ", ") + std::string(l);
+        }
+        if (!mixed.empty())
+            st_.warn(0, "",
+                     fmt::format("dump_vmcb prints {} from vmcb01 (L1's VMCB), everything else from the current VMCB: "
+                                 "if the dump was taken while L2 ran, it mixes L1 and L2 state",
+                                 mixed));
+        if (!ignored_.empty()) {
+            std::string list;
+            for (const auto& x : ignored_) list += (list.empty() ? "" : ", ") + x;
+            st_.warn(0, "",
+                     fmt::format("ignored values that are not VMCB fields (KVM's register cache or the SEV-ES "
+                                 "VMSA): {}",
+                                 list));
+        }
+    }
+
+    DumpState st_;
+    int control_line_ = 0;
+    int save_line_ = 0;
+    std::set<std::string> ignored_;
+};
+
+}  // namespace
+
+Result read_kvm_dump(std::string_view text, std::string_view source) { return KvmReader(source).read(text); }
+
+}  // namespace nsvm::formats::detail

@@ -1,0 +1,54 @@
+// Internal to the formats layer: the per-format readers and the helpers they
+// share. Not installed; the public API is nsvm/formats/vmcb_io.hpp.
+#pragma once
+
+#include <bitset>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nsvm/formats/vmcb_io.hpp"
+
+namespace nsvm::formats::detail {
+
+using Result = nsvm::expected<ReadResult, Diagnostic>;
+
+[[nodiscard]] Result read_raw(std::span<const std::uint8_t> data, std::string_view source);
+[[nodiscard]] Result read_json(std::string_view text, std::string_view source);
+[[nodiscard]] Result read_kvm_dump(std::string_view text, std::string_view source);
+[[nodiscard]] Result read_xen_dump(std::string_view text, std::string_view source);
+
+/// Bytes of the page that some named field covers (everything else is
+/// reserved and travels in JSON's "reserved_bytes").
+[[nodiscard]] const std::bitset<arch::kVmcbSize>& field_coverage();
+
+/// User text made safe to print and to put into JSON: printable ASCII kept,
+/// anything else as \xNN, cut after `max` characters.
+[[nodiscard]] std::string printable(std::string_view s, std::size_t max = 60);
+
+/// The input split into lines (LF or CRLF), each with its 1-based number.
+struct Line {
+    int number;
+    std::string_view text;
+};
+[[nodiscard]] std::vector<Line> split_lines(std::string_view text);
+
+/// Trims blanks at both ends.
+[[nodiscard]] std::string_view trim(std::string_view s);
+
+/// Parses hex digits with an optional 0x prefix ("0", "0x1f", "0000ffff").
+/// nullopt on junk, empty or more than 64 bits.
+[[nodiscard]] std::optional<std::uint64_t> parse_hex(std::string_view s);
+/// Parses a decimal number that printf's %d/%lld produced for a field of
+/// `width` bytes: a leading '-' is the two's complement of the field.
+[[nodiscard]] std::optional<std::uint64_t> parse_signed_dec(std::string_view s, unsigned width);
+
+/// The single warning a dump reader gives for fields it had no value for
+/// (so they read as zero): "the dump does not give N fields ...: a, b, c".
+/// `given[i]` tells whether kFields[i] was set from the text.
+[[nodiscard]] std::optional<Diagnostic> missing_fields_warning(std::string_view source, std::string_view what,
+                                                               const std::vector<bool>& given);
+
+}  // namespace nsvm::formats::detail

@@ -1,0 +1,710 @@
+// Boundary tests: every check at its last passing and first failing value,
+// one violation at a time from a known-valid VMCB, under every profile
+// (expected outcomes written from apm-svm.md §3, oracles.md, kvm-nsvm.md §2).
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "nsvm/arch/exit_codes.hpp"
+
+#include "fixtures.hpp"
+
+namespace nsvm::checks::test {
+namespace {
+
+using P = ProfileId;
+
+class PerProfile : public ::testing::TestWithParam<ProfileId> {
+protected:
+    [[nodiscard]] Scenario scn(arch::Vmcb v = valid_vmcb64(), CpuModel cpu = default_model()) const {
+        Scenario s;
+        s.vmcb = v;
+        s.cpu = std::move(cpu);
+        s.profile = GetParam();
+        return s;
+    }
+    [[nodiscard]] bool is(std::initializer_list<P> ps) const {
+        for (auto p : ps)
+            if (p == GetParam()) return true;
+        return false;
+    }
+    /// `id` when this profile applies the rule, else "" (expected valid).
+    [[nodiscard]] std::string_view when(std::initializer_list<P> ps, std::string_view id) const {
+        return is(ps) ? id : std::string_view{};
+    }
+};
+
+INSTANTIATE_TEST_SUITE_P(Profiles, PerProfile, ::testing::ValuesIn(kAllProfileIds), profile_param_name);
+
+arch::Vmcb with(arch::Vmcb v, FieldId f, std::uint64_t value) {
+    v.set(f, value);
+    return v;
+}
+
+TEST_P(PerProfile, ValidGuestsPassOnEveryBuiltinModel) {
+    for (const auto& m : builtin_models()) {
+        EXPECT_TRUE(fails_only(scn(valid_vmcb64(), m), "")) << m.name;
+        EXPECT_TRUE(fails_only(scn(valid_vmcb_pae32(), m), "")) << m.name;
+        EXPECT_TRUE(fails_only(scn(valid_vmcb_legacy32(), m), "")) << m.name;
+    }
+}
+
+// C1
+TEST_P(PerProfile, EferSvme) {
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::efer, 0x1D00)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::efer, 0x0D00)), "efer.svme"));
+}
+
+// C2
+TEST_P(PerProfile, Cr0CdNw) {
+    const auto base = 0x80050033ULL;
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr0, base | arch::cr0::CD | arch::cr0::NW)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr0, base | arch::cr0::CD)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr0, base | arch::cr0::NW)), "cr0.cd_nw"));
+}
+
+// C3
+TEST_P(PerProfile, Cr0Upper) {
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr0, 0x80050033ULL)), ""));  // bit 31 = PG is legal
+    for (unsigned b : {32U, 47U, 63U})
+        EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr0, 0x80050033ULL | bit(b))), "cr0.upper")) << b;
+}
+
+// C4: long mode, MAXPHYADDR 52 (zen4)
+TEST_P(PerProfile, Cr3LongModeMaxphyaddr) {
+    const std::uint64_t top = bit(52) - 0x1000;
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr3, top)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr3, bit(52))), when({P::apm, P::kvm, P::qemu, P::xen}, "cr3.mbz")));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr3, bit(63))), when({P::apm, P::kvm, P::qemu, P::xen}, "cr3.mbz")));
+    // A smaller MAXPHYADDR moves the boundary.
+    auto m = model("zen4");
+    m.maxphyaddr = 40;
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr3, bit(40) - 0x1000), m), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr3, bit(40)), m), when({P::apm, P::kvm, P::qemu, P::xen}, "cr3.mbz")));
+}
+
+TEST_P(PerProfile, Cr3LongModeLowBits) {
+    // PWT|PCD (bits 4:3) are legal; 2:0 and 11:5 are reserved (APM, Xen).
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr3, 0x1018)), ""));
+    for (std::uint64_t low : {0x1ULL, 0x4ULL, 0x20ULL, 0x800ULL})
+        EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr3, 0x1000 | low)), when({P::apm, P::xen}, "cr3.mbz")))
+            << low;
+    // With CR4.PCIDE, bits 11:0 are the PCID: legal for apm; Xen still tests cr3 & 7 and 0xfe0.
+    auto v = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::PCIDE);
+    EXPECT_TRUE(fails_only(scn(with(v, FieldId::cr3, 0x1000)), ""));
+    EXPECT_TRUE(fails_only(scn(with(v, FieldId::cr3, 0x1FFF)), when({P::xen}, "cr3.mbz")));
+}
+
+TEST_P(PerProfile, Cr3Pae32) {
+    const auto pae = valid_vmcb_pae32();
+    // bits 31:5 are the PDPT base, 4:3 PWT/PCD.
+    EXPECT_TRUE(fails_only(scn(with(pae, FieldId::cr3, 0xFFFFFFF8)), ""));
+    EXPECT_TRUE(fails_only(scn(with(pae, FieldId::cr3, 0xFFFFFFE1)), when({P::apm, P::xen}, "cr3.mbz")));
+    // Bits 63:32 are MBZ in PAE legacy mode (apm); KVM only rejects bits >= MAXPHYADDR.
+    EXPECT_TRUE(fails_only(scn(with(pae, FieldId::cr3, bit(32))), when({P::apm}, "cr3.mbz")));
+    EXPECT_TRUE(fails_only(scn(with(pae, FieldId::cr3, bit(52))), when({P::apm, P::kvm, P::qemu}, "cr3.mbz")));
+}
+
+TEST_P(PerProfile, Cr3Legacy32) {
+    const auto leg = valid_vmcb_legacy32();
+    EXPECT_TRUE(fails_only(scn(with(leg, FieldId::cr3, 0xFFFFF018)), ""));
+    EXPECT_TRUE(fails_only(scn(with(leg, FieldId::cr3, 0xFFFFF020)), when({P::apm, P::xen}, "cr3.mbz")));
+    EXPECT_TRUE(fails_only(scn(with(leg, FieldId::cr3, 0xFFFFF001)), when({P::apm, P::xen}, "cr3.mbz")));
+    EXPECT_TRUE(fails_only(scn(with(leg, FieldId::cr3, bit(32) | 0x1000)), when({P::apm}, "cr3.mbz")));
+}
+
+TEST(Cr3Qemu, KeyedOnTheHostLma) {
+    Scenario s;
+    s.profile = P::qemu;
+    s.vmcb = with(valid_vmcb_legacy32(), FieldId::cr3, bit(52));
+    s.host = valid_host();
+    EXPECT_TRUE(fails_only(s, "cr3.mbz"));  // host in long mode: guest CR3 bits >= PA width fail
+    s.host->efer &= ~(arch::efer::LMA | arch::efer::LME);
+    EXPECT_TRUE(fails_only(s, ""));  // 32-bit host: QEMU does not test CR3
+    s.vmcb = with(valid_vmcb64(), FieldId::cr3, bit(52));
+    EXPECT_TRUE(fails_only(s, ""));  // even for a 64-bit guest
+}
+
+TEST(Cr3Kvm, LamBitsAreIgnoredWithLam) {
+    Scenario s;
+    s.profile = P::kvm;
+    s.vmcb = with(valid_vmcb64(), FieldId::cr3, 0x1000 | bit(61));
+    EXPECT_TRUE(fails_only(s, "cr3.mbz"));
+    s.cpu = model("zen4", "+lam");
+    EXPECT_TRUE(fails_only(s, ""));
+}
+
+// C5: each feature-gated CR4 bit, with the feature and without.
+struct Cr4Gate {
+    std::uint64_t bit;
+    std::string_view feature;
+};
+constexpr Cr4Gate kCr4Gates[] = {
+    {arch::cr4::PSE, "pse"},       {arch::cr4::PGE, "pge"},     {arch::cr4::UMIP, "umip"},
+    {arch::cr4::LA57, "la57"},     {arch::cr4::FSGSBASE, "fsgsbase"}, {arch::cr4::PCIDE, "pcid"},
+    {arch::cr4::OSXSAVE, "xsave"}, {arch::cr4::SMEP, "smep"},   {arch::cr4::SMAP, "smap"},
+    {arch::cr4::PKE, "pku"},       {arch::cr4::CET, "shstk"},   {arch::cr4::PKS, "pks"},
+    {arch::cr4::LAM_SUP, "lam"},   {arch::cr4::FRED, "fred"},
+};
+
+TEST_P(PerProfile, Cr4FeatureBits) {
+    for (const auto& g : kCr4Gates) {
+        const auto v = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | g.bit);
+        auto with_f = model("zen4", fmt::format("+{}", g.feature));
+        auto without = model("zen4", fmt::format("-{},-ibt", g.feature));
+        // QEMU's TCG treats CET and bits 63:32 as reserved whatever CPUID says.
+        const bool qemu_always = is({P::qemu}) && (g.bit & (arch::cr4::CET | arch::bits(63, 32))) != 0;
+        EXPECT_TRUE(fails_only(scn(v, with_f), qemu_always ? "cr4.mbz" : "")) << g.feature;
+        EXPECT_TRUE(fails_only(scn(v, without), "cr4.mbz")) << g.feature;
+    }
+}
+
+TEST_P(PerProfile, Cr4AlwaysReservedBits) {
+    // VMXE, SMXE (Intel), bit 15, KL, UINTR and undefined bits, on every model.
+    for (unsigned b : {13U, 14U, 15U, 19U, 25U, 26U, 27U, 29U, 30U, 31U, 33U, 40U, 63U}) {
+        for (const auto& m : builtin_models()) {
+            EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr4, 0x6F8 | bit(b)), m), "cr4.mbz"))
+                << "bit " << b << " on " << m.name;
+        }
+    }
+    // Bits every AMD64 CPU has.
+    for (unsigned b : {0U, 1U, 2U, 3U, 6U, 8U, 9U, 10U})
+        EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr4, 0x6F8 | bit(b))), "")) << b;
+}
+
+TEST_P(PerProfile, Cr4PcideOutsideLongMode) {
+    // Bochs runs its MOV-CR4 rule: PCIDE needs long mode.
+    const auto v = with(valid_vmcb_pae32(), FieldId::cr4, 0x6F8 | arch::cr4::PCIDE);
+    EXPECT_TRUE(fails_only(scn(v), when({P::bochs}, "cr4.pcide_without_long_mode")));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::PCIDE)), ""));
+}
+
+// C6, C7
+TEST_P(PerProfile, Dr6Dr7Upper) {
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::dr6, 0xFFFFFFFFULL)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::dr6, 0xFFFF0FF0ULL | bit(32))), "dr6.upper"));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::dr6, bit(63))), "dr6.upper"));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::dr7, 0xFFFFFFFFULL)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::dr7, 0x400ULL | bit(32))), "dr7.upper"));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::dr7, bit(63))), "dr7.upper"));
+}
+
+// C8: each EFER bit.
+TEST_P(PerProfile, EferFeatureBits) {
+    struct G {
+        std::uint64_t bit;
+        std::string_view feature;
+    };
+    const G gates[] = {{arch::efer::NXE, "nx"},          {arch::efer::FFXSR, "fxsr_opt"}, {arch::efer::TCE, "tce"},
+                       {arch::efer::MCOMMIT, "mcommit"}, {arch::efer::UAIE, "uai"},      {arch::efer::AIBRSE, "autoibrs"}};
+    const std::uint64_t qemu_valid = arch::efer::SCE | arch::efer::LME | arch::efer::LMA | arch::efer::NXE |
+                                     arch::efer::SVME | arch::efer::FFXSR;
+    for (const auto& g : gates) {
+        const auto v = with(valid_vmcb64(), FieldId::efer, 0x1D00 | g.bit);
+        const bool in_qemu_list = (g.bit & qemu_valid) != 0;
+        EXPECT_TRUE(fails_only(scn(v, model("zen4", fmt::format("+{}", g.feature))),
+                               is({P::qemu}) && !in_qemu_list ? "efer.mbz" : ""))
+            << g.feature;
+        EXPECT_TRUE(fails_only(scn(v, model("zen4", fmt::format("-{}", g.feature))),
+                               is({P::qemu}) && in_qemu_list ? "" : "efer.mbz"))
+            << g.feature;
+    }
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::efer, 0x1D00 | arch::efer::SCE)), ""));
+    for (unsigned b : {1U, 7U, 9U, 13U, 16U, 18U, 19U, 22U, 32U, 63U})
+        EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::efer, 0x1D00 | bit(b))), "efer.mbz")) << b;
+}
+
+// C9
+TEST_P(PerProfile, EferLongModeWithoutLm) {
+    const auto no_lm = model("zen4", "-lm");
+    EXPECT_TRUE(fails_only(scn(valid_vmcb64(), no_lm), "efer.lm_unsupported"));
+    EXPECT_TRUE(fails_only(scn(valid_vmcb_pae32(), no_lm), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb_pae32(), FieldId::efer, arch::efer::SVME | arch::efer::LMA), no_lm),
+                           "efer.lm_unsupported"));
+}
+
+// C10, C11
+TEST_P(PerProfile, LongModeNeedsPaeAndPe) {
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr4, 0x6F8 & ~arch::cr4::PAE)), "long_mode.pae"));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::cr0, 0x80050032)),
+                           when({P::apm, P::kvm, P::qemu, P::xen}, "long_mode.pe")));
+    // LME without PG is not long mode yet: legal.
+    auto v = with(valid_vmcb64(), FieldId::cr0, 0x00050033);
+    v.set(FieldId::efer, arch::efer::SVME | arch::efer::LME);
+    EXPECT_TRUE(fails_only(scn(with(v, FieldId::cr4, 0)), ""));
+    // Paged real mode (PE=0, PG=1) with LME=0 is legal (APM 15.19).
+    auto prm = with(valid_vmcb_legacy32(), FieldId::cr0, 0x80000010);
+    EXPECT_TRUE(fails_only(scn(prm), ""));
+}
+
+// C12
+TEST_P(PerProfile, CsLAndD) {
+    auto v = valid_vmcb64();
+    v.set_segment(arch::Seg::cs, {0x8, 0xA9B, 0xFFFFFFFF, 0});  // L only
+    EXPECT_TRUE(fails_only(scn(v), ""));
+    v.set_segment(arch::Seg::cs, {0x8, 0xE9B, 0xFFFFFFFF, 0});  // L and D
+    EXPECT_TRUE(fails_only(scn(v), "long_mode.cs_l_d"));
+    auto w = valid_vmcb_pae32();
+    w.set_segment(arch::Seg::cs, {0x8, 0xE9B, 0xFFFFFFFF, 0});
+    EXPECT_TRUE(fails_only(scn(w), when({P::bochs}, "long_mode.cs_l_d")));
+}
+
+// C13
+TEST_P(PerProfile, VmrunIntercept) {
+    auto v = valid_vmcb64();
+    v.set_intercept(arch::intercept::VMRUN, false);
+    EXPECT_TRUE(fails_only(scn(v), "intercept.vmrun"));
+    v.set_intercept_word(4, 0xFFFFFFFF);
+    EXPECT_TRUE(fails_only(scn(v), ""));
+}
+
+// C14
+TEST_P(PerProfile, MsrpmBoundary) {
+    const std::uint64_t L52 = bit(52), L40 = bit(40);
+    auto at = [](std::uint64_t base) { return with(valid_vmcb64(), FieldId::msrpm_base_pa, base); };
+    if (is({P::apm, P::kvm})) {  // last byte of the 8 KiB map below 2^52
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x2000)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x2000 + 0xFFF)), ""));  // bits 11:0 ignored
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x1000)), "msrpm.limit"));
+        EXPECT_TRUE(fails_only(scn(at(~0ULL)), "msrpm.limit"));
+    } else if (is({P::qemu})) {  // page base >= 2^52 - 8K fails
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x3000)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x2000)), "msrpm.limit"));
+    } else if (is({P::bochs})) {  // page base against 40 bits only
+        EXPECT_TRUE(fails_only(scn(at(L40 - 0x1000)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L40 - 0x1000 + 0xFFF)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L40)), "msrpm.limit"));
+    } else {  // xen: not checked
+        EXPECT_TRUE(fails_only(scn(at(~0ULL)), ""));
+    }
+}
+
+TEST_P(PerProfile, IopmBoundary) {
+    const std::uint64_t L52 = bit(52), L40 = bit(40);
+    auto at = [](std::uint64_t base) { return with(valid_vmcb64(), FieldId::iopm_base_pa, base); };
+    if (is({P::apm, P::kvm})) {  // 12 KiB map; kvm-unit-tests: L-12K OK, L-8K ERR
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x3000)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x2000 - 2)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x2000)), "iopm.limit"));
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x1000)), "iopm.limit"));
+    } else if (is({P::qemu})) {  // page base >= 2^52 - (8K + 1) fails
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x3000)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L52 - 0x2000)), "iopm.limit"));
+    } else if (is({P::bochs})) {
+        EXPECT_TRUE(fails_only(scn(at(L40 - 0x1000)), ""));
+        EXPECT_TRUE(fails_only(scn(at(L40)), "iopm.limit"));
+    } else {
+        EXPECT_TRUE(fails_only(scn(at(~0ULL)), ""));
+    }
+}
+
+TEST(Msrpm, CheckedSizeIsAProfileParameter) {
+    // §11.3: with a 12 KiB MSRPM rule, base L-8K fails as kvm-unit-tests expects.
+    Profile p = profile(P::apm);
+    p.msrpm_checked_size = 0x3000;
+    const auto v = with(valid_vmcb64(), FieldId::msrpm_base_pa, bit(52) - 0x2000);
+    const Context c{v, default_model(), p};
+    EXPECT_FALSE(vmrun_would_succeed(c));
+    ASSERT_EQ(evaluate(c).failures.size(), 1U);
+    EXPECT_EQ(evaluate(c).failures[0].check->id, "msrpm.limit");
+}
+
+// C16
+TEST_P(PerProfile, AsidZero) {
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::asid, 1)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::asid, 0xFFFFFFFF)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::asid, 0)), when({P::apm, P::kvm, P::qemu, P::bochs}, "asid.zero")));
+}
+
+// N1-N3
+arch::Vmcb np_on(arch::Vmcb v = valid_vmcb64()) {
+    v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    v.set(FieldId::nested_cr3, 0x5000);
+    return v;
+}
+
+TEST_P(PerProfile, NestedPagingHostPaging) {
+    auto s = scn(np_on());
+    s.host = valid_host();
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->cr0 &= ~arch::cr0::PG;
+    s.host->efer &= ~(arch::efer::LMA | arch::efer::LME);
+    // kvm: L1 without paging gets #UD before anything else.
+    EXPECT_TRUE(fails_only(s, is({P::kvm}) ? "gate.paging" : when({P::apm, P::bochs}, "np.host_paging")));
+}
+
+TEST_P(PerProfile, NestedCr3) {
+    EXPECT_TRUE(fails_only(scn(with(np_on(), FieldId::nested_cr3, bit(52) - 0x1000)), when({P::bochs}, "np.ncr3")));
+    EXPECT_TRUE(fails_only(scn(with(np_on(), FieldId::nested_cr3, bit(40) - 0x1000)), ""));
+    EXPECT_TRUE(fails_only(scn(with(np_on(), FieldId::nested_cr3, bit(52))), when({P::apm, P::kvm, P::bochs}, "np.ncr3")));
+    // Without NP_ENABLE, nCR3 is not looked at.
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::nested_cr3, ~0ULL)), ""));
+    // Bochs checks nCR3 only while the host is in long mode.
+    auto s = scn(with(np_on(), FieldId::nested_cr3, bit(40)));
+    s.host = valid_host();
+    s.host->efer &= ~(arch::efer::LMA | arch::efer::LME);
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host = valid_host();
+    EXPECT_TRUE(fails_only(s, when({P::bochs}, "np.ncr3")));
+}
+
+TEST_P(PerProfile, NpEnableWithoutTheFeature) {
+    // apm/bochs ignore NP_ENABLE without npt, kvm sanitizes it, qemu/xen honour it.
+    const auto m = model("zen4", "-npt");
+    EXPECT_TRUE(fails_only(scn(with(np_on(), FieldId::nested_cr3, bit(52)), m), ""));
+    EXPECT_TRUE(fails_only(scn(with(np_on(), FieldId::g_pat, 0x02), m), ""));
+}
+
+TEST_P(PerProfile, GPat) {
+    const auto v = np_on();
+    for (std::uint64_t t : {0ULL, 1ULL, 4ULL, 5ULL, 6ULL, 7ULL})
+        EXPECT_TRUE(fails_only(scn(with(v, FieldId::g_pat, (0x0007040600070406ULL & ~0xFFULL) | t)), "")) << t;
+    for (std::uint64_t t : {2ULL, 3ULL, 8ULL, 0xFFULL})
+        EXPECT_TRUE(fails_only(scn(with(v, FieldId::g_pat, t << 56)), when({P::apm, P::bochs}, "np.g_pat"))) << t;
+    // Without nested paging G_PAT is unused.
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::g_pat, 0x02)), ""));
+}
+
+// N4
+TEST_P(PerProfile, SupervisorShadowStackCheckNeedsNp) {
+    const auto m = model("zen4", "+sss_check");
+    const auto v = with(valid_vmcb64(), FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK);
+    EXPECT_TRUE(fails_only(scn(v, m), when({P::apm}, "np.sss_without_np")));
+    EXPECT_TRUE(fails_only(scn(with(np_on(), FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK | arch::misc_ctl::NP_ENABLE), m), ""));
+    EXPECT_TRUE(fails_only(scn(v, default_model()), ""));  // no such feature: bit ignored
+    auto s = scn(v, m);
+    s.host = valid_host();
+    s.host->efer &= ~arch::efer::NXE;  // ignored silently with host NXE = 0
+    EXPECT_TRUE(fails_only(s, ""));
+}
+
+// V1
+TEST_P(PerProfile, VirtualNmiNeedsTheNmiIntercept) {
+    auto v = with(valid_vmcb64(), FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE);
+    EXPECT_TRUE(fails_only(scn(v), when({P::apm, P::kvm}, "vnmi.nmi_intercept")));
+    EXPECT_TRUE(fails_only(scn(v, model("zen4", "-vnmi")), when({P::kvm}, "vnmi.nmi_intercept")));
+    v.set_intercept(arch::intercept::NMI);
+    EXPECT_TRUE(fails_only(scn(v), ""));
+}
+
+// A1-A4
+TEST_P(PerProfile, Avic) {
+    auto on = with(np_on(), FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
+    EXPECT_TRUE(fails_only(scn(on), ""));
+    EXPECT_TRUE(fails_only(scn(with(np_on(), FieldId::int_ctl, arch::int_ctl::X2AVIC_ENABLE)),
+                           when({P::apm}, "avic.x2avic_without_avic")));
+    EXPECT_TRUE(fails_only(scn(with(on, FieldId::avic_physical_id, 0x1000 | 255)), ""));
+    EXPECT_TRUE(fails_only(scn(with(on, FieldId::avic_physical_id, 0x1000 | 256)), when({P::apm}, "avic.physical_max_index")));
+    auto x2 = with(np_on(), FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE | arch::int_ctl::X2AVIC_ENABLE);
+    EXPECT_TRUE(fails_only(scn(with(x2, FieldId::avic_physical_id, 0x1000 | 511)), ""));
+    EXPECT_TRUE(fails_only(scn(with(x2, FieldId::avic_physical_id, 0x1000 | 512)), when({P::apm}, "avic.physical_max_index")));
+    auto m48 = default_model();
+    m48.maxphyaddr = 48;
+    EXPECT_TRUE(fails_only(scn(with(on, FieldId::avic_backing_page, bit(48) - 0x1000), m48), ""));
+    EXPECT_TRUE(fails_only(scn(with(on, FieldId::avic_backing_page, bit(48)), m48), when({P::apm}, "avic.table_address")));
+    EXPECT_TRUE(fails_only(scn(with(on, FieldId::avic_logical_id, bit(49)), m48), when({P::apm}, "avic.table_address")));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)),
+                           when({P::apm}, "avic.requires_np")));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE), model("zen4", "-avic")), ""));
+}
+
+// S1-S5, P4-P10
+arch::Vmcb sev(arch::Vmcb v = valid_vmcb64()) {
+    v = np_on(v);
+    v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE | arch::misc_ctl::SEV_ENABLE);
+    return v;
+}
+arch::Vmcb sev_es() {
+    auto v = sev();
+    v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE | arch::misc_ctl::SEV_ENABLE | arch::misc_ctl::SEV_ES_ENABLE);
+    v.set(FieldId::misc_ctl2, arch::misc_ctl2::LBR_VIRT);
+    return v;
+}
+
+TEST_P(PerProfile, Sev) {
+    EXPECT_TRUE(fails_only(scn(sev()), ""));
+    EXPECT_TRUE(fails_only(scn(with(sev(), FieldId::misc_ctl, arch::misc_ctl::SEV_ENABLE)), when({P::apm}, "sev.requires_np")));
+    EXPECT_TRUE(fails_only(scn(with(sev(), FieldId::asid, 1006)), ""));  // Genoa: 1006 encrypted guests
+    EXPECT_TRUE(fails_only(scn(with(sev(), FieldId::asid, 1007)), when({P::apm}, "sev.asid_range")));
+    auto s = scn(sev());
+    s.host = valid_host();
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->hwcr = 0;
+    EXPECT_TRUE(fails_only(s, when({P::apm}, "sev.smm_lock")));
+    s.host = valid_host();
+    s.host->efer &= ~(arch::efer::LMA | arch::efer::LME);
+    EXPECT_TRUE(fails_only(s, when({P::apm}, "sev.host_64bit")));
+    // A CPU without SEV ignores the bit.
+    EXPECT_TRUE(fails_only(scn(with(sev(), FieldId::misc_ctl, arch::misc_ctl::SEV_ENABLE), model("zen4", "-sev")), ""));
+}
+
+TEST_P(PerProfile, SevEs) {
+    EXPECT_TRUE(fails_only(scn(sev_es()), ""));
+    EXPECT_TRUE(fails_only(scn(with(sev_es(), FieldId::misc_ctl2, 0)), when({P::apm}, "sev_es.requires_lbrv")));
+    EXPECT_TRUE(fails_only(scn(with(sev_es(), FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE | arch::misc_ctl::SEV_ES_ENABLE)),
+                           when({P::apm}, "sev_es.requires_sev")));
+}
+
+TEST_P(PerProfile, SnpFeatureCombinations) {
+    using namespace arch;
+    const auto es = sev_es();
+    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(0) | bit(3))), ""));
+    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(3) | bit(4))), when({P::apm}, "snp.restricted_and_alternate")));
+    auto avic = with(es, FieldId::int_ctl, int_ctl::AVIC_ENABLE);
+    EXPECT_TRUE(fails_only(scn(with(avic, FieldId::guest_sev_features, bit(3))), when({P::apm}, "snp.restricted_with_avic")));
+    EXPECT_TRUE(fails_only(scn(with(avic, FieldId::guest_sev_features, bit(4))), when({P::apm}, "snp.alternate_with_avic")));
+    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(16) | bit(3))), when({P::apm}, "snp.secure_avic_conflict")));
+    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(16))), ""));
+    auto sss = with(es, FieldId::misc_ctl, es.get(FieldId::misc_ctl) | misc_ctl::SSS_CHECK);
+    EXPECT_TRUE(fails_only(scn(with(sss, FieldId::guest_sev_features, 0)), ""));
+    EXPECT_TRUE(fails_only(scn(with(sss, FieldId::guest_sev_features, bit(8))), when({P::apm}, "snp.vmpl_sss")));
+    auto allowed = with(es, FieldId::allowed_sev_features, bit(63) | bit(0) | bit(5));
+    EXPECT_TRUE(fails_only(scn(with(allowed, FieldId::guest_sev_features, bit(0) | bit(5))), ""));
+    EXPECT_TRUE(fails_only(scn(with(allowed, FieldId::guest_sev_features, bit(0) | bit(9))), when({P::apm}, "snp.allowed_sev_features")));
+    // Mask not enabled (bit 63 clear): anything goes.
+    EXPECT_TRUE(fails_only(scn(with(with(es, FieldId::allowed_sev_features, bit(0)), FieldId::guest_sev_features, bit(9))), ""));
+}
+
+// C17, C18
+TEST_P(PerProfile, Cet) {
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::s_cet, 0x3)), ""));
+    for (unsigned b : {2U, 5U, 6U, 9U, 10U, 63U})
+        EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::s_cet, bit(b))), when({P::apm}, "cet.s_cet_reserved"))) << b;
+    // With IBT the ENDBR controls exist; 9:6 stay reserved.
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::s_cet, bit(2) | bit(12)), model("zen4", "+ibt")), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::s_cet, bit(7)), model("zen4", "+ibt")), when({P::apm}, "cet.s_cet_reserved")));
+    // A CPU without CET has no CET state to check.
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::s_cet, bit(63)), model("zen4", "-shstk")), ""));
+    auto cet = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::CET);
+    const char* qemu = is({P::qemu}) ? "cr4.mbz" : nullptr;  // QEMU: CR4.CET always reserved
+    EXPECT_TRUE(fails_only(scn(cet), qemu ? qemu : ""));
+    auto nowp = with(cet, FieldId::cr0, 0x80050033 & ~arch::cr0::WP);
+    if (!is({P::qemu})) EXPECT_TRUE(fails_only(scn(nowp), when({P::apm}, "cet.cr0_wp")));
+}
+
+// E1-E4: every vector under every type.
+bool apm_exception(unsigned v) {
+    static const std::set<unsigned> ok = {0, 1, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 17, 18, 19, 21, 28, 29, 30};
+    return ok.count(v) != 0;  // zen4 has shstk (#CP) and sev_es (#VC)
+}
+
+TEST_P(PerProfile, EventInjectionEveryTypeAndVector) {
+    for (unsigned type = 0; type < 8; ++type) {
+        for (unsigned vec = 0; vec < 256; ++vec) {
+            const std::uint32_t e = arch::event::V | (type << 8) | vec;
+            std::string_view expect;
+            if (type == 1 || type >= 5) {
+                expect = "event_inj.type";
+            } else if (type == 3) {
+                bool ok = false;
+                if (is({P::apm, P::kvm})) ok = apm_exception(vec);
+                if (is({P::qemu})) ok = vec != 2 && vec < 31;
+                if (is({P::bochs, P::xen})) ok = vec != 2 && vec <= 31;
+                if (!ok) expect = "event_inj.vector";
+                // valid_vmcb64 is a 64-bit guest: #BR/#OF cannot occur (apm, bochs).
+                else if ((vec == 4 || vec == 5) && is({P::apm, P::bochs})) expect = "event_inj.mode";
+            }
+            ASSERT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e)), expect))
+                << "type " << type << " vector " << vec;
+            // V = 0: nothing is injected, nothing is checked.
+            ASSERT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e & ~arch::event::V)), ""));
+        }
+    }
+}
+
+TEST_P(PerProfile, EventVectorsDependOnTheModel) {
+    // #CP needs shstk, #VC needs sev_es (apm, kvm).
+    const auto cp = with(valid_vmcb64(), FieldId::event_inj, arch::event::V | (3U << 8) | 21U | arch::event::EV);
+    const auto vc = with(valid_vmcb64(), FieldId::event_inj, arch::event::V | (3U << 8) | 29U | arch::event::EV);
+    EXPECT_TRUE(fails_only(scn(cp, model("zen4", "-shstk")), when({P::apm, P::kvm}, "event_inj.vector")));
+    EXPECT_TRUE(fails_only(scn(vc, model("zen4", "-sev_es")), when({P::apm, P::kvm}, "event_inj.vector")));
+}
+
+TEST_P(PerProfile, EventInjectionInA32BitGuest) {
+    // #BR is possible in a 32-bit guest.
+    const auto br = with(valid_vmcb_pae32(), FieldId::event_inj, arch::event::V | (3U << 8) | 5U);
+    EXPECT_TRUE(fails_only(scn(br), ""));
+}
+
+TEST_P(PerProfile, EventInjectionReservedBits) {
+    const std::uint32_t e = arch::event::V | (3U << 8) | 14U | arch::event::EV;
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e)), ""));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e | (1U << 12))), when({P::xen}, "event_inj.reserved")));
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e | (1U << 30))), when({P::xen}, "event_inj.reserved")));
+}
+
+TEST_P(PerProfile, EventInjectionIntoSevEs) {
+    EXPECT_TRUE(fails_only(scn(with(sev_es(), FieldId::event_inj, arch::event::V | (3U << 8) | 14U)), ""));
+    EXPECT_TRUE(fails_only(scn(with(sev_es(), FieldId::event_inj, arch::event::V | (4U << 8) | 0x80U)),
+                           when({P::apm}, "event_inj.sev_es")));
+    EXPECT_TRUE(fails_only(scn(with(sev_es(), FieldId::event_inj, arch::event::V | (3U << 8) | 3U)),
+                           when({P::apm}, "event_inj.sev_es")));
+}
+
+// C21
+TEST_P(PerProfile, PdpesOfAPaeGuest) {
+    const auto v = valid_vmcb_pae32();  // CR3 = 0x2000
+    auto s = scn(v);
+    // Without guest memory: a warning, never a guess.
+    const auto r = s.report();
+    EXPECT_TRUE(r.failures.empty());
+    EXPECT_EQ(r.verdict, Verdict::valid);
+    const bool applies = is({P::apm, P::kvm, P::bochs});
+    ASSERT_EQ(r.warnings.size(), applies ? 1U : 0U);
+    if (applies) {
+        EXPECT_EQ(r.warnings[0].id, "pdpe.reserved");
+        EXPECT_NE(r.warnings[0].message.find("needs guest memory"), std::string::npos);
+    }
+    MapMemory mem;
+    for (unsigned i = 0; i < 4; ++i) mem.words[0x2000 + 8 * i] = 0x10000 * (i + 1) | 1;
+    s.memory = &mem;
+    EXPECT_TRUE(fails_only(s, ""));
+    EXPECT_TRUE(s.report().warnings.empty());
+    const unsigned pa = is({P::bochs}) ? 40 : 52;
+    mem.words[0x2018] = (bit(pa) - 0x1000) | 1;  // highest legal address
+    EXPECT_TRUE(fails_only(s, ""));
+    for (std::uint64_t bad : {bit(1), bit(2), bit(5), bit(8), bit(pa), bit(63)}) {
+        mem.words[0x2018] = 0x40000 | 1 | bad;
+        EXPECT_TRUE(fails_only(s, when({P::apm, P::kvm, P::bochs}, "pdpe.reserved"))) << bad;
+        mem.words[0x2018] = 0x40000 | bad;  // not present: not checked
+        EXPECT_TRUE(fails_only(s, "")) << bad;
+    }
+    mem.words.erase(0x2008);  // unreadable
+    EXPECT_TRUE(fails_only(s, when({P::apm, P::kvm, P::bochs}, "pdpe.reserved")));
+    // With nested paging the PDPEs are not read at VMRUN.
+    s.vmcb = np_on(v);
+    EXPECT_TRUE(fails_only(s, ""));
+    // A long-mode guest does not use PDPEs this way.
+    s.vmcb = valid_vmcb64();
+    s.memory = nullptr;
+    EXPECT_TRUE(s.report().warnings.empty());
+}
+
+// Instruction gates
+TEST_P(PerProfile, InstructionGates) {
+    auto s = scn();
+    s.host = valid_host();
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->efer &= ~arch::efer::SVME;
+    EXPECT_TRUE(fails_only(s, "gate.efer_svme"));
+    EXPECT_EQ(s.report().verdict, Verdict::ud);
+    s.host = valid_host();
+    s.host->cr0 = 0;
+    s.host->efer = arch::efer::SVME;
+    EXPECT_TRUE(fails_only(s, "gate.protected_mode"));
+    s.host = valid_host();
+    s.host->cpl = 3;
+    EXPECT_TRUE(fails_only(s, "gate.cpl"));
+    EXPECT_EQ(s.report().verdict, Verdict::gp);
+    s.host = valid_host();
+    s.host->rflags |= arch::rflags::VM;
+    EXPECT_TRUE(fails_only(s, "gate.cpl"));
+    s.host = valid_host();
+    s.host->rax = 0x1001;
+    EXPECT_TRUE(fails_only(s, "gate.rax_alignment"));
+    s.host->rax = 0x1800;
+    EXPECT_TRUE(fails_only(s, "gate.rax_alignment"));
+    const unsigned pa = is({P::bochs}) ? 40 : 52;
+    s.host->rax = bit(pa) - 0x1000;
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->rax = bit(pa);
+    EXPECT_TRUE(fails_only(s, "gate.rax_maxphyaddr"));
+    // Outside 64-bit address size only EAX is used.
+    s.host->rax = bit(40) | bit(52) | 0x1000;
+    s.host->address_size = 32;
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->address_size = 16;
+    s.host->rax = 0xFFFF0000ULL | 0x1000;
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->rax = 0x10001;
+    EXPECT_TRUE(fails_only(s, "gate.rax_alignment"));
+}
+
+TEST(Gates, GatesComeFirstInTheVerdict) {
+    Scenario s;
+    s.vmcb = with(valid_vmcb64(), FieldId::efer, 0);  // also invalid
+    s.host = valid_host();
+    s.host->cpl = 3;
+    s.host->efer &= ~arch::efer::SVME;
+    const auto r = s.report();
+    EXPECT_EQ(r.verdict, Verdict::ud);  // #UD before #GP before VMEXIT
+    ASSERT_GE(r.failures.size(), 3U);
+    EXPECT_EQ(r.failures[0].check->id, "gate.efer_svme");
+    EXPECT_EQ(r.failures[1].check->id, "gate.cpl");
+    s.host->efer |= arch::efer::SVME;
+    EXPECT_EQ(s.report().verdict, Verdict::gp);
+    s.host->cpl = 0;
+    EXPECT_EQ(s.report().verdict, Verdict::vmexit_invalid);
+    EXPECT_EQ(s.report().exit_code, arch::exit_code::INVALID);
+}
+
+TEST(Gates, NotEvaluatedWithoutHostState) {
+    Scenario s;  // no host
+    for (const auto& c : catalogue()) {
+        if (c.stage == Stage::instruction) EXPECT_FALSE(c.violated(s.ctx())) << c.id;
+    }
+}
+
+TEST(Verdict, QemuStoresThe32BitCode) {
+    Scenario s;
+    s.profile = P::qemu;
+    s.vmcb = with(valid_vmcb64(), FieldId::asid, 0);
+    EXPECT_EQ(s.report().exit_code, arch::exit_code::INVALID_32);
+    s.profile = P::apm;
+    EXPECT_EQ(s.report().exit_code, arch::exit_code::INVALID);
+}
+
+TEST(Reports, SimultaneousViolationsAllReportedInCatalogueOrder) {
+    Scenario s;
+    s.vmcb.set(FieldId::efer, 0x0D00);               // efer.svme
+    s.vmcb.set(FieldId::cr0, 0x20050033);            // cr0.cd_nw (and PG off)
+    s.vmcb.set(FieldId::asid, 0);                    // asid.zero
+    s.vmcb.set(FieldId::dr7, bit(40));               // dr7.upper
+    s.vmcb.set(FieldId::event_inj, arch::event::V | (1U << 8));  // event_inj.type
+    const std::vector<std::string> expect = {"asid.zero", "efer.svme", "cr0.cd_nw", "dr7.upper", "event_inj.type"};
+    EXPECT_EQ(s.failing(), expect);
+    const auto r = s.report();
+    EXPECT_EQ(r.verdict, Verdict::vmexit_invalid);
+    for (const auto& f : r.failures) EXPECT_FALSE(f.detail.empty()) << f.check->id;
+    // first_failure agrees, stage by stage.
+    const auto ctx = s.ctx();
+    EXPECT_EQ(first_failure(ctx, Stage::instruction, Stage::memory)->id, "asid.zero");
+    EXPECT_EQ(first_failure(ctx, Stage::save, Stage::save)->id, "efer.svme");
+    EXPECT_EQ(first_failure(ctx, Stage::event, Stage::memory)->id, "event_inj.type");
+    EXPECT_EQ(first_failure(ctx, Stage::memory, Stage::memory), nullptr);
+}
+
+TEST(Reports, DetailsRenderTheValues) {
+    Scenario s;
+    s.vmcb.set(FieldId::cr0, 0x20000011);
+    auto r = s.report();
+    ASSERT_EQ(r.failures.size(), 1U);
+    EXPECT_EQ(r.failures[0].check->id, "cr0.cd_nw");
+    EXPECT_EQ(r.failures[0].check->fields[0], "save.cr0");
+    EXPECT_NE(r.failures[0].detail.find("CR0 = 0x20000011"), std::string::npos) << r.failures[0].detail;
+
+    s.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::VMXE);
+    r = s.report();
+    ASSERT_EQ(r.failures.size(), 1U);
+    EXPECT_NE(r.failures[0].detail.find("VMXE"), std::string::npos) << r.failures[0].detail;
+
+    s.vmcb = with(valid_vmcb64(), FieldId::msrpm_base_pa, bit(52) - 0x1000);
+    r = s.report();
+    ASSERT_EQ(r.failures.size(), 1U);
+    EXPECT_NE(r.failures[0].detail.find("0x10000000000fff"), std::string::npos) << r.failures[0].detail;
+
+    s.vmcb = with(valid_vmcb64(), FieldId::event_inj, arch::event::V | (3U << 8) | 2U);
+    r = s.report();
+    ASSERT_EQ(r.failures.size(), 1U);
+    EXPECT_NE(r.failures[0].detail.find("VECTOR=2"), std::string::npos) << r.failures[0].detail;
+
+    s.vmcb = with(valid_vmcb64(), FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
+    r = s.report();
+    ASSERT_EQ(r.failures.size(), 1U);
+    EXPECT_NE(r.failures[0].detail.find("inferred"), std::string::npos) << r.failures[0].detail;
+}
+
+}  // namespace
+}  // namespace nsvm::checks::test

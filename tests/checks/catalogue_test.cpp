@@ -1,0 +1,356 @@
+// Catalogue invariants, profile/knob consistency, and property tests over
+// many generated VMCBs (fast path == full report, first_failure == report).
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <random>
+#include <set>
+
+#include "fixtures.hpp"
+#include "nsvm/arch/vmcb_fields.hpp"
+
+namespace nsvm::checks::test {
+namespace {
+
+TEST(Catalogue, IdsAreUniqueStableAndWellFormed) {
+    std::set<std::string_view> ids;
+    for (const auto& c : catalogue()) {
+        EXPECT_TRUE(ids.insert(c.id).second) << "duplicate id " << c.id;
+        ASSERT_FALSE(c.id.empty());
+        EXPECT_NE(c.id.find('.'), std::string_view::npos) << c.id;
+        for (char ch : c.id) {
+            EXPECT_TRUE(std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) ||
+                        ch == '.' || ch == '_')
+                << c.id;
+        }
+        EXPECT_EQ(find_check(c.id), &c);
+    }
+    EXPECT_EQ(find_check("no.such_check"), nullptr);
+    EXPECT_GE(catalogue().size(), 50U);
+}
+
+TEST(Catalogue, EveryEntryIsComplete) {
+    for (const auto& c : catalogue()) {
+        EXPECT_FALSE(c.apm.empty()) << c.id;
+        EXPECT_FALSE(c.ref.empty()) << c.id;
+        EXPECT_FALSE(c.message.empty()) << c.id;
+        EXPECT_FALSE(c.hint.empty()) << c.id;
+        EXPECT_NE(c.violated, nullptr) << c.id;
+        EXPECT_NE(c.profiles, 0) << c.id;
+        EXPECT_EQ(c.profiles & ~kAllProfiles, 0) << c.id;
+        if (c.stage != Stage::instruction) EXPECT_FALSE(c.fields.empty()) << c.id;
+        EXPECT_EQ(c.needs_memory != nullptr, c.stage == Stage::memory) << c.id;
+    }
+}
+
+TEST(Catalogue, EveryFieldExists) {
+    for (const auto& c : catalogue()) {
+        for (auto f : c.fields) {
+            const auto id = arch::find_field(f);
+            ASSERT_TRUE(id.has_value()) << c.id << ": " << f;
+            EXPECT_EQ(arch::info(*id).name, f) << c.id << ": use the full name, not an alias";
+        }
+    }
+}
+
+TEST(Catalogue, OrderedByStage) {
+    Stage last = Stage::instruction;
+    for (const auto& c : catalogue()) {
+        EXPECT_GE(c.stage, last) << c.id;
+        last = c.stage;
+    }
+}
+
+TEST(Catalogue, CoversTheApmRows) {
+    std::set<std::string_view> refs;
+    for (const auto& c : catalogue()) refs.insert(c.ref);
+    for (const char* r : {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "C11", "C12", "C13", "C14",
+                          "C16", "C17", "C18", "C21", "E1", "E2", "E3", "E4", "N1", "N2", "N3", "N4", "V1", "A1", "A2",
+                          "A3", "A4", "S1", "S2", "S3", "S4", "S5", "P4", "P5", "P6", "P7", "P9", "P10"})
+        EXPECT_TRUE(refs.count(r)) << r;
+}
+
+TEST(Catalogue, InferredRulesAreMarked) {
+    for (const char* id : {"avic.requires_np", "sev_es.requires_sev", "sev_es.requires_lbrv"}) {
+        ASSERT_NE(find_check(id), nullptr) << id;
+        EXPECT_TRUE(find_check(id)->inferred) << id;
+    }
+    EXPECT_FALSE(find_check("cr0.cd_nw")->inferred);
+}
+
+// Profile masks and the on/off knobs must tell the same story.
+TEST(Catalogue, MasksAgreeWithProfileKnobs) {
+    struct K {
+        const char* id;
+        bool Profile::*knob;
+    };
+    const K ks[] = {{"asid.zero", &Profile::asid_check},
+                    {"intercept.vmrun", &Profile::vmrun_intercept_check},
+                    {"long_mode.pe", &Profile::long_mode_pe_check},
+                    {"cr4.pcide_without_long_mode", &Profile::pcide_without_lma_fails},
+                    {"cet.s_cet_reserved", &Profile::cet_checks},
+                    {"cet.cr0_wp", &Profile::cet_checks},
+                    {"event_inj.type", &Profile::event_type_check},
+                    {"event_inj.vector", &Profile::event_vector_check},
+                    {"event_inj.mode", &Profile::eventinj_impossible_in_mode},
+                    {"event_inj.sev_es", &Profile::sev_es_event_check},
+                    {"event_inj.reserved", &Profile::eventinj_reserved_bits_fail},
+                    {"efer.lm_unsupported", &Profile::efer_lm_check},
+                    {"vnmi.nmi_intercept", &Profile::vnmi_check},
+                    {"np.g_pat", &Profile::g_pat_check},
+                    {"np.host_paging", &Profile::np_host_paging_check},
+                    {"np.sss_without_np", &Profile::sss_check},
+                    {"avic.x2avic_without_avic", &Profile::avic_checks},
+                    {"avic.physical_max_index", &Profile::avic_checks},
+                    {"avic.table_address", &Profile::avic_checks},
+                    {"sev.requires_np", &Profile::sev_checks},
+                    {"snp.allowed_sev_features", &Profile::sev_checks},
+                    {"avic.requires_np", &Profile::inferred_rules},
+                    {"sev_es.requires_lbrv", &Profile::inferred_rules},
+                    {"pdpe.reserved", &Profile::pdpe_check},
+                    {"gate.paging", &Profile::ud_without_paging},
+                    {"gate.rax_alignment", &Profile::rax_checks}};
+    for (const auto& k : ks) {
+        const auto* c = find_check(k.id);
+        ASSERT_NE(c, nullptr) << k.id;
+        for (const auto& p : all_profiles())
+            EXPECT_EQ((c->profiles & mask_of(p.id)) != 0, p.*(k.knob)) << k.id << " under " << p.name;
+    }
+    for (const auto& p : all_profiles()) {
+        EXPECT_EQ((find_check("cr3.mbz")->profiles & mask_of(p.id)) != 0, p.cr3_rule != Cr3Rule::none) << p.name;
+        EXPECT_EQ((find_check("msrpm.limit")->profiles & mask_of(p.id)) != 0,
+                  p.bitmap_limit_rule != BitmapLimitRule::none)
+            << p.name;
+        EXPECT_EQ((find_check("np.ncr3")->profiles & mask_of(p.id)) != 0, p.ncr3_rule != Ncr3Rule::none) << p.name;
+        EXPECT_EQ(p.sanitize_np_without_feature, p.np_without_feature == NpWithoutFeature::sanitized) << p.name;
+    }
+}
+
+// A witness per check: proof that every check can fail, alone, under at
+// least one profile (no check that cannot fail).
+TEST(Catalogue, EveryCheckCanFailAlone) {
+    std::set<std::string> failed_alone;
+    // Mutations of the valid guest, each meant to trip exactly one check.
+    std::vector<Scenario> cases;
+    auto add = [&](ProfileId p, auto&& mutate, CpuModel cpu = default_model()) {
+        Scenario s;
+        s.profile = p;
+        s.cpu = std::move(cpu);
+        mutate(s);
+        cases.push_back(std::move(s));
+    };
+    using P = ProfileId;
+    const auto host = valid_host();
+    add(P::apm, [&](Scenario& s) { s.host = host; s.host->efer = 0; });
+    add(P::apm, [&](Scenario& s) { s.host = host; s.host->cr0 = 0; });
+    add(P::kvm, [&](Scenario& s) { s.host = host; s.host->cr0 = arch::cr0::PE; s.host->efer = arch::efer::SVME; });
+    add(P::apm, [&](Scenario& s) { s.host = host; s.host->cpl = 3; });
+    add(P::apm, [&](Scenario& s) { s.host = host; s.host->rax = 0x1004; });
+    add(P::apm, [&](Scenario& s) { s.host = host; s.host->rax = bit(60); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set_intercept(arch::intercept::VMRUN, false); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::asid, 0); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::msrpm_base_pa, ~0ULL); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::iopm_base_pa, ~0ULL); });
+    add(P::apm, [&](Scenario& s) {
+        s.vmcb.set(FieldId::misc_ctl, 1);
+        s.host = host;
+        s.host->cr0 = arch::cr0::PE;
+    });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, 1); s.vmcb.set(FieldId::nested_cr3, bit(55)); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, 1); s.vmcb.set(FieldId::g_pat, 2); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK); }, model("zen4", "+sss_check"));
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::int_ctl, arch::int_ctl::X2AVIC_ENABLE); });
+    add(P::apm, [](Scenario& s) {
+        s.vmcb.set(FieldId::misc_ctl, 1);
+        s.vmcb.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
+        s.vmcb.set(FieldId::avic_physical_id, 0x1FF);
+    });
+    add(P::apm, [](Scenario& s) {
+        s.vmcb.set(FieldId::misc_ctl, 1);
+        s.vmcb.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
+        s.vmcb.set(FieldId::avic_backing_page, bit(45));
+    }, [] { auto m = default_model(); m.maxphyaddr = 44; return m; }());
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, arch::misc_ctl::SEV_ENABLE); });
+    add(P::apm, [&](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, 3); s.host = host; s.host->hwcr = 0; });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, 3); s.vmcb.set(FieldId::asid, 5000); });
+    add(P::apm, [&](Scenario& s) {
+        s.vmcb.set(FieldId::misc_ctl, 3);
+        s.host = host;
+        s.host->efer = arch::efer::SVME;
+    });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, 5); s.vmcb.set(FieldId::misc_ctl2, 1); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::misc_ctl, 7); });
+    auto snp = [](Scenario& s, std::uint64_t gsf) {
+        s.vmcb.set(FieldId::misc_ctl, 7);
+        s.vmcb.set(FieldId::misc_ctl2, 1);
+        s.vmcb.set(FieldId::guest_sev_features, gsf);
+    };
+    add(P::apm, [&](Scenario& s) { snp(s, bit(8)); s.vmcb.set(FieldId::misc_ctl, 7 | arch::misc_ctl::SSS_CHECK); });
+    add(P::apm, [&](Scenario& s) { snp(s, bit(3) | bit(4)); });
+    add(P::apm, [&](Scenario& s) { snp(s, bit(3)); s.vmcb.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE); });
+    add(P::apm, [&](Scenario& s) { snp(s, bit(4)); s.vmcb.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE); });
+    add(P::apm, [&](Scenario& s) { snp(s, bit(9)); s.vmcb.set(FieldId::allowed_sev_features, bit(63)); });
+    add(P::apm, [&](Scenario& s) { snp(s, bit(16) | bit(4)); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::efer, 0x0D00); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0xA0050033); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0x180050033); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr3, 0x1001); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr4, 0x6F8 | arch::cr4::VMXE); });
+    add(P::bochs, [](Scenario& s) { s.vmcb = valid_vmcb_pae32(); s.vmcb.set(FieldId::cr4, 0x6F8 | arch::cr4::PCIDE); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::dr6, bit(33)); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::dr7, bit(33)); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::efer, 0x1D00 | bit(3)); });
+    add(P::apm, [](Scenario&) {}, model("zen4", "-lm"));
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr4, 0x6D8); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0x80050032); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set_segment(arch::Seg::cs, {8, 0xE9B, 0xFFFFFFFF, 0}); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::s_cet, bit(7)); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr4, 0x6F8 | arch::cr4::CET); s.vmcb.set(FieldId::cr0, 0x80040033); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::event_inj, arch::event::V | (6U << 8)); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::event_inj, arch::event::V | (3U << 8) | 15U); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::event_inj, arch::event::V | (3U << 8) | 5U); });
+    add(P::apm, [&](Scenario& s) { snp(s, 0); s.vmcb.set(FieldId::event_inj, arch::event::V | (4U << 8) | 0x21U); });
+    add(P::xen, [](Scenario& s) { s.vmcb.set(FieldId::event_inj, 1U << 20); });
+    static MapMemory bad_pdpe;
+    bad_pdpe.words = {{0x2000, 0x1003}, {0x2008, 0}, {0x2010, 0}, {0x2018, 0}};
+    add(P::apm, [](Scenario& s) { s.vmcb = valid_vmcb_pae32(); s.memory = &bad_pdpe; });
+
+    for (const auto& s : cases) {
+        const auto ids = s.failing();
+        EXPECT_EQ(ids.size(), 1U) << join(ids);
+        EXPECT_FALSE(s.ok());
+        if (ids.size() == 1) failed_alone.insert(ids[0]);
+    }
+    for (const auto& c : catalogue()) EXPECT_TRUE(failed_alone.count(std::string(c.id))) << "no witness for " << c.id;
+}
+
+// --- Property tests ---
+
+/// A random VMCB near the valid one: a few fields mutated at random, biased
+/// towards the bits the checks look at.
+arch::Vmcb random_vmcb(std::mt19937_64& rng) {
+    auto v = valid_vmcb64();
+    if (rng() % 8 == 0) v = valid_vmcb_pae32();
+    if (rng() % 16 == 0) v = valid_vmcb_legacy32();
+    const FieldId targets[] = {FieldId::efer,        FieldId::cr0,           FieldId::cr3,
+                               FieldId::cr4,         FieldId::dr6,           FieldId::dr7,
+                               FieldId::asid,        FieldId::iopm_base_pa,  FieldId::msrpm_base_pa,
+                               FieldId::event_inj,   FieldId::misc_ctl,      FieldId::misc_ctl2,
+                               FieldId::int_ctl,     FieldId::nested_cr3,    FieldId::g_pat,
+                               FieldId::s_cet,       FieldId::cs_attrib,     FieldId::intercepts4,
+                               FieldId::intercepts3, FieldId::guest_sev_features, FieldId::allowed_sev_features,
+                               FieldId::avic_physical_id, FieldId::avic_backing_page};
+    const unsigned n = 1 + static_cast<unsigned>(rng() % 4);
+    for (unsigned i = 0; i < n; ++i) {
+        const auto f = targets[rng() % std::size(targets)];
+        std::uint64_t x = v.get(f);
+        switch (rng() % 4) {
+            case 0: x ^= bit(static_cast<unsigned>(rng() % 64)); break;   // one bit
+            case 1: x = rng(); break;                                     // anything
+            case 2: x ^= bit(static_cast<unsigned>(rng() % 12)); break;   // low bits
+            default: x = (rng() % 2) ? (bit(static_cast<unsigned>(30 + rng() % 30)) - 0x1000 * (rng() % 4)) : 0;
+        }
+        v.set(f, x);
+    }
+    return v;
+}
+
+TEST(Property, FastPathAgreesWithTheFullReport) {
+    std::mt19937_64 rng(20260425);
+    std::vector<CpuModel> models(builtin_models().begin(), builtin_models().end());
+    models.push_back(model("zen4", "+sss_check,+ibt,+lam,-vnmi"));
+    std::size_t invalid = 0, total = 0;
+    for (int seed = 0; seed < 4000; ++seed) {
+        Scenario s;
+        s.vmcb = random_vmcb(rng);
+        s.cpu = models[rng() % models.size()];
+        if (rng() % 3 == 0) {
+            s.host = valid_host();
+            if (rng() % 2) s.host->efer ^= bit(static_cast<unsigned>(rng() % 16));
+            if (rng() % 4 == 0) s.host->cr0 ^= arch::cr0::PG;
+            if (rng() % 8 == 0) s.host->cpl = 3;
+            if (rng() % 4 == 0) s.host->rax = rng();
+            if (rng() % 4 == 0) s.host->address_size = (rng() % 2) ? 32 : 16;
+        }
+        for (auto p : kAllProfileIds) {
+            s.profile = p;
+            const auto ctx = s.ctx();
+            const auto r = evaluate(ctx);
+            const bool fast = vmrun_would_succeed(ctx);
+            ASSERT_EQ(fast, r.failures.empty()) << "seed " << seed << " profile " << profile(p).name;
+            ASSERT_EQ(r.verdict == Verdict::valid, r.failures.empty());
+            const Check* first = first_failure(ctx, Stage::instruction, Stage::memory);
+            ASSERT_EQ(first, r.failures.empty() ? nullptr : r.failures.front().check);
+            // Failures come in catalogue order, one per check, only from applying checks.
+            const Check* prev = nullptr;
+            for (const auto& f : r.failures) {
+                ASSERT_TRUE((f.check->profiles & mask_of(p)) != 0) << f.check->id;
+                ASSERT_TRUE(prev == nullptr || prev < f.check);
+                prev = f.check;
+                ASSERT_TRUE(f.check->violated(ctx));
+            }
+            // Per-stage first_failure matches the first failure of that stage.
+            for (auto st : {Stage::instruction, Stage::control, Stage::save, Stage::event, Stage::memory}) {
+                const Check* want = nullptr;
+                for (const auto& f : r.failures)
+                    if (f.check->stage == st) {
+                        want = f.check;
+                        break;
+                    }
+                ASSERT_EQ(first_failure(ctx, st, st), want);
+            }
+            invalid += r.failures.empty() ? 0 : 1;
+            ++total;
+        }
+    }
+    // The generator must exercise both outcomes.
+    EXPECT_GT(invalid, total / 10);
+    EXPECT_LT(invalid, total - total / 10);
+}
+
+TEST(Property, CompletelyRandomPagesNeverCrashAndAgree) {
+    std::mt19937_64 rng(7);
+    for (int seed = 0; seed < 500; ++seed) {
+        arch::Vmcb v;
+        for (auto& b : v.page()) b = static_cast<std::uint8_t>(rng());
+        for (auto p : kAllProfileIds) {
+            const Context c{v, default_model(), profile(p)};
+            EXPECT_EQ(vmrun_would_succeed(c), evaluate(c).failures.empty());
+        }
+    }
+}
+
+TEST(Property, EvaluationIsDeterministic) {
+    std::mt19937_64 rng(99);
+    for (int i = 0; i < 200; ++i) {
+        const auto v = random_vmcb(rng);
+        const Context c{v, default_model(), profile(ProfileId::apm)};
+        const auto a = evaluate(c), b = evaluate(c);
+        ASSERT_EQ(a.failures.size(), b.failures.size());
+        for (std::size_t k = 0; k < a.failures.size(); ++k) {
+            EXPECT_EQ(a.failures[k].check, b.failures[k].check);
+            EXPECT_EQ(a.failures[k].detail, b.failures[k].detail);
+        }
+    }
+}
+
+TEST(Speed, VerdictsPerSecond) {
+    // A coarse guard (the benchmark measures properly): even an unoptimized
+    // build must manage a million verdicts per second on a valid VMCB.
+    const auto v = valid_vmcb64();
+    const Context c{v, default_model(), profile(ProfileId::apm)};
+    const auto t0 = std::chrono::steady_clock::now();
+    std::size_t ok = 0;
+    constexpr std::size_t kN = 2'000'000;
+    for (std::size_t i = 0; i < kN; ++i) ok += vmrun_would_succeed(c) ? 1 : 0;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(ok, kN);
+    RecordProperty("verdicts_per_second", static_cast<int>(static_cast<double>(kN) / s));
+    std::printf("[ info ] %.1f M verdicts/s (valid VMCB, apm, zen4)\n", static_cast<double>(kN) / s / 1e6);
+    EXPECT_GT(static_cast<double>(kN) / s, 1e6);
+}
+
+}  // namespace
+}  // namespace nsvm::checks::test

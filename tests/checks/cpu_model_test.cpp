@@ -1,0 +1,274 @@
+// CPU models: names, aliases, edits, derived reserved bits, the built-in
+// models, the JSON model reader, and the profiles' choice listings.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "fixtures.hpp"
+#include "nsvm/formats/cpu_model_json.hpp"
+
+namespace nsvm::checks::test {
+namespace {
+
+TEST(Features, NamesRoundTrip) {
+    std::set<std::string_view> seen;
+    for (std::size_t i = 0; i < kFeatureCount; ++i) {
+        const auto f = static_cast<Feature>(i);
+        const auto n = feature_name(f);
+        ASSERT_FALSE(n.empty());
+        EXPECT_TRUE(seen.insert(n).second) << n;
+        EXPECT_EQ(find_feature(n), f) << n;
+    }
+    EXPECT_EQ(feature_names().size(), kFeatureCount);
+}
+
+TEST(Features, AliasesAndSpellings) {
+    EXPECT_EQ(find_feature("nrips"), Feature::nrip_save);
+    EXPECT_EQ(find_feature("NRIP_SAVE"), Feature::nrip_save);
+    EXPECT_EQ(find_feature("np"), Feature::npt);
+    EXPECT_EQ(find_feature("ospke"), Feature::pku);
+    EXPECT_EQ(find_feature("sev-es"), Feature::sev_es);
+    EXPECT_EQ(find_feature("flush_by_asid"), Feature::flushbyasid);
+    EXPECT_FALSE(find_feature("nosuchfeature").has_value());
+    EXPECT_FALSE(find_feature("").has_value());
+}
+
+TEST(Features, EditsApplyAtomicallyAndSuggest) {
+    auto m = default_model();
+    ASSERT_TRUE(apply_feature_edits(m, "-la57, +pcid ,-sev_snp").has_value());
+    EXPECT_FALSE(m.has(Feature::la57));
+    EXPECT_EQ(m.va_width, 48U);
+    EXPECT_FALSE(m.has(Feature::sev_snp));
+    ASSERT_TRUE(apply_feature_edits(m, "la57").has_value());
+    EXPECT_TRUE(m.has(Feature::la57));
+    EXPECT_EQ(m.va_width, 57U);
+
+    auto before = m.features;
+    auto r = apply_feature_edits(m, "-npt,+vgiff");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().find("vgiff"), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find("'vgif'"), std::string::npos) << r.error();
+    EXPECT_EQ(m.features, before);  // nothing applied
+    EXPECT_FALSE(apply_feature_edits(m, "+").has_value());
+    EXPECT_TRUE(apply_feature_edits(m, "").has_value());
+}
+
+TEST(Models, BuiltinsAreAsDocumented) {
+    std::set<std::string> names;
+    for (const auto& m : builtin_models()) names.insert(m.name);
+    for (const char* n : {"zen4", "zen3", "qemu-tcg", "bochs-ryzen"}) EXPECT_TRUE(names.count(n)) << n;
+    EXPECT_EQ(default_model().name, "zen4");
+
+    const auto z4 = model("zen4");
+    EXPECT_EQ(z4.maxphyaddr, 52U);
+    EXPECT_EQ(z4.va_width, 57U);
+    for (auto f : {Feature::la57, Feature::vnmi, Feature::x2avic, Feature::sev, Feature::sev_es, Feature::sev_snp,
+                   Feature::npt, Feature::nrip_save, Feature::vgif, Feature::avic, Feature::autoibrs})
+        EXPECT_TRUE(z4.has(f)) << feature_name(f);
+    EXPECT_FALSE(z4.has(Feature::ibt));
+
+    const auto z3 = model("zen3");
+    EXPECT_EQ(z3.maxphyaddr, 48U);
+    EXPECT_FALSE(z3.has(Feature::la57));
+    EXPECT_FALSE(z3.has(Feature::vnmi));
+    EXPECT_TRUE(z3.has(Feature::sev_snp));
+
+    const auto q = model("qemu-tcg");
+    EXPECT_EQ(q.maxphyaddr, 40U);
+    EXPECT_EQ(q.num_asids, 16U);
+    EXPECT_TRUE(q.has(Feature::npt));
+    EXPECT_TRUE(q.has(Feature::vgif));
+    for (auto f : {Feature::nrip_save, Feature::decodeassists, Feature::vmcbclean, Feature::pausefilter, Feature::avic,
+                   Feature::flushbyasid, Feature::lbrv})
+        EXPECT_FALSE(q.has(f)) << feature_name(f);
+
+    const auto b = model("bochs-ryzen");
+    EXPECT_EQ(b.maxphyaddr, 40U);
+    EXPECT_EQ(b.num_asids, 32768U);
+    for (auto f : {Feature::npt, Feature::lbrv, Feature::svm_lock, Feature::nrip_save, Feature::flushbyasid,
+                   Feature::pausefilter})
+        EXPECT_TRUE(b.has(f)) << feature_name(f);
+    EXPECT_FALSE(b.has(Feature::vgif));
+
+    auto bad = find_builtin_model("zen5x");
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_NE(bad.error().find("zen4"), std::string::npos) << bad.error();
+}
+
+TEST(Models, ReservedBitsFollowFeatures) {
+    auto m = default_model();
+    EXPECT_EQ(m.cr4_reserved_bits() & arch::cr4::LA57, 0U);
+    EXPECT_NE(m.cr4_reserved_bits() & (arch::cr4::VMXE | arch::cr4::SMXE | arch::bit(15)), 0U);
+    ASSERT_TRUE(apply_feature_edits(m, "-la57,-pcid,-xsave,-shstk,-pku").has_value());
+    for (auto b : {arch::cr4::LA57, arch::cr4::PCIDE, arch::cr4::OSXSAVE, arch::cr4::CET, arch::cr4::PKE})
+        EXPECT_NE(m.cr4_reserved_bits() & b, 0U) << b;
+    ASSERT_TRUE(apply_feature_edits(m, "+ibt").has_value());
+    EXPECT_EQ(m.cr4_reserved_bits() & arch::cr4::CET, 0U);  // CET needs shstk or ibt
+
+    auto e = default_model();
+    EXPECT_EQ(e.efer_reserved_bits() & (arch::efer::SVME | arch::efer::LME | arch::efer::NXE | arch::efer::AIBRSE), 0U);
+    EXPECT_NE(e.efer_reserved_bits() & arch::efer::LMSLE, 0U);
+    ASSERT_TRUE(apply_feature_edits(e, "-lm,-nx,-svm,-fxsr_opt,-autoibrs").has_value());
+    for (auto b : {arch::efer::LME, arch::efer::LMA, arch::efer::NXE, arch::efer::SVME, arch::efer::FFXSR,
+                   arch::efer::AIBRSE})
+        EXPECT_NE(e.efer_reserved_bits() & b, 0U) << b;
+    EXPECT_EQ(e.efer_reserved_bits() & arch::efer::SCE, 0U);
+}
+
+// --- JSON model files ---
+
+class CpuJson : public ::testing::Test {
+protected:
+    std::filesystem::path dir = std::filesystem::temp_directory_path() / "nsvm_checks_cpu_json";
+    void SetUp() override { std::filesystem::create_directories(dir); }
+    void TearDown() override { std::filesystem::remove_all(dir); }
+    nsvm::expected<CpuModel, std::string> read(const std::string& name, const std::string& text) {
+        const auto p = dir / name;
+        std::ofstream(p) << text;
+        std::ifstream f(p);
+        std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        return formats::read_cpu_model_json(content, p.string());
+    }
+};
+
+TEST_F(CpuJson, ExampleFromTheInterfaceSpec) {
+    auto m = read("epyc.json", R"({ "name": "my-epyc", "base": "zen4", "maxphyaddr": 46,
+                                   "features": ["-la57", "+pcid"] })");
+    ASSERT_TRUE(m.has_value()) << m.error();
+    EXPECT_EQ(m->name, "my-epyc");
+    EXPECT_EQ(m->maxphyaddr, 46U);
+    EXPECT_FALSE(m->has(Feature::la57));
+    EXPECT_EQ(m->va_width, 48U);
+    EXPECT_TRUE(m->has(Feature::pcid));
+    EXPECT_TRUE(m->has(Feature::sev_snp));  // from the base
+    // The model drives the checks: CR3 bit 46 is now illegal.
+    Scenario s;
+    s.cpu = *m;
+    s.vmcb.set(FieldId::cr3, arch::bit(46));
+    EXPECT_TRUE(fails_only(s, "cr3.mbz"));
+    s.vmcb.set(FieldId::cr3, arch::bit(46) - 0x1000);
+    EXPECT_TRUE(fails_only(s, ""));
+}
+
+TEST_F(CpuJson, FullListOptionalKeysAndDefaults) {
+    auto m = read("full.json", R"({"base": "qemu-tcg", "features": ["lm", "nx", "pae", "svm", "npt", "la57"],
+                                   "num_asids": "0x40", "num_encrypted_guests": 15, "va_width": 57,
+                                   "description": "hand-made"})");
+    ASSERT_TRUE(m.has_value()) << m.error();
+    EXPECT_EQ(m->maxphyaddr, 40U);  // from the base
+    EXPECT_EQ(m->num_asids, 64U);
+    EXPECT_EQ(m->num_encrypted_guests, 15U);
+    EXPECT_EQ(m->description, "hand-made");
+    EXPECT_TRUE(m->has(Feature::npt));
+    EXPECT_FALSE(m->has(Feature::vgif));  // the full list replaced the base's
+    EXPECT_FALSE(m->has(Feature::smep));
+    auto d = read("edits.json", R"({"features": "+sss_check,-vnmi"})");
+    ASSERT_TRUE(d.has_value()) << d.error();
+    EXPECT_EQ(d->maxphyaddr, default_model().maxphyaddr);  // no base: the default model
+    EXPECT_TRUE(d->has(Feature::sss_check));
+    EXPECT_FALSE(d->has(Feature::vnmi));
+}
+
+TEST_F(CpuJson, BadFilesNameTheFileAndKey) {
+    struct Bad {
+        const char* text;
+        std::vector<const char*> needles;
+    };
+    const Bad bad[] = {
+        {R"({"maxphyaddrr": 46})", {"maxphyaddrr", "did you mean 'maxphyaddr'"}},
+        {R"({"maxphyaddr": 53})", {"maxphyaddr", "53", "32..52"}},
+        {R"({"maxphyaddr": 31})", {"maxphyaddr", "31"}},
+        {R"({"maxphyaddr": -1})", {"maxphyaddr", "negative"}},
+        {R"({"maxphyaddr": "forty"})", {"maxphyaddr", "forty"}},
+        {R"({"maxphyaddr": 46.5})", {"maxphyaddr"}},
+        {R"({"base": "zen44"})", {"base", "zen4"}},
+        {R"({"base": 4})", {"base"}},
+        {R"({"features": ["+la57", "pcid"]})", {"features", "mixes"}},
+        {R"({"features": ["+nosuch"]})", {"features", "nosuch"}},
+        {R"({"features": ["+vgiff"]})", {"features", "'vgif'"}},
+        {R"({"features": [1]})", {"features", "item 0"}},
+        {R"({"features": {"la57": true}})", {"features"}},
+        {R"({"va_width": 50})", {"va_width", "50"}},
+        {R"({"num_asids": 0})", {"num_asids"}},
+        {R"({"num_asids": "0x100000000"})", {"num_asids"}},
+        {R"({"name": ""})", {"name"}},
+        {R"([1, 2])", {"object"}},
+        {R"({"name": "x",)", {"not valid JSON"}},
+        {"", {"not valid JSON"}},
+    };
+    int i = 0;
+    for (const auto& b : bad) {
+        const std::string file = "bad" + std::to_string(i++) + ".json";
+        auto m = read(file, b.text);
+        ASSERT_FALSE(m.has_value()) << b.text;
+        EXPECT_NE(m.error().find(file), std::string::npos) << m.error();
+        for (auto n : b.needles) EXPECT_NE(m.error().find(n), std::string::npos) << b.text << " -> " << m.error();
+    }
+}
+
+// --- Profiles ---
+
+TEST(Profiles, FiveProfilesFoundByName) {
+    ASSERT_EQ(all_profiles().size(), kProfileCount);
+    for (const auto& p : all_profiles()) {
+        EXPECT_EQ(find_profile(p.name), p.id);
+        EXPECT_EQ(&profile(p.id), &p);
+        EXPECT_FALSE(p.description.empty());
+    }
+    EXPECT_EQ(all_profiles()[0].name, "apm");
+    auto bad = find_profile("kvmm");
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_NE(bad.error().find("'kvm'"), std::string::npos) << bad.error();
+}
+
+TEST(Profiles, EveryProfileListsTheSameChoicesWithReasons) {
+    const auto apm = profile(ProfileId::apm).choices();
+    ASSERT_GE(apm.size(), 40U);
+    for (const auto& p : all_profiles()) {
+        const auto cs = p.choices();
+        ASSERT_EQ(cs.size(), apm.size()) << p.name;
+        std::set<std::string_view> keys;
+        for (std::size_t i = 0; i < cs.size(); ++i) {
+            EXPECT_EQ(cs[i].key, apm[i].key) << p.name;  // same keys, same order
+            EXPECT_TRUE(keys.insert(cs[i].key).second) << cs[i].key;
+            EXPECT_FALSE(cs[i].value.empty()) << p.name << " " << cs[i].key;
+            EXPECT_GE(cs[i].reason.size(), 3U) << p.name << " " << cs[i].key;
+        }
+    }
+}
+
+TEST(Profiles, EveryKnownAmbiguityIsANamedChoice) {
+    // apm-svm.md §16, oracles.md divergences, kvm-nsvm.md §2.
+    std::set<std::string_view> keys;
+    for (const auto& c : profile(ProfileId::apm).choices()) keys.insert(c.key);
+    for (const char* k : {"msrpm_checked_size", "failure_writeback", "eventinj_reserved_bits_fail",
+                          "tlb_ctl_reserved_fails", "cs_l_d_any_mode", "rsm_pe0_pg1_shutdown", "canonical_writeback",
+                          "inferred_rules", "cr3_rule", "event_vector_rule", "bitmap_limit_rule", "pdpe_check",
+                          "cet_checks", "exit_code_32bit", "nrip_on_every_exit", "efer_lma_checked", "lma_source",
+                          "np_without_feature", "ncr3_rule", "g_pat_check", "vnmi_check", "dr6_reserved",
+                          "dr7_reserved", "efer_rule", "long_mode_pe_check", "pcide_without_lma_fails",
+                          "rax_gp_before_intercept", "event_ev_ignored", "vmexit_dr7_from_hsave", "hsave_used",
+                          "hsave_zero_gp", "ud_without_paging", "clear_gif_on_failure", "cr3_late_failure",
+                          "pa_check_width"})
+        EXPECT_TRUE(keys.count(k)) << k;
+}
+
+TEST(Profiles, ValuesDifferWhereImplementationsDo) {
+    auto value = [](ProfileId p, std::string_view key) {
+        for (const auto& c : profile(p).choices())
+            if (c.key == key) return c.value;
+        return std::string("?");
+    };
+    EXPECT_EQ(value(ProfileId::bochs, "cs_l_d_any_mode"), "yes");
+    EXPECT_EQ(value(ProfileId::apm, "cs_l_d_any_mode"), "no");
+    EXPECT_EQ(value(ProfileId::qemu, "exit_code_32bit"), "yes");
+    EXPECT_EQ(value(ProfileId::xen, "eventinj_reserved_bits_fail"), "yes");
+    EXPECT_EQ(value(ProfileId::kvm, "cr3_rule"), "kvm_legal_gpa");
+    EXPECT_EQ(value(ProfileId::qemu, "iopm_checked_size"), "0x2001");
+    EXPECT_EQ(value(ProfileId::bochs, "pa_check_width"), "40");
+}
+
+}  // namespace
+}  // namespace nsvm::checks::test

@@ -1,0 +1,145 @@
+// Shared by the checks tests: the interfaces.md §1 example guest, a scenario
+// (VMCB + CPU model + optional host state and guest memory) and helpers that
+// run the evaluator and list failing ids.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/arch/vmcb.hpp"
+#include "nsvm/checks/evaluate.hpp"
+
+namespace nsvm::checks::test {
+
+using arch::bit;
+using arch::FieldId;
+
+/// The minimal valid 64-bit guest of interfaces.md §1.
+inline arch::Vmcb valid_vmcb64() {
+    arch::Vmcb v;
+    v.set_intercept(arch::intercept::VMRUN);
+    v.set_intercept(arch::intercept::VMMCALL);
+    v.set(FieldId::asid, 1);
+    v.set(FieldId::iopm_base_pa, 0x10000);
+    v.set(FieldId::msrpm_base_pa, 0x14000);
+    v.set_segment(arch::Seg::cs, {0x8, 0xA9B, 0xFFFFFFFF, 0});
+    v.set_segment(arch::Seg::ss, {0x10, 0xC93, 0xFFFFFFFF, 0});
+    v.set(FieldId::efer, 0x1D00);
+    v.set(FieldId::cr0, 0x80050033);
+    v.set(FieldId::cr4, 0x6F8);
+    v.set(FieldId::cr3, 0x1000);
+    v.set(FieldId::dr6, 0xFFFF0FF0);
+    v.set(FieldId::dr7, 0x400);
+    v.set(FieldId::rflags, 0x2);
+    v.set(FieldId::rip, 0x400000);
+    v.set(FieldId::g_pat, 0x0007040600070406ULL);
+    return v;
+}
+
+/// A 32-bit protected-mode guest with PAE paging (no long mode).
+inline arch::Vmcb valid_vmcb_pae32() {
+    auto v = valid_vmcb64();
+    v.set(FieldId::efer, arch::efer::SVME);
+    v.set_segment(arch::Seg::cs, {0x8, 0xC9B, 0xFFFFFFFF, 0});
+    v.set(FieldId::cr3, 0x2000);
+    return v;
+}
+
+/// A 32-bit protected-mode guest with 2-level (non-PAE) paging.
+inline arch::Vmcb valid_vmcb_legacy32() {
+    auto v = valid_vmcb_pae32();
+    v.set(FieldId::cr4, 0x6F8 & ~arch::cr4::PAE);
+    return v;
+}
+
+/// A host that may execute VMRUN: 64-bit, CPL 0, SVME, VMCB at 0x1000.
+inline HostState valid_host() {
+    HostState h;
+    h.efer = arch::efer::SVME | arch::efer::LME | arch::efer::LMA | arch::efer::NXE | arch::efer::SCE;
+    h.cr0 = arch::cr0::PE | arch::cr0::PG | arch::cr0::WP;
+    h.cr4 = arch::cr4::PAE;
+    h.rflags = 2;
+    h.cpl = 0;
+    h.rax = 0x1000;
+    h.address_size = 64;
+    h.hwcr = 1;  // SmmLock
+    return h;
+}
+
+/// Guest memory as a sparse map of 8-byte words.
+struct MapMemory : GuestMemory {
+    std::map<std::uint64_t, std::uint64_t> words;
+    bool read_u64(std::uint64_t gpa, std::uint64_t& out) const override {
+        auto it = words.find(gpa);
+        if (it == words.end()) return false;
+        out = it->second;
+        return true;
+    }
+};
+
+inline CpuModel model(std::string_view name, std::string_view edits = {}) {
+    auto m = find_builtin_model(name);
+    EXPECT_TRUE(m.has_value()) << name;
+    CpuModel out = m ? *m : default_model();
+    if (!edits.empty()) {
+        auto r = apply_feature_edits(out, edits);
+        EXPECT_TRUE(r.has_value()) << edits;
+    }
+    return out;
+}
+
+/// Everything one evaluation needs.
+struct Scenario {
+    arch::Vmcb vmcb = valid_vmcb64();
+    CpuModel cpu = default_model();
+    ProfileId profile = ProfileId::apm;
+    std::optional<HostState> host;
+    const GuestMemory* memory = nullptr;
+
+    [[nodiscard]] Context ctx() const {
+        return Context{vmcb, cpu, checks::profile(profile), host ? &*host : nullptr, memory};
+    }
+    [[nodiscard]] Report report() const { return evaluate(ctx()); }
+    [[nodiscard]] std::vector<std::string> failing() const {
+        std::vector<std::string> ids;
+        for (const auto& f : report().failures) ids.emplace_back(f.check->id);
+        return ids;
+    }
+    [[nodiscard]] bool ok() const { return vmrun_would_succeed(ctx()); }
+};
+
+inline std::string join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+    return out.empty() ? "(none)" : out;
+}
+
+/// Asserts that exactly `id` fails (and the fast path agrees), or that
+/// nothing fails when `id` is empty.
+inline ::testing::AssertionResult fails_only(const Scenario& s, std::string_view id) {
+    const auto ids = s.failing();
+    const bool fast = s.ok();
+    if (id.empty()) {
+        if (ids.empty() && fast) return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure() << "expected valid under " << profile(s.profile).name << ", got "
+                                             << join(ids) << " (fast path " << fast << ")";
+    }
+    if (ids.size() == 1 && ids[0] == id && !fast) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "expected only " << id << " under " << profile(s.profile).name
+                                         << ", got " << join(ids) << " (fast path " << fast << ")";
+}
+
+inline constexpr std::array kAllProfileIds = {ProfileId::apm, ProfileId::kvm, ProfileId::qemu, ProfileId::bochs,
+                                              ProfileId::xen};
+
+inline std::string profile_param_name(const ::testing::TestParamInfo<ProfileId>& info) {
+    return std::string(profile(info.param).name);
+}
+
+}  // namespace nsvm::checks::test

@@ -1,0 +1,301 @@
+// KVM dump_vmcb() reader: every header variant, with and without timestamps
+// and prefixes, interleaved lines, the newest GPR/SEV lines, an L2-time dump,
+// and every error class. Fixtures: tests/formats/fixtures/kvm-*.txt, written
+// from dump-formats.md a.3 by make_fixtures.py.
+#include <gtest/gtest.h>
+
+#include "helpers.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+
+using namespace nsvm;
+using namespace nsvm::formats;
+using namespace nsvm::formats::test;
+using arch::FieldId;
+
+namespace {
+
+ReadResult read_ok(const std::string& text, Format f = Format::kvm_dump, const char* name = "dump.txt") {
+    auto r = read_vmcb(text, f, name);
+    EXPECT_TRUE(r.has_value()) << (r ? "" : to_string(r.error()));
+    return r ? *r : ReadResult{};
+}
+
+Diagnostic read_err(const std::string& text, Format f = Format::kvm_dump) {
+    auto r = read_vmcb(text, f, "bad.txt");
+    EXPECT_FALSE(r.has_value());
+    return r ? Diagnostic{} : r.error();
+}
+
+/// The values every KVM fixture shares (make_fixtures.py GUEST).
+void expect_common_guest(const arch::Vmcb& v) {
+    EXPECT_EQ(v.intercept_word(0), 0x01110011U);  // cr_write 0111 << 16 | cr_read 0011
+    EXPECT_EQ(v.intercept_word(1), 0x00800000U);  // dr_write 0080
+    EXPECT_EQ(v.intercept_word(2), 0x00060082U);
+    EXPECT_EQ(v.intercept_word(3), 0xbdcc800fU);
+    EXPECT_TRUE(v.intercept(arch::intercept::SHUTDOWN));
+    EXPECT_EQ(v.get(FieldId::pause_filter_count), 3000U);
+    EXPECT_EQ(v.get(FieldId::pause_filter_thresh), 128U);
+    EXPECT_EQ(v.get(FieldId::iopm_base_pa), 0x000000010a3c0000ULL);
+    EXPECT_EQ(v.get(FieldId::msrpm_base_pa), 0x000000010a3b4000ULL);
+    EXPECT_EQ(v.get(FieldId::tsc_offset), 0xfffffc0a1b2c3d4eULL);
+    EXPECT_EQ(v.get(FieldId::int_ctl), 0x01000000U);
+    EXPECT_EQ(v.get(FieldId::misc_ctl), 1U);
+    EXPECT_EQ(v.get(FieldId::nested_cr3), 0x0000000112a07000ULL);
+    EXPECT_EQ(v.get(FieldId::misc_ctl2), 2U);
+    EXPECT_EQ(v.segment(arch::Seg::ss), (arch::Segment{0x18, 0xc93, 0xffffffff, 0}));
+    EXPECT_EQ(v.segment(arch::Seg::fs), (arch::Segment{0, 0, 0, 0x00007f3a1c5e8740ULL}));
+    EXPECT_EQ(v.segment(arch::Seg::gdtr), (arch::Segment{0, 0, 0x7f, 0xfffffe0000001000ULL}));
+    EXPECT_EQ(v.segment(arch::Seg::ldtr), (arch::Segment{0, 0x82, 0xffff, 0}));
+    EXPECT_EQ(v.segment(arch::Seg::tr), (arch::Segment{0x40, 0x8b, 0x4087, 0xfffffe0000003000ULL}));
+    EXPECT_EQ(v.get(FieldId::cr2), 0x00007f3a1c2b1000ULL);
+    EXPECT_EQ(v.get(FieldId::cr4), 0x3506f0U);
+    EXPECT_EQ(v.get(FieldId::dr6), 0xffff0ff0U);
+    EXPECT_EQ(v.get(FieldId::dr7), 0x400U);
+    EXPECT_EQ(v.get(FieldId::star), 0x0023001000000000ULL);
+    EXPECT_EQ(v.get(FieldId::lstar), 0xffffffff82000080ULL);
+    EXPECT_EQ(v.get(FieldId::cstar), 0xffffffff820001c0ULL);
+    EXPECT_EQ(v.get(FieldId::sfmask), 0x257fd5U);
+    EXPECT_EQ(v.get(FieldId::sysenter_cs), 0x10U);
+    EXPECT_EQ(v.get(FieldId::sysenter_esp), 0xfffffe0000003000ULL);
+    EXPECT_EQ(v.get(FieldId::sysenter_eip), 0xffffffff820015d0ULL);
+    EXPECT_EQ(v.get(FieldId::g_pat), 0x0007040600070406ULL);
+}
+
+}  // namespace
+
+TEST(KvmDump, NewestKernelWithTimestampsGprsAndSevLines) {
+    const auto r = read_ok(fixture("kvm-newest.txt"));
+    EXPECT_EQ(r.format, Format::kvm_dump);
+    const auto& v = r.vmcb;
+    expect_common_guest(v);
+    EXPECT_EQ(v.intercept_word(4), 0x00006e7fU);
+    EXPECT_EQ(v.get(FieldId::asid), 1U);
+    EXPECT_EQ(v.segment(arch::Seg::cs), (arch::Segment{0x10, 0xa9b, 0xffffffff, 0}));
+    EXPECT_EQ(v.get(FieldId::efer), 0x1d01U);
+    EXPECT_EQ(v.get(FieldId::cr0), 0x80050033U);
+    EXPECT_EQ(v.get(FieldId::cr3), 0x0000000103a4e000ULL);
+    EXPECT_EQ(v.get(FieldId::rip), 0xffffffff81e2f1a4ULL);
+    EXPECT_EQ(v.get(FieldId::rflags), 0x246U);
+    EXPECT_EQ(v.get(FieldId::rsp), 0xffffc90000013e58ULL);
+    // rax: the VMCB's (0), not the GPR block's 0x1234 (gotcha 6), with a warning.
+    EXPECT_EQ(v.get(FieldId::rax), 0U);
+    EXPECT_NE(find_warning(r, "GPR block's rax (0x1234"), nullptr) << all_warnings(r);
+    EXPECT_NE(find_warning(r, "not VMCB fields"), nullptr);
+    EXPECT_NE(find_warning(r, "rbx"), nullptr);
+    // Gotcha 2: ffffffff is VMEXIT_INVALID, stored 64-bit.
+    EXPECT_EQ(v.get(FieldId::exit_code), arch::exit_code::INVALID);
+    const auto* w = find_warning(r, "exit_code is truncated to 32 bits by dump_vmcb; ffffffff means VMEXIT_INVALID");
+    ASSERT_NE(w, nullptr);
+    EXPECT_EQ(w->line, 19);
+    EXPECT_EQ(w->field, "control.exit_code");
+    // Gotcha 1: the vmcb01 fields.
+    EXPECT_NE(find_warning(r, "mixes L1 and L2 state"), nullptr);
+    // Fields dump_vmcb never prints: one warning naming them.
+    int missing = 0;
+    for (const auto& x : r.warnings) missing += x.message.find("read as zero") != std::string::npos;
+    EXPECT_EQ(missing, 1);
+    const auto* m = find_warning(r, "read as zero");
+    ASSERT_NE(m, nullptr);
+    EXPECT_NE(m->message.find("control.clean"), std::string::npos);
+    EXPECT_NE(m->message.find("control.insn_bytes"), std::string::npos);
+    EXPECT_NE(m->message.find("save.spec_ctrl"), std::string::npos);
+    EXPECT_EQ(m->message.find("save.cr0,"), std::string::npos);
+    EXPECT_EQ(m->message.find("control.allowed_sev_features"), std::string::npos);
+}
+
+TEST(KvmDump, Header2024WithoutTimestamps) {
+    const auto r = read_ok(fixture("kvm-2024.txt"));
+    const auto& v = r.vmcb;
+    expect_common_guest(v);
+    EXPECT_EQ(v.get(FieldId::asid), 14U);
+    EXPECT_EQ(v.get(FieldId::tlb_ctl), 3U);
+    EXPECT_EQ(v.get(FieldId::exit_code), 0x400U);  // NPF: not a truncation case
+    EXPECT_EQ(find_warning(r, "truncated"), nullptr);
+    EXPECT_EQ(v.get(FieldId::exit_info_1), 0x100000006ULL);
+    EXPECT_EQ(v.get(FieldId::exit_info_2), 0xfee00000U);
+    EXPECT_EQ(v.get(FieldId::next_rip), 0xffffffff81e2f1aaULL);
+    EXPECT_EQ(v.get(FieldId::efer), 0x1d01U);
+    // This kernel prints neither s_cet/ssp/isst_addr nor the SEV features.
+    const auto* m = find_warning(r, "read as zero");
+    ASSERT_NE(m, nullptr);
+    EXPECT_NE(m->message.find("save.s_cet"), std::string::npos);
+    EXPECT_NE(m->message.find("control.allowed_sev_features"), std::string::npos);
+}
+
+TEST(KvmDump, OldHeaderNoPrefixInterleavedLines) {
+    const auto r = read_ok(fixture("kvm-old-interleaved.txt"));
+    const auto& v = r.vmcb;
+    expect_common_guest(v);
+    EXPECT_EQ(v.get(FieldId::cpl), 0U);
+    EXPECT_EQ(v.get(FieldId::efer), 0x1d01U);
+    EXPECT_EQ(v.get(FieldId::exit_code), arch::exit_code::INVALID);
+    // Unrelated lines neither fail nor warn.
+    EXPECT_EQ(find_warning(r, "usb 1-1"), nullptr);
+    EXPECT_EQ(find_warning(r, "'perf:'"), nullptr);
+    EXPECT_EQ(find_warning(r, "zapping"), nullptr);
+    const auto* m = find_warning(r, "read as zero");
+    ASSERT_NE(m, nullptr);
+    EXPECT_NE(m->message.find("control.vmsa_pa"), std::string::npos);
+    EXPECT_NE(m->message.find("save.vmpl"), std::string::npos);
+}
+
+TEST(KvmDump, DumpTakenWhileL2RanWithSyslogPrefix) {
+    const auto r = read_ok(fixture("kvm-l2.txt"));
+    const auto& v = r.vmcb;
+    EXPECT_EQ(v.get(FieldId::asid), 2U);
+    EXPECT_EQ(v.get(FieldId::cr3), 0x4a31000U);
+    EXPECT_EQ(v.get(FieldId::rip), 0x401000U);
+    EXPECT_EQ(v.get(FieldId::efer), 0x1500U);
+    EXPECT_EQ(v.segment(arch::Seg::cs), (arch::Segment{0x8, 0xa9b, 0xffffffff, 0}));
+    // L1's kernel GS base and LSTAR are in there: the reader must say so.
+    EXPECT_EQ(v.segment(arch::Seg::gs).base, 0xffff9a2b3fc00000ULL);
+    const auto* w = find_warning(r, "mixes L1 and L2 state");
+    ASSERT_NE(w, nullptr);
+    for (const char* f : {"fs", "gs", "ldtr", "tr", "star", "lstar", "cstar", "sfmask", "kernel_gs_base",
+                          "sysenter_cs", "sysenter_esp", "sysenter_eip"}) {
+        EXPECT_NE(w->message.find(f), std::string::npos) << f;
+    }
+}
+
+TEST(KvmDump, PairsOnOneLineAndOverflowingLabels) {
+    const std::string text =
+        "VMCB Control Area:\n"
+        "cr_read:            0011            cr_write:           0111\n"
+        "intercepts:         00000000 00000001 0000007f\n"
+        "pause filter count: 3000            pause filter threshold:128\n"
+        "asid:               -2147483647     tlb_ctl:            7\n"
+        "int_ctl:            01000000        int_vector:         00000020    int_state: 00000001\n"
+        "nested_ctl:         -1\n"
+        "allowed_sev_features:8000000000000003        guest_sev_features: 0000000000000001\n"
+        "VMCB State Save Area:\n"
+        "cs:   s: 0008 a: 0a9b l: ffffffff b: 0000000000000000\n"
+        "cpl:            3                efer:         0000000000001d00\n";
+    const auto r = read_ok(text);
+    const auto& v = r.vmcb;
+    EXPECT_EQ(v.intercept_word(0), 0x01110011U);
+    EXPECT_EQ(v.intercept_word(4), 1U);
+    EXPECT_EQ(v.intercept_word(5), 0x7fU);  // a third word when printed
+    EXPECT_EQ(v.get(FieldId::pause_filter_count), 3000U);
+    EXPECT_EQ(v.get(FieldId::pause_filter_thresh), 128U);
+    EXPECT_EQ(v.get(FieldId::asid), 0x80000001U);  // %d of a u32 above 2^31
+    EXPECT_EQ(v.get(FieldId::tlb_ctl), 7U);
+    EXPECT_EQ(v.get(FieldId::int_vector), 0x20U);
+    EXPECT_EQ(v.get(FieldId::int_state), 1U);
+    EXPECT_EQ(v.get(FieldId::misc_ctl), ~std::uint64_t{0});  // %lld of all ones
+    EXPECT_EQ(v.get(FieldId::allowed_sev_features), 0x8000000000000003ULL);
+    EXPECT_EQ(v.get(FieldId::guest_sev_features), 1U);
+    EXPECT_EQ(v.get(FieldId::cpl), 3U);
+    EXPECT_EQ(v.get(FieldId::efer), 0x1d00U);
+}
+
+TEST(KvmDump, SeveralDumpsReadTheFirstAndWarn) {
+    const auto one = fixture("kvm-2024.txt");
+    const auto r = read_ok(one + fixture("kvm-newest.txt"));
+    EXPECT_EQ(r.vmcb, read_ok(one).vmcb);
+    const auto* w = find_warning(r, "more than one dump");
+    ASSERT_NE(w, nullptr);
+    EXPECT_EQ(w->line, 60);  // the second header
+}
+
+TEST(KvmDump, AutoDetected) {
+    for (const char* f : {"kvm-newest.txt", "kvm-2024.txt", "kvm-old-interleaved.txt", "kvm-l2.txt"}) {
+        const auto t = fixture(f);
+        EXPECT_EQ(detect_format(std::span(reinterpret_cast<const std::uint8_t*>(t.data()), t.size())),
+                  Format::kvm_dump)
+            << f;
+        const auto r = read_ok(t, Format::auto_detect);
+        EXPECT_EQ(r.format, Format::kvm_dump);
+    }
+}
+
+TEST(KvmDumpErrors, NoControlArea) {
+    const auto e = read_err("[ 1.0] kvm_amd: cr0:   0000000080050033 cr2:  0000000000000000\n");
+    EXPECT_EQ(e.file, "bad.txt");
+    EXPECT_NE(e.message.find("VMCB Control Area"), std::string::npos);
+}
+
+TEST(KvmDumpErrors, CutOffBeforeSaveArea) {
+    auto t = fixture("kvm-2024.txt");
+    t = t.substr(0, t.find("kvm_amd: VMCB State Save Area:"));
+    const auto e = read_err(t);
+    EXPECT_NE(e.message.find("VMCB State Save Area"), std::string::npos);
+}
+
+TEST(KvmDumpErrors, GarbledHexNamesLineAndField) {
+    auto t = fixture("kvm-2024.txt");
+    const auto at = t.find("0000000080050033");
+    t.replace(at, 16, "00000000800z0033");
+    const auto e = read_err(t);
+    EXPECT_EQ(e.field, "save.cr0");
+    EXPECT_EQ(e.line, 48);
+    EXPECT_NE(e.message.find("800z0033"), std::string::npos);
+    EXPECT_EQ(to_string(e).rfind("bad.txt:48: save.cr0: ", 0), 0U) << to_string(e);
+}
+
+TEST(KvmDumpErrors, GarbledDecimalAndTooWide) {
+    const std::string head = "VMCB Control Area:\n";
+    const std::string tail = "VMCB State Save Area:\n";
+    auto e = read_err(head + "asid:               1x\n" + tail);
+    EXPECT_EQ(e.field, "control.asid");
+    EXPECT_EQ(e.line, 2);
+    e = read_err(head + "asid:               4294967296\n" + tail);
+    EXPECT_EQ(e.field, "control.asid");
+    e = read_err(head + "cr_read:            10000\n" + tail);
+    EXPECT_EQ(e.field, "control.intercepts[0]");
+    EXPECT_NE(e.message.find("too wide"), std::string::npos);
+    e = read_err(head + tail + "cs:   s: 10008 a: 0a9b l: ffffffff b: 0000000000000000\n");
+    EXPECT_EQ(e.field, "save.cs.selector");
+    EXPECT_EQ(e.line, 3);
+}
+
+TEST(KvmDumpErrors, MissingValueAndStrayText) {
+    const std::string head = "VMCB Control Area:\n";
+    auto e = read_err(head + "asid:\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.field, "control.asid");
+    e = read_err(head + "VMCB State Save Area:\ncr0:   0000000080050033 cr2 0000000000000000\n");
+    EXPECT_EQ(e.field, "save.cr0");
+    EXPECT_NE(e.message.find("unexpected text 'cr2 0000000000000000'"), std::string::npos);
+}
+
+TEST(KvmDumpErrors, FieldTwiceIsAnErrorNotAGuess) {
+    const auto e = read_err("VMCB Control Area:\nasid: 1\nasid: 2\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.line, 3);
+    EXPECT_NE(e.message.find("first on line 2"), std::string::npos);
+}
+
+TEST(KvmDumpErrors, BinaryJunk) {
+    std::string junk(5000, '\0');
+    for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 131) ^ (i >> 3));
+    const auto e = read_err(junk);
+    EXPECT_EQ(e.file, "bad.txt");
+    EXPECT_FALSE(e.message.empty());
+    // And auto-detection refuses it with a clear message, not a guess.
+    const auto a = read_vmcb(junk, Format::auto_detect, "junk.bin");
+    ASSERT_FALSE(a.has_value());
+    EXPECT_NE(a.error().message.find("cannot tell the format"), std::string::npos);
+}
+
+TEST(KvmDump, UnknownLabelInsideDumpWarns) {
+    const auto r = read_ok("VMCB Control Area:\nasid: 1\nbus_lock_counter:   0000000000000005\nVMCB State Save Area:\n");
+    EXPECT_NE(find_warning(r, "bus_lock_counter"), nullptr) << all_warnings(r);
+}
+
+TEST(KvmDump, SevEsVmsaLinesAreIgnoredWithAWarning) {
+    const std::string text =
+        "kvm_amd: SEV-ES vCPU0 VMCB 00000000c7fcd4f6, last attempted VMRUN on CPU 5\n"
+        "kvm_amd: VMCB Control Area:\n"
+        "kvm_amd: nested_ctl:         7\n"
+        "kvm_amd: vmsa_pa:            0000000123456000\n"
+        "kvm_amd: VMCB State Save Area:\n"
+        "kvm_amd: sev_features:   0000000000000001\n"
+        "kvm_amd: xcr0:           0000000000000007 xss:          0000000000000000\n"
+        "kvm_amd: pl0_ssp:        0000000000000000 pl1_ssp:      0000000000000000\n";
+    const auto r = read_ok(text);
+    EXPECT_EQ(r.vmcb.get(FieldId::misc_ctl), 7U);
+    EXPECT_EQ(r.vmcb.get(FieldId::vmsa_pa), 0x123456000ULL);
+    const auto* w = find_warning(r, "not VMCB fields");
+    ASSERT_NE(w, nullptr) << all_warnings(r);
+    EXPECT_NE(w->message.find("xcr0"), std::string::npos);
+    EXPECT_NE(w->message.find("pl1_ssp"), std::string::npos);
+}
