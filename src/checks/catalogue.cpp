@@ -128,6 +128,7 @@ template <> inline constexpr DetailFn kDetail<GateSvme> = &d_host;
 template <> inline constexpr DetailFn kDetail<GateProtectedMode> = &d_host;
 template <> inline constexpr DetailFn kDetail<GatePaging> = &d_host;
 template <> inline constexpr DetailFn kDetail<GateCpl> = &d_host;
+template <> inline constexpr DetailFn kDetail<GateSmm> = &d_host;
 template <> inline constexpr DetailFn kDetail<GateRaxAlign> = &d_rax;
 template <> inline constexpr DetailFn kDetail<GateRaxMaxphyaddr> = &d_rax;
 template <> inline constexpr DetailFn kDetail<MsrpmLimit> = &d_msrpm;

@@ -151,47 +151,24 @@ std::optional<Feature> find_feature(std::string_view name) noexcept {
     return std::nullopt;
 }
 
-std::uint64_t CpuModel::cr4_reserved_bits() const noexcept {
-    namespace c = arch::cr4;
-    // APM 3.1.3: bits that exist on every AMD64 CPU.
-    std::uint64_t valid = c::VME | c::PVI | c::TSD | c::DE | c::MCE | c::PCE | c::OSFXSR | c::OSXMMEXCPT;
-    // Feature-gated bits: setting one whose CPUID feature is absent is an MBZ
-    // violation. VMXE and SMXE (Intel only), bit 15, KL, UINTR and every
-    // undefined bit stay reserved on AMD.
-    if (has(Feature::pse)) valid |= c::PSE;
-    if (has(Feature::pae)) valid |= c::PAE;
-    if (has(Feature::pge)) valid |= c::PGE;
-    if (has(Feature::umip)) valid |= c::UMIP;
-    if (has(Feature::la57)) valid |= c::LA57;
-    if (has(Feature::fsgsbase)) valid |= c::FSGSBASE;
-    if (has(Feature::pcid)) valid |= c::PCIDE;
-    if (has(Feature::xsave)) valid |= c::OSXSAVE;
-    if (has(Feature::smep)) valid |= c::SMEP;
-    if (has(Feature::smap)) valid |= c::SMAP;
-    if (has(Feature::pku)) valid |= c::PKE;
-    if (has(Feature::shstk) || has(Feature::ibt)) valid |= c::CET;
-    if (has(Feature::pks)) valid |= c::PKS;
-    if (has(Feature::lam)) valid |= c::LAM_SUP;
-    if (has(Feature::fred)) valid |= c::FRED;
-    return ~valid;
-}
-
-std::uint64_t CpuModel::efer_reserved_bits() const noexcept {
-    namespace e = arch::efer;
-    // APM 3.1.7: SCE exists on every AMD64 CPU (SYSCALL, Fn8000_0001_EDX[11]).
-    std::uint64_t valid = e::SCE;
-    if (has(Feature::lm)) valid |= e::LME | e::LMA;
-    if (has(Feature::nx)) valid |= e::NXE;
-    if (has(Feature::svm)) valid |= e::SVME;
-    if (has(Feature::fxsr_opt)) valid |= e::FFXSR;
-    if (has(Feature::tce)) valid |= e::TCE;
-    if (has(Feature::mcommit)) valid |= e::MCOMMIT;
-    if (has(Feature::uai)) valid |= e::UAIE;
-    if (has(Feature::autoibrs)) valid |= e::AIBRSE;
-    // LMSLE (bit 13) is reserved: Zen reports EferLmsleUnsupported
-    // (Fn8000_0008_EBX[20]) and no model here offers it. INTWB likewise.
-    return ~valid;
-}
+// The gate tables in cpu_model.hpp spell the bits as literals (the header
+// stays free of arch/); pin them to the named constants here.
+static_assert(kCr4AlwaysValid == (arch::cr4::VME | arch::cr4::PVI | arch::cr4::TSD | arch::cr4::DE | arch::cr4::MCE |
+                                  arch::cr4::PCE | arch::cr4::OSFXSR | arch::cr4::OSXMMEXCPT));
+static_assert(kCr4FeatureBits[0].bits == arch::cr4::PSE && kCr4FeatureBits[1].bits == arch::cr4::PAE &&
+              kCr4FeatureBits[2].bits == arch::cr4::PGE && kCr4FeatureBits[3].bits == arch::cr4::UMIP &&
+              kCr4FeatureBits[4].bits == arch::cr4::LA57 && kCr4FeatureBits[5].bits == arch::cr4::FSGSBASE &&
+              kCr4FeatureBits[6].bits == arch::cr4::PCIDE && kCr4FeatureBits[7].bits == arch::cr4::OSXSAVE &&
+              kCr4FeatureBits[8].bits == arch::cr4::SMEP && kCr4FeatureBits[9].bits == arch::cr4::SMAP &&
+              kCr4FeatureBits[10].bits == arch::cr4::PKE && kCr4FeatureBits[11].bits == arch::cr4::CET &&
+              kCr4FeatureBits[12].bits == arch::cr4::CET && kCr4FeatureBits[13].bits == arch::cr4::PKS &&
+              kCr4FeatureBits[14].bits == arch::cr4::LAM_SUP && kCr4FeatureBits[15].bits == arch::cr4::FRED);
+static_assert(kEferAlwaysValid == arch::efer::SCE);
+static_assert(kEferFeatureBits[0].bits == (arch::efer::LME | arch::efer::LMA) &&
+              kEferFeatureBits[1].bits == arch::efer::NXE && kEferFeatureBits[2].bits == arch::efer::SVME &&
+              kEferFeatureBits[3].bits == arch::efer::FFXSR && kEferFeatureBits[4].bits == arch::efer::TCE &&
+              kEferFeatureBits[5].bits == arch::efer::MCOMMIT && kEferFeatureBits[6].bits == arch::efer::UAIE &&
+              kEferFeatureBits[7].bits == arch::efer::AIBRSE);
 
 std::span<const CpuModel> builtin_models() { return models(); }
 

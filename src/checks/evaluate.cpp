@@ -46,15 +46,13 @@ const Check* first_failure(const Context& ctx, Stage first, Stage last) noexcept
 
 Report evaluate(const Context& ctx) {
     Report r;
-    bool ud = false, gp = false, invalid = false;
+    bool invalid = false;
     for (const auto& c : catalogue()) {
         if (!applies(c, ctx.profile)) continue;
         if (c.violated(ctx)) {
             std::string detail = c.detail != nullptr ? c.detail(ctx) : generic_detail(ctx, c);
             if (c.inferred) detail += detail.empty() ? "inferred rule (APM names no exit)" : "; inferred rule (APM names no exit)";
             r.failures.push_back(Failure{&c, std::move(detail)});
-            ud |= c.outcome == Outcome::ud;
-            gp |= c.outcome == Outcome::gp;
             invalid |= c.outcome == Outcome::vmexit_invalid;
         } else if (c.needs_memory != nullptr && c.needs_memory(ctx)) {
             Warning w;
@@ -64,12 +62,11 @@ Report evaluate(const Context& ctx) {
             r.warnings.push_back(std::move(w));
         }
     }
-    // The instruction gates come first: #UD before #GP (APM VMRUN exception
-    // table), and either one means the VMCB is never read.
-    if (ud) {
-        r.verdict = Verdict::ud;
-    } else if (gp) {
-        r.verdict = Verdict::gp;
+    // The instruction gates come first in the catalogue, in the order the
+    // processor (or KVM) raises them: the first failing gate decides the
+    // exception, and the VMCB is then never read.
+    if (!r.failures.empty() && r.failures.front().check->stage == Stage::instruction) {
+        r.verdict = r.failures.front().check->outcome == Outcome::ud ? Verdict::ud : Verdict::gp;
     } else if (invalid) {
         r.verdict = Verdict::vmexit_invalid;
         r.exit_code = ctx.profile.exit_code_32bit ? arch::exit_code::INVALID_32 : arch::exit_code::INVALID;

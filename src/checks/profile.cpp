@@ -44,6 +44,7 @@ std::array<Profile, kProfileCount> make_profiles() {
     kvm.inferred_rules = false;
     kvm.ud_without_paging = true;
     kvm.hsave_zero_gp = true;
+    kvm.cs_l_d_needs_pae = false;
 
     Profile& qemu = a[2];
     qemu.id = ProfileId::qemu;
@@ -198,7 +199,8 @@ std::vector<Choice> build_choices(const Profile& p) {
     add("cr3_rule", std::string(name_of(p.cr3_rule)),
         {"APM 15.5.1 'any MBZ bit of CR3': MBZ set of the guest's own paging mode (APM 5.3.2, Fig. 3-5..3-7): "
          "legacy 2:0,11:5,63:32; PAE 2:0,63:32; long mode 2:0,11:5 (none with PCIDE) and 63:MAXPHYADDR. "
-         "The manual calls the low bits 'reserved'; this profile treats them as MBZ, as Xen does",
+         "The manual calls the low bits 'reserved'; this profile treats them as MBZ, as Xen does. With paging "
+         "off the APM is silent; the format CR4.PAE selects is checked (hardware loads CR3 regardless)",
          "KVM nested_vmcb_check_save checks kvm_vcpu_is_legal_cr3 only if LME&&PG; otherwise "
          "nested_svm_load_cr3 rejects bits >= MAXPHYADDR later (kvm-nsvm.md §2.3 row 8, §2.4)",
          "QEMU svm_helper.c: CR3 bits >= phys_bits, tested only when the *host* EFER.LMA is 1 (oracles.md step 6)",
@@ -287,6 +289,10 @@ std::vector<Choice> build_choices(const Profile& p) {
         {"§16.5: APM 15.5.1 makes CS.L&CS.D illegal only with LME, PG and PAE", "KVM v7 patch 16: only if LME&&PG",
          "QEMU: only with LME, PG, PAE", "Bochs 2.7: 'VMCB CS.D_B/L mismatch' in any mode",
          "Xen: only with LME, PG, PAE"});
+    add("cs_l_d_needs_pae", yes(p.cs_l_d_needs_pae),
+        {"APM 15.5.1 (C12): EFER.LME, CR0.PG, CR4.PAE, CS.L and CS.D all nonzero",
+         "KVM v7 patch 16 tests CS.L && CS.D inside 'if (LME && PG)', without CR4.PAE",
+         "QEMU: all five bits", "Bochs: CS.L && CS.D in any mode (see cs_l_d_any_mode)", "Xen: all five bits"});
     add("long_mode_pe_check", yes(p.long_mode_pe_check),
         {"APM 15.5.1 (C11)", "KVM nested_vmcb_check_save", "QEMU post-load EFER checks",
          "Bochs 2.7 does not check it; such a VMCB makes the emulator PANIC (oracles.md)",

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "nsvm/arch/bits.hpp"
@@ -50,6 +52,7 @@ struct View {
     const CpuModel& cpu;
     const Profile& p;
     const HostState* host;
+    std::uint64_t fw;   ///< the model's feature set as one word
     std::uint64_t efer, cr0, cr3, cr4, dr6, dr7, rflags, misc_ctl, misc_ctl2, int_ctl, iopm, msrpm, ncr3, g_pat,
         s_cet, gsf, allowed_sev, avic_backing, avic_logical, avic_physical;
     std::uint32_t event_inj, asid;
@@ -58,55 +61,75 @@ struct View {
     bool lme_pg;        ///< EFER.LME && CR0.PG
     bool long_mode;     ///< per the profile's LMA source
     bool np;            ///< nested paging in effect (NP_ENABLE, feature, profile)
+    bool sev_es_on_;    ///< SEV-ES enabled in the VMCB on a CPU with SEV-ES
+    bool avic_on_;      ///< AVIC enabled in the VMCB on a CPU with AVIC
 
     explicit View(const Context& c) noexcept
         : ctx(c),
           cpu(c.cpu),
           p(c.profile),
           host(c.host),
-          efer(c.vmcb.get(FieldId::efer)),
-          cr0(c.vmcb.get(FieldId::cr0)),
-          cr3(c.vmcb.get(FieldId::cr3)),
-          cr4(c.vmcb.get(FieldId::cr4)),
-          dr6(c.vmcb.get(FieldId::dr6)),
-          dr7(c.vmcb.get(FieldId::dr7)),
-          rflags(c.vmcb.get(FieldId::rflags)),
-          misc_ctl(c.vmcb.get(FieldId::misc_ctl)),
-          misc_ctl2(c.vmcb.get(FieldId::misc_ctl2)),
-          int_ctl(c.vmcb.get(FieldId::int_ctl)),
-          iopm(c.vmcb.get(FieldId::iopm_base_pa)),
-          msrpm(c.vmcb.get(FieldId::msrpm_base_pa)),
-          ncr3(c.vmcb.get(FieldId::nested_cr3)),
-          g_pat(c.vmcb.get(FieldId::g_pat)),
-          s_cet(c.vmcb.get(FieldId::s_cet)),
-          gsf(c.vmcb.get(FieldId::guest_sev_features)),
-          allowed_sev(c.vmcb.get(FieldId::allowed_sev_features)),
-          avic_backing(c.vmcb.get(FieldId::avic_backing_page)),
-          avic_logical(c.vmcb.get(FieldId::avic_logical_id)),
-          avic_physical(c.vmcb.get(FieldId::avic_physical_id)),
-          event_inj(static_cast<std::uint32_t>(c.vmcb.get(FieldId::event_inj))),
-          asid(static_cast<std::uint32_t>(c.vmcb.get(FieldId::asid))),
-          cs_attrib(static_cast<std::uint16_t>(c.vmcb.get(FieldId::cs_attrib))),
+          fw(c.cpu.features.to_ullong()),
+          efer(ld<FieldId::efer>(c)),
+          cr0(ld<FieldId::cr0>(c)),
+          cr3(ld<FieldId::cr3>(c)),
+          cr4(ld<FieldId::cr4>(c)),
+          dr6(ld<FieldId::dr6>(c)),
+          dr7(ld<FieldId::dr7>(c)),
+          rflags(ld<FieldId::rflags>(c)),
+          misc_ctl(ld<FieldId::misc_ctl>(c)),
+          misc_ctl2(ld<FieldId::misc_ctl2>(c)),
+          int_ctl(ld<FieldId::int_ctl>(c)),
+          iopm(ld<FieldId::iopm_base_pa>(c)),
+          msrpm(ld<FieldId::msrpm_base_pa>(c)),
+          ncr3(ld<FieldId::nested_cr3>(c)),
+          g_pat(ld<FieldId::g_pat>(c)),
+          s_cet(ld<FieldId::s_cet>(c)),
+          gsf(ld<FieldId::guest_sev_features>(c)),
+          allowed_sev(ld<FieldId::allowed_sev_features>(c)),
+          avic_backing(ld<FieldId::avic_backing_page>(c)),
+          avic_logical(ld<FieldId::avic_logical_id>(c)),
+          avic_physical(ld<FieldId::avic_physical_id>(c)),
+          event_inj(static_cast<std::uint32_t>(ld<FieldId::event_inj>(c))),
+          asid(static_cast<std::uint32_t>(ld<FieldId::asid>(c))),
+          cs_attrib(static_cast<std::uint16_t>(ld<FieldId::cs_attrib>(c))),
           pa(pa_width(c.profile, c.cpu.maxphyaddr)),
           lme_pg((efer & arch::efer::LME) != 0 && (cr0 & arch::cr0::PG) != 0),
           long_mode(c.profile.lma_source == LmaSource::vmcb ? (efer & arch::efer::LMA) != 0 : lme_pg),
           np((misc_ctl & arch::misc_ctl::NP_ENABLE) != 0 &&
-             (c.cpu.has(Feature::npt) || c.profile.np_without_feature == NpWithoutFeature::honoured)) {}
+             (((fw >> unsigned(Feature::npt)) & 1) != 0 ||
+              c.profile.np_without_feature == NpWithoutFeature::honoured)),
+          sev_es_on_(has(Feature::sev_es) && (misc_ctl & arch::misc_ctl::SEV_ES_ENABLE) != 0),
+          avic_on_(has(Feature::avic) && (int_ctl & arch::int_ctl::AVIC_ENABLE) != 0) {}
+
+    [[nodiscard]] bool has(Feature f) const noexcept { return ((fw >> static_cast<unsigned>(f)) & 1) != 0; }
+
+    /// A field read with its offset and width fixed at compile time: one
+    /// memcpy of a little-endian value (no per-byte loop, no type punning).
+    template <FieldId F>
+    [[nodiscard]] static std::uint64_t ld(const Context& c) noexcept {
+        constexpr auto fi = arch::info(F);
+        constexpr std::size_t w = fi.width > 8 ? 8 : fi.width;
+        static_assert(fi.offset + w <= arch::kVmcbSize);
+        if constexpr (std::endian::native == std::endian::little) {
+            std::uint64_t v = 0;
+            std::memcpy(&v, c.vmcb.page().data() + fi.offset, w);
+            return v;
+        } else {
+            return arch::load_le(c.vmcb.page(), fi.offset, w);
+        }
+    }
 
     [[nodiscard]] std::uint64_t pa_reserved() const noexcept { return above(pa); }
     [[nodiscard]] bool event_valid() const noexcept { return (event_inj & arch::event::V) != 0; }
     [[nodiscard]] unsigned event_type() const noexcept { return arch::event::type_of(event_inj); }
     [[nodiscard]] unsigned event_vector() const noexcept { return event_inj & arch::event::VECTOR; }
-    [[nodiscard]] bool sev_es_on() const noexcept {
-        return cpu.has(Feature::sev_es) && (misc_ctl & arch::misc_ctl::SEV_ES_ENABLE) != 0;
-    }
+    [[nodiscard]] bool sev_es_on() const noexcept { return sev_es_on_; }
     [[nodiscard]] bool sev_on() const noexcept {
-        return cpu.has(Feature::sev) && (misc_ctl & arch::misc_ctl::SEV_ENABLE) != 0;
+        return has(Feature::sev) && (misc_ctl & arch::misc_ctl::SEV_ENABLE) != 0;
     }
-    [[nodiscard]] bool snp_vmcb() const noexcept { return cpu.has(Feature::sev_snp) && sev_es_on(); }
-    [[nodiscard]] bool avic_on() const noexcept {
-        return cpu.has(Feature::avic) && (int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
-    }
+    [[nodiscard]] bool snp_vmcb() const noexcept { return sev_es_on_ && has(Feature::sev_snp); }
+    [[nodiscard]] bool avic_on() const noexcept { return avic_on_; }
     /// rAX as VMRUN uses it: truncated to the effective address size.
     [[nodiscard]] std::uint64_t host_rax() const noexcept {
         if (host == nullptr) return 0;
@@ -121,7 +144,7 @@ struct View {
 // --- Shared computations (also used by the detail renderers) ---
 
 /// CR3 bits that are set but must be zero under the profile's CR3 rule.
-[[nodiscard]] inline std::uint64_t cr3_bad_bits(const View& v) noexcept {
+[[nodiscard]] [[gnu::always_inline]] inline std::uint64_t cr3_bad_bits(const View& v) noexcept {
     using namespace arch;
     switch (v.p.cr3_rule) {
         case Cr3Rule::by_guest_mode:
@@ -139,7 +162,7 @@ struct View {
             // kvm_vcpu_is_legal_cr3: bits 62:61 are LAM controls when the
             // guest has LAM; everything else above MAXPHYADDR is illegal.
             std::uint64_t m = v.pa_reserved();
-            if (v.cpu.has(Feature::lam)) m &= ~(bit(61) | bit(62));
+            if (v.has(Feature::lam)) m &= ~(bit(61) | bit(62));
             return v.cr3 & m;
         }
         case Cr3Rule::host_lma_pa_bits:
@@ -173,7 +196,7 @@ struct View {
 /// without IBT also the ENDBR/legacy-bitmap controls 5:2 and 63:10.
 [[nodiscard]] inline std::uint64_t s_cet_bad_bits(const View& v) noexcept {
     std::uint64_t r = bits(9, 6);
-    if (!v.cpu.has(Feature::ibt)) r |= bits(5, 2) | bits(63, 10);
+    if (!v.has(Feature::ibt)) r |= bits(5, 2) | bits(63, 10);
     return v.s_cet & r;
 }
 
@@ -208,8 +231,8 @@ struct View {
                 case 0: case 1: case 3: case 4: case 5: case 6: case 7: case 8: case 10: case 11: case 12:
                 case 13: case 14: case 16: case 17: case 18: case 19: case 28: case 30:
                     return true;
-                case 21: return v.cpu.has(Feature::shstk);   // #CP exists only with CET
-                case 29: return v.cpu.has(Feature::sev_es);  // #VC exists only for SEV-ES
+                case 21: return v.has(Feature::shstk);   // #CP exists only with CET
+                case 29: return v.has(Feature::sev_es);  // #VC exists only for SEV-ES
                 default: return false;
             }
         case EventVectorRule::reject_2_and_ge31:
@@ -294,6 +317,24 @@ struct GateCpl : GateBase {
                (v.host->cpl != 0 || (v.host->rflags & arch::rflags::VM) != 0);
     }
 };
+struct GateHsaveZero : GateBase {
+    static constexpr std::string_view id = "gate.hsave_zero", apm = "15.36.12", ref = "§1";
+    static constexpr Outcome outcome = Outcome::gp;
+    static constexpr ProfileMask mask = kK;
+    static constexpr std::string_view message = "VM_HSAVE_PA is 0: KVM raises #GP(0) on VMRUN (the APM only under SNP)";
+    static constexpr std::string_view hint = "write the host-save area's physical address to MSR C001_0117 first";
+    [[nodiscard]] static bool test(const View& v) noexcept {
+        return v.host != nullptr && v.host->vm_hsave_pa.has_value() && *v.host->vm_hsave_pa == 0;
+    }
+};
+struct GateSmm : GateBase {
+    static constexpr std::string_view id = "gate.smm", apm = "15.5", ref = "§1";
+    static constexpr Outcome outcome = Outcome::ud;
+    static constexpr ProfileMask mask = kK;
+    static constexpr std::string_view message = "VMRUN in SMM: undefined per the APM; KVM injects #UD";
+    static constexpr std::string_view hint = "leave SMM (RSM) before executing VMRUN";
+    [[nodiscard]] static bool test(const View& v) noexcept { return v.host != nullptr && v.host->smm; }
+};
 struct GateRaxAlign : GateBase {
     static constexpr std::string_view id = "gate.rax_alignment", apm = "15.5.1", ref = "§1";
     static constexpr Outcome outcome = Outcome::gp;
@@ -362,7 +403,7 @@ NSVM_RULE(NpGPat, "np.g_pat", "15.25.4", "N3", control, vmexit_invalid, kA | kB,
 NSVM_RULE(NpSss, "np.sss_without_np", "15.25.14", "N4", control, vmexit_invalid, kA,
           ({"control.misc_ctl"}), "the supervisor-shadow-stack check (misc_ctl bit 4) is enabled without nested paging",
           "enable nested paging or clear SSSCheckEn") {
-    if (!v.cpu.has(Feature::sss_check) || (v.misc_ctl & arch::misc_ctl::SSS_CHECK) == 0 || v.np) return false;
+    if (!v.has(Feature::sss_check) || (v.misc_ctl & arch::misc_ctl::SSS_CHECK) == 0 || v.np) return false;
     // Ignored silently when the host is non-PAE legacy or has EFER.NXE = 0.
     if (v.host != nullptr && ((v.host->cr4 & arch::cr4::PAE) == 0 || (v.host->efer & arch::efer::NXE) == 0))
         return false;
@@ -372,13 +413,13 @@ NSVM_RULE(VnmiIntercept, "vnmi.nmi_intercept", "15.21.10", "V1", control, vmexit
           ({"control.int_ctl", "control.intercepts[3]"}), "virtual NMI is enabled (V_NMI_ENABLE) without the NMI intercept",
           "set the NMI intercept (vector 3 bit 1) or clear V_NMI_ENABLE (int_ctl bit 26)") {
     if ((v.int_ctl & arch::int_ctl::V_NMI_ENABLE) == 0) return false;
-    if (v.p.vnmi_needs_feature && !v.cpu.has(Feature::vnmi)) return false;
+    if (v.p.vnmi_needs_feature && !v.has(Feature::vnmi)) return false;
     return !v.ctx.vmcb.intercept(arch::intercept::NMI);
 }
 NSVM_RULE(AvicX2WithoutAvic, "avic.x2avic_without_avic", "15.29.4.1", "A1", control, vmexit_invalid, kA,
           ({"control.int_ctl"}), "x2AVIC mode (int_ctl bit 30) is enabled without AVIC (bit 31)",
           "set AVIC_ENABLE together with x2AVIC, or clear both") {
-    return v.cpu.has(Feature::avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0 &&
+    return v.has(Feature::avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0 &&
            (v.int_ctl & arch::int_ctl::AVIC_ENABLE) == 0;
 }
 NSVM_RULE(AvicMaxIndex, "avic.physical_max_index", "15.29.4.3", "A2", control, vmexit_invalid, kA,
@@ -386,7 +427,7 @@ NSVM_RULE(AvicMaxIndex, "avic.physical_max_index", "15.29.4.3", "A2", control, v
           "AVIC_PHYSICAL_MAX_INDEX exceeds 255 (xAVIC) or 511 (x2AVIC)",
           "lower the physical APIC ID table's max index to the mode's limit") {
     if (!v.avic_on()) return false;
-    const bool x2 = v.cpu.has(Feature::x2avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0;
+    const bool x2 = v.has(Feature::x2avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0;
     return (v.avic_physical & 0xFFF) > (x2 ? 511U : 255U);
 }
 NSVM_RULE(AvicPointers, "avic.table_address", "15.29.4.3", "A3", control, vmexit_invalid, kA,
@@ -418,7 +459,7 @@ NSVM_RULE(SevAsidRange, "sev.asid_range", "15.34.3", "S3", control, vmexit_inval
 NSVM_RULE(SevHost64, "sev.host_64bit", "15.34.3", "S4", control, vmexit_invalid, kA, ({"control.misc_ctl"}),
           "SEV guests may only be run from a 64-bit host on this CPU (Fn8000_001F_EAX[64BitHost])",
           "execute VMRUN for SEV guests in 64-bit mode") {
-    return v.sev_on() && v.cpu.has(Feature::sev_64bit_host) && v.host != nullptr &&
+    return v.sev_on() && v.has(Feature::sev_64bit_host) && v.host != nullptr &&
            (v.host->efer & arch::efer::LMA) == 0;
 }
 NSVM_RULE(SevEsRequiresSev, "sev_es.requires_sev", "15.35.2", "S5", control, vmexit_invalid, kA,
@@ -514,7 +555,7 @@ NSVM_RULE(EferMbz, "efer.mbz", "15.5.1", "C8", save, vmexit_invalid, kAll, ({"sa
 }
 NSVM_RULE(EferLm, "efer.lm_unsupported", "15.5.1", "C9", save, vmexit_invalid, kAll, ({"save.efer"}),
           "EFER.LME or EFER.LMA is set on a CPU without long mode", "clear EFER.LME/LMA or use a CPU model with lm") {
-    return !v.cpu.has(Feature::lm) && (v.efer & (arch::efer::LME | arch::efer::LMA)) != 0;
+    return !v.has(Feature::lm) && (v.efer & (arch::efer::LME | arch::efer::LMA)) != 0;
 }
 NSVM_RULE(LongModePae, "long_mode.pae", "15.5.1", "C10", save, vmexit_invalid, kAll,
           ({"save.efer", "save.cr0", "save.cr4"}), "EFER.LME and CR0.PG are set but CR4.PAE is 0",
@@ -532,15 +573,15 @@ NSVM_RULE(LongModeCsLD, "long_mode.cs_l_d", "15.5.1", "C12", save, vmexit_invali
           "clear CS.D (attrib bit 10) for 64-bit code, or CS.L (bit 9) for compatibility mode") {
     const bool ld = (v.cs_attrib & arch::seg_attr::L) != 0 && (v.cs_attrib & arch::seg_attr::DB) != 0;
     if (!ld) return false;
-    return v.p.cs_l_d_any_mode || (v.lme_pg && (v.cr4 & arch::cr4::PAE) != 0);
+    return v.p.cs_l_d_any_mode || (v.lme_pg && (!v.p.cs_l_d_needs_pae || (v.cr4 & arch::cr4::PAE) != 0));
 }
 NSVM_RULE(CetSCet, "cet.s_cet_reserved", "15.5.1", "C17", save, vmexit_invalid, kA, ({"save.s_cet"}),
           "S_CET has reserved bits set", "clear S_CET's reserved bits (9:6; 63:10 and 5:2 without IBT)") {
-    return v.cpu.has(Feature::shstk) && s_cet_bad_bits(v) != 0;
+    return v.has(Feature::shstk) && s_cet_bad_bits(v) != 0;
 }
 NSVM_RULE(CetWp, "cet.cr0_wp", "15.5.1", "C18", save, vmexit_invalid, kA, ({"save.cr4", "save.cr0"}),
           "CR4.CET is set while CR0.WP is 0", "set CR0.WP whenever CR4.CET is set") {
-    return (v.cpu.has(Feature::shstk) || v.cpu.has(Feature::ibt)) && (v.cr4 & arch::cr4::CET) != 0 &&
+    return (v.has(Feature::shstk) || v.has(Feature::ibt)) && (v.cr4 & arch::cr4::CET) != 0 &&
            (v.cr0 & arch::cr0::WP) == 0;
 }
 
@@ -575,7 +616,7 @@ NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid
     const unsigned vec = v.event_vector();
     return t == 4 || (t == 3 && (vec == 3 || vec == 4));
 }
-NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "E", event, vmexit_invalid, kX, ({"control.event_inj"}),
+NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "§16.3", event, vmexit_invalid, kX, ({"control.event_inj"}),
           "EVENTINJ bits 30:12 (SBZ) are set (Xen rejects them)", "clear EVENTINJ bits 30:12") {
     return (v.event_inj & arch::event::RESERVED) != 0;
 }
@@ -610,9 +651,11 @@ template <class... R>
 struct List {};
 
 /// Catalogue order: gates, control, save, event, memory (the order in which
-/// VMRUN decides them; within a stage, the APM's order).
+/// VMRUN decides them; within a stage, the APM's order). The gates follow
+/// the APM's exception order (#UD before #GP) and, for KVM's extra ones, the
+/// order of nested_svm_vmrun (kvm-nsvm.md §2.1): CPL, hsave, SMM, rAX.
 using AllRules =
-    List<GateSvme, GateProtectedMode, GatePaging, GateCpl, GateRaxAlign, GateRaxMaxphyaddr,  //
+    List<GateSvme, GateProtectedMode, GatePaging, GateCpl, GateHsaveZero, GateSmm, GateRaxAlign, GateRaxMaxphyaddr,
          InterceptVmrun, AsidZero, MsrpmLimit, IopmLimit, NpHostPaging, NpNcr3, NpGPat, NpSss, VnmiIntercept,
          AvicX2WithoutAvic, AvicMaxIndex, AvicPointers, AvicRequiresNp, SevRequiresNp, SevSmmLock, SevAsidRange,
          SevHost64, SevEsRequiresSev, SevEsRequiresLbrv, SnpVmplSss, SnpInjectionModes, SnpRestrictedAvic,

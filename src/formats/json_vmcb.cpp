@@ -48,10 +48,10 @@ std::string hex_bytes(std::span<const std::uint8_t> b) {
     return s;
 }
 
-// ------------------------------------------------------------------ writer
-
 }  // namespace
 }  // namespace detail
+
+// ------------------------------------------------------------------ writer
 
 std::string write_json(const arch::Vmcb& v) {
     using nlohmann::ordered_json;

@@ -249,6 +249,13 @@ TEST_P(PerProfile, CsLAndD) {
     auto w = valid_vmcb_pae32();
     w.set_segment(arch::Seg::cs, {0x8, 0xE9B, 0xFFFFFFFF, 0});
     EXPECT_TRUE(fails_only(scn(w), when({P::bochs}, "long_mode.cs_l_d")));
+    // LME and PG without PAE: long_mode.pae fails everywhere; KVM (and Bochs,
+    // in any mode) also reject CS.L && CS.D, which KVM tests without PAE.
+    auto x = with(valid_vmcb64(), FieldId::cr4, 0x6F8 & ~arch::cr4::PAE);
+    x.set_segment(arch::Seg::cs, {0x8, 0xE9B, 0xFFFFFFFF, 0});
+    std::vector<std::string> expect = {"long_mode.pae"};
+    if (is({P::kvm, P::bochs})) expect.push_back("long_mode.cs_l_d");
+    EXPECT_EQ(scn(x).failing(), expect);
 }
 
 // C13
@@ -481,7 +488,11 @@ TEST_P(PerProfile, Cet) {
     const char* qemu = is({P::qemu}) ? "cr4.mbz" : nullptr;  // QEMU: CR4.CET always reserved
     EXPECT_TRUE(fails_only(scn(cet), qemu ? qemu : ""));
     auto nowp = with(cet, FieldId::cr0, 0x80050033 & ~arch::cr0::WP);
-    if (!is({P::qemu})) EXPECT_TRUE(fails_only(scn(nowp), when({P::apm}, "cet.cr0_wp")));
+    if (!is({P::qemu})) {
+        EXPECT_TRUE(fails_only(scn(nowp), when({P::apm}, "cet.cr0_wp")));
+    } else {
+        EXPECT_TRUE(fails_only(scn(nowp), "cr4.mbz"));
+    }
 }
 
 // E1-E4: every vector under every type.
@@ -640,10 +651,36 @@ TEST(Gates, GatesComeFirstInTheVerdict) {
     EXPECT_EQ(s.report().exit_code, arch::exit_code::INVALID);
 }
 
+TEST_P(PerProfile, KvmOnlyGates) {
+    auto s = scn();
+    s.host = valid_host();
+    s.host->vm_hsave_pa = 0x7000;
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->vm_hsave_pa = 0;
+    EXPECT_TRUE(fails_only(s, when({P::kvm}, "gate.hsave_zero")));
+    if (is({P::kvm})) {
+        EXPECT_EQ(s.report().verdict, Verdict::gp);
+    }
+    s.host->vm_hsave_pa.reset();  // unknown: not evaluated
+    EXPECT_TRUE(fails_only(s, ""));
+    s.host->smm = true;
+    EXPECT_TRUE(fails_only(s, when({P::kvm}, "gate.smm")));
+    if (is({P::kvm})) {
+        EXPECT_EQ(s.report().verdict, Verdict::ud);
+    }
+    // KVM order: the hsave #GP comes before the SMM #UD (kvm-nsvm.md §2.1).
+    s.host->vm_hsave_pa = 0;
+    if (is({P::kvm})) {
+        EXPECT_EQ(s.report().verdict, Verdict::gp);
+    }
+}
+
 TEST(Gates, NotEvaluatedWithoutHostState) {
     Scenario s;  // no host
     for (const auto& c : catalogue()) {
-        if (c.stage == Stage::instruction) EXPECT_FALSE(c.violated(s.ctx())) << c.id;
+        if (c.stage == Stage::instruction) {
+            EXPECT_FALSE(c.violated(s.ctx())) << c.id;
+        }
     }
 }
 
@@ -654,6 +691,41 @@ TEST(Verdict, QemuStoresThe32BitCode) {
     EXPECT_EQ(s.report().exit_code, arch::exit_code::INVALID_32);
     s.profile = P::apm;
     EXPECT_EQ(s.report().exit_code, arch::exit_code::INVALID);
+}
+
+TEST(ModelProfilePairs, EmulatorProfilesWithTheirOwnModels) {
+    // QEMU 7.2 TCG -cpu max: 40-bit PA, no PCID, LA57 and PKS present.
+    Scenario q;
+    q.profile = P::qemu;
+    q.cpu = model("qemu-tcg");
+    EXPECT_TRUE(fails_only(q, ""));
+    q.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::PCIDE);
+    EXPECT_TRUE(fails_only(q, "cr4.mbz"));
+    q.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::LA57 | arch::cr4::PKS | arch::cr4::PKE);
+    EXPECT_TRUE(fails_only(q, ""));
+    q.vmcb = with(valid_vmcb64(), FieldId::msrpm_base_pa, bit(40) - 0x3000);
+    EXPECT_TRUE(fails_only(q, ""));
+    q.vmcb = with(valid_vmcb64(), FieldId::msrpm_base_pa, bit(40) - 0x2000);
+    EXPECT_TRUE(fails_only(q, "msrpm.limit"));
+    q.vmcb = with(valid_vmcb64(), FieldId::cr3, bit(40));
+    EXPECT_TRUE(fails_only(q, "cr3.mbz"));
+    // QEMU honours NP_ENABLE without validating nCR3 or G_PAT.
+    q.vmcb = with(with(np_on(), FieldId::nested_cr3, ~0ULL), FieldId::g_pat, 0x02);
+    EXPECT_TRUE(fails_only(q, ""));
+
+    // Bochs 2.7 ryzen: no PKU/UMIP/LA57/PCID; NP with G_PAT checks.
+    Scenario b;
+    b.profile = P::bochs;
+    b.cpu = model("bochs-ryzen");
+    EXPECT_TRUE(fails_only(b, ""));
+    for (auto bit4 : {arch::cr4::PKE, arch::cr4::UMIP, arch::cr4::LA57, arch::cr4::PCIDE}) {
+        b.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | bit4);
+        EXPECT_TRUE(fails_only(b, "cr4.mbz")) << bit4;
+    }
+    b.vmcb = with(np_on(), FieldId::g_pat, 0x03);
+    EXPECT_TRUE(fails_only(b, "np.g_pat"));
+    b.vmcb = with(valid_vmcb64(), FieldId::iopm_base_pa, bit(40) - 0x1000);  // base only: the map's end is not checked
+    EXPECT_TRUE(fails_only(b, ""));
 }
 
 TEST(Reports, SimultaneousViolationsAllReportedInCatalogueOrder) {

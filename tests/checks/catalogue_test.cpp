@@ -2,15 +2,68 @@
 // many generated VMCBs (fast path == full report, first_failure == report).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <random>
 #include <set>
 
 #include "fixtures.hpp"
 #include "nsvm/arch/vmcb_fields.hpp"
 
+// Counting global allocator: proves the fast paths never allocate.
+namespace {
+std::atomic<std::size_t> g_allocations{0};
+}  // namespace
+void* operator new(std::size_t n) {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+    throw std::bad_alloc();
+}
+// GCC 12 flags free() on memory from a replaced operator new (a known false
+// positive of -Wmismatched-new-delete once the replacement is inlined).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 namespace nsvm::checks::test {
 namespace {
+
+TEST(FastPath, NeverAllocates) {
+    auto bad = valid_vmcb_pae32();
+    bad.set(FieldId::asid, 0);
+    bad.set(FieldId::cr0, 0xA0050033);
+    bad.set(FieldId::event_inj, arch::event::V | (3U << 8) | 2U);
+    MapMemory mem;
+    mem.words = {{0x2000, 0x1003}, {0x2008, 0}, {0x2010, 0}, {0x2018, 0}};
+    const auto good = valid_vmcb64();
+    const auto host = valid_host();
+    std::size_t verdicts = 0;
+    const std::size_t before = g_allocations.load();
+    for (auto p : kAllProfileIds) {
+        for (const arch::Vmcb* v : std::array<const arch::Vmcb*, 2>{&good, &bad}) {
+            const Context c{*v, default_model(), profile(p), &host, &mem};
+            verdicts += vmrun_would_succeed(c) ? 1 : 0;
+            verdicts += first_failure(c, Stage::instruction, Stage::memory) == nullptr ? 1 : 0;
+            for (const auto& chk : catalogue()) verdicts += chk.violated(c) ? 1 : 0;
+        }
+    }
+    EXPECT_EQ(g_allocations.load(), before);
+    EXPECT_GT(verdicts, 0U);
+    // evaluate() may allocate (strings, vectors): the counter does see it.
+    const Context c{bad, default_model(), profile(ProfileId::apm)};
+    (void)evaluate(c);
+    EXPECT_GT(g_allocations.load(), before);
+}
 
 TEST(Catalogue, IdsAreUniqueStableAndWellFormed) {
     std::set<std::string_view> ids;
@@ -38,7 +91,9 @@ TEST(Catalogue, EveryEntryIsComplete) {
         EXPECT_NE(c.violated, nullptr) << c.id;
         EXPECT_NE(c.profiles, 0) << c.id;
         EXPECT_EQ(c.profiles & ~kAllProfiles, 0) << c.id;
-        if (c.stage != Stage::instruction) EXPECT_FALSE(c.fields.empty()) << c.id;
+        if (c.stage != Stage::instruction) {
+            EXPECT_FALSE(c.fields.empty()) << c.id;
+        }
         EXPECT_EQ(c.needs_memory != nullptr, c.stage == Stage::memory) << c.id;
     }
 }
@@ -109,7 +164,8 @@ TEST(Catalogue, MasksAgreeWithProfileKnobs) {
                     {"sev_es.requires_lbrv", &Profile::inferred_rules},
                     {"pdpe.reserved", &Profile::pdpe_check},
                     {"gate.paging", &Profile::ud_without_paging},
-                    {"gate.rax_alignment", &Profile::rax_checks}};
+                    {"gate.rax_alignment", &Profile::rax_checks},
+                    {"gate.hsave_zero", &Profile::hsave_zero_gp}};
     for (const auto& k : ks) {
         const auto* c = find_check(k.id);
         ASSERT_NE(c, nullptr) << k.id;
@@ -146,6 +202,8 @@ TEST(Catalogue, EveryCheckCanFailAlone) {
     add(P::kvm, [&](Scenario& s) { s.host = host; s.host->cr0 = arch::cr0::PE; s.host->efer = arch::efer::SVME; });
     add(P::apm, [&](Scenario& s) { s.host = host; s.host->cpl = 3; });
     add(P::apm, [&](Scenario& s) { s.host = host; s.host->rax = 0x1004; });
+    add(P::kvm, [&](Scenario& s) { s.host = host; s.host->vm_hsave_pa = 0; });
+    add(P::kvm, [&](Scenario& s) { s.host = host; s.host->smm = true; });
     add(P::apm, [&](Scenario& s) { s.host = host; s.host->rax = bit(60); });
     add(P::apm, [](Scenario& s) { s.vmcb.set_intercept(arch::intercept::VMRUN, false); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::asid, 0); });
@@ -273,6 +331,8 @@ TEST(Property, FastPathAgreesWithTheFullReport) {
             if (rng() % 8 == 0) s.host->cpl = 3;
             if (rng() % 4 == 0) s.host->rax = rng();
             if (rng() % 4 == 0) s.host->address_size = (rng() % 2) ? 32 : 16;
+            if (rng() % 8 == 0) s.host->vm_hsave_pa = (rng() % 2) ? 0 : 0x7000;
+            if (rng() % 16 == 0) s.host->smm = true;
         }
         for (auto p : kAllProfileIds) {
             s.profile = p;

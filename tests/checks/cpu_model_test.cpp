@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 
 #include "fixtures.hpp"
@@ -206,6 +207,32 @@ TEST_F(CpuJson, BadFilesNameTheFileAndKey) {
         EXPECT_NE(m.error().find(file), std::string::npos) << m.error();
         for (auto n : b.needles) EXPECT_NE(m.error().find(n), std::string::npos) << b.text << " -> " << m.error();
     }
+}
+
+TEST_F(CpuJson, GarbageNeverCrashes) {
+    std::mt19937_64 rng(3);
+    const std::string pieces[] = {"{", "}", "[", "]", "\"maxphyaddr\"", ":", ",", "\"features\"", "\"+la57\"",
+                                  "52", "-3", "1e400", "null", "true", "\"base\"", "\"zen3\"", "\"\\u0000\"", "\xff"};
+    int ok = 0;
+    for (int i = 0; i < 2000; ++i) {
+        std::string text;
+        const auto n = rng() % 12;
+        for (std::uint64_t k = 0; k < n; ++k) text += pieces[rng() % std::size(pieces)];
+        auto m = formats::read_cpu_model_json(text, "fuzz.json");
+        if (m) {
+            ++ok;
+            EXPECT_GE(m->maxphyaddr, 32U);
+            EXPECT_LE(m->maxphyaddr, 52U);
+        } else {
+            EXPECT_NE(m.error().find("fuzz.json"), std::string::npos) << m.error();
+        }
+    }
+    // The empty object is a valid model: the default one, named after the file.
+    auto empty = formats::read_cpu_model_json("{}", "empty.json");
+    ASSERT_TRUE(empty.has_value());
+    EXPECT_EQ(empty->name, "empty.json");
+    EXPECT_EQ(empty->features, default_model().features);
+    RecordProperty("valid_garbage", ok);
 }
 
 // --- Profiles ---

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,6 +38,9 @@ struct HostState {
     std::uint64_t rax = 0;     ///< the VMCB physical address operand
     unsigned address_size = 64;
     std::uint64_t hwcr = 0;    ///< for SEV's SmmLock rule
+    /// VM_HSAVE_PA MSR (C001_0117) when known; KVM raises #GP for 0.
+    std::optional<std::uint64_t> vm_hsave_pa;
+    bool smm = false;          ///< executing in SMM (VMRUN there: undefined per APM 15.5, #UD in KVM)
 };
 
 /// Reads guest-physical memory for the memory-stage checks; returns false

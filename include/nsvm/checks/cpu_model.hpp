@@ -3,6 +3,8 @@
 #pragma once
 
 #include <bitset>
+#include <cstddef>
+#include <iterator>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -47,7 +49,7 @@ struct CpuModel {
     std::uint32_t num_encrypted_guests = 0;     ///< CPUID Fn8000_001F_ECX
     std::bitset<kFeatureCount> features;
 
-    [[nodiscard]] bool has(Feature f) const noexcept { return features.test(static_cast<std::size_t>(f)); }
+    [[nodiscard]] bool has(Feature f) const noexcept { return features[static_cast<std::size_t>(f)]; }
     void set(Feature f, bool on = true) noexcept { features.set(static_cast<std::size_t>(f), on); }
     /// Bits at or above MAXPHYADDR: a GPA with any of them set is illegal.
     [[nodiscard]] std::uint64_t reserved_pa_bits() const noexcept {
@@ -58,9 +60,63 @@ struct CpuModel {
     [[nodiscard]] std::uint64_t cr4_reserved_bits() const noexcept;
     /// EFER bits that are MBZ on this CPU, APM 3.1.7.
     [[nodiscard]] std::uint64_t efer_reserved_bits() const noexcept;
+
+private:
+    [[nodiscard]] std::uint64_t valid_bits(const struct FeatureGate* gates, std::size_t n,
+                                           std::uint64_t always) const noexcept;
     /// Linear-address width for canonical checks (48, or 57 with LA57).
     [[nodiscard]] unsigned canonical_width() const noexcept { return va_width; }
 };
+
+/// A register bit that exists only with a CPUID feature.
+struct FeatureGate {
+    Feature feature;
+    std::uint64_t bits;
+};
+
+/// APM 3.1.3: CR4 bits that exist only with a CPUID feature. Setting one whose
+/// feature is absent is an MBZ violation. VMXE and SMXE (Intel only), bit 15,
+/// KL, UINTR and every undefined bit stay reserved on AMD.
+inline constexpr FeatureGate kCr4FeatureBits[] = {
+    {Feature::pse, 1ULL << 4},      {Feature::pae, 1ULL << 5},       {Feature::pge, 1ULL << 7},
+    {Feature::umip, 1ULL << 11},    {Feature::la57, 1ULL << 12},     {Feature::fsgsbase, 1ULL << 16},
+    {Feature::pcid, 1ULL << 17},    {Feature::xsave, 1ULL << 18},    {Feature::smep, 1ULL << 20},
+    {Feature::smap, 1ULL << 21},    {Feature::pku, 1ULL << 22},      {Feature::shstk, 1ULL << 23},
+    {Feature::ibt, 1ULL << 23},     {Feature::pks, 1ULL << 24},      {Feature::lam, 1ULL << 28},
+    {Feature::fred, 1ULL << 32},
+};
+/// CR4 bits every AMD64 CPU has: VME PVI TSD DE MCE PCE OSFXSR OSXMMEXCPT.
+inline constexpr std::uint64_t kCr4AlwaysValid = 0xF | (1ULL << 6) | (1ULL << 8) | (1ULL << 9) | (1ULL << 10);
+
+/// APM 3.1.7: EFER bits that exist only with a CPUID feature. LMSLE (bit 13)
+/// stays reserved: Zen reports EferLmsleUnsupported (Fn8000_0008_EBX[20]) and
+/// no model here offers it; INTWB likewise.
+inline constexpr FeatureGate kEferFeatureBits[] = {
+    {Feature::lm, (1ULL << 8) | (1ULL << 10)}, {Feature::nx, 1ULL << 11},      {Feature::svm, 1ULL << 12},
+    {Feature::fxsr_opt, 1ULL << 14},           {Feature::tce, 1ULL << 15},     {Feature::mcommit, 1ULL << 17},
+    {Feature::uai, 1ULL << 20},                {Feature::autoibrs, 1ULL << 21},
+};
+/// EFER.SCE exists on every AMD64 CPU (SYSCALL, Fn8000_0001_EDX[11]).
+inline constexpr std::uint64_t kEferAlwaysValid = 1;
+
+static_assert(kFeatureCount <= 64, "the feature set must fit one word for the branch-free masks");
+
+// Inline so the verdict fast path folds them: one word, no branches.
+inline std::uint64_t CpuModel::valid_bits(const FeatureGate* gates, std::size_t n,
+                                          std::uint64_t always) const noexcept {
+    const std::uint64_t w = features.to_ullong();
+    std::uint64_t valid = always;
+#pragma GCC unroll 32
+    for (std::size_t i = 0; i < n; ++i)
+        valid |= (0 - ((w >> static_cast<unsigned>(gates[i].feature)) & 1)) & gates[i].bits;
+    return valid;
+}
+inline std::uint64_t CpuModel::cr4_reserved_bits() const noexcept {
+    return ~valid_bits(kCr4FeatureBits, std::size(kCr4FeatureBits), kCr4AlwaysValid);
+}
+inline std::uint64_t CpuModel::efer_reserved_bits() const noexcept {
+    return ~valid_bits(kEferFeatureBits, std::size(kEferFeatureBits), kEferAlwaysValid);
+}
 
 /// Built-in models: "zen4" (default, a modern EPYC Genoa), "zen3", "qemu-tcg"
 /// (QEMU 7.2 TCG -cpu max), "bochs-ryzen" (Bochs 2.7 ryzen).

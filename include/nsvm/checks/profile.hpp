@@ -86,6 +86,7 @@ struct Profile {
     bool eventinj_reserved_bits_fail = false;   ///< xen rejects EVENTINJ[30:12] != 0; kvm masks
     bool eventinj_impossible_in_mode = true;    ///< E1: #BR/#OF injected into a 64-bit guest
     bool cs_l_d_any_mode = false;               ///< bochs: CS.L && CS.D illegal in any mode
+    bool cs_l_d_needs_pae = true;               ///< kvm: CS.L && CS.D checked under LME && PG alone
     bool long_mode_pe_check = true;             ///< bochs does not check LME&PG&!PE (it panics)
     bool pcide_without_lma_fails = false;       ///< bochs: CR4.PCIDE while not in long mode
     bool cet_checks = true;                     ///< C17-C20 (not in kvm/qemu/bochs)

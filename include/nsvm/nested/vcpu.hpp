@@ -1,0 +1,261 @@
+// L0's nested SVM emulation for one L1 vCPU, designed after KVM's nested.c:
+//
+//   vmcb01  L0's VMCB for running L1: L0's intercepts for L1 and, while L2
+//           runs, L1's saved state (the "host" state of L1's VMRUN).
+//   vmcb12  L1's VMCB in guest memory. Read ONCE per VMRUN into cache_.
+//   vmcb02  L0's VMCB for running L2: prepared from the cache and vmcb01.
+//
+// VMRUN:   copy_vmcb12_to_cache -> check_cache -> prepare_vmcb02 (into a
+//          scratch VMCB) -> load_l2_cr3 (PDPEs) -> merge_msrpm ->
+//          commit_guest_mode. Every failure goes through fail_vmrun().
+// #VMEXIT: sync_vmcb02_to_vmcb12 -> restore_l1_from_vmcb01.
+//
+// No exceptions, no allocation and no strings on these paths: results are
+// plain structs; the scenario runner turns them into a trace.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "nsvm/arch/vmcb.hpp"
+#include "nsvm/checks/catalogue.hpp"
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/checks/profile.hpp"
+#include "nsvm/cpu/events.hpp"
+#include "nsvm/cpu/memory.hpp"
+#include "nsvm/util/expected.hpp"
+
+namespace nsvm::nested {
+
+/// Engine options (not architectural).
+struct Options {
+    /// Reproduce KVM before "KVM: nSVM: Clear GIF on nested #VMEXIT(INVALID)"
+    /// (the seed thread): a consistency-check failure leaves GIF unchanged.
+    bool pre_fix_gif_bug = false;
+    /// Offer NRIPS to L1 (CPUID Fn8000_000A_EDX[3] in L1's view).
+    bool nrips = true;
+    /// L0 sets the SMI intercept in vmcb01 (KVM's intercept_smi).
+    bool intercept_smi = true;
+};
+
+/// L0's own configuration for L1: its vmcb01 intercepts, the MSRs it passes
+/// through to L1, whether it uses nested paging for L1.
+struct L0Config {
+    std::array<std::uint32_t, 6> intercept_words{};  ///< vmcb01 intercept vectors
+    std::array<std::uint32_t, 32> passthrough_msrs{};
+    std::uint8_t passthrough_count = 0;
+    std::array<std::uint16_t, 16> passthrough_ports{};
+    std::uint8_t passthrough_port_count = 0;
+    bool npt = true;
+    std::uint32_t asid01 = 1;  ///< ASID L0 gives L1
+    std::uint32_t asid02 = 2;  ///< ASID L0 gives L2
+    /// KVM's init_vmcb intercepts (kvm-nsvm.md §6.5), NPT on.
+    [[nodiscard]] static L0Config kvm_default();
+};
+
+enum class Mode : std::uint8_t { l1, l2, shutdown };
+[[nodiscard]] std::string_view mode_name(Mode m) noexcept;
+
+/// Why a VMRUN failed (every one ends in fail_vmrun).
+enum class FailReason : std::uint8_t {
+    none,
+    consistency_check,  ///< a catalogue check on the cached vmcb12 (kvm-nsvm.md §4a)
+    illegal_l2_cr3,     ///< CR3 load after vmcb02 preparation (§4b)
+    illegal_pdpe,       ///< a PAE PDPE with reserved bits (APM 15.5.1 step 5)
+    unreadable_pdpe,    ///< the PDPT is not backed
+    msrpm_unreadable,   ///< L1's MSRPM cannot be read for the merge (§4b)
+};
+[[nodiscard]] std::string_view fail_reason_name(FailReason r) noexcept;
+
+enum class Outcome : std::uint8_t {
+    l1_continues,    ///< an L1 instruction completed in L1
+    entered_l2,      ///< VMRUN succeeded
+    vmrun_failed,    ///< #VMEXIT(VMEXIT_INVALID) to L1
+    vmexit_to_l1,    ///< an L2 event reflected to L1 as a #VMEXIT
+    handled_by_l0,   ///< L0 took the exit itself; the guest continues
+    no_exit,         ///< no intercept: the guest handled the event itself
+    exception,       ///< an exception (#UD, #GP, #DB) delivered to the running guest
+    held_pending,    ///< blocked by GIF; held until GIF = 1
+    smm_entered,
+    smm_left,
+    restored,        ///< nested state restored
+    shutdown,
+};
+[[nodiscard]] std::string_view outcome_name(Outcome o) noexcept;
+
+/// Who decided an exit.
+enum class Owner : std::uint8_t { none, l0, l1 };
+
+struct StepResult {
+    Outcome outcome = Outcome::l1_continues;
+    Owner owner = Owner::none;
+    std::uint64_t exit_code = 0;
+    std::uint64_t exit_info_1 = 0;
+    std::uint64_t exit_info_2 = 0;
+    FailReason reason = FailReason::none;
+    const checks::Check* failed_check = nullptr;
+    std::uint8_t vector = 0;   ///< Outcome::exception
+    bool l0_exit = false;      ///< the hardware exit from L2 went to L0 first
+    const char* note = "";     ///< a static string: why (no allocation)
+};
+
+/// Saved at SMI from L2 (SMRAM state-save map, APM 10.2.3; KVM smram64).
+inline constexpr std::uint64_t kSmramGuestFlag = 0xFED8;
+inline constexpr std::uint64_t kSmramVmcb12Gpa = 0xFEE0;
+inline constexpr std::uint64_t kSmramEfer = 0xFED0;
+inline constexpr std::uint64_t kHsaveL1State = 0x400;  ///< KVM parks vmcb01's save area at HSAVE+0x400
+inline constexpr std::uint64_t kDefaultSmbase = 0x30000;
+
+class Vcpu {
+public:
+    Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::GuestMemory& memory, L0Config l0,
+         Options opts = {});
+
+    // --- L1 instructions (executed while L1 runs) ---
+    [[nodiscard]] StepResult l1_vmrun() noexcept;  ///< rAX (vmcb01.save.rax) = vmcb12 GPA
+    [[nodiscard]] StepResult l1_vmload() noexcept;
+    [[nodiscard]] StepResult l1_vmsave() noexcept;
+    [[nodiscard]] StepResult l1_stgi() noexcept;
+    [[nodiscard]] StepResult l1_clgi() noexcept;
+    [[nodiscard]] StepResult l1_invlpga() noexcept;
+    [[nodiscard]] StepResult l1_vmmcall() noexcept;
+    [[nodiscard]] StepResult l1_skinit() noexcept;
+    [[nodiscard]] StepResult l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept;
+    [[nodiscard]] StepResult l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept;
+    [[nodiscard]] StepResult rsm() noexcept;
+
+    // --- L2 activity and external events ---
+    [[nodiscard]] StepResult l2_event(const cpu::Event& e) noexcept;
+    /// INTR, NMI, SMI, INIT arriving while L1 or L2 runs.
+    [[nodiscard]] StepResult external(cpu::EventKind k) noexcept;
+    /// A host-initiated EFER write (KVM_SET_MSRS): clearing SVME while L2
+    /// runs forces L2 out with GIF = 1 (svm_leave_nested).
+    [[nodiscard]] StepResult host_set_efer(std::uint64_t efer) noexcept;
+
+    // --- Nested state save/restore (the role of KVM_{GET,SET}_NESTED_STATE) ---
+    [[nodiscard]] std::vector<std::uint8_t> save_state() const;
+    /// Validates everything; on error nothing changes and the reason is returned.
+    [[nodiscard]] nsvm::expected<void, std::string> restore_state(std::span<const std::uint8_t> blob);
+
+    // --- Observation ---
+    [[nodiscard]] Mode mode() const noexcept { return mode_; }
+    [[nodiscard]] bool gif() const noexcept { return gif_; }
+    [[nodiscard]] bool smm() const noexcept { return smm_; }
+    [[nodiscard]] bool guest_mode() const noexcept { return mode_ == Mode::l2; }
+    [[nodiscard]] std::uint64_t vmcb12_gpa() const noexcept { return vmcb12_gpa_; }
+    [[nodiscard]] const arch::Vmcb& vmcb01() const noexcept { return vmcb01_; }
+    [[nodiscard]] arch::Vmcb& vmcb01() noexcept { return vmcb01_; }
+    [[nodiscard]] const arch::Vmcb& vmcb02() const noexcept { return vmcb02_; }
+    [[nodiscard]] const arch::Vmcb& cache() const noexcept { return cache_; }
+    [[nodiscard]] std::span<const std::uint8_t> msrpm01() const noexcept { return msrpm01_; }
+    [[nodiscard]] std::span<const std::uint8_t> msrpm02() const noexcept { return msrpm02_; }
+    [[nodiscard]] std::span<const std::uint8_t> iopm01() const noexcept { return iopm01_; }
+    /// The MSRPM vmcb02 uses (the merged map, or L0's when L1 sets no MSR_PROT).
+    [[nodiscard]] std::span<const std::uint8_t> vmcb02_msrpm() const noexcept {
+        return use_msrpm02_ ? std::span<const std::uint8_t>(msrpm02_) : std::span<const std::uint8_t>(msrpm01_);
+    }
+    [[nodiscard]] const L0Config& l0() const noexcept { return l0_; }
+    [[nodiscard]] const checks::Profile& profile() const noexcept { return *profile_; }
+    [[nodiscard]] const checks::CpuModel& cpu_model() const noexcept { return *cpu_; }
+    [[nodiscard]] cpu::GuestMemory& memory() noexcept { return *mem_; }
+    [[nodiscard]] const Options& options() const noexcept { return opts_; }
+    [[nodiscard]] std::uint64_t vm_hsave_pa() const noexcept { return hsave_pa_; }
+    [[nodiscard]] std::uint64_t tsc_ratio() const noexcept { return tsc_ratio_; }
+    [[nodiscard]] std::uint64_t l2_tsc_ratio() const noexcept { return tsc_ratio02_; }
+    [[nodiscard]] std::uint64_t smbase() const noexcept { return smbase_; }
+    [[nodiscard]] bool pending_db_for_l1() const noexcept { return pending_db_; }
+    [[nodiscard]] std::uint32_t pending_events() const noexcept { return pending_; }
+    /// Reads of the vmcb12 page during the last VMRUN (must be 1).
+    [[nodiscard]] std::uint64_t vmcb12_reads_last_vmrun() const noexcept { return vmcb12_reads_; }
+
+    void set_vm_hsave_pa(std::uint64_t pa) noexcept { hsave_pa_ = pa; }
+    void set_smbase(std::uint64_t b) noexcept { smbase_ = b; }
+    void set_gif(bool g) noexcept { gif_ = g; }
+
+    /// Checks the model's invariants; returns nullptr or a static message.
+    [[nodiscard]] const char* check_invariants() const noexcept;
+
+    /// Size in bytes of this per-vCPU state (docs/nested.md).
+    static constexpr std::size_t kStateBytes = 5 * arch::kVmcbSize + 3 * cpu::kMsrpmSize + cpu::kIopmSize;
+
+private:
+    // VMRUN phases.
+    [[nodiscard]] bool vmrun_gates(StepResult& r) const noexcept;
+    [[nodiscard]] bool copy_vmcb12_to_cache(std::uint64_t gpa) noexcept;
+    void sanitize_cache() noexcept;
+    [[nodiscard]] const checks::Check* check_cache() const noexcept;
+    void prepare_vmcb02(arch::Vmcb& out) const noexcept;
+    void prepare_vmcb02_control(arch::Vmcb& out) const noexcept;
+    void prepare_vmcb02_save(arch::Vmcb& out) const noexcept;
+    [[nodiscard]] FailReason load_l2_cr3(const arch::Vmcb& prepared) const noexcept;
+    [[nodiscard]] bool merge_msrpm(std::array<std::uint8_t, cpu::kMsrpmSize>& out) const noexcept;
+    void commit_guest_mode(std::uint64_t gpa) noexcept;
+    [[nodiscard]] StepResult fail_vmrun(FailReason reason, const checks::Check* check,
+                                        const arch::Vmcb* prepared) noexcept;
+    [[nodiscard]] StepResult enter_nested(std::uint64_t gpa, bool from_vmrun) noexcept;
+
+    // #VMEXIT phases.
+    void sync_vmcb02_to_vmcb12(const cpu::ExitInfo& x) noexcept;
+    void restore_l1_from_vmcb01() noexcept;
+    [[nodiscard]] StepResult nested_vmexit(const cpu::ExitInfo& x) noexcept;
+    void leave_nested() noexcept;
+
+    // Routing.
+    [[nodiscard]] bool l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noexcept;
+    [[nodiscard]] StepResult l2_memory_access(const cpu::Event& e) noexcept;
+    [[nodiscard]] StepResult l2_external(cpu::EventKind k) noexcept;
+    void apply_l2_effect(const cpu::Event& e) noexcept;
+    [[nodiscard]] bool l2_write_faults(const cpu::Event& e) const noexcept;
+
+    // SMM.
+    [[nodiscard]] StepResult enter_smm() noexcept;
+    void shutdown() noexcept { mode_ = Mode::shutdown; }
+
+    // Helpers.
+    [[nodiscard]] bool write_vmcb12_field(arch::FieldId id, std::uint64_t v) noexcept;
+    [[nodiscard]] bool write_vmcb12_segment(arch::Seg s, const arch::Segment& v) noexcept;
+    [[nodiscard]] bool l1_instruction_gates(StepResult& r, bool check_rax) const noexcept;
+    [[nodiscard]] cpu::ExitFeatures exit_features() const noexcept;
+    void skip_l1_instruction(std::uint8_t len = 3) noexcept;
+    void deliver_pending_to_l1() noexcept;
+
+    const checks::CpuModel* cpu_;
+    const checks::Profile* profile_;
+    cpu::GuestMemory* mem_;
+    L0Config l0_;
+    Options opts_;
+
+    arch::Vmcb vmcb01_;
+    arch::Vmcb vmcb02_;
+    arch::Vmcb cache_;    ///< the vmcb12 copy; never re-read during a VMRUN
+    arch::Vmcb scratch_;  ///< vmcb02 under preparation
+    arch::Vmcb smram_l2_; ///< L2's register state saved at an SMI from L2 (SMRAM image)
+    std::array<std::uint8_t, cpu::kMsrpmSize> msrpm01_{};
+    std::array<std::uint8_t, cpu::kMsrpmSize> msrpm02_{};
+    std::array<std::uint8_t, cpu::kMsrpmSize> msrpm_scratch_{};
+    std::array<std::uint8_t, cpu::kIopmSize> iopm01_{};
+    bool use_msrpm02_ = false;
+    bool use_msrpm_scratch_ = false;
+
+    Mode mode_ = Mode::l1;
+    bool gif_ = true;  ///< reset value (init_vmcb sets GIF = 1)
+    bool smm_ = false;
+    bool smm_from_l2_ = false;
+    bool pending_db_ = false;
+    std::uint32_t pending_ = 0;  ///< bit per EventKind held by GIF
+    std::uint64_t vmcb12_gpa_ = 0;
+    std::uint64_t hsave_pa_ = 0;
+    std::uint64_t vm_cr_ = 0;
+    std::uint64_t tsc_ratio_ = std::uint64_t{1} << 32;    ///< L1's TSC_RATIO MSR (8.32, 1.0)
+    std::uint64_t tsc_ratio02_ = std::uint64_t{1} << 32;  ///< the ratio L2 runs with
+    std::uint64_t smbase_ = kDefaultSmbase;
+    std::uint64_t vmcb12_reads_ = 0;
+};
+
+/// The state-blob format version (nested_state.cpp).
+inline constexpr std::uint32_t kNestedStateVersion = 1;
+
+}  // namespace nsvm::nested

@@ -1,0 +1,61 @@
+// The model side of `nsvm diff`: what nsvm predicts a vector does.
+//
+// Behind an interface so that the checks-based predictor used today can be
+// replaced by the full cpu-layer VMRUN (include/nsvm/cpu) without touching
+// the diff logic.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/checks/profile.hpp"
+#include "nsvm/oracle/runner.hpp"
+#include "nsvm/oracle/vector.hpp"
+
+namespace nsvm::oracle {
+
+/// A prediction. Unset optionals mean "the model does not say" (not compared).
+struct Prediction {
+    Status status = Status::vmexit;           ///< cannot_run: the model expects a hang
+    bool vmrun_valid = true;                  ///< the consistency checks pass
+    std::optional<std::uint64_t> exit_code;
+    std::optional<std::uint64_t> exit_info_1;
+    std::optional<std::uint64_t> exit_info_2;
+    std::optional<std::uint32_t> exit_int_info;
+    std::optional<std::uint8_t> exception_vector;  ///< status exception
+    std::optional<bool> gif;
+    std::optional<std::uint64_t> guest_rax;   ///< save.rax after the exit (L2 exception stubs)
+    std::vector<std::string> failing_checks;  ///< check ids the model finds violated
+    std::string path;                         ///< how the model got there, in words
+};
+
+class Model {
+public:
+    virtual ~Model() = default;
+    [[nodiscard]] virtual Prediction predict(const Vector& v) const = 0;
+    [[nodiscard]] virtual const checks::Profile& profile() const noexcept = 0;
+    [[nodiscard]] virtual const checks::CpuModel& cpu() const noexcept = 0;
+};
+
+/// checks::evaluate for the verdict (exit code width from the profile,
+/// exit_info_1/2 = 0, GIF = 0 after any #VMEXIT), plus the L2 program's
+/// expected exit for valid vectors (VMMCALL -> 0x81 when intercepted, ...).
+[[nodiscard]] std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile);
+
+/// The CPU model and profile that describe a backend: qemu -> qemu-tcg/qemu,
+/// bochs -> bochs-ryzen/bochs, qemu-kvm -> zen4/kvm.
+struct BackendModel {
+    std::string cpu;
+    std::string profile;
+};
+[[nodiscard]] BackendModel model_for_backend(Backend b);
+
+/// The host state the image runs VMRUN with (long mode, paging, CPL 0,
+/// EFER.SVME unless the vector clears it), as the checks see it.
+[[nodiscard]] checks::HostState image_host_state(const Vector& v);
+
+}  // namespace nsvm::oracle

@@ -1,0 +1,89 @@
+// Scenarios: a YAML (or JSON) file describing a machine, L0's configuration,
+// guest memory, L1's state and a list of steps with expectations. `nsvm run`
+// loads one, runs it on nested::Vcpu and prints a trace. See docs/scenarios.md.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/cpu/events.hpp"
+#include "nsvm/cpu/memory.hpp"
+#include "nsvm/nested/vcpu.hpp"
+#include "nsvm/util/expected.hpp"
+
+namespace nsvm::scenario {
+
+/// Bad input: names the file, the line and the key.
+struct Error {
+    std::string file;
+    int line = 0;
+    std::string key;
+    std::string message;
+    [[nodiscard]] std::string to_string() const;
+};
+
+/// One expectation: `key` as written ("gif", "control.exit_code",
+/// "vmcb02.save.rip", ...) and the expected value as text and number.
+struct Expectation {
+    std::string key;
+    std::string text;        ///< as written
+    std::uint64_t value = 0; ///< numeric form where one exists
+    int line = 0;
+};
+
+enum class StepKind : std::uint8_t { l1, l2, external, save_restore, write, host_efer, restore_blob_edit };
+
+struct Step {
+    StepKind kind = StepKind::l1;
+    std::string what;            ///< L1 instruction name, event name, external event name
+    cpu::Event event{};          ///< l2 events
+    std::uint32_t msr = 0;       ///< l1 rdmsr/wrmsr
+    std::uint64_t value = 0;     ///< l1 wrmsr value, host_efer, write value
+    std::uint64_t gpa = 0;       ///< write target
+    std::uint8_t width = 8;      ///< write width in bytes
+    std::string label;           ///< optional "name:"
+    std::vector<Expectation> expect;
+    int line = 0;
+};
+
+struct Scenario {
+    std::string file;
+    std::string name;
+    std::string description;
+    checks::CpuModel cpu;
+    const checks::Profile* profile = nullptr;
+    nested::L0Config l0;
+    nested::Options options;
+    cpu::GuestMemory memory{48};
+    // L1's initial state (applied over the defaults of nested::Vcpu).
+    std::vector<std::pair<arch::FieldId, std::uint64_t>> l1_fields;
+    std::optional<bool> l1_gif;
+    std::uint64_t hsave_pa = 0;
+    std::optional<std::uint64_t> smbase;
+    std::vector<Step> steps;
+};
+
+/// Parses scenario text; `file` names it in errors and anchors relative paths.
+[[nodiscard]] nsvm::expected<Scenario, Error> load_text(std::string_view text, const std::string& file);
+[[nodiscard]] nsvm::expected<Scenario, Error> load_file(const std::string& path);
+
+struct RunOptions {
+    bool json = false;              ///< JSON lines instead of text
+    bool check_invariants = false;
+    bool color = false;
+};
+
+struct RunResult {
+    int status = 0;                 ///< 0 all expectations hold, 1 one does not
+    std::string message;            ///< the first failed expectation / invariant
+    std::size_t steps_run = 0;
+};
+
+/// Runs the scenario, writing the trace to `out`.
+[[nodiscard]] RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out);
+
+}  // namespace nsvm::scenario

@@ -1,0 +1,126 @@
+#include "nsvm/cpu/memory.hpp"
+
+#include <algorithm>
+
+namespace nsvm::cpu {
+
+GuestMemory::GuestMemory(const GuestMemory& o) : maxphyaddr_(o.maxphyaddr_), watched_(o.watched_) {
+    for (const auto& [k, p] : o.pages_) pages_.emplace(k, std::make_unique<Page>(*p));
+}
+
+GuestMemory& GuestMemory::operator=(const GuestMemory& o) {
+    if (this == &o) return *this;
+    GuestMemory tmp(o);
+    maxphyaddr_ = tmp.maxphyaddr_;
+    pages_ = std::move(tmp.pages_);
+    watched_ = tmp.watched_;
+    watched_reads_ = 0;
+    return *this;
+}
+
+bool GuestMemory::in_range(std::uint64_t gpa, std::uint64_t size) const noexcept {
+    if (size == 0) return true;
+    const std::uint64_t last = gpa + size - 1;
+    if (last < gpa) return false;  // wraps
+    return maxphyaddr_ >= 64 || (last >> maxphyaddr_) == 0;
+}
+
+bool GuestMemory::map(std::uint64_t gpa, std::uint64_t size) {
+    if (!in_range(gpa, size)) return false;
+    for (std::uint64_t p = page_of(gpa); size != 0 && p <= gpa + size - 1; p += kPageSize) {
+        if (!pages_.contains(p)) pages_.emplace(p, std::make_unique<Page>(Page{}));
+        if (p + kPageSize < p) break;
+    }
+    return true;
+}
+
+const GuestMemory::Page* GuestMemory::find(std::uint64_t page) const noexcept {
+    const auto it = pages_.find(page);
+    return it == pages_.end() ? nullptr : it->second.get();
+}
+GuestMemory::Page* GuestMemory::find(std::uint64_t page) noexcept {
+    const auto it = pages_.find(page);
+    return it == pages_.end() ? nullptr : it->second.get();
+}
+
+bool GuestMemory::backed(std::uint64_t gpa) const noexcept { return in_range(gpa, 1) && find(page_of(gpa)); }
+
+void GuestMemory::count(std::uint64_t gpa, std::uint64_t size) const noexcept {
+    if (size == 0) return;
+    if (page_of(gpa) <= watched_ && watched_ <= page_of(gpa + size - 1)) ++watched_reads_;
+}
+
+bool GuestMemory::read(std::uint64_t gpa, std::span<std::uint8_t> out) const noexcept {
+    if (!in_range(gpa, out.size())) return false;
+    // First prove every page is backed, so a failed read copies nothing.
+    for (std::uint64_t off = 0; off < out.size();) {
+        const std::uint64_t a = gpa + off;
+        if (!find(page_of(a))) return false;
+        off += kPageSize - (a & (kPageSize - 1));
+    }
+    count(gpa, out.size());
+    for (std::uint64_t off = 0; off < out.size();) {
+        const std::uint64_t a = gpa + off;
+        const Page* p = find(page_of(a));
+        const std::uint64_t in_page = a & (kPageSize - 1);
+        const std::uint64_t n = std::min<std::uint64_t>(kPageSize - in_page, out.size() - off);
+        std::copy_n(p->begin() + static_cast<std::ptrdiff_t>(in_page), n, out.begin() + static_cast<std::ptrdiff_t>(off));
+        off += n;
+    }
+    return true;
+}
+
+bool GuestMemory::write(std::uint64_t gpa, std::span<const std::uint8_t> in) noexcept {
+    if (!in_range(gpa, in.size())) return false;
+    for (std::uint64_t off = 0; off < in.size();) {
+        const std::uint64_t a = gpa + off;
+        if (!find(page_of(a))) return false;
+        off += kPageSize - (a & (kPageSize - 1));
+    }
+    for (std::uint64_t off = 0; off < in.size();) {
+        const std::uint64_t a = gpa + off;
+        Page* p = find(page_of(a));
+        const std::uint64_t in_page = a & (kPageSize - 1);
+        const std::uint64_t n = std::min<std::uint64_t>(kPageSize - in_page, in.size() - off);
+        std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(off), n, p->begin() + static_cast<std::ptrdiff_t>(in_page));
+        off += n;
+    }
+    return true;
+}
+
+bool GuestMemory::read_u8(std::uint64_t gpa, std::uint8_t& out) const noexcept {
+    return read(gpa, std::span<std::uint8_t>(&out, 1));
+}
+
+bool GuestMemory::read_u64(std::uint64_t gpa, std::uint64_t& out) const {
+    std::array<std::uint8_t, 8> b{};
+    if (!read(gpa, b)) return false;
+    out = arch::load_le(b, 0, 8);
+    return true;
+}
+
+bool GuestMemory::write_u64(std::uint64_t gpa, std::uint64_t v) noexcept {
+    std::array<std::uint8_t, 8> b{};
+    arch::store_le(b, 0, 8, v);
+    return write(gpa, b);
+}
+
+bool GuestMemory::read_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
+    if ((gpa & (kPageSize - 1)) != 0) return false;
+    return read(gpa, out.page());
+}
+
+bool GuestMemory::peek_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
+    if ((gpa & (kPageSize - 1)) != 0 || !in_range(gpa, kPageSize)) return false;
+    const Page* p = find(gpa);
+    if (!p) return false;
+    out.page() = *p;
+    return true;
+}
+
+bool GuestMemory::write_vmcb(std::uint64_t gpa, const arch::Vmcb& in) noexcept {
+    if ((gpa & (kPageSize - 1)) != 0) return false;
+    return write(gpa, in.page());
+}
+
+}  // namespace nsvm::cpu

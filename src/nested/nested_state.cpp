@@ -1,0 +1,136 @@
+// Nested state save/restore (the role of KVM_GET/SET_NESTED_STATE).
+//
+// Blob, little-endian, fixed size:
+//   0x0000  "NSVMNEST"                      magic
+//   0x0008  u32 version (1), u32 flags      flags: 0 guest_mode, 1 gif, 2 smm,
+//                                                  3 smm_from_l2, 4 pending_db
+//   0x0010  u32 pending events, u32 0
+//   0x0018  u64 vmcb12_gpa, hsave_pa, vm_cr, tsc_ratio, smbase
+//   0x0040  vmcb01 page (L1 state + L0 controls)         4096
+//   0x1040  vmcb12 cache page                            4096
+//   0x2040  vmcb02 save area (L2's live registers)       3072
+//   0x2C40  SMRAM image page                             4096
+// vmcb02's control area and the merged MSRPM are derived on restore, so
+// save -> restore -> save gives identical bytes.
+#include <algorithm>
+#include <fmt/format.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/nested/vcpu.hpp"
+
+namespace nsvm::nested {
+using arch::FieldId;
+
+namespace {
+constexpr std::array<std::uint8_t, 8> kMagic = {'N', 'S', 'V', 'M', 'N', 'E', 'S', 'T'};
+constexpr std::size_t kHeader = 0x40;
+constexpr std::size_t kSave = arch::kVmcbSize - arch::kSaveAreaOffset;
+constexpr std::size_t kBlobSize = kHeader + 2 * arch::kVmcbSize + kSave + arch::kVmcbSize;
+constexpr std::uint32_t kFlagGuest = 1, kFlagGif = 2, kFlagSmm = 4, kFlagSmmL2 = 8, kFlagDb = 16;
+}  // namespace
+
+std::vector<std::uint8_t> Vcpu::save_state() const {
+    std::vector<std::uint8_t> b(kBlobSize, 0);
+    std::span<std::uint8_t> s(b);
+    std::copy(kMagic.begin(), kMagic.end(), b.begin());
+    arch::store_le(s, 8, 4, kNestedStateVersion);
+    std::uint32_t flags = 0;
+    if (mode_ == Mode::l2) flags |= kFlagGuest;
+    if (gif_) flags |= kFlagGif;
+    if (smm_) flags |= kFlagSmm;
+    if (smm_from_l2_) flags |= kFlagSmmL2;
+    if (pending_db_) flags |= kFlagDb;
+    arch::store_le(s, 12, 4, flags);
+    arch::store_le(s, 16, 4, pending_);
+    arch::store_le(s, 0x18, 8, vmcb12_gpa_);
+    arch::store_le(s, 0x20, 8, hsave_pa_);
+    arch::store_le(s, 0x28, 8, vm_cr_);
+    arch::store_le(s, 0x30, 8, tsc_ratio_);
+    arch::store_le(s, 0x38, 8, smbase_);
+    std::copy(vmcb01_.page().begin(), vmcb01_.page().end(), b.begin() + kHeader);
+    std::copy(cache_.page().begin(), cache_.page().end(), b.begin() + kHeader + arch::kVmcbSize);
+    if (mode_ == Mode::l2)
+        std::copy(vmcb02_.page().begin() + arch::kSaveAreaOffset, vmcb02_.page().end(),
+                  b.begin() + kHeader + 2 * arch::kVmcbSize);
+    if (smm_)
+        std::copy(smram_l2_.page().begin(), smram_l2_.page().end(),
+                  b.begin() + kHeader + 2 * arch::kVmcbSize + kSave);
+    return b;
+}
+
+nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8_t> blob) {
+    using U = nsvm::unexpected<std::string>;
+    if (blob.size() != kBlobSize) return U(fmt::format("nested state: {} bytes, expected {}", blob.size(), kBlobSize));
+    if (!std::equal(kMagic.begin(), kMagic.end(), blob.begin())) return U("nested state: bad magic");
+    const auto version = arch::load_le(blob, 8, 4);
+    if (version != kNestedStateVersion) return U(fmt::format("nested state: version {} unsupported", version));
+    const auto flags = static_cast<std::uint32_t>(arch::load_le(blob, 12, 4));
+    if ((flags & ~std::uint32_t{0x1F}) != 0) return U(fmt::format("nested state: unknown flags {:#x}", flags));
+    const bool guest = flags & kFlagGuest, smm = flags & kFlagSmm;
+    if (guest && smm) return U("nested state: guest mode while in SMM is impossible (SMI exits guest mode)");
+    if (guest && !(flags & kFlagGif)) return U("nested state: guest mode with GIF = 0");
+    if ((flags & kFlagSmmL2) && !smm) return U("nested state: SMM-from-L2 flag without SMM");
+    const std::uint64_t gpa = arch::load_le(blob, 0x18, 8), hsave = arch::load_le(blob, 0x20, 8),
+                        vmcr = arch::load_le(blob, 0x28, 8), ratio = arch::load_le(blob, 0x30, 8),
+                        smbase = arch::load_le(blob, 0x38, 8);
+    const std::uint64_t rsv = cpu_->reserved_pa_bits();
+    if ((hsave & 0xFFF) || (hsave & rsv)) return U(fmt::format("nested state: VM_HSAVE_PA {:#x} illegal", hsave));
+    if (vmcr & arch::vm_cr::kMbz) return U(fmt::format("nested state: VM_CR {:#x} has reserved bits", vmcr));
+    if (ratio & arch::bits(63, 40)) return U(fmt::format("nested state: TSC_RATIO {:#x} has bits 63:40", ratio));
+    if (guest && ((gpa & 0xFFF) || (gpa & rsv))) return U(fmt::format("nested state: vmcb12 GPA {:#x} illegal", gpa));
+
+    Vcpu backup = *this;
+    auto refuse = [&](std::string why) {
+        *this = backup;
+        return U(std::move(why));
+    };
+    std::copy_n(blob.begin() + kHeader, arch::kVmcbSize, vmcb01_.page().begin());
+    std::copy_n(blob.begin() + kHeader + arch::kVmcbSize, arch::kVmcbSize, cache_.page().begin());
+    // L1's state: what L1 could never have loaded is refused.
+    const std::uint64_t efer = vmcb01_.get(FieldId::efer), cr0 = vmcb01_.get(FieldId::cr0);
+    if (efer & cpu_->efer_reserved_bits()) return refuse(fmt::format("nested state: L1 EFER {:#x} has reserved bits", efer));
+    if (guest && !(efer & arch::efer::SVME)) return refuse("nested state: guest mode but L1 EFER.SVME = 0");
+    if ((cr0 >> 32) != 0 || ((cr0 & arch::cr0::NW) && !(cr0 & arch::cr0::CD)))
+        return refuse(fmt::format("nested state: L1 CR0 {:#x} illegal", cr0));
+    if (vmcb01_.get(FieldId::cr4) & cpu_->cr4_reserved_bits()) return refuse("nested state: L1 CR4 has reserved bits");
+    for (unsigned w = 0; w < 6; ++w) {
+        std::uint32_t want = l0_.intercept_words[w];
+        if (w == 3 && !opts_.intercept_smi) want &= ~(1U << (arch::intercept::SMI % 32));
+        if (vmcb01_.intercept_word(w) != want) return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
+    }
+    mode_ = Mode::l1;
+    smm_ = smm;
+    smm_from_l2_ = flags & kFlagSmmL2;
+    gif_ = flags & kFlagGif;
+    pending_db_ = flags & kFlagDb;
+    pending_ = static_cast<std::uint32_t>(arch::load_le(blob, 16, 4));
+    vmcb12_gpa_ = gpa;
+    hsave_pa_ = hsave;
+    vm_cr_ = vmcr;
+    tsc_ratio_ = ratio;
+    smbase_ = smbase;
+    smram_l2_ = arch::Vmcb{};
+    if (smm) std::copy_n(blob.begin() + kHeader + 2 * arch::kVmcbSize + kSave, arch::kVmcbSize, smram_l2_.page().begin());
+    if (guest) {
+        if (const checks::Check* c = check_cache())
+            return refuse(fmt::format("nested state: vmcb12 cache fails check {} ({})", c->id, c->message));
+        prepare_vmcb02(scratch_);
+        std::copy_n(blob.begin() + kHeader + 2 * arch::kVmcbSize, kSave, scratch_.page().begin() + arch::kSaveAreaOffset);
+        if (const FailReason fr = load_l2_cr3(scratch_); fr != FailReason::none)
+            return refuse(fmt::format("nested state: L2 CR3/PDPEs: {}", fail_reason_name(fr)));
+        use_msrpm_scratch_ = cache_.intercept(arch::intercept::MSR_PROT);
+        if (use_msrpm_scratch_ && !merge_msrpm(msrpm_scratch_)) return refuse("nested state: L1's MSRPM is unreadable");
+        vmcb02_ = scratch_;
+        if (use_msrpm_scratch_) msrpm02_ = msrpm_scratch_;
+        use_msrpm02_ = use_msrpm_scratch_;
+        tsc_ratio02_ = cpu_->has(checks::Feature::tsc_scale) ? tsc_ratio_ : (std::uint64_t{1} << 32);
+        mode_ = Mode::l2;
+    } else {
+        vmcb02_ = arch::Vmcb{};
+        use_msrpm02_ = false;
+    }
+    return {};
+}
+
+}  // namespace nsvm::nested

@@ -1,0 +1,424 @@
+// Exit routing while L2 runs (kvm-nsvm.md §5.4), and L1's SVM instructions.
+//
+// An L2 event first meets the hardware (vmcb02 and the maps it uses). If it
+// exits, L0 keeps what is its own (physical INTR/NMI, its own #NPF, exits
+// only L0 asked for) and reflects to L1 what vmcb12's intercepts, MSRPM and
+// IOPM ask for.
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/cpu/npt.hpp"
+#include "nsvm/nested/vcpu.hpp"
+
+namespace nsvm::nested {
+namespace ic = arch::intercept;
+namespace ec = arch::exit_code;
+using arch::FieldId;
+using cpu::EventKind;
+
+namespace {
+constexpr std::uint32_t pending_bit(EventKind k) noexcept { return 1U << static_cast<unsigned>(k); }
+}  // namespace
+
+bool Vcpu::l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noexcept {
+    // nested_svm_intercept: decide with L1's own controls and maps.
+    const cpu::Bitmap l1_msrpm{mem_, cache_.get(FieldId::msrpm_base_pa), {}};
+    const cpu::Bitmap l1_iopm{mem_, cache_.get(FieldId::iopm_base_pa), {}};
+    if (e.kind == EventKind::rdmsr || e.kind == EventKind::wrmsr) {
+        if (!cache_.intercept(ic::MSR_PROT)) return false;
+        // Outside the ranges or unreadable: L1 (it asked for MSR_PROT).
+        return cpu::msrpm_lookup(l1_msrpm, e.index, e.kind == EventKind::wrmsr) != cpu::MapResult::clear;
+    }
+    if (e.kind == EventKind::io) {
+        if (!cache_.intercept(ic::IOIO_PROT)) return false;
+        return cpu::iopm_lookup(l1_iopm, static_cast<std::uint16_t>(e.index), e.size) != cpu::MapResult::clear;
+    }
+    if (hw.code == ec::CR0_SEL_WRITE) {
+        // L1 wants it if it intercepts CR0 writes at all or selectively.
+        return cache_.intercept(ic::cr_write(0)) || cache_.intercept(ic::SELECTIVE_CR0);
+    }
+    if (hw.code < 0xC0) return cache_.intercept(static_cast<unsigned>(hw.code));
+    return false;
+}
+
+bool Vcpu::l2_write_faults(const cpu::Event& e) const noexcept {
+    // MOV to CR0/CR3/CR4 with an illegal value is #GP(0) in L2 (APM 3.1),
+    // decided before any intercept-free completion.
+    if (e.kind != EventKind::cr_write) return false;
+    using namespace arch;
+    switch (e.index) {
+        case 0: return (e.value >> 32) != 0 || ((e.value & cr0::NW) && !(e.value & cr0::CD)) ||
+                       ((e.value & cr0::PG) && !(e.value & cr0::PE));
+        case 3: return (e.value & cpu_->reserved_pa_bits() & ~(bit(63))) != 0;
+        case 4: return (e.value & cpu_->cr4_reserved_bits()) != 0;
+        default: return false;
+    }
+}
+
+void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
+    // The guest (or L0 on its behalf) completes the instruction.
+    switch (e.kind) {
+        case EventKind::cr_write:
+            if (e.index == 0) vmcb02_.set(FieldId::cr0, e.value);
+            if (e.index == 3) vmcb02_.set(FieldId::cr3, e.value);
+            if (e.index == 4) vmcb02_.set(FieldId::cr4, e.value);
+            break;
+        case EventKind::dr_write:
+            if (e.index == 7) vmcb02_.set(FieldId::dr7, e.value);
+            if (e.index == 6) vmcb02_.set(FieldId::dr6, e.value);
+            break;
+        case EventKind::stgi:
+        case EventKind::clgi: {
+            // Nested vGIF: L2's virtual GIF in vmcb02 (APM 15.33.2).
+            std::uint64_t i = vmcb02_.get(FieldId::int_ctl);
+            i = e.kind == EventKind::stgi ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF);
+            vmcb02_.set(FieldId::int_ctl, i);
+            break;
+        }
+        default: break;
+    }
+    if (e.kind != EventKind::exception && e.kind != EventKind::memory)
+        vmcb02_.set(FieldId::rip, vmcb02_.get(FieldId::rip) + e.insn_len);
+}
+
+StepResult Vcpu::l2_memory_access(const cpu::Event& e) noexcept {
+    StepResult r;
+    std::uint64_t l1_gpa = e.value;
+    if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0) {
+        // L1's nested paging: L2 GPA -> L1 GPA through L1's tables at nCR3.
+        const auto w = cpu::npt_walk(*mem_, cache_.get(FieldId::nested_cr3), e.value, e.access,
+                                     (vmcb01_.get(FieldId::efer) & arch::efer::NXE) != 0);
+        if (!w.ok) {
+            cpu::ExitInfo x{ec::NPF, w.info1, w.info2, 0};
+            r = nested_vmexit(x);
+            r.l0_exit = true;
+            r.note = "L1's nested page tables fault: #NPF reflected to L1";
+            return r;
+        }
+        l1_gpa = w.hpa;
+    }
+    if (!mem_->backed(l1_gpa)) {
+        // L0's own #NPF (L1 GPA not backed by L0: MMIO or not yet faulted in).
+        r.outcome = Outcome::handled_by_l0;
+        r.owner = Owner::l0;
+        r.exit_code = ec::NPF;
+        r.exit_info_1 = cpu::npf::FINAL_GPA | (e.access.write ? cpu::npf::RW : 0) | cpu::npf::US |
+                        (e.access.fetch ? cpu::npf::ID : 0);
+        r.exit_info_2 = l1_gpa;
+        r.l0_exit = true;
+        r.note = "L0's own #NPF (L1 GPA not backed); L0 handles it";
+        return r;
+    }
+    r.outcome = Outcome::no_exit;
+    r.exit_info_2 = l1_gpa;
+    r.note = "translated; no exit";
+    return r;
+}
+
+StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
+    StepResult r;
+    if (mode_ != Mode::l2) {
+        r.outcome = Outcome::exception;
+        r.vector = 6;
+        r.note = "no L2 is running";
+        return r;
+    }
+    switch (e.kind) {
+        case EventKind::intr:
+        case EventKind::nmi:
+        case EventKind::smi:
+        case EventKind::init: return l2_external(e.kind);
+        case EventKind::memory: return l2_memory_access(e);
+        default: break;
+    }
+    const cpu::Bitmap m02{nullptr, 0, vmcb02_msrpm()};
+    const cpu::Bitmap io02{nullptr, 0, iopm01_};
+    auto hw = cpu::decide(vmcb02_, m02, io02, e, vmcb02_.get(FieldId::rip), vmcb02_.get(FieldId::cr0),
+                          exit_features());
+    if (hw && e.kind == EventKind::pause && !cpu::pause_filter_exits(vmcb02_)) hw.reset();
+    if (!hw) {
+        if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit) {
+            r.outcome = Outcome::exception;  // not intercepted: #UD in L2 (APM 15.5 / 15.27)
+            r.vector = 6;
+            return r;
+        }
+        if (l2_write_faults(e)) {
+            r.outcome = Outcome::exception;
+            r.vector = 13;
+            r.note = "illegal control-register value: #GP(0) in L2";
+            return r;
+        }
+        apply_l2_effect(e);
+        r.outcome = Outcome::no_exit;
+        r.note = "not intercepted in vmcb02";
+        return r;
+    }
+    if (l1_wants_exit(e, *hw)) {
+        cpu::ExitInfo x = *hw;
+        if (!opts_.nrips) x.next_rip = 0;
+        r = nested_vmexit(x);
+        r.l0_exit = true;
+        r.note = "intercepted by L1 (vmcb12)";
+        return r;
+    }
+    // L0 asked for this exit alone: it emulates (a #GP for an illegal
+    // control-register value) and L2 resumes.
+    if (l2_write_faults(e)) {
+        r.outcome = Outcome::exception;
+        r.vector = 13;
+        r.l0_exit = true;
+        r.exit_code = hw->code;
+        r.note = "intercepted only by L0; illegal value: L0 injects #GP(0) into L2";
+        return r;
+    }
+    apply_l2_effect(e);
+    r.outcome = Outcome::handled_by_l0;
+    r.owner = Owner::l0;
+    r.exit_code = hw->code;
+    r.exit_info_1 = hw->info1;
+    r.exit_info_2 = hw->info2;
+    r.l0_exit = true;
+    r.note = "intercepted only by L0; L0 emulates, L2 continues";
+    return r;
+}
+
+StepResult Vcpu::l2_external(EventKind k) noexcept {
+    StepResult r;
+    const unsigned bit = k == EventKind::intr ? ic::INTR : k == EventKind::nmi ? ic::NMI
+                         : k == EventKind::smi ? ic::SMI : ic::INIT;
+    // The physical event exits to L0 (vmcb01 intercepts INTR/NMI/SMI).
+    // svm_check_nested_events: it becomes #VMEXIT to L1 iff L1 intercepts it.
+    if (cache_.intercept(bit)) {
+        cpu::ExitInfo x{bit, 0, 0, 0};
+        r = nested_vmexit(x);
+        r.l0_exit = true;
+        r.note = "L1 intercepts it: #VMEXIT to L1";
+        return r;
+    }
+    if (k == EventKind::smi) return enter_smm();
+    if (k == EventKind::init) {
+        // An INIT L1 does not intercept resets the vCPU: L2 is gone.
+        leave_nested();
+        r.outcome = Outcome::handled_by_l0;
+        r.owner = Owner::l0;
+        r.note = "INIT not intercepted by L1: vCPU reset, guest mode left (GIF = 1)";
+        return r;
+    }
+    r.outcome = Outcome::handled_by_l0;
+    r.owner = Owner::l0;
+    r.exit_code = bit;
+    r.l0_exit = true;
+    r.note = "L1 does not intercept it: L0 injects it into L2";
+    return r;
+}
+
+StepResult Vcpu::external(EventKind k) noexcept {
+    StepResult r;
+    if (mode_ == Mode::shutdown) {
+        r.outcome = Outcome::shutdown;
+        return r;
+    }
+    if (!gif_ || (k == EventKind::smi && smm_)) {
+        // APM 15.17: INTR, NMI, SMI, INIT are held pending while GIF = 0.
+        pending_ |= pending_bit(k);
+        r.outcome = Outcome::held_pending;
+        r.note = smm_ && k == EventKind::smi ? "SMI blocked in SMM" : "GIF = 0: held pending";
+        return r;
+    }
+    if (mode_ == Mode::l2) return l2_external(k);
+    if (k == EventKind::smi) return enter_smm();
+    if (k == EventKind::intr && ((vmcb01_.get(FieldId::rflags) & arch::rflags::IF) == 0 ||
+                                 (vmcb01_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0)) {
+        // APM 8.2 / 15.21: a maskable interrupt waits for RFLAGS.IF = 1 and
+        // the end of the interrupt shadow.
+        pending_ |= pending_bit(k);
+        r.outcome = Outcome::held_pending;
+        r.note = "RFLAGS.IF = 0 or interrupt shadow: held pending";
+        return r;
+    }
+    r.outcome = Outcome::handled_by_l0;
+    r.owner = Owner::l0;
+    r.note = k == EventKind::init ? "INIT delivered to L1" : "delivered to L1";
+    if (k == EventKind::init) leave_nested();
+    return r;
+}
+
+void Vcpu::deliver_pending_to_l1() noexcept { pending_ &= pending_bit(EventKind::smi); }
+
+StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
+    StepResult r;
+    const bool clears_svme = (efer & arch::efer::SVME) == 0;
+    if (clears_svme && mode_ == Mode::l2) {
+        leave_nested();
+        r.note = "EFER.SVME cleared while L2 runs: forced exit to L1, GIF = 1";
+    } else if (clears_svme) {
+        gif_ = true;
+    }
+    vmcb01_.set(FieldId::efer, efer);
+    r.outcome = Outcome::l1_continues;
+    return r;
+}
+
+// --- L1's SVM instructions (L0 intercepts all of them in vmcb01) ---
+
+StepResult Vcpu::l1_vmload() noexcept {
+    StepResult r;
+    if (!l1_instruction_gates(r, true)) return r;
+    arch::Vmcb src;
+    if (!mem_->read_vmcb(vmcb01_.get(FieldId::rax), src)) {
+        r.outcome = Outcome::exception;
+        r.vector = 13;
+        r.note = "VMLOAD from unbacked memory: #GP(0)";
+        return r;
+    }
+    // APM 15.5.2: FS, GS, TR, LDTR with hidden state, KernelGsBase, STAR,
+    // LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP.
+    for (arch::Seg s : {arch::Seg::fs, arch::Seg::gs, arch::Seg::tr, arch::Seg::ldtr})
+        vmcb01_.set_segment(s, src.segment(s));
+    for (FieldId f : {FieldId::kernel_gs_base, FieldId::star, FieldId::lstar, FieldId::cstar, FieldId::sfmask,
+                      FieldId::sysenter_cs, FieldId::sysenter_esp, FieldId::sysenter_eip})
+        vmcb01_.set(f, src.get(f));
+    skip_l1_instruction();
+    return r;
+}
+
+StepResult Vcpu::l1_vmsave() noexcept {
+    StepResult r;
+    if (!l1_instruction_gates(r, true)) return r;
+    const std::uint64_t pa = vmcb01_.get(FieldId::rax);
+    bool ok = mem_->backed(pa);
+    auto put_seg = [&](arch::Seg s) {
+        std::array<std::uint8_t, 16> b{};
+        const auto v = vmcb01_.segment(s);
+        arch::store_le(b, 0, 2, v.selector);
+        arch::store_le(b, 2, 2, v.attrib);
+        arch::store_le(b, 4, 4, v.limit);
+        arch::store_le(b, 8, 8, v.base);
+        ok = ok && mem_->write(pa + arch::kSaveAreaOffset + 16 * static_cast<std::size_t>(s), b);
+    };
+    if (ok) {
+        for (arch::Seg s : {arch::Seg::fs, arch::Seg::gs, arch::Seg::tr, arch::Seg::ldtr}) put_seg(s);
+        for (FieldId f : {FieldId::kernel_gs_base, FieldId::star, FieldId::lstar, FieldId::cstar, FieldId::sfmask,
+                          FieldId::sysenter_cs, FieldId::sysenter_esp, FieldId::sysenter_eip})
+            ok = ok && mem_->write_u64(pa + arch::info(f).offset, vmcb01_.get(f));
+    }
+    if (!ok) {
+        r.outcome = Outcome::exception;
+        r.vector = 13;
+        r.note = "VMSAVE to unbacked memory: #GP(0)";
+        return r;
+    }
+    skip_l1_instruction();
+    return r;
+}
+
+StepResult Vcpu::l1_stgi() noexcept {
+    StepResult r;
+    if (!l1_instruction_gates(r, false)) return r;
+    gif_ = true;
+    if (pending_ != 0) r.note = "GIF = 1: held events delivered to L1";
+    deliver_pending_to_l1();
+    if ((pending_ & pending_bit(EventKind::smi)) && !smm_) {
+        pending_ &= ~pending_bit(EventKind::smi);
+        skip_l1_instruction();
+        return enter_smm();
+    }
+    skip_l1_instruction();
+    return r;
+}
+
+StepResult Vcpu::l1_clgi() noexcept {
+    StepResult r;
+    if (!l1_instruction_gates(r, false)) return r;
+    gif_ = false;
+    skip_l1_instruction();
+    return r;
+}
+
+StepResult Vcpu::l1_invlpga() noexcept {
+    StepResult r;
+    if (!l1_instruction_gates(r, false)) return r;
+    // The TLB is not modelled: INVLPGA of (rAX, ECX = ASID) has no visible effect.
+    skip_l1_instruction();
+    r.note = "TLB not modelled";
+    return r;
+}
+
+StepResult Vcpu::l1_vmmcall() noexcept {
+    StepResult r;
+    r.outcome = Outcome::handled_by_l0;
+    r.owner = Owner::l0;
+    r.exit_code = ec::VMMCALL;
+    r.note = "hypercall to L0";
+    skip_l1_instruction();
+    return r;
+}
+
+StepResult Vcpu::l1_skinit() noexcept {
+    StepResult r;
+    r.outcome = Outcome::exception;
+    r.vector = 6;
+    r.note = "SKINIT is not offered to L1: #UD";
+    return r;
+}
+
+StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
+    StepResult r;
+    auto gp = [&](const char* why) {
+        r.outcome = Outcome::exception;
+        r.vector = 13;
+        r.note = why;
+        return r;
+    };
+    switch (msr) {
+        case arch::msr::VM_HSAVE_PA:
+            // APM 15.30.4: bits 11:0 and bits >= MAXPHYADDR MBZ.
+            if ((value & 0xFFF) != 0 || (value & cpu_->reserved_pa_bits()) != 0) return gp("VM_HSAVE_PA reserved bits: #GP");
+            hsave_pa_ = value;
+            break;
+        case arch::msr::VM_CR:
+            if ((value & arch::vm_cr::kMbz) != 0) return gp("VM_CR reserved bits: #GP");
+            if ((vm_cr_ & arch::vm_cr::LOCK) == 0) vm_cr_ = value;
+            break;
+        case arch::msr::TSC_RATIO:
+            if (!cpu_->has(checks::Feature::tsc_scale)) return gp("TSC_RATIO without TscRateMsr: #GP");
+            if ((value & arch::bits(63, 40)) != 0) return gp("TSC_RATIO bits 63:40 MBZ: #GP");
+            tsc_ratio_ = value;
+            break;
+        case arch::msr::EFER:
+            if ((value & cpu_->efer_reserved_bits()) != 0) return gp("EFER reserved bit: #GP");
+            (void)host_set_efer(value);
+            break;
+        case arch::msr::PAT:
+            if (!arch::pat_valid(value)) return gp("PAT memory type invalid: #GP");
+            vmcb01_.set(FieldId::g_pat, value);
+            break;
+        case arch::msr::STAR: vmcb01_.set(FieldId::star, value); break;
+        case arch::msr::LSTAR: vmcb01_.set(FieldId::lstar, value); break;
+        case arch::msr::CSTAR: vmcb01_.set(FieldId::cstar, value); break;
+        case arch::msr::SFMASK: vmcb01_.set(FieldId::sfmask, value); break;
+        case arch::msr::KERNEL_GS_BASE: vmcb01_.set(FieldId::kernel_gs_base, value); break;
+        case arch::msr::SYSENTER_CS: vmcb01_.set(FieldId::sysenter_cs, value); break;
+        case arch::msr::SYSENTER_ESP: vmcb01_.set(FieldId::sysenter_esp, value); break;
+        case arch::msr::SYSENTER_EIP: vmcb01_.set(FieldId::sysenter_eip, value); break;
+        default: break;
+    }
+    vmcb01_.set(FieldId::rip, vmcb01_.get(FieldId::rip) + 2);
+    return r;
+}
+
+StepResult Vcpu::l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept {
+    StepResult r;
+    switch (msr) {
+        case arch::msr::VM_HSAVE_PA: value = hsave_pa_; break;
+        case arch::msr::VM_CR: value = vm_cr_; break;
+        case arch::msr::TSC_RATIO: value = tsc_ratio_; break;
+        case arch::msr::EFER: value = vmcb01_.get(FieldId::efer); break;
+        case arch::msr::PAT: value = vmcb01_.get(FieldId::g_pat); break;
+        default: value = 0; break;
+    }
+    vmcb01_.set(FieldId::rip, vmcb01_.get(FieldId::rip) + 2);
+    return r;
+}
+
+}  // namespace nsvm::nested

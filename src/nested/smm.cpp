@@ -1,0 +1,121 @@
+// SMI and RSM with nested SVM (kvm-nsvm.md §8, apm-svm.md §14).
+//
+// SMI from L2 not intercepted by L1: the SMRAM state-save map records that a
+// guest ran (SMBASE+FED8 = 1) and vmcb12's address (SMBASE+FEE0); L2 is
+// forced out with #VMEXIT(SW) to vmcb12; L1's VMRUN state (vmcb01's save
+// area) is parked at HSAVE+0x400 because vmcb01 is clobbered in SMM. RSM
+// re-reads vmcb12, re-validates its control AND save areas, re-enters L2 and
+// reloads L2's registers from SMRAM. Any failure on RSM shuts the vCPU down.
+#include <algorithm>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/nested/vcpu.hpp"
+
+namespace nsvm::nested {
+namespace ec = arch::exit_code;
+using arch::FieldId;
+
+namespace {
+constexpr std::size_t kSaveAreaBytes = arch::kVmcbSize - arch::kSaveAreaOffset;
+
+std::span<std::uint8_t> save_area(arch::Vmcb& v) noexcept {
+    return std::span<std::uint8_t>(v.page()).subspan(arch::kSaveAreaOffset, kSaveAreaBytes);
+}
+}  // namespace
+
+StepResult Vcpu::enter_smm() noexcept {
+    StepResult r;
+    const bool from_l2 = mode_ == Mode::l2;
+    // The SMRAM image holds the interrupted context's registers.
+    smram_l2_ = from_l2 ? vmcb02_ : vmcb01_;
+    if (!mem_->write_u64(smbase_ + kSmramGuestFlag, from_l2 ? 1 : 0) ||
+        !mem_->write_u64(smbase_ + kSmramEfer, smram_l2_.get(FieldId::efer))) {
+        shutdown();
+        r.outcome = Outcome::shutdown;
+        r.note = "SMRAM is not backed memory";
+        return r;
+    }
+    if (from_l2) {
+        (void)mem_->write_u64(smbase_ + kSmramVmcb12Gpa, vmcb12_gpa_);
+        cpu::ExitInfo x{ec::SW, 0, 0, 0};
+        r = nested_vmexit(x);  // forced exit to L1 (nested_svm_simple_vmexit(SVM_EXIT_SW))
+        if (!mem_->write(hsave_pa_ + kHsaveL1State, save_area(vmcb01_))) {
+            shutdown();
+            r.outcome = Outcome::shutdown;
+            r.note = "HSAVE is not backed memory";
+            return r;
+        }
+    }
+    // APM 10.2.4 SMM entry state; EFER = 0 clears SVME, which gives GIF = 1
+    // in KVM (svm_set_efer -> svm_set_gif(true)).
+    smm_ = true;
+    smm_from_l2_ = from_l2;
+    vmcb01_.set(FieldId::efer, 0);
+    vmcb01_.set(FieldId::cr0, vmcb01_.get(FieldId::cr0) & ~(arch::cr0::PE | arch::cr0::EM | arch::cr0::TS | arch::cr0::PG));
+    vmcb01_.set(FieldId::cr4, 0);
+    vmcb01_.set(FieldId::rflags, arch::rflags::FIXED1);
+    vmcb01_.set(FieldId::rip, 0x8000);
+    vmcb01_.set(FieldId::dr7, arch::dr7::kFixed1);
+    vmcb01_.set_segment(arch::Seg::cs, {static_cast<std::uint16_t>((smbase_ >> 4) & 0xFFFF), 0x93, 0xFFFFFFFF, smbase_});
+    gif_ = true;
+    mode_ = Mode::l1;
+    r.outcome = Outcome::smm_entered;
+    r.owner = Owner::l0;
+    r.exit_code = from_l2 ? ec::SW : 0;
+    r.note = from_l2 ? "SMI from L2: forced #VMEXIT(SW) to L1, L1 state parked at HSAVE+0x400, SMM entered"
+                     : "SMI from L1: SMM entered";
+    return r;
+}
+
+StepResult Vcpu::rsm() noexcept {
+    StepResult r;
+    if (!smm_) {
+        r.outcome = Outcome::exception;
+        r.vector = 6;
+        r.note = "RSM outside SMM: #UD";
+        return r;
+    }
+    auto fail = [&](const char* why) {
+        smm_ = false;
+        shutdown();
+        r.outcome = Outcome::shutdown;
+        r.note = why;
+        return r;
+    };
+    std::uint64_t flag = 0;
+    if (!mem_->read_u64(smbase_ + kSmramGuestFlag, flag)) return fail("RSM: SMRAM unreadable");
+    smm_ = false;
+    if (flag == 0) {
+        std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(vmcb01_).begin());
+        mode_ = Mode::l1;
+        r.outcome = Outcome::smm_left;
+        r.note = "RSM to L1";
+        return r;
+    }
+    std::uint64_t gpa = 0;
+    if (!mem_->read_u64(smbase_ + kSmramVmcb12Gpa, gpa)) return fail("RSM: SMRAM unreadable");
+    if ((smram_l2_.get(FieldId::efer) & arch::efer::SVME) == 0) return fail("RSM: SMRAM EFER.SVME = 0");
+    // L1's VMRUN state back from HSAVE+0x400.
+    if (!mem_->read(hsave_pa_ + kHsaveL1State, save_area(vmcb01_))) return fail("RSM: HSAVE unreadable");
+    // vmcb12 may have changed during SMM: copy it again and re-validate
+    // save AND control areas (Paolo's fix for bugzilla #220964).
+    if (!copy_vmcb12_to_cache(gpa)) return fail("RSM: vmcb12 unreadable");
+    if (const checks::Check* c = check_cache()) {
+        r.failed_check = c;
+        return fail("RSM: vmcb12 fails a consistency check");
+    }
+    prepare_vmcb02(scratch_);
+    if (load_l2_cr3(scratch_) != FailReason::none) return fail("RSM: illegal L2 CR3 or PDPEs");
+    use_msrpm_scratch_ = cache_.intercept(arch::intercept::MSR_PROT);
+    if (use_msrpm_scratch_ && !merge_msrpm(msrpm_scratch_)) return fail("RSM: L1's MSRPM unreadable");
+    commit_guest_mode(gpa);
+    // rsm_load_state_64: L2's registers from the SMRAM image.
+    std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(vmcb02_).begin());
+    r.outcome = Outcome::smm_left;
+    r.note = "RSM into L2: vmcb12 re-validated, guest mode re-entered";
+    return r;
+}
+
+}  // namespace nsvm::nested

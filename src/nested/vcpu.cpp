@@ -1,0 +1,170 @@
+// Construction, names, small helpers and the invariants.
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/nested/vcpu.hpp"
+
+namespace nsvm::nested {
+namespace ic = arch::intercept;
+using arch::FieldId;
+
+L0Config L0Config::kvm_default() {
+    // kvm-nsvm.md §6.5: init_vmcb with NPT on (no CR3/INVLPG/#PF intercepts),
+    // no vGIF (STGI/CLGI intercepted), intercept_smi on.
+    arch::Vmcb v;
+    for (unsigned cr : {0U, 4U}) {
+        v.set_intercept(ic::cr_read(cr));
+        v.set_intercept(ic::cr_write(cr));
+    }
+    v.set_intercept(ic::cr_write(8));
+    for (unsigned dr = 0; dr < 8; ++dr) {
+        v.set_intercept(ic::dr_read(dr));
+        v.set_intercept(ic::dr_write(dr));
+    }
+    for (unsigned e : {1U, 6U, 17U, 18U}) v.set_intercept(ic::exception(e));
+    for (unsigned b : {ic::INTR, ic::NMI, ic::SMI, ic::SELECTIVE_CR0, ic::RDPMC, ic::CPUID, ic::INVD, ic::INVLPGA,
+                       ic::IOIO_PROT, ic::MSR_PROT, ic::TASK_SWITCH, ic::SHUTDOWN, ic::VMRUN, ic::VMMCALL,
+                       ic::VMLOAD, ic::VMSAVE, ic::STGI, ic::CLGI, ic::SKINIT, ic::WBINVD, ic::XSETBV, ic::RDPRU,
+                       ic::RSM, ic::MONITOR, ic::MWAIT, ic::HLT, ic::PAUSE})
+        v.set_intercept(b);
+    L0Config c;
+    for (unsigned w = 0; w < 6; ++w) c.intercept_words[w] = v.intercept_word(w);
+    // MSRs KVM passes through to a guest (kvm-nsvm.md §6.1 list, abridged).
+    constexpr std::array<std::uint32_t, 11> pt = {arch::msr::STAR,        arch::msr::LSTAR,
+                                                  arch::msr::CSTAR,       arch::msr::SFMASK,
+                                                  arch::msr::FS_BASE,     arch::msr::GS_BASE,
+                                                  arch::msr::KERNEL_GS_BASE, arch::msr::SYSENTER_CS,
+                                                  arch::msr::SYSENTER_ESP, arch::msr::SYSENTER_EIP,
+                                                  arch::msr::SPEC_CTRL};
+    for (auto m : pt) c.passthrough_msrs[c.passthrough_count++] = m;
+    c.npt = true;
+    return c;
+}
+
+std::string_view mode_name(Mode m) noexcept {
+    switch (m) {
+        case Mode::l1: return "l1";
+        case Mode::l2: return "l2";
+        case Mode::shutdown: return "shutdown";
+    }
+    return "?";
+}
+
+std::string_view fail_reason_name(FailReason r) noexcept {
+    switch (r) {
+        case FailReason::none: return "none";
+        case FailReason::consistency_check: return "consistency_check";
+        case FailReason::illegal_l2_cr3: return "illegal_l2_cr3";
+        case FailReason::illegal_pdpe: return "illegal_pdpe";
+        case FailReason::unreadable_pdpe: return "unreadable_pdpe";
+        case FailReason::msrpm_unreadable: return "msrpm_unreadable";
+    }
+    return "?";
+}
+
+std::string_view outcome_name(Outcome o) noexcept {
+    switch (o) {
+        case Outcome::l1_continues: return "l1_continues";
+        case Outcome::entered_l2: return "entered_l2";
+        case Outcome::vmrun_failed: return "vmrun_failed";
+        case Outcome::vmexit_to_l1: return "vmexit_to_l1";
+        case Outcome::handled_by_l0: return "handled_by_l0";
+        case Outcome::no_exit: return "no_exit";
+        case Outcome::exception: return "exception";
+        case Outcome::held_pending: return "held_pending";
+        case Outcome::smm_entered: return "smm_entered";
+        case Outcome::smm_left: return "smm_left";
+        case Outcome::restored: return "restored";
+        case Outcome::shutdown: return "shutdown";
+    }
+    return "?";
+}
+
+Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::GuestMemory& memory, L0Config l0,
+           Options opts)
+    : cpu_(&cpu), profile_(&profile), mem_(&memory), l0_(l0), opts_(opts) {
+    for (unsigned w = 0; w < 6; ++w) vmcb01_.set_intercept_word(w, l0_.intercept_words[w]);
+    if (!opts_.intercept_smi) vmcb01_.set_intercept(ic::SMI, false);
+    vmcb01_.set(FieldId::asid, l0_.asid01);
+    if (l0_.npt) vmcb01_.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    // L0 allocates its maps all-ones (intercept everything) and clears the
+    // bits of what it passes through (kvm-nsvm.md §6.1).
+    msrpm01_.fill(0xFF);
+    msrpm02_.fill(0xFF);
+    iopm01_.fill(0xFF);
+    for (std::uint8_t i = 0; i < l0_.passthrough_count; ++i) {
+        if (const auto b = cpu::msrpm_bit(l0_.passthrough_msrs[i])) {
+            msrpm01_[*b / 8] = static_cast<std::uint8_t>(msrpm01_[*b / 8] & ~(3U << (*b % 8)));
+        }
+    }
+    for (std::uint8_t i = 0; i < l0_.passthrough_port_count; ++i) {
+        const unsigned p = l0_.passthrough_ports[i];
+        iopm01_[p / 8] = static_cast<std::uint8_t>(iopm01_[p / 8] & ~(1U << (p % 8)));
+    }
+    vmcb01_.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
+    // A 64-bit L1 at CPL 0 with SVM enabled.
+    vmcb01_.set(FieldId::efer, arch::efer::SCE | arch::efer::LME | arch::efer::LMA | arch::efer::NXE |
+                                   arch::efer::SVME);
+    vmcb01_.set(FieldId::cr0, 0x80050033);
+    vmcb01_.set(FieldId::cr4, 0x6F0 | arch::cr4::PAE);
+    vmcb01_.set(FieldId::cr3, 0x1000);
+    vmcb01_.set(FieldId::dr6, 0xFFFF0FF0);
+    vmcb01_.set(FieldId::dr7, 0x400);
+    vmcb01_.set(FieldId::rflags, 0x2);
+    vmcb01_.set(FieldId::g_pat, 0x0007040600070406ULL);
+    vmcb01_.set_segment(arch::Seg::cs, {0x8, 0xA9B, 0xFFFFFFFF, 0});
+    vmcb01_.set_segment(arch::Seg::ss, {0x10, 0xC93, 0xFFFFFFFF, 0});
+    vmcb01_.set_segment(arch::Seg::ds, {0x10, 0xC93, 0xFFFFFFFF, 0});
+    vmcb01_.set_segment(arch::Seg::es, {0x10, 0xC93, 0xFFFFFFFF, 0});
+}
+
+cpu::ExitFeatures Vcpu::exit_features() const noexcept {
+    return cpu::ExitFeatures{cpu_->has(checks::Feature::nrip_save),
+                             cpu_->has(checks::Feature::decodeassists)};
+}
+
+void Vcpu::skip_l1_instruction(std::uint8_t len) noexcept {
+    vmcb01_.set(FieldId::rip, vmcb01_.get(FieldId::rip) + len);
+}
+
+bool Vcpu::write_vmcb12_field(FieldId id, std::uint64_t v) noexcept {
+    const auto& f = arch::info(id);
+    std::array<std::uint8_t, 8> b{};
+    arch::store_le(b, 0, f.width, v);
+    return mem_->write(vmcb12_gpa_ + f.offset, std::span<const std::uint8_t>(b.data(), f.width));
+}
+
+bool Vcpu::write_vmcb12_segment(arch::Seg s, const arch::Segment& v) noexcept {
+    std::array<std::uint8_t, 16> b{};
+    arch::store_le(b, 0, 2, v.selector);
+    arch::store_le(b, 2, 2, v.attrib);
+    arch::store_le(b, 4, 4, v.limit);
+    arch::store_le(b, 8, 8, v.base);
+    return mem_->write(vmcb12_gpa_ + arch::kSaveAreaOffset + 16 * static_cast<std::size_t>(s), b);
+}
+
+const char* Vcpu::check_invariants() const noexcept {
+    if (mode_ == Mode::l2) {
+        // L0's intercepts are a subset of vmcb02's (an L1 cannot switch off
+        // what L0 needs).
+        for (unsigned w = 0; w < 6; ++w) {
+            std::uint32_t l0w = vmcb01_.intercept_word(w);
+            if (!opts_.intercept_smi && w == 3) l0w &= ~(1U << (ic::SMI % 32));
+            if ((l0w & ~vmcb02_.intercept_word(w)) != 0) return "an L0 intercept is missing from vmcb02";
+        }
+        // Every MSR L0 intercepts is intercepted in the map vmcb02 uses.
+        const auto map02 = vmcb02_msrpm();
+        for (std::size_t i = 0; i < cpu::kMsrpmSize; ++i) {
+            if ((msrpm01_[i] & ~map02[i]) != 0) return "an MSR L0 intercepts is passed through in vmcb02's MSRPM";
+        }
+        if ((vmcb02_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) == 0)
+            return "vmcb02 runs L2 without V_INTR_MASKING";
+        if ((vmcb02_.get(FieldId::int_ctl) & (arch::int_ctl::AVIC_ENABLE | arch::int_ctl::X2AVIC_ENABLE)) != 0)
+            return "AVIC enabled in vmcb02";
+        if (!gif_) return "GIF = 0 while L2 runs";
+        if (smm_) return "guest mode while in SMM";
+    }
+    return nullptr;
+}
+
+}  // namespace nsvm::nested

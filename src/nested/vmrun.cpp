@@ -1,0 +1,351 @@
+// L1's VMRUN, emulated by L0 (kvm-nsvm.md §3, APM 15.5.1):
+//   vmrun_gates -> copy_vmcb12_to_cache -> check_cache -> prepare_vmcb02
+//   -> load_l2_cr3 -> merge_msrpm -> commit_guest_mode
+// Nothing architectural changes before every phase has passed: vmcb02 is
+// prepared into scratch_, the merged MSRPM into msrpm_scratch_. Every
+// failure goes through fail_vmrun().
+#include <algorithm>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/checks/evaluate.hpp"
+#include "nsvm/nested/vcpu.hpp"
+
+namespace nsvm::nested {
+namespace ic = arch::intercept;
+namespace ec = arch::exit_code;
+using arch::FieldId;
+using checks::Feature;
+
+namespace {
+constexpr std::uint8_t kVmrunLength = 3;  // 0F 01 D8
+constexpr std::uint64_t kTscRatioDefault = std::uint64_t{1} << 32;
+__extension__ typedef __int128 i128;  // the 64x32 product of §6.3 needs 96 bits
+
+/// kvm-nsvm.md §6.3: L2's offset over L1's, scaled by L2's multiplier.
+std::uint64_t compose_tsc_offset(std::uint64_t l1_offset, std::uint64_t l2_offset, std::uint64_t l2_ratio) noexcept {
+    if (l2_ratio == kTscRatioDefault) return l1_offset + l2_offset;
+    const i128 scaled = (static_cast<i128>(static_cast<std::int64_t>(l1_offset)) * l2_ratio) >> 32;
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(scaled)) + l2_offset;
+}
+}  // namespace
+
+bool Vcpu::l1_instruction_gates(StepResult& r, bool check_rax) const noexcept {
+    if (mode_ != Mode::l1) {
+        // The model's contract: L1 instructions only while L1 runs.
+        r.outcome = mode_ == Mode::shutdown ? Outcome::shutdown : Outcome::exception;
+        r.vector = 6;
+        r.note = mode_ == Mode::shutdown ? "the vCPU is shut down" : "L1 is not running (L2 is)";
+        return false;
+    }
+    // APM 15.4/15.5.1: #UD without EFER.SVME or outside protected mode, then
+    // #GP(0) for CPL != 0 and for an unaligned or too-wide rAX.
+    const std::uint64_t efer = vmcb01_.get(FieldId::efer);
+    if ((efer & arch::efer::SVME) == 0 || (vmcb01_.get(FieldId::cr0) & arch::cr0::PE) == 0) {
+        r.outcome = Outcome::exception;
+        r.vector = 6;
+        r.note = "EFER.SVME = 0 or not in protected mode: #UD";
+        return false;
+    }
+    if (vmcb01_.get(FieldId::cpl) != 0) {
+        r.outcome = Outcome::exception;
+        r.vector = 13;
+        r.note = "CPL != 0: #GP(0)";
+        return false;
+    }
+    if (check_rax) {
+        const std::uint64_t rax = vmcb01_.get(FieldId::rax);
+        if ((rax & 0xFFF) != 0 || (rax & cpu_->reserved_pa_bits()) != 0) {
+            r.outcome = Outcome::exception;
+            r.vector = 13;
+            r.note = "rAX is not a 4 KiB aligned legal physical address: #GP(0)";
+            return false;
+        }
+    }
+    return true;
+}
+
+bool Vcpu::vmrun_gates(StepResult& r) const noexcept {
+    if (mode_ == Mode::l1 && smm_) {
+        // APM 15.5: VMRUN in SMM is undefined; KVM injects #UD.
+        r.outcome = Outcome::exception;
+        r.vector = 6;
+        r.note = "VMRUN in SMM: #UD";
+        return false;
+    }
+    if (!l1_instruction_gates(r, true)) return false;
+    if (profile_->hsave_zero_gp && hsave_pa_ == 0) {
+        r.outcome = Outcome::exception;
+        r.vector = 13;
+        r.note = "VM_HSAVE_PA = 0: #GP(0) (KVM)";
+        return false;
+    }
+    return true;
+}
+
+bool Vcpu::copy_vmcb12_to_cache(std::uint64_t gpa) noexcept {
+    // The only read of vmcb12 for this VMRUN (CVE-2021-29657: a second read
+    // after the checks would let L1 change what was checked).
+    const std::uint64_t before = mem_->watched_reads();
+    const bool ok = mem_->read_vmcb(gpa, cache_);
+    vmcb12_reads_ = mem_->watched_reads() - before;
+    if (ok) sanitize_cache();
+    return ok;
+}
+
+void Vcpu::sanitize_cache() noexcept {
+    // kvm: NP_ENABLE is dropped before the checks when the CPU offers no NPT.
+    if (profile_->np_without_feature == checks::NpWithoutFeature::sanitized && !cpu_->has(Feature::npt)) {
+        cache_.set(FieldId::misc_ctl, cache_.get(FieldId::misc_ctl) & ~arch::misc_ctl::NP_ENABLE);
+    }
+}
+
+const checks::Check* Vcpu::check_cache() const noexcept {
+    // The catalogue's control, save and event stages on the cache (the
+    // memory stage, PDPEs, belongs to load_l2_cr3). With KVM, a CR3 above
+    // MAXPHYADDR outside long mode is found late, by nested_svm_load_cr3
+    // (kvm-nsvm.md §2.4), so that check is deferred to load_l2_cr3 too.
+    const checks::Context ctx{cache_, *cpu_, *profile_, nullptr, nullptr};
+    const std::uint64_t efer = cache_.get(FieldId::efer), cr0 = cache_.get(FieldId::cr0);
+    const bool defer_cr3 = profile_->cr3_late_failure && !((efer & arch::efer::LME) && (cr0 & arch::cr0::PG));
+    for (const auto& c : checks::catalogue()) {
+        if (c.stage < checks::Stage::control || c.stage > checks::Stage::event) continue;
+        if ((c.profiles & checks::mask_of(profile_->id)) == 0) continue;
+        if (defer_cr3 && c.id == "cr3.mbz") continue;
+        if (c.violated(ctx)) return &c;
+    }
+    return nullptr;
+}
+
+void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
+    using namespace arch;
+    // kvm-nsvm.md §6.5: vmcb02 intercepts = L0's | L1's. KVM also drops
+    // L0's CR8-write intercept when L1 uses V_INTR_MASKING; the model keeps
+    // it, so "L0's intercepts are a subset of vmcb02's" always holds.
+    for (unsigned w = 0; w < 6; ++w) out.set_intercept_word(w, vmcb01_.intercept_word(w) | cache_.intercept_word(w));
+    if (!opts_.intercept_smi && !cache_.intercept(ic::SMI)) out.set_intercept(ic::SMI, false);
+    // VMLOAD/VMSAVE stay intercepted unless virtual VMLOAD/VMSAVE may be
+    // used for L2: offered to L1, enabled by L1, nested paging on
+    // (nested_vmcb_needs_vls_intercept; CVE-2021-3656).
+    const bool vls = cpu_->has(Feature::v_vmsave_vmload) && l0_.npt &&
+                     (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0 &&
+                     (cache_.get(FieldId::misc_ctl2) & misc_ctl2::V_VMSAVE_VMLOAD) != 0;
+    if (!vls) {
+        out.set_intercept(ic::VMLOAD);
+        out.set_intercept(ic::VMSAVE);
+    }
+    std::uint64_t ext = vls ? misc_ctl2::V_VMSAVE_VMLOAD : 0;
+    if (cpu_->has(Feature::lbrv)) ext |= cache_.get(FieldId::misc_ctl2) & misc_ctl2::LBR_VIRT;
+    out.set(FieldId::misc_ctl2, ext);
+
+    // L0's own maps; the merged MSRPM replaces L0's when L1 sets MSR_PROT.
+    out.set(FieldId::iopm_base_pa, 0);
+    out.set(FieldId::msrpm_base_pa, 0);
+    // §6.3 TSC offset composed (ratio in tsc_ratio02_).
+    const std::uint64_t l2_ratio = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
+    out.set(FieldId::tsc_offset,
+            compose_tsc_offset(vmcb01_.get(FieldId::tsc_offset), cache_.get(FieldId::tsc_offset), l2_ratio));
+    // L0's ASID for L2; L1's ASID is only checked. KVM flushes on every
+    // nested transition (nested_svm_transition_tlb_flush): FLUSH_ASID here.
+    out.set(FieldId::asid, l0_.asid02);
+    out.set(FieldId::tlb_ctl, tlb_ctl::FLUSH_ASID);
+
+    // §6.4 int_ctl: only the bits L1 may control; V_INTR_MASKING from
+    // vmcb01 (always on); AVIC never (CVE-2021-3653).
+    std::uint64_t b12 = int_ctl::V_TPR | int_ctl::V_IRQ | int_ctl::V_INTR_PRIO | int_ctl::V_IGN_TPR;
+    const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
+    if (cpu_->has(Feature::vgif) && (i12 & int_ctl::V_GIF_ENABLE)) b12 |= int_ctl::V_GIF | int_ctl::V_GIF_ENABLE;
+    if (cpu_->has(Feature::vnmi) && (i12 & int_ctl::V_NMI_ENABLE))
+        b12 |= int_ctl::V_NMI_PENDING | int_ctl::V_NMI_ENABLE | int_ctl::V_NMI_BLOCKING;
+    out.set(FieldId::int_ctl, (i12 & b12) | int_ctl::V_INTR_MASKING);
+    out.set(FieldId::int_vector, cache_.get(FieldId::int_vector));
+    out.set(FieldId::int_state, cache_.get(FieldId::int_state));
+    out.set(FieldId::event_inj, cache_.get(FieldId::event_inj));
+    out.set(FieldId::event_inj_err, cache_.get(FieldId::event_inj_err));
+    // next_rip: L1's value when NRIPS is offered to it (§3 step 10).
+    out.set(FieldId::next_rip, opts_.nrips ? cache_.get(FieldId::next_rip) : cache_.get(FieldId::rip));
+    // Nested paging: vmcb02 always walks L0's tables (for L1's nCR3 L0
+    // builds a shadow NPT over its own); the model keeps L0's NP bit.
+    out.set(FieldId::misc_ctl, vmcb01_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE);
+    out.set(FieldId::nested_cr3, 0);
+    // Pause filter (post-series): L1's values when offered, else 0.
+    out.set(FieldId::pause_filter_count,
+            cpu_->has(Feature::pausefilter) ? cache_.get(FieldId::pause_filter_count) : 0);
+    out.set(FieldId::pause_filter_thresh,
+            cpu_->has(Feature::pfthreshold) ? cache_.get(FieldId::pause_filter_thresh) : 0);
+}
+
+void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
+    using namespace arch;
+    for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr}) out.set_segment(s, cache_.segment(s));
+    // VMLOAD state is not loaded by VMRUN (APM 15.5.1): L2 sees what L1 VMLOADed.
+    for (Seg s : {Seg::fs, Seg::gs, Seg::ldtr, Seg::tr}) out.set_segment(s, vmcb01_.segment(s));
+    for (FieldId f : {FieldId::star, FieldId::lstar, FieldId::cstar, FieldId::sfmask, FieldId::kernel_gs_base,
+                      FieldId::sysenter_cs, FieldId::sysenter_esp, FieldId::sysenter_eip})
+        out.set(f, vmcb01_.get(f));
+    out.set(FieldId::cpl, cache_.get(FieldId::cpl));
+    out.set(FieldId::rflags, cache_.get(FieldId::rflags) | rflags::FIXED1);
+    out.set(FieldId::efer, cache_.get(FieldId::efer) | efer::SVME);  // hardware VMCB always has SVME
+    out.set(FieldId::cr0, cache_.get(FieldId::cr0));
+    out.set(FieldId::cr3, cache_.get(FieldId::cr3));
+    out.set(FieldId::cr4, cache_.get(FieldId::cr4));
+    out.set(FieldId::cr2, cache_.get(FieldId::cr2));
+    out.set(FieldId::rax, cache_.get(FieldId::rax));
+    out.set(FieldId::rsp, cache_.get(FieldId::rsp));
+    out.set(FieldId::rip, cache_.get(FieldId::rip));
+    out.set(FieldId::dr7, cache_.get(FieldId::dr7) | dr7::kFixed1);
+    out.set(FieldId::dr6, cache_.get(FieldId::dr6) | dr6::kFixed1);
+    // gPAT: L2's own with nested paging (it is L2's PAT then), else L1's.
+    const bool nnpt = (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
+    out.set(FieldId::g_pat, nnpt ? cache_.get(FieldId::g_pat) : vmcb01_.get(FieldId::g_pat));
+    if (cpu_->has(Feature::lbrv) && (cache_.get(FieldId::misc_ctl2) & misc_ctl2::LBR_VIRT)) {
+        for (FieldId f : {FieldId::dbgctl, FieldId::br_from, FieldId::br_to, FieldId::last_excp_from,
+                          FieldId::last_excp_to})
+            out.set(f, cache_.get(f));
+    }
+}
+
+void Vcpu::prepare_vmcb02(arch::Vmcb& out) const noexcept {
+    out = arch::Vmcb{};
+    prepare_vmcb02_control(out);
+    prepare_vmcb02_save(out);
+}
+
+FailReason Vcpu::load_l2_cr3(const arch::Vmcb& prepared) const noexcept {
+    using namespace arch;
+    // kvm-nsvm.md §2.4 / nested_svm_load_cr3: CR3 must be a legal GPA in
+    // every mode (the catalogue checks it early only in long mode).
+    const std::uint64_t cr3v = prepared.get(FieldId::cr3);
+    if (profile_->cr3_late_failure && (cr3v & cpu_->reserved_pa_bits()) != 0) return FailReason::illegal_l2_cr3;
+    // APM 15.5.1 step 5: legacy PAE paging without nested paging loads the
+    // four PDPEs; an unreadable PDPT or a reserved bit fails the VMRUN.
+    const std::uint64_t cr0v = prepared.get(FieldId::cr0), cr4v = prepared.get(FieldId::cr4);
+    const bool long_mode = (prepared.get(FieldId::efer) & efer::LME) && (cr0v & cr0::PG);
+    const bool pae_paging = (cr0v & cr0::PG) && (cr4v & cr4::PAE) && !long_mode;
+    const bool nnpt = (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
+    if (!pae_paging || nnpt || !profile_->pdpe_check) return FailReason::none;
+    const std::uint64_t rsv = bits(2, 1) | bits(8, 5) | cpu_->reserved_pa_bits();
+    for (unsigned i = 0; i < 4; ++i) {
+        std::uint64_t pdpe = 0;
+        if (!mem_->read_u64((cr3v & bits(31, 5)) + 8 * i, pdpe)) return FailReason::unreadable_pdpe;
+        if ((pdpe & 1) && (pdpe & rsv)) return FailReason::illegal_pdpe;
+    }
+    return FailReason::none;
+}
+
+bool Vcpu::merge_msrpm(std::array<std::uint8_t, cpu::kMsrpmSize>& out) const noexcept {
+    // kvm-nsvm.md §6.1: everything intercepted, except the MSRs L0 passes
+    // through, which L0 intercepts iff L1 does. Only those bytes of L1's
+    // map are read; a read failure fails the VMRUN.
+    out.fill(0xFF);
+    const std::uint64_t base = cpu::page_of(cache_.get(FieldId::msrpm_base_pa));
+    for (std::uint8_t i = 0; i < l0_.passthrough_count; ++i) {
+        const auto b = cpu::msrpm_bit(l0_.passthrough_msrs[i]);
+        if (!b) continue;
+        std::uint8_t l1 = 0;
+        if (!mem_->read_u8(base + *b / 8, l1)) return false;
+        const std::uint8_t two = static_cast<std::uint8_t>(3U << (*b % 8));
+        const std::uint8_t merged = static_cast<std::uint8_t>((msrpm01_[*b / 8] | l1) & two);
+        out[*b / 8] = static_cast<std::uint8_t>((out[*b / 8] & ~two) | merged);
+    }
+    return true;
+}
+
+void Vcpu::commit_guest_mode(std::uint64_t gpa) noexcept {
+    vmcb02_ = scratch_;
+    if (use_msrpm_scratch_) msrpm02_ = msrpm_scratch_;
+    use_msrpm02_ = use_msrpm_scratch_;
+    tsc_ratio02_ = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
+    vmcb12_gpa_ = gpa;
+    mode_ = Mode::l2;
+    // APM 15.5.1 step 7: GIF = 1 once everything is loaded.
+    gif_ = true;
+    // Step 8: the EVENTINJ event is taken before the first L2 instruction;
+    // hardware clears EVENTINJ.V once delivered.
+    vmcb02_.set(FieldId::event_inj, 0);
+    vmcb02_.set(FieldId::event_inj_err, 0);
+    cache_.set(FieldId::event_inj, 0);
+    cache_.set(FieldId::event_inj_err, 0);
+}
+
+StepResult Vcpu::enter_nested(std::uint64_t gpa, bool from_vmrun) noexcept {
+    prepare_vmcb02(scratch_);
+    (void)from_vmrun;  // PDPEs are (re)loaded on VMRUN and on RSM alike in this model
+    if (const FailReason fr = load_l2_cr3(scratch_); fr != FailReason::none) return fail_vmrun(fr, nullptr, &scratch_);
+    use_msrpm_scratch_ = cache_.intercept(ic::MSR_PROT);
+    if (use_msrpm_scratch_ && !merge_msrpm(msrpm_scratch_))
+        return fail_vmrun(FailReason::msrpm_unreadable, nullptr, &scratch_);
+    commit_guest_mode(gpa);
+    StepResult r;
+    r.outcome = Outcome::entered_l2;
+    r.note = "vmcb02 committed; GIF = 1";
+    return r;
+}
+
+StepResult Vcpu::l1_vmrun() noexcept {
+    StepResult r;
+    if (!vmrun_gates(r)) return r;
+    const std::uint64_t gpa = vmcb01_.get(FieldId::rax);
+    if (!copy_vmcb12_to_cache(gpa)) {
+        // KVM: mapping vmcb12 fails -> #GP(0) to L1 (nested_svm_vmrun).
+        r.outcome = Outcome::exception;
+        r.vector = 13;
+        r.note = "vmcb12 is not backed memory: #GP(0)";
+        return r;
+    }
+    // L1 resumes after VMRUN whatever happens next (#VMEXIT returns there).
+    skip_l1_instruction(kVmrunLength);
+    vmcb12_gpa_ = gpa;
+    if (const checks::Check* c = check_cache()) return fail_vmrun(FailReason::consistency_check, c, nullptr);
+    return enter_nested(gpa, true);
+}
+
+StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const arch::Vmcb* prepared) noexcept {
+    using namespace arch;
+    // vmcb12 gets the exit fields (APM 15.6; kvm-nsvm.md §4). Written field
+    // by field: vmcb12 is never read again.
+    if (prepared != nullptr && profile_->id == checks::ProfileId::kvm) {
+        // KVM fails late through a full nested_svm_vmexit, writing vmcb12's
+        // save fields from the just-prepared vmcb02 (§4b).
+        cpu::ExitInfo err{};
+        err.code = ec::INVALID;
+        const arch::Vmcb live = vmcb02_;
+        vmcb02_ = *prepared;
+        sync_vmcb02_to_vmcb12(err);
+        vmcb02_ = live;  // nothing of the failed entry stays live
+    } else if (profile_->failure_writeback == checks::FailureWriteback::host_state) {
+        // qemu/bochs: the state live at the failure is L1's (checks run
+        // before any guest state is loaded in this model).
+        for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr})
+            (void)write_vmcb12_segment(s, vmcb01_.segment(s));
+        for (FieldId f : {FieldId::efer, FieldId::cr0, FieldId::cr3, FieldId::cr4, FieldId::rflags, FieldId::rip,
+                          FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
+            (void)write_vmcb12_field(f, vmcb01_.get(f));
+    }
+    // The pre-fix KVM early path (kvm-nsvm.md §4a baseline) wrote the exit
+    // fields and returned: GIF unchanged, EVENTINJ untouched, no #VMEXIT
+    // bookkeeping on L1's state.
+    const bool pre_fix = opts_.pre_fix_gif_bug && reason == FailReason::consistency_check;
+    (void)write_vmcb12_field(FieldId::exit_code, profile_->exit_code_32bit ? ec::INVALID_32 : ec::INVALID);
+    (void)write_vmcb12_field(FieldId::exit_info_1, 0);
+    (void)write_vmcb12_field(FieldId::exit_info_2, 0);
+    if (profile_->eventinj_cleared_on_failure && !pre_fix) {
+        (void)write_vmcb12_field(FieldId::event_inj, 0);
+        (void)write_vmcb12_field(FieldId::event_inj_err, 0);
+    }
+    // GIF = 0: every #VMEXIT, VMEXIT_INVALID included, clears it (APM 15.6).
+    if (!pre_fix && profile_->clear_gif_on_failure) gif_ = false;
+    if (!pre_fix) restore_l1_from_vmcb01();
+    const bool keep_gif = pre_fix;
+    StepResult r;
+    r.outcome = Outcome::vmrun_failed;
+    r.owner = Owner::l1;
+    r.exit_code = profile_->exit_code_32bit ? ec::INVALID_32 : ec::INVALID;
+    r.reason = reason;
+    r.failed_check = check;
+    r.note = keep_gif ? "pre-fix KVM: GIF left unchanged" : "GIF = 0";
+    return r;
+}
+
+}  // namespace nsvm::nested

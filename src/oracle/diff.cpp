@@ -1,0 +1,211 @@
+// Field-by-field comparison of model and oracle (diff.hpp).
+#include "nsvm/oracle/diff.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+
+namespace nsvm::oracle {
+
+using arch::FieldId;
+
+namespace {
+
+constexpr std::array kKnown = {
+    KnownDivergence{Backend::qemu, "exit_int_info", "qemu.exit_int_info_on_failure",
+                    "QEMU 7.2 copies EVENTINJ into EXITINTINFO on every #VMEXIT, VMEXIT_INVALID included "
+                    "(svm_helper.c do_vmexit; reference/oracles.md 'QEMU failure path'); the qemu profile has no "
+                    "knob for it yet"},
+    KnownDivergence{Backend::qemu, "exit_info_2", "qemu.exit_info_2_kept_on_early_failure",
+                    "QEMU 7.2 clears EXITINFO2 only after the control and CR checks, so an early VMEXIT_INVALID "
+                    "keeps the VMCB's old EXITINFO2 (reference/oracles.md 'QEMU failure path')"},
+};
+
+std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
+
+const KnownDivergence* known(Backend b, std::string_view id) {
+    for (const auto& k : kKnown)
+        if (k.backend == b && k.id == id) return &k;
+    return nullptr;
+}
+
+}  // namespace
+
+std::span<const KnownDivergence> known_divergences() noexcept { return kKnown; }
+
+std::string_view outcome_name(Outcome o) noexcept {
+    switch (o) {
+        case Outcome::agree: return "agree";
+        case Outcome::differ: return "differ";
+        case Outcome::cannot_run: return "cannot_run";
+    }
+    return "?";
+}
+
+VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backend backend,
+                   const checks::Profile& profile) {
+    VectorDiff d;
+    d.id = v.id;
+    d.model_path = p.path;
+    d.checks = v.checks;
+    for (const auto& c : p.failing_checks)
+        if (std::find(d.checks.begin(), d.checks.end(), c) == d.checks.end()) d.checks.push_back(c);
+
+    if (r.status == Status::cannot_run) {
+        if (p.status == Status::cannot_run) {
+            d.outcome = Outcome::agree;  // the model expects the hang the oracle saw
+            d.reason = r.reason;
+            return d;
+        }
+        d.outcome = Outcome::cannot_run;
+        d.reason = r.reason;
+        return d;
+    }
+    auto add = [&](std::string field, std::string model, std::string oracle, const KnownDivergence* k = nullptr) {
+        FieldDiff f{std::move(field), std::move(model), std::move(oracle), k != nullptr,
+                    k ? std::string(k->id) + ": " + std::string(k->reason) : std::string{}};
+        d.fields.push_back(std::move(f));
+    };
+
+    if (p.status != r.status) {
+        std::string ms(status_name(p.status)), os(status_name(r.status));
+        if (p.status == Status::exception && p.exception_vector) ms += fmt::format(" (vector {})", *p.exception_vector);
+        if (r.status == Status::exception) os += fmt::format(" (vector {})", r.exception_vector);
+        if (p.status == Status::vmexit && p.exit_code) ms += fmt::format(" (exit {:#x})", *p.exit_code);
+        if (r.status == Status::vmexit) os += fmt::format(" (exit {:#x})", r.exit_code());
+        add("status", ms, os);
+    } else if (r.status == Status::exception) {
+        if (p.exception_vector && *p.exception_vector != r.exception_vector)
+            add("exception.vector", std::to_string(*p.exception_vector), std::to_string(r.exception_vector));
+    } else {
+        if (p.exit_code && *p.exit_code != r.exit_code()) add("exit_code", hex(*p.exit_code), hex(r.exit_code()));
+        if (p.exit_info_1 && *p.exit_info_1 != r.exit_info_1())
+            add("exit_info_1", hex(*p.exit_info_1), hex(r.exit_info_1()));
+        if (p.exit_info_2 && *p.exit_info_2 != r.exit_info_2()) {
+            const KnownDivergence* k = nullptr;
+            if (!p.vmrun_valid && r.exit_info_2() == v.vmcb.get(FieldId::exit_info_2))
+                k = known(backend, "qemu.exit_info_2_kept_on_early_failure");
+            add("exit_info_2", hex(*p.exit_info_2), hex(r.exit_info_2()), k);
+        }
+        // EXITINTINFO: APM 15.7.2, zero unless an event was being delivered.
+        // The model predicts it for program exits; on a failed VMRUN the APM
+        // says nothing, and we expect zero (what Bochs and hardware do).
+        const std::uint32_t want_eii = p.exit_int_info.value_or(0);
+        if ((p.exit_int_info || !p.vmrun_valid) && want_eii != r.exit_int_info()) {
+            const KnownDivergence* k = nullptr;
+            if (!p.vmrun_valid && r.exit_int_info() == static_cast<std::uint32_t>(v.vmcb.get(FieldId::event_inj)))
+                k = known(backend, "qemu.exit_int_info_on_failure");
+            add("exit_int_info", hex(want_eii), hex(r.exit_int_info()), k);
+        }
+        if (p.guest_rax && *p.guest_rax != r.vmcb.get(FieldId::rax))
+            add("save.rax", hex(*p.guest_rax), hex(r.vmcb.get(FieldId::rax)));
+    }
+    if (p.gif && r.probe_ok && *p.gif != r.gif) add("gif", *p.gif ? "1" : "0", r.gif ? "1" : "0");
+    if (v.host.probe_gif && !r.probe_ok) add("gif_probe", "interrupt taken", "probe interrupt never arrived");
+
+    // What the emulator wrote into the VMCB beyond the exit fields.
+    if (r.status == Status::vmexit) {
+        static constexpr std::array kExitFields = {FieldId::exit_code, FieldId::exit_info_1, FieldId::exit_info_2,
+                                                   FieldId::exit_int_info, FieldId::exit_int_info_err};
+        bool save_written = false;
+        for (const auto& f : arch::kFields) {
+            if (std::find(kExitFields.begin(), kExitFields.end(), f.id) != kExitFields.end()) continue;
+            const auto a = v.vmcb.bytes(f.id);
+            const auto b = r.vmcb.bytes(f.id);
+            if (std::equal(a.begin(), a.end(), b.begin(), b.end())) continue;
+            d.written.emplace_back(f.name);
+            if (f.area() == arch::Area::save) save_written = true;
+            if (f.id == FieldId::next_rip && !profile.nrip_on_every_exit) {
+                // APM 15.7.1: nRIP is written only for instruction intercepts, and
+                // only with the NRIPS feature; never on VMEXIT_INVALID.
+                add("control.next_rip", hex(v.vmcb.get(FieldId::next_rip)), hex(r.vmcb.get(FieldId::next_rip)));
+            }
+        }
+        if (!p.vmrun_valid && save_written && profile.failure_writeback == checks::FailureWriteback::exit_fields_only)
+            add("save area", "untouched by a failed VMRUN", "written (see 'written')");
+    }
+    d.outcome = d.fields.empty() ? Outcome::agree : Outcome::differ;
+    return d;
+}
+
+void Summary::add(const VectorDiff& d) {
+    ++total;
+    const bool unexpl = d.unexplained();
+    switch (d.outcome) {
+        case Outcome::agree: ++agree; break;
+        case Outcome::cannot_run: ++cannot_run; break;
+        case Outcome::differ:
+            if (unexpl)
+                ++differ;
+            else
+                ++explained_only;
+            break;
+    }
+    for (const auto& f : d.fields)
+        if (f.explained) ++per_known[f.reason.substr(0, f.reason.find(':'))];
+    const auto tally = [&](CheckTally& t) {
+        switch (d.outcome) {
+            case Outcome::agree: ++t.agree; break;
+            case Outcome::cannot_run: ++t.cannot_run; break;
+            case Outcome::differ: unexpl ? ++t.differ : ++t.explained; break;
+        }
+    };
+    if (d.checks.empty()) tally(per_check["(none)"]);
+    for (const auto& c : d.checks) tally(per_check[c]);
+}
+
+std::string format_diff(const VectorDiff& d, bool verbose) {
+    if (d.outcome == Outcome::agree && !verbose) return {};
+    std::string s = fmt::format("{}: {}", d.id, outcome_name(d.outcome));
+    if (d.outcome == Outcome::differ && !d.unexplained()) s += " (explained)";
+    if (!d.checks.empty()) s += fmt::format("  [checks: {}]", fmt::join(d.checks, ", "));
+    s += "\n";
+    if (!d.reason.empty()) s += fmt::format("    oracle cannot run: {}\n", d.reason);
+    for (const auto& f : d.fields) {
+        s += fmt::format("    {:<18} model {:<22} oracle {}\n", f.field, f.model, f.oracle);
+        if (f.explained) s += fmt::format("      expected: {}\n", f.reason);
+    }
+    if (!d.model_path.empty() && (verbose || d.outcome == Outcome::differ))
+        s += fmt::format("    model: {}\n", d.model_path);
+    if (verbose && !d.written.empty()) s += fmt::format("    written: {}\n", fmt::join(d.written, " "));
+    return s;
+}
+
+std::string format_summary(const Summary& s) {
+    std::string out = fmt::format("{} vectors: {} agree, {} differ (unexplained), {} differ (explained only), "
+                                  "{} oracle cannot run\n",
+                                  s.total, s.agree, s.differ, s.explained_only, s.cannot_run);
+    out += fmt::format("{:<34} {:>7} {:>7} {:>9} {:>10}\n", "check", "agree", "differ", "explained", "cannot_run");
+    for (const auto& [id, t] : s.per_check)
+        out += fmt::format("{:<34} {:>7} {:>7} {:>9} {:>10}\n", id, t.agree, t.differ, t.explained, t.cannot_run);
+    if (!s.per_known.empty()) {
+        out += "known divergences seen:\n";
+        for (const auto& [id, n] : s.per_known) out += fmt::format("  {:<44} {}\n", id, n);
+    }
+    return out;
+}
+
+std::string to_json_line(const VectorDiff& d) {
+    nlohmann::ordered_json j;
+    j["id"] = d.id;
+    j["outcome"] = std::string(outcome_name(d.outcome));
+    j["unexplained"] = d.unexplained();
+    j["checks"] = d.checks;
+    if (!d.reason.empty()) j["reason"] = d.reason;
+    auto& fs = j["divergences"] = nlohmann::ordered_json::array();
+    for (const auto& f : d.fields) {
+        nlohmann::ordered_json e{{"field", f.field}, {"model", f.model}, {"oracle", f.oracle}, {"explained", f.explained}};
+        if (f.explained) e["reason"] = f.reason;
+        fs.push_back(std::move(e));
+    }
+    if (!d.model_path.empty()) j["model"] = d.model_path;
+    if (!d.written.empty()) j["written"] = d.written;
+    return j.dump();
+}
+
+}  // namespace nsvm::oracle

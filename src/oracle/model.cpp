@@ -1,0 +1,285 @@
+// The checks-based model of a vector (see model.hpp).
+#include "nsvm/oracle/model.hpp"
+
+#include <fmt/format.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/checks/evaluate.hpp"
+
+namespace nsvm::oracle {
+
+namespace ic = arch::intercept;
+namespace ec = arch::exit_code;
+using arch::FieldId;
+
+checks::HostState image_host_state(const Vector& v) {
+    // boot.S: CR0 = PG|ET|PE, CR4 = PAE, EFER = LME|LMA (+SVME in image_main).
+    checks::HostState h;
+    h.efer = arch::efer::LME | arch::efer::LMA | (v.host.svme ? arch::efer::SVME : 0);
+    h.cr0 = arch::cr0::PG | arch::cr0::ET | arch::cr0::PE;
+    h.cr4 = arch::cr4::PAE;
+    h.rflags = arch::rflags::FIXED1;
+    h.cpl = 0;
+    // The slot address is known only at run time; every slot is 8 KiB aligned
+    // and below 4 GiB, so any such address stands for it.
+    h.rax = v.host.vmrun_rax.value_or(NSVM_OR_SLOTS_PA);
+    h.address_size = 64;
+    h.vm_hsave_pa = v.host.hsave_pa.value_or(NSVM_OR_HSAVE_PA);
+    return h;
+}
+
+BackendModel model_for_backend(Backend b) {
+    switch (b) {
+        case Backend::qemu: return {"qemu-tcg", "qemu"};
+        case Backend::bochs: return {"bochs-ryzen", "bochs"};
+        case Backend::qemu_kvm: return {"zen4", "kvm"};
+    }
+    return {"zen4", "apm"};
+}
+
+namespace {
+
+/// Guest memory as the image lays it out, for the memory-stage checks (PAE
+/// PDPEs, APM 15.5.1 / apm-svm.md C21): only the paging structures the image
+/// builds are known; anything else is "not backed" (the check becomes a warning).
+class ImageMemory final : public checks::GuestMemory {
+public:
+    bool read_u64(std::uint64_t gpa, std::uint64_t& out) const override {
+        if (gpa >= NSVM_OR_PAE_PDPT_PA && gpa < NSVM_OR_PAE_PDPT_PA + 0x1000 && gpa % 8 == 0) {
+            const auto i = (gpa - NSVM_OR_PAE_PDPT_PA) / 8;
+            out = i < 4 ? (NSVM_OR_PML4_PA + 0x2000 + 0x1000 * i) | 1 : 0;
+            return true;
+        }
+        if (gpa >= NSVM_OR_PML4_PA + 0x1000 && gpa < NSVM_OR_PML4_PA + 0x2000 && gpa % 8 == 0) {
+            const auto i = (gpa - NSVM_OR_PML4_PA - 0x1000) / 8;
+            out = i < 4 ? (NSVM_OR_PML4_PA + 0x2000 + 0x1000 * i) | 7 : 0;
+            return true;
+        }
+        return false;
+    }
+};
+
+class ChecksModel final : public Model {
+public:
+    ChecksModel(checks::CpuModel cpu, const checks::Profile& p) : cpu_(std::move(cpu)), profile_(p) {}
+    const checks::Profile& profile() const noexcept override { return profile_; }
+    const checks::CpuModel& cpu() const noexcept override { return cpu_; }
+
+    Prediction predict(const Vector& v) const override {
+        Prediction p;
+        const auto host = image_host_state(v);
+        const ImageMemory mem;
+        const checks::Context ctx{v.vmcb, cpu_, profile_, &host, &mem};
+        const auto report = checks::evaluate(ctx);
+        for (const auto& f : report.failures) p.failing_checks.emplace_back(f.check->id);
+        switch (report.verdict) {
+            case checks::Verdict::ud:
+            case checks::Verdict::gp:
+                // An instruction gate: VMRUN never reads the VMCB, GIF is untouched.
+                p.status = Status::exception;
+                p.vmrun_valid = false;
+                p.exception_vector = report.verdict == checks::Verdict::ud ? 6 : 13;
+                p.gif = v.host.gif;
+                p.path = fmt::format("{} before the VMCB is read ({})",
+                                     report.verdict == checks::Verdict::ud ? "#UD" : "#GP(0)",
+                                     report.failures.front().check->id);
+                return p;
+            case checks::Verdict::vmexit_invalid:
+            case checks::Verdict::other_vmexit:
+                // APM 15.5.1: the failed checks end in #VMEXIT(VMEXIT_INVALID),
+                // EXITINFO1/2 zero; every #VMEXIT clears GIF (APM 15.17).
+                p.status = Status::vmexit;
+                p.vmrun_valid = false;
+                p.exit_code = report.exit_code;
+                p.exit_info_1 = 0;
+                p.exit_info_2 = 0;
+                p.gif = profile_.clear_gif_on_failure ? std::optional<bool>(false) : std::nullopt;
+                p.path = fmt::format("VMRUN fails its consistency checks: {}", fmt::join(p.failing_checks, ", "));
+                return p;
+            case checks::Verdict::valid: break;
+        }
+        p.vmrun_valid = true;
+        p.gif = false;  // APM 15.17: #VMEXIT clears GIF
+        predict_l2(v, p);
+        return p;
+    }
+
+private:
+    bool intercepted(const Vector& v, unsigned bit) const { return v.vmcb.intercept(bit); }
+
+    void exit_with(Prediction& p, std::uint64_t code, std::optional<std::uint64_t> i1 = 0,
+                   std::optional<std::uint64_t> i2 = 0) const {
+        p.status = Status::vmexit;
+        p.exit_code = code;
+        p.exit_info_1 = i1;
+        p.exit_info_2 = i2;
+        p.exit_int_info = 0;
+    }
+    void unknown(Prediction& p, std::string why) const {
+        p.status = Status::vmexit;
+        p.path += (p.path.empty() ? "" : "; ") + std::move(why) + " (exit not predicted)";
+    }
+
+    /// An exception raised by L2 (APM 15.12): intercepted -> #VMEXIT(0x40+vec);
+    /// otherwise delivered through the L2 IDT to the image's stub, which
+    /// executes "mov eax, vec; vmmcall".
+    void exception(const Vector& v, Prediction& p, unsigned vec, int depth) const {
+        if (intercepted(v, ic::exception(vec))) {
+            p.path += fmt::format("; exception {} intercepted", vec);
+            exit_with(p, ec::EXCP_BASE + vec, 0, 0);
+            return;
+        }
+        const auto idt = v.vmcb.get(FieldId::idtr_base);
+        if (idt != NSVM_OR_L2_IDT64_PA && idt != NSVM_OR_L2_IDT32_PA) {
+            unknown(p, fmt::format("exception {} goes to an L2 IDT the image did not build", vec));
+            return;
+        }
+        p.path += fmt::format("; exception {} through the L2 IDT to the stub", vec);
+        if (depth > 2) {
+            unknown(p, "nested exceptions");
+            return;
+        }
+        if (intercepted(v, ic::VMMCALL)) {
+            p.path += "; stub VMMCALL intercepted";
+            exit_with(p, ec::VMMCALL, 0, 0);
+            p.guest_rax = vec;
+            return;
+        }
+        // VMMCALL without its intercept is #UD (APM 15.23 / instruction reference).
+        exception(v, p, 6, depth + 1);
+    }
+
+    void predict_l2(const Vector& v, Prediction& p) const {
+        const auto ev = static_cast<std::uint32_t>(v.vmcb.get(FieldId::event_inj));
+        if (ev & arch::event::V) {
+            unknown(p, "an event is injected first");
+            return;
+        }
+        if (v.vmcb.get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING)) {
+            unknown(p, "a virtual interrupt is pending");
+            return;
+        }
+        if (v.vmcb.get(FieldId::rip) != program_entry(v.program)) {
+            unknown(p, "save.rip is not the program's entry");
+            return;
+        }
+        p.path = fmt::format("VMRUN succeeds; L2 runs {}", program_name(v.program));
+        const auto cs = v.vmcb.segment(arch::Seg::cs);
+        const bool lma = (v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0;
+        const bool code64 = lma && (cs.attrib & arch::seg_attr::L);
+        const bool code32 = !code64 && (cs.attrib & arch::seg_attr::DB);
+        const std::uint64_t rip = program_entry(v.program);
+        const auto next = [&] {
+            p.path += "; then VMMCALL";
+            if (intercepted(v, ic::VMMCALL)) {
+                exit_with(p, ec::VMMCALL, 0, 0);
+            } else {
+                exception(v, p, 6, 0);
+            }
+        };
+        const auto simple = [&](unsigned bit, std::uint64_t code) {
+            if (intercepted(v, bit)) {
+                exit_with(p, code, 0, 0);
+            } else {
+                next();
+            }
+        };
+        const auto rcx = v.regs[1];
+        const auto rdx = v.regs[2];
+        switch (v.program) {
+            case Program::vmmcall: next(); return;
+            case Program::hlt:
+                if (intercepted(v, ic::HLT)) {
+                    exit_with(p, ec::HLT, 0, 0);
+                } else {
+                    p.status = Status::cannot_run;
+                    p.path += "; HLT without its intercept halts L2 for good";
+                }
+                return;
+            case Program::cpuid: simple(ic::CPUID, ec::CPUID); return;
+            case Program::rdmsr:
+            case Program::wrmsr: {
+                const bool write = v.program == Program::wrmsr;
+                const auto msr = static_cast<std::uint32_t>(rcx);
+                if (intercepted(v, ic::MSR_PROT)) {
+                    // APM 15.11: MSRs outside the three ranges are always intercepted.
+                    const auto pos = msrpm_position(msr);
+                    bool hit = !pos.has_value();
+                    for (const auto& m : v.msrpm)
+                        if (m.msr == msr && (write ? m.write : m.read)) hit = true;
+                    if (hit) {
+                        exit_with(p, ec::MSR, write ? 1 : 0, 0);
+                        return;
+                    }
+                }
+                unknown(p, fmt::format("{} of MSR {:#x} reaches the emulator's MSR", write ? "WRMSR" : "RDMSR", msr));
+                return;
+            }
+            case Program::in:
+            case Program::out: {
+                const auto port = static_cast<std::uint16_t>(rdx);
+                if (intercepted(v, ic::IOIO_PROT)) {
+                    bool hit = false;
+                    for (auto q : v.iopm) hit |= q == port;
+                    if (hit) {
+                        // APM 15.10.2 Figure 15-2: port, size, address size, type.
+                        std::uint64_t info = std::uint64_t{port} << 16 | (1U << 4);
+                        info |= code64 ? (1U << 9) : code32 ? (1U << 8) : (1U << 7);
+                        if (v.program == Program::in) info |= 1;
+                        exit_with(p, ec::IOIO, info, rip + 1);
+                        return;
+                    }
+                }
+                unknown(p, fmt::format("port {:#x} is not intercepted", port));
+                return;
+            }
+            case Program::ud2: exception(v, p, 6, 0); return;
+            case Program::int3: exception(v, p, 3, 0); return;
+            case Program::div0: exception(v, p, 0, 0); return;
+            case Program::load:
+            case Program::store: {
+                const auto gpa = v.regs[3];
+                const bool np = (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) &&
+                                (cpu_.has(checks::Feature::npt) ||
+                                 profile_.np_without_feature == checks::NpWithoutFeature::honoured);
+                if (np && gpa >= (std::uint64_t{1} << 30)) {
+                    // layout.h: the nested tables map only the first 1 GiB.
+                    exit_with(p, ec::NPF, std::nullopt, gpa);
+                    p.path += "; the access misses the nested page table";
+                    return;
+                }
+                next();
+                return;
+            }
+            case Program::stgi: simple(ic::STGI, ec::STGI); return;
+            case Program::clgi: simple(ic::CLGI, ec::CLGI); return;
+            case Program::vmload: simple(ic::VMLOAD, ec::VMLOAD); return;
+            case Program::vmsave: simple(ic::VMSAVE, ec::VMSAVE); return;
+            case Program::vmrun: simple(ic::VMRUN, ec::VMRUN); return;
+            case Program::rdtsc: simple(ic::RDTSC, ec::RDTSC); return;
+            case Program::pause:
+                if (intercepted(v, ic::PAUSE) && cpu_.has(checks::Feature::pausefilter) &&
+                    v.vmcb.get(FieldId::pause_filter_count) != 0) {
+                    unknown(p, "PAUSE filter count is not zero");
+                    return;
+                }
+                simple(ic::PAUSE, ec::PAUSE);
+                return;
+            case Program::invd: simple(ic::INVD, ec::INVD); return;
+            case Program::wbinvd: simple(ic::WBINVD, ec::WBINVD); return;
+        }
+    }
+
+    checks::CpuModel cpu_;
+    const checks::Profile& profile_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile) {
+    return std::make_unique<ChecksModel>(std::move(cpu), profile);
+}
+
+}  // namespace nsvm::oracle

@@ -1,0 +1,442 @@
+// Oracle runners: slot encoding, the batch engine, image building, and the
+// QEMU backends (TCG and KVM). Bochs is in runner_bochs.cpp.
+#include "nsvm/oracle/runner.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "batch.hpp"
+#include "nsvm/arch/le.hpp"
+#include "process.hpp"
+
+namespace nsvm::oracle {
+
+namespace fs = std::filesystem;
+using arch::load_le;
+using arch::store_le;
+
+std::string_view backend_name(Backend b) noexcept {
+    switch (b) {
+        case Backend::qemu: return "qemu";
+        case Backend::bochs: return "bochs";
+        case Backend::qemu_kvm: return "qemu-kvm";
+    }
+    return "?";
+}
+
+nsvm::expected<Backend, std::string> find_backend(std::string_view name) {
+    if (name == "qemu" || name == "qemu-tcg") return Backend::qemu;
+    if (name == "bochs") return Backend::bochs;
+    if (name == "qemu-kvm" || name == "kvm") return Backend::qemu_kvm;
+    return nsvm::unexpected(fmt::format("unknown backend \"{}\" (known: qemu, bochs, qemu-kvm)", name));
+}
+
+// ------------------------------------------------------------------ slots
+
+nsvm::expected<void, std::string> encode_slot(const Vector& v, std::span<std::uint8_t> slot) {
+    if (slot.size() < NSVM_OR_SLOT_SIZE) return nsvm::unexpected(std::string("slot too small"));
+    auto patches = map_patches(v);
+    if (!patches) return nsvm::unexpected(patches.error());
+    const auto& page = v.vmcb.page();
+    std::copy(page.begin(), page.end(), slot.begin());
+    auto d = slot.subspan(NSVM_OR_DESC_OFFSET, 0x1000);
+    std::fill(d.begin(), d.end(), std::uint8_t{0});
+    std::uint32_t flags = 0;
+    if (!v.host.gif) flags |= NSVM_OR_F_GIF0;
+    if (!v.host.svme) flags |= NSVM_OR_F_NO_SVME;
+    if (v.host.vmrun_rax) flags |= NSVM_OR_F_RAX;
+    if (v.host.hsave_pa) flags |= NSVM_OR_F_HSAVE;
+    if (!v.host.probe_gif) flags |= NSVM_OR_F_NO_PROBE;
+    store_le(d, NSVM_OR_D_MAGIC, 4, NSVM_OR_VEC_MAGIC);
+    store_le(d, NSVM_OR_D_PROGRAM, 4, static_cast<std::uint32_t>(v.program));
+    store_le(d, NSVM_OR_D_FLAGS, 4, flags);
+    store_le(d, NSVM_OR_D_NPATCH, 4, patches->size());
+    store_le(d, NSVM_OR_D_RAX, 8, v.host.vmrun_rax.value_or(0));
+    store_le(d, NSVM_OR_D_HSAVE, 8, v.host.hsave_pa.value_or(0));
+    for (std::size_t r = 0; r < 16; ++r) store_le(d, NSVM_OR_D_REGS + 8 * r, 8, v.regs[r]);
+    for (std::size_t k = 0; k < patches->size(); ++k) {
+        const auto& p = (*patches)[k];
+        store_le(d, NSVM_OR_D_PATCHES + 8 * k, 4, (std::uint64_t{p.map} << 24) | p.offset);
+        store_le(d, NSVM_OR_D_PATCHES + 8 * k + 4, 4, p.value);
+    }
+    return {};
+}
+
+Result decode_slot(const Vector& v, std::span<const std::uint8_t> slot) {
+    Result r;
+    r.id = v.id;
+    const auto d = slot.subspan(NSVM_OR_DESC_OFFSET, 0x1000);
+    if (load_le(d, NSVM_OR_R_MAGIC, 4) != NSVM_OR_RES_MAGIC) {
+        r.status = Status::cannot_run;
+        r.reason = "the image left no result for this vector";
+        return r;
+    }
+    arch::Vmcb::Page page{};
+    std::copy_n(slot.begin(), arch::kVmcbSize, page.begin());
+    r.vmcb = arch::Vmcb(page);
+    const auto st = load_le(d, NSVM_OR_R_STATUS, 4);
+    if (st == NSVM_OR_ST_VMEXIT) {
+        r.status = Status::vmexit;
+    } else if (st == NSVM_OR_ST_EXCEPTION) {
+        r.status = Status::exception;
+        r.exception_vector = static_cast<std::uint8_t>(load_le(d, NSVM_OR_R_EXC_VEC, 4));
+        r.error_code = static_cast<std::uint32_t>(load_le(d, NSVM_OR_R_EXC_ERR, 4));
+    } else {
+        r.status = Status::cannot_run;
+        r.reason = "the image rejected the slot (bad descriptor)";
+        return r;
+    }
+    r.gif = load_le(d, NSVM_OR_R_GIF, 4) != 0;
+    r.probe_ok = load_le(d, NSVM_OR_R_PROBE_OK, 4) != 0 || !v.host.probe_gif;
+    r.tsc = load_le(d, NSVM_OR_R_TSC, 8);
+    r.vmcb_pa = load_le(d, NSVM_OR_R_VMCB_PA, 8);
+    for (std::size_t i = 0; i < 16; ++i) r.regs[i] = load_le(d, NSVM_OR_R_REGS + 8 * i, 8);
+    return r;
+}
+
+namespace detail {
+
+std::uint32_t hdr32(std::span<const std::uint8_t> region, std::size_t off) noexcept {
+    return static_cast<std::uint32_t>(load_le(region, off, 4));
+}
+std::uint64_t hdr64(std::span<const std::uint8_t> region, std::size_t off) noexcept {
+    return load_le(region, off, 8);
+}
+
+nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std::span<std::uint8_t> region,
+                                            const BootFn& boot, std::string_view backend,
+                                            std::string_view cpu_model, std::vector<Result>& out,
+                                            RunStats& stats) {
+    const std::size_t n = vectors.size();
+    out.assign(n, Result{});
+    std::vector<bool> bad(n, false);
+    const std::size_t slots_off = NSVM_OR_SLOTS_PA - NSVM_OR_BATCH_PA;
+    std::fill(region.begin(), region.begin() + static_cast<std::ptrdiff_t>(slots_off), std::uint8_t{0});
+    for (std::size_t i = 0; i < n; ++i) {
+        auto slot = region.subspan(slots_off + i * NSVM_OR_SLOT_SIZE, NSVM_OR_SLOT_SIZE);
+        if (auto e = encode_slot(vectors[i], slot); !e) {
+            // Leave a slot the image skips (bad magic) and report it.
+            std::fill(slot.begin(), slot.end(), std::uint8_t{0});
+            bad[i] = true;
+            out[i].status = Status::cannot_run;
+            out[i].reason = "cannot encode: " + e.error();
+        }
+    }
+    store_le(region, NSVM_OR_B_MAGIC, 4, NSVM_OR_BATCH_MAGIC);
+    store_le(region, NSVM_OR_B_VERSION, 4, NSVM_OR_VERSION);
+    store_le(region, NSVM_OR_B_COUNT, 4, n);
+
+    const auto fail_slot = [&](std::size_t i, std::string why) {
+        out[i] = Result{};
+        out[i].status = Status::cannot_run;
+        out[i].reason = std::move(why);
+        bad[i] = true;
+        ++stats.cannot_run;
+        // The image skips a slot without the descriptor magic (status bad input).
+        store_le(region, slots_off + i * NSVM_OR_SLOT_SIZE + NSVM_OR_DESC_OFFSET + NSVM_OR_D_MAGIC, 4, 0);
+    };
+    const auto describe = [](const BootOutcome& o) {
+        std::string why;
+        if (o.exit.killed)
+            why = o.exit.kill_reason;
+        else if (o.exit.signal)
+            why = fmt::format("emulator killed by signal {}", o.exit.signal);
+        else
+            why = fmt::format("emulator exited (status {}) while running this vector", o.exit.status);
+        if (!o.log_tail.empty()) why += "; log: " + o.log_tail;
+        return why;
+    };
+
+    std::size_t first = 0;
+    std::size_t guard = 0;
+    while (first < n && guard++ <= n + 1) {
+        store_le(region, NSVM_OR_B_FIRST, 4, first);
+        store_le(region, NSVM_OR_B_PROGRESS, 4, first);
+        store_le(region, NSVM_OR_B_DONE, 4, first);
+        store_le(region, NSVM_OR_B_STATE, 4, 0);
+        auto o = boot(region, n);
+        ++stats.boots;
+        stats.seconds += o.exit.seconds;
+        if (!o.exit.started) return nsvm::unexpected(fmt::format("{}: the emulator did not start", backend));
+        if (!o.memory_valid) {
+            // Guest memory is lost (Bochs stopped before its dump): fail the
+            // vector that was running and rerun the batch without it.
+            if (!o.progress_hint || *o.progress_hint < first || *o.progress_hint >= n) {
+                if (first == 0)
+                    return nsvm::unexpected(fmt::format("{}: the image never started; log:\n{}", backend, o.log_tail));
+                for (std::size_t i = first; i < n; ++i)
+                    if (!bad[i]) fail_slot(i, describe(o));
+                break;
+            }
+            fail_slot(*o.progress_hint, describe(o));
+            continue;
+        }
+        const std::uint32_t state = hdr32(region, NSVM_OR_B_STATE);
+        const std::uint32_t done = hdr32(region, NSVM_OR_B_DONE);
+        if (state == 0) {
+            if (first == 0)
+                return nsvm::unexpected(fmt::format("{}: the image never started ({}); log:\n{}", backend,
+                                                    describe(o), o.log_tail));
+            fail_slot(first, describe(o));
+            first = first + 1;
+            continue;
+        }
+        const std::size_t finished_to =
+            state == NSVM_OR_STATE_FINISHED ? n : std::clamp<std::size_t>(done, first, n);
+        for (std::size_t i = first; i < finished_to; ++i) {
+            if (bad[i]) continue;
+            out[i] = decode_slot(vectors[i], region.subspan(slots_off + i * NSVM_OR_SLOT_SIZE, NSVM_OR_SLOT_SIZE));
+        }
+        if (finished_to >= n) break;
+        std::string why = state == NSVM_OR_STATE_FATAL
+                              ? fmt::format("host fault (vector {}) at rip {:#x} after this vector's VMRUN",
+                                            hdr32(region, NSVM_OR_B_FATAL_VEC), hdr64(region, NSVM_OR_B_FATAL_RIP))
+                              : describe(o);
+        fail_slot(finished_to, std::move(why));
+        first = finished_to + 1;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        out[i].id = vectors[i].id;
+        out[i].backend = std::string(backend);
+        out[i].cpu_model = std::string(cpu_model);
+    }
+    return {};
+}
+
+}  // namespace detail
+
+// ------------------------------------------------------------------ image
+
+namespace {
+
+fs::path source_root() {
+    if (const char* s = std::getenv("NSVM_SOURCE_DIR"); s && *s) return fs::path(s);
+    // This file is <root>/src/oracle/runner.cpp.
+    return fs::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+std::mutex g_image_mutex;
+
+}  // namespace
+
+nsvm::expected<fs::path, std::string> find_or_build_image() {
+    std::lock_guard lock(g_image_mutex);
+    if (const char* s = std::getenv("NSVM_ORACLE_IMAGE"); s && *s) {
+        fs::path p(s);
+        if (!fs::exists(p / "nsvm-oracle.bin"))
+            return nsvm::unexpected(fmt::format("NSVM_ORACLE_IMAGE={}: no nsvm-oracle.bin there", s));
+        return p;
+    }
+    const fs::path root = source_root();
+    const fs::path src = root / "oracle" / "image";
+    fs::path out;
+    if (const char* s = std::getenv("NSVM_ORACLE_OUT"); s && *s)
+        out = fs::path(s);
+    else
+        out = root / "oracle" / "out" / "image";
+    if (!fs::exists(src / "Makefile"))
+        return nsvm::unexpected(fmt::format("cannot find the image sources ({}); set NSVM_SOURCE_DIR or "
+                                            "NSVM_ORACLE_IMAGE",
+                                            src.string()));
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    detail::SpawnOptions so;
+    so.argv = {"make", "-s", "-C", src.string(), "OUT=" + out.string()};
+    so.log = out / "build.log";
+    const auto e = detail::run_process(so, {});
+    if (!e.started || e.status != 0 || !fs::exists(out / "nsvm-oracle.bin"))
+        return nsvm::unexpected(fmt::format("building the oracle image failed (make -C {}):\n{}", src.string(),
+                                            detail::tail_of(so.log, 2000)));
+    return out;
+}
+
+// ------------------------------------------------------------------ QEMU
+
+namespace {
+
+fs::path default_work_dir() {
+    if (access("/dev/shm", W_OK) == 0) return "/dev/shm";
+    return fs::temp_directory_path();
+}
+
+std::atomic<unsigned> g_seq{0};
+
+/// A file mapped shared: QEMU's guest RAM (memory-backend-file,share=on).
+class RamFile {
+public:
+    RamFile(fs::path path, std::size_t size) : path_(std::move(path)), size_(size) {}
+    ~RamFile() {
+        if (map_ != nullptr) munmap(map_, size_);
+        if (fd_ >= 0) close(fd_);
+        if (!keep_) unlink(path_.c_str());
+    }
+    RamFile(const RamFile&) = delete;
+    RamFile& operator=(const RamFile&) = delete;
+    nsvm::expected<void, std::string> open_map() {
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (fd_ < 0) return nsvm::unexpected(fmt::format("cannot create {}", path_.string()));
+        if (ftruncate(fd_, static_cast<off_t>(size_)) != 0)
+            return nsvm::unexpected(fmt::format("cannot size {}", path_.string()));
+        void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+        if (p == MAP_FAILED) return nsvm::unexpected(fmt::format("cannot map {}", path_.string()));
+        map_ = static_cast<std::uint8_t*>(p);
+        return {};
+    }
+    std::span<std::uint8_t> bytes() { return {map_, size_}; }
+    const fs::path& path() const { return path_; }
+    void keep(bool k) { keep_ = k; }
+
+private:
+    fs::path path_;
+    std::size_t size_;
+    int fd_ = -1;
+    std::uint8_t* map_ = nullptr;
+    bool keep_ = false;
+};
+
+bool kvm_usable(std::string& why) {
+    if (access("/dev/kvm", R_OK | W_OK) != 0) {
+        why = "the qemu-kvm backend needs /dev/kvm on an AMD host (no usable /dev/kvm here)";
+        return false;
+    }
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    bool amd = false, svm = false;
+    while (std::getline(in, line)) {
+        if (line.find("AuthenticAMD") != std::string::npos) amd = true;
+        if (line.rfind("flags", 0) == 0 && line.find(" svm") != std::string::npos) svm = true;
+    }
+    if (!amd || !svm) {
+        why = "the qemu-kvm backend needs /dev/kvm on an AMD host (this CPU is not an AMD with SVM)";
+        return false;
+    }
+    return true;
+}
+
+class QemuRunner final : public Runner {
+public:
+    explicit QemuRunner(RunnerOptions o, fs::path image) : o_(std::move(o)), image_(std::move(image)) {
+        if (o_.cpu_model.empty()) o_.cpu_model = o_.backend == Backend::qemu_kvm ? "host" : "max";
+        if (o_.work_dir.empty()) o_.work_dir = default_work_dir();
+    }
+
+    nsvm::expected<std::vector<Result>, std::string> run(std::span<const Vector> vectors) override {
+        std::vector<Result> all;
+        all.reserve(vectors.size());
+        const std::size_t bs = std::max<std::size_t>(1, o_.batch_size);
+        for (std::size_t at = 0; at < vectors.size(); at += bs) {
+            const auto chunk = vectors.subspan(at, std::min(bs, vectors.size() - at));
+            std::vector<Result> part;
+            if (auto e = run_chunk(chunk, part); !e) return nsvm::unexpected(e.error());
+            for (auto& r : part) all.push_back(std::move(r));
+            if (o_.progress) o_.progress(all.size(), vectors.size());
+        }
+        return all;
+    }
+    const RunStats& stats() const noexcept override { return stats_; }
+
+private:
+    nsvm::expected<void, std::string> run_chunk(std::span<const Vector> vectors, std::vector<Result>& out) {
+        const std::size_t need = NSVM_OR_BATCH_PA + detail::region_size(vectors.size());
+        // 16 MiB above the slots: the firmware keeps its tables at the top of RAM.
+        const std::size_t mib = std::max<std::size_t>(64, (need >> 20) + 17);
+        const auto base = o_.work_dir / fmt::format("nsvm-oracle-{}-{}", getpid(), g_seq++);
+        RamFile ram(fs::path(base.string() + ".ram"), mib << 20);
+        ram.keep(o_.keep_files);
+        if (auto e = ram.open_map(); !e) return e;
+        const fs::path log = base.string() + ".log";
+        auto region = ram.bytes().subspan(NSVM_OR_BATCH_PA, detail::region_size(vectors.size()));
+
+        std::vector<std::string> argv = {"qemu-system-x86_64",
+                                         "-accel",
+                                         o_.backend == Backend::qemu_kvm ? "kvm" : "tcg",
+                                         "-cpu",
+                                         o_.cpu_model,
+                                         "-m",
+                                         fmt::format("{}M", mib),
+                                         "-object",
+                                         fmt::format("memory-backend-file,id=ram0,size={}M,mem-path={},share=on", mib,
+                                                     ram.path().string()),
+                                         "-machine",
+                                         "pc,memory-backend=ram0",
+                                         "-nodefaults",
+                                         "-display",
+                                         "none",
+                                         "-no-reboot",
+                                         "-serial",
+                                         "none",
+                                         "-device",
+                                         "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                                         "-kernel",
+                                         (image_ / "nsvm-oracle.bin").string()};
+        auto boot = [&](std::span<std::uint8_t> reg, std::size_t) {
+            detail::BootOutcome o;
+            detail::SpawnOptions so;
+            so.argv = argv;
+            so.log = log;
+            const auto t0 = std::chrono::steady_clock::now();
+            auto last_move = t0;
+            std::uint32_t last_progress = detail::hdr32(reg, NSVM_OR_B_PROGRESS);
+            std::uint32_t last_state = 0;
+            o.exit = detail::run_process(so, [&]() -> std::string {
+                const auto now = std::chrono::steady_clock::now();
+                const auto p = detail::hdr32(reg, NSVM_OR_B_PROGRESS);
+                const auto s = detail::hdr32(reg, NSVM_OR_B_STATE);
+                if (p != last_progress || s != last_state) {
+                    last_progress = p;
+                    last_state = s;
+                    last_move = now;
+                }
+                if (now - last_move > o_.stall_timeout)
+                    return fmt::format("timeout: no progress for {} ms (the vector hangs L2 or the emulator)",
+                                       o_.stall_timeout.count());
+                if (now - t0 > o_.boot_timeout)
+                    return fmt::format("timeout: boot exceeded {} ms", o_.boot_timeout.count());
+                return {};
+            });
+            // isa-debug-exit: status (v << 1) | 1; a clean finish writes 0 -> 1.
+            o.log_tail = detail::tail_of(log);
+            return o;
+        };
+        auto r = detail::run_batch(vectors, region, boot, backend_name(o_.backend), o_.cpu_model, out, stats_);
+        if (!o_.keep_files) std::filesystem::remove(log);
+        return r;
+    }
+
+    RunnerOptions o_;
+    fs::path image_;
+    RunStats stats_;
+};
+
+}  // namespace
+
+nsvm::expected<std::unique_ptr<Runner>, std::string> make_bochs_runner(RunnerOptions opts, fs::path image);
+
+nsvm::expected<std::unique_ptr<Runner>, std::string> make_runner(RunnerOptions opts) {
+    if (opts.backend == Backend::qemu_kvm) {
+        std::string why;
+        if (!kvm_usable(why)) return nsvm::unexpected(why);
+    }
+    const char* exe = opts.backend == Backend::bochs ? "bochs" : "qemu-system-x86_64";
+    if (!detail::on_path(exe))
+        return nsvm::unexpected(fmt::format("the {} backend needs {} on PATH", backend_name(opts.backend), exe));
+    fs::path image = opts.image_dir;
+    if (image.empty()) {
+        auto built = find_or_build_image();
+        if (!built) return nsvm::unexpected(built.error());
+        image = *built;
+    }
+    if (opts.backend == Backend::bochs) return make_bochs_runner(std::move(opts), image);
+    return std::unique_ptr<Runner>(new QemuRunner(std::move(opts), image));
+}
+
+}  // namespace nsvm::oracle

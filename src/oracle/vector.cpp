@@ -1,0 +1,494 @@
+// Vector and result formats (docs/oracle.md).
+#include "nsvm/oracle/vector.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "nsvm/util/text.hpp"
+
+namespace nsvm::oracle {
+namespace {
+
+using json = nlohmann::ordered_json;
+using formats::Diagnostic;
+
+constexpr std::array<std::string_view, kProgramCount> kProgramNames = {
+    "vmmcall", "hlt",   "cpuid", "rdmsr",  "wrmsr",  "in",    "out",   "ud2",   "int3",   "load", "store",
+    "stgi",    "clgi",  "vmload", "vmsave", "vmrun", "div0", "rdtsc", "pause", "invd",   "wbinvd"};
+
+constexpr std::array<std::string_view, 8> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",
+                                                            "iopm", "host", "checks", "note"};
+constexpr std::array<std::string_view, 2> kL2Members = {"program", "regs"};
+constexpr std::array<std::string_view, 5> kHostMembers = {"gif", "svme", "vmrun_rax", "hsave_pa", "probe_gif"};
+constexpr std::array<std::string_view, 2> kMsrMembers = {"msr", "access"};
+constexpr std::array<std::string_view, 3> kStatusNames = {"vmexit", "exception", "cannot_run"};
+
+std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
+
+struct Ctx {
+    std::string file;
+    int line = 0;
+    std::string prefix;  // "[3]." for array elements
+    Diagnostic fail(std::string_view field, std::string msg) const {
+        return Diagnostic{file, line, prefix + std::string(field), std::move(msg)};
+    }
+    template <class Range>
+    Diagnostic unknown(std::string_view path, std::string_view key, const Range& known) const {
+        const auto best = util::closest(key, known);
+        return fail(path, best.empty() ? fmt::format("unknown member \"{}\"", key)
+                                       : fmt::format("unknown member \"{}\" (did you mean \"{}\"?)", key, best));
+    }
+};
+
+nsvm::expected<std::uint64_t, Diagnostic> number(const Ctx& c, const json& v, std::string_view field) {
+    if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+    if (v.is_number_integer()) {
+        const auto i = v.get<std::int64_t>();
+        if (i < 0) return nsvm::unexpected(c.fail(field, "must not be negative"));
+        return static_cast<std::uint64_t>(i);
+    }
+    if (v.is_boolean()) return v.get<bool>() ? 1U : 0U;
+    if (v.is_string()) {
+        if (auto n = util::parse_u64(v.get<std::string>())) return *n;
+        return nsvm::unexpected(c.fail(field, fmt::format("not a number: \"{}\"", v.get<std::string>())));
+    }
+    return nsvm::unexpected(c.fail(field, "must be a number or a numeric string"));
+}
+
+nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
+    if (!j.is_object()) return nsvm::unexpected(c.fail("", "a vector must be a JSON object"));
+    Vector v;
+    v.source = c.file;
+    v.line = c.line;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        if (std::find(kVectorMembers.begin(), kVectorMembers.end(), it.key()) == kVectorMembers.end())
+            return nsvm::unexpected(c.unknown(it.key(), it.key(), kVectorMembers));
+    }
+    if (!j.contains("id") || !j["id"].is_string() || j["id"].get<std::string>().empty())
+        return nsvm::unexpected(c.fail("id", "missing or not a non-empty string"));
+    v.id = j["id"].get<std::string>();
+    if (!j.contains("vmcb")) return nsvm::unexpected(c.fail("vmcb", "missing (the VMCB as an interfaces.md §1 object)"));
+    {
+        const std::string text = j["vmcb"].dump();
+        auto r = formats::read_vmcb(text, formats::Format::json, c.file);
+        if (!r) {
+            auto d = r.error();
+            d.file = c.file;
+            d.line = c.line;
+            d.field = c.prefix + "vmcb" + (d.field.empty() ? "" : "." + d.field);
+            return nsvm::unexpected(d);
+        }
+        v.vmcb = r->vmcb;
+    }
+    bool rip_given = false;
+    if (j["vmcb"].is_object() && j["vmcb"].contains("save") && j["vmcb"]["save"].is_object())
+        rip_given = j["vmcb"]["save"].contains("rip");
+    if (j.contains("l2")) {
+        const auto& l2 = j["l2"];
+        if (!l2.is_object()) return nsvm::unexpected(c.fail("l2", "must be an object {program, regs}"));
+        for (auto it = l2.begin(); it != l2.end(); ++it)
+            if (std::find(kL2Members.begin(), kL2Members.end(), it.key()) == kL2Members.end())
+                return nsvm::unexpected(c.unknown("l2." + it.key(), it.key(), kL2Members));
+        if (l2.contains("program")) {
+            if (!l2["program"].is_string()) return nsvm::unexpected(c.fail("l2.program", "must be a string"));
+            const auto name = l2["program"].get<std::string>();
+            auto p = find_program(name);
+            if (!p) return nsvm::unexpected(c.unknown("l2.program", name, kProgramNames));
+            v.program = *p;
+        }
+        if (l2.contains("regs")) {
+            if (!l2["regs"].is_object()) return nsvm::unexpected(c.fail("l2.regs", "must be an object {\"rcx\": ...}"));
+            for (auto it = l2["regs"].begin(); it != l2["regs"].end(); ++it) {
+                const auto pos = std::find(kGprNames.begin(), kGprNames.end(), it.key());
+                const std::string path = "l2.regs." + it.key();
+                if (pos == kGprNames.end()) return nsvm::unexpected(c.unknown(path, it.key(), kGprNames));
+                if (it.key() == "rax" || it.key() == "rsp")
+                    return nsvm::unexpected(c.fail(path, "rax and rsp come from the VMCB (save.rax, save.rsp)"));
+                auto n = number(c, it.value(), path);
+                if (!n) return nsvm::unexpected(n.error());
+                v.regs[static_cast<std::size_t>(pos - kGprNames.begin())] = *n;
+            }
+        }
+    }
+    // APM 15.5: L2 starts at save.rip; a vector that names a program and
+    // leaves rip out starts at that program.
+    if (!rip_given) v.vmcb.set(arch::FieldId::rip, program_entry(v.program));
+    if (j.contains("msrpm")) {
+        if (!j["msrpm"].is_array()) return nsvm::unexpected(c.fail("msrpm", "must be an array"));
+        std::size_t k = 0;
+        for (const auto& e : j["msrpm"]) {
+            const std::string path = fmt::format("msrpm[{}]", k++);
+            MsrIntercept m;
+            if (e.is_object()) {
+                for (auto it = e.begin(); it != e.end(); ++it)
+                    if (std::find(kMsrMembers.begin(), kMsrMembers.end(), it.key()) == kMsrMembers.end())
+                        return nsvm::unexpected(c.unknown(path + "." + it.key(), it.key(), kMsrMembers));
+                if (!e.contains("msr")) return nsvm::unexpected(c.fail(path + ".msr", "missing"));
+                auto n = number(c, e["msr"], path + ".msr");
+                if (!n) return nsvm::unexpected(n.error());
+                if (*n > 0xFFFFFFFFULL) return nsvm::unexpected(c.fail(path + ".msr", "wider than 32 bits"));
+                m.msr = static_cast<std::uint32_t>(*n);
+                if (e.contains("access")) {
+                    const auto a = e["access"].is_string() ? e["access"].get<std::string>() : std::string("?");
+                    if (a != "r" && a != "w" && a != "rw")
+                        return nsvm::unexpected(c.fail(path + ".access", "must be \"r\", \"w\" or \"rw\""));
+                    m.read = a.find('r') != std::string::npos;
+                    m.write = a.find('w') != std::string::npos;
+                }
+            } else {
+                auto n = number(c, e, path);
+                if (!n) return nsvm::unexpected(n.error());
+                if (*n > 0xFFFFFFFFULL) return nsvm::unexpected(c.fail(path, "wider than 32 bits"));
+                m.msr = static_cast<std::uint32_t>(*n);
+            }
+            if (!msrpm_position(m.msr))
+                return nsvm::unexpected(c.fail(path, fmt::format("MSR {} is outside the three MSRPM ranges "
+                                                                 "(APM 15.11)", hex(m.msr))));
+            v.msrpm.push_back(m);
+        }
+    }
+    if (j.contains("iopm")) {
+        if (!j["iopm"].is_array()) return nsvm::unexpected(c.fail("iopm", "must be an array of ports"));
+        std::size_t k = 0;
+        for (const auto& e : j["iopm"]) {
+            const std::string path = fmt::format("iopm[{}]", k++);
+            auto n = number(c, e, path);
+            if (!n) return nsvm::unexpected(n.error());
+            if (*n > 0xFFFF) return nsvm::unexpected(c.fail(path, "port wider than 16 bits"));
+            v.iopm.push_back(static_cast<std::uint16_t>(*n));
+        }
+    }
+    if (j.contains("host")) {
+        const auto& h = j["host"];
+        if (!h.is_object()) return nsvm::unexpected(c.fail("host", "must be an object"));
+        for (auto it = h.begin(); it != h.end(); ++it) {
+            const std::string path = "host." + it.key();
+            if (std::find(kHostMembers.begin(), kHostMembers.end(), it.key()) == kHostMembers.end())
+                return nsvm::unexpected(c.unknown(path, it.key(), kHostMembers));
+            auto n = number(c, it.value(), path);
+            if (!n) return nsvm::unexpected(n.error());
+            if (it.key() == "gif" || it.key() == "svme" || it.key() == "probe_gif") {
+                if (*n > 1) return nsvm::unexpected(c.fail(path, "must be 0 or 1"));
+                (it.key() == "gif" ? v.host.gif : it.key() == "svme" ? v.host.svme : v.host.probe_gif) = *n != 0;
+            } else if (it.key() == "vmrun_rax") {
+                v.host.vmrun_rax = *n;
+            } else {
+                v.host.hsave_pa = *n;
+            }
+        }
+    }
+    if (j.contains("checks")) {
+        if (!j["checks"].is_array()) return nsvm::unexpected(c.fail("checks", "must be an array of check ids"));
+        for (const auto& e : j["checks"]) {
+            if (!e.is_string()) return nsvm::unexpected(c.fail("checks", "check ids are strings"));
+            v.checks.push_back(e.get<std::string>());
+        }
+    }
+    if (j.contains("note")) {
+        if (!j["note"].is_string()) return nsvm::unexpected(c.fail("note", "must be a string"));
+        v.note = j["note"].get<std::string>();
+    }
+    if (map_patches(v).has_value() == false) return nsvm::unexpected(c.fail("msrpm", map_patches(v).error()));
+    return v;
+}
+
+bool comment_or_blank(std::string_view line) {
+    const auto p = line.find_first_not_of(" \t\r");
+    if (p == std::string_view::npos) return true;
+    return line[p] == '#' || line.substr(p, 2) == "//";
+}
+
+/// Splits JSON lines; calls f(line_number, text) for each non-comment line.
+template <class F>
+nsvm::expected<void, Diagnostic> for_each_line(std::string_view text, F&& f) {
+    int lineno = 0;
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        const auto line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        ++lineno;
+        if (comment_or_blank(line)) continue;
+        auto r = f(lineno, line);
+        if (!r) return r;
+    }
+    return {};
+}
+
+template <class T, class One>
+nsvm::expected<std::vector<T>, Diagnostic> parse_many(std::string_view text, std::string_view source, One one) {
+    std::vector<T> out;
+    const auto first = text.find_first_not_of(" \t\r\n");
+    if (first != std::string_view::npos && text[first] == '[') {
+        json arr;
+        try {
+            arr = json::parse(text);
+        } catch (const json::parse_error& e) {
+            return nsvm::unexpected(Diagnostic{std::string(source), 0, "", e.what()});
+        }
+        std::size_t k = 0;
+        for (const auto& e : arr) {
+            Ctx c{std::string(source), 0, fmt::format("[{}].", k++)};
+            auto r = one(c, e);
+            if (!r) return nsvm::unexpected(r.error());
+            out.push_back(std::move(*r));
+        }
+        return out;
+    }
+    auto st = for_each_line(text, [&](int lineno, std::string_view line) -> nsvm::expected<void, Diagnostic> {
+        Ctx c{std::string(source), lineno, ""};
+        json j;
+        try {
+            j = json::parse(line);
+        } catch (const json::parse_error& e) {
+            return nsvm::unexpected(c.fail("", fmt::format("not a JSON object: {}", e.what())));
+        }
+        auto r = one(c, j);
+        if (!r) return nsvm::unexpected(r.error());
+        out.push_back(std::move(*r));
+        return {};
+    });
+    if (!st) return nsvm::unexpected(st.error());
+    return out;
+}
+
+}  // namespace
+
+std::string_view program_name(Program p) noexcept {
+    const auto i = static_cast<std::size_t>(p);
+    return i < kProgramNames.size() ? kProgramNames[i] : std::string_view("?");
+}
+
+std::optional<Program> find_program(std::string_view name) noexcept {
+    for (std::size_t i = 0; i < kProgramNames.size(); ++i)
+        if (kProgramNames[i] == name) return static_cast<Program>(i);
+    return std::nullopt;
+}
+
+std::optional<std::pair<std::uint32_t, unsigned>> msrpm_position(std::uint32_t msr) noexcept {
+    // APM 15.11 Table 15-5: 0000_0000-0000_1FFF at 000h, C000_0000-C000_1FFF at
+    // 800h, C001_0000-C001_1FFF at 1000h; 2 bits per MSR (read, write).
+    std::uint32_t base = 0;
+    std::uint32_t index = 0;
+    if (msr <= 0x1FFF) {
+        base = 0x000;
+        index = msr;
+    } else if (msr >= 0xC0000000U && msr <= 0xC0001FFFU) {
+        base = 0x800;
+        index = msr - 0xC0000000U;
+    } else if (msr >= 0xC0010000U && msr <= 0xC0011FFFU) {
+        base = 0x1000;
+        index = msr - 0xC0010000U;
+    } else {
+        return std::nullopt;
+    }
+    return std::pair{base + index / 4, static_cast<unsigned>((index % 4) * 2)};
+}
+
+nsvm::expected<std::vector<MapPatch>, std::string> map_patches(const Vector& v) {
+    std::vector<MapPatch> out;
+    auto byte = [&](std::uint32_t map, std::uint32_t off) -> std::uint8_t& {
+        for (auto& p : out)
+            if (p.map == map && p.offset == off) return p.value;
+        out.push_back({map, off, 0});
+        return out.back().value;
+    };
+    for (const auto& m : v.msrpm) {
+        const auto pos = msrpm_position(m.msr);
+        if (!pos) return nsvm::unexpected(fmt::format("MSR {} outside the MSRPM ranges (APM 15.11)", hex(m.msr)));
+        auto& b = byte(NSVM_OR_MAP_MSRPM, pos->first);
+        if (m.read) b = static_cast<std::uint8_t>(b | (1U << pos->second));
+        if (m.write) b = static_cast<std::uint8_t>(b | (2U << pos->second));
+    }
+    for (auto port : v.iopm) {
+        // APM 15.10.1: bit `port` of the IOPM; multi-byte accesses also test the
+        // following bits, which the vector lists itself if it wants them.
+        auto& b = byte(NSVM_OR_MAP_IOPM, port / 8U);
+        b = static_cast<std::uint8_t>(b | (1U << (port % 8U)));
+    }
+    if (out.size() > NSVM_OR_MAX_PATCHES)
+        return nsvm::unexpected(fmt::format("too many MSRPM/IOPM bytes to patch ({} > {})", out.size(),
+                                            NSVM_OR_MAX_PATCHES));
+    return out;
+}
+
+nsvm::expected<std::vector<Vector>, Diagnostic> parse_vectors(std::string_view text, std::string_view source) {
+    auto r = parse_many<Vector>(text, source, [](const Ctx& c, const json& j) { return parse_one(c, j); });
+    if (!r) return r;
+    std::set<std::string> seen;
+    for (const auto& v : *r)
+        if (!seen.insert(v.id).second)
+            return nsvm::unexpected(Diagnostic{v.source, v.line, "id", fmt::format("duplicate id \"{}\"", v.id)});
+    return r;
+}
+
+std::string to_json_line(const Vector& v) {
+    json j;
+    j["id"] = v.id;
+    j["vmcb"] = json::parse(formats::write_json(v.vmcb));
+    json l2;
+    l2["program"] = std::string(program_name(v.program));
+    json regs = json::object();
+    for (std::size_t i = 0; i < 16; ++i)
+        if (v.regs[i] != 0) regs[std::string(kGprNames[i])] = hex(v.regs[i]);
+    if (!regs.empty()) l2["regs"] = regs;
+    j["l2"] = l2;
+    if (!v.msrpm.empty()) {
+        json a = json::array();
+        for (const auto& m : v.msrpm)
+            a.push_back({{"msr", hex(m.msr)}, {"access", m.read && m.write ? "rw" : m.read ? "r" : "w"}});
+        j["msrpm"] = a;
+    }
+    if (!v.iopm.empty()) {
+        json a = json::array();
+        for (auto p : v.iopm) a.push_back(hex(p));
+        j["iopm"] = a;
+    }
+    json h = json::object();
+    if (!v.host.gif) h["gif"] = 0;
+    if (!v.host.svme) h["svme"] = 0;
+    if (v.host.vmrun_rax) h["vmrun_rax"] = hex(*v.host.vmrun_rax);
+    if (v.host.hsave_pa) h["hsave_pa"] = hex(*v.host.hsave_pa);
+    if (!v.host.probe_gif) h["probe_gif"] = 0;
+    if (!h.empty()) j["host"] = h;
+    if (!v.checks.empty()) j["checks"] = v.checks;
+    if (!v.note.empty()) j["note"] = v.note;
+    return j.dump();
+}
+
+// ---------------------------------------------------------------------------
+
+std::string_view status_name(Status s) noexcept { return kStatusNames[static_cast<std::size_t>(s)]; }
+
+std::string to_json_line(const Result& r, bool with_vmcb) {
+    json j;
+    j["id"] = r.id;
+    j["backend"] = r.backend;
+    if (!r.cpu_model.empty()) j["cpu_model"] = r.cpu_model;
+    j["status"] = std::string(status_name(r.status));
+    if (r.status == Status::cannot_run) {
+        j["reason"] = r.reason;
+        return j.dump();
+    }
+    if (r.status == Status::exception) {
+        j["exception"] = {{"vector", r.exception_vector}, {"error_code", hex(r.error_code)}};
+    } else {
+        j["exit_code"] = fmt::format("{:#018x}", r.exit_code());
+        j["exit_info_1"] = hex(r.exit_info_1());
+        j["exit_info_2"] = hex(r.exit_info_2());
+        j["exit_int_info"] = hex(r.exit_int_info());
+        j["exit_int_info_err"] = hex(r.vmcb.get(arch::FieldId::exit_int_info_err));
+    }
+    j["gif"] = r.gif ? 1 : 0;
+    if (!r.probe_ok) j["probe_ok"] = 0;
+    j["vmcb_pa"] = hex(r.vmcb_pa);
+    if (with_vmcb) {
+        j["vmcb"] = json::parse(formats::write_json(r.vmcb));
+        json regs = json::object();
+        for (std::size_t i = 0; i < 16; ++i)
+            if (i != 0 && i != 4) regs[std::string(kGprNames[i])] = hex(r.regs[i]);
+        j["regs"] = regs;
+    }
+    return j.dump();
+}
+
+nsvm::expected<std::vector<Result>, Diagnostic> parse_results(std::string_view text, std::string_view source) {
+    static constexpr std::array<std::string_view, 16> kResultMembers = {
+        "id",           "backend", "cpu_model", "status",   "reason", "exception", "exit_code", "exit_info_1",
+        "exit_info_2",  "exit_int_info", "exit_int_info_err", "gif", "probe_ok", "vmcb_pa", "vmcb", "regs"};
+    auto one = [](const Ctx& c, const json& j) -> nsvm::expected<Result, Diagnostic> {
+        if (!j.is_object()) return nsvm::unexpected(c.fail("", "a result must be a JSON object"));
+        for (auto it = j.begin(); it != j.end(); ++it)
+            if (std::find(kResultMembers.begin(), kResultMembers.end(), it.key()) == kResultMembers.end())
+                return nsvm::unexpected(c.unknown(it.key(), it.key(), kResultMembers));
+        Result r;
+        if (!j.contains("id") || !j["id"].is_string()) return nsvm::unexpected(c.fail("id", "missing or not a string"));
+        r.id = j["id"].get<std::string>();
+        if (j.contains("backend") && j["backend"].is_string()) r.backend = j["backend"].get<std::string>();
+        if (j.contains("cpu_model") && j["cpu_model"].is_string()) r.cpu_model = j["cpu_model"].get<std::string>();
+        if (!j.contains("status") || !j["status"].is_string())
+            return nsvm::unexpected(c.fail("status", "missing or not a string"));
+        const auto st = j["status"].get<std::string>();
+        const auto pos = std::find(kStatusNames.begin(), kStatusNames.end(), st);
+        if (pos == kStatusNames.end()) return nsvm::unexpected(c.unknown("status", st, kStatusNames));
+        r.status = static_cast<Status>(pos - kStatusNames.begin());
+        if (r.status == Status::cannot_run) {
+            r.reason = j.contains("reason") && j["reason"].is_string() ? j["reason"].get<std::string>() : "";
+            return r;
+        }
+        if (j.contains("vmcb")) {
+            auto v = formats::read_vmcb(j["vmcb"].dump(), formats::Format::json, c.file);
+            if (!v) {
+                auto d = v.error();
+                d.file = c.file;
+                d.line = c.line;
+                d.field = c.prefix + "vmcb" + (d.field.empty() ? "" : "." + d.field);
+                return nsvm::unexpected(d);
+            }
+            r.vmcb = v->vmcb;
+        }
+        // The scalar members win over the VMCB copy (a result may carry only them).
+        static constexpr std::array<std::pair<std::string_view, arch::FieldId>, 5> kScalars = {{
+            {"exit_code", arch::FieldId::exit_code},
+            {"exit_info_1", arch::FieldId::exit_info_1},
+            {"exit_info_2", arch::FieldId::exit_info_2},
+            {"exit_int_info", arch::FieldId::exit_int_info},
+            {"exit_int_info_err", arch::FieldId::exit_int_info_err},
+        }};
+        for (const auto& [name, id] : kScalars) {
+            if (!j.contains(std::string(name))) continue;
+            auto n = number(c, j[std::string(name)], name);
+            if (!n) return nsvm::unexpected(n.error());
+            if (!arch::Vmcb::fits(id, *n)) return nsvm::unexpected(c.fail(name, "too wide for the field"));
+            r.vmcb.set(id, *n);
+        }
+        if (r.status == Status::vmexit && !j.contains("exit_code") && !j.contains("vmcb"))
+            return nsvm::unexpected(c.fail("exit_code", "missing (status vmexit needs exit_code or vmcb)"));
+        if (r.status == Status::exception) {
+            if (!j.contains("exception") || !j["exception"].is_object() || !j["exception"].contains("vector"))
+                return nsvm::unexpected(c.fail("exception.vector", "missing (status exception)"));
+            auto n = number(c, j["exception"]["vector"], "exception.vector");
+            if (!n) return nsvm::unexpected(n.error());
+            if (*n > 255) return nsvm::unexpected(c.fail("exception.vector", "must be 0..255"));
+            r.exception_vector = static_cast<std::uint8_t>(*n);
+            if (j["exception"].contains("error_code")) {
+                auto e = number(c, j["exception"]["error_code"], "exception.error_code");
+                if (!e) return nsvm::unexpected(e.error());
+                r.error_code = static_cast<std::uint32_t>(*e);
+            }
+        }
+        if (j.contains("gif")) {
+            auto n = number(c, j["gif"], "gif");
+            if (!n) return nsvm::unexpected(n.error());
+            if (*n > 1) return nsvm::unexpected(c.fail("gif", "must be 0 or 1"));
+            r.gif = *n != 0;
+        }
+        r.probe_ok = true;
+        if (j.contains("probe_ok")) {
+            auto n = number(c, j["probe_ok"], "probe_ok");
+            if (!n) return nsvm::unexpected(n.error());
+            r.probe_ok = *n != 0;
+        }
+        if (j.contains("vmcb_pa")) {
+            auto n = number(c, j["vmcb_pa"], "vmcb_pa");
+            if (!n) return nsvm::unexpected(n.error());
+            r.vmcb_pa = *n;
+        }
+        if (j.contains("regs")) {
+            if (!j["regs"].is_object()) return nsvm::unexpected(c.fail("regs", "must be an object"));
+            for (auto it = j["regs"].begin(); it != j["regs"].end(); ++it) {
+                const auto p = std::find(kGprNames.begin(), kGprNames.end(), it.key());
+                if (p == kGprNames.end()) return nsvm::unexpected(c.unknown("regs." + it.key(), it.key(), kGprNames));
+                auto n = number(c, it.value(), "regs." + it.key());
+                if (!n) return nsvm::unexpected(n.error());
+                r.regs[static_cast<std::size_t>(p - kGprNames.begin())] = *n;
+            }
+        }
+        return r;
+    };
+    return parse_many<Result>(text, source, one);
+}
+
+}  // namespace nsvm::oracle

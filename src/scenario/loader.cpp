@@ -1,0 +1,572 @@
+// The scenario loader: YAML (a JSON file is valid YAML, so one loader serves
+// both). Every key is checked: unknown keys are errors with the closest
+// known name, values are range-checked, errors carry file:line.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/checks/profile.hpp"
+#include "nsvm/formats/vmcb_io.hpp"
+#include "nsvm/scenario/scenario.hpp"
+#include "nsvm/util/text.hpp"
+
+namespace nsvm::scenario {
+
+std::string Error::to_string() const {
+    std::string s = file;
+    if (line > 0) s += fmt::format(":{}", line);
+    if (!key.empty()) s += fmt::format(": {}", key);
+    return s + ": " + message;
+}
+
+namespace {
+
+struct Fail {
+    Error e;
+};
+
+class Loader {
+public:
+    explicit Loader(std::string file) : file_(std::move(file)) {}
+
+    [[noreturn]] void fail(const YAML::Node& n, const std::string& key, const std::string& msg) const {
+        throw Fail{Error{file_, n.Mark().line >= 0 ? n.Mark().line + 1 : 0, key, msg}};
+    }
+
+    void only_keys(const YAML::Node& map, const std::string& where, std::initializer_list<std::string_view> known) const {
+        if (!map.IsMap()) fail(map, where, "expected a mapping");
+        for (const auto& kv : map) {
+            const auto k = kv.first.as<std::string>();
+            if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+            const auto near = util::closest(k, known);
+            fail(kv.first, where.empty() ? k : where + "." + k,
+                 near.empty() ? "unknown key" : fmt::format("unknown key (did you mean '{}'?)", near));
+        }
+    }
+
+    std::uint64_t number(const YAML::Node& n, const std::string& key, std::uint64_t max = ~std::uint64_t{0}) const {
+        if (!n.IsScalar()) fail(n, key, "expected a number");
+        const auto s = n.Scalar();
+        std::optional<std::uint64_t> v = util::parse_u64(s);
+        if (!v && !s.empty() && s[0] == '-') {
+            const auto m = util::parse_u64(s.substr(1));
+            if (m) v = 0 - *m;
+        }
+        if (!v) fail(n, key, fmt::format("'{}' is not a number (use 0x.., decimal or 0b..)", s));
+        if (*v > max) fail(n, key, fmt::format("{} is out of range (max {:#x})", s, max));
+        return *v;
+    }
+
+    bool boolean(const YAML::Node& n, const std::string& key) const {
+        if (!n.IsScalar()) fail(n, key, "expected true or false");
+        const auto s = n.Scalar();
+        if (s == "true" || s == "1" || s == "yes") return true;
+        if (s == "false" || s == "0" || s == "no") return false;
+        fail(n, key, fmt::format("'{}' is not a boolean", s));
+    }
+
+    std::string text(const YAML::Node& n, const std::string& key) const {
+        if (!n.IsScalar()) fail(n, key, "expected a string");
+        return n.Scalar();
+    }
+
+    std::uint32_t msr_number(const YAML::Node& n, const std::string& key) const {
+        if (n.IsScalar()) {
+            static constexpr std::pair<std::string_view, std::uint32_t> names[] = {
+                {"EFER", arch::msr::EFER},       {"STAR", arch::msr::STAR},         {"LSTAR", arch::msr::LSTAR},
+                {"CSTAR", arch::msr::CSTAR},     {"SFMASK", arch::msr::SFMASK},     {"FS_BASE", arch::msr::FS_BASE},
+                {"GS_BASE", arch::msr::GS_BASE}, {"KERNEL_GS_BASE", arch::msr::KERNEL_GS_BASE},
+                {"TSC", arch::msr::TSC},         {"PAT", arch::msr::PAT},           {"VM_CR", arch::msr::VM_CR},
+                {"VM_HSAVE_PA", arch::msr::VM_HSAVE_PA}, {"TSC_RATIO", arch::msr::TSC_RATIO},
+                {"SPEC_CTRL", arch::msr::SPEC_CTRL}, {"SYSENTER_CS", arch::msr::SYSENTER_CS},
+                {"SYSENTER_ESP", arch::msr::SYSENTER_ESP}, {"SYSENTER_EIP", arch::msr::SYSENTER_EIP}};
+            for (const auto& [nm, v] : names)
+                if (n.Scalar() == nm) return v;
+        }
+        return static_cast<std::uint32_t>(number(n, key, 0xFFFFFFFF));
+    }
+
+    std::vector<std::uint64_t> number_list(const YAML::Node& n, const std::string& key) const {
+        std::vector<std::uint64_t> v;
+        if (n.IsScalar()) return {number(n, key)};
+        if (!n.IsSequence()) fail(n, key, "expected a list of numbers");
+        for (const auto& e : n) v.push_back(number(e, key));
+        return v;
+    }
+
+    // --- sections ---
+    void load_model(const YAML::Node& root, Scenario& s) const {
+        std::string cpu = "zen4", profile = "apm";
+        if (root["cpu"]) cpu = text(root["cpu"], "cpu");
+        auto m = checks::find_builtin_model(cpu);
+        if (!m) fail(root["cpu"], "cpu", m.error());
+        s.cpu = *m;
+        if (root["features"]) {
+            auto r = checks::apply_feature_edits(s.cpu, text(root["features"], "features"));
+            if (!r) fail(root["features"], "features", r.error());
+        }
+        if (root["maxphyaddr"]) s.cpu.maxphyaddr = static_cast<unsigned>(number(root["maxphyaddr"], "maxphyaddr", 52));
+        if (s.cpu.maxphyaddr < 32) fail(root["maxphyaddr"], "maxphyaddr", "must be 32..52");
+        if (root["profile"]) profile = text(root["profile"], "profile");
+        auto p = checks::find_profile(profile);
+        if (!p) fail(root["profile"], "profile", p.error());
+        s.profile = &checks::profile(*p);
+        s.memory = cpu::GuestMemory(s.cpu.maxphyaddr);
+    }
+
+    void load_options(const YAML::Node& n, Scenario& s) const {
+        only_keys(n, "options", {"pre_fix_gif_bug", "nrips", "intercept_smi"});
+        if (n["pre_fix_gif_bug"]) s.options.pre_fix_gif_bug = boolean(n["pre_fix_gif_bug"], "options.pre_fix_gif_bug");
+        if (n["nrips"]) s.options.nrips = boolean(n["nrips"], "options.nrips");
+        if (n["intercept_smi"]) s.options.intercept_smi = boolean(n["intercept_smi"], "options.intercept_smi");
+    }
+
+    unsigned intercept_bit(const YAML::Node& n, const std::string& key) const {
+        const auto name = text(n, key);
+        const auto b = arch::intercept::find(name);
+        if (!b) fail(n, key, fmt::format("unknown intercept '{}'", name));
+        return *b;
+    }
+
+    void load_l0(const YAML::Node& n, Scenario& s) const {
+        only_keys(n, "l0", {"intercepts", "add_intercepts", "remove_intercepts", "passthrough_msrs",
+                            "passthrough_ports", "npt"});
+        if (n["intercepts"]) {
+            const auto& list = n["intercepts"];
+            if (!(list.IsScalar() && list.Scalar() == "kvm")) {
+                if (!list.IsSequence()) fail(list, "l0.intercepts", "expected 'kvm' or a list of intercept names");
+                arch::Vmcb v;
+                for (const auto& e : list) v.set_intercept(intercept_bit(e, "l0.intercepts"));
+                for (unsigned w = 0; w < 6; ++w) s.l0.intercept_words[w] = v.intercept_word(w);
+            }
+        }
+        auto edit = [&](const char* key, bool on) {
+            if (!n[key]) return;
+            if (!n[key].IsSequence()) fail(n[key], std::string("l0.") + key, "expected a list of intercept names");
+            for (const auto& e : n[key]) {
+                const unsigned b = intercept_bit(e, std::string("l0.") + key);
+                auto& w = s.l0.intercept_words[b / 32];
+                w = on ? (w | (1U << (b % 32))) : (w & ~(1U << (b % 32)));
+            }
+        };
+        edit("add_intercepts", true);
+        edit("remove_intercepts", false);
+        if (n["passthrough_msrs"]) {
+            const auto& l = n["passthrough_msrs"];
+            if (!l.IsSequence()) fail(l, "l0.passthrough_msrs", "expected a list of MSRs");
+            if (l.size() > s.l0.passthrough_msrs.size()) fail(l, "l0.passthrough_msrs", "at most 32 MSRs");
+            s.l0.passthrough_count = 0;
+            for (const auto& e : l) s.l0.passthrough_msrs[s.l0.passthrough_count++] = msr_number(e, "l0.passthrough_msrs");
+        }
+        if (n["passthrough_ports"]) {
+            const auto& l = n["passthrough_ports"];
+            if (!l.IsSequence()) fail(l, "l0.passthrough_ports", "expected a list of ports");
+            if (l.size() > s.l0.passthrough_ports.size()) fail(l, "l0.passthrough_ports", "at most 16 ports");
+            for (const auto& e : l)
+                s.l0.passthrough_ports[s.l0.passthrough_port_count++] =
+                    static_cast<std::uint16_t>(number(e, "l0.passthrough_ports", 0xFFFF));
+        }
+        if (n["npt"]) s.l0.npt = boolean(n["npt"], "l0.npt");
+    }
+
+    static nlohmann::json to_json(const YAML::Node& n) {
+        if (n.IsMap()) {
+            nlohmann::json j = nlohmann::json::object();
+            for (const auto& kv : n) j[kv.first.as<std::string>()] = to_json(kv.second);
+            return j;
+        }
+        if (n.IsSequence()) {
+            nlohmann::json j = nlohmann::json::array();
+            for (const auto& e : n) j.push_back(to_json(e));
+            return j;
+        }
+        if (n.IsNull()) return nullptr;
+        return n.Scalar();  // the VMCB reader accepts numbers as strings
+    }
+
+    void map_or_fail(Scenario& s, const YAML::Node& n, const std::string& key, std::uint64_t gpa, std::uint64_t size) const {
+        if (!s.memory.map(gpa, size))
+            fail(n, key, fmt::format("[{:#x}, {:#x}) is beyond MAXPHYADDR ({})", gpa, gpa + size, s.cpu.maxphyaddr));
+    }
+
+    void load_vmcb(const YAML::Node& item, Scenario& s, std::uint64_t gpa) const {
+        const auto& v = item["vmcb"];
+        if (gpa & 0xFFF) fail(item["gpa"], "memory.gpa", "a VMCB must be 4 KiB aligned");
+        std::string textv, name;
+        if (v.IsScalar()) {
+            const auto path = std::filesystem::path(file_).parent_path() / v.Scalar();
+            std::ifstream f(path, std::ios::binary);
+            if (!f) fail(v, "memory.vmcb", fmt::format("cannot read '{}'", path.string()));
+            std::stringstream ss;
+            ss << f.rdbuf();
+            textv = ss.str();
+            name = path.string();
+        } else if (v.IsMap()) {
+            textv = to_json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            name = fmt::format("{}:{} (inline vmcb)", file_, v.Mark().line + 1);
+        } else {
+            fail(v, "memory.vmcb", "expected a JSON VMCB file name or an inline {control, save} mapping");
+        }
+        auto r = formats::read_vmcb(textv, formats::Format::json, name);
+        if (!r) fail(v, "memory.vmcb", formats::to_string(r.error()));
+        map_or_fail(s, item, "memory.vmcb", gpa, 4096);
+        (void)s.memory.write_vmcb(gpa, r->vmcb);
+    }
+
+    void set_bit(Scenario& s, std::uint64_t addr, unsigned bit) const {
+        std::uint8_t b = 0;
+        (void)s.memory.read_u8(addr + bit / 8, b);
+        b = static_cast<std::uint8_t>(b | (1U << (bit % 8)));
+        (void)s.memory.write(addr + bit / 8, std::span<const std::uint8_t>(&b, 1));
+    }
+
+    void load_msrpm(const YAML::Node& item, Scenario& s, std::uint64_t gpa) const {
+        const auto& m = item["msrpm"];
+        only_keys(m, "memory.msrpm", {"read", "write", "all"});
+        map_or_fail(s, item, "memory.msrpm", gpa, cpu::kMsrpmSize);
+        if (m["all"] && boolean(m["all"], "memory.msrpm.all")) {
+            std::vector<std::uint8_t> ones(cpu::kMsrpmSize, 0xFF);
+            (void)s.memory.write(gpa, ones);
+        }
+        for (const char* k : {"read", "write"}) {
+            if (!m[k]) continue;
+            if (!m[k].IsSequence()) fail(m[k], std::string("memory.msrpm.") + k, "expected a list of MSRs");
+            for (const auto& e : m[k]) {
+                const auto msr = msr_number(e, std::string("memory.msrpm.") + k);
+                const auto b = cpu::msrpm_bit(msr);
+                if (!b) fail(e, std::string("memory.msrpm.") + k, fmt::format("MSR {:#x} is outside the MSRPM ranges (always intercepted)", msr));
+                set_bit(s, gpa, *b + (k[0] == 'w' ? 1U : 0U));
+            }
+        }
+    }
+
+    void load_iopm(const YAML::Node& item, Scenario& s, std::uint64_t gpa) const {
+        const auto& m = item["iopm"];
+        only_keys(m, "memory.iopm", {"ports", "all"});
+        map_or_fail(s, item, "memory.iopm", gpa, cpu::kIopmSize);
+        if (m["all"] && boolean(m["all"], "memory.iopm.all")) {
+            std::vector<std::uint8_t> ones(cpu::kIopmSize, 0xFF);
+            (void)s.memory.write(gpa, ones);
+        }
+        if (m["ports"])
+            for (auto p : number_list(m["ports"], "memory.iopm.ports")) {
+                if (p > 0xFFFF) fail(m["ports"], "memory.iopm.ports", "port out of range");
+                set_bit(s, gpa, static_cast<unsigned>(p));
+            }
+    }
+
+    // A 4-level nested page table rooted at gpa; table pages are allocated
+    // after the root, one page each.
+    void load_npt(const YAML::Node& item, Scenario& s, std::uint64_t root) const {
+        const auto& list = item["npt"];
+        if (!list.IsSequence()) fail(list, "memory.npt", "expected a list of mappings");
+        if (root & 0xFFF) fail(item["gpa"], "memory.gpa", "a page-table root must be 4 KiB aligned");
+        map_or_fail(s, item, "memory.npt", root, 4096);
+        std::uint64_t next = root + 4096;
+        for (const auto& m : list) {
+            only_keys(m, "memory.npt[]", {"gpa", "hpa", "size", "write", "user", "nx", "present", "reserved"});
+            if (!m["gpa"] || !m["hpa"]) fail(m, "memory.npt[]", "needs gpa and hpa");
+            const std::uint64_t g = number(m["gpa"], "memory.npt[].gpa"), h = number(m["hpa"], "memory.npt[].hpa");
+            std::string size = m["size"] ? text(m["size"], "memory.npt[].size") : "4k";
+            unsigned leaf = size == "4k" ? 1 : size == "2m" ? 2 : size == "1g" ? 3 : 0;
+            if (leaf == 0) fail(m["size"], "memory.npt[].size", "expected 4k, 2m or 1g");
+            const bool w = !m["write"] || boolean(m["write"], "memory.npt[].write");
+            const bool u = !m["user"] || boolean(m["user"], "memory.npt[].user");
+            const bool nx = m["nx"] && boolean(m["nx"], "memory.npt[].nx");
+            const bool p = !m["present"] || boolean(m["present"], "memory.npt[].present");
+            const std::uint64_t rsv = m["reserved"] ? number(m["reserved"], "memory.npt[].reserved") : 0;
+            std::uint64_t table = root;
+            for (unsigned level = 4; level > leaf; --level) {
+                const std::uint64_t slot = table + ((g >> (12 + 9 * (level - 1))) & 0x1FF) * 8;
+                std::uint64_t e = 0;
+                (void)s.memory.read_u64(slot, e);
+                if (!(e & 1)) {
+                    map_or_fail(s, m, "memory.npt[]", next, 4096);
+                    e = next | 0x7;
+                    next += 4096;
+                    (void)s.memory.write_u64(slot, e);
+                }
+                table = e & arch::bits(51, 12);
+            }
+            const std::uint64_t slot = table + ((g >> (12 + 9 * (leaf - 1))) & 0x1FF) * 8;
+            std::uint64_t e = (h & arch::bits(51, 12)) | (p ? 1 : 0) | (w ? 2 : 0) | (u ? 4 : 0) | rsv;
+            if (leaf > 1) e |= arch::bit(7);
+            if (nx) e |= arch::bit(63);
+            (void)s.memory.write_u64(slot, e);
+        }
+    }
+
+    void load_memory(const YAML::Node& n, Scenario& s) const {
+        if (!n.IsSequence()) fail(n, "memory", "expected a list");
+        for (const auto& item : n) {
+            only_keys(item, "memory[]", {"gpa", "size", "vmcb", "u64", "msrpm", "iopm", "npt", "comment"});
+            if (!item["gpa"]) fail(item, "memory[].gpa", "missing");
+            const std::uint64_t gpa = number(item["gpa"], "memory[].gpa");
+            if (item["size"]) map_or_fail(s, item, "memory[].size", gpa, number(item["size"], "memory[].size", 1ULL << 32));
+            if (item["vmcb"]) load_vmcb(item, s, gpa);
+            if (item["msrpm"]) load_msrpm(item, s, gpa);
+            if (item["iopm"]) load_iopm(item, s, gpa);
+            if (item["npt"]) load_npt(item, s, gpa);
+            if (item["u64"]) {
+                const auto vals = number_list(item["u64"], "memory[].u64");
+                map_or_fail(s, item, "memory[].u64", gpa, 8 * vals.size());
+                for (std::size_t i = 0; i < vals.size(); ++i) (void)s.memory.write_u64(gpa + 8 * i, vals[i]);
+            }
+        }
+    }
+
+    void load_l1(const YAML::Node& n, Scenario& s) const {
+        if (!n.IsMap()) fail(n, "l1", "expected a mapping");
+        for (const auto& kv : n) {
+            const auto k = kv.first.as<std::string>();
+            if (k == "gif") s.l1_gif = boolean(kv.second, "l1.gif");
+            else if (k == "hsave" || k == "vm_hsave_pa") s.hsave_pa = number(kv.second, "l1." + k);
+            else if (k == "smbase") s.smbase = number(kv.second, "l1.smbase", 0xFFFFFFFF);
+            else if (const auto f = arch::find_field("save." + k); f && arch::info(*f).kind == arch::FieldKind::integer)
+                s.l1_fields.emplace_back(*f, number(kv.second, "l1." + k));
+            else {
+                std::vector<std::string> known = {"gif", "hsave", "vm_hsave_pa", "smbase"};
+                for (const auto& fi : arch::kFields)
+                    if (fi.area() == arch::Area::save) known.emplace_back(fi.member());
+                const auto near = util::closest(k, known);
+                fail(kv.first, "l1." + k, near.empty() ? "unknown key" : fmt::format("unknown key (did you mean '{}'?)", near));
+            }
+        }
+    }
+
+    void load_expect(const YAML::Node& n, Step& st) const {
+        if (!n.IsMap()) fail(n, "expect", "expected a mapping");
+        static const std::vector<std::string> plain = {"outcome", "exit_code", "exit_info_1", "exit_info_2", "gif",
+                                                       "mode", "smm", "reason", "check", "vmcb12_reads", "owner",
+                                                       "vector", "pending_db", "restore_error"};
+        for (const auto& kv : n) {
+            Expectation e;
+            e.key = kv.first.as<std::string>();
+            e.line = kv.first.Mark().line + 1;
+            if (!kv.second.IsScalar()) fail(kv.second, "expect." + e.key, "expected a scalar value");
+            e.text = kv.second.Scalar();
+            const bool is_plain = std::find(plain.begin(), plain.end(), e.key) != plain.end();
+            std::string field = e.key;
+            for (const char* pre : {"vmcb12.", "vmcb02.", "vmcb01."})
+                if (field.rfind(pre, 0) == 0) field = field.substr(7);
+            const bool is_field = !is_plain && arch::find_field(field).has_value();
+            if (!is_plain && !is_field) {
+                std::vector<std::string> known = plain;
+                for (const auto& fi : arch::kFields) known.emplace_back(fi.name);
+                const auto near = util::closest(e.key, known);
+                fail(kv.first, "expect." + e.key,
+                     near.empty() ? "unknown expectation key" : fmt::format("unknown expectation key (did you mean '{}'?)", near));
+            }
+            if (e.key == "exit_code") {
+                const auto c = arch::exit_code::parse(e.text);
+                if (!c) fail(kv.second, "expect.exit_code", fmt::format("'{}' is not an exit code", e.text));
+                e.value = *c;
+            } else if (e.key == "gif" || e.key == "smm" || e.key == "pending_db") {
+                e.value = boolean(kv.second, "expect." + e.key) ? 1 : 0;
+            } else if (is_field || e.key == "exit_info_1" || e.key == "exit_info_2" || e.key == "vmcb12_reads" ||
+                       e.key == "vector") {
+                if (field == "control.exit_code") {
+                    const auto c = arch::exit_code::parse(e.text);
+                    if (!c) fail(kv.second, "expect." + e.key, fmt::format("'{}' is not an exit code", e.text));
+                    e.value = *c;
+                } else {
+                    e.value = number(kv.second, "expect." + e.key);
+                }
+            }
+            st.expect.push_back(std::move(e));
+        }
+    }
+
+    void load_l2_event(const YAML::Node& n, Step& st) const {
+        if (n.IsScalar()) {
+            const auto k = cpu::find_event(n.Scalar());
+            if (!k) fail(n, "l2", fmt::format("unknown event '{}'", n.Scalar()));
+            st.event.kind = *k;
+            st.what = n.Scalar();
+            return;
+        }
+        only_keys(n, "l2", {"event", "msr", "value", "port", "size", "in", "string", "rep", "cr", "dr", "vector",
+                            "error_code", "cr2", "gpa", "write", "user", "fetch", "insn_len", "gpr", "address"});
+        if (!n["event"]) fail(n, "l2.event", "missing");
+        const auto name = text(n["event"], "l2.event");
+        const auto k = cpu::find_event(name);
+        if (!k) fail(n["event"], "l2.event", fmt::format("unknown event '{}'", name));
+        auto& e = st.event;
+        e.kind = *k;
+        st.what = name;
+        if (n["msr"]) e.index = msr_number(n["msr"], "l2.msr");
+        if (n["port"]) e.index = static_cast<std::uint32_t>(number(n["port"], "l2.port", 0xFFFF));
+        if (n["cr"]) e.index = static_cast<std::uint32_t>(number(n["cr"], "l2.cr", 15));
+        if (n["dr"]) e.index = static_cast<std::uint32_t>(number(n["dr"], "l2.dr", 15));
+        if (n["vector"]) e.index = static_cast<std::uint32_t>(number(n["vector"], "l2.vector", 31));
+        if (n["size"]) {
+            const auto sz = number(n["size"], "l2.size", 4);
+            if (sz != 1 && sz != 2 && sz != 4) fail(n["size"], "l2.size", "I/O size must be 1, 2 or 4");
+            e.size = static_cast<std::uint8_t>(sz);
+        }
+        if (n["value"]) e.value = number(n["value"], "l2.value");
+        if (n["address"]) e.value = number(n["address"], "l2.address");
+        if (n["gpa"]) e.value = number(n["gpa"], "l2.gpa");
+        if (n["in"]) e.in = boolean(n["in"], "l2.in");
+        if (n["string"]) e.string = boolean(n["string"], "l2.string");
+        if (n["rep"]) e.rep = boolean(n["rep"], "l2.rep");
+        if (n["error_code"]) e.error_code = static_cast<std::uint32_t>(number(n["error_code"], "l2.error_code", 0xFFFFFFFF));
+        if (n["cr2"]) e.cr2 = number(n["cr2"], "l2.cr2");
+        if (n["write"]) e.access.write = boolean(n["write"], "l2.write");
+        if (n["user"]) e.access.user = boolean(n["user"], "l2.user");
+        if (n["fetch"]) e.access.fetch = boolean(n["fetch"], "l2.fetch");
+        if (n["insn_len"]) e.insn_len = static_cast<std::uint8_t>(number(n["insn_len"], "l2.insn_len", 15));
+        if (n["gpr"]) e.gpr = static_cast<std::uint8_t>(number(n["gpr"], "l2.gpr", 15));
+    }
+
+    void load_steps(const YAML::Node& n, Scenario& s) const {
+        if (!n.IsSequence()) fail(n, "steps", "expected a list");
+        for (const auto& item : n) {
+            only_keys(item, "steps[]", {"name", "l1", "l2", "external", "save_restore", "write", "host_efer", "expect", "comment"});
+            Step st;
+            st.line = item.Mark().line + 1;
+            if (item["name"]) st.label = text(item["name"], "steps[].name");
+            int actions = 0;
+            if (item["l1"]) {
+                ++actions;
+                st.kind = StepKind::l1;
+                const auto& a = item["l1"];
+                static const std::vector<std::string> insns = {"vmrun", "vmload", "vmsave", "stgi", "clgi",
+                                                               "invlpga", "vmmcall", "skinit", "rsm"};
+                if (a.IsScalar()) {
+                    st.what = a.Scalar();
+                    if (std::find(insns.begin(), insns.end(), st.what) == insns.end()) {
+                        const auto near = util::closest(st.what, insns);
+                        fail(a, "l1", near.empty() ? fmt::format("unknown L1 instruction '{}'", st.what)
+                                                   : fmt::format("unknown L1 instruction '{}' (did you mean '{}'?)", st.what, near));
+                    }
+                } else {
+                    only_keys(a, "l1", {"wrmsr", "rdmsr", "value"});
+                    if (a["wrmsr"]) {
+                        st.what = "wrmsr";
+                        st.msr = msr_number(a["wrmsr"], "l1.wrmsr");
+                        if (!a["value"]) fail(a, "l1.value", "wrmsr needs a value");
+                        st.value = number(a["value"], "l1.value");
+                    } else if (a["rdmsr"]) {
+                        st.what = "rdmsr";
+                        st.msr = msr_number(a["rdmsr"], "l1.rdmsr");
+                    } else {
+                        fail(a, "l1", "expected an instruction name, {wrmsr: MSR, value: V} or {rdmsr: MSR}");
+                    }
+                }
+            }
+            if (item["l2"]) {
+                ++actions;
+                st.kind = StepKind::l2;
+                load_l2_event(item["l2"], st);
+            }
+            if (item["external"]) {
+                ++actions;
+                st.kind = StepKind::external;
+                st.what = text(item["external"], "external");
+                const auto k = cpu::find_event(st.what);
+                if (!k || (*k != cpu::EventKind::intr && *k != cpu::EventKind::nmi && *k != cpu::EventKind::smi &&
+                           *k != cpu::EventKind::init))
+                    fail(item["external"], "external", "expected intr, nmi, smi or init");
+                st.event.kind = *k;
+            }
+            if (item["save_restore"]) {
+                ++actions;
+                st.kind = StepKind::save_restore;
+                st.what = "save_restore";
+                (void)boolean(item["save_restore"], "save_restore");
+            }
+            if (item["write"]) {
+                ++actions;
+                st.kind = StepKind::write;
+                const auto& w = item["write"];
+                only_keys(w, "write", {"gpa", "u64", "u32", "u16", "u8"});
+                if (!w["gpa"]) fail(w, "write.gpa", "missing");
+                st.gpa = number(w["gpa"], "write.gpa");
+                int widths = 0;
+                for (auto [k, width] : {std::pair{"u64", 8}, {"u32", 4}, {"u16", 2}, {"u8", 1}}) {
+                    if (!w[k]) continue;
+                    ++widths;
+                    st.width = static_cast<std::uint8_t>(width);
+                    st.value = number(w[k], std::string("write.") + k, arch::width_mask(static_cast<std::size_t>(width)));
+                }
+                if (widths != 1) fail(w, "write", "give exactly one of u64, u32, u16, u8");
+                st.what = "write";
+            }
+            if (item["host_efer"]) {
+                ++actions;
+                st.kind = StepKind::host_efer;
+                st.what = "host_efer";
+                st.value = number(item["host_efer"], "host_efer");
+            }
+            if (actions != 1 && !(actions == 0 && item["expect"]))
+                fail(item, "steps[]", "each step needs exactly one of l1, l2, external, save_restore, write, host_efer");
+            if (actions == 0) {
+                st.kind = StepKind::restore_blob_edit;  // expectation-only step
+                st.what = "check";
+            }
+            if (item["expect"]) load_expect(item["expect"], st);
+            s.steps.push_back(std::move(st));
+        }
+    }
+
+    Scenario load(std::string_view text_in) const {
+        YAML::Node root;
+        try {
+            root = YAML::Load(std::string(text_in));
+        } catch (const YAML::Exception& e) {
+            throw Fail{Error{file_, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg}};
+        }
+        if (!root.IsMap()) throw Fail{Error{file_, 1, "", "a scenario is a mapping with at least 'steps'"}};
+        only_keys(root, "", {"name", "description", "cpu", "features", "maxphyaddr", "profile", "options", "l0",
+                             "memory", "l1", "steps"});
+        Scenario s;
+        s.file = file_;
+        s.l0 = nested::L0Config::kvm_default();
+        s.name = root["name"] ? text(root["name"], "name") : std::filesystem::path(file_).stem().string();
+        if (root["description"]) s.description = text(root["description"], "description");
+        load_model(root, s);
+        if (root["options"]) load_options(root["options"], s);
+        if (root["l0"]) load_l0(root["l0"], s);
+        if (root["memory"]) load_memory(root["memory"], s);
+        if (root["l1"]) load_l1(root["l1"], s);
+        if (!root["steps"]) throw Fail{Error{file_, 1, "steps", "missing"}};
+        load_steps(root["steps"], s);
+        return s;
+    }
+
+private:
+    std::string file_;
+};
+
+}  // namespace
+
+nsvm::expected<Scenario, Error> load_text(std::string_view text, const std::string& file) {
+    try {
+        return Loader(file).load(text);
+    } catch (const Fail& f) {
+        return nsvm::unexpected(f.e);
+    } catch (const YAML::Exception& e) {
+        return nsvm::unexpected(Error{file, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg});
+    } catch (const std::exception& e) {
+        return nsvm::unexpected(Error{file, 0, "", e.what()});
+    }
+}
+
+nsvm::expected<Scenario, Error> load_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return nsvm::unexpected(Error{path, 0, "", "cannot read the file"});
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return load_text(ss.str(), path);
+}
+
+}  // namespace nsvm::scenario

@@ -1,0 +1,346 @@
+// Running a scenario: applies each step to nested::Vcpu, prints what ran,
+// what exited and why, and what changed (field diffs), and checks the
+// expectations and (optionally) the invariants after every step.
+#include <ostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/scenario/scenario.hpp"
+
+namespace nsvm::scenario {
+namespace {
+using arch::FieldId;
+using nested::Outcome;
+
+std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
+
+std::string exit_name(std::uint64_t code) {
+    const auto d = arch::exit_code::describe(code);
+    return fmt::format("{} ({:#x})", d.name, code);
+}
+
+struct Diff {
+    std::string field;
+    std::uint64_t before, after;
+};
+
+std::vector<Diff> diff(const arch::Vmcb& a, const arch::Vmcb& b, std::string_view prefix) {
+    std::vector<Diff> out;
+    for (const auto& f : arch::kFields) {
+        if (f.kind != arch::FieldKind::integer) continue;
+        const auto x = a.get(f.id), y = b.get(f.id);
+        if (x != y) out.push_back(Diff{fmt::format("{}{}", prefix, f.name), x, y});
+    }
+    return out;
+}
+
+struct Snapshot {
+    arch::Vmcb vmcb12, vmcb01;
+    bool vmcb12_ok = false;
+    bool gif = false;
+    nested::Mode mode = nested::Mode::l1;
+    bool smm = false;
+};
+
+Snapshot snap(nested::Vcpu& v, std::uint64_t vmcb12_gpa) {
+    Snapshot s;
+    s.vmcb12_ok = v.memory().peek_vmcb(vmcb12_gpa, s.vmcb12);
+    s.vmcb01 = v.vmcb01();
+    s.gif = v.gif();
+    s.mode = v.mode();
+    s.smm = v.smm();
+    return s;
+}
+
+std::string describe_step(const Step& st) {
+    switch (st.kind) {
+        case StepKind::l1:
+            if (st.what == "wrmsr") return fmt::format("L1 WRMSR {:#x} <- {:#x}", st.msr, st.value);
+            if (st.what == "rdmsr") return fmt::format("L1 RDMSR {:#x}", st.msr);
+            return fmt::format("L1 executes {}", st.what);
+        case StepKind::l2: {
+            const auto& e = st.event;
+            switch (e.kind) {
+                case cpu::EventKind::rdmsr:
+                case cpu::EventKind::wrmsr: return fmt::format("L2 {} {:#x}", st.what, e.index);
+                case cpu::EventKind::io:
+                    return fmt::format("L2 {}{} port {:#x} size {}", e.in ? "IN" : "OUT", e.string ? "S" : "", e.index, e.size);
+                case cpu::EventKind::memory:
+                    return fmt::format("L2 {} at GPA {:#x}", e.access.fetch ? "fetch" : e.access.write ? "write" : "read", e.value);
+                case cpu::EventKind::exception: return fmt::format("L2 raises exception {}", e.index);
+                case cpu::EventKind::cr_write:
+                case cpu::EventKind::dr_write: return fmt::format("L2 {} {} <- {:#x}", st.what, e.index, e.value);
+                case cpu::EventKind::cr_read:
+                case cpu::EventKind::dr_read: return fmt::format("L2 {} {}", st.what, e.index);
+                default: return fmt::format("L2 executes {}", st.what);
+            }
+        }
+        case StepKind::external: return fmt::format("external {} arrives", st.what);
+        case StepKind::save_restore: return "nested state: save -> restore";
+        case StepKind::write: return fmt::format("guest memory write: [{:#x}] <- {:#x} ({} bytes)", st.gpa, st.value, st.width);
+        case StepKind::host_efer: return fmt::format("host-initiated EFER write {:#x}", st.value);
+        case StepKind::restore_blob_edit: return "check";
+    }
+    return "?";
+}
+
+std::string outcome_line(const nested::StepResult& r, const nested::Vcpu& v) {
+    std::string s;
+    switch (r.outcome) {
+        case Outcome::vmrun_failed:
+            s = fmt::format("VMRUN failed: {}", nested::fail_reason_name(r.reason));
+            if (r.failed_check) s += fmt::format(" [{}: {} (APM {})]", r.failed_check->id, r.failed_check->message, r.failed_check->apm);
+            s += fmt::format(" -> #VMEXIT({}) to L1", exit_name(r.exit_code));
+            break;
+        case Outcome::entered_l2: s = fmt::format("VMRUN: vmcb12 {:#x} checked, vmcb02 committed, L2 runs", v.vmcb12_gpa()); break;
+        case Outcome::vmexit_to_l1:
+            s = fmt::format("#VMEXIT({}) to L1, exit_info_1 {:#x}, exit_info_2 {:#x}", exit_name(r.exit_code), r.exit_info_1, r.exit_info_2);
+            break;
+        case Outcome::handled_by_l0:
+            s = r.exit_code != 0 ? fmt::format("exit {} handled by L0", exit_name(r.exit_code)) : "handled by L0";
+            break;
+        case Outcome::exception: s = fmt::format("exception vector {} delivered", r.vector); break;
+        default: s = std::string(nested::outcome_name(r.outcome)); break;
+    }
+    if (r.note && *r.note) s += fmt::format(" ({})", r.note);
+    return s;
+}
+
+struct Checker {
+    const Scenario& s;
+    nested::Vcpu& v;
+    const nested::StepResult& r;
+    std::string restore_error;
+
+    [[nodiscard]] std::optional<std::string> check(const Expectation& e) const {
+        auto mismatch = [&](const std::string& got) {
+            return fmt::format("{}:{}: expect {}: wanted {}, got {}", s.file, e.line, e.key, e.text, got);
+        };
+        auto num = [&](std::uint64_t got) -> std::optional<std::string> {
+            if (got == e.value) return std::nullopt;
+            return mismatch(hex(got));
+        };
+        if (e.key == "outcome") {
+            if (nested::outcome_name(r.outcome) == e.text) return std::nullopt;
+            return mismatch(std::string(nested::outcome_name(r.outcome)));
+        }
+        if (e.key == "exit_code") {
+            if (r.exit_code == e.value) return std::nullopt;
+            return mismatch(exit_name(r.exit_code));
+        }
+        if (e.key == "exit_info_1") return num(r.exit_info_1);
+        if (e.key == "exit_info_2") return num(r.exit_info_2);
+        if (e.key == "vector") return num(r.vector);
+        if (e.key == "gif") return num(v.gif() ? 1 : 0);
+        if (e.key == "smm") return num(v.smm() ? 1 : 0);
+        if (e.key == "pending_db") return num(v.pending_db_for_l1() ? 1 : 0);
+        if (e.key == "vmcb12_reads") return num(v.vmcb12_reads_last_vmrun());
+        if (e.key == "mode") {
+            if (nested::mode_name(v.mode()) == e.text) return std::nullopt;
+            return mismatch(std::string(nested::mode_name(v.mode())));
+        }
+        if (e.key == "owner") {
+            const char* o = r.owner == nested::Owner::l0 ? "l0" : r.owner == nested::Owner::l1 ? "l1" : "none";
+            if (e.text == o) return std::nullopt;
+            return mismatch(o);
+        }
+        if (e.key == "reason") {
+            if (nested::fail_reason_name(r.reason) == e.text) return std::nullopt;
+            return mismatch(std::string(nested::fail_reason_name(r.reason)));
+        }
+        if (e.key == "check") {
+            const std::string got = r.failed_check ? std::string(r.failed_check->id) : "none";
+            if (got == e.text) return std::nullopt;
+            return mismatch(got);
+        }
+        if (e.key == "restore_error") {
+            if (restore_error.find(e.text) != std::string::npos && !(restore_error.empty() && !e.text.empty()))
+                return std::nullopt;
+            return mismatch(restore_error.empty() ? "no error" : restore_error);
+        }
+        // A field: vmcb12 unless prefixed.
+        std::string field = e.key;
+        const arch::Vmcb* src = nullptr;
+        arch::Vmcb vmcb12;
+        if (field.rfind("vmcb02.", 0) == 0) {
+            src = &v.vmcb02();
+            field = field.substr(7);
+        } else if (field.rfind("vmcb01.", 0) == 0) {
+            src = &v.vmcb01();
+            field = field.substr(7);
+        } else {
+            if (field.rfind("vmcb12.", 0) == 0) field = field.substr(7);
+            if (!v.memory().peek_vmcb(v.vmcb12_gpa(), vmcb12)) return mismatch("vmcb12 not readable");
+            src = &vmcb12;
+        }
+        const auto id = arch::find_field(field);
+        return num(src->get(*id));
+    }
+};
+
+}  // namespace
+
+RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
+    RunResult rr;
+    nested::Vcpu v(s.cpu, *s.profile, s.memory, s.l0, s.options);
+    for (const auto& [f, val] : s.l1_fields) v.vmcb01().set(f, val);
+    if (s.l1_gif) v.set_gif(*s.l1_gif);
+    v.set_vm_hsave_pa(s.hsave_pa);
+    if (s.smbase) v.set_smbase(*s.smbase);
+
+    if (!opts.json) {
+        out << fmt::format("scenario {} ({}): cpu {}, profile {}{}\n", s.name, s.file, s.cpu.name, s.profile->name,
+                           s.options.pre_fix_gif_bug ? ", option pre_fix_gif_bug" : "");
+        if (!s.description.empty()) out << "  " << s.description << "\n";
+        out << fmt::format("  start: L1 runs, GIF {}, rip {:#x}, rax {:#x}\n", v.gif() ? 1 : 0,
+                           v.vmcb01().get(FieldId::rip), v.vmcb01().get(FieldId::rax));
+    }
+
+    for (std::size_t i = 0; i < s.steps.size(); ++i) {
+        const Step& st = s.steps[i];
+        const std::uint64_t gpa12 = st.kind == StepKind::l1 && st.what == "vmrun" ? v.vmcb01().get(FieldId::rax) : v.vmcb12_gpa();
+        const Snapshot before = snap(v, gpa12);
+        nested::StepResult r;
+        std::string restore_error;
+        v.memory().watch(gpa12);
+        switch (st.kind) {
+            case StepKind::l1:
+                if (st.what == "vmrun") r = v.l1_vmrun();
+                else if (st.what == "vmload") r = v.l1_vmload();
+                else if (st.what == "vmsave") r = v.l1_vmsave();
+                else if (st.what == "stgi") r = v.l1_stgi();
+                else if (st.what == "clgi") r = v.l1_clgi();
+                else if (st.what == "invlpga") r = v.l1_invlpga();
+                else if (st.what == "vmmcall") r = v.l1_vmmcall();
+                else if (st.what == "skinit") r = v.l1_skinit();
+                else if (st.what == "rsm") r = v.rsm();
+                else if (st.what == "wrmsr") r = v.l1_wrmsr(st.msr, st.value);
+                else if (st.what == "rdmsr") {
+                    std::uint64_t val = 0;
+                    r = v.l1_rdmsr(st.msr, val);
+                    r.exit_info_1 = val;
+                }
+                break;
+            case StepKind::l2: r = v.l2_event(st.event); break;
+            case StepKind::external: r = v.external(st.event.kind); break;
+            case StepKind::save_restore: {
+                const auto blob = v.save_state();
+                auto ok = v.restore_state(blob);
+                if (!ok) restore_error = ok.error();
+                const auto again = v.save_state();
+                r.outcome = Outcome::restored;
+                if (ok && again != blob) restore_error = "save -> restore -> save changed the blob";
+                r.note = "";
+                break;
+            }
+            case StepKind::write: {
+                std::array<std::uint8_t, 8> b{};
+                arch::store_le(b, 0, st.width, st.value);
+                if (!v.memory().write(st.gpa, std::span<const std::uint8_t>(b.data(), st.width))) {
+                    rr.status = 2;
+                    rr.message = fmt::format("{}:{}: write to unbacked guest memory {:#x}", s.file, st.line, st.gpa);
+                    return rr;
+                }
+                r.outcome = v.mode() == nested::Mode::l2 ? Outcome::no_exit : Outcome::l1_continues;
+                break;
+            }
+            case StepKind::host_efer: r = v.host_set_efer(st.value); break;
+            case StepKind::restore_blob_edit: r.outcome = v.mode() == nested::Mode::l2 ? Outcome::no_exit : Outcome::l1_continues; break;
+        }
+        ++rr.steps_run;
+        const Snapshot after = snap(v, st.kind == StepKind::l1 && st.what == "vmrun" ? gpa12 : v.vmcb12_gpa());
+        std::vector<Diff> diffs;
+        if (before.vmcb12_ok && after.vmcb12_ok && gpa12 == v.vmcb12_gpa()) diffs = diff(before.vmcb12, after.vmcb12, "vmcb12.");
+
+        if (opts.json) {
+            nlohmann::json j;
+            j["step"] = i + 1;
+            j["line"] = st.line;
+            if (!st.label.empty()) j["name"] = st.label;
+            j["action"] = describe_step(st);
+            j["outcome"] = nested::outcome_name(r.outcome);
+            j["owner"] = r.owner == nested::Owner::l0 ? "l0" : r.owner == nested::Owner::l1 ? "l1" : "none";
+            if (r.exit_code != 0 || r.outcome == Outcome::vmexit_to_l1 || r.outcome == Outcome::vmrun_failed) {
+                j["exit_code"] = fmt::format("{:#x}", r.exit_code);
+                j["exit_name"] = arch::exit_code::describe(r.exit_code).name;
+                j["exit_info_1"] = hex(r.exit_info_1);
+                j["exit_info_2"] = hex(r.exit_info_2);
+            }
+            if (r.outcome == Outcome::vmrun_failed) j["reason"] = nested::fail_reason_name(r.reason);
+            if (r.failed_check) j["check"] = r.failed_check->id;
+            if (r.note && *r.note) j["note"] = r.note;
+            if (!restore_error.empty()) j["restore_error"] = restore_error;
+            j["gif"] = v.gif() ? 1 : 0;
+            j["mode"] = nested::mode_name(v.mode());
+            j["smm"] = v.smm();
+            nlohmann::json d = nlohmann::json::array();
+            for (const auto& x : diffs) d.push_back({{"field", x.field}, {"before", hex(x.before)}, {"after", hex(x.after)}});
+            j["changes"] = d;
+            out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        } else {
+            out << fmt::format("step {}{} (line {}): {}\n", i + 1, st.label.empty() ? "" : " [" + st.label + "]", st.line,
+                               describe_step(st));
+            out << "  -> " << outcome_line(r, v) << "\n";
+            if (!restore_error.empty()) out << "  -> restore refused: " << restore_error << "\n";
+            if (before.gif != v.gif()) out << fmt::format("     GIF {} -> {}\n", before.gif ? 1 : 0, v.gif() ? 1 : 0);
+            if (before.mode != v.mode()) out << fmt::format("     mode {} -> {}\n", nested::mode_name(before.mode), nested::mode_name(v.mode()));
+            if (before.smm != v.smm()) out << fmt::format("     SMM {} -> {}\n", before.smm ? 1 : 0, v.smm() ? 1 : 0);
+            for (const auto& x : diffs) out << fmt::format("     {}: {:#x} -> {:#x}\n", x.field, x.before, x.after);
+        }
+
+        if (opts.check_invariants) {
+            const char* bad = v.check_invariants();
+            std::string why = bad ? bad : "";
+            if (why.empty() && st.kind == StepKind::l1 && st.what == "vmrun" && r.outcome != Outcome::exception &&
+                v.vmcb12_reads_last_vmrun() != 1)
+                why = fmt::format("vmcb12 read {} times during VMRUN (must be once)", v.vmcb12_reads_last_vmrun());
+            const bool gif_exempt = s.options.pre_fix_gif_bug && r.reason == nested::FailReason::consistency_check;
+            if (why.empty() && (r.outcome == Outcome::vmexit_to_l1 || r.outcome == Outcome::vmrun_failed) && v.gif() &&
+                !gif_exempt)
+                why = "GIF = 1 after a #VMEXIT to L1";
+            if (why.empty() && r.outcome == Outcome::vmrun_failed) {
+                // A failed VMRUN changes nothing in L1 but RIP (past VMRUN) and what the profile allows.
+                arch::Vmcb a = before.vmcb01, b = v.vmcb01();
+                for (FieldId f : {FieldId::rip, FieldId::dr7, FieldId::exit_int_info}) {
+                    a.set(f, 0);
+                    b.set(f, 0);
+                }
+                if (!(a == b)) why = "a failed VMRUN changed L1's state";
+            }
+            if (!why.empty()) {
+                rr.status = 1;
+                rr.message = fmt::format("{}:{}: invariant violated after step {}: {}", s.file, st.line, i + 1, why);
+                if (!opts.json) out << "  !! " << rr.message << "\n";
+                return rr;
+            }
+        }
+
+        Checker c{s, v, r, restore_error};
+        if (st.kind == StepKind::save_restore && restore_error.empty() && st.expect.empty()) {
+            // nothing to compare; the round trip itself was checked above
+        } else if (st.kind == StepKind::save_restore && !restore_error.empty()) {
+            bool expected_error = false;
+            for (const auto& e : st.expect) expected_error |= e.key == "restore_error";
+            if (!expected_error) {
+                rr.status = 1;
+                rr.message = fmt::format("{}:{}: nested state restore failed: {}", s.file, st.line, restore_error);
+                return rr;
+            }
+        }
+        for (const auto& e : st.expect) {
+            if (auto m = c.check(e)) {
+                rr.status = 1;
+                rr.message = *m;
+                if (!opts.json) out << "  FAIL " << *m << "\n";
+                return rr;
+            }
+            if (!opts.json) out << fmt::format("     ok: {} = {}\n", e.key, e.text);
+        }
+    }
+    if (!opts.json) out << fmt::format("all {} steps ran; every expectation holds\n", rr.steps_run);
+    return rr;
+}
+
+}  // namespace nsvm::scenario

@@ -1,0 +1,66 @@
+// Every example scenario runs clean (with invariants), and bad input is
+// reported with file, line, key and a suggestion.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "nsvm/scenario/scenario.hpp"
+
+using namespace nsvm;
+
+TEST(Scenario, EveryExampleHoldsWithInvariants) {
+    int count = 0;
+    for (const auto& f : std::filesystem::directory_iterator(std::string(NSVM_SOURCE_DIR) + "/examples/scenarios")) {
+        if (f.path().extension() != ".yaml") continue;
+        ++count;
+        auto s = scenario::load_file(f.path().string());
+        ASSERT_TRUE(s) << s.error().to_string();
+        std::ostringstream out;
+        const auto r = scenario::run(*s, {.json = false, .check_invariants = true}, out);
+        EXPECT_EQ(r.status, 0) << f.path() << ": " << r.message << "\n" << out.str();
+        EXPECT_GT(r.steps_run, 0U);
+    }
+    EXPECT_GE(count, 8);
+}
+
+TEST(Scenario, UnknownKeyNamesLineAndClosestKey) {
+    auto s = scenario::load_text("profile: kvm\nstepz:\n  - l1: vmrun\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().line, 2);
+    EXPECT_NE(s.error().message.find("'steps'"), std::string::npos);
+}
+
+TEST(Scenario, WrongTypesAndRangesAreErrors) {
+    auto s = scenario::load_text("steps:\n  - l2: {event: io, port: 0x10000}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "l2.port");
+    s = scenario::load_text("steps:\n  - l1: vmrun\n    expect: {gif: maybe}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().line, 3);
+    s = scenario::load_text("steps:\n  - l1: vmrun\n    expect: {control.exit_cod: 1}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("control.exit_code"), std::string::npos);
+}
+
+TEST(Scenario, FailedExpectationNamesItAndReturns1) {
+    auto s = scenario::load_text(
+        "memory:\n  - {gpa: 0x20000, size: 0x1000}\nl1: {rax: 0x20000}\nsteps:\n  - l1: vmrun\n    expect: {exit_code: VMEXIT_NPF}\n",
+        "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    const auto r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.message.find("x.yaml:6: expect exit_code"), std::string::npos) << r.message;
+}
+
+TEST(Scenario, JsonLinesOnePerStep) {
+    auto s = scenario::load_file(std::string(NSVM_SOURCE_DIR) + "/examples/scenarios/seed-gif.yaml");
+    ASSERT_TRUE(s);
+    std::ostringstream out;
+    ASSERT_EQ(scenario::run(*s, {.json = true}, out).status, 0);
+    const auto text = out.str();
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+    EXPECT_NE(text.find("\"gif\":0"), std::string::npos);
+    EXPECT_NE(text.find("\"check\":\"cr0.cd_nw\""), std::string::npos);
+}

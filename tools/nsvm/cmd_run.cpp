@@ -1,0 +1,44 @@
+// nsvm run: run a scenario (docs/scenarios.md) and check its expectations.
+// Exit status: 0 every expectation holds, 1 the first that does not (named),
+// 2 bad input.
+#include <iostream>
+#include <memory>
+
+#include "cli.hpp"
+#include "nsvm/scenario/scenario.hpp"
+
+namespace nsvm::cli {
+namespace {
+
+struct RunCliOptions {
+    std::string file;
+    bool json = false;
+    bool check_invariants = false;
+};
+
+const Registrar reg{30, [](CLI::App& app, int& status) {
+    static RunCliOptions opts;
+    auto* sub = app.add_subcommand("run", "Run a nested-SVM scenario (YAML/JSON) and check its expectations");
+    sub->add_option("file", opts.file, "scenario file (see docs/scenarios.md)")->required();
+    sub->add_flag("--json", opts.json, "print the trace as JSON lines");
+    sub->add_flag("--check-invariants", opts.check_invariants,
+                  "check the nested-SVM invariants after every step (exit 1 on a violation)");
+    sub->callback([&status] {
+        auto loaded = scenario::load_file(opts.file);
+        if (!loaded) throw Exit{kBadInput, loaded.error().to_string()};
+        scenario::RunOptions ro;
+        ro.json = opts.json;
+        ro.check_invariants = opts.check_invariants;
+        const auto r = scenario::run(*loaded, ro, std::cout);
+        if (r.status == kBadInput) throw Exit{kBadInput, r.message};
+        if (r.status != 0) {
+            std::cerr << "nsvm: " << r.message << "\n";
+            status = kFailed;
+            return;
+        }
+        status = kOk;
+    });
+}};
+
+}  // namespace
+}  // namespace nsvm::cli
