@@ -25,7 +25,6 @@ demo: deps build
 
 test: deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
-	@./scripts/cli-tests.sh $(NSVM)
 	@./scripts/fuzz-smoke.sh
 
 test-sanitize: deps

@@ -154,7 +154,23 @@ private:
     void predict_l2(const Vector& v, Prediction& p) const {
         const auto ev = static_cast<std::uint32_t>(v.vmcb.get(FieldId::event_inj));
         if (ev & arch::event::V) {
-            unknown(p, "an event is injected first");
+            // APM 15.20: the injected event is delivered through the L2 IDT
+            // before the first instruction, bypassing the exception intercepts.
+            const unsigned type = arch::event::type_of(ev);
+            const unsigned vec = type == 2 ? 2U : (ev & arch::event::VECTOR);
+            p.path = fmt::format("VMRUN succeeds; injected {} vector {}", arch::event::type_name(type), vec);
+            const auto idt = v.vmcb.get(FieldId::idtr_base);
+            if (idt != NSVM_OR_L2_IDT64_PA && idt != NSVM_OR_L2_IDT32_PA) {
+                unknown(p, "the event goes to an L2 IDT the image did not build");
+                return;
+            }
+            if (!intercepted(v, ic::VMMCALL)) {
+                unknown(p, "the stub's VMMCALL is not intercepted");
+                return;
+            }
+            p.path += "; stub VMMCALL intercepted";
+            exit_with(p, ec::VMMCALL, 0, 0);
+            p.guest_rax = vec;
             return;
         }
         if (v.vmcb.get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING)) {

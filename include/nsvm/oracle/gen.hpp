@@ -1,0 +1,47 @@
+// Test-vector generation for the oracle (`nsvm gen`).
+//
+// The boundary set: for every consistency check a vector can express, the
+// last passing and the first failing value, one violation at a time and in
+// pairs, plus one vector per L2 program. Random vectors: mutations of the
+// bases from a seed. Every vector names the check ids it exercises; its note
+// says whether the chosen CPU model and profile expect VMRUN to pass.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/checks/profile.hpp"
+#include "nsvm/oracle/vector.hpp"
+#include "nsvm/util/expected.hpp"
+
+namespace nsvm::oracle {
+
+/// The guest modes the image supports without extra memory setup.
+enum class BaseMode : std::uint8_t { long64, prot32, pae32, legacy32 };
+
+/// A valid VMCB for the image's L2 environment (layout.h), running `p`.
+[[nodiscard]] Vector base_vector(BaseMode mode, Program p = Program::vmmcall);
+
+struct GenOptions {
+    checks::CpuModel cpu;
+    const checks::Profile* profile = nullptr;
+    bool boundary = true;                 ///< the boundary set
+    bool pairs = true;                    ///< pairs of violations
+    std::optional<std::uint64_t> seed;    ///< random vectors (with count)
+    std::size_t count = 0;
+    std::size_t shard_index = 0;          ///< --shard i/n: keep vectors k with k % n == i
+    std::size_t shard_count = 1;
+};
+
+[[nodiscard]] std::vector<Vector> generate(const GenOptions& o);
+
+/// "i/n" with 0 <= i < n.
+[[nodiscard]] nsvm::expected<std::pair<std::size_t, std::size_t>, std::string> parse_shard(std::string_view s);
+
+/// Keeps the vectors of shard i of n (k % n == i), in order.
+[[nodiscard]] std::vector<Vector> shard(std::vector<Vector> all, std::size_t index, std::size_t count);
+
+}  // namespace nsvm::oracle

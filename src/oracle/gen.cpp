@@ -1,0 +1,445 @@
+// Vector generation (gen.hpp): bases, boundary mutations, pairs, random.
+#include "nsvm/oracle/gen.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/checks/evaluate.hpp"
+#include "nsvm/oracle/model.hpp"
+#include "nsvm/util/text.hpp"
+
+namespace nsvm::oracle {
+
+using arch::FieldId;
+using arch::Seg;
+namespace ic = arch::intercept;
+namespace cr0 = arch::cr0;
+namespace cr4 = arch::cr4;
+namespace efer = arch::efer;
+
+Vector base_vector(BaseMode mode, Program p) {
+    Vector v;
+    auto& m = v.vmcb;
+    // Intercepts every vector needs to end predictably: VMRUN (APM 15.5.1
+    // requires it), VMMCALL and HLT (the programs' epilogue), SHUTDOWN (an L2
+    // triple fault becomes an exit, not a host reset).
+    m.set_intercept(ic::VMRUN);
+    m.set_intercept(ic::VMMCALL);
+    m.set_intercept(ic::HLT);
+    m.set_intercept(ic::SHUTDOWN);
+    m.set(FieldId::asid, 1);
+    m.set(FieldId::iopm_base_pa, NSVM_OR_IOPM_PA);
+    m.set(FieldId::msrpm_base_pa, NSVM_OR_MSRPM_PA);
+    const bool is64 = mode == BaseMode::long64;
+    const arch::Segment code{static_cast<std::uint16_t>(is64 ? NSVM_OR_L2_CS64 : NSVM_OR_L2_CS32),
+                             static_cast<std::uint16_t>(is64 ? 0xA9B : 0xC9B), 0xFFFFFFFF, 0};
+    const arch::Segment data{NSVM_OR_L2_DS, 0xC93, 0xFFFFFFFF, 0};
+    m.set_segment(Seg::cs, code);
+    m.set_segment(Seg::ss, data);
+    m.set_segment(Seg::ds, data);
+    m.set_segment(Seg::es, data);
+    m.set_segment(Seg::gdtr, arch::Segment{0, 0, 0x27, NSVM_OR_L2_GDT_PA});
+    m.set_segment(Seg::idtr, is64 ? arch::Segment{0, 0, 0xFFF, NSVM_OR_L2_IDT64_PA}
+                                  : arch::Segment{0, 0, 0x7FF, NSVM_OR_L2_IDT32_PA});
+    m.set_segment(Seg::tr, arch::Segment{0, 0x8B, 0x67, 0});
+    switch (mode) {
+        case BaseMode::long64:
+            m.set(FieldId::efer, efer::LME | efer::LMA | efer::SVME);
+            m.set(FieldId::cr0, cr0::PG | cr0::WP | cr0::NE | cr0::ET | cr0::PE);
+            m.set(FieldId::cr4, cr4::PAE);
+            m.set(FieldId::cr3, NSVM_OR_PML4_PA);
+            break;
+        case BaseMode::prot32:
+            m.set(FieldId::efer, efer::SVME);
+            m.set(FieldId::cr0, cr0::NE | cr0::ET | cr0::PE);
+            break;
+        case BaseMode::pae32:
+            m.set(FieldId::efer, efer::SVME);
+            m.set(FieldId::cr0, cr0::PG | cr0::NE | cr0::ET | cr0::PE);
+            m.set(FieldId::cr4, cr4::PAE);
+            m.set(FieldId::cr3, NSVM_OR_PAE_PDPT_PA);
+            break;
+        case BaseMode::legacy32:
+            m.set(FieldId::efer, efer::SVME);
+            m.set(FieldId::cr0, cr0::PG | cr0::NE | cr0::ET | cr0::PE);
+            m.set(FieldId::cr4, cr4::PSE);
+            m.set(FieldId::cr3, NSVM_OR_PD32_PA);
+            break;
+    }
+    m.set(FieldId::dr6, 0xFFFF0FF0);
+    m.set(FieldId::dr7, 0x400);
+    m.set(FieldId::rflags, arch::rflags::FIXED1);
+    m.set(FieldId::rsp, NSVM_OR_L2_STACK_TOP);
+    m.set(FieldId::g_pat, 0x0007040600070406ULL);
+    v.program = p;
+    m.set(FieldId::rip, program_entry(p));
+    return v;
+}
+
+namespace {
+
+struct Mutation {
+    std::string check;  ///< the check id exercised ("" for program coverage)
+    std::string name;   ///< short variant name, part of the vector id
+    BaseMode base = BaseMode::long64;
+    std::function<void(Vector&)> apply;
+};
+
+void set_bits(Vector& v, FieldId f, std::uint64_t on, std::uint64_t off = 0) {
+    v.vmcb.set(f, (v.vmcb.get(f) | on) & ~off);
+}
+
+void enable_np(Vector& v) {
+    set_bits(v, FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    v.vmcb.set(FieldId::nested_cr3, NSVM_OR_NPT_PML4_PA);
+}
+
+/// One entry per check a vector can express, with the candidate values
+/// around its boundary. The catalogue decides which of them fail.
+std::vector<Mutation> boundary_mutations(const checks::CpuModel& cpu, const checks::Profile& prof) {
+    std::vector<Mutation> ms;
+    auto add = [&](std::string check, std::string name, BaseMode b, std::function<void(Vector&)> f) {
+        ms.push_back(Mutation{std::move(check), std::move(name), b, std::move(f)});
+    };
+    const unsigned w = checks::pa_width(prof, cpu.maxphyaddr);
+    const std::uint64_t top = std::uint64_t{1} << w;
+    const auto L = BaseMode::long64;
+
+    // Instruction gates the image can set (APM 15.5.1; host state knobs).
+    add("gate.efer_svme", "host_svme0", L, [](Vector& v) { v.host.svme = false; });
+    add("gate.rax_alignment", "rax_unaligned", L, [](Vector& v) { v.host.vmrun_rax = NSVM_OR_SPARE_VMCB_PA + 0x10; });
+    add("gate.rax_maxphyaddr", "rax_2^pa", L, [top](Vector& v) { v.host.vmrun_rax = top; });
+    add("gate.rax_maxphyaddr", "rax_bit51", L, [](Vector& v) { v.host.vmrun_rax = std::uint64_t{1} << 51; });
+
+    // Control area.
+    add("intercept.vmrun", "clear", L, [](Vector& v) { v.vmcb.set_intercept(ic::VMRUN, false); });
+    add("asid.zero", "asid0", L, [](Vector& v) { v.vmcb.set(FieldId::asid, 0); });
+    add("asid.zero", "asid1", L, [](Vector& v) { v.vmcb.set(FieldId::asid, 1); });
+    add("asid.zero", fmt::format("asid{}", cpu.num_asids - 1), L,
+        [n = cpu.num_asids](Vector& v) { v.vmcb.set(FieldId::asid, n - 1); });
+    add("asid.zero", fmt::format("asid{}", cpu.num_asids), L,
+        [n = cpu.num_asids](Vector& v) { v.vmcb.set(FieldId::asid, n); });
+    for (std::uint64_t back : {0x4000ULL, 0x3000ULL, 0x2000ULL, 0x1000ULL, 0ULL}) {
+        add("msrpm.limit", fmt::format("2^{}-{:#x}", w, back), L,
+            [a = top - back](Vector& v) { v.vmcb.set(FieldId::msrpm_base_pa, a); });
+        add("iopm.limit", fmt::format("2^{}-{:#x}", w, back), L,
+            [a = top - back](Vector& v) { v.vmcb.set(FieldId::iopm_base_pa, a); });
+    }
+    add("np.ncr3", "valid", L, [](Vector& v) { enable_np(v); });
+    add("np.ncr3", "bit_pa", L, [top](Vector& v) {
+        enable_np(v);
+        set_bits(v, FieldId::nested_cr3, top);
+    });
+    add("np.ncr3", "bit63", L, [](Vector& v) {
+        enable_np(v);
+        set_bits(v, FieldId::nested_cr3, arch::bit(63));
+    });
+    add("np.g_pat", "type7", L, [](Vector& v) {
+        enable_np(v);
+        v.vmcb.set(FieldId::g_pat, 0x0007040600070407ULL);
+    });
+    add("np.g_pat", "type2", L, [](Vector& v) {
+        enable_np(v);
+        v.vmcb.set(FieldId::g_pat, 0x0007040600070402ULL);
+    });
+    add("np.g_pat", "type8", L, [](Vector& v) {
+        enable_np(v);
+        v.vmcb.set(FieldId::g_pat, 0x0007040600070408ULL);
+    });
+
+    // Save area (APM 15.5.1 list).
+    add("efer.svme", "clear", L, [](Vector& v) { set_bits(v, FieldId::efer, 0, efer::SVME); });
+    add("cr0.cd_nw", "nw", L, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::NW); });
+    add("cr0.cd_nw", "cd_nw", L, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::NW | cr0::CD); });
+    add("cr0.cd_nw", "cd", L, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::CD); });
+    add("cr0.upper", "bit32", L, [](Vector& v) { set_bits(v, FieldId::cr0, arch::bit(32)); });
+    add("cr0.upper", "bit63", L, [](Vector& v) { set_bits(v, FieldId::cr0, arch::bit(63)); });
+    add("cr3.mbz", "long_pwt", L, [](Vector& v) { set_bits(v, FieldId::cr3, arch::cr3::PWT); });
+    add("cr3.mbz", "long_bit0", L, [](Vector& v) { set_bits(v, FieldId::cr3, arch::bit(0)); });
+    add("cr3.mbz", "long_bit5", L, [](Vector& v) { set_bits(v, FieldId::cr3, arch::bit(5)); });
+    add("cr3.mbz", fmt::format("long_bit{}", w), L, [top](Vector& v) { set_bits(v, FieldId::cr3, top); });
+    add("cr3.mbz", "long_bit63", L, [](Vector& v) { set_bits(v, FieldId::cr3, arch::bit(63)); });
+    add("cr3.mbz", "pae_bit32", BaseMode::pae32, [](Vector& v) { set_bits(v, FieldId::cr3, arch::bit(32)); });
+    add("cr3.mbz", "pae_bit4", BaseMode::pae32, [](Vector& v) { set_bits(v, FieldId::cr3, arch::bit(4)); });
+    add("cr3.mbz", "legacy_bit0", BaseMode::legacy32, [](Vector& v) { set_bits(v, FieldId::cr3, arch::bit(0)); });
+    // CR4, one bit at a time, on a guest without paging so that no bit changes
+    // how L2 translates addresses (APM 3.1.3).
+    for (unsigned b : {0U, 1U, 2U, 3U, 4U, 5U, 6U, 7U, 8U, 9U, 10U, 11U, 12U, 13U, 14U, 15U, 16U, 17U, 18U, 19U, 20U,
+                       21U, 22U, 23U, 24U, 25U, 28U, 31U, 32U, 63U}) {
+        add("cr4.mbz", fmt::format("bit{}", b), BaseMode::prot32,
+            [b](Vector& v) { set_bits(v, FieldId::cr4, arch::bit(b)); });
+    }
+    add("cr4.pcide_without_long_mode", "prot32_pcide", BaseMode::prot32,
+        [](Vector& v) { set_bits(v, FieldId::cr4, cr4::PCIDE); });
+    add("dr6.upper", "low_all", L, [](Vector& v) { v.vmcb.set(FieldId::dr6, 0xFFFFFFFF); });
+    add("dr6.upper", "bit32", L, [](Vector& v) { set_bits(v, FieldId::dr6, arch::bit(32)); });
+    add("dr7.upper", "low_fields", L, [](Vector& v) { v.vmcb.set(FieldId::dr7, 0xFFFF0400); });
+    add("dr7.upper", "bit32", L, [](Vector& v) { set_bits(v, FieldId::dr7, arch::bit(32)); });
+    for (unsigned b = 0; b < 64; ++b) {
+        if (b == 8 || b == 10 || b == 12) continue;  // LME/LMA/SVME are the base's
+        add("efer.mbz", fmt::format("bit{}", b), L, [b](Vector& v) { set_bits(v, FieldId::efer, arch::bit(b)); });
+    }
+    add("long_mode.pae", "pae0", L, [](Vector& v) { set_bits(v, FieldId::cr4, 0, cr4::PAE); });
+    add("long_mode.pe", "pe0", L, [](Vector& v) { set_bits(v, FieldId::cr0, 0, cr0::PE); });
+    add("long_mode.cs_l_d", "long_l_d", L, [](Vector& v) {
+        auto cs = v.vmcb.segment(Seg::cs);
+        cs.attrib = static_cast<std::uint16_t>(cs.attrib | arch::seg_attr::DB);
+        v.vmcb.set_segment(Seg::cs, cs);
+    });
+    add("long_mode.cs_l_d", "prot32_l_d", BaseMode::prot32, [](Vector& v) {
+        auto cs = v.vmcb.segment(Seg::cs);
+        cs.attrib = static_cast<std::uint16_t>(cs.attrib | arch::seg_attr::L);
+        v.vmcb.set_segment(Seg::cs, cs);
+    });
+    // EVENTINJ (APM 15.20): every TYPE, then TYPE 3 with every vector 0..32.
+    for (unsigned t = 0; t < 8; ++t) {
+        const unsigned vec = t == 2 ? 2 : t == 3 ? 6 : 0x30;
+        add("event_inj.type", fmt::format("type{}", t), L, [t, vec](Vector& v) {
+            v.vmcb.set(FieldId::event_inj, arch::event::V | (t << arch::event::kTypeShift) | vec);
+        });
+    }
+    for (unsigned vec = 0; vec <= 32; ++vec) {
+        add("event_inj.vector", fmt::format("exc{}", vec), L, [vec](Vector& v) {
+            // Error code valid for the vectors that push one (APM 8.2); EV is
+            // what the APM checks, QEMU ignores it.
+            const bool ec = vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30;
+            v.vmcb.set(FieldId::event_inj, arch::event::V | (3U << arch::event::kTypeShift) | vec |
+                                                (ec ? arch::event::EV : 0U));
+        });
+    }
+    add("event_inj.vector", "exc255", L, [](Vector& v) {
+        v.vmcb.set(FieldId::event_inj, arch::event::V | (3U << arch::event::kTypeShift) | 255U);
+    });
+    add("event_inj.reserved", "bit12", L, [](Vector& v) {
+        v.vmcb.set(FieldId::event_inj, arch::event::V | (0U << arch::event::kTypeShift) | 0x30U | (1U << 12));
+    });
+    if (prof.pdpe_check) {
+        // A PDPT whose entry 0 has RW/US set (the long-mode PML4 page).
+        add("pdpe.reserved", "pml4_as_pdpt", BaseMode::pae32,
+            [](Vector& v) { v.vmcb.set(FieldId::cr3, NSVM_OR_PML4_PA); });
+    }
+    return ms;
+}
+
+/// One vector per L2 program, with the intercepts that make its exit
+/// architectural (APM 15.7-15.13, Appendix C).
+std::vector<Mutation> program_mutations() {
+    std::vector<Mutation> ms;
+    auto add = [&](std::string name, Program p, std::function<void(Vector&)> f) {
+        ms.push_back(Mutation{"", std::move(name), BaseMode::long64, [p, f = std::move(f)](Vector& v) {
+                                  v.program = p;
+                                  v.vmcb.set(FieldId::rip, program_entry(p));
+                                  if (f) f(v);
+                              }});
+    };
+    add("vmmcall", Program::vmmcall, {});
+    add("vmmcall_gif0", Program::vmmcall, [](Vector& v) { v.host.gif = false; });
+    add("hlt", Program::hlt, {});
+    add("cpuid", Program::cpuid, [](Vector& v) { v.vmcb.set_intercept(ic::CPUID); });
+    add("cpuid_passthrough", Program::cpuid, {});
+    add("rdmsr_star", Program::rdmsr, [](Vector& v) {
+        v.vmcb.set_intercept(ic::MSR_PROT);
+        v.regs[1] = 0xC0000081;
+        v.msrpm.push_back({0xC0000081, true, false});
+    });
+    add("wrmsr_star", Program::wrmsr, [](Vector& v) {
+        v.vmcb.set_intercept(ic::MSR_PROT);
+        v.regs[1] = 0xC0000081;
+        v.msrpm.push_back({0xC0000081, false, true});
+    });
+    add("rdmsr_outside_ranges", Program::rdmsr, [](Vector& v) {
+        v.vmcb.set_intercept(ic::MSR_PROT);
+        v.regs[1] = 0x40000000;
+    });
+    add("in_0x80", Program::in, [](Vector& v) {
+        v.vmcb.set_intercept(ic::IOIO_PROT);
+        v.regs[2] = 0x80;
+        v.iopm.push_back(0x80);
+    });
+    add("out_0x3f8", Program::out, [](Vector& v) {
+        v.vmcb.set_intercept(ic::IOIO_PROT);
+        v.regs[2] = 0x3F8;
+        v.iopm.push_back(0x3F8);
+    });
+    add("ud2_stub", Program::ud2, {});
+    add("ud2_intercepted", Program::ud2, [](Vector& v) { v.vmcb.set_intercept(ic::exception(6)); });
+    add("int3_intercepted", Program::int3, [](Vector& v) { v.vmcb.set_intercept(ic::exception(3)); });
+    add("int3_stub", Program::int3, {});
+    add("div0_intercepted", Program::div0, [](Vector& v) { v.vmcb.set_intercept(ic::exception(0)); });
+    add("load_scratch", Program::load, [](Vector& v) { v.regs[3] = NSVM_OR_L2_SCRATCH_PA; });
+    add("store_scratch", Program::store, [](Vector& v) { v.regs[3] = NSVM_OR_L2_SCRATCH_PA + 8; });
+    add("load_npf", Program::load, [](Vector& v) {
+        enable_np(v);
+        v.regs[3] = (std::uint64_t{1} << 30) + 0x1000;
+    });
+    add("store_npf", Program::store, [](Vector& v) {
+        enable_np(v);
+        v.regs[3] = (std::uint64_t{1} << 30) + 0x2000;
+    });
+    add("load_np_mapped", Program::load, [](Vector& v) {
+        enable_np(v);
+        v.regs[3] = NSVM_OR_L2_SCRATCH_PA;
+    });
+    add("stgi", Program::stgi, [](Vector& v) { v.vmcb.set_intercept(ic::STGI); });
+    add("clgi", Program::clgi, [](Vector& v) { v.vmcb.set_intercept(ic::CLGI); });
+    add("vmload", Program::vmload, [](Vector& v) {
+        v.vmcb.set_intercept(ic::VMLOAD);
+        v.vmcb.set(FieldId::rax, NSVM_OR_SPARE_VMCB_PA);
+    });
+    add("vmsave", Program::vmsave, [](Vector& v) {
+        v.vmcb.set_intercept(ic::VMSAVE);
+        v.vmcb.set(FieldId::rax, NSVM_OR_SPARE_VMCB_PA);
+    });
+    add("vmrun_in_l2", Program::vmrun, [](Vector& v) { v.vmcb.set(FieldId::rax, NSVM_OR_SPARE_VMCB_PA); });
+    add("rdtsc", Program::rdtsc, [](Vector& v) { v.vmcb.set_intercept(ic::RDTSC); });
+    add("pause", Program::pause, [](Vector& v) { v.vmcb.set_intercept(ic::PAUSE); });
+    add("invd", Program::invd, [](Vector& v) { v.vmcb.set_intercept(ic::INVD); });
+    add("wbinvd", Program::wbinvd, [](Vector& v) { v.vmcb.set_intercept(ic::WBINVD); });
+    return ms;
+}
+
+std::string_view mode_name(BaseMode m) {
+    switch (m) {
+        case BaseMode::long64: return "long64";
+        case BaseMode::prot32: return "prot32";
+        case BaseMode::pae32: return "pae32";
+        case BaseMode::legacy32: return "legacy32";
+    }
+    return "?";
+}
+
+/// Labels a vector with the catalogue's verdict under the chosen model.
+void annotate(Vector& v, const checks::CpuModel& cpu, const checks::Profile& prof, std::string_view what) {
+    const auto host = image_host_state(v);
+    const checks::Context ctx{v.vmcb, cpu, prof, &host, nullptr};
+    const auto r = checks::evaluate(ctx);
+    std::string failing;
+    for (const auto& f : r.failures) {
+        failing += failing.empty() ? "" : ",";
+        failing += f.check->id;
+    }
+    v.note = fmt::format("{}; {}/{}: {}", what, cpu.name, prof.name,
+                         r.verdict == checks::Verdict::valid ? std::string("passes")
+                                                             : fmt::format("fails ({})", failing));
+}
+
+/// splitmix64: a fixed, portable generator (std distributions are not).
+struct Rng {
+    std::uint64_t s;
+    std::uint64_t next() {
+        std::uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    std::size_t below(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(next() % n); }
+};
+
+}  // namespace
+
+std::vector<Vector> generate(const GenOptions& o) {
+    const checks::Profile& prof = o.profile ? *o.profile : checks::profile(checks::ProfileId::apm);
+    std::vector<Vector> out;
+    const auto bm = boundary_mutations(o.cpu, prof);
+    const auto pm = program_mutations();
+    if (o.boundary) {
+        for (BaseMode m : {BaseMode::long64, BaseMode::prot32, BaseMode::pae32, BaseMode::legacy32}) {
+            Vector v = base_vector(m);
+            v.id = fmt::format("base/{}", mode_name(m));
+            annotate(v, o.cpu, prof, fmt::format("valid {} base", mode_name(m)));
+            out.push_back(std::move(v));
+        }
+        for (const auto& p : pm) {
+            Vector v = base_vector(p.base);
+            p.apply(v);
+            v.id = fmt::format("prog/{}", p.name);
+            annotate(v, o.cpu, prof, fmt::format("program {}", program_name(v.program)));
+            out.push_back(std::move(v));
+        }
+        for (const auto& m : bm) {
+            Vector v = base_vector(m.base);
+            m.apply(v);
+            v.id = fmt::format("b/{}/{}", m.check, m.name);
+            v.checks = {m.check};
+            annotate(v, o.cpu, prof, fmt::format("{} boundary: {}", m.check, m.name));
+            out.push_back(std::move(v));
+        }
+    }
+    if (o.boundary && o.pairs) {
+        // Pairs of violations of different checks: the first failing variant of
+        // each check on the long-mode base (that fails under this profile).
+        std::vector<const Mutation*> firsts;
+        std::set<std::string> seen;
+        for (const auto& m : bm) {
+            if (m.base != BaseMode::long64 || seen.count(m.check) || m.check.rfind("gate.", 0) == 0) continue;
+            Vector v = base_vector(m.base);
+            m.apply(v);
+            const auto host = image_host_state(v);
+            const checks::Context ctx{v.vmcb, o.cpu, prof, &host, nullptr};
+            if (checks::vmrun_would_succeed(ctx)) continue;
+            seen.insert(m.check);
+            firsts.push_back(&m);
+        }
+        for (std::size_t a = 0; a < firsts.size(); ++a) {
+            for (std::size_t b = a + 1; b < firsts.size(); ++b) {
+                Vector v = base_vector(BaseMode::long64);
+                firsts[a]->apply(v);
+                firsts[b]->apply(v);
+                v.id = fmt::format("pair/{}/{}+{}/{}", firsts[a]->check, firsts[a]->name, firsts[b]->check,
+                                   firsts[b]->name);
+                v.checks = {firsts[a]->check, firsts[b]->check};
+                annotate(v, o.cpu, prof, "two violations");
+                out.push_back(std::move(v));
+            }
+        }
+    }
+    if (o.seed && o.count > 0) {
+        Rng rng{*o.seed};
+        for (std::size_t k = 0; k < o.count; ++k) {
+            // A program vector (coverage of exits) with 0-3 boundary mutations
+            // on the same base.
+            const auto& p = pm[rng.below(pm.size())];
+            Vector v = base_vector(p.base);
+            p.apply(v);
+            const std::size_t nmut = rng.below(4);
+            std::vector<std::string> names;
+            for (std::size_t i = 0; i < nmut; ++i) {
+                const auto& m = bm[rng.below(bm.size())];
+                if (m.base != p.base) continue;
+                m.apply(v);
+                if (std::find(v.checks.begin(), v.checks.end(), m.check) == v.checks.end()) v.checks.push_back(m.check);
+                names.push_back(m.check + "/" + m.name);
+            }
+            v.id = fmt::format("r/{}/{}", *o.seed, k);
+            annotate(v, o.cpu, prof,
+                     fmt::format("random: {}{}{}", p.name, names.empty() ? "" : " + ", fmt::join(names, " + ")));
+            out.push_back(std::move(v));
+        }
+    }
+    return shard(std::move(out), o.shard_index, o.shard_count);
+}
+
+nsvm::expected<std::pair<std::size_t, std::size_t>, std::string> parse_shard(std::string_view s) {
+    const auto slash = s.find('/');
+    if (slash == std::string_view::npos) return nsvm::unexpected(fmt::format("--shard \"{}\": expected i/n", s));
+    const auto i = util::parse_u64(s.substr(0, slash));
+    const auto n = util::parse_u64(s.substr(slash + 1));
+    if (!i || !n || *n == 0 || *i >= *n)
+        return nsvm::unexpected(fmt::format("--shard \"{}\": expected i/n with 0 <= i < n", s));
+    return std::pair{static_cast<std::size_t>(*i), static_cast<std::size_t>(*n)};
+}
+
+std::vector<Vector> shard(std::vector<Vector> all, std::size_t index, std::size_t count) {
+    if (count <= 1) return all;
+    std::vector<Vector> out;
+    for (std::size_t k = 0; k < all.size(); ++k)
+        if (k % count == index) out.push_back(std::move(all[k]));
+    return out;
+}
+
+}  // namespace nsvm::oracle

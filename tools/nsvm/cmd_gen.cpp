@@ -1,0 +1,65 @@
+// nsvm gen: test vectors at the validity boundary (docs/oracle.md).
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "nsvm/oracle/gen.hpp"
+
+namespace nsvm::cli {
+namespace {
+
+struct GenCliOptions {
+    ModelOptions model;
+    std::optional<std::uint64_t> seed;
+    std::size_t count = 0;
+    std::string shard = "0/1";
+    std::string out = "-";
+    bool no_boundary = false;
+    bool no_pairs = false;
+};
+
+int run_gen(const GenCliOptions& o) {
+    const auto m = resolve_model(o.model);
+    auto sh = oracle::parse_shard(o.shard);
+    if (!sh) throw Exit{kBadInput, sh.error()};
+    if (o.count > 0 && !o.seed) throw Exit{kBadInput, "--count needs --seed"};
+    oracle::GenOptions g;
+    g.cpu = m.cpu;
+    g.profile = m.profile;
+    g.boundary = !o.no_boundary;
+    g.pairs = !o.no_pairs;
+    g.seed = o.seed;
+    g.count = o.count;
+    g.shard_index = sh->first;
+    g.shard_count = sh->second;
+    const auto vectors = oracle::generate(g);
+    std::ofstream file;
+    if (o.out != "-") {
+        file.open(o.out, std::ios::trunc);
+        if (!file) throw Exit{kBadInput, fmt::format("-o {}: cannot create", o.out)};
+    }
+    std::ostream& os = o.out == "-" ? std::cout : file;
+    for (const auto& v : vectors) os << oracle::to_json_line(v) << '\n';
+    if (!os) throw Exit{kFailed, "write error"};
+    if (o.out != "-") std::cerr << fmt::format("{} vectors written to {}\n", vectors.size(), o.out);
+    return kOk;
+}
+
+const Registrar reg{41, [](CLI::App& app, int& status) {
+    static GenCliOptions o;
+    auto* sub = app.add_subcommand("gen", "Generate oracle test vectors: the last passing and first failing value of "
+                                          "every check a vector can express, pairs, and random mutations");
+    add_model_options(*sub, o.model);
+    sub->add_option("--seed", o.seed, "random vectors from this seed (with --count)");
+    sub->add_option("--count", o.count, "number of random vectors");
+    sub->add_option("--shard", o.shard, "i/n: keep vectors k with k % n == i")->capture_default_str();
+    sub->add_option("-o,--output", o.out, "output file (JSON lines); - for stdout")->capture_default_str();
+    sub->add_flag("--no-boundary", o.no_boundary, "only random vectors");
+    sub->add_flag("--no-pairs", o.no_pairs, "no pairs of violations");
+    sub->callback([&status] { status = run_gen(o); });
+}};
+
+}  // namespace
+}  // namespace nsvm::cli

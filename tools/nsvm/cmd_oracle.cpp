@@ -1,0 +1,97 @@
+// nsvm oracle: run test vectors on an emulator (docs/oracle.md).
+//
+//   nsvm oracle run --backend qemu|bochs|qemu-kvm [--cpu-model M] [--json] VECTORS...
+//   nsvm oracle image      build the test image (if needed) and print its directory
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/oracle/runner.hpp"
+#include "nsvm/oracle/vector.hpp"
+
+namespace nsvm::cli {
+namespace {
+
+struct OracleOptions {
+    std::string backend = "qemu";
+    std::string cpu_model;
+    bool json = false;
+    bool keep = false;
+    std::size_t batch = 16384;
+    int stall_ms = 5000;
+    std::vector<std::string> files;
+};
+
+std::vector<oracle::Vector> load_vectors(const std::vector<std::string>& files) {
+    std::vector<oracle::Vector> all;
+    for (const auto& f : files) {
+        auto v = oracle::parse_vectors(read_input(f), f == "-" ? "<stdin>" : f);
+        if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
+        for (auto& x : *v) all.push_back(std::move(x));
+    }
+    return all;
+}
+
+std::string human(const oracle::Result& r) {
+    switch (r.status) {
+        case oracle::Status::cannot_run: return fmt::format("{}: oracle cannot run: {}", r.id, r.reason);
+        case oracle::Status::exception:
+            return fmt::format("{}: VMRUN raised exception {} (error code {:#x}); GIF {}", r.id, r.exception_vector,
+                               r.error_code, r.gif ? 1 : 0);
+        case oracle::Status::vmexit: break;
+    }
+    const auto d = arch::exit_code::describe(r.exit_code());
+    return fmt::format("{}: #VMEXIT {:#018x} ({}) exit_info_1 {:#x} exit_info_2 {:#x} exit_int_info {:#x} GIF {}{}",
+                       r.id, r.exit_code(), d.name, r.exit_info_1(), r.exit_info_2(), r.exit_int_info(), r.gif ? 1 : 0,
+                       r.probe_ok ? "" : " (probe interrupt lost)");
+}
+
+int run_oracle(const OracleOptions& o) {
+    auto backend = oracle::find_backend(o.backend);
+    if (!backend) throw Exit{kBadInput, backend.error()};
+    const auto vectors = load_vectors(o.files);
+    oracle::RunnerOptions ro;
+    ro.backend = *backend;
+    ro.cpu_model = o.cpu_model;
+    ro.keep_files = o.keep;
+    ro.batch_size = o.batch;
+    ro.stall_timeout = std::chrono::milliseconds(o.stall_ms);
+    auto runner = oracle::make_runner(ro);
+    if (!runner) throw Exit{kFailed, runner.error()};
+    auto results = (*runner)->run(vectors);
+    if (!results) throw Exit{kFailed, results.error()};
+    for (const auto& r : *results) std::cout << (o.json ? oracle::to_json_line(r) : human(r)) << '\n';
+    const auto& st = (*runner)->stats();
+    if (!o.json)
+        std::cerr << fmt::format("{} vectors, {} boot{}, {:.2f} s, {} cannot run\n", results->size(), st.boots,
+                                 st.boots == 1 ? "" : "s", st.seconds, st.cannot_run);
+    return kOk;
+}
+
+const Registrar reg{40, [](CLI::App& app, int& status) {
+    static OracleOptions o;
+    auto* sub = app.add_subcommand("oracle", "Run VMRUN test vectors on QEMU (TCG), Bochs or QEMU/KVM and print what "
+                                             "the emulator did");
+    sub->require_subcommand(1);
+    auto* run = sub->add_subcommand("run", "Run vectors (JSON lines or a JSON array, docs/oracle.md) in batches");
+    run->add_option("--backend", o.backend, "qemu, bochs or qemu-kvm")->capture_default_str();
+    run->add_option("--cpu-model", o.cpu_model, "emulator CPU (qemu: max; bochs: ryzen; qemu-kvm: host)");
+    run->add_flag("--json", o.json, "one JSON object per vector (the result format of docs/oracle.md)");
+    run->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
+    run->add_option("--stall-ms", o.stall_ms, "kill a boot whose progress stalls this long")->capture_default_str();
+    run->add_flag("--keep", o.keep, "keep the RAM file, disk image and logs");
+    run->add_option("vectors", o.files, "vector files; - for stdin")->required();
+    run->callback([&status] { status = run_oracle(o); });
+    auto* image = sub->add_subcommand("image", "Build the test image if needed and print its directory");
+    image->callback([&status] {
+        auto dir = oracle::find_or_build_image();
+        if (!dir) throw Exit{kFailed, dir.error()};
+        std::cout << dir->string() << '\n';
+        status = kOk;
+    });
+}};
+
+}  // namespace
+}  // namespace nsvm::cli
