@@ -157,6 +157,9 @@ std::vector<Mutation> boundary_mutations(const checks::CpuModel& cpu, const chec
     add("cr0.cd_nw", "nw", L, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::NW); });
     add("cr0.cd_nw", "cd_nw", L, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::NW | cr0::CD); });
     add("cr0.cd_nw", "cd", L, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::CD); });
+    // The last passing value: bit 31 (PG, set in every long-mode base) is the
+    // highest bit CR0 may hold (APM 15.5.1: CR0[63:32] MBZ).
+    add("cr0.upper", "bit31", L, [](Vector& v) { set_bits(v, FieldId::cr0, arch::bit(31)); });
     add("cr0.upper", "bit32", L, [](Vector& v) { set_bits(v, FieldId::cr0, arch::bit(32)); });
     add("cr0.upper", "bit63", L, [](Vector& v) { set_bits(v, FieldId::cr0, arch::bit(63)); });
     add("cr3.mbz", "long_pwt", L, [](Vector& v) { set_bits(v, FieldId::cr3, arch::cr3::PWT); });

@@ -153,6 +153,20 @@ private:
 
     void predict_l2(const Vector& v, Prediction& p) const {
         const auto ev = static_cast<std::uint32_t>(v.vmcb.get(FieldId::event_inj));
+        // L2 must run on the image's own tables (layout.h) for its walks to be known.
+        const auto cr0v = v.vmcb.get(FieldId::cr0);
+        const auto cr3v = v.vmcb.get(FieldId::cr3) & ~std::uint64_t{0xFFF};
+        if ((cr0v & arch::cr0::PG) && (cr0v & arch::cr0::PE) && cr3v != NSVM_OR_PML4_PA &&
+            cr3v != (NSVM_OR_PAE_PDPT_PA & ~std::uint64_t{0xFFF}) && cr3v != NSVM_OR_PD32_PA) {
+            unknown(p, "L2 paging uses tables the image did not build");
+            return;
+        }
+        if ((v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) &&
+            (cpu_.has(checks::Feature::npt) || profile_.np_without_feature == checks::NpWithoutFeature::honoured) &&
+            v.vmcb.get(FieldId::nested_cr3) != NSVM_OR_NPT_PML4_PA) {
+            unknown(p, "nested paging uses tables the image did not build");
+            return;
+        }
         if (ev & arch::event::V) {
             // APM 15.20: the injected event is delivered through the L2 IDT
             // before the first instruction, bypassing the exception intercepts.
@@ -223,6 +237,10 @@ private:
                     // APM 15.11: MSRs outside the three ranges are always intercepted.
                     const auto pos = msrpm_position(msr);
                     bool hit = !pos.has_value();
+                    if (pos && (v.vmcb.get(FieldId::msrpm_base_pa) & ~std::uint64_t{0xFFF}) != NSVM_OR_MSRPM_PA) {
+                        unknown(p, "the MSRPM is not the image's map");
+                        return;
+                    }
                     for (const auto& m : v.msrpm)
                         if (m.msr == msr && (write ? m.write : m.read)) hit = true;
                     if (hit) {
@@ -237,6 +255,10 @@ private:
             case Program::out: {
                 const auto port = static_cast<std::uint16_t>(rdx);
                 if (intercepted(v, ic::IOIO_PROT)) {
+                    if ((v.vmcb.get(FieldId::iopm_base_pa) & ~std::uint64_t{0xFFF}) != NSVM_OR_IOPM_PA) {
+                        unknown(p, "the IOPM is not the image's map");
+                        return;
+                    }
                     bool hit = false;
                     for (auto q : v.iopm) hit |= q == port;
                     if (hit) {
