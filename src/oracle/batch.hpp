@@ -33,12 +33,30 @@ struct BootOutcome {
 /// sees at NSVM_OR_BATCH_PA; after the boot it must hold what the guest left).
 using BootFn = std::function<BootOutcome(std::span<std::uint8_t> region, std::size_t count)>;
 
-/// Runs `vectors` (one boot or more) and fills `out` (same size). Returns an
-/// error only if the emulator did not start or never reached the image.
+/// Runs `vectors` (one boot or more) and appends one result per vector to
+/// `out`. Returns an error only if the emulator did not start or never
+/// reached the image.
 [[nodiscard]] nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std::span<std::uint8_t> region,
                                                           const BootFn& boot, std::string_view backend,
                                                           std::string_view cpu_model, std::vector<Result>& out,
                                                           RunStats& stats);
+
+/// What both emulator runners share: splitting the vectors into batches of
+/// RunnerOptions::batch_size (one boot or more each), results appended in
+/// place (a Result holds a 4 KiB VMCB: copies cost more than the decoding).
+class BatchedRunner : public Runner {
+public:
+    [[nodiscard]] nsvm::expected<std::vector<Result>, std::string> run(std::span<const Vector> vectors) final;
+    [[nodiscard]] const RunStats& stats() const noexcept final { return stats_; }
+
+protected:
+    explicit BatchedRunner(RunnerOptions o) : o_(std::move(o)) {}
+    /// Runs one batch, appending its results to `out`.
+    [[nodiscard]] virtual nsvm::expected<void, std::string> run_chunk(std::span<const Vector> vectors,
+                                                                      std::vector<Result>& out) = 0;
+    RunnerOptions o_;
+    RunStats stats_;
+};
 
 /// Little-endian header accessors.
 [[nodiscard]] std::uint32_t hdr32(std::span<const std::uint8_t> region, std::size_t off) noexcept;

@@ -345,7 +345,7 @@ struct Rng {
 
 }  // namespace
 
-std::vector<Vector> generate(const GenOptions& o) {
+std::vector<Vector> generate_boundary(const GenOptions& o) {
     const checks::Profile& prof = o.profile ? *o.profile : checks::profile(checks::ProfileId::apm);
     std::vector<Vector> out;
     const auto bm = boundary_mutations(o.cpu, prof);
@@ -401,30 +401,51 @@ std::vector<Vector> generate(const GenOptions& o) {
             }
         }
     }
-    if (o.seed && o.count > 0) {
-        Rng rng{*o.seed};
-        for (std::size_t k = 0; k < o.count; ++k) {
-            // A program vector (coverage of exits) with 0-3 boundary mutations
-            // on the same base.
-            const auto& p = pm[rng.below(pm.size())];
-            Vector v = base_vector(p.base);
-            p.apply(v);
-            const std::size_t nmut = rng.below(4);
-            std::vector<std::string> names;
-            for (std::size_t i = 0; i < nmut; ++i) {
-                const auto& m = bm[rng.below(bm.size())];
-                if (m.base != p.base) continue;
-                m.apply(v);
-                if (std::find(v.checks.begin(), v.checks.end(), m.check) == v.checks.end()) v.checks.push_back(m.check);
-                names.push_back(m.check + "/" + m.name);
-            }
-            v.id = fmt::format("r/{}/{}", *o.seed, k);
-            annotate(v, o.cpu, prof,
-                     fmt::format("random: {}{}{}", p.name, names.empty() ? "" : " + ", fmt::join(names, " + ")));
-            out.push_back(std::move(v));
-        }
-    }
     return shard(std::move(out), o.shard_index, o.shard_count);
+}
+
+std::vector<Vector> generate_random(const GenOptions& o, std::uint64_t first, std::uint64_t count) {
+    std::vector<Vector> out;
+    if (!o.seed) return out;
+    const checks::Profile& prof = o.profile ? *o.profile : checks::profile(checks::ProfileId::apm);
+    const auto bm = boundary_mutations(o.cpu, prof);
+    const auto pm = program_mutations();
+    const std::size_t n = std::max<std::size_t>(1, o.shard_count);
+    out.reserve(static_cast<std::size_t>(count / n + 1));  // a Vector holds 4 KiB: no regrowth copies
+    for (std::uint64_t k = first; k < first + count; ++k) {
+        if (k % n != o.shard_index) continue;
+        // Vector k depends only on (seed, k): shards and chunks of a campaign
+        // generate exactly their own vectors, and any one can be regenerated.
+        Rng rng{*o.seed ^ (k * 0xD1B54A32D192ED03ULL)};
+        // A program vector (coverage of exits) with 0-3 boundary mutations on
+        // the same base.
+        const auto& p = pm[rng.below(pm.size())];
+        Vector v = base_vector(p.base);
+        p.apply(v);
+        const std::size_t nmut = rng.below(4);
+        std::vector<std::string> names;
+        for (std::size_t i = 0; i < nmut; ++i) {
+            const auto& m = bm[rng.below(bm.size())];
+            if (m.base != p.base) continue;
+            m.apply(v);
+            if (std::find(v.checks.begin(), v.checks.end(), m.check) == v.checks.end()) v.checks.push_back(m.check);
+            names.push_back(m.check + "/" + m.name);
+        }
+        v.id = fmt::format("r/{}/{}", *o.seed, k);
+        annotate(v, o.cpu, prof,
+                 fmt::format("random: {}{}{}", p.name, names.empty() ? "" : " + ", fmt::join(names, " + ")));
+        out.push_back(std::move(v));
+    }
+    return out;
+}
+
+std::vector<Vector> generate(const GenOptions& o) {
+    auto out = o.boundary ? generate_boundary(o) : std::vector<Vector>{};
+    if (o.seed && o.count > 0) {
+        auto r = generate_random(o, 0, o.count);
+        out.insert(out.end(), std::make_move_iterator(r.begin()), std::make_move_iterator(r.end()));
+    }
+    return out;
 }
 
 nsvm::expected<std::pair<std::size_t, std::size_t>, std::string> parse_shard(std::string_view s) {

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -56,12 +57,14 @@ nsvm::expected<void, std::string> encode_slot(const Vector& v, std::span<std::ui
     if (v.host.vmrun_rax) flags |= NSVM_OR_F_RAX;
     if (v.host.hsave_pa) flags |= NSVM_OR_F_HSAVE;
     if (!v.host.probe_gif) flags |= NSVM_OR_F_NO_PROBE;
+    if (v.host.repeat != 1) flags |= NSVM_OR_F_REPEAT;
     store_le(d, NSVM_OR_D_MAGIC, 4, NSVM_OR_VEC_MAGIC);
     store_le(d, NSVM_OR_D_PROGRAM, 4, static_cast<std::uint32_t>(v.program));
     store_le(d, NSVM_OR_D_FLAGS, 4, flags);
     store_le(d, NSVM_OR_D_NPATCH, 4, patches->size());
     store_le(d, NSVM_OR_D_RAX, 8, v.host.vmrun_rax.value_or(0));
     store_le(d, NSVM_OR_D_HSAVE, 8, v.host.hsave_pa.value_or(0));
+    store_le(d, NSVM_OR_D_REPEAT, 4, v.host.repeat);
     for (std::size_t r = 0; r < 16; ++r) store_le(d, NSVM_OR_D_REGS + 8 * r, 8, v.regs[r]);
     for (std::size_t k = 0; k < patches->size(); ++k) {
         const auto& p = (*patches)[k];
@@ -73,12 +76,18 @@ nsvm::expected<void, std::string> encode_slot(const Vector& v, std::span<std::ui
 
 Result decode_slot(const Vector& v, std::span<const std::uint8_t> slot) {
     Result r;
+    decode_slot_into(v, slot, r);
+    return r;
+}
+
+void decode_slot_into(const Vector& v, std::span<const std::uint8_t> slot, Result& r) {
+    r = Result{};
     r.id = v.id;
     const auto d = slot.subspan(NSVM_OR_DESC_OFFSET, 0x1000);
     if (load_le(d, NSVM_OR_R_MAGIC, 4) != NSVM_OR_RES_MAGIC) {
         r.status = Status::cannot_run;
         r.reason = "the image left no result for this vector";
-        return r;
+        return;
     }
     arch::Vmcb::Page page{};
     std::copy_n(slot.begin(), arch::kVmcbSize, page.begin());
@@ -93,14 +102,13 @@ Result decode_slot(const Vector& v, std::span<const std::uint8_t> slot) {
     } else {
         r.status = Status::cannot_run;
         r.reason = "the image rejected the slot (bad descriptor)";
-        return r;
+        return;
     }
     r.gif = load_le(d, NSVM_OR_R_GIF, 4) != 0;
     r.probe_ok = load_le(d, NSVM_OR_R_PROBE_OK, 4) != 0 || !v.host.probe_gif;
     r.tsc = load_le(d, NSVM_OR_R_TSC, 8);
     r.vmcb_pa = load_le(d, NSVM_OR_R_VMCB_PA, 8);
     for (std::size_t i = 0; i < 16; ++i) r.regs[i] = load_le(d, NSVM_OR_R_REGS + 8 * i, 8);
-    return r;
 }
 
 namespace detail {
@@ -117,7 +125,9 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
                                             std::string_view cpu_model, std::vector<Result>& out,
                                             RunStats& stats) {
     const std::size_t n = vectors.size();
-    out.assign(n, Result{});
+    const std::size_t base = out.size();
+    out.resize(base + n);
+    const std::span<Result> res(out.data() + base, n);
     std::vector<bool> bad(n, false);
     const std::size_t slots_off = NSVM_OR_SLOTS_PA - NSVM_OR_BATCH_PA;
     std::fill(region.begin(), region.begin() + static_cast<std::ptrdiff_t>(slots_off), std::uint8_t{0});
@@ -127,8 +137,8 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
             // Leave a slot the image skips (bad magic) and report it.
             std::fill(slot.begin(), slot.end(), std::uint8_t{0});
             bad[i] = true;
-            out[i].status = Status::cannot_run;
-            out[i].reason = "cannot encode: " + e.error();
+            res[i].status = Status::cannot_run;
+            res[i].reason = "cannot encode: " + e.error();
         }
     }
     store_le(region, NSVM_OR_B_MAGIC, 4, NSVM_OR_BATCH_MAGIC);
@@ -136,9 +146,9 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
     store_le(region, NSVM_OR_B_COUNT, 4, n);
 
     const auto fail_slot = [&](std::size_t i, std::string why) {
-        out[i] = Result{};
-        out[i].status = Status::cannot_run;
-        out[i].reason = std::move(why);
+        res[i] = Result{};
+        res[i].status = Status::cannot_run;
+        res[i].reason = std::move(why);
         bad[i] = true;
         ++stats.cannot_run;
         // The image skips a slot without the descriptor magic (status bad input).
@@ -194,7 +204,7 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
             state == NSVM_OR_STATE_FINISHED ? n : std::clamp<std::size_t>(done, first, n);
         for (std::size_t i = first; i < finished_to; ++i) {
             if (bad[i]) continue;
-            out[i] = decode_slot(vectors[i], region.subspan(slots_off + i * NSVM_OR_SLOT_SIZE, NSVM_OR_SLOT_SIZE));
+            decode_slot_into(vectors[i], region.subspan(slots_off + i * NSVM_OR_SLOT_SIZE, NSVM_OR_SLOT_SIZE), res[i]);
         }
         if (finished_to >= n) break;
         std::string why = state == NSVM_OR_STATE_FATAL
@@ -205,11 +215,23 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
         first = finished_to + 1;
     }
     for (std::size_t i = 0; i < n; ++i) {
-        out[i].id = vectors[i].id;
-        out[i].backend = std::string(backend);
-        out[i].cpu_model = std::string(cpu_model);
+        res[i].id = vectors[i].id;
+        res[i].backend = std::string(backend);
+        res[i].cpu_model = std::string(cpu_model);
     }
     return {};
+}
+
+nsvm::expected<std::vector<Result>, std::string> BatchedRunner::run(std::span<const Vector> vectors) {
+    std::vector<Result> all;
+    all.reserve(vectors.size());
+    const std::size_t bs = std::max<std::size_t>(1, o_.batch_size);
+    for (std::size_t at = 0; at < vectors.size(); at += bs) {
+        const auto chunk = vectors.subspan(at, std::min(bs, vectors.size() - at));
+        if (auto e = run_chunk(chunk, all); !e) return nsvm::unexpected(e.error());
+        if (o_.progress) o_.progress(all.size(), vectors.size());
+    }
+    return all;
 }
 
 }  // namespace detail
@@ -322,37 +344,34 @@ bool kvm_usable(std::string& why) {
     return true;
 }
 
-class QemuRunner final : public Runner {
+class QemuRunner final : public detail::BatchedRunner {
 public:
-    explicit QemuRunner(RunnerOptions o, fs::path image) : o_(std::move(o)), image_(std::move(image)) {
+    explicit QemuRunner(RunnerOptions o, fs::path image) : BatchedRunner(std::move(o)), image_(std::move(image)) {
         if (o_.cpu_model.empty()) o_.cpu_model = o_.backend == Backend::qemu_kvm ? "host" : "max";
         if (o_.work_dir.empty()) o_.work_dir = default_work_dir();
     }
 
-    nsvm::expected<std::vector<Result>, std::string> run(std::span<const Vector> vectors) override {
-        std::vector<Result> all;
-        all.reserve(vectors.size());
-        const std::size_t bs = std::max<std::size_t>(1, o_.batch_size);
-        for (std::size_t at = 0; at < vectors.size(); at += bs) {
-            const auto chunk = vectors.subspan(at, std::min(bs, vectors.size() - at));
-            std::vector<Result> part;
-            if (auto e = run_chunk(chunk, part); !e) return nsvm::unexpected(e.error());
-            for (auto& r : part) all.push_back(std::move(r));
-            if (o_.progress) o_.progress(all.size(), vectors.size());
-        }
-        return all;
-    }
-    const RunStats& stats() const noexcept override { return stats_; }
-
 private:
-    nsvm::expected<void, std::string> run_chunk(std::span<const Vector> vectors, std::vector<Result>& out) {
+    nsvm::expected<void, std::string> run_chunk(std::span<const Vector> vectors, std::vector<Result>& out) override {
         const std::size_t need = NSVM_OR_BATCH_PA + detail::region_size(vectors.size());
         // 16 MiB above the slots: the firmware keeps its tables at the top of RAM.
         const std::size_t mib = std::max<std::size_t>(64, (need >> 20) + 17);
         const auto base = o_.work_dir / fmt::format("nsvm-oracle-{}-{}", getpid(), g_seq++);
-        RamFile ram(fs::path(base.string() + ".ram"), mib << 20);
-        ram.keep(o_.keep_files);
-        if (auto e = ram.open_map(); !e) return e;
+        // One RAM file per runner, reused by every boot: a fresh tmpfs file
+        // costs a zeroed page per 4 KiB touched, which was half the host-side
+        // time of a campaign. The image initialises all the memory it reads
+        // (boot.S, setup_l2) and run_batch rewrites the header and every slot.
+        if (!ram_ || ram_mib_ < mib) {
+            ram_.reset();
+            ram_ = std::make_unique<RamFile>(fs::path(base.string() + ".ram"), mib << 20);
+            ram_->keep(o_.keep_files);
+            if (auto e = ram_->open_map(); !e) {
+                ram_.reset();
+                return e;
+            }
+            ram_mib_ = mib;
+        }
+        RamFile& ram = *ram_;
         const fs::path log = base.string() + ".log";
         auto region = ram.bytes().subspan(NSVM_OR_BATCH_PA, detail::region_size(vectors.size()));
 
@@ -362,10 +381,10 @@ private:
                                          "-cpu",
                                          o_.cpu_model,
                                          "-m",
-                                         fmt::format("{}M", mib),
+                                         fmt::format("{}M", ram_mib_),
                                          "-object",
-                                         fmt::format("memory-backend-file,id=ram0,size={}M,mem-path={},share=on", mib,
-                                                     ram.path().string()),
+                                         fmt::format("memory-backend-file,id=ram0,size={}M,mem-path={},share=on",
+                                                     ram_mib_, ram.path().string()),
                                          "-machine",
                                          "pc,memory-backend=ram0",
                                          "-nodefaults",
@@ -412,14 +431,62 @@ private:
         return r;
     }
 
-    RunnerOptions o_;
     fs::path image_;
-    RunStats stats_;
+    std::unique_ptr<RamFile> ram_;
+    std::size_t ram_mib_ = 0;
 };
 
 }  // namespace
 
 nsvm::expected<std::unique_ptr<Runner>, std::string> make_bochs_runner(RunnerOptions opts, fs::path image);
+
+namespace {
+
+/// jobs > 1: one backend runner per job, each on a contiguous part of the
+/// vectors, in its own thread with its own emulator process and files.
+class ParallelRunner final : public Runner {
+public:
+    explicit ParallelRunner(std::vector<std::unique_ptr<Runner>> runners) : runners_(std::move(runners)) {}
+
+    nsvm::expected<std::vector<Result>, std::string> run(std::span<const Vector> vectors) override {
+        const std::size_t jobs = std::min(runners_.size(), std::max<std::size_t>(1, vectors.size()));
+        const std::size_t per = (vectors.size() + jobs - 1) / jobs;
+        std::vector<nsvm::expected<std::vector<Result>, std::string>> parts(jobs, std::vector<Result>{});
+        std::vector<std::thread> threads;
+        for (std::size_t j = 0; j < jobs; ++j) {
+            const std::size_t at = std::min(vectors.size(), j * per);
+            const auto part = vectors.subspan(at, std::min(per, vectors.size() - at));
+            threads.emplace_back([this, &parts, part, j] { parts[j] = runners_[j]->run(part); });
+        }
+        for (auto& t : threads) t.join();
+        std::vector<Result> all;
+        all.reserve(vectors.size());
+        stats_ = {};
+        for (std::size_t j = 0; j < runners_.size(); ++j) {
+            const auto& st = runners_[j]->stats();
+            stats_.boots += st.boots;
+            stats_.cannot_run += st.cannot_run;
+            stats_.seconds += st.seconds;
+        }
+        for (std::size_t j = 0; j < jobs; ++j) {
+            if (!parts[j]) return nsvm::unexpected(parts[j].error());
+            for (auto& r : *parts[j]) all.push_back(std::move(r));
+        }
+        return all;
+    }
+    const RunStats& stats() const noexcept override { return stats_; }
+
+private:
+    std::vector<std::unique_ptr<Runner>> runners_;
+    RunStats stats_;
+};
+
+nsvm::expected<std::unique_ptr<Runner>, std::string> make_one_runner(RunnerOptions opts, const fs::path& image) {
+    if (opts.backend == Backend::bochs) return make_bochs_runner(std::move(opts), image);
+    return std::unique_ptr<Runner>(new QemuRunner(std::move(opts), image));
+}
+
+}  // namespace
 
 nsvm::expected<std::unique_ptr<Runner>, std::string> make_runner(RunnerOptions opts) {
     if (opts.backend == Backend::qemu_kvm) {
@@ -435,8 +502,14 @@ nsvm::expected<std::unique_ptr<Runner>, std::string> make_runner(RunnerOptions o
         if (!built) return nsvm::unexpected(built.error());
         image = *built;
     }
-    if (opts.backend == Backend::bochs) return make_bochs_runner(std::move(opts), image);
-    return std::unique_ptr<Runner>(new QemuRunner(std::move(opts), image));
+    if (opts.jobs <= 1) return make_one_runner(std::move(opts), image);
+    std::vector<std::unique_ptr<Runner>> runners;
+    for (std::size_t j = 0; j < opts.jobs; ++j) {
+        auto r = make_one_runner(opts, image);
+        if (!r) return nsvm::unexpected(r.error());
+        runners.push_back(std::move(*r));
+    }
+    return std::unique_ptr<Runner>(new ParallelRunner(std::move(runners)));
 }
 
 }  // namespace nsvm::oracle

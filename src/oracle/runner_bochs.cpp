@@ -9,6 +9,7 @@
 // loses guest memory, still names the vector that caused it.
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 
@@ -52,31 +53,18 @@ std::string panic_lines(const fs::path& log) {
     return out;
 }
 
-class BochsRunner final : public Runner {
+class BochsRunner final : public detail::BatchedRunner {
 public:
-    BochsRunner(RunnerOptions o, fs::path image) : o_(std::move(o)), image_(std::move(image)) {
+    BochsRunner(RunnerOptions o, fs::path image) : BatchedRunner(std::move(o)), image_(std::move(image)) {
         if (o_.cpu_model.empty()) o_.cpu_model = "ryzen";
         if (o_.work_dir.empty()) o_.work_dir = access("/dev/shm", W_OK) == 0 ? fs::path("/dev/shm") : fs::temp_directory_path();
         o_.batch_size = std::min<std::size_t>(o_.batch_size, 2048);
     }
 
-    nsvm::expected<std::vector<Result>, std::string> run(std::span<const Vector> vectors) override {
-        std::vector<Result> all;
-        const std::size_t bs = std::max<std::size_t>(1, o_.batch_size);
-        for (std::size_t at = 0; at < vectors.size(); at += bs) {
-            const auto chunk = vectors.subspan(at, std::min(bs, vectors.size() - at));
-            std::vector<Result> part;
-            if (auto e = run_chunk(chunk, part); !e) return nsvm::unexpected(e.error());
-            for (auto& r : part) all.push_back(std::move(r));
-            if (o_.progress) o_.progress(all.size(), vectors.size());
-        }
-        return all;
-    }
-    const RunStats& stats() const noexcept override { return stats_; }
-
 private:
-    nsvm::expected<void, std::string> run_chunk(std::span<const Vector> vectors, std::vector<Result>& out) {
-        static unsigned seq = 0;
+    nsvm::expected<void, std::string> run_chunk(std::span<const Vector> vectors, std::vector<Result>& out) override {
+        // Runners may work in parallel threads (run_parallel): an atomic counter.
+        static std::atomic<unsigned> seq{0};
         const fs::path dir = o_.work_dir / fmt::format("nsvm-bochs-{}-{}", getpid(), seq++);
         std::error_code ec;
         fs::create_directories(dir, ec);
@@ -156,9 +144,7 @@ private:
         return r;
     }
 
-    RunnerOptions o_;
     fs::path image_;
-    RunStats stats_;
 };
 
 }  // namespace

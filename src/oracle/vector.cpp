@@ -22,7 +22,8 @@ constexpr std::array<std::string_view, kProgramCount> kProgramNames = {
 constexpr std::array<std::string_view, 8> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",
                                                             "iopm", "host", "checks", "note"};
 constexpr std::array<std::string_view, 2> kL2Members = {"program", "regs"};
-constexpr std::array<std::string_view, 5> kHostMembers = {"gif", "svme", "vmrun_rax", "hsave_pa", "probe_gif"};
+constexpr std::array<std::string_view, 6> kHostMembers = {"gif",      "svme",      "vmrun_rax",
+                                                          "hsave_pa", "probe_gif", "repeat"};
 constexpr std::array<std::string_view, 2> kMsrMembers = {"msr", "access"};
 constexpr std::array<std::string_view, 3> kStatusNames = {"vmexit", "exception", "cannot_run"};
 
@@ -175,6 +176,9 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
                 (it.key() == "gif" ? v.host.gif : it.key() == "svme" ? v.host.svme : v.host.probe_gif) = *n != 0;
             } else if (it.key() == "vmrun_rax") {
                 v.host.vmrun_rax = *n;
+            } else if (it.key() == "repeat") {
+                if (*n < 1 || *n > 0xFFFFFFFFU) return nsvm::unexpected(c.fail(path, "must be 1 to 4294967295"));
+                v.host.repeat = static_cast<std::uint32_t>(*n);
             } else {
                 v.host.hsave_pa = *n;
             }
@@ -352,6 +356,7 @@ std::string to_json_line(const Vector& v) {
     if (v.host.vmrun_rax) h["vmrun_rax"] = hex(*v.host.vmrun_rax);
     if (v.host.hsave_pa) h["hsave_pa"] = hex(*v.host.hsave_pa);
     if (!v.host.probe_gif) h["probe_gif"] = 0;
+    if (v.host.repeat != 1) h["repeat"] = v.host.repeat;
     if (!h.empty()) j["host"] = h;
     if (!v.checks.empty()) j["checks"] = v.checks;
     if (!v.note.empty()) j["note"] = v.note;

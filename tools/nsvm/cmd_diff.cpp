@@ -1,5 +1,11 @@
 // nsvm diff: each vector through the model and through an emulator, every
 // divergence field by field (docs/oracle.md).
+//
+// Vectors come from files, or are generated in process (a campaign):
+// `--boundary` the boundary set, `--seed S --count N` random vectors, both
+// sharded by `--shard i/n`. A campaign runs in chunks, so memory stays flat
+// however large --count is, and `--jobs J` runs J emulator processes at once.
+#include <chrono>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -7,6 +13,7 @@
 
 #include "cli.hpp"
 #include "nsvm/oracle/diff.hpp"
+#include "nsvm/oracle/gen.hpp"
 #include "nsvm/oracle/model.hpp"
 #include "nsvm/oracle/runner.hpp"
 
@@ -20,15 +27,102 @@ struct DiffOptions {
     bool json = false;
     bool verbose = false;
     std::size_t batch = 16384;
+    std::size_t jobs = 1;
     int stall_ms = 5000;
+    bool boundary = false;
+    std::optional<std::uint64_t> seed;
+    std::uint64_t count = 0;
+    std::string shard = "0/1";
     std::vector<std::string> files;
     CLI::Option* cpu_opt = nullptr;
     CLI::Option* profile_opt = nullptr;
 };
 
+/// Runs one chunk of vectors through the emulator and the model, prints what
+/// differs, adds to the summary.
+class Differ {
+public:
+    Differ(const DiffOptions& o, oracle::Backend backend, const ResolvedModel& m)
+        : o_(o), backend_(backend), m_(m), model_(oracle::make_checks_model(m.cpu, *m.profile)) {
+        ro_.backend = backend;
+        ro_.cpu_model = o.cpu_model;
+        ro_.batch_size = o.batch;
+        ro_.stall_timeout = std::chrono::milliseconds(o.stall_ms);
+        ro_.jobs = o.jobs;
+        auto r = oracle::make_runner(ro_);
+        if (!r) throw Exit{kFailed, r.error()};
+        runner_ = std::move(*r);
+    }
+
+    void run(std::span<const oracle::Vector> vectors) {
+        if (vectors.empty()) return;
+        auto results = runner_->run(vectors);
+        if (!results) throw Exit{kFailed, results.error()};
+        for (std::size_t i = 0; i < vectors.size(); ++i) {
+            const auto p = model_->predict(vectors[i]);
+            const auto d = oracle::compare(vectors[i], p, (*results)[i], backend_, *m_.profile);
+            summary_.add(d);
+            if (o_.json) {
+                std::cout << oracle::to_json_line(d) << '\n';
+            } else if (auto text = oracle::format_diff(d, o_.verbose); !text.empty()) {
+                std::cout << text;
+            }
+        }
+    }
+
+    int finish(double wall_seconds) const {
+        const double rate = wall_seconds > 0 ? static_cast<double>(summary_.total) / wall_seconds : 0;
+        if (o_.json) {
+            nlohmann::ordered_json s;
+            s["summary"] = {{"total", summary_.total},
+                            {"agree", summary_.agree},
+                            {"differ", summary_.differ},
+                            {"explained_only", summary_.explained_only},
+                            {"cannot_run", summary_.cannot_run},
+                            {"backend", o_.backend},
+                            {"cpu", m_.cpu.name},
+                            {"profile", std::string(m_.profile->name)},
+                            {"jobs", o_.jobs},
+                            {"boots", runner_->stats().boots},
+                            {"emulator_seconds", runner_->stats().seconds},
+                            {"wall_seconds", wall_seconds},
+                            {"vectors_per_second", rate}};
+            auto& pc = s["summary"]["per_check"] = nlohmann::ordered_json::object();
+            for (const auto& [id, t] : summary_.per_check)
+                pc[id] = {{"agree", t.agree}, {"differ", t.differ}, {"explained", t.explained},
+                          {"cannot_run", t.cannot_run}};
+            s["summary"]["known_divergences"] = summary_.per_known;
+            std::cout << s.dump() << '\n';
+        } else {
+            std::cout << fmt::format("\nmodel: cpu {}, profile {}; oracle: {}\n", m_.cpu.name, m_.profile->name,
+                                     o_.backend)
+                      << oracle::format_summary(summary_);
+            std::cerr << fmt::format("{} vectors in {:.2f} s ({:.0f} vectors/s; {} job{}, {} boot{}, {:.2f} s in "
+                                     "the emulator)\n",
+                                     summary_.total, wall_seconds, rate, o_.jobs, o_.jobs == 1 ? "" : "s",
+                                     runner_->stats().boots, runner_->stats().boots == 1 ? "" : "s", runner_->stats().seconds);
+        }
+        return summary_.has_unexplained() ? kFailed : kOk;
+    }
+
+private:
+    const DiffOptions& o_;
+    oracle::Backend backend_;
+    const ResolvedModel& m_;
+    std::unique_ptr<oracle::Model> model_;
+    oracle::RunnerOptions ro_;
+    std::unique_ptr<oracle::Runner> runner_;
+    oracle::Summary summary_;
+};
+
 int run_diff(DiffOptions& o) {
     auto backend = oracle::find_backend(o.backend);
     if (!backend) throw Exit{kBadInput, backend.error()};
+    if (o.files.empty() && !o.boundary && o.count == 0)
+        throw Exit{kBadInput, "no vectors: give vector files, --boundary, or --seed S --count N"};
+    if (o.count > 0 && !o.seed) throw Exit{kBadInput, "--count needs --seed"};
+    auto sh = oracle::parse_shard(o.shard);
+    if (!sh) throw Exit{kBadInput, sh.error()};
     // The model side follows the backend unless --cpu/--profile say otherwise.
     const auto bm = oracle::model_for_backend(*backend);
     if (o.cpu_opt->count() == 0) o.model.cpu = bm.cpu;
@@ -41,45 +135,29 @@ int run_diff(DiffOptions& o) {
         if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
         for (auto& x : *v) vectors.push_back(std::move(x));
     }
-    oracle::RunnerOptions ro;
-    ro.backend = *backend;
-    ro.cpu_model = o.cpu_model;
-    ro.batch_size = o.batch;
-    ro.stall_timeout = std::chrono::milliseconds(o.stall_ms);
-    auto runner = oracle::make_runner(ro);
-    if (!runner) throw Exit{kFailed, runner.error()};
-    auto results = (*runner)->run(vectors);
-    if (!results) throw Exit{kFailed, results.error()};
+    oracle::GenOptions g;
+    g.cpu = m.cpu;
+    g.profile = m.profile;
+    g.seed = o.seed;
+    g.shard_index = sh->first;
+    g.shard_count = sh->second;
+    if (o.boundary) {
+        auto b = oracle::generate_boundary(g);
+        vectors.insert(vectors.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+    }
 
-    const auto model = oracle::make_checks_model(m.cpu, *m.profile);
-    oracle::Summary summary;
-    for (std::size_t i = 0; i < vectors.size(); ++i) {
-        const auto p = model->predict(vectors[i]);
-        const auto d = oracle::compare(vectors[i], p, (*results)[i], *backend, *m.profile);
-        summary.add(d);
-        if (o.json) {
-            std::cout << oracle::to_json_line(d) << '\n';
-        } else {
-            const auto text = oracle::format_diff(d, o.verbose);
-            if (!text.empty()) std::cout << text;
-        }
+    const auto t0 = std::chrono::steady_clock::now();
+    Differ differ(o, *backend, m);
+    differ.run(vectors);
+    vectors.clear();
+    // Random vectors in chunks of one batch per job.
+    const std::uint64_t chunk = static_cast<std::uint64_t>(o.batch) * o.jobs * g.shard_count;
+    for (std::uint64_t first = 0; first < o.count; first += chunk) {
+        const auto part = oracle::generate_random(g, first, std::min(chunk, o.count - first));
+        differ.run(part);
     }
-    if (o.json) {
-        nlohmann::ordered_json s;
-        s["summary"] = {{"total", summary.total},           {"agree", summary.agree},
-                        {"differ", summary.differ},         {"explained_only", summary.explained_only},
-                        {"cannot_run", summary.cannot_run}, {"backend", o.backend},
-                        {"cpu", m.cpu.name},                {"profile", std::string(m.profile->name)}};
-        auto& pc = s["summary"]["per_check"] = nlohmann::ordered_json::object();
-        for (const auto& [id, t] : summary.per_check)
-            pc[id] = {{"agree", t.agree}, {"differ", t.differ}, {"explained", t.explained}, {"cannot_run", t.cannot_run}};
-        s["summary"]["known_divergences"] = summary.per_known;
-        std::cout << s.dump() << '\n';
-    } else {
-        std::cout << fmt::format("\nmodel: cpu {}, profile {}; oracle: {}\n", m.cpu.name, m.profile->name, o.backend)
-                  << oracle::format_summary(summary);
-    }
-    return summary.has_unexplained() ? kFailed : kOk;
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return differ.finish(wall);
 }
 
 const Registrar reg{42, [](CLI::App& app, int& status) {
@@ -95,9 +173,16 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
     o.profile_opt->description("model profile (default: the backend's: qemu, bochs, kvm)");
     sub->add_flag("--json", o.json, "one JSON object per vector, then a summary object");
     sub->add_flag("-v,--verbose", o.verbose, "also print agreeing vectors and the fields written");
+    sub->add_flag("--boundary", o.boundary, "add nsvm gen's boundary set for the model's CPU and profile");
+    sub->add_option("--seed", o.seed, "add random vectors from this seed (with --count), as nsvm gen makes them");
+    sub->add_option("--count", o.count, "number of random vectors (generated and run in chunks)");
+    sub->add_option("--shard", o.shard, "i/n: only this shard of the generated vectors")->capture_default_str();
     sub->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
+    sub->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 256));
     sub->add_option("--stall-ms", o.stall_ms, "kill a boot whose progress stalls this long")->capture_default_str();
-    sub->add_option("vectors", o.files, "vector files; - for stdin")->required();
+    sub->add_option("vectors", o.files, "vector files; - for stdin");
     sub->callback([&status] { status = run_diff(o); });
 }};
 

@@ -2,6 +2,8 @@
 //
 //   nsvm oracle run --backend qemu|bochs|qemu-kvm [--cpu-model M] [--json] VECTORS...
 //   nsvm oracle image      build the test image (if needed) and print its directory
+//   nsvm oracle timing --backend B [--iterations N] [--json]
+//                          VMRUN round trip and failing VMRUN inside the emulator
 #include <iostream>
 
 #include <fmt/format.h>
@@ -9,6 +11,7 @@
 #include "cli.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/oracle/runner.hpp"
+#include "nsvm/oracle/timing.hpp"
 #include "nsvm/oracle/vector.hpp"
 
 namespace nsvm::cli {
@@ -20,8 +23,10 @@ struct OracleOptions {
     bool json = false;
     bool keep = false;
     std::size_t batch = 16384;
+    std::size_t jobs = 1;
     int stall_ms = 5000;
     std::vector<std::string> files;
+    std::uint64_t iterations = 0;  // timing; 0: the backend's default
 };
 
 std::vector<oracle::Vector> load_vectors(const std::vector<std::string>& files) {
@@ -57,6 +62,7 @@ int run_oracle(const OracleOptions& o) {
     ro.cpu_model = o.cpu_model;
     ro.keep_files = o.keep;
     ro.batch_size = o.batch;
+    ro.jobs = o.jobs;
     ro.stall_timeout = std::chrono::milliseconds(o.stall_ms);
     auto runner = oracle::make_runner(ro);
     if (!runner) throw Exit{kFailed, runner.error()};
@@ -70,6 +76,29 @@ int run_oracle(const OracleOptions& o) {
     return kOk;
 }
 
+int run_timing(const OracleOptions& o) {
+    auto backend = oracle::find_backend(o.backend);
+    if (!backend) throw Exit{kBadInput, backend.error()};
+    oracle::RunnerOptions ro;
+    ro.backend = *backend;
+    ro.cpu_model = o.cpu_model;
+    ro.keep_files = o.keep;
+    // About a second of emulated VMRUNs per loop (QEMU ~10 us, Bochs ~4 us each).
+    const std::uint64_t n = o.iterations != 0 ? o.iterations : *backend == oracle::Backend::bochs ? 200000 : 100000;
+    auto t = oracle::measure_peer(ro, n);
+    if (!t) throw Exit{kFailed, t.error()};
+    if (o.json) {
+        std::cout << fmt::format(R"({{"backend":"{}","roundtrip_ns":{:.1f},"failed_vmrun_ns":{:.1f},"iterations":{}}})",
+                                 oracle::backend_name(t->backend), t->roundtrip_ns, t->failed_vmrun_ns, t->iterations)
+                  << '\n';
+    } else {
+        std::cout << fmt::format("{}: VMRUN + VMMCALL + #VMEXIT round trip {:.0f} ns; failing VMRUN (ASID 0) {:.0f} ns "
+                                 "({} extra iterations per loop)\n",
+                                 oracle::backend_name(t->backend), t->roundtrip_ns, t->failed_vmrun_ns, t->iterations);
+    }
+    return kOk;
+}
+
 const Registrar reg{40, [](CLI::App& app, int& status) {
     static OracleOptions o;
     auto* sub = app.add_subcommand("oracle", "Run VMRUN test vectors on QEMU (TCG), Bochs or QEMU/KVM and print what "
@@ -80,10 +109,19 @@ const Registrar reg{40, [](CLI::App& app, int& status) {
     run->add_option("--cpu-model", o.cpu_model, "emulator CPU (qemu: max; bochs: ryzen; qemu-kvm: host)");
     run->add_flag("--json", o.json, "one JSON object per vector (the result format of docs/oracle.md)");
     run->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
+    run->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")->capture_default_str()->check(CLI::Range(1, 256));
     run->add_option("--stall-ms", o.stall_ms, "kill a boot whose progress stalls this long")->capture_default_str();
     run->add_flag("--keep", o.keep, "keep the RAM file, disk image and logs");
     run->add_option("vectors", o.files, "vector files; - for stdin")->required();
     run->callback([&status] { status = run_oracle(o); });
+    auto* timing = sub->add_subcommand("timing", "Time a VMRUN + #VMEXIT round trip and a failing VMRUN inside the "
+                                                 "emulator (two boots differing only in the repeat count)");
+    timing->add_option("--backend", o.backend, "qemu, bochs or qemu-kvm")->capture_default_str();
+    timing->add_option("--cpu-model", o.cpu_model, "emulator CPU (qemu: max; bochs: ryzen; qemu-kvm: host)");
+    timing->add_option("--iterations", o.iterations, "extra VMRUNs in the long loop (default 100000; bochs 200000)")
+        ->check(CLI::Range(std::uint64_t{1000}, std::uint64_t{100000000}));
+    timing->add_flag("--json", o.json, "one JSON object: backend, roundtrip_ns, failed_vmrun_ns, iterations");
+    timing->callback([&status] { status = run_timing(o); });
     auto* image = sub->add_subcommand("image", "Build the test image if needed and print its directory");
     image->callback([&status] {
         auto dir = oracle::find_or_build_image();

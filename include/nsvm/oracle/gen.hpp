@@ -32,10 +32,16 @@ struct GenOptions {
     bool pairs = true;                    ///< pairs of violations
     std::optional<std::uint64_t> seed;    ///< random vectors (with count)
     std::size_t count = 0;
-    std::size_t shard_index = 0;          ///< --shard i/n: keep vectors k with k % n == i
-    std::size_t shard_count = 1;
+    std::size_t shard_index = 0;          ///< --shard i/n: keep boundary vector b when b % n == i
+    std::size_t shard_count = 1;          ///< and random vector k when k % n == i
 };
 
+/// The boundary set (bases, programs, one violation at a time, pairs), sharded.
+[[nodiscard]] std::vector<Vector> generate_boundary(const GenOptions& o);
+/// Random vectors first..first+count-1 of the seed (those of this shard).
+/// Vector k depends only on (seed, k), so a campaign can run in chunks.
+[[nodiscard]] std::vector<Vector> generate_random(const GenOptions& o, std::uint64_t first, std::uint64_t count);
+/// The boundary set (if o.boundary) then random vectors 0..count-1 (if o.seed).
 [[nodiscard]] std::vector<Vector> generate(const GenOptions& o);
 
 /// "i/n" with 0 <= i < n.

@@ -90,6 +90,7 @@
 #define NSVM_OR_D_HSAVE 0x018   /* u64 VM_HSAVE_PA when NSVM_OR_F_HSAVE */
 #define NSVM_OR_D_REGS 0x020    /* u64[16] host GPRs at VMRUN, in ModRM order:
                                    rax(ignored) rcx rdx rbx rsp(ignored) rbp rsi rdi r8..r15 */
+#define NSVM_OR_D_REPEAT 0x0a0  /* u32 VMRUNs back to back when NSVM_OR_F_REPEAT (timing loops) */
 #define NSVM_OR_D_PATCHES 0x100 /* patches: u32 (map << 24 | byte offset), u32 byte value */
 #define NSVM_OR_MAX_PATCHES 224U
 #define NSVM_OR_MAP_MSRPM 0U
@@ -100,6 +101,7 @@
 #define NSVM_OR_F_RAX 0x4U       /* VMRUN operand from NSVM_OR_D_RAX instead of the slot */
 #define NSVM_OR_F_HSAVE 0x8U     /* VM_HSAVE_PA from NSVM_OR_D_HSAVE */
 #define NSVM_OR_F_NO_PROBE 0x10U /* skip the GIF probe */
+#define NSVM_OR_F_REPEAT 0x20U   /* run VMRUN NSVM_OR_D_REPEAT times on the same VMCB (timing) */
 
 /* ---- descriptor, results (written by the image) ---- */
 #define NSVM_OR_RES_MAGIC 0x5256534eU /* "NSVR" */
@@ -109,7 +111,7 @@
 #define NSVM_OR_R_EXC_ERR 0x80c    /* u32 its error code */
 #define NSVM_OR_R_GIF 0x810        /* u32 GIF after the exit: 1 if the probe IPI was taken before STGI */
 #define NSVM_OR_R_PROBE_OK 0x814   /* u32 1 if the probe IPI was taken at all */
-#define NSVM_OR_R_TSC 0x818        /* u64 TSC cycles from just before VMRUN to just after */
+#define NSVM_OR_R_TSC 0x818        /* u64 TSC cycles from just before the first VMRUN to just after the last */
 #define NSVM_OR_R_VMCB_PA 0x820    /* u64 the VMRUN operand used */
 #define NSVM_OR_R_REGS 0x828       /* u64[16] GPRs after the exit (ModRM order; rax, rsp = host) */
 

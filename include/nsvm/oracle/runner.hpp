@@ -40,12 +40,16 @@ struct RunnerOptions {
     /// Scratch files (RAM backing file, logs). Empty: /dev/shm or the temp dir.
     std::filesystem::path work_dir;
     std::size_t batch_size = 16384;  ///< vectors per boot (qemu); bochs uses fewer
+    /// Emulator processes at once: run() splits its vectors into this many
+    /// contiguous parts, one backend runner (and process) per part.
+    std::size_t jobs = 1;
     /// A boot is killed when the progress counter does not move for this long.
     std::chrono::milliseconds stall_timeout{5000};
     /// Upper bound for one boot (also covers a hang before the first vector).
     std::chrono::milliseconds boot_timeout{120000};
     bool keep_files = false;
-    /// Progress callback (vectors done, total); may be empty.
+    /// Progress callback (vectors done, total); may be empty. With jobs > 1
+    /// it is called from the jobs' threads, per part.
     std::function<void(std::size_t, std::size_t)> progress;
 };
 
@@ -80,5 +84,7 @@ public:
 [[nodiscard]] nsvm::expected<void, std::string> encode_slot(const Vector& v, std::span<std::uint8_t> slot);
 /// Reads the result the image left in a slot.
 [[nodiscard]] Result decode_slot(const Vector& v, std::span<const std::uint8_t> slot);
+/// The same, into an existing result (no 4 KiB temporary).
+void decode_slot_into(const Vector& v, std::span<const std::uint8_t> slot, Result& r);
 
 }  // namespace nsvm::oracle

@@ -71,6 +71,7 @@ struct HostKnobs {
     std::optional<std::uint64_t> vmrun_rax;   ///< VMRUN operand; default: the slot's VMCB
     std::optional<std::uint64_t> hsave_pa;    ///< VM_HSAVE_PA; default NSVM_OR_HSAVE_PA
     bool probe_gif = true;                    ///< run the GIF probe after the exit
+    std::uint32_t repeat = 1;                 ///< VMRUNs back to back (timing loops); results are the last
     friend bool operator==(const HostKnobs&, const HostKnobs&) = default;
 };
 
