@@ -25,19 +25,25 @@ demo: deps build
 
 test: deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	@./scripts/oracle-ci.sh $(NSVM)
 	@./scripts/fuzz-smoke.sh
+
+# ASan + UBSan build of everything, whole ctest suite, LeakSanitizer on; any
+# report fails the test that triggered it (halt_on_error, -fno-sanitize-recover).
+SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LSAN_OPTIONS=report_objects=1
 
 test-sanitize: deps
 	cmake --preset sanitize
 	cmake --build build-sanitize -j $(JOBS)
-	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+	cd build-sanitize && $(SANITIZER_ENV) ctest --output-on-failure -j $(JOBS)
 
 bench: deps build
 	@./scripts/bench.sh $(BUILD_DIR)
 
 fuzz-build: deps
 	cmake --preset fuzz
-	cmake --build build-fuzz -j $(JOBS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
 
 fuzz: fuzz-build
 	@./scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -3,6 +3,7 @@
 #include "nsvm/oracle/runner.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -271,6 +272,16 @@ nsvm::expected<fs::path, std::string> find_or_build_image() {
                                             src.string()));
     std::error_code ec;
     fs::create_directories(out, ec);
+    // Several processes (ctest -j, parallel campaigns) may ask at once: make
+    // must not run twice in the same directory. flock is released on close.
+    struct Lock {
+        int fd;
+        ~Lock() {
+            if (fd >= 0) close(fd);
+        }
+    } lock_file{::open((out / ".build.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)};
+    if (lock_file.fd < 0 || flock(lock_file.fd, LOCK_EX) != 0)
+        return nsvm::unexpected(fmt::format("cannot lock {}", (out / ".build.lock").string()));
     detail::SpawnOptions so;
     so.argv = {"make", "-s", "-C", src.string(), "OUT=" + out.string()};
     so.log = out / "build.log";
