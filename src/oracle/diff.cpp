@@ -38,6 +38,10 @@ constexpr std::array kKnown = {
     KnownDivergence{Backend::qemu, "exit_code", "qemu.invd_tests_wbinvd_intercept",
                     "QEMU 7.2 checks the WBINVD intercept for INVD (0F 08) as well, so the INVD intercept (APM "
                     "Appendix C, exit 0x76) never fires"},
+    KnownDivergence{Backend::bochs, "exit_code", "bochs.np_enable_whole_byte",
+                    "Bochs 2.7 reads NP_ENABLE as the whole byte at VMCB 0x090 (svm.cc SvmEnterLoadCheckControls), so "
+                    "any other bit there (SEV_ENABLE, SEV_ES_ENABLE, GMET, SSS_CHECK, ...) turns nested paging on "
+                    "(APM 15.25.3: bit 0 only); found by this oracle"},
     KnownDivergence{Backend::bochs, "exit_code", "bochs.event_inj_mode_unchecked",
                     "Bochs 2.7 injects #BR (4) and #OF (5) as exceptions into a 64-bit guest (observed by this "
                     "oracle: the L2 IDT stub ran); the bochs profile applies event_inj.mode, which rejects them"},
@@ -114,6 +118,10 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
             else if (!p.vmrun_valid && p.failing_checks == std::vector<std::string>{"event_inj.mode"} &&
                      r.exit_code() == arch::exit_code::VMMCALL)
                 k = known(backend, "bochs.event_inj_mode_unchecked");
+            else if (p.vmrun_valid && r.exit_code() == arch::exit_code::NPF &&
+                     (v.vmcb.get(FieldId::misc_ctl) & 0xFF & ~arch::misc_ctl::NP_ENABLE) != 0 &&
+                     (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0)
+                k = known(backend, "bochs.np_enable_whole_byte");
             add("exit_code", hex(*p.exit_code), hex(r.exit_code()), k);
         }
         if (p.exit_info_1 && *p.exit_info_1 != r.exit_info_1()) {
@@ -169,6 +177,21 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
         }
         if (!p.vmrun_valid && save_written && profile.failure_writeback == checks::FailureWriteback::exit_fields_only)
             add("save area", "untouched by a failed VMRUN", "written (see 'written')");
+    }
+    // A known divergence that changes the exit itself (another exit code)
+    // also explains the fields of that other exit; they are kept, marked as
+    // following from it, never dropped.
+    const auto exit = std::find_if(d.fields.begin(), d.fields.end(),
+                                   [](const FieldDiff& f) { return f.field == "exit_code" && f.explained; });
+    if (exit != d.fields.end()) {
+        const std::string because = exit->reason.substr(0, exit->reason.find(':'));
+        for (auto& f : d.fields) {
+            if (f.explained || (f.field != "exit_info_1" && f.field != "exit_info_2" && f.field != "exit_int_info" &&
+                                f.field != "save.rax"))
+                continue;
+            f.explained = true;
+            f.reason = because + ": follows from the other exit";
+        }
     }
     d.outcome = d.fields.empty() ? Outcome::agree : Outcome::differ;
     return d;

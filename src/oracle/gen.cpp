@@ -221,6 +221,35 @@ std::vector<Mutation> boundary_mutations(const checks::CpuModel& cpu, const chec
     add("event_inj.reserved", "bit12", L, [](Vector& v) {
         v.vmcb.set(FieldId::event_inj, arch::event::V | (0U << arch::event::kTypeShift) | 0x30U | (1U << 12));
     });
+    // EFER.LMA against LME & PG (APM 3.1.7; the Xen crash in
+    // reference/user-pain.md was a long-mode vmcb12 with CR0.PG = 0).
+    add("efer.lma_without_lme_pg", "lma_pg0", L, [](Vector& v) { set_bits(v, FieldId::cr0, 0, cr0::PG); });
+    add("efer.lma_without_lme_pg", "lma_lme0", L, [](Vector& v) { set_bits(v, FieldId::efer, 0, efer::LME); });
+    add("efer.lma_without_lme_pg", "lme_pg_no_lma", L, [](Vector& v) { set_bits(v, FieldId::efer, 0, efer::LMA); });
+    // CET (APM 15.5.1): CR4.CET needs CR0.WP; S_CET bits 9:6 are reserved.
+    add("cet.cr0_wp", "cet_wp1", L, [](Vector& v) { set_bits(v, FieldId::cr4, cr4::CET); });
+    add("cet.cr0_wp", "cet_wp0", L, [](Vector& v) {
+        set_bits(v, FieldId::cr4, cr4::CET);
+        set_bits(v, FieldId::cr0, 0, cr0::WP);
+    });
+    add("cet.s_cet_reserved", "bit5", L, [](Vector& v) { set_bits(v, FieldId::s_cet, arch::bit(5)); });
+    add("cet.s_cet_reserved", "bit6", L, [](Vector& v) { set_bits(v, FieldId::s_cet, arch::bit(6)); });
+    // Virtual NMI needs the NMI intercept (APM 15.21.10).
+    add("vnmi.nmi_intercept", "with_nmi_intercept", L, [](Vector& v) {
+        set_bits(v, FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE);
+        v.vmcb.set_intercept(ic::NMI);
+    });
+    add("vnmi.nmi_intercept", "without", L,
+        [](Vector& v) { set_bits(v, FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE); });
+    // The supervisor-shadow-stack check needs nested paging (APM 15.25.14).
+    add("np.sss_without_np", "sss_np", L, [](Vector& v) {
+        enable_np(v);
+        set_bits(v, FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK);
+    });
+    add("np.sss_without_np", "sss_no_np", L, [](Vector& v) { set_bits(v, FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK); });
+    // VM_HSAVE_PA = 0 (KVM: #GP on VMRUN); page 1 is an ordinary address.
+    add("gate.hsave_zero", "hsave_page1", L, [](Vector& v) { v.host.hsave_pa = 0x1000; });
+    add("gate.hsave_zero", "hsave0", L, [](Vector& v) { v.host.hsave_pa = 0; });
     if (prof.pdpe_check) {
         // A PDPT whose entry 0 has RW/US set (the long-mode PML4 page).
         add("pdpe.reserved", "pml4_as_pdpt", BaseMode::pae32,

@@ -167,6 +167,16 @@ private:
             unknown(p, "nested paging uses tables the image did not build");
             return;
         }
+        // A VMCB whose EFER.LMA disagrees with LME && PG (APM 3.1.7) that the
+        // profile lets through: QEMU runs L2 in that mixed state, Bochs
+        // recomputes LMA (so 64-bit code runs in another mode). Neither is
+        // architectural; the model does not guess L2's execution.
+        const auto efer_v = v.vmcb.get(FieldId::efer);
+        if (((efer_v & arch::efer::LMA) != 0) !=
+            ((efer_v & arch::efer::LME) != 0 && (cr0v & arch::cr0::PG) != 0)) {
+            unknown(p, "L2 runs with EFER.LMA inconsistent with EFER.LME and CR0.PG");
+            return;
+        }
         if (ev & arch::event::V) {
             // APM 15.20: the injected event is delivered through the L2 IDT
             // before the first instruction, bypassing the exception intercepts.

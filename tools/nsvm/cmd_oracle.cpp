@@ -10,6 +10,7 @@
 
 #include "cli.hpp"
 #include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/oracle/diff.hpp"
 #include "nsvm/oracle/runner.hpp"
 #include "nsvm/oracle/timing.hpp"
 #include "nsvm/oracle/vector.hpp"
@@ -99,6 +100,20 @@ int run_timing(const OracleOptions& o) {
     return kOk;
 }
 
+/// The known divergences, as docs/oracle.md shows them (a CLI test keeps the
+/// doc and this list in step).
+void print_known(bool markdown) {
+    if (markdown) std::cout << "| backend | id | field | reason |\n|---|---|---|---|\n";
+    for (const auto& k : oracle::known_divergences()) {
+        if (markdown)
+            std::cout << fmt::format("| {} | `{}` | {} | {} |\n", oracle::backend_name(k.backend), k.id, k.field,
+                                     k.reason);
+        else
+            std::cout << fmt::format("{:<6} {:<40} {}\n       {}\n", oracle::backend_name(k.backend), k.id, k.field,
+                                     k.reason);
+    }
+}
+
 const Registrar reg{40, [](CLI::App& app, int& status) {
     static OracleOptions o;
     auto* sub = app.add_subcommand("oracle", "Run VMRUN test vectors on QEMU (TCG), Bochs or QEMU/KVM and print what "
@@ -122,6 +137,14 @@ const Registrar reg{40, [](CLI::App& app, int& status) {
         ->check(CLI::Range(std::uint64_t{1000}, std::uint64_t{100000000}));
     timing->add_flag("--json", o.json, "one JSON object: backend, roundtrip_ns, failed_vmrun_ns, iterations");
     timing->callback([&status] { status = run_timing(o); });
+    auto* known = sub->add_subcommand("known", "List the known divergences of each emulator that nsvm diff reports as "
+                                               "explained, with their reasons");
+    static bool markdown = false;
+    known->add_flag("--markdown", markdown, "as the table in docs/oracle.md");
+    known->callback([&status] {
+        print_known(markdown);
+        status = kOk;
+    });
     auto* image = sub->add_subcommand("image", "Build the test image if needed and print its directory");
     image->callback([&status] {
         auto dir = oracle::find_or_build_image();

@@ -1,0 +1,118 @@
+// compare(): field-by-field divergences, known divergences named (never
+// hidden), fields that follow from an explained exit, and the summary.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/oracle/diff.hpp"
+#include "nsvm/oracle/gen.hpp"
+
+namespace nsvm::oracle {
+namespace {
+
+using arch::FieldId;
+namespace ec = arch::exit_code;
+
+Result exit_result(const Vector& v, std::uint64_t code, std::uint64_t i1 = 0, std::uint64_t i2 = 0) {
+    Result r;
+    r.id = v.id;
+    r.status = Status::vmexit;
+    r.vmcb = v.vmcb;
+    r.vmcb.set(FieldId::exit_code, code);
+    r.vmcb.set(FieldId::exit_info_1, i1);
+    r.vmcb.set(FieldId::exit_info_2, i2);
+    r.probe_ok = true;
+    return r;
+}
+
+Prediction exit_prediction(std::uint64_t code) {
+    Prediction p;
+    p.exit_code = code;
+    p.exit_info_1 = 0;
+    p.exit_info_2 = 0;
+    p.exit_int_info = 0;
+    p.gif = false;
+    return p;
+}
+
+const checks::Profile& prof(checks::ProfileId id) { return checks::profile(id); }
+
+TEST(Diff, AgreementHasNoFields) {
+    const auto v = base_vector(BaseMode::long64);
+    const auto d = compare(v, exit_prediction(ec::VMMCALL), exit_result(v, ec::VMMCALL), Backend::qemu,
+                           prof(checks::ProfileId::qemu));
+    EXPECT_EQ(d.outcome, Outcome::agree);
+    EXPECT_TRUE(d.fields.empty());
+}
+
+TEST(Diff, AnUnknownDifferenceIsUnexplainedAndNamesBothValues) {
+    const auto v = base_vector(BaseMode::long64);
+    const auto d = compare(v, exit_prediction(ec::VMMCALL), exit_result(v, ec::HLT), Backend::qemu,
+                           prof(checks::ProfileId::qemu));
+    EXPECT_EQ(d.outcome, Outcome::differ);
+    ASSERT_EQ(d.fields.size(), 1U);
+    EXPECT_EQ(d.fields[0].field, "exit_code");
+    EXPECT_EQ(d.fields[0].model, "0x81");
+    EXPECT_EQ(d.fields[0].oracle, "0x78");
+    EXPECT_TRUE(d.unexplained());
+}
+
+TEST(Diff, AKnownDivergenceIsExplainedAndItsFollowOnFieldsToo) {
+    // Bochs turns nested paging on for any bit of the NP_ENABLE byte.
+    auto v = base_vector(BaseMode::long64);
+    v.vmcb.set(FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK);
+    const auto d = compare(v, exit_prediction(ec::VMMCALL), exit_result(v, ec::NPF, 0x20000000F, 0x300000),
+                           Backend::bochs, prof(checks::ProfileId::bochs));
+    EXPECT_EQ(d.outcome, Outcome::differ);
+    EXPECT_FALSE(d.unexplained());
+    ASSERT_EQ(d.fields.size(), 3U);  // exit_code, exit_info_1, exit_info_2: kept, not hidden
+    EXPECT_NE(d.fields[0].reason.find("bochs.np_enable_whole_byte"), std::string::npos);
+    EXPECT_NE(d.fields[1].reason.find("follows from"), std::string::npos);
+    // The same exit on QEMU is not explained by a Bochs divergence.
+    const auto q = compare(v, exit_prediction(ec::VMMCALL), exit_result(v, ec::NPF, 0x20000000F, 0x300000),
+                           Backend::qemu, prof(checks::ProfileId::qemu));
+    EXPECT_TRUE(q.unexplained());
+}
+
+TEST(Diff, CannotRunIsItsOwnOutcomeUnlessTheModelExpectsAHang) {
+    const auto v = base_vector(BaseMode::long64, Program::hlt);
+    Result r;
+    r.status = Status::cannot_run;
+    r.reason = "timeout";
+    EXPECT_EQ(compare(v, exit_prediction(ec::HLT), r, Backend::qemu, prof(checks::ProfileId::qemu)).outcome,
+              Outcome::cannot_run);
+    Prediction hang;
+    hang.status = Status::cannot_run;
+    EXPECT_EQ(compare(v, hang, r, Backend::qemu, prof(checks::ProfileId::qemu)).outcome, Outcome::agree);
+}
+
+TEST(Diff, SummaryCountsPerCheckAndPerKnownDivergence) {
+    auto v = base_vector(BaseMode::long64);
+    v.checks = {"asid.zero"};
+    Summary s;
+    s.add(compare(v, exit_prediction(ec::VMMCALL), exit_result(v, ec::VMMCALL), Backend::qemu,
+                  prof(checks::ProfileId::qemu)));
+    s.add(compare(v, exit_prediction(ec::VMMCALL), exit_result(v, ec::HLT), Backend::qemu,
+                  prof(checks::ProfileId::qemu)));
+    EXPECT_EQ(s.total, 2U);
+    EXPECT_EQ(s.agree, 1U);
+    EXPECT_EQ(s.differ, 1U);
+    EXPECT_TRUE(s.has_unexplained());
+    EXPECT_EQ(s.per_check["asid.zero"].agree, 1U);
+    EXPECT_EQ(s.per_check["asid.zero"].differ, 1U);
+}
+
+TEST(Diff, EveryKnownDivergenceHasABackendAFieldAndAReason) {
+    std::set<std::string_view> ids;
+    for (const auto& k : known_divergences()) {
+        EXPECT_TRUE(ids.insert(k.id).second) << k.id;
+        EXPECT_EQ(k.id.substr(0, backend_name(k.backend).size()), backend_name(k.backend)) << k.id;
+        EXPECT_FALSE(k.field.empty()) << k.id;
+        EXPECT_GT(k.reason.size(), 40U) << k.id;
+    }
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
