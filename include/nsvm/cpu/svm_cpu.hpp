@@ -1,0 +1,272 @@
+// The architectural, single-level SVM processor: the CPU an L0 hypervisor
+// runs on (APM Vol.2 ch.15). Named step for step after the manual, as Bochs
+// names SvmEnterSaveHostState / SvmEnterLoadCheckGuestState / Svm_Vmexit,
+// without Bochs' single CPU class or its longjmp out of a failed check:
+//
+// VMRUN (APM 15.5.1):
+//   vmrun_instruction_gates   #UD / #GP(0), from the checks catalogue's instruction stage
+//   read_vmcb                 one read of the VMCB page into the internal copy
+//   save_host_state           host registers -> the host-save area (docs/cpu.md)
+//   check_guest_state         the catalogue's control..memory stages, BEFORE anything is loaded
+//   load_guest_state          commit: registers, PAE PDPEs, TLB_CONTROL/ASID, TSC
+//   GIF = 1, inject_event     EVENTINJ delivered before the first guest instruction
+// Any failing check goes through the one failure path: #VMEXIT(VMEXIT_INVALID).
+//
+// #VMEXIT (APM 15.6):
+//   GIF = 0 -> save_guest_state (VMCB in guest memory, field by field)
+//   -> write_exit_fields -> clear_guest_controls -> load_host_state
+//
+// Guest activity reuses events.hpp's decide() for every intercept decision;
+// there is no second intercept table here. Everything is noexcept and
+// allocation-free; results are plain structs with static note strings.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "nsvm/arch/vmcb.hpp"
+#include "nsvm/checks/catalogue.hpp"
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/checks/profile.hpp"
+#include "nsvm/cpu/events.hpp"
+#include "nsvm/cpu/memory.hpp"
+
+namespace nsvm::cpu {
+
+/// The processor registers SVM touches: what VMRUN saves and loads, what
+/// VMLOAD/VMSAVE move, and what #VMEXIT reloads (APM 15.5.1, 15.5.2, 15.6).
+/// While a guest runs these are the guest's live registers.
+struct Registers {
+    std::uint64_t efer = 0;
+    std::uint64_t cr0 = 0;
+    std::uint64_t cr2 = 0;
+    std::uint64_t cr3 = 0;
+    std::uint64_t cr4 = 0;
+    std::uint64_t cr8 = 0;  ///< TPR (4 bits)
+    std::uint64_t dr6 = 0xFFFF0FF0;
+    std::uint64_t dr7 = 0x400;
+    std::uint64_t rflags = 2;
+    std::uint64_t rip = 0;
+    std::uint64_t rsp = 0;
+    std::uint64_t rax = 0;
+    std::uint8_t cpl = 0;
+    arch::Segment es, cs, ss, ds, fs, gs;  ///< selector + hidden attrib/limit/base
+    arch::Segment ldtr, tr, gdtr, idtr;    ///< GDTR/IDTR: limit and base only
+    // The MSRs VMLOAD/VMSAVE move (FS/GS base are fs.base / gs.base).
+    std::uint64_t kernel_gs_base = 0;
+    std::uint64_t star = 0, lstar = 0, cstar = 0, sfmask = 0;
+    std::uint64_t sysenter_cs = 0, sysenter_esp = 0, sysenter_eip = 0;
+    std::uint64_t pat = 0x0007040600070406ULL;  ///< power-on PAT (APM 7.8.2)
+
+    friend bool operator==(const Registers&, const Registers&) = default;
+};
+
+/// The registers a VMCB state-save area holds (all ten segments, EFER, CR0/2/3/4,
+/// DR6/7, RFLAGS, RIP, RSP, RAX, CPL, the VMLOAD/VMSAVE MSRs, G_PAT as PAT);
+/// CR8 is not in the save area and stays 0. For describing a host or a
+/// guest as a VMCB image (oracle vectors, traces).
+[[nodiscard]] Registers registers_from_save_area(const arch::Vmcb& v) noexcept;
+/// The inverse: writes those fields of `r` into `v`'s save area.
+void store_registers(const Registers& r, arch::Vmcb& v) noexcept;
+
+/// SVM-related MSRs and counters of the processor (APM 15.30).
+struct SvmMsrs {
+    std::uint64_t vm_hsave_pa = 0;               ///< C001_0117
+    std::uint64_t vm_cr = 0;                     ///< C001_0114: DPD, R_INIT, DIS_A20M, LOCK, SVMDIS
+    std::uint64_t tsc = 0;                       ///< the host TSC
+    std::uint64_t tsc_ratio = std::uint64_t{1} << 32;  ///< C000_0104, 8.32 fixed point, reset 1.0
+    std::uint64_t hwcr = 0;                      ///< C001_0015 (bit 0 SMMLOCK)
+    friend bool operator==(const SvmMsrs&, const SvmMsrs&) = default;
+};
+
+enum class SvmOutcome : std::uint8_t {
+    completed,      ///< a host instruction completed (RIP advanced)
+    entered_guest,  ///< VMRUN succeeded; the guest runs
+    vmexit,         ///< #VMEXIT to the host (VMEXIT_INVALID included)
+    exception,      ///< the instruction raised #UD / #GP / #SX in the host (not delivered: no host IDT)
+    delivered,      ///< an event went through the IDT of the context that runs (guest or host)
+    no_exit,        ///< a guest event not intercepted: the guest handled it
+    held_pending,   ///< blocked (GIF = 0, masked, shadow, SMM); kept for later
+    discarded,      ///< dropped (internal SMI with GIF = 0, APM 15.17.1)
+    smm_entered,    ///< SMI taken (in the guest's context when not intercepted, APM 15.22.3 (a))
+    init_taken,     ///< INIT taken (the model does not reset the registers)
+    nothing,        ///< poll() found nothing deliverable; vmexit() outside a guest
+};
+[[nodiscard]] const char* svm_outcome_name(SvmOutcome o) noexcept;
+
+/// What happened to an EVENTINJ event at VMRUN (APM 15.20).
+enum class Injection : std::uint8_t { none, delivered };
+
+struct SvmResult {
+    SvmOutcome outcome = SvmOutcome::completed;
+    std::uint64_t exit_code = 0;  ///< SvmOutcome::vmexit
+    std::uint64_t exit_info_1 = 0;
+    std::uint64_t exit_info_2 = 0;
+    std::uint64_t exit_int_info = 0;  ///< low 32 bits EXITINTINFO, high 32 the error code
+    std::uint8_t vector = 0;          ///< exception / delivered event vector
+    std::uint32_t error_code = 0;     ///< with exception #GP/#SX
+    bool in_guest = false;            ///< for delivered: the guest's IDT (true) or the host's
+    Injection injection = Injection::none;  ///< entered_guest: EVENTINJ outcome
+    const checks::Check* failed_check = nullptr;  ///< catalogue entry of a gate or VMEXIT_INVALID
+    const char* note = "";                        ///< static string
+};
+
+/// Interrupt-like signals arriving at the processor (apm-svm.md §8).
+enum class Signal : std::uint8_t { intr, nmi, smi, smi_internal, init };
+
+/// TLB effects of VMRUN and INVLPGA, recorded (APM 15.16).
+struct TlbRecord {
+    std::uint32_t asid = 0;           ///< ASID in use: 0 = host
+    std::uint8_t last_tlb_ctl = 0;    ///< TLB_CONTROL of the last successful VMRUN
+    std::uint32_t flush_all = 0;      ///< counts of TLB_CONTROL 1 / 3 / 7 / reserved encodings
+    std::uint32_t flush_asid = 0;
+    std::uint32_t flush_asid_nonglobal = 0;
+    std::uint32_t reserved_ctl = 0;   ///< reserved values: no flush, no failure (APM names no exit)
+    std::uint32_t invlpga_count = 0;
+    std::uint64_t invlpga_va = 0;
+    std::uint32_t invlpga_asid = 0;
+};
+
+/// Where VMRUN keeps the host state: HSAVE + kHsaveStateOffset, in the VMCB
+/// state-save-area format (docs/cpu.md).
+inline constexpr std::uint64_t kHsaveStateOffset = 0x400;
+/// Length of VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA, SKINIT (0F 01 D8..DF).
+inline constexpr std::uint8_t kSvmInsnLength = 3;
+
+class SvmCpu {
+public:
+    SvmCpu(const checks::CpuModel& cpu, const checks::Profile& profile, GuestMemory& memory) noexcept;
+
+    /// A 64-bit long-mode host at CPL 0 with EFER.SVME set (flat segments,
+    /// 4-level paging at CR3 = 0x1000): a starting point for tests and the oracle.
+    [[nodiscard]] static Registers long_mode_host() noexcept;
+
+    // --- Instructions the host executes (in_guest() == false) ---
+    [[nodiscard]] SvmResult vmrun() noexcept;   ///< rAX = VMCB physical address
+    [[nodiscard]] SvmResult vmload() noexcept;  ///< rAX = VMCB physical address
+    [[nodiscard]] SvmResult vmsave() noexcept;
+    [[nodiscard]] SvmResult stgi() noexcept;
+    [[nodiscard]] SvmResult clgi() noexcept;
+    [[nodiscard]] SvmResult invlpga(std::uint32_t ecx) noexcept;  ///< rAX = VA, ECX = ASID
+    [[nodiscard]] SvmResult skinit() noexcept;
+    /// WRMSR of the SVM MSRs (EFER, VM_CR, VM_HSAVE_PA, TSC_RATIO, PAT) with
+    /// their #GP rules (apm-svm.md §1); other MSRs are accepted and ignored.
+    [[nodiscard]] SvmResult wrmsr(std::uint32_t msr, std::uint64_t value) noexcept;
+
+    // --- While the guest runs ---
+    /// A guest instruction or exception: SVM-instruction gates, then
+    /// events.hpp's decide() on the VMCB; an exit goes through vmexit().
+    [[nodiscard]] SvmResult guest_event(const Event& e) noexcept;
+    /// #VMEXIT (APM 15.6). exit_int_info: low 32 bits EXITINTINFO, high 32 its
+    /// error code. next_rip is written to nRIP when the CPU has NRIPS.
+    [[nodiscard]] SvmResult vmexit(std::uint64_t code, std::uint64_t info1, std::uint64_t info2,
+                                   std::uint64_t exit_int_info, std::uint64_t next_rip = 0) noexcept;
+    /// #VMEXIT with a decide() result (code, EXITINFO1/2, nRIP).
+    [[nodiscard]] SvmResult vmexit(const ExitInfo& x, std::uint64_t exit_int_info = 0) noexcept {
+        return vmexit(x.code, x.info1, x.info2, exit_int_info, x.next_rip);
+    }
+
+    // --- Signals and event gating (apm-svm.md §8) ---
+    /// Raises a signal; it is evaluated at once (poll()). `vector` for INTR.
+    [[nodiscard]] SvmResult signal(Signal s, std::uint8_t vector = 0x20) noexcept;
+    /// Evaluates pending signals and the virtual interrupt/NMI in priority
+    /// order (SMI, INIT, NMI, INTR, vNMI, V_IRQ); returns the first action,
+    /// or held_pending / nothing.
+    [[nodiscard]] SvmResult poll() noexcept;
+
+    // --- State ---
+    [[nodiscard]] const Registers& regs() const noexcept { return regs_; }
+    [[nodiscard]] Registers& regs() noexcept { return regs_; }
+    [[nodiscard]] const SvmMsrs& msrs() const noexcept { return msrs_; }
+    [[nodiscard]] SvmMsrs& msrs() noexcept { return msrs_; }
+    [[nodiscard]] bool gif() const noexcept { return gif_; }
+    void set_gif(bool g) noexcept { gif_ = g; }
+    [[nodiscard]] bool in_guest() const noexcept { return in_guest_; }
+    [[nodiscard]] bool smm() const noexcept { return smm_; }
+    void set_smm(bool s) noexcept { smm_ = s; }
+    [[nodiscard]] std::uint64_t vmcb_pa() const noexcept { return vmcb_pa_; }
+    /// The processor's internal copy of the current VMCB (controls and the
+    /// int_ctl / int_state / EVENTINJ it updates while the guest runs).
+    [[nodiscard]] const arch::Vmcb& vmcb() const noexcept { return vmcb_; }
+    [[nodiscard]] const TlbRecord& tlb() const noexcept { return tlb_; }
+    [[nodiscard]] const std::array<std::uint64_t, 4>& pdpes() const noexcept { return pdpes_; }
+    [[nodiscard]] std::uint32_t pending() const noexcept { return pending_; }  ///< bit per Signal
+    [[nodiscard]] bool pending_host_db() const noexcept { return pending_db_; }
+    /// The guest's TSC: host TSC scaled by the VMCB's ratio plus TSC_OFFSET (APM 15.30.5).
+    [[nodiscard]] std::uint64_t guest_tsc() const noexcept;
+    [[nodiscard]] GuestMemory& memory() noexcept { return *mem_; }
+    [[nodiscard]] const checks::CpuModel& cpu_model() const noexcept { return *cpu_; }
+    [[nodiscard]] const checks::Profile& profile() const noexcept { return *profile_; }
+    /// The host-save area as this CPU keeps it (memory at VM_HSAVE_PA, or the
+    /// internal page when the profile does not use HSAVE).
+    [[nodiscard]] bool read_hsave(arch::Vmcb& out) const noexcept;
+
+private:
+    // VMRUN steps.
+    [[nodiscard]] bool vmrun_instruction_gates(SvmResult& r) const noexcept;
+    [[nodiscard]] bool read_vmcb(SvmResult& r) noexcept;
+    void save_host_state() noexcept;
+    [[nodiscard]] const checks::Check* check_guest_state() const noexcept;
+    void load_guest_state() noexcept;
+    void load_pdpes() noexcept;
+    void apply_tlb_control() noexcept;
+    [[nodiscard]] Injection inject_event() noexcept;
+    [[nodiscard]] SvmResult vmexit_invalid(const checks::Check* failed) noexcept;
+
+    // #VMEXIT steps.
+    void save_guest_state() noexcept;
+    void write_exit_fields(std::uint64_t code, std::uint64_t info1, std::uint64_t info2, std::uint64_t exit_int_info,
+                           std::uint64_t next_rip) noexcept;
+    void clear_guest_controls() noexcept;
+    void load_host_state() noexcept;
+
+    // Gates of the other SVM instructions.
+    enum class Insn : std::uint8_t { vmrun, vmload, vmsave, stgi, clgi, invlpga, skinit, vmmcall };
+    [[nodiscard]] bool svm_gates(Insn insn, const Registers& r, SvmResult& out) const noexcept;
+    [[nodiscard]] checks::HostState host_state_for_gates(const Registers& r) const noexcept;
+
+    // Guest events.
+    [[nodiscard]] SvmResult guest_exception(std::uint8_t vector, std::uint32_t error_code, std::uint64_t cr2,
+                                            const char* note) noexcept;
+    [[nodiscard]] SvmResult guest_svm_instruction(const Event& e) noexcept;
+    void apply_guest_effect(const Event& e) noexcept;
+    [[nodiscard]] ExitFeatures exit_features() const noexcept;
+    [[nodiscard]] Bitmap msrpm() const noexcept;
+    [[nodiscard]] Bitmap iopm() const noexcept;
+
+    // Helpers.
+    [[nodiscard]] bool np_enabled() const noexcept;
+    [[nodiscard]] bool interrupt_shadow() const noexcept;
+    [[nodiscard]] std::uint64_t int_ctl() const noexcept;
+    void set_int_ctl(std::uint64_t v) noexcept;
+    void hsave_store(arch::FieldId f, std::uint64_t v) noexcept;
+    void hsave_store_segment(arch::Seg s, const arch::Segment& v) noexcept;
+    [[nodiscard]] std::uint64_t hsave_load(arch::FieldId f) const noexcept;
+    [[nodiscard]] arch::Segment hsave_load_segment(arch::Seg s) const noexcept;
+    void vmcb_store(arch::FieldId f, std::uint64_t v) noexcept;
+    void vmcb_store_segment(arch::Seg s, const arch::Segment& v) noexcept;
+    [[nodiscard]] std::uint64_t exit_code_form(std::uint64_t code) const noexcept;
+
+    const checks::CpuModel* cpu_;
+    const checks::Profile* profile_;
+    GuestMemory* mem_;
+
+    Registers regs_{};
+    SvmMsrs msrs_{};
+    arch::Vmcb vmcb_{};        ///< internal copy of the VMCB (read once per VMRUN)
+    arch::Vmcb hsave_page_{};  ///< host state kept internally (profile without HSAVE use)
+    TlbRecord tlb_{};
+    std::array<std::uint64_t, 4> pdpes_{};
+    std::uint64_t vmcb_pa_ = 0;
+    std::uint64_t hsave_pa_ = 0;   ///< VM_HSAVE_PA latched at VMRUN
+    std::uint64_t injected_ = 0;   ///< the EVENTINJ delivered by the last VMRUN (error code in 63:32)
+    std::uint32_t pending_ = 0;
+    std::uint8_t intr_vector_ = 0;
+    bool gif_ = true;              ///< reset value
+    bool in_guest_ = false;
+    bool smm_ = false;
+    bool host_if_ = false;         ///< host RFLAGS.IF at VMRUN (V_INTR_MASKING, APM 15.21.1)
+    bool pending_db_ = false;      ///< host RFLAGS.TF at VMRUN: #DB after the #VMEXIT (APM 15.5.1)
+};
+
+}  // namespace nsvm::cpu

@@ -1,0 +1,338 @@
+// Guest events and event gating of the SVM processor (apm-svm.md §8;
+// APM 15.17, 15.21, 15.22, 15.29, 15.33.2). Every intercept decision is
+// events.hpp's decide() on the VMCB the processor read at VMRUN.
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/cpu/npt.hpp"
+#include "nsvm/cpu/svm_cpu.hpp"
+
+namespace nsvm::cpu {
+namespace ec = arch::exit_code;
+namespace ic = arch::intercept;
+using arch::FieldId;
+using checks::Feature;
+
+namespace {
+constexpr std::uint32_t bit_of(Signal s) noexcept { return 1U << static_cast<unsigned>(s); }
+constexpr std::uint64_t kSmmLock = 1;  // HWCR bit 0
+}  // namespace
+
+ExitFeatures SvmCpu::exit_features() const noexcept {
+    return ExitFeatures{cpu_->has(Feature::nrip_save), cpu_->has(Feature::decodeassists)};
+}
+Bitmap SvmCpu::msrpm() const noexcept { return Bitmap{mem_, vmcb_.get(FieldId::msrpm_base_pa), {}}; }
+Bitmap SvmCpu::iopm() const noexcept { return Bitmap{mem_, vmcb_.get(FieldId::iopm_base_pa), {}}; }
+
+SvmResult SvmCpu::guest_exception(std::uint8_t vector, std::uint32_t error_code, std::uint64_t cr2,
+                                  const char* note) noexcept {
+    // An exception raised in the guest: intercepted (APM 15.12) -> #VMEXIT
+    // with the error code in EXITINFO1 (CR2 in EXITINFO2 for #PF); otherwise
+    // through the guest's IDT.
+    Event e;
+    e.kind = EventKind::exception;
+    e.index = vector;
+    e.error_code = error_code;
+    e.cr2 = cr2;
+    if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features())) {
+        SvmResult r = vmexit(x->code, x->info1, x->info2, 0, x->next_rip);
+        r.vector = vector;
+        r.error_code = error_code;
+        return r;
+    }
+    if (vector == 14) regs_.cr2 = cr2;
+    SvmResult r;
+    r.outcome = SvmOutcome::delivered;
+    r.in_guest = true;
+    r.vector = vector;
+    r.error_code = error_code;
+    r.note = note;
+    return r;
+}
+
+void SvmCpu::apply_guest_effect(const Event& e) noexcept {
+    using namespace arch;
+    // The architectural effect of a non-intercepted guest event, where SVM
+    // cares about it; the instruction then retires (RIP moves on, the
+    // interrupt shadow ends).
+    switch (e.kind) {
+        case EventKind::cr_write:
+            switch (e.index & 0xF) {
+                case 0: regs_.cr0 = e.value; break;
+                case 2: regs_.cr2 = e.value; break;
+                case 3: regs_.cr3 = e.value; break;
+                case 4: regs_.cr4 = e.value; break;
+                case 8:
+                    // APM 15.21.1: with V_INTR_MASKING, CR8 writes go to V_TPR.
+                    if (int_ctl() & int_ctl::V_INTR_MASKING)
+                        set_int_ctl((int_ctl() & ~int_ctl::V_TPR) | (e.value & int_ctl::V_TPR));
+                    else
+                        regs_.cr8 = e.value & 0xF;
+                    break;
+                default: break;
+            }
+            break;
+        case EventKind::dr_write:
+            if ((e.index & 0xF) == 6) regs_.dr6 = e.value;
+            if ((e.index & 0xF) == 7) regs_.dr7 = e.value;
+            break;
+        default: break;
+    }
+    regs_.rip += e.insn_len;
+    vmcb_.set(FieldId::int_state, vmcb_.get(FieldId::int_state) & ~int_state::INTERRUPT_SHADOW);
+}
+
+SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
+    using namespace arch;
+    Insn insn = Insn::vmmcall;
+    switch (e.kind) {
+        case EventKind::vmrun: insn = Insn::vmrun; break;
+        case EventKind::vmload: insn = Insn::vmload; break;
+        case EventKind::vmsave: insn = Insn::vmsave; break;
+        case EventKind::stgi: insn = Insn::stgi; break;
+        case EventKind::clgi: insn = Insn::clgi; break;
+        case EventKind::invlpga: insn = Insn::invlpga; break;
+        case EventKind::skinit: insn = Insn::skinit; break;
+        default: break;
+    }
+    if (insn == Insn::skinit && !cpu_->has(Feature::skinit))
+        return guest_exception(6, 0, 0, "SKINIT without the feature: #UD");
+    // Table 15-7: #UD/#GP are checked before the instruction intercept.
+    // VMMCALL has no CPL check (APM 15.5.3).
+    if (insn != Insn::vmmcall) {
+        SvmResult g;
+        if (!svm_gates(insn, regs_, g)) {
+            SvmResult r = guest_exception(g.vector, 0, 0, g.note);
+            r.failed_check = g.failed_check;
+            return r;
+        }
+    }
+    if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
+        return vmexit(x->code, x->info1, x->info2, 0, x->next_rip);
+    SvmResult r;
+    r.outcome = SvmOutcome::no_exit;
+    r.in_guest = true;
+    switch (insn) {
+        case Insn::vmmcall: return guest_exception(6, 0, 0, "VMMCALL not intercepted: #UD");
+        case Insn::stgi:
+        case Insn::clgi: {
+            const bool set = insn == Insn::stgi;
+            if (cpu_->has(Feature::vgif) && (int_ctl() & int_ctl::V_GIF_ENABLE)) {
+                // APM 15.33.2 (vGIF): STGI/CLGI set/clear V_GIF, no exit.
+                set_int_ctl(set ? (int_ctl() | int_ctl::V_GIF) : (int_ctl() & ~int_ctl::V_GIF));
+                r.note = set ? "vGIF: V_GIF = 1" : "vGIF: V_GIF = 0";
+            } else {
+                // Without vGIF a non-intercepted STGI/CLGI changes the real GIF.
+                gif_ = set;
+                r.note = set ? "not intercepted: GIF = 1" : "not intercepted: GIF = 0";
+            }
+            break;
+        }
+        case Insn::invlpga:
+            tlb_.invlpga_va = regs_.rax;
+            tlb_.invlpga_asid = static_cast<std::uint32_t>(e.value);
+            ++tlb_.invlpga_count;
+            r.note = "INVLPGA in the guest, not intercepted";
+            break;
+        default:
+            // VMLOAD/VMSAVE only reach here when virtualized (V_VMSAVE_VMLOAD);
+            // the model does not translate rAX through the nested tables.
+            r.note = "executed by the guest without an intercept (effect not modelled)";
+            break;
+    }
+    apply_guest_effect(e);
+    return r;
+}
+
+SvmResult SvmCpu::guest_event(const Event& e) noexcept {
+    if (!in_guest_) {
+        SvmResult r;
+        r.outcome = SvmOutcome::nothing;
+        r.note = "no guest is running";
+        return r;
+    }
+    switch (e.kind) {
+        case EventKind::intr: return signal(Signal::intr, static_cast<std::uint8_t>(e.index));
+        case EventKind::nmi: return signal(Signal::nmi);
+        case EventKind::smi: return signal(Signal::smi);
+        case EventKind::init: return signal(Signal::init);
+        case EventKind::exception:
+            return guest_exception(static_cast<std::uint8_t>(e.index & 0x1F), e.error_code, e.cr2,
+                                   "exception delivered to the guest");
+        case EventKind::vmrun:
+        case EventKind::vmload:
+        case EventKind::vmsave:
+        case EventKind::stgi:
+        case EventKind::clgi:
+        case EventKind::invlpga:
+        case EventKind::skinit:
+        case EventKind::vmmcall: return guest_svm_instruction(e);
+        case EventKind::memory: {
+            SvmResult r;
+            r.outcome = SvmOutcome::no_exit;
+            r.in_guest = true;
+            if (!np_enabled()) {
+                r.note = "no nested paging: the access is the guest's own";
+                return r;
+            }
+            // APM 15.25.6: a nested fault is #VMEXIT(NPF). The NX bit's
+            // legality follows the host's EFER.NXE.
+            const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
+            const NptResult w = npt_walk(*mem_, vmcb_.get(FieldId::nested_cr3), e.value, e.access, nxe);
+            if (!w.ok) return vmexit(ec::NPF, w.info1, w.info2, 0, 0);
+            r.note = "translated by the nested page tables";
+            return r;
+        }
+        default: break;
+    }
+    if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
+        return vmexit(x->code, x->info1, x->info2, 0, x->next_rip);
+    apply_guest_effect(e);
+    SvmResult r;
+    r.outcome = SvmOutcome::no_exit;
+    r.in_guest = true;
+    r.note = "not intercepted: the guest handled it";
+    return r;
+}
+
+// ---------------------------------------------------------------------------
+// Signals (apm-svm.md §8)
+
+SvmResult SvmCpu::signal(Signal s, std::uint8_t vector) noexcept {
+    if (s == Signal::smi_internal) {
+        SvmResult r;
+        // APM 15.17.1: an internal (I/O-trap) SMI while GIF = 0 is lost.
+        if (!gif_) {
+            r.outcome = SvmOutcome::discarded;
+            r.note = "internal SMI with GIF = 0: discarded";
+            return r;
+        }
+        // 15.13.3: intercepted internal SMIs exit and are consumed; HWCR.SMMLOCK
+        // makes the processor ignore the intercept.
+        if (in_guest_ && vmcb_.intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
+        if (smm_) {
+            pending_ |= bit_of(Signal::smi);  // latched until RSM (APM 10.3.2)
+            r.outcome = SvmOutcome::held_pending;
+            r.note = "SMI while in SMM: latched";
+            return r;
+        }
+        smm_ = true;
+        r.outcome = SvmOutcome::smm_entered;
+        r.in_guest = in_guest_;
+        r.note = in_guest_ ? "SMI not intercepted: SMM runs in the guest's context (15.22.3 a)" : "SMM entered";
+        return r;
+    }
+    pending_ |= bit_of(s);
+    if (s == Signal::intr) intr_vector_ = vector;
+    return poll();
+}
+
+SvmResult SvmCpu::poll() noexcept {
+    using namespace arch;
+    SvmResult r;
+    if (!gif_) {
+        // APM 15.17.1: with GIF = 0, INTR, NMI, SMI and INIT are held.
+        r.outcome = pending_ != 0 ? SvmOutcome::held_pending : SvmOutcome::nothing;
+        r.note = pending_ != 0 ? "GIF = 0: held pending" : "nothing pending";
+        return r;
+    }
+    const bool shadow = in_guest_ && interrupt_shadow();
+
+    // SMI (15.13.3, 15.22): intercepted -> #VMEXIT(SMI), an external SMI stays
+    // pending; SMMLOCK ignores the intercept; not intercepted -> SMM.
+    if ((pending_ & bit_of(Signal::smi)) != 0 && !smm_) {
+        if (in_guest_ && vmcb_.intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
+        pending_ &= ~bit_of(Signal::smi);
+        smm_ = true;
+        r.outcome = SvmOutcome::smm_entered;
+        r.in_guest = in_guest_;
+        r.note = in_guest_ ? "SMI not intercepted: SMM runs in the guest's context (15.22.3 a)" : "SMM entered";
+        return r;
+    }
+    // INIT (15.29.1 / 15.30.1): intercepted -> #VMEXIT(INIT), stays pending.
+    // Not intercepted: R_INIT = 1 turns it into #SX (vector 30, error code 1)
+    // and consumes it; R_INIT = 0 -> INIT taken. Not recognized in SMM.
+    if ((pending_ & bit_of(Signal::init)) != 0 && !smm_) {
+        if (in_guest_ && vmcb_.intercept(ic::INIT)) return vmexit(ec::INIT, 0, 0, 0);
+        pending_ &= ~bit_of(Signal::init);
+        if ((msrs_.vm_cr & vm_cr::R_INIT) != 0) {
+            if (in_guest_) return guest_exception(30, 1, 0, "INIT redirected: #SX(1) in the guest");
+            r.outcome = SvmOutcome::exception;
+            r.vector = 30;
+            r.error_code = 1;
+            r.note = "INIT redirected (VM_CR.R_INIT): #SX(1) in the host";
+            return r;
+        }
+        // APM 15.30.1: INIT clears VM_CR.SVMDIS unless LOCK is set.
+        if ((msrs_.vm_cr & vm_cr::LOCK) == 0) msrs_.vm_cr &= ~vm_cr::SVMDIS;
+        r.outcome = SvmOutcome::init_taken;
+        r.in_guest = in_guest_;
+        r.note = "INIT taken (the model does not reset the registers)";
+        return r;
+    }
+    // NMI (15.21.2): intercepted -> #VMEXIT(NMI), stays pending, even in an
+    // interrupt shadow; else taken once the shadow ends (KVM svm_nmi_blocked).
+    if ((pending_ & bit_of(Signal::nmi)) != 0 && (!shadow || (in_guest_ && vmcb_.intercept(ic::NMI)))) {
+        if (in_guest_ && vmcb_.intercept(ic::NMI)) return vmexit(ec::NMI, 0, 0, 0);
+        pending_ &= ~bit_of(Signal::nmi);
+        r.outcome = SvmOutcome::delivered;
+        r.in_guest = in_guest_;
+        r.vector = 2;
+        r.note = "NMI delivered";
+        return r;
+    }
+    // INTR (15.21.1): masked by the host's IF (saved at VMRUN) under
+    // V_INTR_MASKING, else by the running context's IF. An intercepted INTR
+    // exits even inside an interrupt shadow (KVM svm_interrupt_blocked);
+    // delivery to the guest waits for the shadow to end.
+    if ((pending_ & bit_of(Signal::intr)) != 0) {
+        const bool vmask = in_guest_ && (int_ctl() & int_ctl::V_INTR_MASKING) != 0;
+        const bool open = vmask ? host_if_ : (regs_.rflags & rflags::IF) != 0;
+        if (open) {
+            if (in_guest_ && vmcb_.intercept(ic::INTR)) return vmexit(ec::INTR, 0, 0, 0);
+            if (!shadow) {
+                pending_ &= ~bit_of(Signal::intr);
+                r.outcome = SvmOutcome::delivered;
+                r.in_guest = in_guest_;
+                r.vector = intr_vector_;
+                r.note = "INTR delivered";
+                return r;
+            }
+        }
+    }
+    if (in_guest_) {
+        const std::uint64_t ic_ = int_ctl();
+        // vGIF (15.33.2): V_GIF gates the virtual interrupt and virtual NMI.
+        const bool vgif_open = !(cpu_->has(Feature::vgif) && (ic_ & int_ctl::V_GIF_ENABLE)) || (ic_ & int_ctl::V_GIF);
+        // vNMI (15.21.10): taken when pending, not masked, V_GIF allows, no shadow.
+        if (cpu_->has(Feature::vnmi) && (ic_ & int_ctl::V_NMI_ENABLE) && (ic_ & int_ctl::V_NMI_PENDING) &&
+            !(ic_ & int_ctl::V_NMI_BLOCKING) && vgif_open && !shadow) {
+            set_int_ctl((ic_ & ~int_ctl::V_NMI_PENDING) | int_ctl::V_NMI_BLOCKING);
+            r.outcome = SvmOutcome::delivered;
+            r.in_guest = true;
+            r.vector = 2;
+            r.note = "virtual NMI delivered (V_NMI -> V_NMI_MASK)";
+            return r;
+        }
+        // Virtual INTR (15.21.4): V_IRQ with V_INTR_PRIO > V_TPR (or V_IGN_TPR),
+        // guest IF = 1, no shadow, V_GIF; ignored under AVIC (15.29.8.3).
+        const auto prio = static_cast<unsigned>((ic_ & int_ctl::V_INTR_PRIO) >> 16);
+        const auto tpr = static_cast<unsigned>(ic_ & int_ctl::V_TPR);
+        if ((ic_ & int_ctl::V_IRQ) && !(ic_ & int_ctl::AVIC_ENABLE) &&
+            ((ic_ & int_ctl::V_IGN_TPR) || prio > tpr) && (regs_.rflags & rflags::IF) && !shadow && vgif_open) {
+            if (vmcb_.intercept(ic::VINTR)) return vmexit(ec::VINTR, 0, 0, 0);
+            set_int_ctl(ic_ & ~int_ctl::V_IRQ);
+            r.outcome = SvmOutcome::delivered;
+            r.in_guest = true;
+            r.vector = static_cast<std::uint8_t>(vmcb_.get(FieldId::int_vector) & 0xFF);
+            r.note = "virtual interrupt delivered (V_IRQ cleared)";
+            return r;
+        }
+    }
+    r.outcome = pending_ != 0 ? SvmOutcome::held_pending : SvmOutcome::nothing;
+    r.in_guest = in_guest_;
+    r.note = pending_ != 0 ? "masked: held pending" : "nothing deliverable";
+    return r;
+}
+
+}  // namespace nsvm::cpu

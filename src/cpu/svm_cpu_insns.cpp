@@ -1,0 +1,200 @@
+// VMLOAD, VMSAVE, STGI, CLGI, INVLPGA, SKINIT and the SVM MSR writes, as
+// the host executes them (APM 15.5.2, 15.17, 15.16.3, 15.27, 15.30).
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/cpu/svm_cpu.hpp"
+
+namespace nsvm::cpu {
+using arch::FieldId;
+using arch::Seg;
+using checks::Feature;
+
+namespace {
+/// APM 15.5.2: the segments VMLOAD/VMSAVE move, with their hidden state.
+constexpr std::array kVmloadSegments = {Seg::fs, Seg::gs, Seg::tr, Seg::ldtr};
+
+arch::Segment& seg_ref(Registers& r, Seg s) noexcept {
+    switch (s) {
+        case Seg::fs: return r.fs;
+        case Seg::gs: return r.gs;
+        case Seg::tr: return r.tr;
+        default: return r.ldtr;
+    }
+}
+
+/// The MSRs VMLOAD/VMSAVE move (APM 15.5.2), with their register.
+struct MsrSlot {
+    FieldId field;
+    std::uint64_t Registers::*reg;
+};
+constexpr std::array kVmloadMsrs = {
+    MsrSlot{FieldId::kernel_gs_base, &Registers::kernel_gs_base}, MsrSlot{FieldId::star, &Registers::star},
+    MsrSlot{FieldId::lstar, &Registers::lstar},       MsrSlot{FieldId::cstar, &Registers::cstar},
+    MsrSlot{FieldId::sfmask, &Registers::sfmask},     MsrSlot{FieldId::sysenter_cs, &Registers::sysenter_cs},
+    MsrSlot{FieldId::sysenter_esp, &Registers::sysenter_esp},
+    MsrSlot{FieldId::sysenter_eip, &Registers::sysenter_eip},
+};
+
+std::uint64_t seg_offset(Seg s) noexcept { return arch::kSaveAreaOffset + 16 * static_cast<std::uint64_t>(s); }
+
+SvmResult fault(std::uint8_t vector, const char* note) noexcept {
+    SvmResult r;
+    r.outcome = SvmOutcome::exception;
+    r.vector = vector;
+    r.note = note;
+    return r;
+}
+SvmResult not_in_host() noexcept {
+    SvmResult r;
+    r.outcome = SvmOutcome::nothing;
+    r.note = "a guest runs: its SVM instructions are guest_event()s";
+    return r;
+}
+}  // namespace
+
+SvmResult SvmCpu::vmload() noexcept {
+    if (in_guest_) return not_in_host();
+    SvmResult r;
+    if (!svm_gates(Insn::vmload, regs_, r)) return r;
+    const std::uint64_t pa = page_of(regs_.rax);
+    if (!mem_->backed(pa)) return fault(13, "#GP(0): the VMCB page is not backed memory (model)");
+    // Read everything first, then commit: the registers never see half a VMLOAD.
+    Registers next = regs_;
+    for (Seg s : kVmloadSegments) {
+        std::array<std::uint8_t, 16> b{};
+        (void)mem_->read(pa + seg_offset(s), b);
+        seg_ref(next, s) = arch::Segment{static_cast<std::uint16_t>(arch::load_le(b, 0, 2)),
+                                         static_cast<std::uint16_t>(arch::load_le(b, 2, 2)),
+                                         static_cast<std::uint32_t>(arch::load_le(b, 4, 4)), arch::load_le(b, 8, 8)};
+    }
+    for (const auto& m : kVmloadMsrs) (void)mem_->read_u64(pa + arch::info(m.field).offset, next.*m.reg);
+    regs_ = next;
+    regs_.rip += kSvmInsnLength;
+    r.outcome = SvmOutcome::completed;
+    r.note = "VMLOAD: FS, GS, TR, LDTR, KernelGsBase, STAR, LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP loaded";
+    return r;
+}
+
+SvmResult SvmCpu::vmsave() noexcept {
+    if (in_guest_) return not_in_host();
+    SvmResult r;
+    if (!svm_gates(Insn::vmsave, regs_, r)) return r;
+    const std::uint64_t pa = page_of(regs_.rax);
+    if (!mem_->backed(pa)) return fault(13, "#GP(0): the VMCB page is not backed memory (model)");
+    for (Seg s : kVmloadSegments) {
+        const arch::Segment& v = seg_ref(regs_, s);
+        std::array<std::uint8_t, 16> b{};
+        arch::store_le(b, 0, 2, v.selector);
+        arch::store_le(b, 2, 2, v.attrib);
+        arch::store_le(b, 4, 4, v.limit);
+        arch::store_le(b, 8, 8, v.base);
+        (void)mem_->write(pa + seg_offset(s), b);
+    }
+    for (const auto& m : kVmloadMsrs) (void)mem_->write_u64(pa + arch::info(m.field).offset, regs_.*m.reg);
+    regs_.rip += kSvmInsnLength;
+    r.outcome = SvmOutcome::completed;
+    r.note = "VMSAVE: FS, GS, TR, LDTR, KernelGsBase, STAR, LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP stored";
+    return r;
+}
+
+SvmResult SvmCpu::stgi() noexcept {
+    if (in_guest_) return not_in_host();
+    SvmResult r;
+    if (!svm_gates(Insn::stgi, regs_, r)) return r;
+    gif_ = true;
+    regs_.rip += kSvmInsnLength;
+    // Events held while GIF was 0 are taken now (APM 15.17.1).
+    SvmResult p = poll();
+    if (p.outcome != SvmOutcome::nothing && p.outcome != SvmOutcome::held_pending) return p;
+    r.outcome = SvmOutcome::completed;
+    r.note = "GIF = 1";
+    return r;
+}
+
+SvmResult SvmCpu::clgi() noexcept {
+    if (in_guest_) return not_in_host();
+    SvmResult r;
+    if (!svm_gates(Insn::clgi, regs_, r)) return r;
+    gif_ = false;
+    regs_.rip += kSvmInsnLength;
+    r.outcome = SvmOutcome::completed;
+    r.note = "GIF = 0";
+    return r;
+}
+
+SvmResult SvmCpu::invlpga(std::uint32_t ecx) noexcept {
+    if (in_guest_) return not_in_host();
+    SvmResult r;
+    if (!svm_gates(Insn::invlpga, regs_, r)) return r;
+    // APM 15.16.3: invalidates the mapping of the VA in rAX for the ASID in ECX.
+    tlb_.invlpga_va = regs_.rax;
+    tlb_.invlpga_asid = ecx;
+    ++tlb_.invlpga_count;
+    regs_.rip += kSvmInsnLength;
+    r.outcome = SvmOutcome::completed;
+    r.note = "INVLPGA recorded";
+    return r;
+}
+
+SvmResult SvmCpu::skinit() noexcept {
+    if (in_guest_) return not_in_host();
+    // CPUID Fn8000_0001_ECX[SKINIT] = 0: the opcode is undefined.
+    if (!cpu_->has(Feature::skinit)) return fault(6, "SKINIT without the feature: #UD");
+    SvmResult r;
+    if (!svm_gates(Insn::skinit, regs_, r)) return r;
+    // APM 15.27: SKINIT clears GIF; the secure-loader launch is not modelled.
+    gif_ = false;
+    r.outcome = SvmOutcome::completed;
+    r.note = "SKINIT: GIF = 0 (secure loader launch not modelled)";
+    return r;
+}
+
+SvmResult SvmCpu::wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
+    using namespace arch;
+    if (in_guest_) return not_in_host();
+    if (regs_.cpl != 0) return fault(13, "WRMSR at CPL > 0: #GP(0)");
+    switch (msr) {
+        case msr::EFER: {
+            if ((value & cpu_->efer_reserved_bits() & ~efer::LMA) != 0) return fault(13, "EFER reserved bit: #GP(0)");
+            // APM 15.30.1: with VM_CR.SVMDIS, EFER.SVME is MBZ.
+            if ((value & efer::SVME) && (msrs_.vm_cr & vm_cr::SVMDIS))
+                return fault(13, "EFER.SVME with VM_CR.SVMDIS = 1: #GP(0)");
+            regs_.efer = (value & ~efer::LMA) | (regs_.efer & efer::LMA);  // LMA is the processor's
+            break;
+        }
+        case msr::VM_CR: {
+            if ((value & vm_cr::kMbz) != 0) return fault(13, "VM_CR bits 63:5 are MBZ: #GP(0)");
+            // Setting SVMDIS while EFER.SVME = 1 is #GP whatever LOCK is.
+            if ((value & vm_cr::SVMDIS) && (regs_.efer & efer::SVME))
+                return fault(13, "VM_CR.SVMDIS while EFER.SVME = 1: #GP(0)");
+            const std::uint64_t locked = vm_cr::LOCK | vm_cr::SVMDIS;
+            // While LOCK = 1, writes to LOCK and SVMDIS are ignored.
+            if (msrs_.vm_cr & vm_cr::LOCK) value = (value & ~locked) | (msrs_.vm_cr & locked);
+            msrs_.vm_cr = value;
+            break;
+        }
+        case msr::VM_HSAVE_PA:
+            if ((value & 0xFFF) != 0 || (value & cpu_->reserved_pa_bits()) != 0)
+                return fault(13, "VM_HSAVE_PA not page aligned or beyond MAXPHYADDR: #GP(0)");
+            msrs_.vm_hsave_pa = value;
+            break;
+        case msr::TSC_RATIO:
+            if (!cpu_->has(Feature::tsc_scale) || (value & bits(63, 40)) != 0)
+                return fault(13, "TSC_RATIO bits 63:40 are MBZ (or no TSC scaling): #GP(0)");
+            msrs_.tsc_ratio = value;
+            break;
+        case msr::PAT:
+            if (!pat_valid(value)) return fault(13, "PAT with a reserved memory type: #GP(0)");
+            regs_.pat = value;
+            break;
+        case msr::HWCR: msrs_.hwcr = value; break;
+        case msr::TSC: msrs_.tsc = value; break;
+        default: break;  // not an SVM MSR: accepted, no effect in this model
+    }
+    regs_.rip += 2;  // 0F 30
+    SvmResult r;
+    r.outcome = SvmOutcome::completed;
+    r.note = "WRMSR";
+    return r;
+}
+
+}  // namespace nsvm::cpu
