@@ -62,6 +62,12 @@ std::string d_long_mode(const Context& c) {
                        v.cs_attrib, (v.cs_attrib & arch::seg_attr::L) != 0 ? 1 : 0,
                        (v.cs_attrib & arch::seg_attr::DB) != 0 ? 1 : 0);
 }
+std::string d_lma(const Context& c) {
+    const View v(c);
+    return fmt::format("EFER = {:#x} (LMA={}, LME={}), CR0 = {:#x} (PG={}, PE={})", v.efer,
+                       (v.efer & arch::efer::LMA) != 0 ? 1 : 0, (v.efer & arch::efer::LME) != 0 ? 1 : 0, v.cr0,
+                       (v.cr0 & arch::cr0::PG) != 0 ? 1 : 0, (v.cr0 & arch::cr0::PE) != 0 ? 1 : 0);
+}
 std::string bitmap_detail(const Context& c, std::uint64_t base, std::uint32_t size, const char* what) {
     const View v(c);
     const std::uint64_t page = base & ~std::uint64_t{0xFFF};
@@ -140,6 +146,7 @@ template <> inline constexpr DetailFn kDetail<Cr3Mbz> = &d_cr3;
 template <> inline constexpr DetailFn kDetail<Cr4Mbz> = &d_cr4;
 template <> inline constexpr DetailFn kDetail<EferMbz> = &d_efer;
 template <> inline constexpr DetailFn kDetail<EferLm> = &d_efer_plain;
+template <> inline constexpr DetailFn kDetail<EferLmaInconsistent> = &d_lma;
 template <> inline constexpr DetailFn kDetail<LongModePae> = &d_long_mode;
 template <> inline constexpr DetailFn kDetail<LongModePe> = &d_long_mode;
 template <> inline constexpr DetailFn kDetail<LongModeCsLD> = &d_long_mode;
@@ -148,6 +155,7 @@ template <> inline constexpr DetailFn kDetail<EventType> = &d_event;
 template <> inline constexpr DetailFn kDetail<EventVector> = &d_event;
 template <> inline constexpr DetailFn kDetail<EventMode> = &d_event;
 template <> inline constexpr DetailFn kDetail<EventSevEs> = &d_event;
+template <> inline constexpr DetailFn kDetail<EventRestricted> = &d_event;
 template <> inline constexpr DetailFn kDetail<EventReserved> = &d_event;
 template <> inline constexpr DetailFn kDetail<PdpeReserved> = &d_pdpe;
 

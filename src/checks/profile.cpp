@@ -28,6 +28,7 @@ std::array<Profile, kProfileCount> make_profiles() {
     kvm.id = ProfileId::kvm;
     kvm.name = "kvm";
     kvm.description = "Linux KVM nested SVM, kvm-x86 after the v7 'Nested SVM fixes' series (nested.c @1a27afa0)";
+    kvm.efer_lma_checked = false;
     kvm.cr3_rule = Cr3Rule::kvm_legal_gpa;
     kvm.cr3_late_failure = true;
     kvm.eventinj_impossible_in_mode = false;
@@ -50,6 +51,7 @@ std::array<Profile, kProfileCount> make_profiles() {
     qemu.id = ProfileId::qemu;
     qemu.name = "qemu";
     qemu.description = "QEMU 7.2 TCG (target/i386/tcg/sysemu/svm_helper.c, 7.2.22 stable)";
+    qemu.efer_lma_checked = false;
     qemu.cr3_rule = Cr3Rule::host_lma_pa_bits;
     qemu.event_vector_rule = EventVectorRule::reject_2_and_ge31;
     qemu.bitmap_limit_rule = BitmapLimitRule::qemu_base;
@@ -66,6 +68,7 @@ std::array<Profile, kProfileCount> make_profiles() {
     qemu.efer_fixed_valid = arch::efer::SCE | arch::efer::LME | arch::efer::LMA | arch::efer::NXE |
                             arch::efer::SVME | arch::efer::FFXSR;
     qemu.cr4_always_reserved = arch::cr4::CET | bits(63, 32);
+    qemu.cr4_ungated = arch::cr4::PSE | arch::cr4::PAE | arch::cr4::PGE | arch::cr4::PCIDE;
     qemu.vnmi_check = false;
     qemu.g_pat_check = false;
     qemu.np_host_paging_check = false;
@@ -83,12 +86,14 @@ std::array<Profile, kProfileCount> make_profiles() {
     bochs.id = ProfileId::bochs;
     bochs.name = "bochs";
     bochs.description = "Bochs 2.7 (REL_2_7_FINAL, cpu/svm.cc with --enable-svm)";
+    bochs.efer_lma_checked = false;
     bochs.cr3_rule = Cr3Rule::none;
     bochs.event_vector_rule = EventVectorRule::reject_2_and_gt31;
     bochs.bitmap_limit_rule = BitmapLimitRule::base_only;
     bochs.cs_l_d_any_mode = true;
     bochs.long_mode_pe_check = false;
     bochs.pcide_without_lma_fails = true;
+    bochs.eventinj_impossible_in_mode = false;
     bochs.cet_checks = false;
     bochs.failure_writeback = FailureWriteback::host_state;
     bochs.nrip_on_every_exit = true;
@@ -108,6 +113,7 @@ std::array<Profile, kProfileCount> make_profiles() {
     xen.id = ProfileId::xen;
     xen.name = "xen";
     xen.description = "Xen svm_vmcb_isvalid() (xen/arch/x86/hvm/svm/vmcb.c) with the 2025 EVENTINJ patch";
+    xen.efer_lma_checked = false;
     xen.cr3_rule = Cr3Rule::xen_low_bits;
     xen.event_vector_rule = EventVectorRule::reject_2_and_gt31;
     xen.bitmap_limit_rule = BitmapLimitRule::none;
@@ -207,17 +213,27 @@ std::vector<Choice> build_choices(const Profile& p) {
          "Bochs 2.7 svm.cc has no CR3 reserved-bit check (oracles.md 'Not checked')",
          "Xen svm_vmcb_isvalid: cr3&7; cr3&0xfe0 without PAE or in long mode; bits >= maxphysaddr in long mode"});
     add("lma_source", std::string(name_of(p.lma_source)),
-        {"APM 15.5.1 states the long-mode rules on EFER.LME and CR0.PG; LMA is derived, so the VMCB's LMA is not "
-         "consulted",
+        {"APM 15.5.1 states the long-mode rules on EFER.LME and CR0.PG; LMA is derived, so those rules do not "
+         "consult the VMCB's LMA (only efer_lma_checked does)",
          "KVM's checks test LME&&PG (nested_vmcb_check_save)",
          "QEMU loads EFER as given, LMA included (oracles.md step 7)",
          "Bochs recomputes LMA = LME & PG and ignores the VMCB's LMA (oracles.md step 3)",
          "Xen's CR3 rule reads EFER.LMA from the VMCB"});
     add("efer_lma_checked", yes(p.efer_lma_checked),
-        {"APM 15.5.1 lists no check of EFER.LMA against LME&PG (apm-svm.md §3.1)",
-         "KVM comment: 'EFER.LMA is not checked by SVM'",
-         "QEMU does not compare LMA with LME&PG", "Bochs recomputes LMA instead of checking it",
-         "svm_vmcb_isvalid has no LMA consistency rule"});
+        {"inferred: APM 15.5.1 does not list it, but LMA = 1 without LME && PG is a state no processor can reach "
+         "(APM 3.1.7, 14.6.1: only the processor sets LMA, when paging is enabled with LME = 1; 14.7: clearing PG "
+         "clears it). Hardware is not known to reject it (KVM: 'EFER.LMA is not checked by SVM') and what it then "
+         "runs is undefined; VMEXIT_INVALID is the outcome the APM gives illegal guest state, and the one Xen's "
+         "maintainer said VMRUN ought to give (xen-devel 2023-12-05 'Nested Virtualization Bug on x86-64 AMD CPU', "
+         "xen gitlab #216)",
+         "nested_vmcb_check_save: 'EFER.LMA is not checked by SVM against CR0.PG && EFER.LME'; the L2 is entered "
+         "with vmcb12's EFER",
+         "QEMU 7.2 does not compare LMA with LME&PG and loads EFER as given: the guest is entered with LMA = 1 "
+         "and paging off (oracles.md steps 7-8)",
+         "Bochs recomputes LMA = LME & PG (oracles.md step 3): the VMCB's LMA is ignored, the guest runs in legacy "
+         "mode",
+         "svm_vmcb_isvalid has no LMA rule, so VMRUN goes ahead (xen-devel 2023-12-05: Xen then hit BUG() on "
+         "exit 0x402; still open as xen gitlab #216)"});
     add("event_vector_rule", std::string(name_of(p.event_vector_rule)),
         {"APM 15.20: TYPE=3 needs a vector that is an exception: 0,1,3-8,10-14,16-19,28,30, 21 (#CP) with shstk, "
          "29 (#VC) with sev_es; 2, 9, 15, 20, 22-27, 31 are not AMD64 exceptions",
@@ -240,7 +256,9 @@ std::vector<Choice> build_choices(const Profile& p) {
     add("eventinj_impossible_in_mode", yes(p.eventinj_impossible_in_mode),
         {"APM 15.20 (E1): an event impossible in the guest mode, e.g. #BR (and #OF) in 64-bit mode, is illegal",
          "KVM does not check the guest mode of an injected exception", "QEMU does not check it",
-         "Bochs: 'invalid vector for 64-bit mode' for #BR and #OF (Bochs issue #649)", "Xen does not check it"});
+         "Bochs 2.7 does not check it: nsvm diff saw #BR and #OF injected into a 64-bit guest and taken through "
+         "its IDT (the check came after 2.7, Bochs issue #649)",
+         "Xen does not check it"});
     add("sev_es_event_check", yes(p.sev_es_event_check),
         {"APM 15.35.8 (E4): SEV-ES guests cannot take injected INTn or exception vectors 3/4",
          "KVM does not model SEV-ES for L2", "no SEV in QEMU TCG", "no SEV in Bochs", "not in svm_vmcb_isvalid"});
@@ -277,6 +295,11 @@ std::vector<Choice> build_choices(const Profile& p) {
         {"APM 3.1.3: only feature-gated and undefined bits (from the CPU model)",
          "__kvm_is_valid_cr4: guest-CPUID gated; 'SVM has no extra CR4 restrictions'",
          "QEMU 7.2 cr4_reserved_bits: CET and bits 63:32 always reserved under TCG",
+         "Bochs: bits unsupported by the model", "Xen: CPUID policy"});
+    add("cr4_ungated", hex(p.cr4_ungated),
+        {"APM 3.1.3: every feature bit of CR4 is reserved without its feature", "KVM gates each on guest CPUID",
+         "QEMU 7.2 gates only OSXSAVE, SMEP, SMAP, FSGSBASE, PKE, LA57, UMIP and PKS on CPUID; PSE, PAE, PGE and "
+         "PCIDE are accepted whatever the CPU model (confirmed by nsvm diff: CR4.PCIDE under -cpu max without PCID)",
          "Bochs: bits unsupported by the model", "Xen: CPUID policy"});
     add("dr6_reserved", hex(p.dr6_reserved),
         {"APM 15.5.1 (C6): DR6[63:32]", "kvm_dr6_valid: upper 32 bits",
@@ -351,8 +374,8 @@ std::vector<Choice> build_choices(const Profile& p) {
          "KVM ignores vmcb12's AVIC fields (not cached)", "no AVIC in QEMU TCG", "no AVIC in Bochs",
          "not checked"});
     add("sev_checks", yes(p.sev_checks),
-        {"APM 15.34.3, 15.36 (S1-S4, P5-P10): SEV needs NP, SmmLock, ASID <= NumEncryptedGuests, 64-bit host; "
-         "SNP feature combinations decidable from the VMCB",
+        {"APM 15.34.3, 15.36 (S1-S4, P4-P10): SEV needs NP, SmmLock, ASID <= NumEncryptedGuests, 64-bit host; "
+         "SNP feature combinations decidable from the VMCB; with Restricted Injection only #HV may be injected",
          "KVM does not run SEV guests as L2", "no SEV in QEMU TCG", "no SEV in Bochs", "not checked"});
     add("inferred_rules", yes(p.inferred_rules),
         {"§16.8: AVIC without NP (A4) and SEV-ES without SEV/LBR virt (S5) are stated as requirements with no "

@@ -183,7 +183,7 @@ struct View {
 }
 
 [[nodiscard]] inline std::uint64_t cr4_bad_bits(const View& v) noexcept {
-    return v.cr4 & (v.cpu.cr4_reserved_bits() | v.p.cr4_always_reserved);
+    return v.cr4 & ((v.cpu.cr4_reserved_bits() & ~v.p.cr4_ungated) | v.p.cr4_always_reserved);
 }
 
 /// EFER MBZ bits other than LME/LMA (those are efer.lm_unsupported's job).
@@ -557,6 +557,29 @@ NSVM_RULE(EferLm, "efer.lm_unsupported", "15.5.1", "C9", save, vmexit_invalid, k
           "EFER.LME or EFER.LMA is set on a CPU without long mode", "clear EFER.LME/LMA or use a CPU model with lm") {
     return !v.has(Feature::lm) && (v.efer & (arch::efer::LME | arch::efer::LMA)) != 0;
 }
+// Not in the APM 15.5.1 list (apm-svm.md §3.1; user-pain.md "xen-devel
+// thread"). EFER.LMA is a status bit: the processor sets it only when paging
+// is turned on with EFER.LME = 1 and clears it when paging is turned off
+// (APM 3.1.7, 14.6.1, 14.7), so LMA = 1 without LME && PG is a state no
+// processor can be in. The manual names no exit for it and KVM's comment says
+// SVM does not check it; what hardware then runs is unknown (in the xen-devel
+// report Xen let the state through and then met exit 0x402, an AVIC code it
+// never enables). The apm profile therefore rejects it as VMEXIT_INVALID,
+// marked inferred: the one deterministic outcome the APM defines for illegal
+// guest state, and the one Xen's maintainer said VMRUN ought to give
+// (xen-devel 2023-12-05, xen gitlab #216).
+// LMA = 0 with LME && PG is not flagged: every long-mode rule of 15.5.1 is
+// stated on LME and PG, and KVM's shadow-paging code (svm_set_efer clears LME
+// when LMA = 0) suggests the hardware derives long mode from LME && PG.
+NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "§3.1", save, vmexit_invalid, kA,
+          ({"save.efer", "save.cr0"}),
+          "EFER.LMA is 1 but EFER.LME and CR0.PG are not both 1 (long mode active with long mode not enabled)",
+          "make EFER.LMA equal EFER.LME AND CR0.PG: clear EFER.LMA (bit 10) for a guest with paging off, or keep "
+          "EFER.LME and CR0.PG set for a 64-bit guest") {
+    // Without long mode, efer.lm_unsupported (C9) already reports LMA.
+    if (!v.has(Feature::lm)) return false;
+    return (v.efer & arch::efer::LMA) != 0 && !v.lme_pg;
+}
 NSVM_RULE(LongModePae, "long_mode.pae", "15.5.1", "C10", save, vmexit_invalid, kAll,
           ({"save.efer", "save.cr0", "save.cr4"}), "EFER.LME and CR0.PG are set but CR4.PAE is 0",
           "set CR4.PAE for a long-mode guest (or clear EFER.LME for a legacy guest)") {
@@ -599,7 +622,7 @@ NSVM_RULE(EventVector, "event_inj.vector", "15.20", "E3", event, vmexit_invalid,
           "inject NMI with TYPE 2, interrupts with TYPE 0/4; TYPE 3 only for exception vectors") {
     return v.event_valid() && v.event_type() == 3 && !exception_vector_ok(v, v.event_vector());
 }
-NSVM_RULE(EventMode, "event_inj.mode", "15.20", "E1", event, vmexit_invalid, kA | kB,
+NSVM_RULE(EventMode, "event_inj.mode", "15.20", "E1", event, vmexit_invalid, kA,
           ({"control.event_inj", "save.cs.attrib", "save.efer", "save.cr0"}),
           "EVENTINJ injects #BR or #OF into a 64-bit guest, where they cannot occur",
           "do not inject #BR/#OF (BOUND/INTO do not exist in 64-bit mode)") {
@@ -615,6 +638,17 @@ NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid
     const unsigned t = v.event_type();
     const unsigned vec = v.event_vector();
     return t == 4 || (t == 3 && (vec == 3 || vec == 4));
+}
+// P6, event half (the AVIC half is snp.restricted_with_avic): with
+// Restricted Injection the hypervisor may inject nothing but #HV; every other
+// event reaches the guest through the #HV doorbell page it reads itself.
+NSVM_RULE(EventRestricted, "event_inj.restricted_injection", "15.36.16", "P6", event, vmexit_invalid, kA,
+          ({"control.event_inj", "control.guest_sev_features"}),
+          "EVENTINJ injects an event other than #HV into an SEV-SNP guest with Restricted Injection",
+          "with Restricted Injection inject only #HV (TYPE 3, vector 28); signal other events through the "
+          "#HV doorbell page") {
+    if (!v.event_valid() || !v.snp_vmcb() || (v.gsf & sevf::RESTRICTED_INJECTION) == 0) return false;
+    return !(v.event_type() == 3 && v.event_vector() == 28);
 }
 NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "§16.3", event, vmexit_invalid, kX, ({"control.event_inj"}),
           "EVENTINJ bits 30:12 (SBZ) are set (Xen rejects them)", "clear EVENTINJ bits 30:12") {
@@ -637,7 +671,8 @@ NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid
 
 #undef NSVM_RULE
 
-// SEV-ES/AVIC rules the APM states as requirements without a named exit.
+// Rules the APM states as requirements without a named exit (SEV-ES, AVIC),
+// or does not state at all (EFER.LMA, see above): reported as inferred.
 template <class R>
 inline constexpr bool kInferred = false;
 template <>
@@ -646,6 +681,8 @@ template <>
 inline constexpr bool kInferred<SevEsRequiresSev> = true;
 template <>
 inline constexpr bool kInferred<SevEsRequiresLbrv> = true;
+template <>
+inline constexpr bool kInferred<EferLmaInconsistent> = true;
 
 template <class... R>
 struct List {};
@@ -661,8 +698,8 @@ using AllRules =
          SevHost64, SevEsRequiresSev, SevEsRequiresLbrv, SnpVmplSss, SnpInjectionModes, SnpRestrictedAvic,
          SnpAlternateAvic, SnpAllowedFeatures, SnpSecureAvic,  //
          EferSvme, Cr0CdNw, Cr0Upper, Cr3Mbz, Cr4Mbz, Cr4PcideWithoutLma, Dr6Upper, Dr7Upper, EferMbz, EferLm,
-         LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
-         EventType, EventVector, EventMode, EventSevEs, EventReserved,  //
+         EferLmaInconsistent, LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
+         EventType, EventVector, EventMode, EventSevEs, EventRestricted, EventReserved,  //
          PdpeReserved>;
 
 }  // namespace nsvm::checks::rules

@@ -24,10 +24,6 @@ constexpr std::array kKnown = {
     KnownDivergence{Backend::qemu, "exit_info_2", "qemu.exit_info_2_kept_on_early_failure",
                     "QEMU 7.2 clears EXITINFO2 only after the control and CR checks, so an early VMEXIT_INVALID "
                     "keeps the VMCB's old EXITINFO2 (reference/oracles.md 'QEMU failure path')"},
-    KnownDivergence{Backend::qemu, "exit_code", "qemu.cr4_pcide_unchecked",
-                    "QEMU 7.2's VMRUN CR4 check does not gate CR4.PCIDE on CPUID PCID (reference/oracles.md lists "
-                    "the gated bits; PCIDE is not among them) although -cpu max has no PCID (CPUID.1:ECX[17] = 0, "
-                    "read by the oracle); the qemu profile still rejects it"},
     // Found by this oracle (nsvm diff, QEMU 7.2.22 TCG -cpu max, 2026-11).
     KnownDivergence{Backend::qemu, "exit_info_1", "qemu.ioio_no_address_size",
                     "QEMU 7.2 sets no A16/A32/A64 bit (EXITINFO1[9:7], APM 15.10.2) for IN/OUT that are not string "
@@ -42,9 +38,6 @@ constexpr std::array kKnown = {
                     "Bochs 2.7 reads NP_ENABLE as the whole byte at VMCB 0x090 (svm.cc SvmEnterLoadCheckControls), so "
                     "any other bit there (SEV_ENABLE, SEV_ES_ENABLE, GMET, SSS_CHECK, ...) turns nested paging on "
                     "(APM 15.25.3: bit 0 only); found by this oracle"},
-    KnownDivergence{Backend::bochs, "exit_code", "bochs.event_inj_mode_unchecked",
-                    "Bochs 2.7 injects #BR (4) and #OF (5) as exceptions into a 64-bit guest (observed by this "
-                    "oracle: the L2 IDT stub ran); the bochs profile applies event_inj.mode, which rejects them"},
 };
 
 std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
@@ -110,14 +103,6 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
                 k = known(backend, "qemu.int3_not_bp_intercept");
             else if (v.program == Program::invd && *p.exit_code == arch::exit_code::INVD)
                 k = known(backend, "qemu.invd_tests_wbinvd_intercept");
-            else if (!p.vmrun_valid && r.status == Status::vmexit &&
-                     p.failing_checks == std::vector<std::string>{"cr4.mbz"} &&
-                     (v.vmcb.get(FieldId::cr4) & arch::cr4::PCIDE) != 0 &&
-                     ((v.vmcb.get(FieldId::cr4) & ~arch::cr4::PCIDE) & ~std::uint64_t{0x3FFFFF}) == 0)
-                k = known(backend, "qemu.cr4_pcide_unchecked");
-            else if (!p.vmrun_valid && p.failing_checks == std::vector<std::string>{"event_inj.mode"} &&
-                     r.exit_code() == arch::exit_code::VMMCALL)
-                k = known(backend, "bochs.event_inj_mode_unchecked");
             else if (p.vmrun_valid && r.exit_code() == arch::exit_code::NPF &&
                      (v.vmcb.get(FieldId::misc_ctl) & 0xFF & ~arch::misc_ctl::NP_ENABLE) != 0 &&
                      (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0)

@@ -154,10 +154,13 @@ TEST_P(PerProfile, Cr4FeatureBits) {
         const auto v = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | g.bit);
         auto with_f = model("zen4", fmt::format("+{}", g.feature));
         auto without = model("zen4", fmt::format("-{},-ibt", g.feature));
-        // QEMU's TCG treats CET and bits 63:32 as reserved whatever CPUID says.
+        // QEMU's TCG treats CET and bits 63:32 as reserved whatever CPUID says,
+        // and does not gate PSE, PGE and PCIDE on CPUID at all.
         const bool qemu_always = is({P::qemu}) && (g.bit & (arch::cr4::CET | arch::bits(63, 32))) != 0;
+        const bool qemu_ungated =
+            is({P::qemu}) && (g.bit & (arch::cr4::PSE | arch::cr4::PGE | arch::cr4::PCIDE)) != 0;
         EXPECT_TRUE(fails_only(scn(v, with_f), qemu_always ? "cr4.mbz" : "")) << g.feature;
-        EXPECT_TRUE(fails_only(scn(v, without), "cr4.mbz")) << g.feature;
+        EXPECT_TRUE(fails_only(scn(v, without), qemu_ungated ? "" : "cr4.mbz")) << g.feature;
     }
 }
 
@@ -223,6 +226,53 @@ TEST_P(PerProfile, EferLongModeWithoutLm) {
     EXPECT_TRUE(fails_only(scn(valid_vmcb_pae32(), no_lm), ""));
     EXPECT_TRUE(fails_only(scn(with(valid_vmcb_pae32(), FieldId::efer, arch::efer::SVME | arch::efer::LMA), no_lm),
                            "efer.lm_unsupported"));
+}
+
+// EFER.LMA against LME && PG (apm-svm.md §3.1; user-pain.md xen-devel row).
+// Only the apm profile rejects it (inferred); KVM, QEMU, Bochs and Xen enter.
+TEST_P(PerProfile, EferLmaWithoutPaging) {
+    constexpr std::uint64_t kLme = arch::efer::SVME | arch::efer::LME | arch::efer::NXE;  // 0x1900
+    constexpr std::uint64_t kLmeLma = kLme | arch::efer::LMA;                            // 0x1D00
+    const auto paging_off = with(valid_vmcb64(), FieldId::cr0, 0x00050033);             // PE=1, PG=0
+    // Last passing: LME=1, PG=0, LMA=0 (the step of the long-mode entry
+    // sequence before CR0.PG is set). First failing: the same with LMA=1.
+    EXPECT_TRUE(fails_only(scn(with(paging_off, FieldId::efer, kLme)), ""));
+    EXPECT_TRUE(fails_only(scn(with(paging_off, FieldId::efer, kLmeLma)), when({P::apm}, "efer.lma_without_lme_pg")));
+    // The xen-devel case: a 64-bit vmcb12 with CR0.PG (and PE) cleared.
+    const auto xen_case = with(valid_vmcb64(), FieldId::cr0, 0x00050032);
+    EXPECT_TRUE(fails_only(scn(xen_case), when({P::apm}, "efer.lma_without_lme_pg")));
+    EXPECT_TRUE(fails_only(scn(with(xen_case, FieldId::efer, kLme)), ""));
+    // LMA without LME (PG=1): the same impossible state.
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::efer, arch::efer::SVME | arch::efer::LMA | arch::efer::NXE)),
+                           when({P::apm}, "efer.lma_without_lme_pg")));
+    // LMA = 0 while LME && PG: long mode is derived from LME && PG; not flagged.
+    EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::efer, kLme)), ""));
+    // PG=0 and LME=0 with a stale LMA (a 32-bit guest built from a 64-bit host's EFER).
+    EXPECT_TRUE(fails_only(scn(with(with(valid_vmcb_legacy32(), FieldId::cr0, 0x00050033), FieldId::efer,
+                                    arch::efer::SVME | arch::efer::LMA)),
+                           when({P::apm}, "efer.lma_without_lme_pg")));
+    // Without long mode, only efer.lm_unsupported (C9) reports LMA.
+    EXPECT_TRUE(fails_only(scn(with(paging_off, FieldId::efer, arch::efer::SVME | arch::efer::LMA), model("zen4", "-lm")),
+                           "efer.lm_unsupported"));
+}
+
+// EFER.LME=1, CR0.PG=0, CS.L=1: long mode is enabled but not active, and
+// CS.L selects 64-bit mode only while long mode is active (APM 4.8.1), so
+// the APM's C12 rule (LME, PG, PAE, L, D all set) does not apply: legal
+// everywhere. With CS.D too, only Bochs' any-mode CS.L&&CS.D rule fires.
+TEST_P(PerProfile, CsLWithLmeButPagingOff) {
+    auto v = with(with(valid_vmcb64(), FieldId::cr0, 0x00050033), FieldId::efer,
+                  arch::efer::SVME | arch::efer::LME | arch::efer::NXE);
+    v.set_segment(arch::Seg::cs, {0x8, 0xA9B, 0xFFFFFFFF, 0});  // L=1, D=0
+    EXPECT_TRUE(fails_only(scn(v), ""));
+    v.set_segment(arch::Seg::cs, {0x8, 0xE9B, 0xFFFFFFFF, 0});  // L=1, D=1
+    EXPECT_TRUE(fails_only(scn(v), when({P::bochs}, "long_mode.cs_l_d")));
+    // The same with the stale LMA: apm reports the LMA rule (and Bochs both).
+    v.set(FieldId::efer, arch::efer::SVME | arch::efer::LME | arch::efer::LMA | arch::efer::NXE);
+    std::vector<std::string> expect;
+    if (is({P::apm})) expect.push_back("efer.lma_without_lme_pg");
+    if (is({P::bochs})) expect.push_back("long_mode.cs_l_d");
+    EXPECT_EQ(scn(v).failing(), expect);
 }
 
 // C10, C11
@@ -515,7 +565,7 @@ TEST_P(PerProfile, EventInjectionEveryTypeAndVector) {
                 if (is({P::bochs, P::xen})) ok = vec != 2 && vec <= 31;
                 if (!ok) expect = "event_inj.vector";
                 // valid_vmcb64 is a 64-bit guest: #BR/#OF cannot occur (apm, bochs).
-                else if ((vec == 4 || vec == 5) && is({P::apm, P::bochs})) expect = "event_inj.mode";
+                else if ((vec == 4 || vec == 5) && is({P::apm})) expect = "event_inj.mode";
             }
             ASSERT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e)), expect))
                 << "type " << type << " vector " << vec;
@@ -544,6 +594,28 @@ TEST_P(PerProfile, EventInjectionReservedBits) {
     EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e)), ""));
     EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e | (1U << 12))), when({P::xen}, "event_inj.reserved")));
     EXPECT_TRUE(fails_only(scn(with(valid_vmcb64(), FieldId::event_inj, e | (1U << 30))), when({P::xen}, "event_inj.reserved")));
+}
+
+// P6: with Restricted Injection only #HV (exception vector 28) may be injected.
+TEST_P(PerProfile, EventInjectionWithRestrictedInjection) {
+    using arch::event::V;
+    const auto ri = with(sev_es(), FieldId::guest_sev_features, bit(0) | bit(3));
+    EXPECT_TRUE(fails_only(scn(ri), ""));                                              // nothing injected
+    EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, V | (3U << 8) | 28U)), ""));  // #HV: the one allowed
+    // Neighbours of the allowed event: #VC (29), #SX (30), vector 27, and #HV as the wrong type.
+    for (std::uint32_t e : {V | (3U << 8) | 29U, V | (3U << 8) | 30U, V | (3U << 8) | 14U, V | (0U << 8) | 28U,
+                            V | (0U << 8) | 0x20U, V | (2U << 8) | 2U})
+        EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, e)), when({P::apm}, "event_inj.restricted_injection")))
+            << std::hex << e;
+    // INTn is also an E4 violation for any SEV-ES guest: both are reported.
+    std::vector<std::string> both;
+    if (is({P::apm})) both = {"event_inj.sev_es", "event_inj.restricted_injection"};
+    EXPECT_EQ(scn(with(ri, FieldId::event_inj, V | (4U << 8) | 0x80U)).failing(), both);
+    // EVENTINJ.V = 0: no event, no check; without Restricted Injection, #PF is fine.
+    EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, (3U << 8) | 14U)), ""));
+    EXPECT_TRUE(fails_only(scn(with(with(ri, FieldId::guest_sev_features, bit(0)), FieldId::event_inj, V | (3U << 8) | 14U)), ""));
+    // Restricted Injection on a CPU without SNP: the SEV_FEATURES bit means nothing.
+    EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, V | (3U << 8) | 14U), model("zen4", "-sev_snp")), ""));
 }
 
 TEST_P(PerProfile, EventInjectionIntoSevEs) {
@@ -699,7 +771,10 @@ TEST(ModelProfilePairs, EmulatorProfilesWithTheirOwnModels) {
     q.profile = P::qemu;
     q.cpu = model("qemu-tcg");
     EXPECT_TRUE(fails_only(q, ""));
+    // No PCID in -cpu max, yet QEMU does not gate CR4.PCIDE on it (found by nsvm diff).
     q.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::PCIDE);
+    EXPECT_TRUE(fails_only(q, ""));
+    q.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::PCIDE | arch::cr4::CET);
     EXPECT_TRUE(fails_only(q, "cr4.mbz"));
     q.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::LA57 | arch::cr4::PKS | arch::cr4::PKE);
     EXPECT_TRUE(fails_only(q, ""));
@@ -731,11 +806,13 @@ TEST(ModelProfilePairs, EmulatorProfilesWithTheirOwnModels) {
 TEST(Reports, SimultaneousViolationsAllReportedInCatalogueOrder) {
     Scenario s;
     s.vmcb.set(FieldId::efer, 0x0D00);               // efer.svme
-    s.vmcb.set(FieldId::cr0, 0x20050033);            // cr0.cd_nw (and PG off)
+    s.vmcb.set(FieldId::cr0, 0x20050033);            // cr0.cd_nw, and PG off with EFER.LMA = 1:
+                                                     // efer.lma_without_lme_pg (apm)
     s.vmcb.set(FieldId::asid, 0);                    // asid.zero
     s.vmcb.set(FieldId::dr7, bit(40));               // dr7.upper
     s.vmcb.set(FieldId::event_inj, arch::event::V | (1U << 8));  // event_inj.type
-    const std::vector<std::string> expect = {"asid.zero", "efer.svme", "cr0.cd_nw", "dr7.upper", "event_inj.type"};
+    const std::vector<std::string> expect = {"asid.zero", "efer.svme", "cr0.cd_nw", "dr7.upper",
+                                             "efer.lma_without_lme_pg", "event_inj.type"};
     EXPECT_EQ(s.failing(), expect);
     const auto r = s.report();
     EXPECT_EQ(r.verdict, Verdict::vmexit_invalid);
@@ -750,12 +827,12 @@ TEST(Reports, SimultaneousViolationsAllReportedInCatalogueOrder) {
 
 TEST(Reports, DetailsRenderTheValues) {
     Scenario s;
-    s.vmcb.set(FieldId::cr0, 0x20000011);
+    s.vmcb.set(FieldId::cr0, 0xA0000011);  // PG stays on: only CD=0/NW=1 is wrong
     auto r = s.report();
     ASSERT_EQ(r.failures.size(), 1U);
     EXPECT_EQ(r.failures[0].check->id, "cr0.cd_nw");
     EXPECT_EQ(r.failures[0].check->fields[0], "save.cr0");
-    EXPECT_NE(r.failures[0].detail.find("CR0 = 0x20000011"), std::string::npos) << r.failures[0].detail;
+    EXPECT_NE(r.failures[0].detail.find("CR0 = 0xa0000011"), std::string::npos) << r.failures[0].detail;
 
     s.vmcb = with(valid_vmcb64(), FieldId::cr4, 0x6F8 | arch::cr4::VMXE);
     r = s.report();
@@ -775,6 +852,16 @@ TEST(Reports, DetailsRenderTheValues) {
     s.vmcb = with(valid_vmcb64(), FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
     r = s.report();
     ASSERT_EQ(r.failures.size(), 1U);
+    EXPECT_NE(r.failures[0].detail.find("inferred"), std::string::npos) << r.failures[0].detail;
+
+    s.vmcb = with(valid_vmcb64(), FieldId::cr0, 0x00050032);
+    r = s.report();
+    ASSERT_EQ(r.failures.size(), 1U);
+    EXPECT_EQ(r.failures[0].check->id, "efer.lma_without_lme_pg");
+    EXPECT_EQ(r.verdict, Verdict::vmexit_invalid);
+    EXPECT_NE(r.failures[0].detail.find("EFER = 0x1d00 (LMA=1, LME=1), CR0 = 0x50032 (PG=0, PE=0)"),
+              std::string::npos)
+        << r.failures[0].detail;
     EXPECT_NE(r.failures[0].detail.find("inferred"), std::string::npos) << r.failures[0].detail;
 }
 

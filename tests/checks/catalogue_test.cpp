@@ -132,7 +132,7 @@ TEST(Catalogue, CoversTheApmRows) {
 }
 
 TEST(Catalogue, InferredRulesAreMarked) {
-    for (const char* id : {"avic.requires_np", "sev_es.requires_sev", "sev_es.requires_lbrv"}) {
+    for (const char* id : {"avic.requires_np", "sev_es.requires_sev", "sev_es.requires_lbrv", "efer.lma_without_lme_pg"}) {
         ASSERT_NE(find_check(id), nullptr) << id;
         EXPECT_TRUE(find_check(id)->inferred) << id;
     }
@@ -166,6 +166,8 @@ TEST(Catalogue, MasksAgreeWithProfileKnobs) {
                     {"avic.table_address", &Profile::avic_checks},
                     {"sev.requires_np", &Profile::sev_checks},
                     {"snp.allowed_sev_features", &Profile::sev_checks},
+                    {"event_inj.restricted_injection", &Profile::sev_checks},
+                    {"efer.lma_without_lme_pg", &Profile::efer_lma_checked},
                     {"avic.requires_np", &Profile::inferred_rules},
                     {"sev_es.requires_lbrv", &Profile::inferred_rules},
                     {"pdpe.reserved", &Profile::pdpe_check},
@@ -267,6 +269,7 @@ TEST(Catalogue, EveryCheckCanFailAlone) {
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::dr7, bit(33)); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::efer, 0x1D00 | bit(3)); });
     add(P::apm, [](Scenario&) {}, model("zen4", "-lm"));
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0x00050033); });  // LMA=1, PG=0
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr4, 0x6D8); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0x80050032); });
     add(P::apm, [](Scenario& s) { s.vmcb.set_segment(arch::Seg::cs, {8, 0xE9B, 0xFFFFFFFF, 0}); });
@@ -276,6 +279,7 @@ TEST(Catalogue, EveryCheckCanFailAlone) {
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::event_inj, arch::event::V | (3U << 8) | 15U); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::event_inj, arch::event::V | (3U << 8) | 5U); });
     add(P::apm, [&](Scenario& s) { snp(s, 0); s.vmcb.set(FieldId::event_inj, arch::event::V | (4U << 8) | 0x21U); });
+    add(P::apm, [&](Scenario& s) { snp(s, bit(3)); s.vmcb.set(FieldId::event_inj, arch::event::V | 0x20U); });
     add(P::xen, [](Scenario& s) { s.vmcb.set(FieldId::event_inj, 1U << 20); });
     static MapMemory bad_pdpe;
     bad_pdpe.words = {{0x2000, 0x1003}, {0x2008, 0}, {0x2010, 0}, {0x2018, 0}};

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -216,7 +218,7 @@ TEST(CliModels, CpuAndProfileListings) {
 }
 
 TEST(CliHelp, EverySubcommandHasHelp) {
-    for (const char* sub : {"check", "decode", "convert", "exit-code", "cpu", "profile", "run"}) {
+    for (const char* sub : {"check", "decode", "convert", "exit-code", "cpu", "profile", "checks", "run"}) {
         const auto r = nsvm(std::string(sub) + " --help");
         EXPECT_EQ(r.status, 0) << sub;
         EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
@@ -234,4 +236,89 @@ TEST(CliRun, EveryExampleScenarioHolds) {
         ++count;
     }
     EXPECT_GE(count, 7);
+}
+
+// docs/checks.md is generated from the catalogue; it must never drift.
+TEST(CliDocs, ChecksMdEqualsTheGeneratedReference) {
+    const auto r = nsvm("checks list --markdown");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto json = nsvm("checks list --json");
+    ASSERT_EQ(json.status, 0) << json.err;
+    const auto all = nlohmann::json::parse(json.out);
+    // Every check has its own section with its id, message and fix.
+    for (const auto& c : all) {
+        const auto id = c.at("id").get<std::string>();
+        EXPECT_NE(r.out.find("### `" + id + "`"), std::string::npos) << id;
+        EXPECT_NE(r.out.find("- message: " + c.at("message").get<std::string>()), std::string::npos) << id;
+        EXPECT_NE(r.out.find("- fix: " + c.at("hint").get<std::string>()), std::string::npos) << id;
+    }
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "no colour in generated Markdown";
+    EXPECT_EQ(nsvm("checks list --markdown --json").status, 2);
+
+    const auto doc = slurp(fs::path(NSVM_SOURCE_DIR) / "docs/checks.md");
+    if (doc != r.out) {
+        std::istringstream a(doc), b(r.out);
+        std::string la, lb;
+        int line = 0;
+        while (true) {
+            ++line;
+            const bool ga = static_cast<bool>(std::getline(a, la)), gb = static_cast<bool>(std::getline(b, lb));
+            if (!ga) la = "(end of file)";
+            if (!gb) lb = "(end of output)";
+            if (!ga || !gb || la != lb) break;
+        }
+        ADD_FAILURE() << "docs/checks.md is out of date with the check catalogue. Regenerate it with\n"
+                      << "    build/nsvm checks list --markdown > docs/checks.md\n"
+                      << "first difference at line " << line << ":\n  docs/checks.md: " << la
+                      << "\n  generated:      " << lb;
+    }
+}
+
+// Every `$ nsvm ...` example in README.md shows the command's real output
+// (and `$ echo $?` its real exit status): the README cannot drift either.
+TEST(CliDocs, ReadmeExamplesAreRealOutput) {
+    const auto readme = slurp(fs::path(NSVM_SOURCE_DIR) / "README.md");
+    std::istringstream in(readme);
+    std::string line;
+    bool in_block = false, in_run = false;
+    std::vector<std::pair<std::string, std::string>> runs;  // command, expected output
+    while (std::getline(in, line)) {
+        if (line.rfind("```", 0) == 0) {
+            in_block = !in_block;
+            in_run = false;  // a block's end closes its last example
+            continue;
+        }
+        if (!in_block) continue;
+        if (line.rfind("$ ", 0) == 0) {
+            runs.emplace_back(line.substr(2), "");
+            in_run = true;
+        } else if (in_run) {
+            runs.back().second += line + "\n";
+        }
+    }
+    int checked = 0;
+    int last_status = -1;
+    bool last_was_nsvm = false;
+    for (const auto& [cmd, expected] : runs) {
+        if (cmd == "echo $?") {
+            if (!last_was_nsvm) continue;
+            EXPECT_EQ(expected, std::to_string(last_status) + "\n") << "exit status of the previous README example";
+            continue;
+        }
+        // Only commands that run nsvm (possibly at the end of a pipe).
+        std::string shell = cmd;
+        const auto at = shell.rfind("nsvm ");
+        last_was_nsvm = at != std::string::npos && (at == 0 || shell.compare(at - 2, 2, "| ") == 0);
+        if (!last_was_nsvm) continue;
+        shell.replace(at, 4, "'" + nsvm_binary() + "'");
+        const fs::path out = write_temp("readme-out", "");
+        const fs::path script = write_temp("readme.sh", "cd '" + std::string(NSVM_SOURCE_DIR) + "' || exit 99\n" +
+                                                            shell + "\n");
+        const int raw = std::system(("NO_COLOR=1 sh '" + script.string() + "' > '" + out.string() + "' 2>&1").c_str());
+        last_status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+        EXPECT_EQ(slurp(out), expected) << "README.md example `" << cmd
+                                        << "` no longer matches its output: rerun it and paste the output";
+        ++checked;
+    }
+    EXPECT_GE(checked, 5);
 }

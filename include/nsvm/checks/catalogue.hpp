@@ -91,6 +91,19 @@ struct Check {
     return "?";
 }
 
+/// What a failing check produces, as the manual writes it.
+[[nodiscard]] constexpr std::string_view outcome_name(Outcome o) noexcept {
+    switch (o) {
+        case Outcome::vmexit_invalid: return "VMEXIT_INVALID";
+        case Outcome::ud: return "#UD";
+        case Outcome::gp: return "#GP(0)";
+        case Outcome::vmexit_busy: return "VMEXIT_BUSY";
+        case Outcome::vmexit_idle_required: return "VMEXIT_IDLE_REQUIRED";
+        case Outcome::vmexit_invalid_pmc: return "VMEXIT_INVALID_PMC";
+    }
+    return "?";
+}
+
 /// The whole catalogue, in evaluation order (deterministic).
 [[nodiscard]] std::span<const Check> catalogue() noexcept;
 [[nodiscard]] const Check* find_check(std::string_view id) noexcept;

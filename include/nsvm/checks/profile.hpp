@@ -32,7 +32,7 @@ enum class Cr3Rule : std::uint8_t {
 };
 /// Which EFER.LMA the model believes for "is the guest in long mode".
 enum class LmaSource : std::uint8_t {
-    lme_and_pg,            ///< apm/kvm/bochs: long mode = EFER.LME && CR0.PG (VMCB LMA not consulted)
+    lme_and_pg,            ///< apm/kvm/bochs: long mode = EFER.LME && CR0.PG (VMCB LMA only for efer_lma_checked)
     vmcb,                  ///< qemu/xen: EFER.LMA exactly as the VMCB holds it
 };
 /// NP_ENABLE set on a CPU model without the npt feature.
@@ -101,9 +101,10 @@ struct Profile {
     unsigned pa_check_width = 0;                ///< 0: the model's MAXPHYADDR; bochs: 40 (compile time)
     std::uint64_t efer_fixed_valid = 0;         ///< 0: model-derived EFER MBZ set; qemu: fixed valid list
     std::uint64_t cr4_always_reserved = 0;      ///< extra CR4 bits rejected whatever the model says
+    std::uint64_t cr4_ungated = 0;              ///< feature CR4 bits accepted even when the model lacks the feature
     std::uint64_t dr6_reserved = 0xFFFFFFFF00000000ULL;  ///< DR6 bits whose being set fails (C6)
     std::uint64_t dr7_reserved = 0xFFFFFFFF00000000ULL;  ///< DR7 bits whose being set fails (C7)
-    bool efer_lma_checked = false;              ///< no one: VMCB EFER.LMA vs LME&PG is not a failure
+    bool efer_lma_checked = true;               ///< EFER.LMA = 1 without LME && PG fails (apm only, inferred)
     bool efer_lm_check = true;                  ///< C9 LME/LMA without long mode
     bool asid_check = true;                     ///< C16 (xen: no)
     bool vmrun_intercept_check = true;          ///< C13
