@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -321,4 +322,55 @@ TEST(CliDocs, ReadmeExamplesAreRealOutput) {
         ++checked;
     }
     EXPECT_GE(checked, 5);
+}
+
+TEST(CliDocs, OracleMdListsEveryKnownDivergenceAsNsvmOracleKnownPrintsIt) {
+    const auto r = nsvm("oracle known --markdown");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto doc = slurp(fs::path(NSVM_SOURCE_DIR) / "docs/oracle.md");
+    const std::string begin = "<!-- known-divergences:begin -->\n", end = "<!-- known-divergences:end -->";
+    const auto a = doc.find(begin), b = doc.find(end);
+    ASSERT_NE(a, std::string::npos);
+    ASSERT_NE(b, std::string::npos);
+    EXPECT_EQ(doc.substr(a + begin.size(), b - a - begin.size()), r.out)
+        << "docs/oracle.md's known-divergence table is out of date: replace the lines between the markers with "
+           "the output of `build/nsvm oracle known --markdown`";
+}
+
+TEST(CliOracle, BadVectorFilesNameTheFileLineAndMember) {
+    const auto f = write_temp("bad.jsonl", "{\"id\": \"a\", \"vmcb\": {}}\n{\"id\": \"b\", \"vmcb\": {}, \"hots\": {}}\n");
+    for (const std::string cmd : {"oracle run --backend qemu ", "diff --backend qemu "}) {
+        const auto r = nsvm(cmd + f.string());
+        EXPECT_EQ(r.status, 2) << cmd << r.err;
+        EXPECT_NE(r.err.find(":2:"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("host"), std::string::npos) << "the closest member is suggested: " << r.err;
+    }
+    const auto repeat = write_temp("rep.jsonl", "{\"id\": \"a\", \"vmcb\": {}, \"host\": {\"repeat\": 0}}\n");
+    const auto rr = nsvm("oracle run --backend qemu " + repeat.string());
+    EXPECT_EQ(rr.status, 2);
+    EXPECT_NE(rr.err.find("host.repeat"), std::string::npos) << rr.err;
+}
+
+TEST(CliOracle, CampaignArgumentsAreChecked) {
+    EXPECT_EQ(nsvm("diff --backend qemu").status, 2);                          // no vectors at all
+    EXPECT_EQ(nsvm("diff --backend qemu --count 10").status, 2);               // --count without --seed
+    EXPECT_EQ(nsvm("diff --backend qemu --boundary --shard 2/2").status, 2);   // shard out of range
+    EXPECT_EQ(nsvm("diff --backend nosuch --boundary").status, 2);
+    EXPECT_EQ(nsvm("gen --shard 1").status, 2);
+}
+
+TEST(CliOracle, GenShardsPartitionTheBoundarySet) {
+    const auto whole = nsvm("gen --cpu qemu-tcg --profile qemu");
+    ASSERT_EQ(whole.status, 0) << whole.err;
+    std::multiset<std::string> want, got;
+    std::istringstream w(whole.out);
+    for (std::string l; std::getline(w, l);) want.insert(l);
+    ASSERT_GT(want.size(), 300U);
+    for (int i = 0; i < 3; ++i) {
+        const auto part = nsvm("gen --cpu qemu-tcg --profile qemu --shard " + std::to_string(i) + "/3");
+        ASSERT_EQ(part.status, 0) << part.err;
+        std::istringstream p(part.out);
+        for (std::string l; std::getline(p, l);) got.insert(l);
+    }
+    EXPECT_EQ(got, want);
 }
