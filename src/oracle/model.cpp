@@ -107,28 +107,102 @@ public:
     }
 
 private:
+    /// L2's registers as the image's programs change them (layout.h, l2.S):
+    /// the model follows them to the exit, so that save.rip, rsp, rflags and
+    /// rax in the VMCB after the #VMEXIT can be compared too (APM 15.6: the
+    /// exit writes back the guest state at the intercepted instruction).
+    struct L2 {
+        std::uint64_t rip = 0, rsp = 0, rflags = 0;
+        std::optional<std::uint64_t> rax;
+        unsigned insn_len = 0;  ///< length of the instruction at rip (0: not known)
+        bool code64 = false;
+        bool known = true;  ///< false once a step the model does not follow ran (rsp/rip unknown)
+    };
+
+    /// Byte length of each program's first instruction (oracle/image/l2.S).
+    static unsigned insn_length(Program prog) noexcept {
+        switch (prog) {
+            case Program::hlt:
+            case Program::in:
+            case Program::out:
+            case Program::int3: return 1;
+            case Program::vmmcall:
+            case Program::stgi:
+            case Program::clgi:
+            case Program::vmload:
+            case Program::vmsave:
+            case Program::vmrun: return 3;
+            case Program::div0: return 4;  // xor ecx, ecx; div ecx
+            default: return 2;
+        }
+    }
+
     bool intercepted(const Vector& v, unsigned bit) const { return v.vmcb.intercept(bit); }
 
-    void exit_with(Prediction& p, std::uint64_t code, std::optional<std::uint64_t> i1 = 0,
-                   std::optional<std::uint64_t> i2 = 0) const {
+    /// The #VMEXIT at L2's current instruction; `insn_intercept` for an
+    /// instruction intercept (nRIP is then the next instruction's address).
+    void exit_with(Prediction& p, const L2& s, std::uint64_t code, std::optional<std::uint64_t> i1 = 0,
+                   std::optional<std::uint64_t> i2 = 0, bool insn_intercept = false) const {
         p.status = Status::vmexit;
         p.exit_code = code;
         p.exit_info_1 = i1;
         p.exit_info_2 = i2;
         p.exit_int_info = 0;
+        if (!s.known) return;
+        p.rest_unchanged = true;
+        p.guest_rip = s.rip;
+        p.guest_rsp = s.rsp;
+        p.guest_rflags = s.rflags;
+        p.guest_rax = s.rax;
+        // APM 15.7.1: with NRIPS, nRIP is the next instruction's address for
+        // instruction intercepts. Bochs 2.7 writes it on every exit: the end
+        // of the instruction it was executing (exceptions and #NPF included;
+        // observed by nsvm diff). QEMU's TCG offers no NRIPS.
+        if (profile_.nrip_on_every_exit && s.insn_len > 0)
+            p.next_rip = s.rip + s.insn_len;
+        else if (cpu_.has(checks::Feature::nrip_save) && insn_intercept && s.insn_len > 0)
+            p.next_rip = s.rip + s.insn_len;
     }
     void unknown(Prediction& p, std::string why) const {
         p.status = Status::vmexit;
         p.path += (p.path.empty() ? "" : "; ") + std::move(why) + " (exit not predicted)";
     }
 
-    /// An exception raised by L2 (APM 15.12): intercepted -> #VMEXIT(0x40+vec);
-    /// otherwise delivered through the L2 IDT to the image's stub, which
-    /// executes "mov eax, vec; vmmcall".
-    void exception(const Vector& v, Prediction& p, unsigned vec, int depth) const {
+    /// An event delivered through L2's IDT to the image's stub (APM 8.9,
+    /// 15.20): the frame is pushed on L2's stack (64-bit: aligned to 16, five
+    /// qwords; 32-bit at CPL 0: three dwords; plus the error code), the gate
+    /// clears TF, NT, RF and IF, and the stub runs "mov eax, vec; vmmcall".
+    void deliver(L2& s, unsigned vec, bool error_code) const {
+        const std::uint64_t flags_clear = arch::rflags::TF | arch::rflags::NT | arch::rflags::RF | arch::rflags::IF;
+        if (s.code64)
+            s.rsp = (s.rsp & ~std::uint64_t{0xF}) - 40 - (error_code ? 8 : 0);
+        else
+            s.rsp = s.rsp - 12 - (error_code ? 4 : 0);
+        s.rflags &= ~flags_clear;
+        s.rip = NSVM_OR_L2_STUBS_PA + 16ULL * vec + 5;  // the stub's VMMCALL
+        s.insn_len = 3;
+        s.rax = vec;
+    }
+
+    /// The VMMCALL at s.rip: intercepted -> #VMEXIT(VMMCALL); otherwise #UD.
+    void vmmcall(const Vector& v, Prediction& p, L2& s, int depth) const {
+        if (intercepted(v, ic::VMMCALL)) {
+            exit_with(p, s, ec::VMMCALL, 0, 0, true);
+            return;
+        }
+        // VMMCALL without its intercept is #UD (APM 15.23 / instruction reference).
+        exception(v, p, s, 6, depth + 1);
+    }
+
+    /// An exception raised by L2 at s.rip (APM 15.12): intercepted ->
+    /// #VMEXIT(0x40+vec) with RIP at the faulting instruction; otherwise
+    /// delivered to the image's stub.
+    void exception(const Vector& v, Prediction& p, L2& s, unsigned vec, int depth) const {
         if (intercepted(v, ic::exception(vec))) {
             p.path += fmt::format("; exception {} intercepted", vec);
-            exit_with(p, ec::EXCP_BASE + vec, 0, 0);
+            // #BP is a trap: where the intercept leaves RIP is not followed.
+            if (vec == 3) s.known = false;
+            exit_with(p, s, ec::EXCP_BASE + vec, 0, 0);
             return;
         }
         const auto idt = v.vmcb.get(FieldId::idtr_base);
@@ -141,14 +215,10 @@ private:
             unknown(p, "nested exceptions");
             return;
         }
-        if (intercepted(v, ic::VMMCALL)) {
-            p.path += "; stub VMMCALL intercepted";
-            exit_with(p, ec::VMMCALL, 0, 0);
-            p.guest_rax = vec;
-            return;
-        }
-        // VMMCALL without its intercept is #UD (APM 15.23 / instruction reference).
-        exception(v, p, 6, depth + 1);
+        if (vec == 3) s.rip += 1;  // INT3 is a trap: the frame holds the next instruction
+        deliver(s, vec, false);
+        p.path += intercepted(v, ic::VMMCALL) ? "; stub VMMCALL intercepted" : "";
+        vmmcall(v, p, s, depth);
     }
 
     void predict_l2(const Vector& v, Prediction& p) const {
@@ -177,6 +247,15 @@ private:
             unknown(p, "L2 runs with EFER.LMA inconsistent with EFER.LME and CR0.PG");
             return;
         }
+        const auto cs = v.vmcb.segment(arch::Seg::cs);
+        L2 s;
+        s.code64 = (efer_v & arch::efer::LMA) && (cs.attrib & arch::seg_attr::L);
+        const bool code32 = !s.code64 && (cs.attrib & arch::seg_attr::DB);
+        s.rip = v.vmcb.get(FieldId::rip);
+        s.rsp = v.vmcb.get(FieldId::rsp);
+        s.rflags = v.vmcb.get(FieldId::rflags);
+        s.rax = v.vmcb.get(FieldId::rax);
+        if (!s.code64 && !code32) s.known = false;  // 16-bit code: frames not followed
         if (ev & arch::event::V) {
             // APM 15.20: the injected event is delivered through the L2 IDT
             // before the first instruction, bypassing the exception intercepts.
@@ -192,9 +271,12 @@ private:
                 unknown(p, "the stub's VMMCALL is not intercepted");
                 return;
             }
+            // Software interrupts (TYPE 4) push the address after an INTn the
+            // guest never executed: where RIP points is not followed.
+            if (type == 4) s.known = false;
+            deliver(s, vec, type == 3 && (ev & arch::event::EV) != 0);
             p.path += "; stub VMMCALL intercepted";
-            exit_with(p, ec::VMMCALL, 0, 0);
-            p.guest_rax = vec;
+            exit_with(p, s, ec::VMMCALL, 0, 0, true);
             return;
         }
         if (v.vmcb.get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING)) {
@@ -206,22 +288,19 @@ private:
             return;
         }
         p.path = fmt::format("VMRUN succeeds; L2 runs {}", program_name(v.program));
-        const auto cs = v.vmcb.segment(arch::Seg::cs);
-        const bool lma = (v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0;
-        const bool code64 = lma && (cs.attrib & arch::seg_attr::L);
-        const bool code32 = !code64 && (cs.attrib & arch::seg_attr::DB);
-        const std::uint64_t rip = program_entry(v.program);
+        const std::uint64_t entry = program_entry(v.program);
+        const unsigned len = insn_length(v.program);
+        s.insn_len = len;
         const auto next = [&] {
             p.path += "; then VMMCALL";
-            if (intercepted(v, ic::VMMCALL)) {
-                exit_with(p, ec::VMMCALL, 0, 0);
-            } else {
-                exception(v, p, 6, 0);
-            }
+            s.rip = entry + len;
+            s.insn_len = 3;
+            vmmcall(v, p, s, 0);
         };
+        // An instruction intercept at the program's instruction (RIP = entry).
         const auto simple = [&](unsigned bit, std::uint64_t code) {
             if (intercepted(v, bit)) {
-                exit_with(p, code, 0, 0);
+                exit_with(p, s, code, 0, 0, true);
             } else {
                 next();
             }
@@ -229,16 +308,19 @@ private:
         const auto rcx = v.regs[1];
         const auto rdx = v.regs[2];
         switch (v.program) {
-            case Program::vmmcall: next(); return;
+            case Program::vmmcall: vmmcall(v, p, s, 0); return;
             case Program::hlt:
                 if (intercepted(v, ic::HLT)) {
-                    exit_with(p, ec::HLT, 0, 0);
+                    exit_with(p, s, ec::HLT, 0, 0, true);
                 } else {
                     p.status = Status::cannot_run;
                     p.path += "; HLT without its intercept halts L2 for good";
                 }
                 return;
-            case Program::cpuid: simple(ic::CPUID, ec::CPUID); return;
+            case Program::cpuid:
+                if (!intercepted(v, ic::CPUID)) s.rax.reset();  // CPUID's results are the emulator's
+                simple(ic::CPUID, ec::CPUID);
+                return;
             case Program::rdmsr:
             case Program::wrmsr: {
                 const bool write = v.program == Program::wrmsr;
@@ -254,7 +336,7 @@ private:
                     for (const auto& m : v.msrpm)
                         if (m.msr == msr && (write ? m.write : m.read)) hit = true;
                     if (hit) {
-                        exit_with(p, ec::MSR, write ? 1 : 0, 0);
+                        exit_with(p, s, ec::MSR, write ? 1 : 0, 0, true);
                         return;
                     }
                 }
@@ -274,18 +356,25 @@ private:
                     if (hit) {
                         // APM 15.10.2 Figure 15-2: port, size, address size, type.
                         std::uint64_t info = std::uint64_t{port} << 16 | (1U << 4);
-                        info |= code64 ? (1U << 9) : code32 ? (1U << 8) : (1U << 7);
+                        info |= s.code64 ? (1U << 9) : code32 ? (1U << 8) : (1U << 7);
                         if (v.program == Program::in) info |= 1;
-                        exit_with(p, ec::IOIO, info, rip + 1);
+                        exit_with(p, s, ec::IOIO, info, entry + len, true);
                         return;
                     }
                 }
                 unknown(p, fmt::format("port {:#x} is not intercepted", port));
                 return;
             }
-            case Program::ud2: exception(v, p, 6, 0); return;
-            case Program::int3: exception(v, p, 3, 0); return;
-            case Program::div0: exception(v, p, 0, 0); return;
+            case Program::ud2: exception(v, p, s, 6, 0); return;
+            case Program::int3: exception(v, p, s, 3, 0); return;
+            case Program::div0:
+                // xor ecx, ecx (ZF and PF set, the rest of the arithmetic flags
+                // clear), then div ecx faults at entry + 2 (APM vol. 3).
+                s.rflags = (s.rflags & ~std::uint64_t{0x8D5}) | 0x44;
+                s.rip = entry + 2;
+                s.insn_len = 2;
+                exception(v, p, s, 0, 0);
+                return;
             case Program::load:
             case Program::store: {
                 const auto gpa = v.regs[3];
@@ -294,10 +383,11 @@ private:
                                  profile_.np_without_feature == checks::NpWithoutFeature::honoured);
                 if (np && gpa >= (std::uint64_t{1} << 30)) {
                     // layout.h: the nested tables map only the first 1 GiB.
-                    exit_with(p, ec::NPF, std::nullopt, gpa);
+                    exit_with(p, s, ec::NPF, std::nullopt, gpa);
                     p.path += "; the access misses the nested page table";
                     return;
                 }
+                if (v.program == Program::load) s.rax.reset();  // whatever memory held
                 next();
                 return;
             }
@@ -306,7 +396,10 @@ private:
             case Program::vmload: simple(ic::VMLOAD, ec::VMLOAD); return;
             case Program::vmsave: simple(ic::VMSAVE, ec::VMSAVE); return;
             case Program::vmrun: simple(ic::VMRUN, ec::VMRUN); return;
-            case Program::rdtsc: simple(ic::RDTSC, ec::RDTSC); return;
+            case Program::rdtsc:
+                if (!intercepted(v, ic::RDTSC)) s.rax.reset();
+                simple(ic::RDTSC, ec::RDTSC);
+                return;
             case Program::pause:
                 if (intercepted(v, ic::PAUSE) && cpu_.has(checks::Feature::pausefilter) &&
                     v.vmcb.get(FieldId::pause_filter_count) != 0) {

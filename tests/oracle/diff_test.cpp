@@ -8,6 +8,7 @@
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/oracle/diff.hpp"
 #include "nsvm/oracle/gen.hpp"
+#include "nsvm/oracle/model.hpp"
 
 namespace nsvm::oracle {
 namespace {
@@ -112,6 +113,47 @@ TEST(Diff, EveryKnownDivergenceHasABackendAFieldAndAReason) {
         EXPECT_FALSE(k.field.empty()) << k.id;
         EXPECT_GT(k.reason.size(), 40U) << k.id;
     }
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
+
+namespace nsvm::oracle {
+namespace {
+
+TEST(Diff, AValidExitIsComparedOnEveryVmcbField) {
+    // The model follows base/long64 to its intercepted VMMCALL at the entry.
+    const auto v = base_vector(BaseMode::long64);
+    const auto model = make_checks_model(*checks::find_builtin_model("qemu-tcg"), prof(checks::ProfileId::qemu));
+    const auto p = model->predict(v);
+    ASSERT_TRUE(p.rest_unchanged) << p.path;
+    ASSERT_EQ(p.guest_rip, std::optional<std::uint64_t>(program_entry(Program::vmmcall)));
+    auto r = exit_result(v, ec::VMMCALL);
+    EXPECT_EQ(compare(v, p, r, Backend::qemu, prof(checks::ProfileId::qemu)).outcome, Outcome::agree);
+    // Any other field the emulator changed is a divergence, named by field.
+    r.vmcb.set(FieldId::cr4, v.vmcb.get(FieldId::cr4) | arch::cr4::PGE);
+    r.vmcb.set(FieldId::event_inj, arch::event::V | 0x30);
+    const auto d = compare(v, p, r, Backend::qemu, prof(checks::ProfileId::qemu));
+    EXPECT_TRUE(d.whole_vmcb);
+    ASSERT_EQ(d.fields.size(), 2U);
+    EXPECT_EQ(d.fields[0].field, "save.cr4");
+    EXPECT_EQ(d.fields[1].field, "control.event_inj.V");
+    EXPECT_TRUE(d.unexplained());
+}
+
+TEST(Diff, TheModelFollowsAnExceptionToTheStubWithItsStackFrame) {
+    // UD2 without its intercept: #UD through the 64-bit L2 IDT (frame of five
+    // qwords below the 16-aligned RSP), then the stub's "mov eax, 6; vmmcall".
+    const auto v = base_vector(BaseMode::long64, Program::ud2);
+    const auto model = make_checks_model(*checks::find_builtin_model("zen4"), prof(checks::ProfileId::apm));
+    const auto p = model->predict(v);
+    ASSERT_TRUE(p.rest_unchanged) << p.path;
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL));
+    EXPECT_EQ(p.guest_rax, std::optional<std::uint64_t>(6));
+    EXPECT_EQ(p.guest_rip, std::optional<std::uint64_t>(NSVM_OR_L2_STUBS_PA + 16 * 6 + 5));
+    EXPECT_EQ(p.guest_rsp, std::optional<std::uint64_t>((NSVM_OR_L2_STACK_TOP & ~0xFULL) - 40));
+    // zen4 has NRIPS: the intercepted VMMCALL's nRIP is the next instruction.
+    EXPECT_EQ(p.next_rip, std::optional<std::uint64_t>(NSVM_OR_L2_STUBS_PA + 16 * 6 + 8));
 }
 
 }  // namespace

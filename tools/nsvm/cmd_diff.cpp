@@ -79,6 +79,7 @@ public:
                             {"differ", summary_.differ},
                             {"explained_only", summary_.explained_only},
                             {"cannot_run", summary_.cannot_run},
+                            {"whole_vmcb", summary_.whole_vmcb},
                             {"backend", o_.backend},
                             {"cpu", m_.cpu.name},
                             {"profile", std::string(m_.profile->name)},

@@ -69,7 +69,8 @@ inline constexpr std::array kNames = {
 }  // namespace efer
 
 namespace rflags {
-inline constexpr std::uint64_t CF = bit(0), FIXED1 = bit(1), TF = bit(8), IF = bit(9), RF = bit(16), VM = bit(17);
+inline constexpr std::uint64_t CF = bit(0), FIXED1 = bit(1), TF = bit(8), IF = bit(9), NT = bit(14), RF = bit(16),
+                               VM = bit(17);
 }
 
 namespace dr6 {  // APM 13.1.1.3: bits 63:32 MBZ; the rest read as fixed or status.

@@ -34,6 +34,9 @@ struct VectorDiff {
     /// VMCB fields the emulator wrote that the model does not predict, for
     /// information (e.g. the save area after a failed VMRUN).
     std::vector<std::string> written;
+    /// The whole VMCB after the exit was compared (a valid VMRUN whose exit
+    /// and L2 registers the model followed), not only the exit fields.
+    bool whole_vmcb = false;
     [[nodiscard]] bool unexplained() const noexcept {
         for (const auto& f : fields)
             if (!f.explained) return true;
@@ -59,6 +62,7 @@ struct CheckTally {
 };
 struct Summary {
     std::size_t total = 0, agree = 0, differ = 0, explained_only = 0, cannot_run = 0;
+    std::size_t whole_vmcb = 0;  ///< vectors compared on every VMCB field
     std::map<std::string, CheckTally> per_check;  ///< "(none)" for vectors without check ids
     std::map<std::string, std::size_t> per_known; ///< known divergence id -> count
     void add(const VectorDiff& d);

@@ -28,7 +28,14 @@ struct Prediction {
     std::optional<std::uint32_t> exit_int_info;
     std::optional<std::uint8_t> exception_vector;  ///< status exception
     std::optional<bool> gif;
-    std::optional<std::uint64_t> guest_rax;   ///< save.rax after the exit (L2 exception stubs)
+    std::optional<std::uint64_t> guest_rax;   ///< save.rax after the exit
+    std::optional<std::uint64_t> guest_rip;   ///< save.rip after the exit
+    std::optional<std::uint64_t> guest_rsp;   ///< save.rsp after the exit
+    std::optional<std::uint64_t> guest_rflags;
+    std::optional<std::uint64_t> next_rip;    ///< control.next_rip, when the CPU/profile writes it
+    /// Every other VMCB field is what the vector gave (APM 15.6: #VMEXIT
+    /// writes back the guest state VMRUN loaded); EVENTINJ.V is cleared.
+    bool rest_unchanged = false;
     std::vector<std::string> failing_checks;  ///< check ids the model finds violated
     std::string path;                         ///< how the model got there, in words
 };
