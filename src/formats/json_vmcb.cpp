@@ -19,7 +19,10 @@ namespace nsvm::formats {
 namespace detail {
 namespace {
 
-using json = nlohmann::ordered_json;
+// The reader parses into nlohmann::json (members sorted, O(log n) lookups and
+// inserts); ordered_json inserts in O(n), which made a whole VMCB cost O(n^2).
+// The writer keeps ordered_json: its output follows the VMCB layout.
+using json = nlohmann::json;
 using arch::FieldId;
 using arch::FieldKind;
 
