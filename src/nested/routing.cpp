@@ -18,6 +18,16 @@ using cpu::EventKind;
 
 namespace {
 constexpr std::uint32_t pending_bit(EventKind k) noexcept { return 1U << static_cast<unsigned>(k); }
+
+/// The model's contract (as l1_instruction_gates): L1 instructions only
+/// while L1 runs.
+bool l1_not_running(Mode m, StepResult& r) noexcept {
+    if (m == Mode::l1) return false;
+    r.outcome = m == Mode::shutdown ? Outcome::shutdown : Outcome::exception;
+    r.vector = 6;
+    r.note = m == Mode::shutdown ? "the vCPU is shut down" : "L1 is not running (L2 is)";
+    return true;
+}
 }  // namespace
 
 bool Vcpu::l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noexcept {
@@ -73,6 +83,11 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             std::uint64_t i = vmcb02_.get(FieldId::int_ctl);
             i = e.kind == EventKind::stgi ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF);
             vmcb02_.set(FieldId::int_ctl, i);
+            // kvm-nsvm.md §5.1: with nested vGIF, V_GIF is synced into the
+            // cached vmcb12 controls after the exit (what save_state keeps).
+            const std::uint64_t c = cache_.get(FieldId::int_ctl);
+            if (cpu_->has(checks::Feature::vgif) && (c & arch::int_ctl::V_GIF_ENABLE))
+                cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (i & arch::int_ctl::V_GIF));
             break;
         }
         default: break;
@@ -135,6 +150,25 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     const cpu::Bitmap io02{nullptr, 0, iopm01_};
     auto hw = cpu::decide(vmcb02_, m02, io02, e, vmcb02_.get(FieldId::rip), vmcb02_.get(FieldId::cr0),
                           exit_features());
+    if (!hw && e.kind == EventKind::io && cache_.intercept(ic::IOIO_PROT)) {
+        // vmcb02 runs on L0's IOPM. A port L0 passes through must still exit
+        // when L1's IOPM intercepts it: vmcb02's effective IOPM is L0's | L1's
+        // (APM 15.10.1), as the MSRPM is merged (kvm-nsvm.md §6.1). An
+        // unreadable L1 IOPM byte counts as intercepted (§5.4).
+        const cpu::Bitmap l1_iopm{mem_, cache_.get(FieldId::iopm_base_pa), {}};
+        hw = cpu::decide(vmcb02_, m02, l1_iopm, e, vmcb02_.get(FieldId::rip), vmcb02_.get(FieldId::cr0),
+                         exit_features());
+    }
+    if (hw && e.kind == EventKind::cr_write && (e.index & 0xF) == 0 && hw->code == ic::cr_write(0) &&
+        !cache_.intercept(ic::cr_write(0)) && cache_.intercept(ic::SELECTIVE_CR0) &&
+        ((vmcb02_.get(FieldId::cr0) ^ e.value) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
+        // L0's own CR0-write intercept took precedence in hardware, but L1
+        // asked for the selective one and this write changes a bit other
+        // than TS/MP: L1 gets CR0_SEL_WRITE (APM 15.9.2; KVM
+        // check_selective_cr0_intercepted, kvm-nsvm.md §9.2 "Fixes for
+        // SVM_EXIT_CR0_SEL_WRITE injection").
+        hw->code = ec::CR0_SEL_WRITE;
+    }
     if (hw && e.kind == EventKind::pause && !cpu::pause_filter_exits(vmcb02_)) hw.reset();
     if (!hw) {
         if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit) {
@@ -159,6 +193,18 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         r = nested_vmexit(x);
         r.l0_exit = true;
         r.note = "intercepted by L1 (vmcb12)";
+        return r;
+    }
+    if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit || e.kind == EventKind::rsm) {
+        // Only L0's own intercept made these exit. L0 never serves L2's
+        // VMMCALL (kvm-nsvm.md §6.5 step 3, §9.2 "Fix #UD on VMMCALL
+        // issues"), SKINIT is not offered (#UD, like L1's), and RSM outside
+        // SMM is #UD: L0 injects #UD into L2, RIP unchanged.
+        r.outcome = Outcome::exception;
+        r.vector = 6;
+        r.l0_exit = true;
+        r.exit_code = hw->code;
+        r.note = "intercepted only by L0: #UD injected into L2";
         return r;
     }
     // L0 asked for this exit alone: it emulates (a #GP for an illegal
@@ -186,11 +232,32 @@ StepResult Vcpu::l2_external(EventKind k) noexcept {
     StepResult r;
     const unsigned bit = k == EventKind::intr ? ic::INTR : k == EventKind::nmi ? ic::NMI
                          : k == EventKind::smi ? ic::SMI : ic::INIT;
+    if (k == EventKind::intr) {
+        // APM 15.21.1 / kvm-nsvm.md §6.4 (svm_interrupt_blocked in guest
+        // mode): with vmcb12 V_INTR_MASKING the physical INTR is masked by
+        // L1's RFLAGS.IF saved at VMRUN, else by L2's; L2's interrupt shadow
+        // blocks it only when L1 does not intercept INTR. Masked: held.
+        const bool vim = (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0;
+        const std::uint64_t rf = vim ? vmcb01_.get(FieldId::rflags) : vmcb02_.get(FieldId::rflags);
+        const bool shadow = !cache_.intercept(bit) &&
+                            (vmcb02_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
+        if ((rf & arch::rflags::IF) == 0 || shadow) {
+            pending_ |= pending_bit(k);
+            r.outcome = Outcome::held_pending;
+            r.note = vim ? "L1's RFLAGS.IF = 0 (V_INTR_MASKING): held pending"
+                         : "L2's RFLAGS.IF = 0 or interrupt shadow: held pending";
+            return r;
+        }
+    }
     // The physical event exits to L0 (vmcb01 intercepts INTR/NMI/SMI).
     // svm_check_nested_events: it becomes #VMEXIT to L1 iff L1 intercepts it.
     if (cache_.intercept(bit)) {
         cpu::ExitInfo x{bit, 0, 0, 0};
         r = nested_vmexit(x);
+        // The intercepted event is not consumed: it stays pending and, with
+        // GIF = 0 after the exit, is held until L1 sets GIF (apm-svm.md §8;
+        // KVM keeps nmi_pending/smi_pending/IRR/INIT across the #VMEXIT).
+        pending_ |= pending_bit(k);
         r.l0_exit = true;
         r.note = "L1 intercepts it: #VMEXIT to L1";
         return r;
@@ -346,6 +413,7 @@ StepResult Vcpu::l1_invlpga() noexcept {
 
 StepResult Vcpu::l1_vmmcall() noexcept {
     StepResult r;
+    if (l1_not_running(mode_, r)) return r;
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
     r.exit_code = ec::VMMCALL;
@@ -364,6 +432,7 @@ StepResult Vcpu::l1_skinit() noexcept {
 
 StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
     StepResult r;
+    if (l1_not_running(mode_, r)) return r;
     auto gp = [&](const char* why) {
         r.outcome = Outcome::exception;
         r.vector = 13;
@@ -376,10 +445,19 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
             if ((value & 0xFFF) != 0 || (value & cpu_->reserved_pa_bits()) != 0) return gp("VM_HSAVE_PA reserved bits: #GP");
             hsave_pa_ = value;
             break;
-        case arch::msr::VM_CR:
+        case arch::msr::VM_CR: {
+            // APM 15.30.1 (apm-svm.md §1): bits 63:5 MBZ; while LOCK = 1 only
+            // the writes to LOCK and SVMDIS are ignored; setting SVMDIS while
+            // EFER.SVME = 1 is #GP whatever LOCK is.
             if ((value & arch::vm_cr::kMbz) != 0) return gp("VM_CR reserved bits: #GP");
-            if ((vm_cr_ & arch::vm_cr::LOCK) == 0) vm_cr_ = value;
+            constexpr std::uint64_t locked = arch::vm_cr::LOCK | arch::vm_cr::SVMDIS;
+            const std::uint64_t next =
+                (vm_cr_ & arch::vm_cr::LOCK) != 0 ? (vm_cr_ & locked) | (value & ~locked) : value;
+            if ((next & arch::vm_cr::SVMDIS) && (vmcb01_.get(FieldId::efer) & arch::efer::SVME))
+                return gp("VM_CR.SVMDIS with EFER.SVME = 1: #GP");
+            vm_cr_ = next;
             break;
+        }
         case arch::msr::TSC_RATIO:
             if (!cpu_->has(checks::Feature::tsc_scale)) return gp("TSC_RATIO without TscRateMsr: #GP");
             if ((value & arch::bits(63, 40)) != 0) return gp("TSC_RATIO bits 63:40 MBZ: #GP");
@@ -387,6 +465,9 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
             break;
         case arch::msr::EFER:
             if ((value & cpu_->efer_reserved_bits()) != 0) return gp("EFER reserved bit: #GP");
+            // APM 15.30.1: with VM_CR.SVMDIS = 1, EFER.SVME is MBZ.
+            if ((value & arch::efer::SVME) && (vm_cr_ & arch::vm_cr::SVMDIS))
+                return gp("EFER.SVME with VM_CR.SVMDIS: #GP");
             (void)host_set_efer(value);
             break;
         case arch::msr::PAT:
@@ -409,6 +490,8 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
 
 StepResult Vcpu::l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept {
     StepResult r;
+    value = 0;
+    if (l1_not_running(mode_, r)) return r;
     switch (msr) {
         case arch::msr::VM_HSAVE_PA: value = hsave_pa_; break;
         case arch::msr::VM_CR: value = vm_cr_; break;

@@ -96,7 +96,11 @@ StepResult Vcpu::rsm() noexcept {
     }
     std::uint64_t gpa = 0;
     if (!mem_->read_u64(smbase_ + kSmramVmcb12Gpa, gpa)) return fail("RSM: SMRAM unreadable");
-    if ((smram_l2_.get(FieldId::efer) & arch::efer::SVME) == 0) return fail("RSM: SMRAM EFER.SVME = 0");
+    // svm_leave_smm (kvm-nsvm.md §8.2 step 2): the SMRAM image's EFER, i.e.
+    // guest memory at SMBASE+FED0 the SMM handler may have rewritten.
+    std::uint64_t smram_efer = 0;
+    if (!mem_->read_u64(smbase_ + kSmramEfer, smram_efer)) return fail("RSM: SMRAM unreadable");
+    if ((smram_efer & arch::efer::SVME) == 0) return fail("RSM: SMRAM EFER.SVME = 0");
     // L1's VMRUN state back from HSAVE+0x400.
     if (!mem_->read(hsave_pa_ + kHsaveL1State, save_area(vmcb01_))) return fail("RSM: HSAVE unreadable");
     // vmcb12 may have changed during SMM: copy it again and re-validate

@@ -24,6 +24,10 @@ void Vcpu::sync_vmcb02_to_vmcb12(const cpu::ExitInfo& x) noexcept {
         (void)write_vmcb12_field(f, vmcb02_.get(f));
     if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0)
         (void)write_vmcb12_field(FieldId::g_pat, vmcb02_.get(FieldId::g_pat));
+    if (cpu_->has(checks::Feature::shstk)) {  // §5.2: S_CET, ISST_ADDR, SSP with SHSTK
+        for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr})
+            (void)write_vmcb12_field(f, vmcb02_.get(f));
+    }
     (void)write_vmcb12_field(FieldId::int_state, vmcb02_.get(FieldId::int_state));
     const bool failure = ec::is_vmrun_failure(x.code);
     (void)write_vmcb12_field(FieldId::exit_code, x.code);
@@ -59,8 +63,10 @@ void Vcpu::restore_l1_from_vmcb01() noexcept {
     vmcb01_.set(FieldId::cpl, 0);
     vmcb01_.set(FieldId::dr7, dr7::kFixed1);
     vmcb01_.set(FieldId::exit_int_info, 0);
-    // Drop events picked up for L2 (they were reported via exit_int_info).
-    pending_ = 0;
+    // §5.3 step 20 drops only what was being injected into L2 (reported via
+    // exit_int_info; the model injects through EVENTINJ, already consumed).
+    // Events held by GIF (pending_) are still pending for L1 and are taken
+    // once L1 sets GIF (APM 15.17 / apm-svm.md §8): never dropped here.
     tsc_ratio02_ = tsc_ratio_;
     use_msrpm02_ = false;
     // Single-stepping VMRUN: #DB for L1 once the #VMEXIT completes (APM 15.5.1 step 9).

@@ -147,9 +147,10 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     out.set(FieldId::tsc_offset,
             compose_tsc_offset(vmcb01_.get(FieldId::tsc_offset), cache_.get(FieldId::tsc_offset), l2_ratio));
     // L0's ASID for L2; L1's ASID is only checked. KVM flushes on every
-    // nested transition (nested_svm_transition_tlb_flush): FLUSH_ASID here.
+    // nested transition (nested_svm_transition_tlb_flush): FLUSH_ASID here,
+    // or FLUSH_ALL on a CPU without FlushByAsid, where 3 is reserved (APM 15.16.1).
     out.set(FieldId::asid, l0_.asid02);
-    out.set(FieldId::tlb_ctl, tlb_ctl::FLUSH_ASID);
+    out.set(FieldId::tlb_ctl, cpu_->has(Feature::flushbyasid) ? tlb_ctl::FLUSH_ASID : tlb_ctl::FLUSH_ALL);
 
     // §6.4 int_ctl: only the bits L1 may control; V_INTR_MASKING from
     // vmcb01 (always on); AVIC never (CVE-2021-3653).
@@ -196,6 +197,11 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     out.set(FieldId::rip, cache_.get(FieldId::rip));
     out.set(FieldId::dr7, cache_.get(FieldId::dr7) | dr7::kFixed1);
     out.set(FieldId::dr6, cache_.get(FieldId::dr6) | dr6::kFixed1);
+    // CET supervisor state is VMRUN state with SHSTK (kvm-nsvm.md §1.8, §3
+    // step 8.5.3): L2's from vmcb12.
+    if (cpu_->has(Feature::shstk)) {
+        for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr}) out.set(f, cache_.get(f));
+    }
     // gPAT: L2's own with nested paging (it is L2's PAT then), else L1's.
     const bool nnpt = (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
     out.set(FieldId::g_pat, nnpt ? cache_.get(FieldId::g_pat) : vmcb01_.get(FieldId::g_pat));
@@ -310,6 +316,9 @@ StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const
         // save fields from the just-prepared vmcb02 (§4b).
         cpu::ExitInfo err{};
         err.code = ec::INVALID;
+        // §5.2: with NRIPS, vmcb12.next_rip <- vmcb02.next_rip, here the
+        // value prepare_vmcb02_control took from vmcb12 (§3 step 8.4.10).
+        err.next_rip = prepared->get(FieldId::next_rip);
         const arch::Vmcb live = vmcb02_;
         vmcb02_ = *prepared;
         sync_vmcb02_to_vmcb12(err);

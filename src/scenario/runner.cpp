@@ -42,6 +42,7 @@ struct Snapshot {
     bool gif = false;
     nested::Mode mode = nested::Mode::l1;
     bool smm = false;
+    std::uint32_t pending = 0;  ///< events held for L1 (GIF / IF)
 };
 
 Snapshot snap(nested::Vcpu& v, std::uint64_t vmcb12_gpa) {
@@ -51,6 +52,7 @@ Snapshot snap(nested::Vcpu& v, std::uint64_t vmcb12_gpa) {
     s.gif = v.gif();
     s.mode = v.mode();
     s.smm = v.smm();
+    s.pending = v.pending_events();
     return s;
 }
 
@@ -308,6 +310,9 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
                     b.set(f, 0);
                 }
                 if (!(a == b)) why = "a failed VMRUN changed L1's state";
+                // Events held for L1 are L1's too: a failed VMRUN keeps them (GIF stays 0).
+                else if ((before.pending & ~v.pending_events()) != 0)
+                    why = "a failed VMRUN dropped L1's pending events";
             }
             if (!why.empty()) {
                 rr.status = 1;
