@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target for N seconds (default 10) on its corpus.
-# Corpora: fuzz/corpus/<target>/ (seeds, committed) + build-fuzz/corpus/<target>/ (grown, not committed).
+# Corpora: build-fuzz/corpus/<target>/ (grown, not committed) comes FIRST,
+# because libFuzzer writes new inputs into the first directory it is given;
+# fuzz/corpus/<target>/ (committed seeds) is only read.
+# FUZZ_LOG_DIR (default build-fuzz) keeps a long campaign's logs apart from
+# the short smoke runs of `make test`, which share build-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
+logdir=${FUZZ_LOG_DIR:-build-fuzz}
+mkdir -p "$logdir"
 status=0
 for bin in build-fuzz/fuzz_*; do
-  [[ -x "$bin" ]] || continue
+  [[ -x "$bin" && -f "$bin" ]] || continue
   name=$(basename "$bin"); target=${name#fuzz_}
   mkdir -p "build-fuzz/corpus/$target" "build-fuzz/artifacts/$target"
   seeds=()
   [[ -d "fuzz/corpus/$target" ]] && seeds=("fuzz/corpus/$target")
-  echo "== $name: ${seconds}s"
+  log="$logdir/$name.log"
+  echo "== $name: ${seconds}s ($(date -u +%H:%M:%S) UTC, log $log)"
   if ! "$bin" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$target/" \
-       -max_len=16384 "build-fuzz/corpus/$target" "${seeds[@]}" > "build-fuzz/$name.log" 2>&1; then
-    echo "!! $name found a problem; see build-fuzz/$name.log and build-fuzz/artifacts/$target/"
-    tail -30 "build-fuzz/$name.log"
+       -max_len=16384 "build-fuzz/corpus/$target" "${seeds[@]}" > "$log" 2>&1; then
+    echo "!! $name found a problem; see $log and build-fuzz/artifacts/$target/"
+    tail -30 "$log"
     status=1
   fi
-  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|cov:" "build-fuzz/$name.log" | tail -3 || true
+  # The last status line carries the final coverage (cov:, ft:, corp:).
+  grep -E "^#[0-9]+" "$log" | tail -1 || true
+  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$log" || true
 done
 exit $status

@@ -12,6 +12,7 @@ packages=(
   libyaml-cpp-dev                         # YAML scenarios
   libgtest-dev libgmock-dev               # tests
   libbenchmark-dev                        # benchmarks
+  python3                                 # scripts/bench.sh reads Google Benchmark's JSON
   clang-14 libclang-rt-14-dev             # libFuzzer targets with ASan/UBSan
   binutils                                # as/ld for the oracle test image
   qemu-system-x86                         # oracle: QEMU TCG

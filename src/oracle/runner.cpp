@@ -360,6 +360,7 @@ public:
     explicit QemuRunner(RunnerOptions o, fs::path image) : BatchedRunner(std::move(o)), image_(std::move(image)) {
         if (o_.cpu_model.empty()) o_.cpu_model = o_.backend == Backend::qemu_kvm ? "host" : "max";
         if (o_.work_dir.empty()) o_.work_dir = default_work_dir();
+        if (o_.stall_timeout.count() == 0) o_.stall_timeout = std::chrono::milliseconds(1000);
     }
 
 private:
@@ -426,7 +427,7 @@ private:
                     last_state = s;
                     last_move = now;
                 }
-                if (now - last_move > o_.stall_timeout)
+                if (s != 0 && now - last_move > o_.stall_timeout)
                     return fmt::format("timeout: no progress for {} ms (the vector hangs L2 or the emulator)",
                                        o_.stall_timeout.count());
                 if (now - t0 > o_.boot_timeout)

@@ -59,6 +59,7 @@ public:
         if (o_.cpu_model.empty()) o_.cpu_model = "ryzen";
         if (o_.work_dir.empty()) o_.work_dir = access("/dev/shm", W_OK) == 0 ? fs::path("/dev/shm") : fs::temp_directory_path();
         o_.batch_size = std::min<std::size_t>(o_.batch_size, 2048);
+        if (o_.stall_timeout.count() == 0) o_.stall_timeout = std::chrono::milliseconds(5000);
     }
 
 private:

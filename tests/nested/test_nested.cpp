@@ -10,6 +10,7 @@
 #include "nsvm/checks/cpu_model.hpp"
 #include "nsvm/checks/profile.hpp"
 #include "nsvm/nested/vcpu.hpp"
+#include "support/valid_vmcb.hpp"
 
 using namespace nsvm;
 using arch::FieldId;
@@ -21,22 +22,11 @@ namespace {
 constexpr std::uint64_t kVmcb12 = 0x20000, kHsave = 0x50000, kMsrpm = 0x14000, kIopm = 0x10000;
 
 arch::Vmcb valid_vmcb12() {
-    arch::Vmcb v;
-    v.set_intercept(ic::VMRUN);
-    v.set(FieldId::asid, 1);
-    v.set(FieldId::iopm_base_pa, kIopm);
-    v.set(FieldId::msrpm_base_pa, kMsrpm);
-    v.set_segment(arch::Seg::cs, {0x8, 0xA9B, 0xFFFFFFFF, 0});
-    v.set_segment(arch::Seg::ss, {0x10, 0xC93, 0xFFFFFFFF, 0});
-    v.set(FieldId::efer, 0x1D00);
-    v.set(FieldId::cr0, 0x80050033);
-    v.set(FieldId::cr4, 0x6F8);
-    v.set(FieldId::cr3, 0x1000);
-    v.set(FieldId::dr6, 0xFFFF0FF0);
-    v.set(FieldId::dr7, 0x400);
-    v.set(FieldId::rflags, 2);
-    v.set(FieldId::rip, 0x400000);
-    v.set(FieldId::g_pat, 0x0007040600070406ULL);
+    // The shared valid guest without its VMMCALL intercept, as this file's
+    // vmcb12 always was: L1 does not see L2's VMMCALL, which is then #UD in
+    // L2 (L0 never serves L2's hypercalls; kvm-nsvm.md §6.5).
+    auto v = test_support::valid_vmcb64();
+    v.set_intercept(ic::VMMCALL, false);
     return v;
 }
 
@@ -196,6 +186,9 @@ TEST(Routing, IntrAndNmiStayWithL0UnlessL1Intercepts) {
     Machine m;
     auto v = valid_vmcb12();
     v.set_intercept(ic::NMI);
+    // Review: L2 must have RFLAGS.IF = 1 for L0 to inject the INTR into it
+    // (no V_INTR_MASKING in vmcb12: L2's IF masks it; see Review.IntrInL2...).
+    v.set(FieldId::rflags, 0x202);
     m.put(v);
     ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
     auto r = m.vcpu.external(cpu::EventKind::intr);
@@ -349,9 +342,9 @@ TEST(Security, XenLongModeVmcb12WithPagingOffNeverYieldsAnUnexpectedExitCode) {
     }
 }
 
-// Needs a catalogue check for EFER.LMA without CR0.PG (profile knob
-// efer_lma_checked is false everywhere today); enable once it exists.
-TEST(Security, DISABLED_XenLongModeVmcb12WithPagingOffIsVmexitInvalid) {
+// The apm profile rejects EFER.LMA = 1 without LME && PG
+// (checks: efer.lma_without_lme_pg, profile knob efer_lma_checked).
+TEST(Security, XenLongModeVmcb12WithPagingOffIsVmexitInvalid) {
     Machine m(checks::ProfileId::apm);
     auto v = valid_vmcb12();
     v.set(FieldId::cr0, 0x00050032);
@@ -431,4 +424,352 @@ TEST(Gating, L1IntrWaitsForIfAndGif) {
     EXPECT_NE(m.vcpu.pending_events(), 0U);
     (void)m.vcpu.l1_stgi();
     EXPECT_EQ(m.vcpu.pending_events(), 0U);
+}
+
+// --- Review (line-by-line review of src/nested against kvm-nsvm.md / apm-svm.md) ---
+
+namespace {
+// A Machine whose L0 passes some I/O ports through to L1 (scenario key
+// l0.passthrough_ports); everything else as L0Config::kvm_default().
+struct PortMachine {
+    checks::CpuModel cpu = checks::default_model();
+    cpu::GuestMemory mem{cpu.maxphyaddr};
+    nested::Vcpu vcpu;
+    static nested::L0Config l0_with_port(std::uint16_t port) {
+        auto c = nested::L0Config::kvm_default();
+        c.passthrough_ports[c.passthrough_port_count++] = port;
+        return c;
+    }
+    explicit PortMachine(std::uint16_t port)
+        : vcpu(cpu, checks::profile(checks::ProfileId::kvm), mem, l0_with_port(port)) {
+        EXPECT_TRUE(mem.map(kVmcb12));
+        EXPECT_TRUE(mem.map(kHsave));
+        EXPECT_TRUE(mem.map(kMsrpm, cpu::kMsrpmSize));
+        EXPECT_TRUE(mem.map(kIopm, cpu::kIopmSize));
+        vcpu.set_vm_hsave_pa(kHsave);
+        vcpu.vmcb01().set(FieldId::rax, kVmcb12);
+        vcpu.vmcb01().set(FieldId::rip, 0x1000);
+    }
+};
+}  // namespace
+
+// Events held while GIF = 0 are pending events of the vCPU (KVM: nmi_pending,
+// smi_pending, the LAPIC IRR, a latched INIT). A #VMEXIT, VMEXIT_INVALID
+// included, drops only what was being injected into L2 (kvm-nsvm.md §5.3
+// step 20) — never what is still pending for L1 (apm-svm.md §8: "held
+// pending until GIF = 1").
+TEST(Review, EventsHeldByGifSurviveAFailedVmrunAndAreTakenAtStgi) {
+    Machine m;
+    ASSERT_TRUE(m.mem.map(0x38000, 0x8000));  // SMRAM (SMBASE 0x30000 + 0x8000)
+    (void)m.vcpu.l1_clgi();
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::held_pending);
+    const auto held = m.vcpu.pending_events();
+    ASSERT_NE(held, 0U);
+    auto v = valid_vmcb12();
+    v.set(FieldId::asid, 0);  // consistency check fails
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::vmrun_failed);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.pending_events(), held);  // the SMI is still latched
+    EXPECT_EQ(m.vcpu.l1_stgi().outcome, Outcome::smm_entered);
+}
+
+TEST(Review, EventsHeldByGifSurviveAReflectedVmexit) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::CPUID);
+    m.put(v);
+    (void)m.vcpu.l1_clgi();
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
+    const auto held = m.vcpu.pending_events();
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid}).outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(m.vcpu.pending_events() & held, held);
+}
+
+// L1 intercepts only the selective CR0 write; L0 (kvm_default) intercepts
+// every CR0 write, so the hardware exit from L2 is WRITE_CR0 and L0 sees it
+// first. L0 must still reflect it to L1 as CR0_SEL_WRITE when bits other
+// than TS/MP change (APM 15.9.2; KVM check_selective_cr0_intercepted,
+// "nSVM: Fixes for SVM_EXIT_CR0_SEL_WRITE injection", kvm-nsvm.md §9.2).
+TEST(Review, SelectiveCr0InterceptOfL1IsHonouredWhenL0InterceptsCr0Writes) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::SELECTIVE_CR0);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_TRUE(m.vcpu.vmcb02().intercept(ic::cr_write(0)));  // L0's own intercept
+    // Only TS changes: not selective, L0 emulates, L2 goes on.
+    auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 0,
+                                        .value = 0x80050033 | arch::cr0::TS});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    ASSERT_EQ(m.vcpu.mode(), nested::Mode::l2);
+    // CD changes: L1 asked for this one.
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 0,
+                                   .value = 0xC0050033, .gpr = 3});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::CR0_SEL_WRITE);
+    EXPECT_EQ(m.vmcb12().get(FieldId::exit_code), ec::CR0_SEL_WRITE);
+    EXPECT_EQ(m.vmcb12().get(FieldId::cr0), 0x80050033U | arch::cr0::TS);  // the write did not happen
+}
+
+// L0 passes port 0x80 through to L1; L1 intercepts it for L2 in its IOPM.
+// vmcb02 runs on L0's IOPM, so without a merge L2's OUT 0x80 would never
+// exit and L1's intercept would be bypassed (APM 15.10.1: with IOIO_PROT the
+// port's bit in *L1's* IOPM must intercept; L0's own ports stay intercepted).
+TEST(Review, PortL0PassesThroughIsStillInterceptedForL1) {
+    PortMachine m(0x80);
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::IOIO_PROT);
+    const std::array<std::uint8_t, 1> bit80{1U << (0x80 % 8)};
+    ASSERT_TRUE(m.mem.write(kIopm + 0x80 / 8, bit80));  // L1 intercepts 0x80 only
+    ASSERT_TRUE(m.mem.write_vmcb(kVmcb12, v));
+    ASSERT_EQ(m.vcpu.l1_vmrun().outcome, Outcome::entered_l2);
+    auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::io, .index = 0x80, .size = 1});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::IOIO);
+    EXPECT_EQ(r.exit_info_1 >> 16, 0x80U);
+    // A port nobody but L0 intercepts: L0 handles it; one L0 passes through
+    // and L1 does not intercept would run without an exit.
+    ASSERT_EQ(m.vcpu.l1_vmrun().outcome, Outcome::entered_l2);
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::io, .index = 0x81, .size = 1});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+}
+
+// svm_leave_smm fails RSM when the SMRAM image's EFER.SVME is clear
+// (kvm-nsvm.md §8.2 step 2). The image is guest memory (SMBASE+FED0): the
+// SMM handler may have changed it, so RSM must look there, not at a copy
+// L0 kept in private memory.
+TEST(Review, RsmFromL2ReadsEferSvmeFromSmramMemory) {
+    Machine m;
+    ASSERT_TRUE(m.mem.map(0x38000, 0x8000));
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+    std::uint64_t efer = 0;
+    ASSERT_TRUE(m.mem.read_u64(0x30000 + nested::kSmramEfer, efer));
+    ASSERT_NE(efer & arch::efer::SVME, 0U);
+    ASSERT_TRUE(m.mem.write_u64(0x30000 + nested::kSmramEfer, efer & ~arch::efer::SVME));
+    EXPECT_EQ(m.vcpu.rsm().outcome, Outcome::shutdown);
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
+}
+
+// KVM's late VMRUN failure (illegal PDPE / CR3 / MSRPM, kvm-nsvm.md §4b) is
+// a full nested_svm_vmexit: with NRIPS, vmcb12.next_rip <- vmcb02.next_rip
+// (§5.2), which prepare_control took from vmcb12 (§3 step 8.4.10). So L1
+// finds its own next_rip there, not 0.
+TEST(Review, KvmLateFailureWritesBackVmcb02NextRip) {
+    Machine m;  // kvm, NRIPS offered
+    auto v = valid_vmcb12();
+    v.set(FieldId::efer, arch::efer::SVME);
+    v.set(FieldId::cr0, 0x80000011);
+    v.set(FieldId::cr4, arch::cr4::PAE);
+    v.set(FieldId::cr3, 0x70000);
+    v.set_segment(arch::Seg::cs, {0x8, 0xC9B, 0xFFFFFFFF, 0});
+    v.set(FieldId::next_rip, 0x400123);
+    m.put(v);
+    ASSERT_TRUE(m.mem.map(0x70000));
+    ASSERT_TRUE(m.mem.write_u64(0x70000, 0x80003));  // reserved RW bit in a present PDPE
+    const auto r = m.vmrun();
+    ASSERT_EQ(r.outcome, Outcome::vmrun_failed);
+    ASSERT_EQ(r.reason, nested::FailReason::illegal_pdpe);
+    EXPECT_EQ(m.vmcb12().get(FieldId::exit_code), ec::INVALID);
+    EXPECT_EQ(m.vmcb12().get(FieldId::next_rip), 0x400123U);
+}
+
+// A physical INTR while L2 runs is recognized only if the IF that masks it
+// is set: with vmcb12 V_INTR_MASKING, L1's RFLAGS.IF saved at VMRUN (the
+// "host IF"), otherwise L2's RFLAGS.IF (APM 15.21.1, apm-svm.md §8; KVM
+// svm_interrupt_blocked in guest mode, kvm-nsvm.md §6.4). Masked, it is held
+// pending: no #VMEXIT(INTR) to L1, and L0 does not inject it into L2.
+TEST(Review, IntrInL2IsMaskedByTheRightRflagsIf) {
+    {
+        Machine m;
+        auto v = valid_vmcb12();
+        v.set_intercept(ic::INTR);
+        v.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
+        v.set(FieldId::rflags, 0x202);  // L2 IF = 1 does not matter
+        m.put(v);
+        m.vcpu.vmcb01().set(FieldId::rflags, 0x2);  // L1 ran VMRUN with IF = 0
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        const auto r = m.vcpu.external(cpu::EventKind::intr);
+        EXPECT_EQ(r.outcome, Outcome::held_pending);
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+        EXPECT_NE(m.vcpu.pending_events(), 0U);
+    }
+    {
+        Machine m;
+        auto v = valid_vmcb12();
+        v.set_intercept(ic::INTR);
+        v.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
+        m.put(v);
+        m.vcpu.vmcb01().set(FieldId::rflags, 0x202);  // L1 IF = 1: the INTR exits to L1
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        const auto r = m.vcpu.external(cpu::EventKind::intr);
+        EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+        EXPECT_EQ(r.exit_code, ec::INTR);
+    }
+    {
+        Machine m;  // no V_INTR_MASKING in vmcb12, L1 does not intercept INTR: L2's IF
+        auto v = valid_vmcb12();
+        v.set(FieldId::rflags, 0x2);
+        m.put(v);
+        m.vcpu.vmcb01().set(FieldId::rflags, 0x202);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        EXPECT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
+    }
+}
+
+// VM_CR (apm-svm.md §1, APM 15.30.1): while LOCK = 1 only writes to LOCK
+// and SVMDIS are ignored (DPD, R_INIT, DIS_A20M still change); setting
+// SVMDIS while EFER.SVME = 1 is #GP; with SVMDIS = 1, EFER.SVME is MBZ.
+TEST(Review, VmCrLockSvmdisAndEferSvmeFollowTheApm) {
+    Machine m;
+    std::uint64_t val = 0;
+    auto r = m.vcpu.l1_wrmsr(arch::msr::VM_CR, arch::vm_cr::SVMDIS);  // SVME = 1
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    (void)m.vcpu.l1_rdmsr(arch::msr::VM_CR, val);
+    EXPECT_EQ(val, 0U);
+    ASSERT_EQ(m.vcpu.l1_wrmsr(arch::msr::VM_CR, arch::vm_cr::LOCK | arch::vm_cr::DPD).outcome, Outcome::l1_continues);
+    ASSERT_EQ(m.vcpu.l1_wrmsr(arch::msr::VM_CR, arch::vm_cr::R_INIT).outcome, Outcome::l1_continues);
+    (void)m.vcpu.l1_rdmsr(arch::msr::VM_CR, val);
+    EXPECT_EQ(val, arch::vm_cr::LOCK | arch::vm_cr::R_INIT);  // LOCK kept, DPD/R_INIT written
+    // Unlocked: SVME off, SVMDIS on, then EFER.SVME = 1 is refused.
+    Machine n;
+    const std::uint64_t efer = n.vcpu.vmcb01().get(FieldId::efer);
+    ASSERT_EQ(n.vcpu.l1_wrmsr(arch::msr::EFER, efer & ~arch::efer::SVME).outcome, Outcome::l1_continues);
+    ASSERT_EQ(n.vcpu.l1_wrmsr(arch::msr::VM_CR, arch::vm_cr::SVMDIS).outcome, Outcome::l1_continues);
+    r = n.vcpu.l1_wrmsr(arch::msr::EFER, efer);
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    EXPECT_EQ(n.vcpu.vmcb01().get(FieldId::efer) & arch::efer::SVME, 0U);
+}
+
+// A physical NMI/SMI/INIT/INTR that L1 intercepts causes #VMEXIT and stays
+// pending (apm-svm.md §8: "#VMEXIT(NMI) and NMI stays pending", external SMI
+// likewise, INIT likewise; KVM's svm_check_nested_events synthesizes the exit
+// without consuming nmi_pending/smi_pending). GIF = 0 after the exit holds it
+// until L1's STGI, when L1 takes it.
+TEST(Review, InterceptedExternalEventStaysPendingForL1) {
+    Machine m;
+    ASSERT_TRUE(m.mem.map(0x38000, 0x8000));
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::SMI);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto r = m.vcpu.external(cpu::EventKind::smi);
+    ASSERT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::SMI);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_NE(m.vcpu.pending_events(), 0U);
+    EXPECT_EQ(m.vcpu.l1_stgi().outcome, Outcome::smm_entered);  // L1 takes the SMI itself
+}
+
+// vmcb02's TLB_CONTROL must be an encoding the CPU has: FLUSH_ASID (3) and
+// FLUSH_ASID_LOCAL (7) need FlushByAsid (APM 15.16.1, apm-svm.md §10); a
+// CPU without it only has DO_NOTHING (0) and FLUSH_ALL (1).
+TEST(Review, Vmcb02TlbControlIsDefinedOnTheCpu) {
+    Machine m;
+    m.cpu.set(checks::Feature::flushbyasid, false);
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::tlb_ctl), arch::tlb_ctl::FLUSH_ALL);
+    Machine n;
+    ASSERT_TRUE(n.cpu.has(checks::Feature::flushbyasid));
+    n.put(valid_vmcb12());
+    ASSERT_EQ(n.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(n.vcpu.vmcb02().get(FieldId::tlb_ctl), arch::tlb_ctl::FLUSH_ASID);
+}
+
+// Nested vGIF: L2's CLGI clears V_GIF in vmcb02. KVM syncs it into the
+// cached vmcb12 controls after every exit from L2 (nested_sync_control_from_
+// vmcb02, kvm-nsvm.md §5.1), which is what KVM_GET_NESTED_STATE saves; so a
+// save/restore keeps L2's virtual GIF, and the later #VMEXIT reports it in
+// vmcb12.int_ctl.
+TEST(Review, SaveRestoreKeepsL2VirtualGif) {
+    Machine m;
+    ASSERT_TRUE(m.cpu.has(checks::Feature::vgif));
+    auto v = valid_vmcb12();
+    v.set(FieldId::int_ctl, arch::int_ctl::V_GIF_ENABLE | arch::int_ctl::V_GIF);
+    v.set_intercept(ic::CPUID);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_NE(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::clgi, .insn_len = 3}).outcome,
+              Outcome::vmexit_to_l1);
+    ASSERT_EQ(m.vcpu.vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_GIF, 0U);
+    const auto before = m.vcpu.vmcb02();
+    const auto blob = m.vcpu.save_state();
+    ASSERT_TRUE(m.vcpu.restore_state(blob));
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::int_ctl), before.get(FieldId::int_ctl));
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid}).outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(m.vmcb12().get(FieldId::int_ctl) & arch::int_ctl::V_GIF, 0U);
+}
+
+// CET supervisor state is VMRUN state: with SHSTK, vmcb02's S_CET, SSP and
+// ISST_ADDR come from vmcb12 (KVM nested_vmcb02_prepare_save, kvm-nsvm.md §3
+// step 8.5.3 and §1.8 "VMRUN state"; APM 15.5.1 checks S_CET), and the
+// #VMEXIT writes them back to vmcb12 (§5.2).
+TEST(Review, CetStateIsLoadedIntoVmcb02AndWrittenBack) {
+    Machine m;
+    ASSERT_TRUE(m.cpu.has(checks::Feature::shstk));
+    auto v = valid_vmcb12();
+    v.set(FieldId::s_cet, 0x1);  // SH_STK_EN
+    v.set(FieldId::ssp, 0x7FF8);
+    v.set(FieldId::isst_addr, 0x9000);
+    v.set_intercept(ic::CPUID);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::s_cet), 0x1U);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::ssp), 0x7FF8U);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::isst_addr), 0x9000U);
+    // L1 scribbles vmcb12's copy while L2 runs: the #VMEXIT rewrites it from vmcb02.
+    ASSERT_TRUE(m.mem.write_u64(kVmcb12 + arch::info(FieldId::ssp).offset, 0xDEAD0));
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid}).outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(m.vmcb12().get(FieldId::ssp), 0x7FF8U);
+}
+
+// L2's VMMCALL, SKINIT and RSM that L1 does not intercept exit only because
+// L0 intercepts them for L1. L0 must not act on them for L2 (a VMMCALL would
+// be a hypercall to L0 behind L1's back): KVM never handles L2's VMMCALL
+// (kvm-nsvm.md §6.5 step 3; "Fix #UD on VMMCALL issues", §9.2), SKINIT is
+// #UD (not offered), RSM outside SMM is #UD. So L2 gets #UD, RIP unchanged.
+TEST(Review, L2VmmcallSkinitRsmNotInterceptedByL1AreUdInL2) {
+    Machine m;
+    m.put(valid_vmcb12());  // no VMMCALL/SKINIT/RSM intercept in vmcb12
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    for (auto k : {cpu::EventKind::vmmcall, cpu::EventKind::skinit, cpu::EventKind::rsm}) {
+        const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+        const auto r = m.vcpu.l2_event(cpu::Event{.kind = k, .insn_len = 3});
+        EXPECT_EQ(r.outcome, Outcome::exception) << cpu::event_name(k);
+        EXPECT_EQ(r.vector, 6) << cpu::event_name(k);
+        EXPECT_NE(r.owner, nested::Owner::l1);
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip) << cpu::event_name(k);
+    }
+    // L1 intercepting VMMCALL still gets it.
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::VMMCALL);
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmmcall}).outcome, Outcome::vmexit_to_l1);
+}
+
+// L1 instructions only while L1 runs (the model's contract, l1_instruction_
+// gates): VMMCALL, WRMSR and RDMSR by "L1" while L2 runs must not advance
+// L1's RIP or change L1's MSRs behind L2's back.
+TEST(Review, L1VmmcallAndMsrAccessOnlyWhileL1Runs) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto l1 = m.vcpu.vmcb01();
+    EXPECT_EQ(m.vcpu.l1_vmmcall().outcome, Outcome::exception);
+    EXPECT_EQ(m.vcpu.l1_wrmsr(arch::msr::STAR, 0x1234).outcome, Outcome::exception);
+    EXPECT_EQ(m.vcpu.l1_wrmsr(arch::msr::EFER, 0xD00).outcome, Outcome::exception);  // would clear SVME
+    std::uint64_t val = 0;
+    EXPECT_EQ(m.vcpu.l1_rdmsr(arch::msr::STAR, val).outcome, Outcome::exception);
+    EXPECT_EQ(m.vcpu.vmcb01(), l1);
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
 }

@@ -28,7 +28,7 @@ struct DiffOptions {
     bool verbose = false;
     std::size_t batch = 16384;
     std::size_t jobs = 1;
-    int stall_ms = 5000;
+    int stall_ms = 0;
     bool boundary = false;
     std::optional<std::uint64_t> seed;
     std::uint64_t count = 0;
@@ -182,7 +182,11 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
     sub->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
-    sub->add_option("--stall-ms", o.stall_ms, "kill a boot whose progress stalls this long")->capture_default_str();
+    sub->add_option("--stall-ms", o.stall_ms,
+                    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 1000 ms once "
+                    "the image runs, bochs 5000 ms)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 3600000));
     sub->add_option("vectors", o.files, "vector files; - for stdin");
     sub->callback([&status] { status = run_diff(o); });
 }};

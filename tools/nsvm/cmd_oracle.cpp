@@ -25,7 +25,7 @@ struct OracleOptions {
     bool keep = false;
     std::size_t batch = 16384;
     std::size_t jobs = 1;
-    int stall_ms = 5000;
+    int stall_ms = 0;
     std::vector<std::string> files;
     std::uint64_t iterations = 0;  // timing; 0: the backend's default
 };
@@ -125,7 +125,11 @@ const Registrar reg{40, [](CLI::App& app, int& status) {
     run->add_flag("--json", o.json, "one JSON object per vector (the result format of docs/oracle.md)");
     run->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
     run->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")->capture_default_str()->check(CLI::Range(1, 256));
-    run->add_option("--stall-ms", o.stall_ms, "kill a boot whose progress stalls this long")->capture_default_str();
+    run->add_option("--stall-ms", o.stall_ms,
+                    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 1000 ms once "
+                    "the image runs, bochs 5000 ms)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 3600000));
     run->add_flag("--keep", o.keep, "keep the RAM file, disk image and logs");
     run->add_option("vectors", o.files, "vector files; - for stdin")->required();
     run->callback([&status] { status = run_oracle(o); });
