@@ -1,6 +1,7 @@
 #include "nsvm/cpu/memory.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace nsvm::cpu {
 
@@ -13,6 +14,8 @@ GuestMemory& GuestMemory::operator=(const GuestMemory& o) {
     GuestMemory tmp(o);
     maxphyaddr_ = tmp.maxphyaddr_;
     pages_ = std::move(tmp.pages_);
+    last_page_ = ~std::uint64_t{0};
+    last_ = nullptr;
     watched_ = tmp.watched_;
     watched_reads_ = 0;
     return *this;
@@ -35,12 +38,15 @@ bool GuestMemory::map(std::uint64_t gpa, std::uint64_t size) {
 }
 
 const GuestMemory::Page* GuestMemory::find(std::uint64_t page) const noexcept {
+    if (page == last_page_) return last_;
     const auto it = pages_.find(page);
-    return it == pages_.end() ? nullptr : it->second.get();
+    if (it == pages_.end()) return nullptr;
+    last_page_ = page;
+    last_ = it->second.get();
+    return last_;
 }
 GuestMemory::Page* GuestMemory::find(std::uint64_t page) noexcept {
-    const auto it = pages_.find(page);
-    return it == pages_.end() ? nullptr : it->second.get();
+    return const_cast<Page*>(std::as_const(*this).find(page));
 }
 
 bool GuestMemory::backed(std::uint64_t gpa) const noexcept { return in_range(gpa, 1) && find(page_of(gpa)); }

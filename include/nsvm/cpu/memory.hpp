@@ -66,6 +66,11 @@ private:
 
     unsigned maxphyaddr_;
     std::map<std::uint64_t, std::unique_ptr<Page>> pages_;
+    /// The last page found: VMRUN and #VMEXIT touch the same vmcb12 page
+    /// field after field. Pages are never unmapped and live behind stable
+    /// pointers, so the entry stays valid until this object is reassigned.
+    mutable std::uint64_t last_page_ = ~std::uint64_t{0};
+    mutable Page* last_ = nullptr;
     std::uint64_t watched_ = ~std::uint64_t{0};
     mutable std::uint64_t watched_reads_ = 0;
 };
