@@ -41,6 +41,13 @@ using BootFn = std::function<BootOutcome(std::span<std::uint8_t> region, std::si
                                                           std::string_view cpu_model, std::vector<Result>& out,
                                                           RunStats& stats);
 
+/// A vector whose EFER.LMA disagrees with EFER.LME && CR0.PG (APM 3.1.7).
+/// QEMU 7.2 accepts it, and afterwards nested paging in later vectors of the
+/// same boot stops faulting where it must (nsvm diff found it: a #NPF beyond
+/// the nested tables became a successful load). Runners run such vectors
+/// after all the others of a boot, so they cannot affect them.
+[[nodiscard]] bool taints_later_vectors(const Vector& v) noexcept;
+
 /// What both emulator runners share: splitting the vectors into batches of
 /// RunnerOptions::batch_size (one boot or more each), results appended in
 /// place (a Result holds a 4 KiB VMCB: copies cost more than the decoding).

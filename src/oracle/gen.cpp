@@ -33,6 +33,11 @@ Vector base_vector(BaseMode mode, Program p) {
     m.set_intercept(ic::HLT);
     m.set_intercept(ic::SHUTDOWN);
     m.set(FieldId::asid, 1);
+    // Every vector starts from a flushed TLB: all vectors share ASID 1, and
+    // translations a previous vector cached for it may legally be used
+    // unless VMRUN flushes them (APM 15.16.1). nsvm diff found QEMU reusing
+    // a previous vector's mapping where nested paging should fault.
+    m.set(FieldId::tlb_ctl, 1);
     m.set(FieldId::iopm_base_pa, NSVM_OR_IOPM_PA);
     m.set(FieldId::msrpm_base_pa, NSVM_OR_MSRPM_PA);
     const bool is64 = mode == BaseMode::long64;

@@ -255,7 +255,12 @@ private:
         s.rsp = v.vmcb.get(FieldId::rsp);
         s.rflags = v.vmcb.get(FieldId::rflags);
         s.rax = v.vmcb.get(FieldId::rax);
-        if (!s.code64 && !code32) s.known = false;  // 16-bit code: frames not followed
+        if (!s.code64 && !code32) {
+            // oracle/image/l2.S is 32/64-bit code; as 16-bit code (for example
+            // CS.L = 1 with long mode inactive, CS.D = 0) it means other things.
+            unknown(p, "L2's code segment is 16-bit; the image's programs are 32/64-bit code");
+            return;
+        }
         if (ev & arch::event::V) {
             // APM 15.20: the injected event is delivered through the L2 IDT
             // before the first instruction, bypassing the exception intercepts.

@@ -223,13 +223,43 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
     return {};
 }
 
+bool taints_later_vectors(const Vector& v) noexcept {
+    const auto efer = v.vmcb.get(arch::FieldId::efer);
+    const auto cr0 = v.vmcb.get(arch::FieldId::cr0);
+    constexpr std::uint64_t kLma = std::uint64_t{1} << 10, kLme = std::uint64_t{1} << 8, kPg = std::uint64_t{1} << 31;
+    return ((efer & kLma) != 0) != ((efer & kLme) != 0 && (cr0 & kPg) != 0);
+}
+
 nsvm::expected<std::vector<Result>, std::string> BatchedRunner::run(std::span<const Vector> vectors) {
     std::vector<Result> all;
     all.reserve(vectors.size());
     const std::size_t bs = std::max<std::size_t>(1, o_.batch_size);
+    std::vector<Vector> reordered;
+    std::vector<std::size_t> order;
+    std::vector<Result> part;
     for (std::size_t at = 0; at < vectors.size(); at += bs) {
         const auto chunk = vectors.subspan(at, std::min(bs, vectors.size() - at));
-        if (auto e = run_chunk(chunk, all); !e) return nsvm::unexpected(e.error());
+        // Vectors that leave an emulator in a state later VMRUNs feel run
+        // last in their boot (taints_later_vectors); results keep the order.
+        order.clear();
+        for (std::size_t i = 0; i < chunk.size(); ++i)
+            if (!taints_later_vectors(chunk[i])) order.push_back(i);
+        const std::size_t clean = order.size();
+        for (std::size_t i = 0; i < chunk.size(); ++i)
+            if (taints_later_vectors(chunk[i])) order.push_back(i);
+        bool identity = true;
+        for (std::size_t i = 0; i < order.size(); ++i) identity = identity && order[i] == i;
+        if (identity || clean == 0) {
+            if (auto e = run_chunk(chunk, all); !e) return nsvm::unexpected(e.error());
+        } else {
+            reordered.clear();
+            for (auto i : order) reordered.push_back(chunk[i]);
+            part.clear();
+            if (auto e = run_chunk(reordered, part); !e) return nsvm::unexpected(e.error());
+            const std::size_t base = all.size();
+            all.resize(base + chunk.size());
+            for (std::size_t k = 0; k < order.size(); ++k) all[base + order[k]] = std::move(part[k]);
+        }
         if (o_.progress) o_.progress(all.size(), vectors.size());
     }
     return all;
@@ -360,7 +390,7 @@ public:
     explicit QemuRunner(RunnerOptions o, fs::path image) : BatchedRunner(std::move(o)), image_(std::move(image)) {
         if (o_.cpu_model.empty()) o_.cpu_model = o_.backend == Backend::qemu_kvm ? "host" : "max";
         if (o_.work_dir.empty()) o_.work_dir = default_work_dir();
-        if (o_.stall_timeout.count() == 0) o_.stall_timeout = std::chrono::milliseconds(1000);
+        if (o_.stall_timeout.count() == 0) o_.stall_timeout = std::chrono::milliseconds(500);
     }
 
 private:

@@ -6,6 +6,7 @@
 // sharded by `--shard i/n`. A campaign runs in chunks, so memory stays flat
 // however large --count is, and `--jobs J` runs J emulator processes at once.
 #include <chrono>
+#include <future>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -54,13 +55,22 @@ public:
         runner_ = std::move(*r);
     }
 
-    void run(std::span<const oracle::Vector> vectors) {
-        if (vectors.empty()) return;
+    void run(std::span<const oracle::Vector> vectors) { report(vectors, emulate(vectors)); }
+
+    /// The emulator side of a chunk (the calling thread waits for it).
+    [[nodiscard]] std::vector<oracle::Result> emulate(std::span<const oracle::Vector> vectors) {
+        if (vectors.empty()) return {};
         auto results = runner_->run(vectors);
         if (!results) throw Exit{kFailed, results.error()};
+        return std::move(*results);
+    }
+
+    /// The model side and the comparison; prints and counts. Chunks are
+    /// reported one after the other, in order (one reporting thread at a time).
+    void report(std::span<const oracle::Vector> vectors, const std::vector<oracle::Result>& results) {
         for (std::size_t i = 0; i < vectors.size(); ++i) {
             const auto p = model_->predict(vectors[i]);
-            const auto d = oracle::compare(vectors[i], p, (*results)[i], backend_, *m_.profile);
+            const auto d = oracle::compare(vectors[i], p, results[i], backend_, *m_.profile);
             summary_.add(d);
             if (o_.json) {
                 std::cout << oracle::to_json_line(d) << '\n';
@@ -151,12 +161,27 @@ int run_diff(DiffOptions& o) {
     Differ differ(o, *backend, m);
     differ.run(vectors);
     vectors.clear();
-    // Random vectors in chunks of one batch per job.
+    // Random vectors in chunks of one batch per job, pipelined: while the
+    // emulators run chunk k, one thread generates chunk k+1 and another
+    // predicts, compares and prints chunk k-1, so the emulators never wait.
     const std::uint64_t chunk = static_cast<std::uint64_t>(o.batch) * o.jobs * g.shard_count;
+    const auto generate = [&g, &o, chunk](std::uint64_t first) {
+        return first < o.count ? oracle::generate_random(g, first, std::min(chunk, o.count - first))
+                               : std::vector<oracle::Vector>{};
+    };
+    std::vector<oracle::Vector> cur = generate(0), prev;
+    std::vector<oracle::Result> prev_results;
+    std::future<void> reporting;
     for (std::uint64_t first = 0; first < o.count; first += chunk) {
-        const auto part = oracle::generate_random(g, first, std::min(chunk, o.count - first));
-        differ.run(part);
+        auto next = std::async(std::launch::async, generate, first + chunk);
+        auto results = differ.emulate(cur);
+        if (reporting.valid()) reporting.get();
+        prev = std::move(cur);
+        prev_results = std::move(results);
+        reporting = std::async(std::launch::async, [&differ, &prev, &prev_results] { differ.report(prev, prev_results); });
+        cur = next.get();
     }
+    if (reporting.valid()) reporting.get();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return differ.finish(wall);
 }
@@ -183,7 +208,7 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
         ->capture_default_str()
         ->check(CLI::Range(1, 256));
     sub->add_option("--stall-ms", o.stall_ms,
-                    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 1000 ms once "
+                    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 500 ms once "
                     "the image runs, bochs 5000 ms)")
         ->capture_default_str()
         ->check(CLI::Range(0, 3600000));

@@ -126,7 +126,7 @@ const Registrar reg{40, [](CLI::App& app, int& status) {
     run->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
     run->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")->capture_default_str()->check(CLI::Range(1, 256));
     run->add_option("--stall-ms", o.stall_ms,
-                    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 1000 ms once "
+                    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 500 ms once "
                     "the image runs, bochs 5000 ms)")
         ->capture_default_str()
         ->check(CLI::Range(0, 3600000));

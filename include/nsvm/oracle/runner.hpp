@@ -44,7 +44,7 @@ struct RunnerOptions {
     /// contiguous parts, one backend runner (and process) per part.
     std::size_t jobs = 1;
     /// A boot is killed when the progress counter does not move for this long.
-    /// 0: the backend's default. QEMU: 1 s without progress once the image
+    /// 0: the backend's default. QEMU: 0.5 s without progress once the image
     /// runs (a vector takes tens of microseconds; the boot itself is covered
     /// by boot_timeout, so a loaded machine does not fail slow boots). Bochs:
     /// 5 s, counted from the start (its progress is the port-0xE9 log).
