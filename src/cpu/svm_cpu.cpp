@@ -456,25 +456,7 @@ SvmResult SvmCpu::vmexit_invalid(const checks::Check* failed) noexcept {
     using namespace arch;
     // The one failure path: #VMEXIT(VMEXIT_INVALID). No guest state was
     // loaded, so the "guest state" a profile writes back is the host's.
-    if (profile_->failure_writeback == checks::FailureWriteback::host_state) {
-        vmcb_store_segment(Seg::es, regs_.es);
-        vmcb_store_segment(Seg::cs, regs_.cs);
-        vmcb_store_segment(Seg::ss, regs_.ss);
-        vmcb_store_segment(Seg::ds, regs_.ds);
-        vmcb_store_segment(Seg::gdtr, regs_.gdtr);
-        vmcb_store_segment(Seg::idtr, regs_.idtr);
-        vmcb_store(FieldId::efer, regs_.efer);
-        vmcb_store(FieldId::cr0, regs_.cr0);
-        vmcb_store(FieldId::cr3, regs_.cr3);
-        vmcb_store(FieldId::cr4, regs_.cr4);
-        vmcb_store(FieldId::rflags, regs_.rflags);
-        vmcb_store(FieldId::rip, regs_.rip);
-        vmcb_store(FieldId::rsp, regs_.rsp);
-        vmcb_store(FieldId::rax, regs_.rax);
-        vmcb_store(FieldId::dr7, regs_.dr7);
-        vmcb_store(FieldId::dr6, regs_.dr6);
-        vmcb_store(FieldId::cpl, regs_.cpl);
-    }
+    if (profile_->failure_writeback == checks::FailureWriteback::host_state) store_loaded_registers(false);
     // APM 15.5.1 / Appendix C: EXITCODE = -1; EXITINFO1/2 = 0.
     vmcb_store(FieldId::exit_code, exit_code_form(ec::INVALID));
     vmcb_store(FieldId::exit_info_1, 0);
@@ -497,8 +479,7 @@ SvmResult SvmCpu::vmexit_invalid(const checks::Check* failed) noexcept {
 // ---------------------------------------------------------------------------
 // #VMEXIT (APM 15.6)
 
-void SvmCpu::save_guest_state() noexcept {
-    // Step 2: the state VMRUN loaded, V_TPR/V_IRQ and the interrupt shadow.
+void SvmCpu::store_loaded_registers(bool with_cr2) noexcept {
     vmcb_store_segment(Seg::es, regs_.es);
     vmcb_store_segment(Seg::cs, regs_.cs);
     vmcb_store_segment(Seg::ss, regs_.ss);
@@ -507,7 +488,7 @@ void SvmCpu::save_guest_state() noexcept {
     vmcb_store_segment(Seg::idtr, regs_.idtr);
     vmcb_store(FieldId::efer, regs_.efer);
     vmcb_store(FieldId::cr0, regs_.cr0);
-    vmcb_store(FieldId::cr2, regs_.cr2);
+    if (with_cr2) vmcb_store(FieldId::cr2, regs_.cr2);
     vmcb_store(FieldId::cr3, regs_.cr3);
     vmcb_store(FieldId::cr4, regs_.cr4);
     vmcb_store(FieldId::rflags, regs_.rflags);
@@ -517,6 +498,11 @@ void SvmCpu::save_guest_state() noexcept {
     vmcb_store(FieldId::dr6, regs_.dr6);
     vmcb_store(FieldId::dr7, regs_.dr7);
     vmcb_store(FieldId::cpl, regs_.cpl);
+}
+
+void SvmCpu::save_guest_state() noexcept {
+    // Step 2: the state VMRUN loaded, V_TPR/V_IRQ and the interrupt shadow.
+    store_loaded_registers(true);
     if (np_enabled()) vmcb_store(FieldId::g_pat, regs_.pat);
     // int_ctl as read, with the bits the processor updates while the guest
     // runs (V_TPR, V_IRQ, V_GIF, V_NMI, V_NMI_MASK) at their current values.

@@ -34,8 +34,9 @@ struct Machine {
     checks::CpuModel cpu = checks::default_model();
     cpu::GuestMemory mem{cpu.maxphyaddr};
     nested::Vcpu vcpu;
-    explicit Machine(checks::ProfileId p = checks::ProfileId::kvm, nested::Options o = {})
-        : vcpu(cpu, checks::profile(p), mem, nested::L0Config::kvm_default(), o) {
+    explicit Machine(checks::ProfileId p = checks::ProfileId::kvm, nested::Options o = {},
+                     nested::L0Config l0 = nested::L0Config::kvm_default())
+        : vcpu(cpu, checks::profile(p), mem, l0, o) {
         EXPECT_TRUE(mem.map(kVmcb12));
         EXPECT_TRUE(mem.map(kHsave));
         EXPECT_TRUE(mem.map(kMsrpm, cpu::kMsrpmSize));
@@ -431,27 +432,14 @@ TEST(Gating, L1IntrWaitsForIfAndGif) {
 namespace {
 // A Machine whose L0 passes some I/O ports through to L1 (scenario key
 // l0.passthrough_ports); everything else as L0Config::kvm_default().
-struct PortMachine {
-    checks::CpuModel cpu = checks::default_model();
-    cpu::GuestMemory mem{cpu.maxphyaddr};
-    nested::Vcpu vcpu;
+struct PortMachine : Machine {
     static nested::L0Config l0_with_port(std::uint16_t port) {
         auto c = nested::L0Config::kvm_default();
         c.passthrough_ports[c.passthrough_port_count++] = port;
         return c;
     }
-    explicit PortMachine(std::uint16_t port)
-        : vcpu(cpu, checks::profile(checks::ProfileId::kvm), mem, l0_with_port(port)) {
-        EXPECT_TRUE(mem.map(kVmcb12));
-        EXPECT_TRUE(mem.map(kHsave));
-        EXPECT_TRUE(mem.map(kMsrpm, cpu::kMsrpmSize));
-        EXPECT_TRUE(mem.map(kIopm, cpu::kIopmSize));
-        vcpu.set_vm_hsave_pa(kHsave);
-        vcpu.vmcb01().set(FieldId::rax, kVmcb12);
-        vcpu.vmcb01().set(FieldId::rip, 0x1000);
-    }
-};
-}  // namespace
+    explicit PortMachine(std::uint16_t port) : Machine(checks::ProfileId::kvm, {}, l0_with_port(port)) {}
+};}  // namespace
 
 // Events held while GIF = 0 are pending events of the vCPU (KVM: nmi_pending,
 // smi_pending, the LAPIC IRR, a latched INIT). A #VMEXIT, VMEXIT_INVALID

@@ -215,6 +215,9 @@ private:
 
     // #VMEXIT steps.
     void save_guest_state() noexcept;
+    /// The registers VMRUN loads, into the VMCB's save area (segments, EFER,
+    /// CRs, RFLAGS, RIP, RSP, RAX, DR6/7, CPL); CR2 only for a real #VMEXIT.
+    void store_loaded_registers(bool with_cr2) noexcept;
     void write_exit_fields(std::uint64_t code, std::uint64_t info1, std::uint64_t info2, std::uint64_t exit_int_info,
                            std::uint64_t next_rip) noexcept;
     void clear_guest_controls() noexcept;
