@@ -19,8 +19,6 @@ struct CheckOptions {
     ModelOptions model;
 };
 
-std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
-
 std::string verdict_line(const checks::Report& r) {
     switch (r.verdict) {
         case checks::Verdict::valid: return "VMRUN would succeed";
