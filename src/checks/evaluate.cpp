@@ -2,6 +2,9 @@
 // first failure of a stage range, and the full report.
 #include "nsvm/checks/evaluate.hpp"
 
+#include <span>
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "nsvm/arch/exit_codes.hpp"
@@ -15,6 +18,24 @@ bool none_violated(const rules::View& v, ProfileMask pm, rules::List<R...>) noex
     // A fold over the rule types: each predicate is a direct, inlinable call;
     // no table, no indirect call, no allocation.
     return (... && (((R::mask & pm) == 0) || !R::test(v)));
+}
+
+/// The first rule of `rules` (catalogue index I) that applies to the profile,
+/// belongs to a stage in [first, last], is not `skip` and is violated. One
+/// View for the whole scan: the VMCB is decoded once, not once per check.
+template <class... R, std::size_t... I>
+const Check* first_violated(const rules::View& v, ProfileMask pm, Stage first, Stage last, const Check* skip,
+                            rules::List<R...>, std::index_sequence<I...>) noexcept {
+    const std::span<const Check> all = catalogue();
+    const Check* found = nullptr;
+    (void)(... || ((R::mask & pm) != 0 && R::stage >= first && R::stage <= last && &all[I] != skip && R::test(v) &&
+                   (found = &all[I]) != nullptr));
+    return found;
+}
+
+template <class... R>
+constexpr auto index_sequence_of(rules::List<R...>) noexcept {
+    return std::index_sequence_for<R...>{};
 }
 
 bool applies(const Check& c, const Profile& p) noexcept { return (c.profiles & mask_of(p.id)) != 0; }
@@ -36,12 +57,10 @@ bool vmrun_would_succeed(const Context& ctx) noexcept {
     return none_violated(v, mask_of(ctx.profile.id), rules::AllRules{});
 }
 
-const Check* first_failure(const Context& ctx, Stage first, Stage last) noexcept {
-    for (const auto& c : catalogue()) {
-        if (c.stage < first || c.stage > last || !applies(c, ctx.profile)) continue;
-        if (c.violated(ctx)) return &c;
-    }
-    return nullptr;
+const Check* first_failure(const Context& ctx, Stage first, Stage last, const Check* skip) noexcept {
+    const rules::View v(ctx);
+    return first_violated(v, mask_of(ctx.profile.id), first, last, skip, rules::AllRules{},
+                          index_sequence_of(rules::AllRules{}));
 }
 
 Report evaluate(const Context& ctx) {

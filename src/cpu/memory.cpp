@@ -124,6 +124,13 @@ bool GuestMemory::peek_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
     return true;
 }
 
+std::optional<arch::VmcbView> GuestMemory::vmcb_in_place(std::uint64_t gpa) noexcept {
+    if ((gpa & (kPageSize - 1)) != 0 || !in_range(gpa, kPageSize)) return std::nullopt;
+    Page* p = find(gpa);
+    if (!p) return std::nullopt;
+    return arch::VmcbView(*p);
+}
+
 bool GuestMemory::write_vmcb(std::uint64_t gpa, const arch::Vmcb& in) noexcept {
     if ((gpa & (kPageSize - 1)) != 0) return false;
     return write(gpa, in.page());

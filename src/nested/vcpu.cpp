@@ -127,22 +127,6 @@ void Vcpu::skip_l1_instruction(std::uint8_t len) noexcept {
     vmcb01_.set(FieldId::rip, vmcb01_.get(FieldId::rip) + len);
 }
 
-bool Vcpu::write_vmcb12_field(FieldId id, std::uint64_t v) noexcept {
-    const auto& f = arch::info(id);
-    std::array<std::uint8_t, 8> b{};
-    arch::store_le(b, 0, f.width, v);
-    return mem_->write(vmcb12_gpa_ + f.offset, std::span<const std::uint8_t>(b.data(), f.width));
-}
-
-bool Vcpu::write_vmcb12_segment(arch::Seg s, const arch::Segment& v) noexcept {
-    std::array<std::uint8_t, 16> b{};
-    arch::store_le(b, 0, 2, v.selector);
-    arch::store_le(b, 2, 2, v.attrib);
-    arch::store_le(b, 4, 4, v.limit);
-    arch::store_le(b, 8, 8, v.base);
-    return mem_->write(vmcb12_gpa_ + arch::kSaveAreaOffset + 16 * static_cast<std::size_t>(s), b);
-}
-
 const char* Vcpu::check_invariants() const noexcept {
     if (mode_ == Mode::l2) {
         // L0's intercepts are a subset of vmcb02's (an L1 cannot switch off

@@ -9,35 +9,7 @@ namespace ec = arch::exit_code;
 using arch::FieldId;
 using arch::Seg;
 
-void Vcpu::sync_vmcb02_to_vmcb12(const cpu::ExitInfo& x) noexcept {
-    // §5.2: exactly the fields KVM writes; never intercepts, maps, TSC
-    // offset, ASID, tlb_ctl, nCR3, misc_ctl*, pause filter, clean bits or
-    // the VMLOAD/VMSAVE state.
-    for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr})
-        (void)write_vmcb12_segment(s, vmcb02_.segment(s));
-    // EFER as L2 sees it: SVME only if L1 gave it.
-    const std::uint64_t efer = (vmcb02_.get(FieldId::efer) & ~arch::efer::SVME) |
-                               (cache_.get(FieldId::efer) & arch::efer::SVME);
-    (void)write_vmcb12_field(FieldId::efer, efer);
-    for (FieldId f : {FieldId::cr0, FieldId::cr3, FieldId::cr2, FieldId::cr4, FieldId::rflags, FieldId::rip,
-                      FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
-        (void)write_vmcb12_field(f, vmcb02_.get(f));
-    if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0)
-        (void)write_vmcb12_field(FieldId::g_pat, vmcb02_.get(FieldId::g_pat));
-    if (cpu_->has(checks::Feature::shstk)) {  // §5.2: S_CET, ISST_ADDR, SSP with SHSTK
-        for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr})
-            (void)write_vmcb12_field(f, vmcb02_.get(f));
-    }
-    (void)write_vmcb12_field(FieldId::int_state, vmcb02_.get(FieldId::int_state));
-    const bool failure = ec::is_vmrun_failure(x.code);
-    (void)write_vmcb12_field(FieldId::exit_code, x.code);
-    (void)write_vmcb12_field(FieldId::exit_info_1, x.info1);
-    (void)write_vmcb12_field(FieldId::exit_info_2, x.info2);
-    if (!failure) {
-        (void)write_vmcb12_field(FieldId::exit_int_info, vmcb02_.get(FieldId::exit_int_info));
-        (void)write_vmcb12_field(FieldId::exit_int_info_err, vmcb02_.get(FieldId::exit_int_info_err));
-    }
-    if (opts_.nrips) (void)write_vmcb12_field(FieldId::next_rip, x.next_rip);
+void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& x) noexcept {
     // int_ctl: L1's value with the bits the processor updates synced back
     // (§5.1): V_IRQ and V_TPR, V_GIF with nested vGIF, vNMI bits with nested vNMI.
     std::uint64_t sync = arch::int_ctl::V_TPR | arch::int_ctl::V_IRQ;
@@ -45,12 +17,41 @@ void Vcpu::sync_vmcb02_to_vmcb12(const cpu::ExitInfo& x) noexcept {
     if (cpu_->has(checks::Feature::vgif) && (i12 & arch::int_ctl::V_GIF_ENABLE)) sync |= arch::int_ctl::V_GIF;
     if (cpu_->has(checks::Feature::vnmi) && (i12 & arch::int_ctl::V_NMI_ENABLE))
         sync |= arch::int_ctl::V_NMI_PENDING | arch::int_ctl::V_NMI_BLOCKING;
-    const std::uint64_t int_ctl = (i12 & ~sync) | (vmcb02_.get(FieldId::int_ctl) & sync);
+    const std::uint64_t int_ctl = (i12 & ~sync) | (vmcb02.get(FieldId::int_ctl) & sync);
     cache_.set(FieldId::int_ctl, int_ctl);
-    (void)write_vmcb12_field(FieldId::int_ctl, int_ctl);
+
+    // vmcb12 was read at VMRUN and pages are never unmapped; without it
+    // there is nothing to write back to.
+    const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_);
+    if (!vmcb12) return;
+    // §5.2: exactly the fields KVM writes; never intercepts, maps, TSC
+    // offset, ASID, tlb_ctl, nCR3, misc_ctl*, pause filter, clean bits or
+    // the VMLOAD/VMSAVE state.
+    for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr}) vmcb12->set_segment(s, vmcb02.segment(s));
+    // EFER as L2 sees it: SVME only if L1 gave it.
+    vmcb12->set(FieldId::efer, (vmcb02.get(FieldId::efer) & ~arch::efer::SVME) |
+                                   (cache_.get(FieldId::efer) & arch::efer::SVME));
+    for (FieldId f : {FieldId::cr0, FieldId::cr3, FieldId::cr2, FieldId::cr4, FieldId::rflags, FieldId::rip,
+                      FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
+        vmcb12->set(f, vmcb02.get(f));
+    if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0)
+        vmcb12->set(FieldId::g_pat, vmcb02.get(FieldId::g_pat));
+    if (cpu_->has(checks::Feature::shstk)) {  // §5.2: S_CET, ISST_ADDR, SSP with SHSTK
+        for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr}) vmcb12->set(f, vmcb02.get(f));
+    }
+    vmcb12->set(FieldId::int_state, vmcb02.get(FieldId::int_state));
+    vmcb12->set(FieldId::exit_code, x.code);
+    vmcb12->set(FieldId::exit_info_1, x.info1);
+    vmcb12->set(FieldId::exit_info_2, x.info2);
+    if (!ec::is_vmrun_failure(x.code)) {
+        vmcb12->set(FieldId::exit_int_info, vmcb02.get(FieldId::exit_int_info));
+        vmcb12->set(FieldId::exit_int_info_err, vmcb02.get(FieldId::exit_int_info_err));
+    }
+    if (opts_.nrips) vmcb12->set(FieldId::next_rip, x.next_rip);
+    vmcb12->set(FieldId::int_ctl, int_ctl);
     // Post-series KVM and the APM: EVENTINJ is consumed.
-    (void)write_vmcb12_field(FieldId::event_inj, 0);
-    (void)write_vmcb12_field(FieldId::event_inj_err, 0);
+    vmcb12->set(FieldId::event_inj, 0);
+    vmcb12->set(FieldId::event_inj_err, 0);
 }
 
 void Vcpu::restore_l1_from_vmcb01() noexcept {
@@ -74,7 +75,7 @@ void Vcpu::restore_l1_from_vmcb01() noexcept {
 }
 
 StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
-    sync_vmcb02_to_vmcb12(x);
+    sync_vmcb02_to_vmcb12(vmcb02_, x);
     gif_ = false;  // APM 15.6 step 1
     restore_l1_from_vmcb01();
     StepResult r;

@@ -106,16 +106,11 @@ const checks::Check* Vcpu::check_cache() const noexcept {
     // memory stage, PDPEs, belongs to load_l2_cr3). With KVM, a CR3 above
     // MAXPHYADDR outside long mode is found late, by nested_svm_load_cr3
     // (kvm-nsvm.md §2.4), so that check is deferred to load_l2_cr3 too.
+    static const checks::Check* const cr3_mbz = checks::find_check("cr3.mbz");
     const checks::Context ctx{cache_, *cpu_, *profile_, nullptr, nullptr};
     const std::uint64_t efer = cache_.get(FieldId::efer), cr0 = cache_.get(FieldId::cr0);
     const bool defer_cr3 = profile_->cr3_late_failure && !((efer & arch::efer::LME) && (cr0 & arch::cr0::PG));
-    for (const auto& c : checks::catalogue()) {
-        if (c.stage < checks::Stage::control || c.stage > checks::Stage::event) continue;
-        if ((c.profiles & checks::mask_of(profile_->id)) == 0) continue;
-        if (defer_cr3 && c.id == "cr3.mbz") continue;
-        if (c.violated(ctx)) return &c;
-    }
-    return nullptr;
+    return checks::first_failure(ctx, checks::Stage::control, checks::Stage::event, defer_cr3 ? cr3_mbz : nullptr);
 }
 
 void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
@@ -319,29 +314,30 @@ StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const
         // §5.2: with NRIPS, vmcb12.next_rip <- vmcb02.next_rip, here the
         // value prepare_vmcb02_control took from vmcb12 (§3 step 8.4.10).
         err.next_rip = prepared->get(FieldId::next_rip);
-        const arch::Vmcb live = vmcb02_;
-        vmcb02_ = *prepared;
-        sync_vmcb02_to_vmcb12(err);
-        vmcb02_ = live;  // nothing of the failed entry stays live
+        sync_vmcb02_to_vmcb12(*prepared, err);  // the live vmcb02 is untouched
     } else if (profile_->failure_writeback == checks::FailureWriteback::host_state) {
         // qemu/bochs: the state live at the failure is L1's (checks run
         // before any guest state is loaded in this model).
-        for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr})
-            (void)write_vmcb12_segment(s, vmcb01_.segment(s));
-        for (FieldId f : {FieldId::efer, FieldId::cr0, FieldId::cr3, FieldId::cr4, FieldId::rflags, FieldId::rip,
-                          FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
-            (void)write_vmcb12_field(f, vmcb01_.get(f));
+        if (const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_)) {
+            for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr})
+                vmcb12->set_segment(s, vmcb01_.segment(s));
+            for (FieldId f : {FieldId::efer, FieldId::cr0, FieldId::cr3, FieldId::cr4, FieldId::rflags, FieldId::rip,
+                              FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
+                vmcb12->set(f, vmcb01_.get(f));
+        }
     }
     // The pre-fix KVM early path (kvm-nsvm.md §4a baseline) wrote the exit
     // fields and returned: GIF unchanged, EVENTINJ untouched, no #VMEXIT
     // bookkeeping on L1's state.
     const bool pre_fix = opts_.pre_fix_gif_bug && reason == FailReason::consistency_check;
-    (void)write_vmcb12_field(FieldId::exit_code, profile_->exit_code_32bit ? ec::INVALID_32 : ec::INVALID);
-    (void)write_vmcb12_field(FieldId::exit_info_1, 0);
-    (void)write_vmcb12_field(FieldId::exit_info_2, 0);
-    if (profile_->eventinj_cleared_on_failure && !pre_fix) {
-        (void)write_vmcb12_field(FieldId::event_inj, 0);
-        (void)write_vmcb12_field(FieldId::event_inj_err, 0);
+    if (const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_)) {
+        vmcb12->set(FieldId::exit_code, profile_->exit_code_32bit ? ec::INVALID_32 : ec::INVALID);
+        vmcb12->set(FieldId::exit_info_1, 0);
+        vmcb12->set(FieldId::exit_info_2, 0);
+        if (profile_->eventinj_cleared_on_failure && !pre_fix) {
+            vmcb12->set(FieldId::event_inj, 0);
+            vmcb12->set(FieldId::event_inj_err, 0);
+        }
     }
     // GIF = 0: every #VMEXIT, VMEXIT_INVALID included, clears it (APM 15.6).
     if (!pre_fix && profile_->clear_gif_on_failure) gif_ = false;

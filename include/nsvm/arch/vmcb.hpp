@@ -32,6 +32,37 @@ struct Segment {
     friend constexpr bool operator==(const Segment&, const Segment&) = default;
 };
 
+/// A VMCB page's bytes, wherever they live (a Vmcb, a page of guest memory).
+using VmcbBytes = std::span<std::uint8_t, kVmcbSize>;
+using ConstVmcbBytes = std::span<const std::uint8_t, kVmcbSize>;
+
+// Field accessors over any VMCB page: the one implementation Vmcb and
+// VmcbView share.
+[[nodiscard]] constexpr std::uint64_t load_field(ConstVmcbBytes page, FieldId id) noexcept {
+    const auto& f = info(id);
+    return load_le(page, f.offset, f.width > 8 ? 8 : f.width);
+}
+/// Stores the low bits of `value` that fit the field.
+constexpr void store_field(VmcbBytes page, FieldId id, std::uint64_t value) noexcept {
+    const auto& f = info(id);
+    store_le(page, f.offset, f.width > 8 ? 8 : f.width, value);
+}
+[[nodiscard]] constexpr std::size_t segment_offset(Seg s) noexcept {
+    return kSaveAreaOffset + 16 * static_cast<std::size_t>(s);
+}
+[[nodiscard]] constexpr Segment load_segment(ConstVmcbBytes page, Seg s) noexcept {
+    const std::size_t base = segment_offset(s);
+    return Segment{static_cast<std::uint16_t>(load_le(page, base, 2)), static_cast<std::uint16_t>(load_le(page, base + 2, 2)),
+                   static_cast<std::uint32_t>(load_le(page, base + 4, 4)), load_le(page, base + 8, 8)};
+}
+constexpr void store_segment(VmcbBytes page, Seg s, const Segment& v) noexcept {
+    const std::size_t base = segment_offset(s);
+    store_le(page, base, 2, v.selector);
+    store_le(page, base + 2, 2, v.attrib);
+    store_le(page, base + 4, 4, v.limit);
+    store_le(page, base + 8, 8, v.base);
+}
+
 class Vmcb {
 public:
     using Page = std::array<std::uint8_t, kVmcbSize>;
@@ -39,16 +70,10 @@ public:
     constexpr Vmcb() noexcept : page_{} {}
     constexpr explicit Vmcb(const Page& page) noexcept : page_(page) {}
 
-    [[nodiscard]] constexpr std::uint64_t get(FieldId id) const noexcept {
-        const auto& f = info(id);
-        return load_le(page_, f.offset, f.width > 8 ? 8 : f.width);
-    }
+    [[nodiscard]] constexpr std::uint64_t get(FieldId id) const noexcept { return load_field(page_, id); }
     /// Stores the low bits of `value` that fit the field (callers that must
     /// reject too-wide values check `fits()` first).
-    constexpr void set(FieldId id, std::uint64_t value) noexcept {
-        const auto& f = info(id);
-        store_le(page_, f.offset, f.width > 8 ? 8 : f.width, value);
-    }
+    constexpr void set(FieldId id, std::uint64_t value) noexcept { store_field(page_, id, value); }
     [[nodiscard]] static constexpr bool fits(FieldId id, std::uint64_t value) noexcept {
         const auto& f = info(id);
         return f.width >= 8 || (value & ~width_mask(f.width)) == 0;
@@ -64,19 +89,8 @@ public:
         return std::span<std::uint8_t>(page_).subspan(f.offset, f.width);
     }
 
-    [[nodiscard]] constexpr Segment segment(Seg s) const noexcept {
-        const std::size_t base = kSaveAreaOffset + 16 * static_cast<std::size_t>(s);
-        return Segment{static_cast<std::uint16_t>(load_le(page_, base, 2)),
-                       static_cast<std::uint16_t>(load_le(page_, base + 2, 2)),
-                       static_cast<std::uint32_t>(load_le(page_, base + 4, 4)), load_le(page_, base + 8, 8)};
-    }
-    constexpr void set_segment(Seg s, const Segment& v) noexcept {
-        const std::size_t base = kSaveAreaOffset + 16 * static_cast<std::size_t>(s);
-        store_le(page_, base, 2, v.selector);
-        store_le(page_, base + 2, 2, v.attrib);
-        store_le(page_, base + 4, 4, v.limit);
-        store_le(page_, base + 8, 8, v.base);
-    }
+    [[nodiscard]] constexpr Segment segment(Seg s) const noexcept { return load_segment(page_, s); }
+    constexpr void set_segment(Seg s, const Segment& v) noexcept { store_segment(page_, s, v); }
 
     /// Intercept bit `bit` (0..191) as numbered by Linux (word = bit / 32).
     [[nodiscard]] constexpr bool intercept(unsigned bit) const noexcept {
@@ -109,6 +123,21 @@ public:
 
 private:
     Page page_;
+};
+
+/// A VMCB that lives elsewhere (a page of guest memory), written in place:
+/// the #VMEXIT write-back to vmcb12 stores field after field into the page
+/// found once, as KVM does through its kvm_vcpu_map() of vmcb12.
+class VmcbView {
+public:
+    constexpr explicit VmcbView(VmcbBytes page) noexcept : page_(page) {}
+    [[nodiscard]] constexpr std::uint64_t get(FieldId id) const noexcept { return load_field(page_, id); }
+    constexpr void set(FieldId id, std::uint64_t value) const noexcept { store_field(page_, id, value); }
+    [[nodiscard]] constexpr Segment segment(Seg s) const noexcept { return load_segment(page_, s); }
+    constexpr void set_segment(Seg s, const Segment& v) const noexcept { store_segment(page_, s, v); }
+
+private:
+    VmcbBytes page_;
 };
 
 }  // namespace nsvm::arch

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "nsvm/arch/vmcb.hpp"
@@ -47,6 +48,9 @@ public:
     [[nodiscard]] bool write_vmcb(std::uint64_t gpa, const arch::Vmcb& in) noexcept;
     /// Reads a VMCB without counting (tracing, expectations).
     [[nodiscard]] bool peek_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept;
+    /// The VMCB page at gpa (4 KiB aligned, backed) for writing in place, or
+    /// nullopt: one page lookup for a whole #VMEXIT write-back.
+    [[nodiscard]] std::optional<arch::VmcbView> vmcb_in_place(std::uint64_t gpa) noexcept;
 
     /// Counts every read (of any size) that touches this page.
     void watch(std::uint64_t page) noexcept {

@@ -198,7 +198,8 @@ private:
     [[nodiscard]] StepResult enter_nested(std::uint64_t gpa, bool from_vmrun) noexcept;
 
     // #VMEXIT phases.
-    void sync_vmcb02_to_vmcb12(const cpu::ExitInfo& x) noexcept;
+    /// `vmcb02`: the live one, or (KVM's late VMRUN failure) the one just prepared.
+    void sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& x) noexcept;
     void restore_l1_from_vmcb01() noexcept;
     [[nodiscard]] StepResult nested_vmexit(const cpu::ExitInfo& x) noexcept;
     void leave_nested() noexcept;
@@ -215,8 +216,6 @@ private:
     void shutdown() noexcept { mode_ = Mode::shutdown; }
 
     // Helpers.
-    [[nodiscard]] bool write_vmcb12_field(arch::FieldId id, std::uint64_t v) noexcept;
-    [[nodiscard]] bool write_vmcb12_segment(arch::Seg s, const arch::Segment& v) noexcept;
     [[nodiscard]] bool l1_instruction_gates(StepResult& r, bool check_rax) const noexcept;
     [[nodiscard]] cpu::ExitFeatures exit_features() const noexcept;
     void skip_l1_instruction(std::uint8_t len = 3) noexcept;
