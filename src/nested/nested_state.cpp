@@ -51,7 +51,7 @@ std::vector<std::uint8_t> Vcpu::save_state() const {
     std::copy(vmcb01_.page().begin(), vmcb01_.page().end(), b.begin() + kHeader);
     std::copy(cache_.page().begin(), cache_.page().end(), b.begin() + kHeader + arch::kVmcbSize);
     if (mode_ == Mode::l2)
-        std::copy(vmcb02_.page().begin() + arch::kSaveAreaOffset, vmcb02_.page().end(),
+        std::copy(vmcb02().page().begin() + arch::kSaveAreaOffset, vmcb02().page().end(),
                   b.begin() + kHeader + 2 * arch::kVmcbSize);
     if (smm_)
         std::copy(smram_l2_.page().begin(), smram_l2_.page().end(),
@@ -115,19 +115,16 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     if (guest) {
         if (const checks::Check* c = check_cache())
             return refuse(fmt::format("nested state: vmcb12 cache fails check {} ({})", c->id, c->message));
-        prepare_vmcb02(scratch_);
-        std::copy_n(blob.begin() + kHeader + 2 * arch::kVmcbSize, kSave, scratch_.page().begin() + arch::kSaveAreaOffset);
-        if (const FailReason fr = load_l2_cr3(scratch_); fr != FailReason::none)
-            return refuse(fmt::format("nested state: L2 CR3/PDPEs: {}", fail_reason_name(fr)));
-        use_msrpm_scratch_ = cache_.intercept(arch::intercept::MSR_PROT);
-        if (use_msrpm_scratch_ && !merge_msrpm(msrpm_scratch_)) return refuse("nested state: L1's MSRPM is unreadable");
-        vmcb02_ = scratch_;
-        if (use_msrpm_scratch_) msrpm02_ = msrpm_scratch_;
-        use_msrpm02_ = use_msrpm_scratch_;
-        tsc_ratio02_ = cpu_->has(checks::Feature::tsc_scale) ? tsc_ratio_ : (std::uint64_t{1} << 32);
+        const auto l2_save = blob.subspan(kHeader + 2 * arch::kVmcbSize, kSave);
+        switch (const FailReason fr = prepare_entry(l2_save)) {
+            case FailReason::none: break;
+            case FailReason::msrpm_unreadable: return refuse("nested state: L1's MSRPM is unreadable");
+            default: return refuse(fmt::format("nested state: L2 CR3/PDPEs: {}", fail_reason_name(fr)));
+        }
+        switch_to_prepared();
         mode_ = Mode::l2;
     } else {
-        vmcb02_ = arch::Vmcb{};
+        live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;
     }
     return {};

@@ -69,20 +69,20 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
     // The guest (or L0 on its behalf) completes the instruction.
     switch (e.kind) {
         case EventKind::cr_write:
-            if (e.index == 0) vmcb02_.set(FieldId::cr0, e.value);
-            if (e.index == 3) vmcb02_.set(FieldId::cr3, e.value);
-            if (e.index == 4) vmcb02_.set(FieldId::cr4, e.value);
+            if (e.index == 0) live_vmcb02().set(FieldId::cr0, e.value);
+            if (e.index == 3) live_vmcb02().set(FieldId::cr3, e.value);
+            if (e.index == 4) live_vmcb02().set(FieldId::cr4, e.value);
             break;
         case EventKind::dr_write:
-            if (e.index == 7) vmcb02_.set(FieldId::dr7, e.value);
-            if (e.index == 6) vmcb02_.set(FieldId::dr6, e.value);
+            if (e.index == 7) live_vmcb02().set(FieldId::dr7, e.value);
+            if (e.index == 6) live_vmcb02().set(FieldId::dr6, e.value);
             break;
         case EventKind::stgi:
         case EventKind::clgi: {
             // Nested vGIF: L2's virtual GIF in vmcb02 (APM 15.33.2).
-            std::uint64_t i = vmcb02_.get(FieldId::int_ctl);
+            std::uint64_t i = vmcb02().get(FieldId::int_ctl);
             i = e.kind == EventKind::stgi ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF);
-            vmcb02_.set(FieldId::int_ctl, i);
+            live_vmcb02().set(FieldId::int_ctl, i);
             // kvm-nsvm.md §5.1: with nested vGIF, V_GIF is synced into the
             // cached vmcb12 controls after the exit (what save_state keeps).
             const std::uint64_t c = cache_.get(FieldId::int_ctl);
@@ -93,7 +93,7 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
         default: break;
     }
     if (e.kind != EventKind::exception && e.kind != EventKind::memory)
-        vmcb02_.set(FieldId::rip, vmcb02_.get(FieldId::rip) + e.insn_len);
+        live_vmcb02().set(FieldId::rip, vmcb02().get(FieldId::rip) + e.insn_len);
 }
 
 StepResult Vcpu::l2_memory_access(const cpu::Event& e) noexcept {
@@ -148,7 +148,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     }
     const cpu::Bitmap m02{nullptr, 0, vmcb02_msrpm()};
     const cpu::Bitmap io02{nullptr, 0, iopm01_};
-    auto hw = cpu::decide(vmcb02_, m02, io02, e, vmcb02_.get(FieldId::rip), vmcb02_.get(FieldId::cr0),
+    auto hw = cpu::decide(vmcb02(), m02, io02, e, vmcb02().get(FieldId::rip), vmcb02().get(FieldId::cr0),
                           exit_features());
     if (!hw && e.kind == EventKind::io && cache_.intercept(ic::IOIO_PROT)) {
         // vmcb02 runs on L0's IOPM. A port L0 passes through must still exit
@@ -156,12 +156,12 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         // (APM 15.10.1), as the MSRPM is merged (kvm-nsvm.md §6.1). An
         // unreadable L1 IOPM byte counts as intercepted (§5.4).
         const cpu::Bitmap l1_iopm{mem_, cache_.get(FieldId::iopm_base_pa), {}};
-        hw = cpu::decide(vmcb02_, m02, l1_iopm, e, vmcb02_.get(FieldId::rip), vmcb02_.get(FieldId::cr0),
+        hw = cpu::decide(vmcb02(), m02, l1_iopm, e, vmcb02().get(FieldId::rip), vmcb02().get(FieldId::cr0),
                          exit_features());
     }
     if (hw && e.kind == EventKind::cr_write && (e.index & 0xF) == 0 && hw->code == ic::cr_write(0) &&
         !cache_.intercept(ic::cr_write(0)) && cache_.intercept(ic::SELECTIVE_CR0) &&
-        ((vmcb02_.get(FieldId::cr0) ^ e.value) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
+        ((vmcb02().get(FieldId::cr0) ^ e.value) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
         // L0's own CR0-write intercept took precedence in hardware, but L1
         // asked for the selective one and this write changes a bit other
         // than TS/MP: L1 gets CR0_SEL_WRITE (APM 15.9.2; KVM
@@ -169,7 +169,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         // SVM_EXIT_CR0_SEL_WRITE injection").
         hw->code = ec::CR0_SEL_WRITE;
     }
-    if (hw && e.kind == EventKind::pause && !cpu::pause_filter_exits(vmcb02_)) hw.reset();
+    if (hw && e.kind == EventKind::pause && !cpu::pause_filter_exits(live_vmcb02())) hw.reset();
     if (!hw) {
         if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit) {
             r.outcome = Outcome::exception;  // not intercepted: #UD in L2 (APM 15.5 / 15.27)
@@ -238,9 +238,9 @@ StepResult Vcpu::l2_external(EventKind k) noexcept {
         // L1's RFLAGS.IF saved at VMRUN, else by L2's; L2's interrupt shadow
         // blocks it only when L1 does not intercept INTR. Masked: held.
         const bool vim = (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0;
-        const std::uint64_t rf = vim ? vmcb01_.get(FieldId::rflags) : vmcb02_.get(FieldId::rflags);
+        const std::uint64_t rf = vim ? vmcb01_.get(FieldId::rflags) : vmcb02().get(FieldId::rflags);
         const bool shadow = !cache_.intercept(bit) &&
-                            (vmcb02_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
+                            (vmcb02().get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
         if ((rf & arch::rflags::IF) == 0 || shadow) {
             pending_ |= pending_bit(k);
             r.outcome = Outcome::held_pending;

@@ -29,7 +29,7 @@ StepResult Vcpu::enter_smm() noexcept {
     StepResult r;
     const bool from_l2 = mode_ == Mode::l2;
     // The SMRAM image holds the interrupted context's registers.
-    smram_l2_ = from_l2 ? vmcb02_ : vmcb01_;
+    smram_l2_ = from_l2 ? vmcb02() : vmcb01_;
     if (!mem_->write_u64(smbase_ + kSmramGuestFlag, from_l2 ? 1 : 0) ||
         !mem_->write_u64(smbase_ + kSmramEfer, smram_l2_.get(FieldId::efer))) {
         shutdown();
@@ -110,13 +110,14 @@ StepResult Vcpu::rsm() noexcept {
         r.failed_check = c;
         return fail("RSM: vmcb12 fails a consistency check");
     }
-    prepare_vmcb02(scratch_);
-    if (load_l2_cr3(scratch_) != FailReason::none) return fail("RSM: illegal L2 CR3 or PDPEs");
-    use_msrpm_scratch_ = cache_.intercept(arch::intercept::MSR_PROT);
-    if (use_msrpm_scratch_ && !merge_msrpm(msrpm_scratch_)) return fail("RSM: L1's MSRPM unreadable");
+    switch (prepare_entry()) {
+        case FailReason::none: break;
+        case FailReason::msrpm_unreadable: return fail("RSM: L1's MSRPM unreadable");
+        default: return fail("RSM: illegal L2 CR3 or PDPEs");
+    }
     commit_guest_mode(gpa);
     // rsm_load_state_64: L2's registers from the SMRAM image.
-    std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(vmcb02_).begin());
+    std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(live_vmcb02()).begin());
     r.outcome = Outcome::smm_left;
     r.note = "RSM into L2: vmcb12 re-validated, guest mode re-entered";
     return r;

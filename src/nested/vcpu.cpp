@@ -90,7 +90,7 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
     // L0 allocates its maps all-ones (intercept everything) and clears the
     // bits of what it passes through (kvm-nsvm.md §6.1).
     msrpm01_.fill(0xFF);
-    msrpm02_.fill(0xFF);
+    for (auto& m : msrpm02s_) m.fill(0xFF);
     iopm01_.fill(0xFF);
     for (std::uint8_t i = 0; i < l0_.passthrough_count; ++i) {
         if (const auto b = cpu::msrpm_bit(l0_.passthrough_msrs[i])) {
@@ -134,16 +134,16 @@ const char* Vcpu::check_invariants() const noexcept {
         for (unsigned w = 0; w < 6; ++w) {
             std::uint32_t l0w = vmcb01_.intercept_word(w);
             if (!opts_.intercept_smi && w == 3) l0w &= ~(1U << (ic::SMI % 32));
-            if ((l0w & ~vmcb02_.intercept_word(w)) != 0) return "an L0 intercept is missing from vmcb02";
+            if ((l0w & ~vmcb02().intercept_word(w)) != 0) return "an L0 intercept is missing from vmcb02";
         }
         // Every MSR L0 intercepts is intercepted in the map vmcb02 uses.
         const auto map02 = vmcb02_msrpm();
         for (std::size_t i = 0; i < cpu::kMsrpmSize; ++i) {
             if ((msrpm01_[i] & ~map02[i]) != 0) return "an MSR L0 intercepts is passed through in vmcb02's MSRPM";
         }
-        if ((vmcb02_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) == 0)
+        if ((vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) == 0)
             return "vmcb02 runs L2 without V_INTR_MASKING";
-        if ((vmcb02_.get(FieldId::int_ctl) & (arch::int_ctl::AVIC_ENABLE | arch::int_ctl::X2AVIC_ENABLE)) != 0)
+        if ((vmcb02().get(FieldId::int_ctl) & (arch::int_ctl::AVIC_ENABLE | arch::int_ctl::X2AVIC_ENABLE)) != 0)
             return "AVIC enabled in vmcb02";
         if (!gif_) return "GIF = 0 while L2 runs";
         if (smm_) return "guest mode while in SMM";

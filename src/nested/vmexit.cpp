@@ -75,7 +75,7 @@ void Vcpu::restore_l1_from_vmcb01() noexcept {
 }
 
 StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
-    sync_vmcb02_to_vmcb12(vmcb02_, x);
+    sync_vmcb02_to_vmcb12(vmcb02(), x);
     gif_ = false;  // APM 15.6 step 1
     restore_l1_from_vmcb01();
     StepResult r;

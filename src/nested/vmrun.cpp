@@ -1,9 +1,9 @@
 // L1's VMRUN, emulated by L0 (kvm-nsvm.md §3, APM 15.5.1):
 //   vmrun_gates -> copy_vmcb12_to_cache -> check_cache -> prepare_vmcb02
 //   -> load_l2_cr3 -> merge_msrpm -> commit_guest_mode
-// Nothing architectural changes before every phase has passed: vmcb02 is
-// prepared into scratch_, the merged MSRPM into msrpm_scratch_. Every
-// failure goes through fail_vmrun().
+// Nothing architectural changes before every phase has passed: vmcb02 and
+// the merged MSRPM are prepared in the buffers that are not live, and
+// committed by switching buffers. Every failure goes through fail_vmrun().
 #include <algorithm>
 
 #include "nsvm/arch/bits.hpp"
@@ -235,11 +235,12 @@ FailReason Vcpu::load_l2_cr3(const arch::Vmcb& prepared) const noexcept {
     return FailReason::none;
 }
 
-bool Vcpu::merge_msrpm(std::array<std::uint8_t, cpu::kMsrpmSize>& out) const noexcept {
+bool Vcpu::merge_msrpm(Msrpm& out) const noexcept {
     // kvm-nsvm.md §6.1: everything intercepted, except the MSRs L0 passes
-    // through, which L0 intercepts iff L1 does. Only those bytes of L1's
-    // map are read; a read failure fails the VMRUN.
-    out.fill(0xFF);
+    // through, which L0 intercepts iff L1 does. `out` is all-ones but for
+    // those MSRs' bits, rewritten here (as KVM rewrites only the offsets of
+    // its pass-through list). Only those bytes of L1's map are read; a read
+    // failure fails the VMRUN.
     const std::uint64_t base = cpu::page_of(cache_.get(FieldId::msrpm_base_pa));
     for (std::uint8_t i = 0; i < l0_.passthrough_count; ++i) {
         const auto b = cpu::msrpm_bit(l0_.passthrough_msrs[i]);
@@ -253,30 +254,42 @@ bool Vcpu::merge_msrpm(std::array<std::uint8_t, cpu::kMsrpmSize>& out) const noe
     return true;
 }
 
-void Vcpu::commit_guest_mode(std::uint64_t gpa) noexcept {
-    vmcb02_ = scratch_;
-    if (use_msrpm_scratch_) msrpm02_ = msrpm_scratch_;
-    use_msrpm02_ = use_msrpm_scratch_;
+FailReason Vcpu::prepare_entry(std::span<const std::uint8_t> l2_save) noexcept {
+    // The prepare phase of every entry into L2 (VMRUN, RSM into L2, a
+    // restored nested state): only the buffers that are not live change.
+    arch::Vmcb& next = next_vmcb02();
+    prepare_vmcb02(next);
+    // A restored nested state carries L2's registers as they were.
+    if (!l2_save.empty()) std::copy(l2_save.begin(), l2_save.end(), next.page().begin() + arch::kSaveAreaOffset);
+    if (const FailReason fr = load_l2_cr3(next); fr != FailReason::none) return fr;
+    next_uses_msrpm02_ = cache_.intercept(ic::MSR_PROT);
+    if (next_uses_msrpm02_ && !merge_msrpm(next_msrpm02())) return FailReason::msrpm_unreadable;
+    return FailReason::none;
+}
+
+void Vcpu::switch_to_prepared() noexcept {
+    live02_ ^= 1U;
+    use_msrpm02_ = next_uses_msrpm02_;
     tsc_ratio02_ = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
-    vmcb12_gpa_ = gpa;
     mode_ = Mode::l2;
+}
+
+void Vcpu::commit_guest_mode(std::uint64_t gpa) noexcept {
+    switch_to_prepared();
+    vmcb12_gpa_ = gpa;
     // APM 15.5.1 step 7: GIF = 1 once everything is loaded.
     gif_ = true;
     // Step 8: the EVENTINJ event is taken before the first L2 instruction;
     // hardware clears EVENTINJ.V once delivered.
-    vmcb02_.set(FieldId::event_inj, 0);
-    vmcb02_.set(FieldId::event_inj_err, 0);
+    live_vmcb02().set(FieldId::event_inj, 0);
+    live_vmcb02().set(FieldId::event_inj_err, 0);
     cache_.set(FieldId::event_inj, 0);
     cache_.set(FieldId::event_inj_err, 0);
 }
 
-StepResult Vcpu::enter_nested(std::uint64_t gpa, bool from_vmrun) noexcept {
-    prepare_vmcb02(scratch_);
-    (void)from_vmrun;  // PDPEs are (re)loaded on VMRUN and on RSM alike in this model
-    if (const FailReason fr = load_l2_cr3(scratch_); fr != FailReason::none) return fail_vmrun(fr, nullptr, &scratch_);
-    use_msrpm_scratch_ = cache_.intercept(ic::MSR_PROT);
-    if (use_msrpm_scratch_ && !merge_msrpm(msrpm_scratch_))
-        return fail_vmrun(FailReason::msrpm_unreadable, nullptr, &scratch_);
+StepResult Vcpu::enter_nested(std::uint64_t gpa) noexcept {
+    // PDPEs are (re)loaded on VMRUN and on RSM alike in this model.
+    if (const FailReason fr = prepare_entry(); fr != FailReason::none) return fail_vmrun(fr, nullptr, &next_vmcb02());
     commit_guest_mode(gpa);
     StepResult r;
     r.outcome = Outcome::entered_l2;
@@ -299,7 +312,7 @@ StepResult Vcpu::l1_vmrun() noexcept {
     skip_l1_instruction(kVmrunLength);
     vmcb12_gpa_ = gpa;
     if (const checks::Check* c = check_cache()) return fail_vmrun(FailReason::consistency_check, c, nullptr);
-    return enter_nested(gpa, true);
+    return enter_nested(gpa);
 }
 
 StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const arch::Vmcb* prepared) noexcept {

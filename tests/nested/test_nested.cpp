@@ -400,6 +400,88 @@ TEST(Property, InvariantsHoldOnRandomVmcb12sAndEvents) {
     }
 }
 
+// vmcb02 and its merged MSRPM are double-buffered (vcpu.hpp): the map a
+// VMRUN commits must equal a merge computed from nothing, whatever the
+// buffers held from earlier entries (other L1 maps, MSR_PROT off, entries
+// that failed after the merge).
+TEST(Property, MergedMsrpmEqualsAFreshMergeAcrossManyEntries) {
+    std::mt19937_64 rng(2026);
+    Machine m;
+    const auto& l0 = m.vcpu.l0();
+    const auto msrpm01 = m.vcpu.msrpm01();
+    for (int iter = 0; iter < 400; ++iter) {
+        // A random L1 map, dense or sparse.
+        std::array<std::uint8_t, cpu::kMsrpmSize> l1{};
+        const std::uint64_t density = rng() % 4;
+        for (auto& b : l1) b = static_cast<std::uint8_t>(density == 0 ? 0 : density == 3 ? 0xFF : rng());
+        ASSERT_TRUE(m.mem.write(kMsrpm, l1));
+        auto v = valid_vmcb12();
+        v.set(FieldId::msrpm_base_pa, kMsrpm);
+        v.set_intercept(ic::HLT);
+        const bool prot = rng() % 3 != 0;
+        v.set_intercept(ic::MSR_PROT, prot);
+        // Sometimes the entry fails after the merge (illegal L2 CR3, found
+        // late by KVM): the next entry must not see a half-used buffer.
+        const bool fail_late = rng() % 5 == 0;
+        if (fail_late) {
+            v.set(FieldId::efer, arch::efer::SVME);
+            v.set(FieldId::cr0, 0x11);
+            v.set(FieldId::cr3, std::uint64_t{1} << 62);
+        }
+        m.put(v);
+        m.vcpu.vmcb01().set(FieldId::rax, kVmcb12);
+        const auto r = m.vmrun();
+        if (fail_late) {
+            ASSERT_EQ(r.outcome, Outcome::vmrun_failed) << "iteration " << iter;
+            continue;
+        }
+        ASSERT_EQ(r.outcome, Outcome::entered_l2) << "iteration " << iter;
+        std::array<std::uint8_t, cpu::kMsrpmSize> want{};
+        if (prot) {
+            want.fill(0xFF);
+            for (std::uint8_t i = 0; i < l0.passthrough_count; ++i) {
+                const auto bit = cpu::msrpm_bit(l0.passthrough_msrs[i]);
+                ASSERT_TRUE(bit.has_value());
+                const std::uint32_t byte = *bit / 8, two = 3U << (*bit % 8);
+                want[byte] = static_cast<std::uint8_t>((want[byte] & ~two) | ((msrpm01[byte] | l1[byte]) & two));
+            }
+        } else {
+            std::copy(msrpm01.begin(), msrpm01.end(), want.begin());
+        }
+        const auto got = m.vcpu.vmcb02_msrpm();
+        ASSERT_TRUE(std::equal(got.begin(), got.end(), want.begin(), want.end())) << "iteration " << iter;
+        ASSERT_EQ(m.vcpu.check_invariants(), nullptr);
+        const cpu::Event vmmcall{.kind = cpu::EventKind::vmmcall};
+        (void)m.vcpu.l2_event(vmmcall);  // #UD in L2 (not intercepted by L1)
+        const cpu::Event hlt{.kind = cpu::EventKind::hlt};
+        ASSERT_EQ(m.vcpu.l2_event(hlt).outcome, Outcome::vmexit_to_l1);
+    }
+}
+
+// A VMRUN that fails after vmcb02 was prepared leaves the live vmcb02 (the
+// last L2's) byte for byte as it was: the prepared one is the other buffer.
+TEST(Vmrun, LateFailureLeavesTheLiveVmcb02Untouched) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::HLT);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::hlt}).outcome, Outcome::vmexit_to_l1);
+    const arch::Vmcb live = m.vcpu.vmcb02();
+    v.set(FieldId::efer, arch::efer::SVME);
+    v.set(FieldId::cr0, 0x11);
+    v.set(FieldId::cr3, std::uint64_t{1} << 62);  // above MAXPHYADDR: KVM finds it in nested_svm_load_cr3
+    v.set(FieldId::rip, 0x777000);
+    m.put(v);
+    const auto r = m.vmrun();
+    ASSERT_EQ(r.outcome, Outcome::vmrun_failed);
+    EXPECT_EQ(r.reason, nested::FailReason::illegal_l2_cr3);
+    EXPECT_EQ(m.vcpu.vmcb02(), live);
+    // KVM's late failure writes vmcb12's save area from the prepared vmcb02.
+    EXPECT_EQ(m.vmcb12().get(FieldId::rip), 0x777000U);
+    EXPECT_EQ(m.vmcb12().get(FieldId::exit_code), ec::INVALID);
+}
+
 TEST(Invariants, DetectGifZeroInGuestModeAndMissingL0Intercepts) {
     Machine m;
     m.put(valid_vmcb12());

@@ -5,9 +5,10 @@
 //   vmcb12  L1's VMCB in guest memory. Read ONCE per VMRUN into cache_.
 //   vmcb02  L0's VMCB for running L2: prepared from the cache and vmcb01.
 //
-// VMRUN:   copy_vmcb12_to_cache -> check_cache -> prepare_vmcb02 (into a
-//          scratch VMCB) -> load_l2_cr3 (PDPEs) -> merge_msrpm ->
-//          commit_guest_mode. Every failure goes through fail_vmrun().
+// VMRUN:   copy_vmcb12_to_cache -> check_cache -> prepare_entry
+//          (prepare_vmcb02 into the vmcb02 buffer that is not live,
+//          load_l2_cr3 (PDPEs), merge_msrpm) -> commit_guest_mode (switch
+//          buffers). Every failure goes through fail_vmrun().
 // #VMEXIT: sync_vmcb02_to_vmcb12 -> restore_l1_from_vmcb01.
 //
 // No exceptions, no allocation and no strings on these paths: results are
@@ -148,14 +149,13 @@ public:
     [[nodiscard]] std::uint64_t vmcb12_gpa() const noexcept { return vmcb12_gpa_; }
     [[nodiscard]] const arch::Vmcb& vmcb01() const noexcept { return vmcb01_; }
     [[nodiscard]] arch::Vmcb& vmcb01() noexcept { return vmcb01_; }
-    [[nodiscard]] const arch::Vmcb& vmcb02() const noexcept { return vmcb02_; }
+    [[nodiscard]] const arch::Vmcb& vmcb02() const noexcept { return vmcb02s_[live02_]; }
     [[nodiscard]] const arch::Vmcb& cache() const noexcept { return cache_; }
     [[nodiscard]] std::span<const std::uint8_t> msrpm01() const noexcept { return msrpm01_; }
-    [[nodiscard]] std::span<const std::uint8_t> msrpm02() const noexcept { return msrpm02_; }
     [[nodiscard]] std::span<const std::uint8_t> iopm01() const noexcept { return iopm01_; }
     /// The MSRPM vmcb02 uses (the merged map, or L0's when L1 sets no MSR_PROT).
     [[nodiscard]] std::span<const std::uint8_t> vmcb02_msrpm() const noexcept {
-        return use_msrpm02_ ? std::span<const std::uint8_t>(msrpm02_) : std::span<const std::uint8_t>(msrpm01_);
+        return std::span<const std::uint8_t>(use_msrpm02_ ? msrpm02s_[live02_] : msrpm01_);
     }
     [[nodiscard]] const L0Config& l0() const noexcept { return l0_; }
     [[nodiscard]] const checks::Profile& profile() const noexcept { return *profile_; }
@@ -182,20 +182,24 @@ public:
     static constexpr std::size_t kStateBytes = 5 * arch::kVmcbSize + 3 * cpu::kMsrpmSize + cpu::kIopmSize;
 
 private:
+    using Msrpm = std::array<std::uint8_t, cpu::kMsrpmSize>;
+
     // VMRUN phases.
     [[nodiscard]] bool vmrun_gates(StepResult& r) const noexcept;
     [[nodiscard]] bool copy_vmcb12_to_cache(std::uint64_t gpa) noexcept;
     void sanitize_cache() noexcept;
     [[nodiscard]] const checks::Check* check_cache() const noexcept;
+    [[nodiscard]] FailReason prepare_entry(std::span<const std::uint8_t> l2_save = {}) noexcept;
+    void switch_to_prepared() noexcept;
     void prepare_vmcb02(arch::Vmcb& out) const noexcept;
     void prepare_vmcb02_control(arch::Vmcb& out) const noexcept;
     void prepare_vmcb02_save(arch::Vmcb& out) const noexcept;
     [[nodiscard]] FailReason load_l2_cr3(const arch::Vmcb& prepared) const noexcept;
-    [[nodiscard]] bool merge_msrpm(std::array<std::uint8_t, cpu::kMsrpmSize>& out) const noexcept;
+    [[nodiscard]] bool merge_msrpm(Msrpm& out) const noexcept;
     void commit_guest_mode(std::uint64_t gpa) noexcept;
     [[nodiscard]] StepResult fail_vmrun(FailReason reason, const checks::Check* check,
                                         const arch::Vmcb* prepared) noexcept;
-    [[nodiscard]] StepResult enter_nested(std::uint64_t gpa, bool from_vmrun) noexcept;
+    [[nodiscard]] StepResult enter_nested(std::uint64_t gpa) noexcept;
 
     // #VMEXIT phases.
     /// `vmcb02`: the live one, or (KVM's late VMRUN failure) the one just prepared.
@@ -227,17 +231,25 @@ private:
     L0Config l0_;
     Options opts_;
 
+    // vmcb02 and its merged MSRPM are double-buffered: an entry into L2 is
+    // prepared in the buffers that are not live and committed by flipping
+    // live02_, so a failed entry leaves nothing behind and a successful one
+    // copies nothing. Both MSRPM buffers are all-ones except the bits of the
+    // MSRs L0 passes through, the only ones a merge rewrites.
+    [[nodiscard]] arch::Vmcb& live_vmcb02() noexcept { return vmcb02s_[live02_]; }
+    [[nodiscard]] arch::Vmcb& next_vmcb02() noexcept { return vmcb02s_[live02_ ^ 1U]; }
+    [[nodiscard]] Msrpm& next_msrpm02() noexcept { return msrpm02s_[live02_ ^ 1U]; }
+
     arch::Vmcb vmcb01_;
-    arch::Vmcb vmcb02_;
+    std::array<arch::Vmcb, 2> vmcb02s_{};
     arch::Vmcb cache_;    ///< the vmcb12 copy; never re-read during a VMRUN
-    arch::Vmcb scratch_;  ///< vmcb02 under preparation
     arch::Vmcb smram_l2_; ///< L2's register state saved at an SMI from L2 (SMRAM image)
-    std::array<std::uint8_t, cpu::kMsrpmSize> msrpm01_{};
-    std::array<std::uint8_t, cpu::kMsrpmSize> msrpm02_{};
-    std::array<std::uint8_t, cpu::kMsrpmSize> msrpm_scratch_{};
+    Msrpm msrpm01_{};
+    std::array<Msrpm, 2> msrpm02s_{};
     std::array<std::uint8_t, cpu::kIopmSize> iopm01_{};
-    bool use_msrpm02_ = false;
-    bool use_msrpm_scratch_ = false;
+    std::uint8_t live02_ = 0;        ///< index of the live vmcb02 and merged MSRPM
+    bool use_msrpm02_ = false;       ///< the live vmcb02 uses the merged MSRPM
+    bool next_uses_msrpm02_ = false; ///< the prepared one will
 
     Mode mode_ = Mode::l1;
     bool gif_ = true;  ///< reset value (init_vmcb sets GIF = 1)
