@@ -134,6 +134,7 @@ rows.append(("heap allocations on VMRUN/#VMEXIT (NoAllocation.*)",
              "0", "met" if alloc_ok else "NOT met"))
 info("full reports/s, valid VMCB", "BM_FullReportValid")
 info("full reports/s, invalid VMCB", "BM_FullReportInvalid")
+info("nested round trips/s with MSR_PROT (MSRPM merge)", "BM_NestedRoundTripMsrProt")
 info("failed nested VMRUNs/s", "BM_NestedFailedVmrun")
 info("MSR exits routed via merged MSRPM/s", "BM_NestedMsrRouting")
 info("nested page walks/s (4 levels, 4 KiB)", "BM_NestedPageWalk")

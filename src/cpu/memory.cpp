@@ -94,6 +94,14 @@ bool GuestMemory::write(std::uint64_t gpa, std::span<const std::uint8_t> in) noe
     return true;
 }
 
+std::span<const std::uint8_t> GuestMemory::page_bytes(std::uint64_t page) const noexcept {
+    if ((page & (kPageSize - 1)) != 0 || !in_range(page, kPageSize)) return {};
+    const Page* p = find(page);
+    if (!p) return {};
+    count(page, kPageSize);
+    return *p;
+}
+
 bool GuestMemory::read_u8(std::uint64_t gpa, std::uint8_t& out) const noexcept {
     return read(gpa, std::span<std::uint8_t>(&out, 1));
 }

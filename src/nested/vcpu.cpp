@@ -94,7 +94,9 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
     iopm01_.fill(0xFF);
     for (std::uint8_t i = 0; i < l0_.passthrough_count; ++i) {
         if (const auto b = cpu::msrpm_bit(l0_.passthrough_msrs[i])) {
-            msrpm01_[*b / 8] = static_cast<std::uint8_t>(msrpm01_[*b / 8] & ~(3U << (*b % 8)));
+            const MsrpmSlot slot{static_cast<std::uint16_t>(*b / 8), static_cast<std::uint8_t>(3U << (*b % 8))};
+            passthrough_slots_[passthrough_slot_count_++] = slot;
+            msrpm01_[slot.byte] = static_cast<std::uint8_t>(msrpm01_[slot.byte] & ~slot.bits);
         }
     }
     for (std::uint8_t i = 0; i < l0_.passthrough_port_count; ++i) {

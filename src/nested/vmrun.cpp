@@ -239,17 +239,19 @@ bool Vcpu::merge_msrpm(Msrpm& out) const noexcept {
     // kvm-nsvm.md §6.1: everything intercepted, except the MSRs L0 passes
     // through, which L0 intercepts iff L1 does. `out` is all-ones but for
     // those MSRs' bits, rewritten here (as KVM rewrites only the offsets of
-    // its pass-through list). Only those bytes of L1's map are read; a read
-    // failure fails the VMRUN.
+    // its pass-through list). Only L1's bytes for them are read, each of its
+    // two pages looked up once; an unbacked page holding one fails the VMRUN.
+    static_assert(cpu::kMsrpmSize == 2 * cpu::kPageSize);
     const std::uint64_t base = cpu::page_of(cache_.get(FieldId::msrpm_base_pa));
-    for (std::uint8_t i = 0; i < l0_.passthrough_count; ++i) {
-        const auto b = cpu::msrpm_bit(l0_.passthrough_msrs[i]);
-        if (!b) continue;
-        std::uint8_t l1 = 0;
-        if (!mem_->read_u8(base + *b / 8, l1)) return false;
-        const std::uint8_t two = static_cast<std::uint8_t>(3U << (*b % 8));
-        const std::uint8_t merged = static_cast<std::uint8_t>((msrpm01_[*b / 8] | l1) & two);
-        out[*b / 8] = static_cast<std::uint8_t>((out[*b / 8] & ~two) | merged);
+    const std::array<std::span<const std::uint8_t>, 2> l1 = {
+        mem_->page_bytes(base),
+        base + cpu::kPageSize > base ? mem_->page_bytes(base + cpu::kPageSize) : std::span<const std::uint8_t>{}};
+    for (std::uint8_t i = 0; i < passthrough_slot_count_; ++i) {
+        const MsrpmSlot s = passthrough_slots_[i];
+        const auto page = l1[s.byte / cpu::kPageSize];
+        if (page.empty()) return false;
+        const std::uint8_t merged = static_cast<std::uint8_t>((msrpm01_[s.byte] | page[s.byte % cpu::kPageSize]) & s.bits);
+        out[s.byte] = static_cast<std::uint8_t>((out[s.byte] & ~s.bits) | merged);
     }
     return true;
 }

@@ -63,7 +63,9 @@ constexpr void store_segment(VmcbBytes page, Seg s, const Segment& v) noexcept {
     store_le(page, base + 8, 8, v.base);
 }
 
-class Vmcb {
+/// Cache-line aligned: every field is then naturally aligned (the APM lays them
+/// out so), so no load or store of a field straddles two cache lines.
+class alignas(64) Vmcb {
 public:
     using Page = std::array<std::uint8_t, kVmcbSize>;
 

@@ -42,6 +42,11 @@ public:
     [[nodiscard]] bool read_u64(std::uint64_t gpa, std::uint64_t& out) const override;
     [[nodiscard]] bool write_u64(std::uint64_t gpa, std::uint64_t v) noexcept;
 
+    /// The bytes of the backed 4 KiB page at `page` (aligned) for reading, or
+    /// an empty span: one lookup for many scattered reads of one page (the
+    /// MSRPM merge). Counted as one read when it is the watched page.
+    [[nodiscard]] std::span<const std::uint8_t> page_bytes(std::uint64_t page) const noexcept;
+
     /// A whole VMCB page (gpa must be 4 KiB aligned). Counted when the page
     /// is the watched one, so tests can prove vmcb12 is read once per VMRUN.
     [[nodiscard]] bool read_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept;

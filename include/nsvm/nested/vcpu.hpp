@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "nsvm/arch/vmcb.hpp"
@@ -247,6 +248,15 @@ private:
     Msrpm msrpm01_{};
     std::array<Msrpm, 2> msrpm02s_{};
     std::array<std::uint8_t, cpu::kIopmSize> iopm01_{};
+    /// Where L0's pass-through MSRs sit in an MSRPM (byte, and the mask of
+    /// the read/write bit pair), computed once as KVM's msrpm_offsets[]:
+    /// the only bits an MSRPM merge rewrites.
+    struct MsrpmSlot {
+        std::uint16_t byte = 0;
+        std::uint8_t bits = 0;
+    };
+    std::array<MsrpmSlot, std::tuple_size_v<decltype(L0Config::passthrough_msrs)>> passthrough_slots_{};
+    std::uint8_t passthrough_slot_count_ = 0;
     std::uint8_t live02_ = 0;        ///< index of the live vmcb02 and merged MSRPM
     bool use_msrpm02_ = false;       ///< the live vmcb02 uses the merged MSRPM
     bool next_uses_msrpm02_ = false; ///< the prepared one will
