@@ -1,7 +1,8 @@
 // libFuzzer target: random vmcb12s and random L1/L2 event sequences derived
 // from the input bytes, with the invariants checked after every step; any
-// violation aborts. The first 4 KiB (zero-padded) are vmcb12's page; the
-// rest drives the events, one byte (plus operands) per step.
+// violation aborts. The first 4 KiB (zero-padded) are vmcb12's page; then a
+// profile byte, a CPU-model byte and L0's configuration (l0_config below);
+// the rest drives the events, one byte (plus operands) per step.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +29,43 @@ struct Cursor {
     }
 };
 
+/// An MSR for L0's pass-through list: mostly inside the three MSRPM ranges
+/// (APM 15.11), neighbours sharing a byte included, sometimes outside them.
+std::uint32_t pick_msr(Cursor& c) {
+    const std::uint8_t sel = c.u8();
+    const std::uint32_t off = c.u8() | (std::uint32_t{c.u8()} << 8);
+    switch (sel % 5) {
+        case 0: return off & 0x1FFF;
+        case 1: return 0xC0000000U | (off & 0x1FFF);
+        case 2: return 0xC0010000U | (off & 0x1FFF);
+        case 3: return 0xC0000080U + (off & 7);  // EFER's byte and its neighbours
+        default: return c.u32();                 // anywhere, often outside the ranges
+    }
+}
+
+/// L0's configuration: KVM's, or one derived from the input (its own
+/// intercepts on top of KVM's, its own pass-through MSRs and ports, NPT on
+/// or off), so the invariants are checked against many L0s.
+nested::L0Config l0_config(Cursor& c) {
+    nested::L0Config l0 = nested::L0Config::kvm_default();
+    const std::uint8_t how = c.u8();
+    if ((how & 1) == 0) return l0;
+    l0.npt = (how & 2) == 0;
+    if (how & 4) {
+        for (auto& w : l0.intercept_words) w |= c.u32();
+    }
+    if (how & 8) {
+        l0.passthrough_count = static_cast<std::uint8_t>(c.u8() % (l0.passthrough_msrs.size() + 1));
+        for (std::uint8_t i = 0; i < l0.passthrough_count; ++i) l0.passthrough_msrs[i] = pick_msr(c);
+    }
+    if (how & 16) {
+        l0.passthrough_port_count = static_cast<std::uint8_t>(c.u8() % (l0.passthrough_ports.size() + 1));
+        for (std::uint8_t i = 0; i < l0.passthrough_port_count; ++i)
+            l0.passthrough_ports[i] = static_cast<std::uint16_t>(c.u8() | (c.u8() << 8));
+    }
+    return l0;
+}
+
 [[noreturn]] void violation(const char* what) {
     std::fprintf(stderr, "invariant violated: %s\n", what);
     std::abort();
@@ -35,7 +73,10 @@ struct Cursor {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    static const checks::CpuModel cpu = checks::default_model();
+    static const auto models = checks::builtin_models();
+    // The CPU model's byte follows the vmcb12 page and the profile byte.
+    const std::size_t model_at = arch::kVmcbSize + 1;
+    const checks::CpuModel& cpu = models[(size > model_at ? data[model_at] : 0) % models.size()];
     cpu::GuestMemory mem(cpu.maxphyaddr);
     if (!mem.map(kVmcb12) || !mem.map(kHsave) || !mem.map(kMsrpm, cpu::kMsrpmSize) || !mem.map(kIopm, cpu::kIopmSize) ||
         !mem.map(kSmbase + 0x8000, 0x8000))
@@ -46,9 +87,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!mem.write_vmcb(kVmcb12, v12)) return 0;
     Cursor c{std::span<const std::uint8_t>(data, size), page};
     const auto profile_id = static_cast<checks::ProfileId>(c.u8() % checks::kProfileCount);
+    (void)c.u8();  // the CPU model's byte, read above
+    const nested::L0Config l0 = l0_config(c);
     nested::Options opts;
     opts.pre_fix_gif_bug = false;
-    nested::Vcpu vcpu(cpu, checks::profile(profile_id), mem, nested::L0Config::kvm_default(), opts);
+    opts.intercept_smi = (c.u8() & 1) == 0;
+    nested::Vcpu vcpu(cpu, checks::profile(profile_id), mem, l0, opts);
     vcpu.set_vm_hsave_pa(kHsave);
     vcpu.vmcb01().set(arch::FieldId::rax, kVmcb12);
 
@@ -68,12 +112,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 case 3: r = vcpu.l1_stgi(); break;
                 case 4: r = vcpu.l1_clgi(); break;
                 case 5: r = vcpu.rsm(); break;
-                case 6: {  // L1 scribbles on vmcb12 (32 bits at a random offset)
-                    const std::uint32_t off = c.u32() % (arch::kVmcbSize - 4);
+                case 6: {  // L1 scribbles on vmcb12, its MSRPM or its IOPM (32 bits)
+                    const std::uint8_t which = c.u8() % 3;
+                    const std::uint64_t base = which == 0 ? kVmcb12 : which == 1 ? kMsrpm : kIopm;
+                    const std::uint64_t extent =
+                        which == 0 ? arch::kVmcbSize : which == 1 ? cpu::kMsrpmSize : cpu::kIopmSize;
+                    const std::uint32_t off = static_cast<std::uint32_t>(c.u32() % (extent - 4));
                     const std::uint32_t val = c.u32();
                     std::uint8_t b[4] = {std::uint8_t(val), std::uint8_t(val >> 8), std::uint8_t(val >> 16),
                                          std::uint8_t(val >> 24)};
-                    (void)mem.write(kVmcb12 + off, b);
+                    (void)mem.write(base + off, b);
                     continue;
                 }
                 default: r = vcpu.external(static_cast<cpu::EventKind>(static_cast<unsigned>(cpu::EventKind::intr) + c.u8() % 4)); break;
