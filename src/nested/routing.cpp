@@ -310,7 +310,16 @@ StepResult Vcpu::external(EventKind k) noexcept {
     return r;
 }
 
-void Vcpu::deliver_pending_to_l1() noexcept { pending_ &= pending_bit(EventKind::smi); }
+void Vcpu::deliver_pending_to_l1() noexcept {
+    // NMI and INIT are taken by L1 now; a held INTR only when L1 can take a
+    // maskable interrupt (RFLAGS.IF = 1, no interrupt shadow; APM 8.2), else
+    // it stays held. SMI is the caller's (it enters SMM).
+    std::uint32_t keep = pending_bit(EventKind::smi);
+    if ((vmcb01_.get(FieldId::rflags) & arch::rflags::IF) == 0 ||
+        (vmcb01_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0)
+        keep |= pending_bit(EventKind::intr);
+    pending_ &= keep;
+}
 
 StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
     StepResult r;

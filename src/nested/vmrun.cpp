@@ -314,7 +314,34 @@ StepResult Vcpu::l1_vmrun() noexcept {
     skip_l1_instruction(kVmrunLength);
     vmcb12_gpa_ = gpa;
     if (const checks::Check* c = check_cache()) return fail_vmrun(FailReason::consistency_check, c, nullptr);
-    return enter_nested(gpa);
+    const StepResult entered = enter_nested(gpa);
+    if (entered.outcome != Outcome::entered_l2) return entered;
+    return take_held_events_in_l2(entered);
+}
+
+StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
+    // APM 15.17: INIT, SMI, NMI and INTR held while GIF was 0 are recognized
+    // as soon as VMRUN sets GIF = 1, before L2's first instruction, in the
+    // processor's priority order (INIT/SMI, then NMI, then INTR; KVM's
+    // svm_check_nested_events): each is routed as if it arrived now. One
+    // that exits to L1 ends the VMRUN step there (GIF = 0 again, the rest
+    // stay held); one L0 injects into L2 is consumed; one still masked
+    // (INTR under L1's or L2's RFLAGS.IF) stays held.
+    using EventKind = cpu::EventKind;
+    for (EventKind k : {EventKind::init, EventKind::smi, EventKind::nmi, EventKind::intr}) {
+        const std::uint32_t bit = 1U << static_cast<unsigned>(k);
+        if ((pending_ & bit) == 0 || mode_ != Mode::l2) continue;
+        pending_ &= ~bit;
+        StepResult r = l2_external(k);
+        switch (r.outcome) {
+            case Outcome::held_pending: continue;  // l2_external held it again
+            case Outcome::handled_by_l0: continue;  // injected into L2 by L0
+            default:
+                r.note = "VMRUN entered L2 (GIF = 1) and a held event was taken at once";
+                return r;
+        }
+    }
+    return entered;
 }
 
 StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const arch::Vmcb* prepared) noexcept {

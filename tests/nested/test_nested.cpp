@@ -550,11 +550,71 @@ TEST(Review, EventsHeldByGifSurviveAReflectedVmexit) {
     v.set_intercept(ic::CPUID);
     m.put(v);
     (void)m.vcpu.l1_clgi();
-    ASSERT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
+    // An INTR held by GIF, still masked once VMRUN sets GIF = 1 (L2's
+    // RFLAGS.IF = 0 without V_INTR_MASKING): it stays held through L2.
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
     const auto held = m.vcpu.pending_events();
     ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.pending_events() & held, held);
     ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid}).outcome, Outcome::vmexit_to_l1);
     EXPECT_EQ(m.vcpu.pending_events() & held, held);
+}
+
+// APM 15.17: events held while GIF = 0 are recognized as soon as VMRUN sets
+// GIF = 1. An INTR L1 intercepts exits to L1 before L2 runs an instruction
+// (KVM: svm_check_nested_events right after the nested VMRUN).
+TEST(Review, HeldIntrL1InterceptsExitsToL1AsSoonAsVmrunSetsGif) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::INTR);
+    v.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);  // masked by L1's RFLAGS.IF
+    m.put(v);
+    m.vcpu.vmcb01().set(FieldId::rflags, 0x202);  // L1's IF = 1
+    (void)m.vcpu.l1_clgi();
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
+    const auto r = m.vmrun();
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::INTR);
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vmcb12().get(FieldId::exit_code), ec::INTR);
+    EXPECT_EQ(m.vmcb12().get(FieldId::rip), 0x400000U);  // L2 never ran
+    EXPECT_EQ(m.vcpu.vmcb12_reads_last_vmrun(), 1U);
+    // Intercepted, not consumed: L1 takes it once it sets GIF.
+    EXPECT_NE(m.vcpu.pending_events(), 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
+
+// A held NMI L1 does not intercept is L0's to inject into L2: taken at the
+// VMRUN, which still enters L2, and no longer pending.
+TEST(Review, HeldNmiL1DoesNotInterceptIsInjectedIntoL2AtVmrun) {
+    Machine m;
+    m.put(valid_vmcb12());
+    (void)m.vcpu.l1_clgi();
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
+    const auto r = m.vmrun();
+    EXPECT_EQ(r.outcome, Outcome::entered_l2);
+    EXPECT_TRUE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.pending_events(), 0U);
+}
+
+// STGI delivers the held events L1 can take: an INTR waits for L1's
+// RFLAGS.IF (APM 8.2), an NMI does not.
+TEST(Review, StgiDeliversAHeldIntrOnlyWhenL1sIfIsSet) {
+    Machine m;
+    const auto intr = 1U << static_cast<unsigned>(cpu::EventKind::intr);
+    const auto nmi = 1U << static_cast<unsigned>(cpu::EventKind::nmi);
+    m.vcpu.vmcb01().set(FieldId::rflags, 0x2);  // IF = 0
+    (void)m.vcpu.l1_clgi();
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
+    ASSERT_EQ(m.vcpu.pending_events(), intr | nmi);
+    (void)m.vcpu.l1_stgi();
+    EXPECT_EQ(m.vcpu.pending_events(), intr);  // the NMI was taken, the INTR waits for IF
+    (void)m.vcpu.l1_clgi();
+    m.vcpu.vmcb01().set(FieldId::rflags, 0x202);  // IF = 1
+    (void)m.vcpu.l1_stgi();
+    EXPECT_EQ(m.vcpu.pending_events(), 0U);
 }
 
 // L1 intercepts only the selective CR0 write; L0 (kvm_default) intercepts

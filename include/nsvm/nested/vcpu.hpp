@@ -201,6 +201,7 @@ private:
     [[nodiscard]] StepResult fail_vmrun(FailReason reason, const checks::Check* check,
                                         const arch::Vmcb* prepared) noexcept;
     [[nodiscard]] StepResult enter_nested(std::uint64_t gpa) noexcept;
+    [[nodiscard]] StepResult take_held_events_in_l2(const StepResult& entered) noexcept;
 
     // #VMEXIT phases.
     /// `vmcb02`: the live one, or (KVM's late VMRUN failure) the one just prepared.
