@@ -94,6 +94,13 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     if ((cr0 >> 32) != 0 || ((cr0 & arch::cr0::NW) && !(cr0 & arch::cr0::CD)))
         return refuse(fmt::format("nested state: L1 CR0 {:#x} illegal", cr0));
     if (vmcb01_.get(FieldId::cr4) & cpu_->cr4_reserved_bits()) return refuse("nested state: L1 CR4 has reserved bits");
+    // In guest mode vmcb01 holds the state L1 had at its VMRUN, which passed
+    // VMRUN's gates: paged protected mode, not virtual-8086 (KVM's
+    // svm_set_nested_state, kvm-nsvm.md §8).
+    if (guest && (!(cr0 & arch::cr0::PG) || !(cr0 & arch::cr0::PE)))
+        return refuse(fmt::format("nested state: guest mode but L1 CR0 {:#x} has PG or PE clear", cr0));
+    if (guest && (vmcb01_.get(FieldId::rflags) & arch::rflags::VM))
+        return refuse("nested state: guest mode but L1 RFLAGS.VM = 1");
     for (unsigned w = 0; w < 6; ++w) {
         std::uint32_t want = l0_.intercept_words[w];
         if (w == 3 && !opts_.intercept_smi) want &= ~(1U << (arch::intercept::SMI % 32));
@@ -116,6 +123,10 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
         if (const checks::Check* c = check_cache())
             return refuse(fmt::format("nested state: vmcb12 cache fails check {} ({})", c->id, c->message));
         const auto l2_save = blob.subspan(kHeader + 2 * arch::kVmcbSize, kSave);
+        // L2's current CR0 (it may differ from vmcb12's): KVM refuses CD = 0 with NW = 1.
+        const std::uint64_t cr0_l2 = arch::load_le(l2_save, arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset, 8);
+        if ((cr0_l2 & arch::cr0::NW) && !(cr0_l2 & arch::cr0::CD))
+            return refuse(fmt::format("nested state: L2 CR0 {:#x} has NW without CD", cr0_l2));
         switch (const FailReason fr = prepare_entry(l2_save)) {
             case FailReason::none: break;
             case FailReason::msrpm_unreadable: return refuse("nested state: L1's MSRPM is unreadable");

@@ -272,6 +272,42 @@ TEST(NestedState, SaveRestoreSaveIsIdenticalAndBadBlobsAreRefused) {
     EXPECT_EQ(m.vcpu.save_state(), blob);  // refusals change nothing
 }
 
+// KVM's svm_set_nested_state: in guest mode, L1's saved state must be one a
+// VMRUN could have left (CR0.PG = PE = 1, RFLAGS.VM = 0), and L2's current
+// CR0 must not have NW without CD. Each refused with its reason; the last
+// passing value of each is accepted.
+TEST(NestedState, RestoreValidatesL1SavedStateAndL2Cr0AsKvmDoes) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto blob = m.vcpu.save_state();
+    const std::size_t l1 = 0x40, l2 = 0x40 + 2 * 4096 - arch::kSaveAreaOffset;
+    auto with = [&](std::size_t base, FieldId f, std::uint64_t v) {
+        auto b = blob;
+        arch::store_le(b, base + arch::info(f).offset, arch::info(f).width, v);
+        return b;
+    };
+    const std::uint64_t cr0 = m.vcpu.vmcb01().get(FieldId::cr0);
+    ASSERT_EQ(cr0 & (arch::cr0::PG | arch::cr0::PE), arch::cr0::PG | arch::cr0::PE);
+    auto r = m.vcpu.restore_state(with(l1, FieldId::cr0, cr0 & ~arch::cr0::PG));
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("PG or PE"), std::string::npos) << r.error();
+    EXPECT_FALSE(m.vcpu.restore_state(with(l1, FieldId::cr0, cr0 & ~arch::cr0::PE)));
+    r = m.vcpu.restore_state(with(l1, FieldId::rflags, 0x20002));
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("RFLAGS.VM"), std::string::npos) << r.error();
+    EXPECT_TRUE(m.vcpu.restore_state(with(l1, FieldId::rflags, 0x2)));
+    r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0x20000011));  // NW, no CD
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("L2 CR0"), std::string::npos) << r.error();
+    EXPECT_TRUE(m.vcpu.restore_state(with(l2, FieldId::cr0, 0x60000011)));  // CD and NW
+    // Outside guest mode L1 may be anywhere (real mode included).
+    Machine idle;
+    auto l1_only = idle.vcpu.save_state();
+    arch::store_le(l1_only, l1 + arch::info(FieldId::cr0).offset, 8, 0x10);
+    EXPECT_TRUE(idle.vcpu.restore_state(l1_only));
+}
+
 // --- Security regressions ---
 
 TEST(Security, CVE_2021_29657_Vmcb12ReadOnceChangesAfterTheCopyHaveNoEffect) {
