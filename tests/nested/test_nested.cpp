@@ -55,6 +55,12 @@ struct Machine {
         mem.watch(kVmcb12);
         return vcpu.l1_vmrun();
     }
+    /// L1 runs `v` (valid_vmcb12 plus the intercept `bit`), L2 then runs.
+    void enter_l2_intercepting(unsigned bit, arch::Vmcb v = valid_vmcb12()) {
+        v.set_intercept(bit);
+        put(v);
+        ASSERT_EQ(vmrun().outcome, Outcome::entered_l2);
+    }
 };
 }  // namespace
 
@@ -157,10 +163,7 @@ TEST(Vmrun, GatesBeforeTheVmcbIsRead) {
 
 TEST(Vmexit, ReflectedExitWritesVmcb12AndClearsGif) {
     Machine m;
-    auto v = valid_vmcb12();
-    v.set_intercept(ic::CPUID);
-    m.put(v);
-    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    m.enter_l2_intercepting(ic::CPUID);
     const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid, .insn_len = 2});
     EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
     EXPECT_EQ(r.exit_code, ec::CPUID);
@@ -500,8 +503,7 @@ TEST(Vmrun, LateFailureLeavesTheLiveVmcb02Untouched) {
     Machine m;
     auto v = valid_vmcb12();
     v.set_intercept(ic::HLT);
-    m.put(v);
-    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    m.enter_l2_intercepting(ic::HLT, v);
     ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::hlt}).outcome, Outcome::vmexit_to_l1);
     const arch::Vmcb live = m.vcpu.vmcb02();
     v.set(FieldId::efer, arch::efer::SVME);
