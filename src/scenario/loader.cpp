@@ -346,7 +346,7 @@ public:
         if (!n.IsMap()) fail(n, "expect", "expected a mapping");
         static const std::vector<std::string> plain = {"outcome", "exit_code", "exit_info_1", "exit_info_2", "gif",
                                                        "mode", "smm", "reason", "check", "vmcb12_reads", "owner",
-                                                       "vector", "pending_db", "restore_error"};
+                                                       "vector", "pending_db", "restore_error", "pending"};
         for (const auto& kv : n) {
             Expectation e;
             e.key = kv.first.as<std::string>();
@@ -369,6 +369,8 @@ public:
                 const auto c = arch::exit_code::parse(e.text);
                 if (!c) fail(kv.second, "expect.exit_code", fmt::format("'{}' is not an exit code", e.text));
                 e.value = *c;
+            } else if (e.key == "pending") {
+                e.value = pending_events(kv.second);
             } else if (e.key == "gif" || e.key == "smm" || e.key == "pending_db") {
                 e.value = boolean(kv.second, "expect." + e.key) ? 1 : 0;
             } else if (is_field || e.key == "exit_info_1" || e.key == "exit_info_2" || e.key == "vmcb12_reads" ||
@@ -383,6 +385,27 @@ public:
             }
             st.expect.push_back(std::move(e));
         }
+    }
+
+    /// `expect: {pending: "intr, nmi"}` or `none`: the events held for later
+    /// (by GIF, RFLAGS.IF, or intercepted and not yet taken), as a bit per EventKind.
+    std::uint64_t pending_events(const YAML::Node& n) const {
+        std::uint64_t mask = 0;
+        std::string t = n.Scalar();
+        std::replace(t.begin(), t.end(), ',', ' ');
+        std::istringstream words(t);
+        static const std::vector<std::string> kinds = {"intr", "nmi", "smi", "init"};
+        for (std::string w; words >> w;) {
+            if (w == "none") continue;
+            if (std::find(kinds.begin(), kinds.end(), w) == kinds.end()) {
+                const auto near = util::closest(w, kinds);
+                fail(n, "expect.pending",
+                     fmt::format("'{}' is not a held event (intr, nmi, smi, init or none){}", w,
+                                 near.empty() ? "" : fmt::format("; did you mean '{}'?", near)));
+            }
+            mask |= std::uint64_t{1} << static_cast<unsigned>(*cpu::find_event(w));
+        }
+        return mask;
     }
 
     void load_l2_event(const YAML::Node& n, Step& st) const {

@@ -138,6 +138,14 @@ struct Checker {
         if (e.key == "gif") return num(v.gif() ? 1 : 0);
         if (e.key == "smm") return num(v.smm() ? 1 : 0);
         if (e.key == "pending_db") return num(v.pending_db_for_l1() ? 1 : 0);
+        if (e.key == "pending") {
+            if (v.pending_events() == e.value) return std::nullopt;
+            std::string names;
+            for (auto k : {cpu::EventKind::intr, cpu::EventKind::nmi, cpu::EventKind::smi, cpu::EventKind::init})
+                if ((v.pending_events() >> static_cast<unsigned>(k)) & 1)
+                    names += (names.empty() ? "" : ", ") + std::string(cpu::event_name(k));
+            return mismatch(names.empty() ? "none" : names);
+        }
         if (e.key == "vmcb12_reads") return num(v.vmcb12_reads_last_vmrun());
         if (e.key == "mode") {
             if (nested::mode_name(v.mode()) == e.text) return std::nullopt;

@@ -54,6 +54,22 @@ TEST(Scenario, FailedExpectationNamesItAndReturns1) {
     EXPECT_NE(r.message.find("x.yaml:6: expect exit_code"), std::string::npos) << r.message;
 }
 
+TEST(Scenario, PendingExpectationNamesHeldEvents) {
+    auto s = scenario::load_text("steps:\n  - external: intr\n    expect: {pending: intrr}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "expect.pending");
+    EXPECT_EQ(s.error().line, 3);
+    EXPECT_NE(s.error().message.find("did you mean 'intr'"), std::string::npos) << s.error().message;
+    // L1 runs with GIF = 1 and RFLAGS.IF = 0: the INTR is held, not the NMI.
+    s = scenario::load_text("l1: {rflags: 0x2}\nsteps:\n  - external: intr\n  - external: nmi\n"
+                            "    expect: {pending: \"nmi, intr\"}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    const auto r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.message.find("x.yaml:5: expect pending: wanted nmi, intr, got intr"), std::string::npos) << r.message;
+}
+
 TEST(Scenario, JsonLinesOnePerStep) {
     auto s = scenario::load_file(std::string(NSVM_SOURCE_DIR) + "/examples/scenarios/seed-gif.yaml");
     ASSERT_TRUE(s);
