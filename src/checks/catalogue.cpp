@@ -164,9 +164,15 @@ bool pdpe_needs_memory(const Context& c) noexcept {
     const View v(c);
     return pae_legacy_without_np(v);
 }
+bool vmsa_needs_memory(const Context& c) noexcept {
+    // Without memory: the VMSA is not read, nor its RMP entry (P2), its
+    // integrity checksum (S5) or VIntrCtrl.BUSY (X1): none of them decided.
+    return c.memory == nullptr && View(c).sev_es_on();
+}
 template <class R>
 inline constexpr NeedsFn kNeeds = nullptr;
 template <> inline constexpr NeedsFn kNeeds<PdpeReserved> = &pdpe_needs_memory;
+template <> inline constexpr NeedsFn kNeeds<SevEsVmsaUnreadable> = &vmsa_needs_memory;
 
 template <class R>
 bool violated(const Context& c) noexcept {

@@ -669,6 +669,21 @@ NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid
     return false;
 }
 
+/// The VMSA page of an SEV-ES guest (VMCB 108h; APM 15.35.3), decided only
+/// with guest memory.
+[[nodiscard]] constexpr std::uint64_t vmsa_page(std::uint64_t vmsa_pa) noexcept { return vmsa_pa & ~std::uint64_t{0xFFF}; }
+
+NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory, vmexit_invalid, kA,
+          ({"control.vmsa_pa", "control.misc_ctl"}),
+          "SEV-ES is enabled and the VMSA page (control.vmsa_pa) cannot be read: the VMRUN flow faults",
+          "point vmsa_pa at the guest's encrypted save area (a backed, 4 KiB aligned page)") {
+    if (v.ctx.memory == nullptr || !v.sev_es_on()) return false;
+    // The whole page is one translation: its first and last quadwords.
+    std::uint64_t q = 0;
+    const std::uint64_t page = vmsa_page(v.ctx.vmcb.get(arch::FieldId::vmsa_pa));
+    return !v.ctx.memory->read_u64(page, q) || !v.ctx.memory->read_u64(page + 0xFF8, q);
+}
+
 #undef NSVM_RULE
 
 // Rules the APM states as requirements without a named exit (SEV-ES, AVIC),
@@ -700,6 +715,6 @@ using AllRules =
          EferSvme, Cr0CdNw, Cr0Upper, Cr3Mbz, Cr4Mbz, Cr4PcideWithoutLma, Dr6Upper, Dr7Upper, EferMbz, EferLm,
          EferLmaInconsistent, LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
          EventType, EventVector, EventMode, EventSevEs, EventRestricted, EventReserved,  //
-         PdpeReserved>;
+         PdpeReserved, SevEsVmsaUnreadable>;
 
 }  // namespace nsvm::checks::rules

@@ -626,6 +626,39 @@ TEST_P(PerProfile, EventInjectionIntoSevEs) {
                            when({P::apm}, "event_inj.sev_es")));
 }
 
+// S5: any fault in the VMRUN flow of an SEV-ES guest; the one nsvm decides
+// is a VMSA page that cannot be read (its RMP entry, checksum and BUSY bit
+// are not modelled). Without guest memory: a warning, never a guess.
+TEST_P(PerProfile, VmsaOfAnSevEsGuest) {
+    const bool applies = is({P::apm});
+    auto s = scn(with(sev_es(), FieldId::vmsa_pa, 0x7000));
+    const auto r = s.report();
+    EXPECT_TRUE(r.failures.empty());
+    ASSERT_EQ(r.warnings.size(), applies ? 1U : 0U);
+    if (applies) {
+        EXPECT_EQ(r.warnings[0].id, "sev_es.vmsa_unreadable");
+        EXPECT_NE(r.warnings[0].message.find("needs guest memory"), std::string::npos);
+    }
+    MapMemory mem;
+    mem.words[0x7000] = 0;
+    mem.words[0x7FF8] = 0;
+    s.memory = &mem;
+    EXPECT_TRUE(fails_only(s, ""));
+    EXPECT_TRUE(s.report().warnings.empty());
+    s.vmcb.set(FieldId::vmsa_pa, 0x7FFF);  // bits 11:0 select no other page
+    EXPECT_TRUE(fails_only(s, ""));
+    s.vmcb.set(FieldId::vmsa_pa, 0x8000);  // the next page: not backed
+    EXPECT_TRUE(fails_only(s, when({P::apm}, "sev_es.vmsa_unreadable")));
+    s.vmcb.set(FieldId::vmsa_pa, 0x7000);
+    mem.words.erase(0x7FF8);  // the page is only partly readable
+    EXPECT_TRUE(fails_only(s, when({P::apm}, "sev_es.vmsa_unreadable")));
+    // Not SEV-ES (SEV only): the VMSA pointer is not used.
+    s.vmcb = with(sev(), FieldId::vmsa_pa, 0x8000);
+    EXPECT_TRUE(fails_only(s, ""));
+    s.memory = nullptr;
+    EXPECT_TRUE(s.report().warnings.empty());
+}
+
 // C21
 TEST_P(PerProfile, PdpesOfAPaeGuest) {
     const auto v = valid_vmcb_pae32();  // CR3 = 0x2000

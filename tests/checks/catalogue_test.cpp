@@ -284,6 +284,8 @@ TEST(Catalogue, EveryCheckCanFailAlone) {
     static MapMemory bad_pdpe;
     bad_pdpe.words = {{0x2000, 0x1003}, {0x2008, 0}, {0x2010, 0}, {0x2018, 0}};
     add(P::apm, [](Scenario& s) { s.vmcb = valid_vmcb_pae32(); s.memory = &bad_pdpe; });
+    static MapMemory no_vmsa;  // backs nothing: the SEV-ES guest's VMSA page is unreadable
+    add(P::apm, [&](Scenario& s) { snp(s, 0); s.memory = &no_vmsa; });
 
     for (const auto& s : cases) {
         const auto ids = s.failing();
