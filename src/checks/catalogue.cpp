@@ -207,6 +207,32 @@ const auto kCatalogue = make_all(AllRules{});
 
 std::span<const Check> catalogue() noexcept { return kCatalogue; }
 
+std::span<const Undecided> undecided() noexcept {
+    static constexpr std::array<Undecided, 11> kUndecided{{
+        {"C19", "15.5.1", "CR4.CET and U_CET.SS set together with EFLAGS.VM",
+         "U_CET is not VMCB state (the guest's XSAVE-managed CET_U component)"},
+        {"C20", "15.5.1", "a reserved bit set in U_CET (SEV-ES guests)",
+         "U_CET is in the VMSA, whose layout is not modelled"},
+        {"P1", "15.36.12", "an SNP-active VMSA while SNP is not enabled on the host",
+         "the host's SYSCFG (SNP enable) is not part of the modelled host state"},
+        {"P2", "15.36.12", "the VMSA page fails its RMP checks",
+         "the RMP is not modelled; sev_es.vmsa_unreadable decides only that the page is readable"},
+        {"P3", "15.36.12", "the AVIC backing page is not hypervisor-owned", "the RMP is not modelled"},
+        {"P8", "15.36.17", "PreventHostIBS with IbsFetchEn or IbsOpEn set", "the host's IBS MSRs are not modelled"},
+        {"P11", "15.36.21.2", "Secure AVIC with an invalid guest APIC backing page pointer",
+         "the pointer is in the VMSA, whose layout is not modelled"},
+        {"P12", "15.38", "SEV-ES/SNP with IBS virtualization and IbsFetchEn or IbsOpEn set",
+         "the host's IBS MSRs are not modelled"},
+        {"X1", "15.36.16, 15.36.21", "VMSA VIntrCtrl.BUSY set (VMEXIT_BUSY)",
+         "the VMSA's contents are not modelled"},
+        {"X2", "15.36.17", "SMT protection with the sibling thread not idle (VMEXIT_IDLE_REQUIRED)",
+         "the sibling thread is not modelled"},
+        {"X3", "15.39", "guest PMC virtualization without the host's, with PMC enables set (VMEXIT_INVALID_PMC)",
+         "the host's PMC virtualization state is not modelled"},
+    }};
+    return kUndecided;
+}
+
 const Check* find_check(std::string_view id) noexcept {
     for (const auto& c : kCatalogue) {
         if (c.id == id) return &c;

@@ -203,7 +203,8 @@ int run_checks_markdown() {
            "  15.5.1 list in the manual's order; E, N, V, A, S, P rows come from other sections; a §n row is\n"
            "  a section of those notes: §1 the instruction gates, §3.1 and §16 where implementations differ).\n"
            "- **stage**: `instruction` (#UD/#GP before the VMCB is read; needs the host state), `control`,\n"
-           "  `save` (guest state), `event` (EVENTINJ, after GIF=1), `memory` (needs guest memory: PAE PDPEs).\n"
+           "  `save` (guest state), `event` (EVENTINJ, after GIF=1), `memory` (needs guest memory: PAE PDPEs,\n"
+           "  the SEV-ES VMSA page). Without guest memory a memory check the VMCB triggers is a warning.\n"
            "- **profiles**: the behaviour profiles that apply the check; `nsvm profile show NAME` gives the\n"
            "  reason for every choice.\n"
            "- **inferred**: the APM states the rule without naming an exit, or not at all; nsvm reports it\n"
@@ -219,6 +220,11 @@ int run_checks_markdown() {
         for (const auto& p : checks::all_profiles()) out += (c.profiles & checks::mask_of(p.id)) ? " yes |" : " - |";
         out += '\n';
     }
+    out += "\n## Not decided\n\n"
+           "Conditions of the APM that nsvm has no check for, because they depend on state it does not model;\n"
+           "a VMCB that passes every check above can still fail VMRUN for one of these.\n\n"
+           "| row | APM | condition | depends on |\n|---|---|---|---|\n";
+    for (const auto& u : checks::undecided()) out += fmt::format("| {} | {} | {} | {} |\n", u.ref, u.apm, u.condition, u.why);
     out += "\n## Checks\n";
     for (const auto& c : cat) {
         std::string fields;
