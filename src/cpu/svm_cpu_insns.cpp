@@ -9,8 +9,7 @@ using arch::Seg;
 using checks::Feature;
 
 namespace {
-/// APM 15.5.2: the segments VMLOAD/VMSAVE move, with their hidden state.
-constexpr std::array kVmloadSegments = {Seg::fs, Seg::gs, Seg::tr, Seg::ldtr};
+using arch::kVmloadSegments;
 
 arch::Segment& seg_ref(Registers& r, Seg s) noexcept {
     switch (s) {
@@ -33,6 +32,11 @@ constexpr std::array kVmloadMsrs = {
     MsrSlot{FieldId::sysenter_esp, &Registers::sysenter_esp},
     MsrSlot{FieldId::sysenter_eip, &Registers::sysenter_eip},
 };
+static_assert([] {
+    for (std::size_t i = 0; i < kVmloadMsrs.size(); ++i)
+        if (kVmloadMsrs[i].field != arch::kVmloadFields[i]) return false;
+    return kVmloadMsrs.size() == arch::kVmloadFields.size();
+}(), "the VMLOAD/VMSAVE MSRs are APM 15.5.2's list, in arch's order");
 
 std::uint64_t seg_offset(Seg s) noexcept { return arch::kSaveAreaOffset + 16 * static_cast<std::uint64_t>(s); }
 

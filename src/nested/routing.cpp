@@ -96,22 +96,27 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
         live_vmcb02().set(FieldId::rip, vmcb02().get(FieldId::rip) + e.insn_len);
 }
 
+bool Vcpu::l1_physical(std::uint64_t l2_gpa, cpu::Access access, std::uint64_t& l1_gpa, StepResult& fault) noexcept {
+    l1_gpa = l2_gpa;
+    if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0) return true;
+    // L1's nested paging: L2 GPA -> L1 GPA through L1's tables at nCR3.
+    const auto w = cpu::npt_walk(*mem_, cache_.get(FieldId::nested_cr3), l2_gpa, access,
+                                 (vmcb01_.get(FieldId::efer) & arch::efer::NXE) != 0);
+    if (w.ok) {
+        l1_gpa = w.hpa;
+        return true;
+    }
+    cpu::ExitInfo x{ec::NPF, w.info1, w.info2, 0};
+    fault = nested_vmexit(x);
+    fault.l0_exit = true;
+    fault.note = "L1's nested page tables fault: #NPF reflected to L1";
+    return false;
+}
+
 StepResult Vcpu::l2_memory_access(const cpu::Event& e) noexcept {
     StepResult r;
-    std::uint64_t l1_gpa = e.value;
-    if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0) {
-        // L1's nested paging: L2 GPA -> L1 GPA through L1's tables at nCR3.
-        const auto w = cpu::npt_walk(*mem_, cache_.get(FieldId::nested_cr3), e.value, e.access,
-                                     (vmcb01_.get(FieldId::efer) & arch::efer::NXE) != 0);
-        if (!w.ok) {
-            cpu::ExitInfo x{ec::NPF, w.info1, w.info2, 0};
-            r = nested_vmexit(x);
-            r.l0_exit = true;
-            r.note = "L1's nested page tables fault: #NPF reflected to L1";
-            return r;
-        }
-        l1_gpa = w.hpa;
-    }
+    std::uint64_t l1_gpa = 0;
+    if (!l1_physical(e.value, e.access, l1_gpa, r)) return r;
     if (!mem_->backed(l1_gpa)) {
         // L0's own #NPF (L1 GPA not backed by L0: MMIO or not yet faulted in).
         r.outcome = Outcome::handled_by_l0;
@@ -171,6 +176,8 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     }
     if (hw && e.kind == EventKind::pause && !cpu::pause_filter_exits(live_vmcb02())) hw.reset();
     if (!hw) {
+        // vmcb02 lets VMLOAD/VMSAVE through only with virtual VMLOAD/VMSAVE.
+        if (e.kind == EventKind::vmload || e.kind == EventKind::vmsave) return l2_vmload_vmsave(e, true);
         if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit) {
             r.outcome = Outcome::exception;  // not intercepted: #UD in L2 (APM 15.5 / 15.27)
             r.vector = 6;
@@ -195,6 +202,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         r.note = "intercepted by L1 (vmcb12)";
         return r;
     }
+    if (e.kind == EventKind::vmload || e.kind == EventKind::vmsave) return l2_vmload_vmsave(e, false);
     if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit || e.kind == EventKind::rsm) {
         // Only L0's own intercept made these exit. L0 never serves L2's
         // VMMCALL (kvm-nsvm.md §6.5 step 3, §9.2 "Fix #UD on VMMCALL
@@ -337,23 +345,38 @@ StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
 
 // --- L1's SVM instructions (L0 intercepts all of them in vmcb01) ---
 
+bool Vcpu::vmload_from(std::uint64_t pa) noexcept {
+    // APM 15.5.2: FS, GS, TR, LDTR with hidden state, KernelGsBase, STAR,
+    // LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP. KVM keeps this state in
+    // vmcb01 for L1 and L2 alike (kvm-nsvm.md §1.8): while L2 runs, its
+    // vmcb02 copy follows.
+    arch::Vmcb src;
+    if (!mem_->read_vmcb(pa, src)) return false;
+    for (arch::Vmcb* dst : {&vmcb01_, mode_ == Mode::l2 ? &live_vmcb02() : nullptr}) {
+        if (dst == nullptr) continue;
+        for (arch::Seg s : arch::kVmloadSegments) dst->set_segment(s, src.segment(s));
+        for (FieldId f : arch::kVmloadFields) dst->set(f, src.get(f));
+    }
+    return true;
+}
+
+bool Vcpu::vmsave_to(std::uint64_t pa) noexcept {
+    const auto dst = mem_->vmcb_in_place(pa);
+    if (!dst) return false;
+    for (arch::Seg s : arch::kVmloadSegments) dst->set_segment(s, vmcb01_.segment(s));
+    for (FieldId f : arch::kVmloadFields) dst->set(f, vmcb01_.get(f));
+    return true;
+}
+
 StepResult Vcpu::l1_vmload() noexcept {
     StepResult r;
     if (!l1_instruction_gates(r, true)) return r;
-    arch::Vmcb src;
-    if (!mem_->read_vmcb(vmcb01_.get(FieldId::rax), src)) {
+    if (!vmload_from(vmcb01_.get(FieldId::rax))) {
         r.outcome = Outcome::exception;
         r.vector = 13;
         r.note = "VMLOAD from unbacked memory: #GP(0)";
         return r;
     }
-    // APM 15.5.2: FS, GS, TR, LDTR with hidden state, KernelGsBase, STAR,
-    // LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP.
-    for (arch::Seg s : {arch::Seg::fs, arch::Seg::gs, arch::Seg::tr, arch::Seg::ldtr})
-        vmcb01_.set_segment(s, src.segment(s));
-    for (FieldId f : {FieldId::kernel_gs_base, FieldId::star, FieldId::lstar, FieldId::cstar, FieldId::sfmask,
-                      FieldId::sysenter_cs, FieldId::sysenter_esp, FieldId::sysenter_eip})
-        vmcb01_.set(f, src.get(f));
     skip_l1_instruction();
     return r;
 }
@@ -361,30 +384,51 @@ StepResult Vcpu::l1_vmload() noexcept {
 StepResult Vcpu::l1_vmsave() noexcept {
     StepResult r;
     if (!l1_instruction_gates(r, true)) return r;
-    const std::uint64_t pa = vmcb01_.get(FieldId::rax);
-    bool ok = mem_->backed(pa);
-    auto put_seg = [&](arch::Seg s) {
-        std::array<std::uint8_t, 16> b{};
-        const auto v = vmcb01_.segment(s);
-        arch::store_le(b, 0, 2, v.selector);
-        arch::store_le(b, 2, 2, v.attrib);
-        arch::store_le(b, 4, 4, v.limit);
-        arch::store_le(b, 8, 8, v.base);
-        ok = ok && mem_->write(pa + arch::kSaveAreaOffset + 16 * static_cast<std::size_t>(s), b);
-    };
-    if (ok) {
-        for (arch::Seg s : {arch::Seg::fs, arch::Seg::gs, arch::Seg::tr, arch::Seg::ldtr}) put_seg(s);
-        for (FieldId f : {FieldId::kernel_gs_base, FieldId::star, FieldId::lstar, FieldId::cstar, FieldId::sfmask,
-                          FieldId::sysenter_cs, FieldId::sysenter_esp, FieldId::sysenter_eip})
-            ok = ok && mem_->write_u64(pa + arch::info(f).offset, vmcb01_.get(f));
-    }
-    if (!ok) {
+    if (!vmsave_to(vmcb01_.get(FieldId::rax))) {
         r.outcome = Outcome::exception;
         r.vector = 13;
         r.note = "VMSAVE to unbacked memory: #GP(0)";
         return r;
     }
     skip_l1_instruction();
+    return r;
+}
+
+StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e, bool virtualized) noexcept {
+    // L1 does not intercept L2's VMLOAD/VMSAVE. Without virtual VMLOAD/VMSAVE
+    // L0's intercept catches it and emulates it as KVM's
+    // vmload_vmsave_interception does: L2's own gates, then rAX taken as an
+    // L1 physical address (what the instruction uses outside virtual
+    // VMLOAD/VMSAVE, APM 15.33.1). With it, the processor translates rAX
+    // through L1's nested page tables (a fault there is L1's #NPF).
+    StepResult r;
+    r.l0_exit = !virtualized;
+    r.exit_code = virtualized ? 0 : (e.kind == EventKind::vmload ? ec::VMLOAD : ec::VMSAVE);
+    const auto fault = [&](std::uint8_t vector, const char* note) {
+        r.outcome = Outcome::exception;
+        r.vector = vector;
+        r.note = note;
+        return r;
+    };
+    // nested_svm_check_permissions: #UD without paging. (L2's EFER.SVME is
+    // 1: VMRUN's checks required it, and the model keeps no L2 EFER writes.)
+    if ((vmcb02().get(FieldId::cr0) & arch::cr0::PG) == 0) return fault(6, "L2's paging is off: #UD in L2");
+    if (vmcb02().get(FieldId::cpl) != 0) return fault(13, "L2's CPL != 0: #GP(0) in L2");
+    const std::uint64_t rax = vmcb02().get(FieldId::rax);
+    if ((rax & 0xFFF) != 0 || (rax & cpu_->reserved_pa_bits()) != 0)
+        return fault(13, "rAX is not a 4 KiB aligned legal physical address: #GP(0) in L2");
+    std::uint64_t pa = rax;
+    if (virtualized) {
+        StepResult npf;
+        if (!l1_physical(rax, cpu::Access{.write = e.kind == EventKind::vmsave, .user = false}, pa, npf)) return npf;
+    }
+    const bool ok = e.kind == EventKind::vmload ? vmload_from(pa) : vmsave_to(pa);
+    if (!ok) return fault(13, "VMLOAD/VMSAVE on memory L0 does not back: #GP(0) in L2");
+    apply_l2_effect(e);  // RIP past the instruction
+    r.outcome = virtualized ? Outcome::no_exit : Outcome::handled_by_l0;
+    r.owner = virtualized ? Owner::none : Owner::l0;
+    r.note = virtualized ? "virtual VMLOAD/VMSAVE: rAX translated through L1's nested page tables"
+                         : "not intercepted by L1: L0 emulates it on L1 physical rAX (state shared with L1)";
     return r;
 }
 

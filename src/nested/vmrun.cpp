@@ -176,10 +176,8 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     using namespace arch;
     for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr}) out.set_segment(s, cache_.segment(s));
     // VMLOAD state is not loaded by VMRUN (APM 15.5.1): L2 sees what L1 VMLOADed.
-    for (Seg s : {Seg::fs, Seg::gs, Seg::ldtr, Seg::tr}) out.set_segment(s, vmcb01_.segment(s));
-    for (FieldId f : {FieldId::star, FieldId::lstar, FieldId::cstar, FieldId::sfmask, FieldId::kernel_gs_base,
-                      FieldId::sysenter_cs, FieldId::sysenter_esp, FieldId::sysenter_eip})
-        out.set(f, vmcb01_.get(f));
+    for (Seg s : kVmloadSegments) out.set_segment(s, vmcb01_.segment(s));
+    for (FieldId f : kVmloadFields) out.set(f, vmcb01_.get(f));
     out.set(FieldId::cpl, cache_.get(FieldId::cpl));
     out.set(FieldId::rflags, cache_.get(FieldId::rflags) | rflags::FIXED1);
     out.set(FieldId::efer, cache_.get(FieldId::efer) | efer::SVME);  // hardware VMCB always has SVME

@@ -364,6 +364,125 @@ TEST(Security, CVE_2021_3656_VirtualVmloadVmsaveNeedsNestedPaging) {
     EXPECT_EQ((m.vcpu.vmcb02().get(FieldId::misc_ctl2) & arch::misc_ctl2::V_VMSAVE_VMLOAD) != 0, offered);
 }
 
+// L2's VMLOAD/VMSAVE that L1 does not intercept: L0's own intercept catches
+// them and emulates them as KVM's vmload_vmsave_interception does, on rAX as
+// an L1 physical address; the VMLOAD state is L1's and L2's alike (vmcb01).
+TEST(L2VmloadVmsave, NotInterceptedByL1L0EmulatesOnL1PhysicalRax) {
+    Machine m;
+    constexpr std::uint64_t kSrc = 0x70000, kDst = 0x71000;
+    ASSERT_TRUE(m.mem.map(kSrc) && m.mem.map(kDst));
+    arch::Vmcb src;
+    src.set_segment(arch::Seg::fs, {0x33, 0x93, 0xFFFF, 0x7F0000001000});
+    src.set(FieldId::kernel_gs_base, 0xFFFF800000002000);
+    ASSERT_TRUE(m.mem.write_vmcb(kSrc, src));
+    auto v = valid_vmcb12();
+    v.set(FieldId::rax, kSrc);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_TRUE(m.vcpu.vmcb02().intercept(ic::VMLOAD));  // L0's
+    const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+    auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmload, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(r.exit_code, ec::VMLOAD);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip + 3);
+    EXPECT_EQ(m.vcpu.vmcb01().segment(arch::Seg::fs).base, 0x7F0000001000U);
+    EXPECT_EQ(m.vcpu.vmcb02().segment(arch::Seg::fs).base, 0x7F0000001000U);
+    EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::kernel_gs_base), 0xFFFF800000002000U);
+    // VMSAVE writes that state where L2's rAX points, and nothing else.
+    ASSERT_TRUE(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun}).outcome == Outcome::vmexit_to_l1);
+    v.set(FieldId::rax, kDst);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmsave, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    arch::Vmcb saved;
+    ASSERT_TRUE(m.mem.peek_vmcb(kDst, saved));
+    EXPECT_EQ(saved.segment(arch::Seg::fs), src.segment(arch::Seg::fs));
+    EXPECT_EQ(saved.get(FieldId::kernel_gs_base), 0xFFFF800000002000U);
+    EXPECT_EQ(saved.get(FieldId::cr0), 0U);  // VMRUN state is not VMSAVE's
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
+
+TEST(L2VmloadVmsave, L2sGatesAndUnbackedMemoryFaultInL2) {
+    Machine m;
+    auto v = valid_vmcb12();
+    const auto enter = [&](std::uint64_t rax, std::uint64_t cpl) {
+        auto w = v;
+        w.set(FieldId::rax, rax);
+        w.set(FieldId::cpl, cpl);
+        m.put(w);
+        m.vcpu.vmcb01().set(FieldId::rax, kVmcb12);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    };
+    const cpu::Event vmload{.kind = cpu::EventKind::vmload, .insn_len = 3};
+    const cpu::Event back{.kind = cpu::EventKind::vmrun};
+    enter(0x70000, 3);
+    auto r = m.vcpu.l2_event(vmload);
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);  // CPL 3
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    enter(0x70008, 0);
+    EXPECT_EQ(m.vcpu.l2_event(vmload).vector, 13);  // not 4 KiB aligned
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    enter(0x900000, 0);
+    r = m.vcpu.l2_event(vmload);  // aligned, legal, but L0 backs nothing there
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    enter(0x70000, 0);
+    // L2 turns paging off (L0 emulates the CR0 write): VMLOAD is #UD in L2.
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 0, .value = 0x11}).outcome,
+              Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.l2_event(vmload).vector, 6);
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    // L1 intercepting VMLOAD gets the exit instead.
+    v.set_intercept(ic::VMLOAD);
+    enter(0x70000, 0);
+    r = m.vcpu.l2_event(vmload);
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::VMLOAD);
+}
+
+// Virtual VMLOAD/VMSAVE (L1's nested paging on, the feature offered and
+// enabled): vmcb02 does not intercept; rAX is an L2 address translated
+// through L1's nested page tables, and a fault there is L1's #NPF.
+TEST(L2VmloadVmsave, VirtualVmloadTranslatesRaxThroughL1sNestedPageTables) {
+    // L0 uses virtual VMLOAD/VMSAVE for L1 itself (KVM's vls=1): vmcb01 does
+    // not intercept them, so vmcb02 need not either.
+    auto l0 = nested::L0Config::kvm_default();
+    l0.intercept_words[ic::VMLOAD / 32] &= ~((1U << (ic::VMLOAD % 32)) | (1U << (ic::VMSAVE % 32)));
+    Machine m(checks::ProfileId::kvm, {}, l0);
+    ASSERT_TRUE(m.cpu.has(checks::Feature::v_vmsave_vmload));
+    constexpr std::uint64_t ncr3 = 0x60000, l2_gpa = 0x5000, l1_pa = 0x70000;
+    ASSERT_TRUE(m.mem.map(ncr3, 0x4000) && m.mem.map(l1_pa));
+    ASSERT_TRUE(m.mem.write_u64(ncr3, 0x61007) && m.mem.write_u64(0x61000, 0x62007) &&
+                m.mem.write_u64(0x62000, 0x63007) && m.mem.write_u64(0x63000 + 8 * (l2_gpa >> 12), l1_pa | 7));
+    arch::Vmcb src;
+    src.set(FieldId::star, 0x0023001000000000);
+    ASSERT_TRUE(m.mem.write_vmcb(l1_pa, src));
+    auto v = valid_vmcb12();
+    v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    v.set(FieldId::nested_cr3, ncr3);
+    v.set(FieldId::misc_ctl2, arch::misc_ctl2::V_VMSAVE_VMLOAD);
+    v.set(FieldId::rax, l2_gpa);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_FALSE(m.vcpu.vmcb02().intercept(ic::VMLOAD));
+    auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmload, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::no_exit);
+    EXPECT_FALSE(r.l0_exit);
+    EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::star), 0x0023001000000000U);
+    // An L2 address L1's tables do not map: #NPF to L1.
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun}).outcome, Outcome::vmexit_to_l1);
+    v.set(FieldId::rax, 0x6000);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmload, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::NPF);
+    EXPECT_EQ(m.vmcb12().get(FieldId::exit_info_2), 0x6000U);
+}
+
 TEST(Security, XenLongModeVmcb12WithPagingOffNeverYieldsAnUnexpectedExitCode) {
     // xen-devel: L1 ran VMRUN on a long-mode vmcb12 with CR0.PG=0 and Xen hit
     // BUG() on exit 0x402. Here the result is either L2 entry or

@@ -127,6 +127,13 @@ private:
     Page page_;
 };
 
+/// APM 15.5.2: the state VMLOAD and VMSAVE move (VMRUN and #VMEXIT leave
+/// it alone): four segments with their hidden state, and these MSRs.
+inline constexpr std::array<Seg, 4> kVmloadSegments = {Seg::fs, Seg::gs, Seg::tr, Seg::ldtr};
+inline constexpr std::array<FieldId, 8> kVmloadFields = {FieldId::kernel_gs_base, FieldId::star, FieldId::lstar,
+                                                         FieldId::cstar, FieldId::sfmask, FieldId::sysenter_cs,
+                                                         FieldId::sysenter_esp, FieldId::sysenter_eip};
+
 /// A VMCB that lives elsewhere (a page of guest memory), written in place:
 /// the #VMEXIT write-back to vmcb12 stores field after field into the page
 /// found once, as KVM does through its kvm_vcpu_map() of vmcb12.

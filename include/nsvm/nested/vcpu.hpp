@@ -213,6 +213,15 @@ private:
     // Routing.
     [[nodiscard]] bool l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noexcept;
     [[nodiscard]] StepResult l2_memory_access(const cpu::Event& e) noexcept;
+    /// L2 GPA -> L1 GPA through L1's nested page tables when L1 enabled them;
+    /// false with `fault` = the #NPF reflected to L1.
+    [[nodiscard]] bool l1_physical(std::uint64_t l2_gpa, cpu::Access access, std::uint64_t& l1_gpa,
+                                   StepResult& fault) noexcept;
+    [[nodiscard]] StepResult l2_vmload_vmsave(const cpu::Event& e, bool virtualized) noexcept;
+    /// The VMLOAD/VMSAVE state (APM 15.5.2) between a VMCB in memory and
+    /// vmcb01 (and the live vmcb02 while L2 runs); false when not backed.
+    [[nodiscard]] bool vmload_from(std::uint64_t pa) noexcept;
+    [[nodiscard]] bool vmsave_to(std::uint64_t pa) noexcept;
     [[nodiscard]] StepResult l2_external(cpu::EventKind k) noexcept;
     void apply_l2_effect(const cpu::Event& e) noexcept;
     [[nodiscard]] bool l2_write_faults(const cpu::Event& e) const noexcept;
