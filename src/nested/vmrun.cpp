@@ -331,13 +331,11 @@ StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
         if ((pending_ & bit) == 0 || mode_ != Mode::l2) continue;
         pending_ &= ~bit;
         StepResult r = l2_external(k);
-        switch (r.outcome) {
-            case Outcome::held_pending: continue;  // l2_external held it again
-            case Outcome::handled_by_l0: continue;  // injected into L2 by L0
-            default:
-                r.note = "VMRUN entered L2 (GIF = 1) and a held event was taken at once";
-                return r;
-        }
+        if (r.outcome == Outcome::held_pending) continue;                         // held again
+        if (r.outcome == Outcome::handled_by_l0 && mode_ == Mode::l2) continue;  // L0 injected it into L2
+        // An exit to L1, SMM entry, or an INIT that reset the vCPU.
+        r.note = "VMRUN entered L2 (GIF = 1) and a held event was taken at once";
+        return r;
     }
     return entered;
 }

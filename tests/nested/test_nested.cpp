@@ -755,6 +755,20 @@ TEST(Review, HeldNmiL1DoesNotInterceptIsInjectedIntoL2AtVmrun) {
     EXPECT_EQ(m.vcpu.pending_events(), 0U);
 }
 
+// A held INIT L1 does not intercept resets the vCPU as soon as VMRUN sets
+// GIF = 1: the VMRUN step ends out of guest mode, and says so.
+TEST(Review, HeldInitL1DoesNotInterceptEndsTheVmrunOutOfGuestMode) {
+    Machine m;
+    m.put(valid_vmcb12());
+    (void)m.vcpu.l1_clgi();
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::init).outcome, Outcome::held_pending);
+    const auto r = m.vmrun();
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
+    EXPECT_TRUE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.pending_events(), 0U);
+}
+
 // STGI delivers the held events L1 can take: an INTR waits for L1's
 // RFLAGS.IF (APM 8.2), an NMI does not.
 TEST(Review, StgiDeliversAHeldIntrOnlyWhenL1sIfIsSet) {
