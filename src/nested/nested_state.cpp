@@ -69,7 +69,6 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     if ((flags & ~std::uint32_t{0x1F}) != 0) return U(fmt::format("nested state: unknown flags {:#x}", flags));
     const bool guest = flags & kFlagGuest, smm = flags & kFlagSmm;
     if (guest && smm) return U("nested state: guest mode while in SMM is impossible (SMI exits guest mode)");
-    if (guest && !(flags & kFlagGif)) return U("nested state: guest mode with GIF = 0");
     if ((flags & kFlagSmmL2) && !smm) return U("nested state: SMM-from-L2 flag without SMM");
     const std::uint64_t gpa = arch::load_le(blob, 0x18, 8), hsave = arch::load_le(blob, 0x20, 8),
                         vmcr = arch::load_le(blob, 0x28, 8), ratio = arch::load_le(blob, 0x30, 8),
@@ -122,6 +121,9 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     if (guest) {
         if (const checks::Check* c = check_cache())
             return refuse(fmt::format("nested state: vmcb12 cache fails check {} ({})", c->id, c->message));
+        // Only L2's own CLGI clears GIF in guest mode, and with nested vGIF
+        // that CLGI changes V_GIF instead.
+        if (!gif_ && nested_vgif()) return refuse("nested state: guest mode with GIF = 0 although L2 has a virtual GIF");
         const auto l2_save = blob.subspan(kHeader + 2 * arch::kVmcbSize, kSave);
         // L2's current CR0 (it may differ from vmcb12's): KVM refuses CD = 0 with NW = 1.
         const std::uint64_t cr0_l2 = arch::load_le(l2_save, arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset, 8);

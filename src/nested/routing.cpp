@@ -79,6 +79,12 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             break;
         case EventKind::stgi:
         case EventKind::clgi: {
+            if (!nested_vgif()) {
+                // No virtual GIF for L2: its STGI/CLGI set the GIF itself, as
+                // on hardware without vGIF (KVM: svm_set_gif on vmcb02).
+                gif_ = e.kind == EventKind::stgi;
+                break;
+            }
             // Nested vGIF: L2's virtual GIF in vmcb02 (APM 15.33.2).
             std::uint64_t i = vmcb02().get(FieldId::int_ctl);
             i = e.kind == EventKind::stgi ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF);
@@ -86,8 +92,7 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             // kvm-nsvm.md §5.1: with nested vGIF, V_GIF is synced into the
             // cached vmcb12 controls after the exit (what save_state keeps).
             const std::uint64_t c = cache_.get(FieldId::int_ctl);
-            if (cpu_->has(checks::Feature::vgif) && (c & arch::int_ctl::V_GIF_ENABLE))
-                cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (i & arch::int_ctl::V_GIF));
+            cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (i & arch::int_ctl::V_GIF));
             break;
         }
         default: break;
@@ -225,6 +230,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         r.note = "intercepted only by L0; illegal value: L0 injects #GP(0) into L2";
         return r;
     }
+    const bool gif_was = gif_;
     apply_l2_effect(e);
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
@@ -233,6 +239,8 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     r.exit_info_2 = hw->info2;
     r.l0_exit = true;
     r.note = "intercepted only by L0; L0 emulates, L2 continues";
+    // L2's STGI set the GIF (no nested vGIF): what GIF held is taken now.
+    if (!gif_was && gif_) return take_held_events_in_l2(r);
     return r;
 }
 

@@ -129,6 +129,10 @@ void Vcpu::skip_l1_instruction(std::uint8_t len) noexcept {
     vmcb01_.set(FieldId::rip, vmcb01_.get(FieldId::rip) + len);
 }
 
+bool Vcpu::nested_vgif() const noexcept {
+    return cpu_->has(checks::Feature::vgif) && (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_GIF_ENABLE) != 0;
+}
+
 const char* Vcpu::check_invariants() const noexcept {
     if (mode_ == Mode::l2) {
         // L0's intercepts are a subset of vmcb02's (an L1 cannot switch off
@@ -147,7 +151,9 @@ const char* Vcpu::check_invariants() const noexcept {
             return "vmcb02 runs L2 without V_INTR_MASKING";
         if ((vmcb02().get(FieldId::int_ctl) & (arch::int_ctl::AVIC_ENABLE | arch::int_ctl::X2AVIC_ENABLE)) != 0)
             return "AVIC enabled in vmcb02";
-        if (!gif_) return "GIF = 0 while L2 runs";
+        // GIF = 0 while L2 runs only after L2's own CLGI without a virtual
+        // GIF of its own; with nested vGIF, L2's CLGI changes only V_GIF.
+        if (!gif_ && nested_vgif()) return "GIF = 0 while L2 runs with nested vGIF";
         if (smm_) return "guest mode while in SMM";
     }
     return nullptr;

@@ -14,7 +14,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     // (§5.1): V_IRQ and V_TPR, V_GIF with nested vGIF, vNMI bits with nested vNMI.
     std::uint64_t sync = arch::int_ctl::V_TPR | arch::int_ctl::V_IRQ;
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
-    if (cpu_->has(checks::Feature::vgif) && (i12 & arch::int_ctl::V_GIF_ENABLE)) sync |= arch::int_ctl::V_GIF;
+    if (nested_vgif()) sync |= arch::int_ctl::V_GIF;
     if (cpu_->has(checks::Feature::vnmi) && (i12 & arch::int_ctl::V_NMI_ENABLE))
         sync |= arch::int_ctl::V_NMI_PENDING | arch::int_ctl::V_NMI_BLOCKING;
     const std::uint64_t int_ctl = (i12 & ~sync) | (vmcb02.get(FieldId::int_ctl) & sync);

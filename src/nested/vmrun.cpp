@@ -151,7 +151,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     // vmcb01 (always on); AVIC never (CVE-2021-3653).
     std::uint64_t b12 = int_ctl::V_TPR | int_ctl::V_IRQ | int_ctl::V_INTR_PRIO | int_ctl::V_IGN_TPR;
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
-    if (cpu_->has(Feature::vgif) && (i12 & int_ctl::V_GIF_ENABLE)) b12 |= int_ctl::V_GIF | int_ctl::V_GIF_ENABLE;
+    if (nested_vgif()) b12 |= int_ctl::V_GIF | int_ctl::V_GIF_ENABLE;
     if (cpu_->has(Feature::vnmi) && (i12 & int_ctl::V_NMI_ENABLE))
         b12 |= int_ctl::V_NMI_PENDING | int_ctl::V_NMI_ENABLE | int_ctl::V_NMI_BLOCKING;
     out.set(FieldId::int_ctl, (i12 & b12) | int_ctl::V_INTR_MASKING);

@@ -641,12 +641,15 @@ TEST(Vmrun, LateFailureLeavesTheLiveVmcb02Untouched) {
 
 TEST(Invariants, DetectGifZeroInGuestModeAndMissingL0Intercepts) {
     Machine m;
-    m.put(valid_vmcb12());
+    ASSERT_TRUE(m.cpu.has(checks::Feature::vgif));
+    auto v = valid_vmcb12();
+    v.set(FieldId::int_ctl, arch::int_ctl::V_GIF_ENABLE | arch::int_ctl::V_GIF);  // L2 has a virtual GIF
+    m.put(v);
     ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
     ASSERT_EQ(m.vcpu.check_invariants(), nullptr);
-    m.vcpu.set_gif(false);
+    m.vcpu.set_gif(false);  // nothing L2 can do clears it
     ASSERT_NE(m.vcpu.check_invariants(), nullptr);
-    EXPECT_STREQ(m.vcpu.check_invariants(), "GIF = 0 while L2 runs");
+    EXPECT_STREQ(m.vcpu.check_invariants(), "GIF = 0 while L2 runs with nested vGIF");
     m.vcpu.set_gif(true);
     // L0 adds an intercept to vmcb01 after vmcb02 was built: now a subset violation.
     m.vcpu.vmcb01().set_intercept(ic::RDTSC);
@@ -767,6 +770,51 @@ TEST(Review, HeldInitL1DoesNotInterceptEndsTheVmrunOutOfGuestMode) {
     EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
     EXPECT_TRUE(m.vcpu.gif());
     EXPECT_EQ(m.vcpu.pending_events(), 0U);
+}
+
+// L2's CLGI/STGI that L1 does not intercept. With a virtual GIF of its own
+// (vgif offered, V_GIF_ENABLE in vmcb12) they change vmcb02.V_GIF only;
+// without, they change the GIF as on hardware without vGIF (KVM emulates
+// them with svm_set_gif): an INTR is then held while L2 runs, and taken by
+// L2's STGI (here: a #VMEXIT(INTR) to L1, which intercepts INTR).
+TEST(L2Gif, ClgiWithoutNestedVgifClearsTheGifAndStgiTakesWhatItHeld) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::INTR);
+    v.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
+    m.vcpu.vmcb01().set(FieldId::rflags, 0x202);  // L1's IF = 1
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const cpu::Event clgi{.kind = cpu::EventKind::clgi, .insn_len = 3};
+    const cpu::Event stgi{.kind = cpu::EventKind::stgi, .insn_len = 3};
+    EXPECT_EQ(m.vcpu.l2_event(clgi).outcome, Outcome::handled_by_l0);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    EXPECT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
+    // Save and restore keep guest mode with GIF = 0.
+    const auto blob = m.vcpu.save_state();
+    ASSERT_TRUE(m.vcpu.restore_state(blob));
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    const auto r = m.vcpu.l2_event(stgi);
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::INTR);
+    EXPECT_FALSE(m.vcpu.gif());  // the #VMEXIT cleared it again
+
+    // With nested vGIF: only V_GIF moves.
+    Machine n;
+    auto w = valid_vmcb12();
+    w.set(FieldId::int_ctl, arch::int_ctl::V_GIF_ENABLE | arch::int_ctl::V_GIF);
+    n.put(w);
+    ASSERT_EQ(n.vmrun().outcome, Outcome::entered_l2);
+    (void)n.vcpu.l2_event(clgi);
+    EXPECT_TRUE(n.vcpu.gif());
+    EXPECT_EQ(n.vcpu.vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_GIF, 0U);
+    // A saved GIF = 0 in guest mode is refused when L2 has a virtual GIF.
+    auto blob2 = n.vcpu.save_state();
+    blob2[12] &= static_cast<std::uint8_t>(~2);
+    const auto refused = n.vcpu.restore_state(blob2);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().find("virtual GIF"), std::string::npos) << refused.error();
 }
 
 // STGI delivers the held events L1 can take: an INTR waits for L1's

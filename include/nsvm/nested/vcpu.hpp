@@ -231,6 +231,9 @@ private:
     void shutdown() noexcept { mode_ = Mode::shutdown; }
 
     // Helpers.
+    /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
+    /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
+    [[nodiscard]] bool nested_vgif() const noexcept;
     [[nodiscard]] bool l1_instruction_gates(StepResult& r, bool check_rax) const noexcept;
     [[nodiscard]] cpu::ExitFeatures exit_features() const noexcept;
     void skip_l1_instruction(std::uint8_t len = 3) noexcept;
