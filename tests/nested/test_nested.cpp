@@ -55,6 +55,13 @@ struct Machine {
         mem.watch(kVmcb12);
         return vcpu.l1_vmrun();
     }
+    /// L1 does CLGI, `k` arrives and is held, then L1 runs VMRUN on `v`.
+    nested::StepResult vmrun_with_held(cpu::EventKind k, const arch::Vmcb& v = valid_vmcb12()) {
+        put(v);
+        (void)vcpu.l1_clgi();
+        EXPECT_EQ(vcpu.external(k).outcome, Outcome::held_pending);
+        return vmrun();
+    }
     /// L1 runs `v` (valid_vmcb12 plus the intercept `bit`), L2 then runs.
     void enter_l2_intercepting(unsigned bit, arch::Vmcb v = valid_vmcb12()) {
         v.set_intercept(bit);
@@ -749,10 +756,7 @@ TEST(Review, HeldIntrL1InterceptsExitsToL1AsSoonAsVmrunSetsGif) {
 // VMRUN, which still enters L2, and no longer pending.
 TEST(Review, HeldNmiL1DoesNotInterceptIsInjectedIntoL2AtVmrun) {
     Machine m;
-    m.put(valid_vmcb12());
-    (void)m.vcpu.l1_clgi();
-    ASSERT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
-    const auto r = m.vmrun();
+    const auto r = m.vmrun_with_held(cpu::EventKind::nmi);
     EXPECT_EQ(r.outcome, Outcome::entered_l2);
     EXPECT_TRUE(m.vcpu.gif());
     EXPECT_EQ(m.vcpu.pending_events(), 0U);
@@ -762,10 +766,7 @@ TEST(Review, HeldNmiL1DoesNotInterceptIsInjectedIntoL2AtVmrun) {
 // GIF = 1: the VMRUN step ends out of guest mode, and says so.
 TEST(Review, HeldInitL1DoesNotInterceptEndsTheVmrunOutOfGuestMode) {
     Machine m;
-    m.put(valid_vmcb12());
-    (void)m.vcpu.l1_clgi();
-    ASSERT_EQ(m.vcpu.external(cpu::EventKind::init).outcome, Outcome::held_pending);
-    const auto r = m.vmrun();
+    const auto r = m.vmrun_with_held(cpu::EventKind::init);
     EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
     EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
     EXPECT_TRUE(m.vcpu.gif());
