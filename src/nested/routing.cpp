@@ -194,9 +194,12 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
             r.note = "illegal control-register value: #GP(0) in L2";
             return r;
         }
+        const bool gif_was = gif_;
         apply_l2_effect(e);
         r.outcome = Outcome::no_exit;
         r.note = "not intercepted in vmcb02";
+        // L2's STGI ran in hardware without a virtual GIF: it set the GIF.
+        if (!gif_was && gif_) return take_held_events_in_l2(r);
         return r;
     }
     if (l1_wants_exit(e, *hw)) {

@@ -818,6 +818,26 @@ TEST(L2Gif, ClgiWithoutNestedVgifClearsTheGifAndStgiTakesWhatItHeld) {
     EXPECT_NE(refused.error().find("virtual GIF"), std::string::npos) << refused.error();
 }
 
+// The same when L0 does not intercept STGI/CLGI either (L0 uses vGIF for L1,
+// vmcb01 leaves them alone): L2's CLGI/STGI run in hardware on the GIF, and
+// what the GIF held is taken at the STGI.
+TEST(L2Gif, NotInterceptedAtAllStgiStillTakesWhatTheGifHeld) {
+    auto l0 = nested::L0Config::kvm_default();
+    l0.intercept_words[ic::STGI / 32] &= ~((1U << (ic::STGI % 32)) | (1U << (ic::CLGI % 32)));
+    Machine m(checks::ProfileId::kvm, {}, l0);
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::NMI);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_FALSE(m.vcpu.vmcb02().intercept(ic::CLGI));
+    EXPECT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::clgi, .insn_len = 3}).outcome, Outcome::no_exit);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
+    const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::stgi, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::NMI);
+}
+
 // STGI delivers the held events L1 can take: an INTR waits for L1's
 // RFLAGS.IF (APM 8.2), an NMI does not.
 TEST(Review, StgiDeliversAHeldIntrOnlyWhenL1sIfIsSet) {
