@@ -138,7 +138,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             r = vcpu.l2_event(e);
             if (op == 0xFF) {  // save/restore round trip
                 const auto blob = vcpu.save_state();
-                if (!vcpu.restore_state(blob)) violation("own blob refused");
+                if (const auto restored = vcpu.restore_state(blob); !restored) {
+                    std::fprintf(stderr, "restore_state: %s\n", restored.error().c_str());
+                    violation("own blob refused");
+                }
                 if (vcpu.save_state() != blob) violation("save -> restore -> save differs");
             }
         }

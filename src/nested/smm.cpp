@@ -77,8 +77,11 @@ StepResult Vcpu::rsm() noexcept {
         r.note = "RSM outside SMM: #UD";
         return r;
     }
+    // Leaving SMM ends "entered from L2" too: a saved state must never say
+    // SMM-from-L2 outside SMM (restore_state refuses that combination).
     auto fail = [&](const char* why) {
         smm_ = false;
+        smm_from_l2_ = false;
         shutdown();
         r.outcome = Outcome::shutdown;
         r.note = why;
@@ -87,6 +90,7 @@ StepResult Vcpu::rsm() noexcept {
     std::uint64_t flag = 0;
     if (!mem_->read_u64(smbase_ + kSmramGuestFlag, flag)) return fail("RSM: SMRAM unreadable");
     smm_ = false;
+    smm_from_l2_ = false;
     if (flag == 0) {
         std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(vmcb01_).begin());
         mode_ = Mode::l1;

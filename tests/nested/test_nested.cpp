@@ -255,6 +255,27 @@ TEST(Smm, SmiFromL2ThenRsmReturnsToL2) {
     EXPECT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
 }
 
+// Regression, found by fuzz_nested (2026-12-01 campaign, "own blob refused"):
+// RSM left the "SMM entered from L2" flag set, so a nested state saved after
+// an SMI from L2 and an RSM (into L2, or to L1 when the handler cleared the
+// SMRAM guest flag) said SMM-from-L2 outside SMM, and restore_state refused it.
+TEST(Smm, StateSavedAfterRsmRestores) {
+    for (const bool back_to_l2 : {true, false}) {
+        Machine m;
+        ASSERT_TRUE(m.mem.map(0x38000, 0x8000));
+        m.put(valid_vmcb12());
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+        if (!back_to_l2) ASSERT_TRUE(m.mem.write_u64(0x30000 + nested::kSmramGuestFlag, 0));
+        ASSERT_EQ(m.vcpu.rsm().outcome, Outcome::smm_left);
+        EXPECT_EQ(m.vcpu.mode(), back_to_l2 ? nested::Mode::l2 : nested::Mode::l1);
+        const auto blob = m.vcpu.save_state();
+        const auto restored = m.vcpu.restore_state(blob);
+        ASSERT_TRUE(restored) << restored.error();
+        EXPECT_EQ(m.vcpu.save_state(), blob);
+    }
+}
+
 TEST(NestedState, SaveRestoreSaveIsIdenticalAndBadBlobsAreRefused) {
     Machine m;
     m.put(valid_vmcb12());
