@@ -112,11 +112,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 case 3: r = vcpu.l1_stgi(); break;
                 case 4: r = vcpu.l1_clgi(); break;
                 case 5: r = vcpu.rsm(); break;
-                case 6: {  // L1 scribbles on vmcb12, its MSRPM or its IOPM (32 bits)
-                    const std::uint8_t which = c.u8() % 3;
-                    const std::uint64_t base = which == 0 ? kVmcb12 : which == 1 ? kMsrpm : kIopm;
-                    const std::uint64_t extent =
-                        which == 0 ? arch::kVmcbSize : which == 1 ? cpu::kMsrpmSize : cpu::kIopmSize;
+                case 6: {  // L1 scribbles on vmcb12, its MSRPM, its IOPM or HSAVE (32 bits)
+                    const std::uint8_t which = c.u8() % 4;
+                    const std::uint64_t base = which == 0 ? kVmcb12 : which == 1 ? kMsrpm : which == 2 ? kIopm : kHsave;
+                    const std::uint64_t extent = which == 1 ? cpu::kMsrpmSize : which == 2 ? cpu::kIopmSize : arch::kVmcbSize;
                     const std::uint32_t off = static_cast<std::uint32_t>(c.u32() % (extent - 4));
                     const std::uint32_t val = c.u32();
                     std::uint8_t b[4] = {std::uint8_t(val), std::uint8_t(val >> 8), std::uint8_t(val >> 16),

@@ -87,19 +87,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     std::copy_n(blob.begin() + kHeader, arch::kVmcbSize, vmcb01_.page().begin());
     std::copy_n(blob.begin() + kHeader + arch::kVmcbSize, arch::kVmcbSize, cache_.page().begin());
     // L1's state: what L1 could never have loaded is refused.
-    const std::uint64_t efer = vmcb01_.get(FieldId::efer), cr0 = vmcb01_.get(FieldId::cr0);
-    if (efer & cpu_->efer_reserved_bits()) return refuse(fmt::format("nested state: L1 EFER {:#x} has reserved bits", efer));
-    if (guest && !(efer & arch::efer::SVME)) return refuse("nested state: guest mode but L1 EFER.SVME = 0");
-    if ((cr0 >> 32) != 0 || ((cr0 & arch::cr0::NW) && !(cr0 & arch::cr0::CD)))
-        return refuse(fmt::format("nested state: L1 CR0 {:#x} illegal", cr0));
-    if (vmcb01_.get(FieldId::cr4) & cpu_->cr4_reserved_bits()) return refuse("nested state: L1 CR4 has reserved bits");
-    // In guest mode vmcb01 holds the state L1 had at its VMRUN, which passed
-    // VMRUN's gates: paged protected mode, not virtual-8086 (KVM's
-    // svm_set_nested_state, kvm-nsvm.md §8).
-    if (guest && (!(cr0 & arch::cr0::PG) || !(cr0 & arch::cr0::PE)))
-        return refuse(fmt::format("nested state: guest mode but L1 CR0 {:#x} has PG or PE clear", cr0));
-    if (guest && (vmcb01_.get(FieldId::rflags) & arch::rflags::VM))
-        return refuse("nested state: guest mode but L1 RFLAGS.VM = 1");
+    if (const char* why = l1_state_problem(guest)) return refuse(fmt::format("nested state: {}", why));
     for (unsigned w = 0; w < 6; ++w) {
         std::uint32_t want = l0_.intercept_words[w];
         if (w == 3 && !opts_.intercept_smi) want &= ~(1U << (arch::intercept::SMI % 32));

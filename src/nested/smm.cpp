@@ -107,6 +107,11 @@ StepResult Vcpu::rsm() noexcept {
     if ((smram_efer & arch::efer::SVME) == 0) return fail("RSM: SMRAM EFER.SVME = 0");
     // L1's VMRUN state back from HSAVE+0x400.
     if (!mem_->read(hsave_pa_ + kHsaveL1State, save_area(vmcb01_))) return fail("RSM: HSAVE unreadable");
+    // HSAVE is L1's memory and the SMM handler may have rewritten it: an L1
+    // state VMRUN could not have left is a failed RSM (shutdown), as the
+    // other inconsistencies RSM finds, never a guest mode that a nested-state
+    // save/restore would refuse.
+    if (l1_state_problem(true) != nullptr) return fail("RSM: L1's state at HSAVE+0x400 is not one its VMRUN could have left");
     // vmcb12 may have changed during SMM: copy it again and re-validate
     // save AND control areas (Paolo's fix for bugzilla #220964).
     if (!copy_vmcb12_to_cache(gpa)) return fail("RSM: vmcb12 unreadable");

@@ -276,6 +276,26 @@ TEST(Smm, StateSavedAfterRsmRestores) {
     }
 }
 
+// RSM into L2 reloads L1's state from HSAVE+0x400, L1 memory the SMM
+// handler can rewrite: a state L1's VMRUN could not have left (paging off
+// here) shuts the vCPU down, as RSM's other failures do, instead of
+// resuming a guest mode no nested-state restore would accept.
+TEST(Smm, RsmWithAnImpossibleL1StateInHsaveShutsDown) {
+    Machine m;
+    ASSERT_TRUE(m.mem.map(0x38000, 0x8000));
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+    const std::uint64_t cr0_at = kHsave + nested::kHsaveL1State + arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset;
+    std::uint64_t cr0 = 0;
+    ASSERT_TRUE(m.mem.read_u64(cr0_at, cr0));
+    ASSERT_NE(cr0 & arch::cr0::PG, 0U);
+    ASSERT_TRUE(m.mem.write_u64(cr0_at, cr0 & ~arch::cr0::PG));
+    const auto r = m.vcpu.rsm();
+    EXPECT_EQ(r.outcome, Outcome::shutdown);
+    EXPECT_NE(std::string_view(r.note).find("HSAVE"), std::string_view::npos) << r.note;
+}
+
 TEST(NestedState, SaveRestoreSaveIsIdenticalAndBadBlobsAreRefused) {
     Machine m;
     m.put(valid_vmcb12());
