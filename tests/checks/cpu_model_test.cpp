@@ -1,6 +1,7 @@
 // CPU models: names, aliases, edits, derived reserved bits, the built-in
 // models, the JSON model reader, and the profiles' choice listings.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -122,7 +123,11 @@ TEST(Models, ReservedBitsFollowFeatures) {
 
 class CpuJson : public ::testing::Test {
 protected:
-    std::filesystem::path dir = std::filesystem::temp_directory_path() / "nsvm_checks_cpu_json";
+    // One directory per test process: ctest runs tests in parallel (and two
+    // checkouts may run theirs at once); a shared one was removed by one
+    // test's TearDown under another test's feet.
+    std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("nsvm_checks_cpu_json-" + std::to_string(::getpid()));
     void SetUp() override { std::filesystem::create_directories(dir); }
     void TearDown() override { std::filesystem::remove_all(dir); }
     nsvm::expected<CpuModel, std::string> read(const std::string& name, const std::string& text) {
