@@ -62,6 +62,14 @@ struct Machine {
         EXPECT_EQ(vcpu.external(k).outcome, Outcome::held_pending);
         return vmrun();
     }
+    /// L2 runs on valid_vmcb12 and an SMI L1 does not intercept takes the
+    /// vCPU into SMM (SMRAM at the default SMBASE, 0x30000).
+    void enter_smm_from_l2() {
+        ASSERT_TRUE(mem.map(0x38000, 0x8000));
+        put(valid_vmcb12());
+        ASSERT_EQ(vmrun().outcome, Outcome::entered_l2);
+        ASSERT_EQ(vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+    }
     /// L1 runs `v` (valid_vmcb12 plus the intercept `bit`), L2 then runs.
     void enter_l2_intercepting(unsigned bit, arch::Vmcb v = valid_vmcb12()) {
         v.set_intercept(bit);
@@ -262,10 +270,7 @@ TEST(Smm, SmiFromL2ThenRsmReturnsToL2) {
 TEST(Smm, StateSavedAfterRsmRestores) {
     for (const bool back_to_l2 : {true, false}) {
         Machine m;
-        ASSERT_TRUE(m.mem.map(0x38000, 0x8000));
-        m.put(valid_vmcb12());
-        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
-        ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+        m.enter_smm_from_l2();
         if (!back_to_l2) ASSERT_TRUE(m.mem.write_u64(0x30000 + nested::kSmramGuestFlag, 0));
         ASSERT_EQ(m.vcpu.rsm().outcome, Outcome::smm_left);
         EXPECT_EQ(m.vcpu.mode(), back_to_l2 ? nested::Mode::l2 : nested::Mode::l1);
@@ -282,10 +287,7 @@ TEST(Smm, StateSavedAfterRsmRestores) {
 // resuming a guest mode no nested-state restore would accept.
 TEST(Smm, RsmWithAnImpossibleL1StateInHsaveShutsDown) {
     Machine m;
-    ASSERT_TRUE(m.mem.map(0x38000, 0x8000));
-    m.put(valid_vmcb12());
-    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
-    ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+    m.enter_smm_from_l2();
     const std::uint64_t cr0_at = kHsave + nested::kHsaveL1State + arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset;
     std::uint64_t cr0 = 0;
     ASSERT_TRUE(m.mem.read_u64(cr0_at, cr0));
@@ -953,10 +955,7 @@ TEST(Review, PortL0PassesThroughIsStillInterceptedForL1) {
 // L0 kept in private memory.
 TEST(Review, RsmFromL2ReadsEferSvmeFromSmramMemory) {
     Machine m;
-    ASSERT_TRUE(m.mem.map(0x38000, 0x8000));
-    m.put(valid_vmcb12());
-    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
-    ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+    m.enter_smm_from_l2();
     std::uint64_t efer = 0;
     ASSERT_TRUE(m.mem.read_u64(0x30000 + nested::kSmramEfer, efer));
     ASSERT_NE(efer & arch::efer::SVME, 0U);
