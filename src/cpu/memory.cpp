@@ -49,6 +49,14 @@ GuestMemory::Page* GuestMemory::find(std::uint64_t page) noexcept {
     return const_cast<Page*>(std::as_const(*this).find(page));
 }
 
+const GuestMemory::Page* GuestMemory::whole_page(std::uint64_t gpa) const noexcept {
+    if ((gpa & (kPageSize - 1)) != 0 || !in_range(gpa, kPageSize)) return nullptr;
+    return find(gpa);
+}
+GuestMemory::Page* GuestMemory::whole_page(std::uint64_t gpa) noexcept {
+    return const_cast<Page*>(std::as_const(*this).whole_page(gpa));
+}
+
 bool GuestMemory::backed(std::uint64_t gpa) const noexcept { return in_range(gpa, 1) && find(page_of(gpa)); }
 
 void GuestMemory::count(std::uint64_t gpa, std::uint64_t size) const noexcept {
@@ -95,8 +103,7 @@ bool GuestMemory::write(std::uint64_t gpa, std::span<const std::uint8_t> in) noe
 }
 
 std::span<const std::uint8_t> GuestMemory::page_bytes(std::uint64_t page) const noexcept {
-    if ((page & (kPageSize - 1)) != 0 || !in_range(page, kPageSize)) return {};
-    const Page* p = find(page);
+    const Page* p = whole_page(page);
     if (!p) return {};
     count(page, kPageSize);
     return *p;
@@ -125,16 +132,14 @@ bool GuestMemory::read_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
 }
 
 bool GuestMemory::peek_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
-    if ((gpa & (kPageSize - 1)) != 0 || !in_range(gpa, kPageSize)) return false;
-    const Page* p = find(gpa);
+    const Page* p = whole_page(gpa);
     if (!p) return false;
     out.page() = *p;
     return true;
 }
 
 std::optional<arch::VmcbView> GuestMemory::vmcb_in_place(std::uint64_t gpa) noexcept {
-    if ((gpa & (kPageSize - 1)) != 0 || !in_range(gpa, kPageSize)) return std::nullopt;
-    Page* p = find(gpa);
+    Page* p = whole_page(gpa);
     if (!p) return std::nullopt;
     return arch::VmcbView(*p);
 }

@@ -71,6 +71,9 @@ private:
     [[nodiscard]] bool in_range(std::uint64_t gpa, std::uint64_t size) const noexcept;
     [[nodiscard]] const Page* find(std::uint64_t page) const noexcept;
     [[nodiscard]] Page* find(std::uint64_t page) noexcept;
+    /// The backed page starting at gpa (4 KiB aligned, below MAXPHYADDR), or nullptr.
+    [[nodiscard]] const Page* whole_page(std::uint64_t gpa) const noexcept;
+    [[nodiscard]] Page* whole_page(std::uint64_t gpa) noexcept;
     void count(std::uint64_t gpa, std::uint64_t size) const noexcept;
 
     unsigned maxphyaddr_;
