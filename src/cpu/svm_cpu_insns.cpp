@@ -38,8 +38,6 @@ static_assert([] {
     return kVmloadMsrs.size() == arch::kVmloadFields.size();
 }(), "the VMLOAD/VMSAVE MSRs are APM 15.5.2's list, in arch's order");
 
-std::uint64_t seg_offset(Seg s) noexcept { return arch::kSaveAreaOffset + 16 * static_cast<std::uint64_t>(s); }
-
 SvmResult fault(std::uint8_t vector, const char* note) noexcept {
     SvmResult r;
     r.outcome = SvmOutcome::exception;
@@ -65,7 +63,7 @@ SvmResult SvmCpu::vmload() noexcept {
     Registers next = regs_;
     for (Seg s : kVmloadSegments) {
         std::array<std::uint8_t, 16> b{};
-        (void)mem_->read(pa + seg_offset(s), b);
+        (void)mem_->read(pa + arch::segment_offset(s), b);
         seg_ref(next, s) = arch::Segment{static_cast<std::uint16_t>(arch::load_le(b, 0, 2)),
                                          static_cast<std::uint16_t>(arch::load_le(b, 2, 2)),
                                          static_cast<std::uint32_t>(arch::load_le(b, 4, 4)), arch::load_le(b, 8, 8)};
@@ -91,7 +89,7 @@ SvmResult SvmCpu::vmsave() noexcept {
         arch::store_le(b, 2, 2, v.attrib);
         arch::store_le(b, 4, 4, v.limit);
         arch::store_le(b, 8, 8, v.base);
-        (void)mem_->write(pa + seg_offset(s), b);
+        (void)mem_->write(pa + arch::segment_offset(s), b);
     }
     for (const auto& m : kVmloadMsrs) (void)mem_->write_u64(pa + arch::info(m.field).offset, regs_.*m.reg);
     regs_.rip += kSvmInsnLength;

@@ -27,7 +27,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     // §5.2: exactly the fields KVM writes; never intercepts, maps, TSC
     // offset, ASID, tlb_ctl, nCR3, misc_ctl*, pause filter, clean bits or
     // the VMLOAD/VMSAVE state.
-    for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr}) vmcb12->set_segment(s, vmcb02.segment(s));
+    for (Seg s : arch::kVmrunSegments) vmcb12->set_segment(s, vmcb02.segment(s));
     // EFER as L2 sees it: SVME only if L1 gave it.
     vmcb12->set(FieldId::efer, (vmcb02.get(FieldId::efer) & ~arch::efer::SVME) |
                                    (cache_.get(FieldId::efer) & arch::efer::SVME));

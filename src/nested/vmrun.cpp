@@ -174,7 +174,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
 
 void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     using namespace arch;
-    for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr}) out.set_segment(s, cache_.segment(s));
+    for (Seg s : kVmrunSegments) out.set_segment(s, cache_.segment(s));
     // VMLOAD state is not loaded by VMRUN (APM 15.5.1): L2 sees what L1 VMLOADed.
     for (Seg s : kVmloadSegments) out.set_segment(s, vmcb01_.segment(s));
     for (FieldId f : kVmloadFields) out.set(f, vmcb01_.get(f));
@@ -342,8 +342,9 @@ StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
 
 StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const arch::Vmcb* prepared) noexcept {
     using namespace arch;
-    // vmcb12 gets the exit fields (APM 15.6; kvm-nsvm.md §4). Written field
-    // by field: vmcb12 is never read again.
+    // vmcb12 gets the exit fields (APM 15.6; kvm-nsvm.md §4), stored into its
+    // page in place: vmcb12 is never read again.
+    const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_);
     if (prepared != nullptr && profile_->id == checks::ProfileId::kvm) {
         // KVM fails late through a full nested_svm_vmexit, writing vmcb12's
         // save fields from the just-prepared vmcb02 (§4b).
@@ -353,22 +354,19 @@ StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const
         // value prepare_vmcb02_control took from vmcb12 (§3 step 8.4.10).
         err.next_rip = prepared->get(FieldId::next_rip);
         sync_vmcb02_to_vmcb12(*prepared, err);  // the live vmcb02 is untouched
-    } else if (profile_->failure_writeback == checks::FailureWriteback::host_state) {
+    } else if (vmcb12 && profile_->failure_writeback == checks::FailureWriteback::host_state) {
         // qemu/bochs: the state live at the failure is L1's (checks run
         // before any guest state is loaded in this model).
-        if (const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_)) {
-            for (Seg s : {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr})
-                vmcb12->set_segment(s, vmcb01_.segment(s));
-            for (FieldId f : {FieldId::efer, FieldId::cr0, FieldId::cr3, FieldId::cr4, FieldId::rflags, FieldId::rip,
-                              FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
-                vmcb12->set(f, vmcb01_.get(f));
-        }
+        for (Seg s : kVmrunSegments) vmcb12->set_segment(s, vmcb01_.segment(s));
+        for (FieldId f : {FieldId::efer, FieldId::cr0, FieldId::cr3, FieldId::cr4, FieldId::rflags, FieldId::rip,
+                          FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
+            vmcb12->set(f, vmcb01_.get(f));
     }
     // The pre-fix KVM early path (kvm-nsvm.md §4a baseline) wrote the exit
     // fields and returned: GIF unchanged, EVENTINJ untouched, no #VMEXIT
     // bookkeeping on L1's state.
     const bool pre_fix = opts_.pre_fix_gif_bug && reason == FailReason::consistency_check;
-    if (const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_)) {
+    if (vmcb12) {
         vmcb12->set(FieldId::exit_code, profile_->exit_code_32bit ? ec::INVALID_32 : ec::INVALID);
         vmcb12->set(FieldId::exit_info_1, 0);
         vmcb12->set(FieldId::exit_info_2, 0);

@@ -127,6 +127,10 @@ private:
     Page page_;
 };
 
+/// APM 15.5.1: the segments VMRUN loads from the VMCB and #VMEXIT saves
+/// (the others are VMLOAD/VMSAVE state, below).
+inline constexpr std::array<Seg, 6> kVmrunSegments = {Seg::es, Seg::cs, Seg::ss, Seg::ds, Seg::gdtr, Seg::idtr};
+
 /// APM 15.5.2: the state VMLOAD and VMSAVE move (VMRUN and #VMEXIT leave
 /// it alone): four segments with their hidden state, and these MSRs.
 inline constexpr std::array<Seg, 4> kVmloadSegments = {Seg::fs, Seg::gs, Seg::tr, Seg::ldtr};
