@@ -122,8 +122,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
             case FailReason::msrpm_unreadable: return refuse("nested state: L1's MSRPM is unreadable");
             default: return refuse(fmt::format("nested state: L2 CR3/PDPEs: {}", fail_reason_name(fr)));
         }
-        switch_to_prepared();
-        mode_ = Mode::l2;
+        switch_to_prepared();  // guest mode
     } else {
         live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;

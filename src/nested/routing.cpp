@@ -17,8 +17,6 @@ using arch::FieldId;
 using cpu::EventKind;
 
 namespace {
-constexpr std::uint32_t pending_bit(EventKind k) noexcept { return 1U << static_cast<unsigned>(k); }
-
 /// The model's contract (as l1_instruction_gates): L1 instructions only
 /// while L1 runs.
 bool l1_not_running(Mode m, StepResult& r) noexcept {

@@ -327,9 +327,8 @@ StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
     // (INTR under L1's or L2's RFLAGS.IF) stays held.
     using EventKind = cpu::EventKind;
     for (EventKind k : {EventKind::init, EventKind::smi, EventKind::nmi, EventKind::intr}) {
-        const std::uint32_t bit = 1U << static_cast<unsigned>(k);
-        if ((pending_ & bit) == 0 || mode_ != Mode::l2) continue;
-        pending_ &= ~bit;
+        if ((pending_ & pending_bit(k)) == 0 || mode_ != Mode::l2) continue;
+        pending_ &= ~pending_bit(k);
         StepResult r = l2_external(k);
         if (r.outcome == Outcome::held_pending) continue;                         // held again
         if (r.outcome == Outcome::handled_by_l0 && mode_ == Mode::l2) continue;  // L0 injected it into L2

@@ -231,6 +231,10 @@ private:
     void shutdown() noexcept { mode_ = Mode::shutdown; }
 
     // Helpers.
+    /// The bit of pending_ that holds an external event of kind k.
+    [[nodiscard]] static constexpr std::uint32_t pending_bit(cpu::EventKind k) noexcept {
+        return 1U << static_cast<unsigned>(k);
+    }
     /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
     /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
     [[nodiscard]] bool nested_vgif() const noexcept;
