@@ -327,7 +327,7 @@ StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
     // (INTR under L1's or L2's RFLAGS.IF) stays held.
     using EventKind = cpu::EventKind;
     for (EventKind k : {EventKind::init, EventKind::smi, EventKind::nmi, EventKind::intr}) {
-        if ((pending_ & pending_bit(k)) == 0 || mode_ != Mode::l2) continue;
+        if ((pending_ & pending_bit(k)) == 0) continue;
         pending_ &= ~pending_bit(k);
         StepResult r = l2_external(k);
         if (r.outcome == Outcome::held_pending) continue;                         // held again
