@@ -155,7 +155,9 @@ Format detect_format(std::span<const std::uint8_t> data) {
     std::string_view body = s;
     if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);  // UTF-8 BOM
     body = detail::trim(body);
-    if (!body.empty() && body.front() == '{') return Format::json;
+    // No other format starts with '{' or a C comment, which the JSON reader
+    // accepts: a commented JSON file is JSON even if its comment is broken.
+    if (body.starts_with("{") || body.starts_with("//") || body.starts_with("/*")) return Format::json;
     // KVM: the section headers, the pr_fmt prefix, the header line and the
     // first control label (dump-formats.md a.3).
     const auto kvm = earliest(s, {"VMCB Control Area", "VMCB State Save Area", "kvm_amd:", "cr_read:",
