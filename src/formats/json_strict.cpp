@@ -250,10 +250,17 @@ private:
                           fmt::format("column {}: {}", at - line_start_ + 1, message)};
     }
 
-    /// "save.cr0", "features[2]": where the scanner is, for messages.
+    /// "save.cr0", "features[2]": where the scanner is, for messages. A
+    /// path as deep as the limit shows its first levels and the count.
     [[nodiscard]] std::string path() const {
+        constexpr std::size_t kShown = 8;
         std::string p;
-        for (const auto& f : frames_) {
+        for (std::size_t k = 0; k < frames_.size(); ++k) {
+            const auto& f = frames_[k];
+            if (k == kShown) {
+                p += fmt::format("\u2026({} levels)", frames_.size());
+                break;
+            }
             if (f.object) {
                 if (f.expect_key && f.keys.empty()) break;  // before the first member
                 p += (p.empty() ? "" : ".") + util::printable(f.key, 40);
