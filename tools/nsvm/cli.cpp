@@ -44,7 +44,7 @@ ResolvedModel resolve_model(const ModelOptions& opts) {
     } else {
         std::ifstream f(opts.cpu);
         if (!f) throw Exit{kBadInput, fmt::format("--cpu {}: {}", util::printable(opts.cpu), builtin.error())};
-        auto model = formats::read_cpu_model_json(read_input(opts.cpu), opts.cpu);
+        auto model = formats::read_cpu_model_json(read_input(opts.cpu), util::printable(opts.cpu, 200));
         if (!model) throw Exit{kBadInput, model.error()};
         out.cpu = *model;
     }

@@ -101,7 +101,7 @@ int run_check(const CheckOptions& o) {
     if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", util::printable(o.format))};
     const std::string data = read_input(o.file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-    auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : o.file);
+    auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : util::printable(o.file, 200));
     if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
 
     checks::Context ctx{in->vmcb, model.cpu, *model.profile, in->host ? &*in->host : nullptr, nullptr};

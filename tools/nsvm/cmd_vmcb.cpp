@@ -18,7 +18,7 @@ formats::ReadResult read_vmcb_file(const std::string& file, const std::string& f
     if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", util::printable(format))};
     const std::string data = read_input(file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-    auto in = formats::read_vmcb(bytes, *fmt_id, file == "-" ? "<stdin>" : file);
+    auto in = formats::read_vmcb(bytes, *fmt_id, file == "-" ? "<stdin>" : util::printable(file, 200));
     if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
     return std::move(*in);
 }
