@@ -183,7 +183,7 @@ nsvm::expected<CpuModel, std::string> find_builtin_model(std::string_view name) 
     std::string known;
     for (auto n : names) known += (known.empty() ? "" : ", ") + std::string(n);
     const auto near = util::closest(name, names);
-    return nsvm::unexpected(fmt::format("unknown CPU model '{}'{} (built-in models: {})", name,
+    return nsvm::unexpected(fmt::format("unknown CPU model '{}'{} (built-in models: {})", util::printable(name),
                                         near.empty() ? "" : fmt::format(", did you mean '{}'?", near), known));
 }
 
@@ -208,7 +208,7 @@ nsvm::expected<void, std::string> apply_feature_edits(CpuModel& model, std::stri
         const auto f = find_feature(tok);
         if (!f) {
             const auto near = util::closest(normalize(tok), kFeatureNames);
-            return nsvm::unexpected(fmt::format("unknown CPU feature '{}'{}", tok,
+            return nsvm::unexpected(fmt::format("unknown CPU feature '{}'{}", util::printable(tok),
                                                 near.empty() ? "" : fmt::format(", did you mean '{}'?", near)));
         }
         parsed.emplace_back(*f, on);

@@ -467,7 +467,7 @@ nsvm::expected<ProfileId, std::string> find_profile(std::string_view name) {
         names.push_back(p.name);
     }
     const auto near = util::closest(name, names);
-    return nsvm::unexpected(fmt::format("unknown profile '{}'{} (profiles: apm, kvm, qemu, bochs, xen)", name,
+    return nsvm::unexpected(fmt::format("unknown profile '{}'{} (profiles: apm, kvm, qemu, bochs, xen)", util::printable(name),
                                         near.empty() ? "" : fmt::format(", did you mean '{}'?", near)));
 }
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "nsvm/formats/json_strict.hpp"
 #include "nsvm/util/text.hpp"
 
 namespace nsvm::formats {
@@ -29,16 +30,34 @@ nsvm::expected<std::uint64_t, std::string> number(const json& v) {
     if (v.is_string()) {
         const auto s = v.get<std::string>();
         if (auto n = util::parse_u64(s)) return *n;
-        return nsvm::unexpected(fmt::format("'{}' is not a number", s));
+        return nsvm::unexpected(fmt::format("'{}' is not a number", util::printable(s)));
     }
-    return nsvm::unexpected(fmt::format("expected an integer, got {}", v.type_name()));
+    return nsvm::unexpected(fmt::format("expected an integer, got {}", describe_json(v)));
+}
+
+// The model's name and description are printed by every command that uses
+// the model: keep them one short line of text.
+constexpr std::size_t kMaxNameLength = 64;
+constexpr std::size_t kMaxDescriptionLength = 1024;
+
+/// Why `s` cannot be printed as it is, if it cannot: a control character
+/// (an escape sequence or a newline would forge output) or too long.
+std::optional<std::string> plain_text(std::string_view s, std::size_t max) {
+    if (s.size() > max)
+        return fmt::format("'{}' is longer than {} bytes", util::printable(s, 40), max);
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x20 || c == 0x7F)
+            return fmt::format("'{}' holds a control character (byte {:#04x} at offset {})", util::printable(s), c, i);
+    }
+    return std::nullopt;
 }
 
 struct Reader {
     std::string_view path;
 
     [[nodiscard]] std::string err(std::string_view key, std::string_view what) const {
-        return fmt::format("{}: key '{}': {}", path, key, what);
+        return fmt::format("{}: key '{}': {}", path, util::printable(key), what);
     }
 
     nsvm::expected<std::uint64_t, std::string> ranged(const json& obj, std::string_view key, std::uint64_t lo,
@@ -50,8 +69,11 @@ struct Reader {
     }
 
     nsvm::expected<checks::CpuModel, std::string> read(std::string_view text) const {
-        const json doc = json::parse(text.begin(), text.end(), nullptr, false);
-        if (doc.is_discarded()) return nsvm::unexpected(fmt::format("{}: not valid JSON", path));
+        // Duplicate keys, hostile depth and out-of-range numbers are refused
+        // with their line, as in every JSON nsvm reads.
+        auto parsed = parse_json_strict(text, path);
+        if (!parsed) return nsvm::unexpected(to_string(parsed.error()));
+        const json& doc = *parsed;
         if (!doc.is_object())
             return nsvm::unexpected(fmt::format("{}: a CPU model is a JSON object, not {}", path, doc.type_name()));
         for (const auto& [key, val] : doc.items()) {
@@ -61,7 +83,7 @@ struct Reader {
                 const auto near = util::closest(key, kKeys);
                 return nsvm::unexpected(fmt::format("{}: unknown key '{}'{} (keys: name, description, base, maxphyaddr, "
                                                     "va_width, num_asids, num_encrypted_guests, features)",
-                                                    path, key,
+                                                    path, util::printable(key),
                                                     near.empty() ? "" : fmt::format(", did you mean '{}'?", near)));
             }
         }
@@ -79,6 +101,8 @@ struct Reader {
             const auto& n = doc.at("name");
             if (!n.is_string() || n.get<std::string>().empty())
                 return nsvm::unexpected(err("name", "expected a non-empty string"));
+            if (auto bad = plain_text(n.get_ref<const std::string&>(), kMaxNameLength))
+                return nsvm::unexpected(err("name", *bad));
             m.name = n.get<std::string>();
         } else {
             m.name = std::string(path);
@@ -86,6 +110,8 @@ struct Reader {
         if (doc.contains("description")) {
             const auto& d = doc.at("description");
             if (!d.is_string()) return nsvm::unexpected(err("description", "expected a string"));
+            if (auto bad = plain_text(d.get_ref<const std::string&>(), kMaxDescriptionLength))
+                return nsvm::unexpected(err("description", *bad));
             m.description = d.get<std::string>();
         }
         if (doc.contains("features")) {

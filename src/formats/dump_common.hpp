@@ -26,6 +26,14 @@ public:
         result_.warnings.push_back(Diagnostic{source_, line, std::string(field), std::move(message)});
     }
 
+    /// A warning about a label the reader does not know. A log can hold one
+    /// on every line: the first kMaxLabelWarnings are kept, the rest counted
+    /// and summed up by finish() ("and N more").
+    void warn_unknown_label(int line, std::string message) {
+        if (unknown_labels_++ < kMaxLabelWarnings) warn(line, "", std::move(message));
+    }
+    static constexpr std::size_t kMaxLabelWarnings = 10;
+
     /// Records that `label` appeared on `line`; an error if it appeared before
     /// (two dumps interleaved, or a garbled paste): never pick one silently.
     [[nodiscard]] std::optional<Diagnostic> once(int line, const std::string& label, std::string_view field) {
@@ -72,6 +80,10 @@ public:
     void mark_given(arch::FieldId id) { given_[static_cast<std::size_t>(id)] = true; }
 
     [[nodiscard]] ReadResult finish(std::string_view what) {
+        if (unknown_labels_ > kMaxLabelWarnings)
+            warn(0, "", fmt::format("and {} more lines with labels nsvm does not know (ignored; only the first {} "
+                                    "are listed)",
+                                    unknown_labels_ - kMaxLabelWarnings, kMaxLabelWarnings));
         if (auto w = missing_fields_warning(source_, what, given_)) result_.warnings.push_back(std::move(*w));
         return std::move(result_);
     }
@@ -88,6 +100,7 @@ private:
     ReadResult result_;
     std::vector<bool> given_;
     std::map<std::string, int> label_line_;
+    std::size_t unknown_labels_ = 0;
 };
 
 /// Splits on blanks.

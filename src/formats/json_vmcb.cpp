@@ -9,9 +9,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <map>
-#include <set>
 
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/formats/json_strict.hpp"
 #include "nsvm/util/text.hpp"
 #include "readers.hpp"
 
@@ -296,7 +296,7 @@ private:
             if (!e.is_string())
                 return fail(path, fmt::format("expected an intercept name such as \"VMRUN\", got {} (raw words go "
                                               "in \"intercept_words\")",
-                                              printable(e.dump())));
+                                              describe_json(e)));
             const auto& n = e.get_ref<const std::string&>();
             const auto bit = find_intercept(n);
             if (!bit) {
@@ -422,74 +422,28 @@ private:
     std::bitset<arch::kVmcbSize> reserved_set_;
 };
 
-/// nlohmann keeps the last of duplicate keys silently; this parse callback
-/// records the first duplicate so it can be reported instead.
-struct DuplicateKeys {
-    std::vector<std::set<std::string>> keys;
-    std::vector<std::string> path;
-    std::optional<std::string> first;
-
-    bool operator()(int /*depth*/, json::parse_event_t ev, json& parsed) {
-        switch (ev) {
-            case json::parse_event_t::object_start:
-                keys.emplace_back();
-                path.emplace_back();
-                break;
-            case json::parse_event_t::key:
-                if (!keys.empty() && parsed.is_string()) {
-                    const auto& k = parsed.get_ref<const std::string&>();
-                    if (!keys.back().insert(k).second && !first) {
-                        std::string p;
-                        for (std::size_t i = 0; i + 1 < path.size(); ++i) {
-                            if (!path[i].empty()) p += path[i] + ".";
-                        }
-                        first = p + k;
-                    }
-                    path.back() = k;
-                }
-                break;
-            case json::parse_event_t::object_end:
-                if (!keys.empty()) keys.pop_back();
-                if (!path.empty()) path.pop_back();
-                break;
-            default: break;
-        }
-        return true;
-    }
-};
-
 }  // namespace
 
 Result read_json(std::string_view text, std::string_view source) {
-    const std::string src(source);
-    DuplicateKeys dups;
-    json top;
-    try {
-        top = json::parse(text, std::ref(dups), /*allow_exceptions=*/true, /*ignore_comments=*/true);
-    } catch (const json::parse_error& e) {
-        // Convert nlohmann's byte position to line and column.
-        const std::size_t pos = std::min<std::size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
-        const auto before = text.substr(0, pos);
-        const int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
-        const auto nl = before.rfind('\n');
-        const std::size_t col = pos - (nl == std::string_view::npos ? 0 : nl + 1) + 1;
-        std::string what = e.what();
-        // Drop nlohmann's "[json.exception.parse_error.N] parse error at line L, column C: ".
-        if (auto c = what.find("column"); c != std::string::npos) {
-            if (auto colon = what.find(": ", c); colon != std::string::npos) what = what.substr(colon + 2);
-        } else if (auto colon = what.find("parse error: "); colon != std::string::npos) {
-            what = what.substr(colon + 13);
-        }
-        return nsvm::unexpected(
-            Diagnostic{src, line, "", fmt::format("malformed JSON at column {}: {}", col, printable(what, 200))});
-    }
-    if (dups.first)
-        return nsvm::unexpected(Diagnostic{src, 0, printable(*dups.first, 120),
-                                           "member given twice (JSON readers would keep only one silently)"});
-    JsonReader reader(source);
-    if (auto err = reader.read(top)) return nsvm::unexpected(std::move(*err));
-    return std::move(reader.result());
+    // Duplicate members, hostile depth and numbers beyond a double are
+    // refused here, with their line: the reader below never sees them.
+    auto top = parse_json_strict(text, source);
+    if (!top) return nsvm::unexpected(std::move(top.error()));
+    return read_vmcb_json(*top, source);
 }
 
 }  // namespace detail
+
+nsvm::expected<ReadResult, Diagnostic> read_vmcb_json(const nlohmann::json& top, std::string_view source) {
+    try {
+        detail::JsonReader reader(source);
+        if (auto err = reader.read(top)) return nsvm::unexpected(std::move(*err));
+        return std::move(reader.result());
+    } catch (const std::exception& e) {
+        // Safety net only (allocation): bad input is reported as a Diagnostic.
+        return nsvm::unexpected(
+            Diagnostic{std::string(source), 0, "", fmt::format("internal error while reading: {}", e.what())});
+    }
+}
+
 }  // namespace nsvm::formats

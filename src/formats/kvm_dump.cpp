@@ -192,28 +192,27 @@ public:
     explicit KvmReader(std::string_view source) : st_(source, Format::kvm_dump) {}
 
     Result read(std::string_view text) {
-        const auto lines = split_lines(text);
-        for (std::size_t i = 0; i < lines.size(); ++i) {
-            const auto& ln = lines[i];
-            const auto s = strip_prefix(ln.text);
+        LineCursor lines(text);
+        while (const auto ln = lines.next()) {
+            const auto s = strip_prefix(ln->text);
             if (s == "VMCB Control Area:" || is_header(s)) {
                 if (st_.any_seen() || (control_line_ && s == "VMCB Control Area:")) {
-                    note_more_dumps(lines, i);
+                    if (auto err = next_dump(*ln, lines)) return nsvm::unexpected(std::move(*err));
                     break;
                 }
-                if (s == "VMCB Control Area:") control_line_ = ln.number;
+                if (s == "VMCB Control Area:") control_line_ = ln->number;
                 continue;
             }
             if (s == "VMCB State Save Area:") {
                 if (save_line_) {
-                    note_more_dumps(lines, i);
+                    if (auto err = next_dump(*ln, lines)) return nsvm::unexpected(std::move(*err));
                     break;
                 }
-                save_line_ = ln.number;
+                save_line_ = ln->number;
                 continue;
             }
             if (!control_line_) continue;  // before the dump: unrelated
-            if (auto err = line(ln.number, s)) return nsvm::unexpected(std::move(*err));
+            if (auto err = line(ln->number, s)) return nsvm::unexpected(std::move(*err));
         }
         if (!control_line_)
             return nsvm::unexpected(st_.error(0, "", "no 'VMCB Control Area:' line: this is not KVM dump_vmcb() output "
@@ -248,8 +247,9 @@ private:
             segment = nullptr;
             const auto* l = find_label(p.label);
             if (!l) {
-                st_.warn(n, "", fmt::format("'{}:' is not a dump_vmcb label nsvm knows; its value is ignored",
-                                            printable(p.label)));
+                st_.warn_unknown_label(n, fmt::format("'{}:' is not a dump_vmcb label nsvm knows; its value is "
+                                                      "ignored",
+                                                      printable(p.label)));
                 continue;
             }
             if (l->kind == Kind::segment) {
@@ -367,18 +367,29 @@ private:
             std::all_of(t.pairs.begin(), t.pairs.end(), [](const Pair& q) {
                 return std::all_of(q.values.begin(), q.values.end(), is_number_token);
             })) {
-            st_.warn(n, "", fmt::format("'{}:' is not a dump_vmcb label nsvm knows; line ignored", printable(p.label)));
+            st_.warn_unknown_label(n, fmt::format("'{}:' is not a dump_vmcb label nsvm knows; line ignored",
+                                                  printable(p.label)));
         }
     }
 
-    void note_more_dumps(const std::vector<Line>& lines, std::size_t from) {
+    /// A second dump starts at `at`. After a complete first dump, read the
+    /// first and say how many follow; before the first's save area, the two
+    /// cannot be told apart: refuse rather than report a cut-off dump.
+    std::optional<Diagnostic> next_dump(const Line& at, LineCursor rest) {
+        if (!save_line_ && control_line_)
+            return st_.error(at.number, "",
+                             fmt::format("a second dump starts here, before the 'VMCB State Save Area:' of the dump "
+                                         "whose control area starts on line {}: the lines of two dumps are "
+                                         "interleaved (or the first is cut off); put each dump in a file of its own",
+                                         control_line_));
         std::size_t more = 0;
-        for (std::size_t i = from; i < lines.size(); ++i) {
-            if (strip_prefix(lines[i].text) == "VMCB Control Area:") ++more;
+        for (auto l = std::optional<Line>(at); l; l = rest.next()) {
+            if (strip_prefix(l->text) == "VMCB Control Area:") ++more;
         }
-        st_.warn(lines[from].number, "",
+        st_.warn(at.number, "",
                  fmt::format("the input holds more than one dump ({} more from this line on); read only the first",
                              std::max<std::size_t>(more, 1)));
+        return std::nullopt;
     }
 
     void finish_warnings() {

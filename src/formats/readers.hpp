@@ -3,6 +3,7 @@
 #pragma once
 
 #include <bitset>
+#include <optional>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "nsvm/formats/vmcb_io.hpp"
+#include "nsvm/util/text.hpp"
 
 namespace nsvm::formats::detail {
 
@@ -24,16 +26,42 @@ using Result = nsvm::expected<ReadResult, Diagnostic>;
 /// reserved and travels in JSON's "reserved_bytes").
 [[nodiscard]] const std::bitset<arch::kVmcbSize>& field_coverage();
 
-/// User text made safe to print and to put into JSON: printable ASCII kept,
-/// anything else as \xNN, cut after `max` characters.
-[[nodiscard]] std::string printable(std::string_view s, std::size_t max = 60);
+/// User text made safe to print and to put into JSON (one helper for the
+/// whole project: util::printable).
+using util::printable;
 
-/// The input split into lines (LF or CRLF), each with its 1-based number.
+/// One line of the input (LF or CRLF removed) with its 1-based number.
 struct Line {
     int number;
     std::string_view text;
 };
-[[nodiscard]] std::vector<Line> split_lines(std::string_view text);
+
+/// The input's lines one at a time. The dump readers walk a log of any size
+/// with it in O(1) memory (a vector of every line cost 24 bytes per input
+/// byte for a file of newlines).
+class LineCursor {
+public:
+    explicit LineCursor(std::string_view text) : rest_(text) {}
+    [[nodiscard]] std::optional<Line> next() {
+        if (done_) return std::nullopt;
+        const auto nl = rest_.find('\n');
+        std::string_view l = rest_.substr(0, nl);
+        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+        if (nl == std::string_view::npos) {
+            done_ = true;
+            if (l.empty()) return std::nullopt;  // no empty last line after a final newline
+        } else {
+            rest_.remove_prefix(nl + 1);
+            if (rest_.empty()) done_ = true;
+        }
+        return Line{number_++, l};
+    }
+
+private:
+    std::string_view rest_;
+    int number_ = 1;
+    bool done_ = false;
+};
 
 /// Trims blanks at both ends.
 [[nodiscard]] std::string_view trim(std::string_view s);

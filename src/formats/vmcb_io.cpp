@@ -24,37 +24,6 @@ const std::bitset<arch::kVmcbSize>& field_coverage() {
     return cover;
 }
 
-std::string printable(std::string_view s, std::size_t max) {
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (out.size() >= max) {
-            out += "...";
-            break;
-        }
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x20 && c < 0x7F) {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out += fmt::format("\\x{:02x}", c);
-        }
-    }
-    return out;
-}
-
-std::vector<Line> split_lines(std::string_view text) {
-    std::vector<Line> lines;
-    int n = 1;
-    while (!text.empty()) {
-        const auto nl = text.find('\n');
-        std::string_view l = text.substr(0, nl);
-        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-        lines.push_back({n++, l});
-        if (nl == std::string_view::npos) break;
-        text.remove_prefix(nl + 1);
-    }
-    return lines;
-}
-
 std::string_view trim(std::string_view s) {
     const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; };
     while (!s.empty() && blank(s.front())) s.remove_prefix(1);
@@ -186,7 +155,9 @@ Format detect_format(std::span<const std::uint8_t> data) {
     std::string_view body = s;
     if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);  // UTF-8 BOM
     body = detail::trim(body);
-    if (!body.empty() && body.front() == '{') return Format::json;
+    // No other format starts with '{' or a C comment, which the JSON reader
+    // accepts: a commented JSON file is JSON even if its comment is broken.
+    if (body.starts_with("{") || body.starts_with("//") || body.starts_with("/*")) return Format::json;
     // KVM: the section headers, the pr_fmt prefix, the header line and the
     // first control label (dump-formats.md a.3).
     const auto kvm = earliest(s, {"VMCB Control Area", "VMCB State Save Area", "kvm_amd:", "cr_read:",

@@ -151,18 +151,17 @@ public:
     explicit XenReader(std::string_view source) : st_(source, Format::xen_dump) {}
 
     Result read(std::string_view text) {
-        const auto lines = split_lines(text);
-        for (std::size_t i = 0; i < lines.size(); ++i) {
-            const auto& ln = lines[i];
-            const auto s = strip_prefix(ln.text);
+        LineCursor lines(text);
+        while (const auto ln = lines.next()) {
+            const auto s = strip_prefix(ln->text);
             const bool start = s.starts_with("Dumping guest's current state");
             const bool again = s.starts_with("cr_intercepts") && st_.seen("cr_intercepts");
             if ((start && st_.any_seen()) || again) {
-                note_more_dumps(lines, i);
+                if (auto err = next_dump(*ln, lines)) return nsvm::unexpected(std::move(*err));
                 break;
             }
             if (start || s.empty()) continue;
-            if (auto err = line(ln.number, s)) return nsvm::unexpected(std::move(*err));
+            if (auto err = line(ln->number, s)) return nsvm::unexpected(std::move(*err));
         }
         if (!st_.seen("cr_intercepts"))
             return nsvm::unexpected(st_.error(0, "", "no 'cr_intercepts = ...' line: this is not Xen svm_vmcb_dump() "
@@ -196,8 +195,9 @@ private:
         for (const auto& p : pairs) {
             const auto* l = find_label(p.label);
             if (!l) {
-                st_.warn(n, "", fmt::format("'{} =' is not an svm_vmcb_dump label nsvm knows; its value is ignored",
-                                            printable(p.label)));
+                st_.warn_unknown_label(n, fmt::format("'{} =' is not an svm_vmcb_dump label nsvm knows; its value "
+                                                      "is ignored",
+                                                      printable(p.label)));
                 continue;
             }
             if (auto err = pair(n, *l, p)) return err;
@@ -265,14 +265,23 @@ private:
         return std::nullopt;
     }
 
-    void note_more_dumps(const std::vector<Line>& lines, std::size_t from) {
+    /// A second dump starts at `at`. After the first's guest state (CR0),
+    /// read the first and say how many follow; before it, the lines of two
+    /// dumps are mixed (or the first is cut off): refuse, saying so.
+    std::optional<Diagnostic> next_dump(const Line& at, LineCursor rest) {
+        if (st_.seen("cr_intercepts") && !st_.seen("CR0"))
+            return st_.error(at.number, "",
+                             "a second dump starts here, before the guest state ('CR0 = ...') of the first: the lines "
+                             "of two dumps are interleaved (or the first is cut off); put each dump in a file of its "
+                             "own");
         std::size_t more = 0;
-        for (std::size_t i = from; i < lines.size(); ++i) {
-            if (strip_prefix(lines[i].text).starts_with("cr_intercepts")) ++more;
+        for (auto l = std::optional<Line>(at); l; l = rest.next()) {
+            if (strip_prefix(l->text).starts_with("cr_intercepts")) ++more;
         }
-        st_.warn(lines[from].number, "",
+        st_.warn(at.number, "",
                  fmt::format("the input holds more than one VMCB dump ({} more from this line on); read only the first",
                              std::max<std::size_t>(more, 1)));
+        return std::nullopt;
     }
 
     /// "virtual vmload/vmsave" is virt_ext bit 1 (V_VMSAVE_VMLOAD) in words;

@@ -73,8 +73,7 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
     v.id = j["id"].get<std::string>();
     if (!j.contains("vmcb")) return nsvm::unexpected(c.fail("vmcb", "missing (the VMCB as an interfaces.md §1 object)"));
     {
-        const std::string text = j["vmcb"].dump();
-        auto r = formats::read_vmcb(text, formats::Format::json, c.file);
+        auto r = formats::read_vmcb_json(j["vmcb"], c.file);
         if (!r) {
             auto d = r.error();
             d.file = c.file;
@@ -424,7 +423,7 @@ nsvm::expected<std::vector<Result>, Diagnostic> parse_results(std::string_view t
             return r;
         }
         if (j.contains("vmcb")) {
-            auto v = formats::read_vmcb(j["vmcb"].dump(), formats::Format::json, c.file);
+            auto v = formats::read_vmcb_json(j["vmcb"], c.file);
             if (!v) {
                 auto d = v.error();
                 d.file = c.file;

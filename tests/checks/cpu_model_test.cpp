@@ -201,8 +201,8 @@ TEST_F(CpuJson, BadFilesNameTheFileAndKey) {
         {R"({"num_asids": "0x100000000"})", {"num_asids"}},
         {R"({"name": ""})", {"name"}},
         {R"([1, 2])", {"object"}},
-        {R"({"name": "x",)", {"not valid JSON"}},
-        {"", {"not valid JSON"}},
+        {R"({"name": "x",)", {".json:1: malformed JSON at column 14"}},
+        {"", {".json:1: malformed JSON"}},
     };
     int i = 0;
     for (const auto& b : bad) {

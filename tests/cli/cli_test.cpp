@@ -15,49 +15,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "run_nsvm.hpp"
+
+using cli_test::nsvm;
+using cli_test::slurp;
+using cli_test::nsvm_binary;
+using cli_test::write_temp;
 namespace fs = std::filesystem;
-
-namespace {
-
-struct Result {
-    int status = -1;
-    std::string out;
-    std::string err;
-};
-
-std::string nsvm_binary() {
-    if (const char* env = std::getenv("NSVM")) return env;
-    return std::string(NSVM_BINARY_DIR) + "/nsvm";
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-/// Runs `nsvm ARGS` from the source directory (examples are relative paths).
-Result nsvm(const std::string& args) {
-    const fs::path tmp = fs::temp_directory_path() / ("nsvm-cli-" + std::to_string(::getpid()));
-    fs::create_directories(tmp);
-    const std::string cmd = "cd '" + std::string(NSVM_SOURCE_DIR) + "' && NO_COLOR=1 '" + nsvm_binary() + "' " +
-                            args + " > '" + (tmp / "out").string() + "' 2> '" + (tmp / "err").string() + "'";
-    const int raw = std::system(cmd.c_str());
-    Result r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(tmp / "out");
-    r.err = slurp(tmp / "err");
-    return r;
-}
-
-fs::path write_temp(const std::string& name, const std::string& content) {
-    const fs::path p = fs::temp_directory_path() / ("nsvm-cli-" + std::to_string(::getpid()) + "-" + name);
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-}
-
-}  // namespace
 
 TEST(CliCheck, KvmDumpWithSeveralFailuresNamesEveryCheck) {
     const auto r = nsvm("check examples/kvm-dump-invalid.txt");

@@ -29,6 +29,17 @@ inline const Diagnostic* find_warning(const ReadResult& r, const std::string& ne
     return nullptr;
 }
 
+/// The error reading `text` as `f` gives (a test failure if it reads).
+inline Diagnostic read_error(const std::string& text, Format f, const char* name = "bad.json") {
+    auto r = read_vmcb(text, f, name);
+    EXPECT_FALSE(r.has_value()) << text.substr(0, 200);
+    return r ? Diagnostic{} : r.error();
+}
+
+inline bool contains(std::string_view hay, std::string_view needle) {
+    return hay.find(needle) != std::string_view::npos;
+}
+
 inline std::string all_warnings(const ReadResult& r) {
     std::string s;
     for (const auto& w : r.warnings) s += to_string(w) + "\n";

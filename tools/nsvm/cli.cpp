@@ -1,19 +1,21 @@
 #include "cli.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <iostream>
-#include <iterator>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "nsvm/formats/cpu_model_json.hpp"
+#include "nsvm/util/text.hpp"
 
 namespace nsvm::cli {
 
@@ -41,8 +43,8 @@ ResolvedModel resolve_model(const ModelOptions& opts) {
         out.cpu = *builtin;
     } else {
         std::ifstream f(opts.cpu);
-        if (!f) throw Exit{kBadInput, fmt::format("--cpu {}: {}", opts.cpu, builtin.error())};
-        auto model = formats::read_cpu_model_json(read_input(opts.cpu), opts.cpu);
+        if (!f) throw Exit{kBadInput, fmt::format("--cpu {}: {}", util::printable(opts.cpu), builtin.error())};
+        auto model = formats::read_cpu_model_json(read_input(opts.cpu), util::printable(opts.cpu, 200));
         if (!model) throw Exit{kBadInput, model.error()};
         out.cpu = *model;
     }
@@ -76,17 +78,64 @@ std::string green(std::string_view s) { return wrap(s, "32;1"); }
 std::string yellow(std::string_view s) { return wrap(s, "33"); }
 std::string dim(std::string_view s) { return wrap(s, "2"); }
 
-std::string read_input(const std::string& path) {
-    if (path == "-") {
-        std::ostringstream ss;
-        ss << std::cin.rdbuf();
-        return ss.str();
+std::uint64_t max_input_bytes() {
+    const char* env = std::getenv(kMaxInputEnv);
+    if (env == nullptr || *env == '\0') return kDefaultMaxInput;
+    std::string_view text(env);
+    std::uint64_t unit = 1;
+    switch (text.back()) {
+        case 'k': case 'K': unit = std::uint64_t{1} << 10; break;
+        case 'm': case 'M': unit = std::uint64_t{1} << 20; break;
+        case 'g': case 'G': unit = std::uint64_t{1} << 30; break;
+        default: break;
     }
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Exit{kBadInput, fmt::format("{}: cannot open: {}", path, std::strerror(errno))};
-    std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (f.bad()) throw Exit{kBadInput, fmt::format("{}: read error", path)};
-    return data;
+    if (unit != 1) text.remove_suffix(1);
+    const auto n = util::parse_u64(text);
+    if (!n || *n == 0 || *n > (std::uint64_t{1} << 50) / unit)
+        throw Exit{kBadInput, fmt::format("{}={}: expected a size in bytes such as 67108864, 64M or 1G", kMaxInputEnv,
+                                          util::printable(env))};
+    return *n * unit;
+}
+
+namespace {
+
+/// Reads `fd` to its end, but never more than `limit` + 1 bytes: one byte
+/// past the limit is enough to know the input is too large.
+std::string read_bounded(int fd, const std::string& name, std::uint64_t limit) {
+    std::string data;
+    std::array<char, 1 << 16> chunk{};
+    while (data.size() <= limit) {
+        const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), limit + 1 - data.size()));
+        const ssize_t got = ::read(fd, chunk.data(), want);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) throw Exit{kBadInput, fmt::format("{}: read error: {}", name, std::strerror(errno))};
+        if (got == 0) return data;
+        data.append(chunk.data(), static_cast<std::size_t>(got));
+    }
+    throw Exit{kBadInput, fmt::format("{}: input larger than the limit of {} bytes; set {} to raise it (see "
+                                      "docs/limits.md)",
+                                      name, limit, kMaxInputEnv)};
+}
+
+/// Closes a descriptor on every way out of read_input.
+struct Fd {
+    int fd;
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+}  // namespace
+
+std::string read_input(const std::string& path) {
+    const std::uint64_t limit = max_input_bytes();
+    if (path == "-") return read_bounded(STDIN_FILENO, "<stdin>", limit);
+    const std::string name = util::printable(path, 200);
+    const Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (f.fd < 0) throw Exit{kBadInput, fmt::format("{}: cannot open: {}", name, std::strerror(errno))};
+    struct stat st {};
+    if (::fstat(f.fd, &st) == 0 && S_ISDIR(st.st_mode)) throw Exit{kBadInput, fmt::format("{}: is a directory", name)};
+    return read_bounded(f.fd, name, limit);
 }
 
 }  // namespace nsvm::cli

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -56,7 +57,18 @@ struct ResolvedModel {
 [[nodiscard]] std::string yellow(std::string_view s);
 [[nodiscard]] std::string dim(std::string_view s);
 
-/// Reads a whole file, or stdin for "-". Throws Exit{kBadInput} on error.
+/// Limit on the size of any one input (file or stdin), so that /dev/zero or
+/// a runaway log cannot exhaust memory: 64 MiB, raised or lowered with the
+/// environment variable NSVM_MAX_INPUT (bytes, or with a K, M or G suffix).
+/// docs/limits.md lists every limit on input.
+inline constexpr std::uint64_t kDefaultMaxInput = std::uint64_t{64} << 20;
+inline constexpr const char* kMaxInputEnv = "NSVM_MAX_INPUT";
+/// The limit in force. Throws Exit{kBadInput} when NSVM_MAX_INPUT is not a size.
+[[nodiscard]] std::uint64_t max_input_bytes();
+
+/// Reads a whole file, or stdin for "-", up to max_input_bytes(). Throws
+/// Exit{kBadInput} naming the file on error: cannot open, a directory, a
+/// read error, or larger than the limit.
 [[nodiscard]] std::string read_input(const std::string& path);
 
 }  // namespace nsvm::cli

@@ -8,6 +8,7 @@
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/checks/evaluate.hpp"
 #include "nsvm/formats/vmcb_io.hpp"
+#include "nsvm/util/text.hpp"
 
 namespace nsvm::cli {
 namespace {
@@ -97,10 +98,10 @@ void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedM
 int run_check(const CheckOptions& o) {
     const auto model = resolve_model(o.model);
     auto fmt_id = formats::parse_format(o.format);
-    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", o.format)};
+    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", util::printable(o.format))};
     const std::string data = read_input(o.file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-    auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : o.file);
+    auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : util::printable(o.file, 200));
     if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
 
     checks::Context ctx{in->vmcb, model.cpu, *model.profile, in->host ? &*in->host : nullptr, nullptr};

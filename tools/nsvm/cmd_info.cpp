@@ -15,7 +15,7 @@ namespace {
 
 std::uint64_t parse_number_option(const std::string& name, const std::string& text) {
     auto v = util::parse_u64(text);
-    if (!v) throw Exit{kBadInput, fmt::format("{} {}: not a number (use 0x.., decimal or 0b..)", name, text)};
+    if (!v) throw Exit{kBadInput, fmt::format("{} {}: not a number (use 0x.., decimal or 0b..)", name, util::printable(text))};
     return *v;
 }
 
@@ -27,7 +27,7 @@ struct ExitCodeOptions {
 
 int run_exit_code(const ExitCodeOptions& o) {
     auto code = arch::exit_code::parse(o.code);
-    if (!code) throw Exit{kBadInput, fmt::format("'{}' is neither an exit code number nor a known exit name", o.code)};
+    if (!code) throw Exit{kBadInput, fmt::format("'{}' is neither an exit code number nor a known exit name", util::printable(o.code))};
     const auto d = arch::exit_code::describe(*code);
     const std::uint64_t i1 = o.info1.empty() ? 0 : parse_number_option("--info1", o.info1);
     const std::uint64_t i2 = o.info2.empty() ? 0 : parse_number_option("--info2", o.info2);

@@ -8,16 +8,17 @@
 #include "cli.hpp"
 #include "nsvm/formats/decode.hpp"
 #include "nsvm/formats/vmcb_io.hpp"
+#include "nsvm/util/text.hpp"
 
 namespace nsvm::cli {
 namespace {
 
 formats::ReadResult read_vmcb_file(const std::string& file, const std::string& format) {
     auto fmt_id = formats::parse_format(format);
-    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", format)};
+    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", util::printable(format))};
     const std::string data = read_input(file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-    auto in = formats::read_vmcb(bytes, *fmt_id, file == "-" ? "<stdin>" : file);
+    auto in = formats::read_vmcb(bytes, *fmt_id, file == "-" ? "<stdin>" : util::printable(file, 200));
     if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
     return std::move(*in);
 }
@@ -64,14 +65,15 @@ int run_convert(const ConvertOptions& o) {
             throw Exit{kBadInput, "refusing to write a raw VMCB to a terminal; use -o FILE or a pipe"};
         }
     } else {
-        throw Exit{kBadInput, fmt::format("--to {}: expected json or raw", o.to)};
+        throw Exit{kBadInput, fmt::format("--to {}: expected json or raw", util::printable(o.to))};
     }
     if (o.output == "-") {
         std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
     } else {
         std::ofstream f(o.output, std::ios::binary);
         f.write(out.data(), static_cast<std::streamsize>(out.size()));
-        if (!f) throw Exit{kBadInput, fmt::format("{}: cannot write", o.output)};
+        f.close();  // the last block is written here: check after it
+        if (!f) throw Exit{kBadInput, fmt::format("{}: cannot write", util::printable(o.output, 200))};
     }
     return kOk;
 }

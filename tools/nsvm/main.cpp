@@ -3,22 +3,13 @@
 #include <algorithm>
 #include <iostream>
 
+#include "checked_stdout.hpp"
 #include "cli.hpp"
 
-int main(int argc, char** argv) {
-    CLI::App app{
-        "nsvm: an executable, exact model of AMD SVM and nested SVM.\n"
-        "Why did my VMRUN fail? Run `nsvm check FILE` on a VMCB (raw, JSON, KVM or Xen dump).",
-        "nsvm"};
-    app.require_subcommand(1);
-    app.set_version_flag("--version", "nsvm 0.1.0");
-    app.footer("Exit status: 0 success, 1 the answer is no (VMRUN fails, expectation unmet), 2 bad input.");
+namespace {
 
-    int status = nsvm::cli::kOk;
-    auto& reg = nsvm::cli::registry();
-    std::stable_sort(reg.begin(), reg.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (auto& [order, setup] : reg) setup(app, status);
-
+/// Parses the command line and runs the subcommand; returns its status.
+int run(CLI::App& app, int argc, char** argv, const int& status) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -39,4 +30,38 @@ int main(int argc, char** argv) {
         return 3;
     }
     return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "nsvm: an executable, exact model of AMD SVM and nested SVM.\n"
+        "Why did my VMRUN fail? Run `nsvm check FILE` on a VMCB (raw, JSON, KVM or Xen dump).",
+        "nsvm"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "nsvm 0.1.0");
+    app.footer(
+        "Exit status: 0 success, 1 the answer is no (VMRUN fails, expectation unmet), 2 bad input.\n"
+        "Limits on input: at most 64 MiB per file or stdin (environment variable NSVM_MAX_INPUT, e.g. 256M,\n"
+        "changes it) and JSON nested at most 64 levels deep; see docs/limits.md.");
+
+    int status = nsvm::cli::kOk;
+    auto& reg = nsvm::cli::registry();
+    std::stable_sort(reg.begin(), reg.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [order, setup] : reg) setup(app, status);
+
+    // Every command writes through std::cout: one checked buffer here makes
+    // output that did not reach its destination (a full disk, /dev/full) a
+    // failure, status 2, even when the command itself succeeded.
+    nsvm::cli::CheckedStdout out;
+    std::streambuf* const previous = std::cout.rdbuf(&out);
+    const int result = run(app, argc, argv, status);
+    const auto write_error = out.finish();
+    std::cout.rdbuf(previous);
+    if (write_error) {
+        std::cerr << "nsvm: error writing to standard output: " << *write_error << '\n';
+        return nsvm::cli::kBadInput;
+    }
+    return result;
 }

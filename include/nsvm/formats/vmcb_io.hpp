@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "nsvm/arch/vmcb.hpp"
 #include "nsvm/checks/catalogue.hpp"
 #include "nsvm/util/expected.hpp"
@@ -60,9 +62,18 @@ struct ReadResult {
                      source_name);
 }
 
+/// Reads a VMCB from an already parsed JSON value (an interfaces.md §1
+/// object held inside another file, e.g. an oracle vector's "vmcb"), without
+/// printing it back to text: the value may be as deep or as large as the
+/// file it came from, and the reader never walks it recursively. Errors name
+/// `source` and the member path; the caller adds its own line. Never throws.
+[[nodiscard]] nsvm::expected<ReadResult, Diagnostic> read_vmcb_json(const nlohmann::json& value,
+                                                                    std::string_view source);
+
 /// Best guess at the format; auto_detect when nothing matches.
 ///  raw:  exactly 4096 bytes that are not recognisable text
-///  json: first non-blank character is '{'
+///  json: first non-blank character is '{', or the text starts with a
+///        "//" or "/*" comment (which the JSON reader accepts)
 ///  kvm:  "VMCB Control Area:", "kvm_amd:", dump_vmcb labels such as "cr_read:"
 ///  xen:  "(XEN)", "cr_intercepts =", "general1_intercepts"
 /// When both dump kinds have markers, the earliest marker wins.

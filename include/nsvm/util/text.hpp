@@ -38,7 +38,41 @@ namespace nsvm::util {
     return v;
 }
 
-/// Levenshtein distance, for suggestions.
+/// User text (a name, key, label or value from an input file or the command
+/// line) made safe to echo in a message: printable ASCII is kept, every other
+/// byte becomes \xNN (so an escape sequence or a newline cannot forge output),
+/// and text longer than `max` characters is cut, saying how long it was.
+[[nodiscard]] inline std::string printable(std::string_view s, std::size_t max = 80) {
+    constexpr std::string_view digits = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (out.size() >= max) {
+            out += "\u2026(" + std::to_string(s.size()) + " bytes)";
+            break;
+        }
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c < 0x7F) {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out += "\\x";
+            out.push_back(digits[c >> 4]);
+            out.push_back(digits[c & 0xF]);
+        }
+    }
+    return out;
+}
+
+/// Names longer than this get no "did you mean": no known name is that long,
+/// and the edit distance costs O(name * candidate).
+inline constexpr std::size_t kMaxSuggestLength = 64;
+
+/// The largest edit distance that still reads as a typo of `name`.
+[[nodiscard]] inline std::size_t typo_limit(std::string_view name) {
+    return std::max<std::size_t>(2, name.size() / 3);
+}
+
+/// Levenshtein distance (case-insensitive), for suggestions. O(|a| * |b|):
+/// callers bound both lengths (see closest()).
 [[nodiscard]] inline std::size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
     for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
@@ -55,21 +89,27 @@ namespace nsvm::util {
 }
 
 /// The candidate closest to `name`, if it is close enough to be a plausible
-/// typo (distance <= max(2, len/3)); empty otherwise.
+/// typo (distance <= typo_limit(name)); empty otherwise. Bounded time for
+/// hostile input: a name longer than kMaxSuggestLength gets no suggestion,
+/// and a candidate whose length alone differs by more than the limit is
+/// skipped without computing its distance.
 template <class Range>
 [[nodiscard]] std::string closest(std::string_view name, const Range& candidates) {
+    if (name.size() > kMaxSuggestLength) return {};
+    const std::size_t limit = typo_limit(name);
     std::string best;
-    std::size_t best_d = ~std::size_t{0};
+    std::size_t best_d = limit + 1;
     for (const auto& c : candidates) {
         const std::string_view cv(c);
+        const std::size_t diff = cv.size() > name.size() ? cv.size() - name.size() : name.size() - cv.size();
+        if (diff > limit) continue;  // the distance is at least the length difference
         const auto d = edit_distance(name, cv);
         if (d < best_d) {
             best_d = d;
             best = std::string(cv);
         }
     }
-    const std::size_t limit = std::max<std::size_t>(2, name.size() / 3);
-    return best_d <= limit ? best : std::string{};
+    return best;
 }
 
 }  // namespace nsvm::util
