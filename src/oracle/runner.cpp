@@ -134,6 +134,16 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
     std::fill(region.begin(), region.begin() + static_cast<std::ptrdiff_t>(slots_off), std::uint8_t{0});
     for (std::size_t i = 0; i < n; ++i) {
         auto slot = region.subspan(slots_off + i * NSVM_OR_SLOT_SIZE, NSVM_OR_SLOT_SIZE);
+        // Vectors from files were refused by the reader already; this covers
+        // generated vectors and library callers (the slot stays empty).
+        if (auto p = isolation_problem(vectors[i])) {
+            std::fill(slot.begin(), slot.end(), std::uint8_t{0});
+            bad[i] = true;
+            res[i].status = Status::cannot_run;
+            res[i].reason = fmt::format("refused: {}: {}", p->field, p->message);
+            ++stats.cannot_run;
+            continue;
+        }
         if (auto e = encode_slot(vectors[i], slot); !e) {
             // Leave a slot the image skips (bad magic) and report it.
             std::fill(slot.begin(), slot.end(), std::uint8_t{0});
@@ -233,7 +243,8 @@ bool taints_later_vectors(const Vector& v) noexcept {
 nsvm::expected<std::vector<Result>, std::string> BatchedRunner::run(std::span<const Vector> vectors) {
     std::vector<Result> all;
     all.reserve(vectors.size());
-    const std::size_t bs = std::max<std::size_t>(1, o_.batch_size);
+    // No more slots than the image's layout (and the isolation check) allow.
+    const std::size_t bs = std::clamp<std::size_t>(o_.batch_size, 1, NSVM_OR_MAX_SLOTS);
     std::vector<Vector> reordered;
     std::vector<std::size_t> order;
     std::vector<Result> part;

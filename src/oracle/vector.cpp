@@ -196,6 +196,8 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
         v.note = j["note"].get<std::string>();
     }
     if (map_patches(v).has_value() == false) return nsvm::unexpected(c.fail("msrpm", map_patches(v).error()));
+    if (auto p = isolation_problem(v))
+        return nsvm::unexpected(c.fail(p->field, fmt::format("vector \"{}\" refused: {}", v.id, p->message)));
     return v;
 }
 
