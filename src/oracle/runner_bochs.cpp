@@ -43,6 +43,10 @@ std::optional<std::uint32_t> last_progress(const fs::path& log) {
     return v;
 }
 
+/// Bochs 2.7's lock beside a disk image: the image's name + ".lock" (as Bochs
+/// 2.7 leaves it here; its log then says "image locked").
+fs::path lock_file(const fs::path& disk) { return fs::path(disk.string() + ".lock"); }
+
 /// The PANIC / error lines of a Bochs log, for the cannot_run reason.
 std::string panic_lines(const fs::path& log) {
     std::ifstream in(log);
@@ -105,6 +109,11 @@ private:
                 f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
             }
             fs::remove(dump);
+            // Bochs locks a disk image with <image>.lock and leaves the lock
+            // when it is killed (a hang, a stall) or panics: the next boot
+            // would refuse the image and the whole rest of the batch would be
+            // lost. The lock is ours to remove: this directory is this run's.
+            fs::remove(lock_file(disk));
             detail::SpawnOptions so;
             so.argv = {"bochs", "-q", "-f", rc.string(), "-rc", dbg.string()};
             so.log = out_log;
