@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "batch.hpp"
+#include "cleanup.hpp"
 #include "nsvm/arch/le.hpp"
 #include "process.hpp"
 
@@ -356,6 +357,7 @@ public:
     RamFile(const RamFile&) = delete;
     RamFile& operator=(const RamFile&) = delete;
     nsvm::expected<void, std::string> open_map() {
+        if (!keep_) on_signal_ = detail::TempPath(path_);
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
         if (fd_ < 0) return nsvm::unexpected(fmt::format("cannot create {}", path_.string()));
         if (ftruncate(fd_, static_cast<off_t>(size_)) != 0)
@@ -375,6 +377,8 @@ private:
     int fd_ = -1;
     std::uint8_t* map_ = nullptr;
     bool keep_ = false;
+    // Unregistered after the destructor's unlink: a signal in between finds no file, which is harmless.
+    detail::TempPath on_signal_;
 };
 
 bool kvm_usable(std::string& why) {
@@ -426,6 +430,7 @@ private:
         }
         RamFile& ram = *ram_;
         const fs::path log = base.string() + ".log";
+        const detail::TempPath log_on_signal = o_.keep_files ? detail::TempPath() : detail::TempPath(log);
         auto region = ram.bytes().subspan(NSVM_OR_BATCH_PA, detail::region_size(vectors.size()));
 
         std::vector<std::string> argv = {"qemu-system-x86_64",
@@ -542,6 +547,9 @@ nsvm::expected<std::unique_ptr<Runner>, std::string> make_one_runner(RunnerOptio
 }  // namespace
 
 nsvm::expected<std::unique_ptr<Runner>, std::string> make_runner(RunnerOptions opts) {
+    // Runners leave files in /dev/shm and emulators in their own process
+    // groups: an interrupted run must take both with it.
+    detail::install_signal_cleanup();
     if (opts.backend == Backend::qemu_kvm) {
         std::string why;
         if (!kvm_usable(why)) return nsvm::unexpected(why);

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "batch.hpp"
+#include "cleanup.hpp"
 #include "nsvm/oracle/runner.hpp"
 #include "process.hpp"
 
@@ -79,6 +80,13 @@ private:
         const std::size_t megs = std::max<std::size_t>(64, ((NSVM_OR_BATCH_PA + rsize) >> 20) + 17);
         const fs::path disk = dir / "batch.img", dump = dir / "dump.bin", rc = dir / "bochsrc",
                        dbg = dir / "dbg.rc", log = dir / "bochs.log", out_log = dir / "stdout.log";
+        // Everything Bochs and we create here goes if a signal ends us
+        // (cleanup.hpp); the directory last, once empty.
+        std::vector<detail::TempPath> on_signal;
+        if (!o_.keep_files) {
+            on_signal.emplace_back(dir, true);
+            for (const auto& p : {disk, lock_file(disk), dump, rc, dbg, log, out_log}) on_signal.emplace_back(p);
+        }
         {
             std::ofstream f(rc);
             f << "megs: " << megs << "\n"
