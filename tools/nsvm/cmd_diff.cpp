@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
@@ -50,8 +51,9 @@ public:
         ro_.batch_size = o.batch;
         ro_.stall_timeout = std::chrono::milliseconds(o.stall_ms);
         ro_.jobs = o.jobs;
+        // No emulator, no image, an unusable /dev/kvm: setup the user can fix.
         auto r = oracle::make_runner(ro_);
-        if (!r) throw Exit{kFailed, r.error()};
+        if (!r) throw Exit{kBadInput, r.error()};
         runner_ = std::move(*r);
     }
 
@@ -60,8 +62,10 @@ public:
     /// The emulator side of a chunk (the calling thread waits for it).
     [[nodiscard]] std::vector<oracle::Result> emulate(std::span<const oracle::Vector> vectors) {
         if (vectors.empty()) return {};
+        // An emulator that cannot start, or never reaches the image (an
+        // unknown --cpu-model), is setup as well: no vector has been compared.
         auto results = runner_->run(vectors);
-        if (!results) throw Exit{kFailed, results.error()};
+        if (!results) throw Exit{kBadInput, results.error()};
         return std::move(*results);
     }
 
@@ -113,6 +117,12 @@ public:
                                      summary_.total, wall_seconds, rate, o_.jobs, o_.jobs == 1 ? "" : "s",
                                      runner_->stats().boots, runner_->stats().boots == 1 ? "" : "s", runner_->stats().seconds);
         }
+        // Nothing compared is not agreement (docs/oracle.md "Exit status").
+        const std::size_t compared = summary_.total - summary_.cannot_run;
+        if (compared == 0) {
+            std::cerr << fmt::format("nsvm: no vector was compared ({} could not run)\n", summary_.cannot_run);
+            return kBadInput;
+        }
         return summary_.has_unexplained() ? kFailed : kOk;
     }
 
@@ -146,6 +156,8 @@ int run_diff(DiffOptions& o) {
         if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
         for (auto& x : *v) vectors.push_back(std::move(x));
     }
+    if (!o.files.empty() && vectors.empty() && !o.boundary && o.count == 0)
+        throw Exit{kBadInput, fmt::format("no vectors in {}", fmt::join(o.files, ", "))};
     oracle::GenOptions g;
     g.cpu = m.cpu;
     g.profile = m.profile;
