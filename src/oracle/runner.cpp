@@ -286,7 +286,18 @@ namespace {
 fs::path source_root() {
     if (const char* s = std::getenv("NSVM_SOURCE_DIR"); s && *s) return fs::path(s);
     // This file is <root>/src/oracle/runner.cpp.
-    return fs::path(__FILE__).parent_path().parent_path().parent_path();
+    const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
+    if (root.is_absolute()) return root;
+    // Built through ccache with base_dir, __FILE__ is relative to the build
+    // directory, which holds nsvm and the test executables: resolve it from
+    // there rather than from wherever the user runs nsvm.
+    std::error_code ec;
+    const auto exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        const auto from_exe = (exe.parent_path() / root).lexically_normal();
+        if (fs::exists(from_exe / "oracle" / "image" / "Makefile", ec)) return from_exe;
+    }
+    return root;
 }
 
 std::mutex g_image_mutex;
