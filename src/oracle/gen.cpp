@@ -377,11 +377,16 @@ struct Rng {
     std::size_t below(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(next() % n); }
 };
 
-}  // namespace
 
-std::vector<Vector> generate_boundary(const GenOptions& o) {
+/// The boundary set in order, each vector of this shard handed to `sink`
+/// as soon as it is made (boundary vector b belongs to shard b mod n).
+void each_boundary(const GenOptions& o, const std::function<void(Vector&&)>& emit) {
     const checks::Profile& prof = o.profile ? *o.profile : checks::profile(checks::ProfileId::apm);
-    std::vector<Vector> out;
+    const std::size_t n = std::max<std::size_t>(1, o.shard_count);
+    std::size_t made = 0;
+    const auto sink = [&](Vector&& v) {
+        if (made++ % n == o.shard_index) emit(std::move(v));
+    };
     const auto bm = boundary_mutations(o.cpu, prof);
     const auto pm = program_mutations();
     if (o.boundary) {
@@ -389,14 +394,14 @@ std::vector<Vector> generate_boundary(const GenOptions& o) {
             Vector v = base_vector(m);
             v.id = fmt::format("base/{}", mode_name(m));
             annotate(v, o.cpu, prof, fmt::format("valid {} base", mode_name(m)));
-            out.push_back(std::move(v));
+            sink(std::move(v));
         }
         for (const auto& p : pm) {
             Vector v = base_vector(p.base);
             p.apply(v);
             v.id = fmt::format("prog/{}", p.name);
             annotate(v, o.cpu, prof, fmt::format("program {}", program_name(v.program)));
-            out.push_back(std::move(v));
+            sink(std::move(v));
         }
         for (const auto& m : bm) {
             Vector v = base_vector(m.base);
@@ -404,7 +409,7 @@ std::vector<Vector> generate_boundary(const GenOptions& o) {
             v.id = fmt::format("b/{}/{}", m.check, m.name);
             v.checks = {m.check};
             annotate(v, o.cpu, prof, fmt::format("{} boundary: {}", m.check, m.name));
-            out.push_back(std::move(v));
+            sink(std::move(v));
         }
     }
     if (o.boundary && o.pairs) {
@@ -431,11 +436,18 @@ std::vector<Vector> generate_boundary(const GenOptions& o) {
                                    firsts[b]->name);
                 v.checks = {firsts[a]->check, firsts[b]->check};
                 annotate(v, o.cpu, prof, "two violations");
-                out.push_back(std::move(v));
+                sink(std::move(v));
             }
         }
     }
-    return shard(std::move(out), o.shard_index, o.shard_count);
+}
+
+}  // namespace
+
+std::vector<Vector> generate_boundary(const GenOptions& o) {
+    std::vector<Vector> out;
+    each_boundary(o, [&out](Vector&& v) { out.push_back(std::move(v)); });
+    return out;
 }
 
 std::vector<Vector> generate_random(const GenOptions& o, std::uint64_t first, std::uint64_t count) {
@@ -471,6 +483,26 @@ std::vector<Vector> generate_random(const GenOptions& o, std::uint64_t first, st
         out.push_back(std::move(v));
     }
     return out;
+}
+
+void generate_each(const GenOptions& o, const std::function<void(const Vector&)>& sink) {
+    if (o.boundary) each_boundary(o, [&sink](Vector&& v) { sink(v); });
+    if (!o.seed) return;
+    // Random vectors in chunks: vector k depends only on (seed, k).
+    constexpr std::uint64_t kChunk = 1024;
+    for (std::uint64_t first = 0; first < o.count; first += kChunk)
+        for (const auto& v : generate_random(o, first, std::min<std::uint64_t>(kChunk, o.count - first))) sink(v);
+}
+
+nsvm::expected<std::uint64_t, std::string> parse_unsigned_option(std::string_view option, std::string_view text,
+                                                                 std::uint64_t max) {
+    // util::parse_u64 takes no sign and refuses overflow: "-1" must not
+    // become 2^64 - 1, nor 2^64 become 0.
+    const auto v = util::parse_u64(text);
+    if (!v) return nsvm::unexpected(fmt::format("{} \"{}\": expected an unsigned integer (decimal or 0x hex) "
+                                                "up to {}", option, text, max));
+    if (*v > max) return nsvm::unexpected(fmt::format("{} {}: at most {}", option, text, max));
+    return *v;
 }
 
 std::vector<Vector> generate(const GenOptions& o) {

@@ -2,6 +2,8 @@
 // polling watchdog and a process-group kill (the emulator never outlives us).
 #include "process.hpp"
 
+#include "cleanup.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -44,6 +46,7 @@ ExitInfo run_process(const SpawnOptions& opts, const std::function<std::string()
         _exit(127);
     }
     if (!opts.new_session) setpgid(pid, pid);  // both sides, to avoid the race
+    register_child(pid);  // a fatal signal to us kills it (cleanup.hpp)
     info.started = true;
     int status = 0;
     for (;;) {
@@ -64,6 +67,7 @@ ExitInfo run_process(const SpawnOptions& opts, const std::function<std::string()
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
+    unregister_child(pid);
     if (WIFEXITED(status)) info.status = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) info.signal = WTERMSIG(status);
     info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

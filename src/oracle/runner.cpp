@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "batch.hpp"
+#include "cleanup.hpp"
 #include "nsvm/arch/le.hpp"
 #include "process.hpp"
 
@@ -134,6 +135,16 @@ nsvm::expected<void, std::string> run_batch(std::span<const Vector> vectors, std
     std::fill(region.begin(), region.begin() + static_cast<std::ptrdiff_t>(slots_off), std::uint8_t{0});
     for (std::size_t i = 0; i < n; ++i) {
         auto slot = region.subspan(slots_off + i * NSVM_OR_SLOT_SIZE, NSVM_OR_SLOT_SIZE);
+        // Vectors from files were refused by the reader already; this covers
+        // generated vectors and library callers (the slot stays empty).
+        if (auto p = isolation_problem(vectors[i])) {
+            std::fill(slot.begin(), slot.end(), std::uint8_t{0});
+            bad[i] = true;
+            res[i].status = Status::cannot_run;
+            res[i].reason = fmt::format("refused: {}: {}", p->field, p->message);
+            ++stats.cannot_run;
+            continue;
+        }
         if (auto e = encode_slot(vectors[i], slot); !e) {
             // Leave a slot the image skips (bad magic) and report it.
             std::fill(slot.begin(), slot.end(), std::uint8_t{0});
@@ -233,7 +244,8 @@ bool taints_later_vectors(const Vector& v) noexcept {
 nsvm::expected<std::vector<Result>, std::string> BatchedRunner::run(std::span<const Vector> vectors) {
     std::vector<Result> all;
     all.reserve(vectors.size());
-    const std::size_t bs = std::max<std::size_t>(1, o_.batch_size);
+    // No more slots than the image's layout (and the isolation check) allow.
+    const std::size_t bs = std::clamp<std::size_t>(o_.batch_size, 1, NSVM_OR_MAX_SLOTS);
     std::vector<Vector> reordered;
     std::vector<std::size_t> order;
     std::vector<Result> part;
@@ -274,7 +286,18 @@ namespace {
 fs::path source_root() {
     if (const char* s = std::getenv("NSVM_SOURCE_DIR"); s && *s) return fs::path(s);
     // This file is <root>/src/oracle/runner.cpp.
-    return fs::path(__FILE__).parent_path().parent_path().parent_path();
+    const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
+    if (root.is_absolute()) return root;
+    // Built through ccache with base_dir, __FILE__ is relative to the build
+    // directory, which holds nsvm and the test executables: resolve it from
+    // there rather than from wherever the user runs nsvm.
+    std::error_code ec;
+    const auto exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        const auto from_exe = (exe.parent_path() / root).lexically_normal();
+        if (fs::exists(from_exe / "oracle" / "image" / "Makefile", ec)) return from_exe;
+    }
+    return root;
 }
 
 std::mutex g_image_mutex;
@@ -345,6 +368,7 @@ public:
     RamFile(const RamFile&) = delete;
     RamFile& operator=(const RamFile&) = delete;
     nsvm::expected<void, std::string> open_map() {
+        if (!keep_) on_signal_ = detail::TempPath(path_);
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
         if (fd_ < 0) return nsvm::unexpected(fmt::format("cannot create {}", path_.string()));
         if (ftruncate(fd_, static_cast<off_t>(size_)) != 0)
@@ -364,6 +388,8 @@ private:
     int fd_ = -1;
     std::uint8_t* map_ = nullptr;
     bool keep_ = false;
+    // Unregistered after the destructor's unlink: a signal in between finds no file, which is harmless.
+    detail::TempPath on_signal_;
 };
 
 bool kvm_usable(std::string& why) {
@@ -415,6 +441,7 @@ private:
         }
         RamFile& ram = *ram_;
         const fs::path log = base.string() + ".log";
+        const detail::TempPath log_on_signal = o_.keep_files ? detail::TempPath() : detail::TempPath(log);
         auto region = ram.bytes().subspan(NSVM_OR_BATCH_PA, detail::region_size(vectors.size()));
 
         std::vector<std::string> argv = {"qemu-system-x86_64",
@@ -531,6 +558,9 @@ nsvm::expected<std::unique_ptr<Runner>, std::string> make_one_runner(RunnerOptio
 }  // namespace
 
 nsvm::expected<std::unique_ptr<Runner>, std::string> make_runner(RunnerOptions opts) {
+    // Runners leave files in /dev/shm and emulators in their own process
+    // groups: an interrupted run must take both with it.
+    detail::install_signal_cleanup();
     if (opts.backend == Backend::qemu_kvm) {
         std::string why;
         if (!kvm_usable(why)) return nsvm::unexpected(why);

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "batch.hpp"
+#include "cleanup.hpp"
 #include "nsvm/oracle/runner.hpp"
 #include "process.hpp"
 
@@ -42,6 +43,10 @@ std::optional<std::uint32_t> last_progress(const fs::path& log) {
     }
     return v;
 }
+
+/// Bochs 2.7's lock beside a disk image: the image's name + ".lock" (as Bochs
+/// 2.7 leaves it here; its log then says "image locked").
+fs::path lock_file(const fs::path& disk) { return fs::path(disk.string() + ".lock"); }
 
 /// The PANIC / error lines of a Bochs log, for the cannot_run reason.
 std::string panic_lines(const fs::path& log) {
@@ -75,6 +80,13 @@ private:
         const std::size_t megs = std::max<std::size_t>(64, ((NSVM_OR_BATCH_PA + rsize) >> 20) + 17);
         const fs::path disk = dir / "batch.img", dump = dir / "dump.bin", rc = dir / "bochsrc",
                        dbg = dir / "dbg.rc", log = dir / "bochs.log", out_log = dir / "stdout.log";
+        // Everything Bochs and we create here goes if a signal ends us
+        // (cleanup.hpp); the directory last, once empty.
+        std::vector<detail::TempPath> on_signal;
+        if (!o_.keep_files) {
+            on_signal.emplace_back(dir, true);
+            for (const auto& p : {disk, lock_file(disk), dump, rc, dbg, log, out_log}) on_signal.emplace_back(p);
+        }
         {
             std::ofstream f(rc);
             f << "megs: " << megs << "\n"
@@ -105,6 +117,11 @@ private:
                 f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
             }
             fs::remove(dump);
+            // Bochs locks a disk image with <image>.lock and leaves the lock
+            // when it is killed (a hang, a stall) or panics: the next boot
+            // would refuse the image and the whole rest of the batch would be
+            // lost. The lock is ours to remove: this directory is this run's.
+            fs::remove(lock_file(disk));
             detail::SpawnOptions so;
             so.argv = {"bochs", "-q", "-f", rc.string(), "-rc", dbg.string()};
             so.log = out_log;

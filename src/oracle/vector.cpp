@@ -2,6 +2,8 @@
 #include "nsvm/oracle/vector.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -195,7 +197,58 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
         v.note = j["note"].get<std::string>();
     }
     if (map_patches(v).has_value() == false) return nsvm::unexpected(c.fail("msrpm", map_patches(v).error()));
+    if (auto p = isolation_problem(v))
+        return nsvm::unexpected(c.fail(p->field, fmt::format("vector \"{}\" refused: {}", v.id, p->message)));
     return v;
+}
+
+/// nlohmann keeps the last of duplicate members silently; a vector file is
+/// hand-written often enough that a repeated member is a mistake to report
+/// (the formats layer has its own, file-local, check for VMCB files).
+class DuplicateMembers {
+public:
+    bool operator()(int /*depth*/, json::parse_event_t ev, json& parsed) {
+        switch (ev) {
+            case json::parse_event_t::object_start: open_.push_back({}); break;
+            case json::parse_event_t::key:
+                if (!open_.empty() && parsed.is_string()) {
+                    const auto& k = parsed.get_ref<const std::string&>();
+                    if (!open_.back().keys.insert(k).second && !first_) first_ = path() + k;
+                    open_.back().last = k;
+                }
+                break;
+            case json::parse_event_t::object_end:
+                if (!open_.empty()) open_.pop_back();
+                break;
+            default: break;
+        }
+        return true;
+    }
+    /// The first repeated member, as a path ("host.gif").
+    [[nodiscard]] const std::optional<std::string>& first() const noexcept { return first_; }
+
+private:
+    struct Object {
+        std::set<std::string> keys;  // a VMCB's save area has ~100 members
+        std::string last;            // the member being parsed, for the path
+    };
+    [[nodiscard]] std::string path() const {
+        std::string p;
+        for (std::size_t i = 0; i + 1 < open_.size(); ++i)
+            if (!open_[i].last.empty()) p += open_[i].last + ".";
+        return p;
+    }
+    std::vector<Object> open_;
+    std::optional<std::string> first_;
+};
+
+/// json::parse that refuses a repeated member; nlohmann's parse_error
+/// propagates for malformed text.
+nsvm::expected<json, std::string> parse_strict(std::string_view text) {
+    DuplicateMembers dups;
+    json j = json::parse(text, std::ref(dups));
+    if (dups.first()) return nsvm::unexpected(*dups.first());
+    return j;
 }
 
 bool comment_or_blank(std::string_view line) {
@@ -227,7 +280,9 @@ nsvm::expected<std::vector<T>, Diagnostic> parse_many(std::string_view text, std
     if (first != std::string_view::npos && text[first] == '[') {
         json arr;
         try {
-            arr = json::parse(text);
+            auto a = parse_strict(text);
+            if (!a) return nsvm::unexpected(Diagnostic{std::string(source), 0, a.error(), "duplicate member"});
+            arr = std::move(*a);
         } catch (const json::parse_error& e) {
             return nsvm::unexpected(Diagnostic{std::string(source), 0, "", e.what()});
         }
@@ -244,7 +299,9 @@ nsvm::expected<std::vector<T>, Diagnostic> parse_many(std::string_view text, std
         Ctx c{std::string(source), lineno, ""};
         json j;
         try {
-            j = json::parse(line);
+            auto o = parse_strict(line);
+            if (!o) return nsvm::unexpected(c.fail(o.error(), "duplicate member"));
+            j = std::move(*o);
         } catch (const json::parse_error& e) {
             return nsvm::unexpected(c.fail("", fmt::format("not a JSON object: {}", e.what())));
         }

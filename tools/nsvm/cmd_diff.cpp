@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
@@ -31,6 +32,10 @@ struct DiffOptions {
     std::size_t jobs = 1;
     int stall_ms = 0;
     bool boundary = false;
+    std::string seed_text;   // parsed with range checks (a negative must not wrap)
+    std::string count_text;
+    CLI::Option* seed_opt = nullptr;
+    CLI::Option* count_opt = nullptr;
     std::optional<std::uint64_t> seed;
     std::uint64_t count = 0;
     std::string shard = "0/1";
@@ -50,8 +55,9 @@ public:
         ro_.batch_size = o.batch;
         ro_.stall_timeout = std::chrono::milliseconds(o.stall_ms);
         ro_.jobs = o.jobs;
+        // No emulator, no image, an unusable /dev/kvm: setup the user can fix.
         auto r = oracle::make_runner(ro_);
-        if (!r) throw Exit{kFailed, r.error()};
+        if (!r) throw Exit{kBadInput, r.error()};
         runner_ = std::move(*r);
     }
 
@@ -60,8 +66,10 @@ public:
     /// The emulator side of a chunk (the calling thread waits for it).
     [[nodiscard]] std::vector<oracle::Result> emulate(std::span<const oracle::Vector> vectors) {
         if (vectors.empty()) return {};
+        // An emulator that cannot start, or never reaches the image (an
+        // unknown --cpu-model), is setup as well: no vector has been compared.
         auto results = runner_->run(vectors);
-        if (!results) throw Exit{kFailed, results.error()};
+        if (!results) throw Exit{kBadInput, results.error()};
         return std::move(*results);
     }
 
@@ -113,6 +121,12 @@ public:
                                      summary_.total, wall_seconds, rate, o_.jobs, o_.jobs == 1 ? "" : "s",
                                      runner_->stats().boots, runner_->stats().boots == 1 ? "" : "s", runner_->stats().seconds);
         }
+        // Nothing compared is not agreement (docs/oracle.md "Exit status").
+        const std::size_t compared = summary_.total - summary_.cannot_run;
+        if (compared == 0) {
+            std::cerr << fmt::format("nsvm: no vector was compared ({} could not run)\n", summary_.cannot_run);
+            return kBadInput;
+        }
         return summary_.has_unexplained() ? kFailed : kOk;
     }
 
@@ -126,9 +140,20 @@ private:
     oracle::Summary summary_;
 };
 
+/// An unsigned option's value, or exit 2 naming the option.
+std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::string_view name,
+                                             const std::string& text, std::uint64_t max) {
+    if (given->count() == 0) return std::nullopt;
+    auto v = oracle::parse_unsigned_option(name, text, max);
+    if (!v) throw Exit{kBadInput, v.error()};
+    return *v;
+}
+
 int run_diff(DiffOptions& o) {
     auto backend = oracle::find_backend(o.backend);
     if (!backend) throw Exit{kBadInput, backend.error()};
+    o.seed = unsigned_option(o.seed_opt, "--seed", o.seed_text, ~std::uint64_t{0});
+    o.count = unsigned_option(o.count_opt, "--count", o.count_text, oracle::kMaxCount).value_or(0);
     if (o.files.empty() && !o.boundary && o.count == 0)
         throw Exit{kBadInput, "no vectors: give vector files, --boundary, or --seed S --count N"};
     if (o.count > 0 && !o.seed) throw Exit{kBadInput, "--count needs --seed"};
@@ -146,6 +171,8 @@ int run_diff(DiffOptions& o) {
         if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
         for (auto& x : *v) vectors.push_back(std::move(x));
     }
+    if (!o.files.empty() && vectors.empty() && !o.boundary && o.count == 0)
+        throw Exit{kBadInput, fmt::format("no vectors in {}", fmt::join(o.files, ", "))};
     oracle::GenOptions g;
     g.cpu = m.cpu;
     g.profile = m.profile;
@@ -200,8 +227,10 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
     sub->add_flag("--json", o.json, "one JSON object per vector, then a summary object");
     sub->add_flag("-v,--verbose", o.verbose, "also print agreeing vectors and the fields written");
     sub->add_flag("--boundary", o.boundary, "add nsvm gen's boundary set for the model's CPU and profile");
-    sub->add_option("--seed", o.seed, "add random vectors from this seed (with --count), as nsvm gen makes them");
-    sub->add_option("--count", o.count, "number of random vectors (generated and run in chunks)");
+    o.seed_opt = sub->add_option("--seed", o.seed_text,
+                    "add random vectors from this seed (with --count), as nsvm gen makes them; 0 to 2^64-1");
+    o.count_opt = sub->add_option("--count", o.count_text,
+                                  "number of random vectors (generated and run in chunks); at most 10^12");
     sub->add_option("--shard", o.shard, "i/n: only this shard of the generated vectors")->capture_default_str();
     sub->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
     sub->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")

@@ -12,38 +12,57 @@ namespace {
 
 struct GenCliOptions {
     ModelOptions model;
-    std::optional<std::uint64_t> seed;
-    std::size_t count = 0;
+    std::string seed;    // text: parsed with range checks (a negative must not wrap)
+    std::string count;
+    CLI::Option* seed_opt = nullptr;
+    CLI::Option* count_opt = nullptr;
     std::string shard = "0/1";
     std::string out = "-";
     bool no_boundary = false;
     bool no_pairs = false;
 };
 
+/// An unsigned option's value, or exit 2 naming the option.
+std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::string_view name,
+                                             const std::string& text, std::uint64_t max) {
+    if (given->count() == 0) return std::nullopt;
+    auto v = oracle::parse_unsigned_option(name, text, max);
+    if (!v) throw Exit{kBadInput, v.error()};
+    return *v;
+}
+
 int run_gen(const GenCliOptions& o) {
     const auto m = resolve_model(o.model);
     auto sh = oracle::parse_shard(o.shard);
     if (!sh) throw Exit{kBadInput, sh.error()};
-    if (o.count > 0 && !o.seed) throw Exit{kBadInput, "--count needs --seed"};
+    const auto seed = unsigned_option(o.seed_opt, "--seed", o.seed, ~std::uint64_t{0});
+    const auto count = unsigned_option(o.count_opt, "--count", o.count, oracle::kMaxCount).value_or(0);
+    if (count > 0 && !seed) throw Exit{kBadInput, "--count needs --seed"};
     oracle::GenOptions g;
     g.cpu = m.cpu;
     g.profile = m.profile;
     g.boundary = !o.no_boundary;
     g.pairs = !o.no_pairs;
-    g.seed = o.seed;
-    g.count = o.count;
+    g.seed = seed;
+    g.count = static_cast<std::size_t>(count);
     g.shard_index = sh->first;
     g.shard_count = sh->second;
-    const auto vectors = oracle::generate(g);
     std::ofstream file;
     if (o.out != "-") {
         file.open(o.out, std::ios::trunc);
         if (!file) throw Exit{kBadInput, fmt::format("-o {}: cannot create", o.out)};
     }
     std::ostream& os = o.out == "-" ? std::cout : file;
-    for (const auto& v : vectors) os << oracle::to_json_line(v) << '\n';
-    if (!os) throw Exit{kFailed, "write error"};
-    if (o.out != "-") std::cerr << fmt::format("{} vectors written to {}\n", vectors.size(), o.out);
+    // Each vector is written as it is made (a million held at once took 9 GB).
+    std::uint64_t written = 0;
+    oracle::generate_each(g, [&](const oracle::Vector& v) {
+        os << oracle::to_json_line(v) << '\n';
+        if (!os) throw Exit{kBadInput, fmt::format("{}: write error", o.out == "-" ? "stdout" : o.out)};
+        ++written;
+    });
+    os.flush();
+    if (!os) throw Exit{kBadInput, fmt::format("{}: write error", o.out == "-" ? "stdout" : o.out)};
+    if (o.out != "-") std::cerr << fmt::format("{} vectors written to {}\n", written, o.out);
     return kOk;
 }
 
@@ -52,8 +71,8 @@ const Registrar reg{41, [](CLI::App& app, int& status) {
     auto* sub = app.add_subcommand("gen", "Generate oracle test vectors: the last passing and first failing value of "
                                           "every check a vector can express, pairs, and random mutations");
     add_model_options(*sub, o.model);
-    sub->add_option("--seed", o.seed, "random vectors from this seed (with --count)");
-    sub->add_option("--count", o.count, "number of random vectors");
+    o.seed_opt = sub->add_option("--seed", o.seed, "random vectors from this seed (with --count); 0 to 2^64-1");
+    o.count_opt = sub->add_option("--count", o.count, "number of random vectors; at most 10^12");
     sub->add_option("--shard", o.shard, "i/n: keep vectors k with k % n == i")->capture_default_str();
     sub->add_option("-o,--output", o.out, "output file (JSON lines); - for stdout")->capture_default_str();
     sub->add_flag("--no-boundary", o.no_boundary, "only random vectors");

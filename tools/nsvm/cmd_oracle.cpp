@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli.hpp"
 #include "nsvm/arch/exit_codes.hpp"
@@ -37,6 +38,7 @@ std::vector<oracle::Vector> load_vectors(const std::vector<std::string>& files) 
         if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
         for (auto& x : *v) all.push_back(std::move(x));
     }
+    if (all.empty()) throw Exit{kBadInput, fmt::format("no vectors in {}", fmt::join(files, ", "))};
     return all;
 }
 
@@ -65,10 +67,12 @@ int run_oracle(const OracleOptions& o) {
     ro.batch_size = o.batch;
     ro.jobs = o.jobs;
     ro.stall_timeout = std::chrono::milliseconds(o.stall_ms);
+    // Setup the user can fix (no emulator, no image, no /dev/kvm, an
+    // emulator that never reaches the image): exit 2, not 1 ("no").
     auto runner = oracle::make_runner(ro);
-    if (!runner) throw Exit{kFailed, runner.error()};
+    if (!runner) throw Exit{kBadInput, runner.error()};
     auto results = (*runner)->run(vectors);
-    if (!results) throw Exit{kFailed, results.error()};
+    if (!results) throw Exit{kBadInput, results.error()};
     for (const auto& r : *results) std::cout << (o.json ? oracle::to_json_line(r) : human(r)) << '\n';
     const auto& st = (*runner)->stats();
     if (!o.json)
@@ -87,7 +91,7 @@ int run_timing(const OracleOptions& o) {
     // About a second of emulated VMRUNs per loop (QEMU ~10 us, Bochs ~4 us each).
     const std::uint64_t n = o.iterations != 0 ? o.iterations : *backend == oracle::Backend::bochs ? 200000 : 100000;
     auto t = oracle::measure_peer(ro, n);
-    if (!t) throw Exit{kFailed, t.error()};
+    if (!t) throw Exit{kBadInput, t.error()};
     if (o.json) {
         std::cout << fmt::format(R"({{"backend":"{}","roundtrip_ns":{:.1f},"failed_vmrun_ns":{:.1f},"iterations":{}}})",
                                  oracle::backend_name(t->backend), t->roundtrip_ns, t->failed_vmrun_ns, t->iterations)
@@ -152,7 +156,7 @@ const Registrar reg{40, [](CLI::App& app, int& status) {
     auto* image = sub->add_subcommand("image", "Build the test image if needed and print its directory");
     image->callback([&status] {
         auto dir = oracle::find_or_build_image();
-        if (!dir) throw Exit{kFailed, dir.error()};
+        if (!dir) throw Exit{kBadInput, dir.error()};
         std::cout << dir->string() << '\n';
         status = kOk;
     });

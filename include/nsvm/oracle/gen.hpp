@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,18 @@ struct GenOptions {
 [[nodiscard]] std::vector<Vector> generate_random(const GenOptions& o, std::uint64_t first, std::uint64_t count);
 /// The boundary set (if o.boundary) then random vectors 0..count-1 (if o.seed).
 [[nodiscard]] std::vector<Vector> generate(const GenOptions& o);
+/// The same vectors in the same order, handed to `sink` one at a time as
+/// they are made: memory stays flat however large o.count is (nsvm gen).
+void generate_each(const GenOptions& o, const std::function<void(const Vector&)>& sink);
+
+/// Most random vectors one campaign or `nsvm gen` accepts (--count): about
+/// a year of QEMU time, and far from wrapping any index.
+inline constexpr std::uint64_t kMaxCount = 1'000'000'000'000ULL;
+/// A --seed or --count value: decimal or 0x-hex, no sign, at most `max`.
+/// The error names the option ("--count: ...").
+[[nodiscard]] nsvm::expected<std::uint64_t, std::string> parse_unsigned_option(std::string_view option,
+                                                                              std::string_view text,
+                                                                              std::uint64_t max);
 
 /// "i/n" with 0 <= i < n.
 [[nodiscard]] nsvm::expected<std::pair<std::size_t, std::size_t>, std::string> parse_shard(std::string_view s);

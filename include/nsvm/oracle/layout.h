@@ -54,6 +54,9 @@
 #define NSVM_OR_SLOTS_PA 0x01000000ULL
 #define NSVM_OR_SLOT_SIZE 0x2000ULL
 #define NSVM_OR_DESC_OFFSET 0x1000ULL
+/* Most slots one boot holds (runners split larger batches); the slot area
+ * ends at NSVM_OR_SLOTS_PA + NSVM_OR_MAX_SLOTS * NSVM_OR_SLOT_SIZE. */
+#define NSVM_OR_MAX_SLOTS 65536ULL
 
 /* L2 selectors in the L2 GDT. */
 #define NSVM_OR_L2_CS64 0x08

@@ -103,6 +103,17 @@ struct MapPatch {
 /// MSRPM byte offset and bit of the read intercept for `msr`, or nullopt.
 [[nodiscard]] std::optional<std::pair<std::uint32_t, unsigned>> msrpm_position(std::uint32_t msr) noexcept;
 
+/// Isolation between the vectors of a batch (docs/oracle.md "Isolation
+/// between vectors"): a vector must not be able to write the image's pages
+/// (code, L2 environment, tables, maps), the batch header or another vector's
+/// slot, or the emulator would report the damage against an innocent vector.
+/// Returns the member at fault and why, or nullopt when the vector is confined.
+struct IsolationProblem {
+    std::string field;    ///< vector member path, e.g. "host.hsave_pa", "l2.regs.rbx"
+    std::string message;
+};
+[[nodiscard]] std::optional<IsolationProblem> isolation_problem(const Vector& v);
+
 /// Parses vectors: a JSON array of objects or JSON lines (one object per
 /// non-blank line; lines starting with '#' or "//" are comments). Errors
 /// name the file, the line and the member ("file:3: vmcb.save.cr0: ...").

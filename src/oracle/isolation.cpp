@@ -1,0 +1,206 @@
+// Isolation between the vectors of a batch (vector.hpp isolation_problem,
+// docs/oracle.md "Isolation between vectors").
+//
+// All vectors of a boot share one guest: the image, its L2 environment and
+// every slot are identity-mapped and writable, for L2 as for the host. A
+// vector that names an address in another vector's slot (an L2 store, the
+// VMCB #VMEXIT writes, VM_HSAVE_PA, ...) would change that vector's result,
+// and nsvm diff would blame the innocent one. Confining L2 with nested page
+// tables per vector would change what the vectors test (nested paging is
+// itself under test), so instead every address through which a vector can
+// write is checked here, and a vector that reaches protected memory is
+// refused before it runs. The check assumes L2 runs the image's code through
+// the image's tables and IDT; it refuses vectors that would not.
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/oracle/vector.hpp"
+
+namespace nsvm::oracle {
+namespace {
+
+using arch::FieldId;
+using arch::Seg;
+namespace ic = arch::intercept;
+
+struct Range {
+    std::uint64_t begin, end;  // [begin, end)
+    [[nodiscard]] constexpr bool contains(std::uint64_t b, std::uint64_t e) const noexcept {
+        return b >= begin && e <= end;
+    }
+    [[nodiscard]] constexpr bool overlaps(std::uint64_t b, std::uint64_t e) const noexcept {
+        return b < end && e > begin;
+    }
+};
+
+constexpr std::uint64_t kSlotsEnd = NSVM_OR_SLOTS_PA + NSVM_OR_MAX_SLOTS * NSVM_OR_SLOT_SIZE;
+
+/// What the image and the batch occupy (layout.h): writes there change the
+/// image's code, L2's code, descriptor tables, page tables, MSRPM/IOPM for
+/// later vectors, or the header and the other slots.
+constexpr std::array kProtected = {
+    Range{NSVM_OR_IMAGE_PA, NSVM_OR_L2_IDT32_PA + 0x1000},       // image, L2 code, stubs, stack, GDT, IDTs
+    Range{NSVM_OR_PML4_PA, NSVM_OR_NPT_PML4_PA + 0x10000},        // host/L2 and nested page tables
+    Range{NSVM_OR_HSAVE_PA, NSVM_OR_SPARE_VMCB_PA + 0x1000},      // HSAVE, MSRPM, IOPM, spare VMCB
+    Range{NSVM_OR_BATCH_PA, kSlotsEnd},                           // batch header and slots
+};
+
+/// Inside the protected ranges, the pages every vector may write: nothing
+/// reads them across vectors (the model does not predict what a load finds).
+constexpr std::array kShared = {
+    Range{NSVM_OR_L2_SCRATCH_PA, NSVM_OR_L2_SCRATCH_PA + 0x2000},   // L2 scratch
+    Range{NSVM_OR_L2_STUBS_PA + 0x1000, NSVM_OR_L2_STACK_TOP + 0x10},  // L2 stack
+    Range{NSVM_OR_HSAVE_PA, NSVM_OR_HSAVE_PA + 0x1000},              // VMRUN rewrites it every time
+    Range{NSVM_OR_SPARE_VMCB_PA, NSVM_OR_SPARE_VMCB_PA + 0x1000},    // VMLOAD/VMSAVE/VMRUN in L2
+};
+
+/// The image's own page-table roots (host/L2 tables and the nested tables).
+constexpr Range kTables{NSVM_OR_PML4_PA, NSVM_OR_NPT_PML4_PA + 0x10000};
+/// Beyond every guest's RAM (and the 4 GiB L2 identity map): no vector can
+/// place tables there, so a root there cannot redirect a write.
+constexpr std::uint64_t kBeyondRam = std::uint64_t{1} << 32;
+
+/// A write of [a, a + len) reaches memory that belongs to the image or to
+/// another vector.
+[[nodiscard]] bool reaches_protected(std::uint64_t a, std::uint64_t len) noexcept {
+    const std::uint64_t e = a + len < a ? ~std::uint64_t{0} : a + len;
+    for (const auto& s : kShared)
+        if (s.contains(a, e)) return false;
+    return std::any_of(kProtected.begin(), kProtected.end(), [&](const Range& r) { return r.overlaps(a, e); });
+}
+
+std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
+
+/// L2's linear address of an operand in segment `s`: 64-bit code ignores the
+/// segment base (APM 4.12.2); otherwise base + 32-bit offset, wrapping.
+[[nodiscard]] std::uint64_t linear(const Vector& v, Seg s, std::uint64_t offset) noexcept {
+    const bool lma = (v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0;
+    const bool cs_l = (v.vmcb.segment(Seg::cs).attrib & 0x200) != 0;
+    if (lma && cs_l) return offset;
+    return (v.vmcb.segment(s).base + (offset & 0xFFFFFFFFU)) & 0xFFFFFFFFU;
+}
+
+[[nodiscard]] IsolationProblem write_problem(std::string field, std::uint64_t addr, std::string_view what) {
+    return {std::move(field),
+            fmt::format("{} at {} reaches the image's pages, the batch header or another vector's slot (protected: "
+                        "{:#x}-{:#x}, except the L2 scratch, stack, HSAVE and spare VMCB pages)",
+                        what, hex(addr), NSVM_OR_IMAGE_PA, kSlotsEnd)};
+}
+
+/// A paging root must be one of the image's tables (or lie beyond RAM), or
+/// tables placed in memory by an earlier store could map L2's identity
+/// addresses onto protected pages.
+[[nodiscard]] std::optional<IsolationProblem> root_problem(std::string field, std::uint64_t root) {
+    const std::uint64_t pa = root & 0x000FFFFFFFFFF000ULL;
+    if (kTables.contains(pa, pa + 1) || pa >= kBeyondRam) return std::nullopt;
+    return IsolationProblem{std::move(field),
+                            fmt::format("page-table root {} is not one of the image's tables ({:#x}-{:#x}): the "
+                                        "oracle cannot tell where L2's writes would land",
+                                        hex(root), kTables.begin, kTables.end)};
+}
+
+/// L2 runs only the image's code: the program menu and the exception stubs.
+/// Code elsewhere could store anywhere.
+[[nodiscard]] std::optional<IsolationProblem> code_problem(const Vector& v) {
+    const std::uint64_t rip = linear(v, Seg::cs, v.vmcb.get(FieldId::rip));
+    const Range menu{NSVM_OR_L2_CODE_PA, NSVM_OR_L2_CODE_PA + NSVM_OR_L2_PROGRAM_STRIDE * kProgramCount};
+    if (menu.contains(rip, rip + 1)) return std::nullopt;
+    return IsolationProblem{"vmcb.save.rip", fmt::format("L2 would run code at {}, outside the image's program "
+                                                         "menu ({:#x}-{:#x})",
+                                                         hex(rip), menu.begin, menu.end)};
+}
+
+/// Exceptions and interrupts in L2 go through the IDT to the image's stubs;
+/// another IDT could send them to code anywhere.
+[[nodiscard]] std::optional<IsolationProblem> idt_problem(const Vector& v) {
+    const auto idtr = v.vmcb.segment(Seg::idtr);
+    const auto base = idtr.base;
+    // A limit below 7 holds no gate at all (an event then shuts L2 down).
+    if (idtr.limit < 7 || base == NSVM_OR_L2_IDT64_PA || base == NSVM_OR_L2_IDT32_PA || base >= kBeyondRam)
+        return std::nullopt;
+    return IsolationProblem{"vmcb.save.idtr.base",
+                            fmt::format("L2's IDT at {} is not one of the image's ({:#x}, {:#x})", hex(base),
+                                        NSVM_OR_L2_IDT64_PA, NSVM_OR_L2_IDT32_PA)};
+}
+
+/// WRMSR in L2 that the MSRPM does not intercept writes the processor's MSR,
+/// which the host keeps for later vectors (APIC base, MTRRs, VM_HSAVE_PA, ...).
+[[nodiscard]] std::optional<IsolationProblem> wrmsr_problem(const Vector& v) {
+    const auto msr = static_cast<std::uint32_t>(v.regs[1]);
+    if (v.vmcb.intercept(ic::MSR_PROT)) {
+        const auto pos = msrpm_position(msr);
+        if (!pos) return std::nullopt;  // APM 15.11: MSRs outside the ranges always exit
+        const bool intercepted = std::any_of(v.msrpm.begin(), v.msrpm.end(),
+                                             [msr](const MsrIntercept& m) { return m.msr == msr && m.write; });
+        if (intercepted) return std::nullopt;
+    }
+    return IsolationProblem{"l2.regs.rcx", fmt::format("WRMSR of MSR {} is not intercepted: L2 would change the "
+                                                       "host's MSR for the vectors after it",
+                                                       hex(msr))};
+}
+
+/// IN/OUT in L2 that the IOPM does not intercept reach the machine's
+/// devices, which the host keeps for later vectors (the 8259 masks, the
+/// debug-exit and ATA ports, Bochs' port 0xE9 progress log).
+[[nodiscard]] std::optional<IsolationProblem> port_problem(const Vector& v) {
+    const auto port = static_cast<std::uint16_t>(v.regs[2]);
+    if (v.vmcb.intercept(ic::IOIO_PROT) && std::find(v.iopm.begin(), v.iopm.end(), port) != v.iopm.end())
+        return std::nullopt;
+    return IsolationProblem{"l2.regs.rdx", fmt::format("port {} is not intercepted: L2's {} would reach the "
+                                                       "machine's device for the vectors after it",
+                                                       hex(port), program_name(v.program))};
+}
+
+}  // namespace
+
+std::optional<IsolationProblem> isolation_problem(const Vector& v) {
+    // Writes the host side makes for this vector: the #VMEXIT into the VMCB,
+    // VMRUN's host state into VM_HSAVE_PA.
+    if (v.host.vmrun_rax && reaches_protected(*v.host.vmrun_rax & ~std::uint64_t{0xFFF}, 0x1000))
+        return write_problem("host.vmrun_rax", *v.host.vmrun_rax, "the VMCB the #VMEXIT writes");
+    if (v.host.hsave_pa && reaches_protected(*v.host.hsave_pa & ~std::uint64_t{0xFFF}, 0x1000))
+        return write_problem("host.hsave_pa", *v.host.hsave_pa, "the host save area VMRUN writes");
+    // Where L2's addresses go.
+    const auto cr0 = v.vmcb.get(FieldId::cr0);
+    if ((cr0 & arch::cr0::PG) != 0)
+        if (auto p = root_problem("vmcb.save.cr3", v.vmcb.get(FieldId::cr3))) return p;
+    if ((v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0)
+        if (auto p = root_problem("vmcb.control.nested_cr3", v.vmcb.get(FieldId::nested_cr3))) return p;
+    if (auto p = code_problem(v)) return p;
+    if (auto p = idt_problem(v)) return p;
+    if (v.vmcb.get(FieldId::cpl) != 0)
+        return IsolationProblem{"vmcb.save.cpl", "L2 at CPL > 0 would switch to a stack from the TSS at "
+                                                 "save.tr.base on an exception, an address the oracle does not "
+                                                 "confine"};
+    // What L2 itself writes: exception frames on its stack (EVENTINJ or a
+    // fault can push one with any program), and each program's own store.
+    const std::uint64_t sp = linear(v, Seg::ss, v.vmcb.get(FieldId::rsp));
+    if (reaches_protected(sp < 0x100 ? 0 : sp - 0x100, std::min<std::uint64_t>(sp, 0x100)))
+        return write_problem("vmcb.save.rsp", sp, "L2's stack (exception frames)");
+    switch (v.program) {
+        case Program::store: {
+            const std::uint64_t a = linear(v, Seg::ds, v.regs[3]);
+            if (reaches_protected(a, 4)) return write_problem("l2.regs.rbx", a, "L2's store");
+            break;
+        }
+        case Program::vmsave:
+            if (!v.vmcb.intercept(ic::VMSAVE) && reaches_protected(v.vmcb.get(FieldId::rax), 0x1000))
+                return write_problem("vmcb.save.rax", v.vmcb.get(FieldId::rax), "L2's VMSAVE");
+            break;
+        case Program::wrmsr:
+            if (auto p = wrmsr_problem(v)) return p;
+            break;
+        case Program::in:
+        case Program::out:
+            if (auto p = port_problem(v)) return p;
+            break;
+        default: break;
+    }
+    return std::nullopt;
+}
+
+}  // namespace nsvm::oracle

@@ -1,0 +1,123 @@
+// Isolation between the vectors of a batch: a vector that could write another
+// vector's slot or the image's pages is refused (exit 2 naming the vector and
+// the member from a file; cannot_run in the runner), so it cannot change
+// another vector's result (docs/oracle.md "Isolation between vectors").
+#include "hardening_support.hpp"
+
+#include <functional>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+
+namespace nsvm::oracle::hardening {
+namespace {
+
+using arch::FieldId;
+namespace ec = arch::exit_code;
+using namespace std::chrono_literals;
+
+
+/// Vector 0 stores into the ASID of the VMCB in slot 1 (layout.h): were it
+/// allowed, the vector after it would fail VMRUN with ASID 0.
+Vector store_into_next_slot() {
+    auto v = named(base_vector(BaseMode::long64, Program::store), "attacker");
+    v.regs[3] = NSVM_OR_SLOTS_PA + NSVM_OR_SLOT_SIZE + 0x058;  // slot 1, control.asid
+    v.vmcb.set(FieldId::rax, 0);
+    return v;
+}
+
+TEST(Isolation, EveryGeneratedVectorIsConfined) {
+    for (const auto& [cpu, prof] : {std::pair{"qemu-tcg", checks::ProfileId::qemu},
+                                    std::pair{"bochs-ryzen", checks::ProfileId::bochs},
+                                    std::pair{"zen4", checks::ProfileId::kvm}}) {
+        GenOptions g;
+        g.cpu = *checks::find_builtin_model(cpu);
+        g.profile = &checks::profile(prof);
+        g.seed = 7;
+        g.count = 3000;
+        const auto all = generate(g);
+        for (const auto& v : all) {
+            const auto p = isolation_problem(v);
+            EXPECT_FALSE(p.has_value()) << v.id << ": " << p->field << ": " << p->message;
+        }
+        EXPECT_GT(all.size(), 3300U) << cpu;
+    }
+}
+
+TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMember) {
+    struct Case {
+        std::string member;
+        std::function<void(Vector&)> aim;
+    };
+    const std::vector<Case> cases = {
+        {"l2.regs.rbx", [](Vector& v) { v = store_into_next_slot(); }},
+        {"host.hsave_pa", [](Vector& v) { v.host.hsave_pa = NSVM_OR_SLOTS_PA + 3 * NSVM_OR_SLOT_SIZE; }},
+        {"host.vmrun_rax", [](Vector& v) { v.host.vmrun_rax = NSVM_OR_SLOTS_PA + NSVM_OR_SLOT_SIZE; }},
+        {"host.hsave_pa", [](Vector& v) { v.host.hsave_pa = NSVM_OR_MSRPM_PA; }},  // the image's MSRPM
+        {"vmcb.save.rsp", [](Vector& v) { v.vmcb.set(FieldId::rsp, NSVM_OR_BATCH_PA + 0x40); }},
+        {"vmcb.save.cr3", [](Vector& v) { v.vmcb.set(FieldId::cr3, 0x600000); }},
+        {"vmcb.save.rip", [](Vector& v) { v.vmcb.set(FieldId::rip, NSVM_OR_SLOTS_PA); }},
+        {"l2.regs.rcx", [](Vector& v) {  // WRMSR of the APIC base, not intercepted
+             v.program = Program::wrmsr;
+             v.vmcb.set(FieldId::rip, program_entry(Program::wrmsr));
+             v.regs[1] = 0x1B;
+         }},
+    };
+    for (const auto& c : cases) {
+        auto v = named(base_vector(BaseMode::long64), "aimed");
+        c.aim(v);
+        v.id = "aimed";
+        const auto r = parse_vectors(to_json_line(v) + "\n", "aimed.jsonl");
+        ASSERT_FALSE(r.has_value()) << c.member;
+        EXPECT_EQ(r.error().field, c.member) << r.error().message;
+        EXPECT_EQ(r.error().line, 1);
+        EXPECT_NE(r.error().message.find("\"aimed\" refused"), std::string::npos) << r.error().message;
+    }
+    // The pages every vector may use stay usable.
+    auto ok = named(base_vector(BaseMode::long64, Program::store), "scratch");
+    ok.regs[3] = NSVM_OR_L2_SCRATCH_PA + 8;
+    ok.host.hsave_pa = NSVM_OR_HSAVE_PA;
+    EXPECT_TRUE(parse_vectors(to_json_line(ok) + "\n", "ok.jsonl").has_value());
+}
+
+TEST(Isolation, DiffRefusesAVectorAimedAtAnotherWithExit2) {
+    const auto f =
+        write_temp("aimed.jsonl", lines({named(base_vector(BaseMode::long64), "victim"), store_into_next_slot()}));
+    for (const std::string cmd : {"diff --backend qemu ", "oracle run --backend qemu "}) {
+        const auto r = nsvm(cmd + f.string());
+        EXPECT_EQ(r.status, 2) << cmd << r.err;
+        EXPECT_NE(r.err.find(":2: l2.regs.rbx"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("\"attacker\""), std::string::npos) << r.err;
+    }
+}
+
+TEST(Isolation, AVectorAimedAtTheNextCannotChangeItsResult) {
+    NEED("qemu-system-x86_64");
+    auto r = runner(Backend::qemu, 3000ms);
+    ASSERT_TRUE(r);
+    const auto victim = named(base_vector(BaseMode::long64), "victim");
+    const std::vector<Vector> alone = {victim};
+    const auto a = r->run(alone);
+    ASSERT_TRUE(a.has_value()) << a.error();
+    // The runner is the last line of defence (generated vectors and library
+    // callers do not pass through the reader).
+    const std::vector<Vector> both = {store_into_next_slot(), victim};
+    const auto b = r->run(both);
+    ASSERT_TRUE(b.has_value()) << b.error();
+    ASSERT_EQ(b->size(), 2U);
+    EXPECT_EQ((*b)[0].status, Status::cannot_run);
+    EXPECT_NE((*b)[0].reason.find("refused: l2.regs.rbx"), std::string::npos) << (*b)[0].reason;
+    const auto& x = (*a)[0];
+    const auto& y = (*b)[1];
+    EXPECT_EQ(y.status, Status::vmexit) << y.reason;
+    EXPECT_EQ(y.exit_code(), ec::VMMCALL);
+    EXPECT_EQ(y.exit_code(), x.exit_code());
+    EXPECT_EQ(y.vmcb.get(FieldId::asid), 1U);
+    for (const auto& f : arch::kFields) {
+        if (f.id == FieldId::tsc_offset) continue;
+        EXPECT_EQ(y.vmcb.get(f.id), x.vmcb.get(f.id)) << f.name;
+    }
+}
+
+}  // namespace
+}  // namespace nsvm::oracle::hardening
