@@ -50,6 +50,13 @@ bool Vcpu::l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noe
 }
 
 bool Vcpu::l2_write_faults(const cpu::Event& e) const noexcept {
+    // MOV to DR6/DR7 with any of bits 63:32 set is #GP(0) (APM 13.1.1.3,
+    // 13.1.1.4: the upper halves MBZ). When only L0 intercepts the write,
+    // L0 emulates it and must raise that #GP in L2 itself (KVM's
+    // dr_interception -> kvm_set_dr, which refuses such a value): writing
+    // it into vmcb02 would leave a VMCB the next VMRUN refuses.
+    if (e.kind == EventKind::dr_write)
+        return (e.index == 6 && (e.value & arch::dr6::kMbz) != 0) || (e.index == 7 && (e.value & arch::dr7::kMbz) != 0);
     // MOV to CR0/CR3/CR4 with an illegal value is #GP(0) in L2 (APM 3.1),
     // decided before any intercept-free completion.
     if (e.kind != EventKind::cr_write) return false;
@@ -189,7 +196,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         if (l2_write_faults(e)) {
             r.outcome = Outcome::exception;
             r.vector = 13;
-            r.note = "illegal control-register value: #GP(0) in L2";
+            r.note = "illegal control- or debug-register value: #GP(0) in L2";
             return r;
         }
         const bool gif_was = gif_;

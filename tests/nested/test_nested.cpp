@@ -1183,3 +1183,38 @@ TEST(Review, L1VmmcallAndMsrAccessOnlyWhileL1Runs) {
     EXPECT_EQ(m.vcpu.vmcb01(), l1);
     EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
 }
+
+// Hardening: L2 writing DR6/DR7 with bits 63:32 set. Only L0 intercepts the
+// write (KVM's init_vmcb intercepts every DR access): L0 emulates it as
+// kvm_set_dr does, #GP(0) into L2, and vmcb02 keeps its legal DR6/DR7 (a
+// vmcb02 with those bits set is one the next VMRUN refuses). A legal value
+// is written; L1 intercepting the write gets its #VMEXIT as before.
+TEST(Hardening, L2DebugRegisterWriteWithUpperBitsIsGpInL2) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    for (const unsigned dr : {6U, 7U}) {
+        const FieldId f = dr == 6 ? FieldId::dr6 : FieldId::dr7;
+        const auto before = m.vcpu.vmcb02().get(f);
+        const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+        const auto r = m.vcpu.l2_event(
+            cpu::Event{.kind = cpu::EventKind::dr_write, .index = dr, .value = (std::uint64_t{1} << 32) | 0x400});
+        EXPECT_EQ(r.outcome, Outcome::exception) << "DR" << dr;
+        EXPECT_EQ(r.vector, 13) << "DR" << dr;
+        EXPECT_TRUE(r.l0_exit);
+        EXPECT_EQ(m.vcpu.vmcb02().get(f), before) << "DR" << dr;
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip);  // a fault: RIP stays
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    }
+    const auto ok = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7, .value = 0x401});
+    EXPECT_EQ(ok.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::dr7), 0x401U);
+    // L1 intercepting DR7 writes: its exit, whatever the value.
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    m.enter_l2_intercepting(ic::dr_write(7));
+    const auto r = m.vcpu.l2_event(
+        cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7, .value = std::uint64_t{0xFF} << 32});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ic::dr_write(7));
+}
