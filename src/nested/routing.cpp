@@ -21,9 +21,9 @@ namespace {
 /// while L1 runs.
 bool l1_not_running(Mode m, StepResult& r) noexcept {
     if (m == Mode::l1) return false;
-    r.outcome = m == Mode::shutdown ? Outcome::shutdown : Outcome::exception;
+    r.outcome = Outcome::exception;
     r.vector = 6;
-    r.note = m == Mode::shutdown ? "the vCPU is shut down" : "L1 is not running (L2 is)";
+    r.note = "L1 is not running (L2 is)";
     return true;
 }
 }  // namespace
@@ -147,6 +147,7 @@ StepResult Vcpu::l2_memory_access(const cpu::Event& e) noexcept {
 
 StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     StepResult r;
+    if (shut_down(r)) return r;
     if (mode_ != Mode::l2) {
         r.outcome = Outcome::exception;
         r.vector = 6;
@@ -305,10 +306,7 @@ StepResult Vcpu::l2_external(EventKind k) noexcept {
 
 StepResult Vcpu::external(EventKind k) noexcept {
     StepResult r;
-    if (mode_ == Mode::shutdown) {
-        r.outcome = Outcome::shutdown;
-        return r;
-    }
+    if (shut_down(r)) return r;
     if (!gif_ || (k == EventKind::smi && smm_)) {
         // APM 15.17: INTR, NMI, SMI, INIT are held pending while GIF = 0.
         pending_ |= pending_bit(k);
@@ -482,7 +480,7 @@ StepResult Vcpu::l1_invlpga() noexcept {
 
 StepResult Vcpu::l1_vmmcall() noexcept {
     StepResult r;
-    if (l1_not_running(mode_, r)) return r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
     r.exit_code = ec::VMMCALL;
@@ -493,6 +491,7 @@ StepResult Vcpu::l1_vmmcall() noexcept {
 
 StepResult Vcpu::l1_skinit() noexcept {
     StepResult r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     r.outcome = Outcome::exception;
     r.vector = 6;
     r.note = "SKINIT is not offered to L1: #UD";
@@ -501,7 +500,7 @@ StepResult Vcpu::l1_skinit() noexcept {
 
 StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
     StepResult r;
-    if (l1_not_running(mode_, r)) return r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     auto gp = [&](const char* why) {
         r.outcome = Outcome::exception;
         r.vector = 13;
@@ -560,7 +559,7 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
 StepResult Vcpu::l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept {
     StepResult r;
     value = 0;
-    if (l1_not_running(mode_, r)) return r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     switch (msr) {
         case arch::msr::VM_HSAVE_PA: value = hsave_pa_; break;
         case arch::msr::VM_CR: value = vm_cr_; break;

@@ -1218,3 +1218,75 @@ TEST(Hardening, L2DebugRegisterWriteWithUpperBitsIsGpInL2) {
     EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
     EXPECT_EQ(r.exit_code, ic::dr_write(7));
 }
+
+// Shutdown is final (no reset is modelled, and KVM keeps no shut-down state
+// to resume: the VMM is told KVM_EXIT_SHUTDOWN and resets). Every step on a
+// shut-down vCPU changes nothing and reports shutdown; the state, shutdown
+// included, survives save -> restore -> save byte for byte.
+TEST(Hardening, EveryStepOnAShutDownVcpuIsANoOpReportingShutdown) {
+    Machine m;
+    m.enter_smm_from_l2();
+    ASSERT_TRUE(m.mem.write_u64(kVmcb12 + arch::info(FieldId::asid).offset, 0));  // RSM fails: shutdown
+    ASSERT_EQ(m.vcpu.rsm().outcome, Outcome::shutdown);
+    ASSERT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
+    const auto blob = m.vcpu.save_state();
+    std::uint64_t msr = 0;
+    const nested::StepResult results[] = {
+        m.vmrun(), m.vcpu.l1_vmload(), m.vcpu.l1_vmsave(), m.vcpu.l1_stgi(), m.vcpu.l1_clgi(),
+        m.vcpu.l1_invlpga(), m.vcpu.l1_vmmcall(), m.vcpu.l1_skinit(), m.vcpu.l1_wrmsr(arch::msr::STAR, 1),
+        m.vcpu.l1_rdmsr(arch::msr::STAR, msr), m.vcpu.rsm(),
+        m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid}),
+        m.vcpu.external(cpu::EventKind::smi), m.vcpu.external(cpu::EventKind::init)};
+    for (const auto& r : results) {
+        EXPECT_EQ(r.outcome, Outcome::shutdown) << r.note;
+        EXPECT_NE(std::string_view(r.note).find("shut down"), std::string_view::npos) << r.note;
+    }
+    EXPECT_EQ(m.vcpu.save_state(), blob);  // nothing changed
+    const auto restored = m.vcpu.restore_state(blob);
+    ASSERT_TRUE(restored) << restored.error();
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    auto bad = blob;
+    bad[12] |= 1;  // shut down and in guest mode
+    EXPECT_FALSE(m.vcpu.restore_state(bad));
+}
+
+// RSM into L2 reloads L1's state from HSAVE+0x400, which the SMM handler can
+// rewrite at will. Whatever it writes there (here: random values in L1's
+// control registers, EFER, RFLAGS, or random bytes anywhere in the area),
+// the vCPU after RSM, back in L2 or shut down, saves a state that restores
+// and saves again to the same bytes.
+TEST(Hardening, AnyRsmWithARewrittenHsaveLeavesAStateThatRestores) {
+    std::mt19937_64 rng(20261206);
+    constexpr FieldId fields[] = {FieldId::efer, FieldId::cr0, FieldId::cr4, FieldId::rflags, FieldId::cr3};
+    int shut = 0, resumed = 0;
+    for (int iter = 0; iter < 300; ++iter) {
+        Machine m;
+        m.enter_smm_from_l2();
+        const std::uint64_t area = kHsave + nested::kHsaveL1State;
+        if (iter % 3 == 0) {
+            for (int k = 0; k < 8; ++k) {
+                const std::uint64_t at = area + rng() % (arch::kVmcbSize - arch::kSaveAreaOffset);
+                std::uint8_t b = static_cast<std::uint8_t>(rng());
+                ASSERT_TRUE(m.mem.write(at, std::span<const std::uint8_t>(&b, 1)));
+            }
+        } else {
+            const FieldId f = fields[rng() % std::size(fields)];
+            const std::uint64_t at = area + arch::info(f).offset - arch::kSaveAreaOffset;
+            std::uint64_t v = 0;
+            ASSERT_TRUE(m.mem.read_u64(at, v));
+            v = iter % 3 == 1 ? v ^ (std::uint64_t{1} << (rng() % 64)) : rng();
+            ASSERT_TRUE(m.mem.write_u64(at, v));
+        }
+        const auto r = m.vcpu.rsm();
+        ASSERT_TRUE(r.outcome == Outcome::smm_left || r.outcome == Outcome::shutdown) << nested::outcome_name(r.outcome);
+        (r.outcome == Outcome::shutdown ? shut : resumed)++;
+        const auto blob = m.vcpu.save_state();
+        const auto restored = m.vcpu.restore_state(blob);
+        ASSERT_TRUE(restored) << restored.error() << " at iteration " << iter << " after " << r.note;
+        EXPECT_EQ(m.vcpu.save_state(), blob) << "iteration " << iter;
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << "iteration " << iter;
+    }
+    EXPECT_GT(shut, 50);     // both outcomes were exercised
+    EXPECT_GT(resumed, 20);
+}

@@ -80,3 +80,37 @@ TEST(Scenario, JsonLinesOnePerStep) {
     EXPECT_NE(text.find("\"gif\":0"), std::string::npos);
     EXPECT_NE(text.find("\"check\":\"cr0.cd_nw\""), std::string::npos);
 }
+
+// --- Hardening: no input crashes nsvm, exhausts the machine or corrupts a result ---
+
+namespace {
+std::string fixture(const std::string& name) { return std::string(NSVM_SOURCE_DIR) + "/tests/scenario/fixtures/" + name; }
+std::string fmt_hex_item(int i) {
+    std::ostringstream o;
+    o << "  - {gpa: 0x" << std::hex << (std::uint64_t{i} << 32) << ", size: 0x100000000}\n";
+    return o.str();
+}
+std::string examples_dir() { return std::string(NSVM_SOURCE_DIR) + "/examples/"; }
+
+/// A scenario text whose vmcb12 (0x20000) is examples/valid-vmcb.json.
+std::string with_valid_vmcb(const std::string& rest) {
+    return "memory:\n  - gpa: 0x20000\n    vmcb: valid-vmcb.json\n" + rest;
+}
+}  // namespace
+
+TEST(Hardening, StepsOnAShutDownVcpuReportShutdownWithoutFalseInvariants) {
+    // RSM fails (vmcb12 made invalid during SMM): the vCPU shuts down; a
+    // VMRUN after it read no vmcb12, which is no invariant violation.
+    auto s = scenario::load_text(with_valid_vmcb(
+        "  - {gpa: 0x38000, size: 0x8000}\n  - {gpa: 0x50000, size: 0x1000}\n"
+        "l1: {rax: 0x20000, hsave: 0x50000}\nsteps:\n  - l1: vmrun\n  - external: smi\n"
+        "  - write: {gpa: 0x20558, u64: 0xa0050033}\n  - l1: rsm\n    expect: {outcome: shutdown}\n"
+        "  - l1: vmrun\n    expect: {outcome: shutdown, mode: shutdown}\n  - l2: cpuid\n    expect: {outcome: shutdown}\n"
+        "  - external: init\n    expect: {outcome: shutdown, mode: shutdown}\n"
+        "  - save_restore: true\n    expect: {mode: shutdown}\n"), examples_dir() + "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    const auto r = scenario::run(*s, {.check_invariants = true}, out);
+    EXPECT_EQ(r.status, 0) << r.message << "\n" << out.str();
+    EXPECT_EQ(r.steps_run, 8U);
+}

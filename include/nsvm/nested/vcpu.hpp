@@ -238,11 +238,14 @@ private:
     /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
     /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
     [[nodiscard]] bool nested_vgif() const noexcept;
-    /// Why vmcb01's save area is not an L1 state (in guest mode: not one
-    /// L1's VMRUN could have left), or nullptr. Shared by restore_state and
-    /// RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
-    [[nodiscard]] const char* l1_state_problem(bool guest_mode) const noexcept;
+    /// Why `l1`'s save area is not an L1 state (in guest mode: not one L1's
+    /// VMRUN could have left), or nullptr. Shared by restore_state (vmcb01)
+    /// and RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
+    [[nodiscard]] const char* l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const noexcept;
     [[nodiscard]] bool l1_instruction_gates(StepResult& r, bool check_rax) const noexcept;
+    /// A shut-down vCPU runs nothing until it is reset, which the model has
+    /// not: true, with `r` the step's report (outcome shutdown), when shut down.
+    [[nodiscard]] bool shut_down(StepResult& r) const noexcept;
     [[nodiscard]] cpu::ExitFeatures exit_features() const noexcept;
     void skip_l1_instruction(std::uint8_t len = 3) noexcept;
     void deliver_pending_to_l1() noexcept;
