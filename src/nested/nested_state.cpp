@@ -130,6 +130,14 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
             default: return refuse(fmt::format("nested state: L2 CR3/PDPEs: {}", fail_reason_name(fr)));
         }
         switch_to_prepared();  // guest mode
+        // L2's registers arrive with the blob, not through a VMRUN: a value
+        // KVM's KVM_SET_SREGS / KVM_SET_DEBUGREGS would refuse (kvm_dr7_valid,
+        // kvm_is_valid_cr4, ...) would commit a vmcb02 the processor's VMRUN
+        // refuses. Those checks are the hardware's here (check_invariants'
+        // rule), so every state saved from a running L2 restores.
+        if (const checks::Check* c = vmcb02_hardware_failure())
+            return refuse(fmt::format("nested state: L2's state fails the processor's VMRUN check {} ({}, APM {})",
+                                      c->id, c->message, c->apm));
     } else {
         live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;

@@ -183,6 +183,27 @@ const char* Vcpu::check_invariants() const noexcept {
         // GIF of its own; with nested vGIF, L2's CLGI changes only V_GIF.
         if (!gif_ && nested_vgif()) return "GIF = 0 while L2 runs with nested vGIF";
         if (smm_) return "guest mode while in SMM";
+        if (vmcb02_hardware_failure() != nullptr) return "vmcb02 fails a VMRUN consistency check of the processor";
+    }
+    return nullptr;
+}
+
+const checks::Check* Vcpu::vmcb02_hardware_failure() const noexcept {
+    if (mode_ != Mode::l2) return nullptr;
+    // vmcb02 is what L0 hands the processor's VMRUN (APM 15.5.1), whatever
+    // the profile L1's VMRUN is emulated with: the APM's checks, on the CPU.
+    // The memory stage (PAE PDPEs) is left out: load_l2_cr3 decided those
+    // when the entry was prepared. A check the cached vmcb12 fails as well
+    // came from L1 and was let through by the profile (Bochs has no CR3
+    // check, KVM fewer segment checks): what that L0 does, not a vmcb02 this
+    // model's L0 made illegal. Only a check vmcb12 passes counts.
+    static const checks::Profile& hardware = checks::profile(checks::ProfileId::apm);
+    const checks::Context ctx02{vmcb02(), *cpu_, hardware, nullptr, nullptr};
+    const checks::Context ctx12{cache_, *cpu_, hardware, nullptr, nullptr};
+    for (const checks::Check& c : checks::catalogue()) {
+        if (c.stage < checks::Stage::control || c.stage > checks::Stage::event) continue;
+        if ((c.profiles & checks::mask_of(checks::ProfileId::apm)) == 0) continue;
+        if (c.violated(ctx02) && !c.violated(ctx12)) return &c;
     }
     return nullptr;
 }

@@ -303,6 +303,9 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
         if (opts.check_invariants) {
             const char* bad = v.check_invariants();
             std::string why = bad ? bad : "";
+            // The hardware-check invariant names the check vmcb02 fails.
+            if (const checks::Check* c = v.vmcb02_hardware_failure(); c != nullptr && why.starts_with("vmcb02 fails"))
+                why += fmt::format(": {} ({}, APM {})", c->id, c->message, c->apm);
             // A VMRUN that got past its gates read vmcb12 once; one refused
             // at the gates (an exception, or a shut-down vCPU) read nothing.
             const bool vmrun_ran = st.kind == StepKind::l1 && st.what == "vmrun" && r.outcome != Outcome::exception &&

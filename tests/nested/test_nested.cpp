@@ -353,7 +353,13 @@ TEST(NestedState, RestoreValidatesL1SavedStateAndL2Cr0AsKvmDoes) {
     r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0x20000011));  // NW, no CD
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().find("L2 CR0"), std::string::npos) << r.error();
-    EXPECT_TRUE(m.vcpu.restore_state(with(l2, FieldId::cr0, 0x60000011)));  // CD and NW
+    // CD and NW is legal (paging kept on: L2 is in long mode, and a long-mode
+    // L2 without paging is a state the processor's VMRUN refuses).
+    r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0xE0000011));
+    EXPECT_TRUE(r) << r.error();
+    r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0x60000011));
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("processor's VMRUN check"), std::string::npos) << r.error();
     // Outside guest mode L1 may be anywhere (real mode included).
     Machine idle;
     auto l1_only = idle.vcpu.save_state();
@@ -603,7 +609,10 @@ TEST(Property, InvariantsHoldOnRandomVmcb12sAndEvents) {
                 ASSERT_FALSE(m.vcpu.gif());
             }
             const char* bad = m.vcpu.check_invariants();
-            ASSERT_EQ(bad, nullptr) << bad << " at iteration " << iter;
+            const checks::Check* hw = m.vcpu.vmcb02_hardware_failure();
+            ASSERT_EQ(bad, nullptr) << bad << (hw ? ": " + std::string(hw->id) : "") << " at iteration " << iter
+                                    << " step " << step << ", profile " << iter % 5 << ", outcome "
+                                    << nested::outcome_name(r.outcome);
         }
     }
 }
@@ -1217,6 +1226,27 @@ TEST(Hardening, L2DebugRegisterWriteWithUpperBitsIsGpInL2) {
         cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7, .value = std::uint64_t{0xFF} << 32});
     EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
     EXPECT_EQ(r.exit_code, ic::dr_write(7));
+}
+
+// The invariants hold every committed vmcb02 to the processor's own VMRUN
+// checks. A restored nested state commits vmcb02 from L2's registers in the
+// blob, past every VMRUN check: one with DR7 bits 63:32 set is refused,
+// naming the check, and leaves the vCPU as it was.
+TEST(Hardening, RestoreRefusesAnL2StateTheProcessorWouldRefuse) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.vmcb02_hardware_failure(), nullptr);
+    const auto blob = m.vcpu.save_state();
+    auto bad = blob;
+    // The L2 save area starts at 0x2040; DR7's high dword.
+    const std::size_t dr7_hi = 0x2040 + arch::info(FieldId::dr7).offset - arch::kSaveAreaOffset + 4;
+    bad[dr7_hi] = 1;
+    const auto r = m.vcpu.restore_state(bad);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("dr7.upper"), std::string::npos) << r.error();
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
 }
 
 // Shutdown is final (no reset is modelled, and KVM keeps no shut-down state

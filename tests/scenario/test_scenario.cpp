@@ -114,3 +114,14 @@ TEST(Hardening, StepsOnAShutDownVcpuReportShutdownWithoutFalseInvariants) {
     EXPECT_EQ(r.status, 0) << r.message << "\n" << out.str();
     EXPECT_EQ(r.steps_run, 8U);
 }
+
+TEST(Hardening, L2DebugRegisterWriteWithUpperBitsKeepsVmcb02Legal) {
+    auto s = scenario::load_text(with_valid_vmcb("l1: {rax: 0x20000}\nsteps:\n  - l1: vmrun\n"
+                                                 "  - l2: {event: dr_write, dr: 7, value: 0x100000400}\n"
+                                                 "    expect: {outcome: exception, vector: 13, vmcb02.save.dr7: 0x400}\n"),
+                                 examples_dir() + "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    const auto r = scenario::run(*s, {.check_invariants = true}, out);
+    EXPECT_EQ(r.status, 0) << r.message << "\n" << out.str();
+}

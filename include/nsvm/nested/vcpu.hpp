@@ -177,7 +177,18 @@ public:
     void set_gif(bool g) noexcept { gif_ = g; }
 
     /// Checks the model's invariants; returns nullptr or a static message.
+    /// Among them: while L2 runs, vmcb02 passes the hardware's VMRUN checks
+    /// (vmcb02_hardware_failure names the one that fails).
     [[nodiscard]] const char* check_invariants() const noexcept;
+    /// While L2 runs: the first of the catalogue's VMRUN consistency checks
+    /// the processor applies (the `apm` profile's, on this CPU model) that
+    /// the live vmcb02 fails and the cached vmcb12 passes, or nullptr. Every
+    /// vmcb02 L0 commits (VMRUN, RSM into L2, a restore) and every L0 write
+    /// into it while emulating for L2 must leave a VMCB the hardware's VMRUN
+    /// accepts, unless L1's own vmcb12 already failed that check and the
+    /// profile let it through. Allocation-free, but a catalogue walk: for
+    /// check_invariants only.
+    [[nodiscard]] const checks::Check* vmcb02_hardware_failure() const noexcept;
 
     /// Size in bytes of this per-vCPU state (docs/nested.md).
     static constexpr std::size_t kStateBytes = 5 * arch::kVmcbSize + 3 * cpu::kMsrpmSize + cpu::kIopmSize;
