@@ -323,16 +323,61 @@ public:
         }
     }
 
+    // --- L1 state KVM refuses even when the host sets it ---
+    // The scenario's `l1:` is set by the host (KVM_SET_MSRS, KVM_SET_SREGS),
+    // and a state KVM refuses there is one nsvm's nested-state restore
+    // refuses too: a scenario never starts from it.
+
+    /// VM_HSAVE_PA: a 4 KiB aligned address below MAXPHYADDR (APM 15.30.4).
+    void check_hsave(const YAML::Node& n, const std::string& key, std::uint64_t pa, const Scenario& s) const {
+        // KVM's svm_set_msr checks a guest's write with page_address_valid
+        // and lets a host write through (stored as pa & PAGE_MASK) only so
+        // that guests of old kernels migrate; nsvm holds the host to the
+        // guest's rule, so that every state a scenario starts from restores.
+        if ((pa & 0xFFF) != 0)
+            fail(n, key, fmt::format("VM_HSAVE_PA {:#x} is not 4 KiB aligned (svm_set_msr: page_address_valid)", pa));
+        if ((pa & s.cpu.reserved_pa_bits()) != 0)
+            fail(n, key, fmt::format("VM_HSAVE_PA {:#x} is at or above MAXPHYADDR ({}) (svm_set_msr: page_address_valid)",
+                                     pa, s.cpu.maxphyaddr));
+    }
+
+    /// EFER, CR0, CR4 as KVM_SET_SREGS / a host KVM_SET_MSRS checks them.
+    void check_l1_register(const YAML::Node& n, const std::string& key, arch::FieldId f, std::uint64_t v,
+                           const Scenario& s) const {
+        using namespace arch;
+        switch (f) {
+            case FieldId::efer:
+                if (const std::uint64_t rsv = v & s.cpu.efer_reserved_bits(); rsv != 0)
+                    fail(n, key, fmt::format("EFER {:#x} sets reserved bits {:#x} on this CPU model (kvm_valid_efer, "
+                                             "set_efer: refused even from the host)", v, rsv));
+                break;
+            case FieldId::cr0:
+                if ((v >> 32) != 0) fail(n, key, fmt::format("CR0 {:#x} sets bits 63:32 (kvm_is_valid_cr0)", v));
+                if ((v & cr0::NW) && !(v & cr0::CD)) fail(n, key, fmt::format("CR0 {:#x} sets NW without CD (kvm_is_valid_cr0)", v));
+                if ((v & cr0::PG) && !(v & cr0::PE)) fail(n, key, fmt::format("CR0 {:#x} sets PG without PE (kvm_is_valid_cr0)", v));
+                break;
+            case FieldId::cr4:
+                if (const std::uint64_t rsv = v & s.cpu.cr4_reserved_bits(); rsv != 0)
+                    fail(n, key, fmt::format("CR4 {:#x} sets reserved bits {:#x} on this CPU model (kvm_is_valid_cr4)", v, rsv));
+                break;
+            default: break;
+        }
+    }
+
     void load_l1(const YAML::Node& n, Scenario& s) const {
         if (!n.IsMap()) fail(n, "l1", "expected a mapping");
         for (const auto& kv : n) {
             const auto k = kv.first.as<std::string>();
             if (k == "gif") s.l1_gif = boolean(kv.second, "l1.gif");
-            else if (k == "hsave" || k == "vm_hsave_pa") s.hsave_pa = number(kv.second, "l1." + k);
-            else if (k == "smbase") s.smbase = number(kv.second, "l1.smbase", 0xFFFFFFFF);
-            else if (const auto f = arch::find_field("save." + k); f && arch::info(*f).kind == arch::FieldKind::integer)
-                s.l1_fields.emplace_back(*f, number(kv.second, "l1." + k));
-            else {
+            else if (k == "hsave" || k == "vm_hsave_pa") {
+                s.hsave_pa = number(kv.second, "l1." + k);
+                check_hsave(kv.second, "l1." + k, s.hsave_pa, s);
+            } else if (k == "smbase") s.smbase = number(kv.second, "l1.smbase", 0xFFFFFFFF);
+            else if (const auto f = arch::find_field("save." + k); f && arch::info(*f).kind == arch::FieldKind::integer) {
+                const std::uint64_t v = number(kv.second, "l1." + k);
+                check_l1_register(kv.second, "l1." + k, *f, v, s);
+                s.l1_fields.emplace_back(*f, v);
+            } else {
                 std::vector<std::string> known = {"gif", "hsave", "vm_hsave_pa", "smbase"};
                 for (const auto& fi : arch::kFields)
                     if (fi.area() == arch::Area::save) known.emplace_back(fi.member());
@@ -529,6 +574,7 @@ public:
                 st.kind = StepKind::host_efer;
                 st.what = "host_efer";
                 st.value = number(item["host_efer"], "host_efer");
+                check_l1_register(item["host_efer"], "host_efer", arch::FieldId::efer, st.value, s);
             }
             if (actions != 1 && !(actions == 0 && item["expect"]))
                 fail(item, "steps[]", "each step needs exactly one of l1, l2, external, save_restore, write, host_efer");

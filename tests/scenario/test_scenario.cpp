@@ -115,6 +115,34 @@ TEST(Hardening, StepsOnAShutDownVcpuReportShutdownWithoutFalseInvariants) {
     EXPECT_EQ(r.steps_run, 8U);
 }
 
+TEST(Hardening, HostSetL1StateKvmRefusesIsBadInput) {
+    struct Case {
+        std::string l1, key, why;
+    };
+    const Case cases[] = {
+        {"hsave: 0x50008", "l1.hsave", "page_address_valid"},                // not 4 KiB aligned
+        {"vm_hsave_pa: 0x10000000000000", "l1.vm_hsave_pa", "MAXPHYADDR"},  // at MAXPHYADDR (52 on zen4)
+        {"efer: 0x11d00", "l1.efer", "kvm_valid_efer"},                      // bit 16 reserved
+        {"cr0: 0xa0050033", "l1.cr0", "kvm_is_valid_cr0"},                   // NW without CD
+        {"cr0: 0x100000011", "l1.cr0", "kvm_is_valid_cr0"},                 // bit 32
+        {"cr4: 0x10000000000", "l1.cr4", "kvm_is_valid_cr4"},                // bit 40 reserved
+    };
+    for (const auto& c : cases) {
+        auto s = scenario::load_text("l1:\n  rax: 0x20000\n  " + c.l1 + "\nsteps:\n  - l1: vmrun\n", "x.yaml");
+        ASSERT_FALSE(s) << c.l1;
+        EXPECT_EQ(s.error().line, 3) << c.l1;
+        EXPECT_EQ(s.error().key, c.key) << c.l1;
+        EXPECT_NE(s.error().message.find(c.why), std::string::npos) << s.error().to_string();
+    }
+    auto s = scenario::load_text("steps:\n  - host_efer: 0x11d00\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "host_efer");
+    EXPECT_EQ(s.error().line, 2);
+    // The same values, legal, load.
+    s = scenario::load_text("l1: {hsave: 0x50000, efer: 0x1d00, cr0: 0x80050033, cr4: 0x6f8}\nsteps:\n  - host_efer: 0x1d00\n",
+                            "x.yaml");
+    EXPECT_TRUE(s) << s.error().to_string();
+}
 TEST(Hardening, L2DebugRegisterWriteWithUpperBitsKeepsVmcb02Legal) {
     auto s = scenario::load_text(with_valid_vmcb("l1: {rax: 0x20000}\nsteps:\n  - l1: vmrun\n"
                                                  "  - l2: {event: dr_write, dr: 7, value: 0x100000400}\n"
