@@ -320,6 +320,13 @@ public:
                 map_or_fail(s, item, "memory[].u64", gpa, 8 * vals.size());
                 for (std::size_t i = 0; i < vals.size(); ++i) (void)s.memory.write_u64(gpa + 8 * i, vals[i]);
             }
+            // Mapped memory is free; pages written (a VMCB, a map, tables,
+            // values) are stored and count against the budget.
+            if (s.memory.budget_exhausted())
+                fail(item, "memory[]",
+                     fmt::format("guest memory budget exceeded: writing this item at {:#x} would store more than {} KiB "
+                                 "of written pages (docs/scenarios.md, \"Memory budget\")",
+                                 s.memory.budget_refused_gpa(), s.memory.budget() >> 10));
         }
     }
 
@@ -596,13 +603,20 @@ public:
         }
         if (!root.IsMap()) throw Fail{Error{file_, 1, "", "a scenario is a mapping with at least 'steps'"}};
         only_keys(root, "", {"name", "description", "cpu", "features", "maxphyaddr", "profile", "options", "l0",
-                             "memory", "l1", "steps"});
+                             "memory_budget", "memory", "l1", "steps"});
         Scenario s;
         s.file = file_;
         s.l0 = nested::L0Config::kvm_default();
         s.name = root["name"] ? text(root["name"], "name") : std::filesystem::path(file_).stem().string();
         if (root["description"]) s.description = text(root["description"], "description");
         load_model(root, s);
+        // The budget of written guest memory may be lowered, never raised:
+        // no scenario makes nsvm keep more than the default.
+        if (root["memory_budget"]) {
+            const auto b = number(root["memory_budget"], "memory_budget", cpu::GuestMemory::kDefaultBudget);
+            if (b < cpu::kPageSize) fail(root["memory_budget"], "memory_budget", "at least one 4 KiB page");
+            s.memory.set_budget(b);
+        }
         if (root["options"]) load_options(root["options"], s);
         if (root["l0"]) load_l0(root["l0"], s);
         if (root["memory"]) load_memory(root["memory"], s);

@@ -16,6 +16,10 @@ using nested::Outcome;
 
 std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
 
+std::string byte_size(std::uint64_t bytes) {
+    return bytes % (1U << 20) == 0 ? fmt::format("{} MiB", bytes >> 20) : fmt::format("{} KiB", bytes >> 10);
+}
+
 std::string exit_name(std::uint64_t code) {
     const auto d = arch::exit_code::describe(code);
     return fmt::format("{} ({:#x})", d.name, code);
@@ -248,7 +252,8 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
             case StepKind::write: {
                 std::array<std::uint8_t, 8> b{};
                 arch::store_le(b, 0, st.width, st.value);
-                if (!v.memory().write(st.gpa, std::span<const std::uint8_t>(b.data(), st.width))) {
+                if (!v.memory().write(st.gpa, std::span<const std::uint8_t>(b.data(), st.width)) &&
+                    !v.memory().budget_exhausted()) {
                     rr.status = 2;
                     rr.message = fmt::format("{}:{}: write to unbacked guest memory {:#x}", s.file, st.line, st.gpa);
                     return rr;
@@ -260,6 +265,18 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
             case StepKind::restore_blob_edit: r.outcome = v.mode() == nested::Mode::l2 ? Outcome::no_exit : Outcome::l1_continues; break;
         }
         ++rr.steps_run;
+        if (v.memory().budget_exhausted()) {
+            // A store (the step's own, or one the model made for it: a
+            // #VMEXIT write-back, SMRAM, HSAVE) would have stored a page
+            // beyond the budget. What the model did with the failed store is
+            // not a result: the run ends here.
+            rr.status = 2;
+            rr.message = fmt::format("{}:{}: step {}: guest memory budget exhausted: a store to {:#x} would keep more "
+                                     "than {} of written pages (docs/scenarios.md, \"Memory budget\")",
+                                     s.file, st.line, i + 1, v.memory().budget_refused_gpa(), byte_size(v.memory().budget()));
+            if (!opts.json) out << "  !! " << rr.message << "\n";
+            return rr;
+        }
         const Snapshot after = snap(v, st.kind == StepKind::l1 && st.what == "vmrun" ? gpa12 : v.vmcb12_gpa());
         std::vector<Diff> diffs;
         if (before.vmcb12_ok && after.vmcb12_ok && gpa12 == v.vmcb12_gpa()) diffs = diff(before.vmcb12, after.vmcb12, "vmcb12.");

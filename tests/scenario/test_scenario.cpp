@@ -143,6 +143,46 @@ TEST(Hardening, HostSetL1StateKvmRefusesIsBadInput) {
                             "x.yaml");
     EXPECT_TRUE(s) << s.error().to_string();
 }
+
+TEST(Hardening, HugeMemoryItemsCostNothingUntilWritten) {
+    // 4 GiB items, 16 of them: mapped, never stored.
+    std::string text = "memory:\n";
+    for (int i = 0; i < 16; ++i) text += fmt_hex_item(i);
+    text += "steps:\n  - write: {gpa: 0x123456788, u64: 7}\n";
+    auto s = scenario::load_text(text, "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    EXPECT_EQ(s->memory.stored_bytes(), 0U);
+    std::uint64_t v = 1;
+    ASSERT_TRUE(s->memory.read_u64(0x3FFFFFFF8, v));  // backed, never written: zero
+    EXPECT_EQ(v, 0U);
+    std::ostringstream out;
+    ASSERT_EQ(scenario::run(*s, {}, out).status, 0) << out.str();
+    EXPECT_EQ(s->memory.stored_bytes(), 4096U);  // the one page written
+}
+
+TEST(Hardening, WrittenMemoryBeyondTheBudgetIsBadInputAtLoadAndEndsTheRun) {
+    // At load: an 8 KiB MSRPM and a 12 KiB IOPM under a 16 KiB budget.
+    auto s = scenario::load_text("memory_budget: 0x4000\nmemory:\n  - {gpa: 0x14000, msrpm: {all: true}}\n"
+                                 "  - {gpa: 0x10000, iopm: {all: true}}\nsteps:\n  - l1: vmrun\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().line, 4);
+    EXPECT_NE(s.error().message.find("budget"), std::string::npos) << s.error().to_string();
+    s = scenario::load_text("memory_budget: 0x20000000\nsteps:\n  - l1: vmrun\n", "x.yaml");
+    ASSERT_FALSE(s);  // raising the budget is refused
+    EXPECT_EQ(s.error().key, "memory_budget");
+    // At run time: three pages allowed, the fourth written page ends the run.
+    s = scenario::load_text("memory_budget: 0x3000\nmemory:\n  - {gpa: 0x100000, size: 0x100000}\nsteps:\n"
+                            "  - write: {gpa: 0x100000, u8: 1}\n  - write: {gpa: 0x101000, u8: 1}\n"
+                            "  - write: {gpa: 0x102000, u8: 1}\n  - write: {gpa: 0x102008, u8: 1}\n"
+                            "  - write: {gpa: 0x103000, u8: 1}\n  - l1: vmrun\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    const auto r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 2);
+    EXPECT_EQ(r.steps_run, 5U);
+    EXPECT_NE(r.message.find("x.yaml:9: step 5: guest memory budget exhausted"), std::string::npos) << r.message;
+    EXPECT_NE(r.message.find("0x103000"), std::string::npos) << r.message;
+}
 TEST(Hardening, L2DebugRegisterWriteWithUpperBitsKeepsVmcb02Legal) {
     auto s = scenario::load_text(with_valid_vmcb("l1: {rax: 0x20000}\nsteps:\n  - l1: vmrun\n"
                                                  "  - l2: {event: dr_write, dr: 7, value: 0x100000400}\n"
