@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "nsvm/arch/bits.hpp"
@@ -31,6 +32,120 @@ namespace {
 
 struct Fail {
     Error e;
+};
+
+/// Largest scenario file and largest VMCB file read (a VMCB file is a few
+/// KiB of JSON; a scenario, a few hundred lines).
+constexpr std::uintmax_t kMaxScenarioBytes = 16U << 20;
+constexpr std::uintmax_t kMaxVmcbFileBytes = 1U << 20;
+
+/// The contents of a regular file of at most `limit` bytes, or why not: a
+/// device, FIFO or huge file named as input must not exhaust memory.
+nsvm::expected<std::string, std::string> read_bounded(const std::filesystem::path& path, std::uintmax_t limit) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) return nsvm::unexpected(std::string("not a regular file"));
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) return nsvm::unexpected(ec.message());
+    if (size > limit) return nsvm::unexpected(fmt::format("{} bytes, more than the {} allowed", size, limit));
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return nsvm::unexpected(std::string("cannot read the file"));
+    std::string text(static_cast<std::size_t>(size), '\0');
+    f.read(text.data(), static_cast<std::streamsize>(size));
+    text.resize(static_cast<std::size_t>(f.gcount()));
+    return text;
+}
+
+/// Bounds what a YAML document may expand to and refuses duplicate keys, on
+/// the parser's events, before any node graph is walked. yaml-cpp keeps an
+/// alias as a second reference to its anchor's node, so a walk (the inline
+/// VMCB's conversion, every loop over a mapping) visits the anchored tree
+/// once per reference: a few lines of nested aliases would expand to
+/// billions of nodes. Here an alias costs the size of what it names, and the
+/// document's expanded size must stay under kMaxExpandedNodes. yaml-cpp also
+/// keeps both entries of a duplicated key, where the loader would silently
+/// use one: refused with both lines.
+class InputGuard final : public YAML::EventHandler {
+public:
+    static constexpr std::uint64_t kMaxExpandedNodes = 200'000;
+
+    explicit InputGuard(const std::string& file) : file_(file) {}
+
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { leaf(m, a, "~"); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t a, const std::string& v) override {
+        leaf(m, a, v);
+    }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t a) override {
+        node(m, nullptr);
+        add(m, a < anchor_size_.size() && anchor_size_[a] != 0 ? anchor_size_[a] : 1);
+    }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+        open(m, a, false);
+    }
+    void OnSequenceEnd() override { close(); }
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+        open(m, a, true);
+    }
+    void OnMapEnd() override { close(); }
+
+private:
+    struct Frame {
+        bool map = false;
+        bool expect_key = true;
+        YAML::anchor_t anchor = 0;
+        std::uint64_t start = 0;  ///< expanded_ when the collection opened
+        std::vector<std::pair<std::string, int>> keys;
+    };
+
+    [[noreturn]] void refuse(const YAML::Mark& m, const std::string& key, const std::string& msg) const {
+        throw Fail{Error{file_, m.line >= 0 ? m.line + 1 : 0, key, msg}};
+    }
+    void add(const YAML::Mark& m, std::uint64_t n) {
+        expanded_ += n;
+        if (expanded_ > kMaxExpandedNodes)
+            refuse(m, "", fmt::format("YAML aliases expand the document to more than {} nodes; "
+                                      "write the values out instead of aliasing them", kMaxExpandedNodes));
+    }
+    /// A node starts: in a mapping it is a key or a value in turn; a
+    /// scalar key must not repeat.
+    void node(const YAML::Mark& m, const std::string* scalar) {
+        if (stack_.empty() || !stack_.back().map) return;
+        Frame& f = stack_.back();
+        const bool is_key = f.expect_key;
+        f.expect_key = !f.expect_key;
+        if (!is_key || scalar == nullptr) return;
+        const int line = m.line >= 0 ? m.line + 1 : 0;
+        for (const auto& [k, first] : f.keys)
+            if (k == *scalar) refuse(m, k, fmt::format("duplicate key (first at line {})", first));
+        f.keys.emplace_back(*scalar, line);
+    }
+    void leaf(const YAML::Mark& m, YAML::anchor_t a, const std::string& v) {
+        node(m, &v);
+        add(m, 1);
+        remember(a, 1);
+    }
+    void open(const YAML::Mark& m, YAML::anchor_t a, bool map) {
+        node(m, nullptr);
+        add(m, 1);
+        stack_.push_back(Frame{map, true, a, expanded_ - 1, {}});
+    }
+    void close() {
+        if (stack_.empty()) return;
+        const Frame f = std::move(stack_.back());
+        stack_.pop_back();
+        remember(f.anchor, expanded_ - f.start);
+    }
+    void remember(YAML::anchor_t a, std::uint64_t size) {
+        if (a == 0) return;
+        if (a >= anchor_size_.size()) anchor_size_.resize(a + 1, 0);
+        anchor_size_[a] = size;
+    }
+
+    const std::string& file_;
+    std::vector<Frame> stack_;
+    std::vector<std::uint64_t> anchor_size_;  ///< by anchor id: expanded nodes of what it names
+    std::uint64_t expanded_ = 0;
 };
 
 class Loader {
@@ -203,11 +318,9 @@ public:
         std::string textv, name;
         if (v.IsScalar()) {
             const auto path = std::filesystem::path(file_).parent_path() / v.Scalar();
-            std::ifstream f(path, std::ios::binary);
-            if (!f) fail(v, "memory.vmcb", fmt::format("cannot read '{}'", path.string()));
-            std::stringstream ss;
-            ss << f.rdbuf();
-            textv = ss.str();
+            auto contents = read_bounded(path, kMaxVmcbFileBytes);
+            if (!contents) fail(v, "memory.vmcb", fmt::format("cannot read '{}': {}", path.string(), contents.error()));
+            textv = std::move(*contents);
             name = path.string();
         } else if (v.IsMap()) {
             textv = to_json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -597,6 +710,10 @@ public:
     Scenario load(std::string_view text_in) const {
         YAML::Node root;
         try {
+            std::istringstream events{std::string(text_in)};
+            YAML::Parser parser(events);
+            InputGuard guard(file_);
+            (void)parser.HandleNextDocument(guard);  // YAML::Load reads the first document too
             root = YAML::Load(std::string(text_in));
         } catch (const YAML::Exception& e) {
             throw Fail{Error{file_, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg}};
@@ -645,11 +762,9 @@ nsvm::expected<Scenario, Error> load_text(std::string_view text, const std::stri
 }
 
 nsvm::expected<Scenario, Error> load_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return nsvm::unexpected(Error{path, 0, "", "cannot read the file"});
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return load_text(ss.str(), path);
+    auto text = read_bounded(path, kMaxScenarioBytes);
+    if (!text) return nsvm::unexpected(Error{path, 0, "", text.error()});
+    return load_text(*text, path);
 }
 
 }  // namespace nsvm::scenario

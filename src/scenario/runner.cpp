@@ -214,6 +214,15 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
 
     for (std::size_t i = 0; i < s.steps.size(); ++i) {
         const Step& st = s.steps[i];
+        if (st.kind == StepKind::l1 && v.mode() == nested::Mode::l2) {
+            // An `l1:` step means "L1 executes this", and while L2 runs L1
+            // executes nothing: the scenario is wrong, not the model (the
+            // engine would report a #UD that no processor delivers).
+            rr.status = 2;
+            rr.message = fmt::format("{}:{}: step {}: an L1 instruction ({}) while L2 runs; add a step that exits to L1 first",
+                                     s.file, st.line, i + 1, st.what);
+            return rr;
+        }
         const std::uint64_t gpa12 = st.kind == StepKind::l1 && st.what == "vmrun" ? v.vmcb01().get(FieldId::rax) : v.vmcb12_gpa();
         const Snapshot before = snap(v, gpa12);
         nested::StepResult r;

@@ -183,6 +183,58 @@ TEST(Hardening, WrittenMemoryBeyondTheBudgetIsBadInputAtLoadAndEndsTheRun) {
     EXPECT_NE(r.message.find("x.yaml:9: step 5: guest memory budget exhausted"), std::string::npos) << r.message;
     EXPECT_NE(r.message.find("0x103000"), std::string::npos) << r.message;
 }
+
+TEST(Hardening, DuplicateKeysAreRefusedWithBothLines) {
+    auto s = scenario::load_text("profile: kvm\nsteps:\n  - l1: vmrun\nprofile: apm\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().line, 4);
+    EXPECT_EQ(s.error().key, "profile");
+    EXPECT_NE(s.error().message.find("first at line 1"), std::string::npos) << s.error().message;
+    // Nested, in flow style: the second `gif` of one expectation.
+    s = scenario::load_text("steps:\n  - l1: stgi\n    expect: {gif: true, gif: false}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().line, 3);
+    EXPECT_EQ(s.error().key, "gif");
+    // The same key in two mappings is fine.
+    s = scenario::load_text("steps:\n  - l1: stgi\n    expect: {gif: true}\n  - l1: clgi\n    expect: {gif: false}\n",
+                            "x.yaml");
+    EXPECT_TRUE(s) << s.error().to_string();
+}
+
+TEST(Hardening, AliasBombIsRefusedBeforeItExpands) {
+    auto s = scenario::load_file(fixture("alias-bomb.yaml"));
+    ASSERT_FALSE(s);
+    EXPECT_GE(s.error().line, 9);  // an alias line inside the inline vmcb
+    EXPECT_LE(s.error().line, 14);
+    EXPECT_NE(s.error().message.find("aliases expand"), std::string::npos) << s.error().to_string();
+    // A few aliases are fine.
+    s = scenario::load_text("x: &n 0x20000\nl1: {rax: *n}\nsteps:\n  - l1: vmrun\n", "x.yaml");
+    ASSERT_FALSE(s);  // (only because 'x' is not a scenario key)
+    EXPECT_EQ(s.error().key, "x");
+}
+
+TEST(Hardening, InputFilesAreBounded) {
+    auto s = scenario::load_file("/dev/zero");
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("not a regular file"), std::string::npos) << s.error().to_string();
+    s = scenario::load_text("memory:\n  - gpa: 0x20000\n    vmcb: /dev/zero\nsteps:\n  - l1: vmrun\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "memory.vmcb");
+    EXPECT_NE(s.error().message.find("not a regular file"), std::string::npos) << s.error().to_string();
+}
+
+TEST(Hardening, AnL1StepWhileL2RunsIsAScenarioError) {
+    auto s = scenario::load_text(with_valid_vmcb("l1: {rax: 0x20000}\nsteps:\n  - l1: vmrun\n  - l1: vmmcall\n"),
+                                 examples_dir() + "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    const auto r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 2);
+    EXPECT_EQ(r.steps_run, 1U);
+    EXPECT_NE(r.message.find("x.yaml:7: step 2: an L1 instruction (vmmcall) while L2 runs"), std::string::npos)
+        << r.message;
+}
+
 TEST(Hardening, L2DebugRegisterWriteWithUpperBitsKeepsVmcb02Legal) {
     auto s = scenario::load_text(with_valid_vmcb("l1: {rax: 0x20000}\nsteps:\n  - l1: vmrun\n"
                                                  "  - l2: {event: dr_write, dr: 7, value: 0x100000400}\n"
