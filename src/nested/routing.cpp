@@ -61,11 +61,30 @@ bool Vcpu::l2_write_faults(const cpu::Event& e) const noexcept {
     // decided before any intercept-free completion.
     if (e.kind != EventKind::cr_write) return false;
     using namespace arch;
+    const std::uint64_t efer_v = vmcb02().get(FieldId::efer), cr0v = vmcb02().get(FieldId::cr0);
+    const std::uint64_t cr4v = vmcb02().get(FieldId::cr4);
+    const bool long_mode = (efer_v & efer::LMA) != 0;
+    const bool cs_l = (vmcb02().segment(Seg::cs).attrib & seg_attr::L) != 0;
     switch (e.index) {
-        case 0: return (e.value >> 32) != 0 || ((e.value & cr0::NW) && !(e.value & cr0::CD)) ||
-                       ((e.value & cr0::PG) && !(e.value & cr0::PE));
+        case 0: {
+            if ((e.value >> 32) != 0 || ((e.value & cr0::NW) && !(e.value & cr0::CD)) ||
+                ((e.value & cr0::PG) && !(e.value & cr0::PE)))
+                return true;
+            // Leaving long mode (APM 14, long-mode activation): CR0.PG is
+            // cleared from compatibility mode only, never with PCIDE
+            // (#GP otherwise, as KVM's kvm_set_cr0).
+            const bool clears_pg = (cr0v & cr0::PG) && !(e.value & cr0::PG);
+            if (clears_pg && ((long_mode && cs_l) || (cr4v & cr4::PCIDE))) return true;
+            // Activating long mode: setting CR0.PG with EFER.LME needs
+            // CR4.PAE, and a CS that is not 64-bit (kvm_set_cr0).
+            const bool sets_pg = !(cr0v & cr0::PG) && (e.value & cr0::PG);
+            return sets_pg && (efer_v & efer::LME) && (!(cr4v & cr4::PAE) || cs_l);
+        }
         case 3: return (e.value & cpu_->reserved_pa_bits() & ~(bit(63))) != 0;
-        case 4: return (e.value & cpu_->cr4_reserved_bits()) != 0;
+        case 4:
+            // CR4.PAE cannot be cleared while long mode is active (APM 3.1.3;
+            // kvm_set_cr4).
+            return (e.value & cpu_->cr4_reserved_bits()) != 0 || (long_mode && !(e.value & cr4::PAE));
         default: return false;
     }
 }
@@ -74,7 +93,16 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
     // The guest (or L0 on its behalf) completes the instruction.
     switch (e.kind) {
         case EventKind::cr_write:
-            if (e.index == 0) live_vmcb02().set(FieldId::cr0, e.value);
+            if (e.index == 0) {
+                // With EFER.LME, CR0.PG turns long mode on or off: the
+                // processor sets or clears EFER.LMA with it (APM 14,
+                // long-mode activation; KVM's svm_set_cr0).
+                const std::uint64_t efer = vmcb02().get(FieldId::efer);
+                if (efer & arch::efer::LME)
+                    live_vmcb02().set(FieldId::efer, (e.value & arch::cr0::PG) ? (efer | arch::efer::LMA)
+                                                                               : (efer & ~arch::efer::LMA));
+                live_vmcb02().set(FieldId::cr0, e.value);
+            }
             if (e.index == 3) live_vmcb02().set(FieldId::cr3, e.value);
             if (e.index == 4) live_vmcb02().set(FieldId::cr4, e.value);
             break;

@@ -485,8 +485,12 @@ TEST(L2VmloadVmsave, L2sGatesAndUnbackedMemoryFaultInL2) {
     EXPECT_EQ(r.outcome, Outcome::exception);
     EXPECT_EQ(r.vector, 13);
     ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    // L2 turns paging off (L0 emulates the CR0 write; from compatibility
+    // mode, as leaving long mode requires): VMLOAD is #UD in L2.
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib = static_cast<std::uint16_t>((cs.attrib & ~arch::seg_attr::L) | arch::seg_attr::DB);
+    v.set_segment(arch::Seg::cs, cs);
     enter(0x70000, 0);
-    // L2 turns paging off (L0 emulates the CR0 write): VMLOAD is #UD in L2.
     ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 0, .value = 0x11}).outcome,
               Outcome::handled_by_l0);
     EXPECT_EQ(m.vcpu.l2_event(vmload).vector, 6);
@@ -1354,4 +1358,40 @@ TEST(Hardening, GuestMemoryIsBackedLazilyWithinItsBudget) {
     EXPECT_FALSE(mem.vmcb_in_place(0x9000).has_value());  // a fourth does not
     EXPECT_TRUE(mem.vmcb_in_place(0x5000).has_value());   // a stored page still is
     EXPECT_FALSE(mem.write_u64(std::uint64_t{1} << 41, 1));  // not backed
+}
+
+// Found by the vmcb02 hardware-check invariant: L2 clearing CR0.PG, emulated
+// by L0, left EFER.LMA = 1 with paging off in vmcb02 (efer.lma_without_lme_pg).
+// In 64-bit mode that write is #GP(0); from compatibility mode it leaves long
+// mode and the processor clears EFER.LMA. Clearing CR4.PAE in long mode is
+// #GP(0) too. vmcb02 stays one the processor's VMRUN accepts.
+TEST(Hardening, L2LeavingLongModeKeepsVmcb02Legal) {
+    Machine m;
+    m.put(valid_vmcb12());  // 64-bit L2: EFER.LME/LMA, CS.L
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto cr_write = [&](unsigned cr, std::uint64_t v) {
+        return m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = cr, .value = v});
+    };
+    auto r = cr_write(0, 0x60000011);  // PG off in 64-bit mode
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    r = cr_write(4, m.vcpu.vmcb02().get(FieldId::cr4) & ~arch::cr4::PAE);
+    EXPECT_EQ(r.vector, 13);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    // Compatibility mode (CS.L = 0): PG off leaves long mode.
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    auto v = valid_vmcb12();
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib = static_cast<std::uint16_t>((cs.attrib & ~arch::seg_attr::L) | arch::seg_attr::DB);
+    v.set_segment(arch::Seg::cs, cs);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    r = cr_write(0, 0x60000011);
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << m.vcpu.vmcb02_hardware_failure()->id;
+    r = cr_write(0, 0x80000011);  // and PG back on enters long mode again
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_NE(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
 }
