@@ -43,8 +43,10 @@ bool GuestMemory::in_range(std::uint64_t gpa, std::uint64_t size) const noexcept
 bool GuestMemory::map(std::uint64_t gpa, std::uint64_t size) {
     if (!in_range(gpa, size)) return false;
     if (size == 0) return true;
-    // MAXPHYADDR <= 52 in every CPU model, so the exclusive end fits.
+    // The exclusive end; the top page of a 64-bit space (MAXPHYADDR is at
+    // most 52 in every CPU model) ends at the last address instead.
     std::uint64_t first = page_of(gpa), end = page_of(gpa + size - 1) + kPageSize;
+    if (end == 0) end = ~std::uint64_t{0};
     // Merge with every range that overlaps or touches [first, end).
     auto it = ranges_.upper_bound(first);
     if (it != ranges_.begin() && std::prev(it)->second >= first) --it;

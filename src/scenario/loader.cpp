@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -95,7 +96,7 @@ private:
         bool expect_key = true;
         YAML::anchor_t anchor = 0;
         std::uint64_t start = 0;  ///< expanded_ when the collection opened
-        std::vector<std::pair<std::string, int>> keys;
+        std::unordered_map<std::string, int> keys;  ///< a mapping's scalar keys -> line
     };
 
     [[noreturn]] void refuse(const YAML::Mark& m, const std::string& key, const std::string& msg) const {
@@ -104,8 +105,9 @@ private:
     void add(const YAML::Mark& m, std::uint64_t n) {
         expanded_ += n;
         if (expanded_ > kMaxExpandedNodes)
-            refuse(m, "", fmt::format("YAML aliases expand the document to more than {} nodes; "
-                                      "write the values out instead of aliasing them", kMaxExpandedNodes));
+            refuse(m, "", fmt::format("the document expands to more than {} YAML nodes (an alias counts as "
+                                      "what it names); write aliased values out, or split the scenario",
+                                      kMaxExpandedNodes));
     }
     /// A node starts: in a mapping it is a key or a value in turn; a
     /// scalar key must not repeat.
@@ -116,9 +118,8 @@ private:
         f.expect_key = !f.expect_key;
         if (!is_key || scalar == nullptr) return;
         const int line = m.line >= 0 ? m.line + 1 : 0;
-        for (const auto& [k, first] : f.keys)
-            if (k == *scalar) refuse(m, k, fmt::format("duplicate key (first at line {})", first));
-        f.keys.emplace_back(*scalar, line);
+        if (const auto [it, fresh] = f.keys.emplace(*scalar, line); !fresh)
+            refuse(m, *scalar, fmt::format("duplicate key (first at line {})", it->second));
     }
     void leaf(const YAML::Mark& m, YAML::anchor_t a, const std::string& v) {
         node(m, &v);
@@ -132,9 +133,10 @@ private:
     }
     void close() {
         if (stack_.empty()) return;
-        const Frame f = std::move(stack_.back());
+        const YAML::anchor_t anchor = stack_.back().anchor;
+        const std::uint64_t start = stack_.back().start;
         stack_.pop_back();
-        remember(f.anchor, expanded_ - f.start);
+        remember(anchor, expanded_ - start);
     }
     void remember(YAML::anchor_t a, std::uint64_t size) {
         if (a == 0) return;
