@@ -132,6 +132,11 @@ StepResult Vcpu::rsm() noexcept {
     commit_guest_mode(gpa);
     // rsm_load_state_64: L2's registers from the SMRAM image.
     std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(live_vmcb02()).begin());
+    // KVM loads them through its register setters, and a value they refuse
+    // fails the RSM (emulator_leave_smm -> triple fault): a vmcb02 the
+    // processor's VMRUN would refuse is never resumed. (The image is the
+    // one SMM entry saved, or one a nested-state restore brought.)
+    if (vmcb02_hardware_failure() != nullptr) return fail("RSM: L2's registers in SMRAM are a state VMRUN refuses");
     r.outcome = Outcome::smm_left;
     r.note = "RSM into L2: vmcb12 re-validated, guest mode re-entered";
     return r;

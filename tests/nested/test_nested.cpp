@@ -1395,3 +1395,24 @@ TEST(Hardening, L2LeavingLongModeKeepsVmcb02Legal) {
     EXPECT_NE(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
     EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
 }
+
+// RSM into L2 loads L2's registers from the SMRAM image, which a restored
+// nested state brings as it likes: one the processor's VMRUN would refuse
+// (DR7 bits 63:32) fails the RSM (shutdown, as KVM's emulator_leave_smm),
+// never a running L2 on an illegal vmcb02; the state still saves and restores.
+TEST(Hardening, RsmWithAnIllegalL2StateInSmramShutsDown) {
+    Machine m;
+    m.enter_smm_from_l2();
+    auto blob = m.vcpu.save_state();
+    // The SMRAM image page starts at 0x2C40; DR7's high dword in it.
+    blob[0x2C40 + arch::info(FieldId::dr7).offset + 4] = 1;
+    const auto restored = m.vcpu.restore_state(blob);
+    ASSERT_TRUE(restored) << restored.error();
+    const auto r = m.vcpu.rsm();
+    EXPECT_EQ(r.outcome, Outcome::shutdown);
+    EXPECT_NE(std::string_view(r.note).find("SMRAM"), std::string_view::npos) << r.note;
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    const auto again = m.vcpu.save_state();
+    ASSERT_TRUE(m.vcpu.restore_state(again));
+    EXPECT_EQ(m.vcpu.save_state(), again);
+}
