@@ -195,8 +195,8 @@ const checks::Check* Vcpu::vmcb02_hardware_failure() const noexcept {
     // The memory stage (PAE PDPEs) is left out: load_l2_cr3 decided those
     // when the entry was prepared. A check the cached vmcb12 fails as well
     // came from L1 and was let through by the profile (Bochs has no CR3
-    // check, KVM fewer segment checks): what that L0 does, not a vmcb02 this
-    // model's L0 made illegal. Only a check vmcb12 passes counts.
+    // check, for one): what that L0 does, not a vmcb02 this model's L0 made
+    // illegal. Only a check vmcb12 passes counts.
     static const checks::Profile& hardware = checks::profile(checks::ProfileId::apm);
     const checks::Context ctx02{vmcb02(), *cpu_, hardware, nullptr, nullptr};
     const checks::Context ctx12{cache_, *cpu_, hardware, nullptr, nullptr};
