@@ -130,7 +130,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             e.kind = static_cast<cpu::EventKind>(c.u8() % (static_cast<unsigned>(cpu::EventKind::init) + 1));
             e.index = c.u32();
             e.value = c.u32();
-            e.size = static_cast<std::uint8_t>(1U << (c.u8() % 3));
+            const std::uint8_t size_byte = c.u8();
+            e.size = static_cast<std::uint8_t>(1U << (size_byte % 3));
+            // The size byte's top bit repeats a CR/DR write's value in bits
+            // 63:32, so writes with illegal upper halves (DR6/DR7, CR0, CR4)
+            // are reached without changing the input's layout.
+            if ((size_byte & 0x80) && (e.kind == cpu::EventKind::cr_write || e.kind == cpu::EventKind::dr_write))
+                e.value |= e.value << 32;
             e.in = (op & 1) != 0;
             e.access.write = (op & 2) != 0;
             if (e.kind == cpu::EventKind::io) e.index &= 0xFFFF;

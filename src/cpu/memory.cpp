@@ -1,11 +1,19 @@
 #include "nsvm/cpu/memory.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace nsvm::cpu {
 
-GuestMemory::GuestMemory(const GuestMemory& o) : maxphyaddr_(o.maxphyaddr_), watched_(o.watched_) {
+namespace {
+/// What a backed page never written reads as.
+constexpr GuestMemory::Page kZeroPage{};
+}  // namespace
+
+GuestMemory::GuestMemory(const GuestMemory& o)
+    : maxphyaddr_(o.maxphyaddr_), ranges_(o.ranges_), budget_pages_(o.budget_pages_),
+      budget_exhausted_(o.budget_exhausted_), budget_refused_gpa_(o.budget_refused_gpa_), watched_(o.watched_) {
     for (const auto& [k, p] : o.pages_) pages_.emplace(k, std::make_unique<Page>(*p));
 }
 
@@ -13,7 +21,11 @@ GuestMemory& GuestMemory::operator=(const GuestMemory& o) {
     if (this == &o) return *this;
     GuestMemory tmp(o);
     maxphyaddr_ = tmp.maxphyaddr_;
+    ranges_ = std::move(tmp.ranges_);
     pages_ = std::move(tmp.pages_);
+    budget_pages_ = tmp.budget_pages_;
+    budget_exhausted_ = tmp.budget_exhausted_;
+    budget_refused_gpa_ = tmp.budget_refused_gpa_;
     last_page_ = ~std::uint64_t{0};
     last_ = nullptr;
     watched_ = tmp.watched_;
@@ -30,14 +42,31 @@ bool GuestMemory::in_range(std::uint64_t gpa, std::uint64_t size) const noexcept
 
 bool GuestMemory::map(std::uint64_t gpa, std::uint64_t size) {
     if (!in_range(gpa, size)) return false;
-    for (std::uint64_t p = page_of(gpa); size != 0 && p <= gpa + size - 1; p += kPageSize) {
-        if (!pages_.contains(p)) pages_.emplace(p, std::make_unique<Page>(Page{}));
-        if (p + kPageSize < p) break;
+    if (size == 0) return true;
+    // The exclusive end; the top page of a 64-bit space (MAXPHYADDR is at
+    // most 52 in every CPU model) ends at the last address instead.
+    std::uint64_t first = page_of(gpa), end = page_of(gpa + size - 1) + kPageSize;
+    if (end == 0) end = ~std::uint64_t{0};
+    // Merge with every range that overlaps or touches [first, end).
+    auto it = ranges_.upper_bound(first);
+    if (it != ranges_.begin() && std::prev(it)->second >= first) --it;
+    while (it != ranges_.end() && it->first <= end) {
+        first = std::min(first, it->first);
+        end = std::max(end, it->second);
+        it = ranges_.erase(it);
     }
+    ranges_.emplace(first, end);
     return true;
 }
 
-const GuestMemory::Page* GuestMemory::find(std::uint64_t page) const noexcept {
+bool GuestMemory::in_backed_range(std::uint64_t page) const noexcept {
+    auto it = ranges_.upper_bound(page);
+    if (it == ranges_.begin()) return false;
+    --it;
+    return page < it->second;
+}
+
+GuestMemory::Page* GuestMemory::stored(std::uint64_t page) const noexcept {
     if (page == last_page_) return last_;
     const auto it = pages_.find(page);
     if (it == pages_.end()) return nullptr;
@@ -45,16 +74,63 @@ const GuestMemory::Page* GuestMemory::find(std::uint64_t page) const noexcept {
     last_ = it->second.get();
     return last_;
 }
-GuestMemory::Page* GuestMemory::find(std::uint64_t page) noexcept {
-    return const_cast<Page*>(std::as_const(*this).find(page));
+
+const GuestMemory::Page* GuestMemory::find(std::uint64_t page) const noexcept {
+    if (const Page* p = stored(page)) return p;
+    return in_backed_range(page) ? &kZeroPage : nullptr;
+}
+
+GuestMemory::Page* GuestMemory::find_for_write(std::uint64_t page) noexcept {
+    if (Page* p = stored(page)) return p;
+    if (!in_backed_range(page)) return nullptr;
+    if (pages_.size() >= budget_pages_) {
+        if (!budget_exhausted_) budget_refused_gpa_ = page;
+        budget_exhausted_ = true;
+        return nullptr;
+    }
+    // The only allocation: a backed page's first write.
+    auto [it, inserted] = pages_.emplace(page, std::make_unique<Page>(Page{}));
+    last_page_ = page;
+    last_ = it->second.get();
+    return last_;
+}
+
+bool GuestMemory::writable(std::uint64_t gpa, std::uint64_t size) noexcept {
+    if (!in_range(gpa, size)) return false;
+    std::uint64_t to_store = 0;
+    for (std::uint64_t off = 0; off < size;) {
+        const std::uint64_t a = gpa + off;
+        if (!stored(page_of(a))) {
+            if (!in_backed_range(page_of(a))) return false;
+            ++to_store;
+        }
+        off += kPageSize - (a & (kPageSize - 1));
+    }
+    if (pages_.size() + to_store > budget_pages_) {
+        if (!budget_exhausted_) budget_refused_gpa_ = gpa;
+        budget_exhausted_ = true;
+        return false;
+    }
+    return true;
+}
+
+bool GuestMemory::populate(std::uint64_t gpa, std::uint64_t size) {
+    if (size == 0) return true;
+    if (!writable(gpa, size)) return false;
+    for (std::uint64_t p = page_of(gpa); p <= gpa + size - 1; p += kPageSize) {
+        (void)find_for_write(p);
+        if (p + kPageSize < p) break;
+    }
+    return true;
 }
 
 const GuestMemory::Page* GuestMemory::whole_page(std::uint64_t gpa) const noexcept {
     if ((gpa & (kPageSize - 1)) != 0 || !in_range(gpa, kPageSize)) return nullptr;
     return find(gpa);
 }
-GuestMemory::Page* GuestMemory::whole_page(std::uint64_t gpa) noexcept {
-    return const_cast<Page*>(std::as_const(*this).whole_page(gpa));
+GuestMemory::Page* GuestMemory::whole_page_for_write(std::uint64_t gpa) noexcept {
+    if ((gpa & (kPageSize - 1)) != 0 || !in_range(gpa, kPageSize)) return nullptr;
+    return find_for_write(gpa);
 }
 
 bool GuestMemory::backed(std::uint64_t gpa) const noexcept { return in_range(gpa, 1) && find(page_of(gpa)); }
@@ -85,15 +161,12 @@ bool GuestMemory::read(std::uint64_t gpa, std::span<std::uint8_t> out) const noe
 }
 
 bool GuestMemory::write(std::uint64_t gpa, std::span<const std::uint8_t> in) noexcept {
-    if (!in_range(gpa, in.size())) return false;
+    // First prove every page is backed and the budget holds the new ones,
+    // so a failed write changes nothing.
+    if (!writable(gpa, in.size())) return false;
     for (std::uint64_t off = 0; off < in.size();) {
         const std::uint64_t a = gpa + off;
-        if (!find(page_of(a))) return false;
-        off += kPageSize - (a & (kPageSize - 1));
-    }
-    for (std::uint64_t off = 0; off < in.size();) {
-        const std::uint64_t a = gpa + off;
-        Page* p = find(page_of(a));
+        Page* p = find_for_write(page_of(a));
         const std::uint64_t in_page = a & (kPageSize - 1);
         const std::uint64_t n = std::min<std::uint64_t>(kPageSize - in_page, in.size() - off);
         std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(off), n, p->begin() + static_cast<std::ptrdiff_t>(in_page));
@@ -139,7 +212,7 @@ bool GuestMemory::peek_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
 }
 
 std::optional<arch::VmcbView> GuestMemory::vmcb_in_place(std::uint64_t gpa) noexcept {
-    Page* p = whole_page(gpa);
+    Page* p = whole_page_for_write(gpa);
     if (!p) return std::nullopt;
     return arch::VmcbView(*p);
 }

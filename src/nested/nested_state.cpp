@@ -3,7 +3,8 @@
 // Blob, little-endian, fixed size:
 //   0x0000  "NSVMNEST"                      magic
 //   0x0008  u32 version (1), u32 flags      flags: 0 guest_mode, 1 gif, 2 smm,
-//                                                  3 smm_from_l2, 4 pending_db
+//                                                  3 smm_from_l2, 4 pending_db,
+//                                                  5 shutdown
 //   0x0010  u32 pending events, u32 0
 //   0x0018  u64 vmcb12_gpa, hsave_pa, vm_cr, tsc_ratio, smbase
 //   0x0040  vmcb01 page (L1 state + L0 controls)         4096
@@ -27,7 +28,8 @@ constexpr std::array<std::uint8_t, 8> kMagic = {'N', 'S', 'V', 'M', 'N', 'E', 'S
 constexpr std::size_t kHeader = 0x40;
 constexpr std::size_t kSave = arch::kVmcbSize - arch::kSaveAreaOffset;
 constexpr std::size_t kBlobSize = kHeader + 2 * arch::kVmcbSize + kSave + arch::kVmcbSize;
-constexpr std::uint32_t kFlagGuest = 1, kFlagGif = 2, kFlagSmm = 4, kFlagSmmL2 = 8, kFlagDb = 16;
+constexpr std::uint32_t kFlagGuest = 1, kFlagGif = 2, kFlagSmm = 4, kFlagSmmL2 = 8, kFlagDb = 16, kFlagShutdown = 32;
+constexpr std::uint32_t kKnownFlags = 0x3F;
 }  // namespace
 
 std::vector<std::uint8_t> Vcpu::save_state() const {
@@ -41,6 +43,9 @@ std::vector<std::uint8_t> Vcpu::save_state() const {
     if (smm_) flags |= kFlagSmm;
     if (smm_from_l2_) flags |= kFlagSmmL2;
     if (pending_db_) flags |= kFlagDb;
+    // A shut-down vCPU stays shut down across save/restore (as KVM carries a
+    // pending triple fault in KVM_GET_VCPU_EVENTS).
+    if (mode_ == Mode::shutdown) flags |= kFlagShutdown;
     arch::store_le(s, 12, 4, flags);
     arch::store_le(s, 16, 4, pending_);
     arch::store_le(s, 0x18, 8, vmcb12_gpa_);
@@ -66,10 +71,12 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     const auto version = arch::load_le(blob, 8, 4);
     if (version != kNestedStateVersion) return U(fmt::format("nested state: version {} unsupported", version));
     const auto flags = static_cast<std::uint32_t>(arch::load_le(blob, 12, 4));
-    if ((flags & ~std::uint32_t{0x1F}) != 0) return U(fmt::format("nested state: unknown flags {:#x}", flags));
+    if ((flags & ~kKnownFlags) != 0) return U(fmt::format("nested state: unknown flags {:#x}", flags));
     const bool guest = flags & kFlagGuest, smm = flags & kFlagSmm;
     if (guest && smm) return U("nested state: guest mode while in SMM is impossible (SMI exits guest mode)");
     if ((flags & kFlagSmmL2) && !smm) return U("nested state: SMM-from-L2 flag without SMM");
+    const bool down = flags & kFlagShutdown;
+    if (down && guest) return U("nested state: guest mode in a shut-down vCPU is impossible (nothing runs)");
     const std::uint64_t gpa = arch::load_le(blob, 0x18, 8), hsave = arch::load_le(blob, 0x20, 8),
                         vmcr = arch::load_le(blob, 0x28, 8), ratio = arch::load_le(blob, 0x30, 8),
                         smbase = arch::load_le(blob, 0x38, 8);
@@ -87,7 +94,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     std::copy_n(blob.begin() + kHeader, arch::kVmcbSize, vmcb01_.page().begin());
     std::copy_n(blob.begin() + kHeader + arch::kVmcbSize, arch::kVmcbSize, cache_.page().begin());
     // L1's state: what L1 could never have loaded is refused.
-    if (const char* why = l1_state_problem(guest)) return refuse(fmt::format("nested state: {}", why));
+    if (const char* why = l1_state_problem(vmcb01_, guest)) return refuse(fmt::format("nested state: {}", why));
     for (unsigned w = 0; w < 6; ++w) {
         std::uint32_t want = l0_.intercept_words[w];
         if (w == 3 && !opts_.intercept_smi) want &= ~(1U << (arch::intercept::SMI % 32));
@@ -123,9 +130,18 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
             default: return refuse(fmt::format("nested state: L2 CR3/PDPEs: {}", fail_reason_name(fr)));
         }
         switch_to_prepared();  // guest mode
+        // L2's registers arrive with the blob, not through a VMRUN: a value
+        // KVM's KVM_SET_SREGS / KVM_SET_DEBUGREGS would refuse (kvm_dr7_valid,
+        // kvm_is_valid_cr4, ...) would commit a vmcb02 the processor's VMRUN
+        // refuses. Those checks are the hardware's here (check_invariants'
+        // rule), so every state saved from a running L2 restores.
+        if (const checks::Check* c = vmcb02_hardware_failure())
+            return refuse(fmt::format("nested state: L2's state fails the processor's VMRUN check {} ({}, APM {})",
+                                      c->id, c->message, c->apm));
     } else {
         live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;
+        if (down) mode_ = Mode::shutdown;
     }
     return {};
 }

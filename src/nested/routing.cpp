@@ -21,9 +21,9 @@ namespace {
 /// while L1 runs.
 bool l1_not_running(Mode m, StepResult& r) noexcept {
     if (m == Mode::l1) return false;
-    r.outcome = m == Mode::shutdown ? Outcome::shutdown : Outcome::exception;
+    r.outcome = Outcome::exception;
     r.vector = 6;
-    r.note = m == Mode::shutdown ? "the vCPU is shut down" : "L1 is not running (L2 is)";
+    r.note = "L1 is not running (L2 is)";
     return true;
 }
 }  // namespace
@@ -50,15 +50,41 @@ bool Vcpu::l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noe
 }
 
 bool Vcpu::l2_write_faults(const cpu::Event& e) const noexcept {
+    // MOV to DR6/DR7 with any of bits 63:32 set is #GP(0) (APM 13.1.1.3,
+    // 13.1.1.4: the upper halves MBZ). When only L0 intercepts the write,
+    // L0 emulates it and must raise that #GP in L2 itself (KVM's
+    // dr_interception -> kvm_set_dr, which refuses such a value): writing
+    // it into vmcb02 would leave a VMCB the next VMRUN refuses.
+    if (e.kind == EventKind::dr_write)
+        return (e.index == 6 && (e.value & arch::dr6::kMbz) != 0) || (e.index == 7 && (e.value & arch::dr7::kMbz) != 0);
     // MOV to CR0/CR3/CR4 with an illegal value is #GP(0) in L2 (APM 3.1),
     // decided before any intercept-free completion.
     if (e.kind != EventKind::cr_write) return false;
     using namespace arch;
+    const std::uint64_t efer_v = vmcb02().get(FieldId::efer), cr0v = vmcb02().get(FieldId::cr0);
+    const std::uint64_t cr4v = vmcb02().get(FieldId::cr4);
+    const bool long_mode = (efer_v & efer::LMA) != 0;
+    const bool cs_l = (vmcb02().segment(Seg::cs).attrib & seg_attr::L) != 0;
     switch (e.index) {
-        case 0: return (e.value >> 32) != 0 || ((e.value & cr0::NW) && !(e.value & cr0::CD)) ||
-                       ((e.value & cr0::PG) && !(e.value & cr0::PE));
+        case 0: {
+            if ((e.value >> 32) != 0 || ((e.value & cr0::NW) && !(e.value & cr0::CD)) ||
+                ((e.value & cr0::PG) && !(e.value & cr0::PE)))
+                return true;
+            // Leaving long mode (APM 14, long-mode activation): CR0.PG is
+            // cleared from compatibility mode only, never with PCIDE
+            // (#GP otherwise, as KVM's kvm_set_cr0).
+            const bool clears_pg = (cr0v & cr0::PG) && !(e.value & cr0::PG);
+            if (clears_pg && ((long_mode && cs_l) || (cr4v & cr4::PCIDE))) return true;
+            // Activating long mode: setting CR0.PG with EFER.LME needs
+            // CR4.PAE, and a CS that is not 64-bit (kvm_set_cr0).
+            const bool sets_pg = !(cr0v & cr0::PG) && (e.value & cr0::PG);
+            return sets_pg && (efer_v & efer::LME) && (!(cr4v & cr4::PAE) || cs_l);
+        }
         case 3: return (e.value & cpu_->reserved_pa_bits() & ~(bit(63))) != 0;
-        case 4: return (e.value & cpu_->cr4_reserved_bits()) != 0;
+        case 4:
+            // CR4.PAE cannot be cleared while long mode is active (APM 3.1.3;
+            // kvm_set_cr4).
+            return (e.value & cpu_->cr4_reserved_bits()) != 0 || (long_mode && !(e.value & cr4::PAE));
         default: return false;
     }
 }
@@ -67,7 +93,16 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
     // The guest (or L0 on its behalf) completes the instruction.
     switch (e.kind) {
         case EventKind::cr_write:
-            if (e.index == 0) live_vmcb02().set(FieldId::cr0, e.value);
+            if (e.index == 0) {
+                // With EFER.LME, CR0.PG turns long mode on or off: the
+                // processor sets or clears EFER.LMA with it (APM 14,
+                // long-mode activation; KVM's svm_set_cr0).
+                const std::uint64_t efer = vmcb02().get(FieldId::efer);
+                if (efer & arch::efer::LME)
+                    live_vmcb02().set(FieldId::efer, (e.value & arch::cr0::PG) ? (efer | arch::efer::LMA)
+                                                                               : (efer & ~arch::efer::LMA));
+                live_vmcb02().set(FieldId::cr0, e.value);
+            }
             if (e.index == 3) live_vmcb02().set(FieldId::cr3, e.value);
             if (e.index == 4) live_vmcb02().set(FieldId::cr4, e.value);
             break;
@@ -140,6 +175,7 @@ StepResult Vcpu::l2_memory_access(const cpu::Event& e) noexcept {
 
 StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     StepResult r;
+    if (shut_down(r)) return r;
     if (mode_ != Mode::l2) {
         r.outcome = Outcome::exception;
         r.vector = 6;
@@ -189,7 +225,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         if (l2_write_faults(e)) {
             r.outcome = Outcome::exception;
             r.vector = 13;
-            r.note = "illegal control-register value: #GP(0) in L2";
+            r.note = "illegal control- or debug-register value: #GP(0) in L2";
             return r;
         }
         const bool gif_was = gif_;
@@ -298,10 +334,7 @@ StepResult Vcpu::l2_external(EventKind k) noexcept {
 
 StepResult Vcpu::external(EventKind k) noexcept {
     StepResult r;
-    if (mode_ == Mode::shutdown) {
-        r.outcome = Outcome::shutdown;
-        return r;
-    }
+    if (shut_down(r)) return r;
     if (!gif_ || (k == EventKind::smi && smm_)) {
         // APM 15.17: INTR, NMI, SMI, INIT are held pending while GIF = 0.
         pending_ |= pending_bit(k);
@@ -475,7 +508,7 @@ StepResult Vcpu::l1_invlpga() noexcept {
 
 StepResult Vcpu::l1_vmmcall() noexcept {
     StepResult r;
-    if (l1_not_running(mode_, r)) return r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
     r.exit_code = ec::VMMCALL;
@@ -486,6 +519,7 @@ StepResult Vcpu::l1_vmmcall() noexcept {
 
 StepResult Vcpu::l1_skinit() noexcept {
     StepResult r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     r.outcome = Outcome::exception;
     r.vector = 6;
     r.note = "SKINIT is not offered to L1: #UD";
@@ -494,7 +528,7 @@ StepResult Vcpu::l1_skinit() noexcept {
 
 StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
     StepResult r;
-    if (l1_not_running(mode_, r)) return r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     auto gp = [&](const char* why) {
         r.outcome = Outcome::exception;
         r.vector = 13;
@@ -553,7 +587,7 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
 StepResult Vcpu::l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept {
     StepResult r;
     value = 0;
-    if (l1_not_running(mode_, r)) return r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
     switch (msr) {
         case arch::msr::VM_HSAVE_PA: value = hsave_pa_; break;
         case arch::msr::VM_CR: value = vm_cr_; break;

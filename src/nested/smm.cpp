@@ -71,6 +71,7 @@ StepResult Vcpu::enter_smm() noexcept {
 
 StepResult Vcpu::rsm() noexcept {
     StepResult r;
+    if (shut_down(r)) return r;
     if (!smm_) {
         r.outcome = Outcome::exception;
         r.vector = 6;
@@ -105,13 +106,17 @@ StepResult Vcpu::rsm() noexcept {
     std::uint64_t smram_efer = 0;
     if (!mem_->read_u64(smbase_ + kSmramEfer, smram_efer)) return fail("RSM: SMRAM unreadable");
     if ((smram_efer & arch::efer::SVME) == 0) return fail("RSM: SMRAM EFER.SVME = 0");
-    // L1's VMRUN state back from HSAVE+0x400.
-    if (!mem_->read(hsave_pa_ + kHsaveL1State, save_area(vmcb01_))) return fail("RSM: HSAVE unreadable");
-    // HSAVE is L1's memory and the SMM handler may have rewritten it: an L1
-    // state VMRUN could not have left is a failed RSM (shutdown), as the
-    // other inconsistencies RSM finds, never a guest mode that a nested-state
-    // save/restore would refuse.
-    if (l1_state_problem(true) != nullptr) return fail("RSM: L1's state at HSAVE+0x400 is not one its VMRUN could have left");
+    // L1's VMRUN state back from HSAVE+0x400. HSAVE is L1's memory and the
+    // SMM handler may have rewritten it: an L1 state VMRUN could not have
+    // left is a failed RSM (shutdown), as the other inconsistencies RSM
+    // finds, never a guest mode that a nested-state save/restore would
+    // refuse. It is checked before it replaces vmcb01's, so a shut-down
+    // vCPU keeps a legal L1 state and its saved state still restores.
+    arch::Vmcb l1 = vmcb01_;
+    if (!mem_->read(hsave_pa_ + kHsaveL1State, save_area(l1))) return fail("RSM: HSAVE unreadable");
+    if (l1_state_problem(l1, true) != nullptr)
+        return fail("RSM: L1's state at HSAVE+0x400 is not one its VMRUN could have left");
+    vmcb01_ = l1;
     // vmcb12 may have changed during SMM: copy it again and re-validate
     // save AND control areas (Paolo's fix for bugzilla #220964).
     if (!copy_vmcb12_to_cache(gpa)) return fail("RSM: vmcb12 unreadable");
@@ -127,6 +132,11 @@ StepResult Vcpu::rsm() noexcept {
     commit_guest_mode(gpa);
     // rsm_load_state_64: L2's registers from the SMRAM image.
     std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(live_vmcb02()).begin());
+    // KVM loads them through its register setters, and a value they refuse
+    // fails the RSM (emulator_leave_smm -> triple fault): a vmcb02 the
+    // processor's VMRUN would refuse is never resumed. (The image is the
+    // one SMM entry saved, or one a nested-state restore brought.)
+    if (vmcb02_hardware_failure() != nullptr) return fail("RSM: L2's registers in SMRAM are a state VMRUN refuses");
     r.outcome = Outcome::smm_left;
     r.note = "RSM into L2: vmcb12 re-validated, guest mode re-entered";
     return r;

@@ -2,6 +2,7 @@
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/checks/evaluate.hpp"
 #include "nsvm/nested/vcpu.hpp"
 
 namespace nsvm::nested {
@@ -125,23 +126,35 @@ cpu::ExitFeatures Vcpu::exit_features() const noexcept {
                              cpu_->has(checks::Feature::decodeassists)};
 }
 
+bool Vcpu::shut_down(StepResult& r) const noexcept {
+    // KVM has no shut-down vCPU state to resume from (svm.c's
+    // shutdown_interception: "KVM doesn't have KVM_MP_STATE_SHUTDOWN"): it
+    // reports KVM_EXIT_SHUTDOWN and the VMM resets the VM. The model has no
+    // reset, so shutdown is final: every later step changes nothing and
+    // reports shutdown again, the one report a VMM would get.
+    if (mode_ != Mode::shutdown) return false;
+    r.outcome = Outcome::shutdown;
+    r.note = "the vCPU is shut down: nothing runs until it is reset";
+    return true;
+}
+
 void Vcpu::skip_l1_instruction(std::uint8_t len) noexcept {
     vmcb01_.set(FieldId::rip, vmcb01_.get(FieldId::rip) + len);
 }
 
-const char* Vcpu::l1_state_problem(bool guest_mode) const noexcept {
+const char* Vcpu::l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const noexcept {
     using namespace arch;
-    const std::uint64_t efer = vmcb01_.get(FieldId::efer), cr0 = vmcb01_.get(FieldId::cr0);
+    const std::uint64_t efer = l1.get(FieldId::efer), cr0 = l1.get(FieldId::cr0);
     if (efer & cpu_->efer_reserved_bits()) return "L1 EFER has reserved bits";
     if ((cr0 >> 32) != 0 || ((cr0 & cr0::NW) && !(cr0 & cr0::CD))) return "L1 CR0 illegal (bits 63:32, or NW without CD)";
-    if (vmcb01_.get(FieldId::cr4) & cpu_->cr4_reserved_bits()) return "L1 CR4 has reserved bits";
+    if (l1.get(FieldId::cr4) & cpu_->cr4_reserved_bits()) return "L1 CR4 has reserved bits";
     if (!guest_mode) return nullptr;
     // vmcb01 holds the state L1 had at its VMRUN, which passed VMRUN's
     // gates: SVM on, paged protected mode, not virtual-8086 (KVM's
     // svm_set_nested_state, kvm-nsvm.md §8).
     if ((efer & efer::SVME) == 0) return "guest mode but L1 EFER.SVME = 0";
     if (!(cr0 & cr0::PG) || !(cr0 & cr0::PE)) return "guest mode but L1 CR0 has PG or PE clear";
-    if (vmcb01_.get(FieldId::rflags) & rflags::VM) return "guest mode but L1 RFLAGS.VM = 1";
+    if (l1.get(FieldId::rflags) & rflags::VM) return "guest mode but L1 RFLAGS.VM = 1";
     return nullptr;
 }
 
@@ -171,6 +184,29 @@ const char* Vcpu::check_invariants() const noexcept {
         // GIF of its own; with nested vGIF, L2's CLGI changes only V_GIF.
         if (!gif_ && nested_vgif()) return "GIF = 0 while L2 runs with nested vGIF";
         if (smm_) return "guest mode while in SMM";
+        if (vmcb02_hardware_failure() != nullptr) return "vmcb02 fails a VMRUN consistency check of the processor";
+    }
+    return nullptr;
+}
+
+const checks::Check* Vcpu::vmcb02_hardware_failure() const noexcept {
+    if (mode_ != Mode::l2) return nullptr;
+    // vmcb02 is what L0 hands the processor's VMRUN (APM 15.5.1), whatever
+    // the profile L1's VMRUN is emulated with: the APM's checks, on the CPU.
+    // The memory stage (PAE PDPEs) is left out: load_l2_cr3 decided those
+    // when the entry was prepared. A check the cached vmcb12 fails as well
+    // came from L1 and was let through by the profile (Bochs has no CR3
+    // check, for one): what that L0 does, not a vmcb02 this model's L0 made
+    // illegal. Only a check vmcb12 passes counts.
+    static const checks::Profile& hardware = checks::profile(checks::ProfileId::apm);
+    const checks::Context ctx02{vmcb02(), *cpu_, hardware, nullptr, nullptr};
+    // The common case, a vmcb02 that passes, costs one decoded pass.
+    if (checks::first_failure(ctx02, checks::Stage::control, checks::Stage::event) == nullptr) return nullptr;
+    const checks::Context ctx12{cache_, *cpu_, hardware, nullptr, nullptr};
+    for (const checks::Check& c : checks::catalogue()) {
+        if (c.stage < checks::Stage::control || c.stage > checks::Stage::event) continue;
+        if ((c.profiles & checks::mask_of(checks::ProfileId::apm)) == 0) continue;
+        if (c.violated(ctx02) && !c.violated(ctx12)) return &c;
     }
     return nullptr;
 }

@@ -32,11 +32,12 @@ std::uint64_t compose_tsc_offset(std::uint64_t l1_offset, std::uint64_t l2_offse
 }  // namespace
 
 bool Vcpu::l1_instruction_gates(StepResult& r, bool check_rax) const noexcept {
+    if (shut_down(r)) return false;
     if (mode_ != Mode::l1) {
         // The model's contract: L1 instructions only while L1 runs.
-        r.outcome = mode_ == Mode::shutdown ? Outcome::shutdown : Outcome::exception;
+        r.outcome = Outcome::exception;
         r.vector = 6;
-        r.note = mode_ == Mode::shutdown ? "the vCPU is shut down" : "L1 is not running (L2 is)";
+        r.note = "L1 is not running (L2 is)";
         return false;
     }
     // APM 15.4/15.5.1: #UD without EFER.SVME or outside protected mode, then
@@ -67,6 +68,7 @@ bool Vcpu::l1_instruction_gates(StepResult& r, bool check_rax) const noexcept {
 }
 
 bool Vcpu::vmrun_gates(StepResult& r) const noexcept {
+    if (shut_down(r)) return false;
     if (mode_ == Mode::l1 && smm_) {
         // APM 15.5: VMRUN in SMM is undefined; KVM injects #UD.
         r.outcome = Outcome::exception;

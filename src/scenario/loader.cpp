@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "nsvm/arch/bits.hpp"
@@ -31,6 +33,121 @@ namespace {
 
 struct Fail {
     Error e;
+};
+
+/// Largest scenario file and largest VMCB file read (a VMCB file is a few
+/// KiB of JSON; a scenario, a few hundred lines).
+constexpr std::uintmax_t kMaxScenarioBytes = 16U << 20;
+constexpr std::uintmax_t kMaxVmcbFileBytes = 1U << 20;
+
+/// The contents of a regular file of at most `limit` bytes, or why not: a
+/// device, FIFO or huge file named as input must not exhaust memory.
+nsvm::expected<std::string, std::string> read_bounded(const std::filesystem::path& path, std::uintmax_t limit) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) return nsvm::unexpected(std::string("not a regular file"));
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) return nsvm::unexpected(ec.message());
+    if (size > limit) return nsvm::unexpected(fmt::format("{} bytes, more than the {} allowed", size, limit));
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return nsvm::unexpected(std::string("cannot read the file"));
+    std::string text(static_cast<std::size_t>(size), '\0');
+    f.read(text.data(), static_cast<std::streamsize>(size));
+    text.resize(static_cast<std::size_t>(f.gcount()));
+    return text;
+}
+
+/// Bounds what a YAML document may expand to and refuses duplicate keys, on
+/// the parser's events, before any node graph is walked. yaml-cpp keeps an
+/// alias as a second reference to its anchor's node, so a walk (the inline
+/// VMCB's conversion, every loop over a mapping) visits the anchored tree
+/// once per reference: a few lines of nested aliases would expand to
+/// billions of nodes. Here an alias costs the size of what it names, and the
+/// document's expanded size must stay under kMaxExpandedNodes. yaml-cpp also
+/// keeps both entries of a duplicated key, where the loader would silently
+/// use one: refused with both lines.
+class InputGuard final : public YAML::EventHandler {
+public:
+    static constexpr std::uint64_t kMaxExpandedNodes = 200'000;
+
+    explicit InputGuard(const std::string& file) : file_(file) {}
+
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { leaf(m, a, "~"); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t a, const std::string& v) override {
+        leaf(m, a, v);
+    }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t a) override {
+        node(m, nullptr);
+        add(m, a < anchor_size_.size() && anchor_size_[a] != 0 ? anchor_size_[a] : 1);
+    }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+        open(m, a, false);
+    }
+    void OnSequenceEnd() override { close(); }
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+        open(m, a, true);
+    }
+    void OnMapEnd() override { close(); }
+
+private:
+    struct Frame {
+        bool map = false;
+        bool expect_key = true;
+        YAML::anchor_t anchor = 0;
+        std::uint64_t start = 0;  ///< expanded_ when the collection opened
+        std::unordered_map<std::string, int> keys;  ///< a mapping's scalar keys -> line
+    };
+
+    [[noreturn]] void refuse(const YAML::Mark& m, const std::string& key, const std::string& msg) const {
+        throw Fail{Error{file_, m.line >= 0 ? m.line + 1 : 0, key, msg}};
+    }
+    void add(const YAML::Mark& m, std::uint64_t n) {
+        expanded_ += n;
+        if (expanded_ > kMaxExpandedNodes)
+            refuse(m, "", fmt::format("the document expands to more than {} YAML nodes (an alias counts as "
+                                      "what it names); write aliased values out, or split the scenario",
+                                      kMaxExpandedNodes));
+    }
+    /// A node starts: in a mapping it is a key or a value in turn; a
+    /// scalar key must not repeat.
+    void node(const YAML::Mark& m, const std::string* scalar) {
+        if (stack_.empty() || !stack_.back().map) return;
+        Frame& f = stack_.back();
+        const bool is_key = f.expect_key;
+        f.expect_key = !f.expect_key;
+        if (!is_key || scalar == nullptr) return;
+        const int line = m.line >= 0 ? m.line + 1 : 0;
+        if (const auto [it, fresh] = f.keys.emplace(*scalar, line); !fresh)
+            refuse(m, *scalar, fmt::format("duplicate key (first at line {})", it->second));
+    }
+    void leaf(const YAML::Mark& m, YAML::anchor_t a, const std::string& v) {
+        node(m, &v);
+        add(m, 1);
+        remember(a, 1);
+    }
+    void open(const YAML::Mark& m, YAML::anchor_t a, bool map) {
+        node(m, nullptr);
+        add(m, 1);
+        stack_.push_back(Frame{map, true, a, expanded_ - 1, {}});
+    }
+    void close() {
+        if (stack_.empty()) return;
+        const YAML::anchor_t anchor = stack_.back().anchor;
+        const std::uint64_t start = stack_.back().start;
+        stack_.pop_back();
+        remember(anchor, expanded_ - start);
+    }
+    void remember(YAML::anchor_t a, std::uint64_t size) {
+        if (a == 0) return;
+        if (a >= anchor_size_.size()) anchor_size_.resize(a + 1, 0);
+        anchor_size_[a] = size;
+    }
+
+    const std::string& file_;
+    std::vector<Frame> stack_;
+    std::vector<std::uint64_t> anchor_size_;  ///< by anchor id: expanded nodes of what it names
+    std::uint64_t expanded_ = 0;
 };
 
 class Loader {
@@ -203,11 +320,9 @@ public:
         std::string textv, name;
         if (v.IsScalar()) {
             const auto path = std::filesystem::path(file_).parent_path() / v.Scalar();
-            std::ifstream f(path, std::ios::binary);
-            if (!f) fail(v, "memory.vmcb", fmt::format("cannot read '{}'", path.string()));
-            std::stringstream ss;
-            ss << f.rdbuf();
-            textv = ss.str();
+            auto contents = read_bounded(path, kMaxVmcbFileBytes);
+            if (!contents) fail(v, "memory.vmcb", fmt::format("cannot read '{}': {}", path.string(), contents.error()));
+            textv = std::move(*contents);
             name = path.string();
         } else if (v.IsMap()) {
             textv = to_json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -320,6 +435,54 @@ public:
                 map_or_fail(s, item, "memory[].u64", gpa, 8 * vals.size());
                 for (std::size_t i = 0; i < vals.size(); ++i) (void)s.memory.write_u64(gpa + 8 * i, vals[i]);
             }
+            // Mapped memory is free; pages written (a VMCB, a map, tables,
+            // values) are stored and count against the budget.
+            if (s.memory.budget_exhausted())
+                fail(item, "memory[]",
+                     fmt::format("guest memory budget exceeded: writing this item at {:#x} would store more than {} KiB "
+                                 "of written pages (docs/scenarios.md, \"Memory budget\")",
+                                 s.memory.budget_refused_gpa(), s.memory.budget() >> 10));
+        }
+    }
+
+    // --- L1 state KVM refuses even when the host sets it ---
+    // The scenario's `l1:` is set by the host (KVM_SET_MSRS, KVM_SET_SREGS),
+    // and a state KVM refuses there is one nsvm's nested-state restore
+    // refuses too: a scenario never starts from it.
+
+    /// VM_HSAVE_PA: a 4 KiB aligned address below MAXPHYADDR (APM 15.30.4).
+    void check_hsave(const YAML::Node& n, const std::string& key, std::uint64_t pa, const Scenario& s) const {
+        // KVM's svm_set_msr checks a guest's write with page_address_valid
+        // and lets a host write through (stored as pa & PAGE_MASK) only so
+        // that guests of old kernels migrate; nsvm holds the host to the
+        // guest's rule, so that every state a scenario starts from restores.
+        if ((pa & 0xFFF) != 0)
+            fail(n, key, fmt::format("VM_HSAVE_PA {:#x} is not 4 KiB aligned (svm_set_msr: page_address_valid)", pa));
+        if ((pa & s.cpu.reserved_pa_bits()) != 0)
+            fail(n, key, fmt::format("VM_HSAVE_PA {:#x} is at or above MAXPHYADDR ({}) (svm_set_msr: page_address_valid)",
+                                     pa, s.cpu.maxphyaddr));
+    }
+
+    /// EFER, CR0, CR4 as KVM_SET_SREGS / a host KVM_SET_MSRS checks them.
+    void check_l1_register(const YAML::Node& n, const std::string& key, arch::FieldId f, std::uint64_t v,
+                           const Scenario& s) const {
+        using namespace arch;
+        switch (f) {
+            case FieldId::efer:
+                if (const std::uint64_t rsv = v & s.cpu.efer_reserved_bits(); rsv != 0)
+                    fail(n, key, fmt::format("EFER {:#x} sets reserved bits {:#x} on this CPU model (kvm_valid_efer, "
+                                             "set_efer: refused even from the host)", v, rsv));
+                break;
+            case FieldId::cr0:
+                if ((v >> 32) != 0) fail(n, key, fmt::format("CR0 {:#x} sets bits 63:32 (kvm_is_valid_cr0)", v));
+                if ((v & cr0::NW) && !(v & cr0::CD)) fail(n, key, fmt::format("CR0 {:#x} sets NW without CD (kvm_is_valid_cr0)", v));
+                if ((v & cr0::PG) && !(v & cr0::PE)) fail(n, key, fmt::format("CR0 {:#x} sets PG without PE (kvm_is_valid_cr0)", v));
+                break;
+            case FieldId::cr4:
+                if (const std::uint64_t rsv = v & s.cpu.cr4_reserved_bits(); rsv != 0)
+                    fail(n, key, fmt::format("CR4 {:#x} sets reserved bits {:#x} on this CPU model (kvm_is_valid_cr4)", v, rsv));
+                break;
+            default: break;
         }
     }
 
@@ -328,11 +491,15 @@ public:
         for (const auto& kv : n) {
             const auto k = kv.first.as<std::string>();
             if (k == "gif") s.l1_gif = boolean(kv.second, "l1.gif");
-            else if (k == "hsave" || k == "vm_hsave_pa") s.hsave_pa = number(kv.second, "l1." + k);
-            else if (k == "smbase") s.smbase = number(kv.second, "l1.smbase", 0xFFFFFFFF);
-            else if (const auto f = arch::find_field("save." + k); f && arch::info(*f).kind == arch::FieldKind::integer)
-                s.l1_fields.emplace_back(*f, number(kv.second, "l1." + k));
-            else {
+            else if (k == "hsave" || k == "vm_hsave_pa") {
+                s.hsave_pa = number(kv.second, "l1." + k);
+                check_hsave(kv.second, "l1." + k, s.hsave_pa, s);
+            } else if (k == "smbase") s.smbase = number(kv.second, "l1.smbase", 0xFFFFFFFF);
+            else if (const auto f = arch::find_field("save." + k); f && arch::info(*f).kind == arch::FieldKind::integer) {
+                const std::uint64_t v = number(kv.second, "l1." + k);
+                check_l1_register(kv.second, "l1." + k, *f, v, s);
+                s.l1_fields.emplace_back(*f, v);
+            } else {
                 std::vector<std::string> known = {"gif", "hsave", "vm_hsave_pa", "smbase"};
                 for (const auto& fi : arch::kFields)
                     if (fi.area() == arch::Area::save) known.emplace_back(fi.member());
@@ -529,6 +696,7 @@ public:
                 st.kind = StepKind::host_efer;
                 st.what = "host_efer";
                 st.value = number(item["host_efer"], "host_efer");
+                check_l1_register(item["host_efer"], "host_efer", arch::FieldId::efer, st.value, s);
             }
             if (actions != 1 && !(actions == 0 && item["expect"]))
                 fail(item, "steps[]", "each step needs exactly one of l1, l2, external, save_restore, write, host_efer");
@@ -544,19 +712,30 @@ public:
     Scenario load(std::string_view text_in) const {
         YAML::Node root;
         try {
+            std::istringstream events{std::string(text_in)};
+            YAML::Parser parser(events);
+            InputGuard guard(file_);
+            (void)parser.HandleNextDocument(guard);  // YAML::Load reads the first document too
             root = YAML::Load(std::string(text_in));
         } catch (const YAML::Exception& e) {
             throw Fail{Error{file_, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg}};
         }
         if (!root.IsMap()) throw Fail{Error{file_, 1, "", "a scenario is a mapping with at least 'steps'"}};
         only_keys(root, "", {"name", "description", "cpu", "features", "maxphyaddr", "profile", "options", "l0",
-                             "memory", "l1", "steps"});
+                             "memory_budget", "memory", "l1", "steps"});
         Scenario s;
         s.file = file_;
         s.l0 = nested::L0Config::kvm_default();
         s.name = root["name"] ? text(root["name"], "name") : std::filesystem::path(file_).stem().string();
         if (root["description"]) s.description = text(root["description"], "description");
         load_model(root, s);
+        // The budget of written guest memory may be lowered, never raised:
+        // no scenario makes nsvm keep more than the default.
+        if (root["memory_budget"]) {
+            const auto b = number(root["memory_budget"], "memory_budget", cpu::GuestMemory::kDefaultBudget);
+            if (b < cpu::kPageSize) fail(root["memory_budget"], "memory_budget", "at least one 4 KiB page");
+            s.memory.set_budget(b);
+        }
         if (root["options"]) load_options(root["options"], s);
         if (root["l0"]) load_l0(root["l0"], s);
         if (root["memory"]) load_memory(root["memory"], s);
@@ -585,11 +764,9 @@ nsvm::expected<Scenario, Error> load_text(std::string_view text, const std::stri
 }
 
 nsvm::expected<Scenario, Error> load_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return nsvm::unexpected(Error{path, 0, "", "cannot read the file"});
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return load_text(ss.str(), path);
+    auto text = read_bounded(path, kMaxScenarioBytes);
+    if (!text) return nsvm::unexpected(Error{path, 0, "", text.error()});
+    return load_text(*text, path);
 }
 
 }  // namespace nsvm::scenario

@@ -16,6 +16,10 @@ using nested::Outcome;
 
 std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
 
+std::string byte_size(std::uint64_t bytes) {
+    return bytes % (1U << 20) == 0 ? fmt::format("{} MiB", bytes >> 20) : fmt::format("{} KiB", bytes >> 10);
+}
+
 std::string exit_name(std::uint64_t code) {
     const auto d = arch::exit_code::describe(code);
     return fmt::format("{} ({:#x})", d.name, code);
@@ -210,6 +214,15 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
 
     for (std::size_t i = 0; i < s.steps.size(); ++i) {
         const Step& st = s.steps[i];
+        if (st.kind == StepKind::l1 && v.mode() == nested::Mode::l2) {
+            // An `l1:` step means "L1 executes this", and while L2 runs L1
+            // executes nothing: the scenario is wrong, not the model (the
+            // engine would report a #UD that no processor delivers).
+            rr.status = 2;
+            rr.message = fmt::format("{}:{}: step {}: an L1 instruction ({}) while L2 runs; add a step that exits to L1 first",
+                                     s.file, st.line, i + 1, st.what);
+            return rr;
+        }
         const std::uint64_t gpa12 = st.kind == StepKind::l1 && st.what == "vmrun" ? v.vmcb01().get(FieldId::rax) : v.vmcb12_gpa();
         const Snapshot before = snap(v, gpa12);
         nested::StepResult r;
@@ -248,7 +261,8 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
             case StepKind::write: {
                 std::array<std::uint8_t, 8> b{};
                 arch::store_le(b, 0, st.width, st.value);
-                if (!v.memory().write(st.gpa, std::span<const std::uint8_t>(b.data(), st.width))) {
+                if (!v.memory().write(st.gpa, std::span<const std::uint8_t>(b.data(), st.width)) &&
+                    !v.memory().budget_exhausted()) {
                     rr.status = 2;
                     rr.message = fmt::format("{}:{}: write to unbacked guest memory {:#x}", s.file, st.line, st.gpa);
                     return rr;
@@ -260,6 +274,18 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
             case StepKind::restore_blob_edit: r.outcome = v.mode() == nested::Mode::l2 ? Outcome::no_exit : Outcome::l1_continues; break;
         }
         ++rr.steps_run;
+        if (v.memory().budget_exhausted()) {
+            // A store (the step's own, or one the model made for it: a
+            // #VMEXIT write-back, SMRAM, HSAVE) would have stored a page
+            // beyond the budget. What the model did with the failed store is
+            // not a result: the run ends here.
+            rr.status = 2;
+            rr.message = fmt::format("{}:{}: step {}: guest memory budget exhausted: a store to {:#x} would keep more "
+                                     "than {} of written pages (docs/scenarios.md, \"Memory budget\")",
+                                     s.file, st.line, i + 1, v.memory().budget_refused_gpa(), byte_size(v.memory().budget()));
+            if (!opts.json) out << "  !! " << rr.message << "\n";
+            return rr;
+        }
         const Snapshot after = snap(v, st.kind == StepKind::l1 && st.what == "vmrun" ? gpa12 : v.vmcb12_gpa());
         std::vector<Diff> diffs;
         if (before.vmcb12_ok && after.vmcb12_ok && gpa12 == v.vmcb12_gpa()) diffs = diff(before.vmcb12, after.vmcb12, "vmcb12.");
@@ -303,8 +329,14 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
         if (opts.check_invariants) {
             const char* bad = v.check_invariants();
             std::string why = bad ? bad : "";
-            if (why.empty() && st.kind == StepKind::l1 && st.what == "vmrun" && r.outcome != Outcome::exception &&
-                v.vmcb12_reads_last_vmrun() != 1)
+            // The hardware-check invariant names the check vmcb02 fails.
+            if (const checks::Check* c = v.vmcb02_hardware_failure(); c != nullptr && why.starts_with("vmcb02 fails"))
+                why += fmt::format(": {} ({}, APM {})", c->id, c->message, c->apm);
+            // A VMRUN that got past its gates read vmcb12 once; one refused
+            // at the gates (an exception, or a shut-down vCPU) read nothing.
+            const bool vmrun_ran = st.kind == StepKind::l1 && st.what == "vmrun" && r.outcome != Outcome::exception &&
+                                   before.mode != nested::Mode::shutdown;
+            if (why.empty() && vmrun_ran && v.vmcb12_reads_last_vmrun() != 1)
                 why = fmt::format("vmcb12 read {} times during VMRUN (must be once)", v.vmcb12_reads_last_vmrun());
             const bool gif_exempt = s.options.pre_fix_gif_bug && r.reason == nested::FailReason::consistency_check;
             if (why.empty() && (r.outcome == Outcome::vmexit_to_l1 || r.outcome == Outcome::vmrun_failed) && v.gif() &&

@@ -353,7 +353,13 @@ TEST(NestedState, RestoreValidatesL1SavedStateAndL2Cr0AsKvmDoes) {
     r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0x20000011));  // NW, no CD
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().find("L2 CR0"), std::string::npos) << r.error();
-    EXPECT_TRUE(m.vcpu.restore_state(with(l2, FieldId::cr0, 0x60000011)));  // CD and NW
+    // CD and NW is legal (paging kept on: L2 is in long mode, and a long-mode
+    // L2 without paging is a state the processor's VMRUN refuses).
+    r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0xE0000011));
+    EXPECT_TRUE(r) << r.error();
+    r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0x60000011));
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("processor's VMRUN check"), std::string::npos) << r.error();
     // Outside guest mode L1 may be anywhere (real mode included).
     Machine idle;
     auto l1_only = idle.vcpu.save_state();
@@ -479,8 +485,12 @@ TEST(L2VmloadVmsave, L2sGatesAndUnbackedMemoryFaultInL2) {
     EXPECT_EQ(r.outcome, Outcome::exception);
     EXPECT_EQ(r.vector, 13);
     ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    // L2 turns paging off (L0 emulates the CR0 write; from compatibility
+    // mode, as leaving long mode requires): VMLOAD is #UD in L2.
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib = static_cast<std::uint16_t>((cs.attrib & ~arch::seg_attr::L) | arch::seg_attr::DB);
+    v.set_segment(arch::Seg::cs, cs);
     enter(0x70000, 0);
-    // L2 turns paging off (L0 emulates the CR0 write): VMLOAD is #UD in L2.
     ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 0, .value = 0x11}).outcome,
               Outcome::handled_by_l0);
     EXPECT_EQ(m.vcpu.l2_event(vmload).vector, 6);
@@ -603,7 +613,10 @@ TEST(Property, InvariantsHoldOnRandomVmcb12sAndEvents) {
                 ASSERT_FALSE(m.vcpu.gif());
             }
             const char* bad = m.vcpu.check_invariants();
-            ASSERT_EQ(bad, nullptr) << bad << " at iteration " << iter;
+            const checks::Check* hw = m.vcpu.vmcb02_hardware_failure();
+            ASSERT_EQ(bad, nullptr) << bad << (hw ? ": " + std::string(hw->id) : "") << " at iteration " << iter
+                                    << " step " << step << ", profile " << iter % 5 << ", outcome "
+                                    << nested::outcome_name(r.outcome);
         }
     }
 }
@@ -1182,4 +1195,224 @@ TEST(Review, L1VmmcallAndMsrAccessOnlyWhileL1Runs) {
     EXPECT_EQ(m.vcpu.l1_rdmsr(arch::msr::STAR, val).outcome, Outcome::exception);
     EXPECT_EQ(m.vcpu.vmcb01(), l1);
     EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+}
+
+// Hardening: L2 writing DR6/DR7 with bits 63:32 set. Only L0 intercepts the
+// write (KVM's init_vmcb intercepts every DR access): L0 emulates it as
+// kvm_set_dr does, #GP(0) into L2, and vmcb02 keeps its legal DR6/DR7 (a
+// vmcb02 with those bits set is one the next VMRUN refuses). A legal value
+// is written; L1 intercepting the write gets its #VMEXIT as before.
+TEST(Hardening, L2DebugRegisterWriteWithUpperBitsIsGpInL2) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    for (const unsigned dr : {6U, 7U}) {
+        const FieldId f = dr == 6 ? FieldId::dr6 : FieldId::dr7;
+        const auto before = m.vcpu.vmcb02().get(f);
+        const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+        const auto r = m.vcpu.l2_event(
+            cpu::Event{.kind = cpu::EventKind::dr_write, .index = dr, .value = (std::uint64_t{1} << 32) | 0x400});
+        EXPECT_EQ(r.outcome, Outcome::exception) << "DR" << dr;
+        EXPECT_EQ(r.vector, 13) << "DR" << dr;
+        EXPECT_TRUE(r.l0_exit);
+        EXPECT_EQ(m.vcpu.vmcb02().get(f), before) << "DR" << dr;
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip);  // a fault: RIP stays
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    }
+    const auto ok = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7, .value = 0x401});
+    EXPECT_EQ(ok.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::dr7), 0x401U);
+    // L1 intercepting DR7 writes: its exit, whatever the value.
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    m.enter_l2_intercepting(ic::dr_write(7));
+    const auto r = m.vcpu.l2_event(
+        cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7, .value = std::uint64_t{0xFF} << 32});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ic::dr_write(7));
+}
+
+// The invariants hold every committed vmcb02 to the processor's own VMRUN
+// checks. A restored nested state commits vmcb02 from L2's registers in the
+// blob, past every VMRUN check: one with DR7 bits 63:32 set is refused,
+// naming the check, and leaves the vCPU as it was.
+TEST(Hardening, RestoreRefusesAnL2StateTheProcessorWouldRefuse) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.vmcb02_hardware_failure(), nullptr);
+    const auto blob = m.vcpu.save_state();
+    auto bad = blob;
+    // The L2 save area starts at 0x2040; DR7's high dword.
+    const std::size_t dr7_hi = 0x2040 + arch::info(FieldId::dr7).offset - arch::kSaveAreaOffset + 4;
+    bad[dr7_hi] = 1;
+    const auto r = m.vcpu.restore_state(bad);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("dr7.upper"), std::string::npos) << r.error();
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
+
+// Shutdown is final (no reset is modelled, and KVM keeps no shut-down state
+// to resume: the VMM is told KVM_EXIT_SHUTDOWN and resets). Every step on a
+// shut-down vCPU changes nothing and reports shutdown; the state, shutdown
+// included, survives save -> restore -> save byte for byte.
+TEST(Hardening, EveryStepOnAShutDownVcpuIsANoOpReportingShutdown) {
+    Machine m;
+    m.enter_smm_from_l2();
+    ASSERT_TRUE(m.mem.write_u64(kVmcb12 + arch::info(FieldId::asid).offset, 0));  // RSM fails: shutdown
+    ASSERT_EQ(m.vcpu.rsm().outcome, Outcome::shutdown);
+    ASSERT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
+    const auto blob = m.vcpu.save_state();
+    std::uint64_t msr = 0;
+    const nested::StepResult results[] = {
+        m.vmrun(), m.vcpu.l1_vmload(), m.vcpu.l1_vmsave(), m.vcpu.l1_stgi(), m.vcpu.l1_clgi(),
+        m.vcpu.l1_invlpga(), m.vcpu.l1_vmmcall(), m.vcpu.l1_skinit(), m.vcpu.l1_wrmsr(arch::msr::STAR, 1),
+        m.vcpu.l1_rdmsr(arch::msr::STAR, msr), m.vcpu.rsm(),
+        m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid}),
+        m.vcpu.external(cpu::EventKind::smi), m.vcpu.external(cpu::EventKind::init)};
+    for (const auto& r : results) {
+        EXPECT_EQ(r.outcome, Outcome::shutdown) << r.note;
+        EXPECT_NE(std::string_view(r.note).find("shut down"), std::string_view::npos) << r.note;
+    }
+    EXPECT_EQ(m.vcpu.save_state(), blob);  // nothing changed
+    const auto restored = m.vcpu.restore_state(blob);
+    ASSERT_TRUE(restored) << restored.error();
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    auto bad = blob;
+    bad[12] |= 1;  // shut down and in guest mode
+    EXPECT_FALSE(m.vcpu.restore_state(bad));
+}
+
+// RSM into L2 reloads L1's state from HSAVE+0x400, which the SMM handler can
+// rewrite at will. Whatever it writes there (here: random values in L1's
+// control registers, EFER, RFLAGS, or random bytes anywhere in the area),
+// the vCPU after RSM, back in L2 or shut down, saves a state that restores
+// and saves again to the same bytes.
+TEST(Hardening, AnyRsmWithARewrittenHsaveLeavesAStateThatRestores) {
+    std::mt19937_64 rng(20261206);
+    constexpr FieldId fields[] = {FieldId::efer, FieldId::cr0, FieldId::cr4, FieldId::rflags, FieldId::cr3};
+    int shut = 0, resumed = 0;
+    for (int iter = 0; iter < 300; ++iter) {
+        Machine m;
+        m.enter_smm_from_l2();
+        const std::uint64_t area = kHsave + nested::kHsaveL1State;
+        if (iter % 3 == 0) {
+            for (int k = 0; k < 8; ++k) {
+                const std::uint64_t at = area + rng() % (arch::kVmcbSize - arch::kSaveAreaOffset);
+                std::uint8_t b = static_cast<std::uint8_t>(rng());
+                ASSERT_TRUE(m.mem.write(at, std::span<const std::uint8_t>(&b, 1)));
+            }
+        } else {
+            const FieldId f = fields[rng() % std::size(fields)];
+            const std::uint64_t at = area + arch::info(f).offset - arch::kSaveAreaOffset;
+            std::uint64_t v = 0;
+            ASSERT_TRUE(m.mem.read_u64(at, v));
+            v = iter % 3 == 1 ? v ^ (std::uint64_t{1} << (rng() % 64)) : rng();
+            ASSERT_TRUE(m.mem.write_u64(at, v));
+        }
+        const auto r = m.vcpu.rsm();
+        ASSERT_TRUE(r.outcome == Outcome::smm_left || r.outcome == Outcome::shutdown) << nested::outcome_name(r.outcome);
+        (r.outcome == Outcome::shutdown ? shut : resumed)++;
+        const auto blob = m.vcpu.save_state();
+        const auto restored = m.vcpu.restore_state(blob);
+        ASSERT_TRUE(restored) << restored.error() << " at iteration " << iter << " after " << r.note;
+        EXPECT_EQ(m.vcpu.save_state(), blob) << "iteration " << iter;
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << "iteration " << iter;
+    }
+    EXPECT_GT(shut, 50);     // both outcomes were exercised
+    EXPECT_GT(resumed, 20);
+}
+
+// Guest memory is backed lazily: map() records a range, a page is stored on
+// its first write, unwritten backed pages read as zeroes, and stored pages
+// are bounded by a budget. A write beyond it fails, changes nothing and is
+// remembered, so a caller tells it from unbacked memory.
+TEST(Hardening, GuestMemoryIsBackedLazilyWithinItsBudget) {
+    cpu::GuestMemory mem(52);
+    ASSERT_TRUE(mem.map(0, std::uint64_t{1} << 40));  // 1 TiB mapped
+    ASSERT_TRUE(mem.map(std::uint64_t{1} << 40, 0x1000));  // merged with the range before it
+    EXPECT_EQ(mem.stored_bytes(), 0U);
+    std::uint64_t v = 1;
+    ASSERT_TRUE(mem.read_u64((std::uint64_t{1} << 40) - 8, v));
+    EXPECT_EQ(v, 0U);
+    EXPECT_TRUE(mem.backed(std::uint64_t{1} << 40));
+    EXPECT_FALSE(mem.backed((std::uint64_t{1} << 40) + 0x1000));
+    arch::Vmcb vmcb;
+    EXPECT_TRUE(mem.peek_vmcb(0x123000, vmcb));
+    EXPECT_EQ(vmcb, arch::Vmcb{});
+    ASSERT_TRUE(mem.write_u64(0x1ffc, 0x1122334455667788ULL));  // straddles two pages
+    EXPECT_EQ(mem.stored_bytes(), 2 * cpu::kPageSize);
+    ASSERT_TRUE(mem.read_u64(0x1ffc, v));
+    EXPECT_EQ(v, 0x1122334455667788ULL);
+
+    mem.set_budget(3 * cpu::kPageSize);
+    EXPECT_FALSE(mem.write_u64(0x4ffc, 7));  // needs two more pages: nothing written
+    EXPECT_TRUE(mem.budget_exhausted());
+    EXPECT_EQ(mem.budget_refused_gpa(), 0x4ffcU);
+    EXPECT_EQ(mem.stored_bytes(), 2 * cpu::kPageSize);
+    ASSERT_TRUE(mem.read_u64(0x4ff8, v));
+    EXPECT_EQ(v, 0U);
+    EXPECT_TRUE(mem.write_u64(0x5000, 7));  // one more page fits
+    EXPECT_FALSE(mem.vmcb_in_place(0x9000).has_value());  // a fourth does not
+    EXPECT_TRUE(mem.vmcb_in_place(0x5000).has_value());   // a stored page still is
+    EXPECT_FALSE(mem.write_u64(std::uint64_t{1} << 41, 1));  // not backed
+}
+
+// Found by the vmcb02 hardware-check invariant: L2 clearing CR0.PG, emulated
+// by L0, left EFER.LMA = 1 with paging off in vmcb02 (efer.lma_without_lme_pg).
+// In 64-bit mode that write is #GP(0); from compatibility mode it leaves long
+// mode and the processor clears EFER.LMA. Clearing CR4.PAE in long mode is
+// #GP(0) too. vmcb02 stays one the processor's VMRUN accepts.
+TEST(Hardening, L2LeavingLongModeKeepsVmcb02Legal) {
+    Machine m;
+    m.put(valid_vmcb12());  // 64-bit L2: EFER.LME/LMA, CS.L
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto cr_write = [&](unsigned cr, std::uint64_t v) {
+        return m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = cr, .value = v});
+    };
+    auto r = cr_write(0, 0x60000011);  // PG off in 64-bit mode
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    r = cr_write(4, m.vcpu.vmcb02().get(FieldId::cr4) & ~arch::cr4::PAE);
+    EXPECT_EQ(r.vector, 13);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    // Compatibility mode (CS.L = 0): PG off leaves long mode.
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    auto v = valid_vmcb12();
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib = static_cast<std::uint16_t>((cs.attrib & ~arch::seg_attr::L) | arch::seg_attr::DB);
+    v.set_segment(arch::Seg::cs, cs);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    r = cr_write(0, 0x60000011);
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << m.vcpu.vmcb02_hardware_failure()->id;
+    r = cr_write(0, 0x80000011);  // and PG back on enters long mode again
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_NE(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
+
+// RSM into L2 loads L2's registers from the SMRAM image, which a restored
+// nested state brings as it likes: one the processor's VMRUN would refuse
+// (DR7 bits 63:32) fails the RSM (shutdown, as KVM's emulator_leave_smm),
+// never a running L2 on an illegal vmcb02; the state still saves and restores.
+TEST(Hardening, RsmWithAnIllegalL2StateInSmramShutsDown) {
+    Machine m;
+    m.enter_smm_from_l2();
+    auto blob = m.vcpu.save_state();
+    // The SMRAM image page starts at 0x2C40; DR7's high dword in it.
+    blob[0x2C40 + arch::info(FieldId::dr7).offset + 4] = 1;
+    const auto restored = m.vcpu.restore_state(blob);
+    ASSERT_TRUE(restored) << restored.error();
+    const auto r = m.vcpu.rsm();
+    EXPECT_EQ(r.outcome, Outcome::shutdown);
+    EXPECT_NE(std::string_view(r.note).find("SMRAM"), std::string_view::npos) << r.note;
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    const auto again = m.vcpu.save_state();
+    ASSERT_TRUE(m.vcpu.restore_state(again));
+    EXPECT_EQ(m.vcpu.save_state(), again);
 }

@@ -1,9 +1,20 @@
-// Guest physical memory of the modelled machine: sparse 4 KiB pages bounded
-// by MAXPHYADDR. Reading memory that is not backed fails explicitly (the
-// caller decides: VMEXIT_INVALID, #GP, an L0 #NPF ...), never a silent zero.
+// Guest physical memory of the modelled machine: 4 KiB pages bounded by
+// MAXPHYADDR. Reading memory that is not backed fails explicitly (the caller
+// decides: VMEXIT_INVALID, #GP, an L0 #NPF ...), never a silent zero.
 //
-// Pages are allocated only by map() (scenario setup); read/write of backed
-// pages never allocate, so the VMRUN/#VMEXIT path stays allocation-free.
+// Backing is lazy: map() only records which ranges are backed; a page is
+// stored when it is first written, and a backed page never written reads as
+// zeroes. Stored pages count against a budget (kDefaultBudget unless set):
+// a write that would store a page beyond it fails and is remembered
+// (budget_exhausted), so a caller can tell it from unbacked memory and no
+// input makes the model allocate without bound.
+//
+// Only the first write to a page allocates. The VMRUN/#VMEXIT path writes
+// nothing but vmcb12: a VMRUN that enters L2 read a written page (an
+// all-zero VMCB fails VMRUN's checks), so the #VMEXITs after it store
+// nothing new; only the VMEXIT_INVALID write-back into a vmcb12 page never
+// written stores that page. A caller that needs pages stored ahead of time
+// stores them at set-up (populate).
 #pragma once
 
 #include <array>
@@ -24,16 +35,34 @@ inline constexpr std::uint64_t kPageSize = 4096;
 class GuestMemory final : public checks::GuestMemory {
 public:
     using Page = std::array<std::uint8_t, kPageSize>;
+    /// Bytes of stored (written) pages allowed unless set_budget says otherwise.
+    static constexpr std::uint64_t kDefaultBudget = std::uint64_t{256} << 20;
 
     explicit GuestMemory(unsigned maxphyaddr = 48) noexcept : maxphyaddr_(maxphyaddr) {}
     GuestMemory(const GuestMemory& o);
     GuestMemory& operator=(const GuestMemory& o);
 
-    /// Backs the pages covering [gpa, gpa+size) with zeroes (existing pages kept).
-    /// False when the range crosses MAXPHYADDR.
+    /// Backs the pages covering [gpa, gpa+size), reading as zeroes until
+    /// written (existing contents kept). Stores nothing, so it costs nothing
+    /// against the budget. False when the range crosses MAXPHYADDR.
     [[nodiscard]] bool map(std::uint64_t gpa, std::uint64_t size = kPageSize);
+    /// Stores the backed pages covering [gpa, gpa+size) now (as zeroes where
+    /// unwritten), so later writes to them allocate nothing. False when a
+    /// page is not backed or the budget would be exceeded.
+    [[nodiscard]] bool populate(std::uint64_t gpa, std::uint64_t size = kPageSize);
     [[nodiscard]] bool backed(std::uint64_t gpa) const noexcept;
     [[nodiscard]] unsigned maxphyaddr() const noexcept { return maxphyaddr_; }
+
+    /// The budget of stored pages, in bytes (rounded down to whole pages).
+    void set_budget(std::uint64_t bytes) noexcept { budget_pages_ = bytes / kPageSize; }
+    [[nodiscard]] std::uint64_t budget() const noexcept { return budget_pages_ * kPageSize; }
+    /// Bytes of pages stored so far (written at least once).
+    [[nodiscard]] std::uint64_t stored_bytes() const noexcept { return pages_.size() * kPageSize; }
+    /// A write failed because storing its pages would exceed the budget
+    /// (sticky until clear_budget_exhausted); the first such write's GPA.
+    [[nodiscard]] bool budget_exhausted() const noexcept { return budget_exhausted_; }
+    [[nodiscard]] std::uint64_t budget_refused_gpa() const noexcept { return budget_refused_gpa_; }
+    void clear_budget_exhausted() noexcept { budget_exhausted_ = false; }
 
     /// Every byte of the range must be backed; nothing is read otherwise.
     [[nodiscard]] bool read(std::uint64_t gpa, std::span<std::uint8_t> out) const noexcept;
@@ -65,22 +94,36 @@ public:
     [[nodiscard]] std::uint64_t watched_reads() const noexcept { return watched_reads_; }
     void reset_watch_count() noexcept { watched_reads_ = 0; }
 
-    [[nodiscard]] const std::map<std::uint64_t, std::unique_ptr<Page>>& pages() const noexcept { return pages_; }
-
 private:
     [[nodiscard]] bool in_range(std::uint64_t gpa, std::uint64_t size) const noexcept;
+    /// The page's bytes for reading: the stored page, the zero page for a
+    /// backed page never written, or nullptr when not backed.
     [[nodiscard]] const Page* find(std::uint64_t page) const noexcept;
-    [[nodiscard]] Page* find(std::uint64_t page) noexcept;
+    /// The stored page for writing, storing a backed one on its first write;
+    /// nullptr when not backed or over budget (then budget_exhausted).
+    [[nodiscard]] Page* find_for_write(std::uint64_t page) noexcept;
+    [[nodiscard]] Page* stored(std::uint64_t page) const noexcept;
+    [[nodiscard]] bool in_backed_range(std::uint64_t page) const noexcept;
+    /// Every page of [gpa, gpa+size) backed, and the budget holds the ones
+    /// still to store: what a write must know before it changes anything.
+    [[nodiscard]] bool writable(std::uint64_t gpa, std::uint64_t size) noexcept;
     /// The backed page starting at gpa (4 KiB aligned, below MAXPHYADDR), or nullptr.
     [[nodiscard]] const Page* whole_page(std::uint64_t gpa) const noexcept;
-    [[nodiscard]] Page* whole_page(std::uint64_t gpa) noexcept;
+    [[nodiscard]] Page* whole_page_for_write(std::uint64_t gpa) noexcept;
     void count(std::uint64_t gpa, std::uint64_t size) const noexcept;
 
     unsigned maxphyaddr_;
+    /// Backed ranges, page-aligned: first page -> end (exclusive), disjoint
+    /// and not adjacent (map merges them).
+    std::map<std::uint64_t, std::uint64_t> ranges_;
+    /// Pages written at least once.
     std::map<std::uint64_t, std::unique_ptr<Page>> pages_;
-    /// The last page found: VMRUN and #VMEXIT touch the same vmcb12 page
-    /// field after field. Pages are never unmapped and live behind stable
-    /// pointers, so the entry stays valid until this object is reassigned.
+    std::uint64_t budget_pages_ = kDefaultBudget / kPageSize;
+    bool budget_exhausted_ = false;
+    std::uint64_t budget_refused_gpa_ = 0;
+    /// The last stored page found: VMRUN and #VMEXIT touch the same vmcb12
+    /// page field after field. Pages are never dropped and live behind
+    /// stable pointers, so the entry stays valid until this object is reassigned.
     mutable std::uint64_t last_page_ = ~std::uint64_t{0};
     mutable Page* last_ = nullptr;
     std::uint64_t watched_ = ~std::uint64_t{0};

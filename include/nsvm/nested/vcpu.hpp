@@ -177,7 +177,18 @@ public:
     void set_gif(bool g) noexcept { gif_ = g; }
 
     /// Checks the model's invariants; returns nullptr or a static message.
+    /// Among them: while L2 runs, vmcb02 passes the hardware's VMRUN checks
+    /// (vmcb02_hardware_failure names the one that fails).
     [[nodiscard]] const char* check_invariants() const noexcept;
+    /// While L2 runs: the first of the catalogue's VMRUN consistency checks
+    /// the processor applies (the `apm` profile's, on this CPU model) that
+    /// the live vmcb02 fails and the cached vmcb12 passes, or nullptr. Every
+    /// vmcb02 L0 commits (VMRUN, RSM into L2, a restore) and every L0 write
+    /// into it while emulating for L2 must leave a VMCB the hardware's VMRUN
+    /// accepts, unless L1's own vmcb12 already failed that check and the
+    /// profile let it through. Allocation-free, but a catalogue walk: for
+    /// check_invariants only.
+    [[nodiscard]] const checks::Check* vmcb02_hardware_failure() const noexcept;
 
     /// Size in bytes of this per-vCPU state (docs/nested.md).
     static constexpr std::size_t kStateBytes = 5 * arch::kVmcbSize + 3 * cpu::kMsrpmSize + cpu::kIopmSize;
@@ -238,11 +249,14 @@ private:
     /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
     /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
     [[nodiscard]] bool nested_vgif() const noexcept;
-    /// Why vmcb01's save area is not an L1 state (in guest mode: not one
-    /// L1's VMRUN could have left), or nullptr. Shared by restore_state and
-    /// RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
-    [[nodiscard]] const char* l1_state_problem(bool guest_mode) const noexcept;
+    /// Why `l1`'s save area is not an L1 state (in guest mode: not one L1's
+    /// VMRUN could have left), or nullptr. Shared by restore_state (vmcb01)
+    /// and RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
+    [[nodiscard]] const char* l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const noexcept;
     [[nodiscard]] bool l1_instruction_gates(StepResult& r, bool check_rax) const noexcept;
+    /// A shut-down vCPU runs nothing until it is reset, which the model has
+    /// not: true, with `r` the step's report (outcome shutdown), when shut down.
+    [[nodiscard]] bool shut_down(StepResult& r) const noexcept;
     [[nodiscard]] cpu::ExitFeatures exit_features() const noexcept;
     void skip_l1_instruction(std::uint8_t len = 3) noexcept;
     void deliver_pending_to_l1() noexcept;
