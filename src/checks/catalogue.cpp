@@ -38,9 +38,21 @@ std::string d_cr0(const Context& c) {
 }
 std::string d_cr3(const Context& c) {
     const View v(c);
-    const char* mode = v.lme_pg ? "long mode" : (v.cr4 & arch::cr4::PAE) != 0 ? "PAE" : "32-bit legacy";
-    return fmt::format("CR3 = {:#x}, paging format {}, MAXPHYADDR {}, offending bits {:#x}", v.cr3, mode, v.pa,
-                       cr3_bad_bits(v));
+    const bool paging = (v.cr0 & arch::cr0::PG) != 0;
+    const char* mode = v.lme_pg                                ? "long mode"
+                       : (v.cr4 & arch::cr4::PAE) != 0 && paging ? "PAE"
+                       : paging                                  ? "32-bit legacy"
+                       : (v.cr4 & arch::cr4::PAE) != 0           ? "PAE (paging off)"
+                                                                 : "32-bit legacy (paging off)";
+    // Say what the rule rests on where the evidence is hardware's or one
+    // implementation's rather than the manual's (profile `cr3_rule`).
+    const char* basis = "";
+    if (c.profile.cr3_rule == Cr3Rule::by_paging_mode && !v.lme_pg)
+        basis = "; outside long mode only bits at or above MAXPHYADDR fail (AMD hardware, kvm-unit-tests 2026)";
+    if (c.profile.cr3_rule == Cr3Rule::format_always && !v.lme_pg && !paging)
+        basis = "; Hyper-V checks this format with paging off too (AMD hardware runs it)";
+    return fmt::format("CR3 = {:#x}, paging format {}, MAXPHYADDR {}, offending bits {:#x}{}", v.cr3, mode, v.pa,
+                       cr3_bad_bits(v), basis);
 }
 std::string d_cr4(const Context& c) {
     const View v(c);

@@ -2,6 +2,8 @@
 // first failure of a stage range, and the full report.
 #include "nsvm/checks/evaluate.hpp"
 
+#include <array>
+#include <optional>
 #include <span>
 #include <utility>
 
@@ -63,12 +65,69 @@ const Check* first_failure(const Context& ctx, Stage first, Stage last, const Ch
                           index_sequence_of(rules::AllRules{}));
 }
 
-Report evaluate(const Context& ctx) {
+namespace {
+
+/// The decision of one check on partial input.
+enum class Decision : std::uint8_t { passes, fails, undecided };
+using Decide = Decision (*)(const Check&, const Context&, const void*);
+
+Decision decide_whole(const Check& c, const Context& ctx, const void*) {
+    return c.violated(ctx) ? Decision::fails : Decision::passes;
+}
+
+/// The VMCB with every field the input did not give set to `fill` (cut to
+/// the field's width); byte-run fields stay as they are.
+arch::Vmcb filled(const arch::Vmcb& in, const std::vector<bool>& given, std::uint64_t fill) {
+    arch::Vmcb v = in;
+    for (const auto& f : arch::kFields) {
+        const auto i = static_cast<std::size_t>(f.id);
+        if (i < given.size() && given[i]) continue;
+        if (f.kind != arch::FieldKind::integer) continue;
+        v.set(f.id, fill & arch::width_mask(f.width));
+    }
+    return v;
+}
+
+/// The fills evaluate_partial tries for the fields the input did not give.
+constexpr std::array<std::uint64_t, 4> kFills{0, ~std::uint64_t{0}, 0x5555555555555555ULL, 0xAAAAAAAAAAAAAAAAULL};
+
+struct PartialInput {
+    const std::vector<bool>* given;
+    std::array<arch::Vmcb, kFills.size()> samples;
+};
+
+bool names_missing_field(const Check& c, const std::vector<bool>& given) {
+    for (auto name : c.fields) {
+        const auto id = arch::find_field(name);
+        if (!id) continue;  // a name for several fields ("control.intercepts"): the samples decide
+        const auto i = static_cast<std::size_t>(*id);
+        if (i >= given.size() || !given[i]) return true;
+    }
+    return false;
+}
+
+Decision decide_partial(const Check& c, const Context& ctx, const void* p) {
+    const auto& in = *static_cast<const PartialInput*>(p);
+    if (names_missing_field(c, *in.given)) return Decision::undecided;
+    std::optional<bool> verdict;
+    for (const auto& sample : in.samples) {
+        const Context sctx{sample, ctx.cpu, ctx.profile, ctx.host, ctx.memory};
+        const bool v = c.violated(sctx);
+        if (verdict && *verdict != v) return Decision::undecided;
+        verdict = v;
+    }
+    return *verdict ? Decision::fails : Decision::passes;
+}
+
+Report evaluate_with(const Context& ctx, Decide decide, const void* extra) {
     Report r;
     bool invalid = false;
     for (const auto& c : catalogue()) {
         if (!applies(c, ctx.profile)) continue;
-        if (c.violated(ctx)) {
+        const Decision d = decide(c, ctx, extra);
+        if (d == Decision::undecided) {
+            r.undecided.push_back(&c);
+        } else if (d == Decision::fails) {
             std::string detail = c.detail != nullptr ? c.detail(ctx) : generic_detail(ctx, c);
             if (c.inferred) detail += detail.empty() ? "inferred rule (APM names no exit)" : "; inferred rule (APM names no exit)";
             r.failures.push_back(Failure{&c, std::move(detail)});
@@ -91,6 +150,19 @@ Report evaluate(const Context& ctx) {
         r.exit_code = ctx.profile.exit_code_32bit ? arch::exit_code::INVALID_32 : arch::exit_code::INVALID;
     }
     return r;
+}
+
+}  // namespace
+
+Report evaluate(const Context& ctx) { return evaluate_with(ctx, decide_whole, nullptr); }
+
+Report evaluate_partial(const Context& ctx, const std::vector<bool>& given) {
+    PartialInput in{&given, {}};
+    for (std::size_t k = 0; k < kFills.size(); ++k) in.samples[k] = filled(ctx.vmcb, given, kFills[k]);
+    // The report's details and the memory checks read the input as given
+    // (fields not given as zero, the first sample).
+    const Context zero{in.samples[0], ctx.cpu, ctx.profile, ctx.host, ctx.memory};
+    return evaluate_with(zero, decide_partial, &in);
 }
 
 }  // namespace nsvm::checks

@@ -25,7 +25,8 @@ using arch::FieldId;
 
 inline constexpr ProfileMask kA = mask_of(ProfileId::apm), kK = mask_of(ProfileId::kvm),
                              kQ = mask_of(ProfileId::qemu), kB = mask_of(ProfileId::bochs),
-                             kX = mask_of(ProfileId::xen), kAll = kAllProfiles;
+                             kX = mask_of(ProfileId::xen), kH = mask_of(ProfileId::hyperv),
+                             kAll = kAllProfiles;
 
 /// Bits at or above `width` (the illegal part of a physical address).
 [[nodiscard]] constexpr std::uint64_t above(unsigned width) noexcept {
@@ -147,9 +148,25 @@ struct View {
 [[nodiscard]] [[gnu::always_inline]] inline std::uint64_t cr3_bad_bits(const View& v) noexcept {
     using namespace arch;
     switch (v.p.cr3_rule) {
-        case Cr3Rule::by_guest_mode:
-            // APM 5.3.2: the CR3 format follows the paging mode the guest
-            // state selects: long mode (LME && PG), else PAE or 32-bit legacy.
+        case Cr3Rule::by_paging_mode:
+            // APM 5.3.2: the CR3 format follows the paging mode. In long mode
+            // the reserved low bits and the bits at or above MAXPHYADDR fail.
+            // Outside long mode the evidence is hardware's, not the manual's
+            // (kvm-unit-tests 2026, 32-bit PAE and non-PAE guests): with PAE,
+            // bits 4:0 are ignored; in 2-level paging, 2:0 and 11:5; in both,
+            // bits at or above MAXPHYADDR fail. With paging off, AMD hardware
+            // runs a CR3 with PCID bits and bits above 31 (KVM's SMM entry
+            // from a long-mode guest with PCID leaves exactly that).
+            if (v.lme_pg) {
+                const std::uint64_t low = (v.cr4 & cr4::PCIDE) != 0 ? 0 : cr3::kLongLowMbz;
+                return v.cr3 & (low | v.pa_reserved());
+            }
+            if ((v.cr0 & cr0::PG) == 0) return 0;
+            return v.cr3 & v.pa_reserved();
+        case Cr3Rule::format_always:
+            // Hyper-V as L0 applies the format CR4.PAE selects whatever CR0.PG
+            // says, so it rejects the paging-off state above (KVM's 2024
+            // "Workaround overly strict CR3 check by Hyper-V").
             if (v.lme_pg) {
                 const std::uint64_t low = (v.cr4 & cr4::PCIDE) != 0 ? 0 : cr3::kLongLowMbz;
                 return v.cr3 & (low | v.pa_reserved());
@@ -173,6 +190,8 @@ struct View {
         case Cr3Rule::none:
             return 0;
         case Cr3Rule::xen_low_bits: {
+            // svm_vmcb_isvalid looks at CR3 only when CR0.PG = 1.
+            if ((v.cr0 & cr0::PG) == 0) return 0;
             std::uint64_t r = v.cr3 & 7;
             if ((v.cr4 & cr4::PAE) == 0 || v.long_mode) r |= v.cr3 & 0xFE0;
             if (v.long_mode) r |= v.cr3 & v.pa_reserved();
@@ -363,26 +382,26 @@ NSVM_RULE(InterceptVmrun, "intercept.vmrun", "15.5.1", "C13", control, vmexit_in
           "set the VMRUN intercept; current implementations require it") {
     return !v.ctx.vmcb.intercept(arch::intercept::VMRUN);
 }
-NSVM_RULE(AsidZero, "asid.zero", "15.5.1", "C16", control, vmexit_invalid, kA | kK | kQ | kB, ({"control.asid"}),
+NSVM_RULE(AsidZero, "asid.zero", "15.5.1", "C16", control, vmexit_invalid, kA | kH | kK | kQ | kB, ({"control.asid"}),
           "guest ASID is 0, which belongs to the host", "give the guest a nonzero ASID (1 .. CPUID Fn8000_000A_EBX - 1)") {
     return v.asid == 0;
 }
-NSVM_RULE(MsrpmLimit, "msrpm.limit", "15.11", "C14", control, vmexit_invalid, kA | kK | kQ | kB,
+NSVM_RULE(MsrpmLimit, "msrpm.limit", "15.11", "C14", control, vmexit_invalid, kA | kH | kK | kQ | kB,
           ({"control.msrpm_base_pa"}), "the MSR permission map extends to or beyond MAXPHYADDR",
           "place the 8 KiB MSRPM so that its last byte is below 2^MAXPHYADDR") {
     return bitmap_out_of_range(v, v.msrpm, v.p.msrpm_checked_size);
 }
-NSVM_RULE(IopmLimit, "iopm.limit", "15.10.1", "C14", control, vmexit_invalid, kA | kK | kQ | kB,
+NSVM_RULE(IopmLimit, "iopm.limit", "15.10.1", "C14", control, vmexit_invalid, kA | kH | kK | kQ | kB,
           ({"control.iopm_base_pa"}), "the I/O permission map extends to or beyond MAXPHYADDR",
           "place the 12 KiB IOPM so that its last byte is below 2^MAXPHYADDR") {
     return bitmap_out_of_range(v, v.iopm, v.p.iopm_checked_size);
 }
-NSVM_RULE(NpHostPaging, "np.host_paging", "15.25.3", "N1", control, vmexit_invalid, kA | kB, ({"control.misc_ctl"}),
+NSVM_RULE(NpHostPaging, "np.host_paging", "15.25.3", "N1", control, vmexit_invalid, kA | kH | kB, ({"control.misc_ctl"}),
           "nested paging is enabled while the host runs with CR0.PG = 0",
           "enable paging in the host, or clear NP_ENABLE") {
     return v.np && v.host != nullptr && (v.host->cr0 & arch::cr0::PG) == 0;
 }
-NSVM_RULE(NpNcr3, "np.ncr3", "15.25.4", "N2", control, vmexit_invalid, kA | kK | kB,
+NSVM_RULE(NpNcr3, "np.ncr3", "15.25.4", "N2", control, vmexit_invalid, kA | kH | kK | kB,
           ({"control.nested_cr3", "control.misc_ctl"}), "nested paging is enabled and nCR3 has bits at or above MAXPHYADDR",
           "point nCR3 at a nested page table below 2^MAXPHYADDR") {
     if (!v.np) return false;
@@ -395,12 +414,12 @@ NSVM_RULE(NpNcr3, "np.ncr3", "15.25.4", "N2", control, vmexit_invalid, kA | kK |
     }
     return false;
 }
-NSVM_RULE(NpGPat, "np.g_pat", "15.25.4", "N3", control, vmexit_invalid, kA | kB, ({"save.g_pat", "control.misc_ctl"}),
+NSVM_RULE(NpGPat, "np.g_pat", "15.25.4", "N3", control, vmexit_invalid, kA | kH | kB, ({"save.g_pat", "control.misc_ctl"}),
           "nested paging is enabled and G_PAT holds an undefined memory type or reserved bits",
           "use only types 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB), 7 (UC-) in each G_PAT byte, e.g. 0x0007040600070406") {
     return v.np && !arch::pat_valid(v.g_pat);
 }
-NSVM_RULE(NpSss, "np.sss_without_np", "15.25.14", "N4", control, vmexit_invalid, kA,
+NSVM_RULE(NpSss, "np.sss_without_np", "15.25.14", "N4", control, vmexit_invalid, kA | kH,
           ({"control.misc_ctl"}), "the supervisor-shadow-stack check (misc_ctl bit 4) is enabled without nested paging",
           "enable nested paging or clear SSSCheckEn") {
     if (!v.has(Feature::sss_check) || (v.misc_ctl & arch::misc_ctl::SSS_CHECK) == 0 || v.np) return false;
@@ -409,20 +428,20 @@ NSVM_RULE(NpSss, "np.sss_without_np", "15.25.14", "N4", control, vmexit_invalid,
         return false;
     return true;
 }
-NSVM_RULE(VnmiIntercept, "vnmi.nmi_intercept", "15.21.10", "V1", control, vmexit_invalid, kA | kK,
+NSVM_RULE(VnmiIntercept, "vnmi.nmi_intercept", "15.21.10", "V1", control, vmexit_invalid, kA | kH | kK,
           ({"control.int_ctl", "control.intercepts[3]"}), "virtual NMI is enabled (V_NMI_ENABLE) without the NMI intercept",
           "set the NMI intercept (vector 3 bit 1) or clear V_NMI_ENABLE (int_ctl bit 26)") {
     if ((v.int_ctl & arch::int_ctl::V_NMI_ENABLE) == 0) return false;
     if (v.p.vnmi_needs_feature && !v.has(Feature::vnmi)) return false;
     return !v.ctx.vmcb.intercept(arch::intercept::NMI);
 }
-NSVM_RULE(AvicX2WithoutAvic, "avic.x2avic_without_avic", "15.29.4.1", "A1", control, vmexit_invalid, kA,
+NSVM_RULE(AvicX2WithoutAvic, "avic.x2avic_without_avic", "15.29.4.1", "A1", control, vmexit_invalid, kA | kH,
           ({"control.int_ctl"}), "x2AVIC mode (int_ctl bit 30) is enabled without AVIC (bit 31)",
           "set AVIC_ENABLE together with x2AVIC, or clear both") {
     return v.has(Feature::avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0 &&
            (v.int_ctl & arch::int_ctl::AVIC_ENABLE) == 0;
 }
-NSVM_RULE(AvicMaxIndex, "avic.physical_max_index", "15.29.4.3", "A2", control, vmexit_invalid, kA,
+NSVM_RULE(AvicMaxIndex, "avic.physical_max_index", "15.29.4.3", "A2", control, vmexit_invalid, kA | kH,
           ({"control.avic_physical_id", "control.int_ctl"}),
           "AVIC_PHYSICAL_MAX_INDEX exceeds 255 (xAVIC) or 511 (x2AVIC)",
           "lower the physical APIC ID table's max index to the mode's limit") {
@@ -430,7 +449,7 @@ NSVM_RULE(AvicMaxIndex, "avic.physical_max_index", "15.29.4.3", "A2", control, v
     const bool x2 = v.has(Feature::x2avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0;
     return (v.avic_physical & 0xFFF) > (x2 ? 511U : 255U);
 }
-NSVM_RULE(AvicPointers, "avic.table_address", "15.29.4.3", "A3", control, vmexit_invalid, kA,
+NSVM_RULE(AvicPointers, "avic.table_address", "15.29.4.3", "A3", control, vmexit_invalid, kA | kH,
           ({"control.avic_backing_page", "control.avic_logical_id", "control.avic_physical_id"}),
           "an AVIC pointer (backing page, logical or physical table) is beyond MAXPHYADDR",
           "place the AVIC backing page and tables below 2^MAXPHYADDR") {
@@ -438,69 +457,69 @@ NSVM_RULE(AvicPointers, "avic.table_address", "15.29.4.3", "A3", control, vmexit
     const std::uint64_t addrs = (v.avic_backing | v.avic_logical | v.avic_physical) & bits(51, 12);
     return (addrs & v.pa_reserved()) != 0;
 }
-NSVM_RULE(AvicRequiresNp, "avic.requires_np", "15.29.4.1", "A4", control, vmexit_invalid, kA,
+NSVM_RULE(AvicRequiresNp, "avic.requires_np", "15.29.4.1", "A4", control, vmexit_invalid, kA | kH,
           ({"control.int_ctl", "control.misc_ctl"}), "AVIC is enabled without nested paging (inferred: no exit is named)",
           "enable nested paging when using AVIC") {
     return v.avic_on() && !v.np;
 }
-NSVM_RULE(SevRequiresNp, "sev.requires_np", "15.34.3", "S1", control, vmexit_invalid, kA, ({"control.misc_ctl"}),
+NSVM_RULE(SevRequiresNp, "sev.requires_np", "15.34.3", "S1", control, vmexit_invalid, kA | kH, ({"control.misc_ctl"}),
           "SEV is enabled without nested paging", "enable NP_ENABLE for SEV guests") {
     return v.sev_on() && !v.np;
 }
-NSVM_RULE(SevSmmLock, "sev.smm_lock", "15.34.3", "S2", control, vmexit_invalid, kA, ({"control.misc_ctl"}),
+NSVM_RULE(SevSmmLock, "sev.smm_lock", "15.34.3", "S2", control, vmexit_invalid, kA | kH, ({"control.misc_ctl"}),
           "SEV is enabled while HWCR.SmmLock = 0", "set HWCR.SmmLock (firmware) before running SEV guests") {
     return v.sev_on() && v.host != nullptr && (v.host->hwcr & kHwcrSmmLock) == 0;
 }
-NSVM_RULE(SevAsidRange, "sev.asid_range", "15.34.3", "S3", control, vmexit_invalid, kA,
+NSVM_RULE(SevAsidRange, "sev.asid_range", "15.34.3", "S3", control, vmexit_invalid, kA | kH,
           ({"control.asid", "control.misc_ctl"}), "SEV is enabled with an ASID above NumEncryptedGuests",
           "use an ASID in 1 .. CPUID Fn8000_001F_ECX for SEV guests") {
     return v.sev_on() && v.asid > v.cpu.num_encrypted_guests;
 }
-NSVM_RULE(SevHost64, "sev.host_64bit", "15.34.3", "S4", control, vmexit_invalid, kA, ({"control.misc_ctl"}),
+NSVM_RULE(SevHost64, "sev.host_64bit", "15.34.3", "S4", control, vmexit_invalid, kA | kH, ({"control.misc_ctl"}),
           "SEV guests may only be run from a 64-bit host on this CPU (Fn8000_001F_EAX[64BitHost])",
           "execute VMRUN for SEV guests in 64-bit mode") {
     return v.sev_on() && v.has(Feature::sev_64bit_host) && v.host != nullptr &&
            (v.host->efer & arch::efer::LMA) == 0;
 }
-NSVM_RULE(SevEsRequiresSev, "sev_es.requires_sev", "15.35.2", "S5", control, vmexit_invalid, kA,
+NSVM_RULE(SevEsRequiresSev, "sev_es.requires_sev", "15.35.2", "S5", control, vmexit_invalid, kA | kH,
           ({"control.misc_ctl"}), "SEV-ES is enabled without SEV (inferred: no exit is named)",
           "set SEV_ENABLE (misc_ctl bit 1) together with SEV_ES_ENABLE") {
     return v.sev_es_on() && (v.misc_ctl & arch::misc_ctl::SEV_ENABLE) == 0;
 }
-NSVM_RULE(SevEsRequiresLbrv, "sev_es.requires_lbrv", "15.35.2", "S5", control, vmexit_invalid, kA,
+NSVM_RULE(SevEsRequiresLbrv, "sev_es.requires_lbrv", "15.35.2", "S5", control, vmexit_invalid, kA | kH,
           ({"control.misc_ctl", "control.misc_ctl2"}),
           "SEV-ES is enabled without LBR virtualization (inferred: no exit is named)",
           "set LBR_VIRT (misc_ctl2 bit 0) for SEV-ES guests") {
     return v.sev_es_on() && (v.misc_ctl2 & arch::misc_ctl2::LBR_VIRT) == 0;
 }
-NSVM_RULE(SnpVmplSss, "snp.vmpl_sss", "15.36.7", "P4", control, vmexit_invalid, kA,
+NSVM_RULE(SnpVmplSss, "snp.vmpl_sss", "15.36.7", "P4", control, vmexit_invalid, kA | kH,
           ({"control.guest_sev_features", "control.misc_ctl"}), "SEV_FEATURES.VmplSSS and the VMCB SSS check are both set",
           "use either VmplSSS or SSSCheckEn, not both") {
     return v.snp_vmcb() && (v.gsf & sevf::VMPL_SSS) != 0 && (v.misc_ctl & arch::misc_ctl::SSS_CHECK) != 0;
 }
-NSVM_RULE(SnpInjectionModes, "snp.restricted_and_alternate", "15.36.16", "P5", control, vmexit_invalid, kA,
+NSVM_RULE(SnpInjectionModes, "snp.restricted_and_alternate", "15.36.16", "P5", control, vmexit_invalid, kA | kH,
           ({"control.guest_sev_features"}), "Restricted Injection and Alternate Injection are both enabled",
           "enable at most one interrupt-injection mode in SEV_FEATURES") {
     return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.gsf & sevf::ALTERNATE_INJECTION) != 0;
 }
-NSVM_RULE(SnpRestrictedAvic, "snp.restricted_with_avic", "15.36.16", "P6", control, vmexit_invalid, kA,
+NSVM_RULE(SnpRestrictedAvic, "snp.restricted_with_avic", "15.36.16", "P6", control, vmexit_invalid, kA | kH,
           ({"control.guest_sev_features", "control.int_ctl"}), "Restricted Injection is enabled together with AVIC",
           "disable AVIC for guests with Restricted Injection") {
     return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
 }
-NSVM_RULE(SnpAlternateAvic, "snp.alternate_with_avic", "15.36.16", "P7", control, vmexit_invalid, kA,
+NSVM_RULE(SnpAlternateAvic, "snp.alternate_with_avic", "15.36.16", "P7", control, vmexit_invalid, kA | kH,
           ({"control.guest_sev_features", "control.int_ctl"}), "Alternate Injection is enabled together with AVIC",
           "disable AVIC for guests with Alternate Injection") {
     return v.snp_vmcb() && (v.gsf & sevf::ALTERNATE_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
 }
-NSVM_RULE(SnpAllowedFeatures, "snp.allowed_sev_features", "15.36.20", "P9", control, vmexit_invalid, kA,
+NSVM_RULE(SnpAllowedFeatures, "snp.allowed_sev_features", "15.36.20", "P9", control, vmexit_invalid, kA | kH,
           ({"control.allowed_sev_features", "control.guest_sev_features"}),
           "the allowed-SEV-features mask is enabled and SEV_FEATURES has a bit outside it",
           "add the feature to allowed_sev_features[61:0] or remove it from the guest's SEV_FEATURES") {
     return v.sev_es_on() && (v.allowed_sev & kAllowedSevEnable) != 0 &&
            (v.gsf & bits(61, 0) & ~v.allowed_sev) != 0;
 }
-NSVM_RULE(SnpSecureAvic, "snp.secure_avic_conflict", "15.36.21.2", "P10", control, vmexit_invalid, kA,
+NSVM_RULE(SnpSecureAvic, "snp.secure_avic_conflict", "15.36.21.2", "P10", control, vmexit_invalid, kA | kH,
           ({"control.guest_sev_features", "control.int_ctl"}),
           "Secure AVIC is enabled together with VMCB AVIC, Restricted Injection or Alternate Injection",
           "with Secure AVIC, clear AVIC_ENABLE and both injection modes") {
@@ -523,7 +542,7 @@ NSVM_RULE(Cr0Upper, "cr0.upper", "15.5.1", "C3", save, vmexit_invalid, kAll, ({"
           "CR0[63:32] is not zero", "clear CR0 bits 63:32") {
     return (v.cr0 & bits(63, 32)) != 0;
 }
-NSVM_RULE(Cr3Mbz, "cr3.mbz", "15.5.1", "C4", save, vmexit_invalid, kA | kK | kQ | kX,
+NSVM_RULE(Cr3Mbz, "cr3.mbz", "15.5.1", "C4", save, vmexit_invalid, kA | kH | kK | kQ | kX,
           ({"save.cr3", "save.cr4", "save.cr0", "save.efer"}),
           "CR3 has must-be-zero bits set for the guest's paging mode",
           "clear CR3's reserved bits: 2:0 and 11:5 (unless CR4.PCIDE in long mode), 63:32 outside long mode, "
@@ -571,7 +590,7 @@ NSVM_RULE(EferLm, "efer.lm_unsupported", "15.5.1", "C9", save, vmexit_invalid, k
 // LMA = 0 with LME && PG is not flagged: every long-mode rule of 15.5.1 is
 // stated on LME and PG, and KVM's shadow-paging code (svm_set_efer clears LME
 // when LMA = 0) suggests the hardware derives long mode from LME && PG.
-NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "§3.1", save, vmexit_invalid, kA,
+NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "§3.1", save, vmexit_invalid, kA | kH,
           ({"save.efer", "save.cr0"}),
           "EFER.LMA is 1 but EFER.LME and CR0.PG are not both 1 (long mode active with long mode not enabled)",
           "make EFER.LMA equal EFER.LME AND CR0.PG: clear EFER.LMA (bit 10) for a guest with paging off, or keep "
@@ -585,7 +604,7 @@ NSVM_RULE(LongModePae, "long_mode.pae", "15.5.1", "C10", save, vmexit_invalid, k
           "set CR4.PAE for a long-mode guest (or clear EFER.LME for a legacy guest)") {
     return v.lme_pg && (v.cr4 & arch::cr4::PAE) == 0;
 }
-NSVM_RULE(LongModePe, "long_mode.pe", "15.5.1", "C11", save, vmexit_invalid, kA | kK | kQ | kX,
+NSVM_RULE(LongModePe, "long_mode.pe", "15.5.1", "C11", save, vmexit_invalid, kA | kH | kK | kQ | kX,
           ({"save.efer", "save.cr0"}), "EFER.LME and CR0.PG are set but CR0.PE is 0",
           "set CR0.PE for a long-mode guest; paged real mode (PE=0, PG=1) needs EFER.LME = 0") {
     return v.lme_pg && (v.cr0 & arch::cr0::PE) == 0;
@@ -598,11 +617,11 @@ NSVM_RULE(LongModeCsLD, "long_mode.cs_l_d", "15.5.1", "C12", save, vmexit_invali
     if (!ld) return false;
     return v.p.cs_l_d_any_mode || (v.lme_pg && (!v.p.cs_l_d_needs_pae || (v.cr4 & arch::cr4::PAE) != 0));
 }
-NSVM_RULE(CetSCet, "cet.s_cet_reserved", "15.5.1", "C17", save, vmexit_invalid, kA, ({"save.s_cet"}),
+NSVM_RULE(CetSCet, "cet.s_cet_reserved", "15.5.1", "C17", save, vmexit_invalid, kA | kH, ({"save.s_cet"}),
           "S_CET has reserved bits set", "clear S_CET's reserved bits (9:6; 63:10 and 5:2 without IBT)") {
     return v.has(Feature::shstk) && s_cet_bad_bits(v) != 0;
 }
-NSVM_RULE(CetWp, "cet.cr0_wp", "15.5.1", "C18", save, vmexit_invalid, kA, ({"save.cr4", "save.cr0"}),
+NSVM_RULE(CetWp, "cet.cr0_wp", "15.5.1", "C18", save, vmexit_invalid, kA | kH, ({"save.cr4", "save.cr0"}),
           "CR4.CET is set while CR0.WP is 0", "set CR0.WP whenever CR4.CET is set") {
     return (v.has(Feature::shstk) || v.has(Feature::ibt)) && (v.cr4 & arch::cr4::CET) != 0 &&
            (v.cr0 & arch::cr0::WP) == 0;
@@ -622,7 +641,7 @@ NSVM_RULE(EventVector, "event_inj.vector", "15.20", "E3", event, vmexit_invalid,
           "inject NMI with TYPE 2, interrupts with TYPE 0/4; TYPE 3 only for exception vectors") {
     return v.event_valid() && v.event_type() == 3 && !exception_vector_ok(v, v.event_vector());
 }
-NSVM_RULE(EventMode, "event_inj.mode", "15.20", "E1", event, vmexit_invalid, kA,
+NSVM_RULE(EventMode, "event_inj.mode", "15.20", "E1", event, vmexit_invalid, kA | kH,
           ({"control.event_inj", "save.cs.attrib", "save.efer", "save.cr0"}),
           "EVENTINJ injects #BR or #OF into a 64-bit guest, where they cannot occur",
           "do not inject #BR/#OF (BOUND/INTO do not exist in 64-bit mode)") {
@@ -630,7 +649,7 @@ NSVM_RULE(EventMode, "event_inj.mode", "15.20", "E1", event, vmexit_invalid, kA,
     const unsigned vec = v.event_vector();
     return (vec == 4 || vec == 5) && v.lme_pg && (v.cs_attrib & arch::seg_attr::L) != 0;
 }
-NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid, kA,
+NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid, kA | kH,
           ({"control.event_inj", "control.misc_ctl"}),
           "EVENTINJ injects a software interrupt or #BP/#OF into an SEV-ES guest",
           "SEV-ES guests cannot take INTn or vectors 3/4 by injection; use the #VC/GHCB protocol") {
@@ -642,7 +661,7 @@ NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid
 // P6, event half (the AVIC half is snp.restricted_with_avic): with
 // Restricted Injection the hypervisor may inject nothing but #HV; every other
 // event reaches the guest through the #HV doorbell page it reads itself.
-NSVM_RULE(EventRestricted, "event_inj.restricted_injection", "15.36.16", "P6", event, vmexit_invalid, kA,
+NSVM_RULE(EventRestricted, "event_inj.restricted_injection", "15.36.16", "P6", event, vmexit_invalid, kA | kH,
           ({"control.event_inj", "control.guest_sev_features"}),
           "EVENTINJ injects an event other than #HV into an SEV-SNP guest with Restricted Injection",
           "with Restricted Injection inject only #HV (TYPE 3, vector 28); signal other events through the "
@@ -657,7 +676,7 @@ NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "§16.3", event, vmexit_
 
 // --- Guest memory (APM 15.5.1 last paragraph) ---
 
-NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid, kA | kK | kB, ({"save.cr3", "save.cr4"}),
+NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid, kA | kH | kK | kB, ({"save.cr3", "save.cr4"}),
           "a present PAE PDPE of the guest (no nested paging) has reserved bits set, or cannot be read",
           "clear bits 2:1, 8:5 and those at or above MAXPHYADDR in the guest's four PDPEs") {
     if (v.ctx.memory == nullptr || !pae_legacy_without_np(v)) return false;
@@ -673,7 +692,7 @@ NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid
 /// with guest memory.
 [[nodiscard]] constexpr std::uint64_t vmsa_page(std::uint64_t vmsa_pa) noexcept { return vmsa_pa & ~std::uint64_t{0xFFF}; }
 
-NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory, vmexit_invalid, kA,
+NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory, vmexit_invalid, kA | kH,
           ({"control.vmsa_pa", "control.misc_ctl"}),
           "SEV-ES is enabled and the VMSA page (control.vmsa_pa) cannot be read: the VMRUN flow faults",
           "point vmsa_pa at the guest's encrypted save area (a backed, 4 KiB aligned page)") {

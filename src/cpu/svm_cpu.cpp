@@ -237,8 +237,7 @@ checks::HostState SvmCpu::host_state_for_gates(const Registers& r) const noexcep
     // and virtual-8086 modes raise #UD (Bochs: protected_mode() is false in
     // v86). KVM and QEMU test only CR0.PE and then CPL, giving #GP(0) in v86,
     // which the catalogue's gate.cpl already says for those profiles.
-    const bool v86_is_ud = profile_->id == checks::ProfileId::apm || profile_->id == checks::ProfileId::bochs ||
-                           profile_->id == checks::ProfileId::xen;
+    const bool v86_is_ud = profile_->id != checks::ProfileId::kvm && profile_->id != checks::ProfileId::qemu;
     if (v86_is_ud && (r.rflags & arch::rflags::VM) != 0) h.cr0 &= ~arch::cr0::PE;
     h.cr4 = r.cr4;
     h.rflags = r.rflags;

@@ -78,6 +78,8 @@ public:
         return std::nullopt;
     }
     void mark_given(arch::FieldId id) { given_[static_cast<std::size_t>(id)] = true; }
+    /// Which fields (by arch::FieldId) the text gave so far.
+    [[nodiscard]] const std::vector<bool>& given() const { return given_; }
 
     [[nodiscard]] ReadResult finish(std::string_view what) {
         if (unknown_labels_ > kMaxLabelWarnings)
@@ -85,6 +87,7 @@ public:
                                     "are listed)",
                                     unknown_labels_ - kMaxLabelWarnings, kMaxLabelWarnings));
         if (auto w = missing_fields_warning(source_, what, given_)) result_.warnings.push_back(std::move(*w));
+        result_.given = given_;  // for --partial: checks on fields not given are not decided
         return std::move(result_);
     }
     [[nodiscard]] ReadResult& result() { return result_; }

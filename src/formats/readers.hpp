@@ -21,6 +21,7 @@ using Result = nsvm::expected<ReadResult, Diagnostic>;
 [[nodiscard]] Result read_json(std::string_view text, std::string_view source);
 [[nodiscard]] Result read_kvm_dump(std::string_view text, std::string_view source);
 [[nodiscard]] Result read_xen_dump(std::string_view text, std::string_view source);
+[[nodiscard]] Result read_qemu_dump(std::string_view text, std::string_view source);
 
 /// Bytes of the page that some named field covers (everything else is
 /// reserved and travels in JSON's "reserved_bytes").

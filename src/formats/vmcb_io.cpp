@@ -109,6 +109,7 @@ std::optional<Format> parse_format(std::string_view name) {
     if (name == "json") return Format::json;
     if (name == "kvm-dump" || name == "kvm_dump" || name == "kvm") return Format::kvm_dump;
     if (name == "xen-dump" || name == "xen_dump" || name == "xen") return Format::xen_dump;
+    if (name == "qemu-dump" || name == "qemu_dump" || name == "qemu") return Format::qemu_dump;
     return std::nullopt;
 }
 
@@ -119,6 +120,7 @@ std::string_view format_name(Format f) {
         case Format::json: return "json";
         case Format::kvm_dump: return "kvm-dump";
         case Format::xen_dump: return "xen-dump";
+        case Format::qemu_dump: return "qemu-dump";
     }
     return "auto";
 }
@@ -164,6 +166,12 @@ Format detect_format(std::span<const std::uint8_t> data) {
                                   "last attempted VMRUN on CPU"});
     // Xen: the console prefix and svm_vmcb_dump's first lines (a.4).
     const auto xen = earliest(s, {"(XEN)", "cr_intercepts =", "general1_intercepts", "Dumping guest's current state"});
+    // QEMU: the failure line, or its register lines (x86_cpu_dump_state).
+    auto qemu = earliest(s, {"entry failed, hardware error"});
+    if (qemu == std::string_view::npos && s.find("EFER=") != std::string_view::npos &&
+        s.find("CR0=") != std::string_view::npos)
+        qemu = earliest(s, {"EAX=", "RAX=", "EIP=", "RIP=", "CR0="});
+    if (qemu != std::string_view::npos && qemu < kvm && qemu < xen) return Format::qemu_dump;
     if (xen != std::string_view::npos && xen < kvm) return Format::xen_dump;
     if (kvm != std::string_view::npos) return Format::kvm_dump;
     if (s.size() == arch::kVmcbSize) return Format::raw;
@@ -182,7 +190,8 @@ nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> d
                 return nsvm::unexpected(Diagnostic{
                     source, 0, "",
                     fmt::format("cannot tell the format of {} bytes (not a 4096-byte raw page, no JSON object, no "
-                                "KVM dump_vmcb or Xen svm_vmcb_dump lines); give --format raw|json|kvm-dump|xen-dump",
+                                "KVM dump_vmcb, Xen svm_vmcb_dump or QEMU register dump lines); give --format "
+                                "raw|json|kvm-dump|xen-dump|qemu-dump",
                                 data.size())});
             }
         }
@@ -202,6 +211,7 @@ nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> d
             case Format::json: return detail::read_json(text, source);
             case Format::kvm_dump: return detail::read_kvm_dump(text, source);
             case Format::xen_dump: return detail::read_xen_dump(text, source);
+            case Format::qemu_dump: return detail::read_qemu_dump(text, source);
             case Format::auto_detect: break;
         }
         return nsvm::unexpected(Diagnostic{source, 0, "", "unknown format"});

@@ -118,8 +118,8 @@ inline ::testing::AssertionResult fails_only(const Scenario& s, std::string_view
                                          << ", got " << join(ids) << " (fast path " << fast << ")";
 }
 
-inline constexpr std::array kAllProfileIds = {ProfileId::apm, ProfileId::kvm, ProfileId::qemu, ProfileId::bochs,
-                                              ProfileId::xen};
+inline constexpr std::array kAllProfileIds = {ProfileId::apm, ProfileId::kvm,    ProfileId::qemu,
+                                              ProfileId::bochs, ProfileId::xen, ProfileId::hyperv};
 
 inline std::string profile_param_name(const ::testing::TestParamInfo<ProfileId>& info) {
     return std::string(profile(info.param).name);

@@ -54,6 +54,43 @@ TEST(CliCheck, JsonOutputFollowsTheContract) {
     EXPECT_TRUE(j.contains("warnings"));
 }
 
+// QEMU's dump after a failed KVM entry with SMM=1 and a CR3 with PCID bits
+// and bit 32 set while paging is off: AMD hardware runs it; Hyper-V as L0
+// rejects it. Control-area checks are listed as not decided, never passed.
+TEST(CliCheck, QemuEntryFailureUnderSmmIsValidOnAmdAndInvalidUnderHyperV) {
+    const std::string dump = "tests/formats/fixtures/qemu-entry-failed-smm.txt";
+    const auto amd = nsvm("check " + dump);
+    EXPECT_EQ(amd.status, 0) << amd.out << amd.err;
+    EXPECT_NE(amd.out.find("no check this input decides fails"), std::string::npos) << amd.out;
+    EXPECT_NE(amd.out.find("not decided"), std::string::npos) << amd.out;
+    EXPECT_NE(amd.out.find("intercept.vmrun"), std::string::npos) << amd.out;
+    EXPECT_NE(amd.out.find("SMM=1"), std::string::npos) << amd.out;
+    const auto hv = nsvm("check --profile hyperv " + dump);
+    EXPECT_EQ(hv.status, 1) << hv.out << hv.err;
+    EXPECT_NE(hv.out.find("cr3.mbz"), std::string::npos) << hv.out;
+    EXPECT_NE(hv.out.find("Hyper-V checks this format with paging off"), std::string::npos) << hv.out;
+    const auto j = nsvm("check --json " + dump);
+    ASSERT_EQ(j.status, 0) << j.err;
+    const auto doc = nlohmann::json::parse(j.out);
+    EXPECT_EQ(doc.at("verdict"), "valid");
+    EXPECT_EQ(doc.at("format"), "qemu-dump");
+    bool vmrun_undecided = false;
+    for (const auto& u : doc.at("undecided")) vmrun_undecided |= u.at("id") == "intercept.vmrun";
+    EXPECT_TRUE(vmrun_undecided) << j.out;
+}
+
+TEST(CliCheck, PartialLeavesChecksOnMissingFieldsUndecided) {
+    // A JSON VMCB gives every field; --partial changes nothing for it.
+    const auto whole = nsvm("check --partial --json examples/valid-vmcb.json");
+    ASSERT_EQ(whole.status, 0) << whole.err;
+    EXPECT_TRUE(nlohmann::json::parse(whole.out).at("undecided").empty());
+    // A KVM dump of an old kernel lacks fields: with --partial, the checks
+    // that read them are listed as not decided.
+    const auto dump = nsvm("check --partial --json tests/formats/fixtures/kvm-2024.txt");
+    ASSERT_NE(dump.status, 2) << dump.err;
+    EXPECT_TRUE(nlohmann::json::parse(dump.out).contains("undecided")) << dump.out;
+}
+
 TEST(CliCheck, ValidJsonVmcbPasses) {
     const auto r = nsvm("check examples/valid-vmcb.json");
     EXPECT_EQ(r.status, 0) << r.out << r.err;
@@ -174,7 +211,7 @@ TEST(CliModels, CpuAndProfileListings) {
     EXPECT_EQ(nlohmann::json::parse(show.out).at("maxphyaddr"), 40);
     const auto profiles = nsvm("profile list --json");
     ASSERT_EQ(profiles.status, 0);
-    EXPECT_EQ(nlohmann::json::parse(profiles.out).size(), 5U);
+    EXPECT_EQ(nlohmann::json::parse(profiles.out).size(), 6U);
     const auto kvm = nsvm("profile show --json kvm");
     ASSERT_EQ(kvm.status, 0);
     const auto choices = nlohmann::json::parse(kvm.out).at("choices");

@@ -31,7 +31,7 @@ Registrar::Registrar(int order, std::function<void(CLI::App&, int& status)> setu
 void add_model_options(CLI::App& sub, ModelOptions& opts) {
     sub.add_option("--cpu", opts.cpu, "CPU model: a built-in name (nsvm cpu list) or a JSON model file")
         ->capture_default_str();
-    sub.add_option("--profile", opts.profile, "behaviour profile: apm, kvm, qemu, bochs, xen (nsvm profile list)")
+    sub.add_option("--profile", opts.profile, "behaviour profile: apm, kvm, qemu, bochs, xen, hyperv (nsvm profile list)")
         ->capture_default_str();
     sub.add_option("--maxphyaddr", opts.maxphyaddr, "override the model's MAXPHYADDR")->check(CLI::Range(32, 52));
     sub.add_option("--features", opts.features, "feature edits on the model, e.g. +la57,-npt");

@@ -17,12 +17,18 @@ struct CheckOptions {
     std::string file;
     std::string format = "auto";
     bool json = false;
+    bool partial = false;
     ModelOptions model;
 };
 
 std::string verdict_line(const checks::Report& r) {
     switch (r.verdict) {
-        case checks::Verdict::valid: return "VMRUN would succeed";
+        case checks::Verdict::valid:
+            if (!r.undecided.empty())
+                return fmt::format("no check this input decides fails ({} not decided: the input does not give "
+                                   "their fields)",
+                                   r.undecided.size());
+            return "VMRUN would succeed";
         case checks::Verdict::ud: return "VMRUN would raise #UD before reading the VMCB";
         case checks::Verdict::gp: return "VMRUN would raise #GP(0) before reading the VMCB";
         default: {
@@ -57,6 +63,17 @@ nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, cons
         if (!f.detail.empty()) e["detail"] = f.detail;
         failures.push_back(std::move(e));
     }
+    {  // checks the input cannot decide (partial input); empty for a whole VMCB
+        auto& undecided = j["undecided"] = nlohmann::json::array();
+        for (const auto* c : r.undecided) {
+            nlohmann::json e;
+            e["id"] = std::string(c->id);
+            e["apm"] = std::string(c->apm);
+            e["fields"] = nlohmann::json::array();
+            for (auto field : c->fields) e["fields"].push_back(std::string(field));
+            undecided.push_back(std::move(e));
+        }
+    }
     auto& warnings = j["warnings"] = nlohmann::json::array();
     for (const auto& w : in.warnings) {
         warnings.push_back({{"id", "input"}, {"fields", w.field.empty() ? nlohmann::json::array() : nlohmann::json::array({w.field})},
@@ -66,6 +83,20 @@ nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, cons
         warnings.push_back({{"id", w.id}, {"fields", w.fields}, {"message", w.message}});
     }
     return j;
+}
+
+/// The checks partial input cannot decide, by stage, so a clean report on a
+/// register dump is never read as "every check passed".
+void print_undecided(const checks::Report& r) {
+    std::cout << '\n' << fmt::format("  not decided ({}): the input does not give the fields they read", r.undecided.size())
+              << '\n';
+    for (auto stage : {checks::Stage::instruction, checks::Stage::control, checks::Stage::save, checks::Stage::event,
+                       checks::Stage::memory}) {
+        std::string ids;
+        for (const auto* c : r.undecided)
+            if (c->stage == stage) ids += (ids.empty() ? "" : ", ") + std::string(c->id);
+        if (!ids.empty()) std::cout << "    " << dim(fmt::format("{:<8}", checks::stage_name(stage))) << ' ' << ids << '\n';
+    }
 }
 
 void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedModel& m,
@@ -88,6 +119,7 @@ void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedM
     if (!in.warnings.empty() || !r.warnings.empty()) std::cout << '\n';
     for (const auto& w : in.warnings) std::cout << "  " << yellow("warning") << ": " << formats::to_string(w) << '\n';
     for (const auto& w : r.warnings) std::cout << "  " << yellow("warning") << ": " << w.id << ": " << w.message << '\n';
+    if (!r.undecided.empty()) print_undecided(r);
     if (!ok) {
         std::cout << '\n'
                   << fmt::format("{} check{} failed.", r.failures.size(), r.failures.size() == 1 ? "" : "s")
@@ -98,14 +130,17 @@ void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedM
 int run_check(const CheckOptions& o) {
     const auto model = resolve_model(o.model);
     auto fmt_id = formats::parse_format(o.format);
-    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", util::printable(o.format))};
+    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump, qemu-dump)", util::printable(o.format))};
     const std::string data = read_input(o.file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
     auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : util::printable(o.file, 200));
     if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
 
     checks::Context ctx{in->vmcb, model.cpu, *model.profile, in->host ? &*in->host : nullptr, nullptr};
-    const auto report = checks::evaluate(ctx);
+    // A dump that is not a whole VMCB (QEMU's register dump), or --partial:
+    // checks on fields the input does not give are not decided, never passed.
+    if (in->given.empty()) in->given.assign(arch::kFields.size(), true);  // a whole VMCB (raw, JSON)
+    const auto report = in->partial || o.partial ? checks::evaluate_partial(ctx, in->given) : checks::evaluate(ctx);
     if (o.json) {
         std::cout << report_json(report, model, *in).dump(2) << '\n';
     } else {
@@ -118,10 +153,13 @@ const Registrar reg{10, [](CLI::App& app, int& status) {
     static CheckOptions o;
     auto* sub = app.add_subcommand("check", "Would VMRUN on this VMCB fail, and why? Every failing check, "
                                             "with its APM section, fields and a fix.");
-    sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb() or Xen svm_vmcb_dump() text; - for stdin")
+    sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb(), Xen svm_vmcb_dump() or QEMU register dump text; - for stdin")
         ->required();
-    sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump")->capture_default_str();
+    sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump, qemu-dump")->capture_default_str();
     sub->add_flag("--json", o.json, "one JSON object for scripts (interfaces.md §4)");
+    sub->add_flag("--partial", o.partial,
+                  "decide only the checks whose fields the input gives; list the others as not decided (always on "
+                  "for QEMU register dumps)");
     add_model_options(*sub, o.model);
     sub->callback([&status] { status = run_check(o); });
 }};

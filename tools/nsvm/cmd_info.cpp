@@ -290,7 +290,7 @@ const Registrar reg_profile{61, [](CLI::App& app, int& status) {
     list->add_flag("--json", list_json, "JSON output");
     list->callback([&status] { status = run_profile_list(list_json); });
     auto* s = sub->add_subcommand("show", "Show every choice of one profile");
-    s->add_option("name", show.name, "apm, kvm, qemu, bochs or xen")->required();
+    s->add_option("name", show.name, "apm, kvm, qemu, bochs, xen or hyperv")->required();
     s->add_flag("--json", show.json, "JSON output");
     s->callback([&status] { status = run_profile_show(show); });
 }};

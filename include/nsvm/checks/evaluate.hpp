@@ -26,6 +26,9 @@ struct Report {
     std::uint64_t exit_code = 0;      ///< when verdict is a VMEXIT (-1 .. -4)
     std::vector<Failure> failures;    ///< every failing check, catalogue order
     std::vector<Warning> warnings;    ///< e.g. "needs guest memory"
+    /// evaluate_partial only: checks the input cannot decide (they read a
+    /// field it does not give), catalogue order. Never counted as passed.
+    std::vector<const Check*> undecided;
 };
 
 /// Fast path: would VMRUN succeed? No allocation, stops at the first failure.
@@ -41,5 +44,14 @@ struct Report {
 
 /// Full report: every failure with details, plus warnings.
 [[nodiscard]] Report evaluate(const Context& ctx);
+
+/// The report for partial input: `given[i]` tells whether the input gave
+/// field arch::FieldId(i) (a register dump without a control area, a quote of
+/// a few dump lines). A check is decided only when every field it names is
+/// given and its verdict is the same whatever the fields not given hold
+/// (tried with them all zeros, all ones and two alternating patterns);
+/// every other check goes to Report::undecided. ctx.vmcb holds the given
+/// fields (the others are ignored).
+[[nodiscard]] Report evaluate_partial(const Context& ctx, const std::vector<bool>& given);
 
 }  // namespace nsvm::checks

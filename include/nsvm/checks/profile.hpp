@@ -12,17 +12,20 @@
 
 namespace nsvm::checks {
 
-enum class ProfileId : std::uint8_t { apm, kvm, qemu, bochs, xen };
-inline constexpr std::size_t kProfileCount = 5;
+enum class ProfileId : std::uint8_t { apm, kvm, qemu, bochs, xen, hyperv };
+inline constexpr std::size_t kProfileCount = 6;
 
 /// Bit set over ProfileId, for "which profiles apply this check".
 using ProfileMask = std::uint8_t;
 [[nodiscard]] constexpr ProfileMask mask_of(ProfileId p) noexcept { return ProfileMask(1U << unsigned(p)); }
-inline constexpr ProfileMask kAllProfiles = 0x1F;
+inline constexpr ProfileMask kAllProfiles = 0x3F;
 
 /// Which paging modes the CR3 MBZ check looks at (apm-svm.md §3 C4).
 enum class Cr3Rule : std::uint8_t {
-    by_guest_mode,         ///< apm: legacy, PAE and long-mode MBZ sets by the guest's own mode
+    by_paging_mode,        ///< apm: long mode: 2:0, 11:5 (none with PCIDE), >= MAXPHYADDR; PAE or legacy
+                           ///< paging: >= MAXPHYADDR (low bits ignored); paging off: not checked
+    format_always,         ///< hyperv: the format CR4.PAE selects even with paging off, 63:32 MBZ
+                           ///< outside long mode (rejects KVM's SMM-entry state)
     long_mode_only,        ///< kvm: only when EFER.LME && CR0.PG (bits >= MAXPHYADDR)
     host_lma_pa_bits,      ///< qemu: bits >= PA width, only when the *host* EFER.LMA = 1
     none,                  ///< bochs: no CR3 check
@@ -78,7 +81,7 @@ struct Profile {
     std::string_view description;
 
     // --- Consistency checks ---
-    Cr3Rule cr3_rule = Cr3Rule::by_guest_mode;
+    Cr3Rule cr3_rule = Cr3Rule::by_paging_mode;
     EventVectorRule event_vector_rule = EventVectorRule::apm_exceptions;
     BitmapLimitRule bitmap_limit_rule = BitmapLimitRule::last_byte;
     std::uint32_t msrpm_checked_size = 0x2000;  ///< bytes covered by the MSRPM extent rule (8 KiB)

@@ -6,6 +6,8 @@
 //             non-zero byte no field covers, so raw -> json -> raw is lossless
 //   kvm-dump  the text KVM's dump_vmcb() prints (dump-formats.md a.3)
 //   xen-dump  the text Xen's svm_vmcb_dump() prints (dump-formats.md a.4)
+//   qemu-dump QEMU's vCPU register dump after "KVM: entry failed, hardware
+//             error ..." (x86_cpu_dump_state): guest state, no control area
 //
 // Readers never throw and never guess silently: bad input is an error that
 // names the file, the line and the field; anything a dump cannot tell
@@ -27,9 +29,10 @@
 
 namespace nsvm::formats {
 
-enum class Format : std::uint8_t { auto_detect, raw, json, kvm_dump, xen_dump };
+enum class Format : std::uint8_t { auto_detect, raw, json, kvm_dump, xen_dump, qemu_dump };
 
-/// "auto", "raw", "json", "kvm-dump" (also "kvm"), "xen-dump" (also "xen");
+/// "auto", "raw", "json", "kvm-dump" (also "kvm"), "xen-dump" (also "xen"),
+/// "qemu-dump" (also "qemu");
 /// nullopt for anything else.
 [[nodiscard]] std::optional<Format> parse_format(std::string_view name);
 /// The canonical name parse_format accepts ("kvm-dump", ...).
@@ -51,6 +54,12 @@ struct ReadResult {
     Format format = Format::raw;  ///< the format actually read (never auto_detect)
     std::vector<Diagnostic> warnings;
     std::optional<checks::HostState> host;  ///< JSON "host" object, when given
+    /// Which fields the input gave, by arch::FieldId; empty: every field.
+    std::vector<bool> given;
+    /// The input is not a whole VMCB (a register dump without a control
+    /// area): checks that read fields it does not give are not decided
+    /// (checks::evaluate_partial), rather than passed on zeros.
+    bool partial = false;
 };
 
 /// Reads one VMCB. `fmt` may be auto_detect. Never throws.
@@ -76,6 +85,8 @@ struct ReadResult {
 ///        "//" or "/*" comment (which the JSON reader accepts)
 ///  kvm:  "VMCB Control Area:", "kvm_amd:", dump_vmcb labels such as "cr_read:"
 ///  xen:  "(XEN)", "cr_intercepts =", "general1_intercepts"
+///  qemu: "entry failed, hardware error", or "EFER=" with "CR0=" (QEMU's
+///        register dump; its "ES =" lines are not KVM's "es:")
 /// When both dump kinds have markers, the earliest marker wins.
 [[nodiscard]] Format detect_format(std::span<const std::uint8_t> data);
 
