@@ -89,8 +89,9 @@ public:
     explicit QemuReader(std::string_view source) : st_(source, Format::qemu_dump) {}
 
     [[nodiscard]] Result read(std::string_view text) {
-        for (const auto& line : split_lines(text)) {
-            if (auto e = read_line(line)) return nsvm::unexpected(std::move(*e));
+        LineCursor lines(text);
+        while (const auto line = lines.next()) {
+            if (auto e = read_line(*line)) return nsvm::unexpected(std::move(*e));
         }
         if (!st_.seen("CR0") && !st_.seen("EFER") && !st_.seen("CS"))
             return nsvm::unexpected(st_.error(0, "", "no QEMU register dump here (no CR0=, EFER= or CS = line)"));
