@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "nsvm/version.h"
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -11,7 +12,7 @@ int main(int argc, char** argv) {
         "Why did my VMRUN fail? Run `nsvm check FILE` on a VMCB (raw, JSON, KVM or Xen dump).",
         "nsvm"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "nsvm 0.1.0");
+    app.set_version_flag("--version", "nsvm " NSVM_VERSION_STRING);
     app.footer("Exit status: 0 success, 1 the answer is no (VMRUN fails, expectation unmet), 2 bad input.");
 
     int status = nsvm::cli::kOk;
