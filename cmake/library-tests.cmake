@@ -12,7 +12,7 @@ add_test(NAME CApi.C99 COMMAND nsvm_capi_c_test)
 
 if(TARGET nsvm_python)
   add_test(NAME Python.Bindings
-           COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider ${PROJECT_SOURCE_DIR}/tests/python)
+           COMMAND ${NSVM_PYTEST_PYTHON} -m pytest -q -p no:cacheprovider ${PROJECT_SOURCE_DIR}/tests/python)
   set_tests_properties(Python.Bindings PROPERTIES
     ENVIRONMENT "PYTHONPATH=${PROJECT_BINARY_DIR}/python;NSVM_SOURCE_DIR=${PROJECT_SOURCE_DIR}" TIMEOUT 300)
 endif()

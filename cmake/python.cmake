@@ -33,3 +33,17 @@ if(NOT DEFINED NSVM_PYTHON_INSTALL_DIR)
   set(NSVM_PYTHON_INSTALL_DIR ${py_site} CACHE STRING "Where `cmake --install` puts the Python module (prefix-relative)")
 endif()
 install(TARGETS nsvm_python LIBRARY DESTINATION ${NSVM_PYTHON_INSTALL_DIR})
+
+# The interpreter that runs tests/python: the one the module was built for,
+# unless it lacks pytest (a pyenv python ahead of Debian's on PATH) and the
+# system python3 of the same version has it (python3-pytest).
+set(NSVM_PYTEST_PYTHON ${Python3_EXECUTABLE})
+execute_process(COMMAND ${Python3_EXECUTABLE} -c "import pytest" RESULT_VARIABLE no_pytest OUTPUT_QUIET ERROR_QUIET)
+if(no_pytest AND EXISTS /usr/bin/python3)
+  execute_process(COMMAND /usr/bin/python3 -c
+                  "import sys, pytest; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"
+                  OUTPUT_VARIABLE sys_py OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE sys_no_pytest ERROR_QUIET)
+  if(NOT sys_no_pytest AND sys_py STREQUAL "${Python3_VERSION_MAJOR}.${Python3_VERSION_MINOR}")
+    set(NSVM_PYTEST_PYTHON /usr/bin/python3)
+  endif()
+endif()
