@@ -12,9 +12,7 @@
 // aborts (no exceptions: the engine's paths are noexcept).
 #pragma once
 
-#if !defined(__cplusplus) || (__cplusplus < 202002L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 202002L))
-#error "nsvm's C++ headers need C++20 or later (-std=c++20); C programs use <nsvm/nsvm.h>"
-#endif
+#include "nsvm/util/cxx_standard.hpp"
 
 #include <cstdlib>
 #include <type_traits>
