@@ -8,7 +8,7 @@
 // links cleanly and crashes at run time. One type in every mode is the fix.
 //
 // The subset offered: has_value, operator bool, value, *, ->, error,
-// value_or, and nsvm::unexpected to build an error. value() on an error
+// value_or, == with a value, and nsvm::unexpected to build an error. value() on an error
 // aborts (no exceptions: the engine's paths are noexcept).
 #pragma once
 
@@ -65,6 +65,14 @@ public:
     [[nodiscard]] E&& error() && noexcept { return std::move(*std::get_if<1>(&v_)); }
     template <class U>
     [[nodiscard]] T value_or(U&& d) const& { return has_value() ? **this : static_cast<T>(std::forward<U>(d)); }
+
+    // As std::expected: equal to a value when it holds an equal value
+    // (tests compare results with EXPECT_EQ).
+    template <class U>
+        requires(!std::is_same_v<std::remove_cvref_t<U>, expected>)
+    [[nodiscard]] friend bool operator==(const expected& x, const U& v) {
+        return x.has_value() && *x == v;
+    }
 
 private:
     void check() const {
