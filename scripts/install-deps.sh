@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev               # tests
   libbenchmark-dev                        # benchmarks
   python3                                 # scripts/bench.sh reads Google Benchmark's JSON
+  python3-dev pybind11-dev                # the Python module nsvm (bindings/python)
+  python3-pytest                          # its tests (tests/python)
   clang-14 libclang-rt-14-dev             # libFuzzer targets with ASan/UBSan
   binutils                                # as/ld for the oracle test image
   qemu-system-x86                         # oracle: QEMU TCG

@@ -5,6 +5,7 @@
 
 #include "checked_stdout.hpp"
 #include "cli.hpp"
+#include "nsvm/version.h"
 
 namespace {
 
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
         "Why did my VMRUN fail? Run `nsvm check FILE` on a VMCB (raw, JSON, KVM or Xen dump).",
         "nsvm"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "nsvm 0.1.0");
+    app.set_version_flag("--version", "nsvm " NSVM_VERSION_STRING);
     app.footer(
         "Exit status: 0 success, 1 the answer is no (VMRUN fails, expectation unmet), 2 bad input.\n"
         "Limits on input: at most 64 MiB per file or stdin (environment variable NSVM_MAX_INPUT, e.g. 256M,\n"

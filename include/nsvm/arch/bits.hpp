@@ -2,6 +2,8 @@
 // Pure constexpr data; the names follow the APM and Linux.
 #pragma once
 
+#include "nsvm/util/cxx_standard.hpp"  // a clear #error below C++20
+
 #include <array>
 #include <cstdint>
 #include <string_view>

@@ -1,6 +1,8 @@
 // SVM intercept exit codes (APM Vol.2 Appendix C, Table C-1).
 #pragma once
 
+#include "nsvm/util/cxx_standard.hpp"  // a clear #error below C++20
+
 #include <cstdint>
 #include <optional>
 #include <string>

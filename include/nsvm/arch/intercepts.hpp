@@ -3,6 +3,8 @@
 // intercept bit number equals the exit code (APM Appendix C).
 #pragma once
 
+#include "nsvm/util/cxx_standard.hpp"  // a clear #error below C++20
+
 #include <cstdint>
 #include <optional>
 #include <string>

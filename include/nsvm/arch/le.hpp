@@ -5,6 +5,8 @@
 // are constexpr, free of aliasing questions and compile to single moves.
 #pragma once
 
+#include "nsvm/util/cxx_standard.hpp"  // a clear #error below C++20
+
 #include <bit>
 #include <cstddef>
 #include <cstdint>

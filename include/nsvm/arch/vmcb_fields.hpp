@@ -6,6 +6,8 @@
 // so they cannot drift apart; vmcb_layout_asserts.hpp pins each offset.
 #pragma once
 
+#include "nsvm/util/cxx_standard.hpp"  // a clear #error below C++20
+
 #include <array>
 #include <cstddef>
 #include <cstdint>

@@ -1,24 +1,24 @@
-// nsvm::expected: std::expected where the standard library offers it (g++ 12
-// in C++23 mode), otherwise a minimal compatible subset. The fallback exists
-// only because the libFuzzer build uses clang-14, whose concepts support is
-// too old for libstdc++ 12's <expected>; the g++ build always uses std::.
+// nsvm::expected: the project's own minimal expected<T, E>, ALWAYS, whatever
+// the standard library offers. The public headers are compiled by every
+// consumer (C++20 or C++23, g++ or clang): were this an alias of
+// std::expected when <expected> exists and a home-made class otherwise, a
+// harness built as C++20 (or with clang-14, whose concepts support cannot
+// parse libstdc++ 12's <expected>) would see a different type with a
+// different layout under the same name as libnsvm -- an ODR violation that
+// links cleanly and crashes at run time. One type in every mode is the fix.
+//
+// The subset offered: has_value, operator bool, value, *, ->, error,
+// value_or, == with a value, and nsvm::unexpected to build an error. value() on an error
+// aborts (no exceptions: the engine's paths are noexcept).
 #pragma once
 
-#include <utility>
-#include <version>
+#include "nsvm/util/cxx_standard.hpp"
 
-#if defined(__cpp_lib_expected)
-#include <expected>
-namespace nsvm {
-template <class T, class E>
-using expected = std::expected<T, E>;
-template <class E>
-using unexpected = std::unexpected<E>;
-}  // namespace nsvm
-#else
 #include <cstdlib>
 #include <type_traits>
+#include <utility>
 #include <variant>
+
 namespace nsvm {
 
 template <class E>
@@ -66,6 +66,14 @@ public:
     template <class U>
     [[nodiscard]] T value_or(U&& d) const& { return has_value() ? **this : static_cast<T>(std::forward<U>(d)); }
 
+    // As std::expected: equal to a value when it holds an equal value
+    // (tests compare results with EXPECT_EQ).
+    template <class U>
+        requires(!std::is_same_v<std::remove_cvref_t<U>, expected>)
+    [[nodiscard]] friend bool operator==(const expected& x, const U& v) {
+        return x.has_value() && *x == v;
+    }
+
 private:
     void check() const {
         if (!has_value()) std::abort();
@@ -76,6 +84,9 @@ private:
 template <class E>
 class expected<void, E> {
 public:
+    using value_type = void;
+    using error_type = E;
+
     expected() noexcept = default;
     template <class G>
     expected(const unexpected<G>& u) : err_(u.error()), ok_(false) {}
@@ -95,4 +106,3 @@ private:
 };
 
 }  // namespace nsvm
-#endif

@@ -2,6 +2,8 @@
 // the forms interfaces.md §1 allows, and "did you mean" suggestions.
 #pragma once
 
+#include "nsvm/util/cxx_standard.hpp"  // a clear #error below C++20
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
