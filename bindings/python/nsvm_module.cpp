@@ -58,10 +58,15 @@ arch::FieldId field_id(const std::string& name) {
 
 /// A VMCB as Python sees it: the page plus what reading it told.
 struct PyVmcb {
+    PyVmcb() = default;
+    explicit PyVmcb(const arch::Vmcb& v) : vmcb(v) {}
+
     arch::Vmcb vmcb;
     std::string format = "raw";
     std::optional<checks::HostState> host;
     std::vector<std::string> warnings;
+    std::vector<bool> given;  ///< fields the input gave; empty: all
+    bool partial = false;     ///< a QEMU register dump: checks on fields not given are not decided
 
     [[nodiscard]] checks::Context context(const Model& m) const {
         return checks::Context{vmcb, m.cpu, *m.profile, host ? &*host : nullptr, nullptr};
@@ -70,10 +75,14 @@ struct PyVmcb {
 
 PyVmcb read_bytes(std::span<const std::uint8_t> data, const std::string& format, const std::string& source) {
     const auto f = formats::parse_format(format);
-    if (!f) throw py::value_error("unknown format '" + format + "' (auto, raw, json, kvm-dump, xen-dump)");
+    if (!f) throw py::value_error("unknown format '" + format + "' (auto, raw, json, kvm-dump, xen-dump, qemu-dump)");
     auto in = formats::read_vmcb(data, *f, source);
     if (!in) raise_input_error(in.error());
-    PyVmcb v{in->vmcb, std::string(formats::format_name(in->format)), in->host, {}};
+    PyVmcb v(in->vmcb);
+    v.format = std::string(formats::format_name(in->format));
+    v.host = in->host;
+    v.given = in->given;
+    v.partial = in->partial;
     for (const auto& w : in->warnings) v.warnings.push_back(formats::to_string(w));
     return v;
 }
@@ -101,7 +110,9 @@ PyVmcb read_file(const std::string& path, const std::string& format) {
 
 py::list check(const PyVmcb& v, const std::string& cpu, const std::string& profile) {
     const Model m = resolve(cpu, profile);
-    const auto report = checks::evaluate(v.context(m));
+    // Partial input: a check on fields the input does not give is not
+    // decided, so it is not among the failures (Vmcb.partial says so).
+    const auto report = v.partial ? checks::evaluate_partial(v.context(m), v.given) : checks::evaluate(v.context(m));
     py::list out;
     for (const auto& f : report.failures) {
         py::list fields;
@@ -227,6 +238,7 @@ void bind_vmcb(py::module_& m) {
         .def("__eq__", [](const PyVmcb& a, const PyVmcb& b) { return a.vmcb == b.vmcb; })
         .def_readonly("format", &PyVmcb::format, "The format it was read from.")
         .def_readonly("warnings", &PyVmcb::warnings, "What the input could not tell (formats' warnings).")
+        .def_readonly("partial", &PyVmcb::partial, "True for partial input (a QEMU register dump): check() decides only the checks whose fields it gives.")
         .def("page", [](const PyVmcb& v) {
             return py::bytes(reinterpret_cast<const char*>(v.vmcb.page().data()), v.vmcb.page().size());
         })

@@ -61,7 +61,8 @@ typedef enum nsvm_format {
     NSVM_FORMAT_RAW = 1,      /* the 4 KiB little-endian page */
     NSVM_FORMAT_JSON = 2,     /* interfaces.md section 1 */
     NSVM_FORMAT_KVM_DUMP = 3, /* KVM's dump_vmcb() text */
-    NSVM_FORMAT_XEN_DUMP = 4  /* Xen's svm_vmcb_dump() text */
+    NSVM_FORMAT_XEN_DUMP = 4, /* Xen's svm_vmcb_dump() text */
+    NSVM_FORMAT_QEMU_DUMP = 5 /* QEMU's register dump after "KVM: entry failed" (partial input) */
 } nsvm_format;
 
 typedef struct nsvm_vmcb nsvm_vmcb;
@@ -131,6 +132,11 @@ NSVM_API nsvm_verdict nsvm_report_verdict(const nsvm_report* report);
 NSVM_API uint64_t nsvm_report_exit_code(const nsvm_report* report);
 NSVM_API size_t nsvm_report_failure_count(const nsvm_report* report);
 NSVM_API nsvm_status nsvm_report_failure(const nsvm_report* report, size_t index, nsvm_failure* out);
+/* Partial input (a QEMU register dump has no control area): the checks the
+ * input cannot decide, never counted as passed. 0 for a whole VMCB. The id
+ * stays valid until nsvm_report_free; NULL for an index out of range. */
+NSVM_API size_t nsvm_report_undecided_count(const nsvm_report* report);
+NSVM_API const char* nsvm_report_undecided_id(const nsvm_report* report, size_t index);
 
 /* ---- Repair ------------------------------------------------------------ */
 

@@ -46,8 +46,10 @@ nsvm_status nsvm_check(const nsvm_checker* checker, const nsvm_vmcb* vmcb, nsvm_
         *out = nullptr;
         const nsvm::checks::Context ctx{vmcb->vmcb, checker->cpu, *checker->profile,
                                         vmcb->host ? &*vmcb->host : nullptr, nullptr};
-        const auto report = nsvm::checks::evaluate(ctx);
+        // Partial input: checks on fields it does not give are not decided.
+        const auto report = vmcb->partial ? nsvm::checks::evaluate_partial(ctx, vmcb->given) : nsvm::checks::evaluate(ctx);
         auto r = std::make_unique<nsvm_report>();
+        for (const auto* c : report.undecided) r->undecided.emplace_back(c->id);
         r->verdict = report.verdict;
         r->exit_code = report.exit_code;
         r->failures.reserve(report.failures.size());
@@ -70,6 +72,13 @@ nsvm_verdict nsvm_report_verdict(const nsvm_report* report) {
 uint64_t nsvm_report_exit_code(const nsvm_report* report) { return report ? report->exit_code : 0; }
 
 size_t nsvm_report_failure_count(const nsvm_report* report) { return report ? report->failures.size() : 0; }
+
+size_t nsvm_report_undecided_count(const nsvm_report* report) { return report ? report->undecided.size() : 0; }
+
+const char* nsvm_report_undecided_id(const nsvm_report* report, size_t index) {
+    if (report == nullptr || index >= report->undecided.size()) return nullptr;
+    return report->undecided[index].c_str();
+}
 
 nsvm_status nsvm_report_failure(const nsvm_report* report, size_t index, nsvm_failure* out) {
     return guarded([&] {

@@ -22,6 +22,8 @@ struct nsvm_vmcb {
     nsvm::arch::Vmcb vmcb;
     nsvm_format format = NSVM_FORMAT_RAW;
     std::optional<nsvm::checks::HostState> host;  ///< a JSON input's "host" object
+    std::vector<bool> given;                      ///< fields the input gave; empty: all
+    bool partial = false;                         ///< evaluate_partial (a QEMU register dump)
 };
 
 struct nsvm_checker {
@@ -39,6 +41,7 @@ struct nsvm_report {
     nsvm::checks::Verdict verdict = nsvm::checks::Verdict::valid;
     std::uint64_t exit_code = 0;
     std::vector<Entry> failures;
+    std::vector<std::string> undecided;  ///< check ids partial input cannot decide
 };
 
 struct nsvm_repair {

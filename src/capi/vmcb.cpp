@@ -17,6 +17,7 @@ nsvm::formats::Format to_cpp(nsvm_format f) {
         case NSVM_FORMAT_JSON: return nsvm::formats::Format::json;
         case NSVM_FORMAT_KVM_DUMP: return nsvm::formats::Format::kvm_dump;
         case NSVM_FORMAT_XEN_DUMP: return nsvm::formats::Format::xen_dump;
+        case NSVM_FORMAT_QEMU_DUMP: return nsvm::formats::Format::qemu_dump;
         case NSVM_FORMAT_AUTO: break;
     }
     return nsvm::formats::Format::auto_detect;
@@ -27,11 +28,12 @@ nsvm_format to_c(nsvm::formats::Format f) {
         case nsvm::formats::Format::json: return NSVM_FORMAT_JSON;
         case nsvm::formats::Format::kvm_dump: return NSVM_FORMAT_KVM_DUMP;
         case nsvm::formats::Format::xen_dump: return NSVM_FORMAT_XEN_DUMP;
+        case nsvm::formats::Format::qemu_dump: return NSVM_FORMAT_QEMU_DUMP;
         default: return NSVM_FORMAT_RAW;
     }
 }
 
-bool known_format(nsvm_format f) { return f >= NSVM_FORMAT_AUTO && f <= NSVM_FORMAT_XEN_DUMP; }
+bool known_format(nsvm_format f) { return f >= NSVM_FORMAT_AUTO && f <= NSVM_FORMAT_QEMU_DUMP; }
 
 }  // namespace
 
@@ -78,7 +80,7 @@ nsvm_status nsvm_vmcb_read(const void* data, size_t size, nsvm_format format, co
         const auto bytes = std::span(static_cast<const std::uint8_t*>(data), size);
         auto in = nsvm::formats::read_vmcb(bytes, to_cpp(format), source_name ? source_name : "<buffer>");
         if (!in) return fail(NSVM_E_PARSE, nsvm::formats::to_string(in.error()));
-        *out = new nsvm_vmcb{in->vmcb, to_c(in->format), in->host};
+        *out = new nsvm_vmcb{in->vmcb, to_c(in->format), in->host, in->given, in->partial};
         return NSVM_OK;
     });
 }

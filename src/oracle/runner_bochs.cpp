@@ -9,16 +9,20 @@
 // loses guest memory, still names the vector that caused it.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "batch.hpp"
 #include "cleanup.hpp"
 #include "nsvm/oracle/runner.hpp"
 #include "process.hpp"
+#include "nsvm/util/text.hpp"
 
 namespace nsvm::oracle {
 
@@ -167,7 +171,39 @@ private:
 
 }  // namespace
 
+namespace {
+
+/// The CPU models this Bochs knows (`bochs -help cpu`). An unknown model makes
+/// Bochs stop before its log says why, so it is refused here, as set-up the
+/// user can fix (exit 2), instead of as a batch that never started.
+std::vector<std::string> bochs_cpu_models() {
+    std::vector<std::string> models;
+    FILE* p = popen("bochs -help cpu 2>&1", "r");  // Bochs prints the list on stderr
+    if (p == nullptr) return models;
+    char buf[256];
+    bool listing = false;
+    while (std::fgets(buf, sizeof buf, p) != nullptr) {
+        std::string line(buf);
+        while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+        if (line.starts_with("Supported CPU models")) {
+            listing = true;
+        } else if (listing && !line.empty() && line.find(' ') == std::string::npos) {
+            models.push_back(line);
+        }
+    }
+    pclose(p);
+    return models;
+}
+
+}  // namespace
+
 nsvm::expected<std::unique_ptr<Runner>, std::string> make_bochs_runner(RunnerOptions opts, fs::path image) {
+    if (!opts.cpu_model.empty()) {
+        const auto models = bochs_cpu_models();
+        if (!models.empty() && std::find(models.begin(), models.end(), opts.cpu_model) == models.end())
+            return nsvm::unexpected(fmt::format("--cpu-model {}: not a CPU model this Bochs knows (bochs -help cpu: {})",
+                                                util::printable(opts.cpu_model), fmt::join(models, ", ")));
+    }
     if (!fs::exists("/usr/share/bochs/BIOS-bochs-latest"))
         return nsvm::unexpected(std::string("the bochs backend needs bochsbios (/usr/share/bochs/BIOS-bochs-latest)"));
     if (!fs::exists(image / "floppy.img"))

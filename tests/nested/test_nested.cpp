@@ -271,7 +271,9 @@ TEST(Smm, StateSavedAfterRsmRestores) {
     for (const bool back_to_l2 : {true, false}) {
         Machine m;
         m.enter_smm_from_l2();
-        if (!back_to_l2) ASSERT_TRUE(m.mem.write_u64(0x30000 + nested::kSmramGuestFlag, 0));
+        if (!back_to_l2) {
+            ASSERT_TRUE(m.mem.write_u64(0x30000 + nested::kSmramGuestFlag, 0));
+        }
         ASSERT_EQ(m.vcpu.rsm().outcome, Outcome::smm_left);
         EXPECT_EQ(m.vcpu.mode(), back_to_l2 ? nested::Mode::l2 : nested::Mode::l1);
         const auto blob = m.vcpu.save_state();

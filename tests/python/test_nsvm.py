@@ -13,7 +13,7 @@ EXAMPLES = SOURCE / "examples"
 def test_version_and_names():
     assert nsvm.__version__.count(".") == 2
     assert "zen4" in nsvm.cpu_models()
-    assert set(nsvm.profiles()) == {"apm", "kvm", "qemu", "bochs", "xen"}
+    assert set(nsvm.profiles()) == {"apm", "kvm", "qemu", "bochs", "xen", "hyperv"}
     assert "save.cr0" in nsvm.Vmcb.field_names()
 
 
@@ -123,3 +123,12 @@ def test_machine_failed_vmrun_clears_gif():
     assert step["outcome"] == "vmrun_failed" and step["failed_check"] == "asid.zero"
     assert not m.gif
     assert m.check_invariants() is None
+
+
+def test_qemu_register_dump_is_partial_input():
+    dump = SOURCE / "tests" / "formats" / "fixtures" / "qemu-entry-failed-smm.txt"
+    v = nsvm.Vmcb.from_file(str(dump))
+    assert v.format == "qemu-dump"
+    assert v.partial
+    assert v.check(profile="apm") == []
+    assert [f["id"] for f in v.check(profile="hyperv")] == ["cr3.mbz"]

@@ -38,12 +38,14 @@ int run(CLI::App& app, int argc, char** argv, const int& status) {
 int main(int argc, char** argv) {
     CLI::App app{
         "nsvm: an executable, exact model of AMD SVM and nested SVM.\n"
-        "Why did my VMRUN fail? Run `nsvm check FILE` on a VMCB (raw, JSON, KVM or Xen dump).",
+        "Why did my VMRUN fail? Run `nsvm check FILE` on a VMCB (raw, JSON, KVM or Xen dump) or on QEMU's\n"
+        "register dump after 'KVM: entry failed'.",
         "nsvm"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "nsvm " NSVM_VERSION_STRING);
     app.footer(
-        "Exit status: 0 success, 1 the answer is no (VMRUN fails, expectation unmet), 2 bad input.\n"
+        "Exit status: 0 success, 1 the answer is no (VMRUN fails, a divergence, expectation unmet), 2 bad input\n"
+        "or set-up the user can fix, 3 a bug in nsvm (docs/formats.md).\n"
         "Limits on input: at most 64 MiB per file or stdin (environment variable NSVM_MAX_INPUT, e.g. 256M,\n"
         "changes it) and JSON nested at most 64 levels deep; see docs/limits.md.");
 
