@@ -4,6 +4,8 @@
 // skip only when the binary is not on PATH.
 #pragma once
 
+#include "cli/run_nsvm.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -31,17 +33,8 @@ namespace fs = std::filesystem;
 // test runs from (and the nsvm children inherit it).
 inline const bool g_source_dir_set = setenv("NSVM_SOURCE_DIR", NSVM_SOURCE_DIR, 0) == 0;
 
-inline std::string nsvm_binary() {
-    if (const char* env = std::getenv("NSVM")) return env;
-    return std::string(NSVM_BINARY_DIR) + "/nsvm";
-}
-
-inline std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using cli_test::nsvm_binary;
+using cli_test::slurp;
 
 struct Run {
     int status = -1;

@@ -12,9 +12,17 @@ namespace {
 using namespace nsvm;
 using arch::FieldId;
 
-TEST(Repair, ReferenceVmcbIsTheTestsValidVmcb) {
-    // The repair's known-good values and the tests' are one VMCB.
-    EXPECT_EQ(repair::reference_vmcb(), test_support::valid_vmcb64());
+TEST(Repair, ReferenceVmcbPassesEveryCheckOfEveryProfile) {
+    // The values the generic repair copies must themselves be valid, on the
+    // default model under every profile, with its maps where the tests back them.
+    const auto v = repair::reference_vmcb();
+    EXPECT_EQ(v.get(FieldId::iopm_base_pa), test_support::kIopmBase);
+    EXPECT_EQ(v.get(FieldId::msrpm_base_pa), test_support::kMsrpmBase);
+    const auto model = checks::default_model();
+    for (const auto& p : checks::all_profiles()) {
+        const checks::Context ctx{v, model, p, nullptr, nullptr};
+        EXPECT_TRUE(checks::evaluate(ctx).failures.empty()) << p.name;
+    }
 }
 
 TEST(Repair, AValidVmcbIsLeftAlone) {

@@ -1,5 +1,6 @@
 // The one valid 64-bit guest VMCB (the interfaces.md §1 example) that the
-// checks tests, the nested tests and the benchmarks start from, so what
+// checks tests, the nested tests and the benchmarks start from: the repair
+// layer's reference VMCB (src/repair/reference_vmcb.cpp), so what
 // "valid" means is written down once: a catalogue change that invalidates it
 // shows up in all three at the same time instead of in one silent copy.
 // No GoogleTest here: nsvm_bench includes it too.
@@ -7,8 +8,9 @@
 
 #include <cstdint>
 
-#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/arch/intercepts.hpp"  // the tests that start from it set intercepts
 #include "nsvm/arch/vmcb.hpp"
+#include "nsvm/repair/repair.hpp"
 
 namespace nsvm::test_support {
 
@@ -19,26 +21,6 @@ inline constexpr std::uint64_t kMsrpmBase = 0x14000;
 
 /// Long mode, paging, CPL 0 code segment, ASID 1, VMRUN and VMMCALL
 /// intercepted: every consistency check of every profile passes.
-inline arch::Vmcb valid_vmcb64() {
-    using arch::FieldId;
-    arch::Vmcb v;
-    v.set_intercept(arch::intercept::VMRUN);
-    v.set_intercept(arch::intercept::VMMCALL);
-    v.set(FieldId::asid, 1);
-    v.set(FieldId::iopm_base_pa, kIopmBase);
-    v.set(FieldId::msrpm_base_pa, kMsrpmBase);
-    v.set_segment(arch::Seg::cs, {0x8, 0xA9B, 0xFFFFFFFF, 0});
-    v.set_segment(arch::Seg::ss, {0x10, 0xC93, 0xFFFFFFFF, 0});
-    v.set(FieldId::efer, 0x1D00);
-    v.set(FieldId::cr0, 0x80050033);
-    v.set(FieldId::cr4, 0x6F8);
-    v.set(FieldId::cr3, 0x1000);
-    v.set(FieldId::dr6, 0xFFFF0FF0);
-    v.set(FieldId::dr7, 0x400);
-    v.set(FieldId::rflags, 0x2);
-    v.set(FieldId::rip, 0x400000);
-    v.set(FieldId::g_pat, 0x0007040600070406ULL);
-    return v;
-}
+inline arch::Vmcb valid_vmcb64() { return repair::reference_vmcb(); }
 
 }  // namespace nsvm::test_support

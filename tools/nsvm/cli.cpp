@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "nsvm/formats/cpu_model_json.hpp"
+#include "nsvm/oracle/gen.hpp"
 #include "nsvm/util/text.hpp"
 
 namespace nsvm::cli {
@@ -26,6 +27,14 @@ std::vector<std::pair<int, std::function<void(CLI::App&, int&)>>>& registry() {
 
 Registrar::Registrar(int order, std::function<void(CLI::App&, int& status)> setup) {
     registry().emplace_back(order, std::move(setup));
+}
+
+std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::string_view name,
+                                             const std::string& text, std::uint64_t max) {
+    if (given->count() == 0) return std::nullopt;
+    auto v = oracle::parse_unsigned_option(name, text, max);
+    if (!v) throw Exit{kBadInput, v.error()};
+    return *v;
 }
 
 void add_model_options(CLI::App& sub, ModelOptions& opts) {

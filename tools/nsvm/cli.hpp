@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -65,6 +67,12 @@ inline constexpr std::uint64_t kDefaultMaxInput = std::uint64_t{64} << 20;
 inline constexpr const char* kMaxInputEnv = "NSVM_MAX_INPUT";
 /// The limit in force. Throws Exit{kBadInput} when NSVM_MAX_INPUT is not a size.
 [[nodiscard]] std::uint64_t max_input_bytes();
+
+/// An unsigned option's value (given as text so that "-1" and 2^64 are
+/// refused rather than wrapped), or nullopt when the option was not given.
+/// Throws Exit{kBadInput} naming the option.
+[[nodiscard]] std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::string_view name,
+                                                           const std::string& text, std::uint64_t max);
 
 /// Reads a whole file, or stdin for "-", up to max_input_bytes(). Throws
 /// Exit{kBadInput} naming the file on error: cannot open, a directory, a

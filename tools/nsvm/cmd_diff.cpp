@@ -140,15 +140,6 @@ private:
     oracle::Summary summary_;
 };
 
-/// An unsigned option's value, or exit 2 naming the option.
-std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::string_view name,
-                                             const std::string& text, std::uint64_t max) {
-    if (given->count() == 0) return std::nullopt;
-    auto v = oracle::parse_unsigned_option(name, text, max);
-    if (!v) throw Exit{kBadInput, v.error()};
-    return *v;
-}
-
 int run_diff(DiffOptions& o) {
     auto backend = oracle::find_backend(o.backend);
     if (!backend) throw Exit{kBadInput, backend.error()};

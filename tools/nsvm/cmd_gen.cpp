@@ -22,15 +22,6 @@ struct GenCliOptions {
     bool no_pairs = false;
 };
 
-/// An unsigned option's value, or exit 2 naming the option.
-std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::string_view name,
-                                             const std::string& text, std::uint64_t max) {
-    if (given->count() == 0) return std::nullopt;
-    auto v = oracle::parse_unsigned_option(name, text, max);
-    if (!v) throw Exit{kBadInput, v.error()};
-    return *v;
-}
-
 int run_gen(const GenCliOptions& o) {
     const auto m = resolve_model(o.model);
     auto sh = oracle::parse_shard(o.shard);
