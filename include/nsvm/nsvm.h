@@ -59,7 +59,7 @@ NSVM_API const char* nsvm_version(void);
 typedef enum nsvm_format {
     NSVM_FORMAT_AUTO = 0,
     NSVM_FORMAT_RAW = 1,      /* the 4 KiB little-endian page */
-    NSVM_FORMAT_JSON = 2,     /* interfaces.md section 1 */
+    NSVM_FORMAT_JSON = 2,     /* docs/formats.md, "VMCB as JSON" */
     NSVM_FORMAT_KVM_DUMP = 3, /* KVM's dump_vmcb() text */
     NSVM_FORMAT_XEN_DUMP = 4, /* Xen's svm_vmcb_dump() text */
     NSVM_FORMAT_QEMU_DUMP = 5 /* QEMU's register dump after "KVM: entry failed" (partial input) */

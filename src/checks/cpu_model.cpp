@@ -1,4 +1,4 @@
-// CPU models (interfaces.md §2): feature names, the built-in models and the
+// CPU models (docs/formats.md "CPU model"): feature names, the built-in models and the
 // CR4/EFER reserved-bit masks derived from a model's features.
 #include "nsvm/checks/cpu_model.hpp"
 

@@ -1,4 +1,4 @@
-// The five behaviour profiles (interfaces.md §3). Every knob of Profile is a
+// The six behaviour profiles (docs/formats.md "Behaviour profiles"). Every knob of Profile is a
 // named choice with its value and reason; apm-svm.md §16, oracles.md and
 // kvm-nsvm.md §2 are the sources of the divergences.
 #include "nsvm/checks/profile.hpp"

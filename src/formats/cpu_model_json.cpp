@@ -1,4 +1,4 @@
-// CPU model JSON reader (interfaces.md §2). See cpu_model_json.hpp.
+// CPU model JSON reader (docs/formats.md "CPU model"). See cpu_model_json.hpp.
 #include "nsvm/formats/cpu_model_json.hpp"
 
 #include <array>

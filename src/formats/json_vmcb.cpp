@@ -1,4 +1,4 @@
-// The VMCB as JSON (interfaces.md §1): reader and writer.
+// The VMCB as JSON (docs/formats.md "VMCB as JSON"): reader and writer.
 //
 // Member names are Linux's vmcb_control_area / vmcb_save_area names so a KVM
 // developer can write them from memory; old and new names are both accepted

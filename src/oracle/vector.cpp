@@ -73,7 +73,7 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
     if (!j.contains("id") || !j["id"].is_string() || j["id"].get<std::string>().empty())
         return nsvm::unexpected(c.fail("id", "missing or not a non-empty string"));
     v.id = j["id"].get<std::string>();
-    if (!j.contains("vmcb")) return nsvm::unexpected(c.fail("vmcb", "missing (the VMCB as an interfaces.md §1 object)"));
+    if (!j.contains("vmcb")) return nsvm::unexpected(c.fail("vmcb", "missing (the VMCB as a JSON object, docs/formats.md)"));
     {
         auto r = formats::read_vmcb_json(j["vmcb"], c.file);
         if (!r) {

@@ -1,4 +1,4 @@
-// Shared by the checks tests: the interfaces.md §1 example guest, a scenario
+// Shared by the checks tests: the docs/formats.md "VMCB as JSON" example guest, a scenario
 // (VMCB + CPU model + optional host state and guest memory) and helpers that
 // run the evaluator and list failing ids.
 #pragma once
@@ -21,7 +21,7 @@ namespace nsvm::checks::test {
 using arch::bit;
 using arch::FieldId;
 
-/// The minimal valid 64-bit guest of interfaces.md §1; kept under this name
+/// The minimal valid 64-bit guest of docs/formats.md "VMCB as JSON"; kept under this name
 /// because the checks tests call it, defined once in tests/support.
 inline arch::Vmcb valid_vmcb64() { return test_support::valid_vmcb64(); }
 

@@ -1,4 +1,4 @@
-// JSON (interfaces.md §1) and raw readers/writers: the contract example,
+// JSON (docs/formats.md "VMCB as JSON") and raw readers/writers: the contract example,
 // every number form, aliases, host state, the lossless round trip over random
 // pages, and every error class naming its member, line or size.
 #include <gtest/gtest.h>

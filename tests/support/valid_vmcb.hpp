@@ -1,4 +1,4 @@
-// The one valid 64-bit guest VMCB (the interfaces.md §1 example) that the
+// The one valid 64-bit guest VMCB (the docs/formats.md "VMCB as JSON" example) that the
 // checks tests, the nested tests and the benchmarks start from: the repair
 // layer's reference VMCB (src/repair/reference_vmcb.cpp), so what
 // "valid" means is written down once: a catalogue change that invalidates it

@@ -16,7 +16,7 @@
 
 namespace nsvm::cli {
 
-/// Exit statuses shared by every subcommand (interfaces.md §4).
+/// Exit statuses shared by every subcommand (docs/formats.md "nsvm check --json").
 inline constexpr int kOk = 0;
 inline constexpr int kFailed = 1;   ///< the answer is "no" (VMRUN fails, an expectation does not hold, ...)
 inline constexpr int kBadInput = 2; ///< bad input or usage

@@ -1,4 +1,4 @@
-// nsvm check: would VMRUN on this VMCB fail, and why (interfaces.md §4).
+// nsvm check: would VMRUN on this VMCB fail, and why (docs/formats.md).
 #include <iostream>
 
 #include <fmt/format.h>
@@ -156,7 +156,7 @@ const Registrar reg{10, [](CLI::App& app, int& status) {
     sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb(), Xen svm_vmcb_dump() or QEMU register dump text; - for stdin")
         ->required();
     sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump, qemu-dump")->capture_default_str();
-    sub->add_flag("--json", o.json, "one JSON object for scripts (interfaces.md §4)");
+    sub->add_flag("--json", o.json, "one JSON object for scripts (docs/formats.md)");
     sub->add_flag("--partial", o.partial,
                   "decide only the checks whose fields the input gives; list the others as not decided (always on "
                   "for QEMU register dumps)");

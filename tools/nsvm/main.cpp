@@ -20,7 +20,7 @@ int run(CLI::App& app, int argc, char** argv, const int& status) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        // Usage errors are exit status 2, like any bad input (interfaces.md §4).
+        // Usage errors are exit status 2, like any bad input (docs/formats.md).
         app.exit(e);
         return nsvm::cli::kBadInput;
     } catch (const nsvm::cli::Exit& e) {

@@ -182,7 +182,7 @@ inline constexpr std::size_t kFieldCount = kFields.size();
     return kFields[static_cast<std::size_t>(id)];
 }
 
-/// Old KVM names still accepted everywhere a field is named (interfaces.md §1).
+/// Old KVM names still accepted everywhere a field is named (docs/formats.md "VMCB as JSON").
 struct FieldAlias {
     std::string_view alias;
     FieldId id;

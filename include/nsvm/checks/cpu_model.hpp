@@ -1,4 +1,4 @@
-// CPU models: what the consistency checks depend on (interfaces.md §2).
+// CPU models: what the consistency checks depend on (docs/formats.md "CPU model").
 // MAXPHYADDR, the virtual-address width, CPUID features and SVM limits.
 #pragma once
 

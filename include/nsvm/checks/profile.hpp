@@ -1,4 +1,4 @@
-// Behaviour profiles (interfaces.md §3): where the APM is silent or
+// Behaviour profiles (docs/formats.md "Behaviour profiles"): where the APM is silent or
 // ambiguous, or implementations differ, each profile makes a named choice,
 // with its reason, listed by `nsvm profile show NAME`.
 #pragma once

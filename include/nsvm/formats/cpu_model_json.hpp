@@ -1,4 +1,4 @@
-// Reading a CPU model from a JSON file (interfaces.md §2):
+// Reading a CPU model from a JSON file (docs/formats.md "CPU model"):
 //
 //   { "name": "my-epyc", "base": "zen4", "maxphyaddr": 46,
 //     "features": ["-la57", "+pcid"] }

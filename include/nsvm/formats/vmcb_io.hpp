@@ -2,7 +2,7 @@
 // writing it back.
 //
 //   raw       the 4 KiB little-endian page as hardware reads it (lossless)
-//   json      interfaces.md §1; write_json adds "reserved_bytes" for any
+//   json      docs/formats.md "VMCB as JSON"; write_json adds "reserved_bytes" for any
 //             non-zero byte no field covers, so raw -> json -> raw is lossless
 //   kvm-dump  the text KVM's dump_vmcb() prints (dump-formats.md a.3)
 //   xen-dump  the text Xen's svm_vmcb_dump() prints (dump-formats.md a.4)
@@ -71,7 +71,7 @@ struct ReadResult {
                      source_name);
 }
 
-/// Reads a VMCB from an already parsed JSON value (an interfaces.md §1
+/// Reads a VMCB from an already parsed JSON value (an docs/formats.md "VMCB as JSON"
 /// object held inside another file, e.g. an oracle vector's "vmcb"), without
 /// printing it back to text: the value may be as deep or as large as the
 /// file it came from, and the reader never walks it recursively. Errors name
@@ -92,7 +92,7 @@ struct ReadResult {
 
 /// The 4 KiB page, byte for byte (the lossless form).
 [[nodiscard]] std::vector<std::uint8_t> write_raw(const arch::Vmcb& vmcb);
-/// interfaces.md §1 JSON, pretty-printed: only non-zero fields, values as
+/// docs/formats.md "VMCB as JSON" JSON, pretty-printed: only non-zero fields, values as
 /// hex strings, intercepts by name ("intercept_words" only for bits without a
 /// name), segments as objects, byte runs as hex strings, and a top-level
 /// "reserved_bytes" {"0x018": "hex bytes"} for non-zero bytes outside every

@@ -1,7 +1,7 @@
 // Test vectors for the differential oracle and the results the emulators
 // give for them (docs/oracle.md "Vector format", "Result format").
 //
-// A vector is one VMRUN: the VMCB (interfaces.md §1 JSON), the MSRPM/IOPM bits
+// A vector is one VMRUN: the VMCB (docs/formats.md "VMCB as JSON" JSON), the MSRPM/IOPM bits
 // to set, an L2 program from the image's fixed menu with its register
 // operands, and the host-state knobs the image supports.
 #pragma once
@@ -155,7 +155,7 @@ struct Result {
 };
 
 /// One result as a single-line JSON object; `with_vmcb` adds the whole VMCB
-/// after the exit (interfaces.md §1 form) and the GPRs.
+/// after the exit (docs/formats.md "VMCB as JSON" form) and the GPRs.
 [[nodiscard]] std::string to_json_line(const Result& r, bool with_vmcb = true);
 [[nodiscard]] nsvm::expected<std::vector<Result>, formats::Diagnostic> parse_results(std::string_view text,
                                                                                      std::string_view source);

@@ -1,5 +1,5 @@
 // Small text utilities shared by the readers and the CLI: number parsing in
-// the forms interfaces.md §1 allows, and "did you mean" suggestions.
+// the forms docs/formats.md "VMCB as JSON" allows, and "did you mean" suggestions.
 #pragma once
 
 #include "nsvm/util/cxx_standard.hpp"  // a clear #error below C++20
