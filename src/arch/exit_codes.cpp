@@ -143,6 +143,25 @@ Description describe(std::uint64_t code) {
     return {fmt::format("UNKNOWN_0x{:x}", code), "", "not an exit code defined by APM Appendix C", false};
 }
 
+namespace {
+
+/// At least four hex digits only, with a digit a-f or a leading zero
+/// ("0400"): the form a dump prints an exit code in, never a decimal a person
+/// types nor a short name such as "db".
+bool looks_like_dump_hex(std::string_view s) noexcept {
+    if (s.size() < 4) return false;
+    bool letter = false;
+    for (char c : s) {
+        const bool dec = c >= '0' && c <= '9';
+        const bool hex = (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        if (!dec && !hex) return false;
+        letter |= hex;
+    }
+    return letter || (s.size() > 1 && s.front() == '0');
+}
+
+}  // namespace
+
 std::optional<std::uint64_t> parse(std::string_view text) {
     if (text.empty()) return std::nullopt;
     // Negative forms -1..-4.
@@ -157,6 +176,10 @@ std::optional<std::uint64_t> parse(std::string_view text) {
     int base = 10;
     if (digits.starts_with("0x") || digits.starts_with("0X")) {
         digits.remove_prefix(2);
+        base = 16;
+    } else if (looks_like_dump_hex(digits)) {
+        // As dumps print it (KVM's "%08x", Xen's "%016lx"): "ffffffff",
+        // "00000400" are hex, although the latter has only decimal digits.
         base = 16;
     }
     if (!digits.empty()) {

@@ -100,6 +100,11 @@ TEST(ExitCodes, ParseNamesAndNumbers) {
     EXPECT_EQ(exit_code::parse("-1"), exit_code::INVALID);
     EXPECT_EQ(exit_code::parse("0xffffffffffffffff"), exit_code::INVALID);
     EXPECT_EQ(exit_code::parse("npf"), 0x400U);
+    // As dumps print them (KVM's %08x): bare hex, even with decimal digits only.
+    EXPECT_EQ(exit_code::parse("ffffffff"), exit_code::INVALID_32);
+    EXPECT_EQ(exit_code::parse("00000400"), 0x400U);
+    EXPECT_EQ(exit_code::parse("0000007b"), 0x7BU);
+    EXPECT_EQ(exit_code::parse("123"), 123U);  // typed by a person: decimal
     EXPECT_EQ(exit_code::parse("SVM_EXIT_MSR"), 0x7CU);
     EXPECT_EQ(exit_code::parse("VMEXIT_CR3_WRITE"), 0x13U);
     EXPECT_EQ(exit_code::parse("SVM_EXIT_WRITE_CR3"), 0x13U);

@@ -79,6 +79,27 @@ TEST(CliCheck, QemuEntryFailureUnderSmmIsValidOnAmdAndInvalidUnderHyperV) {
     EXPECT_TRUE(vmrun_undecided) << j.out;
 }
 
+// A dump records the last VMRUN's exit: 0x400 means that VMRUN succeeded
+// and the guest took a #NPF, here on an instruction fetch at GPA 0xfc000.
+TEST(CliCheck, DumpWithAnExitCodeSaysTheVmrunSucceededAndDecodesTheExit) {
+    const auto r = nsvm("check tests/formats/fixtures/kvm-exit-npf.txt");
+    EXPECT_NE(r.status, 2) << r.err;
+    EXPECT_NE(r.out.find("0x400 VMEXIT_NPF: this VMRUN succeeded"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("0xfc000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("instruction fetch"), std::string::npos) << r.out;
+    const auto j = nsvm("check --json tests/formats/fixtures/kvm-exit-npf.txt");
+    const auto doc = nlohmann::json::parse(j.out);
+    EXPECT_EQ(doc.at("dump_exit").at("vmrun"), "succeeded");
+    EXPECT_EQ(doc.at("dump_exit").at("name"), "VMEXIT_NPF");
+    // The same dump with VMEXIT_INVALID: it says the VMRUN failed.
+    const auto inv = nsvm("check --json tests/formats/fixtures/kvm-newest.txt");
+    EXPECT_EQ(nlohmann::json::parse(inv.out).at("dump_exit").at("vmrun"), "failed") << inv.out;
+    // And the exit code as a dump prints it is accepted by `nsvm exit-code`.
+    const auto code = nsvm("exit-code ffffffff");
+    EXPECT_EQ(code.status, 0) << code.err;
+    EXPECT_NE(code.out.find("VMEXIT_INVALID"), std::string::npos) << code.out;
+}
+
 TEST(CliCheck, PartialLeavesChecksOnMissingFieldsUndecided) {
     // A JSON VMCB gives every field; --partial changes nothing for it.
     const auto whole = nsvm("check --partial --json examples/valid-vmcb.json");

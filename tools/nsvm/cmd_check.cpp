@@ -7,6 +7,7 @@
 #include "cli.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/checks/evaluate.hpp"
+#include "nsvm/formats/decode.hpp"
 #include "nsvm/formats/vmcb_io.hpp"
 #include "nsvm/util/text.hpp"
 
@@ -36,6 +37,33 @@ std::string verdict_line(const checks::Report& r) {
             return fmt::format("VMRUN would fail: #VMEXIT({} = {:#018x})", d.name, r.exit_code);
         }
     }
+}
+
+/// What a dump's own exit code says (a dump records the last VMRUN's exit):
+/// anything but VMEXIT_INVALID means that VMRUN succeeded and the guest ran
+/// until this exit; VMEXIT_INVALID with no failing check must be said too,
+/// never a bare "would succeed". Empty for a VMCB that is not a dump or whose
+/// exit code the dump does not give.
+struct DumpExit {
+    bool given = false;
+    std::uint64_t code = 0, info1 = 0, info2 = 0;
+    [[nodiscard]] bool vmrun_failed() const { return arch::exit_code::is_vmrun_failure(code); }
+};
+
+DumpExit dump_exit(const formats::ReadResult& in) {
+    DumpExit d;
+    const bool dump = in.format == formats::Format::kvm_dump || in.format == formats::Format::xen_dump ||
+                      in.format == formats::Format::qemu_dump;
+    const auto given = [&](arch::FieldId f) {
+        const auto i = static_cast<std::size_t>(f);
+        return i < in.given.size() && in.given[i];
+    };
+    if (!dump || !given(arch::FieldId::exit_code)) return d;
+    d.given = true;
+    d.code = in.vmcb.get(arch::FieldId::exit_code);
+    d.info1 = in.vmcb.get(arch::FieldId::exit_info_1);
+    d.info2 = in.vmcb.get(arch::FieldId::exit_info_2);
+    return d;
 }
 
 nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, const formats::ReadResult& in) {
@@ -74,6 +102,14 @@ nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, cons
             undecided.push_back(std::move(e));
         }
     }
+    if (const auto d = dump_exit(in); d.given) {
+        nlohmann::json e;
+        e["exit_code"] = fmt::format("{:#x}", d.code);
+        e["name"] = arch::exit_code::describe(d.code).name;
+        e["vmrun"] = d.vmrun_failed() ? "failed" : "succeeded";
+        if (!d.vmrun_failed()) e["decoded"] = formats::decode_exit_info_json(d.code, d.info1, d.info2);
+        j["dump_exit"] = std::move(e);
+    }
     auto& warnings = j["warnings"] = nlohmann::json::array();
     for (const auto& w : in.warnings) {
         warnings.push_back({{"id", "input"}, {"fields", w.field.empty() ? nlohmann::json::array() : nlohmann::json::array({w.field})},
@@ -83,6 +119,34 @@ nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, cons
         warnings.push_back({{"id", w.id}, {"fields", w.fields}, {"message", w.message}});
     }
     return j;
+}
+
+void print_dump_exit(const DumpExit& d, const checks::Report& r, const ResolvedModel& m) {
+    if (!d.given) return;
+    const auto desc = arch::exit_code::describe(d.code);
+    if (!d.vmrun_failed()) {
+        std::cout << '\n'
+                  << "  " << bold("the dump's own exit code") << fmt::format(": {:#x} {}", d.code, desc.name)
+                  << ": this VMRUN succeeded; the guest ran and exited with it\n";
+        const auto parts = formats::decode_exit_info_parts(d.code, d.info1, d.info2);
+        for (const auto& [k, v] : parts.info1) std::cout << fmt::format("      EXITINFO1 {:<14} {}\n", k, v);
+        for (const auto& [k, v] : parts.info2) std::cout << fmt::format("      EXITINFO2 {:<14} {}\n", k, v);
+        for (const auto& n : parts.notes) std::cout << "      " << n << '\n';
+        std::cout << "    the checks judge the state at that exit as if VMRUN were run on it again\n";
+        return;
+    }
+    if (!r.failures.empty()) return;
+    const std::string undecided =
+        r.undecided.empty() ? std::string("fields the dump reads as zero (--partial leaves the checks on them undecided)")
+                            : fmt::format("{} check{} this input cannot decide", r.undecided.size(),
+                                          r.undecided.size() == 1 ? "" : "s");
+    std::cout << '\n'
+              << "  " << yellow("the dump says the VMRUN failed")
+              << fmt::format(" ({}) but no check nsvm decides fails here. What is left: {}; the conditions no VMCB "
+                             "decides (docs/checks.md, 'Not decided'); the CPU model assumed ({}, MAXPHYADDR {}): "
+                             "try --cpu with the host's model",
+                             desc.name, undecided, m.cpu.name, m.cpu.maxphyaddr)
+              << '\n';
 }
 
 /// The checks partial input cannot decide, by stage, so a clean report on a
@@ -120,6 +184,7 @@ void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedM
     for (const auto& w : in.warnings) std::cout << "  " << yellow("warning") << ": " << formats::to_string(w) << '\n';
     for (const auto& w : r.warnings) std::cout << "  " << yellow("warning") << ": " << w.id << ": " << w.message << '\n';
     if (!r.undecided.empty()) print_undecided(r);
+    print_dump_exit(dump_exit(in), r, m);
     if (!ok) {
         std::cout << '\n'
                   << fmt::format("{} check{} failed.", r.failures.size(), r.failures.size() == 1 ? "" : "s")

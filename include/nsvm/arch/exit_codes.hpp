@@ -43,7 +43,8 @@ struct Description {
 /// define come back with known = false and a name such as "UNKNOWN_0x1234".
 [[nodiscard]] Description describe(std::uint64_t code);
 
-/// Parses a code given as a number (hex/dec, or -1..-4) or a name
+/// Parses a code given as a number (0x hex, decimal, -1..-4, or bare hex as a
+/// dump prints it: "ffffffff", "00000400") or a name
 /// ("VMEXIT_NPF", "SVM_EXIT_MSR", "npf", "invalid"). nullopt if neither.
 [[nodiscard]] std::optional<std::uint64_t> parse(std::string_view text);
 
