@@ -545,8 +545,8 @@ NSVM_RULE(Cr0Upper, "cr0.upper", "15.5.1", "C3", save, vmexit_invalid, kAll, ({"
 NSVM_RULE(Cr3Mbz, "cr3.mbz", "15.5.1", "C4", save, vmexit_invalid, kA | kH | kK | kQ | kX,
           ({"save.cr3", "save.cr4", "save.cr0", "save.efer"}),
           "CR3 has must-be-zero bits set for the guest's paging mode",
-          "clear CR3's reserved bits: 2:0 and 11:5 (unless CR4.PCIDE in long mode), 63:32 outside long mode, "
-          "bits at or above MAXPHYADDR") {
+          "clear CR3's bits at or above MAXPHYADDR, and in long mode 2:0 and 11:5 (unless CR4.PCIDE); Xen also "
+          "rejects the low reserved bits outside long mode, Hyper-V 63:32 outside long mode even with paging off") {
     return cr3_bad_bits(v) != 0;
 }
 NSVM_RULE(Cr4Mbz, "cr4.mbz", "15.5.1", "C5", save, vmexit_invalid, kAll, ({"save.cr4"}),

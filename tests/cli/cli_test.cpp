@@ -1,6 +1,8 @@
 // End-to-end tests of the nsvm binary, run as a user would run it: exit
 // statuses, the human and JSON outputs, and errors on bad input.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -98,6 +100,36 @@ TEST(CliCheck, DumpWithAnExitCodeSaysTheVmrunSucceededAndDecodesTheExit) {
     const auto code = nsvm("exit-code ffffffff");
     EXPECT_EQ(code.status, 0) << code.err;
     EXPECT_NE(code.out.find("VMEXIT_INVALID"), std::string::npos) << code.out;
+}
+
+// Triage: try a fix without editing the file; look a check up by id.
+TEST(CliCheck, SetTriesAFixAndChecksShowExplainsOne) {
+    const auto before = nsvm("check --json examples/kvm-dump-invalid.txt");
+    const auto after = nsvm("check --json --set control.intercepts[4]=0x6e7f --set control.asid=1 "
+                            "examples/kvm-dump-invalid.txt");
+    ASSERT_EQ(after.status, 1) << after.err;
+    const auto ids = [](const std::string& out) {
+        std::vector<std::string> v;
+        const auto doc = nlohmann::json::parse(out);  // kept alive: the loop below iterates into it
+        for (const auto& f : doc.at("failures")) v.push_back(f.at("id"));
+        return v;
+    };
+    const auto b = ids(before.out), a = ids(after.out);
+    EXPECT_EQ(b.size(), a.size() + 2) << before.out << after.out;
+    EXPECT_EQ(std::count(a.begin(), a.end(), "intercept.vmrun"), 0);
+    EXPECT_EQ(std::count(a.begin(), a.end(), "asid.zero"), 0);
+    const auto bad = nsvm("check --set save.cr9=1 examples/valid-vmcb.json");
+    EXPECT_EQ(bad.status, 2);
+    EXPECT_NE(bad.err.find("did you mean 'save.cr4'"), std::string::npos) << bad.err;
+    EXPECT_EQ(nsvm("check --set save.cs.selector=0x10000 examples/valid-vmcb.json").status, 2);  // too wide
+    EXPECT_EQ(nsvm("check --set nonsense examples/valid-vmcb.json").status, 2);
+    const auto show = nsvm("checks show cr0.cd_nw");
+    EXPECT_EQ(show.status, 0) << show.err;
+    EXPECT_NE(show.out.find("APM 15.5.1"), std::string::npos) << show.out;
+    EXPECT_NE(show.out.find("save.cr0"), std::string::npos) << show.out;
+    const auto typo = nsvm("checks show cr0.cd_nx");
+    EXPECT_EQ(typo.status, 2);
+    EXPECT_NE(typo.err.find("did you mean 'cr0.cd_nw'"), std::string::npos) << typo.err;
 }
 
 TEST(CliCheck, PartialLeavesChecksOnMissingFieldsUndecided) {

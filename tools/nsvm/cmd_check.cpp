@@ -19,6 +19,7 @@ struct CheckOptions {
     std::string format = "auto";
     bool json = false;
     bool partial = false;
+    std::vector<std::string> set;  ///< FIELD=VALUE edits applied after reading
     ModelOptions model;
 };
 
@@ -192,6 +193,33 @@ void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedM
     }
 }
 
+/// --set FIELD=VALUE: try a fix without editing the file. The field then
+/// counts as given (partial input decides the checks on it).
+void apply_set(const std::string& edit, formats::ReadResult& in) {
+    const auto eq = edit.find('=');
+    if (eq == std::string::npos || eq == 0)
+        throw Exit{kBadInput, fmt::format("--set {}: expected FIELD=VALUE, e.g. save.cr0=0x80050033", util::printable(edit))};
+    const std::string name = edit.substr(0, eq);
+    const auto id = arch::find_field(name);
+    if (!id) {
+        std::vector<std::string_view> names;
+        for (const auto& f : arch::kFields) names.push_back(f.name);
+        const auto near = util::closest(name, names);
+        throw Exit{kBadInput, fmt::format("--set {}: unknown VMCB field{}", util::printable(name),
+                                          near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near))};
+    }
+    if (arch::info(*id).kind != arch::FieldKind::integer)
+        throw Exit{kBadInput, fmt::format("--set {}: a byte run, not a number", util::printable(name))};
+    const auto v = util::parse_u64(edit.substr(eq + 1));
+    if (!v || !arch::Vmcb::fits(*id, *v))
+        throw Exit{kBadInput, fmt::format("--set {}: '{}' is not a value that fits the field ({} bytes)",
+                                          util::printable(name), util::printable(edit.substr(eq + 1)),
+                                          arch::info(*id).width)};
+    in.vmcb.set(*id, *v);
+    if (in.given.empty()) in.given.assign(arch::kFields.size(), true);
+    in.given[static_cast<std::size_t>(*id)] = true;
+}
+
 int run_check(const CheckOptions& o) {
     const auto model = resolve_model(o.model);
     auto fmt_id = formats::parse_format(o.format);
@@ -205,6 +233,7 @@ int run_check(const CheckOptions& o) {
     // A dump that is not a whole VMCB (QEMU's register dump), or --partial:
     // checks on fields the input does not give are not decided, never passed.
     if (in->given.empty()) in->given.assign(arch::kFields.size(), true);  // a whole VMCB (raw, JSON)
+    for (const auto& e : o.set) apply_set(e, *in);
     const auto report = in->partial || o.partial ? checks::evaluate_partial(ctx, in->given) : checks::evaluate(ctx);
     if (o.json) {
         std::cout << report_json(report, model, *in).dump(2) << '\n';
@@ -225,6 +254,10 @@ const Registrar reg{10, [](CLI::App& app, int& status) {
     sub->add_flag("--partial", o.partial,
                   "decide only the checks whose fields the input gives; list the others as not decided (always on "
                   "for QEMU register dumps)");
+    sub->add_option("--set", o.set,
+                    "FIELD=VALUE, repeatable: change a field after reading, to try a fix without editing the file "
+                    "(e.g. --set save.cr0=0x80050033 --set control.asid=1)")
+        ->allow_extra_args(false);  // one FIELD=VALUE per --set: the file after it stays the file
     add_model_options(*sub, o.model);
     sub->callback([&status] { status = run_check(o); });
 }};

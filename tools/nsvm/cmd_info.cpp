@@ -242,15 +242,40 @@ int run_checks_markdown() {
     return kOk;
 }
 
+/// One check, whole: what `checks list` shows in a line, and where it comes from.
+int run_checks_show(const std::string& id) {
+    const auto* c = checks::find_check(id);
+    if (c == nullptr) {
+        std::vector<std::string_view> ids;
+        for (const auto& k : checks::catalogue()) ids.push_back(k.id);
+        const auto near = util::closest(id, ids);
+        throw Exit{kBadInput, fmt::format("unknown check '{}'{} (nsvm checks list)", util::printable(id),
+                                          near.empty() ? "" : fmt::format(", did you mean '{}'?", near))};
+    }
+    std::string fields;
+    for (auto f : c->fields) fields += (fields.empty() ? "" : ", ") + std::string(f);
+    std::cout << bold(c->id) << fmt::format("  [APM {}, row {}]\n", c->apm, c->ref)
+              << fmt::format("  stage:    {}\n  outcome:  {}{}\n", checks::stage_name(c->stage),
+                             checks::outcome_name(c->outcome), c->inferred ? " (inferred: the APM names no exit)" : "")
+              << fmt::format("  profiles: {}\n", profiles_of(c->profiles, ", "))
+              << fmt::format("  fields:   {}\n", fields.empty() ? "none (the host state, before the VMCB is read)" : fields)
+              << fmt::format("  message:  {}\n  fix:      {}\n", c->message, c->hint);
+    return kOk;
+}
+
 const Registrar reg_checks{55, [](CLI::App& app, int& status) {
     static bool json = false;
     static bool markdown = false;
+    static std::string show_id;
     auto* sub = app.add_subcommand("checks", "The consistency-check catalogue: every check nsvm knows.");
     sub->require_subcommand(1);
     auto* list = sub->add_subcommand("list", "List every check: id, APM section, stage, message, profiles");
     auto* j = list->add_flag("--json", json, "JSON output");
     list->add_flag("--markdown", markdown, "Markdown reference (the text of docs/checks.md)")->excludes(j);
     list->callback([&status] { status = markdown ? run_checks_markdown() : run_checks_list(json); });
+    auto* show = sub->add_subcommand("show", "One check: APM section, stage, outcome, profiles, fields, message, fix");
+    show->add_option("id", show_id, "check id, e.g. cr3.mbz (nsvm checks list)")->required();
+    show->callback([&status] { status = run_checks_show(show_id); });
 }};
 
 const Registrar reg_exit{50, [](CLI::App& app, int& status) {
