@@ -145,6 +145,7 @@ std::string_view strip_prefix(std::string_view s) {
     }
     if (s.starts_with("kvm_amd:")) s = trim(s.substr(8));
     if (s.starts_with("kvm: ")) s = trim(s.substr(5));
+    if (s.starts_with("SVM: ")) s = trim(s.substr(5));  // pr_fmt of kernels around 5.x
     return s;
 }
 

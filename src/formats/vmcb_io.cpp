@@ -178,8 +178,73 @@ Format detect_format(std::span<const std::uint8_t> data) {
     return Format::auto_detect;
 }
 
+static nsvm::expected<ReadResult, Diagnostic> read_vmcb_text(std::span<const std::uint8_t> data, Format fmt,
+                                                             std::string_view source_name);
+
+namespace {
+
+/// Quoted-printable text, as list archives store some mails: a soft line
+/// break ('=' at a line's end), or "=20" / "=3D" for a space and '='. Only
+/// for text nothing else recognises (or a dump format the user named): a
+/// QEMU register dump is full of "=" before hex digits.
+bool looks_quoted_printable(std::string_view s) {
+    return s.find("=\n") != std::string_view::npos || s.find("=\r\n") != std::string_view::npos ||
+           s.find("=20") != std::string_view::npos || s.find("=3D") != std::string_view::npos;
+}
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/// RFC 2045 section 6.7 decoding: "=XX" is a byte, '=' before a line break
+/// joins the lines; anything else is kept. Never longer than the input.
+std::string decode_quoted_printable(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '=') {
+            out.push_back(s[i]);
+            continue;
+        }
+        if (i + 1 < s.size() && s[i + 1] == '\n') {
+            ++i;
+        } else if (i + 2 < s.size() && s[i + 1] == '\r' && s[i + 2] == '\n') {
+            i += 2;
+        } else if (i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2])));
+            i += 2;
+        } else {
+            out.push_back('=');
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> data, Format fmt,
                                                  std::string_view source_name) {
+    const std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
+    const Format seen = fmt == Format::auto_detect ? detect_format(data) : fmt;
+    const bool qp_candidate = seen == Format::kvm_dump || seen == Format::xen_dump || seen == Format::auto_detect;
+    if (qp_candidate && looks_quoted_printable(text)) {
+        const std::string decoded = decode_quoted_printable(text);
+        auto r = read_vmcb_text(std::span(reinterpret_cast<const std::uint8_t*>(decoded.data()), decoded.size()), fmt,
+                                source_name);
+        if (r)
+            r->warnings.push_back(Diagnostic{std::string(source_name), 0, "",
+                                             "read as quoted-printable text, as mail archives store it (=20 a space, "
+                                             "'=' at a line end joins two lines): line numbers are the decoded text's"});
+        return r;
+    }
+    return read_vmcb_text(data, fmt, source_name);
+}
+
+static nsvm::expected<ReadResult, Diagnostic> read_vmcb_text(std::span<const std::uint8_t> data, Format fmt,
+                                                             std::string_view source_name) {
     const std::string source(source_name);
     try {
         const bool detected = fmt == Format::auto_detect;

@@ -299,3 +299,66 @@ TEST(KvmDump, SevEsVmsaLinesAreIgnoredWithAWarning) {
     EXPECT_NE(w->message.find("xcr0"), std::string::npos);
     EXPECT_NE(w->message.find("pl1_ssp"), std::string::npos);
 }
+
+namespace {
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+    for (std::size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+    return s;
+}
+
+/// The text as a list archive stores a quoted-printable mail: '=' as =3D,
+/// spaces as =20, lines cut at 40 characters with a soft break.
+std::string as_quoted_printable(const std::string& text) {
+    std::string out;
+    std::size_t col = 0;
+    for (char c : text) {
+        std::string piece = c == '=' ? "=3D" : c == ' ' ? "=20" : std::string(1, c);
+        if (c == '\n') {
+            out += '\n';
+            col = 0;
+            continue;
+        }
+        if (col + piece.size() > 40) {
+            out += "=\n";
+            col = 0;
+        }
+        out += piece;
+        col += piece.size();
+    }
+    return out;
+}
+
+}  // namespace
+
+// Kernels around 5.x printed dump_vmcb() with the "SVM: " pr_fmt prefix.
+TEST(KvmDump, SvmPrefixOfKernelsAround5x) {
+    const auto text = fixture("kvm-2024.txt");
+    const auto want = read_vmcb(text, Format::auto_detect, "a.txt");
+    ASSERT_TRUE(want.has_value());
+    const auto svm = read_vmcb(replace_all(text, "kvm_amd: ", "[ 4711.000001] SVM: "), Format::auto_detect, "b.txt");
+    ASSERT_TRUE(svm.has_value()) << to_string(svm.error());
+    EXPECT_EQ(svm->format, Format::kvm_dump);
+    EXPECT_TRUE(svm->vmcb == want->vmcb);
+}
+
+// A dump in a mail that a list archive stores as quoted-printable.
+TEST(KvmDump, QuotedPrintableMailIsDecoded) {
+    const auto text = fixture("kvm-2024.txt");
+    const auto want = read_vmcb(text, Format::auto_detect, "a.txt");
+    ASSERT_TRUE(want.has_value());
+    const auto qp = as_quoted_printable(text);
+    ASSERT_NE(qp.find("=20"), std::string::npos);
+    ASSERT_NE(qp.find("=\n"), std::string::npos);
+    for (const auto f : {Format::auto_detect, Format::kvm_dump}) {
+        const auto r = read_vmcb(qp, f, "mail.txt");
+        ASSERT_TRUE(r.has_value()) << to_string(r.error());
+        EXPECT_EQ(r->format, Format::kvm_dump);
+        EXPECT_TRUE(r->vmcb == want->vmcb);
+        EXPECT_NE(find_warning(*r, "quoted-printable"), nullptr) << all_warnings(*r);
+    }
+    // A QEMU register dump is full of "=XX" and is not decoded as one.
+    const auto q = read_vmcb(fixture("qemu-entry-failed-smm.txt"), Format::auto_detect, "q.txt");
+    ASSERT_TRUE(q.has_value());
+    EXPECT_EQ(find_warning(*q, "quoted-printable"), nullptr);
+}
