@@ -110,12 +110,15 @@ struct Pair {
 };
 
 /// "label = value label2 = value2", with commas and "RFLAGS=0x.." allowed,
-/// and np_ctrl's flag decoration ":[ NP][ SEV]" dropped (it repeats bits of
-/// the value).
+/// and np_ctrl's flag decoration dropped (it repeats bits of the value):
+/// ":[ NP][ SEV]" in some versions, ": NP SEV_ES" (flag words after a colon,
+/// to the end of the line) in others.
 std::vector<Pair> tokenize(std::string& s, std::string& leftover) {
     if (auto p = s.find(":["); p != std::string::npos) {
         const auto e = s.rfind(']');
         s.erase(p, (e == std::string::npos || e < p ? s.size() : e + 1) - p);
+    } else if (auto n = s.find("np_ctrl"); n != std::string::npos) {
+        if (auto c = s.find(": ", n); c != std::string::npos) s.erase(c);
     }
     std::string spaced;
     for (char c : s) {

@@ -153,3 +153,22 @@ TEST(XenDumpErrors, MissingAndGarbled) {
     EXPECT_EQ(e.error().field, "control.intercepts[0]");
     EXPECT_EQ(e.error().line, 1);
 }
+
+// Xen versions that print np_ctrl's flags as words after a colon
+// ("np_ctrl = 0x1: NP", "0x5: NP SEV_ES"), as users paste them.
+TEST(XenDump, NpCtrlFlagWordsAfterAColon) {
+    const auto text = fixture("xen-new.txt");
+    const auto want = read_vmcb(text, Format::xen_dump, "a.txt");
+    ASSERT_TRUE(want.has_value());
+    const std::string from = "np_ctrl = 0x1:[ NP]";
+    const auto at = text.find(from);
+    ASSERT_NE(at, std::string::npos);
+    for (const char* words : {"np_ctrl = 0x1: NP", "np_ctrl = 0x1: NP SEV"}) {
+        std::string t = text;
+        t.replace(at, from.size(), words);
+        const auto r = read_vmcb(t, Format::auto_detect, "b.txt");
+        ASSERT_TRUE(r.has_value()) << words << ": " << to_string(r.error());
+        EXPECT_EQ(r->vmcb.get(FieldId::misc_ctl), 1U) << words;
+        EXPECT_TRUE(r->vmcb == want->vmcb) << words;
+    }
+}
