@@ -23,6 +23,12 @@ TEST(GenStream, StreamedVectorsAreTheListedOnes) {
 }
 
 TEST(GenStream, MemoryStaysFlatForManyVectors) {
+#if defined(__SANITIZE_ADDRESS__)
+    // ASan's quarantine keeps up to 256 MB of freed memory, so peak RSS says
+    // nothing about streaming in the sanitizer build; the release build
+    // (make test) holds the limit.
+    GTEST_SKIP() << "peak RSS is not meaningful under AddressSanitizer";
+#endif
     // 20,000 vectors held at once take about 100 MB (a VMCB page each).
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
