@@ -64,10 +64,13 @@ nsvm::expected<std::string, std::string> read_bounded(const std::filesystem::pat
 /// billions of nodes. Here an alias costs the size of what it names, and the
 /// document's expanded size must stay under kMaxExpandedNodes. yaml-cpp also
 /// keeps both entries of a duplicated key, where the loader would silently
-/// use one: refused with both lines.
+/// use one: refused with both lines. An alias inside the collection it names
+/// makes the node graph a cycle (any walk recurses forever): refused too, and
+/// so is nesting deeper than kMaxDepth counting what aliases bring in.
 class InputGuard final : public YAML::EventHandler {
 public:
     static constexpr std::uint64_t kMaxExpandedNodes = 200'000;
+    static constexpr std::size_t kMaxDepth = 64;  ///< as the JSON readers' limit (docs/limits.md)
 
     explicit InputGuard(const std::string& file) : file_(file) {}
 
@@ -79,7 +82,11 @@ public:
     }
     void OnAlias(const YAML::Mark& m, YAML::anchor_t a) override {
         node(m, nullptr);
+        for (const auto& f : stack_)
+            if (a != 0 && f.anchor == a)
+                refuse(m, "", "an alias inside the collection its anchor names: the document refers to itself");
         add(m, a < anchor_size_.size() && anchor_size_[a] != 0 ? anchor_size_[a] : 1);
+        child(m, a < anchor_height_.size() ? anchor_height_[a] : 0);
     }
     void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
         open(m, a, false);
@@ -96,6 +103,7 @@ private:
         bool expect_key = true;
         YAML::anchor_t anchor = 0;
         std::uint64_t start = 0;  ///< expanded_ when the collection opened
+        std::size_t height = 0;   ///< levels of nesting below it so far
         std::unordered_map<std::string, int> keys;  ///< a mapping's scalar keys -> line
     };
 
@@ -124,29 +132,46 @@ private:
     void leaf(const YAML::Mark& m, YAML::anchor_t a, const std::string& v) {
         node(m, &v);
         add(m, 1);
-        remember(a, 1);
+        remember(a, 1, 0);
     }
     void open(const YAML::Mark& m, YAML::anchor_t a, bool map) {
         node(m, nullptr);
         add(m, 1);
-        stack_.push_back(Frame{map, true, a, expanded_ - 1, {}});
+        if (stack_.size() >= kMaxDepth)
+            refuse(m, "", fmt::format("nested deeper than {} levels", kMaxDepth));
+        stack_.push_back(Frame{map, true, a, expanded_ - 1, 0, {}});
+    }
+    /// A child `height` levels tall joins the innermost collection; with
+    /// what an alias brings in, the depth must stay within kMaxDepth.
+    void child(const YAML::Mark& m, std::size_t height) {
+        if (stack_.empty()) return;
+        if (stack_.size() + height > kMaxDepth)
+            refuse(m, "", fmt::format("nested deeper than {} levels (counting what aliases bring in)", kMaxDepth));
+        stack_.back().height = std::max(stack_.back().height, height);
     }
     void close() {
         if (stack_.empty()) return;
         const YAML::anchor_t anchor = stack_.back().anchor;
         const std::uint64_t start = stack_.back().start;
+        const std::size_t height = stack_.back().height + 1;
         stack_.pop_back();
-        remember(anchor, expanded_ - start);
+        remember(anchor, expanded_ - start, height);
+        if (!stack_.empty()) stack_.back().height = std::max(stack_.back().height, height);
     }
-    void remember(YAML::anchor_t a, std::uint64_t size) {
+    void remember(YAML::anchor_t a, std::uint64_t size, std::size_t height) {
         if (a == 0) return;
-        if (a >= anchor_size_.size()) anchor_size_.resize(a + 1, 0);
+        if (a >= anchor_size_.size()) {
+            anchor_size_.resize(a + 1, 0);
+            anchor_height_.resize(a + 1, 0);
+        }
         anchor_size_[a] = size;
+        anchor_height_[a] = height;
     }
 
     const std::string& file_;
     std::vector<Frame> stack_;
     std::vector<std::uint64_t> anchor_size_;  ///< by anchor id: expanded nodes of what it names
+    std::vector<std::size_t> anchor_height_;  ///< by anchor id: levels of nesting of what it names
     std::uint64_t expanded_ = 0;
 };
 

@@ -201,6 +201,32 @@ TEST(Hardening, DuplicateKeysAreRefusedWithBothLines) {
     EXPECT_TRUE(s) << s.error().to_string();
 }
 
+// Found by fuzz_scenario (2026-12-06): an alias inside the collection its
+// anchor names makes the node graph a cycle, and the inline VMCB's
+// conversion recursed until the stack overflowed.
+TEST(Hardening, SelfReferringAliasAndDeepNestingAreRefused) {
+    auto s = scenario::load_file(fixture("alias-cycle.yaml"));
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().line, 5);
+    EXPECT_NE(s.error().message.find("refers to itself"), std::string::npos) << s.error().to_string();
+    s = scenario::load_file(std::string(NSVM_SOURCE_DIR) + "/fuzz/corpus/scenario/self-referencing-alias.yaml");
+    ASSERT_FALSE(s);
+    // 65 levels of flow sequences, and 40 + 40 levels through an alias.
+    s = scenario::load_text("l1: " + std::string(65, '[') + std::string(65, ']') + "\nsteps: []\n", "deep.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("nested deeper than 64"), std::string::npos) << s.error().to_string();
+    const std::string forty = std::string(40, '[') + std::string(40, ']');
+    s = scenario::load_text("a: &d " + forty + "\nl1: " + std::string(40, '[') + "*d" + std::string(40, ']') +
+                                "\nsteps: []\n",
+                            "alias-deep.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("counting what aliases bring in"), std::string::npos) << s.error().to_string();
+    // 64 levels are fine as far as nesting goes ('l1' must be a mapping).
+    s = scenario::load_text("l1: " + std::string(63, '[') + std::string(63, ']') + "\nsteps: []\n", "ok.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().message.find("nested deeper"), std::string::npos) << s.error().to_string();
+}
+
 TEST(Hardening, AliasBombIsRefusedBeforeItExpands) {
     auto s = scenario::load_file(fixture("alias-bomb.yaml"));
     ASSERT_FALSE(s);
