@@ -38,6 +38,10 @@ run check examples/valid-vmcb.json
 section "A Xen svm_vmcb_dump()"
 run check examples/xen-dump.txt
 
+section "QEMU's register dump after 'KVM: entry failed' with SMM=1 (WSL2/Hyper-V): AMD hardware, then Hyper-V as L0"
+run check tests/formats/fixtures/qemu-entry-failed-smm.txt
+run check --profile hyperv tests/formats/fixtures/qemu-entry-failed-smm.txt
+
 section "Every field of a VMCB by name, bits decoded"
 run decode examples/valid-vmcb.json
 
