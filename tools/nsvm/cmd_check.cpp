@@ -194,7 +194,8 @@ void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedM
 }
 
 /// --set FIELD=VALUE: try a fix without editing the file. The field then
-/// counts as given (partial input decides the checks on it).
+/// counts as given (partial input decides the checks on it); run_check has
+/// filled `given` for a whole VMCB before the edits.
 void apply_set(const std::string& edit, formats::ReadResult& in) {
     const auto eq = edit.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -216,7 +217,6 @@ void apply_set(const std::string& edit, formats::ReadResult& in) {
                                           util::printable(name), util::printable(edit.substr(eq + 1)),
                                           arch::info(*id).width)};
     in.vmcb.set(*id, *v);
-    if (in.given.empty()) in.given.assign(arch::kFields.size(), true);
     in.given[static_cast<std::size_t>(*id)] = true;
 }
 
