@@ -1,6 +1,7 @@
 // VMLOAD, VMSAVE, STGI, CLGI, INVLPGA, SKINIT and the SVM MSR writes, as
 // the host executes them (APM 15.5.2, 15.17, 15.16.3, 15.27, 15.30).
 #include "nsvm/arch/bits.hpp"
+#include "nsvm/cpu/msr_rules.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
 
 namespace nsvm::cpu {
@@ -153,41 +154,14 @@ SvmResult SvmCpu::skinit() noexcept {
 SvmResult SvmCpu::wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
     using namespace arch;
     if (in_guest_) return not_in_host();
-    if (regs_.cpl != 0) return fault(13, "WRMSR at CPL > 0: #GP(0)");
+    const MsrWrite w = svm_msr_write(*cpu_, msr, value, SvmMsrState{regs_.efer, msrs_.vm_cr, regs_.cpl});
+    if (w.gp != nullptr) return fault(13, w.gp);
     switch (msr) {
-        case msr::EFER: {
-            if ((value & cpu_->efer_reserved_bits() & ~efer::LMA) != 0) return fault(13, "EFER reserved bit: #GP(0)");
-            // APM 15.30.1: with VM_CR.SVMDIS, EFER.SVME is MBZ.
-            if ((value & efer::SVME) && (msrs_.vm_cr & vm_cr::SVMDIS))
-                return fault(13, "EFER.SVME with VM_CR.SVMDIS = 1: #GP(0)");
-            regs_.efer = (value & ~efer::LMA) | (regs_.efer & efer::LMA);  // LMA is the processor's
-            break;
-        }
-        case msr::VM_CR: {
-            if ((value & vm_cr::kMbz) != 0) return fault(13, "VM_CR bits 63:5 are MBZ: #GP(0)");
-            // Setting SVMDIS while EFER.SVME = 1 is #GP whatever LOCK is.
-            if ((value & vm_cr::SVMDIS) && (regs_.efer & efer::SVME))
-                return fault(13, "VM_CR.SVMDIS while EFER.SVME = 1: #GP(0)");
-            const std::uint64_t locked = vm_cr::LOCK | vm_cr::SVMDIS;
-            // While LOCK = 1, writes to LOCK and SVMDIS are ignored.
-            if (msrs_.vm_cr & vm_cr::LOCK) value = (value & ~locked) | (msrs_.vm_cr & locked);
-            msrs_.vm_cr = value;
-            break;
-        }
-        case msr::VM_HSAVE_PA:
-            if ((value & 0xFFF) != 0 || (value & cpu_->reserved_pa_bits()) != 0)
-                return fault(13, "VM_HSAVE_PA not page aligned or beyond MAXPHYADDR: #GP(0)");
-            msrs_.vm_hsave_pa = value;
-            break;
-        case msr::TSC_RATIO:
-            if (!cpu_->has(Feature::tsc_scale) || (value & bits(63, 40)) != 0)
-                return fault(13, "TSC_RATIO bits 63:40 are MBZ (or no TSC scaling): #GP(0)");
-            msrs_.tsc_ratio = value;
-            break;
-        case msr::PAT:
-            if (!pat_valid(value)) return fault(13, "PAT with a reserved memory type: #GP(0)");
-            regs_.pat = value;
-            break;
+        case msr::EFER: regs_.efer = w.stored; break;
+        case msr::VM_CR: msrs_.vm_cr = w.stored; break;
+        case msr::VM_HSAVE_PA: msrs_.vm_hsave_pa = w.stored; break;
+        case msr::TSC_RATIO: msrs_.tsc_ratio = w.stored; break;
+        case msr::PAT: regs_.pat = w.stored; break;
         case msr::HWCR: msrs_.hwcr = value; break;
         case msr::TSC: msrs_.tsc = value; break;
         default: break;  // not an SVM MSR: accepted, no effect in this model

@@ -7,6 +7,7 @@
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/cpu/msr_rules.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/nested/vcpu.hpp"
 
@@ -535,41 +536,16 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
         r.note = why;
         return r;
     };
+    // The SVM MSRs' #GP rules and stored values are the processor's
+    // (cpu/msr_rules.hpp), as KVM's svm_set_msr applies them to L1.
+    const cpu::MsrWrite w = cpu::svm_msr_write(*cpu_, msr, value, cpu::SvmMsrState{vmcb01_.get(FieldId::efer), vm_cr_, static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl))});
+    if (w.gp != nullptr) return gp(w.gp);
     switch (msr) {
-        case arch::msr::VM_HSAVE_PA:
-            // APM 15.30.4: bits 11:0 and bits >= MAXPHYADDR MBZ.
-            if ((value & 0xFFF) != 0 || (value & cpu_->reserved_pa_bits()) != 0) return gp("VM_HSAVE_PA reserved bits: #GP");
-            hsave_pa_ = value;
-            break;
-        case arch::msr::VM_CR: {
-            // APM 15.30.1 (apm-svm.md §1): bits 63:5 MBZ; while LOCK = 1 only
-            // the writes to LOCK and SVMDIS are ignored; setting SVMDIS while
-            // EFER.SVME = 1 is #GP whatever LOCK is.
-            if ((value & arch::vm_cr::kMbz) != 0) return gp("VM_CR reserved bits: #GP");
-            constexpr std::uint64_t locked = arch::vm_cr::LOCK | arch::vm_cr::SVMDIS;
-            const std::uint64_t next =
-                (vm_cr_ & arch::vm_cr::LOCK) != 0 ? (vm_cr_ & locked) | (value & ~locked) : value;
-            if ((next & arch::vm_cr::SVMDIS) && (vmcb01_.get(FieldId::efer) & arch::efer::SVME))
-                return gp("VM_CR.SVMDIS with EFER.SVME = 1: #GP");
-            vm_cr_ = next;
-            break;
-        }
-        case arch::msr::TSC_RATIO:
-            if (!cpu_->has(checks::Feature::tsc_scale)) return gp("TSC_RATIO without TscRateMsr: #GP");
-            if ((value & arch::bits(63, 40)) != 0) return gp("TSC_RATIO bits 63:40 MBZ: #GP");
-            tsc_ratio_ = value;
-            break;
-        case arch::msr::EFER:
-            if ((value & cpu_->efer_reserved_bits()) != 0) return gp("EFER reserved bit: #GP");
-            // APM 15.30.1: with VM_CR.SVMDIS = 1, EFER.SVME is MBZ.
-            if ((value & arch::efer::SVME) && (vm_cr_ & arch::vm_cr::SVMDIS))
-                return gp("EFER.SVME with VM_CR.SVMDIS: #GP");
-            (void)host_set_efer(value);
-            break;
-        case arch::msr::PAT:
-            if (!arch::pat_valid(value)) return gp("PAT memory type invalid: #GP");
-            vmcb01_.set(FieldId::g_pat, value);
-            break;
+        case arch::msr::VM_HSAVE_PA: hsave_pa_ = w.stored; break;
+        case arch::msr::VM_CR: vm_cr_ = w.stored; break;
+        case arch::msr::TSC_RATIO: tsc_ratio_ = w.stored; break;
+        case arch::msr::EFER: (void)host_set_efer(w.stored); break;
+        case arch::msr::PAT: vmcb01_.set(FieldId::g_pat, w.stored); break;
         case arch::msr::STAR: vmcb01_.set(FieldId::star, value); break;
         case arch::msr::LSTAR: vmcb01_.set(FieldId::lstar, value); break;
         case arch::msr::CSTAR: vmcb01_.set(FieldId::cstar, value); break;

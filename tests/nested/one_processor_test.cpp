@@ -1,0 +1,126 @@
+// One processor: where L0 applies an architectural rule to L1 (WRMSR, the
+// SVM instruction gates, MOV to CR/DR), nested::Vcpu and cpu::SvmCpu use the
+// same code in cpu/, so the two cannot disagree. These properties drive both
+// with the same generated inputs and compare what each does.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/checks/profile.hpp"
+#include "nsvm/cpu/svm_cpu.hpp"
+#include "nsvm/nested/vcpu.hpp"
+
+using namespace nsvm;
+using arch::FieldId;
+
+namespace {
+
+/// Values around the boundaries of the SVM MSRs' rules: page alignment,
+/// MAXPHYADDR, TSC_RATIO's bit 40, the VM_CR bits, PAT memory types.
+std::uint64_t boundary_value(std::mt19937_64& rng, unsigned maxphyaddr) {
+    const std::uint64_t picks[] = {
+        0,
+        arch::vm_cr::LOCK,
+        arch::vm_cr::SVMDIS,
+        arch::vm_cr::LOCK | arch::vm_cr::SVMDIS,
+        arch::vm_cr::DPD | arch::vm_cr::R_INIT,
+        arch::bit(5),
+        0x1000,
+        0x1001,
+        (std::uint64_t{1} << maxphyaddr) - 0x1000,
+        std::uint64_t{1} << maxphyaddr,
+        std::uint64_t{1} << 32,
+        (std::uint64_t{1} << 40) - 1,
+        std::uint64_t{1} << 40,
+        0x0007040600070406ULL,  // power-on PAT
+        0x0007040600070402ULL,  // a reserved memory type (2)
+        arch::efer::SVME | arch::efer::LME | arch::efer::NXE,
+        arch::efer::SVME | arch::efer::LMA,
+        arch::bit(9),  // EFER bit 9: reserved
+        ~std::uint64_t{0},
+    };
+    const std::uint64_t v = picks[rng() % std::size(picks)];
+    return rng() % 4 == 0 ? v ^ (std::uint64_t{1} << (rng() % 64)) : v;
+}
+
+}  // namespace
+
+TEST(OneProcessor, SvmMsrWritesAgreeBetweenTheProcessorAndL0) {
+    // KVM's svm_set_msr for L1 and the processor's WRMSR judge EFER, VM_CR,
+    // VM_HSAVE_PA, TSC_RATIO and PAT by the same rules (APM 15.30): over
+    // sequences of writes, both raise #GP for the same writes and hold the
+    // same values, VM_CR's LOCK included.
+    const checks::CpuModel model = checks::default_model();
+    const std::uint32_t msrs[] = {arch::msr::EFER, arch::msr::VM_CR, arch::msr::VM_HSAVE_PA, arch::msr::TSC_RATIO,
+                                  arch::msr::PAT};
+    std::mt19937_64 rng(20261206);
+    unsigned faults = 0, writes = 0;
+    for (int seq = 0; seq < 400; ++seq) {
+        cpu::GuestMemory mem_hw(model.maxphyaddr), mem_l1(model.maxphyaddr);
+        cpu::SvmCpu hw(model, checks::profile(checks::ProfileId::apm), mem_hw);
+        nested::Vcpu l1(model, checks::profile(checks::ProfileId::apm), mem_l1, nested::L0Config::kvm_default());
+        hw.regs() = cpu::SvmCpu::long_mode_host();
+        l1.vmcb01().set(FieldId::efer, hw.regs().efer);
+        l1.vmcb01().set(FieldId::cr0, hw.regs().cr0);
+        for (int i = 0; i < 12; ++i) {
+            const std::uint32_t msr = msrs[rng() % std::size(msrs)];
+            const std::uint64_t value = boundary_value(rng, model.maxphyaddr);
+            SCOPED_TRACE(testing::Message() << "sequence " << seq << " write " << i << ": MSR " << std::hex << msr
+                                            << " <- " << value);
+            const cpu::SvmResult h = hw.wrmsr(msr, value);
+            const nested::StepResult n = l1.l1_wrmsr(msr, value);
+            const bool hw_gp = h.outcome == cpu::SvmOutcome::exception;
+            const bool l1_gp = n.outcome == nested::Outcome::exception;
+            ASSERT_EQ(hw_gp, l1_gp) << "processor: " << h.note << "; L0: " << n.note;
+            if (hw_gp) {
+                EXPECT_EQ(h.vector, 13);
+                EXPECT_EQ(n.vector, 13);
+                ++faults;
+            }
+            ++writes;
+            std::uint64_t got = 0;
+            ASSERT_EQ(l1.l1_rdmsr(arch::msr::VM_CR, got).outcome, nested::Outcome::l1_continues);
+            EXPECT_EQ(got, hw.msrs().vm_cr);
+            ASSERT_EQ(l1.l1_rdmsr(arch::msr::EFER, got).outcome, nested::Outcome::l1_continues);
+            EXPECT_EQ(got, hw.regs().efer);
+            EXPECT_EQ(l1.vm_hsave_pa(), hw.msrs().vm_hsave_pa);
+            EXPECT_EQ(l1.tsc_ratio(), hw.msrs().tsc_ratio);
+            EXPECT_EQ(l1.vmcb01().get(FieldId::g_pat), hw.regs().pat);
+        }
+    }
+    // The generator reaches both sides of the rules.
+    EXPECT_GT(faults, writes / 10);
+    EXPECT_LT(faults, writes * 9 / 10);
+}
+
+TEST(OneProcessor, VmCrSvmdisWhileSvmeIsGpEvenWhenLockIgnoresTheBit) {
+    // APM 15.30.1: setting SVMDIS while EFER.SVME = 1 is #GP(0) whatever LOCK
+    // is. The processor model and L0's emulation once disagreed here (L0
+    // judged the value after LOCK had masked SVMDIS out).
+    const checks::CpuModel model = checks::default_model();
+    cpu::GuestMemory mem(model.maxphyaddr);
+    nested::Vcpu l1(model, checks::profile(checks::ProfileId::apm), mem, nested::L0Config::kvm_default());
+    l1.vmcb01().set(FieldId::efer, arch::efer::SVME);
+    ASSERT_EQ(l1.l1_wrmsr(arch::msr::VM_CR, arch::vm_cr::LOCK).outcome, nested::Outcome::l1_continues);
+    const nested::StepResult r = l1.l1_wrmsr(arch::msr::VM_CR, arch::vm_cr::LOCK | arch::vm_cr::SVMDIS);
+    EXPECT_EQ(r.outcome, nested::Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    std::uint64_t vm_cr = 0;
+    ASSERT_EQ(l1.l1_rdmsr(arch::msr::VM_CR, vm_cr).outcome, nested::Outcome::l1_continues);
+    EXPECT_EQ(vm_cr, arch::vm_cr::LOCK);
+}
+
+TEST(OneProcessor, WrmsrAtCplThreeIsGpForL1AsOnTheProcessor) {
+    // WRMSR is privileged (APM Vol.3): #GP(0) at CPL > 0 before the MSR is
+    // looked at, for L1 as for the processor.
+    const checks::CpuModel model = checks::default_model();
+    cpu::GuestMemory mem(model.maxphyaddr);
+    nested::Vcpu l1(model, checks::profile(checks::ProfileId::apm), mem, nested::L0Config::kvm_default());
+    l1.vmcb01().set(FieldId::cpl, 3);
+    const nested::StepResult r = l1.l1_wrmsr(arch::msr::STAR, 1);
+    EXPECT_EQ(r.outcome, nested::Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    EXPECT_EQ(l1.vmcb01().get(FieldId::star), 0U);
+}
