@@ -252,31 +252,19 @@ checks::HostState SvmCpu::host_state_for_gates(const Registers& r) const noexcep
 
 bool SvmCpu::svm_gates(Insn insn, const Registers& r, SvmResult& out) const noexcept {
     const checks::HostState h = host_state_for_gates(r);
-    const checks::Context ctx{vmcb_, *cpu_, *profile_, &h, nullptr};
-    const bool uses_rax = insn == Insn::vmrun || insn == Insn::vmload || insn == Insn::vmsave;
-    // APM 15.31: with SKINIT or SVM-Lock, STGI and SKINIT run with SVME = 0.
-    const bool svme_optional = (insn == Insn::stgi || insn == Insn::skinit) &&
-                               (cpu_->has(Feature::skinit) || cpu_->has(Feature::svm_lock));
-    for (const auto& c : checks::catalogue()) {
-        if (c.stage != checks::Stage::instruction || (c.profiles & checks::mask_of(profile_->id)) == 0) continue;
-        // VMRUN-only gates (HSAVE = 0 and SMM are about the host's own VMRUN;
-        // a guest's VMRUN always exits through the mandatory intercept, C13).
-        if ((insn != Insn::vmrun || in_guest_) && (c.id == "gate.hsave_zero" || c.id == "gate.smm")) continue;
-        if (!uses_rax && (c.id == "gate.rax_alignment" || c.id == "gate.rax_maxphyaddr")) continue;
-        if (svme_optional && c.id == "gate.efer_svme") continue;
-        if (!c.violated(ctx)) continue;
-        out.outcome = SvmOutcome::exception;
-        out.failed_check = &c;
-        if (c.outcome == checks::Outcome::ud) {
-            out.vector = 6;
-            out.note = "#UD: instruction gate (failed_check names it)";
-        } else {
-            out.vector = 13;
-            out.note = "#GP(0): instruction gate (failed_check names it)";
-        }
-        return false;
+    const checks::Check* c =
+        svm_instruction_gate(insn, h, *cpu_, *profile_, in_guest_ ? GateContext::guest : GateContext::host);
+    if (c == nullptr) return true;
+    out.outcome = SvmOutcome::exception;
+    out.failed_check = c;
+    if (c->outcome == checks::Outcome::ud) {
+        out.vector = 6;
+        out.note = "#UD: instruction gate (failed_check names it)";
+    } else {
+        out.vector = 13;
+        out.note = "#GP(0): instruction gate (failed_check names it)";
     }
-    return true;
+    return false;
 }
 
 bool SvmCpu::vmrun_instruction_gates(SvmResult& r) const noexcept {

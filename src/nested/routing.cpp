@@ -413,7 +413,7 @@ bool Vcpu::vmsave_to(std::uint64_t pa) noexcept {
 
 StepResult Vcpu::l1_vmload() noexcept {
     StepResult r;
-    if (!l1_instruction_gates(r, true)) return r;
+    if (!l1_instruction_gates(r, cpu::SvmInsn::vmload)) return r;
     if (!vmload_from(vmcb01_.get(FieldId::rax))) {
         r.outcome = Outcome::exception;
         r.vector = 13;
@@ -426,7 +426,7 @@ StepResult Vcpu::l1_vmload() noexcept {
 
 StepResult Vcpu::l1_vmsave() noexcept {
     StepResult r;
-    if (!l1_instruction_gates(r, true)) return r;
+    if (!l1_instruction_gates(r, cpu::SvmInsn::vmsave)) return r;
     if (!vmsave_to(vmcb01_.get(FieldId::rax))) {
         r.outcome = Outcome::exception;
         r.vector = 13;
@@ -477,7 +477,7 @@ StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e, bool virtualized) noexcep
 
 StepResult Vcpu::l1_stgi() noexcept {
     StepResult r;
-    if (!l1_instruction_gates(r, false)) return r;
+    if (!l1_instruction_gates(r, cpu::SvmInsn::stgi)) return r;
     gif_ = true;
     if (pending_ != 0) r.note = "GIF = 1: held events delivered to L1";
     deliver_pending_to_l1();
@@ -492,7 +492,7 @@ StepResult Vcpu::l1_stgi() noexcept {
 
 StepResult Vcpu::l1_clgi() noexcept {
     StepResult r;
-    if (!l1_instruction_gates(r, false)) return r;
+    if (!l1_instruction_gates(r, cpu::SvmInsn::clgi)) return r;
     gif_ = false;
     skip_l1_instruction();
     return r;
@@ -500,7 +500,7 @@ StepResult Vcpu::l1_clgi() noexcept {
 
 StepResult Vcpu::l1_invlpga() noexcept {
     StepResult r;
-    if (!l1_instruction_gates(r, false)) return r;
+    if (!l1_instruction_gates(r, cpu::SvmInsn::invlpga)) return r;
     // The TLB is not modelled: INVLPGA of (rAX, ECX = ASID) has no visible effect.
     skip_l1_instruction();
     r.note = "TLB not modelled";

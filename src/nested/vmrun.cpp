@@ -1,5 +1,5 @@
 // L1's VMRUN, emulated by L0 (kvm-nsvm.md §3, APM 15.5.1):
-//   vmrun_gates -> copy_vmcb12_to_cache -> check_cache -> prepare_vmcb02
+//   l1_instruction_gates -> copy_vmcb12_to_cache -> check_cache -> prepare_vmcb02
 //   -> load_l2_cr3 -> merge_msrpm -> commit_guest_mode
 // Nothing architectural changes before every phase has passed: vmcb02 and
 // the merged MSRPM are prepared in the buffers that are not live, and
@@ -10,6 +10,7 @@
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/checks/evaluate.hpp"
+#include "nsvm/cpu/gates.hpp"
 #include "nsvm/nested/vcpu.hpp"
 
 namespace nsvm::nested {
@@ -31,7 +32,7 @@ std::uint64_t compose_tsc_offset(std::uint64_t l1_offset, std::uint64_t l2_offse
 }
 }  // namespace
 
-bool Vcpu::l1_instruction_gates(StepResult& r, bool check_rax) const noexcept {
+bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept {
     if (shut_down(r)) return false;
     if (mode_ != Mode::l1) {
         // The model's contract: L1 instructions only while L1 runs.
@@ -40,50 +41,28 @@ bool Vcpu::l1_instruction_gates(StepResult& r, bool check_rax) const noexcept {
         r.note = "L1 is not running (L2 is)";
         return false;
     }
-    // APM 15.4/15.5.1: #UD without EFER.SVME or outside protected mode, then
-    // #GP(0) for CPL != 0 and for an unaligned or too-wide rAX.
-    const std::uint64_t efer = vmcb01_.get(FieldId::efer);
-    if ((efer & arch::efer::SVME) == 0 || (vmcb01_.get(FieldId::cr0) & arch::cr0::PE) == 0) {
-        r.outcome = Outcome::exception;
-        r.vector = 6;
-        r.note = "EFER.SVME = 0 or not in protected mode: #UD";
-        return false;
-    }
-    if (vmcb01_.get(FieldId::cpl) != 0) {
-        r.outcome = Outcome::exception;
-        r.vector = 13;
-        r.note = "CPL != 0: #GP(0)";
-        return false;
-    }
-    if (check_rax) {
-        const std::uint64_t rax = vmcb01_.get(FieldId::rax);
-        if ((rax & 0xFFF) != 0 || (rax & cpu_->reserved_pa_bits()) != 0) {
-            r.outcome = Outcome::exception;
-            r.vector = 13;
-            r.note = "rAX is not a 4 KiB aligned legal physical address: #GP(0)";
-            return false;
-        }
-    }
-    return true;
-}
-
-bool Vcpu::vmrun_gates(StepResult& r) const noexcept {
-    if (shut_down(r)) return false;
-    if (mode_ == Mode::l1 && smm_) {
-        // APM 15.5: VMRUN in SMM is undefined; KVM injects #UD.
-        r.outcome = Outcome::exception;
-        r.vector = 6;
-        r.note = "VMRUN in SMM: #UD";
-        return false;
-    }
-    if (!l1_instruction_gates(r, true)) return false;
-    if (profile_->hsave_zero_gp && hsave_pa_ == 0) {
-        r.outcome = Outcome::exception;
-        r.vector = 13;
-        r.note = "VM_HSAVE_PA = 0: #GP(0) (KVM)";
-        return false;
-    }
-    return true;
+    // The processor's gates (cpu/gates.hpp: #UD without EFER.SVME or outside
+    // protected mode, #GP(0) at CPL > 0 or for an unaligned or too-wide rAX,
+    // and the profile's own, e.g. KVM's #UD without paging and in SMM and
+    // #GP for VM_HSAVE_PA = 0 on VMRUN), judged on L1's state as KVM's
+    // nested_svm_check_permissions and nested_svm_vmrun judge it.
+    checks::HostState h;
+    h.efer = vmcb01_.get(FieldId::efer);
+    h.cr0 = vmcb01_.get(FieldId::cr0);
+    h.cr4 = vmcb01_.get(FieldId::cr4);
+    h.rflags = vmcb01_.get(FieldId::rflags);
+    h.cpl = static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl));
+    h.rax = vmcb01_.get(FieldId::rax);
+    h.vm_hsave_pa = hsave_pa_;
+    h.smm = smm_;
+    const checks::Check* c = cpu::svm_instruction_gate(insn, h, *cpu_, *profile_, cpu::GateContext::host);
+    if (c == nullptr) return true;
+    r.outcome = Outcome::exception;
+    r.vector = c->outcome == checks::Outcome::ud ? 6 : 13;
+    r.failed_check = c;
+    r.note = c->outcome == checks::Outcome::ud ? "#UD: instruction gate (failed_check names it)"
+                                                : "#GP(0): instruction gate (failed_check names it)";
+    return false;
 }
 
 bool Vcpu::copy_vmcb12_to_cache(std::uint64_t gpa) noexcept {
@@ -301,7 +280,7 @@ StepResult Vcpu::enter_nested(std::uint64_t gpa) noexcept {
 
 StepResult Vcpu::l1_vmrun() noexcept {
     StepResult r;
-    if (!vmrun_gates(r)) return r;
+    if (!l1_instruction_gates(r, cpu::SvmInsn::vmrun)) return r;
     const std::uint64_t gpa = vmcb01_.get(FieldId::rax);
     if (!copy_vmcb12_to_cache(gpa)) {
         // KVM: mapping vmcb12 fails -> #GP(0) to L1 (nested_svm_vmrun).

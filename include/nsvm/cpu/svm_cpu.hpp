@@ -29,6 +29,7 @@
 #include "nsvm/checks/cpu_model.hpp"
 #include "nsvm/checks/profile.hpp"
 #include "nsvm/cpu/events.hpp"
+#include "nsvm/cpu/gates.hpp"
 #include "nsvm/cpu/memory.hpp"
 
 namespace nsvm::cpu {
@@ -224,7 +225,7 @@ private:
     void load_host_state() noexcept;
 
     // Gates of the other SVM instructions.
-    enum class Insn : std::uint8_t { vmrun, vmload, vmsave, stgi, clgi, invlpga, skinit, vmmcall };
+    using Insn = SvmInsn;
     [[nodiscard]] bool svm_gates(Insn insn, const Registers& r, SvmResult& out) const noexcept;
     [[nodiscard]] checks::HostState host_state_for_gates(const Registers& r) const noexcept;
 

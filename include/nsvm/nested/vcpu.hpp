@@ -27,6 +27,7 @@
 #include "nsvm/checks/cpu_model.hpp"
 #include "nsvm/checks/profile.hpp"
 #include "nsvm/cpu/events.hpp"
+#include "nsvm/cpu/gates.hpp"
 #include "nsvm/cpu/memory.hpp"
 #include "nsvm/util/expected.hpp"
 
@@ -197,7 +198,6 @@ private:
     using Msrpm = std::array<std::uint8_t, cpu::kMsrpmSize>;
 
     // VMRUN phases.
-    [[nodiscard]] bool vmrun_gates(StepResult& r) const noexcept;
     [[nodiscard]] bool copy_vmcb12_to_cache(std::uint64_t gpa) noexcept;
     void sanitize_cache() noexcept;
     [[nodiscard]] const checks::Check* check_cache() const noexcept;
@@ -253,7 +253,7 @@ private:
     /// VMRUN could have left), or nullptr. Shared by restore_state (vmcb01)
     /// and RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
     [[nodiscard]] const char* l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const noexcept;
-    [[nodiscard]] bool l1_instruction_gates(StepResult& r, bool check_rax) const noexcept;
+    [[nodiscard]] bool l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept;
     /// A shut-down vCPU runs nothing until it is reset, which the model has
     /// not: true, with `r` the step's report (outcome shutdown), when shut down.
     [[nodiscard]] bool shut_down(StepResult& r) const noexcept;
