@@ -4,6 +4,7 @@
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/cpu/control_regs.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
 
@@ -58,7 +59,10 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
     switch (e.kind) {
         case EventKind::cr_write:
             switch (e.index & 0xF) {
-                case 0: regs_.cr0 = e.value; break;
+                case 0:
+                    regs_.cr0 = e.value;
+                    regs_.efer = efer_after_cr0_write(regs_.efer, e.value);
+                    break;
                 case 2: regs_.cr2 = e.value; break;
                 case 3: regs_.cr3 = e.value; break;
                 case 4: regs_.cr4 = e.value; break;
@@ -187,6 +191,16 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
     }
     if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
         return vmexit(x->code, x->info1, x->info2, 0, x->next_rip);
+    // A MOV to CR/DR with a value the processor refuses faults after the
+    // intercept check: an intercepted write exits with the value unjudged
+    // (its VMM emulates it), one that is not is #GP(0) in the guest.
+    const char* illegal = e.kind == EventKind::dr_write ? mov_to_dr_fault(e.index & 0xF, e.value)
+                          : e.kind == EventKind::cr_write
+                              ? mov_to_cr_fault(*cpu_, e.index & 0xF, e.value,
+                                                ControlState{regs_.efer, regs_.cr0, regs_.cr4,
+                                                             (regs_.cs.attrib & arch::seg_attr::L) != 0})
+                              : nullptr;
+    if (illegal != nullptr) return guest_exception(13, 0, 0, illegal);
     apply_guest_effect(e);
     SvmResult r;
     r.outcome = SvmOutcome::no_exit;

@@ -7,6 +7,7 @@
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/cpu/control_regs.hpp"
 #include "nsvm/cpu/msr_rules.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/nested/vcpu.hpp"
@@ -50,44 +51,17 @@ bool Vcpu::l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noe
     return false;
 }
 
-bool Vcpu::l2_write_faults(const cpu::Event& e) const noexcept {
-    // MOV to DR6/DR7 with any of bits 63:32 set is #GP(0) (APM 13.1.1.3,
-    // 13.1.1.4: the upper halves MBZ). When only L0 intercepts the write,
-    // L0 emulates it and must raise that #GP in L2 itself (KVM's
-    // dr_interception -> kvm_set_dr, which refuses such a value): writing
-    // it into vmcb02 would leave a VMCB the next VMRUN refuses.
-    if (e.kind == EventKind::dr_write)
-        return (e.index == 6 && (e.value & arch::dr6::kMbz) != 0) || (e.index == 7 && (e.value & arch::dr7::kMbz) != 0);
-    // MOV to CR0/CR3/CR4 with an illegal value is #GP(0) in L2 (APM 3.1),
-    // decided before any intercept-free completion.
-    if (e.kind != EventKind::cr_write) return false;
-    using namespace arch;
-    const std::uint64_t efer_v = vmcb02().get(FieldId::efer), cr0v = vmcb02().get(FieldId::cr0);
-    const std::uint64_t cr4v = vmcb02().get(FieldId::cr4);
-    const bool long_mode = (efer_v & efer::LMA) != 0;
-    const bool cs_l = (vmcb02().segment(Seg::cs).attrib & seg_attr::L) != 0;
-    switch (e.index) {
-        case 0: {
-            if ((e.value >> 32) != 0 || ((e.value & cr0::NW) && !(e.value & cr0::CD)) ||
-                ((e.value & cr0::PG) && !(e.value & cr0::PE)))
-                return true;
-            // Leaving long mode (APM 14, long-mode activation): CR0.PG is
-            // cleared from compatibility mode only, never with PCIDE
-            // (#GP otherwise, as KVM's kvm_set_cr0).
-            const bool clears_pg = (cr0v & cr0::PG) && !(e.value & cr0::PG);
-            if (clears_pg && ((long_mode && cs_l) || (cr4v & cr4::PCIDE))) return true;
-            // Activating long mode: setting CR0.PG with EFER.LME needs
-            // CR4.PAE, and a CS that is not 64-bit (kvm_set_cr0).
-            const bool sets_pg = !(cr0v & cr0::PG) && (e.value & cr0::PG);
-            return sets_pg && (efer_v & efer::LME) && (!(cr4v & cr4::PAE) || cs_l);
-        }
-        case 3: return (e.value & cpu_->reserved_pa_bits() & ~(bit(63))) != 0;
-        case 4:
-            // CR4.PAE cannot be cleared while long mode is active (APM 3.1.3;
-            // kvm_set_cr4).
-            return (e.value & cpu_->cr4_reserved_bits()) != 0 || (long_mode && !(e.value & cr4::PAE));
-        default: return false;
-    }
+const char* Vcpu::l2_write_fault(const cpu::Event& e) const noexcept {
+    // MOV to CR0/CR3/CR4/DR6/DR7 with a value the processor refuses is
+    // #GP(0) in L2 (cpu/control_regs.hpp). When only L0 intercepts the write,
+    // L0 emulates it and must raise that #GP itself (KVM's kvm_set_cr0/cr4/cr3,
+    // kvm_set_dr): writing the value into vmcb02 would leave a VMCB the next
+    // VMRUN refuses.
+    if (e.kind == EventKind::dr_write) return cpu::mov_to_dr_fault(e.index, e.value);
+    if (e.kind != EventKind::cr_write) return nullptr;
+    const cpu::ControlState s{vmcb02().get(FieldId::efer), vmcb02().get(FieldId::cr0), vmcb02().get(FieldId::cr4),
+                              (vmcb02().segment(arch::Seg::cs).attrib & arch::seg_attr::L) != 0};
+    return cpu::mov_to_cr_fault(*cpu_, e.index, e.value, s);
 }
 
 void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
@@ -95,13 +69,8 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
     switch (e.kind) {
         case EventKind::cr_write:
             if (e.index == 0) {
-                // With EFER.LME, CR0.PG turns long mode on or off: the
-                // processor sets or clears EFER.LMA with it (APM 14,
-                // long-mode activation; KVM's svm_set_cr0).
-                const std::uint64_t efer = vmcb02().get(FieldId::efer);
-                if (efer & arch::efer::LME)
-                    live_vmcb02().set(FieldId::efer, (e.value & arch::cr0::PG) ? (efer | arch::efer::LMA)
-                                                                               : (efer & ~arch::efer::LMA));
+                // EFER.LMA follows CR0.PG under EFER.LME (KVM's svm_set_cr0).
+                live_vmcb02().set(FieldId::efer, cpu::efer_after_cr0_write(vmcb02().get(FieldId::efer), e.value));
                 live_vmcb02().set(FieldId::cr0, e.value);
             }
             if (e.index == 3) live_vmcb02().set(FieldId::cr3, e.value);
@@ -223,10 +192,10 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
             r.vector = 6;
             return r;
         }
-        if (l2_write_faults(e)) {
+        if (const char* why = l2_write_fault(e)) {
             r.outcome = Outcome::exception;
             r.vector = 13;
-            r.note = "illegal control- or debug-register value: #GP(0) in L2";
+            r.note = why;
             return r;
         }
         const bool gif_was = gif_;
@@ -260,12 +229,12 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     }
     // L0 asked for this exit alone: it emulates (a #GP for an illegal
     // control-register value) and L2 resumes.
-    if (l2_write_faults(e)) {
+    if (const char* why = l2_write_fault(e)) {
         r.outcome = Outcome::exception;
         r.vector = 13;
         r.l0_exit = true;
         r.exit_code = hw->code;
-        r.note = "intercepted only by L0; illegal value: L0 injects #GP(0) into L2";
+        r.note = why;  // intercepted only by L0, which injects the #GP(0) into L2
         return r;
     }
     const bool gif_was = gif_;

@@ -10,7 +10,9 @@
 #include "nsvm/checks/cpu_model.hpp"
 #include "nsvm/checks/profile.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
+#include "nsvm/arch/intercepts.hpp"
 #include "nsvm/nested/vcpu.hpp"
+#include "support/valid_vmcb.hpp"
 
 using namespace nsvm;
 using arch::FieldId;
@@ -123,4 +125,92 @@ TEST(OneProcessor, WrmsrAtCplThreeIsGpForL1AsOnTheProcessor) {
     EXPECT_EQ(r.outcome, nested::Outcome::exception);
     EXPECT_EQ(r.vector, 13);
     EXPECT_EQ(l1.vmcb01().get(FieldId::star), 0U);
+}
+
+namespace {
+/// The cpu tests' valid 64-bit guest, CR and DR writes and exceptions not
+/// intercepted, so each side decides an illegal value itself.
+arch::Vmcb guest_without_cr_dr_intercepts() {
+    arch::Vmcb v = test_support::valid_vmcb64();
+    for (unsigned n = 0; n < 16; ++n) {
+        v.set_intercept(arch::intercept::cr_write(n), false);
+        v.set_intercept(arch::intercept::dr_write(n), false);
+    }
+    for (unsigned vec = 0; vec < 32; ++vec) v.set_intercept(arch::intercept::exception(vec), false);
+    v.set_intercept(arch::intercept::SELECTIVE_CR0, false);
+    return v;
+}
+
+std::uint64_t control_value(std::mt19937_64& rng, unsigned cr, unsigned maxphyaddr) {
+    using namespace arch;
+    const std::uint64_t cr0s[] = {cr0::PE | cr0::PG | cr0::ET, cr0::PE | cr0::ET, cr0::PG | cr0::ET,
+                                  cr0::PE | cr0::PG | cr0::NW, cr0::PE | cr0::PG | cr0::NW | cr0::CD,
+                                  cr0::PE | cr0::PG | bit(32)};
+    const std::uint64_t cr4s[] = {cr4::PAE, 0, cr4::PAE | cr4::PCIDE, cr4::PAE | bit(63), cr4::PAE | bit(31)};
+    const std::uint64_t cr3s[] = {0x1000, std::uint64_t{1} << maxphyaddr, bit(63) | 0x2000, (std::uint64_t{1} << maxphyaddr) - 0x1000};
+    const std::uint64_t drs[] = {0x400, 0xFFFF0FF0, bit(32) | 0x400, bit(63)};
+    switch (cr) {
+        case 0: return cr0s[rng() % std::size(cr0s)];
+        case 3: return cr3s[rng() % std::size(cr3s)];
+        case 4: return cr4s[rng() % std::size(cr4s)];
+        default: return drs[rng() % std::size(drs)];
+    }
+}
+}  // namespace
+
+TEST(OneProcessor, L2ControlRegisterWritesAgreeWithTheProcessor) {
+    // L2's MOV to CR0/CR3/CR4/DR6/DR7 that L1 does not intercept: on the
+    // processor the guest itself takes #GP(0) for an illegal value; under L0
+    // (whose own CR intercepts catch the write, as KVM's do) L0 emulates it
+    // and must inject the same #GP(0) and otherwise leave the same CR0, CR3,
+    // CR4 and EFER (EFER.LMA following CR0.PG) in vmcb02.
+    const checks::CpuModel model = checks::default_model();
+    const arch::Vmcb guest = guest_without_cr_dr_intercepts();
+    constexpr std::uint64_t kVmcb = 0x20000, kHsave = 0x50000;
+    std::mt19937_64 rng(612);
+    unsigned gp = 0, done = 0;
+    for (int seq = 0; seq < 300; ++seq) {
+        cpu::GuestMemory hw_mem(model.maxphyaddr), l1_mem(model.maxphyaddr);
+        cpu::SvmCpu hw(model, checks::profile(checks::ProfileId::kvm), hw_mem);
+        ASSERT_TRUE(hw_mem.map(kVmcb) && hw_mem.map(kHsave) && hw_mem.write_vmcb(kVmcb, guest));
+        hw.regs() = cpu::SvmCpu::long_mode_host();
+        hw.regs().rax = kVmcb;
+        hw.msrs().vm_hsave_pa = kHsave;
+        ASSERT_EQ(hw.vmrun().outcome, cpu::SvmOutcome::entered_guest);
+
+        nested::Vcpu l0(model, checks::profile(checks::ProfileId::kvm), l1_mem, nested::L0Config::kvm_default());
+        ASSERT_TRUE(l1_mem.map(kVmcb) && l1_mem.map(kHsave) && l1_mem.write_vmcb(kVmcb, guest));
+        l0.set_vm_hsave_pa(kHsave);
+        l0.vmcb01().set(FieldId::rax, kVmcb);
+        ASSERT_EQ(l0.l1_vmrun().outcome, nested::Outcome::entered_l2);
+
+        for (int i = 0; i < 8; ++i) {
+            const unsigned regs[] = {0, 3, 4, 6, 7};
+            const unsigned n = regs[rng() % std::size(regs)];
+            cpu::Event e;
+            e.kind = n >= 6 ? cpu::EventKind::dr_write : cpu::EventKind::cr_write;
+            e.index = n;
+            e.value = control_value(rng, n, model.maxphyaddr);
+            e.insn_len = 3;
+            SCOPED_TRACE(testing::Message() << "sequence " << seq << " step " << i << ": MOV " << (n >= 6 ? "DR" : "CR")
+                                            << n << " <- 0x" << std::hex << e.value);
+            const cpu::SvmResult h = hw.guest_event(e);
+            const nested::StepResult s = l0.l2_event(e);
+            const bool hw_gp = h.outcome == cpu::SvmOutcome::delivered && h.vector == 13;
+            const bool l0_gp = s.outcome == nested::Outcome::exception && s.vector == 13;
+            ASSERT_EQ(hw_gp, l0_gp) << "processor: " << h.note << "; L0: " << s.note;
+            if (!hw_gp) {
+                ASSERT_EQ(h.outcome, cpu::SvmOutcome::no_exit) << h.note;
+                ASSERT_NE(s.outcome, nested::Outcome::vmexit_to_l1) << s.note;
+            }
+            gp += hw_gp;
+            ++done;
+            EXPECT_EQ(l0.vmcb02().get(FieldId::cr0), hw.regs().cr0);
+            EXPECT_EQ(l0.vmcb02().get(FieldId::cr3), hw.regs().cr3);
+            EXPECT_EQ(l0.vmcb02().get(FieldId::cr4), hw.regs().cr4);
+            EXPECT_EQ(l0.vmcb02().get(FieldId::efer), hw.regs().efer);
+        }
+    }
+    EXPECT_GT(gp, done / 10);
+    EXPECT_LT(gp, done * 9 / 10);
 }

@@ -235,7 +235,8 @@ private:
     [[nodiscard]] bool vmsave_to(std::uint64_t pa) noexcept;
     [[nodiscard]] StepResult l2_external(cpu::EventKind k) noexcept;
     void apply_l2_effect(const cpu::Event& e) noexcept;
-    [[nodiscard]] bool l2_write_faults(const cpu::Event& e) const noexcept;
+    /// The #GP(0) reason of an L2 MOV to CR/DR with an illegal value, or nullptr.
+    [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
 
     // SMM.
     [[nodiscard]] StepResult enter_smm() noexcept;

@@ -1,0 +1,30 @@
+// MOV to a control or debug register: which values raise #GP(0), and what
+// else changes with CR0 (APM Vol.2 3.1, 13.1.1, 14.6). The processor and L0,
+// when it emulates such a write for a guest (KVM's kvm_set_cr0/cr4/cr3 and
+// kvm_set_dr), apply these rules; there is no second copy.
+#pragma once
+
+#include <cstdint>
+
+#include "nsvm/checks/cpu_model.hpp"
+
+namespace nsvm::cpu {
+
+/// The state a MOV to CRn is judged against.
+struct ControlState {
+    std::uint64_t efer = 0;
+    std::uint64_t cr0 = 0;
+    std::uint64_t cr4 = 0;
+    bool cs_l = false;  ///< CS.L: 64-bit code (with EFER.LMA)
+};
+
+/// #GP(0) for MOV to CR0, CR3 or CR4 with `value`: a static reason, or nullptr.
+[[nodiscard]] const char* mov_to_cr_fault(const checks::CpuModel& cpu, unsigned cr, std::uint64_t value,
+                                          const ControlState& s) noexcept;
+/// #GP(0) for MOV to DR6 or DR7 with any of bits 63:32 set (APM 13.1.1.3, 13.1.1.4).
+[[nodiscard]] const char* mov_to_dr_fault(unsigned dr, std::uint64_t value) noexcept;
+/// EFER after CR0 becomes `cr0`: with EFER.LME, CR0.PG turns long mode on or
+/// off and the processor sets or clears EFER.LMA with it (APM 14.6.1).
+[[nodiscard]] std::uint64_t efer_after_cr0_write(std::uint64_t efer, std::uint64_t cr0) noexcept;
+
+}  // namespace nsvm::cpu
