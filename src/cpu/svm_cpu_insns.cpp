@@ -10,8 +10,6 @@ using arch::Seg;
 using checks::Feature;
 
 namespace {
-using arch::kVmloadSegments;
-
 arch::Segment& seg_ref(Registers& r, Seg s) noexcept {
     switch (s) {
         case Seg::fs: return r.fs;
@@ -39,6 +37,23 @@ static_assert([] {
     return kVmloadMsrs.size() == arch::kVmloadFields.size();
 }(), "the VMLOAD/VMSAVE MSRs are APM 15.5.2's list, in arch's order");
 
+/// The registers' VMLOAD/VMSAVE state seen as a VMCB's, so that
+/// arch::copy_vmload_state moves it between the registers and a VMCB page.
+struct VmloadRegisters {
+    Registers& r;
+    [[nodiscard]] arch::Segment segment(Seg s) const noexcept { return seg_ref(r, s); }
+    void set_segment(Seg s, const arch::Segment& v) const noexcept { seg_ref(r, s) = v; }
+    [[nodiscard]] std::uint64_t get(FieldId f) const noexcept { return r.*reg_of(f); }
+    void set(FieldId f, std::uint64_t v) const noexcept { r.*reg_of(f) = v; }
+
+private:
+    static std::uint64_t Registers::*reg_of(FieldId f) noexcept {
+        for (const auto& m : kVmloadMsrs)
+            if (m.field == f) return m.reg;
+        return &Registers::kernel_gs_base;  // unreachable: copy_vmload_state asks only for kVmloadFields
+    }
+};
+
 SvmResult fault(std::uint8_t vector, const char* note) noexcept {
     SvmResult r;
     r.outcome = SvmOutcome::exception;
@@ -59,17 +74,11 @@ SvmResult SvmCpu::vmload() noexcept {
     SvmResult r;
     if (!svm_gates(Insn::vmload, regs_, r)) return r;
     const std::uint64_t pa = page_of(regs_.rax);
-    if (!mem_->backed(pa)) return fault(13, "#GP(0): the VMCB page is not backed memory (model)");
-    // Read everything first, then commit: the registers never see half a VMLOAD.
+    // Read the page first, then commit: the registers never see half a VMLOAD.
+    arch::Vmcb page;
+    if (!mem_->read_vmcb(pa, page)) return fault(13, "#GP(0): the VMCB page is not backed memory (model)");
     Registers next = regs_;
-    for (Seg s : kVmloadSegments) {
-        std::array<std::uint8_t, 16> b{};
-        (void)mem_->read(pa + arch::segment_offset(s), b);
-        seg_ref(next, s) = arch::Segment{static_cast<std::uint16_t>(arch::load_le(b, 0, 2)),
-                                         static_cast<std::uint16_t>(arch::load_le(b, 2, 2)),
-                                         static_cast<std::uint32_t>(arch::load_le(b, 4, 4)), arch::load_le(b, 8, 8)};
-    }
-    for (const auto& m : kVmloadMsrs) (void)mem_->read_u64(pa + arch::info(m.field).offset, next.*m.reg);
+    arch::copy_vmload_state(page, VmloadRegisters{next});
     regs_ = next;
     regs_.rip += kSvmInsnLength;
     r.outcome = SvmOutcome::completed;
@@ -81,18 +90,9 @@ SvmResult SvmCpu::vmsave() noexcept {
     if (in_guest_) return not_in_host();
     SvmResult r;
     if (!svm_gates(Insn::vmsave, regs_, r)) return r;
-    const std::uint64_t pa = page_of(regs_.rax);
-    if (!mem_->backed(pa)) return fault(13, "#GP(0): the VMCB page is not backed memory (model)");
-    for (Seg s : kVmloadSegments) {
-        const arch::Segment& v = seg_ref(regs_, s);
-        std::array<std::uint8_t, 16> b{};
-        arch::store_le(b, 0, 2, v.selector);
-        arch::store_le(b, 2, 2, v.attrib);
-        arch::store_le(b, 4, 4, v.limit);
-        arch::store_le(b, 8, 8, v.base);
-        (void)mem_->write(pa + arch::segment_offset(s), b);
-    }
-    for (const auto& m : kVmloadMsrs) (void)mem_->write_u64(pa + arch::info(m.field).offset, regs_.*m.reg);
+    const auto page = mem_->vmcb_in_place(page_of(regs_.rax));
+    if (!page) return fault(13, "#GP(0): the VMCB page is not backed memory (model)");
+    arch::copy_vmload_state(VmloadRegisters{regs_}, *page);
     regs_.rip += kSvmInsnLength;
     r.outcome = SvmOutcome::completed;
     r.note = "VMSAVE: FS, GS, TR, LDTR, KernelGsBase, STAR, LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP stored";

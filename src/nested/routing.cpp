@@ -366,8 +366,7 @@ bool Vcpu::vmload_from(std::uint64_t pa) noexcept {
     if (!mem_->read_vmcb(pa, src)) return false;
     for (arch::Vmcb* dst : {&vmcb01_, mode_ == Mode::l2 ? &live_vmcb02() : nullptr}) {
         if (dst == nullptr) continue;
-        for (arch::Seg s : arch::kVmloadSegments) dst->set_segment(s, src.segment(s));
-        for (FieldId f : arch::kVmloadFields) dst->set(f, src.get(f));
+        arch::copy_vmload_state(src, *dst);
     }
     return true;
 }
@@ -375,8 +374,7 @@ bool Vcpu::vmload_from(std::uint64_t pa) noexcept {
 bool Vcpu::vmsave_to(std::uint64_t pa) noexcept {
     const auto dst = mem_->vmcb_in_place(pa);
     if (!dst) return false;
-    for (arch::Seg s : arch::kVmloadSegments) dst->set_segment(s, vmcb01_.segment(s));
-    for (FieldId f : arch::kVmloadFields) dst->set(f, vmcb01_.get(f));
+    arch::copy_vmload_state(vmcb01_, *dst);
     return true;
 }
 

@@ -157,8 +157,7 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     using namespace arch;
     for (Seg s : kVmrunSegments) out.set_segment(s, cache_.segment(s));
     // VMLOAD state is not loaded by VMRUN (APM 15.5.1): L2 sees what L1 VMLOADed.
-    for (Seg s : kVmloadSegments) out.set_segment(s, vmcb01_.segment(s));
-    for (FieldId f : kVmloadFields) out.set(f, vmcb01_.get(f));
+    copy_vmload_state(vmcb01_, out);
     out.set(FieldId::cpl, cache_.get(FieldId::cpl));
     out.set(FieldId::rflags, cache_.get(FieldId::rflags) | rflags::FIXED1);
     out.set(FieldId::efer, cache_.get(FieldId::efer) | efer::SVME);  // hardware VMCB always has SVME

@@ -138,6 +138,15 @@ inline constexpr std::array<FieldId, 8> kVmloadFields = {FieldId::kernel_gs_base
                                                          FieldId::cstar, FieldId::sfmask, FieldId::sysenter_cs,
                                                          FieldId::sysenter_esp, FieldId::sysenter_eip};
 
+/// Copies the VMLOAD/VMSAVE state from one VMCB image to another (`To` is a
+/// Vmcb or a VmcbView): what VMLOAD and VMSAVE move, and what KVM's
+/// svm_copy_vmloadsave_state copies between vmcb01, vmcb02 and a guest page.
+template <class From, class To>
+constexpr void copy_vmload_state(const From& from, To&& to) noexcept {
+    for (Seg s : kVmloadSegments) to.set_segment(s, from.segment(s));
+    for (FieldId f : kVmloadFields) to.set(f, from.get(f));
+}
+
 /// A VMCB that lives elsewhere (a page of guest memory), written in place:
 /// the #VMEXIT write-back to vmcb12 stores field after field into the page
 /// found once, as KVM does through its kvm_vcpu_map() of vmcb12.
