@@ -24,7 +24,7 @@ constexpr std::uint64_t kVmcb12 = 0x20000, kHsave = 0x50000, kMsrpm = 0x14000, k
 arch::Vmcb valid_vmcb12() {
     // The shared valid guest without its VMMCALL intercept, as this file's
     // vmcb12 always was: L1 does not see L2's VMMCALL, which is then #UD in
-    // L2 (L0 never serves L2's hypercalls; kvm-nsvm.md §6.5).
+    // L2 (L0 never serves L2's hypercalls; KVM's recalc_intercepts).
     auto v = test_support::valid_vmcb64();
     v.set_intercept(ic::VMMCALL, false);
     return v;
@@ -734,7 +734,7 @@ TEST(Gating, L1IntrWaitsForIfAndGif) {
     EXPECT_EQ(m.vcpu.pending_events(), 0U);
 }
 
-// --- Review (line-by-line review of src/nested against kvm-nsvm.md / apm-svm.md) ---
+// --- Review (line-by-line review of src/nested against KVM's nested.c and the APM) ---
 
 namespace {
 // A Machine whose L0 passes some I/O ports through to L1 (scenario key
@@ -750,9 +750,10 @@ struct PortMachine : Machine {
 
 // Events held while GIF = 0 are pending events of the vCPU (KVM: nmi_pending,
 // smi_pending, the LAPIC IRR, a latched INIT). A #VMEXIT, VMEXIT_INVALID
-// included, drops only what was being injected into L2 (kvm-nsvm.md §5.3
-// step 20) — never what is still pending for L1 (apm-svm.md §8: "held
-// pending until GIF = 1").
+// included, drops only what was being injected into L2 (KVM's
+// nested_svm_vmexit clears nmi_injected and the exception and interrupt
+// queues) — never what is still pending for L1 (APM 15.17: held pending
+// until GIF = 1).
 TEST(Review, EventsHeldByGifSurviveAFailedVmrunAndAreTakenAtStgi) {
     Machine m;
     ASSERT_TRUE(m.mem.map(0x38000, 0x8000));  // SMRAM (SMBASE 0x30000 + 0x8000)
@@ -919,7 +920,7 @@ TEST(Review, StgiDeliversAHeldIntrOnlyWhenL1sIfIsSet) {
 // every CR0 write, so the hardware exit from L2 is WRITE_CR0 and L0 sees it
 // first. L0 must still reflect it to L1 as CR0_SEL_WRITE when bits other
 // than TS/MP change (APM 15.9.2; KVM check_selective_cr0_intercepted,
-// "nSVM: Fixes for SVM_EXIT_CR0_SEL_WRITE injection", kvm-nsvm.md §9.2).
+// and the 2025 series "nSVM: Fixes for SVM_EXIT_CR0_SEL_WRITE injection").
 TEST(Review, SelectiveCr0InterceptOfL1IsHonouredWhenL0InterceptsCr0Writes) {
     Machine m;
     auto v = valid_vmcb12();
@@ -964,8 +965,8 @@ TEST(Review, PortL0PassesThroughIsStillInterceptedForL1) {
     EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
 }
 
-// svm_leave_smm fails RSM when the SMRAM image's EFER.SVME is clear
-// (kvm-nsvm.md §8.2 step 2). The image is guest memory (SMBASE+FED0): the
+// KVM's svm_leave_smm fails RSM when the SMRAM image's EFER.SVME is clear.
+// The image is guest memory (EFER at SMBASE+FED0h, APM Vol.2 10.2.3): the
 // SMM handler may have changed it, so RSM must look there, not at a copy
 // L0 kept in private memory.
 TEST(Review, RsmFromL2ReadsEferSvmeFromSmramMemory) {
@@ -979,10 +980,11 @@ TEST(Review, RsmFromL2ReadsEferSvmeFromSmramMemory) {
     EXPECT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
 }
 
-// KVM's late VMRUN failure (illegal PDPE / CR3 / MSRPM, kvm-nsvm.md §4b) is
-// a full nested_svm_vmexit: with NRIPS, vmcb12.next_rip <- vmcb02.next_rip
-// (§5.2), which prepare_control took from vmcb12 (§3 step 8.4.10). So L1
-// finds its own next_rip there, not 0.
+// KVM's late VMRUN failure (illegal PDPE / CR3 in nested_svm_load_cr3, or an
+// unreadable MSRPM in nested_svm_merge_msrpm) is a full nested_svm_vmexit:
+// with NRIPS, vmcb12.next_rip <- vmcb02.next_rip, which
+// nested_vmcb02_prepare_control took from vmcb12. So L1 finds its own
+// next_rip there, not 0.
 TEST(Review, KvmLateFailureWritesBackVmcb02NextRip) {
     Machine m;  // kvm, NRIPS offered
     auto v = valid_vmcb12();
@@ -1004,8 +1006,8 @@ TEST(Review, KvmLateFailureWritesBackVmcb02NextRip) {
 
 // A physical INTR while L2 runs is recognized only if the IF that masks it
 // is set: with vmcb12 V_INTR_MASKING, L1's RFLAGS.IF saved at VMRUN (the
-// "host IF"), otherwise L2's RFLAGS.IF (APM 15.21.1, apm-svm.md §8; KVM
-// svm_interrupt_blocked in guest mode, kvm-nsvm.md §6.4). Masked, it is held
+// "host IF"), otherwise L2's RFLAGS.IF (APM 15.21.1, 15.17; KVM's
+// svm_interrupt_blocked in guest mode). Masked, it is held
 // pending: no #VMEXIT(INTR) to L1, and L0 does not inject it into L2.
 TEST(Review, IntrInL2IsMaskedByTheRightRflagsIf) {
     {
@@ -1045,7 +1047,7 @@ TEST(Review, IntrInL2IsMaskedByTheRightRflagsIf) {
     }
 }
 
-// VM_CR (apm-svm.md §1, APM 15.30.1): while LOCK = 1 only writes to LOCK
+// VM_CR (APM 15.30.1): while LOCK = 1 only writes to LOCK
 // and SVMDIS are ignored (DPD, R_INIT, DIS_A20M still change); setting
 // SVMDIS while EFER.SVME = 1 is #GP; with SVMDIS = 1, EFER.SVME is MBZ.
 TEST(Review, VmCrLockSvmdisAndEferSvmeFollowTheApm) {
@@ -1072,8 +1074,8 @@ TEST(Review, VmCrLockSvmdisAndEferSvmeFollowTheApm) {
 }
 
 // A physical NMI/SMI/INIT/INTR that L1 intercepts causes #VMEXIT and stays
-// pending (apm-svm.md §8: "#VMEXIT(NMI) and NMI stays pending", external SMI
-// likewise, INIT likewise; KVM's svm_check_nested_events synthesizes the exit
+// pending (APM 15.17: NMI, external SMI and INIT that are intercepted exit
+// and stay pending; KVM's svm_check_nested_events synthesizes the exit
 // without consuming nmi_pending/smi_pending). GIF = 0 after the exit holds it
 // until L1's STGI, when L1 takes it.
 TEST(Review, InterceptedExternalEventStaysPendingForL1) {
@@ -1092,7 +1094,7 @@ TEST(Review, InterceptedExternalEventStaysPendingForL1) {
 }
 
 // vmcb02's TLB_CONTROL must be an encoding the CPU has: FLUSH_ASID (3) and
-// FLUSH_ASID_LOCAL (7) need FlushByAsid (APM 15.16.1, apm-svm.md §10); a
+// FLUSH_ASID_LOCAL (7) need FlushByAsid (APM 15.16.1); a
 // CPU without it only has DO_NOTHING (0) and FLUSH_ALL (1).
 TEST(Review, Vmcb02TlbControlIsDefinedOnTheCpu) {
     Machine m;
@@ -1108,8 +1110,8 @@ TEST(Review, Vmcb02TlbControlIsDefinedOnTheCpu) {
 }
 
 // Nested vGIF: L2's CLGI clears V_GIF in vmcb02. KVM syncs it into the
-// cached vmcb12 controls after every exit from L2 (nested_sync_control_from_
-// vmcb02, kvm-nsvm.md §5.1), which is what KVM_GET_NESTED_STATE saves; so a
+// cached vmcb12 controls after every exit from L2 (KVM's
+// nested_sync_control_from_vmcb02), which is what KVM_GET_NESTED_STATE saves; so a
 // save/restore keeps L2's virtual GIF, and the later #VMEXIT reports it in
 // vmcb12.int_ctl.
 TEST(Review, SaveRestoreKeepsL2VirtualGif) {
@@ -1133,9 +1135,9 @@ TEST(Review, SaveRestoreKeepsL2VirtualGif) {
 }
 
 // CET supervisor state is VMRUN state: with SHSTK, vmcb02's S_CET, SSP and
-// ISST_ADDR come from vmcb12 (KVM nested_vmcb02_prepare_save, kvm-nsvm.md §3
-// step 8.5.3 and §1.8 "VMRUN state"; APM 15.5.1 checks S_CET), and the
-// #VMEXIT writes them back to vmcb12 (§5.2).
+// ISST_ADDR come from vmcb12 (KVM's nested_vmcb02_prepare_save; KVM's
+// svm_copy_vmrun_state counts them as VMRUN state; APM 15.5.1 checks S_CET),
+// and the #VMEXIT writes them back to vmcb12 (KVM's nested_svm_vmexit).
 TEST(Review, CetStateIsLoadedIntoVmcb02AndWrittenBack) {
     Machine m;
     ASSERT_TRUE(m.cpu.has(checks::Feature::shstk));
@@ -1158,7 +1160,8 @@ TEST(Review, CetStateIsLoadedIntoVmcb02AndWrittenBack) {
 // L2's VMMCALL, SKINIT and RSM that L1 does not intercept exit only because
 // L0 intercepts them for L1. L0 must not act on them for L2 (a VMMCALL would
 // be a hypercall to L0 behind L1's back): KVM never handles L2's VMMCALL
-// (kvm-nsvm.md §6.5 step 3; "Fix #UD on VMMCALL issues", §9.2), SKINIT is
+// (KVM's recalc_intercepts; the 2026 series "nSVM: Fix #UD on VMMCALL
+// issues"), SKINIT is
 // #UD (not offered), RSM outside SMM is #UD. So L2 gets #UD, RIP unchanged.
 TEST(Review, L2VmmcallSkinitRsmNotInterceptedByL1AreUdInL2) {
     Machine m;
