@@ -391,7 +391,8 @@ TEST_P(PerProfile, IopmBoundary) {
 }
 
 TEST(Msrpm, CheckedSizeIsAProfileParameter) {
-    // §11.3: with a 12 KiB MSRPM rule, base L-8K fails as kvm-unit-tests expects.
+    // kvm-unit-tests' test_msrpm_iopm_bitmap_addrs expects MSRPM base L-8K to
+    // fail, which fits a 12 KiB rule rather than APM 15.11's 8 KiB map.
     Profile p = profile(P::apm);
     p.msrpm_checked_size = 0x3000;
     const auto v = with(valid_vmcb64(), FieldId::msrpm_base_pa, bit(52) - 0x2000);
