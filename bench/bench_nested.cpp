@@ -10,47 +10,35 @@
 
 #include <memory>
 
-#include "nsvm/arch/intercepts.hpp"
 #include "nsvm/arch/bits.hpp"
-#include "nsvm/checks/cpu_model.hpp"
-#include "nsvm/checks/profile.hpp"
+#include "nsvm/arch/intercepts.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/nested/vcpu.hpp"
+#include "support/nested_machine.hpp"
 #include "support/valid_vmcb.hpp"
 
 using namespace nsvm;
 
 namespace {
 
-constexpr std::uint64_t kVmcb12 = 0x20000, kHsave = 0x50000;
-
-/// L0 (KVM's defaults) running one L1 whose vmcb12 is at kVmcb12. The Vcpu
-/// is on the heap: it holds several VMCBs and permission maps.
-struct NestedMachine {
-    checks::CpuModel cpu = checks::default_model();
-    cpu::GuestMemory mem{cpu.maxphyaddr};
-    std::unique_ptr<nested::Vcpu> vcpu;
-
-    explicit NestedMachine(const arch::Vmcb& vmcb12) {
-        const bool mapped = mem.map(kVmcb12) && mem.map(kHsave) &&
-                            mem.map(test_support::kMsrpmBase, cpu::kMsrpmSize) &&
-                            mem.map(test_support::kIopmBase, cpu::kIopmSize) && mem.write_vmcb(kVmcb12, vmcb12);
-        if (!mapped) return;
-        vcpu = std::make_unique<nested::Vcpu>(cpu, checks::profile(checks::ProfileId::kvm), mem,
-                                              nested::L0Config::kvm_default());
-        vcpu->set_vm_hsave_pa(kHsave);
-        vcpu->vmcb01().set(arch::FieldId::rax, kVmcb12);
-    }
-};
+/// The nested test machine (tests/support/nested_machine.hpp: KVM's default
+/// L0 running one L1, the default CPU model, the kvm profile) with `vmcb12`
+/// written, or null when its guest memory could not be set up. On the heap:
+/// it holds several VMCBs and permission maps.
+std::unique_ptr<test_support::NestedMachine> machine_with(const arch::Vmcb& vmcb12) {
+    auto m = std::make_unique<test_support::NestedMachine>();
+    if (!m->backed || !m->put_vmcb12(vmcb12)) return nullptr;
+    return m;
+}
 
 /// L1 VMRUN, L2 VMMCALL (L1 intercepts it), #VMEXIT to L1: one item.
 void round_trips(benchmark::State& state, const arch::Vmcb& vmcb12) {
-    NestedMachine m(vmcb12);
-    if (!m.vcpu) return state.SkipWithError("guest memory setup failed");
+    const auto m = machine_with(vmcb12);
+    if (!m) return state.SkipWithError("guest memory setup failed");
     const cpu::Event vmmcall{.kind = cpu::EventKind::vmmcall};
     for (auto _ : state) {
-        const auto in = m.vcpu->l1_vmrun();
-        const auto out = m.vcpu->l2_event(vmmcall);
+        const auto in = m->vcpu.l1_vmrun();
+        const auto out = m->vcpu.l2_event(vmmcall);
         if (in.outcome != nested::Outcome::entered_l2 || out.outcome != nested::Outcome::vmexit_to_l1) {
             state.SkipWithError("round trip did not enter L2 and exit to L1");
             break;
@@ -64,7 +52,8 @@ void BM_NestedRoundTrip(benchmark::State& state) { round_trips(state, test_suppo
 BENCHMARK(BM_NestedRoundTrip);
 
 // The same round trip with MSR_PROT set, as every real L1 (KVM, Xen, Hyper-V)
-// sets it: each VMRUN also merges L1's MSRPM with L0's (kvm-nsvm.md §6.1).
+// sets it: each VMRUN also merges L1's MSRPM with L0's (KVM's
+// nested_svm_merge_msrpm; APM 15.11).
 void BM_NestedRoundTripMsrProt(benchmark::State& state) {
     auto v = test_support::valid_vmcb64();
     v.set_intercept(arch::intercept::MSR_PROT);
@@ -77,10 +66,10 @@ void BM_NestedFailedVmrun(benchmark::State& state) {
     // ASID 0: the failure the peers' timing loop uses too (oracle/timing.hpp),
     // so the two figures time the same check.
     v.set(arch::FieldId::asid, 0);
-    NestedMachine m(v);
-    if (!m.vcpu) return state.SkipWithError("guest memory setup failed");
+    const auto m = machine_with(v);
+    if (!m) return state.SkipWithError("guest memory setup failed");
     for (auto _ : state) {
-        const auto r = m.vcpu->l1_vmrun();
+        const auto r = m->vcpu.l1_vmrun();
         if (r.outcome != nested::Outcome::vmrun_failed) {
             state.SkipWithError("VMRUN did not fail");
             break;
@@ -97,14 +86,14 @@ BENCHMARK(BM_NestedFailedVmrun);
 void BM_NestedMsrRouting(benchmark::State& state) {
     auto v = test_support::valid_vmcb64();
     v.set_intercept(arch::intercept::MSR_PROT);
-    NestedMachine m(v);
-    if (!m.vcpu) return state.SkipWithError("guest memory setup failed");
-    if (m.vcpu->l1_vmrun().outcome != nested::Outcome::entered_l2) return state.SkipWithError("VMRUN failed");
+    const auto m = machine_with(v);
+    if (!m) return state.SkipWithError("guest memory setup failed");
+    if (m->vcpu.l1_vmrun().outcome != nested::Outcome::entered_l2) return state.SkipWithError("VMRUN failed");
     const cpu::Event to_l0{.kind = cpu::EventKind::rdmsr, .index = arch::msr::EFER};
     const cpu::Event through{.kind = cpu::EventKind::rdmsr, .index = arch::msr::FS_BASE};
     for (auto _ : state) {
-        const auto a = m.vcpu->l2_event(to_l0);
-        const auto b = m.vcpu->l2_event(through);
+        const auto a = m->vcpu.l2_event(to_l0);
+        const auto b = m->vcpu.l2_event(through);
         if (a.outcome != nested::Outcome::handled_by_l0 || b.outcome != nested::Outcome::no_exit) {
             state.SkipWithError("MSR routing went elsewhere");
             break;

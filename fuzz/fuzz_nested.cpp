@@ -12,10 +12,14 @@
 #include "nsvm/checks/cpu_model.hpp"
 #include "nsvm/checks/profile.hpp"
 #include "nsvm/nested/vcpu.hpp"
+#include "support/nested_machine.hpp"
 
 namespace {
 using namespace nsvm;
-constexpr std::uint64_t kVmcb12 = 0x20000, kHsave = 0x50000, kMsrpm = 0x14000, kIopm = 0x10000, kSmbase = 0x30000;
+// The nested test machine's layout (tests/support/nested_machine.hpp).
+using test_support::kHsave;
+using test_support::kVmcb12;
+constexpr std::uint64_t kMsrpm = test_support::kMsrpmBase, kIopm = test_support::kIopmBase;
 
 struct Cursor {
     std::span<const std::uint8_t> d;
@@ -76,15 +80,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     static const auto models = checks::builtin_models();
     // The CPU model's byte follows the vmcb12 page and the profile byte.
     const std::size_t model_at = arch::kVmcbSize + 1;
-    const checks::CpuModel& cpu = models[(size > model_at ? data[model_at] : 0) % models.size()];
-    cpu::GuestMemory mem(cpu.maxphyaddr);
-    if (!mem.map(kVmcb12) || !mem.map(kHsave) || !mem.map(kMsrpm, cpu::kMsrpmSize) || !mem.map(kIopm, cpu::kIopmSize) ||
-        !mem.map(kSmbase + 0x8000, 0x8000))
-        return 0;
+    const checks::CpuModel& model = models[(size > model_at ? data[model_at] : 0) % models.size()];
     arch::Vmcb v12;
     const std::size_t page = size < arch::kVmcbSize ? size : arch::kVmcbSize;
     for (std::size_t k = 0; k < page; ++k) v12.page()[k] = data[k];
-    if (!mem.write_vmcb(kVmcb12, v12)) return 0;
     Cursor c{std::span<const std::uint8_t>(data, size), page};
     const auto profile_id = static_cast<checks::ProfileId>(c.u8() % checks::kProfileCount);
     (void)c.u8();  // the CPU model's byte, read above
@@ -92,9 +91,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     nested::Options opts;
     opts.pre_fix_gif_bug = false;
     opts.intercept_smi = (c.u8() & 1) == 0;
-    nested::Vcpu vcpu(cpu, checks::profile(profile_id), mem, l0, opts);
-    vcpu.set_vm_hsave_pa(kHsave);
-    vcpu.vmcb01().set(arch::FieldId::rax, kVmcb12);
+    // The machine the nested tests run, here with the input's profile, CPU
+    // model, L0 and options, and SMRAM for the SMIs the input sends.
+    test_support::NestedMachine m(profile_id, opts, l0, model);
+    if (!m.backed || !m.map_smram() || !m.put_vmcb12(v12)) return 0;
+    nested::Vcpu& vcpu = m.vcpu;
+    cpu::GuestMemory& mem = m.mem;
 
     for (int step = 0; step < 64 && c.more(); ++step) {
         if (vcpu.mode() == nested::Mode::shutdown) break;

@@ -73,7 +73,7 @@ void intercept_word(unsigned w, std::uint32_t v, DecodedField& d) {
     if (unnamed) d.notes.push_back(fmt::format("reserved (SBZ) intercept bits set: {:#x}", unnamed));
 }
 
-/// EVENTINJ / EXITINTINFO (apm-svm.md §9): 31 V, 11 EV, 10:8 TYPE, 7:0 VECTOR.
+/// EVENTINJ / EXITINTINFO (APM 15.20, 15.7.2): 31 V, 11 EV, 10:8 TYPE, 7:0 VECTOR.
 void event(std::uint32_t v, std::uint32_t err, DecodedField& d) {
     const unsigned type = arch::event::type_of(v);
     const unsigned vec = v & arch::event::VECTOR;

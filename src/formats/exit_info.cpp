@@ -1,5 +1,5 @@
-// EXITINFO1/EXITINFO2 decoding per exit code (APM 15.7-15.14; apm-svm.md §9,
-// §11, §13). Each branch cites the layout it follows.
+// EXITINFO1/EXITINFO2 decoding per exit code (APM 15.7-15.14, 15.20 and the
+// exit codes of APM Vol.2 Appendix C). Each branch cites the layout it follows.
 #include <array>
 #include <fmt/format.h>
 
@@ -34,7 +34,7 @@ std::string pf_error_code(std::uint64_t e) {
 }
 
 void ioio(std::uint64_t i1, std::uint64_t i2, ExitInfoDecoding& d) {
-    // apm-svm.md §11.1 table: 31:16 port, 12:10 seg, 9:7 A64/A32/A16,
+    // APM 15.10.2, EXITINFO1 for IOIO: 31:16 port, 12:10 seg, 9:7 A64/A32/A16,
     // 6:4 SZ32/SZ16/SZ8, 3 REP, 2 STR, 0 TYPE (1 = IN).
     d.info1.emplace_back("port", hex((i1 >> 16) & 0xFFFF));
     d.info1.emplace_back("direction", (i1 & 1) ? "IN" : "OUT");
@@ -121,7 +121,7 @@ ExitInfoDecoding decode_exit_info_parts(std::uint64_t code, std::uint64_t i1, st
     } else if (code == ec::IOIO) {
         ioio(i1, i2, d);
     } else if (code == ec::MSR) {
-        // apm-svm.md §11.2: EXITINFO1 = 0 for RDMSR, 1 for WRMSR; EXITINFO2 unused.
+        // APM 15.11: EXITINFO1 = 0 for RDMSR, 1 for WRMSR; EXITINFO2 unused.
         d.info1.emplace_back("access", i1 == 0 ? "RDMSR (read; MSR number in ECX)"
                                                : i1 == 1 ? "WRMSR (write; MSR number in ECX, value in EDX:EAX)"
                                                          : fmt::format("invalid ({:#x}; expected 0 or 1)", i1));

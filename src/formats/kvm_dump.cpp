@@ -1,4 +1,5 @@
-// Reader for the text KVM's dump_vmcb() prints (dump-formats.md a.3).
+// Reader for the text KVM's dump_vmcb() prints (arch/x86/kvm/svm/svm.c;
+// docs/formats.md "KVM dump_vmcb()").
 //
 // The text is read by label, never by column: labels are padded to 20
 // columns but long ones overflow ("pause filter threshold:3000"), several

@@ -161,7 +161,7 @@ Format detect_format(std::span<const std::uint8_t> data) {
     // accepts: a commented JSON file is JSON even if its comment is broken.
     if (body.starts_with("{") || body.starts_with("//") || body.starts_with("/*")) return Format::json;
     // KVM: the section headers, the pr_fmt prefix, the header line and the
-    // first control label (dump-formats.md a.3).
+    // first control label (KVM's dump_vmcb in arch/x86/kvm/svm/svm.c).
     const auto kvm = earliest(s, {"VMCB Control Area", "VMCB State Save Area", "kvm_amd:", "cr_read:",
                                   "last attempted VMRUN on CPU"});
     // Xen: the console prefix and svm_vmcb_dump's first lines (a.4).

@@ -1,4 +1,4 @@
-// Reader for the text Xen's svm_vmcb_dump() prints (dump-formats.md a.4),
+// Reader for the text Xen's svm_vmcb_dump() prints (xen/arch/x86/hvm/svm/vmcb.c),
 // as `xl dmesg` shows it: every line behind "(XEN)", optionally followed by a
 // console timestamp. Values are "%#x" (so zero prints as "0", not "0x0"),
 // "0x%016x", or decimal for cpl and the yes/no flags.

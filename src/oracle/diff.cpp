@@ -17,18 +17,19 @@ using arch::FieldId;
 namespace {
 
 constexpr std::array kKnown = {
-    // From reference/oracles.md, not (yet) encoded in the qemu profile.
+    // Read in QEMU 7.2's target/i386/tcg/sysemu/svm_helper.c, not (yet)
+    // encoded in the qemu profile.
     KnownDivergence{Backend::qemu, "exit_int_info", "qemu.exit_int_info_on_failure",
                     "QEMU 7.2 copies EVENTINJ into EXITINTINFO on every #VMEXIT, VMEXIT_INVALID included "
-                    "(reference/oracles.md 'QEMU failure path'); the qemu profile has no knob for it"},
+                    "(svm_helper.c do_vmexit); the qemu profile has no knob for it"},
     KnownDivergence{Backend::qemu, "exit_info_2", "qemu.exit_info_2_kept_on_early_failure",
                     "QEMU 7.2 clears EXITINFO2 only after the control and CR checks, so an early VMEXIT_INVALID "
-                    "keeps the VMCB's old EXITINFO2 (reference/oracles.md 'QEMU failure path')"},
+                    "keeps the VMCB's old EXITINFO2 (svm_helper.c helper_vmrun)"},
     // Found by this oracle (nsvm diff, QEMU 7.2.22 TCG -cpu max, 2026-11).
     KnownDivergence{Backend::qemu, "save.rsp", "qemu.event_inj_ev_ignored",
                     "QEMU 7.2 ignores EVENTINJ.EV (APM 15.20: push the error code when EV = 1) and pushes one only "
                     "for vectors 8, 10-14 and 17, so #CP (21), #VC (29) and #SX (30) injected with EV = 1 push none "
-                    "(reference/oracles.md step 11; the stack shows it)"},
+                    "(svm_helper.c helper_vmrun, seg_helper.c exception_has_error_code; the stack shows it)"},
     KnownDivergence{Backend::qemu, "exit_info_1", "qemu.ioio_no_address_size",
                     "QEMU 7.2 sets no A16/A32/A64 bit (EXITINFO1[9:7], APM 15.10.2) for IN/OUT that are not string "
                     "instructions"},

@@ -226,8 +226,9 @@ std::vector<Mutation> boundary_mutations(const checks::CpuModel& cpu, const chec
     add("event_inj.reserved", "bit12", L, [](Vector& v) {
         v.vmcb.set(FieldId::event_inj, arch::event::V | (0U << arch::event::kTypeShift) | 0x30U | (1U << 12));
     });
-    // EFER.LMA against LME & PG (APM 3.1.7; the Xen crash in
-    // reference/user-pain.md was a long-mode vmcb12 with CR0.PG = 0).
+    // EFER.LMA against LME & PG (APM 3.1.7; the Xen crash reported on
+    // xen-devel, BUG() in nsvm_vmcb_guest_intercepts_exitcode, came from a
+    // long-mode vmcb12 with CR0.PG = 0).
     add("efer.lma_without_lme_pg", "lma_pg0", L, [](Vector& v) { set_bits(v, FieldId::cr0, 0, cr0::PG); });
     add("efer.lma_without_lme_pg", "lma_lme0", L, [](Vector& v) { set_bits(v, FieldId::efer, 0, efer::LME); });
     add("efer.lma_without_lme_pg", "lme_pg_no_lma", L, [](Vector& v) { set_bits(v, FieldId::efer, 0, efer::LMA); });

@@ -1,4 +1,4 @@
-// The Bochs 2.7 backend (reference/oracles.md "Running both emulators headless").
+// The Bochs 2.7 backend (docs/oracle.md "How it works").
 //
 // Bochs has no multiboot loader and its optramimage loader misplaces files
 // larger than 128 KiB, so: the 12 KiB image is an optramimage at 1 MiB, a

@@ -1,6 +1,8 @@
 // Boundary tests: every check at its last passing and first failing value,
 // one violation at a time from a known-valid VMCB, under every profile
-// (expected outcomes written from apm-svm.md §3, oracles.md, kvm-nsvm.md §2).
+// (expected outcomes written from APM 15.5.1, 15.20 and the other sections
+// each check cites, from QEMU 7.2's helper_vmrun and Bochs 2.7's svm.cc, and
+// from KVM's nested_vmcb_check_save / nested_vmcb_check_controls).
 #include <gtest/gtest.h>
 
 #include <set>
@@ -257,7 +259,9 @@ TEST_P(PerProfile, EferLongModeWithoutLm) {
                            "efer.lm_unsupported"));
 }
 
-// EFER.LMA against LME && PG (apm-svm.md §3.1; user-pain.md xen-devel row).
+// EFER.LMA against LME && PG (APM 3.1.7; KVM's nested_vmcb_check_save does not
+// check it, and Xen hit BUG() in nsvm_vmcb_guest_intercepts_exitcode on such a
+// vmcb12, as reported on xen-devel).
 // Only the apm profile rejects it (inferred); KVM, QEMU, Bochs and Xen enter.
 TEST_P(PerProfile, EferLmaWithoutPaging) {
     constexpr std::uint64_t kLme = arch::efer::SVME | arch::efer::LME | arch::efer::NXE;  // 0x1900
@@ -387,7 +391,8 @@ TEST_P(PerProfile, IopmBoundary) {
 }
 
 TEST(Msrpm, CheckedSizeIsAProfileParameter) {
-    // §11.3: with a 12 KiB MSRPM rule, base L-8K fails as kvm-unit-tests expects.
+    // kvm-unit-tests' test_msrpm_iopm_bitmap_addrs expects MSRPM base L-8K to
+    // fail, which fits a 12 KiB rule rather than APM 15.11's 8 KiB map.
     Profile p = profile(P::apm);
     p.msrpm_checked_size = 0x3000;
     const auto v = with(valid_vmcb64(), FieldId::msrpm_base_pa, bit(52) - 0x2000);
@@ -802,7 +807,7 @@ TEST_P(PerProfile, KvmOnlyGates) {
     if (is({P::kvm})) {
         EXPECT_EQ(s.report().verdict, Verdict::ud);
     }
-    // KVM order: the hsave #GP comes before the SMM #UD (kvm-nsvm.md §2.1).
+    // KVM order: the hsave #GP comes before the SMM #UD (KVM's nested_svm_vmrun).
     s.host->vm_hsave_pa = 0;
     if (is({P::kvm})) {
         EXPECT_EQ(s.report().verdict, Verdict::gp);

@@ -131,9 +131,11 @@ TEST(Catalogue, CoversTheApmRows) {
         EXPECT_TRUE(refs.count(r)) << r;
 }
 
-// Every row of apm-svm.md §3 has a check or is listed as not decided, with
-// its reason (docs/checks.md "Not decided"); never both. C15 is the heading
-// of E1-E4.
+// Every VMEXIT_INVALID condition of the APM has a check or is listed as not
+// decided, with its reason (docs/checks.md "Not decided"); never both. C1-C21
+// are the APM 15.5.1 list in the manual's order (C15, illegal event
+// injection, is the heading of E1-E4, APM 15.20); N, V, A, S, P come from
+// APM 15.25, 15.21.10, 15.29, 15.34-15.35 and 15.36.
 TEST(Catalogue, EveryApmRowIsCheckedOrListedAsNotDecided) {
     std::set<std::string_view> refs, open;
     for (const auto& c : catalogue()) refs.insert(c.ref);

@@ -272,7 +272,9 @@ TEST(Profiles, EveryProfileListsTheSameChoicesWithReasons) {
 }
 
 TEST(Profiles, EveryKnownAmbiguityIsANamedChoice) {
-    // apm-svm.md §16, oracles.md divergences, kvm-nsvm.md §2.
+    // Where the APM is silent or ambiguous, where QEMU 7.2 or Bochs 2.7 differ
+    // from it, and where KVM's nested checks differ (docs/formats.md
+    // "Behaviour profiles"; `nsvm profile show` gives each reason).
     std::set<std::string_view> keys;
     for (const auto& c : profile(ProfileId::apm).choices()) keys.insert(c.key);
     for (const char* k : {"msrpm_checked_size", "failure_writeback", "eventinj_reserved_bits_fail",

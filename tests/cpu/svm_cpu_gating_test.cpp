@@ -1,5 +1,6 @@
-// Event gating, one test per row of apm-svm.md §8 (APM 15.17, 15.21, 15.22,
-// 15.29-15.30, 15.33.2): GIF, RFLAGS.IF, the interrupt shadow,
+// Event gating, one test per case of APM 15.17 (the GIF table) and the
+// sections it leads to (APM 15.21, 15.22, 15.29-15.30, 15.33.2; docs/cpu.md
+// "Event gating"): GIF, RFLAGS.IF, the interrupt shadow,
 // V_INTR_MASKING and the intercepts decide #VMEXIT, delivery or pending.
 #include "cpu/svm_cpu_fixture.hpp"
 

@@ -136,7 +136,7 @@ TEST(Decode, FieldsFlagsAndParts) {
 }
 
 TEST(ExitInfo, Ioio) {
-    // OUT DX, AL to 0x3f8: port 0x3f8, SZ8, A64 (apm-svm.md §11.1).
+    // OUT DX, AL to 0x3f8: port 0x3f8, SZ8, A64 (APM 15.10.2).
     const auto d = decode_exit_info_parts(arch::exit_code::IOIO, 0x03f80210, 0xffffffff81000010ULL);
     EXPECT_EQ(part(d.info1, "port"), "0x3f8");
     EXPECT_EQ(part(d.info1, "direction"), "OUT");

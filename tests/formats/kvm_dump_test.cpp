@@ -1,7 +1,7 @@
 // KVM dump_vmcb() reader: every header variant, with and without timestamps
 // and prefixes, interleaved lines, the newest GPR/SEV lines, an L2-time dump,
 // and every error class. Fixtures: tests/formats/fixtures/kvm-*.txt, written
-// from dump-formats.md a.3 by make_fixtures.py.
+// from dump_vmcb's printf formats (arch/x86/kvm/svm/svm.c) by make_fixtures.py.
 #include <gtest/gtest.h>
 
 #include "helpers.hpp"

@@ -1,4 +1,4 @@
-// Xen svm_vmcb_dump() reader (dump-formats.md a.4): new and old variants,
+// Xen svm_vmcb_dump() reader (xen/arch/x86/hvm/svm/vmcb.c): new and old variants,
 // "(XEN)" prefix with and without console timestamps, "%#x" zero as "0".
 #include <gtest/gtest.h>
 

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <memory>
 #include <new>
 #include <regex>
 #include <string>
@@ -21,6 +20,7 @@
 #include "nsvm/checks/cpu_model.hpp"
 #include "nsvm/checks/profile.hpp"
 #include "nsvm/nested/vcpu.hpp"
+#include "support/nested_machine.hpp"
 #include "support/valid_vmcb.hpp"
 
 namespace {
@@ -55,25 +55,14 @@ using arch::FieldId;
 namespace ec = arch::exit_code;
 
 namespace {
-constexpr std::uint64_t kVmcb12 = 0x20000, kHsave = 0x50000;
+using test_support::kVmcb12;
 
-struct Machine {
-    checks::CpuModel cpu = checks::default_model();
-    cpu::GuestMemory mem{cpu.maxphyaddr};
-    std::unique_ptr<nested::Vcpu> vcpu;
-    Machine() {
-        EXPECT_TRUE(mem.map(kVmcb12));
-        EXPECT_TRUE(mem.map(kHsave));
-        EXPECT_TRUE(mem.map(test_support::kMsrpmBase, cpu::kMsrpmSize));
-        EXPECT_TRUE(mem.map(test_support::kIopmBase, cpu::kIopmSize));
-        vcpu = std::make_unique<nested::Vcpu>(cpu, checks::profile(checks::ProfileId::kvm), mem,
-                                              nested::L0Config::kvm_default());
-        vcpu->set_vm_hsave_pa(kHsave);
-        vcpu->vmcb01().set(FieldId::rax, kVmcb12);
-    }
+/// The nested test machine; the Vcpu exists before the counter is armed.
+struct Machine : test_support::NestedMachine {
+    Machine() { EXPECT_TRUE(backed); }
     std::uint64_t vmcb12_exit_code() {
         arch::Vmcb v;
-        EXPECT_TRUE(mem.peek_vmcb(kVmcb12, v));
+        EXPECT_TRUE(peek_vmcb12(v));
         return v.get(FieldId::exit_code);
     }
 };
@@ -89,11 +78,11 @@ TEST(NoAllocation, VmrunVmexitRoutingAndFailurePath) {
 
     g_allocs = 0;
     g_armed = true;
-    const auto r1 = m.vcpu->l1_vmrun();
-    const auto r2 = m.vcpu->l2_event(cpu::Event{.kind = cpu::EventKind::rdmsr, .index = arch::msr::EFER});
-    const auto r3 = m.vcpu->l2_event(cpu::Event{.kind = cpu::EventKind::io, .index = 0x80});
-    const auto r4 = m.vcpu->l1_vmrun();
-    const auto r5 = m.vcpu->l2_event(cpu::Event{.kind = cpu::EventKind::cpuid});
+    const auto r1 = m.vcpu.l1_vmrun();
+    const auto r2 = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::rdmsr, .index = arch::msr::EFER});
+    const auto r3 = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::io, .index = 0x80});
+    const auto r4 = m.vcpu.l1_vmrun();
+    const auto r5 = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid});
     g_armed = false;
     EXPECT_EQ(r1.outcome, nested::Outcome::entered_l2);
     EXPECT_EQ(r2.outcome, nested::Outcome::handled_by_l0);
@@ -108,11 +97,11 @@ TEST(NoAllocation, VmrunVmexitRoutingAndFailurePath) {
     ASSERT_TRUE(m.mem.write_vmcb(kVmcb12, v));
     g_allocs = 0;
     g_armed = true;
-    const auto r6 = m.vcpu->l1_vmrun();
+    const auto r6 = m.vcpu.l1_vmrun();
     g_armed = false;
     EXPECT_EQ(r6.outcome, nested::Outcome::vmrun_failed);
     EXPECT_EQ(m.vmcb12_exit_code(), ec::INVALID);
-    EXPECT_FALSE(m.vcpu->gif());
+    EXPECT_FALSE(m.vcpu.gif());
     EXPECT_EQ(g_allocs.load(), 0U);
 }
 
@@ -128,9 +117,9 @@ TEST(NoAllocation, RepeatedRoundTripsAndFailedVmruns) {
         ASSERT_TRUE(m.mem.write_vmcb(kVmcb12, i % 10 == 9 ? bad : good));
         g_allocs = 0;
         g_armed = true;
-        const auto in = m.vcpu->l1_vmrun();
+        const auto in = m.vcpu.l1_vmrun();
         const auto out = in.outcome == nested::Outcome::entered_l2
-                             ? m.vcpu->l2_event(cpu::Event{.kind = cpu::EventKind::vmmcall})
+                             ? m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmmcall})
                              : in;
         g_armed = false;
         ASSERT_EQ(g_allocs.load(), 0U) << "iteration " << i;

@@ -115,7 +115,7 @@ TEST(BochsRunner, APanicIsCannotRunAndTheRestStillRun) {
     std::vector<Vector> vs;
     vs.push_back(named(base_vector(BaseMode::long64), "before"));
     // Bochs 2.7 does not check EFER.LME = CR0.PG = 1 with CR0.PE = 0 and
-    // PANICs when it loads that state (reference/oracles.md).
+    // PANICs when it loads that state (docs/oracle.md "How it works").
     auto pe0 = base_vector(BaseMode::long64);
     pe0.vmcb.set(FieldId::cr0, pe0.vmcb.get(FieldId::cr0) & ~arch::cr0::PE);
     vs.push_back(named(pe0, "pe0"));

@@ -199,9 +199,11 @@ int run_checks_markdown() {
         "fields, message and fix.\n\n",
         cat.size());
     out += "- **APM**: section of AMD's APM vol. 2 (pub. 24593) that states the rule.\n"
-           "- **row**: the condition's row in the project's research notes (apm-svm.md §3: C1-C21 are the\n"
-           "  15.5.1 list in the manual's order; E, N, V, A, S, P rows come from other sections; a §n row is\n"
-           "  a section of those notes: §1 the instruction gates, §3.1 and §16 where implementations differ).\n"
+           "- **row**: a short tag for the condition. C1-C21 number the APM 15.5.1 list in the manual's\n"
+           "  order; E tags are illegal event injections (15.20), N nested paging (15.25), V virtual NMI\n"
+           "  (15.21.10), A AVIC (15.29), S SEV and SEV-ES (15.34-15.35), P SEV-SNP (15.36). A § tag is a\n"
+           "  condition outside those lists: §1 an instruction gate, §3.1 and §16.n a point where the APM\n"
+           "  is silent or implementations differ (`nsvm profile show NAME` gives each choice).\n"
            "- **stage**: `instruction` (#UD/#GP before the VMCB is read; needs the host state), `control`,\n"
            "  `save` (guest state), `event` (EVENTINJ, after GIF=1), `memory` (needs guest memory: PAE PDPEs,\n"
            "  the SEV-ES VMSA page). Without guest memory a memory check the VMCB triggers is a warning.\n"

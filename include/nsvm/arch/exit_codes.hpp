@@ -28,8 +28,9 @@ inline constexpr std::uint64_t CR0_READ = 0x00, CR0_WRITE = 0x10, DR0_READ = 0x2
                                IDLE_REQUIRED = ~std::uint64_t{0} - 2,  // -3
                                INVALID_PMC = ~std::uint64_t{0} - 3;    // -4
 
-/// QEMU 7.2 stores VMEXIT_INVALID as the 32-bit -1 zero-extended
-/// (reference/oracles.md); KVM's dump_vmcb prints only the low 32 bits.
+/// QEMU 7.2 stores VMEXIT_INVALID as the 32-bit -1 zero-extended (its
+/// cpu_vmexit in target/i386/tcg/sysemu/svm_helper.c takes a uint32_t exit
+/// code); KVM's dump_vmcb prints only the low 32 bits ("%08x").
 inline constexpr std::uint64_t INVALID_32 = 0xFFFFFFFFULL;
 
 struct Description {

@@ -36,9 +36,10 @@ struct DecodedField {
 /// {"fields": [{"name", "offset", "width", "value", "flags", "parts", "notes"}]}
 [[nodiscard]] nlohmann::json decode_json(const arch::Vmcb& vmcb);
 
-/// EXITINFO1/EXITINFO2 for an exit code, decoded (APM 15.8-15.13, apm-svm.md
-/// §11): IOIO, MSR, NPF, exceptions (#PF with CR2), CR/DR accesses with
-/// decode assists, SMI, VMEXIT_INVALID. Codes with nothing to decode say so.
+/// EXITINFO1/EXITINFO2 for an exit code, decoded (APM 15.8-15.13; IOIO's
+/// layout is APM 15.10.2, MSR's APM 15.11): IOIO, MSR, NPF, exceptions (#PF
+/// with CR2), CR/DR accesses with decode assists, SMI, VMEXIT_INVALID. Codes
+/// with nothing to decode say so.
 struct ExitInfoDecoding {
     std::vector<std::pair<std::string, std::string>> info1;  ///< named parts of EXITINFO1
     std::vector<std::pair<std::string, std::string>> info2;

@@ -4,8 +4,10 @@
 //   raw       the 4 KiB little-endian page as hardware reads it (lossless)
 //   json      docs/formats.md "VMCB as JSON"; write_json adds "reserved_bytes" for any
 //             non-zero byte no field covers, so raw -> json -> raw is lossless
-//   kvm-dump  the text KVM's dump_vmcb() prints (dump-formats.md a.3)
-//   xen-dump  the text Xen's svm_vmcb_dump() prints (dump-formats.md a.4)
+//   kvm-dump  the text KVM's dump_vmcb() prints (arch/x86/kvm/svm/svm.c;
+//             docs/formats.md "KVM dump_vmcb()")
+//   xen-dump  the text Xen's svm_vmcb_dump() prints (xen/arch/x86/hvm/svm/vmcb.c;
+//             docs/formats.md "Xen svm_vmcb_dump()")
 //   qemu-dump QEMU's vCPU register dump after "KVM: entry failed, hardware
 //             error ..." (x86_cpu_dump_state): guest state, no control area
 //

@@ -44,7 +44,8 @@ struct VectorDiff {
     }
 };
 
-/// A divergence known from reference/oracles.md that the backend's profile
+/// A divergence known from the emulator's source or found by this oracle
+/// (docs/oracle.md "Known divergences") that the backend's profile
 /// does not encode yet. Reported as explained, with the reason; never hidden.
 struct KnownDivergence {
     Backend backend;

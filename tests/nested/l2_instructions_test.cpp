@@ -1,0 +1,298 @@
+// L2's instructions that L0 sees first and L1 does not intercept: L0 emulates
+// them for L2 (VMLOAD/VMSAVE as KVM's vmload_vmsave_interception, CR/DR
+// writes as kvm_set_cr0 / kvm_set_dr) or makes them #UD in L2 (VMMCALL,
+// SKINIT, RSM), and L2's STGI/CLGI with and without a virtual GIF (APM
+// 15.33.2).
+#include <gtest/gtest.h>
+
+#include "nested/nested_test_machine.hpp"
+
+using namespace nsvm;
+using namespace nsvm::nested_test;
+
+// L2's VMMCALL, SKINIT and RSM that L1 does not intercept exit only because
+// L0 intercepts them for L1. L0 must not act on them for L2 (a VMMCALL would
+// be a hypercall to L0 behind L1's back): KVM never handles L2's VMMCALL
+// (KVM's recalc_intercepts; the 2026 series "nSVM: Fix #UD on VMMCALL
+// issues"), SKINIT is
+// #UD (not offered), RSM outside SMM is #UD. So L2 gets #UD, RIP unchanged.
+TEST(L2Instructions, L2VmmcallSkinitRsmNotInterceptedByL1AreUdInL2) {
+    Machine m;
+    m.put(valid_vmcb12());  // no VMMCALL/SKINIT/RSM intercept in vmcb12
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    for (auto k : {cpu::EventKind::vmmcall, cpu::EventKind::skinit, cpu::EventKind::rsm}) {
+        const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+        const auto r = m.vcpu.l2_event(cpu::Event{.kind = k, .insn_len = 3});
+        EXPECT_EQ(r.outcome, Outcome::exception) << cpu::event_name(k);
+        EXPECT_EQ(r.vector, 6) << cpu::event_name(k);
+        EXPECT_NE(r.owner, nested::Owner::l1);
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip) << cpu::event_name(k);
+    }
+    // L1 intercepting VMMCALL still gets it.
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::VMMCALL);
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmmcall}).outcome, Outcome::vmexit_to_l1);
+}
+
+// L2 writing DR6/DR7 with bits 63:32 set. Only L0 intercepts the
+// write (KVM's init_vmcb intercepts every DR access): L0 emulates it as
+// kvm_set_dr does, #GP(0) into L2, and vmcb02 keeps its legal DR6/DR7 (a
+// vmcb02 with those bits set is one the next VMRUN refuses). A legal value
+// is written; L1 intercepting the write gets its #VMEXIT as before.
+TEST(L2Instructions, L2DebugRegisterWriteWithUpperBitsIsGpInL2) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    for (const unsigned dr : {6U, 7U}) {
+        const FieldId f = dr == 6 ? FieldId::dr6 : FieldId::dr7;
+        const auto before = m.vcpu.vmcb02().get(f);
+        const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+        const auto r = m.vcpu.l2_event(
+            cpu::Event{.kind = cpu::EventKind::dr_write, .index = dr, .value = (std::uint64_t{1} << 32) | 0x400});
+        EXPECT_EQ(r.outcome, Outcome::exception) << "DR" << dr;
+        EXPECT_EQ(r.vector, 13) << "DR" << dr;
+        EXPECT_TRUE(r.l0_exit);
+        EXPECT_EQ(m.vcpu.vmcb02().get(f), before) << "DR" << dr;
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip);  // a fault: RIP stays
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    }
+    const auto ok = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7, .value = 0x401});
+    EXPECT_EQ(ok.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::dr7), 0x401U);
+    // L1 intercepting DR7 writes: its exit, whatever the value.
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    m.enter_l2_intercepting(ic::dr_write(7));
+    const auto r = m.vcpu.l2_event(
+        cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7, .value = std::uint64_t{0xFF} << 32});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ic::dr_write(7));
+}
+
+// Found by the vmcb02 hardware-check invariant: L2 clearing CR0.PG, emulated
+// by L0, left EFER.LMA = 1 with paging off in vmcb02 (efer.lma_without_lme_pg).
+// In 64-bit mode that write is #GP(0); from compatibility mode it leaves long
+// mode and the processor clears EFER.LMA. Clearing CR4.PAE in long mode is
+// #GP(0) too. vmcb02 stays one the processor's VMRUN accepts.
+TEST(L2Instructions, L2LeavingLongModeKeepsVmcb02Legal) {
+    Machine m;
+    m.put(valid_vmcb12());  // 64-bit L2: EFER.LME/LMA, CS.L
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto cr_write = [&](unsigned cr, std::uint64_t v) {
+        return m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = cr, .value = v});
+    };
+    auto r = cr_write(0, 0x60000011);  // PG off in 64-bit mode
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    r = cr_write(4, m.vcpu.vmcb02().get(FieldId::cr4) & ~arch::cr4::PAE);
+    EXPECT_EQ(r.vector, 13);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    // Compatibility mode (CS.L = 0): PG off leaves long mode.
+    (void)m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun});  // back to L1
+    auto v = valid_vmcb12();
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib = static_cast<std::uint16_t>((cs.attrib & ~arch::seg_attr::L) | arch::seg_attr::DB);
+    v.set_segment(arch::Seg::cs, cs);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    r = cr_write(0, 0x60000011);
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << m.vcpu.vmcb02_hardware_failure()->id;
+    r = cr_write(0, 0x80000011);  // and PG back on enters long mode again
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_NE(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
+
+// L2's VMLOAD/VMSAVE that L1 does not intercept: L0's own intercept catches
+// them and emulates them as KVM's vmload_vmsave_interception does, on rAX as
+// an L1 physical address; the VMLOAD state is L1's and L2's alike (vmcb01).
+TEST(L2VmloadVmsave, NotInterceptedByL1L0EmulatesOnL1PhysicalRax) {
+    Machine m;
+    constexpr std::uint64_t kSrc = 0x70000, kDst = 0x71000;
+    ASSERT_TRUE(m.mem.map(kSrc) && m.mem.map(kDst));
+    arch::Vmcb src;
+    src.set_segment(arch::Seg::fs, {0x33, 0x93, 0xFFFF, 0x7F0000001000});
+    src.set(FieldId::kernel_gs_base, 0xFFFF800000002000);
+    ASSERT_TRUE(m.mem.write_vmcb(kSrc, src));
+    auto v = valid_vmcb12();
+    v.set(FieldId::rax, kSrc);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_TRUE(m.vcpu.vmcb02().intercept(ic::VMLOAD));  // L0's
+    const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+    auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmload, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(r.exit_code, ec::VMLOAD);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip + 3);
+    EXPECT_EQ(m.vcpu.vmcb01().segment(arch::Seg::fs).base, 0x7F0000001000U);
+    EXPECT_EQ(m.vcpu.vmcb02().segment(arch::Seg::fs).base, 0x7F0000001000U);
+    EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::kernel_gs_base), 0xFFFF800000002000U);
+    // VMSAVE writes that state where L2's rAX points, and nothing else.
+    ASSERT_TRUE(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun}).outcome == Outcome::vmexit_to_l1);
+    v.set(FieldId::rax, kDst);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmsave, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    arch::Vmcb saved;
+    ASSERT_TRUE(m.mem.peek_vmcb(kDst, saved));
+    EXPECT_EQ(saved.segment(arch::Seg::fs), src.segment(arch::Seg::fs));
+    EXPECT_EQ(saved.get(FieldId::kernel_gs_base), 0xFFFF800000002000U);
+    EXPECT_EQ(saved.get(FieldId::cr0), 0U);  // VMRUN state is not VMSAVE's
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
+
+TEST(L2VmloadVmsave, L2sGatesAndUnbackedMemoryFaultInL2) {
+    Machine m;
+    auto v = valid_vmcb12();
+    const auto enter = [&](std::uint64_t rax, std::uint64_t cpl) {
+        auto w = v;
+        w.set(FieldId::rax, rax);
+        w.set(FieldId::cpl, cpl);
+        m.put(w);
+        m.vcpu.vmcb01().set(FieldId::rax, kVmcb12);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    };
+    const cpu::Event vmload{.kind = cpu::EventKind::vmload, .insn_len = 3};
+    const cpu::Event back{.kind = cpu::EventKind::vmrun};
+    enter(0x70000, 3);
+    auto r = m.vcpu.l2_event(vmload);
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);  // CPL 3
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    enter(0x70008, 0);
+    EXPECT_EQ(m.vcpu.l2_event(vmload).vector, 13);  // not 4 KiB aligned
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    enter(0x900000, 0);
+    r = m.vcpu.l2_event(vmload);  // aligned, legal, but L0 backs nothing there
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    // L2 turns paging off (L0 emulates the CR0 write; from compatibility
+    // mode, as leaving long mode requires): VMLOAD is #UD in L2.
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib = static_cast<std::uint16_t>((cs.attrib & ~arch::seg_attr::L) | arch::seg_attr::DB);
+    v.set_segment(arch::Seg::cs, cs);
+    enter(0x70000, 0);
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 0, .value = 0x11}).outcome,
+              Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.l2_event(vmload).vector, 6);
+    ASSERT_EQ(m.vcpu.l2_event(back).outcome, Outcome::vmexit_to_l1);
+    // L1 intercepting VMLOAD gets the exit instead.
+    v.set_intercept(ic::VMLOAD);
+    enter(0x70000, 0);
+    r = m.vcpu.l2_event(vmload);
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::VMLOAD);
+}
+
+// Virtual VMLOAD/VMSAVE (L1's nested paging on, the feature offered and
+// enabled): vmcb02 does not intercept; rAX is an L2 address translated
+// through L1's nested page tables, and a fault there is L1's #NPF.
+TEST(L2VmloadVmsave, VirtualVmloadTranslatesRaxThroughL1sNestedPageTables) {
+    // L0 uses virtual VMLOAD/VMSAVE for L1 itself (KVM's vls=1): vmcb01 does
+    // not intercept them, so vmcb02 need not either.
+    auto l0 = nested::L0Config::kvm_default();
+    l0.intercept_words[ic::VMLOAD / 32] &= ~((1U << (ic::VMLOAD % 32)) | (1U << (ic::VMSAVE % 32)));
+    Machine m(checks::ProfileId::kvm, {}, l0);
+    ASSERT_TRUE(m.cpu.has(checks::Feature::v_vmsave_vmload));
+    constexpr std::uint64_t ncr3 = 0x60000, l2_gpa = 0x5000, l1_pa = 0x70000;
+    ASSERT_TRUE(m.mem.map(ncr3, 0x4000) && m.mem.map(l1_pa));
+    ASSERT_TRUE(m.mem.write_u64(ncr3, 0x61007) && m.mem.write_u64(0x61000, 0x62007) &&
+                m.mem.write_u64(0x62000, 0x63007) && m.mem.write_u64(0x63000 + 8 * (l2_gpa >> 12), l1_pa | 7));
+    arch::Vmcb src;
+    src.set(FieldId::star, 0x0023001000000000);
+    ASSERT_TRUE(m.mem.write_vmcb(l1_pa, src));
+    auto v = valid_vmcb12();
+    v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    v.set(FieldId::nested_cr3, ncr3);
+    v.set(FieldId::misc_ctl2, arch::misc_ctl2::V_VMSAVE_VMLOAD);
+    v.set(FieldId::rax, l2_gpa);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_FALSE(m.vcpu.vmcb02().intercept(ic::VMLOAD));
+    auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmload, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::no_exit);
+    EXPECT_FALSE(r.l0_exit);
+    EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::star), 0x0023001000000000U);
+    // An L2 address L1's tables do not map: #NPF to L1.
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmrun}).outcome, Outcome::vmexit_to_l1);
+    v.set(FieldId::rax, 0x6000);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmload, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::NPF);
+    EXPECT_EQ(m.vmcb12().get(FieldId::exit_info_2), 0x6000U);
+}
+
+// L2's CLGI/STGI that L1 does not intercept. With a virtual GIF of its own
+// (vgif offered, V_GIF_ENABLE in vmcb12) they change vmcb02.V_GIF only;
+// without, they change the GIF as on hardware without vGIF (KVM emulates
+// them with svm_set_gif): an INTR is then held while L2 runs, and taken by
+// L2's STGI (here: a #VMEXIT(INTR) to L1, which intercepts INTR).
+TEST(L2Gif, ClgiWithoutNestedVgifClearsTheGifAndStgiTakesWhatItHeld) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::INTR);
+    v.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
+    m.vcpu.vmcb01().set(FieldId::rflags, 0x202);  // L1's IF = 1
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const cpu::Event clgi{.kind = cpu::EventKind::clgi, .insn_len = 3};
+    const cpu::Event stgi{.kind = cpu::EventKind::stgi, .insn_len = 3};
+    EXPECT_EQ(m.vcpu.l2_event(clgi).outcome, Outcome::handled_by_l0);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    EXPECT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
+    // Save and restore keep guest mode with GIF = 0.
+    const auto blob = m.vcpu.save_state();
+    ASSERT_TRUE(m.vcpu.restore_state(blob));
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    const auto r = m.vcpu.l2_event(stgi);
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::INTR);
+    EXPECT_FALSE(m.vcpu.gif());  // the #VMEXIT cleared it again
+
+    // With nested vGIF: only V_GIF moves.
+    Machine n;
+    auto w = valid_vmcb12();
+    w.set(FieldId::int_ctl, arch::int_ctl::V_GIF_ENABLE | arch::int_ctl::V_GIF);
+    n.put(w);
+    ASSERT_EQ(n.vmrun().outcome, Outcome::entered_l2);
+    (void)n.vcpu.l2_event(clgi);
+    EXPECT_TRUE(n.vcpu.gif());
+    EXPECT_EQ(n.vcpu.vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_GIF, 0U);
+    // A saved GIF = 0 in guest mode is refused when L2 has a virtual GIF.
+    auto blob2 = n.vcpu.save_state();
+    blob2[12] &= static_cast<std::uint8_t>(~2);
+    const auto refused = n.vcpu.restore_state(blob2);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().find("virtual GIF"), std::string::npos) << refused.error();
+}
+
+// The same when L0 does not intercept STGI/CLGI either (L0 uses vGIF for L1,
+// vmcb01 leaves them alone): L2's CLGI/STGI run in hardware on the GIF, and
+// what the GIF held is taken at the STGI.
+TEST(L2Gif, NotInterceptedAtAllStgiStillTakesWhatTheGifHeld) {
+    auto l0 = nested::L0Config::kvm_default();
+    l0.intercept_words[ic::STGI / 32] &= ~((1U << (ic::STGI % 32)) | (1U << (ic::CLGI % 32)));
+    Machine m(checks::ProfileId::kvm, {}, l0);
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::NMI);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_FALSE(m.vcpu.vmcb02().intercept(ic::CLGI));
+    EXPECT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::clgi, .insn_len = 3}).outcome, Outcome::no_exit);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
+    const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::stgi, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(r.exit_code, ec::NMI);
+}
