@@ -386,8 +386,12 @@ private:
             unknown("L2 runs with EFER.LMA inconsistent with EFER.LME and CR0.PG");
             return false;
         }
-        // oracle/image/l2.S is 32/64-bit code; as 16-bit code it means other things.
-        if (!code64() && !code32()) {
+        // oracle/image/l2.S is 32/64-bit code; as 16-bit code it means other
+        // things. Judged on the VMCB: after an exit during VMRUN's delivery
+        // of EVENTINJ the processor's registers are the host's.
+        const auto cs = v_.vmcb.segment(arch::Seg::cs).attrib;
+        const bool vmcb_code64 = (efer & arch::efer::LMA) != 0 && (cs & arch::seg_attr::L) != 0;
+        if (!vmcb_code64 && (cs & arch::seg_attr::DB) == 0) {
             unknown("L2's code segment is 16-bit; the image's programs are 32/64-bit code");
             return false;
         }

@@ -226,3 +226,27 @@ TEST(ModelOnSvmCpu, Cr0EtIsForcedToOneOnTheWayBack) {
 
 }  // namespace
 }  // namespace nsvm::oracle
+
+namespace nsvm::oracle {
+namespace {
+
+TEST(ModelOnSvmCpu, SixteenBitL2IsNotFollowedEvenWhenVmrunsDeliveryExits) {
+    // CS.L without long mode and CS.D = 0: 16-bit code, which the image's
+    // programs are not. An intercepted #GP raised while VMRUN delivers
+    // EVENTINJ (a gate beyond the IDT's limit) exits inside VMRUN; the model
+    // must judge L2 on the VMCB, not on the host registers the exit reloaded.
+    Vector v = base_vector(BaseMode::long64, Program::vmmcall);
+    v.vmcb.set(FieldId::efer, arch::efer::SVME);
+    v.vmcb.set_intercept(ic::exception(13));
+    v.vmcb.set(FieldId::event_inj, arch::event::V | 0x30U);
+    auto idtr = v.vmcb.segment(arch::Seg::idtr);
+    idtr.limit = 0;
+    v.vmcb.set_segment(arch::Seg::idtr, idtr);
+    const auto p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_TRUE(p.vmrun_valid) << p.path;
+    EXPECT_FALSE(p.exit_code.has_value()) << p.path;
+    EXPECT_NE(p.path.find("16-bit"), std::string::npos) << p.path;
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
