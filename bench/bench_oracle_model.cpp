@@ -13,7 +13,7 @@ using namespace nsvm;
 namespace {
 
 void predict_loop(benchmark::State& state, oracle::Vector v) {
-    const auto model = oracle::make_checks_model(*checks::find_builtin_model("qemu-tcg"),
+    const auto model = oracle::make_image_model(*checks::find_builtin_model("qemu-tcg"),
                                                  checks::profile(checks::ProfileId::qemu));
     for (auto _ : state) benchmark::DoNotOptimize(model->predict(v));
     state.SetItemsProcessed(state.iterations());
@@ -35,7 +35,7 @@ void BM_ModelRandomCampaign(benchmark::State& state) {
     o.profile = &checks::profile(checks::ProfileId::qemu);
     o.seed = 1;
     const auto vs = oracle::generate_random(o, 0, 1024);
-    const auto model = oracle::make_checks_model(o.cpu, *o.profile);
+    const auto model = oracle::make_image_model(o.cpu, *o.profile);
     std::size_t i = 0;
     for (auto _ : state) benchmark::DoNotOptimize(model->predict(vs[i++ % vs.size()]));
     state.SetItemsProcessed(state.iterations());

@@ -246,7 +246,7 @@ private:
         if (!fetch()) return;
         cpu::Event e = simple(write ? EventKind::wrmsr : EventKind::rdmsr, len);
         e.index = index;
-        e.value = write ? (v_.regs[2] << 32 | (cpu_.regs().rax & 0xFFFFFFFF)) : 0;
+        e.value = write ? (v_.regs[2] << 32 | (cpu_.regs().rax & 0xFFFFFFFF)) : 0;  // edx:eax
         const auto r = cpu_.guest_event(e);
         if (r.outcome == SvmOutcome::no_exit)
             return unknown(fmt::format("{} of MSR {:#x} reaches the emulator's MSR", write ? "WRMSR" : "RDMSR", index));
@@ -445,9 +445,9 @@ public:
         const cpu::SvmResult r = c.vmrun();
         if (r.failed_check != nullptr) failing_checks(v, *r.failed_check, p);
         switch (r.outcome) {
-            case SvmOutcome::exception: return gate(v, r, c, p);
+            case SvmOutcome::exception: return gate(r, c, p);
             case SvmOutcome::vmexit:
-                if (r.failed_check != nullptr) return invalid(r, c, mem, p);
+                if (r.failed_check != nullptr) return invalid(c, mem, p);
                 break;
             case SvmOutcome::entered_guest: break;
             default:
@@ -486,8 +486,7 @@ private:
     }
 
     /// An instruction gate: VMRUN never reads the VMCB, GIF is untouched.
-    static Prediction& gate(const Vector& v, const cpu::SvmResult& r, const cpu::SvmCpu& c, Prediction& p) {
-        (void)v;
+    static Prediction& gate(const cpu::SvmResult& r, const cpu::SvmCpu& c, Prediction& p) {
         if (r.failed_check == nullptr) {
             // A model-only fault (the operand or VM_HSAVE_PA is memory the
             // image does not lay out): what the emulator does is not known.
@@ -503,9 +502,7 @@ private:
     }
 
     /// VMEXIT_INVALID (APM 15.5.1), read back from the VMCB the processor wrote.
-    static Prediction& invalid(const cpu::SvmResult& r, const cpu::SvmCpu& c, const cpu::GuestMemory& mem,
-                               Prediction& p) {
-        (void)r;
+    static Prediction& invalid(const cpu::SvmCpu& c, const cpu::GuestMemory& mem, Prediction& p) {
         arch::Vmcb after;
         p.status = Status::vmexit;
         p.vmrun_valid = false;
@@ -527,7 +524,7 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile) {
+std::unique_ptr<Model> make_image_model(checks::CpuModel cpu, const checks::Profile& profile) {
     return std::make_unique<CpuModel>(std::move(cpu), profile);
 }
 

@@ -124,7 +124,7 @@ namespace {
 TEST(Diff, AValidExitIsComparedOnEveryVmcbField) {
     // The model follows base/long64 to its intercepted VMMCALL at the entry.
     const auto v = base_vector(BaseMode::long64);
-    const auto model = make_checks_model(*checks::find_builtin_model("qemu-tcg"), prof(checks::ProfileId::qemu));
+    const auto model = make_image_model(*checks::find_builtin_model("qemu-tcg"), prof(checks::ProfileId::qemu));
     const auto p = model->predict(v);
     ASSERT_TRUE(p.rest_unchanged) << p.path;
     ASSERT_EQ(p.guest_rip, std::optional<std::uint64_t>(program_entry(Program::vmmcall)));
@@ -145,7 +145,7 @@ TEST(Diff, TheModelFollowsAnExceptionToTheStubWithItsStackFrame) {
     // UD2 without its intercept: #UD through the 64-bit L2 IDT (frame of five
     // qwords below the 16-aligned RSP), then the stub's "mov eax, 6; vmmcall".
     const auto v = base_vector(BaseMode::long64, Program::ud2);
-    const auto model = make_checks_model(*checks::find_builtin_model("zen4"), prof(checks::ProfileId::apm));
+    const auto model = make_image_model(*checks::find_builtin_model("zen4"), prof(checks::ProfileId::apm));
     const auto p = model->predict(v);
     ASSERT_TRUE(p.rest_unchanged) << p.path;
     EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL));

@@ -19,7 +19,7 @@ namespace ec = arch::exit_code;
 namespace ic = arch::intercept;
 
 Prediction predict(const Vector& v, const char* cpu = "zen4", checks::ProfileId prof = checks::ProfileId::apm) {
-    const auto model = make_checks_model(*checks::find_builtin_model(cpu), checks::profile(prof));
+    const auto model = make_image_model(*checks::find_builtin_model(cpu), checks::profile(prof));
     return model->predict(v);
 }
 
@@ -101,7 +101,7 @@ TEST(ModelOnSvmCpu, MsrExitFollowsTheMsrpmBitOfTheAccess) {
 }
 
 TEST(ModelOnSvmCpu, AnExceptionInterceptOrTheStubThroughTheIdt) {
-    for (const auto [prog, vec] : {std::pair{Program::ud2, 6U}, std::pair{Program::div0, 0U}}) {
+    for (const auto& [prog, vec] : {std::pair{Program::ud2, 6U}, std::pair{Program::div0, 0U}}) {
         SCOPED_TRACE(std::string(program_name(prog)));
         const auto intercepted = predict(program(prog, {ic::exception(vec)}));
         EXPECT_EQ(intercepted.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + vec)) << intercepted.path;

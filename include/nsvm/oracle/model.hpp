@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,7 +58,11 @@ public:
 /// slot (gates, VMEXIT_INVALID, the failing checks, every one listed by
 /// checks::evaluate), then L2's program as cpu::Events up to its #VMEXIT,
 /// whose fields and written-back VMCB are read from the model's memory.
-[[nodiscard]] std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile);
+[[nodiscard]] std::unique_ptr<Model> make_image_model(checks::CpuModel cpu, const checks::Profile& profile);
+/// The former name, from when the model evaluated the checks catalogue itself.
+[[nodiscard]] inline std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile) {
+    return make_image_model(std::move(cpu), profile);
+}
 
 /// The CPU model and profile that describe a backend: qemu -> qemu-tcg/qemu,
 /// bochs -> bochs-ryzen/bochs, qemu-kvm -> zen4/kvm.
