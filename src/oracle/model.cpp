@@ -159,17 +159,22 @@ public:
     /// an intercepted fault delivering EVENTINJ caused).
     void run(const cpu::SvmResult& entry) {
         if (!guest_is_followable()) return;
-        if (entry.outcome == SvmOutcome::vmexit) return exit(entry);
-        if (entry.injection == cpu::Injection::delivered) {
+        // VMRUN only exits after entering the guest while delivering EVENTINJ.
+        if (entry.injection == cpu::Injection::delivered || entry.outcome == SvmOutcome::vmexit) {
             const auto ev = static_cast<std::uint32_t>(v_.vmcb.get(FieldId::event_inj));
             const unsigned type = arch::event::type_of(ev);
-            p_.path = fmt::format("VMRUN succeeds; injected {} vector {}", arch::event::type_name(type), entry.vector);
+            p_.path = fmt::format("VMRUN succeeds; injected {} vector {}", arch::event::type_name(type),
+                                  type == 2 ? 2U : (ev & arch::event::VECTOR));
             // A software interrupt (TYPE 4) pushes the address after an INTn
             // the guest never executed; emulators differ: not followed.
             if (type == 4) follow_ = false;
+            if (entry.outcome == SvmOutcome::vmexit) return exit(entry);
             delivered(entry);
             return;
         }
+        // Pending virtual interrupts are not followed: Bochs 2.7 takes V_IRQ
+        // only after L2's first instruction and rewrites int_ctl's byte 0x61
+        // (docs/oracle.md, "Found, not yet compared").
         if (v_.vmcb.get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING))
             return unknown("a virtual interrupt is pending");
         if (cpu_.regs().rip != program_entry(v_.program)) return unknown("save.rip is not the program's entry");
