@@ -172,13 +172,9 @@ public:
             delivered(entry);
             return;
         }
-        // Pending virtual interrupts are not followed: Bochs 2.7 takes V_IRQ
-        // only after L2's first instruction and rewrites int_ctl's byte 0x61
-        // (docs/oracle.md, "Found, not yet compared").
-        if (v_.vmcb.get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING))
-            return unknown("a virtual interrupt is pending");
         if (cpu_.regs().rip != program_entry(v_.program)) return unknown("save.rip is not the program's entry");
         p_.path = fmt::format("VMRUN succeeds; L2 runs {}", program_name(v_.program));
+        if (!boundary()) return;
         program();
     }
 
@@ -331,8 +327,23 @@ private:
         switch (r.outcome) {
             case SvmOutcome::vmexit: return exit(r);
             case SvmOutcome::delivered: return delivered(r);
-            case SvmOutcome::no_exit: return vmmcall();  // the program's epilogue
+            case SvmOutcome::no_exit:
+                if (!boundary()) return;
+                return vmmcall();  // the program's epilogue
             default: return unknown(r.note);
+        }
+    }
+
+    /// An instruction boundary: the processor takes what is pending and
+    /// unmasked (APM 15.21: V_IRQ and the virtual NMI, their intercepts).
+    /// An interrupt it delivers this way has no stub frame the model follows.
+    [[nodiscard]] bool boundary() {
+        const auto r = cpu_.poll();
+        switch (r.outcome) {
+            case SvmOutcome::nothing:
+            case SvmOutcome::held_pending: return true;
+            case SvmOutcome::vmexit: exit(r); return false;
+            default: unknown(fmt::format("{} (its delivery is not followed)", r.note)); return false;
         }
     }
 

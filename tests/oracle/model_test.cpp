@@ -250,3 +250,27 @@ TEST(ModelOnSvmCpu, SixteenBitL2IsNotFollowedEvenWhenVmrunsDeliveryExits) {
 
 }  // namespace
 }  // namespace nsvm::oracle
+
+namespace nsvm::oracle {
+namespace {
+
+TEST(ModelOnSvmCpu, APendingVirtualInterruptIsTheProcessorsToTake) {
+    // V_IRQ with L2's IF = 0: masked (APM 15.21.4), the program runs.
+    Vector v = program(Program::cpuid, {ic::CPUID});
+    v.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_IRQ | arch::int_ctl::V_IGN_TPR);
+    auto p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::CPUID)) << p.path;
+    // With IF = 1 and the VINTR intercept: #VMEXIT(VINTR) before the first instruction.
+    v.vmcb.set(FieldId::rflags, arch::rflags::FIXED1 | arch::rflags::IF);
+    v.vmcb.set_intercept(ic::VINTR);
+    p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VINTR)) << p.path;
+    EXPECT_EQ(p.guest_rip, std::optional<std::uint64_t>(program_entry(Program::cpuid)));
+    // Without the intercept it is delivered; that delivery is not followed.
+    v.vmcb.set_intercept(ic::VINTR, false);
+    p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_FALSE(p.exit_code.has_value()) << p.path;
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
