@@ -30,6 +30,8 @@ constexpr std::array kEventNames = {
     EventNameEntry{"rsm", EventKind::rsm},         EventNameEntry{"memory", EventKind::memory},
     EventNameEntry{"intr", EventKind::intr},       EventNameEntry{"nmi", EventKind::nmi},
     EventNameEntry{"smi", EventKind::smi},         EventNameEntry{"init", EventKind::init},
+    EventNameEntry{"rdtsc", EventKind::rdtsc},     EventNameEntry{"invd", EventKind::invd},
+    EventNameEntry{"wbinvd", EventKind::wbinvd},
 };
 
 // Exit codes of instructions whose intercept is one bit equal to the code.
@@ -46,6 +48,9 @@ std::optional<std::uint64_t> simple_instruction_code(EventKind k) noexcept {
         case EventKind::invlpga: return ec::INVLPGA;
         case EventKind::skinit: return ec::SKINIT;
         case EventKind::rsm: return ec::RSM;
+        case EventKind::rdtsc: return ec::RDTSC;
+        case EventKind::invd: return ec::INVD;
+        case EventKind::wbinvd: return ec::WBINVD;
         default: return std::nullopt;
     }
 }

@@ -357,7 +357,8 @@ void SvmCpu::load_guest_state() noexcept {
     regs_.gdtr = vmcb_.segment(Seg::gdtr);
     regs_.idtr = vmcb_.segment(Seg::idtr);
     regs_.efer = vmcb_.get(FieldId::efer);
-    regs_.cr0 = vmcb_.get(FieldId::cr0);
+    // APM 3.1.1: CR0.ET is read-only 1 (QEMU and Bochs force it too).
+    regs_.cr0 = vmcb_.get(FieldId::cr0) | cr0::ET;
     regs_.cr2 = vmcb_.get(FieldId::cr2);
     regs_.cr3 = vmcb_.get(FieldId::cr3);
     regs_.cr4 = vmcb_.get(FieldId::cr4);
@@ -436,6 +437,13 @@ SvmResult SvmCpu::vmrun() noexcept {
     r.in_guest = true;
     r.note = r.injection == Injection::delivered ? "guest entered; GIF = 1; EVENTINJ delivered"
                                                  : "guest entered; GIF = 1";
+    if (r.injection == Injection::delivered) {
+        // Through the guest's IDT (svm_cpu_delivery.cpp); an intercepted
+        // fault on the way exits before the guest runs an instruction.
+        const SvmResult d = deliver_injected();
+        if (d.outcome == SvmOutcome::vmexit) return d;
+        r.delivery = d.delivery;
+    }
     return r;
 }
 

@@ -29,26 +29,13 @@ SvmResult SvmCpu::guest_exception(std::uint8_t vector, std::uint32_t error_code,
                                   const char* note) noexcept {
     // An exception raised in the guest: intercepted (APM 15.12) -> #VMEXIT
     // with the error code in EXITINFO1 (CR2 in EXITINFO2 for #PF); otherwise
-    // through the guest's IDT.
-    Event e;
-    e.kind = EventKind::exception;
-    e.index = vector;
-    e.error_code = error_code;
-    e.cr2 = cr2;
-    if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features())) {
-        SvmResult r = vmexit(x->code, x->info1, x->info2, 0, x->next_rip);
-        r.vector = vector;
-        r.error_code = error_code;
-        return r;
-    }
-    if (vector == 14) regs_.cr2 = cr2;
-    SvmResult r;
-    r.outcome = SvmOutcome::delivered;
-    r.in_guest = true;
-    r.vector = vector;
-    r.error_code = error_code;
-    r.note = note;
-    return r;
+    // through the guest's IDT (svm_cpu_delivery.cpp).
+    GuestEvent ev;
+    ev.vector = vector;
+    ev.has_error = arch::exception_has_error_code(vector);
+    ev.error_code = error_code;
+    ev.cr2 = cr2;
+    return deliver_to_guest(ev, true, 0, note);
 }
 
 void SvmCpu::apply_guest_effect(const Event& e) noexcept {
@@ -112,7 +99,7 @@ SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
         }
     }
     if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
-        return vmexit(x->code, x->info1, x->info2, 0, x->next_rip);
+        return vmexit(x->code, x->info1, x->info2, 0, exit_nrip(x->next_rip));
     SvmResult r;
     r.outcome = SvmOutcome::no_exit;
     r.in_guest = true;
@@ -155,14 +142,21 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
         r.note = "no guest is running";
         return r;
     }
+    insn_len_ = e.insn_len;
     switch (e.kind) {
         case EventKind::intr: return signal(Signal::intr, static_cast<std::uint8_t>(e.index));
         case EventKind::nmi: return signal(Signal::nmi);
         case EventKind::smi: return signal(Signal::smi);
         case EventKind::init: return signal(Signal::init);
-        case EventKind::exception:
-            return guest_exception(static_cast<std::uint8_t>(e.index & 0x1F), e.error_code, e.cr2,
-                                   "exception delivered to the guest");
+        case EventKind::exception: {
+            GuestEvent ev;
+            ev.vector = static_cast<std::uint8_t>(e.index & 0x1F);
+            ev.has_error = arch::exception_has_error_code(ev.vector);
+            ev.error_code = e.error_code;
+            ev.cr2 = e.cr2;
+            ev.software = e.software;
+            return deliver_to_guest(ev, true, 0, "exception delivered to the guest");
+        }
         case EventKind::vmrun:
         case EventKind::vmload:
         case EventKind::vmsave:
@@ -172,6 +166,7 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
         case EventKind::skinit:
         case EventKind::vmmcall: return guest_svm_instruction(e);
         case EventKind::memory: {
+            if (e.linear) return guest_linear_access(e);
             SvmResult r;
             r.outcome = SvmOutcome::no_exit;
             r.in_guest = true;
@@ -183,14 +178,19 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
             // legality follows the host's EFER.NXE.
             const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
             const NptResult w = npt_walk(*mem_, vmcb_.get(FieldId::nested_cr3), e.value, e.access, nxe);
-            if (!w.ok) return vmexit(ec::NPF, w.info1, w.info2, 0, 0);
+            if (!w.ok) return vmexit(ec::NPF, w.info1, w.info2, 0, exit_nrip(0));
             r.note = "translated by the nested page tables";
             return r;
         }
         default: break;
     }
-    if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
-        return vmexit(x->code, x->info1, x->info2, 0, x->next_rip);
+    // APM 15.14.4: with the PAUSE filter, an intercepted PAUSE exits only
+    // once the count reaches zero (nested/routing.cpp does the same).
+    const bool filtered = e.kind == EventKind::pause && cpu_->has(Feature::pausefilter) &&
+                          vmcb_.intercept(ic::PAUSE) && !pause_filter_exits(vmcb_);
+    if (const auto x = filtered ? std::nullopt
+                                : decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
+        return vmexit(x->code, x->info1, x->info2, 0, exit_nrip(x->next_rip));
     // A MOV to CR/DR with a value the processor refuses faults after the
     // intercept check: an intercepted write exits with the value unjudged
     // (its VMM emulates it), one that is not is #GP(0) in the guest.

@@ -1,18 +1,31 @@
-// The checks-based model of a vector (see model.hpp).
+// The model side of `nsvm diff` (model.hpp): the oracle image's machine, run
+// on the architectural processor, cpu::SvmCpu.
+//
+// The model lays out guest memory as the image does (layout.h; boot.S and
+// main.c build it), gives an SvmCpu the host registers the image's boot code
+// sets, writes the vector's VMCB at its slot and executes VMRUN. A valid
+// VMRUN is followed by L2's program, fed to SvmCpu::guest_event as the
+// cpu::Events its instructions are. Gates, consistency checks, intercept
+// decisions, exit fields, event delivery through L2's IDT and the VMCB the
+// #VMEXIT writes back are all the processor's; what stays here is what only
+// the image knows: the program menu (which events each program makes), the
+// stubs behind L2's IDTs ("mov eax, vec; vmmcall"), and where the image does
+// not let the model know (memory it did not lay out, the emulator's CPUID,
+// MSRs and devices).
 #include "nsvm/oracle/model.hpp"
 
 #include <fmt/format.h>
 
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
-#include "nsvm/arch/intercepts.hpp"
 #include "nsvm/checks/evaluate.hpp"
+#include "nsvm/cpu/svm_cpu.hpp"
 
 namespace nsvm::oracle {
 
-namespace ic = arch::intercept;
-namespace ec = arch::exit_code;
 using arch::FieldId;
+using cpu::EventKind;
+using cpu::SvmOutcome;
 
 checks::HostState image_host_state(const Vector& v) {
     // boot.S: CR0 = PG|ET|PE, CR4 = PAE, EFER = LME|LMA (+SVME in image_main).
@@ -41,391 +54,494 @@ BackendModel model_for_backend(Backend b) {
 
 namespace {
 
-/// Guest memory as the image lays it out, for the memory-stage checks (PAE
-/// PDPEs, APM 15.5.1 / apm-svm.md C21): only the paging structures the image
-/// builds are known; anything else is "not backed" (the check becomes a warning).
-class ImageMemory final : public checks::GuestMemory {
+/// Where the model puts the vector's VMCB: slot 0 (any slot is 8 KiB
+/// aligned, below 4 GiB, and holds only this vector's VMCB).
+constexpr std::uint64_t kSlotVmcb = NSVM_OR_SLOTS_PA;
+
+// ---------------------------------------------------------------------------
+// The image's memory (layout.h): only what the image writes is backed, so
+// that anything else L2 or the VMCB makes the processor read is "not known"
+// rather than a guessed zero.
+
+[[nodiscard]] bool put_u64(cpu::GuestMemory& m, std::uint64_t pa, std::uint64_t v) { return m.write_u64(pa, v); }
+[[nodiscard]] bool put_u32(cpu::GuestMemory& m, std::uint64_t pa, std::uint32_t v) {
+    std::array<std::uint8_t, 4> b{};
+    arch::store_le(b, 0, 4, v);
+    return m.write(pa, b);
+}
+
+/// boot.S's tables: the identity-mapped 4 GiB for the host and long-mode L2
+/// (PML4 -> PDPT -> four PDs of 2 MiB pages, U = 1), the PAE PDPT over the
+/// same PDs, the legacy 4 MiB page directory, and the nested tables that
+/// map the first GiB.
+[[nodiscard]] bool build_page_tables(cpu::GuestMemory& m) {
+    bool ok = m.map(NSVM_OR_PML4_PA, 0x20000);
+    ok &= put_u64(m, NSVM_OR_PML4_PA, (NSVM_OR_PML4_PA + 0x1000) | 7);
+    for (std::uint64_t i = 0; i < 4; ++i) {
+        const std::uint64_t pd = NSVM_OR_PML4_PA + 0x2000 + 0x1000 * i;
+        ok &= put_u64(m, NSVM_OR_PML4_PA + 0x1000 + 8 * i, pd | 7);
+        ok &= put_u64(m, NSVM_OR_PAE_PDPT_PA + 8 * i, pd | 1);  // PDPTEs: P only (APM 5.3.2)
+    }
+    for (std::uint64_t i = 0; i < 2048; ++i) ok &= put_u64(m, NSVM_OR_PML4_PA + 0x2000 + 8 * i, (i << 21) | 0x87);
+    for (std::uint64_t i = 0; i < 1024; ++i)
+        ok &= put_u32(m, NSVM_OR_PD32_PA + 4 * i, static_cast<std::uint32_t>((i << 22) | 0x87));
+    ok &= put_u64(m, NSVM_OR_NPT_PML4_PA, (NSVM_OR_NPT_PML4_PA + 0x1000) | 7);
+    ok &= put_u64(m, NSVM_OR_NPT_PML4_PA + 0x1000, (NSVM_OR_NPT_PML4_PA + 0x2000) | 7);
+    for (std::uint64_t i = 0; i < 512; ++i) ok &= put_u64(m, NSVM_OR_NPT_PML4_PA + 0x2000 + 8 * i, (i << 21) | 0x87);
+    return ok;
+}
+
+/// main.c setup_l2: the L2 GDT and both IDTs (every gate an interrupt gate
+/// to the stub of its vector), program menu, stubs, scratch page, stack.
+[[nodiscard]] bool build_l2_environment(cpu::GuestMemory& m) {
+    bool ok = m.map(NSVM_OR_L2_CODE_PA, NSVM_OR_L2_STACK_TOP + 0x10 - NSVM_OR_L2_CODE_PA);
+    ok &= m.map(NSVM_OR_L2_GDT_PA, 0x3000);
+    ok &= put_u64(m, NSVM_OR_L2_GDT_PA + NSVM_OR_L2_CS64, 0x00AF9B000000FFFFULL);
+    ok &= put_u64(m, NSVM_OR_L2_GDT_PA + NSVM_OR_L2_DS, 0x00CF93000000FFFFULL);
+    ok &= put_u64(m, NSVM_OR_L2_GDT_PA + NSVM_OR_L2_CS32, 0x00CF9B000000FFFFULL);
+    ok &= put_u64(m, NSVM_OR_L2_GDT_PA + NSVM_OR_L2_CS16, 0x00009B000000FFFFULL);
+    for (std::uint64_t v = 0; v < 256; ++v) {
+        const std::uint64_t h = NSVM_OR_L2_STUBS_PA + 16 * v;
+        const std::uint64_t gate = (h & 0xFFFF) | (0x8EULL << 40) | (((h >> 16) & 0xFFFF) << 48);
+        ok &= put_u64(m, NSVM_OR_L2_IDT64_PA + 16 * v, gate | (std::uint64_t{NSVM_OR_L2_CS64} << 16));
+        ok &= put_u64(m, NSVM_OR_L2_IDT64_PA + 16 * v + 8, h >> 32);
+        ok &= put_u64(m, NSVM_OR_L2_IDT32_PA + 8 * v, gate | (std::uint64_t{NSVM_OR_L2_CS32} << 16));
+    }
+    // HSAVE, MSRPM, IOPM and the spare VMCB page (zeroed by setup_l2), the slot.
+    ok &= m.map(NSVM_OR_HSAVE_PA, NSVM_OR_SPARE_VMCB_PA + 0x1000 - NSVM_OR_HSAVE_PA);
+    ok &= m.map(kSlotVmcb);
+    ok &= m.populate(kSlotVmcb);
+    return ok;
+}
+
+/// The host registers at the image's VMRUN (boot.S, main.c run_slot):
+/// 64-bit code at CPL 0, interrupts off, the image's PML4.
+[[nodiscard]] cpu::Registers image_host_registers(const Vector& v) {
+    cpu::Registers r;
+    r.efer = arch::efer::LME | arch::efer::LMA | (v.host.svme ? arch::efer::SVME : 0);
+    r.cr0 = arch::cr0::PG | arch::cr0::ET | arch::cr0::PE;
+    r.cr4 = arch::cr4::PAE;
+    r.cr3 = NSVM_OR_PML4_PA;
+    r.rflags = arch::rflags::FIXED1;
+    r.cpl = 0;
+    r.cs = {0x08, 0xA9B, 0xFFFFFFFF, 0};  // boot.S gdt64: 64-bit code
+    r.ss = r.ds = r.es = {0x10, 0xC93, 0xFFFFFFFF, 0};
+    r.rax = v.host.vmrun_rax.value_or(kSlotVmcb);
+    return r;
+}
+
+/// Byte length of each program's instruction (oracle/image/l2.S).
+[[nodiscard]] std::uint8_t insn_length(Program prog) noexcept {
+    switch (prog) {
+        case Program::hlt:
+        case Program::in:
+        case Program::out:
+        case Program::int3: return 1;
+        case Program::vmmcall:
+        case Program::stgi:
+        case Program::clgi:
+        case Program::vmload:
+        case Program::vmsave:
+        case Program::vmrun: return 3;
+        default: return 2;  // div0: "xor ecx, ecx" and "div ecx" are two bytes each
+    }
+}
+
+constexpr std::uint8_t kVmmcallLength = 3;
+constexpr std::uint8_t kStubMovLength = 5;  // "mov eax, imm32" (l2.S STUB)
+
+/// One vector's L2, run on the processor until its #VMEXIT.
+class L2Run {
 public:
-    bool read_u64(std::uint64_t gpa, std::uint64_t& out) const override {
-        if (gpa >= NSVM_OR_PAE_PDPT_PA && gpa < NSVM_OR_PAE_PDPT_PA + 0x1000 && gpa % 8 == 0) {
-            const auto i = (gpa - NSVM_OR_PAE_PDPT_PA) / 8;
-            out = i < 4 ? (NSVM_OR_PML4_PA + 0x2000 + 0x1000 * i) | 1 : 0;
-            return true;
+    L2Run(cpu::SvmCpu& c, cpu::GuestMemory& mem, const Vector& v, Prediction& p) : cpu_(c), mem_(mem), v_(v), p_(p) {}
+
+    /// After VMRUN: `entry` is its result (entered_guest, or the #VMEXIT
+    /// an intercepted fault delivering EVENTINJ caused).
+    void run(const cpu::SvmResult& entry) {
+        if (!guest_is_followable()) return;
+        // VMRUN only exits after entering the guest while delivering EVENTINJ.
+        if (entry.injection == cpu::Injection::delivered || entry.outcome == SvmOutcome::vmexit) {
+            const auto ev = static_cast<std::uint32_t>(v_.vmcb.get(FieldId::event_inj));
+            const unsigned type = arch::event::type_of(ev);
+            p_.path = fmt::format("VMRUN succeeds; injected {} vector {}", arch::event::type_name(type),
+                                  type == 2 ? 2U : (ev & arch::event::VECTOR));
+            // A software interrupt (TYPE 4) pushes the address after an INTn
+            // the guest never executed; emulators differ: not followed.
+            if (type == 4) follow_ = false;
+            if (entry.outcome == SvmOutcome::vmexit) return exit(entry);
+            delivered(entry);
+            return;
         }
-        if (gpa >= NSVM_OR_PML4_PA + 0x1000 && gpa < NSVM_OR_PML4_PA + 0x2000 && gpa % 8 == 0) {
-            const auto i = (gpa - NSVM_OR_PML4_PA - 0x1000) / 8;
-            out = i < 4 ? (NSVM_OR_PML4_PA + 0x2000 + 0x1000 * i) | 7 : 0;
-            return true;
+        if (cpu_.regs().rip != program_entry(v_.program)) return unknown("save.rip is not the program's entry");
+        p_.path = fmt::format("VMRUN succeeds; L2 runs {}", program_name(v_.program));
+        if (!boundary()) return;
+        program();
+    }
+
+private:
+    // --- the program menu (l2.S): which events each program makes ---
+
+    void program() {
+        const std::uint8_t len = insn_length(v_.program);
+        switch (v_.program) {
+            case Program::vmmcall: return vmmcall();
+            case Program::hlt: {
+                if (!fetch()) return;
+                const auto r = cpu_.guest_event(simple(EventKind::hlt, len));
+                if (r.outcome != SvmOutcome::no_exit) return after(r);
+                p_.status = Status::cannot_run;
+                p_.path += "; HLT without its intercept halts L2 for good";
+                return;
+            }
+            case Program::cpuid: return instruction(simple(EventKind::cpuid, len), "CPUID's results are the emulator's");
+            case Program::rdtsc: return instruction(simple(EventKind::rdtsc, len), "RDTSC's result is the emulator's");
+            case Program::rdmsr:
+            case Program::wrmsr: return msr(len);
+            case Program::in:
+            case Program::out: return io(len);
+            case Program::ud2: return exception(6, len);
+            case Program::int3: return exception(3, len);
+            case Program::div0: {
+                // xor ecx, ecx: ZF and PF set, CF, AF, SF and OF clear
+                // (APM Vol.3 XOR); then div ecx faults with #DE.
+                if (!fetch()) return;
+                auto& regs = cpu_.regs();
+                regs.rflags = (regs.rflags & ~std::uint64_t{0x8D5}) | 0x44;
+                regs.rip += 2;
+                return exception(0, 2);
+            }
+            case Program::load:
+            case Program::store: return memory(len);
+            case Program::stgi: return instruction(simple(EventKind::stgi, len));
+            case Program::clgi: return instruction(simple(EventKind::clgi, len));
+            case Program::vmload: return instruction(simple(EventKind::vmload, len));
+            case Program::vmsave: return instruction(simple(EventKind::vmsave, len));
+            case Program::vmrun: return instruction(simple(EventKind::vmrun, len));
+            case Program::pause: return instruction(simple(EventKind::pause, len));
+            case Program::invd: return instruction(simple(EventKind::invd, len));
+            case Program::wbinvd: return instruction(simple(EventKind::wbinvd, len));
         }
+    }
+
+    [[nodiscard]] static cpu::Event simple(EventKind k, std::uint8_t len) {
+        cpu::Event e;
+        e.kind = k;
+        e.insn_len = len;
+        return e;
+    }
+
+    /// The program's instruction, then (when it did not exit) its VMMCALL.
+    void instruction(const cpu::Event& e, const char* rax_unknown_because = nullptr) {
+        if (!fetch()) return;
+        const auto r = cpu_.guest_event(e);
+        if (r.outcome == SvmOutcome::no_exit && rax_unknown_because != nullptr) rax_known_ = false;
+        after(r);
+    }
+
+    void msr(std::uint8_t len) {
+        const bool write = v_.program == Program::wrmsr;
+        const auto index = static_cast<std::uint32_t>(v_.regs[1]);  // ecx
+        const auto base = v_.vmcb.get(FieldId::msrpm_base_pa);
+        if (cpu::msrpm_lookup(cpu::Bitmap{&mem_, base, {}}, index, write) == cpu::MapResult::unreadable)
+            return unknown("the MSRPM is not the image's map");
+        if (!fetch()) return;
+        cpu::Event e = simple(write ? EventKind::wrmsr : EventKind::rdmsr, len);
+        e.index = index;
+        e.value = write ? (v_.regs[2] << 32 | (cpu_.regs().rax & 0xFFFFFFFF)) : 0;  // edx:eax
+        const auto r = cpu_.guest_event(e);
+        if (r.outcome == SvmOutcome::no_exit)
+            return unknown(fmt::format("{} of MSR {:#x} reaches the emulator's MSR", write ? "WRMSR" : "RDMSR", index));
+        after(r);
+    }
+
+    void io(std::uint8_t len) {
+        const auto port = static_cast<std::uint16_t>(v_.regs[2]);  // dx
+        const auto base = v_.vmcb.get(FieldId::iopm_base_pa);
+        if (cpu::iopm_lookup(cpu::Bitmap{&mem_, base, {}}, port, 1) == cpu::MapResult::unreadable)
+            return unknown("the IOPM is not the image's map");
+        if (!fetch()) return;
+        cpu::Event e = simple(EventKind::io, len);
+        e.index = port;
+        e.size = 1;
+        e.in = v_.program == Program::in;
+        // The instruction's address size is the code segment's default.
+        e.address_size = code64() ? 64 : code32() ? 32 : 16;
+        const auto r = cpu_.guest_event(e);
+        if (r.outcome == SvmOutcome::no_exit) return unknown(fmt::format("port {:#x} is not intercepted", port));
+        after(r);
+    }
+
+    void exception(unsigned vector, std::uint8_t len) {
+        if (!fetch()) return;
+        cpu::Event e = simple(EventKind::exception, len);
+        e.index = vector;
+        e.software = vector == 3;  // INT3
+        const auto r = cpu_.guest_event(e);
+        // #BP intercepted: where a trap's intercept leaves RIP is not followed.
+        if (r.outcome == SvmOutcome::vmexit && vector == 3 && r.exit_code == arch::exit_code::EXCP_BASE + 3)
+            follow_ = false;
+        after(r);
+    }
+
+    void memory(std::uint8_t len) {
+        if (!fetch()) return;
+        // mov eax, [rbx] / mov [rbx], eax: DS-relative, rbx in 64-bit code, ebx otherwise.
+        const std::uint64_t rbx = v_.regs[3];
+        const std::uint64_t la =
+            code64() ? rbx : (cpu_.regs().ds.base + (rbx & 0xFFFFFFFFULL)) & 0xFFFFFFFFULL;
+        cpu::Event e = simple(EventKind::memory, len);
+        e.linear = true;
+        e.value = la;
+        e.access.write = v_.program == Program::store;
+        const auto r = cpu_.guest_event(e);
+        if (r.outcome == SvmOutcome::no_exit && v_.program == Program::load) rax_known_ = false;  // what memory held
+        after(r);
+    }
+
+    /// The epilogue and the stubs' VMMCALL at RIP.
+    void vmmcall() {
+        if (!fetch()) return;
+        after(cpu_.guest_event(simple(EventKind::vmmcall, kVmmcallLength)));
+    }
+
+    // --- following the processor ---
+
+    /// The instruction fetch at RIP (APM 5.3, 15.25): L2's paging and the
+    /// nested tables; the code must be memory the image laid out.
+    [[nodiscard]] bool fetch() {
+        const auto& regs = cpu_.regs();
+        cpu::Event f;
+        f.kind = EventKind::memory;
+        f.linear = true;
+        f.access.fetch = true;
+        f.insn_len = 0;
+        f.value = code64() ? regs.rip : (regs.cs.base + (regs.rip & 0xFFFFFFFFULL)) & 0xFFFFFFFFULL;
+        const auto r = cpu_.guest_event(f);
+        if (r.outcome == SvmOutcome::no_exit) return true;
+        after(r);
         return false;
     }
+
+    /// What the processor did with an event that did not retire quietly.
+    void after(const cpu::SvmResult& r) {
+        switch (r.outcome) {
+            case SvmOutcome::vmexit: return exit(r);
+            case SvmOutcome::delivered: return delivered(r);
+            case SvmOutcome::no_exit:
+                if (!boundary()) return;
+                return vmmcall();  // the program's epilogue
+            default: return unknown(r.note);
+        }
+    }
+
+    /// An instruction boundary: the processor takes what is pending and
+    /// unmasked (APM 15.21: V_IRQ and the virtual NMI, their intercepts).
+    /// An interrupt it delivers this way has no stub frame the model follows.
+    [[nodiscard]] bool boundary() {
+        const auto r = cpu_.poll();
+        switch (r.outcome) {
+            case SvmOutcome::nothing:
+            case SvmOutcome::held_pending: return true;
+            case SvmOutcome::vmexit: exit(r); return false;
+            default: unknown(fmt::format("{} (its delivery is not followed)", r.note)); return false;
+        }
+    }
+
+    /// An event went through L2's IDT: the image's stub for its vector
+    /// runs "mov eax, vec; vmmcall".
+    void delivered(const cpu::SvmResult& r) {
+        if (r.delivery != cpu::Delivery::through_idt) return unknown(fmt::format("vector {}: {}", r.vector, r.note));
+        const std::uint64_t rip = cpu_.regs().rip;
+        const std::uint64_t stub = rip - NSVM_OR_L2_STUBS_PA;
+        if (rip < NSVM_OR_L2_STUBS_PA || stub >= 256 * 16 || stub % 16 != 0)
+            return unknown("the IDT gate leads to code the image did not put there");
+        if (++stubs_ > 3) return unknown("nested exceptions");
+        p_.path += fmt::format("; vector {} through the L2 IDT to the stub", r.vector);
+        if (!fetch()) return;
+        cpu_.regs().rax = stub / 16;
+        cpu_.regs().rip += kStubMovLength;
+        rax_known_ = true;
+        vmmcall();
+    }
+
+    void exit(const cpu::SvmResult& r) {
+        arch::Vmcb after;
+        if (!mem_.peek_vmcb(kSlotVmcb, after)) return unknown("the VMCB slot is not backed (model bug)");
+        p_.status = Status::vmexit;
+        p_.exit_code = after.get(FieldId::exit_code);
+        p_.exit_info_1 = after.get(FieldId::exit_info_1);
+        p_.exit_info_2 = after.get(FieldId::exit_info_2);
+        p_.exit_int_info = static_cast<std::uint32_t>(after.get(FieldId::exit_int_info));
+        p_.gif = cpu_.gif();
+        p_.path += fmt::format("; #VMEXIT({:#x}): {}", r.exit_code, r.note);
+        if (!follow_) return;
+        p_.rest_unchanged = true;
+        p_.vmcb_after = after;
+        p_.guest_rip = after.get(FieldId::rip);
+        p_.guest_rsp = after.get(FieldId::rsp);
+        p_.guest_rflags = after.get(FieldId::rflags);
+        if (rax_known_) p_.guest_rax = after.get(FieldId::rax);
+        // nRIP is the processor's when it has NRIPS (APM 15.7.1; Bochs on
+        // every exit, profile nrip_on_every_exit).
+        if (cpu_.cpu_model().has(checks::Feature::nrip_save)) p_.next_rip = after.get(FieldId::next_rip);
+    }
+
+    void unknown(std::string_view why) {
+        p_.status = Status::vmexit;
+        p_.path += fmt::format("{}{} (exit not predicted)", p_.path.empty() ? "" : "; ", why);
+    }
+
+    /// Image knowledge about L2 states the emulators run unarchitecturally.
+    [[nodiscard]] bool guest_is_followable() {
+        // A VMCB whose EFER.LMA disagrees with LME && PG (APM 3.1.7) that the
+        // profile lets through: QEMU runs L2 in that mixed state, Bochs
+        // recomputes LMA. Neither is architectural; not followed.
+        const auto efer = v_.vmcb.get(FieldId::efer);
+        const auto cr0 = v_.vmcb.get(FieldId::cr0);
+        if (((efer & arch::efer::LMA) != 0) != ((efer & arch::efer::LME) != 0 && (cr0 & arch::cr0::PG) != 0)) {
+            unknown("L2 runs with EFER.LMA inconsistent with EFER.LME and CR0.PG");
+            return false;
+        }
+        // oracle/image/l2.S is 32/64-bit code; as 16-bit code it means other
+        // things. Judged on the VMCB: after an exit during VMRUN's delivery
+        // of EVENTINJ the processor's registers are the host's.
+        const auto cs = v_.vmcb.segment(arch::Seg::cs).attrib;
+        const bool vmcb_code64 = (efer & arch::efer::LMA) != 0 && (cs & arch::seg_attr::L) != 0;
+        if (!vmcb_code64 && (cs & arch::seg_attr::DB) == 0) {
+            unknown("L2's code segment is 16-bit; the image's programs are 32/64-bit code");
+            return false;
+        }
+        // The image built one set of nested tables; others are not known.
+        if ((v_.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0 &&
+            v_.vmcb.get(FieldId::nested_cr3) != NSVM_OR_NPT_PML4_PA) {
+            unknown("nested paging uses tables the image did not build");
+            return false;
+        }
+        return true;
+    }
+
+    [[nodiscard]] bool code64() const {
+        const auto& r = cpu_.regs();
+        return (r.efer & arch::efer::LMA) != 0 && (r.cs.attrib & arch::seg_attr::L) != 0;
+    }
+    [[nodiscard]] bool code32() const { return !code64() && (cpu_.regs().cs.attrib & arch::seg_attr::DB) != 0; }
+
+    cpu::SvmCpu& cpu_;
+    cpu::GuestMemory& mem_;
+    const Vector& v_;
+    Prediction& p_;
+    bool follow_ = true;     ///< false: L2's registers at the exit are not followed
+    bool rax_known_ = true;  ///< false: rax holds what the emulator produced
+    int stubs_ = 0;
 };
 
-class ChecksModel final : public Model {
+class CpuModel final : public Model {
 public:
-    ChecksModel(checks::CpuModel cpu, const checks::Profile& p) : cpu_(std::move(cpu)), profile_(p) {}
+    CpuModel(checks::CpuModel cpu, const checks::Profile& p) : cpu_(std::move(cpu)), profile_(p), image_(cpu_.maxphyaddr) {
+        image_ok_ = build_page_tables(image_) && build_l2_environment(image_);
+    }
     const checks::Profile& profile() const noexcept override { return profile_; }
     const checks::CpuModel& cpu() const noexcept override { return cpu_; }
 
     Prediction predict(const Vector& v) const override {
         Prediction p;
-        const auto host = image_host_state(v);
-        const ImageMemory mem;
-        const checks::Context ctx{v.vmcb, cpu_, profile_, &host, &mem};
-        const auto report = checks::evaluate(ctx);
-        for (const auto& f : report.failures) p.failing_checks.emplace_back(f.check->id);
-        switch (report.verdict) {
-            case checks::Verdict::ud:
-            case checks::Verdict::gp:
-                // An instruction gate: VMRUN never reads the VMCB, GIF is untouched.
-                p.status = Status::exception;
-                p.vmrun_valid = false;
-                p.exception_vector = report.verdict == checks::Verdict::ud ? 6 : 13;
-                p.gif = v.host.gif;
-                p.path = fmt::format("{} before the VMCB is read ({})",
-                                     report.verdict == checks::Verdict::ud ? "#UD" : "#GP(0)",
-                                     report.failures.front().check->id);
+        if (!image_ok_) {
+            p.path = "the image's memory could not be laid out (model bug; exit not predicted)";
+            return p;
+        }
+        cpu::GuestMemory mem = image_;
+        if (!load_vector(v, mem)) {
+            p.path = "the vector's maps could not be written (exit not predicted)";
+            return p;
+        }
+        cpu::SvmCpu c(cpu_, profile_, mem);
+        c.regs() = image_host_registers(v);
+        c.msrs().vm_hsave_pa = v.host.hsave_pa.value_or(NSVM_OR_HSAVE_PA);
+        c.set_gif(v.host.gif);
+        const cpu::SvmResult r = c.vmrun();
+        if (r.failed_check != nullptr) failing_checks(v, *r.failed_check, p);
+        switch (r.outcome) {
+            case SvmOutcome::exception: return gate(r, c, p);
+            case SvmOutcome::vmexit:
+                if (r.failed_check != nullptr) return invalid(c, mem, p);
+                break;
+            case SvmOutcome::entered_guest: break;
+            default:
+                p.path = fmt::format("VMRUN: {} (exit not predicted)", r.note);
                 return p;
-            case checks::Verdict::vmexit_invalid:
-            case checks::Verdict::other_vmexit:
-                // APM 15.5.1: the failed checks end in #VMEXIT(VMEXIT_INVALID),
-                // EXITINFO1/2 zero; every #VMEXIT clears GIF (APM 15.17).
-                p.status = Status::vmexit;
-                p.vmrun_valid = false;
-                p.exit_code = report.exit_code;
-                p.exit_info_1 = 0;
-                p.exit_info_2 = 0;
-                p.gif = profile_.clear_gif_on_failure ? std::optional<bool>(false) : std::nullopt;
-                p.path = fmt::format("VMRUN fails its consistency checks: {}", fmt::join(p.failing_checks, ", "));
-                return p;
-            case checks::Verdict::valid: break;
         }
         p.vmrun_valid = true;
         p.gif = false;  // APM 15.17: #VMEXIT clears GIF
-        predict_l2(v, p);
+        L2Run(c, mem, v, p).run(r);
         return p;
     }
 
 private:
-    /// L2's registers as the image's programs change them (layout.h, l2.S):
-    /// the model follows them to the exit, so that save.rip, rsp, rflags and
-    /// rax in the VMCB after the #VMEXIT can be compared too (APM 15.6: the
-    /// exit writes back the guest state at the intercepted instruction).
-    struct L2 {
-        std::uint64_t rip = 0, rsp = 0, rflags = 0;
-        std::optional<std::uint64_t> rax;
-        unsigned insn_len = 0;  ///< length of the instruction at rip (0: not known)
-        bool code64 = false;
-        bool known = true;  ///< false once a step the model does not follow ran (rsp/rip unknown)
-    };
-
-    /// Byte length of each program's first instruction (oracle/image/l2.S).
-    static unsigned insn_length(Program prog) noexcept {
-        switch (prog) {
-            case Program::hlt:
-            case Program::in:
-            case Program::out:
-            case Program::int3: return 1;
-            case Program::vmmcall:
-            case Program::stgi:
-            case Program::clgi:
-            case Program::vmload:
-            case Program::vmsave:
-            case Program::vmrun: return 3;
-            case Program::div0: return 4;  // xor ecx, ecx; div ecx
-            default: return 2;
+    /// The vector's VMCB at its slot, its MSRPM/IOPM bytes (as run_slot
+    /// patches them) and, when it moves VM_HSAVE_PA, the page VMRUN writes.
+    [[nodiscard]] static bool load_vector(const Vector& v, cpu::GuestMemory& mem) {
+        bool ok = mem.write_vmcb(kSlotVmcb, v.vmcb);
+        if (const auto patches = map_patches(v)) {
+            for (const auto& pt : *patches) {
+                const std::uint64_t base = pt.map == NSVM_OR_MAP_IOPM ? NSVM_OR_IOPM_PA : NSVM_OR_MSRPM_PA;
+                ok &= mem.write(base + pt.offset, std::span<const std::uint8_t>(&pt.value, 1));
+            }
         }
+        const std::uint64_t hsave = v.host.hsave_pa.value_or(NSVM_OR_HSAVE_PA);
+        if (hsave < (std::uint64_t{1} << 32)) ok &= mem.map(cpu::page_of(hsave));
+        return ok;
     }
 
-    bool intercepted(const Vector& v, unsigned bit) const { return v.vmcb.intercept(bit); }
+    /// Every failing check (checks::evaluate), the processor's first one first.
+    void failing_checks(const Vector& v, const checks::Check& first, Prediction& p) const {
+        const auto host = image_host_state(v);
+        const checks::Context ctx{v.vmcb, cpu_, profile_, &host, &image_};
+        p.failing_checks.emplace_back(first.id);
+        for (const auto& f : checks::evaluate(ctx).failures)
+            if (f.check != &first) p.failing_checks.emplace_back(f.check->id);
+    }
 
-    /// The #VMEXIT at L2's current instruction; `insn_intercept` for an
-    /// instruction intercept (nRIP is then the next instruction's address).
-    void exit_with(Prediction& p, const L2& s, std::uint64_t code, std::optional<std::uint64_t> i1 = 0,
-                   std::optional<std::uint64_t> i2 = 0, bool insn_intercept = false) const {
+    /// An instruction gate: VMRUN never reads the VMCB, GIF is untouched.
+    static Prediction& gate(const cpu::SvmResult& r, const cpu::SvmCpu& c, Prediction& p) {
+        if (r.failed_check == nullptr) {
+            // A model-only fault (the operand or VM_HSAVE_PA is memory the
+            // image does not lay out): what the emulator does is not known.
+            p.path = fmt::format("VMRUN: {} (exit not predicted)", r.note);
+            return p;
+        }
+        p.status = Status::exception;
+        p.vmrun_valid = false;
+        p.exception_vector = r.vector;
+        p.gif = c.gif();
+        p.path = fmt::format("{} before the VMCB is read ({})", r.vector == 6 ? "#UD" : "#GP(0)", r.failed_check->id);
+        return p;
+    }
+
+    /// VMEXIT_INVALID (APM 15.5.1), read back from the VMCB the processor wrote.
+    static Prediction& invalid(const cpu::SvmCpu& c, const cpu::GuestMemory& mem, Prediction& p) {
+        arch::Vmcb after;
         p.status = Status::vmexit;
-        p.exit_code = code;
-        p.exit_info_1 = i1;
-        p.exit_info_2 = i2;
-        p.exit_int_info = 0;
-        if (!s.known) return;
-        p.rest_unchanged = true;
-        p.guest_rip = s.rip;
-        p.guest_rsp = s.rsp;
-        p.guest_rflags = s.rflags;
-        p.guest_rax = s.rax;
-        // APM 15.7.1: with NRIPS, nRIP is the next instruction's address for
-        // instruction intercepts. Bochs 2.7 writes it on every exit: the end
-        // of the instruction it was executing (exceptions and #NPF included;
-        // observed by nsvm diff). QEMU's TCG offers no NRIPS.
-        if (profile_.nrip_on_every_exit && s.insn_len > 0)
-            p.next_rip = s.rip + s.insn_len;
-        else if (cpu_.has(checks::Feature::nrip_save) && insn_intercept && s.insn_len > 0)
-            p.next_rip = s.rip + s.insn_len;
-    }
-    void unknown(Prediction& p, std::string why) const {
-        p.status = Status::vmexit;
-        p.path += (p.path.empty() ? "" : "; ") + std::move(why) + " (exit not predicted)";
-    }
-
-    /// An event delivered through L2's IDT to the image's stub (APM 8.9,
-    /// 15.20): the frame is pushed on L2's stack (64-bit: aligned to 16, five
-    /// qwords; 32-bit at CPL 0: three dwords; plus the error code), the gate
-    /// clears TF, NT, RF and IF, and the stub runs "mov eax, vec; vmmcall".
-    void deliver(L2& s, unsigned vec, bool error_code) const {
-        const std::uint64_t flags_clear = arch::rflags::TF | arch::rflags::NT | arch::rflags::RF | arch::rflags::IF;
-        if (s.code64)
-            s.rsp = (s.rsp & ~std::uint64_t{0xF}) - 40 - (error_code ? 8 : 0);
-        else
-            s.rsp = s.rsp - 12 - (error_code ? 4 : 0);
-        s.rflags &= ~flags_clear;
-        s.rip = NSVM_OR_L2_STUBS_PA + 16ULL * vec + 5;  // the stub's VMMCALL
-        s.insn_len = 3;
-        s.rax = vec;
-    }
-
-    /// The VMMCALL at s.rip: intercepted -> #VMEXIT(VMMCALL); otherwise #UD.
-    void vmmcall(const Vector& v, Prediction& p, L2& s, int depth) const {
-        if (intercepted(v, ic::VMMCALL)) {
-            exit_with(p, s, ec::VMMCALL, 0, 0, true);
-            return;
+        p.vmrun_valid = false;
+        if (mem.peek_vmcb(kSlotVmcb, after)) {
+            p.exit_code = after.get(FieldId::exit_code);
+            p.exit_info_1 = after.get(FieldId::exit_info_1);
+            p.exit_info_2 = after.get(FieldId::exit_info_2);
         }
-        // VMMCALL without its intercept is #UD (APM 15.23 / instruction reference).
-        exception(v, p, s, 6, depth + 1);
-    }
-
-    /// An exception raised by L2 at s.rip (APM 15.12): intercepted ->
-    /// #VMEXIT(0x40+vec) with RIP at the faulting instruction; otherwise
-    /// delivered to the image's stub.
-    void exception(const Vector& v, Prediction& p, L2& s, unsigned vec, int depth) const {
-        if (intercepted(v, ic::exception(vec))) {
-            p.path += fmt::format("; exception {} intercepted", vec);
-            // #BP is a trap: where the intercept leaves RIP is not followed.
-            if (vec == 3) s.known = false;
-            exit_with(p, s, ec::EXCP_BASE + vec, 0, 0);
-            return;
-        }
-        const auto idt = v.vmcb.get(FieldId::idtr_base);
-        if (idt != NSVM_OR_L2_IDT64_PA && idt != NSVM_OR_L2_IDT32_PA) {
-            unknown(p, fmt::format("exception {} goes to an L2 IDT the image did not build", vec));
-            return;
-        }
-        p.path += fmt::format("; exception {} through the L2 IDT to the stub", vec);
-        if (depth > 2) {
-            unknown(p, "nested exceptions");
-            return;
-        }
-        if (vec == 3) s.rip += 1;  // INT3 is a trap: the frame holds the next instruction
-        deliver(s, vec, false);
-        p.path += intercepted(v, ic::VMMCALL) ? "; stub VMMCALL intercepted" : "";
-        vmmcall(v, p, s, depth);
-    }
-
-    void predict_l2(const Vector& v, Prediction& p) const {
-        const auto ev = static_cast<std::uint32_t>(v.vmcb.get(FieldId::event_inj));
-        // L2 must run on the image's own tables (layout.h) for its walks to be known.
-        const auto cr0v = v.vmcb.get(FieldId::cr0);
-        const auto cr3v = v.vmcb.get(FieldId::cr3) & ~std::uint64_t{0xFFF};
-        if ((cr0v & arch::cr0::PG) && (cr0v & arch::cr0::PE) && cr3v != NSVM_OR_PML4_PA &&
-            cr3v != (NSVM_OR_PAE_PDPT_PA & ~std::uint64_t{0xFFF}) && cr3v != NSVM_OR_PD32_PA) {
-            unknown(p, "L2 paging uses tables the image did not build");
-            return;
-        }
-        if ((v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) &&
-            (cpu_.has(checks::Feature::npt) || profile_.np_without_feature == checks::NpWithoutFeature::honoured) &&
-            v.vmcb.get(FieldId::nested_cr3) != NSVM_OR_NPT_PML4_PA) {
-            unknown(p, "nested paging uses tables the image did not build");
-            return;
-        }
-        // A VMCB whose EFER.LMA disagrees with LME && PG (APM 3.1.7) that the
-        // profile lets through: QEMU runs L2 in that mixed state, Bochs
-        // recomputes LMA (so 64-bit code runs in another mode). Neither is
-        // architectural; the model does not guess L2's execution.
-        const auto efer_v = v.vmcb.get(FieldId::efer);
-        if (((efer_v & arch::efer::LMA) != 0) !=
-            ((efer_v & arch::efer::LME) != 0 && (cr0v & arch::cr0::PG) != 0)) {
-            unknown(p, "L2 runs with EFER.LMA inconsistent with EFER.LME and CR0.PG");
-            return;
-        }
-        const auto cs = v.vmcb.segment(arch::Seg::cs);
-        L2 s;
-        s.code64 = (efer_v & arch::efer::LMA) && (cs.attrib & arch::seg_attr::L);
-        const bool code32 = !s.code64 && (cs.attrib & arch::seg_attr::DB);
-        s.rip = v.vmcb.get(FieldId::rip);
-        s.rsp = v.vmcb.get(FieldId::rsp);
-        s.rflags = v.vmcb.get(FieldId::rflags);
-        s.rax = v.vmcb.get(FieldId::rax);
-        if (!s.code64 && !code32) {
-            // oracle/image/l2.S is 32/64-bit code; as 16-bit code (for example
-            // CS.L = 1 with long mode inactive, CS.D = 0) it means other things.
-            unknown(p, "L2's code segment is 16-bit; the image's programs are 32/64-bit code");
-            return;
-        }
-        if (ev & arch::event::V) {
-            // APM 15.20: the injected event is delivered through the L2 IDT
-            // before the first instruction, bypassing the exception intercepts.
-            const unsigned type = arch::event::type_of(ev);
-            const unsigned vec = type == 2 ? 2U : (ev & arch::event::VECTOR);
-            p.path = fmt::format("VMRUN succeeds; injected {} vector {}", arch::event::type_name(type), vec);
-            const auto idt = v.vmcb.get(FieldId::idtr_base);
-            if (idt != NSVM_OR_L2_IDT64_PA && idt != NSVM_OR_L2_IDT32_PA) {
-                unknown(p, "the event goes to an L2 IDT the image did not build");
-                return;
-            }
-            if (!intercepted(v, ic::VMMCALL)) {
-                unknown(p, "the stub's VMMCALL is not intercepted");
-                return;
-            }
-            // Software interrupts (TYPE 4) push the address after an INTn the
-            // guest never executed: where RIP points is not followed.
-            if (type == 4) s.known = false;
-            deliver(s, vec, type == 3 && (ev & arch::event::EV) != 0);
-            p.path += "; stub VMMCALL intercepted";
-            exit_with(p, s, ec::VMMCALL, 0, 0, true);
-            return;
-        }
-        if (v.vmcb.get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING)) {
-            unknown(p, "a virtual interrupt is pending");
-            return;
-        }
-        if (v.vmcb.get(FieldId::rip) != program_entry(v.program)) {
-            unknown(p, "save.rip is not the program's entry");
-            return;
-        }
-        p.path = fmt::format("VMRUN succeeds; L2 runs {}", program_name(v.program));
-        const std::uint64_t entry = program_entry(v.program);
-        const unsigned len = insn_length(v.program);
-        s.insn_len = len;
-        const auto next = [&] {
-            p.path += "; then VMMCALL";
-            s.rip = entry + len;
-            s.insn_len = 3;
-            vmmcall(v, p, s, 0);
-        };
-        // An instruction intercept at the program's instruction (RIP = entry).
-        const auto simple = [&](unsigned bit, std::uint64_t code) {
-            if (intercepted(v, bit)) {
-                exit_with(p, s, code, 0, 0, true);
-            } else {
-                next();
-            }
-        };
-        const auto rcx = v.regs[1];
-        const auto rdx = v.regs[2];
-        switch (v.program) {
-            case Program::vmmcall: vmmcall(v, p, s, 0); return;
-            case Program::hlt:
-                if (intercepted(v, ic::HLT)) {
-                    exit_with(p, s, ec::HLT, 0, 0, true);
-                } else {
-                    p.status = Status::cannot_run;
-                    p.path += "; HLT without its intercept halts L2 for good";
-                }
-                return;
-            case Program::cpuid:
-                if (!intercepted(v, ic::CPUID)) s.rax.reset();  // CPUID's results are the emulator's
-                simple(ic::CPUID, ec::CPUID);
-                return;
-            case Program::rdmsr:
-            case Program::wrmsr: {
-                const bool write = v.program == Program::wrmsr;
-                const auto msr = static_cast<std::uint32_t>(rcx);
-                if (intercepted(v, ic::MSR_PROT)) {
-                    // APM 15.11: MSRs outside the three ranges are always intercepted.
-                    const auto pos = msrpm_position(msr);
-                    bool hit = !pos.has_value();
-                    if (pos && (v.vmcb.get(FieldId::msrpm_base_pa) & ~std::uint64_t{0xFFF}) != NSVM_OR_MSRPM_PA) {
-                        unknown(p, "the MSRPM is not the image's map");
-                        return;
-                    }
-                    for (const auto& m : v.msrpm)
-                        if (m.msr == msr && (write ? m.write : m.read)) hit = true;
-                    if (hit) {
-                        exit_with(p, s, ec::MSR, write ? 1 : 0, 0, true);
-                        return;
-                    }
-                }
-                unknown(p, fmt::format("{} of MSR {:#x} reaches the emulator's MSR", write ? "WRMSR" : "RDMSR", msr));
-                return;
-            }
-            case Program::in:
-            case Program::out: {
-                const auto port = static_cast<std::uint16_t>(rdx);
-                if (intercepted(v, ic::IOIO_PROT)) {
-                    if ((v.vmcb.get(FieldId::iopm_base_pa) & ~std::uint64_t{0xFFF}) != NSVM_OR_IOPM_PA) {
-                        unknown(p, "the IOPM is not the image's map");
-                        return;
-                    }
-                    bool hit = false;
-                    for (auto q : v.iopm) hit |= q == port;
-                    if (hit) {
-                        // APM 15.10.2 Figure 15-2: port, size, address size, type.
-                        std::uint64_t info = std::uint64_t{port} << 16 | (1U << 4);
-                        info |= s.code64 ? (1U << 9) : code32 ? (1U << 8) : (1U << 7);
-                        if (v.program == Program::in) info |= 1;
-                        exit_with(p, s, ec::IOIO, info, entry + len, true);
-                        return;
-                    }
-                }
-                unknown(p, fmt::format("port {:#x} is not intercepted", port));
-                return;
-            }
-            case Program::ud2: exception(v, p, s, 6, 0); return;
-            case Program::int3: exception(v, p, s, 3, 0); return;
-            case Program::div0:
-                // xor ecx, ecx (ZF and PF set, the rest of the arithmetic flags
-                // clear), then div ecx faults at entry + 2 (APM vol. 3).
-                s.rflags = (s.rflags & ~std::uint64_t{0x8D5}) | 0x44;
-                s.rip = entry + 2;
-                s.insn_len = 2;
-                exception(v, p, s, 0, 0);
-                return;
-            case Program::load:
-            case Program::store: {
-                const auto gpa = v.regs[3];
-                const bool np = (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) &&
-                                (cpu_.has(checks::Feature::npt) ||
-                                 profile_.np_without_feature == checks::NpWithoutFeature::honoured);
-                if (np && gpa >= (std::uint64_t{1} << 30)) {
-                    // layout.h: the nested tables map only the first 1 GiB.
-                    exit_with(p, s, ec::NPF, std::nullopt, gpa);
-                    p.path += "; the access misses the nested page table";
-                    return;
-                }
-                if (v.program == Program::load) s.rax.reset();  // whatever memory held
-                next();
-                return;
-            }
-            case Program::stgi: simple(ic::STGI, ec::STGI); return;
-            case Program::clgi: simple(ic::CLGI, ec::CLGI); return;
-            case Program::vmload: simple(ic::VMLOAD, ec::VMLOAD); return;
-            case Program::vmsave: simple(ic::VMSAVE, ec::VMSAVE); return;
-            case Program::vmrun: simple(ic::VMRUN, ec::VMRUN); return;
-            case Program::rdtsc:
-                if (!intercepted(v, ic::RDTSC)) s.rax.reset();
-                simple(ic::RDTSC, ec::RDTSC);
-                return;
-            case Program::pause:
-                if (intercepted(v, ic::PAUSE) && cpu_.has(checks::Feature::pausefilter) &&
-                    v.vmcb.get(FieldId::pause_filter_count) != 0) {
-                    unknown(p, "PAUSE filter count is not zero");
-                    return;
-                }
-                simple(ic::PAUSE, ec::PAUSE);
-                return;
-            case Program::invd: simple(ic::INVD, ec::INVD); return;
-            case Program::wbinvd: simple(ic::WBINVD, ec::WBINVD); return;
-        }
+        p.gif = c.gif();
+        p.path = fmt::format("VMRUN fails its consistency checks: {}", fmt::join(p.failing_checks, ", "));
+        return p;
     }
 
     checks::CpuModel cpu_;
     const checks::Profile& profile_;
+    cpu::GuestMemory image_;  ///< the image's memory before any vector (copied per vector)
+    bool image_ok_ = false;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile) {
-    return std::make_unique<ChecksModel>(std::move(cpu), profile);
+std::unique_ptr<Model> make_image_model(checks::CpuModel cpu, const checks::Profile& profile) {
+    return std::make_unique<CpuModel>(std::move(cpu), profile);
 }
 
 }  // namespace nsvm::oracle

@@ -24,6 +24,10 @@ inline arch::Vmcb guest64() {
     v.set(arch::FieldId::rax, 0x1234);
     v.set(arch::FieldId::cr2, 0xDEAD000);
     v.set(arch::FieldId::dr6, 0xFFFF0FF1);
+    // An IDT in memory the machine does not back: an exception delivered to
+    // the guest is then "delivered, not modelled" (registers unchanged); a
+    // zero limit would make every delivery a triple fault (APM 8.2.9).
+    v.set_segment(arch::Seg::idtr, arch::Segment{0, 0, 0xFFF, 0x60000});
     return v;
 }
 

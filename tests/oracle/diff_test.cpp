@@ -6,6 +6,7 @@
 
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
 #include "nsvm/oracle/diff.hpp"
 #include "nsvm/oracle/gen.hpp"
 #include "nsvm/oracle/model.hpp"
@@ -124,7 +125,7 @@ namespace {
 TEST(Diff, AValidExitIsComparedOnEveryVmcbField) {
     // The model follows base/long64 to its intercepted VMMCALL at the entry.
     const auto v = base_vector(BaseMode::long64);
-    const auto model = make_checks_model(*checks::find_builtin_model("qemu-tcg"), prof(checks::ProfileId::qemu));
+    const auto model = make_image_model(*checks::find_builtin_model("qemu-tcg"), prof(checks::ProfileId::qemu));
     const auto p = model->predict(v);
     ASSERT_TRUE(p.rest_unchanged) << p.path;
     ASSERT_EQ(p.guest_rip, std::optional<std::uint64_t>(program_entry(Program::vmmcall)));
@@ -145,7 +146,7 @@ TEST(Diff, TheModelFollowsAnExceptionToTheStubWithItsStackFrame) {
     // UD2 without its intercept: #UD through the 64-bit L2 IDT (frame of five
     // qwords below the 16-aligned RSP), then the stub's "mov eax, 6; vmmcall".
     const auto v = base_vector(BaseMode::long64, Program::ud2);
-    const auto model = make_checks_model(*checks::find_builtin_model("zen4"), prof(checks::ProfileId::apm));
+    const auto model = make_image_model(*checks::find_builtin_model("zen4"), prof(checks::ProfileId::apm));
     const auto p = model->predict(v);
     ASSERT_TRUE(p.rest_unchanged) << p.path;
     EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL));
@@ -154,6 +155,45 @@ TEST(Diff, TheModelFollowsAnExceptionToTheStubWithItsStackFrame) {
     EXPECT_EQ(p.guest_rsp, std::optional<std::uint64_t>((NSVM_OR_L2_STACK_TOP & ~0xFULL) - 40));
     // zen4 has NRIPS: the intercepted VMMCALL's nRIP is the next instruction.
     EXPECT_EQ(p.next_rip, std::optional<std::uint64_t>(NSVM_OR_L2_STUBS_PA + 16 * 6 + 8));
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
+
+namespace nsvm::oracle {
+namespace {
+
+TEST(Diff, BochsVirtualInterruptDivergencesAreNamed) {
+    // tests/oracle/data/virtual_interrupts.jsonl, vi/if1_vintr and
+    // vnmi/pending_nofeature, as Bochs 2.7 ran them.
+    auto v = base_vector(BaseMode::long64, Program::cpuid);
+    v.vmcb.set_intercept(arch::intercept::CPUID);
+    v.vmcb.set_intercept(arch::intercept::VINTR);
+    v.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_IRQ | arch::int_ctl::V_IGN_TPR);
+    v.vmcb.set(FieldId::rflags, arch::rflags::FIXED1 | arch::rflags::IF);
+    const auto& bochs = prof(checks::ProfileId::bochs);
+    const auto model = make_image_model(*checks::find_builtin_model("bochs-ryzen"), bochs);
+    auto p = model->predict(v);
+    ASSERT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VINTR)) << p.path;
+    auto r = exit_result(v, ec::CPUID);
+    // Bochs ran CPUID first (V_IRQ still pending, written back as 1).
+    r.vmcb.set(FieldId::next_rip, program_entry(Program::cpuid) + 2);
+    auto d = compare(v, p, r, Backend::bochs, bochs);
+    EXPECT_FALSE(d.unexplained()) << format_diff(d, true);
+    EXPECT_EQ(compare(v, p, r, Backend::qemu, bochs).unexplained(), true);
+
+    auto w = base_vector(BaseMode::long64, Program::vmmcall);
+    w.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_NMI_PENDING);
+    p = model->predict(w);
+    ASSERT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    r = exit_result(w, ec::VMMCALL);
+    r.vmcb.set(FieldId::int_ctl, 0);
+    r.vmcb.set(FieldId::next_rip, program_entry(Program::vmmcall) + 3);
+    d = compare(w, p, r, Backend::bochs, bochs);
+    ASSERT_EQ(d.fields.size(), 1U) << format_diff(d, true);
+    EXPECT_EQ(d.fields[0].field, "control.int_ctl");
+    EXPECT_TRUE(d.fields[0].explained);
+    EXPECT_EQ(d.fields[0].reason.substr(0, 23), "bochs.int_ctl_byte_0x61");
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ struct DiffOptions {
 class Differ {
 public:
     Differ(const DiffOptions& o, oracle::Backend backend, const ResolvedModel& m)
-        : o_(o), backend_(backend), m_(m), model_(oracle::make_checks_model(m.cpu, *m.profile)) {
+        : o_(o), backend_(backend), m_(m), model_(oracle::make_image_model(m.cpu, *m.profile)) {
         ro_.backend = backend;
         ro_.cpu_model = o.cpu_model;
         ro_.batch_size = o.batch;

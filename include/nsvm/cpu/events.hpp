@@ -20,6 +20,7 @@ enum class EventKind : std::uint8_t {
     cpuid, rdmsr, wrmsr, io, hlt, pause, invlpg, cr_read, cr_write, dr_read, dr_write, exception, vmmcall,
     vmrun, vmload, vmsave, stgi, clgi, invlpga, skinit, rsm, memory,  // guest-executed
     intr, nmi, smi, init,                                             // external
+    rdtsc, invd, wbinvd,                                              // guest-executed (added later)
 };
 [[nodiscard]] std::string_view event_name(EventKind k) noexcept;
 [[nodiscard]] std::optional<EventKind> find_event(std::string_view name) noexcept;
@@ -45,6 +46,13 @@ struct Event {
     std::uint64_t cr2 = 0;     ///< #PF: faulting address
     Access access{};           ///< memory events
     std::uint8_t insn_len = 2; ///< length of the instruction, for nRIP
+    /// Memory events: `value` is a linear address, translated through the
+    /// guest's own paging (and the nested tables) as the access would be;
+    /// false: `value` is a guest-physical address (nested tables only).
+    bool linear = false;
+    /// Exceptions: raised by INT3/INTO/INTn, a trap (APM 8.2.3): the frame
+    /// holds the next instruction's address and the gate's DPL is checked.
+    bool software = false;
 };
 
 struct ExitInfo {

@@ -98,6 +98,15 @@ enum class SvmOutcome : std::uint8_t {
 /// What happened to an EVENTINJ event at VMRUN (APM 15.20).
 enum class Injection : std::uint8_t { none, delivered };
 
+/// How an event delivered to the guest reached its handler (APM 8.9).
+enum class Delivery : std::uint8_t {
+    none,          ///< nothing went through the guest's IDT
+    through_idt,   ///< frame pushed on the guest's stack, CS:RIP from the IDT gate, RFLAGS updated
+    not_modelled,  ///< the IDT, GDT, stack or guest page tables are not backed memory, or the
+                   ///< delivery needs what the model does not follow (task gate, stack switch,
+                   ///< IST, real or virtual-8086 mode): the registers are left as they were
+};
+
 struct SvmResult {
     SvmOutcome outcome = SvmOutcome::completed;
     std::uint64_t exit_code = 0;  ///< SvmOutcome::vmexit
@@ -108,6 +117,7 @@ struct SvmResult {
     std::uint32_t error_code = 0;     ///< with exception #GP/#SX
     bool in_guest = false;            ///< for delivered: the guest's IDT (true) or the host's
     Injection injection = Injection::none;  ///< entered_guest: EVENTINJ outcome
+    Delivery delivery = Delivery::none;     ///< delivered / entered_guest: how the event reached the guest
     const checks::Check* failed_check = nullptr;  ///< catalogue entry of a gate or VMEXIT_INVALID
     const char* note = "";                        ///< static string
 };
@@ -202,6 +212,25 @@ public:
     /// internal page when the profile does not use HSAVE).
     [[nodiscard]] bool read_hsave(arch::Vmcb& out) const noexcept;
 
+    // --- Events on their way to the guest (svm_cpu_delivery.cpp) ---
+    /// An event on its way to the guest: EVENTINJ's TYPE encoding (0 INTR,
+    /// 2 NMI, 3 exception, 4 software interrupt).
+    struct GuestEvent {
+        std::uint8_t vector = 0;
+        std::uint8_t type = 3;
+        bool has_error = false;
+        std::uint32_t error_code = 0;
+        std::uint64_t cr2 = 0;  ///< #PF
+        bool software = false;  ///< INT3/INTn: trap, gate DPL checked
+    };
+    /// What a guest memory access or a delivery step ran into.
+    struct GuestFault {
+        enum class Kind : std::uint8_t { none, exception, npf, not_modelled } kind = Kind::none;
+        GuestEvent exception{};               ///< Kind::exception
+        std::uint64_t info1 = 0, info2 = 0;   ///< Kind::npf
+        const char* note = "";
+    };
+
 private:
     // VMRUN steps.
     [[nodiscard]] bool vmrun_instruction_gates(SvmResult& r) const noexcept;
@@ -238,6 +267,19 @@ private:
     [[nodiscard]] Bitmap msrpm() const noexcept;
     [[nodiscard]] Bitmap iopm() const noexcept;
 
+    // Delivery through the guest's IDT and the guest's own paging
+    // (svm_cpu_delivery.cpp, APM 5.3, 8.2.9, 8.9, 15.20, 15.25).
+    [[nodiscard]] GuestFault guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) noexcept;
+    [[nodiscard]] GuestFault guest_table_read(std::uint64_t gpa, unsigned width, std::uint64_t& out) noexcept;
+    [[nodiscard]] GuestFault nested_final(std::uint64_t gpa, Access a, std::uint64_t& hpa) noexcept;
+    [[nodiscard]] GuestFault guest_access(std::uint64_t la, std::span<std::uint8_t> bytes, bool write) noexcept;
+    [[nodiscard]] GuestFault deliver_through_idt(const GuestEvent& ev) noexcept;
+    [[nodiscard]] SvmResult deliver_to_guest(GuestEvent ev, bool check_intercept, std::uint64_t during,
+                                             const char* note) noexcept;
+    [[nodiscard]] SvmResult deliver_injected() noexcept;
+    [[nodiscard]] SvmResult guest_linear_access(const Event& e) noexcept;
+    [[nodiscard]] std::uint64_t exit_nrip(std::uint64_t decided) const noexcept;
+
     // Helpers.
     [[nodiscard]] bool np_enabled() const noexcept;
     [[nodiscard]] bool interrupt_shadow() const noexcept;
@@ -271,6 +313,7 @@ private:
     bool smm_ = false;
     bool host_if_ = false;         ///< host RFLAGS.IF at VMRUN (V_INTR_MASKING, APM 15.21.1)
     bool pending_db_ = false;      ///< host RFLAGS.TF at VMRUN: #DB after the #VMEXIT (APM 15.5.1)
+    std::uint8_t insn_len_ = 0;    ///< length of the guest instruction being executed (0: none)
 };
 
 }  // namespace nsvm::cpu

@@ -1,12 +1,13 @@
 // The model side of `nsvm diff`: what nsvm predicts a vector does.
 //
-// Behind an interface so that the checks-based predictor used today can be
-// replaced by the full cpu-layer VMRUN (include/nsvm/cpu) without touching
-// the diff logic.
+// The prediction comes from the architectural processor, cpu::SvmCpu, run
+// over the oracle image's memory (src/oracle/model.cpp); the interface keeps
+// the diff logic apart from it.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,7 +36,12 @@ struct Prediction {
     std::optional<std::uint64_t> next_rip;    ///< control.next_rip, when the CPU/profile writes it
     /// Every other VMCB field is what the vector gave (APM 15.6: #VMEXIT
     /// writes back the guest state VMRUN loaded); EVENTINJ.V is cleared.
+    /// With vmcb_after, "what the vector gave" is what the model's
+    /// processor wrote back (CS reloaded by an IDT delivery, CR2 by a #PF,
+    /// CR0.ET forced to 1 ...).
     bool rest_unchanged = false;
+    /// The VMCB page after the model's #VMEXIT, when rest_unchanged.
+    std::optional<arch::Vmcb> vmcb_after;
     std::vector<std::string> failing_checks;  ///< check ids the model finds violated
     std::string path;                         ///< how the model got there, in words
 };
@@ -48,10 +54,15 @@ public:
     [[nodiscard]] virtual const checks::CpuModel& cpu() const noexcept = 0;
 };
 
-/// checks::evaluate for the verdict (exit code width from the profile,
-/// exit_info_1/2 = 0, GIF = 0 after any #VMEXIT), plus the L2 program's
-/// expected exit for valid vectors (VMMCALL -> 0x81 when intercepted, ...).
-[[nodiscard]] std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile);
+/// The image's machine on cpu::SvmCpu: VMRUN on the vector's VMCB at its
+/// slot (gates, VMEXIT_INVALID, the failing checks, every one listed by
+/// checks::evaluate), then L2's program as cpu::Events up to its #VMEXIT,
+/// whose fields and written-back VMCB are read from the model's memory.
+[[nodiscard]] std::unique_ptr<Model> make_image_model(checks::CpuModel cpu, const checks::Profile& profile);
+/// The former name, from when the model evaluated the checks catalogue itself.
+[[nodiscard]] inline std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile) {
+    return make_image_model(std::move(cpu), profile);
+}
 
 /// The CPU model and profile that describe a backend: qemu -> qemu-tcg/qemu,
 /// bochs -> bochs-ryzen/bochs, qemu-kvm -> zen4/kvm.

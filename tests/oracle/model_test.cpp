@@ -1,0 +1,276 @@
+// The oracle's model runs each vector on cpu::SvmCpu over the image's memory:
+// the exit, its fields and the written-back VMCB are the processor's. These
+// tests change what the processor reads (intercept bits, the maps, L2's
+// registers and tables) and expect the prediction to follow.
+#include <gtest/gtest.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/oracle/gen.hpp"
+#include "nsvm/oracle/model.hpp"
+
+namespace nsvm::oracle {
+namespace {
+
+using arch::FieldId;
+namespace ec = arch::exit_code;
+namespace ic = arch::intercept;
+
+Prediction predict(const Vector& v, const char* cpu = "zen4", checks::ProfileId prof = checks::ProfileId::apm) {
+    const auto model = make_image_model(*checks::find_builtin_model(cpu), checks::profile(prof));
+    return model->predict(v);
+}
+
+Vector program(Program p, std::initializer_list<unsigned> intercepts = {}) {
+    Vector v = base_vector(BaseMode::long64, p);
+    for (unsigned b : intercepts) v.vmcb.set_intercept(b);
+    return v;
+}
+
+constexpr std::uint64_t kStub = NSVM_OR_L2_STUBS_PA;
+
+TEST(ModelOnSvmCpu, AnInterceptBitDecidesTheExitOfEachProgram) {
+    struct Case {
+        Program prog;
+        unsigned bit;
+        std::uint64_t code;
+        std::uint8_t len;
+    };
+    for (const Case c : {Case{Program::cpuid, ic::CPUID, ec::CPUID, 2}, Case{Program::rdtsc, ic::RDTSC, ec::RDTSC, 2},
+                         Case{Program::stgi, ic::STGI, ec::STGI, 3}, Case{Program::clgi, ic::CLGI, ec::CLGI, 3},
+                         Case{Program::pause, ic::PAUSE, ec::PAUSE, 2}, Case{Program::invd, ic::INVD, ec::INVD, 2},
+                         Case{Program::wbinvd, ic::WBINVD, ec::WBINVD, 2}}) {
+        SCOPED_TRACE(std::string(program_name(c.prog)));
+        const auto entry = program_entry(c.prog);
+        const auto with = predict(program(c.prog, {c.bit}));
+        EXPECT_EQ(with.exit_code, std::optional<std::uint64_t>(c.code)) << with.path;
+        EXPECT_EQ(with.guest_rip, std::optional<std::uint64_t>(entry));
+        EXPECT_EQ(with.next_rip, std::optional<std::uint64_t>(entry + c.len));  // zen4 has NRIPS
+        // Without the bit the instruction retires and the epilogue's VMMCALL exits.
+        const auto without = predict(program(c.prog));
+        EXPECT_EQ(without.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << without.path;
+        EXPECT_EQ(without.guest_rip, std::optional<std::uint64_t>(entry + c.len));
+    }
+}
+
+TEST(ModelOnSvmCpu, UnderQemuTcgNoNripIsPredicted) {
+    const auto p = predict(program(Program::cpuid, {ic::CPUID}), "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::CPUID));
+    EXPECT_FALSE(p.next_rip.has_value());  // qemu-tcg has no NRIPS
+}
+
+TEST(ModelOnSvmCpu, IoExitInfoComesFromTheIopmAndTheInterceptBit) {
+    Vector v = program(Program::in, {ic::IOIO_PROT});
+    v.regs[2] = 0x80;
+    v.iopm.push_back(0x80);
+    auto p = predict(v);
+    ASSERT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::IOIO)) << p.path;
+    // APM 15.10.2: port 0x80, A64, SZ8, IN.
+    EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>((0x80ULL << 16) | (1U << 9) | (1U << 4) | 1U));
+    EXPECT_EQ(p.exit_info_2, std::optional<std::uint64_t>(program_entry(Program::in) + 1));
+    // Another port: not in the IOPM, the device answers; the model does not know it.
+    v.regs[2] = 0x81;
+    p = predict(v);
+    EXPECT_FALSE(p.exit_code.has_value()) << p.path;
+    // The same port in a 32-bit guest: A32.
+    Vector w = base_vector(BaseMode::prot32, Program::out);
+    w.vmcb.set_intercept(ic::IOIO_PROT);
+    w.regs[2] = 0x3F8;
+    w.iopm.push_back(0x3F8);
+    p = predict(w);
+    EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>((0x3F8ULL << 16) | (1U << 8) | (1U << 4)));
+}
+
+TEST(ModelOnSvmCpu, MsrExitFollowsTheMsrpmBitOfTheAccess) {
+    Vector v = program(Program::wrmsr, {ic::MSR_PROT});
+    v.regs[1] = 0xC0000081;
+    v.msrpm.push_back({0xC0000081, false, true});
+    auto p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::MSR)) << p.path;
+    EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>(1));  // WRMSR
+    v.program = Program::rdmsr;
+    v.vmcb.set(FieldId::rip, program_entry(Program::rdmsr));
+    p = predict(v);  // only the write bit is set: the read reaches the emulator's MSR
+    EXPECT_FALSE(p.exit_code.has_value()) << p.path;
+    v.regs[1] = 0x40000000;  // outside the MSRPM's ranges: always intercepted (APM 15.11)
+    p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::MSR)) << p.path;
+    EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>(0));
+}
+
+TEST(ModelOnSvmCpu, AnExceptionInterceptOrTheStubThroughTheIdt) {
+    for (const auto& [prog, vec] : {std::pair{Program::ud2, 6U}, std::pair{Program::div0, 0U}}) {
+        SCOPED_TRACE(std::string(program_name(prog)));
+        const auto intercepted = predict(program(prog, {ic::exception(vec)}));
+        EXPECT_EQ(intercepted.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + vec)) << intercepted.path;
+        const auto stub = predict(program(prog));
+        EXPECT_EQ(stub.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << stub.path;
+        EXPECT_EQ(stub.guest_rax, std::optional<std::uint64_t>(vec));
+        EXPECT_EQ(stub.guest_rip, std::optional<std::uint64_t>(kStub + 16 * vec + 5));
+        // The interrupt gate cleared IF; the frame is five qwords below the aligned RSP.
+        EXPECT_EQ(stub.guest_rsp, std::optional<std::uint64_t>((NSVM_OR_L2_STACK_TOP & ~0xFULL) - 40));
+    }
+}
+
+TEST(ModelOnSvmCpu, DeliveryReloadsCsFromTheGate) {
+    // L2 runs with a CS selector the gate does not name: delivering #UD
+    // loads CS from the gate's selector and the GDT (APM 8.9.3).
+    Vector v = program(Program::ud2);
+    auto cs = v.vmcb.segment(arch::Seg::cs);
+    cs.selector = 0x30;
+    v.vmcb.set_segment(arch::Seg::cs, cs);
+    const auto p = predict(v);
+    ASSERT_TRUE(p.vmcb_after.has_value()) << p.path;
+    EXPECT_EQ(p.vmcb_after->segment(arch::Seg::cs).selector, NSVM_OR_L2_CS64);
+    EXPECT_EQ(p.vmcb_after->segment(arch::Seg::cs).attrib, 0xA9B);
+}
+
+TEST(ModelOnSvmCpu, PageFaultsComeFromTheGuestsOwnTables) {
+    // A load beyond the image's 4 GiB identity map: #PF in L2 (not present).
+    Vector v = program(Program::load);
+    v.regs[3] = std::uint64_t{5} << 30;
+    auto p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    EXPECT_EQ(p.guest_rax, std::optional<std::uint64_t>(14));
+    ASSERT_TRUE(p.vmcb_after.has_value());
+    EXPECT_EQ(p.vmcb_after->get(FieldId::cr2), std::uint64_t{5} << 30);
+    // Intercepted: EXITINFO1 the error code (read, supervisor, not present), EXITINFO2 the address.
+    v.vmcb.set_intercept(ic::exception(14));
+    p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << p.path;
+    EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>(0));
+    EXPECT_EQ(p.exit_info_2, std::optional<std::uint64_t>(std::uint64_t{5} << 30));
+}
+
+TEST(ModelOnSvmCpu, ANonCanonicalStoreIsGpNotNpf) {
+    Vector v = program(Program::store, {ic::exception(13)});
+    v.vmcb.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    v.vmcb.set(FieldId::nested_cr3, NSVM_OR_NPT_PML4_PA);
+    v.regs[3] = 0x0000800000000000ULL;
+    auto p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 13)) << p.path;
+    v.regs[3] = (std::uint64_t{1} << 30) + 0x2000;  // canonical, beyond the nested tables' GiB
+    p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::NPF)) << p.path;
+    EXPECT_EQ(p.exit_info_2, std::optional<std::uint64_t>((std::uint64_t{1} << 30) + 0x2000));
+    // APM 15.25.6: a write, user (nested walks are user accesses), final translation.
+    EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>((std::uint64_t{1} << 32) | 4 | 2));
+}
+
+TEST(ModelOnSvmCpu, EventInjGoesThroughTheIdtWithItsErrorCode) {
+    Vector v = program(Program::vmmcall);
+    v.vmcb.set(FieldId::event_inj, arch::event::V | arch::event::EV | (3U << 8) | 13U);
+    v.vmcb.set(FieldId::event_inj_err, 0x10);
+    auto p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    EXPECT_EQ(p.guest_rax, std::optional<std::uint64_t>(13));
+    EXPECT_EQ(p.guest_rsp, std::optional<std::uint64_t>((NSVM_OR_L2_STACK_TOP & ~0xFULL) - 48));
+    // The injected event bypasses the #GP intercept (APM 15.20) ...
+    v.vmcb.set_intercept(ic::exception(13));
+    p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    // ... but a #GP its delivery raises does not: an injected interrupt
+    // whose gate lies beyond the IDT's limit (APM 8.9, 15.7.2: EXITINTINFO
+    // holds the event being delivered).
+    v.vmcb.set(FieldId::event_inj, arch::event::V | 0x30U);
+    auto idtr = v.vmcb.segment(arch::Seg::idtr);
+    idtr.limit = 0x30 * 16 - 1;
+    v.vmcb.set_segment(arch::Seg::idtr, idtr);
+    p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 13)) << p.path;
+    EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>(0x30 * 8 + 2 + 1));  // IDT, EXT
+    EXPECT_EQ(p.exit_int_info, std::optional<std::uint32_t>(arch::event::V | 0x30U));
+    // An injected #GP faulting the same way is a double fault (APM 8.2.9).
+    v.vmcb.set(FieldId::event_inj, arch::event::V | arch::event::EV | (3U << 8) | 13U);
+    idtr.limit = 13 * 16 - 1;
+    v.vmcb.set_segment(arch::Seg::idtr, idtr);
+    p = predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    EXPECT_EQ(p.guest_rax, std::optional<std::uint64_t>(8));
+}
+
+TEST(ModelOnSvmCpu, BochsProfileWritesNripOnEveryExit) {
+    const auto p = predict(program(Program::ud2, {ic::exception(6)}), "bochs-ryzen", checks::ProfileId::bochs);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 6)) << p.path;
+    EXPECT_EQ(p.next_rip, std::optional<std::uint64_t>(program_entry(Program::ud2) + 2));
+    const auto apm = predict(program(Program::ud2, {ic::exception(6)}));
+    EXPECT_EQ(apm.next_rip, std::optional<std::uint64_t>(0));  // not an instruction intercept
+}
+
+TEST(ModelOnSvmCpu, VmrunFailuresAndGatesComeFromTheProcessor) {
+    Vector v = program(Program::vmmcall);
+    v.vmcb.set(FieldId::asid, 0);
+    v.vmcb.set(FieldId::cr0, v.vmcb.get(FieldId::cr0) | arch::cr0::NW);
+    auto p = predict(v);
+    EXPECT_FALSE(p.vmrun_valid);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::INVALID));
+    ASSERT_EQ(p.failing_checks.size(), 2U);
+    EXPECT_EQ(p.gif, std::optional<bool>(false));
+    Vector g = program(Program::vmmcall);
+    g.host.svme = false;
+    p = predict(g);
+    EXPECT_EQ(p.status, Status::exception);
+    EXPECT_EQ(p.exception_vector, std::optional<std::uint8_t>(6));
+    EXPECT_EQ(p.failing_checks.front(), "gate.efer_svme");
+}
+
+TEST(ModelOnSvmCpu, Cr0EtIsForcedToOneOnTheWayBack) {
+    Vector v = program(Program::vmmcall);
+    v.vmcb.set(FieldId::cr0, v.vmcb.get(FieldId::cr0) & ~arch::cr0::ET);
+    const auto p = predict(v);
+    ASSERT_TRUE(p.vmcb_after.has_value()) << p.path;
+    EXPECT_NE(p.vmcb_after->get(FieldId::cr0) & arch::cr0::ET, 0U);  // APM 3.1.1: read-only 1
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
+
+namespace nsvm::oracle {
+namespace {
+
+TEST(ModelOnSvmCpu, SixteenBitL2IsNotFollowedEvenWhenVmrunsDeliveryExits) {
+    // CS.L without long mode and CS.D = 0: 16-bit code, which the image's
+    // programs are not. An intercepted #GP raised while VMRUN delivers
+    // EVENTINJ (a gate beyond the IDT's limit) exits inside VMRUN; the model
+    // must judge L2 on the VMCB, not on the host registers the exit reloaded.
+    Vector v = base_vector(BaseMode::long64, Program::vmmcall);
+    v.vmcb.set(FieldId::efer, arch::efer::SVME);
+    v.vmcb.set_intercept(ic::exception(13));
+    v.vmcb.set(FieldId::event_inj, arch::event::V | 0x30U);
+    auto idtr = v.vmcb.segment(arch::Seg::idtr);
+    idtr.limit = 0;
+    v.vmcb.set_segment(arch::Seg::idtr, idtr);
+    const auto p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_TRUE(p.vmrun_valid) << p.path;
+    EXPECT_FALSE(p.exit_code.has_value()) << p.path;
+    EXPECT_NE(p.path.find("16-bit"), std::string::npos) << p.path;
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
+
+namespace nsvm::oracle {
+namespace {
+
+TEST(ModelOnSvmCpu, APendingVirtualInterruptIsTheProcessorsToTake) {
+    // V_IRQ with L2's IF = 0: masked (APM 15.21.4), the program runs.
+    Vector v = program(Program::cpuid, {ic::CPUID});
+    v.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_IRQ | arch::int_ctl::V_IGN_TPR);
+    auto p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::CPUID)) << p.path;
+    // With IF = 1 and the VINTR intercept: #VMEXIT(VINTR) before the first instruction.
+    v.vmcb.set(FieldId::rflags, arch::rflags::FIXED1 | arch::rflags::IF);
+    v.vmcb.set_intercept(ic::VINTR);
+    p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VINTR)) << p.path;
+    EXPECT_EQ(p.guest_rip, std::optional<std::uint64_t>(program_entry(Program::cpuid)));
+    // Without the intercept it is delivered; that delivery is not followed.
+    v.vmcb.set_intercept(ic::VINTR, false);
+    p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    EXPECT_FALSE(p.exit_code.has_value()) << p.path;
+}
+
+}  // namespace
+}  // namespace nsvm::oracle
