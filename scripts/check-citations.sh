@@ -17,11 +17,6 @@ set -euo pipefail
 PENDING_OUTSIDE_NOTE_CITATIONS=(
     src/checks
     include/nsvm/checks
-    src/nested
-    include/nsvm/nested
-    src/cpu
-    include/nsvm/cpu
-    src/oracle/model.cpp
 )
 
 root=${1:-"$(cd "$(dirname "$0")/.." && pwd)"}

@@ -344,7 +344,7 @@ void SvmCpu::load_guest_state() noexcept {
     using namespace arch;
     // APM 15.5.1 step 2. Segment bases are canonicalized when loaded; the
     // value in the VMCB stays as it was unless the profile models an
-    // emulator that writes the canonical form back (apm-svm.md §4).
+    // emulator that writes the canonical form back (APM 15.5.1, canonicalization).
     auto seg = [&](Seg s) {
         Segment v = vmcb_.segment(s);
         if (profile_->canonical_writeback) v.base = canonicalize(v.base, cpu_->va_width);

@@ -1,5 +1,4 @@
-// Guest events and event gating of the SVM processor (apm-svm.md §8;
-// APM 15.17, 15.21, 15.22, 15.29, 15.33.2). Every intercept decision is
+// Guest events and event gating of the SVM processor (APM 15.17, 15.21, 15.22, 15.29, 15.33.2). Every intercept decision is
 // events.hpp's decide() on the VMCB the processor read at VMRUN.
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
@@ -210,7 +209,7 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
 }
 
 // ---------------------------------------------------------------------------
-// Signals (apm-svm.md §8)
+// Signals (APM 15.17, 15.21, 15.22)
 
 SvmResult SvmCpu::signal(Signal s, std::uint8_t vector) noexcept {
     if (s == Signal::smi_internal) {

@@ -1,4 +1,4 @@
-// Exit routing while L2 runs (kvm-nsvm.md §5.4), and L1's SVM instructions.
+// Exit routing while L2 runs (KVM's nested_svm_exit_handled / nested_svm_intercept), and L1's SVM instructions.
 //
 // An L2 event first meets the hardware (vmcb02 and the maps it uses). If it
 // exits, L0 keeps what is its own (physical INTR/NMI, its own #NPF, exits
@@ -92,7 +92,7 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             std::uint64_t i = vmcb02().get(FieldId::int_ctl);
             i = e.kind == EventKind::stgi ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF);
             live_vmcb02().set(FieldId::int_ctl, i);
-            // kvm-nsvm.md §5.1: with nested vGIF, V_GIF is synced into the
+            // KVM's nested_sync_control_from_vmcb02: with nested vGIF, V_GIF is synced into the
             // cached vmcb12 controls after the exit (what save_state keeps).
             const std::uint64_t c = cache_.get(FieldId::int_ctl);
             cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (i & arch::int_ctl::V_GIF));
@@ -167,8 +167,8 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     if (!hw && e.kind == EventKind::io && cache_.intercept(ic::IOIO_PROT)) {
         // vmcb02 runs on L0's IOPM. A port L0 passes through must still exit
         // when L1's IOPM intercepts it: vmcb02's effective IOPM is L0's | L1's
-        // (APM 15.10.1), as the MSRPM is merged (kvm-nsvm.md §6.1). An
-        // unreadable L1 IOPM byte counts as intercepted (§5.4).
+        // (APM 15.10.1), as the MSRPM is merged (KVM's nested_svm_merge_msrpm). An
+        // unreadable L1 IOPM byte counts as intercepted (KVM's nested_svm_intercept_ioio).
         const cpu::Bitmap l1_iopm{mem_, cache_.get(FieldId::iopm_base_pa), {}};
         hw = cpu::decide(vmcb02(), m02, l1_iopm, e, vmcb02().get(FieldId::rip), vmcb02().get(FieldId::cr0),
                          exit_features());
@@ -179,7 +179,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         // L0's own CR0-write intercept took precedence in hardware, but L1
         // asked for the selective one and this write changes a bit other
         // than TS/MP: L1 gets CR0_SEL_WRITE (APM 15.9.2; KVM
-        // check_selective_cr0_intercepted, kvm-nsvm.md §9.2 "Fixes for
+        // check_selective_cr0_intercepted, KVM commit "KVM: nSVM: Fixes for
         // SVM_EXIT_CR0_SEL_WRITE injection").
         hw->code = ec::CR0_SEL_WRITE;
     }
@@ -217,7 +217,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
     if (e.kind == EventKind::vmload || e.kind == EventKind::vmsave) return l2_vmload_vmsave(e, false);
     if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit || e.kind == EventKind::rsm) {
         // Only L0's own intercept made these exit. L0 never serves L2's
-        // VMMCALL (kvm-nsvm.md §6.5 step 3, §9.2 "Fix #UD on VMMCALL
+        // VMMCALL (KVM's recalc_intercepts; KVM commit "KVM: nSVM: Fix #UD on VMMCALL
         // issues"), SKINIT is not offered (#UD, like L1's), and RSM outside
         // SMM is #UD: L0 injects #UD into L2, RIP unchanged.
         r.outcome = Outcome::exception;
@@ -256,7 +256,7 @@ StepResult Vcpu::l2_external(EventKind k) noexcept {
     const unsigned bit = k == EventKind::intr ? ic::INTR : k == EventKind::nmi ? ic::NMI
                          : k == EventKind::smi ? ic::SMI : ic::INIT;
     if (k == EventKind::intr) {
-        // APM 15.21.1 / kvm-nsvm.md §6.4 (svm_interrupt_blocked in guest
+        // APM 15.21.1 / KVM (svm_interrupt_blocked in guest
         // mode): with vmcb12 V_INTR_MASKING the physical INTR is masked by
         // L1's RFLAGS.IF saved at VMRUN, else by L2's; L2's interrupt shadow
         // blocks it only when L1 does not intercept INTR. Masked: held.
@@ -278,7 +278,7 @@ StepResult Vcpu::l2_external(EventKind k) noexcept {
         cpu::ExitInfo x{bit, 0, 0, 0};
         r = nested_vmexit(x);
         // The intercepted event is not consumed: it stays pending and, with
-        // GIF = 0 after the exit, is held until L1 sets GIF (apm-svm.md §8;
+        // GIF = 0 after the exit, is held until L1 sets GIF (APM 15.17;
         // KVM keeps nmi_pending/smi_pending/IRR/INIT across the #VMEXIT).
         pending_ |= pending_bit(k);
         r.l0_exit = true;
@@ -360,7 +360,7 @@ StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
 bool Vcpu::vmload_from(std::uint64_t pa) noexcept {
     // APM 15.5.2: FS, GS, TR, LDTR with hidden state, KernelGsBase, STAR,
     // LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP. KVM keeps this state in
-    // vmcb01 for L1 and L2 alike (kvm-nsvm.md §1.8): while L2 runs, its
+    // vmcb01 for L1 and L2 alike (KVM's svm_copy_vmloadsave_state): while L2 runs, its
     // vmcb02 copy follows.
     arch::Vmcb src;
     if (!mem_->read_vmcb(pa, src)) return false;

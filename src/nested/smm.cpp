@@ -1,4 +1,4 @@
-// SMI and RSM with nested SVM (kvm-nsvm.md §8, apm-svm.md §14).
+// SMI and RSM with nested SVM (KVM's svm_enter_smm / svm_leave_smm, APM 15.22 and 10.2).
 //
 // SMI from L2 not intercepted by L1: the SMRAM state-save map records that a
 // guest ran (SMBASE+FED8 = 1) and vmcb12's address (SMBASE+FEE0); L2 is
@@ -101,7 +101,7 @@ StepResult Vcpu::rsm() noexcept {
     }
     std::uint64_t gpa = 0;
     if (!mem_->read_u64(smbase_ + kSmramVmcb12Gpa, gpa)) return fail("RSM: SMRAM unreadable");
-    // svm_leave_smm (kvm-nsvm.md §8.2 step 2): the SMRAM image's EFER, i.e.
+    // svm_leave_smm: the SMRAM image's EFER, i.e.
     // guest memory at SMBASE+FED0 the SMM handler may have rewritten.
     std::uint64_t smram_efer = 0;
     if (!mem_->read_u64(smbase_ + kSmramEfer, smram_efer)) return fail("RSM: SMRAM unreadable");

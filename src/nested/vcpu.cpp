@@ -10,7 +10,7 @@ namespace ic = arch::intercept;
 using arch::FieldId;
 
 L0Config L0Config::kvm_default() {
-    // kvm-nsvm.md §6.5: init_vmcb with NPT on (no CR3/INVLPG/#PF intercepts),
+    // KVM's init_vmcb with NPT on (no CR3/INVLPG/#PF intercepts),
     // no vGIF (STGI/CLGI intercepted), intercept_smi on.
     arch::Vmcb v;
     for (unsigned cr : {0U, 4U}) {
@@ -30,7 +30,7 @@ L0Config L0Config::kvm_default() {
         v.set_intercept(b);
     L0Config c;
     for (unsigned w = 0; w < 6; ++w) c.intercept_words[w] = v.intercept_word(w);
-    // MSRs KVM passes through to a guest (kvm-nsvm.md §6.1 list, abridged).
+    // MSRs KVM passes through to a guest (KVM's direct_access_msrs list, abridged).
     constexpr std::array<std::uint32_t, 11> pt = {arch::msr::STAR,        arch::msr::LSTAR,
                                                   arch::msr::CSTAR,       arch::msr::SFMASK,
                                                   arch::msr::FS_BASE,     arch::msr::GS_BASE,
@@ -89,7 +89,7 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
     vmcb01_.set(FieldId::asid, l0_.asid01);
     if (l0_.npt) vmcb01_.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
     // L0 allocates its maps all-ones (intercept everything) and clears the
-    // bits of what it passes through (kvm-nsvm.md §6.1).
+    // bits of what it passes through (KVM's nested_svm_merge_msrpm).
     msrpm01_.fill(0xFF);
     for (auto& m : msrpm02s_) m.fill(0xFF);
     iopm01_.fill(0xFF);
@@ -151,7 +151,7 @@ const char* Vcpu::l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const 
     if (!guest_mode) return nullptr;
     // vmcb01 holds the state L1 had at its VMRUN, which passed VMRUN's
     // gates: SVM on, paged protected mode, not virtual-8086 (KVM's
-    // svm_set_nested_state, kvm-nsvm.md §8).
+    // svm_set_nested_state).
     if ((efer & efer::SVME) == 0) return "guest mode but L1 EFER.SVME = 0";
     if (!(cr0 & cr0::PG) || !(cr0 & cr0::PE)) return "guest mode but L1 CR0 has PG or PE clear";
     if (l1.get(FieldId::rflags) & rflags::VM) return "guest mode but L1 RFLAGS.VM = 1";

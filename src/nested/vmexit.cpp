@@ -1,4 +1,4 @@
-// The synthesized #VMEXIT to L1 (kvm-nsvm.md §5, APM 15.6):
+// The synthesized #VMEXIT to L1 (KVM's nested_svm_vmexit, APM 15.6):
 //   sync_vmcb02_to_vmcb12 -> GIF = 0 -> restore_l1_from_vmcb01
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
@@ -11,7 +11,7 @@ using arch::Seg;
 
 void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& x) noexcept {
     // int_ctl: L1's value with the bits the processor updates synced back
-    // (§5.1): V_IRQ and V_TPR, V_GIF with nested vGIF, vNMI bits with nested vNMI.
+    // (nested_sync_control_from_vmcb02): V_IRQ and V_TPR, V_GIF with nested vGIF, vNMI bits with nested vNMI.
     std::uint64_t sync = arch::int_ctl::V_TPR | arch::int_ctl::V_IRQ;
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
     if (nested_vgif()) sync |= arch::int_ctl::V_GIF;
@@ -24,7 +24,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     // there is nothing to write back to.
     const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_);
     if (!vmcb12) return;
-    // §5.2: exactly the fields KVM writes; never intercepts, maps, TSC
+    // Exactly the fields KVM's nested_svm_vmexit writes; never intercepts, maps, TSC
     // offset, ASID, tlb_ctl, nCR3, misc_ctl*, pause filter, clean bits or
     // the VMLOAD/VMSAVE state.
     for (Seg s : arch::kVmrunSegments) vmcb12->set_segment(s, vmcb02.segment(s));
@@ -36,7 +36,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
         vmcb12->set(f, vmcb02.get(f));
     if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0)
         vmcb12->set(FieldId::g_pat, vmcb02.get(FieldId::g_pat));
-    if (cpu_->has(checks::Feature::shstk)) {  // §5.2: S_CET, ISST_ADDR, SSP with SHSTK
+    if (cpu_->has(checks::Feature::shstk)) {  // S_CET, ISST_ADDR, SSP with SHSTK
         for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr}) vmcb12->set(f, vmcb02.get(f));
     }
     vmcb12->set(FieldId::int_state, vmcb02.get(FieldId::int_state));
@@ -56,7 +56,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
 
 void Vcpu::restore_l1_from_vmcb01() noexcept {
     using namespace arch;
-    // §5.3 steps 11-21 / APM 15.6 steps 5-6. vmcb01 already holds L1's state
+    // nested_svm_vmexit's restore of L1 / APM 15.6. vmcb01 already holds L1's state
     // (RIP past VMRUN); force CR0.PE, RFLAGS.VM = 0, CPL 0, DR7 = 0x400.
     mode_ = Mode::l1;
     vmcb01_.set(FieldId::cr0, vmcb01_.get(FieldId::cr0) | cr0::PE);
@@ -64,10 +64,10 @@ void Vcpu::restore_l1_from_vmcb01() noexcept {
     vmcb01_.set(FieldId::cpl, 0);
     vmcb01_.set(FieldId::dr7, dr7::kFixed1);
     vmcb01_.set(FieldId::exit_int_info, 0);
-    // §5.3 step 20 drops only what was being injected into L2 (reported via
+    // nested_svm_vmexit drops only what was being injected into L2 (reported via
     // exit_int_info; the model injects through EVENTINJ, already consumed).
     // Events held by GIF (pending_) are still pending for L1 and are taken
-    // once L1 sets GIF (APM 15.17 / apm-svm.md §8): never dropped here.
+    // once L1 sets GIF (APM 15.17): never dropped here.
     tsc_ratio02_ = tsc_ratio_;
     use_msrpm02_ = false;
     // Single-stepping VMRUN: #DB for L1 once the #VMEXIT completes (APM 15.5.1 step 9).
@@ -89,7 +89,7 @@ StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
 
 void Vcpu::leave_nested() noexcept {
     // svm_leave_nested: forced out of guest mode without a #VMEXIT to
-    // vmcb12; GIF = 1 (kvm-nsvm.md §7.3).
+    // vmcb12; GIF = 1 (KVM's svm_leave_nested: svm_set_gif(svm, true)).
     if (mode_ == Mode::l2) restore_l1_from_vmcb01();
     pending_db_ = false;
     gif_ = true;

@@ -1,4 +1,4 @@
-// L1's VMRUN, emulated by L0 (kvm-nsvm.md §3, APM 15.5.1):
+// L1's VMRUN, emulated by L0 (KVM's nested_svm_vmrun and enter_svm_guest_mode, APM 15.5.1):
 //   l1_instruction_gates -> copy_vmcb12_to_cache -> check_cache -> prepare_vmcb02
 //   -> load_l2_cr3 -> merge_msrpm -> commit_guest_mode
 // Nothing architectural changes before every phase has passed: vmcb02 and
@@ -22,9 +22,9 @@ using checks::Feature;
 namespace {
 constexpr std::uint8_t kVmrunLength = 3;  // 0F 01 D8
 constexpr std::uint64_t kTscRatioDefault = std::uint64_t{1} << 32;
-__extension__ typedef __int128 i128;  // the 64x32 product of §6.3 needs 96 bits
+__extension__ typedef __int128 i128;  // the 64x32 product below needs 96 bits
 
-/// kvm-nsvm.md §6.3: L2's offset over L1's, scaled by L2's multiplier.
+/// KVM's nested_svm_update_tsc_ratio_msr / kvm_calc_nested_tsc_offset: L2's offset over L1's, scaled by L2's multiplier.
 std::uint64_t compose_tsc_offset(std::uint64_t l1_offset, std::uint64_t l2_offset, std::uint64_t l2_ratio) noexcept {
     if (l2_ratio == kTscRatioDefault) return l1_offset + l2_offset;
     const i128 scaled = (static_cast<i128>(static_cast<std::int64_t>(l1_offset)) * l2_ratio) >> 32;
@@ -86,7 +86,7 @@ const checks::Check* Vcpu::check_cache() const noexcept {
     // The catalogue's control, save and event stages on the cache (the
     // memory stage, PDPEs, belongs to load_l2_cr3). With KVM, a CR3 above
     // MAXPHYADDR outside long mode is found late, by nested_svm_load_cr3
-    // (kvm-nsvm.md §2.4), so that check is deferred to load_l2_cr3 too.
+    // (KVM's nested_svm_load_cr3), so that check is deferred to load_l2_cr3 too.
     static const checks::Check* const cr3_mbz = checks::find_check("cr3.mbz");
     const checks::Context ctx{cache_, *cpu_, *profile_, nullptr, nullptr};
     const std::uint64_t efer = cache_.get(FieldId::efer), cr0 = cache_.get(FieldId::cr0);
@@ -96,7 +96,7 @@ const checks::Check* Vcpu::check_cache() const noexcept {
 
 void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     using namespace arch;
-    // kvm-nsvm.md §6.5: vmcb02 intercepts = L0's | L1's. KVM also drops
+    // KVM's recalc_intercepts: vmcb02 intercepts = L0's | L1's. KVM also drops
     // L0's CR8-write intercept when L1 uses V_INTR_MASKING; the model keeps
     // it, so "L0's intercepts are a subset of vmcb02's" always holds.
     for (unsigned w = 0; w < 6; ++w) out.set_intercept_word(w, vmcb01_.intercept_word(w) | cache_.intercept_word(w));
@@ -118,7 +118,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     // L0's own maps; the merged MSRPM replaces L0's when L1 sets MSR_PROT.
     out.set(FieldId::iopm_base_pa, 0);
     out.set(FieldId::msrpm_base_pa, 0);
-    // §6.3 TSC offset composed (ratio in tsc_ratio02_).
+    // TSC offset composed as KVM's nested_svm_update_tsc_ratio_msr does (ratio in tsc_ratio02_).
     const std::uint64_t l2_ratio = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
     out.set(FieldId::tsc_offset,
             compose_tsc_offset(vmcb01_.get(FieldId::tsc_offset), cache_.get(FieldId::tsc_offset), l2_ratio));
@@ -128,7 +128,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     out.set(FieldId::asid, l0_.asid02);
     out.set(FieldId::tlb_ctl, cpu_->has(Feature::flushbyasid) ? tlb_ctl::FLUSH_ASID : tlb_ctl::FLUSH_ALL);
 
-    // §6.4 int_ctl: only the bits L1 may control; V_INTR_MASKING from
+    // int_ctl (KVM's nested_vmcb02_prepare_control): only the bits L1 may control; V_INTR_MASKING from
     // vmcb01 (always on); AVIC never (CVE-2021-3653).
     std::uint64_t b12 = int_ctl::V_TPR | int_ctl::V_IRQ | int_ctl::V_INTR_PRIO | int_ctl::V_IGN_TPR;
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
@@ -140,7 +140,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     out.set(FieldId::int_state, cache_.get(FieldId::int_state));
     out.set(FieldId::event_inj, cache_.get(FieldId::event_inj));
     out.set(FieldId::event_inj_err, cache_.get(FieldId::event_inj_err));
-    // next_rip: L1's value when NRIPS is offered to it (§3 step 10).
+    // next_rip: L1's value when NRIPS is offered to it (KVM's nested_vmcb02_prepare_control).
     out.set(FieldId::next_rip, opts_.nrips ? cache_.get(FieldId::next_rip) : cache_.get(FieldId::rip));
     // Nested paging: vmcb02 always walks L0's tables (for L1's nCR3 L0
     // builds a shadow NPT over its own); the model keeps L0's NP bit.
@@ -170,8 +170,8 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     out.set(FieldId::rip, cache_.get(FieldId::rip));
     out.set(FieldId::dr7, cache_.get(FieldId::dr7) | dr7::kFixed1);
     out.set(FieldId::dr6, cache_.get(FieldId::dr6) | dr6::kFixed1);
-    // CET supervisor state is VMRUN state with SHSTK (kvm-nsvm.md §1.8, §3
-    // step 8.5.3): L2's from vmcb12.
+    // CET supervisor state is VMRUN state with SHSTK (KVM's
+    // nested_vmcb02_prepare_save): L2's from vmcb12.
     if (cpu_->has(Feature::shstk)) {
         for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr}) out.set(f, cache_.get(f));
     }
@@ -193,7 +193,7 @@ void Vcpu::prepare_vmcb02(arch::Vmcb& out) const noexcept {
 
 FailReason Vcpu::load_l2_cr3(const arch::Vmcb& prepared) const noexcept {
     using namespace arch;
-    // kvm-nsvm.md §2.4 / nested_svm_load_cr3: CR3 must be a legal GPA in
+    // KVM's nested_svm_load_cr3: CR3 must be a legal GPA in
     // every mode (the catalogue checks it early only in long mode).
     const std::uint64_t cr3v = prepared.get(FieldId::cr3);
     if (profile_->cr3_late_failure && (cr3v & cpu_->reserved_pa_bits()) != 0) return FailReason::illegal_l2_cr3;
@@ -214,7 +214,7 @@ FailReason Vcpu::load_l2_cr3(const arch::Vmcb& prepared) const noexcept {
 }
 
 bool Vcpu::merge_msrpm(Msrpm& out) const noexcept {
-    // kvm-nsvm.md §6.1: everything intercepted, except the MSRs L0 passes
+    // KVM's nested_svm_merge_msrpm: everything intercepted, except the MSRs L0 passes
     // through, which L0 intercepts iff L1 does. `out` is all-ones but for
     // those MSRs' bits, rewritten here (as KVM rewrites only the offsets of
     // its pass-through list). Only L1's bytes for them are read, each of its
@@ -321,16 +321,16 @@ StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
 
 StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const arch::Vmcb* prepared) noexcept {
     using namespace arch;
-    // vmcb12 gets the exit fields (APM 15.6; kvm-nsvm.md §4), stored into its
+    // vmcb12 gets the exit fields (APM 15.6; KVM's nested_svm_vmrun failure path), stored into its
     // page in place: vmcb12 is never read again.
     const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_);
     if (prepared != nullptr && profile_->id == checks::ProfileId::kvm) {
         // KVM fails late through a full nested_svm_vmexit, writing vmcb12's
-        // save fields from the just-prepared vmcb02 (§4b).
+        // save fields from the just-prepared vmcb02.
         cpu::ExitInfo err{};
         err.code = ec::INVALID;
-        // §5.2: with NRIPS, vmcb12.next_rip <- vmcb02.next_rip, here the
-        // value prepare_vmcb02_control took from vmcb12 (§3 step 8.4.10).
+        // nested_svm_vmexit: with NRIPS, vmcb12.next_rip <- vmcb02.next_rip, here the
+        // value prepare_vmcb02_control took from vmcb12.
         err.next_rip = prepared->get(FieldId::next_rip);
         sync_vmcb02_to_vmcb12(*prepared, err);  // the live vmcb02 is untouched
     } else if (vmcb12 && profile_->failure_writeback == checks::FailureWriteback::host_state) {
@@ -341,7 +341,7 @@ StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const
                           FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
             vmcb12->set(f, vmcb01_.get(f));
     }
-    // The pre-fix KVM early path (kvm-nsvm.md §4a baseline) wrote the exit
+    // The pre-fix KVM early path (before KVM commit "KVM: nSVM: Clear GIF on nested #VMEXIT(INVALID)") wrote the exit
     // fields and returned: GIF unchanged, EVENTINJ untouched, no #VMEXIT
     // bookkeeping on L1's state.
     const bool pre_fix = opts_.pre_fix_gif_bug && reason == FailReason::consistency_check;

@@ -122,7 +122,7 @@ struct SvmResult {
     const char* note = "";                        ///< static string
 };
 
-/// Interrupt-like signals arriving at the processor (apm-svm.md §8).
+/// Interrupt-like signals arriving at the processor (APM 15.17, 15.21, 15.22).
 enum class Signal : std::uint8_t { intr, nmi, smi, smi_internal, init };
 
 /// TLB effects of VMRUN and INVLPGA, recorded (APM 15.16).
@@ -161,7 +161,7 @@ public:
     [[nodiscard]] SvmResult invlpga(std::uint32_t ecx) noexcept;  ///< rAX = VA, ECX = ASID
     [[nodiscard]] SvmResult skinit() noexcept;
     /// WRMSR of the SVM MSRs (EFER, VM_CR, VM_HSAVE_PA, TSC_RATIO, PAT) with
-    /// their #GP rules (apm-svm.md §1); other MSRs are accepted and ignored.
+    /// their #GP rules (APM 15.30, cpu/msr_rules.hpp); other MSRs are accepted and ignored.
     [[nodiscard]] SvmResult wrmsr(std::uint32_t msr, std::uint64_t value) noexcept;
 
     // --- While the guest runs ---
@@ -177,7 +177,7 @@ public:
         return vmexit(x.code, x.info1, x.info2, exit_int_info, x.next_rip);
     }
 
-    // --- Signals and event gating (apm-svm.md §8) ---
+    // --- Signals and event gating (APM 15.17, 15.21, 15.22) ---
     /// Raises a signal; it is evaluated at once (poll()). `vector` for INTR.
     [[nodiscard]] SvmResult signal(Signal s, std::uint8_t vector = 0x20) noexcept;
     /// Evaluates pending signals and the virtual interrupt/NMI in priority

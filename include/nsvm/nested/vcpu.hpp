@@ -55,7 +55,7 @@ struct L0Config {
     bool npt = true;
     std::uint32_t asid01 = 1;  ///< ASID L0 gives L1
     std::uint32_t asid02 = 2;  ///< ASID L0 gives L2
-    /// KVM's init_vmcb intercepts (kvm-nsvm.md §6.5), NPT on.
+    /// KVM's init_vmcb intercepts (init_vmcb), NPT on.
     [[nodiscard]] static L0Config kvm_default();
 };
 
@@ -65,11 +65,11 @@ enum class Mode : std::uint8_t { l1, l2, shutdown };
 /// Why a VMRUN failed (every one ends in fail_vmrun).
 enum class FailReason : std::uint8_t {
     none,
-    consistency_check,  ///< a catalogue check on the cached vmcb12 (kvm-nsvm.md §4a)
-    illegal_l2_cr3,     ///< CR3 load after vmcb02 preparation (§4b)
+    consistency_check,  ///< a catalogue check on the cached vmcb12 (KVM's nested_vmcb_check_controls / nested_vmcb_check_save)
+    illegal_l2_cr3,     ///< CR3 load after vmcb02 preparation (nested_svm_load_cr3)
     illegal_pdpe,       ///< a PAE PDPE with reserved bits (APM 15.5.1 step 5)
     unreadable_pdpe,    ///< the PDPT is not backed
-    msrpm_unreadable,   ///< L1's MSRPM cannot be read for the merge (§4b)
+    msrpm_unreadable,   ///< L1's MSRPM cannot be read for the merge (nested_svm_merge_msrpm)
 };
 [[nodiscard]] std::string_view fail_reason_name(FailReason r) noexcept;
 
