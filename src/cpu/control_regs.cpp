@@ -51,6 +51,8 @@ const char* mov_to_dr_fault(unsigned dr, std::uint64_t value) noexcept {
     return nullptr;
 }
 
+std::uint64_t cr0_as_written(std::uint64_t value) noexcept { return value | arch::cr0::ET; }
+
 std::uint64_t efer_after_cr0_write(std::uint64_t efer, std::uint64_t cr0) noexcept {
     using namespace arch;
     if ((efer & efer::LME) == 0) return efer;

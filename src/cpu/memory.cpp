@@ -1,5 +1,7 @@
 #include "nsvm/cpu/memory.hpp"
 
+#include "nsvm/arch/bits.hpp"
+
 #include <algorithm>
 #include <iterator>
 #include <utility>
@@ -220,6 +222,18 @@ std::optional<arch::VmcbView> GuestMemory::vmcb_in_place(std::uint64_t gpa) noex
 bool GuestMemory::write_vmcb(std::uint64_t gpa, const arch::Vmcb& in) noexcept {
     if ((gpa & (kPageSize - 1)) != 0) return false;
     return write(gpa, in.page());
+}
+
+PdpeLoad load_pae_pdpes(const GuestMemory& mem, std::uint64_t cr3, std::uint64_t reserved_pa,
+                        std::array<std::uint64_t, 4>& out) noexcept {
+    // In entry order, as KVM's load_pdptrs: the first entry that cannot be
+    // read or is illegal decides.
+    for (unsigned i = 0; i < 4; ++i) {
+        if (!mem.read_u64(arch::cr3::pdpt_base(cr3) + 8 * i, out[i])) return PdpeLoad::unreadable;
+        if ((out[i] & arch::pdpe::P) != 0 && (out[i] & (arch::pdpe::kLowReserved | reserved_pa)) != 0)
+            return PdpeLoad::reserved;
+    }
+    return PdpeLoad::ok;
 }
 
 }  // namespace nsvm::cpu

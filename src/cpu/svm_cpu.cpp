@@ -386,7 +386,8 @@ void SvmCpu::load_pdpes() noexcept {
     const bool long_mode = (regs_.efer & efer::LME) && (regs_.cr0 & cr0::PG);
     const bool pae_paging = (regs_.cr0 & cr0::PG) && (regs_.cr4 & cr4::PAE) && !long_mode;
     if (!pae_paging || np_enabled()) return;
-    for (unsigned i = 0; i < 4; ++i) (void)mem_->read_u64((regs_.cr3 & bits(31, 5)) + 8 * i, pdpes_[i]);
+    // Legality was decided before anything was loaded (check_guest_state).
+    (void)load_pae_pdpes(*mem_, regs_.cr3, cpu_->reserved_pa_bits(), pdpes_);
 }
 
 void SvmCpu::apply_tlb_control() noexcept {

@@ -46,8 +46,8 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
         case EventKind::cr_write:
             switch (e.index & 0xF) {
                 case 0:
-                    regs_.cr0 = e.value;
-                    regs_.efer = efer_after_cr0_write(regs_.efer, e.value);
+                    regs_.cr0 = cr0_as_written(e.value);
+                    regs_.efer = efer_after_cr0_write(regs_.efer, regs_.cr0);
                     break;
                 case 2: regs_.cr2 = e.value; break;
                 case 3: regs_.cr3 = e.value; break;

@@ -69,9 +69,11 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
     switch (e.kind) {
         case EventKind::cr_write:
             if (e.index == 0) {
-                // EFER.LMA follows CR0.PG under EFER.LME (KVM's svm_set_cr0).
-                live_vmcb02().set(FieldId::efer, cpu::efer_after_cr0_write(vmcb02().get(FieldId::efer), e.value));
-                live_vmcb02().set(FieldId::cr0, e.value);
+                // CR0.ET reads as 1; EFER.LMA follows CR0.PG under EFER.LME
+                // (KVM's kvm_set_cr0 and svm_set_cr0).
+                const std::uint64_t cr0 = cpu::cr0_as_written(e.value);
+                live_vmcb02().set(FieldId::efer, cpu::efer_after_cr0_write(vmcb02().get(FieldId::efer), cr0));
+                live_vmcb02().set(FieldId::cr0, cr0);
             }
             if (e.index == 3) live_vmcb02().set(FieldId::cr3, e.value);
             if (e.index == 4) live_vmcb02().set(FieldId::cr4, e.value);

@@ -204,11 +204,11 @@ FailReason Vcpu::load_l2_cr3(const arch::Vmcb& prepared) const noexcept {
     const bool pae_paging = (cr0v & cr0::PG) && (cr4v & cr4::PAE) && !long_mode;
     const bool nnpt = (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
     if (!pae_paging || nnpt || !profile_->pdpe_check) return FailReason::none;
-    const std::uint64_t rsv = bits(2, 1) | bits(8, 5) | cpu_->reserved_pa_bits();
-    for (unsigned i = 0; i < 4; ++i) {
-        std::uint64_t pdpe = 0;
-        if (!mem_->read_u64((cr3v & bits(31, 5)) + 8 * i, pdpe)) return FailReason::unreadable_pdpe;
-        if ((pdpe & 1) && (pdpe & rsv)) return FailReason::illegal_pdpe;
+    std::array<std::uint64_t, 4> pdpes{};
+    switch (cpu::load_pae_pdpes(*mem_, cr3v, cpu_->reserved_pa_bits(), pdpes)) {
+        case cpu::PdpeLoad::unreadable: return FailReason::unreadable_pdpe;
+        case cpu::PdpeLoad::reserved: return FailReason::illegal_pdpe;
+        case cpu::PdpeLoad::ok: break;
     }
     return FailReason::none;
 }

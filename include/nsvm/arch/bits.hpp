@@ -39,7 +39,14 @@ inline constexpr std::uint64_t kLegacyMbz = bits(2, 0) | bits(11, 5);
 inline constexpr std::uint64_t kPaeMbz = bits(2, 0) | bits(63, 32);
 /// Long mode: bits 2:0 and 11:5 MBZ (without PCIDE), bits 63:MAXPHYADDR MBZ.
 inline constexpr std::uint64_t kLongLowMbz = bits(2, 0) | bits(11, 5);
+/// PAE legacy mode: the PDPT's physical address (32-byte aligned, below 4 GiB).
+[[nodiscard]] constexpr std::uint64_t pdpt_base(std::uint64_t cr3) noexcept { return cr3 & bits(31, 5); }
 }  // namespace cr3
+
+namespace pdpe {  // APM 5.3.3: a present PAE PDPE has bits 2:1 and 8:5 reserved (and those >= MAXPHYADDR)
+inline constexpr std::uint64_t P = bit(0);
+inline constexpr std::uint64_t kLowReserved = bits(2, 1) | bits(8, 5);
+}  // namespace pdpe
 
 namespace cr4 {  // APM 3.1.3
 inline constexpr std::uint64_t VME = bit(0), PVI = bit(1), TSD = bit(2), DE = bit(3), PSE = bit(4), PAE = bit(5),

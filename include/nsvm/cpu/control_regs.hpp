@@ -23,6 +23,10 @@ struct ControlState {
                                           const ControlState& s) noexcept;
 /// #GP(0) for MOV to DR6 or DR7 with any of bits 63:32 set (APM 13.1.1.3, 13.1.1.4).
 [[nodiscard]] const char* mov_to_dr_fault(unsigned dr, std::uint64_t value) noexcept;
+/// The CR0 a legal MOV to CR0 leaves: CR0.ET is read-only 1 on AMD64
+/// processors (APM 3.1.1; KVM's kvm_set_cr0 sets it too, and VMRUN forces it
+/// when it loads CR0).
+[[nodiscard]] std::uint64_t cr0_as_written(std::uint64_t value) noexcept;
 /// EFER after CR0 becomes `cr0`: with EFER.LME, CR0.PG turns long mode on or
 /// off and the processor sets or clears EFER.LMA with it (APM 14.6.1).
 [[nodiscard]] std::uint64_t efer_after_cr0_write(std::uint64_t efer, std::uint64_t cr0) noexcept;

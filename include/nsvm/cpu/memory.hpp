@@ -130,4 +130,13 @@ private:
     mutable std::uint64_t watched_reads_ = 0;
 };
 
+/// How loading the four PAE PDPEs at CR3 went (APM 15.5.1 step 5; KVM's
+/// load_pdptrs, which nested_svm_load_cr3 calls for L2).
+enum class PdpeLoad : std::uint8_t { ok, unreadable, reserved };
+/// Reads the PDPT CR3 points at into `out`: unreadable when memory does not
+/// back it, reserved when a present entry has a reserved bit (bits 2:1, 8:5,
+/// and those at or above MAXPHYADDR, `reserved_pa`), ok otherwise.
+[[nodiscard]] PdpeLoad load_pae_pdpes(const GuestMemory& mem, std::uint64_t cr3, std::uint64_t reserved_pa,
+                                      std::array<std::uint64_t, 4>& out) noexcept;
+
 }  // namespace nsvm::cpu
