@@ -194,14 +194,16 @@ int run_checks_markdown() {
            "     build/nsvm checks list --markdown > docs/checks.md -->\n\n";
     out += fmt::format(
         "Every check nsvm evaluates for VMRUN, {} in all, in the order VMRUN decides them. This page is the\n"
-        "output of `nsvm checks list --markdown` (the table lives in `src/checks/rules.hpp`); a CLI test fails\n"
+        "output of `nsvm checks list --markdown` (the entries live in `src/checks/rules.hpp`); a CLI test fails\n"
         "when it differs from the code. `nsvm check` reports each failure with the same id, APM section,\n"
         "fields, message and fix.\n\n",
         cat.size());
     out += "- **APM**: section of AMD's APM vol. 2 (pub. 24593) that states the rule.\n"
-           "- **row**: the condition's row in the project's research notes (apm-svm.md §3: C1-C21 are the\n"
-           "  15.5.1 list in the manual's order; E, N, V, A, S, P rows come from other sections; a §n row is\n"
-           "  a section of those notes: §1 the instruction gates, §3.1 and §16 where implementations differ).\n"
+           "- **row**: the condition's place in the APM's lists: C1-C21 number the illegal guest state of\n"
+           "  APM 15.5.1 in the manual's order, E1-E4 event injection (15.20, 15.35.8), N1-N4 nested paging\n"
+           "  (15.25), V1 virtual NMI (15.21.10), A1-A4 AVIC (15.29), S1-S5 SEV and SEV-ES (15.34, 15.35),\n"
+           "  P1-P12 SEV-SNP (15.36-15.38), X1-X3 the other VMRUN exits; `gate` is one of VMRUN's own\n"
+           "  #UD/#GP conditions, `extra` a rule some implementation applies that no APM list has.\n"
            "- **stage**: `instruction` (#UD/#GP before the VMCB is read; needs the host state), `control`,\n"
            "  `save` (guest state), `event` (EVENTINJ, after GIF=1), `memory` (needs guest memory: PAE PDPEs,\n"
            "  the SEV-ES VMSA page). Without guest memory a memory check the VMCB triggers is a warning.\n"
@@ -225,6 +227,24 @@ int run_checks_markdown() {
            "a VMCB that passes every check above can still fail VMRUN for one of these.\n\n"
            "| row | APM | condition | depends on |\n|---|---|---|---|\n";
     for (const auto& u : checks::undecided()) out += fmt::format("| {} | {} | {} | {} |\n", u.ref, u.apm, u.condition, u.why);
+    out += "\n## How to add a check\n\n"
+           "A check is one entry in `src/checks/rules.hpp`, and nothing else:\n\n"
+           "1. Write the entry with `NSVM_RULE(Name, id, APM section, row, stage, outcome, applies, fields,\n"
+           "   message, hint, ...) { predicate }` in its stage's place (the catalogue order is the order VMRUN\n"
+           "   decides). `applies` is an expression over the profile `p` that reads its settings (`true` when\n"
+           "   every implementation applies the check); never a profile's name. The predicate reads the VMCB\n"
+           "   through `View v`, must not allocate, and is `noexcept`.\n"
+           "2. After the hint, in the same entry: `NSVM_BOUNDARY(...)`, the values at the check's limit and\n"
+           "   just past it (at least one passing and one failing), and where needed `NSVM_DETAIL(render::x)`\n"
+           "   (the offending values in words), `NSVM_NEEDS(fn)` (memory-stage checks: when the answer needs\n"
+           "   guest memory) and `NSVM_INFERRED` (the APM names no exit).\n"
+           "3. Add the entry's name to `rules::AllRules`. A rule defined but not listed fails\n"
+           "   `Catalogue.EveryDefinedRuleIsInTheCatalogue`; boundary values that do not straddle the limit fail\n"
+           "   `Catalogue.BoundaryValuesStraddleEveryCheck`.\n"
+           "4. Where implementations differ, add a profile setting: a row in `src/checks/profile.cpp` with\n"
+           "   every profile's value beside its reason and source, read by the entry's `applies` or predicate.\n"
+           "   A setting nothing reads fails `ProfileSettings.EverySettingIsReadBySomething`.\n"
+           "5. Regenerate this page: `build/nsvm checks list --markdown > docs/checks.md`.\n";
     out += "\n## Checks\n";
     for (const auto& c : cat) {
         std::string fields;
