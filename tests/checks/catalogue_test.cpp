@@ -230,6 +230,43 @@ TEST(Catalogue, BoundaryValuesStraddleEveryCheck) {
     }
 }
 
+/// Does `text` name `id` as a whole word ("cr4.mbz (rules::...)", "a and b")?
+bool names(std::string_view text, std::string_view id) {
+    for (std::size_t at = text.find(id); at != std::string_view::npos; at = text.find(id, at + 1)) {
+        const bool starts = at == 0 || text[at - 1] == ' ' || text[at - 1] == ',' || text[at - 1] == '(';
+        const std::size_t end = at + id.size();
+        const bool ends = end == text.size() || text[end] == ' ' || text[end] == ',' || text[end] == ')';
+        if (starts && ends) return true;
+    }
+    return false;
+}
+
+// A setting's declared reader, where it names checks, is true: flipping the
+// setting changes, under some profile, whether each named check applies or
+// its verdict on one of the check's own boundary values.
+TEST(ProfileSettings, ChecksNamedAsReadersSeeTheSetting) {
+    std::size_t named = 0;
+    for (const auto& s : settings()) {
+        for (const auto& c : catalogue()) {
+            if (!names(s.read_by, c.id)) continue;
+            ++named;
+            bool seen = false;
+            for (const auto& p : all_profiles()) {
+                for (const auto& q : s.others(p)) {
+                    if (c.applies(p) != c.applies(q)) seen = true;
+                    for (const auto& b : c.boundary) {
+                        const auto bc = realize(b);
+                        if (c.applies(p) && c.violated(bc.ctx(p)) != c.violated(bc.ctx(q))) seen = true;
+                    }
+                }
+            }
+            EXPECT_TRUE(seen) << "setting " << s.key << " names " << c.id
+                              << " as its reader, but flipping it changes nothing that check decides";
+        }
+    }
+    EXPECT_GE(named, 30U);  // most settings are read by the catalogue
+}
+
 // A witness per check: proof that every check can fail, alone, under at
 // least one profile (no check that cannot fail).
 TEST(Catalogue, EveryCheckCanFailAlone) {
