@@ -177,7 +177,8 @@ Check make() {
                  R::detail,
                  R::needs,
                  R::inferred,
-                 std::span<const Boundary>(R::boundary)};
+                 std::span<const Boundary>(R::boundary),
+                 std::span<const std::string_view>(R::settings)};
 }
 
 template <class... R>

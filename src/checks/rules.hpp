@@ -310,12 +310,14 @@ struct RuleDefaults {
     static constexpr DetailFn detail = nullptr;
     static constexpr NeedsFn needs = nullptr;
     static constexpr bool inferred = false;
+    static constexpr std::array<std::string_view, 0> settings{};
 };
 
 // An entry's optional parts, written inside it.
 #define NSVM_DETAIL(fn) static constexpr DetailFn detail = &fn;
 #define NSVM_NEEDS(fn) static constexpr NeedsFn needs = &fn;
 #define NSVM_INFERRED static constexpr bool inferred = true;
+#define NSVM_SETTINGS(...) static constexpr auto settings = std::to_array<std::string_view>({__VA_ARGS__});
 #define NSVM_BOUNDARY(...) static constexpr auto boundary = std::to_array<Boundary>({__VA_ARGS__});
 // Every entry counts itself where it is defined: kRulesDefined below is the
 // number of rules, which the catalogue must list, every one (rules_defined()).
@@ -385,6 +387,7 @@ struct GatePaging : GateBase {
         return v.host != nullptr && (v.host->cr0 & arch::cr0::PE) != 0 && (v.host->cr0 & arch::cr0::PG) == 0;
     }
     NSVM_DETAIL(render::host)
+    NSVM_SETTINGS("ud_without_paging")
     NSVM_BOUNDARY(Boundary{.name = "host_pg1", .with_host = true},
                   Boundary{.name = "host_pg0", .host = {host_clear(HostReg::cr0, arch::cr0::PG)}, .with_host = true})
     NSVM_COUNTED
@@ -413,6 +416,7 @@ struct GateHsaveZero : GateBase {
     [[nodiscard]] static bool test(const View& v) noexcept {
         return v.host != nullptr && v.host->vm_hsave_pa.has_value() && *v.host->vm_hsave_pa == 0;
     }
+    NSVM_SETTINGS("hsave_zero_gp")
     NSVM_BOUNDARY(Boundary{.name = "hsave_page1", .host = {host_put(HostReg::hsave_pa, 0x1000)}, .with_host = true},
                   Boundary{.name = "hsave0", .host = {host_put(HostReg::hsave_pa, 0)}, .with_host = true})
     NSVM_COUNTED
@@ -425,6 +429,7 @@ struct GateSmm : GateBase {
     static constexpr std::string_view hint = "leave SMM (RSM) before executing VMRUN";
     [[nodiscard]] static bool test(const View& v) noexcept { return v.host != nullptr && v.host->smm; }
     NSVM_DETAIL(render::host)
+    NSVM_SETTINGS("smm_vmrun_ud")
     NSVM_BOUNDARY(Boundary{.name = "not_smm", .with_host = true},
                   Boundary{.name = "smm", .host = {host_put(HostReg::smm, 1)}, .with_host = true})
     NSVM_COUNTED
@@ -439,6 +444,7 @@ struct GateRaxAlign : GateBase {
         return v.host != nullptr && (v.host_rax() & 0xFFF) != 0;
     }
     NSVM_DETAIL(render::rax)
+    NSVM_SETTINGS("rax_checks")
     NSVM_BOUNDARY(Boundary{.name = "rax_page", .host = {host_put(HostReg::rax, 0x2000)}, .with_host = true},
                   Boundary{.name = "rax_page_plus_16", .host = {host_put(HostReg::rax, 0x2010)}, .with_host = true})
     NSVM_COUNTED
@@ -453,6 +459,7 @@ struct GateRaxMaxphyaddr : GateBase {
         return v.host != nullptr && (v.host_rax() & v.pa_reserved()) != 0;
     }
     NSVM_DETAIL(render::rax)
+    NSVM_SETTINGS("pa_check_width", "rax_checks")
     NSVM_BOUNDARY(Boundary{.name = "rax_2^52-4K", .host = {host_put(HostReg::rax, bit(52) - 0x1000)}, .with_host = true},
                   Boundary{.name = "rax_2^52", .host = {host_put(HostReg::rax, bit(52))}, .with_host = true})
     NSVM_COUNTED
@@ -463,12 +470,14 @@ struct GateRaxMaxphyaddr : GateBase {
 NSVM_RULE(InterceptVmrun, "intercept.vmrun", "15.5.1", "C13", control, vmexit_invalid, p.vmrun_intercept_check,
           ({"control.intercepts[4]"}), "the VMRUN intercept (vector 4 bit 0) is clear",
           "set the VMRUN intercept; current implementations require it",
+          NSVM_SETTINGS("vmrun_intercept_check")
           NSVM_BOUNDARY(Boundary{.name = "set"},
                         Boundary{.name = "clear", .vmcb = {clear(FieldId::intercepts4, bit(0))}})) {
     return !v.ctx.vmcb.intercept(arch::intercept::VMRUN);
 }
 NSVM_RULE(AsidZero, "asid.zero", "15.5.1", "C16", control, vmexit_invalid, p.asid_check, ({"control.asid"}),
           "guest ASID is 0, which belongs to the host", "give the guest a nonzero ASID (1 .. CPUID Fn8000_000A_EBX - 1)",
+          NSVM_SETTINGS("asid_check")
           NSVM_BOUNDARY(Boundary{.name = "asid1", .vmcb = {put(FieldId::asid, 1)}},
                         Boundary{.name = "asid0", .vmcb = {put(FieldId::asid, 0)}})) {
     return v.asid == 0;
@@ -477,6 +486,7 @@ NSVM_RULE(MsrpmLimit, "msrpm.limit", "15.11", "C14", control, vmexit_invalid, p.
           ({"control.msrpm_base_pa"}), "the MSR permission map extends to or beyond MAXPHYADDR",
           "place the 8 KiB MSRPM so that its last byte is below 2^MAXPHYADDR",
           NSVM_DETAIL(render::msrpm)
+          NSVM_SETTINGS("bitmap_limit_rule", "msrpm_checked_size", "pa_check_width")
           NSVM_BOUNDARY(Boundary{.name = "2^52-8K", .vmcb = {put(FieldId::msrpm_base_pa, bit(52) - 0x2000)}},
                         Boundary{.name = "2^52-4K", .vmcb = {put(FieldId::msrpm_base_pa, bit(52) - 0x1000)}},
                         Boundary{.name = "2^52-12K", .vmcb = {put(FieldId::msrpm_base_pa, bit(52) - 0x3000)}})) {
@@ -486,6 +496,7 @@ NSVM_RULE(IopmLimit, "iopm.limit", "15.10.1", "C14", control, vmexit_invalid, p.
           ({"control.iopm_base_pa"}), "the I/O permission map extends to or beyond MAXPHYADDR",
           "place the 12 KiB IOPM so that its last byte is below 2^MAXPHYADDR",
           NSVM_DETAIL(render::iopm)
+          NSVM_SETTINGS("bitmap_limit_rule", "iopm_checked_size", "pa_check_width")
           NSVM_BOUNDARY(Boundary{.name = "2^52-12K", .vmcb = {put(FieldId::iopm_base_pa, bit(52) - 0x3000)}},
                         Boundary{.name = "2^52-8K", .vmcb = {put(FieldId::iopm_base_pa, bit(52) - 0x2000)}},
                         Boundary{.name = "2^52-4K", .vmcb = {put(FieldId::iopm_base_pa, bit(52) - 0x1000)}})) {
@@ -494,6 +505,7 @@ NSVM_RULE(IopmLimit, "iopm.limit", "15.10.1", "C14", control, vmexit_invalid, p.
 NSVM_RULE(NpHostPaging, "np.host_paging", "15.25.3", "N1", control, vmexit_invalid, p.np_host_paging_check, ({"control.misc_ctl"}),
           "nested paging is enabled while the host runs with CR0.PG = 0",
           "enable paging in the host, or clear NP_ENABLE",
+          NSVM_SETTINGS("np_host_paging_check")
           NSVM_BOUNDARY(Boundary{.name = "host_pg1", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE)}, .with_host = true},
                         Boundary{.name = "host_pg0", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE)}, .host = {host_clear(HostReg::cr0, arch::cr0::PG)}, .with_host = true})) {
     return v.np && v.host != nullptr && (v.host->cr0 & arch::cr0::PG) == 0;
@@ -501,8 +513,10 @@ NSVM_RULE(NpHostPaging, "np.host_paging", "15.25.3", "N1", control, vmexit_inval
 NSVM_RULE(NpNcr3, "np.ncr3", "15.25.4", "N2", control, vmexit_invalid, p.ncr3_rule != Ncr3Rule::none,
           ({"control.nested_cr3", "control.misc_ctl"}), "nested paging is enabled and nCR3 has bits at or above MAXPHYADDR",
           "point nCR3 at a nested page table below 2^MAXPHYADDR",
+          NSVM_SETTINGS("ncr3_rule", "np_without_feature", "pa_check_width")
           NSVM_BOUNDARY(Boundary{.name = "ncr3_2^52-4K", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), put(FieldId::nested_cr3, bit(52) - 0x1000)}},
                         Boundary{.name = "ncr3_bit52", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), put(FieldId::nested_cr3, bit(52))}},
+                        Boundary{.name = "ncr3_bit52_without_npt", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), put(FieldId::nested_cr3, bit(52))}, .features = "-npt"},
                         Boundary{.name = "ncr3_bit52_host32", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), put(FieldId::nested_cr3, bit(52))}, .host = {host_clear(HostReg::efer, arch::efer::LMA | arch::efer::LME)}, .with_host = true})) {
     if (!v.np) return false;
     switch (v.p.ncr3_rule) {
@@ -517,6 +531,7 @@ NSVM_RULE(NpNcr3, "np.ncr3", "15.25.4", "N2", control, vmexit_invalid, p.ncr3_ru
 NSVM_RULE(NpGPat, "np.g_pat", "15.25.4", "N3", control, vmexit_invalid, p.g_pat_check, ({"save.g_pat", "control.misc_ctl"}),
           "nested paging is enabled and G_PAT holds an undefined memory type or reserved bits",
           "use only types 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB), 7 (UC-) in each G_PAT byte, e.g. 0x0007040600070406",
+          NSVM_SETTINGS("g_pat_check")
           NSVM_BOUNDARY(Boundary{.name = "type7", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), put(FieldId::g_pat, 0x0007040600070407)}},
                         Boundary{.name = "type2", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), put(FieldId::g_pat, 0x0007040600070402)}},
                         Boundary{.name = "type8", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), put(FieldId::g_pat, 0x0007040600070408)}})) {
@@ -525,6 +540,7 @@ NSVM_RULE(NpGPat, "np.g_pat", "15.25.4", "N3", control, vmexit_invalid, p.g_pat_
 NSVM_RULE(NpSss, "np.sss_without_np", "15.25.14", "N4", control, vmexit_invalid, p.sss_check,
           ({"control.misc_ctl"}), "the supervisor-shadow-stack check (misc_ctl bit 4) is enabled without nested paging",
           "enable nested paging or clear SSSCheckEn",
+          NSVM_SETTINGS("sss_check")
           NSVM_BOUNDARY(Boundary{.name = "sss_np", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK | arch::misc_ctl::NP_ENABLE)}, .features = "+sss_check"},
                         Boundary{.name = "sss_no_np", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK)}, .features = "+sss_check"})) {
     if (!v.has(Feature::sss_check) || (v.misc_ctl & arch::misc_ctl::SSS_CHECK) == 0 || v.np) return false;
@@ -536,6 +552,7 @@ NSVM_RULE(NpSss, "np.sss_without_np", "15.25.14", "N4", control, vmexit_invalid,
 NSVM_RULE(VnmiIntercept, "vnmi.nmi_intercept", "15.21.10", "V1", control, vmexit_invalid, p.vnmi_check,
           ({"control.int_ctl", "control.intercepts[3]"}), "virtual NMI is enabled (V_NMI_ENABLE) without the NMI intercept",
           "set the NMI intercept (vector 3 bit 1) or clear V_NMI_ENABLE (int_ctl bit 26)",
+          NSVM_SETTINGS("vnmi_check", "vnmi_needs_feature")
           NSVM_BOUNDARY(Boundary{.name = "with_nmi_intercept", .vmcb = {set(FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE), set(FieldId::intercepts3, bit(1))}},
                         Boundary{.name = "without", .vmcb = {set(FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE)}},
                         Boundary{.name = "without_on_cpu_without_vnmi", .vmcb = {set(FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE)}, .features = "-vnmi"})) {
@@ -546,6 +563,7 @@ NSVM_RULE(VnmiIntercept, "vnmi.nmi_intercept", "15.21.10", "V1", control, vmexit
 NSVM_RULE(AvicX2WithoutAvic, "avic.x2avic_without_avic", "15.29.4.1", "A1", control, vmexit_invalid, p.avic_checks,
           ({"control.int_ctl"}), "x2AVIC mode (int_ctl bit 30) is enabled without AVIC (bit 31)",
           "set AVIC_ENABLE together with x2AVIC, or clear both",
+          NSVM_SETTINGS("avic_checks")
           NSVM_BOUNDARY(Boundary{.name = "x2avic_with_avic", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), set(FieldId::int_ctl, arch::int_ctl::X2AVIC_ENABLE | arch::int_ctl::AVIC_ENABLE)}},
                         Boundary{.name = "x2avic_alone", .vmcb = {set(FieldId::int_ctl, arch::int_ctl::X2AVIC_ENABLE)}})) {
     return v.has(Feature::avic) && (v.int_ctl & arch::int_ctl::X2AVIC_ENABLE) != 0 &&
@@ -555,6 +573,7 @@ NSVM_RULE(AvicMaxIndex, "avic.physical_max_index", "15.29.4.3", "A2", control, v
           ({"control.avic_physical_id", "control.int_ctl"}),
           "AVIC_PHYSICAL_MAX_INDEX exceeds 255 (xAVIC) or 511 (x2AVIC)",
           "lower the physical APIC ID table's max index to the mode's limit",
+          NSVM_SETTINGS("avic_checks")
           NSVM_BOUNDARY(Boundary{.name = "xavic_255", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE), put(FieldId::avic_physical_id, 0xFF)}},
                         Boundary{.name = "xavic_256", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE), put(FieldId::avic_physical_id, 0x100)}})) {
     if (!v.avic_on()) return false;
@@ -565,6 +584,7 @@ NSVM_RULE(AvicPointers, "avic.table_address", "15.29.4.3", "A3", control, vmexit
           ({"control.avic_backing_page", "control.avic_logical_id", "control.avic_physical_id"}),
           "an AVIC pointer (backing page, logical or physical table) is beyond MAXPHYADDR",
           "place the AVIC backing page and tables below 2^MAXPHYADDR",
+          NSVM_SETTINGS("avic_checks", "pa_check_width")
           NSVM_BOUNDARY(Boundary{.name = "backing_bit43", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE), put(FieldId::avic_backing_page, bit(43))}, .maxphyaddr = 44},
                         Boundary{.name = "backing_bit44", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE), put(FieldId::avic_backing_page, bit(44))}, .maxphyaddr = 44})) {
     if (!v.avic_on()) return false;
@@ -575,18 +595,21 @@ NSVM_RULE(AvicRequiresNp, "avic.requires_np", "15.29.4.1", "A4", control, vmexit
           ({"control.int_ctl", "control.misc_ctl"}), "AVIC is enabled without nested paging (inferred: no exit is named)",
           "enable nested paging when using AVIC",
           NSVM_INFERRED
+          NSVM_SETTINGS("avic_checks", "inferred_rules")
           NSVM_BOUNDARY(Boundary{.name = "avic_np", .vmcb = {set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}},
                         Boundary{.name = "avic_no_np", .vmcb = {set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}})) {
     return v.avic_on() && !v.np;
 }
 NSVM_RULE(SevRequiresNp, "sev.requires_np", "15.34.3", "S1", control, vmexit_invalid, p.sev_checks, ({"control.misc_ctl"}),
           "SEV is enabled without nested paging", "enable NP_ENABLE for SEV guests",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "sev_np", .vmcb = {put(FieldId::misc_ctl, 3)}},
                         Boundary{.name = "sev_no_np", .vmcb = {put(FieldId::misc_ctl, arch::misc_ctl::SEV_ENABLE)}})) {
     return v.sev_on() && !v.np;
 }
 NSVM_RULE(SevSmmLock, "sev.smm_lock", "15.34.3", "S2", control, vmexit_invalid, p.sev_checks, ({"control.misc_ctl"}),
           "SEV is enabled while HWCR.SmmLock = 0", "set HWCR.SmmLock (firmware) before running SEV guests",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "smm_lock1", .vmcb = {put(FieldId::misc_ctl, 3)}, .with_host = true},
                         Boundary{.name = "smm_lock0", .vmcb = {put(FieldId::misc_ctl, 3)}, .host = {host_put(HostReg::hwcr, 0)}, .with_host = true})) {
     return v.sev_on() && v.host != nullptr && (v.host->hwcr & kHwcrSmmLock) == 0;
@@ -594,6 +617,7 @@ NSVM_RULE(SevSmmLock, "sev.smm_lock", "15.34.3", "S2", control, vmexit_invalid, 
 NSVM_RULE(SevAsidRange, "sev.asid_range", "15.34.3", "S3", control, vmexit_invalid, p.sev_checks,
           ({"control.asid", "control.misc_ctl"}), "SEV is enabled with an ASID above NumEncryptedGuests",
           "use an ASID in 1 .. CPUID Fn8000_001F_ECX for SEV guests",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "asid1", .vmcb = {put(FieldId::misc_ctl, 3)}},
                         Boundary{.name = "asid5000", .vmcb = {put(FieldId::misc_ctl, 3), put(FieldId::asid, 5000)}})) {
     return v.sev_on() && v.asid > v.cpu.num_encrypted_guests;
@@ -601,6 +625,7 @@ NSVM_RULE(SevAsidRange, "sev.asid_range", "15.34.3", "S3", control, vmexit_inval
 NSVM_RULE(SevHost64, "sev.host_64bit", "15.34.3", "S4", control, vmexit_invalid, p.sev_checks, ({"control.misc_ctl"}),
           "SEV guests may only be run from a 64-bit host on this CPU (Fn8000_001F_EAX[64BitHost])",
           "execute VMRUN for SEV guests in 64-bit mode",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "host64", .vmcb = {put(FieldId::misc_ctl, 3)}, .with_host = true},
                         Boundary{.name = "host32", .vmcb = {put(FieldId::misc_ctl, 3)}, .host = {host_clear(HostReg::efer, arch::efer::LMA)}, .with_host = true})) {
     return v.sev_on() && v.has(Feature::sev_64bit_host) && v.host != nullptr &&
@@ -610,6 +635,7 @@ NSVM_RULE(SevEsRequiresSev, "sev_es.requires_sev", "15.35.2", "S5", control, vme
           ({"control.misc_ctl"}), "SEV-ES is enabled without SEV (inferred: no exit is named)",
           "set SEV_ENABLE (misc_ctl bit 1) together with SEV_ES_ENABLE",
           NSVM_INFERRED
+          NSVM_SETTINGS("inferred_rules", "sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "sev_es_sev", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}},
                         Boundary{.name = "sev_es_alone", .vmcb = {put(FieldId::misc_ctl, 5), put(FieldId::misc_ctl2, 1)}})) {
     return v.sev_es_on() && (v.misc_ctl & arch::misc_ctl::SEV_ENABLE) == 0;
@@ -619,6 +645,7 @@ NSVM_RULE(SevEsRequiresLbrv, "sev_es.requires_lbrv", "15.35.2", "S5", control, v
           "SEV-ES is enabled without LBR virtualization (inferred: no exit is named)",
           "set LBR_VIRT (misc_ctl2 bit 0) for SEV-ES guests",
           NSVM_INFERRED
+          NSVM_SETTINGS("inferred_rules", "sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "lbrv1", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}},
                         Boundary{.name = "lbrv0", .vmcb = {put(FieldId::misc_ctl, 7)}})) {
     return v.sev_es_on() && (v.misc_ctl2 & arch::misc_ctl2::LBR_VIRT) == 0;
@@ -626,6 +653,7 @@ NSVM_RULE(SevEsRequiresLbrv, "sev_es.requires_lbrv", "15.35.2", "S5", control, v
 NSVM_RULE(SnpVmplSss, "snp.vmpl_sss", "15.36.7", "P4", control, vmexit_invalid, p.sev_checks,
           ({"control.guest_sev_features", "control.misc_ctl"}), "SEV_FEATURES.VmplSSS and the VMCB SSS check are both set",
           "use either VmplSSS or SSSCheckEn, not both",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "vmpl_sss", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(8))}},
                         Boundary{.name = "vmpl_sss_and_sss_check", .vmcb = {put(FieldId::misc_ctl, 7 | arch::misc_ctl::SSS_CHECK), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(8))}})) {
     return v.snp_vmcb() && (v.gsf & sevf::VMPL_SSS) != 0 && (v.misc_ctl & arch::misc_ctl::SSS_CHECK) != 0;
@@ -633,6 +661,7 @@ NSVM_RULE(SnpVmplSss, "snp.vmpl_sss", "15.36.7", "P4", control, vmexit_invalid, 
 NSVM_RULE(SnpInjectionModes, "snp.restricted_and_alternate", "15.36.16", "P5", control, vmexit_invalid, p.sev_checks,
           ({"control.guest_sev_features"}), "Restricted Injection and Alternate Injection are both enabled",
           "enable at most one interrupt-injection mode in SEV_FEATURES",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "restricted", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3))}},
                         Boundary{.name = "restricted_and_alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3) | bit(4))}})) {
     return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.gsf & sevf::ALTERNATE_INJECTION) != 0;
@@ -640,6 +669,7 @@ NSVM_RULE(SnpInjectionModes, "snp.restricted_and_alternate", "15.36.16", "P5", c
 NSVM_RULE(SnpRestrictedAvic, "snp.restricted_with_avic", "15.36.16", "P6", control, vmexit_invalid, p.sev_checks,
           ({"control.guest_sev_features", "control.int_ctl"}), "Restricted Injection is enabled together with AVIC",
           "disable AVIC for guests with Restricted Injection",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "restricted", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3))}},
                         Boundary{.name = "restricted_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3)), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}})) {
     return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
@@ -647,6 +677,7 @@ NSVM_RULE(SnpRestrictedAvic, "snp.restricted_with_avic", "15.36.16", "P6", contr
 NSVM_RULE(SnpAlternateAvic, "snp.alternate_with_avic", "15.36.16", "P7", control, vmexit_invalid, p.sev_checks,
           ({"control.guest_sev_features", "control.int_ctl"}), "Alternate Injection is enabled together with AVIC",
           "disable AVIC for guests with Alternate Injection",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(4))}},
                         Boundary{.name = "alternate_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(4)), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}})) {
     return v.snp_vmcb() && (v.gsf & sevf::ALTERNATE_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
@@ -655,6 +686,7 @@ NSVM_RULE(SnpAllowedFeatures, "snp.allowed_sev_features", "15.36.20", "P9", cont
           ({"control.allowed_sev_features", "control.guest_sev_features"}),
           "the allowed-SEV-features mask is enabled and SEV_FEATURES has a bit outside it",
           "add the feature to allowed_sev_features[61:0] or remove it from the guest's SEV_FEATURES",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(9)), put(FieldId::allowed_sev_features, bit(63) | bit(9))}},
                         Boundary{.name = "not_allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(9)), put(FieldId::allowed_sev_features, bit(63))}})) {
     return v.sev_es_on() && (v.allowed_sev & kAllowedSevEnable) != 0 &&
@@ -664,6 +696,7 @@ NSVM_RULE(SnpSecureAvic, "snp.secure_avic_conflict", "15.36.21.2", "P10", contro
           ({"control.guest_sev_features", "control.int_ctl"}),
           "Secure AVIC is enabled together with VMCB AVIC, Restricted Injection or Alternate Injection",
           "with Secure AVIC, clear AVIC_ENABLE and both injection modes",
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "secure_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(16))}},
                         Boundary{.name = "secure_avic_alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(16) | bit(4))}})) {
     return v.snp_vmcb() && (v.gsf & sevf::SECURE_AVIC) != 0 &&
@@ -701,6 +734,7 @@ NSVM_RULE(Cr3Mbz, "cr3.mbz", "15.5.1", "C4", save, vmexit_invalid, p.cr3_rule !=
           "clear CR3's bits at or above MAXPHYADDR, and in long mode 2:0 and 11:5 (unless CR4.PCIDE); Xen also "
           "rejects the low reserved bits outside long mode, Hyper-V 63:32 outside long mode even with paging off",
           NSVM_DETAIL(render::cr3)
+          NSVM_SETTINGS("cr3_rule", "lma_source", "pa_check_width")
           NSVM_BOUNDARY(Boundary{.name = "long_bit51", .vmcb = {set(FieldId::cr3, bit(51))}},
                         Boundary{.name = "long_bit52", .vmcb = {set(FieldId::cr3, bit(52))}},
                         Boundary{.name = "long_bit0", .vmcb = {set(FieldId::cr3, bit(0))}},
@@ -716,6 +750,7 @@ NSVM_RULE(Cr4Mbz, "cr4.mbz", "15.5.1", "C5", save, vmexit_invalid, true, ({"save
           "CR4 has reserved bits set, or bits of features this CPU does not have",
           "clear the listed CR4 bits, or choose a CPU model with those features",
           NSVM_DETAIL(render::cr4)
+          NSVM_SETTINGS("cr4_always_reserved", "cr4_ungated")
           NSVM_BOUNDARY(Boundary{.name = "valid"},
                         Boundary{.name = "vmxe", .vmcb = {set(FieldId::cr4, arch::cr4::VMXE)}},
                         Boundary{.name = "bit32", .vmcb = {set(FieldId::cr4, bit(32))}},
@@ -726,18 +761,21 @@ NSVM_RULE(Cr4Mbz, "cr4.mbz", "15.5.1", "C5", save, vmexit_invalid, true, ({"save
 NSVM_RULE(Cr4PcideWithoutLma, "cr4.pcide_without_long_mode", "3.1.3", "C5", save, vmexit_invalid, p.pcide_without_lma_fails,
           ({"save.cr4", "save.efer", "save.cr0"}), "CR4.PCIDE is set outside long mode (Bochs' MOV-CR4 rule)",
           "clear CR4.PCIDE unless EFER.LME and CR0.PG are set",
+          NSVM_SETTINGS("pcide_without_lma_fails")
           NSVM_BOUNDARY(Boundary{.name = "long_pcide", .vmcb = {set(FieldId::cr4, arch::cr4::PCIDE)}},
                         Boundary{.name = "pae_pcide", .base = BaseGuest::pae32, .vmcb = {set(FieldId::cr4, arch::cr4::PCIDE)}})) {
     return (v.cr4 & arch::cr4::PCIDE) != 0 && !v.lme_pg;
 }
 NSVM_RULE(Dr6Upper, "dr6.upper", "15.5.1", "C6", save, vmexit_invalid, true, ({"save.dr6"}),
           "DR6[63:32] is not zero", "clear DR6 bits 63:32 (0xFFFF0FF0 is the reset value)",
+          NSVM_SETTINGS("dr6_reserved")
           NSVM_BOUNDARY(Boundary{.name = "low_all", .vmcb = {put(FieldId::dr6, 0xFFFFFFFF)}},
                         Boundary{.name = "bit32", .vmcb = {set(FieldId::dr6, bit(32))}})) {
     return (v.dr6 & v.p.dr6_reserved) != 0;
 }
 NSVM_RULE(Dr7Upper, "dr7.upper", "15.5.1", "C7", save, vmexit_invalid, true, ({"save.dr7"}),
           "DR7[63:32] is not zero", "clear DR7 bits 63:32 (0x400 is the reset value)",
+          NSVM_SETTINGS("dr7_reserved")
           NSVM_BOUNDARY(Boundary{.name = "low_all", .vmcb = {put(FieldId::dr7, 0xFFFFFFFF)}},
                         Boundary{.name = "bit32", .vmcb = {set(FieldId::dr7, bit(32))}})) {
     return (v.dr7 & v.p.dr7_reserved) != 0;
@@ -746,6 +784,7 @@ NSVM_RULE(EferMbz, "efer.mbz", "15.5.1", "C8", save, vmexit_invalid, true, ({"sa
           "EFER has reserved bits set, or bits of features this CPU does not have",
           "clear the listed EFER bits, or choose a CPU model with those features",
           NSVM_DETAIL(render::efer)
+          NSVM_SETTINGS("efer_rule")
           NSVM_BOUNDARY(Boundary{.name = "valid"},
                         Boundary{.name = "bit3", .vmcb = {set(FieldId::efer, bit(3))}},
                         Boundary{.name = "ffxsr", .vmcb = {set(FieldId::efer, arch::efer::FFXSR)}, .features = "-fxsr_opt"},
@@ -755,6 +794,7 @@ NSVM_RULE(EferMbz, "efer.mbz", "15.5.1", "C8", save, vmexit_invalid, true, ({"sa
 NSVM_RULE(EferLm, "efer.lm_unsupported", "15.5.1", "C9", save, vmexit_invalid, p.efer_lm_check, ({"save.efer"}),
           "EFER.LME or EFER.LMA is set on a CPU without long mode", "clear EFER.LME/LMA or use a CPU model with lm",
           NSVM_DETAIL(render::efer_plain)
+          NSVM_SETTINGS("efer_lm_check")
           NSVM_BOUNDARY(Boundary{.name = "legacy_without_lm", .base = BaseGuest::pae32, .features = "-lm"},
                         Boundary{.name = "long_without_lm", .features = "-lm"})) {
     return !v.has(Feature::lm) && (v.efer & (arch::efer::LME | arch::efer::LMA)) != 0;
@@ -780,6 +820,7 @@ NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "extra", save
           "EFER.LME and CR0.PG set for a 64-bit guest",
           NSVM_DETAIL(render::lma)
           NSVM_INFERRED
+          NSVM_SETTINGS("efer_lma_checked")
           NSVM_BOUNDARY(Boundary{.name = "lma_lme_pg"},
                         Boundary{.name = "lma_pg0", .vmcb = {clear(FieldId::cr0, arch::cr0::PG)}},
                         Boundary{.name = "lma_lme0", .vmcb = {clear(FieldId::efer, arch::efer::LME)}})) {
@@ -799,6 +840,7 @@ NSVM_RULE(LongModePe, "long_mode.pe", "15.5.1", "C11", save, vmexit_invalid, p.l
           ({"save.efer", "save.cr0"}), "EFER.LME and CR0.PG are set but CR0.PE is 0",
           "set CR0.PE for a long-mode guest; paged real mode (PE=0, PG=1) needs EFER.LME = 0",
           NSVM_DETAIL(render::long_mode)
+          NSVM_SETTINGS("long_mode_pe_check")
           NSVM_BOUNDARY(Boundary{.name = "pe1"},
                         Boundary{.name = "pe0", .vmcb = {clear(FieldId::cr0, arch::cr0::PE)}})) {
     return v.lme_pg && (v.cr0 & arch::cr0::PE) == 0;
@@ -808,6 +850,7 @@ NSVM_RULE(LongModeCsLD, "long_mode.cs_l_d", "15.5.1", "C12", save, vmexit_invali
           "CS.L and CS.D are both set for a long-mode guest (EFER.LME, CR0.PG, CR4.PAE all set)",
           "clear CS.D (attrib bit 10) for 64-bit code, or CS.L (bit 9) for compatibility mode",
           NSVM_DETAIL(render::long_mode)
+          NSVM_SETTINGS("cs_l_d_any_mode", "cs_l_d_needs_pae")
           NSVM_BOUNDARY(Boundary{.name = "long_l"},
                         Boundary{.name = "long_l_d", .vmcb = {set(FieldId::cs_attrib, arch::seg_attr::DB)}},
                         Boundary{.name = "pae_l_d", .base = BaseGuest::pae32, .vmcb = {set(FieldId::cs_attrib, arch::seg_attr::L)}},
@@ -819,12 +862,14 @@ NSVM_RULE(LongModeCsLD, "long_mode.cs_l_d", "15.5.1", "C12", save, vmexit_invali
 NSVM_RULE(CetSCet, "cet.s_cet_reserved", "15.5.1", "C17", save, vmexit_invalid, p.cet_checks, ({"save.s_cet"}),
           "S_CET has reserved bits set", "clear S_CET's reserved bits (9:6; 63:10 and 5:2 without IBT)",
           NSVM_DETAIL(render::s_cet)
+          NSVM_SETTINGS("cet_checks")
           NSVM_BOUNDARY(Boundary{.name = "sh_stk_en", .vmcb = {put(FieldId::s_cet, bit(0))}},
                         Boundary{.name = "bit6", .vmcb = {put(FieldId::s_cet, bit(6))}})) {
     return v.has(Feature::shstk) && s_cet_bad_bits(v) != 0;
 }
 NSVM_RULE(CetWp, "cet.cr0_wp", "15.5.1", "C18", save, vmexit_invalid, p.cet_checks, ({"save.cr4", "save.cr0"}),
           "CR4.CET is set while CR0.WP is 0", "set CR0.WP whenever CR4.CET is set",
+          NSVM_SETTINGS("cet_checks")
           NSVM_BOUNDARY(Boundary{.name = "cet_wp1", .vmcb = {set(FieldId::cr4, arch::cr4::CET)}},
                         Boundary{.name = "cet_wp0", .vmcb = {set(FieldId::cr4, arch::cr4::CET), clear(FieldId::cr0, arch::cr0::WP)}})) {
     return (v.has(Feature::shstk) || v.has(Feature::ibt)) && (v.cr4 & arch::cr4::CET) != 0 &&
@@ -837,6 +882,7 @@ NSVM_RULE(EventType, "event_inj.type", "15.20", "E2", event, vmexit_invalid, p.e
           "EVENTINJ has a reserved TYPE (1, 5, 6 or 7)",
           "use TYPE 0 (INTR), 2 (NMI), 3 (exception) or 4 (software interrupt)",
           NSVM_DETAIL(render::event)
+          NSVM_SETTINGS("event_type_check")
           NSVM_BOUNDARY(Boundary{.name = "type4", .vmcb = {put(FieldId::event_inj, arch::event::V | (4U << 8) | 0x30)}},
                         Boundary{.name = "type6", .vmcb = {put(FieldId::event_inj, arch::event::V | (6U << 8) | 0x30)}},
                         Boundary{.name = "type1", .vmcb = {put(FieldId::event_inj, arch::event::V | (1U << 8) | 0x30)}})) {
@@ -848,6 +894,7 @@ NSVM_RULE(EventVector, "event_inj.vector", "15.20", "E3", event, vmexit_invalid,
           "EVENTINJ injects an exception (TYPE 3) with a vector that is not an exception",
           "inject NMI with TYPE 2, interrupts with TYPE 0/4; TYPE 3 only for exception vectors",
           NSVM_DETAIL(render::event)
+          NSVM_SETTINGS("event_vector_check", "event_vector_rule")
           NSVM_BOUNDARY(Boundary{.name = "exc14", .vmcb = {put(FieldId::event_inj, arch::event::V | (3U << 8) | 14 | arch::event::EV)}},
                         Boundary{.name = "exc15", .vmcb = {put(FieldId::event_inj, arch::event::V | (3U << 8) | 15)}},
                         Boundary{.name = "exc2", .vmcb = {put(FieldId::event_inj, arch::event::V | (3U << 8) | 2)}},
@@ -861,6 +908,7 @@ NSVM_RULE(EventMode, "event_inj.mode", "15.20", "E1", event, vmexit_invalid, p.e
           "EVENTINJ injects #BR or #OF into a 64-bit guest, where they cannot occur",
           "do not inject #BR/#OF (BOUND/INTO do not exist in 64-bit mode)",
           NSVM_DETAIL(render::event)
+          NSVM_SETTINGS("eventinj_impossible_in_mode")
           NSVM_BOUNDARY(Boundary{.name = "ud_in_long_mode", .vmcb = {put(FieldId::event_inj, arch::event::V | (3U << 8) | 6)}},
                         Boundary{.name = "br_in_long_mode", .vmcb = {put(FieldId::event_inj, arch::event::V | (3U << 8) | 5)}})) {
     if (!v.event_valid() || v.event_type() != 3) return false;
@@ -872,6 +920,7 @@ NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid
           "EVENTINJ injects a software interrupt or #BP/#OF into an SEV-ES guest",
           "SEV-ES guests cannot take INTn or vectors 3/4 by injection; use the #VC/GHCB protocol",
           NSVM_DETAIL(render::event)
+          NSVM_SETTINGS("sev_es_event_check")
           NSVM_BOUNDARY(Boundary{.name = "intr", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0), put(FieldId::event_inj, arch::event::V | (0U << 8) | 0x21)}},
                         Boundary{.name = "int_n", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0), put(FieldId::event_inj, arch::event::V | (4U << 8) | 0x21)}})) {
     if (!v.event_valid() || !v.sev_es_on()) return false;
@@ -888,6 +937,7 @@ NSVM_RULE(EventRestricted, "event_inj.restricted_injection", "15.36.16", "P6", e
           "with Restricted Injection inject only #HV (TYPE 3, vector 28); signal other events through the "
           "#HV doorbell page",
           NSVM_DETAIL(render::event)
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "hv", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3)), put(FieldId::event_inj, arch::event::V | (3U << 8) | 28 | arch::event::EV)}},
                         Boundary{.name = "intr", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3)), put(FieldId::event_inj, arch::event::V | (0U << 8) | 0x20)}})) {
     if (!v.event_valid() || !v.snp_vmcb() || (v.gsf & sevf::RESTRICTED_INJECTION) == 0) return false;
@@ -896,6 +946,7 @@ NSVM_RULE(EventRestricted, "event_inj.restricted_injection", "15.36.16", "P6", e
 NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "extra", event, vmexit_invalid, p.eventinj_reserved_bits_fail, ({"control.event_inj"}),
           "EVENTINJ bits 30:12 (SBZ) are set (Xen rejects them)", "clear EVENTINJ bits 30:12",
           NSVM_DETAIL(render::event)
+          NSVM_SETTINGS("eventinj_reserved_bits_fail")
           NSVM_BOUNDARY(Boundary{.name = "intr", .vmcb = {put(FieldId::event_inj, arch::event::V | (0U << 8) | 0x30)}},
                         Boundary{.name = "bit20", .vmcb = {put(FieldId::event_inj, bit(20))}})) {
     return (v.event_inj & arch::event::RESERVED) != 0;
@@ -919,6 +970,7 @@ NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid
           "clear bits 2:1, 8:5 and those at or above MAXPHYADDR in the guest's four PDPEs",
           NSVM_DETAIL(render::pdpe)
           NSVM_NEEDS(pdpe_needs_memory)
+          NSVM_SETTINGS("pdpe_check")
           NSVM_BOUNDARY(Boundary{.name = "pdpt_valid", .base = BaseGuest::pae32, .memory = GuestMem::pdpt_valid},
                         Boundary{.name = "pdpt_reserved_bits", .base = BaseGuest::pae32, .memory = GuestMem::pdpt_reserved},
                         Boundary{.name = "pdpt_unbacked", .base = BaseGuest::pae32, .memory = GuestMem::nothing_backed})) {
@@ -940,6 +992,7 @@ NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory
           "SEV-ES is enabled and the VMSA page (control.vmsa_pa) cannot be read: the VMRUN flow faults",
           "point vmsa_pa at the guest's encrypted save area (a backed, 4 KiB aligned page)",
           NSVM_NEEDS(vmsa_needs_memory)
+          NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "vmsa_not_given", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0)}},
                         Boundary{.name = "vmsa_unbacked", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0)}, .memory = GuestMem::nothing_backed})) {
     if (v.ctx.memory == nullptr || !v.sev_es_on()) return false;
@@ -953,6 +1006,7 @@ NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory
 #undef NSVM_DETAIL
 #undef NSVM_NEEDS
 #undef NSVM_INFERRED
+#undef NSVM_SETTINGS
 #undef NSVM_BOUNDARY
 #undef NSVM_COUNTED
 

@@ -11,6 +11,8 @@
 #include <random>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "fixtures.hpp"
 #include "nsvm/arch/vmcb_fields.hpp"
 
@@ -265,6 +267,31 @@ TEST(ProfileSettings, ChecksNamedAsReadersSeeTheSetting) {
         }
     }
     EXPECT_GE(named, 30U);  // most settings are read by the catalogue
+}
+
+// A check's per-profile reasons are the rows of the settings it reads: the
+// entry names exactly the settings whose change, under some profile, changes
+// whether it applies or its verdict on one of its boundary values.
+TEST(Catalogue, EachCheckNamesTheSettingsItReads) {
+    for (const auto& c : catalogue()) {
+        std::set<std::string_view> seen;
+        std::vector<BoundaryCase> cases;
+        for (const auto& b : c.boundary) cases.push_back(realize(b));
+        for (const auto& s : settings()) {
+            for (const auto& p : all_profiles()) {
+                for (const auto& q : s.others(p)) {
+                    bool changed = c.applies(p) != c.applies(q);
+                    for (const auto& bc : cases)
+                        changed = changed || (c.applies(p) && c.violated(bc.ctx(p)) != c.violated(bc.ctx(q)));
+                    if (changed) seen.insert(s.key);
+                }
+            }
+        }
+        const std::set<std::string_view> named(c.settings.begin(), c.settings.end());
+        std::string want;
+        for (auto k : seen) want += fmt::format("{}\"{}\"", want.empty() ? "" : ", ", k);
+        EXPECT_EQ(named, seen) << c.id << " reads NSVM_SETTINGS(" << want << ")";
+    }
 }
 
 // A witness per check: proof that every check can fail, alone, under at

@@ -169,6 +169,9 @@ int run_checks_list(bool json) {
             e["hint"] = std::string(c.hint);
             e["profiles"] = profiles;
             e["inferred"] = c.inferred;
+            nlohmann::json settings = nlohmann::json::array();
+            for (auto k : c.settings) settings.push_back(std::string(k));
+            e["settings"] = settings;
             a.push_back(std::move(e));
         }
         std::cout << a.dump(2) << '\n';
@@ -207,8 +210,8 @@ int run_checks_markdown() {
            "- **stage**: `instruction` (#UD/#GP before the VMCB is read; needs the host state), `control`,\n"
            "  `save` (guest state), `event` (EVENTINJ, after GIF=1), `memory` (needs guest memory: PAE PDPEs,\n"
            "  the SEV-ES VMSA page). Without guest memory a memory check the VMCB triggers is a warning.\n"
-           "- **profiles**: the behaviour profiles that apply the check; `nsvm profile show NAME` gives the\n"
-           "  reason for every choice.\n"
+           "- **profiles**: the behaviour profiles that apply the check, derived from the profile settings\n"
+           "  it reads (**settings**); `nsvm profile show NAME` gives each setting's value and reason.\n"
            "- **inferred**: the APM states the rule without naming an exit, or not at all; nsvm reports it\n"
            "  as VMEXIT_INVALID and says so in the failure's detail.\n\n";
     out += "## Summary\n\n| id | APM | row | stage | outcome |";
@@ -237,7 +240,10 @@ int run_checks_markdown() {
            "2. After the hint, in the same entry: `NSVM_BOUNDARY(...)`, the values at the check's limit and\n"
            "   just past it (at least one passing and one failing), and where needed `NSVM_DETAIL(render::x)`\n"
            "   (the offending values in words), `NSVM_NEEDS(fn)` (memory-stage checks: when the answer needs\n"
-           "   guest memory) and `NSVM_INFERRED` (the APM names no exit).\n"
+           "   guest memory) and `NSVM_INFERRED` (the APM names no exit); `NSVM_SETTINGS(...)` names the\n"
+           "   profile settings `applies` and the predicate read, whose rows are the per-profile reasons\n"
+           "   (`Catalogue.EachCheckNamesTheSettingsItReads` compares them with what flipping each setting\n"
+           "   changes on the boundary values).\n"
            "3. Add the entry's name to `rules::AllRules`. A rule defined but not listed fails\n"
            "   `Catalogue.EveryDefinedRuleIsInTheCatalogue`; boundary values that do not straddle the limit fail\n"
            "   `Catalogue.BoundaryValuesStraddleEveryCheck`.\n"
@@ -255,6 +261,11 @@ int run_checks_markdown() {
                            checks::outcome_name(c.outcome), c.inferred ? " (inferred)" : "");
         out += fmt::format("- profiles: {}\n", profiles_of(c.profiles, ", "));
         out += fmt::format("- fields: {}\n", fields);
+        if (!c.settings.empty()) {
+            std::string keys;
+            for (auto k : c.settings) keys += (keys.empty() ? "`" : ", `") + std::string(k) + "`";
+            out += fmt::format("- settings: {}\n", keys);
+        }
         out += fmt::format("- message: {}\n", c.message);
         out += fmt::format("- fix: {}\n", c.hint);
     }

@@ -122,6 +122,10 @@ struct Check {
     bool inferred = false;
     /// Values at and just past the check's limit (at least one each side).
     std::span<const Boundary> boundary{};
+    /// The profile settings applies() and the predicate read: their rows in
+    /// src/checks/profile.cpp hold each profile's value and reason, which are
+    /// the check's per-profile reasons (`nsvm profile show NAME`).
+    std::span<const std::string_view> settings{};
 };
 
 [[nodiscard]] constexpr std::string_view stage_name(Stage s) noexcept {
