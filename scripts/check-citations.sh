@@ -15,8 +15,6 @@
 set -euo pipefail
 
 PENDING_OUTSIDE_NOTE_CITATIONS=(
-    src/checks
-    include/nsvm/checks
 )
 
 root=${1:-"$(cd "$(dirname "$0")/.." && pwd)"}

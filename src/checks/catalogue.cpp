@@ -1,5 +1,6 @@
-// The public catalogue: one Check per rule of rules.hpp, in AllRules order,
-// plus the renderers that put the offending values into words.
+// The public catalogue: one Check per entry of rules.hpp, in AllRules order,
+// the renderers the entries name to put the offending values into words, and
+// the application of an entry's boundary values.
 #include "nsvm/checks/catalogue.hpp"
 
 #include <array>
@@ -10,12 +11,8 @@
 #include "rules.hpp"
 
 namespace nsvm::checks {
+namespace rules::render {
 namespace {
-
-using namespace rules;
-using DetailFn = std::string (*)(const Context&);
-using NeedsFn = bool (*)(const Context&) noexcept;
-
 
 /// "PAE|PCIDE" style list of the named bits in `mask`, plus any unnamed rest.
 template <class Names>
@@ -32,11 +29,13 @@ std::string bit_names(std::uint64_t mask, const Names& names) {
     return out;
 }
 
-std::string d_cr0(const Context& c) {
+}  // namespace
+
+std::string cr0(const Context& c) {
     const auto cr0 = c.vmcb.get(arch::FieldId::cr0);
     return fmt::format("CR0 = {:#x} ({})", cr0, bit_names(cr0, arch::cr0::kNames));
 }
-std::string d_cr3(const Context& c) {
+std::string cr3(const Context& c) {
     const View v(c);
     const bool paging = (v.cr0 & arch::cr0::PG) != 0;
     const char* mode = v.lme_pg                                ? "long mode"
@@ -54,32 +53,33 @@ std::string d_cr3(const Context& c) {
     return fmt::format("CR3 = {:#x}, paging format {}, MAXPHYADDR {}, offending bits {:#x}{}", v.cr3, mode, v.pa,
                        cr3_bad_bits(v), basis);
 }
-std::string d_cr4(const Context& c) {
+std::string cr4(const Context& c) {
     const View v(c);
     return fmt::format("CR4 = {:#x}; not allowed on CPU '{}': {}", v.cr4, c.cpu.name,
                        bit_names(cr4_bad_bits(v), arch::cr4::kNames));
 }
-std::string d_efer(const Context& c) {
+std::string efer(const Context& c) {
     const View v(c);
     return fmt::format("EFER = {:#x} ({}); not allowed on CPU '{}': {}", v.efer, bit_names(v.efer, arch::efer::kNames),
                        c.cpu.name, bit_names(efer_bad_bits(v), arch::efer::kNames));
 }
-std::string d_efer_plain(const Context& c) {
+std::string efer_plain(const Context& c) {
     const auto e = c.vmcb.get(arch::FieldId::efer);
     return fmt::format("EFER = {:#x} ({})", e, bit_names(e, arch::efer::kNames));
 }
-std::string d_long_mode(const Context& c) {
+std::string long_mode(const Context& c) {
     const View v(c);
     return fmt::format("EFER = {:#x}, CR0 = {:#x}, CR4 = {:#x}, CS.attrib = {:#x} (L={}, D={})", v.efer, v.cr0, v.cr4,
                        v.cs_attrib, (v.cs_attrib & arch::seg_attr::L) != 0 ? 1 : 0,
                        (v.cs_attrib & arch::seg_attr::DB) != 0 ? 1 : 0);
 }
-std::string d_lma(const Context& c) {
+std::string lma(const Context& c) {
     const View v(c);
     return fmt::format("EFER = {:#x} (LMA={}, LME={}), CR0 = {:#x} (PG={}, PE={})", v.efer,
                        (v.efer & arch::efer::LMA) != 0 ? 1 : 0, (v.efer & arch::efer::LME) != 0 ? 1 : 0, v.cr0,
                        (v.cr0 & arch::cr0::PG) != 0 ? 1 : 0, (v.cr0 & arch::cr0::PE) != 0 ? 1 : 0);
 }
+namespace {
 std::string bitmap_detail(const Context& c, std::uint64_t base, std::uint32_t size, const char* what) {
     const View v(c);
     const std::uint64_t page = base & ~std::uint64_t{0xFFF};
@@ -95,13 +95,14 @@ std::string bitmap_detail(const Context& c, std::uint64_t base, std::uint32_t si
                                page + (size - 1), size, v.pa, limit);
     }
 }
-std::string d_msrpm(const Context& c) {
+}  // namespace
+std::string msrpm(const Context& c) {
     return bitmap_detail(c, c.vmcb.get(arch::FieldId::msrpm_base_pa), c.profile.msrpm_checked_size, "MSRPM");
 }
-std::string d_iopm(const Context& c) {
+std::string iopm(const Context& c) {
     return bitmap_detail(c, c.vmcb.get(arch::FieldId::iopm_base_pa), c.profile.iopm_checked_size, "IOPM");
 }
-std::string d_event(const Context& c) {
+std::string event(const Context& c) {
     const auto e = static_cast<std::uint32_t>(c.vmcb.get(arch::FieldId::event_inj));
     const unsigned t = arch::event::type_of(e);
     const unsigned vec = e & arch::event::VECTOR;
@@ -110,22 +111,22 @@ std::string d_event(const Context& c) {
                        vec < 32 ? std::string(arch::kExceptionNames[vec]) : std::string("interrupt"),
                        (e & arch::event::EV) != 0 ? 1 : 0, (e & arch::event::RESERVED) >> 12);
 }
-std::string d_host(const Context& c) {
+std::string host(const Context& c) {
     if (c.host == nullptr) return {};
     return fmt::format("host EFER = {:#x}, CR0 = {:#x}, CPL = {}, RFLAGS = {:#x}", c.host->efer, c.host->cr0,
                        c.host->cpl, c.host->rflags);
 }
-std::string d_rax(const Context& c) {
+std::string rax(const Context& c) {
     if (c.host == nullptr) return {};
     const View v(c);
     return fmt::format("rAX = {:#x} ({}-bit address size: {:#x}), MAXPHYADDR {}", c.host->rax, c.host->address_size,
                        v.host_rax(), v.pa);
 }
-std::string d_s_cet(const Context& c) {
+std::string s_cet(const Context& c) {
     const View v(c);
     return fmt::format("S_CET = {:#x}, reserved bits set {:#x}", v.s_cet, s_cet_bad_bits(v));
 }
-std::string d_pdpe(const Context& c) {
+std::string pdpe(const Context& c) {
     const View v(c);
     std::string out = fmt::format("CR3 = {:#x}, PDPT at {:#x}:", v.cr3, pdpt_base(v.cr3));
     if (c.memory == nullptr) return out + " guest memory not given";
@@ -140,59 +141,28 @@ std::string d_pdpe(const Context& c) {
     return out;
 }
 
-template <class R>
-inline constexpr DetailFn kDetail = nullptr;
-template <> inline constexpr DetailFn kDetail<GateSvme> = &d_host;
-template <> inline constexpr DetailFn kDetail<GateProtectedMode> = &d_host;
-template <> inline constexpr DetailFn kDetail<GatePaging> = &d_host;
-template <> inline constexpr DetailFn kDetail<GateCpl> = &d_host;
-template <> inline constexpr DetailFn kDetail<GateSmm> = &d_host;
-template <> inline constexpr DetailFn kDetail<GateRaxAlign> = &d_rax;
-template <> inline constexpr DetailFn kDetail<GateRaxMaxphyaddr> = &d_rax;
-template <> inline constexpr DetailFn kDetail<MsrpmLimit> = &d_msrpm;
-template <> inline constexpr DetailFn kDetail<IopmLimit> = &d_iopm;
-template <> inline constexpr DetailFn kDetail<EferSvme> = &d_efer_plain;
-template <> inline constexpr DetailFn kDetail<Cr0CdNw> = &d_cr0;
-template <> inline constexpr DetailFn kDetail<Cr0Upper> = &d_cr0;
-template <> inline constexpr DetailFn kDetail<Cr3Mbz> = &d_cr3;
-template <> inline constexpr DetailFn kDetail<Cr4Mbz> = &d_cr4;
-template <> inline constexpr DetailFn kDetail<EferMbz> = &d_efer;
-template <> inline constexpr DetailFn kDetail<EferLm> = &d_efer_plain;
-template <> inline constexpr DetailFn kDetail<EferLmaInconsistent> = &d_lma;
-template <> inline constexpr DetailFn kDetail<LongModePae> = &d_long_mode;
-template <> inline constexpr DetailFn kDetail<LongModePe> = &d_long_mode;
-template <> inline constexpr DetailFn kDetail<LongModeCsLD> = &d_long_mode;
-template <> inline constexpr DetailFn kDetail<CetSCet> = &d_s_cet;
-template <> inline constexpr DetailFn kDetail<EventType> = &d_event;
-template <> inline constexpr DetailFn kDetail<EventVector> = &d_event;
-template <> inline constexpr DetailFn kDetail<EventMode> = &d_event;
-template <> inline constexpr DetailFn kDetail<EventSevEs> = &d_event;
-template <> inline constexpr DetailFn kDetail<EventRestricted> = &d_event;
-template <> inline constexpr DetailFn kDetail<EventReserved> = &d_event;
-template <> inline constexpr DetailFn kDetail<PdpeReserved> = &d_pdpe;
+}  // namespace rules::render
 
-bool pdpe_needs_memory(const Context& c) noexcept {
-    if (c.memory != nullptr) return false;
-    const View v(c);
-    return pae_legacy_without_np(v);
-}
-bool vmsa_needs_memory(const Context& c) noexcept {
-    // Without memory: the VMSA is not read, nor its RMP entry (P2), its
-    // integrity checksum (S5) or VIntrCtrl.BUSY (X1): none of them decided.
-    return c.memory == nullptr && View(c).sev_es_on();
-}
-template <class R>
-inline constexpr NeedsFn kNeeds = nullptr;
-template <> inline constexpr NeedsFn kNeeds<PdpeReserved> = &pdpe_needs_memory;
-template <> inline constexpr NeedsFn kNeeds<SevEsVmsaUnreadable> = &vmsa_needs_memory;
+namespace {
+
+using namespace rules;
 
 template <class R>
 bool violated(const Context& c) noexcept {
     return R::test(View(c));
 }
 
+/// Which built-in profiles apply R, from R's own applies().
 template <class R>
-constexpr Check make() {
+ProfileMask mask_from_settings() noexcept {
+    ProfileMask m = 0;
+    for (const auto& p : all_profiles())
+        if (R::applies(p)) m = static_cast<ProfileMask>(m | mask_of(p.id));
+    return m;
+}
+
+template <class R>
+Check make() {
     return Check{R::id,
                  R::apm,
                  R::ref,
@@ -201,15 +171,18 @@ constexpr Check make() {
                  std::span<const std::string_view>(R::fields),
                  R::message,
                  R::hint,
-                 R::mask,
+                 &R::applies,
+                 mask_from_settings<R>(),
                  &violated<R>,
-                 kDetail<R>,
-                 kNeeds<R>,
-                 kInferred<R>};
+                 R::detail,
+                 R::needs,
+                 R::inferred,
+                 std::span<const Boundary>(R::boundary),
+                 std::span<const std::string_view>(R::settings)};
 }
 
 template <class... R>
-constexpr auto make_all(List<R...>) {
+auto make_all(List<R...>) {
     return std::array<Check, sizeof...(R)>{make<R>()...};
 }
 
@@ -218,6 +191,44 @@ const auto kCatalogue = make_all(AllRules{});
 }  // namespace
 
 std::span<const Check> catalogue() noexcept { return kCatalogue; }
+
+std::size_t rules_defined() noexcept { return rules::kRulesDefined; }
+
+namespace {
+[[nodiscard]] std::uint64_t poked(std::uint64_t v, Op op, std::uint64_t x) noexcept {
+    switch (op) {
+        case Op::none: return v;
+        case Op::assign: return x;
+        case Op::set: return v | x;
+        case Op::clear: return v & ~x;
+    }
+    return v;
+}
+}  // namespace
+
+arch::Vmcb apply_boundary(const Boundary& b, arch::Vmcb base) noexcept {
+    for (const auto& p : b.vmcb)
+        if (p.op != Op::none) base.set(p.field, poked(base.get(p.field), p.op, p.value));
+    return base;
+}
+
+HostState apply_boundary(const Boundary& b, HostState h) noexcept {
+    for (const auto& p : b.host) {
+        if (p.op == Op::none) continue;
+        switch (p.reg) {
+            case HostReg::efer: h.efer = poked(h.efer, p.op, p.value); break;
+            case HostReg::cr0: h.cr0 = poked(h.cr0, p.op, p.value); break;
+            case HostReg::cr4: h.cr4 = poked(h.cr4, p.op, p.value); break;
+            case HostReg::rflags: h.rflags = poked(h.rflags, p.op, p.value); break;
+            case HostReg::cpl: h.cpl = static_cast<std::uint8_t>(poked(h.cpl, p.op, p.value)); break;
+            case HostReg::rax: h.rax = poked(h.rax, p.op, p.value); break;
+            case HostReg::hsave_pa: h.vm_hsave_pa = poked(h.vm_hsave_pa.value_or(0), p.op, p.value); break;
+            case HostReg::smm: h.smm = poked(h.smm ? 1 : 0, p.op, p.value) != 0; break;
+            case HostReg::hwcr: h.hwcr = poked(h.hwcr, p.op, p.value); break;
+        }
+    }
+    return h;
+}
 
 std::span<const Undecided> undecided() noexcept {
     static constexpr std::array<Undecided, 11> kUndecided{{

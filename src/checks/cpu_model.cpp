@@ -100,7 +100,7 @@ std::vector<CpuModel> make_models() {
                       F::vgif,      F::lbrv,       F::v_vmsave_vmload, F::avic,    F::sev,       F::sev_es,
                       F::sev_snp,   F::tsc_scale,  F::pausefilter, F::pfthreshold, F::decodeassists,
                       F::vmcbclean, F::svm_lock,   F::skinit,    F::tce,           F::sev_64bit_host}));
-    // QEMU 7.2 TCG "-cpu max" (reference/oracles.md; QEMU target/i386/cpu.c
+    // QEMU 7.2 TCG "-cpu max" (QEMU target/i386/cpu.c
     // TCG_*_FEATURES): 40-bit physical addresses, LA57, UMIP, PKU, PKS, SMEP,
     // SMAP, FSGSBASE, XSAVE; SVM with TCG_SVM_FEATURES = NPT | VGIF (plus
     // SVME_ADDR_CHK): no NRIPS, decode assists, clean bits, pause filter or
@@ -109,7 +109,7 @@ std::vector<CpuModel> make_models() {
                      16, 0,
                      {F::lm, F::nx, F::pae, F::pse, F::pge, F::smep, F::smap, F::umip, F::pku, F::la57, F::pks,
                       F::fsgsbase, F::xsave, F::fxsr_opt, F::svm, F::npt, F::vgif, F::skinit}));
-    // Bochs 2.7 "ryzen" (cpu/cpudb/amd/ryzen.cc; reference/oracles.md):
+    // Bochs 2.7 "ryzen" (cpu/cpudb/amd/ryzen.cc):
     // CPUID 8000000A EDX = 0x44f (NP, LBRV, SVM-Lock, NRIPS, FlushByAsid,
     // PauseFilter), 32768 ASIDs; physical-address checks use Bochs'
     // compile-time 40 bits. Zen 1 has no PCID, PKU, UMIP or LA57.

@@ -16,21 +16,21 @@ namespace nsvm::checks {
 namespace {
 
 template <class... R>
-bool none_violated(const rules::View& v, ProfileMask pm, rules::List<R...>) noexcept {
+bool none_violated(const rules::View& v, rules::List<R...>) noexcept {
     // A fold over the rule types: each predicate is a direct, inlinable call;
     // no table, no indirect call, no allocation.
-    return (... && (((R::mask & pm) == 0) || !R::test(v)));
+    return (... && (!R::applies(v.p) || !R::test(v)));
 }
 
 /// The first rule of `rules` (catalogue index I) that applies to the profile,
 /// belongs to a stage in [first, last], is not `skip` and is violated. One
 /// View for the whole scan: the VMCB is decoded once, not once per check.
 template <class... R, std::size_t... I>
-const Check* first_violated(const rules::View& v, ProfileMask pm, Stage first, Stage last, const Check* skip,
-                            rules::List<R...>, std::index_sequence<I...>) noexcept {
+const Check* first_violated(const rules::View& v, Stage first, Stage last, const Check* skip, rules::List<R...>,
+                            std::index_sequence<I...>) noexcept {
     const std::span<const Check> all = catalogue();
     const Check* found = nullptr;
-    (void)(... || ((R::mask & pm) != 0 && R::stage >= first && R::stage <= last && &all[I] != skip && R::test(v) &&
+    (void)(... || (R::applies(v.p) && R::stage >= first && R::stage <= last && &all[I] != skip && R::test(v) &&
                    (found = &all[I]) != nullptr));
     return found;
 }
@@ -40,7 +40,6 @@ constexpr auto index_sequence_of(rules::List<R...>) noexcept {
     return std::index_sequence_for<R...>{};
 }
 
-bool applies(const Check& c, const Profile& p) noexcept { return (c.profiles & mask_of(p.id)) != 0; }
 
 std::string generic_detail(const Context& ctx, const Check& c) {
     std::string out;
@@ -56,12 +55,12 @@ std::string generic_detail(const Context& ctx, const Check& c) {
 
 bool vmrun_would_succeed(const Context& ctx) noexcept {
     const rules::View v(ctx);
-    return none_violated(v, mask_of(ctx.profile.id), rules::AllRules{});
+    return none_violated(v, rules::AllRules{});
 }
 
 const Check* first_failure(const Context& ctx, Stage first, Stage last, const Check* skip) noexcept {
     const rules::View v(ctx);
-    return first_violated(v, mask_of(ctx.profile.id), first, last, skip, rules::AllRules{},
+    return first_violated(v, first, last, skip, rules::AllRules{},
                           index_sequence_of(rules::AllRules{}));
 }
 
@@ -123,7 +122,7 @@ Report evaluate_with(const Context& ctx, Decide decide, const void* extra) {
     Report r;
     bool invalid = false;
     for (const auto& c : catalogue()) {
-        if (!applies(c, ctx.profile)) continue;
+        if (!c.applies(ctx.profile)) continue;
         const Decision d = decide(c, ctx, extra);
         if (d == Decision::undecided) {
             r.undecided.push_back(&c);

@@ -233,12 +233,10 @@ checks::HostState SvmCpu::host_state_for_gates(const Registers& r) const noexcep
     checks::HostState h;
     h.efer = r.efer;
     h.cr0 = r.cr0;
-    // APM Vol.3 VMRUN/VMLOAD/...: "only recognized in protected mode"; real
-    // and virtual-8086 modes raise #UD (Bochs: protected_mode() is false in
-    // v86). KVM and QEMU test only CR0.PE and then CPL, giving #GP(0) in v86,
-    // which the catalogue's gate.cpl already says for those profiles.
-    const bool v86_is_ud = profile_->id != checks::ProfileId::kvm && profile_->id != checks::ProfileId::qemu;
-    if (v86_is_ud && (r.rflags & arch::rflags::VM) != 0) h.cr0 &= ~arch::cr0::PE;
+    // Virtual-8086 mode: #UD where the profile says the instruction is not
+    // recognized there (APM Vol.3), else gate.cpl's #GP(0) (profile setting
+    // v86_vmrun_ud, with its sources).
+    if (profile_->v86_vmrun_ud && (r.rflags & arch::rflags::VM) != 0) h.cr0 &= ~arch::cr0::PE;
     h.cr4 = r.cr4;
     h.rflags = r.rflags;
     h.cpl = r.cpl;

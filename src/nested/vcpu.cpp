@@ -205,7 +205,7 @@ const checks::Check* Vcpu::vmcb02_hardware_failure() const noexcept {
     const checks::Context ctx12{cache_, *cpu_, hardware, nullptr, nullptr};
     for (const checks::Check& c : checks::catalogue()) {
         if (c.stage < checks::Stage::control || c.stage > checks::Stage::event) continue;
-        if ((c.profiles & checks::mask_of(checks::ProfileId::apm)) == 0) continue;
+        if (!c.applies(hardware)) continue;
         if (c.violated(ctx02) && !c.violated(ctx12)) return &c;
     }
     return nullptr;

@@ -324,7 +324,7 @@ StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const
     // vmcb12 gets the exit fields (APM 15.6; KVM's nested_svm_vmrun failure path), stored into its
     // page in place: vmcb12 is never read again.
     const auto vmcb12 = mem_->vmcb_in_place(vmcb12_gpa_);
-    if (prepared != nullptr && profile_->id == checks::ProfileId::kvm) {
+    if (prepared != nullptr && profile_->late_failure_full_vmexit) {
         // KVM fails late through a full nested_svm_vmexit, writing vmcb12's
         // save fields from the just-prepared vmcb02.
         cpu::ExitInfo err{};

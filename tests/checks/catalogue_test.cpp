@@ -11,6 +11,8 @@
 #include <random>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "fixtures.hpp"
 #include "nsvm/arch/vmcb_fields.hpp"
 
@@ -166,54 +168,131 @@ TEST(Catalogue, InferredRulesAreMarked) {
     EXPECT_FALSE(find_check("cr0.cd_nw")->inferred);
 }
 
-// Profile masks and the on/off knobs must tell the same story.
-TEST(Catalogue, MasksAgreeWithProfileKnobs) {
-    struct K {
-        const char* id;
-        bool Profile::*knob;
-    };
-    const K ks[] = {{"asid.zero", &Profile::asid_check},
-                    {"intercept.vmrun", &Profile::vmrun_intercept_check},
-                    {"long_mode.pe", &Profile::long_mode_pe_check},
-                    {"cr4.pcide_without_long_mode", &Profile::pcide_without_lma_fails},
-                    {"cet.s_cet_reserved", &Profile::cet_checks},
-                    {"cet.cr0_wp", &Profile::cet_checks},
-                    {"event_inj.type", &Profile::event_type_check},
-                    {"event_inj.vector", &Profile::event_vector_check},
-                    {"event_inj.mode", &Profile::eventinj_impossible_in_mode},
-                    {"event_inj.sev_es", &Profile::sev_es_event_check},
-                    {"event_inj.reserved", &Profile::eventinj_reserved_bits_fail},
-                    {"efer.lm_unsupported", &Profile::efer_lm_check},
-                    {"vnmi.nmi_intercept", &Profile::vnmi_check},
-                    {"np.g_pat", &Profile::g_pat_check},
-                    {"np.host_paging", &Profile::np_host_paging_check},
-                    {"np.sss_without_np", &Profile::sss_check},
-                    {"avic.x2avic_without_avic", &Profile::avic_checks},
-                    {"avic.physical_max_index", &Profile::avic_checks},
-                    {"avic.table_address", &Profile::avic_checks},
-                    {"sev.requires_np", &Profile::sev_checks},
-                    {"snp.allowed_sev_features", &Profile::sev_checks},
-                    {"event_inj.restricted_injection", &Profile::sev_checks},
-                    {"efer.lma_without_lme_pg", &Profile::efer_lma_checked},
-                    {"avic.requires_np", &Profile::inferred_rules},
-                    {"sev_es.requires_lbrv", &Profile::inferred_rules},
-                    {"pdpe.reserved", &Profile::pdpe_check},
-                    {"gate.paging", &Profile::ud_without_paging},
-                    {"gate.rax_alignment", &Profile::rax_checks},
-                    {"gate.hsave_zero", &Profile::hsave_zero_gp}};
-    for (const auto& k : ks) {
-        const auto* c = find_check(k.id);
-        ASSERT_NE(c, nullptr) << k.id;
+// Which profiles apply a check is derived from the check's applies(), which
+// reads profile settings: the displayed mask is exactly that.
+TEST(Catalogue, ProfileMaskIsDerivedFromTheSettings) {
+    for (const auto& c : catalogue()) {
+        ASSERT_NE(c.applies, nullptr) << c.id;
+        ProfileMask m = 0;
         for (const auto& p : all_profiles())
-            EXPECT_EQ((c->profiles & mask_of(p.id)) != 0, p.*(k.knob)) << k.id << " under " << p.name;
+            if (c.applies(p)) m = static_cast<ProfileMask>(m | mask_of(p.id));
+        EXPECT_EQ(c.profiles, m) << c.id;
     }
+}
+
+// A profile's identity chooses nothing: the same settings under another id
+// and name apply the same checks with the same verdicts.
+TEST(Catalogue, ProfileIdentityChoosesNothing) {
+    const auto good = valid_vmcb64();
+    auto bad = valid_vmcb_pae32();
+    bad.set(FieldId::asid, 0);
+    bad.set(FieldId::cr3, bit(40) | 0x2000);
+    bad.set(FieldId::event_inj, arch::event::V | (3U << 8) | 31U);
+    const auto host = valid_host();
     for (const auto& p : all_profiles()) {
-        EXPECT_EQ((find_check("cr3.mbz")->profiles & mask_of(p.id)) != 0, p.cr3_rule != Cr3Rule::none) << p.name;
-        EXPECT_EQ((find_check("msrpm.limit")->profiles & mask_of(p.id)) != 0,
-                  p.bitmap_limit_rule != BitmapLimitRule::none)
-            << p.name;
-        EXPECT_EQ((find_check("np.ncr3")->profiles & mask_of(p.id)) != 0, p.ncr3_rule != Ncr3Rule::none) << p.name;
-        EXPECT_EQ(p.sanitize_np_without_feature, p.np_without_feature == NpWithoutFeature::sanitized) << p.name;
+        for (const auto& other : all_profiles()) {
+            Profile renamed = p;
+            renamed.id = other.id;
+            renamed.name = other.name;
+            for (const arch::Vmcb* v : std::array<const arch::Vmcb*, 2>{&good, &bad}) {
+                const Context a{*v, default_model(), p, &host, nullptr};
+                const Context b{*v, default_model(), renamed, &host, nullptr};
+                for (const auto& c : catalogue()) {
+                    EXPECT_EQ(c.applies(p), c.applies(renamed)) << c.id;
+                    EXPECT_EQ(c.violated(a), c.violated(b)) << c.id;
+                }
+                EXPECT_EQ(vmrun_would_succeed(a), vmrun_would_succeed(b)) << p.name << " as " << other.name;
+            }
+        }
+    }
+}
+
+// A check is one entry of rules.hpp: an entry defined but left out of the
+// catalogue (AllRules) is counted where it is defined, and fails here.
+TEST(Catalogue, EveryDefinedRuleIsInTheCatalogue) {
+    EXPECT_EQ(catalogue().size(), rules_defined())
+        << "src/checks/rules.hpp defines a rule that rules::AllRules does not list (or lists one twice)";
+}
+
+// Every entry's boundary values straddle its limit: under some profile that
+// applies the check, at least one value passes it and at least one fails it.
+TEST(Catalogue, BoundaryValuesStraddleEveryCheck) {
+    for (const auto& c : catalogue()) {
+        ASSERT_FALSE(c.boundary.empty()) << c.id << " has no boundary values";
+        bool passes = false, fails = false;
+        std::set<std::string_view> names;
+        for (const auto& b : c.boundary) {
+            EXPECT_TRUE(names.insert(b.name).second) << c.id << ": " << b.name << " twice";
+            const auto bc = realize(b);
+            for (const auto& p : all_profiles()) {
+                if (!c.applies(p)) continue;
+                (c.violated(bc.ctx(p)) ? fails : passes) = true;
+            }
+        }
+        EXPECT_TRUE(passes) << c.id << ": no boundary value passes it";
+        EXPECT_TRUE(fails) << c.id << ": no boundary value fails it";
+    }
+}
+
+/// Does `text` name `id` as a whole word ("cr4.mbz (rules::...)", "a and b")?
+bool names(std::string_view text, std::string_view id) {
+    for (std::size_t at = text.find(id); at != std::string_view::npos; at = text.find(id, at + 1)) {
+        const bool starts = at == 0 || text[at - 1] == ' ' || text[at - 1] == ',' || text[at - 1] == '(';
+        const std::size_t end = at + id.size();
+        const bool ends = end == text.size() || text[end] == ' ' || text[end] == ',' || text[end] == ')';
+        if (starts && ends) return true;
+    }
+    return false;
+}
+
+// A setting's declared reader, where it names checks, is true: flipping the
+// setting changes, under some profile, whether each named check applies or
+// its verdict on one of the check's own boundary values.
+TEST(ProfileSettings, ChecksNamedAsReadersSeeTheSetting) {
+    std::size_t named = 0;
+    for (const auto& s : settings()) {
+        for (const auto& c : catalogue()) {
+            if (!names(s.read_by, c.id)) continue;
+            ++named;
+            bool seen = false;
+            for (const auto& p : all_profiles()) {
+                for (const auto& q : s.others(p)) {
+                    if (c.applies(p) != c.applies(q)) seen = true;
+                    for (const auto& b : c.boundary) {
+                        const auto bc = realize(b);
+                        if (c.applies(p) && c.violated(bc.ctx(p)) != c.violated(bc.ctx(q))) seen = true;
+                    }
+                }
+            }
+            EXPECT_TRUE(seen) << "setting " << s.key << " names " << c.id
+                              << " as its reader, but flipping it changes nothing that check decides";
+        }
+    }
+    EXPECT_GE(named, 30U);  // most settings are read by the catalogue
+}
+
+// A check's per-profile reasons are the rows of the settings it reads: the
+// entry names exactly the settings whose change, under some profile, changes
+// whether it applies or its verdict on one of its boundary values.
+TEST(Catalogue, EachCheckNamesTheSettingsItReads) {
+    for (const auto& c : catalogue()) {
+        std::set<std::string_view> seen;
+        std::vector<BoundaryCase> cases;
+        for (const auto& b : c.boundary) cases.push_back(realize(b));
+        for (const auto& s : settings()) {
+            for (const auto& p : all_profiles()) {
+                for (const auto& q : s.others(p)) {
+                    bool changed = c.applies(p) != c.applies(q);
+                    for (const auto& bc : cases)
+                        changed = changed || (c.applies(p) && c.violated(bc.ctx(p)) != c.violated(bc.ctx(q)));
+                    if (changed) seen.insert(s.key);
+                }
+            }
+        }
+        const std::set<std::string_view> named(c.settings.begin(), c.settings.end());
+        std::string want;
+        for (auto k : seen) want += fmt::format("{}\"{}\"", want.empty() ? "" : ", ", k);
+        EXPECT_EQ(named, seen) << c.id << " reads NSVM_SETTINGS(" << want << ")";
     }
 }
 

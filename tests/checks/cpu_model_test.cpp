@@ -277,15 +277,14 @@ TEST(Profiles, EveryKnownAmbiguityIsANamedChoice) {
     // "Behaviour profiles"; `nsvm profile show` gives each reason).
     std::set<std::string_view> keys;
     for (const auto& c : profile(ProfileId::apm).choices()) keys.insert(c.key);
-    for (const char* k : {"msrpm_checked_size", "failure_writeback", "eventinj_reserved_bits_fail",
-                          "tlb_ctl_reserved_fails", "cs_l_d_any_mode", "rsm_pe0_pg1_shutdown", "canonical_writeback",
-                          "inferred_rules", "cr3_rule", "event_vector_rule", "bitmap_limit_rule", "pdpe_check",
-                          "cet_checks", "exit_code_32bit", "nrip_on_every_exit", "efer_lma_checked", "lma_source",
-                          "np_without_feature", "ncr3_rule", "g_pat_check", "vnmi_check", "dr6_reserved",
+    for (const char* k : {"msrpm_checked_size", "failure_writeback", "eventinj_reserved_bits_fail", "cs_l_d_any_mode",
+                          "canonical_writeback", "inferred_rules", "cr3_rule", "event_vector_rule", "bitmap_limit_rule",
+                          "pdpe_check", "cet_checks", "exit_code_32bit", "nrip_on_every_exit", "efer_lma_checked",
+                          "lma_source", "np_without_feature", "ncr3_rule", "g_pat_check", "vnmi_check", "dr6_reserved",
                           "dr7_reserved", "efer_rule", "long_mode_pe_check", "pcide_without_lma_fails",
-                          "rax_gp_before_intercept", "event_ev_ignored", "vmexit_dr7_from_hsave", "hsave_used",
-                          "hsave_zero_gp", "ud_without_paging", "clear_gif_on_failure", "cr3_late_failure",
-                          "pa_check_width"})
+                          "vmexit_dr7_from_hsave", "hsave_used", "hsave_zero_gp", "ud_without_paging",
+                          "smm_vmrun_ud", "v86_vmrun_ud", "clear_gif_on_failure", "cr3_late_failure",
+                          "late_failure_full_vmexit", "pa_check_width"})
         EXPECT_TRUE(keys.count(k)) << k;
 }
 

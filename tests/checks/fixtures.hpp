@@ -118,6 +118,54 @@ inline ::testing::AssertionResult fails_only(const Scenario& s, std::string_view
                                          << ", got " << join(ids) << " (fast path " << fast << ")";
 }
 
+/// A catalogue entry's boundary value made concrete: its guest on the valid
+/// base it names, its CPU model, its host (a valid one with its pokes) and
+/// its guest memory. The evaluation under `p`.
+struct BoundaryCase {
+    arch::Vmcb vmcb;
+    CpuModel cpu = default_model();
+    std::optional<HostState> host;
+    const GuestMemory* memory = nullptr;
+
+    [[nodiscard]] Context ctx(const Profile& p) const { return Context{vmcb, cpu, p, host ? &*host : nullptr, memory}; }
+};
+
+inline BoundaryCase realize(const Boundary& b) {
+    // The PDPT of valid_vmcb_pae32 (CR3 = 0x2000): entry 0 present, with or
+    // without the reserved RW bit.
+    static const MapMemory valid = [] {
+        MapMemory m;
+        m.words = {{0x2000, 0x1001}, {0x2008, 0}, {0x2010, 0}, {0x2018, 0}};
+        return m;
+    }();
+    static const MapMemory reserved = [] {
+        MapMemory m;
+        m.words = {{0x2000, 0x1003}, {0x2008, 0}, {0x2010, 0}, {0x2018, 0}};
+        return m;
+    }();
+    static const MapMemory nothing;
+    BoundaryCase c;
+    switch (b.base) {
+        case BaseGuest::long64: c.vmcb = valid_vmcb64(); break;
+        case BaseGuest::pae32: c.vmcb = valid_vmcb_pae32(); break;
+        case BaseGuest::legacy32: c.vmcb = valid_vmcb_legacy32(); break;
+    }
+    c.vmcb = apply_boundary(b, c.vmcb);
+    if (!b.features.empty()) {
+        const auto r = apply_feature_edits(c.cpu, b.features);
+        EXPECT_TRUE(r.has_value()) << b.features;
+    }
+    if (b.maxphyaddr != 0) c.cpu.maxphyaddr = b.maxphyaddr;
+    if (b.with_host) c.host = apply_boundary(b, valid_host());
+    switch (b.memory) {
+        case GuestMem::not_given: break;
+        case GuestMem::pdpt_valid: c.memory = &valid; break;
+        case GuestMem::pdpt_reserved: c.memory = &reserved; break;
+        case GuestMem::nothing_backed: c.memory = &nothing; break;
+    }
+    return c;
+}
+
 inline constexpr std::array kAllProfileIds = {ProfileId::apm, ProfileId::kvm,    ProfileId::qemu,
                                               ProfileId::bochs, ProfileId::xen, ProfileId::hyperv};
 

@@ -169,6 +169,9 @@ int run_checks_list(bool json) {
             e["hint"] = std::string(c.hint);
             e["profiles"] = profiles;
             e["inferred"] = c.inferred;
+            nlohmann::json settings = nlohmann::json::array();
+            for (auto k : c.settings) settings.push_back(std::string(k));
+            e["settings"] = settings;
             a.push_back(std::move(e));
         }
         std::cout << a.dump(2) << '\n';
@@ -194,21 +197,21 @@ int run_checks_markdown() {
            "     build/nsvm checks list --markdown > docs/checks.md -->\n\n";
     out += fmt::format(
         "Every check nsvm evaluates for VMRUN, {} in all, in the order VMRUN decides them. This page is the\n"
-        "output of `nsvm checks list --markdown` (the table lives in `src/checks/rules.hpp`); a CLI test fails\n"
+        "output of `nsvm checks list --markdown` (the entries live in `src/checks/rules.hpp`); a CLI test fails\n"
         "when it differs from the code. `nsvm check` reports each failure with the same id, APM section,\n"
         "fields, message and fix.\n\n",
         cat.size());
     out += "- **APM**: section of AMD's APM vol. 2 (pub. 24593) that states the rule.\n"
-           "- **row**: a short tag for the condition. C1-C21 number the APM 15.5.1 list in the manual's\n"
-           "  order; E tags are illegal event injections (15.20), N nested paging (15.25), V virtual NMI\n"
-           "  (15.21.10), A AVIC (15.29), S SEV and SEV-ES (15.34-15.35), P SEV-SNP (15.36). A § tag is a\n"
-           "  condition outside those lists: §1 an instruction gate, §3.1 and §16.n a point where the APM\n"
-           "  is silent or implementations differ (`nsvm profile show NAME` gives each choice).\n"
+           "- **row**: the condition's place in the APM's lists: C1-C21 number the illegal guest state of\n"
+           "  APM 15.5.1 in the manual's order, E1-E4 event injection (15.20, 15.35.8), N1-N4 nested paging\n"
+           "  (15.25), V1 virtual NMI (15.21.10), A1-A4 AVIC (15.29), S1-S5 SEV and SEV-ES (15.34, 15.35),\n"
+           "  P1-P12 SEV-SNP (15.36-15.38), X1-X3 the other VMRUN exits; `gate` is one of VMRUN's own\n"
+           "  #UD/#GP conditions, `extra` a rule some implementation applies that no APM list has.\n"
            "- **stage**: `instruction` (#UD/#GP before the VMCB is read; needs the host state), `control`,\n"
            "  `save` (guest state), `event` (EVENTINJ, after GIF=1), `memory` (needs guest memory: PAE PDPEs,\n"
            "  the SEV-ES VMSA page). Without guest memory a memory check the VMCB triggers is a warning.\n"
-           "- **profiles**: the behaviour profiles that apply the check; `nsvm profile show NAME` gives the\n"
-           "  reason for every choice.\n"
+           "- **profiles**: the behaviour profiles that apply the check, derived from the profile settings\n"
+           "  it reads (**settings**); `nsvm profile show NAME` gives each setting's value and reason.\n"
            "- **inferred**: the APM states the rule without naming an exit, or not at all; nsvm reports it\n"
            "  as VMEXIT_INVALID and says so in the failure's detail.\n\n";
     out += "## Summary\n\n| id | APM | row | stage | outcome |";
@@ -227,6 +230,27 @@ int run_checks_markdown() {
            "a VMCB that passes every check above can still fail VMRUN for one of these.\n\n"
            "| row | APM | condition | depends on |\n|---|---|---|---|\n";
     for (const auto& u : checks::undecided()) out += fmt::format("| {} | {} | {} | {} |\n", u.ref, u.apm, u.condition, u.why);
+    out += "\n## How to add a check\n\n"
+           "A check is one entry in `src/checks/rules.hpp`, and nothing else:\n\n"
+           "1. Write the entry with `NSVM_RULE(Name, id, APM section, row, stage, outcome, applies, fields,\n"
+           "   message, hint, ...) { predicate }` in its stage's place (the catalogue order is the order VMRUN\n"
+           "   decides). `applies` is an expression over the profile `p` that reads its settings (`true` when\n"
+           "   every implementation applies the check); never a profile's name. The predicate reads the VMCB\n"
+           "   through `View v`, must not allocate, and is `noexcept`.\n"
+           "2. After the hint, in the same entry: `NSVM_BOUNDARY(...)`, the values at the check's limit and\n"
+           "   just past it (at least one passing and one failing), and where needed `NSVM_DETAIL(render::x)`\n"
+           "   (the offending values in words), `NSVM_NEEDS(fn)` (memory-stage checks: when the answer needs\n"
+           "   guest memory) and `NSVM_INFERRED` (the APM names no exit); `NSVM_SETTINGS(...)` names the\n"
+           "   profile settings `applies` and the predicate read, whose rows are the per-profile reasons\n"
+           "   (`Catalogue.EachCheckNamesTheSettingsItReads` compares them with what flipping each setting\n"
+           "   changes on the boundary values).\n"
+           "3. Add the entry's name to `rules::AllRules`. A rule defined but not listed fails\n"
+           "   `Catalogue.EveryDefinedRuleIsInTheCatalogue`; boundary values that do not straddle the limit fail\n"
+           "   `Catalogue.BoundaryValuesStraddleEveryCheck`.\n"
+           "4. Where implementations differ, add a profile setting: a row in `src/checks/profile.cpp` with\n"
+           "   every profile's value beside its reason and source, read by the entry's `applies` or predicate.\n"
+           "   A setting nothing reads fails `ProfileSettings.EverySettingIsReadBySomething`.\n"
+           "5. Regenerate this page: `build/nsvm checks list --markdown > docs/checks.md`.\n";
     out += "\n## Checks\n";
     for (const auto& c : cat) {
         std::string fields;
@@ -237,6 +261,11 @@ int run_checks_markdown() {
                            checks::outcome_name(c.outcome), c.inferred ? " (inferred)" : "");
         out += fmt::format("- profiles: {}\n", profiles_of(c.profiles, ", "));
         out += fmt::format("- fields: {}\n", fields);
+        if (!c.settings.empty()) {
+            std::string keys;
+            for (auto k : c.settings) keys += (keys.empty() ? "`" : ", `") + std::string(k) + "`";
+            out += fmt::format("- settings: {}\n", keys);
+        }
         out += fmt::format("- message: {}\n", c.message);
         out += fmt::format("- fix: {}\n", c.hint);
     }

@@ -1,9 +1,11 @@
 // The consistency-check catalogue, as data (style.md "Checks as data").
-// One entry per condition of apm-svm.md §3 that a VMCB plus a CPU model can
-// decide; the evaluator walks the table and reports every failure.
+// One entry per VMRUN condition of the APM (15.5.1's list and the feature
+// sections) that a VMCB plus a CPU model can decide; the evaluator walks the
+// table and reports every failure. docs/checks.md is generated from it.
 #pragma once
 
 #include <cstdint>
+#include <array>
 #include <optional>
 #include <span>
 #include <string>
@@ -58,16 +60,54 @@ struct Context {
     const GuestMemory* memory = nullptr;  ///< nullptr: memory checks become "needs guest memory" warnings
 };
 
+/// A boundary value of a check: a change to a valid guest (and, for checks on
+/// the host, to a valid host) at the check's limit or just past it. The entry
+/// lists both sides; the evaluator decides which side each is on.
+enum class BaseGuest : std::uint8_t { long64, pae32, legacy32 };
+enum class Op : std::uint8_t { none, assign, set, clear };
+struct Poke {
+    arch::FieldId field{};
+    Op op = Op::none;
+    std::uint64_t value = 0;
+};
+enum class HostReg : std::uint8_t { efer, cr0, cr4, rflags, cpl, rax, hsave_pa, smm, hwcr };
+struct HostPoke {
+    HostReg reg{};
+    Op op = Op::none;
+    std::uint64_t value = 0;
+};
+/// Guest memory for the memory stage: none given, or a PAE guest's PDPT (at
+/// the CR3 of BaseGuest::pae32) valid, with reserved bits, or nothing backed.
+enum class GuestMem : std::uint8_t { not_given, pdpt_valid, pdpt_reserved, nothing_backed };
+struct Boundary {
+    std::string_view name;
+    BaseGuest base = BaseGuest::long64;
+    std::array<Poke, 4> vmcb{};
+    std::array<HostPoke, 2> host{};
+    bool with_host = false;         ///< evaluate with a valid host (the gates need one)
+    GuestMem memory = GuestMem::not_given;
+    std::string_view features{};    ///< CPU model edits, e.g. "+sss_check"
+    unsigned maxphyaddr = 0;        ///< 0: the model's
+};
+/// The guest of `b`: `base` (a valid guest of b.base) with b's VMCB pokes.
+[[nodiscard]] arch::Vmcb apply_boundary(const Boundary& b, arch::Vmcb base) noexcept;
+/// The host of `b`: `base` (a valid host) with b's host pokes.
+[[nodiscard]] HostState apply_boundary(const Boundary& b, HostState base) noexcept;
+
 struct Check {
     std::string_view id;        ///< stable, e.g. "cr0.cd_nw"
     std::string_view apm;       ///< "15.5.1"
-    std::string_view ref;       ///< row of apm-svm.md §3: "C2", "E3", ...
+    std::string_view ref;       ///< row in the APM's lists: "C2" (15.5.1), "E3" (15.20), ...; docs/checks.md
     Stage stage;
     Outcome outcome;
     std::span<const std::string_view> fields;  ///< "save.cr0", "control.event_inj", ...
     std::string_view message;   ///< what is wrong, in words
     std::string_view hint;      ///< how to fix it
-    ProfileMask profiles;       ///< profiles that apply this check
+    /// Whether a profile applies this check: read from the profile's settings
+    /// (the entry's applies() in src/checks/rules.hpp), never from its identity.
+    bool (*applies)(const Profile&) noexcept;
+    /// The built-in profiles that apply it, derived from `applies` (for display).
+    ProfileMask profiles;
     /// true when the VMCB violates the check. Must not allocate.
     bool (*violated)(const Context&) noexcept;
     /// Optional: the offending values in words ("CR0 = 0x60000011"); may allocate.
@@ -76,8 +116,16 @@ struct Check {
     /// ctx.memory is null, so the answer needs guest memory (a warning).
     bool (*needs_memory)(const Context&) noexcept = nullptr;
     /// True for rules the APM states as requirements without naming the exit
-    /// (apm-svm.md §16.8); reported as VMEXIT_INVALID, marked "inferred".
+    /// (AVIC without NP, APM 15.29.4.1; SEV-ES without SEV or LBR
+    /// virtualization, APM 15.35.2) or not at all; reported as
+    /// VMEXIT_INVALID, marked "inferred".
     bool inferred = false;
+    /// Values at and just past the check's limit (at least one each side).
+    std::span<const Boundary> boundary{};
+    /// The profile settings applies() and the predicate read: their rows in
+    /// src/checks/profile.cpp hold each profile's value and reason, which are
+    /// the check's per-profile reasons (`nsvm profile show NAME`).
+    std::span<const std::string_view> settings{};
 };
 
 [[nodiscard]] constexpr std::string_view stage_name(Stage s) noexcept {
@@ -107,14 +155,19 @@ struct Check {
 /// A VMRUN condition of the APM that a VMCB, a CPU model, the host state
 /// nsvm models and guest memory cannot decide, so no check exists for it:
 /// docs/checks.md lists them with the reason, so a clean report is never
-/// read as "all of apm-svm.md §3 holds".
+/// read as "every VMRUN condition of the APM holds".
 struct Undecided {
-    std::string_view ref;        ///< row of apm-svm.md §3
+    std::string_view ref;        ///< row in the APM's lists (docs/checks.md "row")
     std::string_view apm;        ///< section
     std::string_view condition;  ///< in words
     std::string_view why;        ///< what it depends on that nsvm does not model
 };
 [[nodiscard]] std::span<const Undecided> undecided() noexcept;
+
+/// How many rules src/checks/rules.hpp defines (counted where each is
+/// defined): a rule defined but left out of the catalogue makes this differ
+/// from catalogue().size(), which tests/checks/catalogue_test.cpp checks.
+[[nodiscard]] std::size_t rules_defined() noexcept;
 
 /// The whole catalogue, in evaluation order (deterministic).
 [[nodiscard]] std::span<const Check> catalogue() noexcept;
