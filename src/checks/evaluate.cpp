@@ -30,7 +30,9 @@ const Check* first_violated(const rules::View& v, Stage first, Stage last, const
                             std::index_sequence<I...>) noexcept {
     const std::span<const Check> all = catalogue();
     const Check* found = nullptr;
-    (void)(... || (R::applies(v.p) && R::stage >= first && R::stage <= last && &all[I] != skip && R::test(v) &&
+    // The stage first: a scan of one stage (the instruction gates on every
+    // SVM instruction) does not ask the other stages' rules whether they apply.
+    (void)(... || (R::stage >= first && R::stage <= last && R::applies(v.p) && &all[I] != skip && R::test(v) &&
                    (found = &all[I]) != nullptr));
     return found;
 }
@@ -61,6 +63,12 @@ bool vmrun_would_succeed(const Context& ctx) noexcept {
 const Check* first_failure(const Context& ctx, Stage first, Stage last, const Check* skip) noexcept {
     const rules::View v(ctx);
     return first_violated(v, first, last, skip, rules::AllRules{},
+                          index_sequence_of(rules::AllRules{}));
+}
+
+const Check* first_gate_failure(const Context& ctx) noexcept {
+    const rules::View v(ctx, rules::View::GatesOnly{});
+    return first_violated(v, Stage::instruction, Stage::instruction, nullptr, rules::AllRules{},
                           index_sequence_of(rules::AllRules{}));
 }
 

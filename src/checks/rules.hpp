@@ -43,7 +43,6 @@ inline constexpr std::uint64_t SNP_ACTIVE = bit(0), RESTRICTED_INJECTION = bit(3
 inline constexpr std::uint64_t kAllowedSevEnable = bit(63);
 /// HWCR.SmmLock (C001_0015 bit 0).
 inline constexpr std::uint64_t kHwcrSmmLock = bit(0);
-/// PAE PDPE reserved bits below MAXPHYADDR (APM 5.3.3, Fig. 5-10): 2:1, 8:5.
 
 /// Everything the predicates read, decoded from the VMCB once.
 struct View {
@@ -52,16 +51,25 @@ struct View {
     const Profile& p;
     const HostState* host;
     std::uint64_t fw;   ///< the model's feature set as one word
-    std::uint64_t efer, cr0, cr3, cr4, dr6, dr7, rflags, misc_ctl, misc_ctl2, int_ctl, iopm, msrpm, ncr3, g_pat,
-        s_cet, gsf, allowed_sev, avic_backing, avic_logical, avic_physical;
-    std::uint32_t event_inj, asid;
-    std::uint16_t cs_attrib;
-    unsigned pa;        ///< physical-address width the profile checks against
-    bool lme_pg;        ///< EFER.LME && CR0.PG
-    bool long_mode;     ///< per the profile's LMA source
-    bool np;            ///< nested paging in effect (NP_ENABLE, feature, profile)
-    bool sev_es_on_;    ///< SEV-ES enabled in the VMCB on a CPU with SEV-ES
-    bool avic_on_;      ///< AVIC enabled in the VMCB on a CPU with AVIC
+    std::uint64_t efer{}, cr0{}, cr3{}, cr4{}, dr6{}, dr7{}, rflags{}, misc_ctl{}, misc_ctl2{}, int_ctl{}, iopm{},
+        msrpm{}, ncr3{}, g_pat{}, s_cet{}, gsf{}, allowed_sev{}, avic_backing{}, avic_logical{}, avic_physical{};
+    std::uint32_t event_inj{}, asid{};
+    std::uint16_t cs_attrib{};
+    unsigned pa;            ///< physical-address width the profile checks against
+    bool lme_pg{};          ///< EFER.LME && CR0.PG
+    bool long_mode{};       ///< per the profile's LMA source
+    bool np{};              ///< nested paging in effect (NP_ENABLE, feature, profile)
+    bool sev_es_on_{};      ///< SEV-ES enabled in the VMCB on a CPU with SEV-ES
+    bool avic_on_{};        ///< AVIC enabled in the VMCB on a CPU with AVIC
+
+    /// For the instruction gates alone: they read the executing processor's
+    /// state (host) and the address width, never the VMCB, which is left
+    /// undecoded (every VMCB field reads as 0). SVM instructions run the
+    /// gates on every execution; decoding a VMCB there would be wasted.
+    struct GatesOnly {};
+    View(const Context& c, GatesOnly) noexcept
+        : ctx(c), cpu(c.cpu), p(c.profile), host(c.host), fw(c.cpu.features.to_ullong()),
+          pa(pa_width(c.profile, c.cpu.maxphyaddr)) {}
 
     explicit View(const Context& c) noexcept
         : ctx(c),

@@ -15,9 +15,8 @@ namespace {
 /// VMRUN (a guest's VMRUN exits through its mandatory intercept first); only
 /// VMRUN, VMLOAD and VMSAVE take a physical address in rAX; with SKINIT or
 /// SVM-Lock, STGI and SKINIT are legal with EFER.SVME = 0 (APM 15.27, 15.31).
-/// One catalogue walk then decides every gate (evaluate.hpp's first_failure).
-checks::HostState as_seen_by(SvmInsn insn, checks::HostState h, const checks::CpuModel& cpu,
-                             GateContext where) noexcept {
+/// One walk of the catalogue's gates then decides (evaluate.hpp's first_gate_failure).
+void see_as(SvmInsn insn, checks::HostState& h, const checks::CpuModel& cpu, GateContext where) noexcept {
     if (insn != SvmInsn::vmrun || where == GateContext::guest) {
         h.vm_hsave_pa.reset();
         h.smm = false;
@@ -26,18 +25,17 @@ checks::HostState as_seen_by(SvmInsn insn, checks::HostState h, const checks::Cp
     if ((insn == SvmInsn::stgi || insn == SvmInsn::skinit) &&
         (cpu.has(Feature::skinit) || cpu.has(Feature::svm_lock)))
         h.efer |= arch::efer::SVME;
-    return h;
 }
 }  // namespace
 
-const checks::Check* svm_instruction_gate(SvmInsn insn, const checks::HostState& h, const checks::CpuModel& cpu,
+const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState h, const checks::CpuModel& cpu,
                                           const checks::Profile& profile, GateContext where) noexcept {
     if (insn == SvmInsn::vmmcall) return nullptr;
     // The gates read the processor's state only, never a VMCB.
     static const arch::Vmcb no_vmcb{};
-    const checks::HostState seen = as_seen_by(insn, h, cpu, where);
-    const checks::Context ctx{no_vmcb, cpu, profile, &seen, nullptr};
-    return checks::first_failure(ctx, checks::Stage::instruction, checks::Stage::instruction);
+    see_as(insn, h, cpu, where);
+    const checks::Context ctx{no_vmcb, cpu, profile, &h, nullptr};
+    return checks::first_gate_failure(ctx);
 }
 
 }  // namespace nsvm::cpu

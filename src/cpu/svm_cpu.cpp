@@ -249,9 +249,8 @@ checks::HostState SvmCpu::host_state_for_gates(const Registers& r) const noexcep
 }
 
 bool SvmCpu::svm_gates(Insn insn, const Registers& r, SvmResult& out) const noexcept {
-    const checks::HostState h = host_state_for_gates(r);
-    const checks::Check* c =
-        svm_instruction_gate(insn, h, *cpu_, *profile_, in_guest_ ? GateContext::guest : GateContext::host);
+    const checks::Check* c = svm_instruction_gate(insn, host_state_for_gates(r), *cpu_, *profile_,
+                                                  in_guest_ ? GateContext::guest : GateContext::host);
     if (c == nullptr) return true;
     out.outcome = SvmOutcome::exception;
     out.failed_check = c;

@@ -32,6 +32,19 @@ std::uint64_t compose_tsc_offset(std::uint64_t l1_offset, std::uint64_t l2_offse
 }
 }  // namespace
 
+checks::HostState Vcpu::l1_gate_state() const noexcept {
+    checks::HostState h;
+    h.efer = vmcb01_.get(FieldId::efer);
+    h.cr0 = vmcb01_.get(FieldId::cr0);
+    h.cr4 = vmcb01_.get(FieldId::cr4);
+    h.rflags = vmcb01_.get(FieldId::rflags);
+    h.cpl = static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl));
+    h.rax = vmcb01_.get(FieldId::rax);
+    h.vm_hsave_pa = hsave_pa_;
+    h.smm = smm_;
+    return h;
+}
+
 bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept {
     if (shut_down(r)) return false;
     if (mode_ != Mode::l1) {
@@ -46,16 +59,7 @@ bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept
     // and the profile's own, e.g. KVM's #UD without paging and in SMM and
     // #GP for VM_HSAVE_PA = 0 on VMRUN), judged on L1's state as KVM's
     // nested_svm_check_permissions and nested_svm_vmrun judge it.
-    checks::HostState h;
-    h.efer = vmcb01_.get(FieldId::efer);
-    h.cr0 = vmcb01_.get(FieldId::cr0);
-    h.cr4 = vmcb01_.get(FieldId::cr4);
-    h.rflags = vmcb01_.get(FieldId::rflags);
-    h.cpl = static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl));
-    h.rax = vmcb01_.get(FieldId::rax);
-    h.vm_hsave_pa = hsave_pa_;
-    h.smm = smm_;
-    const checks::Check* c = cpu::svm_instruction_gate(insn, h, *cpu_, *profile_, cpu::GateContext::host);
+    const checks::Check* c = cpu::svm_instruction_gate(insn, l1_gate_state(), *cpu_, *profile_, cpu::GateContext::host);
     if (c == nullptr) return true;
     r.outcome = Outcome::exception;
     r.vector = c->outcome == checks::Outcome::ud ? 6 : 13;

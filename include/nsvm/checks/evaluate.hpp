@@ -42,6 +42,10 @@ struct Report {
 [[nodiscard]] const Check* first_failure(const Context& ctx, Stage first, Stage last,
                                          const Check* skip = nullptr) noexcept;
 
+/// The first instruction gate (Stage::instruction) that fails. The gates read
+/// ctx.host and the address width only; ctx.vmcb is not read.
+[[nodiscard]] const Check* first_gate_failure(const Context& ctx) noexcept;
+
 /// Full report: every failure with details, plus warnings.
 [[nodiscard]] Report evaluate(const Context& ctx);
 

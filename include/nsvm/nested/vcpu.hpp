@@ -255,6 +255,8 @@ private:
     /// and RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
     [[nodiscard]] const char* l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const noexcept;
     [[nodiscard]] bool l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept;
+    /// L1's processor state as the instruction gates read it (from vmcb01).
+    [[nodiscard]] checks::HostState l1_gate_state() const noexcept;
     /// A shut-down vCPU runs nothing until it is reset, which the model has
     /// not: true, with `r` the step's report (outcome shutdown), when shut down.
     [[nodiscard]] bool shut_down(StepResult& r) const noexcept;
