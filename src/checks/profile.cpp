@@ -414,7 +414,7 @@ void each_row(F&& f) {
                 {no("APM 15.5: VMRUN in SMM is undefined; no exception is named"),
                  yes("KVM nested_svm_vmrun: is_smm() injects #UD"), no("QEMU helper_vmrun has no SMM rule"),
                  no("Bochs has no SMM rule for VMRUN"), no("hardware rule (undefined)"), as_base}});
-    f(Row<bool>{"v86_vmrun_ud", &Profile::v86_vmrun_ud, "cpu: SvmCpu::host_state_for_gates",
+    f(Row<bool>{"v86_vmrun_ud", &Profile::v86_vmrun_ud, "cpu: svm_instruction_gate (cpu/gates.cpp)",
                 {yes("APM Vol.3 VMRUN/VMLOAD/VMSAVE/STGI/CLGI/SKINIT/INVLPGA: recognized only in protected mode; "
                      "virtual-8086 mode raises #UD"),
                  no("KVM nested_svm_check_permissions tests CR0.PE and then CPL: #GP(0) in virtual-8086 mode (CPL 3)"),

@@ -233,10 +233,6 @@ checks::HostState SvmCpu::host_state_for_gates(const Registers& r) const noexcep
     checks::HostState h;
     h.efer = r.efer;
     h.cr0 = r.cr0;
-    // Virtual-8086 mode: #UD where the profile says the instruction is not
-    // recognized there (APM Vol.3), else gate.cpl's #GP(0) (profile setting
-    // v86_vmrun_ud, with its sources).
-    if (profile_->v86_vmrun_ud && (r.rflags & arch::rflags::VM) != 0) h.cr0 &= ~arch::cr0::PE;
     h.cr4 = r.cr4;
     h.rflags = r.rflags;
     h.cpl = r.cpl;

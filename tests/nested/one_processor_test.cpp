@@ -235,3 +235,68 @@ TEST(OneProcessor, L2ControlRegisterWritesAgreeWithTheProcessor) {
     EXPECT_GT(gp, done / 10);
     EXPECT_LT(gp, done * 9 / 10);
 }
+
+TEST(OneProcessor, L1SvmInstructionGatesAgreeWithTheProcessor) {
+    // L0 judges L1's VMRUN, VMLOAD, VMSAVE, STGI, CLGI and INVLPGA with the
+    // processor's gates: over generated L1 states (EFER.SVME, CR0.PE/PG,
+    // CPL, RFLAGS.VM, rAX alignment and width, VM_HSAVE_PA = 0) and every
+    // profile, the same instructions fault with the same vector and name the
+    // same catalogue check.
+    const checks::CpuModel model = checks::default_model();
+    constexpr std::uint64_t kPage = 0x20000, kHsave = 0x50000;
+    using Insn = cpu::SvmInsn;
+    const Insn insns[] = {Insn::vmrun, Insn::vmload, Insn::vmsave, Insn::stgi, Insn::clgi, Insn::invlpga};
+    const std::uint64_t raxes[] = {kPage, kPage + 8, std::uint64_t{1} << model.maxphyaddr};
+    std::mt19937_64 rng(2026);
+    unsigned faults = 0, runs = 0;
+    for (const auto pid : {checks::ProfileId::apm, checks::ProfileId::kvm, checks::ProfileId::qemu,
+                           checks::ProfileId::bochs, checks::ProfileId::xen, checks::ProfileId::hyperv}) {
+        const checks::Profile& profile = checks::profile(pid);
+        for (int i = 0; i < 300; ++i) {
+            cpu::Registers regs = cpu::SvmCpu::long_mode_host();
+            if (rng() % 5 == 0) regs.efer &= ~arch::efer::SVME;
+            if (rng() % 6 == 0) regs.cr0 &= ~arch::cr0::PG;
+            if (rng() % 8 == 0) regs.cr0 &= ~(arch::cr0::PE | arch::cr0::PG);
+            if (rng() % 5 == 0) regs.cpl = 3;
+            if (rng() % 8 == 0) regs.rflags |= arch::rflags::VM;
+            regs.rax = raxes[rng() % std::size(raxes)];
+            const std::uint64_t hsave = rng() % 6 == 0 ? 0 : kHsave;
+            const Insn insn = insns[rng() % std::size(insns)];
+            SCOPED_TRACE(testing::Message() << "profile " << profile.name << " insn " << unsigned(insn) << " efer 0x"
+                                            << std::hex << regs.efer << " cr0 0x" << regs.cr0 << " cpl "
+                                            << unsigned(regs.cpl) << " rflags 0x" << regs.rflags << " rax 0x"
+                                            << regs.rax << " hsave 0x" << hsave);
+
+            cpu::GuestMemory hw_mem(model.maxphyaddr), l1_mem(model.maxphyaddr);
+            for (cpu::GuestMemory* m : {&hw_mem, &l1_mem}) ASSERT_TRUE(m->map(kPage) && m->map(kHsave));
+            cpu::SvmCpu hw(model, profile, hw_mem);
+            hw.regs() = regs;
+            hw.msrs().vm_hsave_pa = hsave;
+            nested::Vcpu l0(model, profile, l1_mem, nested::L0Config::kvm_default());
+            cpu::store_registers(regs, l0.vmcb01());
+            l0.set_vm_hsave_pa(hsave);
+
+            cpu::SvmResult h;
+            nested::StepResult n;
+            switch (insn) {
+                case Insn::vmrun: h = hw.vmrun(), n = l0.l1_vmrun(); break;
+                case Insn::vmload: h = hw.vmload(), n = l0.l1_vmload(); break;
+                case Insn::vmsave: h = hw.vmsave(), n = l0.l1_vmsave(); break;
+                case Insn::stgi: h = hw.stgi(), n = l0.l1_stgi(); break;
+                case Insn::clgi: h = hw.clgi(), n = l0.l1_clgi(); break;
+                default: h = hw.invlpga(0), n = l0.l1_invlpga(); break;
+            }
+            // A gate is the only way either side faults before reading memory.
+            const checks::Check* hw_gate = h.outcome == cpu::SvmOutcome::exception ? h.failed_check : nullptr;
+            const checks::Check* l0_gate = n.outcome == nested::Outcome::exception ? n.failed_check : nullptr;
+            ASSERT_EQ(hw_gate, l0_gate) << "processor: " << h.note << "; L0: " << n.note;
+            if (hw_gate != nullptr) {
+                EXPECT_EQ(h.vector, n.vector);
+                ++faults;
+            }
+            ++runs;
+        }
+    }
+    EXPECT_GT(faults, runs / 5);
+    EXPECT_LT(faults, runs * 4 / 5);
+}
