@@ -300,3 +300,40 @@ TEST(OneProcessor, L1SvmInstructionGatesAgreeWithTheProcessor) {
     EXPECT_GT(faults, runs / 5);
     EXPECT_LT(faults, runs * 4 / 5);
 }
+
+TEST(OneProcessor, L1VmloadVmsaveMoveTheProcessorsState) {
+    // VMLOAD and VMSAVE by L1 (L0 emulates them into and out of vmcb01, as
+    // KVM's vmload_vmsave_interception) move exactly the state the processor's
+    // VMLOAD and VMSAVE move (APM 15.5.2), for random page contents.
+    const checks::CpuModel model = checks::default_model();
+    constexpr std::uint64_t kPage = 0x20000, kOut = 0x30000;
+    std::mt19937_64 rng(1552);
+    for (int i = 0; i < 100; ++i) {
+        arch::Vmcb page;
+        for (auto& b : page.page()) b = static_cast<std::uint8_t>(rng());
+        cpu::GuestMemory hw_mem(model.maxphyaddr), l1_mem(model.maxphyaddr);
+        for (cpu::GuestMemory* m : {&hw_mem, &l1_mem}) {
+            ASSERT_TRUE(m->map(kPage) && m->map(kOut) && m->write_vmcb(kPage, page));
+        }
+        cpu::SvmCpu hw(model, checks::profile(checks::ProfileId::apm), hw_mem);
+        hw.regs() = cpu::SvmCpu::long_mode_host();
+        hw.regs().rax = kPage;
+        nested::Vcpu l0(model, checks::profile(checks::ProfileId::apm), l1_mem, nested::L0Config::kvm_default());
+        cpu::store_registers(hw.regs(), l0.vmcb01());
+        ASSERT_EQ(hw.vmload().outcome, cpu::SvmOutcome::completed);
+        ASSERT_EQ(l0.l1_vmload().outcome, nested::Outcome::l1_continues);
+        // Then both VMSAVE to a fresh page, which must come out the same.
+        hw.regs().rax = kOut;
+        l0.vmcb01().set(FieldId::rax, kOut);
+        ASSERT_EQ(hw.vmsave().outcome, cpu::SvmOutcome::completed);
+        ASSERT_EQ(l0.l1_vmsave().outcome, nested::Outcome::l1_continues);
+        arch::Vmcb from_hw, from_l0;
+        ASSERT_TRUE(hw_mem.peek_vmcb(kOut, from_hw) && l1_mem.peek_vmcb(kOut, from_l0));
+        EXPECT_EQ(from_hw.page(), from_l0.page());
+        for (arch::Seg s : arch::kVmloadSegments) {
+            EXPECT_EQ(from_hw.segment(s), page.segment(s));
+            EXPECT_EQ(l0.vmcb01().segment(s), page.segment(s));
+        }
+        for (FieldId f : arch::kVmloadFields) EXPECT_EQ(l0.vmcb01().get(f), page.get(f));
+    }
+}
