@@ -14,6 +14,20 @@
 using namespace nsvm;
 using namespace nsvm::nested_test;
 
+namespace {
+/// A 32-bit PAE guest (legacy paging, no nested paging) whose PDPT is at
+/// 0x70000: VMRUN loads its four PDPEs (APM 15.5.1).
+arch::Vmcb pae_vmcb12() {
+    auto v = valid_vmcb12();
+    v.set(FieldId::efer, arch::efer::SVME);
+    v.set(FieldId::cr0, 0x80000011);
+    v.set(FieldId::cr4, arch::cr4::PAE);
+    v.set(FieldId::cr3, 0x70000);
+    v.set_segment(arch::Seg::cs, {0x8, 0xC9B, 0xFFFFFFFF, 0});
+    return v;
+}
+}  // namespace
+
 TEST(Vmrun, ValidVmcb12EntersL2WithGif1) {
     Machine m;
     m.vcpu.set_gif(false);
@@ -139,12 +153,7 @@ TEST(VmrunFailure, UnreadableMsrpmFailsThroughTheSamePathWithoutL2State) {
 
 TEST(VmrunFailure, IllegalPdpeWithoutNestedPagingFailsLate) {
     Machine m(checks::ProfileId::apm);
-    auto v = valid_vmcb12();
-    v.set(FieldId::efer, arch::efer::SVME);
-    v.set(FieldId::cr0, 0x80000011);
-    v.set(FieldId::cr4, arch::cr4::PAE);
-    v.set(FieldId::cr3, 0x70000);
-    v.set_segment(arch::Seg::cs, {0x8, 0xC9B, 0xFFFFFFFF, 0});
+    auto v = pae_vmcb12();
     m.put(v);
     ASSERT_TRUE(m.mem.map(0x70000));
     ASSERT_TRUE(m.mem.write_u64(0x70000, 0x80003));  // RW (bit 1) is reserved in a PAE PDPE
@@ -187,12 +196,7 @@ TEST(VmrunFailure, LateFailureLeavesTheLiveVmcb02Untouched) {
 // next_rip there, not 0.
 TEST(VmrunFailure, KvmLateFailureWritesBackVmcb02NextRip) {
     Machine m;  // kvm, NRIPS offered
-    auto v = valid_vmcb12();
-    v.set(FieldId::efer, arch::efer::SVME);
-    v.set(FieldId::cr0, 0x80000011);
-    v.set(FieldId::cr4, arch::cr4::PAE);
-    v.set(FieldId::cr3, 0x70000);
-    v.set_segment(arch::Seg::cs, {0x8, 0xC9B, 0xFFFFFFFF, 0});
+    auto v = pae_vmcb12();
     v.set(FieldId::next_rip, 0x400123);
     m.put(v);
     ASSERT_TRUE(m.mem.map(0x70000));
