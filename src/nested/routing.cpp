@@ -216,37 +216,65 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         r.note = "intercepted by L1 (vmcb12)";
         return r;
     }
-    if (e.kind == EventKind::vmload || e.kind == EventKind::vmsave) return l2_vmload_vmsave(e, false);
-    if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit || e.kind == EventKind::rsm) {
-        // Only L0's own intercept made these exit. L0 never serves L2's
-        // VMMCALL (KVM's recalc_intercepts; KVM commit "KVM: nSVM: Fix #UD on VMMCALL
-        // issues"), SKINIT is not offered (#UD, like L1's), and RSM outside
-        // SMM is #UD: L0 injects #UD into L2, RIP unchanged.
-        r.outcome = Outcome::exception;
-        r.vector = 6;
-        r.l0_exit = true;
-        r.exit_code = hw->code;
-        r.note = "intercepted only by L0: #UD injected into L2";
-        return r;
-    }
+    return (this->*l0_exit_handler(hw->code))(e, *hw);
+}
+
+Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
+    // L0's handlers of the exits from L2 that L1 did not ask for, by exit
+    // code (the shape of KVM's svm_exit_handlers[], reached when
+    // nested_svm_exit_handled leaves the exit to L0); L0 emulates the rest.
+    struct Entry {
+        std::uint64_t code;
+        L0ExitHandler handle;
+    };
+    static constexpr std::array<Entry, 5> kHandlers = {{
+        {ec::VMLOAD, &Vcpu::l0_vmload_vmsave},
+        {ec::VMSAVE, &Vcpu::l0_vmload_vmsave},
+        {ec::VMMCALL, &Vcpu::l0_inject_ud},
+        {ec::SKINIT, &Vcpu::l0_inject_ud},
+        {ec::RSM, &Vcpu::l0_inject_ud},
+    }};
+    for (const Entry& h : kHandlers)
+        if (h.code == code) return h.handle;
+    return &Vcpu::l0_emulate;
+}
+
+StepResult Vcpu::l0_vmload_vmsave(const cpu::Event& e, const cpu::ExitInfo&) noexcept {
+    return l2_vmload_vmsave(e, false);
+}
+
+StepResult Vcpu::l0_inject_ud(const cpu::Event&, const cpu::ExitInfo& x) noexcept {
+    // Only L0's own intercept made these exit. L0 never serves L2's VMMCALL
+    // (KVM's recalc_intercepts; KVM commit "KVM: nSVM: Fix #UD on VMMCALL
+    // issues"), SKINIT is not offered (#UD, like L1's), and RSM outside SMM
+    // is #UD: L0 injects #UD into L2, RIP unchanged.
+    StepResult r;
+    r.outcome = Outcome::exception;
+    r.vector = 6;
+    r.l0_exit = true;
+    r.exit_code = x.code;
+    r.note = "intercepted only by L0: #UD injected into L2";
+    return r;
+}
+
+StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {
     // L0 asked for this exit alone: it emulates (a #GP for an illegal
     // control-register value) and L2 resumes.
+    StepResult r;
+    r.l0_exit = true;
+    r.exit_code = x.code;
     if (const char* why = l2_write_fault(e)) {
         r.outcome = Outcome::exception;
         r.vector = 13;
-        r.l0_exit = true;
-        r.exit_code = hw->code;
-        r.note = why;  // intercepted only by L0, which injects the #GP(0) into L2
+        r.note = why;  // L0 injects the #GP(0) into L2
         return r;
     }
     const bool gif_was = gif_;
     apply_l2_effect(e);
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
-    r.exit_code = hw->code;
-    r.exit_info_1 = hw->info1;
-    r.exit_info_2 = hw->info2;
-    r.l0_exit = true;
+    r.exit_info_1 = x.info1;
+    r.exit_info_2 = x.info2;
     r.note = "intercepted only by L0; L0 emulates, L2 continues";
     // L2's STGI set the GIF (no nested vGIF): what GIF held is taken now.
     if (!gif_was && gif_) return take_held_events_in_l2(r);

@@ -234,6 +234,12 @@ private:
     [[nodiscard]] bool vmload_from(std::uint64_t pa) noexcept;
     [[nodiscard]] bool vmsave_to(std::uint64_t pa) noexcept;
     [[nodiscard]] StepResult l2_external(cpu::EventKind k) noexcept;
+    /// An exit from L2 that L1 does not want, handled by L0 (routing.cpp's table).
+    using L0ExitHandler = StepResult (Vcpu::*)(const cpu::Event&, const cpu::ExitInfo&) noexcept;
+    [[nodiscard]] static L0ExitHandler l0_exit_handler(std::uint64_t code) noexcept;
+    [[nodiscard]] StepResult l0_vmload_vmsave(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    [[nodiscard]] StepResult l0_inject_ud(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    [[nodiscard]] StepResult l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     void apply_l2_effect(const cpu::Event& e) noexcept;
     /// The #GP(0) reason of an L2 MOV to CR/DR with an illegal value, or nullptr.
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
