@@ -111,12 +111,12 @@ void profile_reproducer(std::string_view backend, std::string_view cpu, const fs
 }
 
 TEST(PeerBugs, SegmentBasesComeBackCanonicalOnQemuAndBochs) {
-    // ES base bit 56, DS base bit 47: QEMU 7.2 sign-extends from its CPU's
-    // virtual-address width (57 with LA57, CR4.LA57 or not), so only ES
-    // changes; Bochs 2.7 from bit 47, so both do (ES to 0).
+    // ES and GDTR base bit 56, DS base bit 47: QEMU 7.2 sign-extends from
+    // its CPU's virtual-address width (57 with LA57, CR4.LA57 or not), so DS
+    // stays; Bochs 2.7 from bit 47, so all three change (ES, GDTR to 0).
     const auto file = kDir / "profile/canonical_writeback.jsonl";
-    if (on_path("qemu-system-x86_64")) profile_reproducer("qemu", "qemu-tcg", file, {"save.es.base"});
-    if (on_path("bochs")) profile_reproducer("bochs", "bochs-ryzen", file, {"save.es.base", "save.ds.base"});
+    if (on_path("qemu-system-x86_64")) profile_reproducer("qemu", "qemu-tcg", file, {"save.es.base", "save.gdtr.base"});
+    if (on_path("bochs")) profile_reproducer("bochs", "bochs-ryzen", file, {"save.es.base", "save.ds.base", "save.gdtr.base"});
     if (!on_path("qemu-system-x86_64") && !on_path("bochs")) GTEST_SKIP() << "neither emulator is on PATH";
 }
 
