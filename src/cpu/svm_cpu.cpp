@@ -347,8 +347,11 @@ void SvmCpu::load_guest_state() noexcept {
     regs_.cs = seg(Seg::cs);
     regs_.ss = seg(Seg::ss);
     regs_.ds = seg(Seg::ds);
-    regs_.gdtr = vmcb_.segment(Seg::gdtr);
-    regs_.idtr = vmcb_.segment(Seg::idtr);
+    // GDTR and IDTR too: QEMU's svm_load_seg and Bochs'
+    // SvmEnterLoadCheckGuestState canonicalize their bases as well
+    // (docs/peer-bugs.md, segment bases).
+    regs_.gdtr = seg(Seg::gdtr);
+    regs_.idtr = seg(Seg::idtr);
     regs_.efer = vmcb_.get(FieldId::efer);
     // APM 3.1.1: CR0.ET is read-only 1 (QEMU and Bochs force it too).
     regs_.cr0 = vmcb_.get(FieldId::cr0) | cr0::ET;

@@ -9,6 +9,7 @@
 
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
 
 namespace nsvm::oracle {
 
@@ -39,6 +40,24 @@ constexpr std::array kKnown = {
     KnownDivergence{Backend::qemu, "exit_code", "qemu.invd_tests_wbinvd_intercept",
                     "QEMU 7.2 checks the WBINVD intercept for INVD (0F 08) as well, so the INVD intercept (APM "
                     "Appendix C, exit 0x76) never fires"},
+    KnownDivergence{Backend::qemu, "save.rax", "qemu.g_pat_not_loaded",
+                    "QEMU 7.2 does not load G_PAT into the guest's PAT with nested paging (APM 15.25.8: the guest "
+                    "PAT is G_PAT while NP_ENABLE = 1): helper_vmrun never reads save.g_pat, so an unintercepted "
+                    "RDMSR of PAT (0x277) in L2 returns the host's PAT (svm_helper.c helper_vmrun); found by this "
+                    "oracle"},
+    KnownDivergence{Backend::bochs, "exit_code", "bochs.vmload_vmsave_move_vmcb",
+                    "Bochs 2.7 points its VMCB pointer at rAX's page for an unintercepted VMLOAD or VMSAVE in L2 "
+                    "and never points it back (svm.cc VMLOAD, VMSAVE: set_VMCBPTR(pAddr)), so the next #VMEXIT "
+                    "writes the exit and the guest state to the operand page and the VMCB VMRUN used stays as it "
+                    "was (APM 15.5.1: #VMEXIT writes the VMCB that VMRUN loaded); found by this oracle"},
+    KnownDivergence{Backend::bochs, "status", "bochs.crash_guest_cr3_all_ones",
+                    "Bochs 2.7 takes a guest CR3 of all ones without a check (svm.cc SvmEnterLoadCheckGuestState "
+                    "copies guest.cr3 as is; APM 15.5.1: CR3 MBZ bits fail VMRUN) and dies with SIGSEGV at L2's "
+                    "first page walk; found by this oracle"},
+    KnownDivergence{Backend::bochs, "status", "bochs.triple_fault_panics",
+                    "Bochs 2.7 panics on a triple fault in L2 ('3rd exception with no resolution') instead of "
+                    "#VMEXIT(SHUTDOWN) when the SHUTDOWN intercept is set (APM 15.12, exit 0x7F): exception.cc "
+                    "exception() calls only VMexit_TripleFault, which is VMX's; found by this oracle"},
     KnownDivergence{Backend::bochs, "exit_code", "bochs.virq_masked_at_vmrun",
                     "Bochs 2.7 does not take a V_IRQ pending at VMRUN before L2's first instruction (APM 15.21.4: "
                     "at the first instruction boundary with RFLAGS.IF = 1): VMRUN loads RFLAGS before it sets "
@@ -69,6 +88,17 @@ const KnownDivergence* known(Backend b, std::string_view id);
 bool int_ctl_byte_0x61(std::uint64_t expected, std::uint64_t got) {
     constexpr std::uint64_t kByte61High = 0xFE00;
     return (got & kByte61High) == 0 && (expected & ~kByte61High) == (got & ~kByte61High);
+}
+
+/// The emulator's own words for a crash the table names (the runner keeps
+/// its log's last line in Result::reason).
+const KnownDivergence* known_crash(const Vector& v, const Result& r, Backend b) {
+    const auto has = [&](std::string_view s) { return r.reason.find(s) != std::string::npos; };
+    if (has("signal 11") && (v.vmcb.get(FieldId::cr0) & arch::cr0::PG) && v.vmcb.get(FieldId::cr3) == ~0ULL)
+        return known(b, "bochs.crash_guest_cr3_all_ones");
+    if (has("exception with no resolution") && v.vmcb.intercept(arch::intercept::SHUTDOWN))
+        return known(b, "bochs.triple_fault_panics");
+    return nullptr;
 }
 
 template <class Add>
@@ -125,6 +155,17 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
             d.reason = r.reason;
             return d;
         }
+        // An emulator that died where the processor makes an exit: a known
+        // crash is a divergence like any other, explained by its name.
+        if (const KnownDivergence* k = known_crash(v, r, backend)) {
+            std::string ms(status_name(p.status));
+            if (p.exit_code) ms += fmt::format(" (exit {:#x})", *p.exit_code);
+            d.fields.push_back(FieldDiff{"status", ms, "cannot_run", true, std::string(k->id) + ": " +
+                                                                                 std::string(k->reason)});
+            d.outcome = Outcome::differ;
+            d.reason = r.reason;
+            return d;
+        }
         d.outcome = Outcome::cannot_run;
         d.reason = r.reason;
         return d;
@@ -154,6 +195,12 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
                 k = known(backend, "qemu.invd_tests_wbinvd_intercept");
             else if (*p.exit_code == arch::exit_code::VINTR && (v.vmcb.get(FieldId::int_ctl) & arch::int_ctl::V_IRQ))
                 k = known(backend, "bochs.virq_masked_at_vmrun");
+            else if ((v.program == Program::vmload || v.program == Program::vmsave) &&
+                     !v.vmcb.intercept(v.program == Program::vmload ? arch::intercept::VMLOAD
+                                                                    : arch::intercept::VMSAVE) &&
+                     r.exit_code() == v.vmcb.get(FieldId::exit_code) &&
+                     r.vmcb.get(FieldId::rip) == v.vmcb.get(FieldId::rip))
+                k = known(backend, "bochs.vmload_vmsave_move_vmcb");  // the slot's VMCB as the vector gave it
             else if (p.vmrun_valid && r.exit_code() == arch::exit_code::NPF &&
                      (v.vmcb.get(FieldId::misc_ctl) & 0xFF & ~arch::misc_ctl::NP_ENABLE) != 0 &&
                      (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0)
@@ -187,8 +234,15 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
                 k = known(backend, "qemu.exit_int_info_on_failure");
             add("exit_int_info", hex(want_eii), hex(r.exit_int_info()), k);
         }
-        if (p.guest_rax && *p.guest_rax != r.vmcb.get(FieldId::rax))
-            add("save.rax", hex(*p.guest_rax), hex(r.vmcb.get(FieldId::rax)));
+        if (p.guest_rax && *p.guest_rax != r.vmcb.get(FieldId::rax)) {
+            const KnownDivergence* k = nullptr;
+            constexpr std::uint64_t kPowerOnPatLow = 0x00070406;  // APM 7.8.2, the host's PAT (the image keeps it)
+            if (v.program == Program::rdmsr && static_cast<std::uint32_t>(v.regs[1]) == arch::msr::PAT &&
+                (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0 &&
+                r.vmcb.get(FieldId::rax) == kPowerOnPatLow)
+                k = known(backend, "qemu.g_pat_not_loaded");
+            add("save.rax", hex(*p.guest_rax), hex(r.vmcb.get(FieldId::rax)), k);
+        }
         if (p.guest_rip && *p.guest_rip != r.vmcb.get(FieldId::rip))
             add("save.rip", hex(*p.guest_rip), hex(r.vmcb.get(FieldId::rip)));
         if (p.guest_rsp && *p.guest_rsp != r.vmcb.get(FieldId::rsp)) {

@@ -341,6 +341,56 @@ std::vector<Mutation> program_mutations() {
     return ms;
 }
 
+/// Fields VMRUN loads and #VMEXIT writes back, beyond the consistency
+/// checks: the value the VMCB holds after the exit is what the processor
+/// made of it (APM 15.5.1 loads and canonicalizes, 15.6 saves).
+std::vector<Mutation> load_mutations() {
+    std::vector<Mutation> ms;
+    auto add = [&](std::string name, Program p, std::function<void(Vector&)> f) {
+        ms.push_back(Mutation{"", std::move(name), BaseMode::long64, [p, f = std::move(f)](Vector& v) {
+                                  v.program = p;
+                                  v.vmcb.set(FieldId::rip, program_entry(p));
+                                  f(v);
+                              }});
+    };
+    // Segment bases at the canonical boundary (APM 15.5.1: VMRUN
+    // canonicalizes the bases it loads): the highest and lowest canonical
+    // 48-bit addresses, bit 47 alone (canonical only with 57-bit addresses)
+    // and bit 56 alone (canonical in neither). FS and GS are VMLOAD's
+    // (15.5.2): VMRUN and #VMEXIT must leave them as they are. In 64-bit code
+    // none of these bases is used by the L2 program (APM 4.5.3).
+    constexpr std::array<std::pair<std::string_view, std::uint64_t>, 4> kBases = {{
+        {"canon_max48", 0x00007FFFFFFFFFFFULL},
+        {"canon_min48", 0xFFFF800000000000ULL},
+        {"bit47", 0x0000800000000000ULL},
+        {"bit56", 0x0100000000000000ULL},
+    }};
+    for (const arch::Seg sg : {arch::Seg::es, arch::Seg::cs, arch::Seg::ss, arch::Seg::ds, arch::Seg::fs,
+                               arch::Seg::gs}) {
+        for (const auto& [name, base] : kBases) {
+            add(fmt::format("{}_base_{}", arch::kSegNames[static_cast<std::size_t>(sg)], name), Program::vmmcall,
+                [sg, base](Vector& v) {
+                    auto seg = v.vmcb.segment(sg);
+                    seg.base = base;
+                    v.vmcb.set_segment(sg, seg);
+                });
+        }
+    }
+    // CR0.ET is read-only 1 on processors since the 486 (APM 3.1.1): VMRUN
+    // of a CR0 with ET clear runs the guest with ET = 1, and #VMEXIT saves that.
+    add("cr0_et_clear", Program::vmmcall, [](Vector& v) { set_bits(v, FieldId::cr0, 0, arch::cr0::ET); });
+    // An exception delivered through L2's IDT reloads CS from the gate's
+    // selector (APM 8.9.3): the CS #VMEXIT saves is the GDT's descriptor, not
+    // the one VMRUN loaded (here a zero limit and a base L2 never uses).
+    add("ud2_cs_reloaded", Program::ud2, [](Vector& v) {
+        auto cs = v.vmcb.segment(arch::Seg::cs);
+        cs.limit = 0;
+        cs.base = 0xFFFF800000000000ULL;
+        v.vmcb.set_segment(arch::Seg::cs, cs);
+    });
+    return ms;
+}
+
 std::string_view mode_name(BaseMode m) {
     switch (m) {
         case BaseMode::long64: return "long64";
@@ -402,6 +452,13 @@ void each_boundary(const GenOptions& o, const std::function<void(Vector&&)>& emi
             p.apply(v);
             v.id = fmt::format("prog/{}", p.name);
             annotate(v, o.cpu, prof, fmt::format("program {}", program_name(v.program)));
+            sink(std::move(v));
+        }
+        for (const auto& l : load_mutations()) {
+            Vector v = base_vector(l.base);
+            l.apply(v);
+            v.id = fmt::format("load/{}", l.name);
+            annotate(v, o.cpu, prof, fmt::format("VMRUN loads, #VMEXIT saves: {}", l.name));
             sink(std::move(v));
         }
         for (const auto& m : bm) {

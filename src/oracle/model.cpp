@@ -249,6 +249,17 @@ private:
         e.index = index;
         e.value = write ? (v_.regs[2] << 32 | (cpu_.regs().rax & 0xFFFFFFFF)) : 0;  // edx:eax
         const auto r = cpu_.guest_event(e);
+        if (r.outcome == SvmOutcome::no_exit && !write && index == arch::msr::PAT) {
+            // The one MSR whose value the processor defines here: with nested
+            // paging L2 reads G_PAT, otherwise the host's PAT (APM 15.25.8);
+            // the image never writes PAT, so the host's is the power-on value.
+            // QEMU 7.2 does not load G_PAT (qemu.g_pat_not_loaded).
+            const std::uint64_t pat = cpu_.regs().pat;
+            cpu_.regs().rax = pat & 0xFFFFFFFF;
+            rax_known_ = true;
+            p_.path += fmt::format("; RDMSR of PAT reads {:#x}", pat);
+            return after(r);
+        }
         if (r.outcome == SvmOutcome::no_exit)
             return unknown(fmt::format("{} of MSR {:#x} reaches the emulator's MSR", write ? "WRMSR" : "RDMSR", index));
         after(r);

@@ -142,5 +142,36 @@ TEST(Gen, BasesAreValidForEveryEmulatorModel) {
     }
 }
 
+
+TEST(Gen, LoadVectorsAreFollowedToAWholeVmcbComparison) {
+    // The load/* boundary vectors (segment bases at the canonical boundary,
+    // CR0.ET, CS reloaded through L2's IDT) are worth running only if the
+    // model follows them to the exit and predicts every VMCB field.
+    for (auto [cpu, prof] : {std::pair{"qemu-tcg", checks::ProfileId::qemu},
+                             std::pair{"bochs-ryzen", checks::ProfileId::bochs},
+                             std::pair{"zen4", checks::ProfileId::apm}}) {
+        const auto model = make_image_model(*checks::find_builtin_model(cpu), checks::profile(prof));
+        std::size_t n = 0;
+        for (const auto& v : generate_boundary(opts(cpu, prof))) {
+            if (!v.id.starts_with("load/")) continue;
+            ++n;
+            const auto p = model->predict(v);
+            EXPECT_TRUE(p.vmrun_valid && p.rest_unchanged && p.vmcb_after) << cpu << " " << v.id << ": " << p.path;
+        }
+        EXPECT_EQ(n, 26U) << cpu;
+    }
+    // Canonicalized where the profile writes the canonical base back: bit 56
+    // alone is not canonical at 48 or 57 bits.
+    const auto v = [] {
+        for (auto& x : generate_boundary(opts("qemu-tcg", checks::ProfileId::qemu)))
+            if (x.id == "load/es_base_bit56") return x;
+        return Vector{};
+    }();
+    const auto q = make_image_model(*checks::find_builtin_model("qemu-tcg"), checks::profile(checks::ProfileId::qemu))
+                       ->predict(v);
+    ASSERT_TRUE(q.vmcb_after);
+    EXPECT_EQ(q.vmcb_after->segment(arch::Seg::es).base, 0xFF00000000000000ULL);
+}
+
 }  // namespace
 }  // namespace nsvm::oracle
