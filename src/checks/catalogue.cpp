@@ -206,10 +206,9 @@ namespace {
 }
 }  // namespace
 
-arch::Vmcb apply_boundary(const Boundary& b, arch::Vmcb base) noexcept {
+void apply_boundary(const Boundary& b, arch::Vmcb& vmcb) noexcept {
     for (const auto& p : b.vmcb)
-        if (p.op != Op::none) base.set(p.field, poked(base.get(p.field), p.op, p.value));
-    return base;
+        if (p.op != Op::none) vmcb.set(p.field, poked(vmcb.get(p.field), p.op, p.value));
 }
 
 HostState apply_boundary(const Boundary& b, HostState h) noexcept {

@@ -367,9 +367,11 @@ std::vector<Mutation> load_mutations() {
     }};
     for (const arch::Seg sg : {arch::Seg::es, arch::Seg::cs, arch::Seg::ss, arch::Seg::ds, arch::Seg::fs,
                                arch::Seg::gs}) {
-        for (const auto& [name, base] : kBases) {
-            add(fmt::format("{}_base_{}", arch::kSegNames[static_cast<std::size_t>(sg)], name), Program::vmmcall,
-                [sg, base](Vector& v) {
+        for (const auto& entry : kBases) {
+            // A named copy: clang 14 cannot capture a structured binding.
+            const std::uint64_t base = entry.second;
+            add(fmt::format("{}_base_{}", arch::kSegNames[static_cast<std::size_t>(sg)], entry.first),
+                Program::vmmcall, [sg, base](Vector& v) {
                     auto seg = v.vmcb.segment(sg);
                     seg.base = base;
                     v.vmcb.set_segment(sg, seg);

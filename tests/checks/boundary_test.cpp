@@ -20,7 +20,7 @@ using P = ProfileId;
 
 class PerProfile : public ::testing::TestWithParam<ProfileId> {
 protected:
-    [[nodiscard]] Scenario scn(arch::Vmcb v = valid_vmcb64(), CpuModel cpu = default_model()) const {
+    [[nodiscard]] Scenario scn(const arch::Vmcb& v = valid_vmcb64(), CpuModel cpu = default_model()) const {
         Scenario s;
         s.vmcb = v;
         s.cpu = std::move(cpu);
@@ -51,7 +51,8 @@ protected:
 
 INSTANTIATE_TEST_SUITE_P(Profiles, PerProfile, ::testing::ValuesIn(kAllProfileIds), profile_param_name);
 
-arch::Vmcb with(arch::Vmcb v, FieldId f, std::uint64_t value) {
+arch::Vmcb with(const arch::Vmcb& base, FieldId f, std::uint64_t value) {
+    arch::Vmcb v = base;  // by reference: a 64-byte aligned VMCB by value changes ABI (g++ notes it)
     v.set(f, value);
     return v;
 }
@@ -410,7 +411,8 @@ TEST_P(PerProfile, AsidZero) {
 }
 
 // N1-N3
-arch::Vmcb np_on(arch::Vmcb v = valid_vmcb64()) {
+arch::Vmcb np_on(const arch::Vmcb& base = valid_vmcb64()) {
+    arch::Vmcb v = base;
     v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
     v.set(FieldId::nested_cr3, 0x5000);
     return v;
@@ -502,8 +504,8 @@ TEST_P(PerProfile, Avic) {
 }
 
 // S1-S5, P4-P10
-arch::Vmcb sev(arch::Vmcb v = valid_vmcb64()) {
-    v = np_on(v);
+arch::Vmcb sev(const arch::Vmcb& base = valid_vmcb64()) {
+    arch::Vmcb v = np_on(base);
     v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE | arch::misc_ctl::SEV_ENABLE);
     return v;
 }

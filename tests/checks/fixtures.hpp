@@ -150,7 +150,7 @@ inline BoundaryCase realize(const Boundary& b) {
         case BaseGuest::pae32: c.vmcb = valid_vmcb_pae32(); break;
         case BaseGuest::legacy32: c.vmcb = valid_vmcb_legacy32(); break;
     }
-    c.vmcb = apply_boundary(b, c.vmcb);
+    apply_boundary(b, c.vmcb);
     if (!b.features.empty()) {
         const auto r = apply_feature_edits(c.cpu, b.features);
         EXPECT_TRUE(r.has_value()) << b.features;

@@ -20,7 +20,7 @@ constexpr std::uint32_t pend(Signal s) { return 1U << static_cast<unsigned>(s); 
 
 /// A machine with a guest running on `v` (GIF = 1 after VMRUN).
 struct InGuest : Machine {
-    explicit InGuest(arch::Vmcb v, checks::CpuModel model = checks::default_model())
+    explicit InGuest(const arch::Vmcb& v, checks::CpuModel model = checks::default_model())
         : Machine(checks::ProfileId::apm, std::move(model)) {
         const auto r = enter(v);
         EXPECT_EQ(r.outcome, SvmOutcome::entered_guest) << (r.failed_check ? r.failed_check->id : "");

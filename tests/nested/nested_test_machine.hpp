@@ -65,7 +65,8 @@ struct Machine : test_support::NestedMachine {
         ASSERT_EQ(vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
     }
     /// L1 runs `v` (valid_vmcb12 plus the intercept `bit`), L2 then runs.
-    void enter_l2_intercepting(unsigned bit, arch::Vmcb v = valid_vmcb12()) {
+    void enter_l2_intercepting(unsigned bit, const arch::Vmcb& base = valid_vmcb12()) {
+        arch::Vmcb v = base;
         v.set_intercept(bit);
         put(v);
         ASSERT_EQ(vmrun().outcome, Outcome::entered_l2);

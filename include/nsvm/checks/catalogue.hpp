@@ -89,8 +89,10 @@ struct Boundary {
     std::string_view features{};    ///< CPU model edits, e.g. "+sss_check"
     unsigned maxphyaddr = 0;        ///< 0: the model's
 };
-/// The guest of `b`: `base` (a valid guest of b.base) with b's VMCB pokes.
-[[nodiscard]] arch::Vmcb apply_boundary(const Boundary& b, arch::Vmcb base) noexcept;
+/// The guest of `b`: pokes b's VMCB changes into `vmcb` (a valid guest of
+/// b.base). In place: a VMCB is 64-byte aligned, and passing one by value
+/// changes ABI between compilers (g++ notes it).
+void apply_boundary(const Boundary& b, arch::Vmcb& vmcb) noexcept;
 /// The host of `b`: `base` (a valid host) with b's host pokes.
 [[nodiscard]] HostState apply_boundary(const Boundary& b, HostState base) noexcept;
 
