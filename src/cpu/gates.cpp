@@ -44,4 +44,9 @@ const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState h, con
     return checks::first_gate_failure(ctx);
 }
 
+GateFault gate_fault(const checks::Check& gate) noexcept {
+    return gate.outcome == checks::Outcome::ud ? GateFault{6, "#UD: instruction gate (failed_check names it)"}
+                                               : GateFault{13, "#GP(0): instruction gate (failed_check names it)"};
+}
+
 }  // namespace nsvm::cpu

@@ -248,15 +248,11 @@ bool SvmCpu::svm_gates(Insn insn, const Registers& r, SvmResult& out) const noex
     const checks::Check* c = svm_instruction_gate(insn, host_state_for_gates(r), *cpu_, *profile_,
                                                   in_guest_ ? GateContext::guest : GateContext::host);
     if (c == nullptr) return true;
+    const GateFault f = gate_fault(*c);
     out.outcome = SvmOutcome::exception;
     out.failed_check = c;
-    if (c->outcome == checks::Outcome::ud) {
-        out.vector = 6;
-        out.note = "#UD: instruction gate (failed_check names it)";
-    } else {
-        out.vector = 13;
-        out.note = "#GP(0): instruction gate (failed_check names it)";
-    }
+    out.vector = f.vector;
+    out.note = f.note;
     return false;
 }
 

@@ -61,11 +61,11 @@ bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept
     // nested_svm_check_permissions and nested_svm_vmrun judge it.
     const checks::Check* c = cpu::svm_instruction_gate(insn, l1_gate_state(), *cpu_, *profile_, cpu::GateContext::host);
     if (c == nullptr) return true;
+    const cpu::GateFault f = cpu::gate_fault(*c);
     r.outcome = Outcome::exception;
-    r.vector = c->outcome == checks::Outcome::ud ? 6 : 13;
+    r.vector = f.vector;
     r.failed_check = c;
-    r.note = c->outcome == checks::Outcome::ud ? "#UD: instruction gate (failed_check names it)"
-                                                : "#GP(0): instruction gate (failed_check names it)";
+    r.note = f.note;
     return false;
 }
 

@@ -31,4 +31,12 @@ enum class GateContext : std::uint8_t { host, guest };
                                                         const checks::CpuModel& cpu, const checks::Profile& profile,
                                                         GateContext where) noexcept;
 
+/// The exception a failed gate raises: #UD (6) or #GP(0) (13), with a static
+/// note; the gate itself is the report's failed_check.
+struct GateFault {
+    std::uint8_t vector;
+    const char* note;
+};
+[[nodiscard]] GateFault gate_fault(const checks::Check& gate) noexcept;
+
 }  // namespace nsvm::cpu
