@@ -61,10 +61,7 @@ TEST(Routing, L2VmrunIsReflectedToL1) {
 // and the 2025 series "nSVM: Fixes for SVM_EXIT_CR0_SEL_WRITE injection").
 TEST(Routing, SelectiveCr0InterceptOfL1IsHonouredWhenL0InterceptsCr0Writes) {
     Machine m;
-    auto v = valid_vmcb12();
-    v.set_intercept(ic::SELECTIVE_CR0);
-    m.put(v);
-    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    m.enter_l2_intercepting(ic::SELECTIVE_CR0);
     ASSERT_TRUE(m.vcpu.vmcb02().intercept(ic::cr_write(0)));  // L0's own intercept
     // Only TS changes: not selective, L0 emulates, L2 goes on.
     auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 0,
