@@ -34,8 +34,10 @@ const char* mov_to_cr_fault(const checks::CpuModel& cpu, unsigned cr, std::uint6
     switch (cr) {
         case 0: return cr0_fault(value, s);
         case 3:
-            // Bits at and above MAXPHYADDR are MBZ; bit 63 is PCID's no-flush bit.
-            return (value & cpu.reserved_pa_bits() & ~bit(63)) != 0 ? "CR3 beyond MAXPHYADDR: #GP(0)" : nullptr;
+            // Bits at and above MAXPHYADDR are MBZ; with CR4.PCIDE bit 63 is
+            // the no-flush bit, not part of CR3 (cr3_as_written).
+            return (cr3_as_written(value, s.cr4) & cpu.reserved_pa_bits()) != 0 ? "CR3 beyond MAXPHYADDR: #GP(0)"
+                                                                                 : nullptr;
         case 4:
             if ((value & cpu.cr4_reserved_bits()) != 0) return "CR4 reserved bit: #GP(0)";
             // APM 3.1.3: CR4.PAE cannot be cleared while long mode is active.
@@ -52,6 +54,10 @@ const char* mov_to_dr_fault(unsigned dr, std::uint64_t value) noexcept {
 }
 
 std::uint64_t cr0_as_written(std::uint64_t value) noexcept { return value | arch::cr0::ET; }
+
+std::uint64_t cr3_as_written(std::uint64_t value, std::uint64_t cr4) noexcept {
+    return (cr4 & arch::cr4::PCIDE) != 0 ? (value & ~arch::bit(63)) : value;
+}
 
 std::uint64_t efer_after_cr0_write(std::uint64_t efer, std::uint64_t cr0) noexcept {
     using namespace arch;

@@ -142,19 +142,27 @@ std::uint64_t SvmCpu::guest_tsc() const noexcept {
     // APM 15.30.5: the ratio applies only while the guest runs.
     const std::uint64_t ratio = cpu_->has(Feature::tsc_scale) ? msrs_.tsc_ratio : (std::uint64_t{1} << 32);
     const auto scaled = static_cast<std::uint64_t>((static_cast<u128>(msrs_.tsc) * ratio) >> 32);
-    return scaled + vmcb_.get(FieldId::tsc_offset);
+    return scaled + cur().get(FieldId::tsc_offset);
 }
 
 // ---------------------------------------------------------------------------
 // Helpers: field-by-field little-endian accesses of the VMCB and HSAVE pages.
 
 void SvmCpu::vmcb_store(FieldId f, std::uint64_t v) noexcept {
+    if (held_.vmcb != nullptr) {
+        held_.vmcb->set(f, v);
+        return;
+    }
     const auto& fi = arch::info(f);
     std::array<std::uint8_t, 8> b{};
     arch::store_le(b, 0, fi.width, v);
     (void)mem_->write(vmcb_pa_ + fi.offset, std::span<const std::uint8_t>(b.data(), fi.width));
 }
 void SvmCpu::vmcb_store_segment(Seg s, const arch::Segment& v) noexcept {
+    if (held_.vmcb != nullptr) {
+        held_.vmcb->set_segment(s, v);
+        return;
+    }
     std::array<std::uint8_t, 16> b{};
     arch::store_le(b, 0, 2, v.selector);
     arch::store_le(b, 2, 2, v.attrib);
@@ -163,8 +171,10 @@ void SvmCpu::vmcb_store_segment(Seg s, const arch::Segment& v) noexcept {
     (void)mem_->write(vmcb_pa_ + arch::kSaveAreaOffset + 16 * static_cast<std::uint64_t>(s), b);
 }
 
+bool SvmCpu::hsave_in_memory() const noexcept { return profile_->hsave_used && held_.vmcb == nullptr; }
+
 void SvmCpu::hsave_store(FieldId f, std::uint64_t v) noexcept {
-    if (!profile_->hsave_used) {
+    if (!hsave_in_memory()) {
         hsave_page_.set(f, v);
         return;
     }
@@ -176,7 +186,7 @@ void SvmCpu::hsave_store(FieldId f, std::uint64_t v) noexcept {
     (void)mem_->write(hsave_pa_ + fi.offset, std::span<const std::uint8_t>(b.data(), fi.width));
 }
 void SvmCpu::hsave_store_segment(Seg s, const arch::Segment& v) noexcept {
-    if (!profile_->hsave_used) {
+    if (!hsave_in_memory()) {
         hsave_page_.set_segment(s, v);
         return;
     }
@@ -188,14 +198,14 @@ void SvmCpu::hsave_store_segment(Seg s, const arch::Segment& v) noexcept {
     (void)mem_->write(hsave_pa_ + kHsaveStateOffset + 16 * static_cast<std::uint64_t>(s), b);
 }
 std::uint64_t SvmCpu::hsave_load(FieldId f) const noexcept {
-    if (!profile_->hsave_used) return hsave_page_.get(f);
+    if (!hsave_in_memory()) return hsave_page_.get(f);
     const auto& fi = arch::info(f);
     std::array<std::uint8_t, 8> b{};
     (void)mem_->read(hsave_pa_ + fi.offset, std::span<std::uint8_t>(b.data(), fi.width));
     return arch::load_le(b, 0, fi.width);
 }
 arch::Segment SvmCpu::hsave_load_segment(Seg s) const noexcept {
-    if (!profile_->hsave_used) return hsave_page_.segment(s);
+    if (!hsave_in_memory()) return hsave_page_.segment(s);
     std::array<std::uint8_t, 16> b{};
     (void)mem_->read(hsave_pa_ + kHsaveStateOffset + 16 * static_cast<std::uint64_t>(s), b);
     return arch::Segment{static_cast<std::uint16_t>(arch::load_le(b, 0, 2)),
@@ -204,22 +214,22 @@ arch::Segment SvmCpu::hsave_load_segment(Seg s) const noexcept {
 }
 
 bool SvmCpu::read_hsave(arch::Vmcb& out) const noexcept {
-    if (!profile_->hsave_used) {
+    if (!hsave_in_memory()) {
         out = hsave_page_;
         return true;
     }
     return mem_->peek_vmcb(page_of(msrs_.vm_hsave_pa), out);
 }
 
-std::uint64_t SvmCpu::int_ctl() const noexcept { return vmcb_.get(FieldId::int_ctl); }
-void SvmCpu::set_int_ctl(std::uint64_t v) noexcept { vmcb_.set(FieldId::int_ctl, v); }
+std::uint64_t SvmCpu::int_ctl() const noexcept { return cur().get(FieldId::int_ctl); }
+void SvmCpu::set_int_ctl(std::uint64_t v) noexcept { cur().set(FieldId::int_ctl, v); }
 bool SvmCpu::interrupt_shadow() const noexcept {
-    return (vmcb_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
+    return (cur().get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
 }
 bool SvmCpu::np_enabled() const noexcept {
     // APM 15.25.3: NP_ENABLE on a CPU without nested paging has no effect,
     // unless the profile models an emulator that honours it anyway.
-    if ((vmcb_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0) return false;
+    if ((cur().get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0) return false;
     return cpu_->has(Feature::npt) || profile_->np_without_feature == checks::NpWithoutFeature::honoured;
 }
 std::uint64_t SvmCpu::exit_code_form(std::uint64_t code) const noexcept {
@@ -265,7 +275,7 @@ bool SvmCpu::vmrun_instruction_gates(SvmResult& r) const noexcept {
     if (!svm_gates(Insn::vmrun, regs_, r)) return false;
     // Model choice: the host-save area must be backed memory; the APM only
     // requires software to set VM_HSAVE_PA (15.30.4). An unbacked one is #GP(0).
-    if (profile_->hsave_used && !mem_->backed(page_of(msrs_.vm_hsave_pa))) {
+    if (hsave_in_memory() && !mem_->backed(page_of(msrs_.vm_hsave_pa))) {
         r.outcome = SvmOutcome::exception;
         r.vector = 13;
         r.note = "#GP(0): the host-save area at VM_HSAVE_PA is not backed memory (model)";
@@ -325,7 +335,7 @@ const checks::Check* SvmCpu::check_guest_state() const noexcept {
     // VMCB as read and BEFORE any guest state is loaded: a failure leaves
     // nothing half-loaded (the opposite of QEMU's interleaving).
     const checks::HostState h = host_state_for_gates(regs_);
-    const checks::Context ctx{vmcb_, *cpu_, *profile_, &h, mem_};
+    const checks::Context ctx{cur(), *cpu_, *profile_, &h, mem_};
     return checks::first_failure(ctx, checks::Stage::control, checks::Stage::memory);
 }
 
@@ -335,7 +345,7 @@ void SvmCpu::load_guest_state() noexcept {
     // value in the VMCB stays as it was unless the profile models an
     // emulator that writes the canonical form back (APM 15.5.1, canonicalization).
     auto seg = [&](Seg s) {
-        Segment v = vmcb_.segment(s);
+        Segment v = cur().segment(s);
         if (profile_->canonical_writeback) v.base = canonicalize(v.base, cpu_->va_width);
         return v;
     };
@@ -348,24 +358,24 @@ void SvmCpu::load_guest_state() noexcept {
     // (docs/peer-bugs.md, segment bases).
     regs_.gdtr = seg(Seg::gdtr);
     regs_.idtr = seg(Seg::idtr);
-    regs_.efer = vmcb_.get(FieldId::efer);
+    regs_.efer = cur().get(FieldId::efer);
     // APM 3.1.1: CR0.ET is read-only 1 (QEMU and Bochs force it too).
-    regs_.cr0 = vmcb_.get(FieldId::cr0) | cr0::ET;
-    regs_.cr2 = vmcb_.get(FieldId::cr2);
-    regs_.cr3 = vmcb_.get(FieldId::cr3);
-    regs_.cr4 = vmcb_.get(FieldId::cr4);
-    regs_.rflags = vmcb_.get(FieldId::rflags) | rflags::FIXED1;
-    regs_.rip = vmcb_.get(FieldId::rip);
-    regs_.rsp = vmcb_.get(FieldId::rsp);
-    regs_.rax = vmcb_.get(FieldId::rax);
-    regs_.dr6 = vmcb_.get(FieldId::dr6);
-    regs_.dr7 = vmcb_.get(FieldId::dr7);
+    regs_.cr0 = cur().get(FieldId::cr0) | cr0::ET;
+    regs_.cr2 = cur().get(FieldId::cr2);
+    regs_.cr3 = cur().get(FieldId::cr3);
+    regs_.cr4 = cur().get(FieldId::cr4);
+    regs_.rflags = cur().get(FieldId::rflags) | rflags::FIXED1;
+    regs_.rip = cur().get(FieldId::rip);
+    regs_.rsp = cur().get(FieldId::rsp);
+    regs_.rax = cur().get(FieldId::rax);
+    regs_.dr6 = cur().get(FieldId::dr6);
+    regs_.dr7 = cur().get(FieldId::dr7);
     // CPL: 0 in real mode, 3 in virtual-8086 mode, else the VMCB's (15.5.1).
     if ((regs_.cr0 & cr0::PE) == 0) regs_.cpl = 0;
     else if ((regs_.rflags & rflags::VM) != 0) regs_.cpl = 3;
-    else regs_.cpl = static_cast<std::uint8_t>(vmcb_.get(FieldId::cpl));
+    else regs_.cpl = static_cast<std::uint8_t>(cur().get(FieldId::cpl));
     // G_PAT is the guest's PAT only with nested paging (15.25.8).
-    if (np_enabled()) regs_.pat = vmcb_.get(FieldId::g_pat);
+    if (np_enabled()) regs_.pat = cur().get(FieldId::g_pat);
     // FS, GS, TR, LDTR and the syscall MSRs are VMLOAD's, not VMRUN's: they
     // keep whatever the host loaded (15.5.2).
 }
@@ -385,8 +395,8 @@ void SvmCpu::load_pdpes() noexcept {
 void SvmCpu::apply_tlb_control() noexcept {
     // APM 15.16.1: VMRUN reads TLB_CONTROL and leaves it unchanged; the
     // model records the flush. Reserved encodings flush nothing.
-    tlb_.asid = static_cast<std::uint32_t>(vmcb_.get(FieldId::asid));
-    const auto ctl = static_cast<std::uint8_t>(vmcb_.get(FieldId::tlb_ctl));
+    tlb_.asid = static_cast<std::uint32_t>(cur().get(FieldId::asid));
+    const auto ctl = static_cast<std::uint8_t>(cur().get(FieldId::tlb_ctl));
     tlb_.last_tlb_ctl = ctl;
     switch (ctl) {
         case arch::tlb_ctl::DO_NOTHING: break;
@@ -402,17 +412,35 @@ Injection SvmCpu::inject_event() noexcept {
     // its first instruction, whatever RFLAGS.IF, the interrupt shadow or the
     // intercepts say (its legality was the catalogue's event stage). V is
     // cleared once delivered; #VMEXIT writes EVENTINJ back with V = 0.
-    const std::uint64_t ev = vmcb_.get(FieldId::event_inj);
+    const std::uint64_t ev = cur().get(FieldId::event_inj);
     if ((ev & arch::event::V) == 0) return Injection::none;
-    injected_ = ev | (vmcb_.get(FieldId::event_inj_err) << 32);
-    vmcb_.set(FieldId::event_inj, ev & ~std::uint64_t{arch::event::V});
+    injected_ = ev | (cur().get(FieldId::event_inj_err) << 32);
+    cur().set(FieldId::event_inj, ev & ~std::uint64_t{arch::event::V});
     return Injection::delivered;
 }
 
 SvmResult SvmCpu::vmrun() noexcept {
     SvmResult r;
+    held_ = {};
     if (!vmrun_instruction_gates(r)) return r;
     if (!read_vmcb(r)) return r;
+    return enter_guest(r);
+}
+
+SvmResult SvmCpu::vmrun(const HeldVmcb& held) noexcept {
+    SvmResult r;
+    if (in_guest_) {
+        (void)vmrun_instruction_gates(r);  // a guest runs: nothing
+        return r;
+    }
+    held_ = held;
+    if (!vmrun_instruction_gates(r)) return r;
+    vmcb_pa_ = 0;
+    return enter_guest(r);
+}
+
+SvmResult SvmCpu::enter_guest(SvmResult r) noexcept {
+    // APM 15.5.1 from step 1, on the VMCB vmrun() read or the host holds.
     save_host_state();
     if (const checks::Check* failed = check_guest_state()) return vmexit_invalid(failed);
     load_guest_state();
@@ -488,6 +516,11 @@ void SvmCpu::store_loaded_registers(bool with_cr2) noexcept {
     vmcb_store(FieldId::cpl, regs_.cpl);
 }
 
+void SvmCpu::flush_guest_state() noexcept {
+    if (!in_guest_) return;
+    save_guest_state();
+}
+
 void SvmCpu::save_guest_state() noexcept {
     // Step 2: the state VMRUN loaded, V_TPR/V_IRQ and the interrupt shadow.
     store_loaded_registers(true);
@@ -495,7 +528,7 @@ void SvmCpu::save_guest_state() noexcept {
     // int_ctl as read, with the bits the processor updates while the guest
     // runs (V_TPR, V_IRQ, V_GIF, V_NMI, V_NMI_MASK) at their current values.
     vmcb_store(FieldId::int_ctl, int_ctl());
-    vmcb_store(FieldId::int_state, vmcb_.get(FieldId::int_state));
+    vmcb_store(FieldId::int_state, cur().get(FieldId::int_state));
 }
 
 void SvmCpu::write_exit_fields(std::uint64_t code, std::uint64_t info1, std::uint64_t info2,
@@ -508,7 +541,7 @@ void SvmCpu::write_exit_fields(std::uint64_t code, std::uint64_t info1, std::uin
     vmcb_store(FieldId::exit_int_info_err, exit_int_info >> 32);
     if (cpu_->has(Feature::nrip_save)) vmcb_store(FieldId::next_rip, next_rip);
     // EVENTINJ.V is clear after a delivered injection (15.20).
-    vmcb_store(FieldId::event_inj, vmcb_.get(FieldId::event_inj) & ~std::uint64_t{arch::event::V});
+    vmcb_store(FieldId::event_inj, cur().get(FieldId::event_inj) & ~std::uint64_t{arch::event::V});
 }
 
 void SvmCpu::clear_guest_controls() noexcept {

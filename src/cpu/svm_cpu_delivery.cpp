@@ -88,7 +88,7 @@ Fault SvmCpu::nested_final(std::uint64_t gpa, Access a, std::uint64_t& hpa) noex
     // APM 15.25.5: nested walks are user accesses, whatever the guest's CPL.
     const Access na{a.write, true, a.fetch};
     const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
-    const NptResult w = npt_walk(*mem_, vmcb_.get(FieldId::nested_cr3), gpa, na, nxe);
+    const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, na, nxe);
     if (w.ok) {
         hpa = w.hpa;
         return {};
@@ -107,7 +107,7 @@ Fault SvmCpu::guest_table_read(std::uint64_t gpa, unsigned width, std::uint64_t&
         // their A/D bits (KVM paging_tmpl.h walk_addr_generic's
         // nested_access; QEMU 7.2 ptw_translate uses MMU_DATA_STORE).
         const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
-        const NptResult w = npt_walk(*mem_, vmcb_.get(FieldId::nested_cr3), gpa, Access{true, true, false}, nxe,
+        const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, Access{true, true, false}, nxe,
                                      true);
         if (!w.ok) {
             Fault f;
@@ -333,7 +333,7 @@ Fault SvmCpu::deliver_through_idt(const GuestEvent& ev) noexcept {
     regs_.rip = offset;
     // 8.9.3: the gate clears TF, NT, RF and VM; an interrupt gate also IF.
     regs_.rflags &= ~(rflags::TF | rflags::NT | rflags::RF | rflags::VM | (interrupt_gate ? rflags::IF : 0));
-    vmcb_.set(FieldId::int_state, vmcb_.get(FieldId::int_state) & ~int_state::INTERRUPT_SHADOW);
+    cur().set(FieldId::int_state, cur().get(FieldId::int_state) & ~int_state::INTERRUPT_SHADOW);
     return {};
 }
 
@@ -350,7 +350,7 @@ SvmResult SvmCpu::deliver_to_guest(GuestEvent ev, bool check_intercept, std::uin
             e.index = ev.vector;
             e.error_code = ev.error_code;
             e.cr2 = ev.cr2;
-            if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features())) {
+            if (const auto x = decide(cur(), msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features())) {
                 SvmResult r = vmexit(x->code, x->info1, x->info2, during, exit_nrip(x->next_rip));
                 r.vector = ev.vector;
                 r.error_code = ev.error_code;
@@ -381,7 +381,7 @@ SvmResult SvmCpu::deliver_to_guest(GuestEvent ev, bool check_intercept, std::uin
         if (first_exception && ev.vector == 8 && (contributory(next.vector) || next.vector == 14)) {
             // APM 8.2.9: a fault while delivering #DF shuts the processor
             // down; SVM turns that into #VMEXIT(SHUTDOWN) when intercepted.
-            if (vmcb_.intercept(ic::SHUTDOWN))
+            if (cur().intercept(ic::SHUTDOWN))
                 return vmexit(ec::SHUTDOWN, 0, 0, event_info(ev.vector, ev.type, ev.has_error, ev.error_code),
                               exit_nrip(0));
             r.outcome = SvmOutcome::nothing;

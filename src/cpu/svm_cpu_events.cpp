@@ -21,8 +21,16 @@ constexpr std::uint64_t kSmmLock = 1;  // HWCR bit 0
 ExitFeatures SvmCpu::exit_features() const noexcept {
     return ExitFeatures{cpu_->has(Feature::nrip_save), cpu_->has(Feature::decodeassists)};
 }
-Bitmap SvmCpu::msrpm() const noexcept { return Bitmap{mem_, vmcb_.get(FieldId::msrpm_base_pa), {}}; }
-Bitmap SvmCpu::iopm() const noexcept { return Bitmap{mem_, vmcb_.get(FieldId::iopm_base_pa), {}}; }
+// A host-held VMCB brings its maps with it (HeldVmcb); otherwise they are
+// guest-physical memory at the VMCB's base addresses.
+Bitmap SvmCpu::msrpm() const noexcept {
+    if (held_.vmcb != nullptr) return Bitmap{nullptr, 0, held_.msrpm};
+    return Bitmap{mem_, cur().get(FieldId::msrpm_base_pa), {}};
+}
+Bitmap SvmCpu::iopm() const noexcept {
+    if (held_.vmcb != nullptr) return Bitmap{nullptr, 0, held_.iopm};
+    return Bitmap{mem_, cur().get(FieldId::iopm_base_pa), {}};
+}
 
 SvmResult SvmCpu::guest_exception(std::uint8_t vector, std::uint32_t error_code, std::uint64_t cr2,
                                   const char* note) noexcept {
@@ -50,7 +58,7 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
                     regs_.efer = efer_after_cr0_write(regs_.efer, regs_.cr0);
                     break;
                 case 2: regs_.cr2 = e.value; break;
-                case 3: regs_.cr3 = e.value; break;
+                case 3: regs_.cr3 = cr3_as_written(e.value, regs_.cr4); break;
                 case 4: regs_.cr4 = e.value; break;
                 case 8:
                     // APM 15.21.1: with V_INTR_MASKING, CR8 writes go to V_TPR.
@@ -69,7 +77,7 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
         default: break;
     }
     regs_.rip += e.insn_len;
-    vmcb_.set(FieldId::int_state, vmcb_.get(FieldId::int_state) & ~int_state::INTERRUPT_SHADOW);
+    cur().set(FieldId::int_state, cur().get(FieldId::int_state) & ~int_state::INTERRUPT_SHADOW);
 }
 
 SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
@@ -97,7 +105,7 @@ SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
             return r;
         }
     }
-    if (const auto x = decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
+    if (const auto x = decide(cur(), msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
         return vmexit(x->code, x->info1, x->info2, 0, exit_nrip(x->next_rip));
     SvmResult r;
     r.outcome = SvmOutcome::no_exit;
@@ -124,11 +132,9 @@ SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
             ++tlb_.invlpga_count;
             r.note = "INVLPGA in the guest, not intercepted";
             break;
-        default:
-            // VMLOAD/VMSAVE only reach here when virtualized (V_VMSAVE_VMLOAD);
-            // the model does not translate rAX through the nested tables.
-            r.note = "executed by the guest without an intercept (effect not modelled)";
-            break;
+        case Insn::vmload:
+        case Insn::vmsave: return guest_vmload_vmsave(e, insn == Insn::vmsave);
+        default: break;
     }
     apply_guest_effect(e);
     return r;
@@ -176,7 +182,7 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
             // APM 15.25.6: a nested fault is #VMEXIT(NPF). The NX bit's
             // legality follows the host's EFER.NXE.
             const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
-            const NptResult w = npt_walk(*mem_, vmcb_.get(FieldId::nested_cr3), e.value, e.access, nxe);
+            const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), e.value, e.access, nxe);
             if (!w.ok) return vmexit(ec::NPF, w.info1, w.info2, 0, exit_nrip(0));
             r.note = "translated by the nested page tables";
             return r;
@@ -186,9 +192,9 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
     // APM 15.14.4: with the PAUSE filter, an intercepted PAUSE exits only
     // once the count reaches zero (nested/routing.cpp does the same).
     const bool filtered = e.kind == EventKind::pause && cpu_->has(Feature::pausefilter) &&
-                          vmcb_.intercept(ic::PAUSE) && !pause_filter_exits(vmcb_);
+                          cur().intercept(ic::PAUSE) && !pause_filter_exits(cur());
     if (const auto x = filtered ? std::nullopt
-                                : decide(vmcb_, msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
+                                : decide(cur(), msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
         return vmexit(x->code, x->info1, x->info2, 0, exit_nrip(x->next_rip));
     // A MOV to CR/DR with a value the processor refuses faults after the
     // intercept check: an intercepted write exits with the value unjudged
@@ -222,7 +228,7 @@ SvmResult SvmCpu::signal(Signal s, std::uint8_t vector) noexcept {
         }
         // 15.13.3: intercepted internal SMIs exit and are consumed; HWCR.SMMLOCK
         // makes the processor ignore the intercept.
-        if (in_guest_ && vmcb_.intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
+        if (in_guest_ && cur().intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
         if (smm_) {
             pending_ |= bit_of(Signal::smi);  // latched until RSM (APM 10.3.2)
             r.outcome = SvmOutcome::held_pending;
@@ -254,7 +260,7 @@ SvmResult SvmCpu::poll() noexcept {
     // SMI (15.13.3, 15.22): intercepted -> #VMEXIT(SMI), an external SMI stays
     // pending; SMMLOCK ignores the intercept; not intercepted -> SMM.
     if ((pending_ & bit_of(Signal::smi)) != 0 && !smm_) {
-        if (in_guest_ && vmcb_.intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
+        if (in_guest_ && cur().intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
         pending_ &= ~bit_of(Signal::smi);
         smm_ = true;
         r.outcome = SvmOutcome::smm_entered;
@@ -266,7 +272,7 @@ SvmResult SvmCpu::poll() noexcept {
     // Not intercepted: R_INIT = 1 turns it into #SX (vector 30, error code 1)
     // and consumes it; R_INIT = 0 -> INIT taken. Not recognized in SMM.
     if ((pending_ & bit_of(Signal::init)) != 0 && !smm_) {
-        if (in_guest_ && vmcb_.intercept(ic::INIT)) return vmexit(ec::INIT, 0, 0, 0);
+        if (in_guest_ && cur().intercept(ic::INIT)) return vmexit(ec::INIT, 0, 0, 0);
         pending_ &= ~bit_of(Signal::init);
         if ((msrs_.vm_cr & vm_cr::R_INIT) != 0) {
             if (in_guest_) return guest_exception(30, 1, 0, "INIT redirected: #SX(1) in the guest");
@@ -285,8 +291,8 @@ SvmResult SvmCpu::poll() noexcept {
     }
     // NMI (15.21.2): intercepted -> #VMEXIT(NMI), stays pending, even in an
     // interrupt shadow; else taken once the shadow ends (KVM svm_nmi_blocked).
-    if ((pending_ & bit_of(Signal::nmi)) != 0 && (!shadow || (in_guest_ && vmcb_.intercept(ic::NMI)))) {
-        if (in_guest_ && vmcb_.intercept(ic::NMI)) return vmexit(ec::NMI, 0, 0, 0);
+    if ((pending_ & bit_of(Signal::nmi)) != 0 && (!shadow || (in_guest_ && cur().intercept(ic::NMI)))) {
+        if (in_guest_ && cur().intercept(ic::NMI)) return vmexit(ec::NMI, 0, 0, 0);
         pending_ &= ~bit_of(Signal::nmi);
         r.outcome = SvmOutcome::delivered;
         r.in_guest = in_guest_;
@@ -302,7 +308,7 @@ SvmResult SvmCpu::poll() noexcept {
         const bool vmask = in_guest_ && (int_ctl() & int_ctl::V_INTR_MASKING) != 0;
         const bool open = vmask ? host_if_ : (regs_.rflags & rflags::IF) != 0;
         if (open) {
-            if (in_guest_ && vmcb_.intercept(ic::INTR)) return vmexit(ec::INTR, 0, 0, 0);
+            if (in_guest_ && cur().intercept(ic::INTR)) return vmexit(ec::INTR, 0, 0, 0);
             if (!shadow) {
                 pending_ &= ~bit_of(Signal::intr);
                 r.outcome = SvmOutcome::delivered;
@@ -333,11 +339,11 @@ SvmResult SvmCpu::poll() noexcept {
         const auto tpr = static_cast<unsigned>(ic_ & int_ctl::V_TPR);
         if ((ic_ & int_ctl::V_IRQ) && !(ic_ & int_ctl::AVIC_ENABLE) &&
             ((ic_ & int_ctl::V_IGN_TPR) || prio > tpr) && (regs_.rflags & rflags::IF) && !shadow && vgif_open) {
-            if (vmcb_.intercept(ic::VINTR)) return vmexit(ec::VINTR, 0, 0, 0);
+            if (cur().intercept(ic::VINTR)) return vmexit(ec::VINTR, 0, 0, 0);
             set_int_ctl(ic_ & ~int_ctl::V_IRQ);
             r.outcome = SvmOutcome::delivered;
             r.in_guest = true;
-            r.vector = static_cast<std::uint8_t>(vmcb_.get(FieldId::int_vector) & 0xFF);
+            r.vector = static_cast<std::uint8_t>(cur().get(FieldId::int_vector) & 0xFF);
             r.note = "virtual interrupt delivered (V_IRQ cleared)";
             return r;
         }

@@ -1,7 +1,9 @@
 // VMLOAD, VMSAVE, STGI, CLGI, INVLPGA, SKINIT and the SVM MSR writes, as
 // the host executes them (APM 15.5.2, 15.17, 15.16.3, 15.27, 15.30).
 #include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/cpu/msr_rules.hpp"
+#include "nsvm/cpu/npt.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
 
 namespace nsvm::cpu {
@@ -10,7 +12,8 @@ using arch::Seg;
 using checks::Feature;
 
 namespace {
-arch::Segment& seg_ref(Registers& r, Seg s) noexcept {
+template <class R>  // Registers or const Registers
+auto& seg_ref(R& r, Seg s) noexcept {
     switch (s) {
         case Seg::fs: return r.fs;
         case Seg::gs: return r.gs;
@@ -39,8 +42,10 @@ static_assert([] {
 
 /// The registers' VMLOAD/VMSAVE state seen as a VMCB's, so that
 /// arch::copy_vmload_state moves it between the registers and a VMCB page.
+/// R is Registers, or const Registers for a VMSAVE of a const processor.
+template <class R>
 struct VmloadRegisters {
-    Registers& r;
+    R& r;
     [[nodiscard]] arch::Segment segment(Seg s) const noexcept { return seg_ref(r, s); }
     void set_segment(Seg s, const arch::Segment& v) const noexcept { seg_ref(r, s) = v; }
     [[nodiscard]] std::uint64_t get(FieldId f) const noexcept { return r.*reg_of(f); }
@@ -53,6 +58,8 @@ private:
         return &Registers::kernel_gs_base;  // unreachable: copy_vmload_state asks only for kVmloadFields
     }
 };
+template <class R>
+VmloadRegisters(R&) -> VmloadRegisters<R>;
 
 SvmResult fault(std::uint8_t vector, const char* note) noexcept {
     SvmResult r;
@@ -83,6 +90,49 @@ SvmResult SvmCpu::vmload() noexcept {
     regs_.rip += kSvmInsnLength;
     r.outcome = SvmOutcome::completed;
     r.note = "VMLOAD: FS, GS, TR, LDTR, KernelGsBase, STAR, LSTAR, CSTAR, SFMASK, SYSENTER_CS/ESP/EIP loaded";
+    return r;
+}
+
+void SvmCpu::vmload_state_from(const arch::Vmcb& v) noexcept {
+    if (in_guest_) return;
+    arch::copy_vmload_state(v, VmloadRegisters{regs_});
+}
+
+void SvmCpu::vmsave_state_to(arch::Vmcb& v) const noexcept {
+    if (in_guest_) return;
+    arch::copy_vmload_state(VmloadRegisters{regs_}, v);
+}
+
+SvmResult SvmCpu::guest_vmload_vmsave(const Event& e, bool save) noexcept {
+    // A guest's VMLOAD/VMSAVE that is not intercepted (its gates passed).
+    // With virtual VMLOAD/VMSAVE (V_VMSAVE_VMLOAD under nested paging, APM
+    // 15.33.1) rAX is a guest-physical address the nested page tables
+    // translate, a fault there being #VMEXIT(NPF); without it rAX is used
+    // as a system-physical address (why hypervisors intercept them).
+    std::uint64_t pa = page_of(regs_.rax);
+    const bool virtualized = cpu_->has(Feature::v_vmsave_vmload) && np_enabled() &&
+                             (cur().get(FieldId::misc_ctl2) & arch::misc_ctl2::V_VMSAVE_VMLOAD) != 0;
+    if (virtualized) {
+        const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
+        const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), pa, Access{.write = save, .user = false}, nxe);
+        if (!w.ok) return vmexit(arch::exit_code::NPF, w.info1, w.info2, 0, exit_nrip(0));
+        pa = w.hpa;
+    }
+    if (save) {
+        const auto page = mem_->vmcb_in_place(pa);
+        if (!page) return guest_exception(13, 0, 0, "#GP(0): the VMCB page is not backed memory (model)");
+        arch::copy_vmload_state(VmloadRegisters{regs_}, *page);
+    } else {
+        arch::Vmcb page;
+        if (!mem_->read_vmcb(pa, page)) return guest_exception(13, 0, 0, "#GP(0): the VMCB page is not backed memory (model)");
+        arch::copy_vmload_state(page, VmloadRegisters{regs_});
+    }
+    apply_guest_effect(e);
+    SvmResult r;
+    r.outcome = SvmOutcome::no_exit;
+    r.in_guest = true;
+    r.note = virtualized ? "virtual VMLOAD/VMSAVE: rAX translated through the nested page tables"
+                         : "VMLOAD/VMSAVE in the guest, not intercepted: rAX is a system-physical address";
     return r;
 }
 

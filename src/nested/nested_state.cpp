@@ -18,6 +18,7 @@
 
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/nested/vcpu.hpp"
 
 namespace nsvm::nested {
@@ -91,6 +92,8 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
         *this = backup;
         return U(std::move(why));
     };
+    // KVM_SET_NESTED_STATE runs outside KVM_RUN: the processor is not in L2.
+    l0_takes_exit(cpu::ExitInfo{arch::exit_code::INTR, 0, 0, 0});
     std::copy_n(blob.begin() + kHeader, arch::kVmcbSize, vmcb01_.page().begin());
     std::copy_n(blob.begin() + kHeader + arch::kVmcbSize, arch::kVmcbSize, cache_.page().begin());
     // L1's state: what L1 could never have loaded is refused.
@@ -135,9 +138,14 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
         // kvm_is_valid_cr4, ...) would commit a vmcb02 the processor's VMRUN
         // refuses. Those checks are the hardware's here (check_invariants'
         // rule), so every state saved from a running L2 restores.
-        if (const checks::Check* c = vmcb02_hardware_failure())
-            return refuse(fmt::format("nested state: L2's state fails the processor's VMRUN check {} ({}, APM {})",
-                                      c->id, c->message, c->apm));
+        const cpu::SvmResult hr = run_vmcb02();
+        if (hr.outcome != cpu::SvmOutcome::entered_guest) {
+            const checks::Check* c = hr.failed_check;
+            return refuse(c != nullptr ? fmt::format("nested state: L2's state fails the processor's VMRUN check {} ({}, APM {})",
+                                                     c->id, c->message, c->apm)
+                                       : fmt::format("nested state: the processor does not enter L2 ({})", hr.note));
+        }
+        hw_.flush_guest_state();
     } else {
         live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;

@@ -43,6 +43,11 @@ bool Vcpu::l1_wants_exit(const cpu::Event& e, const cpu::ExitInfo& hw) const noe
         if (!cache_.intercept(ic::IOIO_PROT)) return false;
         return cpu::iopm_lookup(l1_iopm, static_cast<std::uint16_t>(e.index), e.size) != cpu::MapResult::clear;
     }
+    if (hw.code == ec::NPF) {
+        // vmcb02 walks L1's own nested page tables (vmrun.cpp): a fault in
+        // them is L1's (KVM's nested_svm_inject_npf_exit).
+        return (cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0;
+    }
     if (hw.code == ec::CR0_SEL_WRITE) {
         // L1 wants it if it intercepts CR0 writes at all or selectively.
         return cache_.intercept(ic::cr_write(0)) || cache_.intercept(ic::SELECTIVE_CR0);
@@ -75,7 +80,7 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
                 live_vmcb02().set(FieldId::efer, cpu::efer_after_cr0_write(vmcb02().get(FieldId::efer), cr0));
                 live_vmcb02().set(FieldId::cr0, cr0);
             }
-            if (e.index == 3) live_vmcb02().set(FieldId::cr3, e.value);
+            if (e.index == 3) live_vmcb02().set(FieldId::cr3, cpu::cr3_as_written(e.value, vmcb02().get(FieldId::cr4)));
             if (e.index == 4) live_vmcb02().set(FieldId::cr4, e.value);
             break;
         case EventKind::dr_write:
@@ -162,20 +167,48 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         case EventKind::memory: return l2_memory_access(e);
         default: break;
     }
-    const cpu::Bitmap m02{nullptr, 0, vmcb02_msrpm()};
-    const cpu::Bitmap io02{nullptr, 0, iopm01_};
-    auto hw = cpu::decide(vmcb02(), m02, io02, e, vmcb02().get(FieldId::rip), vmcb02().get(FieldId::cr0),
-                          exit_features());
-    if (!hw && e.kind == EventKind::io && cache_.intercept(ic::IOIO_PROT)) {
-        // vmcb02 runs on L0's IOPM. A port L0 passes through must still exit
-        // when L1's IOPM intercepts it: vmcb02's effective IOPM is L0's | L1's
-        // (APM 15.10.1), as the MSRPM is merged (KVM's nested_svm_merge_msrpm). An
-        // unreadable L1 IOPM byte counts as intercepted (KVM's nested_svm_intercept_ioio).
-        const cpu::Bitmap l1_iopm{mem_, cache_.get(FieldId::iopm_base_pa), {}};
-        hw = cpu::decide(vmcb02(), m02, l1_iopm, e, vmcb02().get(FieldId::rip), vmcb02().get(FieldId::cr0),
-                         exit_features());
+    // L2 executes the event on the processor, with vmcb02's intercepts and maps.
+    const bool gif_was = gif_;
+    const cpu::SvmResult hr = hw().guest_event(e);
+    if (hr.outcome != cpu::SvmOutcome::vmexit) return l2_ran(e, hr, gif_was);
+    after_processor_exit();
+    return route_l2_exit(e, hr);
+}
+
+StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_was) noexcept {
+    // No intercept in vmcb02: the processor completed the event in L2.
+    hw_.flush_guest_state();
+    StepResult r;
+    r.note = hr.note;
+    if (hr.outcome == cpu::SvmOutcome::delivered && e.kind != EventKind::exception) {
+        // The instruction faulted in L2 and L2's IDT took the exception
+        // (#UD for VMMCALL, #GP(0) for an illegal CR/DR value ...).
+        r.outcome = Outcome::exception;
+        r.vector = hr.vector;
+        return r;
     }
-    if (hw && e.kind == EventKind::cr_write && (e.index & 0xF) == 0 && hw->code == ic::cr_write(0) &&
+    r.outcome = Outcome::no_exit;
+    if (e.kind != EventKind::stgi && e.kind != EventKind::clgi) return r;
+    if (nested_vgif()) {
+        // L2's virtual GIF changed in vmcb02 (APM 15.33.2); KVM's
+        // nested_sync_control_from_vmcb02 syncs V_GIF into the cached vmcb12
+        // controls (what save_state keeps).
+        const std::uint64_t c = cache_.get(FieldId::int_ctl);
+        cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_GIF));
+        return r;
+    }
+    // Without a virtual GIF for L2 its STGI/CLGI set the GIF itself.
+    gif_ = hw_.gif();
+    if (!gif_was && gif_) return take_held_events_in_l2(r);
+    return r;
+}
+
+StepResult Vcpu::route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) noexcept {
+    // nested_svm_exit_handled: the processor's #VMEXIT from L2, decided on
+    // vmcb02 (L0's | L1's intercepts, the merged maps), is L1's when vmcb12
+    // asks for it, else L0's.
+    cpu::ExitInfo hw{hr.exit_code, hr.exit_info_1, hr.exit_info_2, vmcb02().get(FieldId::next_rip)};
+    if (e.kind == EventKind::cr_write && (e.index & 0xF) == 0 && hw.code == ic::cr_write(0) &&
         !cache_.intercept(ic::cr_write(0)) && cache_.intercept(ic::SELECTIVE_CR0) &&
         ((vmcb02().get(FieldId::cr0) ^ e.value) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
         // L0's own CR0-write intercept took precedence in hardware, but L1
@@ -183,64 +216,47 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         // than TS/MP: L1 gets CR0_SEL_WRITE (APM 15.9.2; KVM
         // check_selective_cr0_intercepted, KVM commit "KVM: nSVM: Fixes for
         // SVM_EXIT_CR0_SEL_WRITE injection").
-        hw->code = ec::CR0_SEL_WRITE;
+        hw.code = ec::CR0_SEL_WRITE;
     }
-    if (hw && e.kind == EventKind::pause && !cpu::pause_filter_exits(live_vmcb02())) hw.reset();
-    if (!hw) {
-        // vmcb02 lets VMLOAD/VMSAVE through only with virtual VMLOAD/VMSAVE.
-        if (e.kind == EventKind::vmload || e.kind == EventKind::vmsave) return l2_vmload_vmsave(e, true);
-        if (e.kind == EventKind::vmmcall || e.kind == EventKind::skinit) {
-            r.outcome = Outcome::exception;  // not intercepted: #UD in L2 (APM 15.5 / 15.27)
-            r.vector = 6;
-            return r;
-        }
-        if (const char* why = l2_write_fault(e)) {
-            r.outcome = Outcome::exception;
-            r.vector = 13;
-            r.note = why;
-            return r;
-        }
-        const bool gif_was = gif_;
-        apply_l2_effect(e);
-        r.outcome = Outcome::no_exit;
-        r.note = "not intercepted in vmcb02";
-        // L2's STGI ran in hardware without a virtual GIF: it set the GIF.
-        if (!gif_was && gif_) return take_held_events_in_l2(r);
-        return r;
-    }
-    if (l1_wants_exit(e, *hw)) {
-        cpu::ExitInfo x = *hw;
-        if (!opts_.nrips) x.next_rip = 0;
-        r = nested_vmexit(x);
+    if (l1_wants_exit(e, hw)) {
+        if (!opts_.nrips) hw.next_rip = 0;
+        StepResult r = nested_vmexit(hw);
         r.l0_exit = true;
         r.note = "intercepted by L1 (vmcb12)";
         return r;
     }
-    return (this->*l0_exit_handler(hw->code))(e, *hw);
+    StepResult r = (this->*l0_exit_handler(hw.code))(e, hw);
+    if (mode_ != Mode::l2 || hw_.in_guest()) return r;  // L1 took over, or L2 runs on
+    return enter_l2_on_processor(r);
 }
 
 Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
     // L0's handlers of the exits from L2 that L1 did not ask for, by exit
-    // code (the shape of KVM's svm_exit_handlers[], reached when
+    // code range (the shape of KVM's svm_exit_handlers[], reached when
     // nested_svm_exit_handled leaves the exit to L0); L0 emulates the rest.
     struct Entry {
-        std::uint64_t code;
+        std::uint64_t first, last;
         L0ExitHandler handle;
     };
-    static constexpr std::array<Entry, 5> kHandlers = {{
-        {ec::VMLOAD, &Vcpu::l0_vmload_vmsave},
-        {ec::VMSAVE, &Vcpu::l0_vmload_vmsave},
-        {ec::VMMCALL, &Vcpu::l0_inject_ud},
-        {ec::SKINIT, &Vcpu::l0_inject_ud},
-        {ec::RSM, &Vcpu::l0_inject_ud},
+    static constexpr std::array<Entry, 7> kHandlers = {{
+        {ec::SHUTDOWN, ec::SHUTDOWN, &Vcpu::l0_shutdown},
+        {ec::VMLOAD, ec::VMLOAD, &Vcpu::l0_vmload_vmsave},
+        {ec::VMSAVE, ec::VMSAVE, &Vcpu::l0_vmload_vmsave},
+        {ec::VMMCALL, ec::VMMCALL, &Vcpu::l0_inject_ud},
+        {ec::SKINIT, ec::SKINIT, &Vcpu::l0_inject_ud},
+        {ec::RSM, ec::RSM, &Vcpu::l0_inject_ud},
+        // Exceptions only L0 intercepts (KVM's vmcb01 has #DB, #UD, #AC,
+        // #MC): L0 handles them and L2 gets them back (nested_svm_exit_special
+        // leaves them to L0; its handlers requeue them for the guest).
+        {ec::EXCP_BASE, ec::EXCP_BASE + 31, &Vcpu::l0_reinject_exception},
     }};
     for (const Entry& h : kHandlers)
-        if (h.code == code) return h.handle;
+        if (code >= h.first && code <= h.last) return h.handle;
     return &Vcpu::l0_emulate;
 }
 
 StepResult Vcpu::l0_vmload_vmsave(const cpu::Event& e, const cpu::ExitInfo&) noexcept {
-    return l2_vmload_vmsave(e, false);
+    return l2_vmload_vmsave(e);
 }
 
 StepResult Vcpu::l0_inject_ud(const cpu::Event&, const cpu::ExitInfo& x) noexcept {
@@ -248,12 +264,26 @@ StepResult Vcpu::l0_inject_ud(const cpu::Event&, const cpu::ExitInfo& x) noexcep
     // (KVM's recalc_intercepts; KVM commit "KVM: nSVM: Fix #UD on VMMCALL
     // issues"), SKINIT is not offered (#UD, like L1's), and RSM outside SMM
     // is #UD: L0 injects #UD into L2, RIP unchanged.
+    inject_into_l2(6, 0);
     StepResult r;
     r.outcome = Outcome::exception;
     r.vector = 6;
     r.l0_exit = true;
     r.exit_code = x.code;
     r.note = "intercepted only by L0: #UD injected into L2";
+    return r;
+}
+
+StepResult Vcpu::l0_shutdown(const cpu::Event&, const cpu::ExitInfo& x) noexcept {
+    // L2 triple-faulted and L1 does not intercept SHUTDOWN: KVM's
+    // shutdown_interception reports KVM_EXIT_SHUTDOWN and the whole vCPU
+    // is gone, L1 with it.
+    shutdown();
+    StepResult r;
+    r.outcome = Outcome::shutdown;
+    r.l0_exit = true;
+    r.exit_code = x.code;
+    r.note = "L2 triple-faulted and L1 does not intercept SHUTDOWN: the vCPU shuts down";
     return r;
 }
 
@@ -264,6 +294,7 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     r.l0_exit = true;
     r.exit_code = x.code;
     if (const char* why = l2_write_fault(e)) {
+        inject_into_l2(13, 0);
         r.outcome = Outcome::exception;
         r.vector = 13;
         r.note = why;  // L0 injects the #GP(0) into L2
@@ -278,6 +309,23 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     r.note = "intercepted only by L0; L0 emulates, L2 continues";
     // L2's STGI set the GIF (no nested vGIF): what GIF held is taken now.
     if (!gif_was && gif_) return take_held_events_in_l2(r);
+    return r;
+}
+
+StepResult Vcpu::l0_reinject_exception(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {
+    const auto vector = static_cast<std::uint8_t>(x.code - ec::EXCP_BASE);
+    // #PF: CR2 is the faulting address, EXITINFO2 (APM 15.12.15).
+    if (vector == 14) live_vmcb02().set(FieldId::cr2, x.info2);
+    inject_into_l2(vector, static_cast<std::uint32_t>(x.info1));  // EXITINFO1: the error code
+    StepResult r;
+    r.l0_exit = true;
+    r.exit_code = x.code;
+    r.vector = vector;
+    // An exception L2 raised is L0's business and goes back to L2's IDT;
+    // one an L2 instruction raised is that instruction's fault.
+    r.outcome = e.kind == EventKind::exception ? Outcome::handled_by_l0 : Outcome::exception;
+    r.owner = e.kind == EventKind::exception ? Owner::l0 : Owner::none;
+    r.note = "intercepted only by L0: the exception is re-injected into L2";
     return r;
 }
 
@@ -434,41 +482,40 @@ StepResult Vcpu::l1_vmsave() noexcept {
     return r;
 }
 
-StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e, bool virtualized) noexcept {
-    // L1 does not intercept L2's VMLOAD/VMSAVE. Without virtual VMLOAD/VMSAVE
-    // L0's intercept catches it and emulates it as KVM's
+StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e) noexcept {
+    // L1 does not intercept L2's VMLOAD/VMSAVE and vmcb02 has no virtual
+    // VMLOAD/VMSAVE: L0's intercept caught it and L0 emulates it as KVM's
     // vmload_vmsave_interception does: L2's own gates, then rAX taken as an
     // L1 physical address (what the instruction uses outside virtual
-    // VMLOAD/VMSAVE, APM 15.33.1). With it, the processor translates rAX
-    // through L1's nested page tables (a fault there is L1's #NPF).
+    // VMLOAD/VMSAVE, APM 15.33.1). (With virtual VMLOAD/VMSAVE the
+    // processor runs it in L2 itself.)
     StepResult r;
-    r.l0_exit = !virtualized;
-    r.exit_code = virtualized ? 0 : (e.kind == EventKind::vmload ? ec::VMLOAD : ec::VMSAVE);
+    r.l0_exit = true;
+    r.exit_code = e.kind == EventKind::vmload ? ec::VMLOAD : ec::VMSAVE;
     const auto fault = [&](std::uint8_t vector, const char* note) {
+        inject_into_l2(vector, 0);
         r.outcome = Outcome::exception;
         r.vector = vector;
         r.note = note;
         return r;
     };
-    // nested_svm_check_permissions: #UD without paging. (L2's EFER.SVME is
-    // 1: VMRUN's checks required it, and the model keeps no L2 EFER writes.)
-    if ((vmcb02().get(FieldId::cr0) & arch::cr0::PG) == 0) return fault(6, "L2's paging is off: #UD in L2");
-    if (vmcb02().get(FieldId::cpl) != 0) return fault(13, "L2's CPL != 0: #GP(0) in L2");
-    const std::uint64_t rax = vmcb02().get(FieldId::rax);
-    if ((rax & 0xFFF) != 0 || (rax & cpu_->reserved_pa_bits()) != 0)
-        return fault(13, "rAX is not a 4 KiB aligned legal physical address: #GP(0) in L2");
-    std::uint64_t pa = rax;
-    if (virtualized) {
-        StepResult npf;
-        if (!l1_physical(rax, cpu::Access{.write = e.kind == EventKind::vmsave, .user = false}, pa, npf)) return npf;
+    // The processor's gates ran before the intercept (APM Table 15-7); L0
+    // judges L2's state by its own as well (KVM's nested_svm_check_permissions
+    // adds #UD without paging): the catalogue's gates under L0's profile.
+    const auto insn = e.kind == EventKind::vmload ? cpu::SvmInsn::vmload : cpu::SvmInsn::vmsave;
+    if (const checks::Check* c =
+            cpu::svm_instruction_gate(insn, gate_state(vmcb02()), *cpu_, *profile_, cpu::GateContext::guest)) {
+        const cpu::GateFault f = cpu::gate_fault(*c);
+        r.failed_check = c;
+        return fault(f.vector, f.note);
     }
-    const bool ok = e.kind == EventKind::vmload ? vmload_from(pa) : vmsave_to(pa);
+    const std::uint64_t rax = vmcb02().get(FieldId::rax);
+    const bool ok = e.kind == EventKind::vmload ? vmload_from(rax) : vmsave_to(rax);
     if (!ok) return fault(13, "VMLOAD/VMSAVE on memory L0 does not back: #GP(0) in L2");
     apply_l2_effect(e);  // RIP past the instruction
-    r.outcome = virtualized ? Outcome::no_exit : Outcome::handled_by_l0;
-    r.owner = virtualized ? Owner::none : Owner::l0;
-    r.note = virtualized ? "virtual VMLOAD/VMSAVE: rAX translated through L1's nested page tables"
-                         : "not intercepted by L1: L0 emulates it on L1 physical rAX (state shared with L1)";
+    r.outcome = Outcome::handled_by_l0;
+    r.owner = Owner::l0;
+    r.note = "not intercepted by L1: L0 emulates it on L1 physical rAX (state shared with L1)";
     return r;
 }
 

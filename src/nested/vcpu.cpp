@@ -59,6 +59,7 @@ std::string_view fail_reason_name(FailReason r) noexcept {
         case FailReason::illegal_pdpe: return "illegal_pdpe";
         case FailReason::unreadable_pdpe: return "unreadable_pdpe";
         case FailReason::msrpm_unreadable: return "msrpm_unreadable";
+        case FailReason::vmcb02_refused: return "vmcb02_refused";
     }
     return "?";
 }
@@ -83,7 +84,14 @@ std::string_view outcome_name(Outcome o) noexcept {
 
 Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::GuestMemory& memory, L0Config l0,
            Options opts)
-    : cpu_(&cpu), profile_(&profile), mem_(&memory), l0_(l0), opts_(opts) {
+    : cpu_(&cpu), profile_(&profile), mem_(&memory), l0_(l0), opts_(opts),
+      hw_(cpu, checks::profile(checks::ProfileId::apm), memory) {
+    // The physical processor L0 runs on: the APM's, on this CPU model, whatever
+    // profile L1's VMRUN is emulated with. Its host is L0 (a 64-bit kernel).
+    // VM_HSAVE_PA names L0's own host-save page; the host state of a
+    // host-held VMCB stays in the processor (cpu::HeldVmcb).
+    hw_.regs() = cpu::SvmCpu::long_mode_host();
+    hw_.msrs().vm_hsave_pa = kL0HsavePa;
     for (unsigned w = 0; w < 6; ++w) vmcb01_.set_intercept_word(w, l0_.intercept_words[w]);
     if (!opts_.intercept_smi) vmcb01_.set_intercept(ic::SMI, false);
     vmcb01_.set(FieldId::asid, l0_.asid01);
@@ -104,6 +112,7 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
         const unsigned p = l0_.passthrough_ports[i];
         iopm01_[p / 8] = static_cast<std::uint8_t>(iopm01_[p / 8] & ~(1U << (p % 8)));
     }
+    for (auto& m : iopm02s_) m = iopm01_;  // merge_iopm rewrites only the pass-through ports
     vmcb01_.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
     // A 64-bit L1 at CPL 0 with SVM enabled.
     vmcb01_.set(FieldId::efer, arch::efer::SCE | arch::efer::LME | arch::efer::LMA | arch::efer::NXE |

@@ -70,11 +70,16 @@ void Vcpu::restore_l1_from_vmcb01() noexcept {
     // once L1 sets GIF (APM 15.17): never dropped here.
     tsc_ratio02_ = tsc_ratio_;
     use_msrpm02_ = false;
+    use_iopm02_ = false;
     // Single-stepping VMRUN: #DB for L1 once the #VMEXIT completes (APM 15.5.1 step 9).
     pending_db_ = (vmcb01_.get(FieldId::rflags) & rflags::TF) != 0;
 }
 
 StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
+    // The processor has left L2 already when its own #VMEXIT brought L0
+    // here; for what L0 decides alone (a physical event, a forced exit) it
+    // leaves now, writing L2's state into vmcb02.
+    l0_takes_exit(x);
     sync_vmcb02_to_vmcb12(vmcb02(), x);
     gif_ = false;  // APM 15.6 step 1
     restore_l1_from_vmcb01();
@@ -90,7 +95,11 @@ StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
 void Vcpu::leave_nested() noexcept {
     // svm_leave_nested: forced out of guest mode without a #VMEXIT to
     // vmcb12; GIF = 1 (KVM's svm_leave_nested: svm_set_gif(svm, true)).
-    if (mode_ == Mode::l2) restore_l1_from_vmcb01();
+    if (mode_ == Mode::l2) {
+        // Whatever exit brought L0 out of L2 (its code is L0's business).
+        l0_takes_exit(cpu::ExitInfo{ec::INTR, 0, 0, 0});
+        restore_l1_from_vmcb01();
+    }
     pending_db_ = false;
     gif_ = true;
 }

@@ -32,14 +32,14 @@ std::uint64_t compose_tsc_offset(std::uint64_t l1_offset, std::uint64_t l2_offse
 }
 }  // namespace
 
-checks::HostState Vcpu::l1_gate_state() const noexcept {
+checks::HostState Vcpu::gate_state(const arch::Vmcb& v) const noexcept {
     checks::HostState h;
-    h.efer = vmcb01_.get(FieldId::efer);
-    h.cr0 = vmcb01_.get(FieldId::cr0);
-    h.cr4 = vmcb01_.get(FieldId::cr4);
-    h.rflags = vmcb01_.get(FieldId::rflags);
-    h.cpl = static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl));
-    h.rax = vmcb01_.get(FieldId::rax);
+    h.efer = v.get(FieldId::efer);
+    h.cr0 = v.get(FieldId::cr0);
+    h.cr4 = v.get(FieldId::cr4);
+    h.rflags = v.get(FieldId::rflags);
+    h.cpl = static_cast<std::uint8_t>(v.get(FieldId::cpl));
+    h.rax = v.get(FieldId::rax);
     h.vm_hsave_pa = hsave_pa_;
     h.smm = smm_;
     return h;
@@ -59,7 +59,7 @@ bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept
     // and the profile's own, e.g. KVM's #UD without paging and in SMM and
     // #GP for VM_HSAVE_PA = 0 on VMRUN), judged on L1's state as KVM's
     // nested_svm_check_permissions and nested_svm_vmrun judge it.
-    const checks::Check* c = cpu::svm_instruction_gate(insn, l1_gate_state(), *cpu_, *profile_, cpu::GateContext::host);
+    const checks::Check* c = cpu::svm_instruction_gate(insn, gate_state(vmcb01_), *cpu_, *profile_, cpu::GateContext::host);
     if (c == nullptr) return true;
     const cpu::GateFault f = cpu::gate_fault(*c);
     r.outcome = Outcome::exception;
@@ -108,8 +108,8 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     // VMLOAD/VMSAVE stay intercepted unless virtual VMLOAD/VMSAVE may be
     // used for L2: offered to L1, enabled by L1, nested paging on
     // (nested_vmcb_needs_vls_intercept; CVE-2021-3656).
-    const bool vls = cpu_->has(Feature::v_vmsave_vmload) && l0_.npt &&
-                     (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0 &&
+    const bool nnpt = l0_.npt && (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
+    const bool vls = cpu_->has(Feature::v_vmsave_vmload) && nnpt &&
                      (cache_.get(FieldId::misc_ctl2) & misc_ctl2::V_VMSAVE_VMLOAD) != 0;
     if (!vls) {
         out.set_intercept(ic::VMLOAD);
@@ -146,10 +146,15 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     out.set(FieldId::event_inj_err, cache_.get(FieldId::event_inj_err));
     // next_rip: L1's value when NRIPS is offered to it (KVM's nested_vmcb02_prepare_control).
     out.set(FieldId::next_rip, opts_.nrips ? cache_.get(FieldId::next_rip) : cache_.get(FieldId::rip));
-    // Nested paging: vmcb02 always walks L0's tables (for L1's nCR3 L0
-    // builds a shadow NPT over its own); the model keeps L0's NP bit.
-    out.set(FieldId::misc_ctl, vmcb01_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE);
-    out.set(FieldId::nested_cr3, 0);
+    // Nested paging. KVM runs L2 on a shadow NPT it builds from L1's tables
+    // at vmcb12's nCR3 over its own tables for L1. In this model L0's tables
+    // for L1 are the identity (L1's memory is the processor's memory at the
+    // same addresses), so that shadow IS L1's tables, and without L1's
+    // nested paging it is the identity: vmcb02 walks L1's tables at L1's
+    // nCR3, or runs without nested paging (the processor then sees L2's GPA
+    // as the physical address, as L0's identity map would give it).
+    out.set(FieldId::misc_ctl, nnpt ? misc_ctl::NP_ENABLE : 0);
+    out.set(FieldId::nested_cr3, nnpt ? cache_.get(FieldId::nested_cr3) : 0);
     // Pause filter (post-series): L1's values when offered, else 0.
     out.set(FieldId::pause_filter_count,
             cpu_->has(Feature::pausefilter) ? cache_.get(FieldId::pause_filter_count) : 0);
@@ -238,6 +243,23 @@ bool Vcpu::merge_msrpm(Msrpm& out) const noexcept {
     return true;
 }
 
+void Vcpu::merge_iopm(Iopm& out) const noexcept {
+    // The processor runs vmcb02 on one IOPM (APM 15.10.1), so a port L0
+    // passes through must still exit when L1's IOPM intercepts it: for those
+    // ports vmcb02's map is L0's | L1's, as merge_msrpm does for MSRs. An
+    // unreadable byte of L1's map intercepts (KVM's nested_svm_intercept_ioio
+    // treats a failed read as an exit). `out` holds L0's map but for those bits.
+    const cpu::Bitmap l1{mem_, cache_.get(FieldId::iopm_base_pa), {}};
+    for (std::uint8_t i = 0; i < l0_.passthrough_port_count; ++i) {
+        const unsigned port = l0_.passthrough_ports[i];
+        std::uint8_t b = 0xFF;
+        const bool readable = l1.read_u8(port / 8, b);
+        const auto bit = static_cast<std::uint8_t>(1U << (port % 8));
+        const bool l1_wants = !readable || (b & bit) != 0;
+        out[port / 8] = static_cast<std::uint8_t>(l1_wants ? (out[port / 8] | bit) : (out[port / 8] & ~bit));
+    }
+}
+
 FailReason Vcpu::prepare_entry(std::span<const std::uint8_t> l2_save) noexcept {
     // The prepare phase of every entry into L2 (VMRUN, RSM into L2, a
     // restored nested state): only the buffers that are not live change.
@@ -248,12 +270,15 @@ FailReason Vcpu::prepare_entry(std::span<const std::uint8_t> l2_save) noexcept {
     if (const FailReason fr = load_l2_cr3(next); fr != FailReason::none) return fr;
     next_uses_msrpm02_ = cache_.intercept(ic::MSR_PROT);
     if (next_uses_msrpm02_ && !merge_msrpm(next_msrpm02())) return FailReason::msrpm_unreadable;
+    next_uses_iopm02_ = cache_.intercept(ic::IOIO_PROT) && l0_.passthrough_port_count != 0;
+    if (next_uses_iopm02_) merge_iopm(iopm02s_[live02_ ^ 1U]);
     return FailReason::none;
 }
 
 void Vcpu::switch_to_prepared() noexcept {
     live02_ ^= 1U;
     use_msrpm02_ = next_uses_msrpm02_;
+    use_iopm02_ = next_uses_iopm02_;
     tsc_ratio02_ = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
     mode_ = Mode::l2;
 }
@@ -263,10 +288,8 @@ void Vcpu::commit_guest_mode(std::uint64_t gpa) noexcept {
     vmcb12_gpa_ = gpa;
     // APM 15.5.1 step 7: GIF = 1 once everything is loaded.
     gif_ = true;
-    // Step 8: the EVENTINJ event is taken before the first L2 instruction;
-    // hardware clears EVENTINJ.V once delivered.
-    live_vmcb02().set(FieldId::event_inj, 0);
-    live_vmcb02().set(FieldId::event_inj_err, 0);
+    // Step 8: the EVENTINJ event is the processor's to deliver (vmcb02 has
+    // it); L1's copy is consumed.
     cache_.set(FieldId::event_inj, 0);
     cache_.set(FieldId::event_inj_err, 0);
 }
@@ -277,8 +300,8 @@ StepResult Vcpu::enter_nested(std::uint64_t gpa) noexcept {
     commit_guest_mode(gpa);
     StepResult r;
     r.outcome = Outcome::entered_l2;
-    r.note = "vmcb02 committed; GIF = 1";
-    return r;
+    r.note = "vmcb02 committed and run by the processor; GIF = 1";
+    return enter_l2_on_processor(r);
 }
 
 StepResult Vcpu::l1_vmrun() noexcept {

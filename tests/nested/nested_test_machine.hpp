@@ -28,12 +28,19 @@ using test_support::kVmcb12;
 inline constexpr std::uint64_t kMsrpm = test_support::kMsrpmBase, kIopm = test_support::kIopmBase;
 inline constexpr std::uint64_t kSmbase = test_support::kSmbase;
 
+/// Where L2's IDT says it is: memory L1 never backs, so an exception the
+/// processor delivers in L2 is taken without its handler being modelled
+/// (cpu::Delivery::not_modelled) instead of triple-faulting on an empty IDT.
+inline constexpr std::uint64_t kL2Idt = 0x7000000;
+
 /// The shared valid guest without its VMMCALL intercept, as the nested tests'
 /// vmcb12 always was: L1 does not see L2's VMMCALL, which is then #UD in L2
-/// (L0 never serves L2's hypercalls; KVM's recalc_intercepts).
+/// (L0 never serves L2's hypercalls; KVM's recalc_intercepts). L2 has an
+/// IDT of 256 long-mode gates at kL2Idt.
 inline arch::Vmcb valid_vmcb12() {
     auto v = test_support::valid_vmcb64();
     v.set_intercept(ic::VMMCALL, false);
+    v.set_segment(arch::Seg::idtr, {0, 0, 0xFFF, kL2Idt});
     return v;
 }
 

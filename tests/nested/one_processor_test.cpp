@@ -184,7 +184,12 @@ TEST(OneProcessor, L2ControlRegisterWritesAgreeWithTheProcessor) {
         ASSERT_EQ(hw.vmrun().outcome, cpu::SvmOutcome::entered_guest);
 
         nested::Vcpu l0(model, checks::profile(checks::ProfileId::kvm), l1_mem, nested::L0Config::kvm_default());
-        ASSERT_TRUE(l1_mem.map(kVmcb) && l1_mem.map(kHsave) && l1_mem.write_vmcb(kVmcb, guest));
+        // Under L0 the #GP(0) L0 injects is delivered by the processor
+        // through L2's IDT: one in memory nobody backs is taken without a
+        // handler (an empty IDT would triple-fault).
+        arch::Vmcb l0_guest = guest;
+        l0_guest.set_segment(arch::Seg::idtr, {0, 0, 0xFFF, 0x7000000});
+        ASSERT_TRUE(l1_mem.map(kVmcb) && l1_mem.map(kHsave) && l1_mem.write_vmcb(kVmcb, l0_guest));
         l0.set_vm_hsave_pa(kHsave);
         l0.vmcb01().set(FieldId::rax, kVmcb);
         ASSERT_EQ(l0.l1_vmrun().outcome, nested::Outcome::entered_l2);

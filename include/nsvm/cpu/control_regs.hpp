@@ -27,6 +27,11 @@ struct ControlState {
 /// processors (APM 3.1.1; KVM's kvm_set_cr0 sets it too, and VMRUN forces it
 /// when it loads CR0).
 [[nodiscard]] std::uint64_t cr0_as_written(std::uint64_t value) noexcept;
+/// The CR3 a legal MOV to CR3 leaves: with CR4.PCIDE, bit 63 asks the
+/// processor not to flush the PCID's TLB entries and is not stored (APM
+/// 3.1.2; KVM's kvm_set_cr3 drops X86_CR3_PCID_NOFLUSH); without PCIDE it is
+/// an address bit beyond MAXPHYADDR (#GP).
+[[nodiscard]] std::uint64_t cr3_as_written(std::uint64_t value, std::uint64_t cr4) noexcept;
 /// EFER after CR0 becomes `cr0`: with EFER.LME, CR0.PG turns long mode on or
 /// off and the processor sets or clears EFER.LMA with it (APM 14.6.1).
 [[nodiscard]] std::uint64_t efer_after_cr0_write(std::uint64_t efer, std::uint64_t cr0) noexcept;

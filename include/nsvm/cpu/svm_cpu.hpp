@@ -23,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 
 #include "nsvm/arch/vmcb.hpp"
 #include "nsvm/checks/catalogue.hpp"
@@ -144,6 +145,19 @@ inline constexpr std::uint64_t kHsaveStateOffset = 0x400;
 /// Length of VMRUN, VMLOAD, VMSAVE, STGI, CLGI, INVLPGA, SKINIT (0F 01 D8..DF).
 inline constexpr std::uint8_t kSvmInsnLength = 3;
 
+/// A VMCB the host software keeps in its own memory rather than in the
+/// guest-physical memory the processor models, with the MSR and I/O
+/// permission maps it uses: how a hypervisor modelled on this processor (the
+/// nested engine's L0) runs its own VMCBs. The processor uses `vmcb` as its
+/// copy of the VMCB while the guest runs (the host must not touch a running
+/// guest's VMCB, APM 15.5.1) and writes the #VMEXIT into it; the host state is
+/// kept in the processor's internal save area.
+struct HeldVmcb {
+    arch::Vmcb* vmcb = nullptr;
+    std::span<const std::uint8_t> msrpm;  ///< kMsrpmSize bytes
+    std::span<const std::uint8_t> iopm;   ///< kIopmSize bytes
+};
+
 class SvmCpu {
 public:
     SvmCpu(const checks::CpuModel& cpu, const checks::Profile& profile, GuestMemory& memory) noexcept;
@@ -154,6 +168,14 @@ public:
 
     // --- Instructions the host executes (in_guest() == false) ---
     [[nodiscard]] SvmResult vmrun() noexcept;   ///< rAX = VMCB physical address
+    /// VMRUN of a host-held VMCB: the same gates, checks, loads and
+    /// injection as vmrun(); rAX is not used.
+    [[nodiscard]] SvmResult vmrun(const HeldVmcb& held) noexcept;
+    /// The VMLOAD/VMSAVE state (APM 15.5.2) moved between the registers and a
+    /// host-held VMCB, as a hypervisor's VMLOAD/VMSAVE of its own page around
+    /// VMRUN (KVM's __svm_vcpu_run) does; host only.
+    void vmload_state_from(const arch::Vmcb& v) noexcept;
+    void vmsave_state_to(arch::Vmcb& v) const noexcept;
     [[nodiscard]] SvmResult vmload() noexcept;  ///< rAX = VMCB physical address
     [[nodiscard]] SvmResult vmsave() noexcept;
     [[nodiscard]] SvmResult stgi() noexcept;
@@ -177,6 +199,13 @@ public:
         return vmexit(x.code, x.info1, x.info2, exit_int_info, x.next_rip);
     }
 
+    /// Writes the running guest's registers into its VMCB's state-save area
+    /// as the next #VMEXIT would, without exiting. What a VMCB holds while its
+    /// guest runs is undefined (the processor may cache it, APM 15.5.1), so
+    /// the model may do this at any time: a host-held VMCB's observers (the
+    /// nested engine's traces and invariants) then read the guest's current state.
+    void flush_guest_state() noexcept;
+
     // --- Signals and event gating (APM 15.17, 15.21, 15.22) ---
     /// Raises a signal; it is evaluated at once (poll()). `vector` for INTR.
     [[nodiscard]] SvmResult signal(Signal s, std::uint8_t vector = 0x20) noexcept;
@@ -198,7 +227,14 @@ public:
     [[nodiscard]] std::uint64_t vmcb_pa() const noexcept { return vmcb_pa_; }
     /// The processor's internal copy of the current VMCB (controls and the
     /// int_ctl / int_state / EVENTINJ it updates while the guest runs).
-    [[nodiscard]] const arch::Vmcb& vmcb() const noexcept { return vmcb_; }
+    [[nodiscard]] const arch::Vmcb& vmcb() const noexcept { return cur(); }
+    /// Points a host-held VMCB run at `held` (same contents, new place: the
+    /// host copied itself); no effect when the VMCB was read from memory.
+    void rehold(const HeldVmcb& held) noexcept {
+        if (held_.vmcb != nullptr) held_ = held;
+    }
+    /// True while the running (or last) VMCB is host-held.
+    [[nodiscard]] bool held() const noexcept { return held_.vmcb != nullptr; }
     [[nodiscard]] const TlbRecord& tlb() const noexcept { return tlb_; }
     [[nodiscard]] const std::array<std::uint64_t, 4>& pdpes() const noexcept { return pdpes_; }
     [[nodiscard]] std::uint32_t pending() const noexcept { return pending_; }  ///< bit per Signal
@@ -262,6 +298,7 @@ private:
     [[nodiscard]] SvmResult guest_exception(std::uint8_t vector, std::uint32_t error_code, std::uint64_t cr2,
                                             const char* note) noexcept;
     [[nodiscard]] SvmResult guest_svm_instruction(const Event& e) noexcept;
+    [[nodiscard]] SvmResult guest_vmload_vmsave(const Event& e, bool save) noexcept;
     void apply_guest_effect(const Event& e) noexcept;
     [[nodiscard]] ExitFeatures exit_features() const noexcept;
     [[nodiscard]] Bitmap msrpm() const noexcept;
@@ -281,6 +318,14 @@ private:
     [[nodiscard]] std::uint64_t exit_nrip(std::uint64_t decided) const noexcept;
 
     // Helpers.
+    /// The VMCB the processor runs: its copy of a VMCB read from memory, or
+    /// the host-held one.
+    [[nodiscard]] arch::Vmcb& cur() noexcept { return held_.vmcb != nullptr ? *held_.vmcb : vmcb_; }
+    [[nodiscard]] const arch::Vmcb& cur() const noexcept { return held_.vmcb != nullptr ? *held_.vmcb : vmcb_; }
+    /// The host state goes to memory at VM_HSAVE_PA (the profile's
+    /// hsave_used), except for a host-held VMCB: then the internal page.
+    [[nodiscard]] bool hsave_in_memory() const noexcept;
+    [[nodiscard]] SvmResult enter_guest(SvmResult r) noexcept;
     [[nodiscard]] bool np_enabled() const noexcept;
     [[nodiscard]] bool interrupt_shadow() const noexcept;
     [[nodiscard]] std::uint64_t int_ctl() const noexcept;
@@ -300,6 +345,7 @@ private:
     Registers regs_{};
     SvmMsrs msrs_{};
     arch::Vmcb vmcb_{};        ///< internal copy of the VMCB (read once per VMRUN)
+    HeldVmcb held_{};          ///< the host-held VMCB being run, if any
     arch::Vmcb hsave_page_{};  ///< host state kept internally (profile without HSAVE use)
     TlbRecord tlb_{};
     std::array<std::uint64_t, 4> pdpes_{};

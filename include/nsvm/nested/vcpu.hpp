@@ -11,6 +11,12 @@
 //          buffers). Every failure goes through fail_vmrun().
 // #VMEXIT: sync_vmcb02_to_vmcb12 -> restore_l1_from_vmcb01.
 //
+// L0 runs on hw_, THE architectural processor (cpu::SvmCpu): every entry
+// into L2 is the processor's VMRUN of vmcb02 (its checks, loads and EVENTINJ
+// delivery), every L2 instruction or exception runs on it, and what exits
+// comes back as the processor's #VMEXIT, routed to L1 (vmcb12's intercepts)
+// or to L0's handler table, after which L0 resumes L2 with VMRUN again.
+//
 // No exceptions, no allocation and no strings on these paths: results are
 // plain structs; the scenario runner turns them into a trace.
 #pragma once
@@ -29,6 +35,7 @@
 #include "nsvm/cpu/events.hpp"
 #include "nsvm/cpu/gates.hpp"
 #include "nsvm/cpu/memory.hpp"
+#include "nsvm/cpu/svm_cpu.hpp"
 #include "nsvm/util/expected.hpp"
 
 namespace nsvm::nested {
@@ -70,6 +77,8 @@ enum class FailReason : std::uint8_t {
     illegal_pdpe,       ///< a PAE PDPE with reserved bits (APM 15.5.1 step 5)
     unreadable_pdpe,    ///< the PDPT is not backed
     msrpm_unreadable,   ///< L1's MSRPM cannot be read for the merge (nested_svm_merge_msrpm)
+    vmcb02_refused,     ///< the processor's VMRUN of vmcb02 failed: SVM_EXIT_ERR, which KVM's
+                        ///< nested_svm_intercept reflects to L1 (a check the profile let through)
 };
 [[nodiscard]] std::string_view fail_reason_name(FailReason r) noexcept;
 
@@ -111,6 +120,10 @@ inline constexpr std::uint64_t kSmramVmcb12Gpa = 0xFEE0;
 inline constexpr std::uint64_t kSmramEfer = 0xFED0;
 inline constexpr std::uint64_t kHsaveL1State = 0x400;  ///< KVM parks vmcb01's save area at HSAVE+0x400
 inline constexpr std::uint64_t kDefaultSmbase = 0x30000;
+/// VM_HSAVE_PA of the processor L0 runs on: a page of L0's own memory, which
+/// the model does not map (the host state of L0's VMRUN of vmcb02 is kept in
+/// the processor, cpu::HeldVmcb); any legal page address would do.
+inline constexpr std::uint64_t kL0HsavePa = 0x7FFF000;
 
 class Vcpu {
 public:
@@ -191,11 +204,17 @@ public:
     /// check_invariants only.
     [[nodiscard]] const checks::Check* vmcb02_hardware_failure() const noexcept;
 
-    /// Size in bytes of this per-vCPU state (docs/nested.md).
-    static constexpr std::size_t kStateBytes = 5 * arch::kVmcbSize + 3 * cpu::kMsrpmSize + cpu::kIopmSize;
+    /// The physical processor L0 runs on (L2's registers live here while it runs).
+    [[nodiscard]] const cpu::SvmCpu& hardware() const noexcept { return hw_; }
+
+    /// Size in bytes of this per-vCPU state (docs/performance.md): 5 VMCBs,
+    /// 3 MSRPMs, 3 IOPMs (L0's and two merged ones), and the processor's
+    /// VMCB copy and internal host-save page.
+    static constexpr std::size_t kStateBytes = 7 * arch::kVmcbSize + 3 * cpu::kMsrpmSize + 3 * cpu::kIopmSize;
 
 private:
     using Msrpm = std::array<std::uint8_t, cpu::kMsrpmSize>;
+    using Iopm = std::array<std::uint8_t, cpu::kIopmSize>;
 
     // VMRUN phases.
     [[nodiscard]] bool copy_vmcb12_to_cache(std::uint64_t gpa) noexcept;
@@ -208,11 +227,30 @@ private:
     void prepare_vmcb02_save(arch::Vmcb& out) const noexcept;
     [[nodiscard]] FailReason load_l2_cr3(const arch::Vmcb& prepared) const noexcept;
     [[nodiscard]] bool merge_msrpm(Msrpm& out) const noexcept;
+    void merge_iopm(Iopm& out) const noexcept;
     void commit_guest_mode(std::uint64_t gpa) noexcept;
     [[nodiscard]] StepResult fail_vmrun(FailReason reason, const checks::Check* check,
                                         const arch::Vmcb* prepared) noexcept;
     [[nodiscard]] StepResult enter_nested(std::uint64_t gpa) noexcept;
     [[nodiscard]] StepResult take_held_events_in_l2(const StepResult& entered) noexcept;
+
+    // L2 on the processor.
+    /// The processor, with vmcb02 (live buffer, its maps) as its held VMCB.
+    [[nodiscard]] cpu::SvmCpu& hw() noexcept;
+    [[nodiscard]] cpu::HeldVmcb held_vmcb02() noexcept;
+    /// L0's entry into L2: VMLOAD of the VMLOAD state (kept in vmcb01), VMRUN of vmcb02.
+    [[nodiscard]] cpu::SvmResult run_vmcb02() noexcept;
+    /// An entry (VMRUN, RSM into L2, resuming after an L0-handled exit): the
+    /// processor's VMRUN of vmcb02, its result folded into the report `r`.
+    [[nodiscard]] StepResult enter_l2_on_processor(StepResult r) noexcept;
+    /// L0 takes the processor's #VMEXIT from L2 (code x) if it still runs L2,
+    /// then VMSAVEs the VMLOAD state into vmcb01.
+    void l0_takes_exit(const cpu::ExitInfo& x) noexcept;
+    void after_processor_exit() noexcept;
+    /// An exit from L2 the processor reported: to L1 or to L0's handlers.
+    [[nodiscard]] StepResult route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) noexcept;
+    /// L2 goes on after an event the processor finished inside it.
+    [[nodiscard]] StepResult l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_was) noexcept;
 
     // #VMEXIT phases.
     /// `vmcb02`: the live one, or (KVM's late VMRUN failure) the one just prepared.
@@ -228,7 +266,7 @@ private:
     /// false with `fault` = the #NPF reflected to L1.
     [[nodiscard]] bool l1_physical(std::uint64_t l2_gpa, cpu::Access access, std::uint64_t& l1_gpa,
                                    StepResult& fault) noexcept;
-    [[nodiscard]] StepResult l2_vmload_vmsave(const cpu::Event& e, bool virtualized) noexcept;
+    [[nodiscard]] StepResult l2_vmload_vmsave(const cpu::Event& e) noexcept;
     /// The VMLOAD/VMSAVE state (APM 15.5.2) between a VMCB in memory and
     /// vmcb01 (and the live vmcb02 while L2 runs); false when not backed.
     [[nodiscard]] bool vmload_from(std::uint64_t pa) noexcept;
@@ -240,6 +278,10 @@ private:
     [[nodiscard]] StepResult l0_vmload_vmsave(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_inject_ud(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    [[nodiscard]] StepResult l0_shutdown(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    [[nodiscard]] StepResult l0_reinject_exception(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    /// L0 injects an exception into L2 through vmcb02's EVENTINJ (delivered by the next VMRUN).
+    void inject_into_l2(std::uint8_t vector, std::uint32_t error_code) noexcept;
     void apply_l2_effect(const cpu::Event& e) noexcept;
     /// The #GP(0) reason of an L2 MOV to CR/DR with an illegal value, or nullptr.
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
@@ -261,8 +303,9 @@ private:
     /// and RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
     [[nodiscard]] const char* l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const noexcept;
     [[nodiscard]] bool l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept;
-    /// L1's processor state as the instruction gates read it (from vmcb01).
-    [[nodiscard]] checks::HostState l1_gate_state() const noexcept;
+    /// A guest's processor state as the instruction gates read it (vmcb01:
+    /// L1's, vmcb02: L2's); VM_HSAVE_PA and SMM are L1's.
+    [[nodiscard]] checks::HostState gate_state(const arch::Vmcb& v) const noexcept;
     /// A shut-down vCPU runs nothing until it is reset, which the model has
     /// not: true, with `r` the step's report (outcome shutdown), when shut down.
     [[nodiscard]] bool shut_down(StepResult& r) const noexcept;
@@ -282,6 +325,9 @@ private:
     // copies nothing. Both MSRPM buffers are all-ones except the bits of the
     // MSRs L0 passes through, the only ones a merge rewrites.
     [[nodiscard]] arch::Vmcb& live_vmcb02() noexcept { return vmcb02s_[live02_]; }
+    [[nodiscard]] std::span<const std::uint8_t> vmcb02_iopm() const noexcept {
+        return std::span<const std::uint8_t>(use_iopm02_ ? iopm02s_[live02_] : iopm01_);
+    }
     [[nodiscard]] arch::Vmcb& next_vmcb02() noexcept { return vmcb02s_[live02_ ^ 1U]; }
     [[nodiscard]] Msrpm& next_msrpm02() noexcept { return msrpm02s_[live02_ ^ 1U]; }
 
@@ -291,7 +337,8 @@ private:
     arch::Vmcb smram_l2_; ///< L2's register state saved at an SMI from L2 (SMRAM image)
     Msrpm msrpm01_{};
     std::array<Msrpm, 2> msrpm02s_{};
-    std::array<std::uint8_t, cpu::kIopmSize> iopm01_{};
+    Iopm iopm01_{};
+    std::array<Iopm, 2> iopm02s_{};  ///< L0's | L1's IOPM for the ports L0 passes through
     /// Where L0's pass-through MSRs sit in an MSRPM (byte, and the mask of
     /// the read/write bit pair), computed once as KVM's msrpm_offsets[]:
     /// the only bits an MSRPM merge rewrites.
@@ -304,6 +351,8 @@ private:
     std::uint8_t live02_ = 0;        ///< index of the live vmcb02 and merged MSRPM
     bool use_msrpm02_ = false;       ///< the live vmcb02 uses the merged MSRPM
     bool next_uses_msrpm02_ = false; ///< the prepared one will
+    bool use_iopm02_ = false;        ///< the live vmcb02 uses the merged IOPM
+    bool next_uses_iopm02_ = false;
 
     Mode mode_ = Mode::l1;
     bool gif_ = true;  ///< reset value (init_vmcb sets GIF = 1)
@@ -318,6 +367,7 @@ private:
     std::uint64_t tsc_ratio02_ = std::uint64_t{1} << 32;  ///< the ratio L2 runs with
     std::uint64_t smbase_ = kDefaultSmbase;
     std::uint64_t vmcb12_reads_ = 0;
+    cpu::SvmCpu hw_;  ///< the physical processor (apm profile): runs vmcb02
 };
 
 /// The state-blob format version (nested_state.cpp).

@@ -1,0 +1,87 @@
+// L2 on the processor: L0's VMRUN of vmcb02 on cpu::SvmCpu, the #VMEXITs it
+// takes back, and its resume after handling one (KVM's svm_vcpu_run and
+// __svm_vcpu_run around VMRUN; nested_svm_exit_handled after it).
+//
+// The processor (hw_) is the APM's (the `apm` profile on the vCPU's CPU
+// model): whatever profile L1's VMRUN is emulated with, the VMCB L0 builds
+// is run by hardware, which applies its own checks, loads and EVENTINJ
+// delivery. L0 keeps the VMLOAD/VMSAVE state of L1 and L2 in vmcb01 (as
+// KVM's __svm_vcpu_run VMLOADs and VMSAVEs vmcb01 around every VMRUN).
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/nested/vcpu.hpp"
+
+namespace nsvm::nested {
+namespace ec = arch::exit_code;
+using arch::FieldId;
+
+cpu::HeldVmcb Vcpu::held_vmcb02() noexcept { return cpu::HeldVmcb{&live_vmcb02(), vmcb02_msrpm(), vmcb02_iopm()}; }
+
+cpu::SvmCpu& Vcpu::hw() noexcept {
+    // A copied Vcpu (restore_state's backup) carries a processor that still
+    // points at the original's vmcb02: point it at ours before every use.
+    hw_.rehold(held_vmcb02());
+    return hw_;
+}
+
+cpu::SvmResult Vcpu::run_vmcb02() noexcept {
+    cpu::SvmCpu& p = hw();
+    p.vmload_state_from(vmcb01_);
+    return p.vmrun(held_vmcb02());
+}
+
+void Vcpu::after_processor_exit() noexcept {
+    // KVM's __svm_vcpu_run: VMSAVE into vmcb01 after the #VMEXIT. vmcb02's
+    // copy follows so that its readers see L2's current VMLOAD state.
+    hw_.vmsave_state_to(vmcb01_);
+    hw_.vmsave_state_to(live_vmcb02());
+}
+
+void Vcpu::l0_takes_exit(const cpu::ExitInfo& x) noexcept {
+    // An event L0 sees without the processor deciding it (a physical
+    // interrupt vmcb02 intercepts because vmcb01 does, a forced exit): the
+    // processor leaves L2 with that exit code, vmcb02 gets L2's state.
+    cpu::SvmCpu& p = hw();
+    if (!p.in_guest()) return;
+    (void)p.vmexit(x);
+    after_processor_exit();
+}
+
+StepResult Vcpu::enter_l2_on_processor(StepResult r) noexcept {
+    // Every entry into L2 (L1's VMRUN, RSM into L2, after an exit L0
+    // handled): VMRUN of vmcb02. What L0 wrote into it (an emulated register
+    // write, an injected event) is checked and loaded like everything else.
+    const cpu::SvmResult hr = run_vmcb02();
+    if (hr.outcome == cpu::SvmOutcome::entered_guest) {
+        hw_.flush_guest_state();
+        if (hr.injection == cpu::Injection::delivered && r.outcome == Outcome::entered_l2)
+            r.note = hr.delivery == cpu::Delivery::through_idt
+                         ? "vmcb02 run by the processor; GIF = 1; EVENTINJ delivered through L2's IDT"
+                         : "vmcb02 run by the processor; GIF = 1; EVENTINJ taken (delivery not modelled)";
+        return r;
+    }
+    if (hr.outcome == cpu::SvmOutcome::vmexit) after_processor_exit();
+    if (hr.outcome == cpu::SvmOutcome::vmexit && !ec::is_vmrun_failure(hr.exit_code)) {
+        // Delivering EVENTINJ faulted and the fault is intercepted: the
+        // processor exited before L2's first instruction (APM 15.20).
+        cpu::Event during{};
+        during.kind = cpu::EventKind::exception;
+        during.index = static_cast<std::uint32_t>(hr.exit_code & 0x1F);
+        return route_l2_exit(during, hr);
+    }
+    // SVM_EXIT_ERR on vmcb02: a check the profile let L1's VMRUN through, or
+    // an L0 emulation that left an illegal state. KVM's nested_svm_intercept
+    // reflects it to L1 as #VMEXIT(VMEXIT_INVALID).
+    return fail_vmrun(FailReason::vmcb02_refused, hr.failed_check, &live_vmcb02());
+}
+
+void Vcpu::inject_into_l2(std::uint8_t vector, std::uint32_t error_code) noexcept {
+    // KVM's svm_inject_exception: EVENTINJ of vmcb02, delivered by the next VMRUN.
+    std::uint64_t ev = arch::event::V | (std::uint64_t{static_cast<unsigned>(arch::event::Type::exception)}
+                                         << arch::event::kTypeShift) | vector;
+    if (arch::exception_has_error_code(vector)) ev |= arch::event::EV;
+    live_vmcb02().set(FieldId::event_inj, ev);
+    live_vmcb02().set(FieldId::event_inj_err, error_code);
+}
+
+}  // namespace nsvm::nested
