@@ -171,8 +171,6 @@ void SvmCpu::vmcb_store_segment(Seg s, const arch::Segment& v) noexcept {
     (void)mem_->write(vmcb_pa_ + arch::kSaveAreaOffset + 16 * static_cast<std::uint64_t>(s), b);
 }
 
-bool SvmCpu::hsave_in_memory() const noexcept { return profile_->hsave_used && held_.vmcb == nullptr; }
-
 void SvmCpu::hsave_store(FieldId f, std::uint64_t v) noexcept {
     if (!hsave_in_memory()) {
         hsave_page_.set(f, v);
@@ -213,7 +211,16 @@ arch::Segment SvmCpu::hsave_load_segment(Seg s) const noexcept {
                          static_cast<std::uint32_t>(arch::load_le(b, 4, 4)), arch::load_le(b, 8, 8)};
 }
 
+std::uint64_t SvmCpu::host_efer() const noexcept {
+    return held_.vmcb != nullptr ? held_host_.efer : hsave_load(FieldId::efer);
+}
+
 bool SvmCpu::read_hsave(arch::Vmcb& out) const noexcept {
+    if (held_.vmcb != nullptr) {
+        out = arch::Vmcb{};
+        store_registers(held_host_, out);
+        return true;
+    }
     if (!hsave_in_memory()) {
         out = hsave_page_;
         return true;
@@ -307,6 +314,14 @@ void SvmCpu::save_host_state() noexcept {
     // whole segment (hidden parts too), DR6/DR7 (qemu restores them) and PAT
     // (the guest's is G_PAT under nested paging). Layout: docs/cpu.md.
     hsave_pa_ = page_of(msrs_.vm_hsave_pa);
+    // APM 15.21.1: with V_INTR_MASKING the host's IF, kept here, masks
+    // physical interrupts while the guest runs.
+    host_if_ = (regs_.rflags & arch::rflags::IF) != 0;
+    if (held_.vmcb != nullptr) {
+        held_host_ = regs_;
+        held_host_.rip += kSvmInsnLength;  // NEXT_RIP
+        return;
+    }
     hsave_store_segment(Seg::es, regs_.es);
     hsave_store_segment(Seg::cs, regs_.cs);
     hsave_store_segment(Seg::ss, regs_.ss);
@@ -325,9 +340,6 @@ void SvmCpu::save_host_state() noexcept {
     hsave_store(FieldId::dr6, regs_.dr6);
     hsave_store(FieldId::cpl, regs_.cpl);
     hsave_store(FieldId::g_pat, regs_.pat);
-    // APM 15.21.1: with V_INTR_MASKING the host's IF, kept here, masks
-    // physical interrupts while the guest runs.
-    host_if_ = (regs_.rflags & arch::rflags::IF) != 0;
 }
 
 const checks::Check* SvmCpu::check_guest_state() const noexcept {
@@ -553,34 +565,61 @@ void SvmCpu::clear_guest_controls() noexcept {
     pdpes_ = {};
 }
 
+Registers SvmCpu::saved_host() const noexcept {
+    // What save_host_state kept: a host-held VMCB's host is the registers as
+    // they were (the internal save area needs no VMCB layout); otherwise the
+    // host-save area, field by field.
+    if (held_.vmcb != nullptr) return held_host_;
+    Registers h;
+    h.es = hsave_load_segment(Seg::es);
+    h.cs = hsave_load_segment(Seg::cs);
+    h.ss = hsave_load_segment(Seg::ss);
+    h.ds = hsave_load_segment(Seg::ds);
+    h.gdtr = hsave_load_segment(Seg::gdtr);
+    h.idtr = hsave_load_segment(Seg::idtr);
+    h.efer = hsave_load(FieldId::efer);
+    h.cr0 = hsave_load(FieldId::cr0);
+    h.cr3 = hsave_load(FieldId::cr3);
+    h.cr4 = hsave_load(FieldId::cr4);
+    h.rflags = hsave_load(FieldId::rflags);
+    h.rip = hsave_load(FieldId::rip);
+    h.rsp = hsave_load(FieldId::rsp);
+    h.rax = hsave_load(FieldId::rax);
+    h.dr7 = hsave_load(FieldId::dr7);
+    h.dr6 = hsave_load(FieldId::dr6);
+    h.pat = hsave_load(FieldId::g_pat);
+    return h;
+}
+
 void SvmCpu::load_host_state() noexcept {
     using namespace arch;
     // Steps 5-6: reload from the host-save area; CR0.PE = 1, RFLAGS.VM = 0,
     // CPL 0, DR7 breakpoints off (0x400; qemu restores the saved DR7).
-    regs_.es = hsave_load_segment(Seg::es);
-    regs_.cs = hsave_load_segment(Seg::cs);
-    regs_.ss = hsave_load_segment(Seg::ss);
-    regs_.ds = hsave_load_segment(Seg::ds);
-    regs_.gdtr = hsave_load_segment(Seg::gdtr);
-    regs_.idtr = hsave_load_segment(Seg::idtr);
-    regs_.efer = hsave_load(FieldId::efer);
-    regs_.cr0 = hsave_load(FieldId::cr0) | cr0::PE;
-    regs_.cr3 = hsave_load(FieldId::cr3);
-    regs_.cr4 = hsave_load(FieldId::cr4);
-    regs_.rflags = (hsave_load(FieldId::rflags) & ~rflags::VM) | rflags::FIXED1;
-    regs_.rip = hsave_load(FieldId::rip);
-    regs_.rsp = hsave_load(FieldId::rsp);
-    regs_.rax = hsave_load(FieldId::rax);
+    const Registers h = saved_host();
+    regs_.es = h.es;
+    regs_.cs = h.cs;
+    regs_.ss = h.ss;
+    regs_.ds = h.ds;
+    regs_.gdtr = h.gdtr;
+    regs_.idtr = h.idtr;
+    regs_.efer = h.efer;
+    regs_.cr0 = h.cr0 | cr0::PE;
+    regs_.cr3 = h.cr3;
+    regs_.cr4 = h.cr4;
+    regs_.rflags = (h.rflags & ~rflags::VM) | rflags::FIXED1;
+    regs_.rip = h.rip;
+    regs_.rsp = h.rsp;
+    regs_.rax = h.rax;
     // qemu (svm_helper.c do_vmexit) reloads DR6 and DR7 from HSAVE; the APM
     // only disables the DR7 breakpoints and leaves DR6 as the guest left it.
     if (profile_->vmexit_dr7_from_hsave) {
-        regs_.dr7 = hsave_load(FieldId::dr7);
-        regs_.dr6 = hsave_load(FieldId::dr6);
+        regs_.dr7 = h.dr7;
+        regs_.dr6 = h.dr6;
     } else {
         regs_.dr7 = dr7::kFixed1;
     }
     regs_.cpl = 0;
-    regs_.pat = hsave_load(FieldId::g_pat);
+    regs_.pat = h.pat;
     in_guest_ = false;
     // 15.5.1 step 9: a host that single-stepped VMRUN takes #DB once the
     // #VMEXIT completes.

@@ -87,7 +87,7 @@ Fault SvmCpu::nested_final(std::uint64_t gpa, Access a, std::uint64_t& hpa) noex
     if (!np_enabled()) return {};
     // APM 15.25.5: nested walks are user accesses, whatever the guest's CPL.
     const Access na{a.write, true, a.fetch};
-    const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
+    const bool nxe = (host_efer() & arch::efer::NXE) != 0;
     const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, na, nxe);
     if (w.ok) {
         hpa = w.hpa;
@@ -106,7 +106,7 @@ Fault SvmCpu::guest_table_read(std::uint64_t gpa, unsigned width, std::uint64_t&
         // The guest's table reads are nested user writes: the walk may set
         // their A/D bits (KVM paging_tmpl.h walk_addr_generic's
         // nested_access; QEMU 7.2 ptw_translate uses MMU_DATA_STORE).
-        const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
+        const bool nxe = (host_efer() & arch::efer::NXE) != 0;
         const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, Access{true, true, false}, nxe,
                                      true);
         if (!w.ok) {

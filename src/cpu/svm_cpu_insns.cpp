@@ -93,14 +93,19 @@ SvmResult SvmCpu::vmload() noexcept {
     return r;
 }
 
+// The host's own VMLOAD/VMSAVE around every VMRUN: the same state as
+// copy_vmload_state moves, register by register (no field lookup: this is on
+// the nested engine's VMRUN/#VMEXIT path).
 void SvmCpu::vmload_state_from(const arch::Vmcb& v) noexcept {
     if (in_guest_) return;
-    arch::copy_vmload_state(v, VmloadRegisters{regs_});
+    for (Seg s : arch::kVmloadSegments) seg_ref(regs_, s) = v.segment(s);
+    for (const MsrSlot& m : kVmloadMsrs) regs_.*m.reg = v.get(m.field);
 }
 
 void SvmCpu::vmsave_state_to(arch::Vmcb& v) const noexcept {
     if (in_guest_) return;
-    arch::copy_vmload_state(VmloadRegisters{regs_}, v);
+    for (Seg s : arch::kVmloadSegments) v.set_segment(s, seg_ref(regs_, s));
+    for (const MsrSlot& m : kVmloadMsrs) v.set(m.field, regs_.*m.reg);
 }
 
 SvmResult SvmCpu::guest_vmload_vmsave(const Event& e, bool save) noexcept {
@@ -113,7 +118,7 @@ SvmResult SvmCpu::guest_vmload_vmsave(const Event& e, bool save) noexcept {
     const bool virtualized = cpu_->has(Feature::v_vmsave_vmload) && np_enabled() &&
                              (cur().get(FieldId::misc_ctl2) & arch::misc_ctl2::V_VMSAVE_VMLOAD) != 0;
     if (virtualized) {
-        const bool nxe = (hsave_load(FieldId::efer) & arch::efer::NXE) != 0;
+        const bool nxe = (host_efer() & arch::efer::NXE) != 0;
         const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), pa, Access{.write = save, .user = false}, nxe);
         if (!w.ok) return vmexit(arch::exit_code::NPF, w.info1, w.info2, 0, exit_nrip(0));
         pa = w.hpa;

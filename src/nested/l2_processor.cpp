@@ -31,10 +31,9 @@ cpu::SvmResult Vcpu::run_vmcb02() noexcept {
 }
 
 void Vcpu::after_processor_exit() noexcept {
-    // KVM's __svm_vcpu_run: VMSAVE into vmcb01 after the #VMEXIT. vmcb02's
-    // copy follows so that its readers see L2's current VMLOAD state.
+    // KVM's __svm_vcpu_run: VMSAVE into vmcb01 after the #VMEXIT; vmcb01
+    // holds the VMLOAD state of L1 and L2 alike.
     hw_.vmsave_state_to(vmcb01_);
-    hw_.vmsave_state_to(live_vmcb02());
 }
 
 void Vcpu::l0_takes_exit(const cpu::ExitInfo& x) noexcept {
@@ -53,7 +52,9 @@ StepResult Vcpu::enter_l2_on_processor(StepResult r) noexcept {
     // write, an injected event) is checked and loaded like everything else.
     const cpu::SvmResult hr = run_vmcb02();
     if (hr.outcome == cpu::SvmOutcome::entered_guest) {
-        hw_.flush_guest_state();
+        // vmcb02 holds what the processor loaded, unless delivering EVENTINJ
+        // moved L2 on (its IDT's CS:RIP, the frame on its stack).
+        if (hr.injection == cpu::Injection::delivered) hw_.flush_guest_state();
         if (hr.injection == cpu::Injection::delivered && r.outcome == Outcome::entered_l2)
             r.note = hr.delivery == cpu::Delivery::through_idt
                          ? "vmcb02 run by the processor; GIF = 1; EVENTINJ delivered through L2's IDT"

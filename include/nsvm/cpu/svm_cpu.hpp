@@ -288,6 +288,9 @@ private:
                            std::uint64_t next_rip) noexcept;
     void clear_guest_controls() noexcept;
     void load_host_state() noexcept;
+    [[nodiscard]] Registers saved_host() const noexcept;
+    /// The host's EFER kept at VMRUN (NXE decides the nested tables' NX bit).
+    [[nodiscard]] std::uint64_t host_efer() const noexcept;
 
     // Gates of the other SVM instructions.
     using Insn = SvmInsn;
@@ -324,7 +327,7 @@ private:
     [[nodiscard]] const arch::Vmcb& cur() const noexcept { return held_.vmcb != nullptr ? *held_.vmcb : vmcb_; }
     /// The host state goes to memory at VM_HSAVE_PA (the profile's
     /// hsave_used), except for a host-held VMCB: then the internal page.
-    [[nodiscard]] bool hsave_in_memory() const noexcept;
+    [[nodiscard]] bool hsave_in_memory() const noexcept { return profile_->hsave_used && held_.vmcb == nullptr; }
     [[nodiscard]] SvmResult enter_guest(SvmResult r) noexcept;
     [[nodiscard]] bool np_enabled() const noexcept;
     [[nodiscard]] bool interrupt_shadow() const noexcept;
@@ -346,6 +349,7 @@ private:
     SvmMsrs msrs_{};
     arch::Vmcb vmcb_{};        ///< internal copy of the VMCB (read once per VMRUN)
     HeldVmcb held_{};          ///< the host-held VMCB being run, if any
+    Registers held_host_{};    ///< the host state of a host-held VMCB's VMRUN (RIP past VMRUN)
     arch::Vmcb hsave_page_{};  ///< host state kept internally (profile without HSAVE use)
     TlbRecord tlb_{};
     std::array<std::uint64_t, 4> pdpes_{};

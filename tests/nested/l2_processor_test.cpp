@@ -1,0 +1,99 @@
+// L2 runs on the processor (docs/nested.md, "L2 runs on the processor"): the
+// processor's VMRUN of vmcb02 applies the hardware's checks whatever profile
+// L1's VMRUN was emulated with, and L2's exceptions reach L2's own IDT.
+#include <gtest/gtest.h>
+
+#include "nested/nested_test_machine.hpp"
+
+using namespace nsvm;
+using namespace nsvm::nested_test;
+
+// Bochs checks no CR3 bits (profile cr3_rule = none), so the bochs profile's
+// L0 lets a 64-bit vmcb12 with CR3 bits above MAXPHYADDR through; the
+// processor's VMRUN of vmcb02 refuses it (APM 15.5.1), and that
+// SVM_EXIT_ERR reaches L1 as #VMEXIT(VMEXIT_INVALID) (KVM's
+// nested_svm_intercept), with the check that failed. Under the kvm profile
+// the same vmcb12 already fails L0's own checks.
+TEST(L2OnProcessor, AVmcb02TheProcessorRefusesIsVmexitInvalidToL1) {
+    auto v = valid_vmcb12();
+    v.set(FieldId::cr3, v.get(FieldId::cr3) | (std::uint64_t{1} << 60));
+    {
+        Machine m(checks::ProfileId::bochs);
+        m.put(v);
+        const auto r = m.vmrun();
+        ASSERT_EQ(r.outcome, Outcome::vmrun_failed) << r.note;
+        EXPECT_EQ(r.reason, nested::FailReason::vmcb02_refused);
+        ASSERT_NE(r.failed_check, nullptr);
+        EXPECT_EQ(r.failed_check->id, "cr3.mbz");
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
+        EXPECT_FALSE(m.vcpu.gif());
+        EXPECT_FALSE(m.vcpu.hardware().in_guest());
+        EXPECT_EQ(m.vmcb12().get(FieldId::exit_code), ec::INVALID);
+    }
+    {
+        Machine m(checks::ProfileId::kvm);
+        m.put(v);
+        const auto r = m.vmrun();
+        ASSERT_EQ(r.outcome, Outcome::vmrun_failed);
+        EXPECT_EQ(r.reason, nested::FailReason::consistency_check);
+    }
+}
+
+namespace {
+// L2's memory, in L1's physical memory (L1 has no nested paging: L2's GPA is
+// L1's PA): 4-level tables mapping the low 2 MiB 1:1 with one 2 MiB page,
+// an IDT, a GDT with a 64-bit code segment at selector 8, a stack.
+constexpr std::uint64_t kPml4 = 0x60000, kIdt = 0x100000, kGdt = 0x101000, kStackTop = 0x103000,
+                        kUdHandler = 0x109000;
+
+void give_l2_an_idt(Machine& m, arch::Vmcb& v) {
+    ASSERT_TRUE(m.mem.map(kPml4, 0x3000) && m.mem.map(kIdt, 0x4000));
+    ASSERT_TRUE(m.mem.write_u64(kPml4, (kPml4 + 0x1000) | 7) && m.mem.write_u64(kPml4 + 0x1000, (kPml4 + 0x2000) | 7) &&
+                m.mem.write_u64(kPml4 + 0x2000, 0x87));  // PD[0]: 2 MiB page at 0, P RW US PS
+    // 64-bit interrupt gate (type 0xE, P, DPL 0) for #UD, handler at kUdHandler, CS = 8.
+    const std::uint64_t lo = (kUdHandler & 0xFFFF) | (std::uint64_t{8} << 16) | (std::uint64_t{0x8E} << 40) |
+                             (((kUdHandler >> 16) & 0xFFFF) << 48);
+    ASSERT_TRUE(m.mem.write_u64(kIdt + 6 * 16, lo) && m.mem.write_u64(kIdt + 6 * 16 + 8, kUdHandler >> 32));
+    ASSERT_TRUE(m.mem.write_u64(kGdt + 8, 0x00209A0000000000ULL));  // 64-bit code, P, DPL 0
+    v.set(FieldId::cr3, kPml4);
+    v.set_segment(arch::Seg::idtr, {0, 0, 0xFFF, kIdt});
+    v.set_segment(arch::Seg::gdtr, {0, 0, 0xF, kGdt});
+    v.set(FieldId::rsp, kStackTop);
+}
+}  // namespace
+
+// L2 raises #UD; L0 intercepts #UD for itself (KVM's vmcb01), L1 does not:
+// L0 re-injects it and the processor's VMRUN delivers it through L2's IDT,
+// so L2 continues at its handler with the frame on its stack.
+TEST(L2OnProcessor, AnExceptionOnlyL0InterceptsReachesL2sOwnHandler) {
+    Machine m;
+    auto v = valid_vmcb12();
+    give_l2_an_idt(m, v);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+    const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::exception, .index = 6});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0) << r.note;
+    EXPECT_EQ(r.exit_code, ec::EXCP_BASE + 6);
+    ASSERT_EQ(m.vcpu.mode(), nested::Mode::l2);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), kUdHandler);
+    EXPECT_EQ(m.vcpu.vmcb02().segment(arch::Seg::cs).selector, 8);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rsp), kStackTop - 40);  // SS, RSP, RFLAGS, CS, RIP
+    std::uint64_t pushed_rip = 0;
+    ASSERT_TRUE(m.mem.read_u64(kStackTop - 40, pushed_rip));
+    EXPECT_EQ(pushed_rip, rip);  // a fault: the faulting instruction's RIP
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
+
+// vmcb12's EVENTINJ is the processor's to deliver at the VMRUN of vmcb02.
+TEST(L2OnProcessor, Vmcb12EventInjIsDeliveredThroughL2sIdtAtVmrun) {
+    Machine m;
+    auto v = valid_vmcb12();
+    give_l2_an_idt(m, v);
+    v.set(FieldId::event_inj, arch::event::V | (3U << arch::event::kTypeShift) | 6);
+    m.put(v);
+    const auto r = m.vmrun();
+    ASSERT_EQ(r.outcome, Outcome::entered_l2) << r.note;
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), kUdHandler);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::event_inj) & arch::event::V, 0U);
+}
