@@ -507,25 +507,36 @@ SvmResult SvmCpu::vmexit_invalid(const checks::Check* failed) noexcept {
 // ---------------------------------------------------------------------------
 // #VMEXIT (APM 15.6)
 
+template <class V>
+void SvmCpu::store_loaded_registers_to(V& v, bool with_cr2) const noexcept {
+    v.set_segment(Seg::es, regs_.es);
+    v.set_segment(Seg::cs, regs_.cs);
+    v.set_segment(Seg::ss, regs_.ss);
+    v.set_segment(Seg::ds, regs_.ds);
+    v.set_segment(Seg::gdtr, regs_.gdtr);
+    v.set_segment(Seg::idtr, regs_.idtr);
+    v.set(FieldId::efer, regs_.efer);
+    v.set(FieldId::cr0, regs_.cr0);
+    if (with_cr2) v.set(FieldId::cr2, regs_.cr2);
+    v.set(FieldId::cr3, regs_.cr3);
+    v.set(FieldId::cr4, regs_.cr4);
+    v.set(FieldId::rflags, regs_.rflags);
+    v.set(FieldId::rip, regs_.rip);
+    v.set(FieldId::rsp, regs_.rsp);
+    v.set(FieldId::rax, regs_.rax);
+    v.set(FieldId::dr6, regs_.dr6);
+    v.set(FieldId::dr7, regs_.dr7);
+    v.set(FieldId::cpl, regs_.cpl);
+}
+
 void SvmCpu::store_loaded_registers(bool with_cr2) noexcept {
-    vmcb_store_segment(Seg::es, regs_.es);
-    vmcb_store_segment(Seg::cs, regs_.cs);
-    vmcb_store_segment(Seg::ss, regs_.ss);
-    vmcb_store_segment(Seg::ds, regs_.ds);
-    vmcb_store_segment(Seg::gdtr, regs_.gdtr);
-    vmcb_store_segment(Seg::idtr, regs_.idtr);
-    vmcb_store(FieldId::efer, regs_.efer);
-    vmcb_store(FieldId::cr0, regs_.cr0);
-    if (with_cr2) vmcb_store(FieldId::cr2, regs_.cr2);
-    vmcb_store(FieldId::cr3, regs_.cr3);
-    vmcb_store(FieldId::cr4, regs_.cr4);
-    vmcb_store(FieldId::rflags, regs_.rflags);
-    vmcb_store(FieldId::rip, regs_.rip);
-    vmcb_store(FieldId::rsp, regs_.rsp);
-    vmcb_store(FieldId::rax, regs_.rax);
-    vmcb_store(FieldId::dr6, regs_.dr6);
-    vmcb_store(FieldId::dr7, regs_.dr7);
-    vmcb_store(FieldId::cpl, regs_.cpl);
+    // A host-held VMCB takes the stores directly (the nested engine's path).
+    if (held_.vmcb != nullptr) {
+        store_loaded_registers_to(*held_.vmcb, with_cr2);
+        return;
+    }
+    MemoryVmcb m{*this};
+    store_loaded_registers_to(m, with_cr2);
 }
 
 void SvmCpu::flush_guest_state() noexcept {
@@ -543,17 +554,28 @@ void SvmCpu::save_guest_state() noexcept {
     vmcb_store(FieldId::int_state, cur().get(FieldId::int_state));
 }
 
+template <class V>
+void SvmCpu::write_exit_fields_to(V& v, std::uint64_t code, std::uint64_t info1, std::uint64_t info2,
+                                  std::uint64_t exit_int_info, std::uint64_t next_rip) const noexcept {
+    // Step 3. nRIP only with NRIPS (15.7.1); 0 for exits that do not use it.
+    v.set(FieldId::exit_code, exit_code_form(code));
+    v.set(FieldId::exit_info_1, info1);
+    v.set(FieldId::exit_info_2, info2);
+    v.set(FieldId::exit_int_info, exit_int_info & 0xFFFFFFFFULL);
+    v.set(FieldId::exit_int_info_err, exit_int_info >> 32);
+    if (cpu_->has(Feature::nrip_save)) v.set(FieldId::next_rip, next_rip);
+    // EVENTINJ.V is clear after a delivered injection (15.20).
+    v.set(FieldId::event_inj, cur().get(FieldId::event_inj) & ~std::uint64_t{arch::event::V});
+}
+
 void SvmCpu::write_exit_fields(std::uint64_t code, std::uint64_t info1, std::uint64_t info2,
                                std::uint64_t exit_int_info, std::uint64_t next_rip) noexcept {
-    // Step 3. nRIP only with NRIPS (15.7.1); 0 for exits that do not use it.
-    vmcb_store(FieldId::exit_code, exit_code_form(code));
-    vmcb_store(FieldId::exit_info_1, info1);
-    vmcb_store(FieldId::exit_info_2, info2);
-    vmcb_store(FieldId::exit_int_info, exit_int_info & 0xFFFFFFFFULL);
-    vmcb_store(FieldId::exit_int_info_err, exit_int_info >> 32);
-    if (cpu_->has(Feature::nrip_save)) vmcb_store(FieldId::next_rip, next_rip);
-    // EVENTINJ.V is clear after a delivered injection (15.20).
-    vmcb_store(FieldId::event_inj, cur().get(FieldId::event_inj) & ~std::uint64_t{arch::event::V});
+    if (held_.vmcb != nullptr) {
+        write_exit_fields_to(*held_.vmcb, code, info1, info2, exit_int_info, next_rip);
+        return;
+    }
+    MemoryVmcb m{*this};
+    write_exit_fields_to(m, code, info1, info2, exit_int_info, next_rip);
 }
 
 void SvmCpu::clear_guest_controls() noexcept {
@@ -595,7 +617,8 @@ void SvmCpu::load_host_state() noexcept {
     using namespace arch;
     // Steps 5-6: reload from the host-save area; CR0.PE = 1, RFLAGS.VM = 0,
     // CPL 0, DR7 breakpoints off (0x400; qemu restores the saved DR7).
-    const Registers h = saved_host();
+    Registers from_hsave;
+    const Registers& h = held_.vmcb != nullptr ? held_host_ : (from_hsave = saved_host());
     regs_.es = h.es;
     regs_.cs = h.cs;
     regs_.ss = h.ss;

@@ -284,6 +284,18 @@ private:
     /// The registers VMRUN loads, into the VMCB's save area (segments, EFER,
     /// CRs, RFLAGS, RIP, RSP, RAX, DR6/7, CPL); CR2 only for a real #VMEXIT.
     void store_loaded_registers(bool with_cr2) noexcept;
+    /// The VMCB in memory at vmcb_pa_, written field by field: what the
+    /// write-back templates store into when the VMCB is not host-held.
+    struct MemoryVmcb {
+        SvmCpu& cpu;
+        void set(arch::FieldId f, std::uint64_t v) const noexcept { cpu.vmcb_store(f, v); }
+        void set_segment(arch::Seg s, const arch::Segment& v) const noexcept { cpu.vmcb_store_segment(s, v); }
+    };
+    template <class V>
+    void store_loaded_registers_to(V& v, bool with_cr2) const noexcept;
+    template <class V>
+    void write_exit_fields_to(V& v, std::uint64_t code, std::uint64_t info1, std::uint64_t info2,
+                              std::uint64_t exit_int_info, std::uint64_t next_rip) const noexcept;
     void write_exit_fields(std::uint64_t code, std::uint64_t info1, std::uint64_t info2, std::uint64_t exit_int_info,
                            std::uint64_t next_rip) noexcept;
     void clear_guest_controls() noexcept;
