@@ -202,15 +202,6 @@ std::uint64_t SvmCpu::hsave_load(FieldId f) const noexcept {
     (void)mem_->read(hsave_pa_ + fi.offset, std::span<std::uint8_t>(b.data(), fi.width));
     return arch::load_le(b, 0, fi.width);
 }
-arch::Segment SvmCpu::hsave_load_segment(Seg s) const noexcept {
-    if (!hsave_in_memory()) return hsave_page_.segment(s);
-    std::array<std::uint8_t, 16> b{};
-    (void)mem_->read(hsave_pa_ + kHsaveStateOffset + 16 * static_cast<std::uint64_t>(s), b);
-    return arch::Segment{static_cast<std::uint16_t>(arch::load_le(b, 0, 2)),
-                         static_cast<std::uint16_t>(arch::load_le(b, 2, 2)),
-                         static_cast<std::uint32_t>(arch::load_le(b, 4, 4)), arch::load_le(b, 8, 8)};
-}
-
 std::uint64_t SvmCpu::host_efer() const noexcept {
     return held_.vmcb != nullptr ? held_host_.efer : hsave_load(FieldId::efer);
 }
@@ -590,27 +581,13 @@ void SvmCpu::clear_guest_controls() noexcept {
 Registers SvmCpu::saved_host() const noexcept {
     // What save_host_state kept: a host-held VMCB's host is the registers as
     // they were (the internal save area needs no VMCB layout); otherwise the
-    // host-save area, field by field.
+    // host-save area, in the save-area format (HSAVE latched at VMRUN, or
+    // the internal page).
     if (held_.vmcb != nullptr) return held_host_;
-    Registers h;
-    h.es = hsave_load_segment(Seg::es);
-    h.cs = hsave_load_segment(Seg::cs);
-    h.ss = hsave_load_segment(Seg::ss);
-    h.ds = hsave_load_segment(Seg::ds);
-    h.gdtr = hsave_load_segment(Seg::gdtr);
-    h.idtr = hsave_load_segment(Seg::idtr);
-    h.efer = hsave_load(FieldId::efer);
-    h.cr0 = hsave_load(FieldId::cr0);
-    h.cr3 = hsave_load(FieldId::cr3);
-    h.cr4 = hsave_load(FieldId::cr4);
-    h.rflags = hsave_load(FieldId::rflags);
-    h.rip = hsave_load(FieldId::rip);
-    h.rsp = hsave_load(FieldId::rsp);
-    h.rax = hsave_load(FieldId::rax);
-    h.dr7 = hsave_load(FieldId::dr7);
-    h.dr6 = hsave_load(FieldId::dr6);
-    h.pat = hsave_load(FieldId::g_pat);
-    return h;
+    if (!hsave_in_memory()) return registers_from_save_area(hsave_page_);
+    arch::Vmcb page;
+    (void)mem_->peek_vmcb(hsave_pa_, page);  // backed: VMRUN's gate checked it
+    return registers_from_save_area(page);
 }
 
 void SvmCpu::load_host_state() noexcept {

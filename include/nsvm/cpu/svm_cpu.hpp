@@ -348,7 +348,6 @@ private:
     void hsave_store(arch::FieldId f, std::uint64_t v) noexcept;
     void hsave_store_segment(arch::Seg s, const arch::Segment& v) noexcept;
     [[nodiscard]] std::uint64_t hsave_load(arch::FieldId f) const noexcept;
-    [[nodiscard]] arch::Segment hsave_load_segment(arch::Seg s) const noexcept;
     void vmcb_store(arch::FieldId f, std::uint64_t v) noexcept;
     void vmcb_store_segment(arch::Seg s, const arch::Segment& v) noexcept;
     [[nodiscard]] std::uint64_t exit_code_form(std::uint64_t code) const noexcept;
