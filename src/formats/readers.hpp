@@ -22,6 +22,10 @@ using Result = nsvm::expected<ReadResult, Diagnostic>;
 [[nodiscard]] Result read_kvm_dump(std::string_view text, std::string_view source);
 [[nodiscard]] Result read_xen_dump(std::string_view text, std::string_view source);
 [[nodiscard]] Result read_qemu_dump(std::string_view text, std::string_view source);
+/// xxd / hexdump -C / od -A x -t x1 text of the page (hexdump.cpp).
+[[nodiscard]] Result read_hexdump(std::string_view text, std::string_view source);
+/// One of the first lines is a dump tool's line at the start of a page.
+[[nodiscard]] bool looks_like_hexdump(std::string_view text);
 
 /// Bytes of the page that some named field covers (everything else is
 /// reserved and travels in JSON's "reserved_bytes").

@@ -110,6 +110,7 @@ std::optional<Format> parse_format(std::string_view name) {
     if (name == "kvm-dump" || name == "kvm_dump" || name == "kvm") return Format::kvm_dump;
     if (name == "xen-dump" || name == "xen_dump" || name == "xen") return Format::xen_dump;
     if (name == "qemu-dump" || name == "qemu_dump" || name == "qemu") return Format::qemu_dump;
+    if (name == "hexdump" || name == "hex" || name == "xxd" || name == "od") return Format::hexdump;
     return std::nullopt;
 }
 
@@ -121,6 +122,7 @@ std::string_view format_name(Format f) {
         case Format::kvm_dump: return "kvm-dump";
         case Format::xen_dump: return "xen-dump";
         case Format::qemu_dump: return "qemu-dump";
+        case Format::hexdump: return "hexdump";
     }
     return "auto";
 }
@@ -160,6 +162,8 @@ Format detect_format(std::span<const std::uint8_t> data) {
     // No other format starts with '{' or a C comment, which the JSON reader
     // accepts: a commented JSON file is JSON even if its comment is broken.
     if (body.starts_with("{") || body.starts_with("//") || body.starts_with("/*")) return Format::json;
+    // A dump tool's lines start with an offset; no hypervisor's dump does.
+    if (detail::looks_like_hexdump(body)) return Format::hexdump;
     // KVM: the section headers, the pr_fmt prefix, the header line and the
     // first control label (KVM's dump_vmcb in arch/x86/kvm/svm/svm.c).
     const auto kvm = earliest(s, {"VMCB Control Area", "VMCB State Save Area", "kvm_amd:", "cr_read:",
@@ -255,8 +259,8 @@ static nsvm::expected<ReadResult, Diagnostic> read_vmcb_text(std::span<const std
                 return nsvm::unexpected(Diagnostic{
                     source, 0, "",
                     fmt::format("cannot tell the format of {} bytes (not a 4096-byte raw page, no JSON object, no "
-                                "KVM dump_vmcb, Xen svm_vmcb_dump or QEMU register dump lines); give --format "
-                                "raw|json|kvm-dump|xen-dump|qemu-dump",
+                                "KVM dump_vmcb, Xen svm_vmcb_dump or QEMU register dump lines, no xxd/hexdump/od "
+                                "lines); give --format raw|json|kvm-dump|xen-dump|qemu-dump|hexdump",
                                 data.size())});
             }
         }
@@ -277,6 +281,7 @@ static nsvm::expected<ReadResult, Diagnostic> read_vmcb_text(std::span<const std
             case Format::kvm_dump: return detail::read_kvm_dump(text, source);
             case Format::xen_dump: return detail::read_xen_dump(text, source);
             case Format::qemu_dump: return detail::read_qemu_dump(text, source);
+            case Format::hexdump: return detail::read_hexdump(text, source);
             case Format::auto_detect: break;
         }
         return nsvm::unexpected(Diagnostic{source, 0, "", "unknown format"});

@@ -223,7 +223,7 @@ void apply_set(const std::string& edit, formats::ReadResult& in) {
 int run_check(const CheckOptions& o) {
     const auto model = resolve_model(o.model);
     auto fmt_id = formats::parse_format(o.format);
-    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump, qemu-dump)", util::printable(o.format))};
+    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump, qemu-dump, hexdump)", util::printable(o.format))};
     const std::string data = read_input(o.file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
     auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : util::printable(o.file, 200));
@@ -247,9 +247,9 @@ const Registrar reg{10, [](CLI::App& app, int& status) {
     static CheckOptions o;
     auto* sub = app.add_subcommand("check", "Would VMRUN on this VMCB fail, and why? Every failing check, "
                                             "with its APM section, fields and a fix.");
-    sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb(), Xen svm_vmcb_dump() or QEMU register dump text; - for stdin")
+    sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb(), Xen svm_vmcb_dump() or QEMU register dump text, or the page as xxd, hexdump -C or od -A x -t x1 print it; - for stdin")
         ->required();
-    sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump, qemu-dump")->capture_default_str();
+    sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump, qemu-dump, hexdump")->capture_default_str();
     sub->add_flag("--json", o.json, "one JSON object for scripts (docs/formats.md)");
     sub->add_flag("--partial", o.partial,
                   "decide only the checks whose fields the input gives; list the others as not decided (always on "

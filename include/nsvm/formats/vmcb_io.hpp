@@ -10,6 +10,8 @@
 //             docs/formats.md "Xen svm_vmcb_dump()")
 //   qemu-dump QEMU's vCPU register dump after "KVM: entry failed, hardware
 //             error ..." (x86_cpu_dump_state): guest state, no control area
+//   hexdump   the raw page as xxd, hexdump -C or od -A x -t x1 print it (rebuilt,
+//             then read as raw)
 //
 // Readers never throw and never guess silently: bad input is an error that
 // names the file, the line and the field; anything a dump cannot tell
@@ -31,10 +33,10 @@
 
 namespace nsvm::formats {
 
-enum class Format : std::uint8_t { auto_detect, raw, json, kvm_dump, xen_dump, qemu_dump };
+enum class Format : std::uint8_t { auto_detect, raw, json, kvm_dump, xen_dump, qemu_dump, hexdump };
 
 /// "auto", "raw", "json", "kvm-dump" (also "kvm"), "xen-dump" (also "xen"),
-/// "qemu-dump" (also "qemu");
+/// "qemu-dump" (also "qemu"), "hexdump" (also "xxd", "od");
 /// nullopt for anything else.
 [[nodiscard]] std::optional<Format> parse_format(std::string_view name);
 /// The canonical name parse_format accepts ("kvm-dump", ...).
@@ -85,6 +87,8 @@ struct ReadResult {
 ///  raw:  exactly 4096 bytes that are not recognisable text
 ///  json: first non-blank character is '{', or the text starts with a
 ///        "//" or "/*" comment (which the JSON reader accepts)
+///  hexdump: one of the first 8 non-blank lines is an xxd, hexdump -C or
+///        od -A x -t x1 line at offset 0 (or a multiple of 4096)
 ///  kvm:  "VMCB Control Area:", "kvm_amd:", dump_vmcb labels such as "cr_read:"
 ///  xen:  "(XEN)", "cr_intercepts =", "general1_intercepts"
 ///  qemu: "entry failed, hardware error", or "EFER=" with "CR0=" (QEMU's

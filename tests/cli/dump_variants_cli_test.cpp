@@ -1,0 +1,97 @@
+// `nsvm check` on the dump variants users post (issue 11): hex dumps of the
+// page (xxd, hexdump -C, od), pre-5.10 KVM dumps, mail-wrapped dumps and logs
+// holding several dumps. End to end through the binary: exit statuses, the
+// text and the JSON output.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "run_nsvm.hpp"
+
+using cli_test::nsvm;
+using cli_test::write_temp;
+
+namespace {
+
+bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+std::set<std::string> failure_ids(const nlohmann::json& report) {
+    std::set<std::string> ids;
+    for (const auto& f : report.at("failures")) ids.insert(f.at("id").get<std::string>());
+    return ids;
+}
+
+const std::string kFix = "tests/formats/fixtures/";
+
+}  // namespace
+
+// ------------------------------------------------------------ hex dumps
+
+TEST(CliHexdump, EveryToolsDumpGivesTheVerdictOfThePage) {
+    const auto want = nsvm("check --json examples/kvm-dump-invalid.txt");
+    ASSERT_EQ(want.status, 1) << want.err;
+    const auto want_ids = failure_ids(nlohmann::json::parse(want.out));
+    ASSERT_TRUE(want_ids.contains("efer.svme"));
+    for (const char* f : {"vmcb-invalid.xxd.txt", "vmcb-invalid.hexdump-C.txt", "vmcb-invalid.od.txt"}) {
+        const auto text = nsvm("check " + kFix + f);
+        EXPECT_EQ(text.status, 1) << f << text.err;
+        EXPECT_TRUE(contains(text.out, "input hexdump")) << text.out;
+        EXPECT_TRUE(contains(text.out, "VMEXIT_INVALID")) << text.out;
+        const auto json = nsvm("check --json " + kFix + f);
+        ASSERT_EQ(json.status, 1) << json.err;
+        const auto j = nlohmann::json::parse(json.out);
+        EXPECT_EQ(j.at("format"), "hexdump");
+        EXPECT_EQ(j.at("verdict"), "invalid");
+        EXPECT_EQ(failure_ids(j), want_ids) << f;
+        EXPECT_FALSE(j.contains("dump_exit"));  // a page, not a hypervisor's dump
+    }
+}
+
+TEST(CliHexdump, FromStdinAndValidPage) {
+    const auto ok = cli_test::nsvm_with("", "convert examples/valid-vmcb.json --to raw | od -A x -t x1 | '" +
+                                                cli_test::nsvm_binary() + "' check -");
+    EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+    EXPECT_TRUE(contains(ok.out, "VMRUN would succeed")) << ok.out;
+    EXPECT_TRUE(contains(ok.out, "input hexdump")) << ok.out;
+}
+
+TEST(CliHexdump, BadDumpsAreExit2WithFileLineAndField) {
+    const std::string od = cli_test::slurp(std::string(NSVM_SOURCE_DIR) + "/" + kFix + "vmcb-invalid.od.txt");
+    auto lines = [&](std::size_t from, std::size_t n) {
+        std::string out;
+        std::size_t k = 0, p = 0;
+        while (p < od.size()) {
+            const auto e = od.find('\n', p);
+            if (k >= from && k < from + n) out += od.substr(p, e - p + 1);
+            ++k;
+            p = e + 1;
+        }
+        return out;
+    };
+    struct Case {
+        const char* name;
+        std::string text;
+        std::string needle;
+    };
+    const std::vector<Case> cases = {
+        {"nonhex.txt", lines(0, 1) + "000010 7e 6e xx 00\n" + lines(2, 100), ":2: control.intercepts[4]: "},
+        {"order.txt", lines(0, 3) + lines(1, 1), ":4: "},
+        {"gap.txt", lines(0, 2) + lines(3, 100), ":3: "},
+        {"beyond.txt", od.substr(0, od.rfind("001000")) + "002000\n", "more than the 4 KiB page"},
+        {"short.txt", lines(0, 10), ":10: "},
+        {"star.txt", lines(0, 13) + "*\n", "'*' with no offset after it"},
+    };
+    for (const auto& c : cases) {
+        const auto f = write_temp(c.name, c.text);
+        const auto r = nsvm("check '" + f.string() + "'");
+        EXPECT_EQ(r.status, 2) << c.name << r.out << r.err;
+        EXPECT_TRUE(contains(r.err, f.string())) << c.name << r.err;
+        EXPECT_TRUE(contains(r.err, c.needle)) << c.name << ": expected '" << c.needle << "' in " << r.err;
+        EXPECT_FALSE(contains(r.err, "internal error")) << r.err;
+        EXPECT_TRUE(r.out.empty()) << c.name << r.out;
+    }
+}
