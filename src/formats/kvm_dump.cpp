@@ -22,7 +22,7 @@ using arch::FieldId;
 enum class Kind : std::uint8_t {
     field,         ///< one value into a field (or a bit range of it)
     exit_code32,   ///< exit_code, printed with %08x (gotcha 2)
-    misc_words,    ///< "intercepts:" = words 3, 4 (and 5 when printed)
+    misc_words,    ///< "intercepts:" = words 3, 4 (and 5 when printed), or one 64-bit value (before 5.10)
     segment,       ///< "es:" .. "tr:", followed by s: a: l: b:
     gpr,           ///< newest kernels' GPR block: KVM's register cache, not the VMCB (gotcha 6)
     not_vmcb,      ///< SEV-ES VMSA-only values (sev_features, pl0_ssp, xcr0, ...)
@@ -45,6 +45,12 @@ constexpr std::array kLabels = {
     Label{"dr_write", Kind::field, FieldId::intercepts1, Radix::hex, 16, 16},
     Label{"exceptions", Kind::field, FieldId::intercepts2},
     Label{"intercepts", Kind::misc_words},
+    // Labels of the patch series that split the 64-bit intercept (Babu Moger,
+    // 2020; merged for Linux 5.10): v2/v3 printed words 3 and 4 apart, v1 an
+    // extra "intercepts (extended):" line for the new word at 0x014.
+    Label{"intercept1", Kind::field, FieldId::intercepts3},
+    Label{"intercept2", Kind::field, FieldId::intercepts4},
+    Label{"intercepts (extended)", Kind::field, FieldId::intercepts5},
     Label{"pause filter count", Kind::field, FieldId::pause_filter_count, Radix::dec},
     Label{"pause filter threshold", Kind::field, FieldId::pause_filter_thresh, Radix::dec},
     Label{"iopm_base_pa", Kind::field, FieldId::iopm_base_pa},
@@ -306,22 +312,51 @@ private:
         if (gpr_line && (l.id == FieldId::rax || l.id == FieldId::rsp) && l.kind == Kind::field) {
             return gpr_copy(n, l, p);
         }
-        if (l.kind == Kind::misc_words) {
-            if (p.values.size() > 3)
-                return st_.error(n, field, fmt::format("expected 2 or 3 words (vectors 3, 4, 5), found {}",
-                                                       p.values.size()));
-            if (auto err = st_.once(n, p.label, field)) return err;
-            for (std::size_t w = 0; w < p.values.size(); ++w) {
-                const auto id = static_cast<FieldId>(static_cast<unsigned>(FieldId::intercepts3) + w);
-                if (auto err = st_.store(n, id, p.values[w], Radix::hex)) return err;
-            }
-            return std::nullopt;
-        }
+        if (l.kind == Kind::misc_words) return misc_words(n, p, field);
         if (p.values.size() != 1)
             return st_.error(n, field, fmt::format("expected one value after '{}:', found {}", p.label, p.values.size()));
         if (auto err = st_.once(n, p.label, field)) return err;
         if (l.kind == Kind::exit_code32) return exit_code(n, p.values.front());
         return st_.store(n, l.id, p.values.front(), l.radix, l.shift, l.bits);
+    }
+
+    /// "intercepts:" since Linux 5.10 is words 3 and 4 (and 5), "%08x %08x";
+    /// before it (vmcb_control_area had one `u64 intercept` at 0x00C, split
+    /// by commit c62e2e94b9d4 "KVM: SVM: Modify 64 bit intercept field to two
+    /// 32 bit vectors") it is one "%016llx". Little-endian, so the low half
+    /// is word 3 (0x00C: INTR .. SHUTDOWN) and the high half word 4 (0x010:
+    /// VMRUN ..). A lone value wider than 8 digits is that old form.
+    std::optional<Diagnostic> misc_words(int n, const Pair& p, const std::string& field) {
+        if (p.values.size() > 3)
+            return st_.error(n, field, fmt::format("expected 2 or 3 words (vectors 3, 4, 5), found {}",
+                                                   p.values.size()));
+        if (auto err = st_.once(n, p.label, field)) return err;
+        if (p.values.size() == 1 && hex_digits(p.values.front()) > 8) return old_u64_intercept(n, p.values.front());
+        for (std::size_t w = 0; w < p.values.size(); ++w) {
+            const auto id = static_cast<FieldId>(static_cast<unsigned>(FieldId::intercepts3) + w);
+            if (auto err = st_.store(n, id, p.values[w], Radix::hex)) return err;
+        }
+        return std::nullopt;
+    }
+
+    std::optional<Diagnostic> old_u64_intercept(int n, std::string_view text) {
+        const auto v = parse_hex(text);
+        if (!v)
+            return st_.error(n, "control.intercepts[3]",
+                             fmt::format("'{}' is not a hexadecimal number (the 64-bit 'intercepts:' of kernels "
+                                         "before 5.10)",
+                                         printable(text)));
+        st_.result().vmcb.set(FieldId::intercepts3, *v & 0xFFFFFFFFU);
+        st_.result().vmcb.set(FieldId::intercepts4, *v >> 32);
+        st_.mark_given(FieldId::intercepts3);
+        st_.mark_given(FieldId::intercepts4);
+        return std::nullopt;
+    }
+
+    /// Digits of a hex token without its "0x".
+    static std::size_t hex_digits(std::string_view t) {
+        if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) t.remove_prefix(2);
+        return t.size();
     }
 
     /// Gotcha 6: the newest kernels print a GPR block from KVM's register

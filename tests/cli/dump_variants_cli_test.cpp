@@ -95,3 +95,17 @@ TEST(CliHexdump, BadDumpsAreExit2WithFileLineAndField) {
         EXPECT_TRUE(r.out.empty()) << c.name << r.out;
     }
 }
+
+// ------------------------------------------------------------ pre-5.10 KVM
+
+TEST(CliKvmPre510, SixtyFourBitInterceptsDecideTheVmrunCheck) {
+    const auto r = nsvm("check --json " + kFix + "kvm-5.4-u64-intercepts.txt");
+    ASSERT_EQ(r.status, 1) << r.out << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("format"), "kvm-dump");
+    EXPECT_EQ(failure_ids(j), (std::set<std::string>{"intercept.vmrun"}));
+    EXPECT_EQ(j.at("failures").at(0).at("detail"), "control.intercepts[4] = 0x6e7e");
+    const auto t = nsvm("check " + kFix + "kvm-5.4-u64-intercepts.txt");
+    EXPECT_EQ(t.status, 1);
+    EXPECT_TRUE(contains(t.out, "intercept.vmrun")) << t.out;
+}

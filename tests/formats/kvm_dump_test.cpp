@@ -362,3 +362,48 @@ TEST(KvmDump, QuotedPrintableMailIsDecoded) {
     ASSERT_TRUE(q.has_value());
     EXPECT_EQ(find_warning(*q, "quoted-printable"), nullptr);
 }
+
+// Kernels before 5.10 printed "intercepts:" as one %016llx of the u64 at
+// 0x00C (commit c62e2e94b9d4 split it): low half word 3, high half word 4.
+TEST(KvmDump, Pre510SixtyFourBitInterceptsAreWordsThreeAndFour) {
+    const auto r = read_ok(fixture("kvm-5.4-u64-intercepts.txt"), Format::auto_detect);
+    EXPECT_EQ(r.format, Format::kvm_dump);
+    const auto& v = r.vmcb;
+    EXPECT_EQ(v.intercept_word(3), 0xbdcc800fU);
+    EXPECT_EQ(v.intercept_word(4), 0x00006e7eU);
+    EXPECT_FALSE(v.intercept(arch::intercept::VMRUN));  // bit 32 of the 64-bit value
+    EXPECT_TRUE(v.intercept(arch::intercept::VMMCALL));
+    EXPECT_TRUE(v.intercept(arch::intercept::SHUTDOWN));
+    EXPECT_EQ(v.get(FieldId::asid), 3U);
+    EXPECT_EQ(v.get(FieldId::efer), 0x1d01U);
+    EXPECT_EQ(v.get(FieldId::cr0), 0x80050033U);
+    EXPECT_EQ(v.get(FieldId::exit_code), arch::exit_code::INVALID);
+    EXPECT_EQ(find_warning(r, "too wide"), nullptr) << all_warnings(r);
+    // Words 3 and 4 were given; word 5 was not (the warning names it).
+    const auto* m = find_warning(r, "read as zero");
+    ASSERT_NE(m, nullptr);
+    EXPECT_NE(m->message.find("control.intercepts[5]"), std::string::npos);
+    EXPECT_EQ(m->message.find("control.intercepts[4]"), std::string::npos);
+    EXPECT_EQ(m->message.find("control.intercepts[3]"), std::string::npos);
+}
+
+TEST(KvmDump, InterceptLabelsOfThe510PatchSeries) {
+    const auto r = read_ok("VMCB Control Area:\n"
+                           "intercept1:         bdcc800f\n"
+                           "intercept2:         00006e7f\n"
+                           "intercepts (extended):00000003\n"
+                           "VMCB State Save Area:\n");
+    EXPECT_EQ(r.vmcb.intercept_word(3), 0xbdcc800fU);
+    EXPECT_EQ(r.vmcb.intercept_word(4), 0x6e7fU);
+    EXPECT_EQ(r.vmcb.intercept_word(5), 3U);
+    // A short one-word value is still word 3 alone; a 64-bit one is checked.
+    const auto one = read_ok("VMCB Control Area:\nintercepts: 0000000f\nVMCB State Save Area:\n");
+    EXPECT_EQ(one.vmcb.intercept_word(3), 0xfU);
+    EXPECT_EQ(one.vmcb.intercept_word(4), 0U);
+    const auto e = read_err("VMCB Control Area:\nintercepts: 00006e7ebdcc80zf\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.line, 2);
+    EXPECT_EQ(e.field, "control.intercepts[3]");
+    EXPECT_NE(e.message.find("before 5.10"), std::string::npos) << to_string(e);
+    const auto wide = read_err("VMCB Control Area:\nintercepts: 100006e7ebdcc800f\nVMCB State Save Area:\n");
+    EXPECT_EQ(wide.line, 2);
+}
