@@ -8,6 +8,7 @@
 // interleaved) are skipped; a dump line with a garbled value is an error.
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <fmt/format.h>
 #include <set>
 
@@ -199,23 +200,18 @@ class KvmReader {
 public:
     explicit KvmReader(std::string_view source) : st_(source, Format::kvm_dump) {}
 
-    Result read(std::string_view text) {
-        LineCursor lines(text);
+    /// One dump (split_dumps gives each its own part of the log, with at
+    /// most one header, control area and save area).
+    Result read(std::string_view text, int first_line) {
+        LineCursor lines(text, first_line);
         while (const auto ln = lines.next()) {
             const auto s = strip_prefix(ln->text);
-            if (s == "VMCB Control Area:" || is_header(s)) {
-                if (st_.any_seen() || (control_line_ && s == "VMCB Control Area:")) {
-                    if (auto err = next_dump(*ln, lines)) return nsvm::unexpected(std::move(*err));
-                    break;
-                }
-                if (s == "VMCB Control Area:") control_line_ = ln->number;
+            if (is_header(s)) continue;
+            if (s == "VMCB Control Area:") {
+                control_line_ = ln->number;
                 continue;
             }
             if (s == "VMCB State Save Area:") {
-                if (save_line_) {
-                    if (auto err = next_dump(*ln, lines)) return nsvm::unexpected(std::move(*err));
-                    break;
-                }
                 save_line_ = ln->number;
                 continue;
             }
@@ -409,26 +405,6 @@ private:
         }
     }
 
-    /// A second dump starts at `at`. After a complete first dump, read the
-    /// first and say how many follow; before the first's save area, the two
-    /// cannot be told apart: refuse rather than report a cut-off dump.
-    std::optional<Diagnostic> next_dump(const Line& at, LineCursor rest) {
-        if (!save_line_ && control_line_)
-            return st_.error(at.number, "",
-                             fmt::format("a second dump starts here, before the 'VMCB State Save Area:' of the dump "
-                                         "whose control area starts on line {}: the lines of two dumps are "
-                                         "interleaved (or the first is cut off); put each dump in a file of its own",
-                                         control_line_));
-        std::size_t more = 0;
-        for (auto l = std::optional<Line>(at); l; l = rest.next()) {
-            if (strip_prefix(l->text) == "VMCB Control Area:") ++more;
-        }
-        st_.warn(at.number, "",
-                 fmt::format("the input holds more than one dump ({} more from this line on); read only the first",
-                             std::max<std::size_t>(more, 1)));
-        return std::nullopt;
-    }
-
     void finish_warnings() {
         std::string mixed;
         for (auto l : kFromVmcb01) {
@@ -457,6 +433,134 @@ private:
 
 }  // namespace
 
-Result read_kvm_dump(std::string_view text, std::string_view source) { return KvmReader(source).read(text); }
+namespace {
+
+/// Where one dump lies in the log.
+struct DumpSpan {
+    std::size_t begin = 0;  ///< byte offset of its first line
+    int first_line = 1;
+    int control_line = 0;
+    int save_line = 0;
+    int header_line = 0;
+    std::string header;
+};
+
+/// "[SVM|SEV|SEV-ES|SEV-SNP] [vCPU%u ]VMCB %p, last attempted VMRUN on CPU %d"
+/// -> its parts; what a kernel does not print stays empty.
+void parse_header(std::string_view h, DumpOrigin& o) {
+    o.header = std::string(h);
+    const auto at = h.find("VMCB ");
+    for (auto w : words(h.substr(0, at))) {
+        if (w.starts_with("vCPU")) {
+            unsigned v = 0;
+            const auto digits = w.substr(4);
+            const auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+            if (ec == std::errc{} && p == digits.data() + digits.size()) o.vcpu = v;
+        } else if (o.type.empty()) {
+            o.type = std::string(w);
+        }
+    }
+    auto rest = h.substr(at + 5);
+    o.vmcb = std::string(trim(rest.substr(0, rest.find(','))));
+    if (const auto c = h.rfind("on CPU "); c != std::string_view::npos) {
+        const auto digits = trim(h.substr(c + 7));
+        unsigned v = 0;
+        const auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+        if (ec == std::errc{} && p == digits.data() + digits.size()) o.cpu = v;
+    }
+}
+
+/// Cuts a log into its dumps. A dump begins at its header, or at a "VMCB
+/// Control Area:" line no header announced; lines between two dumps belong
+/// to the first (they are skipped as unrelated there). A dump that begins
+/// before the previous one reached its save area means two dumps' lines are
+/// interleaved: refused, never split by guess.
+nsvm::expected<std::vector<DumpSpan>, Diagnostic> split_dumps(std::string_view text, std::string_view source) {
+    std::vector<DumpSpan> spans(1);
+    LineCursor lines(text);
+    const auto begin_new = [&](const Line& ln) -> std::optional<Diagnostic> {
+        const auto& cur = spans.back();
+        if (cur.control_line && !cur.save_line)
+            return Diagnostic{std::string(source), ln.number, "",
+                              fmt::format("a second dump starts here, before the 'VMCB State Save Area:' of the dump "
+                                          "whose control area starts on line {}: the lines of two dumps are "
+                                          "interleaved (or the first is cut off); put each dump in a file of its own",
+                                          cur.control_line)};
+        DumpSpan next;
+        next.begin = static_cast<std::size_t>(ln.text.data() - text.data());
+        next.first_line = ln.number;
+        spans.push_back(std::move(next));
+        return std::nullopt;
+    };
+    while (const auto ln = lines.next()) {
+        const auto s = strip_prefix(ln->text);
+        if (is_header(s)) {
+            if (spans.back().control_line)
+                if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
+            spans.back().header_line = ln->number;
+            spans.back().header = std::string(s);
+        } else if (s == "VMCB Control Area:") {
+            if (spans.back().control_line)
+                if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
+            spans.back().control_line = ln->number;
+        } else if (s == "VMCB State Save Area:") {
+            if (spans.back().save_line)
+                if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
+            spans.back().save_line = ln->number;
+        }
+    }
+    return spans;
+}
+
+nsvm::expected<DumpRead, Diagnostic> read_span(std::string_view text, const std::vector<DumpSpan>& spans,
+                                               std::size_t k, std::string_view source) {
+    const auto& sp = spans[k];
+    const std::size_t end = k + 1 < spans.size() ? spans[k + 1].begin : text.size();
+    auto r = KvmReader(source).read(text.substr(sp.begin, end - sp.begin), sp.first_line);
+    if (!r) return nsvm::unexpected(std::move(r.error()));
+    DumpRead d{DumpOrigin{}, std::move(*r)};
+    d.origin.index = k + 1;
+    d.origin.count = spans.size();
+    d.origin.line = sp.header_line ? sp.header_line : sp.control_line;
+    if (!sp.header.empty()) parse_header(sp.header, d.origin);
+    return d;
+}
+
+}  // namespace
+
+DumpsResult read_kvm_dumps(std::string_view text, std::string_view source, DumpSelection sel) {
+    auto spans = split_dumps(text, source);
+    if (!spans) return nsvm::unexpected(std::move(spans.error()));
+    std::vector<DumpRead> out;
+    if (sel.mode == DumpSelection::Mode::one) {
+        if (sel.index < 1 || sel.index > spans->size())
+            return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
+                                               fmt::format("there is no dump {}: the input holds {} dump{}", sel.index,
+                                                           spans->size(), spans->size() == 1 ? "" : "s")});
+        auto d = read_span(text, *spans, sel.index - 1, source);
+        if (!d) return nsvm::unexpected(std::move(d.error()));
+        out.push_back(std::move(*d));
+        return out;
+    }
+    const std::size_t n = sel.mode == DumpSelection::Mode::all ? spans->size() : 1;
+    for (std::size_t k = 0; k < n; ++k) {
+        auto d = read_span(text, *spans, k, source);
+        if (!d) return nsvm::unexpected(std::move(d.error()));
+        out.push_back(std::move(*d));
+    }
+    if (sel.mode == DumpSelection::Mode::first && spans->size() > 1)
+        out.front().result.warnings.push_back(Diagnostic{
+            std::string(source), (*spans)[1].first_line, "",
+            fmt::format("the input holds more than one dump ({} more from this line on); read only the first "
+                        "(nsvm check reports each, --dump N picks one)",
+                        spans->size() - 1)});
+    return out;
+}
+
+Result read_kvm_dump(std::string_view text, std::string_view source) {
+    auto r = read_kvm_dumps(text, source, DumpSelection{});
+    if (!r) return nsvm::unexpected(std::move(r.error()));
+    return std::move(r->front().result);
+}
 
 }  // namespace nsvm::formats::detail

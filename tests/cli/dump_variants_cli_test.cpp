@@ -109,3 +109,92 @@ TEST(CliKvmPre510, SixtyFourBitInterceptsDecideTheVmrunCheck) {
     EXPECT_EQ(t.status, 1);
     EXPECT_TRUE(contains(t.out, "intercept.vmrun")) << t.out;
 }
+
+// ------------------------------------------------------------ several dumps
+
+TEST(CliSeveralDumps, OneReportPerDumpHeadedWithItsVcpu) {
+    const auto r = nsvm("check " + kFix + "kvm-multi-vcpu.txt");
+    EXPECT_EQ(r.status, 1) << r.out << r.err;  // some dump fails
+    const auto h1 = r.out.find("== dump 1 of 3 (line 1): SVM vCPU0 VMCB 00000000c7fcd4f6, last attempted VMRUN on CPU 5");
+    const auto h2 = r.out.find("== dump 2 of 3 (line 73): SVM vCPU3 VMCB 000000001f2e3d4c");
+    const auto h3 = r.out.find("== dump 3 of 3 (line 145): SEV-ES vCPU1 VMCB 00000000a1b2c3d4");
+    ASSERT_NE(h1, std::string::npos) << r.out;
+    ASSERT_NE(h2, std::string::npos) << r.out;
+    ASSERT_NE(h3, std::string::npos) << r.out;
+    EXPECT_LT(h1, h2);
+    EXPECT_LT(h2, h3);
+    // Each report under its own heading.
+    const auto part = [&](std::size_t a, std::size_t b) { return r.out.substr(a, b - a); };
+    EXPECT_TRUE(contains(part(h1, h2), "(dump 1 of 3): VMRUN would succeed")) << part(h1, h2);
+    EXPECT_TRUE(contains(part(h1, h2), "VMEXIT_NPF")) << part(h1, h2);
+    EXPECT_TRUE(contains(part(h2, h3), "(dump 2 of 3): VMRUN would fail")) << part(h2, h3);
+    EXPECT_TRUE(contains(part(h2, h3), "efer.svme")) << part(h2, h3);
+    EXPECT_FALSE(contains(part(h2, h3), "asid.zero")) << part(h2, h3);
+    EXPECT_TRUE(contains(r.out.substr(h3), "asid.zero"));
+    EXPECT_FALSE(contains(r.out.substr(h3), "efer.svme"));
+    EXPECT_TRUE(contains(r.out, "3 dumps: 2 with a failing check (dumps 2, 3), 1 without")) << r.out;
+    EXPECT_FALSE(contains(r.out, "more than one dump")) << r.out;
+}
+
+TEST(CliSeveralDumps, JsonIsAnObjectWithTheListOfReports) {
+    const auto r = nsvm("check --json " + kFix + "kvm-multi-vcpu.txt");
+    ASSERT_EQ(r.status, 1) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("verdict"), "invalid");
+    EXPECT_EQ(j.at("format"), "kvm-dump");
+    EXPECT_EQ(j.at("dump_count"), 3);
+    const auto& d = j.at("dumps");
+    ASSERT_EQ(d.size(), 3U);
+    EXPECT_EQ(d[0].at("verdict"), "valid");
+    EXPECT_EQ(d[0].at("dump_exit").at("name"), "VMEXIT_NPF");
+    EXPECT_EQ(d[1].at("verdict"), "invalid");
+    EXPECT_EQ(failure_ids(d[1]), (std::set<std::string>{"efer.svme"}));
+    EXPECT_EQ(failure_ids(d[2]), (std::set<std::string>{"asid.zero"}));
+    EXPECT_EQ(d[1].at("dump").at("index"), 2);
+    EXPECT_EQ(d[1].at("dump").at("line"), 73);
+    EXPECT_EQ(d[1].at("dump").at("vcpu"), 3);
+    EXPECT_EQ(d[1].at("dump").at("vmcb"), "000000001f2e3d4c");
+    EXPECT_EQ(d[1].at("dump").at("cpu"), 2);
+    EXPECT_EQ(d[1].at("dump").at("type"), "SVM");
+    EXPECT_EQ(d[2].at("dump").at("type"), "SEV-ES");
+    for (const auto& x : d) EXPECT_EQ(x.at("format"), "kvm-dump");
+}
+
+TEST(CliSeveralDumps, DumpNPicksOne) {
+    const auto t = nsvm("check --dump 2 " + kFix + "kvm-multi-vcpu.txt");
+    EXPECT_EQ(t.status, 1) << t.err;
+    EXPECT_TRUE(contains(t.out, "== dump 2 of 3 (line 73): SVM vCPU3")) << t.out;
+    EXPECT_TRUE(contains(t.out, "efer.svme"));
+    EXPECT_FALSE(contains(t.out, "dump 1 of 3")) << t.out;
+    EXPECT_FALSE(contains(t.out, "asid.zero"));
+    const auto ok = nsvm("check --dump 1 " + kFix + "kvm-multi-vcpu.txt");
+    EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+    const auto j = nsvm("check --json --dump 3 " + kFix + "kvm-multi-vcpu.txt");
+    ASSERT_EQ(j.status, 1) << j.err;
+    const auto doc = nlohmann::json::parse(j.out);
+    EXPECT_FALSE(doc.contains("dumps"));  // one report, as for a single dump
+    EXPECT_EQ(failure_ids(doc), (std::set<std::string>{"asid.zero"}));
+    EXPECT_EQ(doc.at("dump").at("index"), 3);
+    EXPECT_EQ(doc.at("dump").at("vcpu"), 1);
+    for (const std::string bad : {"4", "0", "x", "-1"}) {
+        const auto e = nsvm("check --dump " + bad + " " + kFix + "kvm-multi-vcpu.txt");
+        EXPECT_EQ(e.status, 2) << bad << e.out;
+        EXPECT_TRUE(contains(e.err, "--dump")) << e.err;
+    }
+    EXPECT_TRUE(contains(nsvm("check --dump 4 " + kFix + "kvm-multi-vcpu.txt").err,
+                         "there is no dump 4: the input holds 3 dumps"));
+    EXPECT_EQ(nsvm("check --dump 2 examples/valid-vmcb.json").status, 2);
+}
+
+TEST(CliSeveralDumps, ASingleDumpPrintsWhatItAlwaysPrinted) {
+    // No heading, no "dump" member, no count line: the single-dump contract.
+    for (const char* f : {"examples/kvm-dump-invalid.txt", "tests/formats/fixtures/kvm-2024.txt"}) {
+        const auto t = nsvm(std::string("check ") + f);
+        EXPECT_EQ(t.out.rfind(std::string(f) + ": ", 0), 0U) << t.out;
+        EXPECT_FALSE(contains(t.out, "== dump")) << t.out;
+        EXPECT_FALSE(contains(t.out, " dumps: ")) << t.out;
+        const auto j = nlohmann::json::parse(nsvm(std::string("check --json ") + f).out);
+        EXPECT_FALSE(j.contains("dump"));
+        EXPECT_FALSE(j.contains("dumps"));
+    }
+}

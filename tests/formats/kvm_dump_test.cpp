@@ -198,6 +198,88 @@ TEST(KvmDump, SeveralDumpsReadTheFirstAndWarn) {
     EXPECT_EQ(w->line, 60);  // the second header
 }
 
+TEST(KvmDump, ReadDumpsGivesEachDumpWithItsHeader) {
+    const auto text = fixture("kvm-multi-vcpu.txt");
+    const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                Format::auto_detect, "log.txt");
+    ASSERT_TRUE(all.has_value()) << to_string(all.error());
+    ASSERT_EQ(all->size(), 3U);
+    const auto& d1 = (*all)[0];
+    EXPECT_EQ(d1.origin.index, 1U);
+    EXPECT_EQ(d1.origin.count, 3U);
+    EXPECT_EQ(d1.origin.line, 1);
+    EXPECT_EQ(d1.origin.type, "SVM");
+    EXPECT_EQ(d1.origin.vcpu, 0U);
+    EXPECT_EQ(d1.origin.vmcb, "00000000c7fcd4f6");
+    EXPECT_EQ(d1.origin.cpu, 5U);
+    EXPECT_EQ(d1.result.vmcb.get(FieldId::exit_code), 0x400U);
+    EXPECT_EQ(d1.result.vmcb.get(FieldId::efer), 0x1d01U);
+    const auto& d2 = (*all)[1];
+    EXPECT_EQ(d2.origin.line, 73);
+    EXPECT_EQ(d2.origin.vcpu, 3U);
+    EXPECT_EQ(d2.origin.vmcb, "000000001f2e3d4c");
+    EXPECT_EQ(d2.origin.cpu, 2U);
+    EXPECT_EQ(d2.result.vmcb.get(FieldId::efer), 0x0d01U);
+    EXPECT_EQ(d2.result.vmcb.get(FieldId::exit_code), arch::exit_code::INVALID);
+    // Each dump's warnings carry the log's line numbers.
+    const auto* w = find_warning(d2.result, "exit_code is truncated");
+    ASSERT_NE(w, nullptr);
+    EXPECT_EQ(w->line, 73 + 18);
+    const auto& d3 = (*all)[2];
+    EXPECT_EQ(d3.origin.type, "SEV-ES");
+    EXPECT_EQ(d3.origin.vcpu, 1U);
+    EXPECT_EQ(d3.origin.cpu, 7U);
+    EXPECT_EQ(d3.result.vmcb.get(FieldId::asid), 0U);
+    EXPECT_EQ(d3.result.vmcb.get(FieldId::efer), 0x1d01U);
+    for (const auto& d : *all) EXPECT_EQ(find_warning(d.result, "more than one dump"), nullptr);
+    // One picked out: the same dump, the same origin.
+    const auto two = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                Format::kvm_dump, "log.txt", 2);
+    ASSERT_TRUE(two.has_value());
+    ASSERT_EQ(two->size(), 1U);
+    EXPECT_TRUE(two->front().result.vmcb == d2.result.vmcb);
+    EXPECT_EQ(two->front().origin.line, 73);
+    EXPECT_EQ(two->front().origin.count, 3U);
+    const auto four = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                 Format::kvm_dump, "log.txt", 4);
+    ASSERT_FALSE(four.has_value());
+    EXPECT_NE(four.error().message.find("there is no dump 4: the input holds 3 dumps"), std::string::npos);
+    // read_vmcb keeps its contract: the first dump, and a warning.
+    const auto first = read_ok(text);
+    EXPECT_TRUE(first.vmcb == d1.result.vmcb);
+    const auto* more = find_warning(first, "more than one dump (2 more from this line on)");
+    ASSERT_NE(more, nullptr) << all_warnings(first);
+    EXPECT_EQ(more->line, 73);
+}
+
+TEST(KvmDump, ABrokenLaterDumpFailsTheWholeLog) {
+    auto text = fixture("kvm-multi-vcpu.txt");
+    const auto at = text.find("0000000000000d01");  // dump 2's EFER
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 16, "00000000000q0d01");
+    const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                Format::kvm_dump, "log.txt");
+    ASSERT_FALSE(all.has_value());
+    EXPECT_EQ(all.error().field, "save.efer");
+    EXPECT_GT(all.error().line, 73);
+    // Asking for another dump reads only that one.
+    EXPECT_TRUE(read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                           Format::kvm_dump, "log.txt", 3)
+                    .has_value());
+}
+
+TEST(KvmDump, OneDumpIsOneEntryOfEveryFormat) {
+    for (const char* f : {"kvm-2024.txt", "xen-new.txt", "qemu-entry-failed-smm.txt", "vmcb-invalid.od.txt"}) {
+        const auto t = fixture(f);
+        const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(t.data()), t.size()),
+                                    Format::auto_detect, f);
+        ASSERT_TRUE(all.has_value()) << f;
+        ASSERT_EQ(all->size(), 1U) << f;
+        EXPECT_EQ(all->front().origin.count, 1U);
+        EXPECT_TRUE(all->front().result.vmcb == read_ok(t, Format::auto_detect).vmcb) << f;
+    }
+}
+
 TEST(KvmDump, AutoDetected) {
     for (const char* f : {"kvm-newest.txt", "kvm-2024.txt", "kvm-old-interleaved.txt", "kvm-l2.txt"}) {
         const auto t = fixture(f);

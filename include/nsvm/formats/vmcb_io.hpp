@@ -66,6 +66,25 @@ struct ReadResult {
     bool partial = false;
 };
 
+/// Which dump of a log a VMCB came from: a kernel log can hold one
+/// dump_vmcb() per vCPU or per failure, each headed by a line such as
+/// "SVM vCPU3 VMCB 00000000c7fcd4f6, last attempted VMRUN on CPU 5".
+struct DumpOrigin {
+    std::size_t index = 1;  ///< 1-based, in input order
+    std::size_t count = 1;  ///< dumps in the whole input
+    int line = 0;           ///< the header's line (else the "VMCB Control Area:" line); 0: not a dump log
+    std::string header;     ///< the header as printed, log prefixes removed; empty when there is none
+    std::string type;       ///< "SVM", "SEV", "SEV-ES", "SEV-SNP"; empty for older headers
+    std::optional<std::uint32_t> vcpu;  ///< "vCPU%u" (newest kernels)
+    std::string vmcb;                   ///< the VMCB address as printed (%p: a hashed pointer)
+    std::optional<std::uint32_t> cpu;   ///< "last attempted VMRUN on CPU %d"
+};
+
+struct DumpRead {
+    DumpOrigin origin;
+    ReadResult result;
+};
+
 /// Reads one VMCB. `fmt` may be auto_detect. Never throws.
 [[nodiscard]] nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> data, Format fmt,
                                                                std::string_view source_name);
@@ -74,6 +93,15 @@ struct ReadResult {
     return read_vmcb(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), fmt,
                      source_name);
 }
+
+/// Reads every VMCB of the input: each dump of a KVM log holding several
+/// (read_vmcb reads the first and warns), or the one VMCB of any other
+/// input. `only` (1-based) reads just that dump; asking for a dump the input
+/// does not hold is an error. Any dump that cannot be read is an error (its
+/// file and line): a log is never reported in part. Never throws.
+[[nodiscard]] nsvm::expected<std::vector<DumpRead>, Diagnostic> read_dumps(
+    std::span<const std::uint8_t> data, Format fmt, std::string_view source_name,
+    std::optional<std::size_t> only = std::nullopt);
 
 /// Reads a VMCB from an already parsed JSON value (an docs/formats.md "VMCB as JSON"
 /// object held inside another file, e.g. an oracle vector's "vmcb"), without
