@@ -196,6 +196,113 @@ bool is_header(std::string_view s) {
     return s.find("VMCB ") != std::string_view::npos && s.find("last attempted VMRUN on CPU") != std::string_view::npos;
 }
 
+/// What the end of a dump line still lacks when a mailer wrapped it.
+struct Want {
+    enum class Kind : std::uint8_t {
+        none,    ///< a complete line
+        value,   ///< "efer:" at the end, its value on the next line
+        digits,  ///< a hex value shorter than dump_vmcb prints it: cut in two
+        words,   ///< "intercepts:" with part of its words: old u64 or new words? cannot tell
+    };
+    Kind kind = Kind::none;
+    std::string label;
+    std::string field;     ///< the VMCB field the label fills, for errors
+    std::size_t have = 0;  ///< digits given (digits)
+    std::size_t need = 0;  ///< digits missing (digits)
+};
+
+/// Digits of a hex token without its "0x".
+std::size_t hex_digit_count(std::string_view t) {
+    if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) t.remove_prefix(2);
+    return t.size();
+}
+
+/// The width dump_vmcb's printf gives the value of pair `k` of `t` (%04x,
+/// %08x, %016llx), in hex digits; 0 for decimal values, whose width varies.
+std::size_t printed_digits(const Tokens& t, std::size_t k) {
+    const auto& label = t.pairs[k].label;
+    // Segment members "s: %04x a: %04x l: %08x b: %016llx" after "es:" ...
+    static constexpr std::array<std::pair<std::string_view, std::size_t>, 4> kMembers = {
+        {{"s", 4}, {"a", 4}, {"l", 8}, {"b", 16}}};
+    for (const auto& [m, digits] : kMembers)
+        if (label == m) return digits;
+    const auto* l = find_label(label);
+    if (!l) return 0;
+    switch (l->kind) {
+        case Kind::exit_code32: return 8;
+        case Kind::gpr:
+        case Kind::not_vmcb: return 16;
+        case Kind::field:
+            if (l->radix == Radix::dec) return 0;
+            return l->bits ? l->bits / 4 : 2 * arch::info(l->id).width;
+        case Kind::misc_words:
+        case Kind::segment: break;
+    }
+    return 0;
+}
+
+/// "save.cs.base" for the last pair of "cs:   s: .. a: .. l: .. b:", else empty.
+std::string member_field(const Tokens& t) {
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kNames = {
+        {{"s", "selector"}, {"a", "attrib"}, {"l", "limit"}, {"b", "base"}}};
+    for (const auto& [m, name] : kNames) {
+        if (t.pairs.back().label != m) continue;
+        for (auto k = t.pairs.size(); k-- > 0;) {
+            const auto* l = find_label(t.pairs[k].label);
+            if (l && l->kind == Kind::segment) return fmt::format("save.{}.{}", l->label, name);
+        }
+    }
+    return {};
+}
+
+Want wanted(std::string_view s) {
+    const auto t = tokenize(s);
+    Want w;
+    if (t.pairs.empty() || !t.leftover.empty() || !find_label(t.pairs.front().label)) return w;
+    const auto& last = t.pairs.back();
+    const auto* l = find_label(last.label);
+    w.label = last.label;
+    w.field = member_field(t);
+    if (l && l->kind == Kind::segment) return w;  // "cs:" is followed by "s:", never by a value
+    if (l && l->kind == Kind::misc_words) {
+        const bool whole_u64 = last.values.size() == 1 && hex_digit_count(last.values.front()) == 16;
+        w.kind = last.values.empty() ? Want::Kind::value : whole_u64 ? Want::Kind::none : Want::Kind::words;
+        return w;
+    }
+    if (last.values.empty()) {
+        w.kind = Want::Kind::value;
+        return w;
+    }
+    const std::size_t digits = printed_digits(t, t.pairs.size() - 1);
+    const std::size_t have = hex_digit_count(last.values.back());
+    if (digits != 0 && have < digits && last.values.size() == 1) {
+        w.kind = Want::Kind::digits;
+        w.have = have;
+        w.need = digits - have;
+    }
+    return w;
+}
+
+/// The bare numbers a line begins with (a wrapped value), and what follows.
+struct Leading {
+    std::vector<std::string_view> numbers;
+    std::string_view rest;
+};
+
+Leading leading_numbers(std::string_view s) {
+    Leading out;
+    out.rest = s;
+    for (auto w : words(s)) {
+        if (w.find(':') != std::string_view::npos || !is_number_token(w)) break;
+        out.numbers.push_back(w);
+        out.rest = s.substr(static_cast<std::size_t>(w.data() + w.size() - s.data()));
+    }
+    return out;
+}
+
+/// Lines a mail client's wrapping may spill one dump line onto.
+constexpr int kMaxWrappedLines = 4;
+
 class KvmReader {
 public:
     explicit KvmReader(std::string_view source) : st_(source, Format::kvm_dump) {}
@@ -216,7 +323,9 @@ public:
                 continue;
             }
             if (!control_line_) continue;  // before the dump: unrelated
-            if (auto err = line(ln->number, s)) return nsvm::unexpected(std::move(*err));
+            auto logical = unwrap(ln->number, s, lines);
+            if (!logical) return nsvm::unexpected(std::move(logical.error()));
+            if (auto err = line(ln->number, *logical)) return nsvm::unexpected(std::move(*err));
         }
         if (!control_line_)
             return nsvm::unexpected(st_.error(0, "", "no 'VMCB Control Area:' line: this is not KVM dump_vmcb() output "
@@ -272,6 +381,75 @@ private:
                              fmt::format("unexpected text '{}' after '{}:'", printable(t.leftover), printable(last.label)));
         }
         return std::nullopt;
+    }
+
+    /// A mail client's wrapping undone: a line that begins with bare numbers
+    /// (never a dump_vmcb line) continues the line before it when that one
+    /// ends with a label and no value, or with a hex value shorter than
+    /// dump_vmcb prints it and the digits on the next line make it whole.
+    /// Any other bare-number line after a dump line is refused: which field
+    /// its numbers belong to cannot be told.
+    nsvm::expected<std::string, Diagnostic> unwrap(int n, std::string_view s, LineCursor& lines) {
+        std::string cur(s);
+        for (int joined = 0;; ++joined) {
+            const auto want = wanted(cur);
+            LineCursor peek = lines;
+            const auto next = peek.next();
+            if (!next) return cur;
+            const auto ns = strip_prefix(next->text);
+            const auto lead = leading_numbers(ns);
+            if (lead.numbers.empty()) return cur;
+            const bool dump_line = !tokenize(cur).pairs.empty() && find_label(tokenize(cur).pairs.front().label);
+            if (want.kind == Want::Kind::none && !dump_line) return cur;  // an unrelated line before it
+            if (auto err = check_wrap(n, next->number, want, lead)) return nsvm::unexpected(std::move(*err));
+            // A real wrap spills one or two lines; a chain of them is not a
+            // mail client's doing (and would cost quadratic time).
+            if (joined == kMaxWrappedLines)
+                return nsvm::unexpected(st_.error(next->number, "",
+                                                  fmt::format("more than {} lines continue line {}: not a wrapped "
+                                                              "dump line",
+                                                              kMaxWrappedLines, n)));
+            lines = peek;
+            const bool glue = want.kind == Want::Kind::digits;  // the two halves of one number
+            cur += glue ? std::string(lead.numbers.front()) + std::string(lead.rest)
+                        : " " + std::string(trim(ns));
+            wrapped_ = true;
+        }
+    }
+
+    /// The wrapped line `at` (continuing line `n`) is unambiguous, or the error.
+    std::optional<Diagnostic> check_wrap(int n, int at, const Want& want, const Leading& lead) {
+        const auto field = !want.field.empty() ? want.field : want.label.empty() ? std::string() : field_name(want.label);
+        const auto first = printable(lead.numbers.front(), 40);
+        switch (want.kind) {
+            case Want::Kind::value:
+                if (const auto* l = find_label(want.label);
+                    lead.numbers.size() == 1 || (l && l->kind == Kind::misc_words))
+                    return std::nullopt;
+                return st_.error(at, field,
+                                 fmt::format("line {} ends with '{}:' and this line begins with {} numbers: a wrapped "
+                                             "line, but which is its value cannot be told",
+                                             n, printable(want.label), lead.numbers.size()));
+            case Want::Kind::digits:
+                if (hex_digit_count(lead.numbers.front()) == want.need && !lead.numbers.front().starts_with("0x"))
+                    return std::nullopt;
+                return st_.error(at, field,
+                                 fmt::format("line {} ends with {} of the {} hex digits dump_vmcb prints for '{}:' and "
+                                             "this line begins with '{}': a wrapped value, but how it was cut cannot be "
+                                             "told",
+                                             n, want.have, want.have + want.need, printable(want.label), first));
+            case Want::Kind::words:
+                return st_.error(at, field,
+                                 fmt::format("line {} ends with part of 'intercepts:' and this line begins with '{}': "
+                                             "one 64-bit value (kernels before 5.10) or separate words cannot be told "
+                                             "apart once wrapped",
+                                             n, first));
+            case Want::Kind::none: break;
+        }
+        return st_.error(at, field,
+                         fmt::format("this line begins with the bare number '{}' after the complete line {}: a "
+                                     "wrapped value whose field cannot be told",
+                                     first, n));
     }
 
     static std::string field_name(const std::string& label) {
@@ -406,6 +584,10 @@ private:
     }
 
     void finish_warnings() {
+        if (wrapped_)
+            st_.warn(0, "",
+                     "read lines a mail client had wrapped (a value alone on the next line, or a hex value cut in "
+                     "two): errors name the first line of each");
         std::string mixed;
         for (auto l : kFromVmcb01) {
             if (st_.seen(std::string(l))) mixed += (mixed.empty() ? "" : ", ") + std::string(l);
@@ -426,6 +608,7 @@ private:
     }
 
     DumpState st_;
+    bool wrapped_ = false;  ///< some line was joined with the next (a mail client wrapped it)
     int control_line_ = 0;
     int save_line_ = 0;
     std::set<std::string> ignored_;

@@ -198,3 +198,25 @@ TEST(CliSeveralDumps, ASingleDumpPrintsWhatItAlwaysPrinted) {
         EXPECT_FALSE(j.contains("dumps"));
     }
 }
+
+// ------------------------------------------------------------ wrapped mail
+
+TEST(CliWrappedMail, WrappedDumpIsReadAndItsWrappedEferDecides) {
+    const auto r = nsvm("check --json " + kFix + "kvm-wrapped-mail.txt");
+    ASSERT_EQ(r.status, 1) << r.out << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(failure_ids(j), (std::set<std::string>{"efer.svme"}));
+    bool said = false;
+    for (const auto& w : j.at("warnings")) said |= contains(w.at("message").get<std::string>(), "mail client had wrapped");
+    EXPECT_TRUE(said) << r.out;
+}
+
+TEST(CliWrappedMail, AmbiguousWrapIsExit2WithFileAndLine) {
+    const auto f = write_temp("ambiguous-wrap.txt",
+                              "SVM: VMCB Control Area:\nSVM: asid:               1\nSVM: VMCB State Save Area:\n"
+                              "SVM: cr3:            00000001\n03a4e00\n");
+    const auto r = nsvm("check '" + f.string() + "'");
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_TRUE(contains(r.err, f.string() + ":5: save.cr3: line 4 ends with 8 of the 16 hex digits")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+}

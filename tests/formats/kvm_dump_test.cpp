@@ -489,3 +489,77 @@ TEST(KvmDump, InterceptLabelsOfThe510PatchSeries) {
     const auto wide = read_err("VMCB Control Area:\nintercepts: 100006e7ebdcc800f\nVMCB State Save Area:\n");
     EXPECT_EQ(wide.line, 2);
 }
+
+// A dump pasted into a mail and wrapped at 72 columns: the second value of a
+// two-column line and the segment bases alone on the next line, and
+// nested_cr3 cut inside its digits (make_fixtures.py, fixture 7).
+TEST(KvmDump, MailWrappedLinesAreJoinedWhereUnambiguous) {
+    const auto r = read_ok(fixture("kvm-wrapped-mail.txt"), Format::auto_detect);
+    EXPECT_EQ(r.format, Format::kvm_dump);
+    const auto& v = r.vmcb;
+    expect_common_guest(v);  // segments, cr2/cr4, star..g_pat: all wrapped values
+    EXPECT_EQ(v.get(FieldId::efer), 0x0d01U);  // "efer:" on one line, its value on the next
+    EXPECT_EQ(v.get(FieldId::nested_cr3), 0x0000000112a07000ULL);  // "00000001" + "12a07000"
+    EXPECT_EQ(v.segment(arch::Seg::cs), (arch::Segment{0x10, 0xa9b, 0xffffffff, 0}));
+    EXPECT_EQ(v.get(FieldId::cr0), 0x80050033U);
+    EXPECT_EQ(v.get(FieldId::rip), 0xffffffff81e2f1a4ULL);
+    EXPECT_EQ(v.get(FieldId::rflags), 0x246U);
+    EXPECT_EQ(v.intercept_word(4), 0x00006e7fU);
+    EXPECT_NE(find_warning(r, "a mail client had wrapped"), nullptr) << all_warnings(r);
+    // An unwrapped dump says nothing about wrapping.
+    EXPECT_EQ(find_warning(read_ok(fixture("kvm-2024.txt")), "wrapped"), nullptr);
+}
+
+TEST(KvmDump, WrappedDecimalAndInterceptValues) {
+    const auto r = read_ok("VMCB Control Area:\n"
+                           "asid:\n"
+                           "14\n"
+                           "intercepts:\n"
+                           "00006e7ebdcc800f\n"
+                           "int_ctl:            01000000        int_vector:\n"
+                           "00000020    int_state: 00000001\n"
+                           "VMCB State Save Area:\n"
+                           "tr:   s: 0040 a: 008b l: 00004087 b: fffffe00\n"
+                           "00003000\n");
+    EXPECT_EQ(r.vmcb.get(FieldId::asid), 14U);
+    EXPECT_EQ(r.vmcb.intercept_word(3), 0xbdcc800fU);
+    EXPECT_EQ(r.vmcb.intercept_word(4), 0x6e7eU);
+    EXPECT_EQ(r.vmcb.get(FieldId::int_vector), 0x20U);
+    EXPECT_EQ(r.vmcb.get(FieldId::int_state), 1U);
+    EXPECT_EQ(r.vmcb.segment(arch::Seg::tr).base, 0xfffffe0000003000ULL);
+}
+
+TEST(KvmDumpErrors, AmbiguousWrapsAreRefusedWithTheirLine) {
+    const std::string head = "VMCB Control Area:\nasid: 1\nVMCB State Save Area:\n";
+    // Two numbers where "efer:" takes one.
+    auto e = read_err(head + "cpl:            0                efer:\n0000000000001d00 0000000000000001\n");
+    EXPECT_EQ(e.line, 5);
+    EXPECT_EQ(e.field, "save.efer");
+    EXPECT_NE(e.message.find("line 4 ends with 'efer:'"), std::string::npos) << to_string(e);
+    EXPECT_EQ(to_string(e).rfind("bad.txt:5: save.efer: ", 0), 0U) << to_string(e);
+    // Digits that do not complete the value: cut where?
+    EXPECT_TRUE(read_vmcb(head + "cr0:            800 cr2:          0000000000000000\n", Format::kvm_dump, "a.txt")
+                    .has_value());  // short but not wrapped: read as is
+    e = read_err(head + "cr3:            00000001\n03a4e00\n");
+    EXPECT_EQ(e.line, 5);
+    EXPECT_EQ(e.field, "save.cr3");
+    EXPECT_NE(e.message.find("8 of the 16 hex digits"), std::string::npos) << to_string(e);
+    // A segment base cut short.
+    e = read_err(head + "cs:   s: 0010 a: 0a9b l: ffffffff b: 00000000\n000\n");
+    EXPECT_EQ(e.field, "save.cs.base");
+    // "intercepts:" with one word, the next on the next line: u64 or words?
+    e = read_err("VMCB Control Area:\nintercepts:         bdcc800f\n00006e7f\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.line, 3);
+    EXPECT_EQ(e.field, "control.intercepts[3]");
+    EXPECT_NE(e.message.find("cannot be told"), std::string::npos) << to_string(e);
+    // A bare number after a complete line (a decimal cut in two looks so).
+    e = read_err("VMCB Control Area:\nasid:               1\n4\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.line, 3);
+    EXPECT_EQ(e.field, "control.asid");
+    EXPECT_NE(e.message.find("bare number '4'"), std::string::npos) << to_string(e);
+    // A chain of continuation lines is not a wrap.
+    std::string chain = head + "cr0:";
+    for (int i = 0; i < 10; ++i) chain += "\n0000000080050033 cr0:";
+    e = read_err(chain + "\n");
+    EXPECT_NE(e.message.find("lines continue line 4"), std::string::npos) << to_string(e);
+}
