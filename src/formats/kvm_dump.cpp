@@ -625,8 +625,13 @@ struct DumpSpan {
     int control_line = 0;
     int save_line = 0;
     int header_line = 0;
-    std::string header;
+    std::string_view header;  ///< into the log's text (a span per dump stays small)
 };
+
+/// Dumps read at once (every dump costs a whole VMCB and its warnings; a log
+/// of tiny fake dumps must not turn 64 MiB of text into gigabytes). Far more
+/// than the vCPUs of any host; --dump N reads any one beyond it.
+constexpr std::size_t kMaxDumpsAtOnce = 1024;
 
 /// "[SVM|SEV|SEV-ES|SEV-SNP] [vCPU%u ]VMCB %p, last attempted VMRUN on CPU %d"
 /// -> its parts; what a kernel does not print stays empty.
@@ -681,7 +686,7 @@ nsvm::expected<std::vector<DumpSpan>, Diagnostic> split_dumps(std::string_view t
             if (spans.back().control_line)
                 if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
             spans.back().header_line = ln->number;
-            spans.back().header = std::string(s);
+            spans.back().header = s;
         } else if (s == "VMCB Control Area:") {
             if (spans.back().control_line)
                 if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
@@ -725,6 +730,11 @@ DumpsResult read_kvm_dumps(std::string_view text, std::string_view source, DumpS
         out.push_back(std::move(*d));
         return out;
     }
+    if (sel.mode == DumpSelection::Mode::all && spans->size() > kMaxDumpsAtOnce)
+        return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
+                                           fmt::format("the input holds {} dumps; nsvm reads at most {} at once: pick "
+                                                       "one with --dump N (or split the log)",
+                                                       spans->size(), kMaxDumpsAtOnce)});
     const std::size_t n = sel.mode == DumpSelection::Mode::all ? spans->size() : 1;
     for (std::size_t k = 0; k < n; ++k) {
         auto d = read_span(text, *spans, k, source);

@@ -4,6 +4,8 @@
 // from dump_vmcb's printf formats (arch/x86/kvm/svm/svm.c) by make_fixtures.py.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "helpers.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
@@ -562,4 +564,23 @@ TEST(KvmDumpErrors, AmbiguousWrapsAreRefusedWithTheirLine) {
     for (int i = 0; i < 10; ++i) chain += "\n0000000080050033 cr0:";
     e = read_err(chain + "\n");
     EXPECT_NE(e.message.find("lines continue line 4"), std::string::npos) << to_string(e);
+}
+
+TEST(KvmDumpErrors, TooManyDumpsAtOnceAskForDumpN) {
+    std::string log;
+    for (int i = 0; i < 1100; ++i)
+        log += fmt::format("SVM vCPU{} VMCB 00000000c7fcd4f6, last attempted VMRUN on CPU 1\nVMCB Control Area:\n"
+                           "asid: {}\nVMCB State Save Area:\n",
+                           i, i + 1);
+    const auto span = std::span(reinterpret_cast<const std::uint8_t*>(log.data()), log.size());
+    const auto all = read_dumps(span, Format::kvm_dump, "many.log");
+    ASSERT_FALSE(all.has_value());
+    EXPECT_NE(all.error().message.find("the input holds 1100 dumps; nsvm reads at most 1024 at once"),
+              std::string::npos)
+        << to_string(all.error());
+    const auto last = read_dumps(span, Format::kvm_dump, "many.log", 1100);
+    ASSERT_TRUE(last.has_value()) << to_string(last.error());
+    EXPECT_EQ(last->front().result.vmcb.get(FieldId::asid), 1100U);
+    EXPECT_EQ(last->front().origin.vcpu, 1099U);
+    EXPECT_EQ(last->front().origin.line, 1099 * 4 + 1);
 }
