@@ -300,8 +300,12 @@ int report_each(const CheckOptions& o, const ResolvedModel& model, std::vector<f
         j["dumps"] = std::move(list);
         std::cout << j.dump(2) << '\n';
     } else {
+        // The failing dumps by number; a long log's list is cut after ten.
+        constexpr std::size_t kListed = 10;
         std::string which;
-        for (auto k : failing) which += (which.empty() ? "" : ", ") + std::to_string(k);
+        for (std::size_t i = 0; i < std::min(failing.size(), kListed); ++i)
+            which += (which.empty() ? "" : ", ") + std::to_string(failing[i]);
+        if (failing.size() > kListed) which += fmt::format(" and {} more", failing.size() - kListed);
         std::cout << '\n'
                   << fmt::format("{} dumps: {} with a failing check{}, {} without", dumps.size(), failing.size(),
                                  failing.empty() ? "" : fmt::format(" (dump{} {})", failing.size() == 1 ? "" : "s", which), dumps.size() - failing.size())
