@@ -193,7 +193,8 @@ Tokens tokenize(std::string_view s) {
 
 bool is_header(std::string_view s) {
     // "[SVM|SEV|SEV-ES|SEV-SNP] [vCPU%u ]VMCB %p, last attempted VMRUN on CPU %d"
-    return s.find("VMCB ") != std::string_view::npos && s.find("last attempted VMRUN on CPU") != std::string_view::npos;
+    // Not "... on CPU": a mail client wraps the long header before it.
+    return s.find("VMCB ") != std::string_view::npos && s.find("last attempted VMRUN") != std::string_view::npos;
 }
 
 /// What the end of a dump line still lacks when a mailer wrapped it.

@@ -584,3 +584,19 @@ TEST(KvmDumpErrors, TooManyDumpsAtOnceAskForDumpN) {
     EXPECT_EQ(last->front().origin.vcpu, 1099U);
     EXPECT_EQ(last->front().origin.line, 1099 * 4 + 1);
 }
+
+TEST(KvmDump, AHeaderWrappedBeforeItsCpuStillStartsADump) {
+    std::string log = fixture("kvm-multi-vcpu.txt");
+    const std::string full = "SVM vCPU3 VMCB 000000001f2e3d4c, last attempted VMRUN on CPU 2";
+    const auto at = log.find(full);
+    ASSERT_NE(at, std::string::npos);
+    log.replace(at, full.size(), "SVM vCPU3 VMCB 000000001f2e3d4c, last attempted VMRUN\non CPU 2");
+    const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(log.data()), log.size()),
+                                Format::kvm_dump, "log.txt");
+    ASSERT_TRUE(all.has_value()) << to_string(all.error());
+    ASSERT_EQ(all->size(), 3U);
+    EXPECT_EQ((*all)[1].origin.vcpu, 3U);
+    EXPECT_EQ((*all)[1].origin.vmcb, "000000001f2e3d4c");
+    EXPECT_FALSE((*all)[1].origin.cpu.has_value());  // on the next line
+    EXPECT_EQ((*all)[1].result.vmcb.get(FieldId::efer), 0x0d01U);
+}
