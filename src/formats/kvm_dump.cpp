@@ -397,9 +397,16 @@ private:
             LineCursor peek = lines;
             const auto next = peek.next();
             if (!next) return cur;
+            // A wrapped line carries no log prefix (the mail client made it,
+            // not printk), and after its numbers holds nothing or more dump
+            // labels: "kvm_amd: 14 callbacks suppressed" is a message.
             const auto ns = strip_prefix(next->text);
+            if (ns != trim(next->text)) return cur;
             const auto lead = leading_numbers(ns);
             if (lead.numbers.empty()) return cur;
+            if (const auto more = tokenize(lead.rest);
+                !trim(lead.rest).empty() && (more.pairs.empty() || !find_label(more.pairs.front().label)))
+                return cur;
             const bool dump_line = !tokenize(cur).pairs.empty() && find_label(tokenize(cur).pairs.front().label);
             if (want.kind == Want::Kind::none && !dump_line) return cur;  // an unrelated line before it
             if (auto err = check_wrap(n, next->number, want, lead)) return nsvm::unexpected(std::move(*err));

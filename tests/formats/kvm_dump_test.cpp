@@ -600,3 +600,18 @@ TEST(KvmDump, AHeaderWrappedBeforeItsCpuStillStartsADump) {
     EXPECT_FALSE((*all)[1].origin.cpu.has_value());  // on the next line
     EXPECT_EQ((*all)[1].result.vmcb.get(FieldId::efer), 0x0d01U);
 }
+
+TEST(KvmDump, MessagesThatBeginWithANumberAreNotWraps) {
+    // printk's rate limiter and other messages between dump lines: a log
+    // prefix, or words that are no dump labels after the number.
+    const auto r = read_ok("[ 1.0] kvm_amd: VMCB Control Area:\n"
+                           "[ 1.0] kvm_amd: asid:               1\n"
+                           "[ 1.1] kvm_amd: 14 callbacks suppressed\n"
+                           "3 callbacks suppressed\n"
+                           "[ 1.0] kvm_amd: efer:          0000000000001d00\n"
+                           "[ 1.2] 5\n"
+                           "[ 1.0] kvm_amd: VMCB State Save Area:\n");
+    EXPECT_EQ(r.vmcb.get(FieldId::asid), 1U);
+    EXPECT_EQ(r.vmcb.get(FieldId::efer), 0x1d00U);
+    EXPECT_EQ(find_warning(r, "wrapped"), nullptr) << all_warnings(r);
+}
