@@ -8,6 +8,7 @@
 // interleaved) are skipped; a dump line with a garbled value is an error.
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <fmt/format.h>
 #include <set>
 
@@ -22,7 +23,7 @@ using arch::FieldId;
 enum class Kind : std::uint8_t {
     field,         ///< one value into a field (or a bit range of it)
     exit_code32,   ///< exit_code, printed with %08x (gotcha 2)
-    misc_words,    ///< "intercepts:" = words 3, 4 (and 5 when printed)
+    misc_words,    ///< "intercepts:" = words 3, 4 (and 5 when printed), or one 64-bit value (before 5.10)
     segment,       ///< "es:" .. "tr:", followed by s: a: l: b:
     gpr,           ///< newest kernels' GPR block: KVM's register cache, not the VMCB (gotcha 6)
     not_vmcb,      ///< SEV-ES VMSA-only values (sev_features, pl0_ssp, xcr0, ...)
@@ -45,6 +46,12 @@ constexpr std::array kLabels = {
     Label{"dr_write", Kind::field, FieldId::intercepts1, Radix::hex, 16, 16},
     Label{"exceptions", Kind::field, FieldId::intercepts2},
     Label{"intercepts", Kind::misc_words},
+    // Labels of the patch series that split the 64-bit intercept (Babu Moger,
+    // 2020; merged for Linux 5.10): v2/v3 printed words 3 and 4 apart, v1 an
+    // extra "intercepts (extended):" line for the new word at 0x014.
+    Label{"intercept1", Kind::field, FieldId::intercepts3},
+    Label{"intercept2", Kind::field, FieldId::intercepts4},
+    Label{"intercepts (extended)", Kind::field, FieldId::intercepts5},
     Label{"pause filter count", Kind::field, FieldId::pause_filter_count, Radix::dec},
     Label{"pause filter threshold", Kind::field, FieldId::pause_filter_thresh, Radix::dec},
     Label{"iopm_base_pa", Kind::field, FieldId::iopm_base_pa},
@@ -186,35 +193,140 @@ Tokens tokenize(std::string_view s) {
 
 bool is_header(std::string_view s) {
     // "[SVM|SEV|SEV-ES|SEV-SNP] [vCPU%u ]VMCB %p, last attempted VMRUN on CPU %d"
-    return s.find("VMCB ") != std::string_view::npos && s.find("last attempted VMRUN on CPU") != std::string_view::npos;
+    // Not "... on CPU": a mail client wraps the long header before it.
+    return s.find("VMCB ") != std::string_view::npos && s.find("last attempted VMRUN") != std::string_view::npos;
 }
+
+/// What the end of a dump line still lacks when a mailer wrapped it.
+struct Want {
+    enum class Kind : std::uint8_t {
+        none,    ///< a complete line
+        value,   ///< "efer:" at the end, its value on the next line
+        digits,  ///< a hex value shorter than dump_vmcb prints it: cut in two
+        words,   ///< "intercepts:" with part of its words: old u64 or new words? cannot tell
+    };
+    Kind kind = Kind::none;
+    std::string label;
+    std::string field;     ///< the VMCB field the label fills, for errors
+    std::size_t have = 0;  ///< digits given (digits)
+    std::size_t need = 0;  ///< digits missing (digits)
+};
+
+/// Digits of a hex token without its "0x".
+std::size_t hex_digit_count(std::string_view t) {
+    if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) t.remove_prefix(2);
+    return t.size();
+}
+
+/// The width dump_vmcb's printf gives the value of pair `k` of `t` (%04x,
+/// %08x, %016llx), in hex digits; 0 for decimal values, whose width varies.
+std::size_t printed_digits(const Tokens& t, std::size_t k) {
+    const auto& label = t.pairs[k].label;
+    // Segment members "s: %04x a: %04x l: %08x b: %016llx" after "es:" ...
+    static constexpr std::array<std::pair<std::string_view, std::size_t>, 4> kMembers = {
+        {{"s", 4}, {"a", 4}, {"l", 8}, {"b", 16}}};
+    for (const auto& [m, digits] : kMembers)
+        if (label == m) return digits;
+    const auto* l = find_label(label);
+    if (!l) return 0;
+    switch (l->kind) {
+        case Kind::exit_code32: return 8;
+        case Kind::gpr:
+        case Kind::not_vmcb: return 16;
+        case Kind::field:
+            if (l->radix == Radix::dec) return 0;
+            return l->bits ? l->bits / 4 : 2 * arch::info(l->id).width;
+        case Kind::misc_words:
+        case Kind::segment: break;
+    }
+    return 0;
+}
+
+/// "save.cs.base" for the last pair of "cs:   s: .. a: .. l: .. b:", else empty.
+std::string member_field(const Tokens& t) {
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 4> kNames = {
+        {{"s", "selector"}, {"a", "attrib"}, {"l", "limit"}, {"b", "base"}}};
+    for (const auto& [m, name] : kNames) {
+        if (t.pairs.back().label != m) continue;
+        for (auto k = t.pairs.size(); k-- > 0;) {
+            const auto* l = find_label(t.pairs[k].label);
+            if (l && l->kind == Kind::segment) return fmt::format("save.{}.{}", l->label, name);
+        }
+    }
+    return {};
+}
+
+Want wanted(std::string_view s) {
+    const auto t = tokenize(s);
+    Want w;
+    if (t.pairs.empty() || !t.leftover.empty() || !find_label(t.pairs.front().label)) return w;
+    const auto& last = t.pairs.back();
+    const auto* l = find_label(last.label);
+    w.label = last.label;
+    w.field = member_field(t);
+    if (l && l->kind == Kind::segment) return w;  // "cs:" is followed by "s:", never by a value
+    if (l && l->kind == Kind::misc_words) {
+        const bool whole_u64 = last.values.size() == 1 && hex_digit_count(last.values.front()) == 16;
+        w.kind = last.values.empty() ? Want::Kind::value : whole_u64 ? Want::Kind::none : Want::Kind::words;
+        return w;
+    }
+    if (last.values.empty()) {
+        w.kind = Want::Kind::value;
+        return w;
+    }
+    const std::size_t digits = printed_digits(t, t.pairs.size() - 1);
+    const std::size_t have = hex_digit_count(last.values.back());
+    if (digits != 0 && have < digits && last.values.size() == 1) {
+        w.kind = Want::Kind::digits;
+        w.have = have;
+        w.need = digits - have;
+    }
+    return w;
+}
+
+/// The bare numbers a line begins with (a wrapped value), and what follows.
+struct Leading {
+    std::vector<std::string_view> numbers;
+    std::string_view rest;
+};
+
+Leading leading_numbers(std::string_view s) {
+    Leading out;
+    out.rest = s;
+    for (auto w : words(s)) {
+        if (w.find(':') != std::string_view::npos || !is_number_token(w)) break;
+        out.numbers.push_back(w);
+        out.rest = s.substr(static_cast<std::size_t>(w.data() + w.size() - s.data()));
+    }
+    return out;
+}
+
+/// Lines a mail client's wrapping may spill one dump line onto.
+constexpr int kMaxWrappedLines = 4;
 
 class KvmReader {
 public:
     explicit KvmReader(std::string_view source) : st_(source, Format::kvm_dump) {}
 
-    Result read(std::string_view text) {
-        LineCursor lines(text);
+    /// One dump (split_dumps gives each its own part of the log, with at
+    /// most one header, control area and save area).
+    Result read(std::string_view text, int first_line) {
+        LineCursor lines(text, first_line);
         while (const auto ln = lines.next()) {
             const auto s = strip_prefix(ln->text);
-            if (s == "VMCB Control Area:" || is_header(s)) {
-                if (st_.any_seen() || (control_line_ && s == "VMCB Control Area:")) {
-                    if (auto err = next_dump(*ln, lines)) return nsvm::unexpected(std::move(*err));
-                    break;
-                }
-                if (s == "VMCB Control Area:") control_line_ = ln->number;
+            if (is_header(s)) continue;
+            if (s == "VMCB Control Area:") {
+                control_line_ = ln->number;
                 continue;
             }
             if (s == "VMCB State Save Area:") {
-                if (save_line_) {
-                    if (auto err = next_dump(*ln, lines)) return nsvm::unexpected(std::move(*err));
-                    break;
-                }
                 save_line_ = ln->number;
                 continue;
             }
             if (!control_line_) continue;  // before the dump: unrelated
-            if (auto err = line(ln->number, s)) return nsvm::unexpected(std::move(*err));
+            auto logical = unwrap(ln->number, s, lines);
+            if (!logical) return nsvm::unexpected(std::move(logical.error()));
+            if (auto err = line(ln->number, *logical)) return nsvm::unexpected(std::move(*err));
         }
         if (!control_line_)
             return nsvm::unexpected(st_.error(0, "", "no 'VMCB Control Area:' line: this is not KVM dump_vmcb() output "
@@ -272,6 +384,82 @@ private:
         return std::nullopt;
     }
 
+    /// A mail client's wrapping undone: a line that begins with bare numbers
+    /// (never a dump_vmcb line) continues the line before it when that one
+    /// ends with a label and no value, or with a hex value shorter than
+    /// dump_vmcb prints it and the digits on the next line make it whole.
+    /// Any other bare-number line after a dump line is refused: which field
+    /// its numbers belong to cannot be told.
+    nsvm::expected<std::string, Diagnostic> unwrap(int n, std::string_view s, LineCursor& lines) {
+        std::string cur(s);
+        for (int joined = 0;; ++joined) {
+            const auto want = wanted(cur);
+            LineCursor peek = lines;
+            const auto next = peek.next();
+            if (!next) return cur;
+            // A wrapped line carries no log prefix (the mail client made it,
+            // not printk), and after its numbers holds nothing or more dump
+            // labels: "kvm_amd: 14 callbacks suppressed" is a message.
+            const auto ns = strip_prefix(next->text);
+            if (ns != trim(next->text)) return cur;
+            const auto lead = leading_numbers(ns);
+            if (lead.numbers.empty()) return cur;
+            if (const auto more = tokenize(lead.rest);
+                !trim(lead.rest).empty() && (more.pairs.empty() || !find_label(more.pairs.front().label)))
+                return cur;
+            const bool dump_line = !tokenize(cur).pairs.empty() && find_label(tokenize(cur).pairs.front().label);
+            if (want.kind == Want::Kind::none && !dump_line) return cur;  // an unrelated line before it
+            if (auto err = check_wrap(n, next->number, want, lead)) return nsvm::unexpected(std::move(*err));
+            // A real wrap spills one or two lines; a chain of them is not a
+            // mail client's doing (and would cost quadratic time).
+            if (joined == kMaxWrappedLines)
+                return nsvm::unexpected(st_.error(next->number, "",
+                                                  fmt::format("more than {} lines continue line {}: not a wrapped "
+                                                              "dump line",
+                                                              kMaxWrappedLines, n)));
+            lines = peek;
+            const bool glue = want.kind == Want::Kind::digits;  // the two halves of one number
+            cur += glue ? std::string(lead.numbers.front()) + std::string(lead.rest)
+                        : " " + std::string(trim(ns));
+            wrapped_ = true;
+        }
+    }
+
+    /// The wrapped line `at` (continuing line `n`) is unambiguous, or the error.
+    std::optional<Diagnostic> check_wrap(int n, int at, const Want& want, const Leading& lead) {
+        const auto field = !want.field.empty() ? want.field : want.label.empty() ? std::string() : field_name(want.label);
+        const auto first = printable(lead.numbers.front(), 40);
+        switch (want.kind) {
+            case Want::Kind::value:
+                if (const auto* l = find_label(want.label);
+                    lead.numbers.size() == 1 || (l && l->kind == Kind::misc_words))
+                    return std::nullopt;
+                return st_.error(at, field,
+                                 fmt::format("line {} ends with '{}:' and this line begins with {} numbers: a wrapped "
+                                             "line, but which is its value cannot be told",
+                                             n, printable(want.label), lead.numbers.size()));
+            case Want::Kind::digits:
+                if (hex_digit_count(lead.numbers.front()) == want.need && !lead.numbers.front().starts_with("0x"))
+                    return std::nullopt;
+                return st_.error(at, field,
+                                 fmt::format("line {} ends with {} of the {} hex digits dump_vmcb prints for '{}:' and "
+                                             "this line begins with '{}': a wrapped value, but how it was cut cannot be "
+                                             "told",
+                                             n, want.have, want.have + want.need, printable(want.label), first));
+            case Want::Kind::words:
+                return st_.error(at, field,
+                                 fmt::format("line {} ends with part of 'intercepts:' and this line begins with '{}': "
+                                             "one 64-bit value (kernels before 5.10) or separate words cannot be told "
+                                             "apart once wrapped",
+                                             n, first));
+            case Want::Kind::none: break;
+        }
+        return st_.error(at, field,
+                         fmt::format("this line begins with the bare number '{}' after the complete line {}: a "
+                                     "wrapped value whose field cannot be told",
+                                     first, n));
+    }
+
     static std::string field_name(const std::string& label) {
         const auto* l = find_label(label);
         if (!l) return label;
@@ -306,22 +494,51 @@ private:
         if (gpr_line && (l.id == FieldId::rax || l.id == FieldId::rsp) && l.kind == Kind::field) {
             return gpr_copy(n, l, p);
         }
-        if (l.kind == Kind::misc_words) {
-            if (p.values.size() > 3)
-                return st_.error(n, field, fmt::format("expected 2 or 3 words (vectors 3, 4, 5), found {}",
-                                                       p.values.size()));
-            if (auto err = st_.once(n, p.label, field)) return err;
-            for (std::size_t w = 0; w < p.values.size(); ++w) {
-                const auto id = static_cast<FieldId>(static_cast<unsigned>(FieldId::intercepts3) + w);
-                if (auto err = st_.store(n, id, p.values[w], Radix::hex)) return err;
-            }
-            return std::nullopt;
-        }
+        if (l.kind == Kind::misc_words) return misc_words(n, p, field);
         if (p.values.size() != 1)
             return st_.error(n, field, fmt::format("expected one value after '{}:', found {}", p.label, p.values.size()));
         if (auto err = st_.once(n, p.label, field)) return err;
         if (l.kind == Kind::exit_code32) return exit_code(n, p.values.front());
         return st_.store(n, l.id, p.values.front(), l.radix, l.shift, l.bits);
+    }
+
+    /// "intercepts:" since Linux 5.10 is words 3 and 4 (and 5), "%08x %08x";
+    /// before it (vmcb_control_area had one `u64 intercept` at 0x00C, split
+    /// by commit c62e2e94b9d4 "KVM: SVM: Modify 64 bit intercept field to two
+    /// 32 bit vectors") it is one "%016llx". Little-endian, so the low half
+    /// is word 3 (0x00C: INTR .. SHUTDOWN) and the high half word 4 (0x010:
+    /// VMRUN ..). A lone value wider than 8 digits is that old form.
+    std::optional<Diagnostic> misc_words(int n, const Pair& p, const std::string& field) {
+        if (p.values.size() > 3)
+            return st_.error(n, field, fmt::format("expected 2 or 3 words (vectors 3, 4, 5), found {}",
+                                                   p.values.size()));
+        if (auto err = st_.once(n, p.label, field)) return err;
+        if (p.values.size() == 1 && hex_digits(p.values.front()) > 8) return old_u64_intercept(n, p.values.front());
+        for (std::size_t w = 0; w < p.values.size(); ++w) {
+            const auto id = static_cast<FieldId>(static_cast<unsigned>(FieldId::intercepts3) + w);
+            if (auto err = st_.store(n, id, p.values[w], Radix::hex)) return err;
+        }
+        return std::nullopt;
+    }
+
+    std::optional<Diagnostic> old_u64_intercept(int n, std::string_view text) {
+        const auto v = parse_hex(text);
+        if (!v)
+            return st_.error(n, "control.intercepts[3]",
+                             fmt::format("'{}' is not a hexadecimal number (the 64-bit 'intercepts:' of kernels "
+                                         "before 5.10)",
+                                         printable(text)));
+        st_.result().vmcb.set(FieldId::intercepts3, *v & 0xFFFFFFFFU);
+        st_.result().vmcb.set(FieldId::intercepts4, *v >> 32);
+        st_.mark_given(FieldId::intercepts3);
+        st_.mark_given(FieldId::intercepts4);
+        return std::nullopt;
+    }
+
+    /// Digits of a hex token without its "0x".
+    static std::size_t hex_digits(std::string_view t) {
+        if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) t.remove_prefix(2);
+        return t.size();
     }
 
     /// Gotcha 6: the newest kernels print a GPR block from KVM's register
@@ -374,27 +591,11 @@ private:
         }
     }
 
-    /// A second dump starts at `at`. After a complete first dump, read the
-    /// first and say how many follow; before the first's save area, the two
-    /// cannot be told apart: refuse rather than report a cut-off dump.
-    std::optional<Diagnostic> next_dump(const Line& at, LineCursor rest) {
-        if (!save_line_ && control_line_)
-            return st_.error(at.number, "",
-                             fmt::format("a second dump starts here, before the 'VMCB State Save Area:' of the dump "
-                                         "whose control area starts on line {}: the lines of two dumps are "
-                                         "interleaved (or the first is cut off); put each dump in a file of its own",
-                                         control_line_));
-        std::size_t more = 0;
-        for (auto l = std::optional<Line>(at); l; l = rest.next()) {
-            if (strip_prefix(l->text) == "VMCB Control Area:") ++more;
-        }
-        st_.warn(at.number, "",
-                 fmt::format("the input holds more than one dump ({} more from this line on); read only the first",
-                             std::max<std::size_t>(more, 1)));
-        return std::nullopt;
-    }
-
     void finish_warnings() {
+        if (wrapped_)
+            st_.warn(0, "",
+                     "read lines a mail client had wrapped (a value alone on the next line, or a hex value cut in "
+                     "two): errors name the first line of each");
         std::string mixed;
         for (auto l : kFromVmcb01) {
             if (st_.seen(std::string(l))) mixed += (mixed.empty() ? "" : ", ") + std::string(l);
@@ -415,6 +616,7 @@ private:
     }
 
     DumpState st_;
+    bool wrapped_ = false;  ///< some line was joined with the next (a mail client wrapped it)
     int control_line_ = 0;
     int save_line_ = 0;
     std::set<std::string> ignored_;
@@ -422,6 +624,144 @@ private:
 
 }  // namespace
 
-Result read_kvm_dump(std::string_view text, std::string_view source) { return KvmReader(source).read(text); }
+namespace {
+
+/// Where one dump lies in the log.
+struct DumpSpan {
+    std::size_t begin = 0;  ///< byte offset of its first line
+    int first_line = 1;
+    int control_line = 0;
+    int save_line = 0;
+    int header_line = 0;
+    std::string_view header;  ///< into the log's text (a span per dump stays small)
+};
+
+/// Dumps read at once (every dump costs a whole VMCB and its warnings; a log
+/// of tiny fake dumps must not turn 64 MiB of text into gigabytes). Far more
+/// than the vCPUs of any host; --dump N reads any one beyond it.
+constexpr std::size_t kMaxDumpsAtOnce = 1024;
+
+/// "[SVM|SEV|SEV-ES|SEV-SNP] [vCPU%u ]VMCB %p, last attempted VMRUN on CPU %d"
+/// -> its parts; what a kernel does not print stays empty.
+void parse_header(std::string_view h, DumpOrigin& o) {
+    o.header = std::string(h);
+    const auto at = h.find("VMCB ");
+    for (auto w : words(h.substr(0, at))) {
+        if (w.starts_with("vCPU")) {
+            unsigned v = 0;
+            const auto digits = w.substr(4);
+            const auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+            if (ec == std::errc{} && p == digits.data() + digits.size()) o.vcpu = v;
+        } else if (o.type.empty()) {
+            o.type = std::string(w);
+        }
+    }
+    auto rest = h.substr(at + 5);
+    o.vmcb = std::string(trim(rest.substr(0, rest.find(','))));
+    if (const auto c = h.rfind("on CPU "); c != std::string_view::npos) {
+        const auto digits = trim(h.substr(c + 7));
+        unsigned v = 0;
+        const auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+        if (ec == std::errc{} && p == digits.data() + digits.size()) o.cpu = v;
+    }
+}
+
+/// Cuts a log into its dumps. A dump begins at its header, or at a "VMCB
+/// Control Area:" line no header announced; lines between two dumps belong
+/// to the first (they are skipped as unrelated there). A dump that begins
+/// before the previous one reached its save area means two dumps' lines are
+/// interleaved: refused, never split by guess.
+nsvm::expected<std::vector<DumpSpan>, Diagnostic> split_dumps(std::string_view text, std::string_view source) {
+    std::vector<DumpSpan> spans(1);
+    LineCursor lines(text);
+    const auto begin_new = [&](const Line& ln) -> std::optional<Diagnostic> {
+        const auto& cur = spans.back();
+        if (cur.control_line && !cur.save_line)
+            return Diagnostic{std::string(source), ln.number, "",
+                              fmt::format("a second dump starts here, before the 'VMCB State Save Area:' of the dump "
+                                          "whose control area starts on line {}: the lines of two dumps are "
+                                          "interleaved (or the first is cut off); put each dump in a file of its own",
+                                          cur.control_line)};
+        DumpSpan next;
+        next.begin = static_cast<std::size_t>(ln.text.data() - text.data());
+        next.first_line = ln.number;
+        spans.push_back(std::move(next));
+        return std::nullopt;
+    };
+    while (const auto ln = lines.next()) {
+        const auto s = strip_prefix(ln->text);
+        if (is_header(s)) {
+            if (spans.back().control_line)
+                if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
+            spans.back().header_line = ln->number;
+            spans.back().header = s;
+        } else if (s == "VMCB Control Area:") {
+            if (spans.back().control_line)
+                if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
+            spans.back().control_line = ln->number;
+        } else if (s == "VMCB State Save Area:") {
+            if (spans.back().save_line)
+                if (auto err = begin_new(*ln)) return nsvm::unexpected(std::move(*err));
+            spans.back().save_line = ln->number;
+        }
+    }
+    return spans;
+}
+
+nsvm::expected<DumpRead, Diagnostic> read_span(std::string_view text, const std::vector<DumpSpan>& spans,
+                                               std::size_t k, std::string_view source) {
+    const auto& sp = spans[k];
+    const std::size_t end = k + 1 < spans.size() ? spans[k + 1].begin : text.size();
+    auto r = KvmReader(source).read(text.substr(sp.begin, end - sp.begin), sp.first_line);
+    if (!r) return nsvm::unexpected(std::move(r.error()));
+    DumpRead d{DumpOrigin{}, std::move(*r)};
+    d.origin.index = k + 1;
+    d.origin.count = spans.size();
+    d.origin.line = sp.header_line ? sp.header_line : sp.control_line;
+    if (!sp.header.empty()) parse_header(sp.header, d.origin);
+    return d;
+}
+
+}  // namespace
+
+DumpsResult read_kvm_dumps(std::string_view text, std::string_view source, DumpSelection sel) {
+    auto spans = split_dumps(text, source);
+    if (!spans) return nsvm::unexpected(std::move(spans.error()));
+    std::vector<DumpRead> out;
+    if (sel.mode == DumpSelection::Mode::one) {
+        if (sel.index < 1 || sel.index > spans->size())
+            return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
+                                               fmt::format("there is no dump {}: the input holds {} dump{}", sel.index,
+                                                           spans->size(), spans->size() == 1 ? "" : "s")});
+        auto d = read_span(text, *spans, sel.index - 1, source);
+        if (!d) return nsvm::unexpected(std::move(d.error()));
+        out.push_back(std::move(*d));
+        return out;
+    }
+    if (sel.mode == DumpSelection::Mode::all && spans->size() > kMaxDumpsAtOnce)
+        return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
+                                           fmt::format("the input holds {} dumps; nsvm reads at most {} at once: pick "
+                                                       "one with --dump N (or split the log)",
+                                                       spans->size(), kMaxDumpsAtOnce)});
+    const std::size_t n = sel.mode == DumpSelection::Mode::all ? spans->size() : 1;
+    for (std::size_t k = 0; k < n; ++k) {
+        auto d = read_span(text, *spans, k, source);
+        if (!d) return nsvm::unexpected(std::move(d.error()));
+        out.push_back(std::move(*d));
+    }
+    if (sel.mode == DumpSelection::Mode::first && spans->size() > 1)
+        out.front().result.warnings.push_back(Diagnostic{
+            std::string(source), (*spans)[1].first_line, "",
+            fmt::format("the input holds more than one dump ({} more from this line on); read only the first "
+                        "(nsvm check reports each, --dump N picks one)",
+                        spans->size() - 1)});
+    return out;
+}
+
+Result read_kvm_dump(std::string_view text, std::string_view source) {
+    auto r = read_kvm_dumps(text, source, DumpSelection{});
+    if (!r) return nsvm::unexpected(std::move(r.error()));
+    return std::move(r->front().result);
+}
 
 }  // namespace nsvm::formats::detail

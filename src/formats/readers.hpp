@@ -16,12 +16,30 @@
 namespace nsvm::formats::detail {
 
 using Result = nsvm::expected<ReadResult, Diagnostic>;
+using DumpsResult = nsvm::expected<std::vector<DumpRead>, Diagnostic>;
+
+/// Which dumps of a log to read.
+struct DumpSelection {
+    enum class Mode : std::uint8_t {
+        first,  ///< read_vmcb: the first, and a warning that more follow
+        all,    ///< every dump, in order
+        one,    ///< only dump `index` (1-based)
+    };
+    Mode mode = Mode::first;
+    std::size_t index = 0;
+};
 
 [[nodiscard]] Result read_raw(std::span<const std::uint8_t> data, std::string_view source);
 [[nodiscard]] Result read_json(std::string_view text, std::string_view source);
 [[nodiscard]] Result read_kvm_dump(std::string_view text, std::string_view source);
+/// Every dump_vmcb() output in a log (one per vCPU or failure), as `sel` asks.
+[[nodiscard]] DumpsResult read_kvm_dumps(std::string_view text, std::string_view source, DumpSelection sel);
 [[nodiscard]] Result read_xen_dump(std::string_view text, std::string_view source);
 [[nodiscard]] Result read_qemu_dump(std::string_view text, std::string_view source);
+/// xxd / hexdump -C / od -A x -t x1 text of the page (hexdump.cpp).
+[[nodiscard]] Result read_hexdump(std::string_view text, std::string_view source);
+/// One of the first lines is a dump tool's line at the start of a page.
+[[nodiscard]] bool looks_like_hexdump(std::string_view text);
 
 /// Bytes of the page that some named field covers (everything else is
 /// reserved and travels in JSON's "reserved_bytes").
@@ -42,7 +60,9 @@ struct Line {
 /// byte for a file of newlines).
 class LineCursor {
 public:
-    explicit LineCursor(std::string_view text) : rest_(text) {}
+    /// `first_number`: the number of the text's first line (a part of a
+    /// larger input keeps the input's line numbers).
+    explicit LineCursor(std::string_view text, int first_number = 1) : rest_(text), number_(first_number) {}
     [[nodiscard]] std::optional<Line> next() {
         if (done_) return std::nullopt;
         const auto nl = rest_.find('\n');
@@ -60,7 +80,7 @@ public:
 
 private:
     std::string_view rest_;
-    int number_ = 1;
+    int number_;
     bool done_ = false;
 };
 

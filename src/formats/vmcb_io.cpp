@@ -110,6 +110,7 @@ std::optional<Format> parse_format(std::string_view name) {
     if (name == "kvm-dump" || name == "kvm_dump" || name == "kvm") return Format::kvm_dump;
     if (name == "xen-dump" || name == "xen_dump" || name == "xen") return Format::xen_dump;
     if (name == "qemu-dump" || name == "qemu_dump" || name == "qemu") return Format::qemu_dump;
+    if (name == "hexdump" || name == "hex" || name == "xxd" || name == "od") return Format::hexdump;
     return std::nullopt;
 }
 
@@ -121,6 +122,7 @@ std::string_view format_name(Format f) {
         case Format::kvm_dump: return "kvm-dump";
         case Format::xen_dump: return "xen-dump";
         case Format::qemu_dump: return "qemu-dump";
+        case Format::hexdump: return "hexdump";
     }
     return "auto";
 }
@@ -160,6 +162,8 @@ Format detect_format(std::span<const std::uint8_t> data) {
     // No other format starts with '{' or a C comment, which the JSON reader
     // accepts: a commented JSON file is JSON even if its comment is broken.
     if (body.starts_with("{") || body.starts_with("//") || body.starts_with("/*")) return Format::json;
+    // A dump tool's lines start with an offset; no hypervisor's dump does.
+    if (detail::looks_like_hexdump(body)) return Format::hexdump;
     // KVM: the section headers, the pr_fmt prefix, the header line and the
     // first control label (KVM's dump_vmcb in arch/x86/kvm/svm/svm.c).
     const auto kvm = earliest(s, {"VMCB Control Area", "VMCB State Save Area", "kvm_amd:", "cr_read:",
@@ -178,8 +182,8 @@ Format detect_format(std::span<const std::uint8_t> data) {
     return Format::auto_detect;
 }
 
-static nsvm::expected<ReadResult, Diagnostic> read_vmcb_text(std::span<const std::uint8_t> data, Format fmt,
-                                                             std::string_view source_name);
+static detail::DumpsResult read_text(std::span<const std::uint8_t> data, Format fmt, std::string_view source_name,
+                                     detail::DumpSelection sel);
 
 namespace {
 
@@ -225,38 +229,70 @@ std::string decode_quoted_printable(std::string_view s) {
 
 }  // namespace
 
-nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> data, Format fmt,
-                                                 std::string_view source_name) {
+/// Quoted-printable decoding (when it applies), then detection and the reader.
+static detail::DumpsResult read_any(std::span<const std::uint8_t> data, Format fmt, std::string_view source_name,
+                                    detail::DumpSelection sel) {
     const std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
     const Format seen = fmt == Format::auto_detect ? detect_format(data) : fmt;
     const bool qp_candidate = seen == Format::kvm_dump || seen == Format::xen_dump || seen == Format::auto_detect;
     if (qp_candidate && looks_quoted_printable(text)) {
         const std::string decoded = decode_quoted_printable(text);
-        auto r = read_vmcb_text(std::span(reinterpret_cast<const std::uint8_t*>(decoded.data()), decoded.size()), fmt,
-                                source_name);
-        if (r)
-            r->warnings.push_back(Diagnostic{std::string(source_name), 0, "",
-                                             "read as quoted-printable text, as mail archives store it (=20 a space, "
-                                             "'=' at a line end joins two lines): line numbers are the decoded text's"});
+        auto r = read_text(std::span(reinterpret_cast<const std::uint8_t*>(decoded.data()), decoded.size()), fmt,
+                           source_name, sel);
+        if (r) {
+            for (auto& d : *r)
+                d.result.warnings.push_back(Diagnostic{
+                    std::string(source_name), 0, "",
+                    "read as quoted-printable text, as mail archives store it (=20 a space, '=' at a line end joins "
+                    "two lines): line numbers are the decoded text's"});
+        }
         return r;
     }
-    return read_vmcb_text(data, fmt, source_name);
+    return read_text(data, fmt, source_name, sel);
 }
 
-static nsvm::expected<ReadResult, Diagnostic> read_vmcb_text(std::span<const std::uint8_t> data, Format fmt,
-                                                             std::string_view source_name) {
+nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> data, Format fmt,
+                                                 std::string_view source_name) {
+    auto r = read_any(data, fmt, source_name, detail::DumpSelection{});
+    if (!r) return nsvm::unexpected(std::move(r.error()));
+    return std::move(r->front().result);
+}
+
+nsvm::expected<std::vector<DumpRead>, Diagnostic> read_dumps(std::span<const std::uint8_t> data, Format fmt,
+                                                             std::string_view source_name,
+                                                             std::optional<std::size_t> only) {
+    detail::DumpSelection sel{detail::DumpSelection::Mode::all, 0};
+    if (only) sel = {detail::DumpSelection::Mode::one, *only};
+    return read_any(data, fmt, source_name, sel);
+}
+
+/// A format with one VMCB per input, as a list of one dump.
+static detail::DumpsResult one_dump(detail::Result r, detail::DumpSelection sel, const std::string& source) {
+    if (!r) return nsvm::unexpected(std::move(r.error()));
+    if (sel.mode == detail::DumpSelection::Mode::one && sel.index != 1)
+        return nsvm::unexpected(Diagnostic{source, 0, "",
+                                           fmt::format("there is no dump {}: the input holds 1 ({})", sel.index,
+                                                       format_name(r->format))});
+    std::vector<DumpRead> out;
+    out.push_back(DumpRead{DumpOrigin{}, std::move(*r)});
+    return out;
+}
+
+static detail::DumpsResult read_text(std::span<const std::uint8_t> data, Format fmt, std::string_view source_name,
+                                     detail::DumpSelection sel) {
     const std::string source(source_name);
     try {
         const bool detected = fmt == Format::auto_detect;
         if (detected) {
             fmt = detect_format(data);
             if (fmt == Format::auto_detect) {
-                if (data.empty()) return nsvm::unexpected(Diagnostic{source, 0, "", "empty input (0 bytes): no VMCB"});
+                if (data.empty())
+                    return nsvm::unexpected(Diagnostic{source, 0, "", "empty input (0 bytes): no VMCB"});
                 return nsvm::unexpected(Diagnostic{
                     source, 0, "",
                     fmt::format("cannot tell the format of {} bytes (not a 4096-byte raw page, no JSON object, no "
-                                "KVM dump_vmcb, Xen svm_vmcb_dump or QEMU register dump lines); give --format "
-                                "raw|json|kvm-dump|xen-dump|qemu-dump",
+                                "KVM dump_vmcb, Xen svm_vmcb_dump or QEMU register dump lines, no xxd/hexdump/od "
+                                "lines); give --format raw|json|kvm-dump|xen-dump|qemu-dump|hexdump",
                                 data.size())});
             }
         }
@@ -269,14 +305,15 @@ static nsvm::expected<ReadResult, Diagnostic> read_vmcb_text(std::span<const std
                     "read as a raw VMCB only because it is 4096 bytes long, but it looks like text (no JSON object, no "
                     "KVM or Xen dump lines); give --format if that is wrong"});
             }
-            return r;
+            return one_dump(std::move(r), sel, source);
         }
         switch (fmt) {
-            case Format::raw: return detail::read_raw(data, source);
-            case Format::json: return detail::read_json(text, source);
-            case Format::kvm_dump: return detail::read_kvm_dump(text, source);
-            case Format::xen_dump: return detail::read_xen_dump(text, source);
-            case Format::qemu_dump: return detail::read_qemu_dump(text, source);
+            case Format::raw: return one_dump(detail::read_raw(data, source), sel, source);
+            case Format::json: return one_dump(detail::read_json(text, source), sel, source);
+            case Format::kvm_dump: return detail::read_kvm_dumps(text, source, sel);
+            case Format::xen_dump: return one_dump(detail::read_xen_dump(text, source), sel, source);
+            case Format::qemu_dump: return one_dump(detail::read_qemu_dump(text, source), sel, source);
+            case Format::hexdump: return one_dump(detail::read_hexdump(text, source), sel, source);
             case Format::auto_detect: break;
         }
         return nsvm::unexpected(Diagnostic{source, 0, "", "unknown format"});

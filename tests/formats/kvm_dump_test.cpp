@@ -4,6 +4,8 @@
 // from dump_vmcb's printf formats (arch/x86/kvm/svm/svm.c) by make_fixtures.py.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "helpers.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
@@ -198,6 +200,88 @@ TEST(KvmDump, SeveralDumpsReadTheFirstAndWarn) {
     EXPECT_EQ(w->line, 60);  // the second header
 }
 
+TEST(KvmDump, ReadDumpsGivesEachDumpWithItsHeader) {
+    const auto text = fixture("kvm-multi-vcpu.txt");
+    const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                Format::auto_detect, "log.txt");
+    ASSERT_TRUE(all.has_value()) << to_string(all.error());
+    ASSERT_EQ(all->size(), 3U);
+    const auto& d1 = (*all)[0];
+    EXPECT_EQ(d1.origin.index, 1U);
+    EXPECT_EQ(d1.origin.count, 3U);
+    EXPECT_EQ(d1.origin.line, 1);
+    EXPECT_EQ(d1.origin.type, "SVM");
+    EXPECT_EQ(d1.origin.vcpu, 0U);
+    EXPECT_EQ(d1.origin.vmcb, "00000000c7fcd4f6");
+    EXPECT_EQ(d1.origin.cpu, 5U);
+    EXPECT_EQ(d1.result.vmcb.get(FieldId::exit_code), 0x400U);
+    EXPECT_EQ(d1.result.vmcb.get(FieldId::efer), 0x1d01U);
+    const auto& d2 = (*all)[1];
+    EXPECT_EQ(d2.origin.line, 73);
+    EXPECT_EQ(d2.origin.vcpu, 3U);
+    EXPECT_EQ(d2.origin.vmcb, "000000001f2e3d4c");
+    EXPECT_EQ(d2.origin.cpu, 2U);
+    EXPECT_EQ(d2.result.vmcb.get(FieldId::efer), 0x0d01U);
+    EXPECT_EQ(d2.result.vmcb.get(FieldId::exit_code), arch::exit_code::INVALID);
+    // Each dump's warnings carry the log's line numbers.
+    const auto* w = find_warning(d2.result, "exit_code is truncated");
+    ASSERT_NE(w, nullptr);
+    EXPECT_EQ(w->line, 73 + 18);
+    const auto& d3 = (*all)[2];
+    EXPECT_EQ(d3.origin.type, "SEV-ES");
+    EXPECT_EQ(d3.origin.vcpu, 1U);
+    EXPECT_EQ(d3.origin.cpu, 7U);
+    EXPECT_EQ(d3.result.vmcb.get(FieldId::asid), 0U);
+    EXPECT_EQ(d3.result.vmcb.get(FieldId::efer), 0x1d01U);
+    for (const auto& d : *all) EXPECT_EQ(find_warning(d.result, "more than one dump"), nullptr);
+    // One picked out: the same dump, the same origin.
+    const auto two = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                Format::kvm_dump, "log.txt", 2);
+    ASSERT_TRUE(two.has_value());
+    ASSERT_EQ(two->size(), 1U);
+    EXPECT_TRUE(two->front().result.vmcb == d2.result.vmcb);
+    EXPECT_EQ(two->front().origin.line, 73);
+    EXPECT_EQ(two->front().origin.count, 3U);
+    const auto four = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                 Format::kvm_dump, "log.txt", 4);
+    ASSERT_FALSE(four.has_value());
+    EXPECT_NE(four.error().message.find("there is no dump 4: the input holds 3 dumps"), std::string::npos);
+    // read_vmcb keeps its contract: the first dump, and a warning.
+    const auto first = read_ok(text);
+    EXPECT_TRUE(first.vmcb == d1.result.vmcb);
+    const auto* more = find_warning(first, "more than one dump (2 more from this line on)");
+    ASSERT_NE(more, nullptr) << all_warnings(first);
+    EXPECT_EQ(more->line, 73);
+}
+
+TEST(KvmDump, ABrokenLaterDumpFailsTheWholeLog) {
+    auto text = fixture("kvm-multi-vcpu.txt");
+    const auto at = text.find("0000000000000d01");  // dump 2's EFER
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 16, "00000000000q0d01");
+    const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                Format::kvm_dump, "log.txt");
+    ASSERT_FALSE(all.has_value());
+    EXPECT_EQ(all.error().field, "save.efer");
+    EXPECT_GT(all.error().line, 73);
+    // Asking for another dump reads only that one.
+    EXPECT_TRUE(read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                           Format::kvm_dump, "log.txt", 3)
+                    .has_value());
+}
+
+TEST(KvmDump, OneDumpIsOneEntryOfEveryFormat) {
+    for (const char* f : {"kvm-2024.txt", "xen-new.txt", "qemu-entry-failed-smm.txt", "vmcb-invalid.od.txt"}) {
+        const auto t = fixture(f);
+        const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(t.data()), t.size()),
+                                    Format::auto_detect, f);
+        ASSERT_TRUE(all.has_value()) << f;
+        ASSERT_EQ(all->size(), 1U) << f;
+        EXPECT_EQ(all->front().origin.count, 1U);
+        EXPECT_TRUE(all->front().result.vmcb == read_ok(t, Format::auto_detect).vmcb) << f;
+    }
+}
+
 TEST(KvmDump, AutoDetected) {
     for (const char* f : {"kvm-newest.txt", "kvm-2024.txt", "kvm-old-interleaved.txt", "kvm-l2.txt"}) {
         const auto t = fixture(f);
@@ -361,4 +445,173 @@ TEST(KvmDump, QuotedPrintableMailIsDecoded) {
     const auto q = read_vmcb(fixture("qemu-entry-failed-smm.txt"), Format::auto_detect, "q.txt");
     ASSERT_TRUE(q.has_value());
     EXPECT_EQ(find_warning(*q, "quoted-printable"), nullptr);
+}
+
+// Kernels before 5.10 printed "intercepts:" as one %016llx of the u64 at
+// 0x00C (commit c62e2e94b9d4 split it): low half word 3, high half word 4.
+TEST(KvmDump, Pre510SixtyFourBitInterceptsAreWordsThreeAndFour) {
+    const auto r = read_ok(fixture("kvm-5.4-u64-intercepts.txt"), Format::auto_detect);
+    EXPECT_EQ(r.format, Format::kvm_dump);
+    const auto& v = r.vmcb;
+    EXPECT_EQ(v.intercept_word(3), 0xbdcc800fU);
+    EXPECT_EQ(v.intercept_word(4), 0x00006e7eU);
+    EXPECT_FALSE(v.intercept(arch::intercept::VMRUN));  // bit 32 of the 64-bit value
+    EXPECT_TRUE(v.intercept(arch::intercept::VMMCALL));
+    EXPECT_TRUE(v.intercept(arch::intercept::SHUTDOWN));
+    EXPECT_EQ(v.get(FieldId::asid), 3U);
+    EXPECT_EQ(v.get(FieldId::efer), 0x1d01U);
+    EXPECT_EQ(v.get(FieldId::cr0), 0x80050033U);
+    EXPECT_EQ(v.get(FieldId::exit_code), arch::exit_code::INVALID);
+    EXPECT_EQ(find_warning(r, "too wide"), nullptr) << all_warnings(r);
+    // Words 3 and 4 were given; word 5 was not (the warning names it).
+    const auto* m = find_warning(r, "read as zero");
+    ASSERT_NE(m, nullptr);
+    EXPECT_NE(m->message.find("control.intercepts[5]"), std::string::npos);
+    EXPECT_EQ(m->message.find("control.intercepts[4]"), std::string::npos);
+    EXPECT_EQ(m->message.find("control.intercepts[3]"), std::string::npos);
+}
+
+TEST(KvmDump, InterceptLabelsOfThe510PatchSeries) {
+    const auto r = read_ok("VMCB Control Area:\n"
+                           "intercept1:         bdcc800f\n"
+                           "intercept2:         00006e7f\n"
+                           "intercepts (extended):00000003\n"
+                           "VMCB State Save Area:\n");
+    EXPECT_EQ(r.vmcb.intercept_word(3), 0xbdcc800fU);
+    EXPECT_EQ(r.vmcb.intercept_word(4), 0x6e7fU);
+    EXPECT_EQ(r.vmcb.intercept_word(5), 3U);
+    // A short one-word value is still word 3 alone; a 64-bit one is checked.
+    const auto one = read_ok("VMCB Control Area:\nintercepts: 0000000f\nVMCB State Save Area:\n");
+    EXPECT_EQ(one.vmcb.intercept_word(3), 0xfU);
+    EXPECT_EQ(one.vmcb.intercept_word(4), 0U);
+    const auto e = read_err("VMCB Control Area:\nintercepts: 00006e7ebdcc80zf\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.line, 2);
+    EXPECT_EQ(e.field, "control.intercepts[3]");
+    EXPECT_NE(e.message.find("before 5.10"), std::string::npos) << to_string(e);
+    const auto wide = read_err("VMCB Control Area:\nintercepts: 100006e7ebdcc800f\nVMCB State Save Area:\n");
+    EXPECT_EQ(wide.line, 2);
+}
+
+// A dump pasted into a mail and wrapped at 72 columns: the second value of a
+// two-column line and the segment bases alone on the next line, and
+// nested_cr3 cut inside its digits (make_fixtures.py, fixture 7).
+TEST(KvmDump, MailWrappedLinesAreJoinedWhereUnambiguous) {
+    const auto r = read_ok(fixture("kvm-wrapped-mail.txt"), Format::auto_detect);
+    EXPECT_EQ(r.format, Format::kvm_dump);
+    const auto& v = r.vmcb;
+    expect_common_guest(v);  // segments, cr2/cr4, star..g_pat: all wrapped values
+    EXPECT_EQ(v.get(FieldId::efer), 0x0d01U);  // "efer:" on one line, its value on the next
+    EXPECT_EQ(v.get(FieldId::nested_cr3), 0x0000000112a07000ULL);  // "00000001" + "12a07000"
+    EXPECT_EQ(v.segment(arch::Seg::cs), (arch::Segment{0x10, 0xa9b, 0xffffffff, 0}));
+    EXPECT_EQ(v.get(FieldId::cr0), 0x80050033U);
+    EXPECT_EQ(v.get(FieldId::rip), 0xffffffff81e2f1a4ULL);
+    EXPECT_EQ(v.get(FieldId::rflags), 0x246U);
+    EXPECT_EQ(v.intercept_word(4), 0x00006e7fU);
+    EXPECT_NE(find_warning(r, "a mail client had wrapped"), nullptr) << all_warnings(r);
+    // An unwrapped dump says nothing about wrapping.
+    EXPECT_EQ(find_warning(read_ok(fixture("kvm-2024.txt")), "wrapped"), nullptr);
+}
+
+TEST(KvmDump, WrappedDecimalAndInterceptValues) {
+    const auto r = read_ok("VMCB Control Area:\n"
+                           "asid:\n"
+                           "14\n"
+                           "intercepts:\n"
+                           "00006e7ebdcc800f\n"
+                           "int_ctl:            01000000        int_vector:\n"
+                           "00000020    int_state: 00000001\n"
+                           "VMCB State Save Area:\n"
+                           "tr:   s: 0040 a: 008b l: 00004087 b: fffffe00\n"
+                           "00003000\n");
+    EXPECT_EQ(r.vmcb.get(FieldId::asid), 14U);
+    EXPECT_EQ(r.vmcb.intercept_word(3), 0xbdcc800fU);
+    EXPECT_EQ(r.vmcb.intercept_word(4), 0x6e7eU);
+    EXPECT_EQ(r.vmcb.get(FieldId::int_vector), 0x20U);
+    EXPECT_EQ(r.vmcb.get(FieldId::int_state), 1U);
+    EXPECT_EQ(r.vmcb.segment(arch::Seg::tr).base, 0xfffffe0000003000ULL);
+}
+
+TEST(KvmDumpErrors, AmbiguousWrapsAreRefusedWithTheirLine) {
+    const std::string head = "VMCB Control Area:\nasid: 1\nVMCB State Save Area:\n";
+    // Two numbers where "efer:" takes one.
+    auto e = read_err(head + "cpl:            0                efer:\n0000000000001d00 0000000000000001\n");
+    EXPECT_EQ(e.line, 5);
+    EXPECT_EQ(e.field, "save.efer");
+    EXPECT_NE(e.message.find("line 4 ends with 'efer:'"), std::string::npos) << to_string(e);
+    EXPECT_EQ(to_string(e).rfind("bad.txt:5: save.efer: ", 0), 0U) << to_string(e);
+    // Digits that do not complete the value: cut where?
+    EXPECT_TRUE(read_vmcb(head + "cr0:            800 cr2:          0000000000000000\n", Format::kvm_dump, "a.txt")
+                    .has_value());  // short but not wrapped: read as is
+    e = read_err(head + "cr3:            00000001\n03a4e00\n");
+    EXPECT_EQ(e.line, 5);
+    EXPECT_EQ(e.field, "save.cr3");
+    EXPECT_NE(e.message.find("8 of the 16 hex digits"), std::string::npos) << to_string(e);
+    // A segment base cut short.
+    e = read_err(head + "cs:   s: 0010 a: 0a9b l: ffffffff b: 00000000\n000\n");
+    EXPECT_EQ(e.field, "save.cs.base");
+    // "intercepts:" with one word, the next on the next line: u64 or words?
+    e = read_err("VMCB Control Area:\nintercepts:         bdcc800f\n00006e7f\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.line, 3);
+    EXPECT_EQ(e.field, "control.intercepts[3]");
+    EXPECT_NE(e.message.find("cannot be told"), std::string::npos) << to_string(e);
+    // A bare number after a complete line (a decimal cut in two looks so).
+    e = read_err("VMCB Control Area:\nasid:               1\n4\nVMCB State Save Area:\n");
+    EXPECT_EQ(e.line, 3);
+    EXPECT_EQ(e.field, "control.asid");
+    EXPECT_NE(e.message.find("bare number '4'"), std::string::npos) << to_string(e);
+    // A chain of continuation lines is not a wrap.
+    std::string chain = head + "cr0:";
+    for (int i = 0; i < 10; ++i) chain += "\n0000000080050033 cr0:";
+    e = read_err(chain + "\n");
+    EXPECT_NE(e.message.find("lines continue line 4"), std::string::npos) << to_string(e);
+}
+
+TEST(KvmDumpErrors, TooManyDumpsAtOnceAskForDumpN) {
+    std::string log;
+    for (int i = 0; i < 1100; ++i)
+        log += fmt::format("SVM vCPU{} VMCB 00000000c7fcd4f6, last attempted VMRUN on CPU 1\nVMCB Control Area:\n"
+                           "asid: {}\nVMCB State Save Area:\n",
+                           i, i + 1);
+    const auto span = std::span(reinterpret_cast<const std::uint8_t*>(log.data()), log.size());
+    const auto all = read_dumps(span, Format::kvm_dump, "many.log");
+    ASSERT_FALSE(all.has_value());
+    EXPECT_NE(all.error().message.find("the input holds 1100 dumps; nsvm reads at most 1024 at once"),
+              std::string::npos)
+        << to_string(all.error());
+    const auto last = read_dumps(span, Format::kvm_dump, "many.log", 1100);
+    ASSERT_TRUE(last.has_value()) << to_string(last.error());
+    EXPECT_EQ(last->front().result.vmcb.get(FieldId::asid), 1100U);
+    EXPECT_EQ(last->front().origin.vcpu, 1099U);
+    EXPECT_EQ(last->front().origin.line, 1099 * 4 + 1);
+}
+
+TEST(KvmDump, AHeaderWrappedBeforeItsCpuStillStartsADump) {
+    std::string log = fixture("kvm-multi-vcpu.txt");
+    const std::string full = "SVM vCPU3 VMCB 000000001f2e3d4c, last attempted VMRUN on CPU 2";
+    const auto at = log.find(full);
+    ASSERT_NE(at, std::string::npos);
+    log.replace(at, full.size(), "SVM vCPU3 VMCB 000000001f2e3d4c, last attempted VMRUN\non CPU 2");
+    const auto all = read_dumps(std::span(reinterpret_cast<const std::uint8_t*>(log.data()), log.size()),
+                                Format::kvm_dump, "log.txt");
+    ASSERT_TRUE(all.has_value()) << to_string(all.error());
+    ASSERT_EQ(all->size(), 3U);
+    EXPECT_EQ((*all)[1].origin.vcpu, 3U);
+    EXPECT_EQ((*all)[1].origin.vmcb, "000000001f2e3d4c");
+    EXPECT_FALSE((*all)[1].origin.cpu.has_value());  // on the next line
+    EXPECT_EQ((*all)[1].result.vmcb.get(FieldId::efer), 0x0d01U);
+}
+
+TEST(KvmDump, MessagesThatBeginWithANumberAreNotWraps) {
+    // printk's rate limiter and other messages between dump lines: a log
+    // prefix, or words that are no dump labels after the number.
+    const auto r = read_ok("[ 1.0] kvm_amd: VMCB Control Area:\n"
+                           "[ 1.0] kvm_amd: asid:               1\n"
+                           "[ 1.1] kvm_amd: 14 callbacks suppressed\n"
+                           "3 callbacks suppressed\n"
+                           "[ 1.0] kvm_amd: efer:          0000000000001d00\n"
+                           "[ 1.2] 5\n"
+                           "[ 1.0] kvm_amd: VMCB State Save Area:\n");
+    EXPECT_EQ(r.vmcb.get(FieldId::asid), 1U);
+    EXPECT_EQ(r.vmcb.get(FieldId::efer), 0x1d00U);
+    EXPECT_EQ(find_warning(r, "wrapped"), nullptr) << all_warnings(r);
 }

@@ -127,6 +127,11 @@ steps:
 EOF
 py 'import sys; d=100000; sys.stdout.write("name: deep\nl1: " + "["*d + "]"*d + "\nsteps: []\n")' > deep-flow.yaml
 
+# A 60 MiB log of tiny fake KVM dumps (a million of them), and 60 MiB of an
+# xxd dump that never ends, and one 60 MiB line of bytes.
+py 'import sys; sys.stdout.write("VMCB Control Area:\nasid: 1\nVMCB State Save Area:\n" * 1_000_000)' > many-dumps.txt
+py 'import sys; sys.stdout.write("".join("%08x: 0000 0000 0000 0000 0000 0000 0000 0000  ................\n" % (16 * i) for i in range(900_000)))' > endless-xxd.txt
+py 'import sys; sys.stdout.write("00000000:" + " 00" * 20_000_000)' > wide-xxd.txt
 # --- cases ------------------------------------------------------------------
 # Deep nesting: never a stack overflow, in any command that reads a VMCB.
 case_ deep_json_check 2 'deep.json' "$NSVM" check deep.json
@@ -146,6 +151,10 @@ case_ devzero_stdin 2 'stdin|standard input|-' bash -c "\"$NSVM\" check - < /dev
 case_ devzero_cpu 2 '/dev/zero' "$NSVM" check --cpu /dev/zero "$VALID"
 case_ devzero_scenario_vmcb 2 '/dev/zero' "$NSVM" run devzero.yaml
 case_ kvm_dump_many_labels 2 'many-labels.txt' "$NSVM" check many-labels.txt
+case_ kvm_many_dumps 2 'many-dumps.txt.*at most 1024 at once' "$NSVM" check many-dumps.txt
+case_ kvm_many_dumps_pick_last 1 "" "$NSVM" check --dump 1000000 --json many-dumps.txt
+case_ hexdump_endless 2 'endless-xxd.txt:257' "$NSVM" check endless-xxd.txt
+case_ hexdump_wide_line 2 'wide-xxd.txt.*more than 256 bytes' "$NSVM" check --format hexdump wide-xxd.txt
 # 260,000 vectors held in memory would pass 2 GiB: streamed, they need little.
 # Generating them takes about 20 s of CPU, so this case has a longer timeout.
 TIMEOUT=120 case_ gen_streams 0 '' "$NSVM" gen --seed 1 --count 260000 --no-boundary -o /dev/null

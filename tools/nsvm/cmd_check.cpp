@@ -21,7 +21,12 @@ struct CheckOptions {
     bool partial = false;
     std::vector<std::string> set;  ///< FIELD=VALUE edits applied after reading
     ModelOptions model;
+    std::string dump_text;             ///< --dump N, as given (checked by unsigned_option)
+    CLI::Option* dump_opt = nullptr;
 };
+
+/// Dumps a log may name with --dump (far more than any host's vCPUs).
+constexpr std::uint64_t kMaxDumpIndex = 1'000'000;
 
 std::string verdict_line(const checks::Report& r) {
     switch (r.verdict) {
@@ -164,10 +169,10 @@ void print_undecided(const checks::Report& r) {
     }
 }
 
-void print_human(const CheckOptions& o, const checks::Report& r, const ResolvedModel& m,
+void print_human(const std::string& name, const checks::Report& r, const ResolvedModel& m,
                  const formats::ReadResult& in) {
     const bool ok = r.verdict == checks::Verdict::valid;
-    std::cout << bold(o.file) << ": " << (ok ? green(verdict_line(r)) : red(verdict_line(r))) << '\n';
+    std::cout << bold(name) << ": " << (ok ? green(verdict_line(r)) : red(verdict_line(r))) << '\n';
     std::cout << dim(fmt::format("  cpu {} (MAXPHYADDR {}), profile {}, input {}", m.cpu.name, m.cpu.maxphyaddr,
                                  m.profile->name, formats::format_name(in.format)))
               << "\n";
@@ -220,25 +225,114 @@ void apply_set(const std::string& edit, formats::ReadResult& in) {
     in.given[static_cast<std::size_t>(*id)] = true;
 }
 
+/// "dump 2 of 3 (line 60): SVM vCPU3 VMCB 00000000c7fcd4f6, last attempted
+/// VMRUN on CPU 5": which dump of a log a report is about.
+std::string dump_heading(const formats::DumpOrigin& d) {
+    std::string s = fmt::format("dump {} of {}", d.index, d.count);
+    if (d.line > 0) s += fmt::format(" (line {})", d.line);
+    if (!d.header.empty()) s += ": " + util::printable(d.header, 200);
+    return s;
+}
+
+nlohmann::json origin_json(const formats::DumpOrigin& d) {
+    nlohmann::json j;
+    j["index"] = d.index;
+    j["count"] = d.count;
+    j["line"] = d.line;
+    if (!d.header.empty()) j["header"] = util::printable(d.header, 200);
+    if (!d.type.empty()) j["type"] = util::printable(d.type, 40);
+    if (d.vcpu) j["vcpu"] = *d.vcpu;
+    if (!d.vmcb.empty()) j["vmcb"] = util::printable(d.vmcb, 40);
+    if (d.cpu) j["cpu"] = *d.cpu;
+    return j;
+}
+
+/// Reads the input: every dump of a log, or the one --dump names.
+std::vector<formats::DumpRead> read_check_input(const CheckOptions& o, formats::Format fmt_id) {
+    const auto only = unsigned_option(o.dump_opt, "--dump", o.dump_text, kMaxDumpIndex);
+    if (only && *only == 0) throw Exit{kBadInput, "--dump 0: dumps are numbered from 1"};
+    const std::string data = read_input(o.file);
+    const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+    auto in = formats::read_dumps(bytes, fmt_id, o.file == "-" ? "<stdin>" : util::printable(o.file, 200),
+                                  only ? std::optional<std::size_t>(*only) : std::nullopt);
+    if (!in) {
+        auto d = in.error();
+        if (only && d.line == 0 && d.message.starts_with("there is no dump")) d.message = "--dump: " + d.message;
+        throw Exit{kBadInput, formats::to_string(d)};
+    }
+    return std::move(*in);
+}
+
+checks::Report check_one(const CheckOptions& o, const ResolvedModel& model, formats::ReadResult& in) {
+    checks::Context ctx{in.vmcb, model.cpu, *model.profile, in.host ? &*in.host : nullptr, nullptr};
+    // A dump that is not a whole VMCB (QEMU's register dump), or --partial:
+    // checks on fields the input does not give are not decided, never passed.
+    if (in.given.empty()) in.given.assign(arch::kFields.size(), true);  // a whole VMCB (raw, JSON)
+    for (const auto& e : o.set) apply_set(e, in);
+    return in.partial || o.partial ? checks::evaluate_partial(ctx, in.given) : checks::evaluate(ctx);
+}
+
+/// Several dumps in one log: one report each, headed by which dump it is,
+/// then a line counting the verdicts (docs/formats.md "Several dumps").
+int report_each(const CheckOptions& o, const ResolvedModel& model, std::vector<formats::DumpRead>& dumps) {
+    nlohmann::json list = nlohmann::json::array();
+    std::vector<std::size_t> failing;
+    for (auto& d : dumps) {
+        const auto report = check_one(o, model, d.result);
+        if (report.verdict != checks::Verdict::valid) failing.push_back(d.origin.index);
+        if (o.json) {
+            auto j = report_json(report, model, d.result);
+            j["dump"] = origin_json(d.origin);
+            list.push_back(std::move(j));
+            continue;
+        }
+        if (d.origin.index > 1) std::cout << '\n';
+        std::cout << bold("== " + dump_heading(d.origin)) << '\n';
+        print_human(fmt::format("{} (dump {} of {})", o.file, d.origin.index, d.origin.count), report, model,
+                    d.result);
+    }
+    const bool all_valid = failing.empty();
+    if (o.json) {
+        nlohmann::json j;
+        j["verdict"] = all_valid ? "valid" : "invalid";
+        j["format"] = list.front().at("format");
+        j["dump_count"] = dumps.size();
+        j["dumps"] = std::move(list);
+        std::cout << j.dump(2) << '\n';
+    } else {
+        // The failing dumps by number; a long log's list is cut after ten.
+        constexpr std::size_t kListed = 10;
+        std::string which;
+        for (std::size_t i = 0; i < std::min(failing.size(), kListed); ++i)
+            which += (which.empty() ? "" : ", ") + std::to_string(failing[i]);
+        if (failing.size() > kListed) which += fmt::format(" and {} more", failing.size() - kListed);
+        std::cout << '\n'
+                  << fmt::format("{} dumps: {} with a failing check{}, {} without", dumps.size(), failing.size(),
+                                 failing.empty() ? "" : fmt::format(" (dump{} {})", failing.size() == 1 ? "" : "s", which), dumps.size() - failing.size())
+                  << '\n';
+    }
+    return all_valid ? kOk : kFailed;
+}
+
 int run_check(const CheckOptions& o) {
     const auto model = resolve_model(o.model);
     auto fmt_id = formats::parse_format(o.format);
-    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump, qemu-dump)", util::printable(o.format))};
-    const std::string data = read_input(o.file);
-    const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-    auto in = formats::read_vmcb(bytes, *fmt_id, o.file == "-" ? "<stdin>" : util::printable(o.file, 200));
-    if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
-
-    checks::Context ctx{in->vmcb, model.cpu, *model.profile, in->host ? &*in->host : nullptr, nullptr};
-    // A dump that is not a whole VMCB (QEMU's register dump), or --partial:
-    // checks on fields the input does not give are not decided, never passed.
-    if (in->given.empty()) in->given.assign(arch::kFields.size(), true);  // a whole VMCB (raw, JSON)
-    for (const auto& e : o.set) apply_set(e, *in);
-    const auto report = in->partial || o.partial ? checks::evaluate_partial(ctx, in->given) : checks::evaluate(ctx);
+    if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump, qemu-dump, hexdump)", util::printable(o.format))};
+    auto dumps = read_check_input(o, *fmt_id);
+    const bool several = dumps.front().origin.count > 1;
+    if (dumps.size() > 1) return report_each(o, model, dumps);
+    // One report: a single-dump input prints what it always printed; one
+    // dump picked out of a log (--dump N) says which it is.
+    auto& d = dumps.front();
+    const auto report = check_one(o, model, d.result);
     if (o.json) {
-        std::cout << report_json(report, model, *in).dump(2) << '\n';
+        auto j = report_json(report, model, d.result);
+        if (o.dump_opt->count() > 0) j["dump"] = origin_json(d.origin);
+        std::cout << j.dump(2) << '\n';
     } else {
-        print_human(o, report, model, *in);
+        if (several) std::cout << bold("== " + dump_heading(d.origin)) << '\n';
+        print_human(several ? fmt::format("{} (dump {} of {})", o.file, d.origin.index, d.origin.count) : o.file,
+                    report, model, d.result);
     }
     return report.verdict == checks::Verdict::valid ? kOk : kFailed;
 }
@@ -247,9 +341,9 @@ const Registrar reg{10, [](CLI::App& app, int& status) {
     static CheckOptions o;
     auto* sub = app.add_subcommand("check", "Would VMRUN on this VMCB fail, and why? Every failing check, "
                                             "with its APM section, fields and a fix.");
-    sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb(), Xen svm_vmcb_dump() or QEMU register dump text; - for stdin")
+    sub->add_option("file", o.file, "VMCB: raw 4 KiB page, JSON, KVM dump_vmcb(), Xen svm_vmcb_dump() or QEMU register dump text, or the page as xxd, hexdump -C or od -A x -t x1 print it; - for stdin")
         ->required();
-    sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump, qemu-dump")->capture_default_str();
+    sub->add_option("--format", o.format, "auto, raw, json, kvm-dump, xen-dump, qemu-dump, hexdump")->capture_default_str();
     sub->add_flag("--json", o.json, "one JSON object for scripts (docs/formats.md)");
     sub->add_flag("--partial", o.partial,
                   "decide only the checks whose fields the input gives; list the others as not decided (always on "
@@ -258,6 +352,9 @@ const Registrar reg{10, [](CLI::App& app, int& status) {
                     "FIELD=VALUE, repeatable: change a field after reading, to try a fix without editing the file "
                     "(e.g. --set save.cr0=0x80050033 --set control.asid=1)")
         ->allow_extra_args(false);  // one FIELD=VALUE per --set: the file after it stays the file
+    o.dump_opt = sub->add_option("--dump", o.dump_text,
+                                 "N: check only the Nth dump of a log holding several (1 = the first); without it "
+                                 "every dump gets its own report");
     add_model_options(*sub, o.model);
     sub->callback([&status] { status = run_check(o); });
 }};

@@ -92,7 +92,7 @@ const Registrar reg_convert{21, [](CLI::App& app, int& status) {
     static ConvertOptions o;
     auto* sub = app.add_subcommand("convert", "Convert a VMCB between formats (any input; JSON or raw output).");
     sub->add_option("file", o.file, "VMCB file (any input format), - for stdin")->required();
-    sub->add_option("--format", o.format, "input format: auto, raw, json, kvm-dump, xen-dump")->capture_default_str();
+    sub->add_option("--format", o.format, "input format: auto, raw, json, kvm-dump, xen-dump, qemu-dump, hexdump")->capture_default_str();
     sub->add_option("--to", o.to, "output format: json or raw")->required();
     sub->add_option("-o,--output", o.output, "output file (default stdout)");
     sub->callback([&status] { status = run_convert(o); });

@@ -10,6 +10,8 @@
 //             docs/formats.md "Xen svm_vmcb_dump()")
 //   qemu-dump QEMU's vCPU register dump after "KVM: entry failed, hardware
 //             error ..." (x86_cpu_dump_state): guest state, no control area
+//   hexdump   the raw page as xxd, hexdump -C or od -A x -t x1 print it (rebuilt,
+//             then read as raw)
 //
 // Readers never throw and never guess silently: bad input is an error that
 // names the file, the line and the field; anything a dump cannot tell
@@ -31,10 +33,10 @@
 
 namespace nsvm::formats {
 
-enum class Format : std::uint8_t { auto_detect, raw, json, kvm_dump, xen_dump, qemu_dump };
+enum class Format : std::uint8_t { auto_detect, raw, json, kvm_dump, xen_dump, qemu_dump, hexdump };
 
 /// "auto", "raw", "json", "kvm-dump" (also "kvm"), "xen-dump" (also "xen"),
-/// "qemu-dump" (also "qemu");
+/// "qemu-dump" (also "qemu"), "hexdump" (also "xxd", "od");
 /// nullopt for anything else.
 [[nodiscard]] std::optional<Format> parse_format(std::string_view name);
 /// The canonical name parse_format accepts ("kvm-dump", ...).
@@ -64,6 +66,25 @@ struct ReadResult {
     bool partial = false;
 };
 
+/// Which dump of a log a VMCB came from: a kernel log can hold one
+/// dump_vmcb() per vCPU or per failure, each headed by a line such as
+/// "SVM vCPU3 VMCB 00000000c7fcd4f6, last attempted VMRUN on CPU 5".
+struct DumpOrigin {
+    std::size_t index = 1;  ///< 1-based, in input order
+    std::size_t count = 1;  ///< dumps in the whole input
+    int line = 0;           ///< the header's line (else the "VMCB Control Area:" line); 0: not a dump log
+    std::string header;     ///< the header as printed, log prefixes removed; empty when there is none
+    std::string type;       ///< "SVM", "SEV", "SEV-ES", "SEV-SNP"; empty for older headers
+    std::optional<std::uint32_t> vcpu;  ///< "vCPU%u" (newest kernels)
+    std::string vmcb;                   ///< the VMCB address as printed (%p: a hashed pointer)
+    std::optional<std::uint32_t> cpu;   ///< "last attempted VMRUN on CPU %d"
+};
+
+struct DumpRead {
+    DumpOrigin origin;
+    ReadResult result;
+};
+
 /// Reads one VMCB. `fmt` may be auto_detect. Never throws.
 [[nodiscard]] nsvm::expected<ReadResult, Diagnostic> read_vmcb(std::span<const std::uint8_t> data, Format fmt,
                                                                std::string_view source_name);
@@ -72,6 +93,15 @@ struct ReadResult {
     return read_vmcb(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), fmt,
                      source_name);
 }
+
+/// Reads every VMCB of the input: each dump of a KVM log holding several
+/// (read_vmcb reads the first and warns), or the one VMCB of any other
+/// input. `only` (1-based) reads just that dump; asking for a dump the input
+/// does not hold is an error. Any dump that cannot be read is an error (its
+/// file and line): a log is never reported in part. Never throws.
+[[nodiscard]] nsvm::expected<std::vector<DumpRead>, Diagnostic> read_dumps(
+    std::span<const std::uint8_t> data, Format fmt, std::string_view source_name,
+    std::optional<std::size_t> only = std::nullopt);
 
 /// Reads a VMCB from an already parsed JSON value (an docs/formats.md "VMCB as JSON"
 /// object held inside another file, e.g. an oracle vector's "vmcb"), without
@@ -85,6 +115,8 @@ struct ReadResult {
 ///  raw:  exactly 4096 bytes that are not recognisable text
 ///  json: first non-blank character is '{', or the text starts with a
 ///        "//" or "/*" comment (which the JSON reader accepts)
+///  hexdump: one of the first 8 non-blank lines is an xxd, hexdump -C or
+///        od -A x -t x1 line at offset 0 (or a multiple of 4096)
 ///  kvm:  "VMCB Control Area:", "kvm_amd:", dump_vmcb labels such as "cr_read:"
 ///  xen:  "(XEN)", "cr_intercepts =", "general1_intercepts"
 ///  qemu: "entry failed, hardware error", or "EFER=" with "CR0=" (QEMU's
