@@ -594,8 +594,19 @@ void SvmCpu::load_host_state() noexcept {
     using namespace arch;
     // Steps 5-6: reload from the host-save area; CR0.PE = 1, RFLAGS.VM = 0,
     // CPL 0, DR7 breakpoints off (0x400; qemu restores the saved DR7).
-    Registers from_hsave;
-    const Registers& h = held_.vmcb != nullptr ? held_host_ : (from_hsave = saved_host());
+    if (held_.vmcb != nullptr) {
+        restore_host(held_host_);
+    } else {
+        restore_host(saved_host());
+    }
+    in_guest_ = false;
+    // 15.5.1 step 9: a host that single-stepped VMRUN takes #DB once the
+    // #VMEXIT completes.
+    pending_db_ = (regs_.rflags & arch::rflags::TF) != 0;
+}
+
+void SvmCpu::restore_host(const Registers& h) noexcept {
+    using namespace arch;
     regs_.es = h.es;
     regs_.cs = h.cs;
     regs_.ss = h.ss;
@@ -620,10 +631,6 @@ void SvmCpu::load_host_state() noexcept {
     }
     regs_.cpl = 0;
     regs_.pat = h.pat;
-    in_guest_ = false;
-    // 15.5.1 step 9: a host that single-stepped VMRUN takes #DB once the
-    // #VMEXIT completes.
-    pending_db_ = (regs_.rflags & rflags::TF) != 0;
 }
 
 SvmResult SvmCpu::vmexit(std::uint64_t code, std::uint64_t info1, std::uint64_t info2, std::uint64_t exit_int_info,

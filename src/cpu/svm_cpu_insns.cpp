@@ -1,5 +1,7 @@
 // VMLOAD, VMSAVE, STGI, CLGI, INVLPGA, SKINIT and the SVM MSR writes, as
 // the host executes them (APM 15.5.2, 15.17, 15.16.3, 15.27, 15.30).
+#include <utility>
+
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/cpu/msr_rules.hpp"
@@ -96,16 +98,26 @@ SvmResult SvmCpu::vmload() noexcept {
 // The host's own VMLOAD/VMSAVE around every VMRUN: the same state as
 // copy_vmload_state moves, register by register (no field lookup: this is on
 // the nested engine's VMRUN/#VMEXIT path).
+// The index sequences unroll the tables at compile time, so every field's
+// offset is a constant.
 void SvmCpu::vmload_state_from(const arch::Vmcb& v) noexcept {
     if (in_guest_) return;
-    for (Seg s : arch::kVmloadSegments) seg_ref(regs_, s) = v.segment(s);
-    for (const MsrSlot& m : kVmloadMsrs) regs_.*m.reg = v.get(m.field);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        ((seg_ref(regs_, arch::kVmloadSegments[I]) = v.segment(arch::kVmloadSegments[I])), ...);
+    }(std::make_index_sequence<arch::kVmloadSegments.size()>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        ((regs_.*kVmloadMsrs[I].reg = v.get(kVmloadMsrs[I].field)), ...);
+    }(std::make_index_sequence<kVmloadMsrs.size()>{});
 }
 
 void SvmCpu::vmsave_state_to(arch::Vmcb& v) const noexcept {
     if (in_guest_) return;
-    for (Seg s : arch::kVmloadSegments) v.set_segment(s, seg_ref(regs_, s));
-    for (const MsrSlot& m : kVmloadMsrs) v.set(m.field, regs_.*m.reg);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (v.set_segment(arch::kVmloadSegments[I], seg_ref(regs_, arch::kVmloadSegments[I])), ...);
+    }(std::make_index_sequence<arch::kVmloadSegments.size()>{});
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (v.set(kVmloadMsrs[I].field, regs_.*kVmloadMsrs[I].reg), ...);
+    }(std::make_index_sequence<kVmloadMsrs.size()>{});
 }
 
 SvmResult SvmCpu::guest_vmload_vmsave(const Event& e, bool save) noexcept {

@@ -301,6 +301,8 @@ private:
     void clear_guest_controls() noexcept;
     void load_host_state() noexcept;
     [[nodiscard]] Registers saved_host() const noexcept;
+    /// Steps 5-6 from the saved host `h`, with the bits #VMEXIT forces.
+    void restore_host(const Registers& h) noexcept;
     /// The host's EFER kept at VMRUN (NXE decides the nested tables' NX bit).
     [[nodiscard]] std::uint64_t host_efer() const noexcept;
 
