@@ -25,9 +25,9 @@ cpu::SvmCpu& Vcpu::hw() noexcept {
 }
 
 cpu::SvmResult Vcpu::run_vmcb02() noexcept {
-    cpu::SvmCpu& p = hw();
-    p.vmload_state_from(vmcb01_);
-    return p.vmrun(held_vmcb02());
+    const cpu::HeldVmcb held = held_vmcb02();
+    hw_.vmload_state_from(vmcb01_);
+    return hw_.vmrun(held);
 }
 
 void Vcpu::after_processor_exit() noexcept {
@@ -40,9 +40,8 @@ void Vcpu::l0_takes_exit(const cpu::ExitInfo& x) noexcept {
     // An event L0 sees without the processor deciding it (a physical
     // interrupt vmcb02 intercepts because vmcb01 does, a forced exit): the
     // processor leaves L2 with that exit code, vmcb02 gets L2's state.
-    cpu::SvmCpu& p = hw();
-    if (!p.in_guest()) return;
-    (void)p.vmexit(x);
+    if (!hw_.in_guest()) return;
+    (void)hw().vmexit(x);
     after_processor_exit();
 }
 
