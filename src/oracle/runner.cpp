@@ -32,6 +32,7 @@ std::string_view backend_name(Backend b) noexcept {
         case Backend::qemu: return "qemu";
         case Backend::bochs: return "bochs";
         case Backend::qemu_kvm: return "qemu-kvm";
+        case Backend::exec: return "exec";
     }
     return "?";
 }
@@ -40,7 +41,18 @@ nsvm::expected<Backend, std::string> find_backend(std::string_view name) {
     if (name == "qemu" || name == "qemu-tcg") return Backend::qemu;
     if (name == "bochs") return Backend::bochs;
     if (name == "qemu-kvm" || name == "kvm") return Backend::qemu_kvm;
-    return nsvm::unexpected(fmt::format("unknown backend \"{}\" (known: qemu, bochs, qemu-kvm)", name));
+    if (name.starts_with("exec:")) {
+        if (exec_command_of(name).find_first_not_of(" \t") == std::string_view::npos)
+            return nsvm::unexpected(std::string("the exec backend needs a command: --backend exec:CMD"));
+        return Backend::exec;
+    }
+    if (name == "exec") return nsvm::unexpected(std::string("the exec backend needs a command: --backend exec:CMD"));
+    return nsvm::unexpected(fmt::format("unknown backend \"{}\" (known: qemu, bochs, qemu-kvm, exec:CMD)", name));
+}
+
+std::string_view exec_command_of(std::string_view name) noexcept {
+    constexpr std::string_view kPrefix = "exec:";
+    return name.starts_with(kPrefix) ? name.substr(kPrefix.size()) : std::string_view{};
 }
 
 // ------------------------------------------------------------------ slots
@@ -508,6 +520,7 @@ private:
 }  // namespace
 
 nsvm::expected<std::unique_ptr<Runner>, std::string> make_bochs_runner(RunnerOptions opts, fs::path image);
+nsvm::expected<std::unique_ptr<Runner>, std::string> make_exec_runner(RunnerOptions opts);
 
 namespace {
 
@@ -552,6 +565,7 @@ private:
 
 nsvm::expected<std::unique_ptr<Runner>, std::string> make_one_runner(RunnerOptions opts, const fs::path& image) {
     if (opts.backend == Backend::bochs) return make_bochs_runner(std::move(opts), image);
+    if (opts.backend == Backend::exec) return make_exec_runner(std::move(opts));
     return std::unique_ptr<Runner>(new QemuRunner(std::move(opts), image));
 }
 
@@ -566,10 +580,11 @@ nsvm::expected<std::unique_ptr<Runner>, std::string> make_runner(RunnerOptions o
         if (!kvm_usable(why)) return nsvm::unexpected(why);
     }
     const char* exe = opts.backend == Backend::bochs ? "bochs" : "qemu-system-x86_64";
-    if (!detail::on_path(exe))
+    if (opts.backend != Backend::exec && !detail::on_path(exe))
         return nsvm::unexpected(fmt::format("the {} backend needs {} on PATH", backend_name(opts.backend), exe));
     fs::path image = opts.image_dir;
-    if (image.empty()) {
+    // The exec backend runs no image: its implementation is the machine.
+    if (image.empty() && opts.backend != Backend::exec) {
         auto built = find_or_build_image();
         if (!built) return nsvm::unexpected(built.error());
         image = *built;

@@ -51,6 +51,7 @@ public:
     Differ(const DiffOptions& o, oracle::Backend backend, const ResolvedModel& m)
         : o_(o), backend_(backend), m_(m), model_(oracle::make_image_model(m.cpu, *m.profile)) {
         ro_.backend = backend;
+        ro_.exec_command = std::string(oracle::exec_command_of(o.backend));
         ro_.cpu_model = o.cpu_model;
         ro_.batch_size = o.batch;
         ro_.stall_timeout = std::chrono::milliseconds(o.stall_ms);
@@ -206,15 +207,19 @@ int run_diff(DiffOptions& o) {
 
 const Registrar reg{42, [](CLI::App& app, int& status) {
     static DiffOptions o;
-    auto* sub = app.add_subcommand("diff", "Differential test: the model against QEMU, Bochs or QEMU/KVM, field by "
-                                           "field; exit 1 on a divergence the profile does not explain");
-    sub->add_option("--backend", o.backend, "qemu, bochs or qemu-kvm")->capture_default_str();
+    auto* sub = app.add_subcommand("diff", "Differential test: the model against QEMU, Bochs, QEMU/KVM or any SVM "
+                                           "implementation (exec:CMD), field by field; exit 1 on a divergence the "
+                                           "profile does not explain");
+    sub->add_option("--backend", o.backend,
+                    "qemu, bochs, qemu-kvm, or exec:CMD: CMD (run by /bin/sh -c) answers one vector per line on its "
+                    "stdin with one result per line on its stdout (docs/oracle.md \"The exec backend\")")
+        ->capture_default_str();
     sub->add_option("--cpu-model", o.cpu_model, "emulator CPU (qemu: max; bochs: ryzen)");
     add_model_options(*sub, o.model);
     o.cpu_opt = sub->get_option("--cpu");
     o.profile_opt = sub->get_option("--profile");
-    o.cpu_opt->description("model CPU (default: the backend's: qemu-tcg, bochs-ryzen, zen4)");
-    o.profile_opt->description("model profile (default: the backend's: qemu, bochs, kvm)");
+    o.cpu_opt->description("model CPU (default: the backend's: qemu-tcg, bochs-ryzen, zen4; exec: zen4)");
+    o.profile_opt->description("model profile (default: the backend's: qemu, bochs, kvm; exec: apm)");
     sub->add_flag("--json", o.json, "one JSON object per vector, then a summary object");
     sub->add_flag("-v,--verbose", o.verbose, "also print agreeing vectors and the fields written");
     sub->add_flag("--boundary", o.boundary, "add nsvm gen's boundary set for the model's CPU and profile");
@@ -229,7 +234,8 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
         ->check(CLI::Range(1, 256));
     sub->add_option("--stall-ms", o.stall_ms,
                     "kill a boot whose progress stalls this long; 0: the backend's default (qemu 500 ms once "
-                    "the image runs, bochs 5000 ms)")
+                    "the image runs, bochs 5000 ms; exec: 10000 ms per vector, then the backend is restarted and "
+                    "that vector lost)")
         ->capture_default_str()
         ->check(CLI::Range(0, 3600000));
     sub->add_option("vectors", o.files, "vector files; - for stdin");

@@ -1,6 +1,6 @@
 // nsvm oracle: run test vectors on an emulator (docs/oracle.md).
 //
-//   nsvm oracle run --backend qemu|bochs|qemu-kvm [--cpu-model M] [--json] VECTORS...
+//   nsvm oracle run --backend qemu|bochs|qemu-kvm|exec:CMD [--cpu-model M] [--json] VECTORS...
 //   nsvm oracle image      build the test image (if needed) and print its directory
 //   nsvm oracle timing --backend B [--iterations N] [--json]
 //                          VMRUN round trip and failing VMRUN inside the emulator
@@ -62,6 +62,7 @@ int run_oracle(const OracleOptions& o) {
     const auto vectors = load_vectors(o.files);
     oracle::RunnerOptions ro;
     ro.backend = *backend;
+    ro.exec_command = std::string(oracle::exec_command_of(o.backend));
     ro.cpu_model = o.cpu_model;
     ro.keep_files = o.keep;
     ro.batch_size = o.batch;
@@ -84,6 +85,9 @@ int run_oracle(const OracleOptions& o) {
 int run_timing(const OracleOptions& o) {
     auto backend = oracle::find_backend(o.backend);
     if (!backend) throw Exit{kBadInput, backend.error()};
+    // The timing loops are code in the test image; an exec backend runs none.
+    if (*backend == oracle::Backend::exec)
+        throw Exit{kBadInput, "oracle timing needs an emulator backend (qemu, bochs or qemu-kvm), not exec"};
     oracle::RunnerOptions ro;
     ro.backend = *backend;
     ro.cpu_model = o.cpu_model;
@@ -118,20 +122,25 @@ void print_known(bool markdown) {
     }
 }
 
+constexpr const char* kBackendHelp =
+    "qemu, bochs, qemu-kvm, or exec:CMD: CMD (run by /bin/sh -c) answers one vector per line on its stdin with one "
+    "result per line on its stdout (docs/oracle.md \"The exec backend\")";
+constexpr const char* kStallHelp =
+    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 500 ms once the image runs, bochs "
+    "5000 ms; exec: 10000 ms per vector, then the backend is restarted and that vector lost)";
+
 const Registrar reg{40, [](CLI::App& app, int& status) {
     static OracleOptions o;
-    auto* sub = app.add_subcommand("oracle", "Run VMRUN test vectors on QEMU (TCG), Bochs or QEMU/KVM and print what "
-                                             "the emulator did");
+    auto* sub = app.add_subcommand("oracle", "Run VMRUN test vectors on QEMU (TCG), Bochs, QEMU/KVM or any SVM "
+                                             "implementation (exec:CMD) and print what it did");
     sub->require_subcommand(1);
     auto* run = sub->add_subcommand("run", "Run vectors (JSON lines or a JSON array, docs/oracle.md) in batches");
-    run->add_option("--backend", o.backend, "qemu, bochs or qemu-kvm")->capture_default_str();
+    run->add_option("--backend", o.backend, kBackendHelp)->capture_default_str();
     run->add_option("--cpu-model", o.cpu_model, "emulator CPU (qemu: max; bochs: ryzen; qemu-kvm: host)");
     run->add_flag("--json", o.json, "one JSON object per vector (the result format of docs/oracle.md)");
     run->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
     run->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")->capture_default_str()->check(CLI::Range(1, 256));
-    run->add_option("--stall-ms", o.stall_ms,
-                    "kill a boot whose progress stalls this long; 0: the backend's default (qemu 500 ms once "
-                    "the image runs, bochs 5000 ms)")
+    run->add_option("--stall-ms", o.stall_ms, kStallHelp)
         ->capture_default_str()
         ->check(CLI::Range(0, 3600000));
     run->add_flag("--keep", o.keep, "keep the RAM file, disk image and logs");

@@ -65,7 +65,7 @@ public:
 }
 
 /// The CPU model and profile that describe a backend: qemu -> qemu-tcg/qemu,
-/// bochs -> bochs-ryzen/bochs, qemu-kvm -> zen4/kvm.
+/// bochs -> bochs-ryzen/bochs, qemu-kvm -> zen4/kvm, exec -> zen4/apm.
 struct BackendModel {
     std::string cpu;
     std::string profile;

@@ -6,6 +6,9 @@
 //                    (-object memory-backend-file,share=on), read back after exit;
 //   bochs:           in a disk image the image reads over ATA PIO; the results
 //                    are dumped by the Bochs debugger (writemem) at the end.
+//   exec:CMD:        any SVM implementation behind a line protocol: one
+//                    vector per line on CMD's stdin, one result per line on
+//                    its stdout (docs/oracle.md "The exec backend").
 // Many vectors per boot; a crash, panic or hang loses only the vector that
 // was running (the header's progress counter says which): it is reported as
 // cannot_run and the emulator is restarted with the rest.
@@ -25,9 +28,13 @@
 
 namespace nsvm::oracle {
 
-enum class Backend : std::uint8_t { qemu, bochs, qemu_kvm };
+enum class Backend : std::uint8_t { qemu, bochs, qemu_kvm, exec };
 [[nodiscard]] std::string_view backend_name(Backend b) noexcept;
+/// "qemu", "bochs", "qemu-kvm", or "exec:CMD" (Backend::exec; the command is
+/// exec_command_of(name)). An empty CMD is an error.
 [[nodiscard]] nsvm::expected<Backend, std::string> find_backend(std::string_view name);
+/// CMD of an "exec:CMD" backend name; empty for any other name.
+[[nodiscard]] std::string_view exec_command_of(std::string_view name) noexcept;
 
 struct RunnerOptions {
     Backend backend = Backend::qemu;
@@ -48,10 +55,15 @@ struct RunnerOptions {
     /// runs (a vector takes tens of microseconds; the boot itself is covered
     /// by boot_timeout, so a loaded machine does not fail slow boots). Bochs:
     /// 5 s, counted from the start (its progress is the port-0xE9 log).
+    /// exec: the answer to one vector (and to the handshake) must come within
+    /// this long, else the backend is killed and restarted and the vector is
+    /// lost; default 10 s.
     std::chrono::milliseconds stall_timeout{0};
     /// Upper bound for one boot (also covers a hang before the first vector).
     std::chrono::milliseconds boot_timeout{120000};
     bool keep_files = false;
+    /// exec: the command, run as `/bin/sh -c CMD`.
+    std::string exec_command;
     /// Progress callback (vectors done, total); may be empty. With jobs > 1
     /// it is called from the jobs' threads, per part.
     std::function<void(std::size_t, std::size_t)> progress;
