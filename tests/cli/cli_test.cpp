@@ -294,6 +294,22 @@ TEST(CliRun, EveryExampleScenarioHolds) {
     EXPECT_GE(count, 7);
 }
 
+// `run -` reads the scenario from stdin: the same trace as from the file,
+// errors named <stdin> with their line, exit 2 for bad input.
+TEST(CliRun, ScenarioFromStdin) {
+    const auto file = nsvm("run examples/scenarios/seed-gif.yaml");
+    ASSERT_EQ(file.status, 0) << file.err;
+    const auto piped = nsvm("run - < examples/scenarios/seed-gif.yaml");
+    EXPECT_EQ(piped.status, 0) << piped.err;
+    // The first line names the source; every step after it is the same.
+    ASSERT_NE(piped.out.find('\n'), std::string::npos);
+    EXPECT_EQ(piped.out.substr(piped.out.find('\n')), file.out.substr(file.out.find('\n')));
+    EXPECT_NE(piped.out.find("<stdin>"), std::string::npos) << piped.out;
+    const auto bad = nsvm("run - < " + write_temp("bad-scenario.yaml", "steps:\n  - l1: nosuchinsn\n").string());
+    EXPECT_EQ(bad.status, 2) << bad.out;
+    EXPECT_NE(bad.err.find("<stdin>:"), std::string::npos) << bad.err;
+}
+
 // docs/checks.md is generated from the catalogue; it must never drift.
 TEST(CliDocs, ChecksMdEqualsTheGeneratedReference) {
     const auto r = nsvm("checks list --markdown");

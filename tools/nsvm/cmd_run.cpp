@@ -19,12 +19,18 @@ struct RunCliOptions {
 const Registrar reg{30, [](CLI::App& app, int& status) {
     static RunCliOptions opts;
     auto* sub = app.add_subcommand("run", "Run a nested-SVM scenario (YAML/JSON) and check its expectations");
-    sub->add_option("file", opts.file, "scenario file (see docs/scenarios.md)")->required();
+    sub->add_option("file", opts.file,
+                    "scenario file (see docs/scenarios.md); - reads it from stdin (its relative VMCB paths then "
+                    "start at the current directory)")
+        ->required();
     sub->add_flag("--json", opts.json, "print the trace as JSON lines");
     sub->add_flag("--check-invariants", opts.check_invariants,
                   "check the nested-SVM invariants after every step (exit 1 on a violation)");
     sub->callback([&status] {
-        auto loaded = scenario::load_file(opts.file);
+        // stdin is read within the input limit every reading command has
+        // (docs/limits.md); "<stdin>" names it in errors and anchors
+        // relative paths at the current directory.
+        auto loaded = opts.file == "-" ? scenario::load_text(read_input("-"), "<stdin>") : scenario::load_file(opts.file);
         if (!loaded) throw Exit{kBadInput, loaded.error().to_string()};
         scenario::RunOptions ro;
         ro.json = opts.json;
