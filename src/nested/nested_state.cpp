@@ -145,7 +145,10 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
                                                      c->id, c->message, c->apm)
                                        : fmt::format("nested state: the processor does not enter L2 ({})", hr.note));
         }
-        hw_.flush_guest_state();
+        // No write-through here: vmcb02 keeps the registers exactly as the
+        // blob gave them (what the processor loaded may differ in forced
+        // bits, CR0.ET, canonical bases), so save -> restore -> save is the
+        // identity (fuzz_nested's invariant).
     } else {
         live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;

@@ -97,3 +97,20 @@ TEST(L2OnProcessor, Vmcb12EventInjIsDeliveredThroughL2sIdtAtVmrun) {
     EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), kUdHandler);
     EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::event_inj) & arch::event::V, 0U);
 }
+
+// Restoring a nested state enters L2 on the processor, which loads some
+// registers in a forced form (CR0.ET reads as 1, APM 3.1.1); vmcb02 must
+// keep them as the blob gave them, so save -> restore -> save is the
+// identity (found by fuzz_nested).
+TEST(L2OnProcessor, RestoreKeepsVmcb02AsSavedWhatTheProcessorLoaded) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set(FieldId::cr0, v.get(FieldId::cr0) & ~arch::cr0::ET);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_NE(m.vcpu.hardware().regs().cr0 & arch::cr0::ET, 0U);  // what the processor loaded
+    const auto blob = m.vcpu.save_state();
+    ASSERT_TRUE(m.vcpu.restore_state(blob));
+    EXPECT_EQ(m.vcpu.save_state(), blob);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::cr0) & arch::cr0::ET, 0U);
+}
