@@ -45,11 +45,7 @@ void Vcpu::l0_takes_exit(const cpu::ExitInfo& x) noexcept {
     after_processor_exit();
 }
 
-StepResult Vcpu::enter_l2_on_processor(StepResult r) noexcept {
-    // Every entry into L2 (L1's VMRUN, RSM into L2, after an exit L0
-    // handled): VMRUN of vmcb02. What L0 wrote into it (an emulated register
-    // write, an injected event) is checked and loaded like everything else.
-    const cpu::SvmResult hr = run_vmcb02();
+bool Vcpu::took_entry(const cpu::SvmResult& hr, StepResult& r) noexcept {
     if (hr.outcome == cpu::SvmOutcome::entered_guest) {
         // vmcb02 holds what the processor loaded, unless delivering EVENTINJ
         // moved L2 on (its IDT's CS:RIP, the frame on its stack).
@@ -58,17 +54,28 @@ StepResult Vcpu::enter_l2_on_processor(StepResult r) noexcept {
             r.note = hr.delivery == cpu::Delivery::through_idt
                          ? "vmcb02 run by the processor; GIF = 1; EVENTINJ delivered through L2's IDT"
                          : "vmcb02 run by the processor; GIF = 1; EVENTINJ taken (delivery not modelled)";
-        return r;
+        return true;
     }
     if (hr.outcome == cpu::SvmOutcome::vmexit) after_processor_exit();
     if (hr.outcome == cpu::SvmOutcome::vmexit && !ec::is_vmrun_failure(hr.exit_code)) {
         // Delivering EVENTINJ faulted and the fault is intercepted: the
-        // processor exited before L2's first instruction (APM 15.20).
+        // processor exited before L2's first instruction (APM 15.20). Routing
+        // reads the exit code; the event only says it came from an exception.
         cpu::Event during{};
         during.kind = cpu::EventKind::exception;
         during.index = static_cast<std::uint32_t>(hr.exit_code & 0x1F);
-        return route_l2_exit(during, hr);
+        r = route_l2_exit(during, hr);
+        return true;
     }
+    return false;
+}
+
+StepResult Vcpu::enter_l2_on_processor(StepResult r) noexcept {
+    // Every entry into L2 (L1's VMRUN, after an exit L0 handled): VMRUN of
+    // vmcb02. What L0 wrote into it (an emulated register write, an injected
+    // event) is checked and loaded like everything else.
+    const cpu::SvmResult hr = run_vmcb02();
+    if (took_entry(hr, r)) return r;
     // SVM_EXIT_ERR on vmcb02: a check the profile let L1's VMRUN through, or
     // an L0 emulation that left an illegal state. KVM's nested_svm_intercept
     // reflects it to L1 as #VMEXIT(VMEXIT_INVALID).

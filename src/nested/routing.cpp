@@ -99,10 +99,7 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             std::uint64_t i = vmcb02().get(FieldId::int_ctl);
             i = e.kind == EventKind::stgi ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF);
             live_vmcb02().set(FieldId::int_ctl, i);
-            // KVM's nested_sync_control_from_vmcb02: with nested vGIF, V_GIF is synced into the
-            // cached vmcb12 controls after the exit (what save_state keeps).
-            const std::uint64_t c = cache_.get(FieldId::int_ctl);
-            cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (i & arch::int_ctl::V_GIF));
+            sync_v_gif_to_cache();
             break;
         }
         default: break;
@@ -190,17 +187,19 @@ StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_
     r.outcome = Outcome::no_exit;
     if (e.kind != EventKind::stgi && e.kind != EventKind::clgi) return r;
     if (nested_vgif()) {
-        // L2's virtual GIF changed in vmcb02 (APM 15.33.2); KVM's
-        // nested_sync_control_from_vmcb02 syncs V_GIF into the cached vmcb12
-        // controls (what save_state keeps).
-        const std::uint64_t c = cache_.get(FieldId::int_ctl);
-        cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_GIF));
+        // L2's virtual GIF changed in vmcb02 (APM 15.33.2).
+        sync_v_gif_to_cache();
         return r;
     }
     // Without a virtual GIF for L2 its STGI/CLGI set the GIF itself.
     gif_ = hw_.gif();
     if (!gif_was && gif_) return take_held_events_in_l2(r);
     return r;
+}
+
+void Vcpu::sync_v_gif_to_cache() noexcept {
+    const std::uint64_t c = cache_.get(FieldId::int_ctl);
+    cache_.set(FieldId::int_ctl, (c & ~arch::int_ctl::V_GIF) | (vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_GIF));
 }
 
 StepResult Vcpu::route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) noexcept {

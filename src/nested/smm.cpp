@@ -136,23 +136,12 @@ StepResult Vcpu::rsm() noexcept {
     // fails the RSM (emulator_leave_smm -> triple fault): a vmcb02 the
     // processor's VMRUN refuses is never resumed. (The image is the one SMM
     // entry saved, or one a nested-state restore brought.)
-    const cpu::SvmResult hr = run_vmcb02();
-    if (hr.outcome == cpu::SvmOutcome::vmexit) after_processor_exit();
-    if (hr.outcome == cpu::SvmOutcome::vmexit && ec::is_vmrun_failure(hr.exit_code)) {
-        r.failed_check = hr.failed_check;
-        return fail("RSM: L2's registers in SMRAM are a state VMRUN refuses");
-    }
     r.outcome = Outcome::smm_left;
     r.note = "RSM into L2: vmcb12 re-validated, guest mode re-entered on the processor";
-    if (hr.outcome == cpu::SvmOutcome::vmexit) {
-        // Delivering vmcb12's EVENTINJ faulted with an intercepted fault.
-        cpu::Event during{};
-        during.kind = cpu::EventKind::exception;
-        during.index = static_cast<std::uint32_t>(hr.exit_code & 0x1F);
-        return route_l2_exit(during, hr);
-    }
-    hw_.flush_guest_state();
-    return r;
+    const cpu::SvmResult hr = run_vmcb02();
+    if (took_entry(hr, r)) return r;
+    r.failed_check = hr.failed_check;
+    return fail("RSM: L2's registers in SMRAM are a state VMRUN refuses");
 }
 
 }  // namespace nsvm::nested

@@ -243,6 +243,13 @@ private:
     /// An entry (VMRUN, RSM into L2, resuming after an L0-handled exit): the
     /// processor's VMRUN of vmcb02, its result folded into the report `r`.
     [[nodiscard]] StepResult enter_l2_on_processor(StepResult r) noexcept;
+    /// The outcomes of an entry (run_vmcb02's `hr`) that leave L2 entered or
+    /// routed (an intercepted fault delivering EVENTINJ), folded into `r`;
+    /// false when the processor refused vmcb02, the caller's failure path.
+    [[nodiscard]] bool took_entry(const cpu::SvmResult& hr, StepResult& r) noexcept;
+    /// KVM's nested_sync_control_from_vmcb02 for nested vGIF: vmcb02's V_GIF
+    /// into the cached vmcb12 controls (what save_state keeps).
+    void sync_v_gif_to_cache() noexcept;
     /// L0 takes the processor's #VMEXIT from L2 (code x) if it still runs L2,
     /// then VMSAVEs the VMLOAD state into vmcb01.
     void l0_takes_exit(const cpu::ExitInfo& x) noexcept;
