@@ -9,6 +9,13 @@ namespace ec = arch::exit_code;
 using arch::FieldId;
 using arch::Seg;
 
+namespace {
+/// The registers nested_svm_vmexit copies from vmcb02 into vmcb12 as they are.
+constexpr std::array kVmexitSavedRegisters = {FieldId::cr0, FieldId::cr3, FieldId::cr2,  FieldId::cr4,
+                                              FieldId::rflags, FieldId::rip, FieldId::rsp, FieldId::rax,
+                                              FieldId::dr7, FieldId::dr6, FieldId::cpl};
+}  // namespace
+
 void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& x) noexcept {
     // int_ctl: L1's value with the bits the processor updates synced back
     // (nested_sync_control_from_vmcb02): V_IRQ and V_TPR, V_GIF with nested vGIF, vNMI bits with nested vNMI.
@@ -31,14 +38,10 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     // EFER as L2 sees it: SVME only if L1 gave it.
     vmcb12->set(FieldId::efer, (vmcb02.get(FieldId::efer) & ~arch::efer::SVME) |
                                    (cache_.get(FieldId::efer) & arch::efer::SVME));
-    for (FieldId f : {FieldId::cr0, FieldId::cr3, FieldId::cr2, FieldId::cr4, FieldId::rflags, FieldId::rip,
-                      FieldId::rsp, FieldId::rax, FieldId::dr7, FieldId::dr6, FieldId::cpl})
-        vmcb12->set(f, vmcb02.get(f));
+    arch::copy_fields<kVmexitSavedRegisters>(vmcb02, *vmcb12);
     if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0)
         vmcb12->set(FieldId::g_pat, vmcb02.get(FieldId::g_pat));
-    if (cpu_->has(checks::Feature::shstk)) {  // S_CET, ISST_ADDR, SSP with SHSTK
-        for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr}) vmcb12->set(f, vmcb02.get(f));
-    }
+    if (cpu_->has(checks::Feature::shstk)) arch::copy_fields<arch::kCetSupervisorFields>(vmcb02, *vmcb12);
     vmcb12->set(FieldId::int_state, vmcb02.get(FieldId::int_state));
     vmcb12->set(FieldId::exit_code, x.code);
     vmcb12->set(FieldId::exit_info_1, x.info1);

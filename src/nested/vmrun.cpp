@@ -181,17 +181,12 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     out.set(FieldId::dr6, cache_.get(FieldId::dr6) | dr6::kFixed1);
     // CET supervisor state is VMRUN state with SHSTK (KVM's
     // nested_vmcb02_prepare_save): L2's from vmcb12.
-    if (cpu_->has(Feature::shstk)) {
-        for (FieldId f : {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr}) out.set(f, cache_.get(f));
-    }
+    if (cpu_->has(Feature::shstk)) copy_fields<kCetSupervisorFields>(cache_, out);
     // gPAT: L2's own with nested paging (it is L2's PAT then), else L1's.
     const bool nnpt = (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
     out.set(FieldId::g_pat, nnpt ? cache_.get(FieldId::g_pat) : vmcb01_.get(FieldId::g_pat));
-    if (cpu_->has(Feature::lbrv) && (cache_.get(FieldId::misc_ctl2) & misc_ctl2::LBR_VIRT)) {
-        for (FieldId f : {FieldId::dbgctl, FieldId::br_from, FieldId::br_to, FieldId::last_excp_from,
-                          FieldId::last_excp_to})
-            out.set(f, cache_.get(f));
-    }
+    if (cpu_->has(Feature::lbrv) && (cache_.get(FieldId::misc_ctl2) & misc_ctl2::LBR_VIRT))
+        copy_fields<kLbrVirtFields>(cache_, out);
 }
 
 void Vcpu::prepare_vmcb02(arch::Vmcb& out) const noexcept {

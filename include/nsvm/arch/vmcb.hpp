@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <utility>
 
 #include "nsvm/arch/le.hpp"
 #include "nsvm/arch/vmcb_fields.hpp"
@@ -39,13 +40,13 @@ using ConstVmcbBytes = std::span<const std::uint8_t, kVmcbSize>;
 // Field accessors over any VMCB page: the one implementation Vmcb and
 // VmcbView share.
 [[nodiscard]] constexpr std::uint64_t load_field(ConstVmcbBytes page, FieldId id) noexcept {
-    const auto& f = info(id);
-    return load_le(page, f.offset, f.width > 8 ? 8 : f.width);
+    const auto i = static_cast<std::size_t>(id);
+    return load_le(page, kFieldOffsets[i], kFieldAccessWidths[i]);
 }
 /// Stores the low bits of `value` that fit the field.
 constexpr void store_field(VmcbBytes page, FieldId id, std::uint64_t value) noexcept {
-    const auto& f = info(id);
-    store_le(page, f.offset, f.width > 8 ? 8 : f.width, value);
+    const auto i = static_cast<std::size_t>(id);
+    store_le(page, kFieldOffsets[i], kFieldAccessWidths[i], value);
 }
 [[nodiscard]] constexpr std::size_t segment_offset(Seg s) noexcept {
     return kSaveAreaOffset + 16 * static_cast<std::size_t>(s);
@@ -138,13 +139,32 @@ inline constexpr std::array<FieldId, 8> kVmloadFields = {FieldId::kernel_gs_base
                                                          FieldId::cstar, FieldId::sfmask, FieldId::sysenter_cs,
                                                          FieldId::sysenter_esp, FieldId::sysenter_eip};
 
+/// CET supervisor state: VMRUN and #VMEXIT state on a CPU with shadow stacks
+/// (APM 15.5.1 and Table B-2; KVM's nested_vmcb02_prepare_save copies it).
+inline constexpr std::array<FieldId, 3> kCetSupervisorFields = {FieldId::s_cet, FieldId::ssp, FieldId::isst_addr};
+/// The LBR state LBR virtualization loads at VMRUN and saves at #VMEXIT
+/// (APM 15.23).
+inline constexpr std::array<FieldId, 5> kLbrVirtFields = {FieldId::dbgctl, FieldId::br_from, FieldId::br_to,
+                                                          FieldId::last_excp_from, FieldId::last_excp_to};
+
+/// Copies the fields named by `Fields` (a constexpr array of FieldId) from one
+/// VMCB image to another (`To` is a Vmcb or a VmcbView). Unrolled, so that
+/// each field's offset and width are constants and each copy is one load and
+/// one store: the VMRUN and #VMEXIT paths copy these lists on every entry.
+template <const auto& Fields, class From, class To>
+constexpr void copy_fields(const From& from, To&& to) noexcept {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (to.set(Fields[I], from.get(Fields[I])), ...);
+    }(std::make_index_sequence<Fields.size()>{});
+}
+
 /// Copies the VMLOAD/VMSAVE state from one VMCB image to another (`To` is a
 /// Vmcb or a VmcbView): what VMLOAD and VMSAVE move, and what KVM's
 /// svm_copy_vmloadsave_state copies between vmcb01, vmcb02 and a guest page.
 template <class From, class To>
 constexpr void copy_vmload_state(const From& from, To&& to) noexcept {
     for (Seg s : kVmloadSegments) to.set_segment(s, from.segment(s));
-    for (FieldId f : kVmloadFields) to.set(f, from.get(f));
+    copy_fields<kVmloadFields>(from, to);
 }
 
 /// A VMCB that lives elsewhere (a page of guest memory), written in place:

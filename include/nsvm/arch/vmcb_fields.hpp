@@ -182,6 +182,23 @@ inline constexpr std::size_t kFieldCount = kFields.size();
     return kFields[static_cast<std::size_t>(id)];
 }
 
+// Each field's offset and access width (at most 8: the opaque byte runs are
+// read through `bytes()`) as plain integer tables, for the accessors on the
+// hot path: g++ folds a constant index into these to an immediate, which it
+// does not do for `kFields` (an array of structs holding string_views), so
+// `vmcb.get(FieldId::cr0)` compiles to one move instead of a table load and a
+// switch on the width. Generated from the same X-macro, so they cannot drift.
+inline constexpr std::array<std::uint16_t, kFieldCount> kFieldOffsets = {
+#define NSVM_X(ident, name, offset, width, kind) static_cast<std::uint16_t>(offset),
+    NSVM_VMCB_FIELDS(NSVM_X)
+#undef NSVM_X
+};
+inline constexpr std::array<std::uint8_t, kFieldCount> kFieldAccessWidths = {
+#define NSVM_X(ident, name, offset, width, kind) static_cast<std::uint8_t>((width) > 8 ? 8 : (width)),
+    NSVM_VMCB_FIELDS(NSVM_X)
+#undef NSVM_X
+};
+
 /// Old KVM names still accepted everywhere a field is named (docs/formats.md "VMCB as JSON").
 struct FieldAlias {
     std::string_view alias;
