@@ -1,6 +1,8 @@
 // Running a scenario: applies each step to nested::Vcpu, prints what ran,
 // what exited and why, and what changed (field diffs), and checks the
 // expectations and (optionally) the invariants after every step.
+#include <algorithm>
+#include <array>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -120,10 +122,10 @@ struct Checker {
     const nested::StepResult& r;
     std::string restore_error;
 
+    /// What the run gave for `e` when it differs from what `e` wants;
+    /// nullopt when the expectation holds.
     [[nodiscard]] std::optional<std::string> check(const Expectation& e) const {
-        auto mismatch = [&](const std::string& got) {
-            return fmt::format("{}:{}: expect {}: wanted {}, got {}", s.file, e.line, e.key, e.text, got);
-        };
+        auto mismatch = [](const std::string& got) -> std::optional<std::string> { return got; };
         auto num = [&](std::uint64_t got) -> std::optional<std::string> {
             if (got == e.value) return std::nullopt;
             return mismatch(hex(got));
@@ -196,7 +198,15 @@ struct Checker {
 
 }  // namespace
 
-RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
+namespace {
+
+/// One JSON line of the trace; invalid UTF-8 in strings (a scenario's own
+/// names) is replaced rather than thrown on.
+void print_json_line(std::ostream& out, const nlohmann::json& j) {
+    out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
+
+RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
     RunResult rr;
     nested::Vcpu v(s.cpu, *s.profile, s.memory, s.l0, s.options);
     for (const auto& [f, val] : s.l1_fields) v.vmcb01().set(f, val);
@@ -290,8 +300,8 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
         std::vector<Diff> diffs;
         if (before.vmcb12_ok && after.vmcb12_ok && gpa12 == v.vmcb12_gpa()) diffs = diff(before.vmcb12, after.vmcb12, "vmcb12.");
 
+        nlohmann::json j;
         if (opts.json) {
-            nlohmann::json j;
             j["step"] = i + 1;
             j["line"] = st.line;
             if (!st.label.empty()) j["name"] = st.label;
@@ -310,11 +320,10 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
             if (!restore_error.empty()) j["restore_error"] = restore_error;
             j["gif"] = v.gif() ? 1 : 0;
             j["mode"] = nested::mode_name(v.mode());
-            j["smm"] = v.smm();
+            j["smm"] = v.smm() ? 1 : 0;
             nlohmann::json d = nlohmann::json::array();
             for (const auto& x : diffs) d.push_back({{"field", x.field}, {"before", hex(x.before)}, {"after", hex(x.after)}});
             j["changes"] = d;
-            out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
         } else {
             out << fmt::format("step {}{} (line {}): {}\n", i + 1, st.label.empty() ? "" : " [" + st.label + "]", st.line,
                                describe_step(st));
@@ -354,10 +363,12 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
                 else if ((before.pending & ~v.pending_events()) != 0)
                     why = "a failed VMRUN dropped L1's pending events";
             }
+            if (opts.json) j["invariants"] = why.empty() ? "hold" : why;
             if (!why.empty()) {
                 rr.status = 1;
                 rr.message = fmt::format("{}:{}: invariant violated after step {}: {}", s.file, st.line, i + 1, why);
-                if (!opts.json) out << "  !! " << rr.message << "\n";
+                if (opts.json) print_json_line(out, j);
+                else out << "  !! " << rr.message << "\n";
                 return rr;
             }
         }
@@ -371,20 +382,50 @@ RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
             if (!expected_error) {
                 rr.status = 1;
                 rr.message = fmt::format("{}:{}: nested state restore failed: {}", s.file, st.line, restore_error);
+                if (opts.json) print_json_line(out, j);
                 return rr;
             }
         }
+        nlohmann::json expectations = nlohmann::json::array();
         for (const auto& e : st.expect) {
-            if (auto m = c.check(e)) {
+            const auto got = c.check(e);
+            if (opts.json) {
+                expectations.push_back({{"key", e.key}, {"line", e.line}, {"wanted", e.text},
+                                        {"holds", !got.has_value()}});
+                if (got) expectations.back()["got"] = *got;
+            }
+            if (got) {
                 rr.status = 1;
-                rr.message = *m;
-                if (!opts.json) out << "  FAIL " << *m << "\n";
-                return rr;
+                rr.message = fmt::format("{}:{}: expect {}: wanted {}, got {}", s.file, e.line, e.key, e.text, *got);
+                if (!opts.json) out << "  FAIL " << rr.message << "\n";
+                break;
             }
             if (!opts.json) out << fmt::format("     ok: {} = {}\n", e.key, e.text);
         }
+        if (opts.json) {
+            j["expect"] = std::move(expectations);
+            print_json_line(out, j);
+        }
+        if (rr.status != 0) return rr;
     }
     if (!opts.json) out << fmt::format("all {} steps ran; every expectation holds\n", rr.steps_run);
+    return rr;
+}
+
+}  // namespace
+
+RunResult run(Scenario& s, const RunOptions& opts, std::ostream& out) {
+    RunResult rr = run_steps(s, opts, out);
+    if (opts.json) {
+        // The last line says how the run ended, so a consumer of the JSON
+        // lines needs neither the exit status nor stderr.
+        static constexpr std::array<const char*, 3> kStatus = {"pass", "fail", "bad_input"};
+        nlohmann::json summary = {{"scenario", s.name}, {"file", s.file}, {"steps", s.steps.size()},
+                                  {"steps_run", rr.steps_run},
+                                  {"status", kStatus[static_cast<std::size_t>(std::clamp(rr.status, 0, 2))]}};
+        if (!rr.message.empty()) summary["message"] = rr.message;
+        print_json_line(out, nlohmann::json{{"summary", std::move(summary)}});
+    }
     return rr;
 }
 

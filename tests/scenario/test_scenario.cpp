@@ -70,13 +70,14 @@ TEST(Scenario, PendingExpectationNamesHeldEvents) {
     EXPECT_NE(r.message.find("x.yaml:5: expect pending: wanted nmi, intr, got intr"), std::string::npos) << r.message;
 }
 
-TEST(Scenario, JsonLinesOnePerStep) {
+TEST(Scenario, JsonLinesOnePerStepThenTheSummary) {
     auto s = scenario::load_file(std::string(NSVM_SOURCE_DIR) + "/examples/scenarios/seed-gif.yaml");
     ASSERT_TRUE(s);
     std::ostringstream out;
     ASSERT_EQ(scenario::run(*s, {.json = true}, out).status, 0);
     const auto text = out.str();
-    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2);
+    EXPECT_NE(text.find("\n{\"summary\":"), std::string::npos);
     EXPECT_NE(text.find("\"gif\":0"), std::string::npos);
     EXPECT_NE(text.find("\"check\":\"cr0.cd_nw\""), std::string::npos);
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -69,7 +70,28 @@ ResolvedModel resolve_model(const ModelOptions& opts) {
     return out;
 }
 
+namespace {
+ColorMode g_color_mode = ColorMode::automatic;
+}  // namespace
+
+void set_color_mode(ColorMode mode) noexcept { g_color_mode = mode; }
+
+void add_color_option(CLI::App& app) {
+    static const std::map<std::string, ColorMode> kModes = {
+        {"auto", ColorMode::automatic}, {"always", ColorMode::always}, {"never", ColorMode::never}};
+    app.add_option_function<std::string>(
+           "--color", [](const std::string& when) { set_color_mode(kModes.at(when)); },
+           "style the output: auto (only on a terminal, and not when NO_COLOR is set), always or never")
+        ->check(CLI::IsMember(kModes))
+        ->default_str("auto");
+}
+
 bool color_enabled() {
+    switch (g_color_mode) {
+        case ColorMode::always: return true;
+        case ColorMode::never: return false;
+        case ColorMode::automatic: break;
+    }
     static const bool on = ::isatty(STDOUT_FILENO) != 0 && std::getenv("NO_COLOR") == nullptr;
     return on;
 }

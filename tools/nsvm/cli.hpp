@@ -51,7 +51,14 @@ struct ResolvedModel {
 };
 [[nodiscard]] ResolvedModel resolve_model(const ModelOptions& opts);
 
-/// Terminal styling: only when stdout is a tty and NO_COLOR is unset.
+/// `--color=WHEN`, an option of every command: auto (the default) styles
+/// output only when stdout is a terminal and NO_COLOR is unset.
+enum class ColorMode : std::uint8_t { automatic, always, never };
+void set_color_mode(ColorMode mode) noexcept;
+/// Adds `--color` to the top-level app (every subcommand accepts it too).
+void add_color_option(CLI::App& app);
+
+/// Terminal styling in force, by `--color`.
 [[nodiscard]] bool color_enabled();
 [[nodiscard]] std::string bold(std::string_view s);
 [[nodiscard]] std::string red(std::string_view s);

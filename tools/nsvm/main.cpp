@@ -5,6 +5,7 @@
 
 #include "checked_stdout.hpp"
 #include "cli.hpp"
+#include "suggest.hpp"
 #include "nsvm/version.h"
 
 namespace {
@@ -21,6 +22,11 @@ int run(CLI::App& app, int argc, char** argv, const int& status) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         // Usage errors are exit status 2, like any bad input (docs/formats.md).
+        // A mistyped command or option gets its closest known spelling.
+        if (const auto unknown = nsvm::cli::unknown_word_message(app, argc, argv)) {
+            std::cerr << "nsvm: " << *unknown << "\nRun with --help for more information.\n";
+            return nsvm::cli::kBadInput;
+        }
         app.exit(e);
         return nsvm::cli::kBadInput;
     } catch (const nsvm::cli::Exit& e) {
@@ -42,6 +48,9 @@ int main(int argc, char** argv) {
         "register dump after 'KVM: entry failed'.",
         "nsvm"};
     app.require_subcommand(1);
+    // Options of the top level (--color) are accepted after a subcommand too.
+    app.fallthrough();
+    nsvm::cli::add_color_option(app);
     app.set_version_flag("--version", "nsvm " NSVM_VERSION_STRING);
     app.footer(
         "Exit status: 0 success, 1 the answer is no (VMRUN fails, a divergence, expectation unmet), 2 bad input\n"
