@@ -20,6 +20,7 @@ packages=(
   qemu-system-x86                         # oracle: QEMU TCG
   bochs bochsbios vgabios bochs-term      # oracle: Bochs 2.7
   mtools dosfstools                       # oracle: Bochs floppy image
+  groff-base                              # the tests render the generated man page (groff -man)
 )
 [[ "${NSVM_SKIP_ORACLE_DEPS:-0}" == 1 ]] && packages=("${packages[@]/qemu-system-x86}")
 

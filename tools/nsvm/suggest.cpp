@@ -1,5 +1,7 @@
 #include "suggest.hpp"
 
+#include "cli.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -98,7 +100,7 @@ std::optional<std::string> unknown_word_message(const CLI::App& app, int argc, c
             const std::string name(word.substr(0, word.find('=')));
             if (const CLI::Option* o = find_long_option(*cur, name)) {
                 // Its value, when given as the next word, is not a command.
-                if (o->get_type_size() != 0 && word.find('=') == std::string_view::npos) ++i;
+                if (takes_value(*o) && word.find('=') == std::string_view::npos) ++i;
                 continue;
             }
             const auto names = long_option_names(*cur);
