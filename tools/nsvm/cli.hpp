@@ -58,12 +58,6 @@ void set_color_mode(ColorMode mode) noexcept;
 /// Adds `--color` to the top-level app (every subcommand accepts it too).
 void add_color_option(CLI::App& app);
 
-/// Whether the word after `o` on a command line is `o`'s value (an option
-/// that is not a flag nor a positional).
-[[nodiscard]] inline bool takes_value(const CLI::Option& o) {
-    return !o.get_positional() && o.get_items_expected_max() != 0;
-}
-
 /// Terminal styling in force, by `--color`.
 [[nodiscard]] bool color_enabled();
 [[nodiscard]] std::string bold(std::string_view s);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "command_tree.hpp"
 #include "nsvm/version.h"
 
 namespace nsvm::cli {
@@ -21,35 +22,12 @@ namespace {
 /// Every command of the tree, depth first, root included.
 void collect(const CLI::App* app, std::vector<const CLI::App*>& out) {
     out.push_back(app);
-    for (const CLI::App* s : app->get_subcommands([](const CLI::App*) { return true; })) collect(s, out);
-}
-
-std::string path_of(const CLI::App* app) {
-    std::string path;
-    for (const CLI::App* a = app; a != nullptr; a = a->get_parent()) path = a->get_name() + (path.empty() ? "" : " ") + path;
-    return path;
-}
-
-std::vector<const CLI::App*> subcommands(const CLI::App* app) {
-    return app->get_subcommands([](const CLI::App*) { return true; });
-}
-
-/// The option spellings a user can type at `app`: its own and its parents'
-/// (options fall through to the commands above, as --color does).
-std::vector<std::string> option_words(const CLI::App* app) {
-    std::vector<std::string> words;
-    for (const CLI::App* a = app; a != nullptr; a = a->get_parent()) {
-        for (const CLI::Option* o : a->get_options()) {
-            for (const auto& n : o->get_lnames()) words.push_back("--" + n);
-            for (const auto& n : o->get_snames()) words.push_back("-" + n);
-        }
-    }
-    return words;
+    for (const CLI::App* s : subcommands_of(*app)) collect(s, out);
 }
 
 /// A command that only groups others ("nsvm oracle"): subcommands and no
 /// option of its own but --help.
-bool is_group(const CLI::App* app) { return !subcommands(app).empty() && app->get_options().size() <= 1; }
+bool is_group(const CLI::App& app) { return !subcommands_of(app).empty() && app.get_options().size() <= 1; }
 
 std::string joined(const std::vector<std::string>& words) {
     std::string out;
@@ -85,12 +63,11 @@ void write_bash(const CLI::App& root, std::ostream& out) {
     // The command path so far: each word that names a subcommand of it.
     out << "    for ((i = 1; i < COMP_CWORD; i++)); do\n        w=${COMP_WORDS[i]}\n        case \"$path $w\" in\n";
     for (const CLI::App* a : all)
-        if (a != &root) out << fmt::format("            \"{}\") path=\"$path $w\" ;;\n", path_of(a));
+        if (a != &root) out << fmt::format("            \"{}\") path=\"$path $w\" ;;\n", command_path(*a));
     out << "        esac\n    done\n    local subs= opts=\n    case $path in\n";
     for (const CLI::App* a : all) {
-        std::vector<std::string> subs;
-        for (const CLI::App* s : subcommands(a)) subs.push_back(s->get_name());
-        out << fmt::format("        \"{}\") subs=\"{}\"; opts=\"{}\" ;;\n", path_of(a), joined(subs), joined(option_words(a)));
+        out << fmt::format("        \"{}\") subs=\"{}\"; opts=\"{}\" ;;\n", command_path(*a), joined(subcommand_names(*a)),
+                           joined(option_words(*a)));
     }
     out << "    esac\n"
            "    if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
@@ -139,11 +116,11 @@ void write_man(const CLI::App& root, std::ostream& out) {
         << ".SH COMMANDS\n";
     for (const CLI::App* a : all) {
         if (a == &root) continue;
-        if (is_group(a)) {  // "nsvm oracle": no synopsis of its own
-            out << ".SS " << roff(path_of(a)) << "\n" << roff(a->get_description()) << "\n";
+        if (is_group(*a)) {  // "nsvm oracle": no synopsis of its own
+            out << ".SS " << roff(command_path(*a)) << "\n" << roff(a->get_description()) << "\n";
             continue;
         }
-        std::string synopsis = path_of(a);
+        std::string synopsis = command_path(*a);
         for (const CLI::Option* o : a->get_options([](const CLI::Option* o) { return o->get_positional(); }))
             synopsis += " " + o->get_name();
         out << ".SS " << roff(synopsis) << "\n" << roff(a->get_description()) << "\n";

@@ -1,6 +1,6 @@
 #include "suggest.hpp"
 
-#include "cli.hpp"
+#include "command_tree.hpp"
 
 #include <fmt/format.h>
 
@@ -30,41 +30,6 @@ std::size_t edit_distance(std::string_view a, std::string_view b, std::size_t li
 }
 
 std::size_t typo_budget(std::string_view word) { return word.size() <= 4 ? 1 : word.size() <= 8 ? 2 : 3; }
-
-std::string command_path(const CLI::App* app) {
-    std::string path;
-    for (const CLI::App* a = app; a != nullptr; a = a->get_parent()) path = a->get_name() + (path.empty() ? "" : " ") + path;
-    return path;
-}
-
-std::vector<std::string> subcommand_names(const CLI::App& app) {
-    std::vector<std::string> names;
-    for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; })) names.push_back(s->get_name());
-    return names;
-}
-
-const CLI::App* find_subcommand(const CLI::App& app, std::string_view word) {
-    for (const CLI::App* s : app.get_subcommands([](const CLI::App*) { return true; }))
-        if (s->check_name(std::string(word))) return s;
-    return nullptr;
-}
-
-std::vector<std::string> long_option_names(const CLI::App& app) {
-    std::vector<std::string> names;
-    for (const CLI::App* a = &app; a != nullptr; a = a->get_parent())
-        for (const CLI::Option* o : a->get_options())
-            for (const auto& n : o->get_lnames()) names.push_back("--" + n);
-    return names;
-}
-
-/// The long option `name` ("--json") of `app` or of a command above it.
-const CLI::Option* find_long_option(const CLI::App& app, std::string_view name) {
-    for (const CLI::App* a = &app; a != nullptr; a = a->get_parent())
-        for (const CLI::Option* o : a->get_options())
-            for (const auto& n : o->get_lnames())
-                if ("--" + n == name) return o;
-    return nullptr;
-}
 
 std::string join(const std::vector<std::string>& words) {
     std::string out;
@@ -98,14 +63,15 @@ std::optional<std::string> unknown_word_message(const CLI::App& app, int argc, c
         if (word == "--") break;
         if (word.starts_with("--")) {
             const std::string name(word.substr(0, word.find('=')));
-            if (const CLI::Option* o = find_long_option(*cur, name)) {
+            if (const CLI::Option* o = find_option(*cur, name)) {
                 // Its value, when given as the next word, is not a command.
                 if (takes_value(*o) && word.find('=') == std::string_view::npos) ++i;
                 continue;
             }
-            const auto names = long_option_names(*cur);
+            std::vector<std::string> names = option_words(*cur);
+            std::erase_if(names, [](const std::string& w) { return !w.starts_with("--"); });
             const auto guess = closest_word(name, names);
-            return fmt::format("unknown option '{}' for '{}'{}", name, command_path(cur),
+            return fmt::format("unknown option '{}' for '{}'{}", name, command_path(*cur),
                                guess ? fmt::format("; did you mean '{}'?", *guess) : "");
         }
         if (word.starts_with("-")) continue;
@@ -120,7 +86,7 @@ std::optional<std::string> unknown_word_message(const CLI::App& app, int argc, c
         if (!cur->get_options([](const CLI::Option* o) { return o->get_positional(); }).empty()) continue;
         const auto guess = closest_word(word, subs);
         return fmt::format("unknown command '{}'{}{}; {} {}", word,
-                           cur == &app ? "" : fmt::format(" for '{}'", command_path(cur)),
+                           cur == &app ? "" : fmt::format(" for '{}'", command_path(*cur)),
                            guess ? fmt::format(" (did you mean '{}'?)", *guess) : "",
                            cur == &app ? "commands:" : "its commands:", join(subs));
     }
