@@ -20,6 +20,7 @@ packages=(
   qemu-system-x86                         # oracle: QEMU TCG
   bochs bochsbios vgabios bochs-term      # oracle: Bochs 2.7
   mtools dosfstools                       # oracle: Bochs floppy image
+  parallel                                # oracle: the sharded campaign example (docs/oracle.md, ctest)
 )
 [[ "${NSVM_SKIP_ORACLE_DEPS:-0}" == 1 ]] && packages=("${packages[@]/qemu-system-x86}")
 

@@ -159,5 +159,10 @@ struct Result {
 [[nodiscard]] std::string to_json_line(const Result& r, bool with_vmcb = true);
 [[nodiscard]] nsvm::expected<std::vector<Result>, formats::Diagnostic> parse_results(std::string_view text,
                                                                                      std::string_view source);
+/// One line of a results file: nullopt for a blank or comment line; errors
+/// name `source`, `lineno` and the member (for reading a file as a stream).
+[[nodiscard]] nsvm::expected<std::optional<Result>, formats::Diagnostic> parse_result_line(std::string_view line,
+                                                                                        std::string_view source,
+                                                                                        int lineno);
 
 }  // namespace nsvm::oracle
