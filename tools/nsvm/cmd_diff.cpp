@@ -7,6 +7,7 @@
 // however large --count is, and `--jobs J` runs J emulator processes at once.
 // `--results FILE` replays results produced elsewhere instead of running a
 // backend (src/oracle/replay.cpp); everything else is the same.
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <iostream>
@@ -15,7 +16,10 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include "cli.hpp"
+#include "progress.hpp"
 #include "nsvm/oracle/diff.hpp"
 #include "nsvm/oracle/gen.hpp"
 #include "nsvm/oracle/model.hpp"
@@ -32,6 +36,8 @@ struct DiffOptions {
     ModelOptions model;
     bool json = false;
     bool verbose = false;
+    bool progress = false;     ///< --progress: force the progress line
+    bool no_progress = false;  ///< --no-progress
     std::size_t batch = 16384;
     std::size_t jobs = 1;
     int stall_ms = 0;
@@ -66,9 +72,11 @@ int exit_status(const oracle::Summary& s) {
 /// differs, adds to the summary.
 class Differ {
 public:
-    Differ(const DiffOptions& o, oracle::Backend backend, const ResolvedModel& m, std::unique_ptr<oracle::Runner> runner)
+    Differ(const DiffOptions& o, oracle::Backend backend, const ResolvedModel& m, std::unique_ptr<oracle::Runner> runner,
+           ProgressLine& progress)
         : o_(o), backend_(backend), m_(m), model_(oracle::make_image_model(m.cpu, *m.profile)),
-          runner_(std::move(runner)) {}
+          runner_(std::move(runner)), progress_(progress),
+          clear_before_output_(progress.enabled() && ::isatty(STDOUT_FILENO) != 0) {}
 
     void run(std::span<const oracle::Vector> vectors) { report(vectors, emulate(vectors)); }
 
@@ -79,6 +87,8 @@ public:
         // unknown --cpu-model), is setup as well: no vector has been compared.
         auto results = runner_->run(vectors);
         if (!results) throw Exit{kBadInput, results.error()};
+        emulated_ += vectors.size();
+        progress_.update(emulated_, unexplained_.load());
         return std::move(*results);
     }
 
@@ -92,12 +102,19 @@ public:
             if (o_.json) {
                 std::cout << oracle::to_json_line(d) << '\n';
             } else if (auto text = oracle::format_diff(d, o_.verbose); !text.empty()) {
+                // The report and the progress line share the terminal: the
+                // line goes, the report is written, the line comes back.
+                if (clear_before_output_) progress_.clear();
                 std::cout << text;
+                if (clear_before_output_) std::cout.flush();
             }
+            unexplained_.store(summary_.differ);
+            progress_.update(summary_.total, summary_.differ);
         }
     }
 
     int finish(const oracle::Campaign& campaign, double wall_seconds) const {
+        progress_.clear();
         const oracle::Report report{summary_, campaign,
                                     oracle::RunFigures{o_.jobs, runner_->stats().boots, runner_->stats().seconds,
                                                        wall_seconds}};
@@ -123,6 +140,10 @@ private:
     const ResolvedModel& m_;
     std::unique_ptr<oracle::Model> model_;
     std::unique_ptr<oracle::Runner> runner_;
+    ProgressLine& progress_;
+    bool clear_before_output_;
+    std::uint64_t emulated_ = 0;                // vectors whose results are in (the emulating thread's)
+    std::atomic<std::uint64_t> unexplained_{0};  // summary_.differ, for the emulating thread
     oracle::Summary summary_;
 };
 
@@ -201,7 +222,11 @@ int run_diff(DiffOptions& o) {
     }
 
     const auto t0 = std::chrono::steady_clock::now();
-    Differ differ(o, *backend, m, make_oracle(o, *backend, replay));
+    // Random vector k is this shard's when k % n == i.
+    const std::uint64_t random_here = o.count > sh->first ? (o.count - sh->first + sh->second - 1) / sh->second : 0;
+    const bool show_progress = o.progress || (!o.no_progress && progress_by_default(o.json));
+    ProgressLine progress(show_progress, vectors.size() + random_here);
+    Differ differ(o, *backend, m, make_oracle(o, *backend, replay), progress);
     differ.run(vectors);
     vectors.clear();
     // Random vectors in chunks of one batch per job, pipelined: while the
@@ -265,7 +290,13 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
     o.cpu_opt->description("model CPU (default: the backend's: qemu-tcg, bochs-ryzen, zen4; exec: zen4)");
     o.profile_opt->description("model profile (default: the backend's: qemu, bochs, kvm; exec: apm)");
     sub->add_flag("--json", o.json, "one JSON object per vector, then a summary object");
-    sub->add_flag("-v,--verbose", o.verbose, "also print agreeing vectors and the fields written");
+    sub->add_flag("-v,--verbose", o.verbose,
+                  "also print agreeing vectors, each vector a known divergence explains (else only counted in the "
+                  "summary) and the fields written");
+    auto* progress = sub->add_flag("--progress", o.progress,
+                                   "show a progress line on stderr (vectors done, rate, unexplained so far, time left); "
+                                   "the default when stderr is a terminal, unless --json goes to that terminal too");
+    sub->add_flag("--no-progress", o.no_progress, "no progress line")->excludes(progress);
     sub->add_flag("--boundary", o.boundary, "add nsvm gen's boundary set for the model's CPU and profile");
     o.seed_opt = sub->add_option("--seed", o.seed_text,
                     "add random vectors from this seed (with --count), as nsvm gen makes them; 0 to 2^64-1");
