@@ -11,6 +11,7 @@ packages=(
   libcli11-dev                            # command-line parsing
   libyaml-cpp-dev                         # YAML scenarios
   libgtest-dev libgmock-dev               # tests
+  parallel                                # tests: the sharded campaign (GNU parallel, docs/oracle.md)
   libbenchmark-dev                        # benchmarks
   python3                                 # scripts/bench.sh reads Google Benchmark's JSON
   python3-dev pybind11-dev                # the Python module nsvm (bindings/python)
@@ -20,7 +21,6 @@ packages=(
   qemu-system-x86                         # oracle: QEMU TCG
   bochs bochsbios vgabios bochs-term      # oracle: Bochs 2.7
   mtools dosfstools                       # oracle: Bochs floppy image
-  parallel                                # oracle: the sharded campaign example (docs/oracle.md, ctest)
 )
 [[ "${NSVM_SKIP_ORACLE_DEPS:-0}" == 1 ]] && packages=("${packages[@]/qemu-system-x86}")
 
