@@ -11,6 +11,7 @@ packages=(
   libcli11-dev                            # command-line parsing
   libyaml-cpp-dev                         # YAML scenarios
   libgtest-dev libgmock-dev               # tests
+  parallel                                # tests: the sharded campaign (GNU parallel, docs/oracle.md)
   libbenchmark-dev                        # benchmarks
   python3                                 # scripts/bench.sh reads Google Benchmark's JSON
   python3-dev pybind11-dev                # the Python module nsvm (bindings/python)

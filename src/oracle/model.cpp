@@ -460,11 +460,13 @@ public:
         Prediction p;
         if (!image_ok_) {
             p.path = "the image's memory could not be laid out (model bug; exit not predicted)";
+            p.vmrun_predicted = false;
             return p;
         }
         cpu::GuestMemory mem = image_;
         if (!load_vector(v, mem)) {
             p.path = "the vector's maps could not be written (exit not predicted)";
+            p.vmrun_predicted = false;
             return p;
         }
         cpu::SvmCpu c(cpu_, profile_, mem);
@@ -481,6 +483,7 @@ public:
             case SvmOutcome::entered_guest: break;
             default:
                 p.path = fmt::format("VMRUN: {} (exit not predicted)", r.note);
+                p.vmrun_predicted = false;
                 return p;
         }
         p.vmrun_valid = true;
@@ -520,6 +523,7 @@ private:
             // A model-only fault (the operand or VM_HSAVE_PA is memory the
             // image does not lay out): what the emulator does is not known.
             p.path = fmt::format("VMRUN: {} (exit not predicted)", r.note);
+            p.vmrun_predicted = false;
             return p;
         }
         p.status = Status::exception;

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/util/text.hpp"
 
 namespace nsvm::oracle {
@@ -21,13 +22,17 @@ constexpr std::array<std::string_view, kProgramCount> kProgramNames = {
     "vmmcall", "hlt",   "cpuid", "rdmsr",  "wrmsr",  "in",    "out",   "ud2",   "int3",   "load", "store",
     "stgi",    "clgi",  "vmload", "vmsave", "vmrun", "div0", "rdtsc", "pause", "invd",   "wbinvd"};
 
-constexpr std::array<std::string_view, 8> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",
-                                                            "iopm", "host", "checks", "note"};
+constexpr std::array<std::string_view, 9> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",   "iopm",
+                                                            "host", "checks", "note", "expected"};
 constexpr std::array<std::string_view, 2> kL2Members = {"program", "regs"};
 constexpr std::array<std::string_view, 6> kHostMembers = {"gif",      "svme",      "vmrun_rax",
                                                           "hsave_pa", "probe_gif", "repeat"};
 constexpr std::array<std::string_view, 2> kMsrMembers = {"msr", "access"};
 constexpr std::array<std::string_view, 3> kStatusNames = {"vmexit", "exception", "cannot_run"};
+constexpr std::array<std::string_view, 5> kVerdictNames = {"enters", "vmrun_fails", "exception", "hangs",
+                                                           "not_predicted"};
+constexpr std::array<std::string_view, 7> kExpectedMembers = {"cpu",       "profile",  "verdict",       "exit_code",
+                                                              "exit_name", "exception", "failing_checks"};
 
 std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
 
@@ -59,6 +64,59 @@ nsvm::expected<std::uint64_t, Diagnostic> number(const Ctx& c, const json& v, st
         return nsvm::unexpected(c.fail(field, fmt::format("not a number: \"{}\"", v.get<std::string>())));
     }
     return nsvm::unexpected(c.fail(field, "must be a number or a numeric string"));
+}
+
+nsvm::expected<std::string, Diagnostic> text_member(const Ctx& c, const json& o, std::string_view name,
+                                                    std::string_view path) {
+    const auto it = o.find(std::string(name));
+    if (it == o.end()) return std::string();
+    if (!it->is_string()) return nsvm::unexpected(c.fail(path, "must be a string"));
+    return it->get<std::string>();
+}
+
+/// The `expected` member nsvm gen writes: checked as strictly as the rest,
+/// kept with the vector. `exit_name` is derived from `exit_code` (only its
+/// type is checked).
+nsvm::expected<Expectation, Diagnostic> parse_expected(const Ctx& c, const json& e) {
+    if (!e.is_object()) return nsvm::unexpected(c.fail("expected", "must be an object {verdict, exit_code, ...}"));
+    for (auto it = e.begin(); it != e.end(); ++it)
+        if (std::find(kExpectedMembers.begin(), kExpectedMembers.end(), it.key()) == kExpectedMembers.end())
+            return nsvm::unexpected(c.unknown("expected." + it.key(), it.key(), kExpectedMembers));
+    Expectation x;
+    for (const auto& [name, into] : {std::pair{"cpu", &x.cpu}, std::pair{"profile", &x.profile}}) {
+        auto t = text_member(c, e, name, std::string("expected.") + name);
+        if (!t) return nsvm::unexpected(t.error());
+        *into = std::move(*t);
+    }
+    auto verdict = text_member(c, e, "verdict", "expected.verdict");
+    if (!verdict) return nsvm::unexpected(verdict.error());
+    const auto pos = std::find(kVerdictNames.begin(), kVerdictNames.end(), *verdict);
+    if (pos == kVerdictNames.end()) return nsvm::unexpected(c.unknown("expected.verdict", *verdict, kVerdictNames));
+    x.verdict = static_cast<Verdict>(pos - kVerdictNames.begin());
+    if (e.contains("exit_code")) {
+        auto n = number(c, e["exit_code"], "expected.exit_code");
+        if (!n) return nsvm::unexpected(n.error());
+        x.exit_code = *n;
+    }
+    if (auto name = text_member(c, e, "exit_name", "expected.exit_name"); !name) return nsvm::unexpected(name.error());
+    if (e.contains("exception")) {
+        const auto& ex = e["exception"];
+        if (!ex.is_object() || !ex.contains("vector") || ex.size() != 1)
+            return nsvm::unexpected(c.fail("expected.exception", "must be {\"vector\": N}"));
+        auto n = number(c, ex["vector"], "expected.exception.vector");
+        if (!n) return nsvm::unexpected(n.error());
+        if (*n > 31) return nsvm::unexpected(c.fail("expected.exception.vector", "must be 0..31"));
+        x.exception_vector = static_cast<std::uint8_t>(*n);
+    }
+    if (e.contains("failing_checks")) {
+        if (!e["failing_checks"].is_array())
+            return nsvm::unexpected(c.fail("expected.failing_checks", "must be an array of check ids"));
+        for (const auto& id : e["failing_checks"]) {
+            if (!id.is_string()) return nsvm::unexpected(c.fail("expected.failing_checks", "check ids are strings"));
+            x.failing_checks.push_back(id.get<std::string>());
+        }
+    }
+    return x;
 }
 
 nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
@@ -195,6 +253,11 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
     if (j.contains("note")) {
         if (!j["note"].is_string()) return nsvm::unexpected(c.fail("note", "must be a string"));
         v.note = j["note"].get<std::string>();
+    }
+    if (j.contains("expected")) {
+        auto x = parse_expected(c, j["expected"]);
+        if (!x) return nsvm::unexpected(x.error());
+        v.expected = std::move(*x);
     }
     if (map_patches(v).has_value() == false) return nsvm::unexpected(c.fail("msrpm", map_patches(v).error()));
     if (auto p = isolation_problem(v))
@@ -416,10 +479,27 @@ std::string to_json_line(const Vector& v) {
     if (!h.empty()) j["host"] = h;
     if (!v.checks.empty()) j["checks"] = v.checks;
     if (!v.note.empty()) j["note"] = v.note;
+    if (v.expected) {
+        const Expectation& x = *v.expected;
+        json e;
+        e["cpu"] = x.cpu;
+        e["profile"] = x.profile;
+        e["verdict"] = std::string(verdict_name(x.verdict));
+        if (x.exit_code) {
+            // 64-bit hex as in the result format; the name as exit_codes.hpp gives it.
+            e["exit_code"] = fmt::format("{:#018x}", *x.exit_code);
+            e["exit_name"] = arch::exit_code::describe(*x.exit_code).name;
+        }
+        if (x.exception_vector) e["exception"] = {{"vector", *x.exception_vector}};
+        e["failing_checks"] = x.failing_checks;
+        j["expected"] = std::move(e);
+    }
     return j.dump();
 }
 
 // ---------------------------------------------------------------------------
+
+std::string_view verdict_name(Verdict v) noexcept { return kVerdictNames[static_cast<std::size_t>(v)]; }
 
 std::string_view status_name(Status s) noexcept { return kStatusNames[static_cast<std::size_t>(s)]; }
 
@@ -455,101 +535,125 @@ std::string to_json_line(const Result& r, bool with_vmcb) {
     return j.dump();
 }
 
-nsvm::expected<std::vector<Result>, Diagnostic> parse_results(std::string_view text, std::string_view source) {
-    static constexpr std::array<std::string_view, 16> kResultMembers = {
-        "id",           "backend", "cpu_model", "status",   "reason", "exception", "exit_code", "exit_info_1",
-        "exit_info_2",  "exit_int_info", "exit_int_info_err", "gif", "probe_ok", "vmcb_pa", "vmcb", "regs"};
-    auto one = [](const Ctx& c, const json& j) -> nsvm::expected<Result, Diagnostic> {
-        if (!j.is_object()) return nsvm::unexpected(c.fail("", "a result must be a JSON object"));
-        for (auto it = j.begin(); it != j.end(); ++it)
-            if (std::find(kResultMembers.begin(), kResultMembers.end(), it.key()) == kResultMembers.end())
-                return nsvm::unexpected(c.unknown(it.key(), it.key(), kResultMembers));
-        Result r;
-        if (!j.contains("id") || !j["id"].is_string()) return nsvm::unexpected(c.fail("id", "missing or not a string"));
-        r.id = j["id"].get<std::string>();
-        if (j.contains("backend") && j["backend"].is_string()) r.backend = j["backend"].get<std::string>();
-        if (j.contains("cpu_model") && j["cpu_model"].is_string()) r.cpu_model = j["cpu_model"].get<std::string>();
-        if (!j.contains("status") || !j["status"].is_string())
-            return nsvm::unexpected(c.fail("status", "missing or not a string"));
-        const auto st = j["status"].get<std::string>();
-        const auto pos = std::find(kStatusNames.begin(), kStatusNames.end(), st);
-        if (pos == kStatusNames.end()) return nsvm::unexpected(c.unknown("status", st, kStatusNames));
-        r.status = static_cast<Status>(pos - kStatusNames.begin());
-        if (r.status == Status::cannot_run) {
-            r.reason = j.contains("reason") && j["reason"].is_string() ? j["reason"].get<std::string>() : "";
-            return r;
-        }
-        if (j.contains("vmcb")) {
-            auto v = formats::read_vmcb_json(j["vmcb"], c.file);
-            if (!v) {
-                auto d = v.error();
-                d.file = c.file;
-                d.line = c.line;
-                d.field = c.prefix + "vmcb" + (d.field.empty() ? "" : "." + d.field);
-                return nsvm::unexpected(d);
-            }
-            r.vmcb = v->vmcb;
-        }
-        // The scalar members win over the VMCB copy (a result may carry only them).
-        static constexpr std::array<std::pair<std::string_view, arch::FieldId>, 5> kScalars = {{
-            {"exit_code", arch::FieldId::exit_code},
-            {"exit_info_1", arch::FieldId::exit_info_1},
-            {"exit_info_2", arch::FieldId::exit_info_2},
-            {"exit_int_info", arch::FieldId::exit_int_info},
-            {"exit_int_info_err", arch::FieldId::exit_int_info_err},
-        }};
-        for (const auto& [name, id] : kScalars) {
-            if (!j.contains(std::string(name))) continue;
-            auto n = number(c, j[std::string(name)], name);
-            if (!n) return nsvm::unexpected(n.error());
-            if (!arch::Vmcb::fits(id, *n)) return nsvm::unexpected(c.fail(name, "too wide for the field"));
-            r.vmcb.set(id, *n);
-        }
-        if (r.status == Status::vmexit && !j.contains("exit_code") && !j.contains("vmcb"))
-            return nsvm::unexpected(c.fail("exit_code", "missing (status vmexit needs exit_code or vmcb)"));
-        if (r.status == Status::exception) {
-            if (!j.contains("exception") || !j["exception"].is_object() || !j["exception"].contains("vector"))
-                return nsvm::unexpected(c.fail("exception.vector", "missing (status exception)"));
-            auto n = number(c, j["exception"]["vector"], "exception.vector");
-            if (!n) return nsvm::unexpected(n.error());
-            if (*n > 255) return nsvm::unexpected(c.fail("exception.vector", "must be 0..255"));
-            r.exception_vector = static_cast<std::uint8_t>(*n);
-            if (j["exception"].contains("error_code")) {
-                auto e = number(c, j["exception"]["error_code"], "exception.error_code");
-                if (!e) return nsvm::unexpected(e.error());
-                r.error_code = static_cast<std::uint32_t>(*e);
-            }
-        }
-        if (j.contains("gif")) {
-            auto n = number(c, j["gif"], "gif");
-            if (!n) return nsvm::unexpected(n.error());
-            if (*n > 1) return nsvm::unexpected(c.fail("gif", "must be 0 or 1"));
-            r.gif = *n != 0;
-        }
-        r.probe_ok = true;
-        if (j.contains("probe_ok")) {
-            auto n = number(c, j["probe_ok"], "probe_ok");
-            if (!n) return nsvm::unexpected(n.error());
-            r.probe_ok = *n != 0;
-        }
-        if (j.contains("vmcb_pa")) {
-            auto n = number(c, j["vmcb_pa"], "vmcb_pa");
-            if (!n) return nsvm::unexpected(n.error());
-            r.vmcb_pa = *n;
-        }
-        if (j.contains("regs")) {
-            if (!j["regs"].is_object()) return nsvm::unexpected(c.fail("regs", "must be an object"));
-            for (auto it = j["regs"].begin(); it != j["regs"].end(); ++it) {
-                const auto p = std::find(kGprNames.begin(), kGprNames.end(), it.key());
-                if (p == kGprNames.end()) return nsvm::unexpected(c.unknown("regs." + it.key(), it.key(), kGprNames));
-                auto n = number(c, it.value(), "regs." + it.key());
-                if (!n) return nsvm::unexpected(n.error());
-                r.regs[static_cast<std::size_t>(p - kGprNames.begin())] = *n;
-            }
-        }
+namespace {
+
+constexpr std::array<std::string_view, 16> kResultMembers = {
+    "id",           "backend", "cpu_model", "status",   "reason", "exception", "exit_code", "exit_info_1",
+    "exit_info_2",  "exit_int_info", "exit_int_info_err", "gif", "probe_ok", "vmcb_pa", "vmcb", "regs"};
+
+/// One result object (docs/oracle.md "Result format").
+nsvm::expected<Result, Diagnostic> parse_result(const Ctx& c, const json& j) {
+    if (!j.is_object()) return nsvm::unexpected(c.fail("", "a result must be a JSON object"));
+    for (auto it = j.begin(); it != j.end(); ++it)
+        if (std::find(kResultMembers.begin(), kResultMembers.end(), it.key()) == kResultMembers.end())
+            return nsvm::unexpected(c.unknown(it.key(), it.key(), kResultMembers));
+    Result r;
+    if (!j.contains("id") || !j["id"].is_string()) return nsvm::unexpected(c.fail("id", "missing or not a string"));
+    r.id = j["id"].get<std::string>();
+    if (j.contains("backend") && j["backend"].is_string()) r.backend = j["backend"].get<std::string>();
+    if (j.contains("cpu_model") && j["cpu_model"].is_string()) r.cpu_model = j["cpu_model"].get<std::string>();
+    if (!j.contains("status") || !j["status"].is_string())
+        return nsvm::unexpected(c.fail("status", "missing or not a string"));
+    const auto st = j["status"].get<std::string>();
+    const auto pos = std::find(kStatusNames.begin(), kStatusNames.end(), st);
+    if (pos == kStatusNames.end()) return nsvm::unexpected(c.unknown("status", st, kStatusNames));
+    r.status = static_cast<Status>(pos - kStatusNames.begin());
+    if (r.status == Status::cannot_run) {
+        r.reason = j.contains("reason") && j["reason"].is_string() ? j["reason"].get<std::string>() : "";
         return r;
-    };
-    return parse_many<Result>(text, source, one);
+    }
+    if (j.contains("vmcb")) {
+        auto v = formats::read_vmcb_json(j["vmcb"], c.file);
+        if (!v) {
+            auto d = v.error();
+            d.file = c.file;
+            d.line = c.line;
+            d.field = c.prefix + "vmcb" + (d.field.empty() ? "" : "." + d.field);
+            return nsvm::unexpected(d);
+        }
+        r.vmcb = v->vmcb;
+    }
+    // The scalar members win over the VMCB copy (a result may carry only them).
+    static constexpr std::array<std::pair<std::string_view, arch::FieldId>, 5> kScalars = {{
+        {"exit_code", arch::FieldId::exit_code},
+        {"exit_info_1", arch::FieldId::exit_info_1},
+        {"exit_info_2", arch::FieldId::exit_info_2},
+        {"exit_int_info", arch::FieldId::exit_int_info},
+        {"exit_int_info_err", arch::FieldId::exit_int_info_err},
+    }};
+    for (const auto& [name, id] : kScalars) {
+        if (!j.contains(std::string(name))) continue;
+        auto n = number(c, j[std::string(name)], name);
+        if (!n) return nsvm::unexpected(n.error());
+        if (!arch::Vmcb::fits(id, *n)) return nsvm::unexpected(c.fail(name, "too wide for the field"));
+        r.vmcb.set(id, *n);
+    }
+    if (r.status == Status::vmexit && !j.contains("exit_code") && !j.contains("vmcb"))
+        return nsvm::unexpected(c.fail("exit_code", "missing (status vmexit needs exit_code or vmcb)"));
+    if (r.status == Status::exception) {
+        if (!j.contains("exception") || !j["exception"].is_object() || !j["exception"].contains("vector"))
+            return nsvm::unexpected(c.fail("exception.vector", "missing (status exception)"));
+        auto n = number(c, j["exception"]["vector"], "exception.vector");
+        if (!n) return nsvm::unexpected(n.error());
+        if (*n > 255) return nsvm::unexpected(c.fail("exception.vector", "must be 0..255"));
+        r.exception_vector = static_cast<std::uint8_t>(*n);
+        if (j["exception"].contains("error_code")) {
+            auto e = number(c, j["exception"]["error_code"], "exception.error_code");
+            if (!e) return nsvm::unexpected(e.error());
+            r.error_code = static_cast<std::uint32_t>(*e);
+        }
+    }
+    if (j.contains("gif")) {
+        auto n = number(c, j["gif"], "gif");
+        if (!n) return nsvm::unexpected(n.error());
+        if (*n > 1) return nsvm::unexpected(c.fail("gif", "must be 0 or 1"));
+        r.gif = *n != 0;
+    }
+    r.probe_ok = true;
+    if (j.contains("probe_ok")) {
+        auto n = number(c, j["probe_ok"], "probe_ok");
+        if (!n) return nsvm::unexpected(n.error());
+        r.probe_ok = *n != 0;
+    }
+    if (j.contains("vmcb_pa")) {
+        auto n = number(c, j["vmcb_pa"], "vmcb_pa");
+        if (!n) return nsvm::unexpected(n.error());
+        r.vmcb_pa = *n;
+    }
+    if (j.contains("regs")) {
+        if (!j["regs"].is_object()) return nsvm::unexpected(c.fail("regs", "must be an object"));
+        for (auto it = j["regs"].begin(); it != j["regs"].end(); ++it) {
+            const auto p = std::find(kGprNames.begin(), kGprNames.end(), it.key());
+            if (p == kGprNames.end()) return nsvm::unexpected(c.unknown("regs." + it.key(), it.key(), kGprNames));
+            auto n = number(c, it.value(), "regs." + it.key());
+            if (!n) return nsvm::unexpected(n.error());
+            r.regs[static_cast<std::size_t>(p - kGprNames.begin())] = *n;
+        }
+    }
+    return r;
+}
+
+}  // namespace
+
+nsvm::expected<std::vector<Result>, Diagnostic> parse_results(std::string_view text, std::string_view source) {
+    return parse_many<Result>(text, source, [](const Ctx& c, const json& j) { return parse_result(c, j); });
+}
+
+nsvm::expected<std::optional<Result>, Diagnostic> parse_result_line(std::string_view line, std::string_view source,
+                                                                 int lineno) {
+    if (comment_or_blank(line)) return std::optional<Result>{};
+    const Ctx c{std::string(source), lineno, ""};
+    json j;
+    try {
+        auto o = parse_strict(line);
+        if (!o) return nsvm::unexpected(c.fail(o.error(), "duplicate member"));
+        j = std::move(*o);
+    } catch (const json::parse_error& e) {
+        return nsvm::unexpected(c.fail("", fmt::format("not a JSON object: {}", e.what())));
+    }
+    auto r = parse_result(c, j);
+    if (!r) return nsvm::unexpected(r.error());
+    return std::optional<Result>(std::move(*r));
 }
 
 }  // namespace nsvm::oracle

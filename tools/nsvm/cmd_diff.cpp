@@ -2,9 +2,12 @@
 // divergence field by field (docs/oracle.md).
 //
 // Vectors come from files, or are generated in process (a campaign):
-// `--boundary` the boundary set, `--seed S --count N` random vectors, both
+// `--boundary` the boundary set, `--seed S --count N` random vectors, all
 // sharded by `--shard i/n`. A campaign runs in chunks, so memory stays flat
 // however large --count is, and `--jobs J` runs J emulator processes at once.
+// `--results FILE` replays results produced elsewhere instead of running a
+// backend (src/oracle/replay.cpp); everything else is the same.
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <iostream>
@@ -13,10 +16,15 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include "cli.hpp"
+#include "progress.hpp"
 #include "nsvm/oracle/diff.hpp"
 #include "nsvm/oracle/gen.hpp"
 #include "nsvm/oracle/model.hpp"
+#include "nsvm/oracle/replay.hpp"
+#include "nsvm/oracle/report.hpp"
 #include "nsvm/oracle/runner.hpp"
 
 namespace nsvm::cli {
@@ -28,6 +36,8 @@ struct DiffOptions {
     ModelOptions model;
     bool json = false;
     bool verbose = false;
+    bool progress = false;     ///< --progress: force the progress line
+    bool no_progress = false;  ///< --no-progress
     std::size_t batch = 16384;
     std::size_t jobs = 1;
     int stall_ms = 0;
@@ -40,27 +50,33 @@ struct DiffOptions {
     std::uint64_t count = 0;
     std::string shard = "0/1";
     std::vector<std::string> files;
+    std::vector<std::string> vector_files;  ///< --vectors, after the positional ones
+    std::string results;                    ///< --results FILE: replay instead of running a backend
+    CLI::Option* backend_opt = nullptr;
     CLI::Option* cpu_opt = nullptr;
     CLI::Option* profile_opt = nullptr;
 };
+
+/// docs/oracle.md "Exit status": 1 for a divergence nothing explains; 2 when
+/// nothing was compared at all (that is not agreement).
+int exit_status(const oracle::Summary& s) {
+    const std::size_t compared = s.total - s.cannot_run;
+    if (compared == 0) {
+        std::cerr << fmt::format("nsvm: no vector was compared ({} could not run)\n", s.cannot_run);
+        return kBadInput;
+    }
+    return s.has_unexplained() ? kFailed : kOk;
+}
 
 /// Runs one chunk of vectors through the emulator and the model, prints what
 /// differs, adds to the summary.
 class Differ {
 public:
-    Differ(const DiffOptions& o, oracle::Backend backend, const ResolvedModel& m)
-        : o_(o), backend_(backend), m_(m), model_(oracle::make_image_model(m.cpu, *m.profile)) {
-        ro_.backend = backend;
-        ro_.exec_command = std::string(oracle::exec_command_of(o.backend));
-        ro_.cpu_model = o.cpu_model;
-        ro_.batch_size = o.batch;
-        ro_.stall_timeout = std::chrono::milliseconds(o.stall_ms);
-        ro_.jobs = o.jobs;
-        // No emulator, no image, an unusable /dev/kvm: setup the user can fix.
-        auto r = oracle::make_runner(ro_);
-        if (!r) throw Exit{kBadInput, r.error()};
-        runner_ = std::move(*r);
-    }
+    Differ(const DiffOptions& o, oracle::Backend backend, const ResolvedModel& m, std::unique_ptr<oracle::Runner> runner,
+           ProgressLine& progress)
+        : o_(o), backend_(backend), m_(m), model_(oracle::make_image_model(m.cpu, *m.profile)),
+          runner_(std::move(runner)), progress_(progress),
+          clear_before_output_(progress.enabled() && ::isatty(STDOUT_FILENO) != 0) {}
 
     void run(std::span<const oracle::Vector> vectors) { report(vectors, emulate(vectors)); }
 
@@ -71,6 +87,8 @@ public:
         // unknown --cpu-model), is setup as well: no vector has been compared.
         auto results = runner_->run(vectors);
         if (!results) throw Exit{kBadInput, results.error()};
+        emulated_ += vectors.size();
+        progress_.update(emulated_, unexplained_.load());
         return std::move(*results);
     }
 
@@ -84,51 +102,36 @@ public:
             if (o_.json) {
                 std::cout << oracle::to_json_line(d) << '\n';
             } else if (auto text = oracle::format_diff(d, o_.verbose); !text.empty()) {
+                // The report and the progress line share the terminal: the
+                // line goes, the report is written, the line comes back.
+                if (clear_before_output_) progress_.clear();
                 std::cout << text;
+                if (clear_before_output_) std::cout.flush();
             }
+            unexplained_.store(summary_.differ);
+            progress_.update(summary_.total, summary_.differ);
         }
     }
 
-    int finish(double wall_seconds) const {
-        const double rate = wall_seconds > 0 ? static_cast<double>(summary_.total) / wall_seconds : 0;
+    int finish(const oracle::Campaign& campaign, double wall_seconds) const {
+        progress_.clear();
+        const oracle::Report report{summary_, campaign,
+                                    oracle::RunFigures{o_.jobs, runner_->stats().boots, runner_->stats().seconds,
+                                                       wall_seconds}};
         if (o_.json) {
-            nlohmann::ordered_json s;
-            s["summary"] = {{"total", summary_.total},
-                            {"agree", summary_.agree},
-                            {"differ", summary_.differ},
-                            {"explained_only", summary_.explained_only},
-                            {"cannot_run", summary_.cannot_run},
-                            {"whole_vmcb", summary_.whole_vmcb},
-                            {"backend", o_.backend},
-                            {"cpu", m_.cpu.name},
-                            {"profile", std::string(m_.profile->name)},
-                            {"jobs", o_.jobs},
-                            {"boots", runner_->stats().boots},
-                            {"emulator_seconds", runner_->stats().seconds},
-                            {"wall_seconds", wall_seconds},
-                            {"vectors_per_second", rate}};
-            auto& pc = s["summary"]["per_check"] = nlohmann::ordered_json::object();
-            for (const auto& [id, t] : summary_.per_check)
-                pc[id] = {{"agree", t.agree}, {"differ", t.differ}, {"explained", t.explained},
-                          {"cannot_run", t.cannot_run}};
-            s["summary"]["known_divergences"] = summary_.per_known;
-            std::cout << s.dump() << '\n';
+            std::cout << oracle::summary_json_line(report) << '\n';
         } else {
-            std::cout << fmt::format("\nmodel: cpu {}, profile {}; oracle: {}\n", m_.cpu.name, m_.profile->name,
-                                     o_.backend)
+            const double rate = wall_seconds > 0 ? static_cast<double>(summary_.total) / wall_seconds : 0;
+            std::cout << fmt::format("\nmodel: cpu {}, profile {}; oracle: {}{}\n", m_.cpu.name, m_.profile->name,
+                                     campaign.backend,
+                                     o_.results.empty() ? "" : fmt::format(" (results from {})", o_.results))
                       << oracle::format_summary(summary_);
             std::cerr << fmt::format("{} vectors in {:.2f} s ({:.0f} vectors/s; {} job{}, {} boot{}, {:.2f} s in "
                                      "the emulator)\n",
                                      summary_.total, wall_seconds, rate, o_.jobs, o_.jobs == 1 ? "" : "s",
                                      runner_->stats().boots, runner_->stats().boots == 1 ? "" : "s", runner_->stats().seconds);
         }
-        // Nothing compared is not agreement (docs/oracle.md "Exit status").
-        const std::size_t compared = summary_.total - summary_.cannot_run;
-        if (compared == 0) {
-            std::cerr << fmt::format("nsvm: no vector was compared ({} could not run)\n", summary_.cannot_run);
-            return kBadInput;
-        }
-        return summary_.has_unexplained() ? kFailed : kOk;
+        return exit_status(summary_);
     }
 
 private:
@@ -136,13 +139,53 @@ private:
     oracle::Backend backend_;
     const ResolvedModel& m_;
     std::unique_ptr<oracle::Model> model_;
-    oracle::RunnerOptions ro_;
     std::unique_ptr<oracle::Runner> runner_;
+    ProgressLine& progress_;
+    bool clear_before_output_;
+    std::uint64_t emulated_ = 0;                // vectors whose results are in (the emulating thread's)
+    std::atomic<std::uint64_t> unexplained_{0};  // summary_.differ, for the emulating thread
     oracle::Summary summary_;
 };
 
+/// The backend whose results a results file holds: --backend when given,
+/// else the file's own `backend` member (qemu, bochs, qemu-kvm; any other
+/// name is an exec backend's, e.g. the reference backend's "nsvm-model").
+oracle::Backend results_backend(DiffOptions& o, const oracle::ResultsReplay& replay) {
+    if (o.backend_opt->count() == 0) o.backend = replay.backend().empty() ? std::string("exec") : replay.backend();
+    if (o.backend == "exec") return oracle::Backend::exec;  // no command: nothing runs
+    auto b = oracle::find_backend(o.backend);
+    return b ? *b : oracle::Backend::exec;
+}
+
+/// The live backend, or the results file standing in for it.
+std::unique_ptr<oracle::Runner> make_oracle(const DiffOptions& o, oracle::Backend backend,
+                                            std::unique_ptr<oracle::ResultsReplay>& replay) {
+    if (replay) return std::move(replay);
+    oracle::RunnerOptions ro;
+    ro.backend = backend;
+    ro.exec_command = std::string(oracle::exec_command_of(o.backend));
+    ro.cpu_model = o.cpu_model;
+    ro.batch_size = o.batch;
+    ro.stall_timeout = std::chrono::milliseconds(o.stall_ms);
+    ro.jobs = o.jobs;
+    // No emulator, no image, an unusable /dev/kvm: setup the user can fix.
+    auto r = oracle::make_runner(ro);
+    if (!r) throw Exit{kBadInput, r.error()};
+    return std::move(*r);
+}
+
 int run_diff(DiffOptions& o) {
-    auto backend = oracle::find_backend(o.backend);
+    for (auto& f : o.vector_files) o.files.push_back(std::move(f));
+    std::unique_ptr<oracle::ResultsReplay> replay;
+    oracle::ResultsReplay* replayed = nullptr;
+    if (!o.results.empty()) {
+        auto r = oracle::ResultsReplay::open(o.results);
+        if (!r) throw Exit{kBadInput, r.error()};
+        replay = std::move(*r);
+        replayed = replay.get();
+    }
+    auto backend = replay ? nsvm::expected<oracle::Backend, std::string>(results_backend(o, *replay))
+                          : oracle::find_backend(o.backend);
     if (!backend) throw Exit{kBadInput, backend.error()};
     o.seed = unsigned_option(o.seed_opt, "--seed", o.seed_text, ~std::uint64_t{0});
     o.count = unsigned_option(o.count_opt, "--count", o.count_text, oracle::kMaxCount).value_or(0);
@@ -165,6 +208,8 @@ int run_diff(DiffOptions& o) {
     }
     if (!o.files.empty() && vectors.empty() && !o.boundary && o.count == 0)
         throw Exit{kBadInput, fmt::format("no vectors in {}", fmt::join(o.files, ", "))};
+    // Vector k of the files belongs to shard k mod n, as generated ones do.
+    vectors = oracle::shard(std::move(vectors), sh->first, sh->second);
     oracle::GenOptions g;
     g.cpu = m.cpu;
     g.profile = m.profile;
@@ -177,7 +222,11 @@ int run_diff(DiffOptions& o) {
     }
 
     const auto t0 = std::chrono::steady_clock::now();
-    Differ differ(o, *backend, m);
+    // Random vector k is this shard's when k % n == i.
+    const std::uint64_t random_here = o.count > sh->first ? (o.count - sh->first + sh->second - 1) / sh->second : 0;
+    const bool show_progress = o.progress || (!o.no_progress && progress_by_default(o.json));
+    ProgressLine progress(show_progress, vectors.size() + random_here);
+    Differ differ(o, *backend, m, make_oracle(o, *backend, replay), progress);
     differ.run(vectors);
     vectors.clear();
     // Random vectors in chunks of one batch per job, pipelined: while the
@@ -201,8 +250,27 @@ int run_diff(DiffOptions& o) {
         cur = next.get();
     }
     if (reporting.valid()) reporting.get();
+    if (replayed != nullptr) {
+        if (auto done = replayed->finish(); !done) throw Exit{kBadInput, done.error()};
+    }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return differ.finish(wall);
+    oracle::Campaign campaign{o.backend, m.cpu.name, std::string(m.profile->name), o.seed, o.count, o.boundary,
+                              o.files, sh->first, sh->second};
+    return differ.finish(campaign, wall);
+}
+
+/// `nsvm diff merge`: the shards' --json reports as one (report.hpp).
+int run_merge(const std::vector<std::string>& paths, bool json) {
+    auto r = oracle::merge_reports(paths);
+    if (!r) throw Exit{kBadInput, r.error()};
+    if (json) {
+        std::cout << oracle::summary_json_line(*r) << '\n';
+    } else {
+        std::cout << fmt::format("model: cpu {}, profile {}; oracle: {}; {} shards merged\n", r->campaign.cpu,
+                                 r->campaign.profile, r->campaign.backend, paths.size())
+                  << oracle::format_summary(r->summary);
+    }
+    return exit_status(r->summary);
 }
 
 const Registrar reg{42, [](CLI::App& app, int& status) {
@@ -210,9 +278,10 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
     auto* sub = app.add_subcommand("diff", "Differential test: the model against QEMU, Bochs, QEMU/KVM or any SVM "
                                            "implementation (exec:CMD), field by field; exit 1 on a divergence the "
                                            "profile does not explain");
-    sub->add_option("--backend", o.backend,
+    o.backend_opt = sub->add_option("--backend", o.backend,
                     "qemu, bochs, qemu-kvm, or exec:CMD: CMD (run by /bin/sh -c) answers one vector per line on its "
-                    "stdin with one result per line on its stdout (docs/oracle.md \"The exec backend\")")
+                    "stdin with one result per line on its stdout (docs/oracle.md \"The exec backend\"); with "
+                    "--results: the backend that produced them (default: the file's own backend member)")
         ->capture_default_str();
     sub->add_option("--cpu-model", o.cpu_model, "emulator CPU (qemu: max; bochs: ryzen)");
     add_model_options(*sub, o.model);
@@ -221,13 +290,25 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
     o.cpu_opt->description("model CPU (default: the backend's: qemu-tcg, bochs-ryzen, zen4; exec: zen4)");
     o.profile_opt->description("model profile (default: the backend's: qemu, bochs, kvm; exec: apm)");
     sub->add_flag("--json", o.json, "one JSON object per vector, then a summary object");
-    sub->add_flag("-v,--verbose", o.verbose, "also print agreeing vectors and the fields written");
+    sub->add_flag("-v,--verbose", o.verbose,
+                  "also print agreeing vectors, each vector a known divergence explains (else only counted in the "
+                  "summary) and the fields written");
+    auto* progress = sub->add_flag("--progress", o.progress,
+                                   "show a progress line on stderr (vectors done, rate, unexplained so far, time left); "
+                                   "the default when stderr is a terminal, unless --json goes to that terminal too");
+    sub->add_flag("--no-progress", o.no_progress, "no progress line")->excludes(progress);
     sub->add_flag("--boundary", o.boundary, "add nsvm gen's boundary set for the model's CPU and profile");
     o.seed_opt = sub->add_option("--seed", o.seed_text,
                     "add random vectors from this seed (with --count), as nsvm gen makes them; 0 to 2^64-1");
     o.count_opt = sub->add_option("--count", o.count_text,
                                   "number of random vectors (generated and run in chunks); at most 10^12");
-    sub->add_option("--shard", o.shard, "i/n: only this shard of the generated vectors")->capture_default_str();
+    sub->add_option("--shard", o.shard, "i/n: only vectors k with k % n == i (of the files, of the boundary set and "
+                                        "of the random vectors, each counted on its own)")
+        ->capture_default_str();
+    sub->add_option("--results", o.results,
+                    "compare with the results in FILE (JSON lines of `nsvm oracle run --json`, produced elsewhere) "
+                    "instead of running a backend; matched to the vectors by id; - for stdin");
+    sub->add_option("--vectors", o.vector_files, "vector file (as the positional arguments; may be repeated)");
     sub->add_option("--batch", o.batch, "vectors per emulator boot")->capture_default_str()->check(CLI::Range(1, 60000));
     sub->add_option("-j,--jobs", o.jobs, "emulator processes in parallel")
         ->capture_default_str()
@@ -239,7 +320,18 @@ const Registrar reg{42, [](CLI::App& app, int& status) {
         ->capture_default_str()
         ->check(CLI::Range(0, 3600000));
     sub->add_option("vectors", o.files, "vector files; - for stdin");
-    sub->callback([&status] { status = run_diff(o); });
+    auto* merge = sub->add_subcommand("merge", "Merge the --json reports of the shards of one campaign (--shard i/n) "
+                                               "into the summary a single run gives; exit status as diff's");
+    static std::vector<std::string> reports;
+    static bool merge_json = false;
+    merge->add_option("reports", reports, "the shards' `nsvm diff --json` reports, one per shard, any order")
+        ->required();
+    merge->add_flag("--json", merge_json, "the merged summary as diff --json's summary object");
+    merge->callback([&status] { status = run_merge(reports, merge_json); });
+    sub->callback([&status, merge] {
+        if (merge->parsed()) return;  // the subcommand ran instead
+        status = run_diff(o);
+    });
 }};
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "cli.hpp"
 #include "nsvm/oracle/gen.hpp"
+#include "nsvm/oracle/model.hpp"
 
 namespace nsvm::cli {
 namespace {
@@ -44,10 +45,15 @@ int run_gen(const GenCliOptions& o) {
         if (!file) throw Exit{kBadInput, fmt::format("-o {}: cannot create", o.out)};
     }
     std::ostream& os = o.out == "-" ? std::cout : file;
-    // Each vector is written as it is made (a million held at once took 9 GB).
+    // Each vector is written as it is made (a million held at once took 9 GB),
+    // with the outcome the model expects of it under the chosen CPU and
+    // profile: the prediction nsvm diff compares, as data.
+    const auto model = oracle::make_image_model(m.cpu, *m.profile);
     std::uint64_t written = 0;
     oracle::generate_each(g, [&](const oracle::Vector& v) {
-        os << oracle::to_json_line(v) << '\n';
+        oracle::Vector out = v;
+        out.expected = oracle::expectation_of(model->predict(v), m.cpu, *m.profile);
+        os << oracle::to_json_line(out) << '\n';
         if (!os) throw Exit{kBadInput, fmt::format("{}: write error", o.out == "-" ? "stdout" : o.out)};
         ++written;
     });

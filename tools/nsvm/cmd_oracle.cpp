@@ -12,6 +12,7 @@
 #include "cli.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/oracle/diff.hpp"
+#include "nsvm/oracle/gen.hpp"
 #include "nsvm/oracle/runner.hpp"
 #include "nsvm/oracle/timing.hpp"
 #include "nsvm/oracle/vector.hpp"
@@ -28,6 +29,7 @@ struct OracleOptions {
     std::size_t jobs = 1;
     int stall_ms = 0;
     std::vector<std::string> files;
+    std::string shard = "0/1";
     std::uint64_t iterations = 0;  // timing; 0: the backend's default
 };
 
@@ -59,7 +61,12 @@ std::string human(const oracle::Result& r) {
 int run_oracle(const OracleOptions& o) {
     auto backend = oracle::find_backend(o.backend);
     if (!backend) throw Exit{kBadInput, backend.error()};
-    const auto vectors = load_vectors(o.files);
+    const auto sh = oracle::parse_shard(o.shard);
+    if (!sh) throw Exit{kBadInput, sh.error()};
+    // Vector k of the input belongs to shard k mod n, as in gen and diff; a
+    // shard may be empty (more shards than vectors) and prints nothing.
+    const auto vectors = oracle::shard(load_vectors(o.files), sh->first, sh->second);
+    if (vectors.empty()) return kOk;
     oracle::RunnerOptions ro;
     ro.backend = *backend;
     ro.exec_command = std::string(oracle::exec_command_of(o.backend));
@@ -143,6 +150,8 @@ const Registrar reg{40, [](CLI::App& app, int& status) {
     run->add_option("--stall-ms", o.stall_ms, kStallHelp)
         ->capture_default_str()
         ->check(CLI::Range(0, 3600000));
+    run->add_option("--shard", o.shard, "i/n: only vectors k with k % n == i (k counts across the files, from 0)")
+        ->capture_default_str();
     run->add_flag("--keep", o.keep, "keep the RAM file, disk image and logs");
     run->add_option("vectors", o.files, "vector files; - for stdin")->required();
     run->callback([&status] { status = run_oracle(o); });

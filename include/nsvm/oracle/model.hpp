@@ -23,6 +23,9 @@ namespace nsvm::oracle {
 struct Prediction {
     Status status = Status::vmexit;           ///< cannot_run: the model expects a hang
     bool vmrun_valid = true;                  ///< the consistency checks pass
+    /// VMRUN's own outcome is known (false: memory the image does not lay
+    /// out decides it, or the image could not be laid out).
+    bool vmrun_predicted = true;
     std::optional<std::uint64_t> exit_code;
     std::optional<std::uint64_t> exit_info_1;
     std::optional<std::uint64_t> exit_info_2;
@@ -63,6 +66,11 @@ public:
 [[nodiscard]] inline std::unique_ptr<Model> make_checks_model(checks::CpuModel cpu, const checks::Profile& profile) {
     return make_image_model(std::move(cpu), profile);
 }
+
+/// The prediction as the verdict nsvm gen writes into each vector (its
+/// `expected` member): the same prediction the diff compares.
+[[nodiscard]] Expectation expectation_of(const Prediction& p, const checks::CpuModel& cpu,
+                                         const checks::Profile& profile);
 
 /// The CPU model and profile that describe a backend: qemu -> qemu-tcg/qemu,
 /// bochs -> bochs-ryzen/bochs, qemu-kvm -> zen4/kvm, exec -> zen4/apm.

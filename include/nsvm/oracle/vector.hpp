@@ -75,6 +75,27 @@ struct HostKnobs {
     friend bool operator==(const HostKnobs&, const HostKnobs&) = default;
 };
 
+/// What the model expects a vector to do (`nsvm gen` writes it as the
+/// vector's `expected` member, docs/oracle.md "Vector format").
+enum class Verdict : std::uint8_t {
+    enters,         ///< VMRUN passes its checks and L2 runs (exit_code: the #VMEXIT, when predicted)
+    vmrun_fails,    ///< VMEXIT_INVALID: a consistency check fails
+    exception,      ///< an instruction gate: #UD or #GP(0) in the host, the VMCB unread
+    hangs,          ///< L2 runs and never exits (e.g. HLT without its intercept)
+    not_predicted,  ///< the model cannot say (memory the image does not lay out, ...)
+};
+[[nodiscard]] std::string_view verdict_name(Verdict v) noexcept;
+
+struct Expectation {
+    std::string cpu;      ///< the model it was computed with
+    std::string profile;
+    Verdict verdict = Verdict::not_predicted;
+    std::optional<std::uint64_t> exit_code;        ///< enters / vmrun_fails
+    std::optional<std::uint8_t> exception_vector;  ///< exception
+    std::vector<std::string> failing_checks;       ///< check ids, the processor's first one first
+    friend bool operator==(const Expectation&, const Expectation&) = default;
+};
+
 struct Vector {
     std::string id;
     arch::Vmcb vmcb;
@@ -85,6 +106,10 @@ struct Vector {
     HostKnobs host;
     std::vector<std::string> checks;           ///< check ids this vector exercises
     std::string note;                          ///< free text (what the generator meant)
+    /// The model's expected outcome, as nsvm gen wrote it. Read and written
+    /// back, never used for the comparison (the diff asks the model afresh,
+    /// with the backend's CPU and profile).
+    std::optional<Expectation> expected;
     // Provenance, for messages.
     std::string source;
     int line = 0;
@@ -159,5 +184,10 @@ struct Result {
 [[nodiscard]] std::string to_json_line(const Result& r, bool with_vmcb = true);
 [[nodiscard]] nsvm::expected<std::vector<Result>, formats::Diagnostic> parse_results(std::string_view text,
                                                                                      std::string_view source);
+/// One line of a results file: nullopt for a blank or comment line; errors
+/// name `source`, `lineno` and the member (for reading a file as a stream).
+[[nodiscard]] nsvm::expected<std::optional<Result>, formats::Diagnostic> parse_result_line(std::string_view line,
+                                                                                        std::string_view source,
+                                                                                        int lineno);
 
 }  // namespace nsvm::oracle
