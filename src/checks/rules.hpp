@@ -318,12 +318,16 @@ struct RuleDefaults {
     static constexpr NeedsFn needs = nullptr;
     static constexpr bool inferred = false;
     static constexpr std::array<std::string_view, 0> settings{};
+    static constexpr std::string_view unchecked{};
 };
 
 // An entry's optional parts, written inside it.
 #define NSVM_DETAIL(fn) static constexpr DetailFn detail = &fn;
 #define NSVM_NEEDS(fn) static constexpr NeedsFn needs = &fn;
 #define NSVM_INFERRED static constexpr bool inferred = true;
+// What happens when a profile that does not apply the check meets a VMCB that
+// violates it (VMRUN goes ahead): reported as a warning with the check's id.
+#define NSVM_WHEN_UNCHECKED(text) static constexpr std::string_view unchecked = text;
 #define NSVM_SETTINGS(...) static constexpr auto settings = std::to_array<std::string_view>({__VA_ARGS__});
 #define NSVM_BOUNDARY(...) static constexpr auto boundary = std::to_array<Boundary>({__VA_ARGS__});
 // Every entry counts itself where it is defined: kRulesDefined below is the
@@ -827,6 +831,11 @@ NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "extra", save
           "EFER.LME and CR0.PG set for a 64-bit guest",
           NSVM_DETAIL(render::lma)
           NSVM_INFERRED
+          NSVM_WHEN_UNCHECKED(
+              "VMRUN goes ahead with a state no processor can reach, and what runs is undefined: QEMU enters the "
+              "guest with LMA = 1 and paging off, Bochs recomputes LMA and runs it in legacy mode, KVM enters L2 with "
+              "vmcb12's EFER, and Xen, which has no LMA rule either, hit BUG() at the guest's next #VMEXIT "
+              "(xen-devel 2023-12-05, xen gitlab #216)")
           NSVM_SETTINGS("efer_lma_checked")
           NSVM_BOUNDARY(Boundary{.name = "lma_lme_pg"},
                         Boundary{.name = "lma_pg0", .vmcb = {clear(FieldId::cr0, arch::cr0::PG)}},
