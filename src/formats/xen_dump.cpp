@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <map>
 #include <fmt/format.h>
 
 #include "dump_common.hpp"
@@ -442,7 +443,13 @@ struct XenSpan {
 struct XenSplit {
     std::vector<XenSpan> spans;
     std::vector<XenIsvalidLine> reasons;
+    std::size_t reasons_dropped = 0;  ///< validator lines beyond kMaxIsvalidLines
 };
+
+/// Validator lines kept from one paste. Xen prints at most one per check of
+/// svm_vmcb_isvalid() for a refused VMCB; a log of millions of them must not
+/// cost gigabytes (each keeps its text).
+constexpr std::size_t kMaxIsvalidLines = 1024;
 
 /// ">>> Domain 1 <<<" -> 1.
 [[nodiscard]] std::optional<std::uint32_t> domain_line(std::string_view s) {
@@ -527,6 +534,8 @@ nsvm::expected<XenSplit, Diagnostic> split_xen_dumps(std::string_view text, std:
             out.spans.back().control = true;
         } else if (s.starts_with("CR0 =") || s.starts_with("CR0=")) {
             out.spans.back().guest = true;
+        } else if (out.reasons.size() >= kMaxIsvalidLines) {
+            if (xen_isvalid_line(s)) ++out.reasons_dropped;
         } else if (auto r = xen_isvalid_line(s)) {
             r->line = ln->number;
             out.reasons.push_back(std::move(*r));
@@ -567,10 +576,10 @@ nsvm::expected<DumpRead, Diagnostic> read_xen_span(std::string_view text, const 
 /// Which dump a validator line is about: the dump of the vCPU it names, or
 /// the only dump when it names none (older Xen) or the dump is unnamed (one
 /// svm_vmcb_dump at a VMEXIT_INVALID). npos: none.
-[[nodiscard]] std::size_t dump_of(const XenIsvalidLine& r, const std::vector<XenSpan>& spans) {
+[[nodiscard]] std::size_t dump_of(const XenIsvalidLine& r, const std::vector<XenSpan>& spans,
+                                  const std::map<std::string, std::size_t>& by_name) {
     if (!r.vcpu.empty()) {
-        for (std::size_t k = 0; k < spans.size(); ++k)
-            if (span_name(spans[k]) == r.vcpu) return k;
+        if (const auto it = by_name.find(r.vcpu); it != by_name.end()) return it->second;
     }
     if (spans.size() == 1 && (r.vcpu.empty() || span_name(spans[0]).empty())) return 0;
     return std::string_view::npos;
@@ -578,14 +587,18 @@ nsvm::expected<DumpRead, Diagnostic> read_xen_span(std::string_view text, const 
 
 /// Xen's verdict without a VMCB: say what it was, in nsvm's ids, and what to
 /// give instead (exit 2: the user can add the dump).
-[[nodiscard]] Diagnostic verdict_without_dump(const std::vector<XenIsvalidLine>& reasons, std::string_view source) {
+[[nodiscard]] Diagnostic verdict_without_dump(const std::vector<XenIsvalidLine>& reasons, std::size_t dropped,
+                                              std::string_view source) {
     std::string said;
-    for (const auto& r : reasons) {
+    constexpr std::size_t kListed = 10;  // a long log's list is cut, the count is not
+    for (std::size_t i = 0; i < std::min(reasons.size(), kListed); ++i) {
+        const auto& r = reasons[i];
         std::string ids;
         for (const auto& c : r.checks) ids += (ids.empty() ? "" : ", ") + c;
         said += fmt::format("{}line {} '{}' ({})", said.empty() ? "" : "; ", r.line, printable(r.reason, 120),
                             ids.empty() ? "no nsvm check: " + std::string(r.note) : "nsvm " + ids);
     }
+    if (reasons.size() + dropped > kListed) said += fmt::format("; and {} more", reasons.size() + dropped - kListed);
     return Diagnostic{std::string(source), reasons.front().line, "",
                       fmt::format("this paste holds Xen's svm_vmcb_isvalid() verdict but no svm_vmcb_dump() of a "
                                   "VMCB to check: {}. Add the dump ('xl debug-keys v', then 'xl dmesg') or give the "
@@ -663,12 +676,21 @@ DumpsResult read_xen_dumps(std::string_view text, std::string_view source, DumpS
     if (!split) return nsvm::unexpected(std::move(split.error()));
     const auto& spans = split->spans;
     if (spans.size() == 1 && !spans.front().control && !split->reasons.empty())
-        return nsvm::unexpected(verdict_without_dump(split->reasons, source));
+        return nsvm::unexpected(verdict_without_dump(split->reasons, split->reasons_dropped, source));
     // Each validator line goes with the dump of the vCPU it names.
     std::vector<std::vector<XenIsvalidLine>> by_dump(spans.size());
     std::vector<Diagnostic> unmatched;
+    std::map<std::string, std::size_t> by_name;  // "d1v0" -> its first dump
+    if (!split->reasons.empty())
+        for (std::size_t k = 0; k < spans.size(); ++k)
+            if (auto n = span_name(spans[k]); !n.empty()) by_name.emplace(std::move(n), k);
+    if (split->reasons_dropped > 0)
+        unmatched.push_back(Diagnostic{std::string(source), 0, "",
+                                       fmt::format("{} more svm_vmcb_isvalid() lines ignored: only the first {} are "
+                                                   "compared",
+                                                   split->reasons_dropped, kMaxIsvalidLines)});
     for (auto& r : split->reasons) {
-        const auto k = dump_of(r, spans);
+        const auto k = dump_of(r, spans, by_name);
         if (k == std::string_view::npos) {
             unmatched.push_back(Diagnostic{
                 std::string(source), r.line, "",

@@ -299,3 +299,19 @@ TEST(XenIsvalid, ReasonsWithoutADumpAreAnErrorSayingWhatXenFound) {
     EXPECT_TRUE(contains(e.message, "no svm_vmcb_dump()")) << e.message;
     EXPECT_TRUE(contains(e.message, "nsvm cr4.mbz")) << e.message;
 }
+
+// A log of endless validator lines keeps the first 1024 (each keeps its
+// text) and says how many it ignored; without a dump the error lists ten.
+TEST(XenIsvalid, ValidatorLinesAreBounded) {
+    std::string lines;
+    for (int i = 0; i < 1030; ++i) lines += "(XEN) d1v0[nsvm_vmcb_prepare4vmrun]: EFER: SVME bit not set (0x500)\n";
+    const auto d = read_all(lines + fixture("xen-isvalid-nested.txt"));
+    ASSERT_EQ(d.size(), 1U);
+    EXPECT_EQ(d[0].result.xen_isvalid.size(), 1024U);
+    const auto* w = find_warning(d[0].result, "8 more svm_vmcb_isvalid() lines ignored: only the first 1024");
+    EXPECT_NE(w, nullptr) << all_warnings(d[0].result);
+    const auto e = read_error(lines, Format::xen_dump, "x.txt");
+    EXPECT_EQ(e.line, 1);
+    EXPECT_TRUE(contains(e.message, "; and 1020 more.")) << e.message.substr(0, 300);
+    EXPECT_LT(e.message.size(), 2000U);
+}
