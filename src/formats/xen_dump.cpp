@@ -267,7 +267,9 @@ private:
             return st_.error(n, field,
                              fmt::format("expected 'sel=.., attr=.., limit=.., base=..' after '{}:'", seg));
         if (auto err = st_.once(n, std::string(seg), field)) return err;
-        for (const auto& [key, member] : keys) {
+        for (const auto& kv : keys) {
+            // (not a structured binding: clang 14 cannot capture one in a lambda)
+            const std::string_view key = kv.first, member = kv.second;
             const auto p = std::find_if(pairs.begin(), pairs.end(), [&](const Pair& x) { return x.label == key; });
             if (p == pairs.end() || p->value.empty())
                 return st_.error(n, field, fmt::format("no '{}=' value in the '{}:' line", key, seg));
