@@ -213,7 +213,8 @@ struct View {
 
 /// EFER MBZ bits other than LME/LMA (those are efer.lm_unsupported's job).
 [[nodiscard]] inline std::uint64_t efer_bad_bits(const View& v) noexcept {
-    const std::uint64_t reserved = v.p.efer_fixed_valid != 0 ? ~v.p.efer_fixed_valid : v.cpu.efer_reserved_bits();
+    const std::uint64_t reserved =
+        (v.p.efer_fixed_valid != 0 ? ~v.p.efer_fixed_valid : v.cpu.efer_reserved_bits()) | v.p.efer_always_reserved;
     return v.efer & reserved & ~(arch::efer::LME | arch::efer::LMA);
 }
 
@@ -795,10 +796,13 @@ NSVM_RULE(EferMbz, "efer.mbz", "15.5.1", "C8", save, vmexit_invalid, true, ({"sa
           "EFER has reserved bits set, or bits of features this CPU does not have",
           "clear the listed EFER bits, or choose a CPU model with those features",
           NSVM_DETAIL(render::efer)
-          NSVM_SETTINGS("efer_rule")
+          NSVM_SETTINGS("efer_rule", "efer_always_reserved")
           NSVM_BOUNDARY(Boundary{.name = "valid"},
                         Boundary{.name = "bit3", .vmcb = {set(FieldId::efer, bit(3))}},
                         Boundary{.name = "ffxsr", .vmcb = {set(FieldId::efer, arch::efer::FFXSR)}, .features = "-fxsr_opt"},
+                        // On a CPU with MCOMMIT: the hardware accepts it, KVM never lets a guest set it.
+                        Boundary{.name = "mcommit_with_feature", .vmcb = {set(FieldId::efer, arch::efer::MCOMMIT)},
+                                 .features = "+mcommit"},
                         Boundary{.name = "bit63", .vmcb = {set(FieldId::efer, bit(63))}})) {
     return efer_bad_bits(v) != 0;
 }
