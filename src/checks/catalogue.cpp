@@ -178,7 +178,8 @@ Check make() {
                  R::needs,
                  R::inferred,
                  std::span<const Boundary>(R::boundary),
-                 std::span<const std::string_view>(R::settings)};
+                 std::span<const std::string_view>(R::settings),
+                 R::unchecked};
 }
 
 template <class... R>

@@ -126,11 +126,26 @@ Decision decide_partial(const Check& c, const Context& ctx, const void* p) {
     return *verdict ? Decision::fails : Decision::passes;
 }
 
+/// A check the profile does not apply, on a VMCB that violates it: VMRUN
+/// goes ahead under this profile, and the entry's `when_unchecked` says what
+/// then happens (warning id = the check's id).
+void warn_unchecked(const Check& c, const Context& ctx, bool violated, Report& r) {
+    if (c.when_unchecked.empty() || !violated) return;
+    Warning w;
+    w.id = std::string(c.id);
+    for (auto f : c.fields) w.fields.emplace_back(f);
+    w.message = fmt::format("{}; profile {} does not check it: {}", c.message, ctx.profile.name, c.when_unchecked);
+    r.warnings.push_back(std::move(w));
+}
+
 Report evaluate_with(const Context& ctx, Decide decide, const void* extra) {
     Report r;
     bool invalid = false;
     for (const auto& c : catalogue()) {
-        if (!c.applies(ctx.profile)) continue;
+        if (!c.applies(ctx.profile)) {
+            warn_unchecked(c, ctx, decide(c, ctx, extra) == Decision::fails, r);
+            continue;
+        }
         const Decision d = decide(c, ctx, extra);
         if (d == Decision::undecided) {
             r.undecided.push_back(&c);

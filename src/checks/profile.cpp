@@ -287,6 +287,20 @@ void each_row(F&& f) {
          u64(0, "Bochs: EFER bits unsupported by the CPU model"), u64(0, "Xen hvm_efer_valid: CPUID-policy gated"),
          as_base},
         &show_efer_rule});
+    // KVM decides per CPU feature which EFER bits a guest may set
+    // (kvm_enable_efer_bits at module load, then __kvm_valid_efer against the
+    // guest's CPUID): bits it never enables are reserved for its guests even
+    // on a CPU that has them, and kvm-unit-tests expects VMEXIT_INVALID for
+    // them in vmcb12.
+    f(Row<std::uint64_t>{
+        "efer_always_reserved", &Profile::efer_always_reserved, "efer.mbz (rules::efer_bad_bits)",
+        {u64(0, "APM 3.1.7: a bit is reserved only without its feature (the CPU model decides)"),
+         u64(arch::efer::MCOMMIT | arch::efer::UAIE,
+             "KVM enables only SCE, LME/LMA, NX, SVME, FFXSR, AutoIBRS (and, from 2026, TCE) for a guest, each when "
+             "the host has the feature (kvm_enable_efer_bits); MCOMMIT and UAIE are never enabled, so "
+             "kvm_valid_efer refuses them whatever the CPU"),
+         u64(0, "QEMU: its fixed valid set decides (efer_rule)"), u64(0, "Bochs: bits unsupported by the model"),
+         u64(0, "Xen: CPUID policy"), as_base}});
     f(Row<bool>{"efer_lm_check", &Profile::efer_lm_check, "efer.lm_unsupported",
                 {yes("APM 15.5.1 (C9)"), yes("kvm_valid_efer rejects LME/LMA without LM"),
                  yes("QEMU: LME or LMA without CPUID LM"), yes("Bochs rejects them as unsupported EFER bits"),

@@ -213,7 +213,8 @@ struct View {
 
 /// EFER MBZ bits other than LME/LMA (those are efer.lm_unsupported's job).
 [[nodiscard]] inline std::uint64_t efer_bad_bits(const View& v) noexcept {
-    const std::uint64_t reserved = v.p.efer_fixed_valid != 0 ? ~v.p.efer_fixed_valid : v.cpu.efer_reserved_bits();
+    const std::uint64_t reserved =
+        (v.p.efer_fixed_valid != 0 ? ~v.p.efer_fixed_valid : v.cpu.efer_reserved_bits()) | v.p.efer_always_reserved;
     return v.efer & reserved & ~(arch::efer::LME | arch::efer::LMA);
 }
 
@@ -318,12 +319,16 @@ struct RuleDefaults {
     static constexpr NeedsFn needs = nullptr;
     static constexpr bool inferred = false;
     static constexpr std::array<std::string_view, 0> settings{};
+    static constexpr std::string_view unchecked{};
 };
 
 // An entry's optional parts, written inside it.
 #define NSVM_DETAIL(fn) static constexpr DetailFn detail = &fn;
 #define NSVM_NEEDS(fn) static constexpr NeedsFn needs = &fn;
 #define NSVM_INFERRED static constexpr bool inferred = true;
+// What happens when a profile that does not apply the check meets a VMCB that
+// violates it (VMRUN goes ahead): reported as a warning with the check's id.
+#define NSVM_WHEN_UNCHECKED(text) static constexpr std::string_view unchecked = text;
 #define NSVM_SETTINGS(...) static constexpr auto settings = std::to_array<std::string_view>({__VA_ARGS__});
 #define NSVM_BOUNDARY(...) static constexpr auto boundary = std::to_array<Boundary>({__VA_ARGS__});
 // Every entry counts itself where it is defined: kRulesDefined below is the
@@ -791,10 +796,13 @@ NSVM_RULE(EferMbz, "efer.mbz", "15.5.1", "C8", save, vmexit_invalid, true, ({"sa
           "EFER has reserved bits set, or bits of features this CPU does not have",
           "clear the listed EFER bits, or choose a CPU model with those features",
           NSVM_DETAIL(render::efer)
-          NSVM_SETTINGS("efer_rule")
+          NSVM_SETTINGS("efer_rule", "efer_always_reserved")
           NSVM_BOUNDARY(Boundary{.name = "valid"},
                         Boundary{.name = "bit3", .vmcb = {set(FieldId::efer, bit(3))}},
                         Boundary{.name = "ffxsr", .vmcb = {set(FieldId::efer, arch::efer::FFXSR)}, .features = "-fxsr_opt"},
+                        // On a CPU with MCOMMIT: the hardware accepts it, KVM never lets a guest set it.
+                        Boundary{.name = "mcommit_with_feature", .vmcb = {set(FieldId::efer, arch::efer::MCOMMIT)},
+                                 .features = "+mcommit"},
                         Boundary{.name = "bit63", .vmcb = {set(FieldId::efer, bit(63))}})) {
     return efer_bad_bits(v) != 0;
 }
@@ -827,6 +835,11 @@ NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "extra", save
           "EFER.LME and CR0.PG set for a 64-bit guest",
           NSVM_DETAIL(render::lma)
           NSVM_INFERRED
+          NSVM_WHEN_UNCHECKED(
+              "VMRUN goes ahead with a state no processor can reach, and what runs is undefined: QEMU enters the "
+              "guest with LMA = 1 and paging off, Bochs recomputes LMA and runs it in legacy mode, KVM enters L2 with "
+              "vmcb12's EFER, and Xen, which has no LMA rule either, hit BUG() at the guest's next #VMEXIT "
+              "(xen-devel 2023-12-05, xen gitlab #216)")
           NSVM_SETTINGS("efer_lma_checked")
           NSVM_BOUNDARY(Boundary{.name = "lma_lme_pg"},
                         Boundary{.name = "lma_pg0", .vmcb = {clear(FieldId::cr0, arch::cr0::PG)}},

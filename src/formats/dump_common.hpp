@@ -106,6 +106,52 @@ private:
     std::size_t unknown_labels_ = 0;
 };
 
+/// Dumps of one log read at once (every dump costs a whole VMCB and its
+/// warnings; a log of tiny fake dumps must not turn 64 MiB of text into
+/// gigabytes). Far more than the vCPUs of any host; --dump N reads any one
+/// beyond it.
+inline constexpr std::size_t kMaxDumpsAtOnce = 1024;
+
+/// The one way a log of several dumps (KVM's dump_vmcb per vCPU, Xen's
+/// 'xl debug-keys v' per domain and vCPU) is read as `sel` asks: every dump,
+/// only dump `sel.index`, or the first with a warning that more follow.
+/// `read_one(k)` reads dump k (0-based) into a DumpRead; `second_line` is the
+/// first line of the second dump (for that warning); `noun` names a dump in
+/// it ("dump", "VMCB dump").
+template <class ReadOne>
+[[nodiscard]] DumpsResult select_dumps(std::size_t count, DumpSelection sel, std::string_view source, int second_line,
+                                       std::string_view noun, ReadOne read_one) {
+    std::vector<DumpRead> out;
+    if (sel.mode == DumpSelection::Mode::one) {
+        if (sel.index < 1 || sel.index > count)
+            return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
+                                               fmt::format("there is no dump {}: the input holds {} dump{}", sel.index,
+                                                           count, count == 1 ? "" : "s")});
+        auto d = read_one(sel.index - 1);
+        if (!d) return nsvm::unexpected(std::move(d.error()));
+        out.push_back(std::move(*d));
+        return out;
+    }
+    if (sel.mode == DumpSelection::Mode::all && count > kMaxDumpsAtOnce)
+        return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
+                                           fmt::format("the input holds {} dumps; nsvm reads at most {} at once: pick "
+                                                       "one with --dump N (or split the log)",
+                                                       count, kMaxDumpsAtOnce)});
+    const std::size_t n = sel.mode == DumpSelection::Mode::all ? count : 1;
+    for (std::size_t k = 0; k < n; ++k) {
+        auto d = read_one(k);
+        if (!d) return nsvm::unexpected(std::move(d.error()));
+        out.push_back(std::move(*d));
+    }
+    if (sel.mode == DumpSelection::Mode::first && count > 1)
+        out.front().result.warnings.push_back(Diagnostic{
+            std::string(source), second_line, "",
+            fmt::format("the input holds more than one {} ({} more from this line on); read only the first "
+                        "(nsvm check reports each, --dump N picks one)",
+                        noun, count - 1)});
+    return out;
+}
+
 /// Splits on blanks.
 [[nodiscard]] inline std::vector<std::string_view> words(std::string_view s) {
     std::vector<std::string_view> out;

@@ -636,11 +636,6 @@ struct DumpSpan {
     std::string_view header;  ///< into the log's text (a span per dump stays small)
 };
 
-/// Dumps read at once (every dump costs a whole VMCB and its warnings; a log
-/// of tiny fake dumps must not turn 64 MiB of text into gigabytes). Far more
-/// than the vCPUs of any host; --dump N reads any one beyond it.
-constexpr std::size_t kMaxDumpsAtOnce = 1024;
-
 /// "[SVM|SEV|SEV-ES|SEV-SNP] [vCPU%u ]VMCB %p, last attempted VMRUN on CPU %d"
 /// -> its parts; what a kernel does not print stays empty.
 void parse_header(std::string_view h, DumpOrigin& o) {
@@ -727,35 +722,9 @@ nsvm::expected<DumpRead, Diagnostic> read_span(std::string_view text, const std:
 DumpsResult read_kvm_dumps(std::string_view text, std::string_view source, DumpSelection sel) {
     auto spans = split_dumps(text, source);
     if (!spans) return nsvm::unexpected(std::move(spans.error()));
-    std::vector<DumpRead> out;
-    if (sel.mode == DumpSelection::Mode::one) {
-        if (sel.index < 1 || sel.index > spans->size())
-            return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
-                                               fmt::format("there is no dump {}: the input holds {} dump{}", sel.index,
-                                                           spans->size(), spans->size() == 1 ? "" : "s")});
-        auto d = read_span(text, *spans, sel.index - 1, source);
-        if (!d) return nsvm::unexpected(std::move(d.error()));
-        out.push_back(std::move(*d));
-        return out;
-    }
-    if (sel.mode == DumpSelection::Mode::all && spans->size() > kMaxDumpsAtOnce)
-        return nsvm::unexpected(Diagnostic{std::string(source), 0, "",
-                                           fmt::format("the input holds {} dumps; nsvm reads at most {} at once: pick "
-                                                       "one with --dump N (or split the log)",
-                                                       spans->size(), kMaxDumpsAtOnce)});
-    const std::size_t n = sel.mode == DumpSelection::Mode::all ? spans->size() : 1;
-    for (std::size_t k = 0; k < n; ++k) {
-        auto d = read_span(text, *spans, k, source);
-        if (!d) return nsvm::unexpected(std::move(d.error()));
-        out.push_back(std::move(*d));
-    }
-    if (sel.mode == DumpSelection::Mode::first && spans->size() > 1)
-        out.front().result.warnings.push_back(Diagnostic{
-            std::string(source), (*spans)[1].first_line, "",
-            fmt::format("the input holds more than one dump ({} more from this line on); read only the first "
-                        "(nsvm check reports each, --dump N picks one)",
-                        spans->size() - 1)});
-    return out;
+    const int second = spans->size() > 1 ? (*spans)[1].first_line : 0;
+    return select_dumps(spans->size(), sel, source, second, "dump",
+                        [&](std::size_t k) { return read_span(text, *spans, k, source); });
 }
 
 Result read_kvm_dump(std::string_view text, std::string_view source) {

@@ -35,6 +35,9 @@ struct DumpSelection {
 /// Every dump_vmcb() output in a log (one per vCPU or failure), as `sel` asks.
 [[nodiscard]] DumpsResult read_kvm_dumps(std::string_view text, std::string_view source, DumpSelection sel);
 [[nodiscard]] Result read_xen_dump(std::string_view text, std::string_view source);
+/// Every svm_vmcb_dump() output of a Xen paste ('xl debug-keys v' prints one
+/// per domain and vCPU), as `sel` asks, each with Xen's validator lines about it.
+[[nodiscard]] DumpsResult read_xen_dumps(std::string_view text, std::string_view source, DumpSelection sel);
 [[nodiscard]] Result read_qemu_dump(std::string_view text, std::string_view source);
 /// xxd / hexdump -C / od -A x -t x1 text of the page (hexdump.cpp).
 [[nodiscard]] Result read_hexdump(std::string_view text, std::string_view source);

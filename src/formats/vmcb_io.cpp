@@ -311,7 +311,7 @@ static detail::DumpsResult read_text(std::span<const std::uint8_t> data, Format 
             case Format::raw: return one_dump(detail::read_raw(data, source), sel, source);
             case Format::json: return one_dump(detail::read_json(text, source), sel, source);
             case Format::kvm_dump: return detail::read_kvm_dumps(text, source, sel);
-            case Format::xen_dump: return one_dump(detail::read_xen_dump(text, source), sel, source);
+            case Format::xen_dump: return detail::read_xen_dumps(text, source, sel);
             case Format::qemu_dump: return one_dump(detail::read_qemu_dump(text, source), sel, source);
             case Format::hexdump: return one_dump(detail::read_hexdump(text, source), sel, source);
             case Format::auto_detect: break;

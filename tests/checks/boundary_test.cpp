@@ -236,11 +236,14 @@ TEST_P(PerProfile, EferFeatureBits) {
                        {arch::efer::MCOMMIT, "mcommit"}, {arch::efer::UAIE, "uai"},      {arch::efer::AIBRSE, "autoibrs"}};
     const std::uint64_t qemu_valid = arch::efer::SCE | arch::efer::LME | arch::efer::LMA | arch::efer::NXE |
                                      arch::efer::SVME | arch::efer::FFXSR;
+    // KVM never lets a guest set MCOMMIT or UAIE, whatever the CPU (kvm_valid_efer).
+    const std::uint64_t kvm_never = arch::efer::MCOMMIT | arch::efer::UAIE;
     for (const auto& g : gates) {
         const auto v = with(valid_vmcb64(), FieldId::efer, 0x1D00 | g.bit);
         const bool in_qemu_list = (g.bit & qemu_valid) != 0;
+        const bool refused_with_feature = (is({P::qemu}) && !in_qemu_list) || (is({P::kvm}) && (g.bit & kvm_never) != 0);
         EXPECT_TRUE(fails_only(scn(v, model("zen4", fmt::format("+{}", g.feature))),
-                               is({P::qemu}) && !in_qemu_list ? "efer.mbz" : ""))
+                               refused_with_feature ? "efer.mbz" : ""))
             << g.feature;
         EXPECT_TRUE(fails_only(scn(v, model("zen4", fmt::format("-{}", g.feature))),
                                is({P::qemu}) && in_qemu_list ? "" : "efer.mbz"))

@@ -1,4 +1,5 @@
 // nsvm check: would VMRUN on this VMCB fail, and why (docs/formats.md).
+#include <algorithm>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -72,6 +73,129 @@ DumpExit dump_exit(const formats::ReadResult& in) {
     return d;
 }
 
+/// Xen's own verdict on this dump (its svm_vmcb_isvalid() lines in the
+/// paste) set beside nsvm's, reason by reason.
+struct XenReasonVerdict {
+    const formats::XenIsvalidLine* line = nullptr;
+    enum class Kind : std::uint8_t {
+        agrees,      ///< nsvm fails a check the reason maps to
+        disagrees,   ///< every check it maps to passes here
+        undecided,   ///< the input does not give the fields (partial input)
+        xen_only,    ///< a rule of Xen's own: no VMRUN check of the hardware
+        other_vmcb,  ///< the value Xen printed is not this dump's: Xen validated another VMCB
+    } kind = Kind::agrees;
+    std::string detail;
+};
+
+struct XenCrossCheck {
+    std::vector<XenReasonVerdict> reasons;
+    std::vector<std::string> not_reported;  ///< nsvm failures of checks Xen's validator makes too
+    [[nodiscard]] std::string_view agreement() const {
+        bool differ = !not_reported.empty();
+        for (const auto& r : reasons) {
+            if (r.kind == XenReasonVerdict::Kind::other_vmcb) return "not_comparable";
+            if (r.kind != XenReasonVerdict::Kind::agrees) differ = true;
+        }
+        return differ ? "disagree" : "agree";
+    }
+};
+
+std::string_view kind_name(XenReasonVerdict::Kind k) {
+    switch (k) {
+        case XenReasonVerdict::Kind::agrees: return "agrees";
+        case XenReasonVerdict::Kind::disagrees: return "disagrees";
+        case XenReasonVerdict::Kind::undecided: return "undecided";
+        case XenReasonVerdict::Kind::xen_only: return "xen_only";
+        case XenReasonVerdict::Kind::other_vmcb: return "other_vmcb";
+    }
+    return "";
+}
+
+XenReasonVerdict judge_xen_reason(const formats::XenIsvalidLine& x, const checks::Report& r, const ResolvedModel& m,
+                                  const formats::ReadResult& in) {
+    using Kind = XenReasonVerdict::Kind;
+    const auto failed = [&](std::string_view id) {
+        return std::any_of(r.failures.begin(), r.failures.end(), [&](const auto& f) { return f.check->id == id; });
+    };
+    const auto undecided = [&](std::string_view id) {
+        return std::any_of(r.undecided.begin(), r.undecided.end(), [&](const auto* c) { return c->id == id; });
+    };
+    std::string ids;
+    for (const auto& c : x.checks) ids += (ids.empty() ? "" : ", ") + c;
+    // The value in Xen's line tells whether this dump is the VMCB Xen judged:
+    // nested SVM validates vmcb12 and then its own n2vmcb, neither of which
+    // 'xl debug-keys v' dumps (it shows each vCPU's own VMCB).
+    if (const auto id = arch::find_field(x.field); id && x.value) {
+        const auto here = in.vmcb.get(*id);
+        if (here != *x.value)
+            return {&x, Kind::other_vmcb,
+                    fmt::format("Xen printed {} = {:#x}, this dump holds {:#x}: Xen judged another VMCB{}", x.field,
+                                *x.value, here, x.from.empty() ? "" : fmt::format(" (in {})", x.from))};
+    }
+    if (x.checks.empty()) return {&x, Kind::xen_only, "no nsvm check: " + x.note};
+    for (const auto& c : x.checks)
+        if (failed(c)) return {&x, Kind::agrees, fmt::format("nsvm fails {} too", c)};
+    for (const auto& c : x.checks)
+        if (undecided(c)) return {&x, Kind::undecided, fmt::format("nsvm cannot decide {} from this input", c)};
+    return {&x, Kind::disagrees,
+            fmt::format("nsvm's {} pass{} (cpu {}, profile {}){}", ids, x.checks.size() == 1 ? "es" : "", m.cpu.name,
+                        m.profile->name, x.note.empty() ? "" : "; " + x.note)};
+}
+
+XenCrossCheck xen_cross_check(const checks::Report& r, const ResolvedModel& m, const formats::ReadResult& in) {
+    XenCrossCheck out;
+    if (in.xen_isvalid.empty()) return out;
+    for (const auto& x : in.xen_isvalid) out.reasons.push_back(judge_xen_reason(x, r, m, in));
+    const auto covered = formats::xen_isvalid_checks();
+    for (const auto& f : r.failures) {
+        const auto id = f.check->id;
+        if (std::find(covered.begin(), covered.end(), id) == covered.end()) continue;
+        const bool said = std::any_of(in.xen_isvalid.begin(), in.xen_isvalid.end(), [&](const auto& x) {
+            return std::find(x.checks.begin(), x.checks.end(), id) != x.checks.end();
+        });
+        if (!said) out.not_reported.emplace_back(id);
+    }
+    return out;
+}
+
+nlohmann::json xen_cross_check_json(const XenCrossCheck& xc) {
+    nlohmann::json j;
+    j["agreement"] = std::string(xc.agreement());
+    auto& list = j["reasons"] = nlohmann::json::array();
+    for (const auto& r : xc.reasons) {
+        nlohmann::json e;
+        e["line"] = r.line->line;
+        if (!r.line->vcpu.empty()) e["vcpu"] = r.line->vcpu;
+        if (!r.line->from.empty()) e["from"] = r.line->from;
+        e["reason"] = r.line->reason;
+        e["checks"] = r.line->checks;
+        e["nsvm"] = std::string(kind_name(r.kind));
+        e["detail"] = r.detail;
+        list.push_back(std::move(e));
+    }
+    j["not_reported_by_xen"] = xc.not_reported;
+    return j;
+}
+
+void print_xen_cross_check(const XenCrossCheck& xc) {
+    if (xc.reasons.empty()) return;
+    std::cout << '\n' << "  " << bold("Xen's svm_vmcb_isvalid()") << " said, beside nsvm:\n";
+    for (const auto& r : xc.reasons) {
+        const auto& x = *r.line;
+        std::string ids;
+        for (const auto& c : x.checks) ids += (ids.empty() ? "" : ", ") + c;
+        std::cout << fmt::format("    line {:<4} {}{}\n", x.line, x.vcpu.empty() ? "" : x.vcpu + ": ", x.reason);
+        const auto word = kind_name(r.kind);
+        std::cout << "              " << (ids.empty() ? std::string("-") : ids) << ": "
+                  << (r.kind == XenReasonVerdict::Kind::agrees ? green(std::string(word)) : yellow(std::string(word)))
+                  << " (" << r.detail << ")\n";
+    }
+    for (const auto& id : xc.not_reported)
+        std::cout << "    " << yellow("not reported by Xen") << ": nsvm fails " << id
+                  << ", a condition Xen's validator checks too\n";
+    std::cout << "    verdicts: " << xc.agreement() << '\n';
+}
+
 nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, const formats::ReadResult& in) {
     nlohmann::json j;
     j["verdict"] = r.verdict == checks::Verdict::valid ? "valid" : "invalid";
@@ -116,6 +240,7 @@ nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, cons
         if (!d.vmrun_failed()) e["decoded"] = formats::decode_exit_info_json(d.code, d.info1, d.info2);
         j["dump_exit"] = std::move(e);
     }
+    if (const auto xc = xen_cross_check(r, m, in); !xc.reasons.empty()) j["xen_isvalid"] = xen_cross_check_json(xc);
     auto& warnings = j["warnings"] = nlohmann::json::array();
     for (const auto& w : in.warnings) {
         warnings.push_back({{"id", "input"}, {"fields", w.field.empty() ? nlohmann::json::array() : nlohmann::json::array({w.field})},
@@ -190,6 +315,7 @@ void print_human(const std::string& name, const checks::Report& r, const Resolve
     for (const auto& w : in.warnings) std::cout << "  " << yellow("warning") << ": " << formats::to_string(w) << '\n';
     for (const auto& w : r.warnings) std::cout << "  " << yellow("warning") << ": " << w.id << ": " << w.message << '\n';
     if (!r.undecided.empty()) print_undecided(r);
+    print_xen_cross_check(xen_cross_check(r, m, in));
     print_dump_exit(dump_exit(in), r, m);
     if (!ok) {
         std::cout << '\n'
@@ -241,6 +367,7 @@ nlohmann::json origin_json(const formats::DumpOrigin& d) {
     j["line"] = d.line;
     if (!d.header.empty()) j["header"] = util::printable(d.header, 200);
     if (!d.type.empty()) j["type"] = util::printable(d.type, 40);
+    if (d.domain) j["domain"] = *d.domain;
     if (d.vcpu) j["vcpu"] = *d.vcpu;
     if (!d.vmcb.empty()) j["vmcb"] = util::printable(d.vmcb, 40);
     if (d.cpu) j["cpu"] = *d.cpu;
@@ -263,13 +390,61 @@ std::vector<formats::DumpRead> read_check_input(const CheckOptions& o, formats::
     return std::move(*in);
 }
 
+/// A hypervisor's dump shows a VMCB the processor ran: KVM's dump_vmcb()
+/// prints vmcb01 or vmcb02 (never L1's vmcb12), QEMU prints the state KVM
+/// entered, Xen's svm_vmcb_dump() its own VMCB. A profile that models a
+/// hypervisor's checks on vmcb12 (or an emulator's) leaves out checks the
+/// processor makes on such a VMCB: say so, name them, and say which of them
+/// fail here under the hardware's rules (the apm profile). Warning id
+/// "dump.hardware_vmcb"; nothing when the profile applies every check apm does.
+void warn_hardware_vmcb(const checks::Context& ctx, const formats::ReadResult& in, bool partial,
+                        checks::Report& report) {
+    const bool ran = in.format == formats::Format::kvm_dump || in.format == formats::Format::xen_dump ||
+                     in.format == formats::Format::qemu_dump;
+    const auto& hw = checks::profile(checks::ProfileId::apm);
+    if (!ran || &ctx.profile == &hw) return;
+    std::vector<const checks::Check*> skipped;
+    for (const auto& c : checks::catalogue())
+        if (c.stage != checks::Stage::instruction && c.applies(hw) && !c.applies(ctx.profile)) skipped.push_back(&c);
+    if (skipped.empty()) return;
+    const checks::Context hw_ctx{ctx.vmcb, ctx.cpu, hw, ctx.host, ctx.memory};
+    const auto hw_report = partial ? checks::evaluate_partial(hw_ctx, in.given) : checks::evaluate(hw_ctx);
+    std::string ids, failing;
+    checks::Warning w;
+    w.id = "dump.hardware_vmcb";
+    for (const auto* c : skipped) {
+        ids += (ids.empty() ? "" : ", ") + std::string(c->id);
+        const bool fails = std::any_of(hw_report.failures.begin(), hw_report.failures.end(),
+                                       [&](const checks::Failure& f) { return f.check == c; });
+        if (!fails) continue;
+        failing += (failing.empty() ? "" : ", ") + std::string(c->id);
+        for (auto f : c->fields)
+            if (std::find(w.fields.begin(), w.fields.end(), std::string(f)) == w.fields.end()) w.fields.emplace_back(f);
+    }
+    w.message = fmt::format(
+        "this {} shows a VMCB the processor ran ({}), not L1's vmcb12; profile {} models a hypervisor's or an "
+        "emulator's checks and skips {} hardware check{} the processor makes on it: {}. {}",
+        formats::format_name(in.format),
+        in.format == formats::Format::xen_dump ? "Xen's own VMCB"
+        : in.format == formats::Format::qemu_dump ? "the state KVM entered"
+                                                  : "KVM's vmcb01 or vmcb02",
+        ctx.profile.name, skipped.size(), skipped.size() == 1 ? "" : "s", ids,
+        failing.empty() ? "None of them fails on this VMCB under the hardware's rules (--profile apm)."
+                        : fmt::format("Under the hardware's rules (--profile apm) {} fail{} here.", failing,
+                                      failing.find(',') == std::string::npos ? "s" : ""));
+    report.warnings.push_back(std::move(w));
+}
+
 checks::Report check_one(const CheckOptions& o, const ResolvedModel& model, formats::ReadResult& in) {
     checks::Context ctx{in.vmcb, model.cpu, *model.profile, in.host ? &*in.host : nullptr, nullptr};
     // A dump that is not a whole VMCB (QEMU's register dump), or --partial:
     // checks on fields the input does not give are not decided, never passed.
     if (in.given.empty()) in.given.assign(arch::kFields.size(), true);  // a whole VMCB (raw, JSON)
     for (const auto& e : o.set) apply_set(e, in);
-    return in.partial || o.partial ? checks::evaluate_partial(ctx, in.given) : checks::evaluate(ctx);
+    const bool partial = in.partial || o.partial;
+    auto report = partial ? checks::evaluate_partial(ctx, in.given) : checks::evaluate(ctx);
+    warn_hardware_vmcb(ctx, in, partial, report);
+    return report;
 }
 
 /// Several dumps in one log: one report each, headed by which dump it is,

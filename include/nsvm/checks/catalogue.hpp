@@ -128,6 +128,11 @@ struct Check {
     /// src/checks/profile.cpp hold each profile's value and reason, which are
     /// the check's per-profile reasons (`nsvm profile show NAME`).
     std::span<const std::string_view> settings{};
+    /// For a check some profiles do not apply: what happens when such a
+    /// profile meets a VMCB that violates it (VMRUN goes ahead). evaluate()
+    /// then gives a warning with the check's id instead of a failure. Empty:
+    /// nothing to say.
+    std::string_view when_unchecked{};
 };
 
 [[nodiscard]] constexpr std::string_view stage_name(Stage s) noexcept {

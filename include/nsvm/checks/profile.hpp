@@ -103,6 +103,7 @@ struct Profile {
     std::uint32_t iopm_checked_size{};       ///< bytes covered by the IOPM extent rule
     unsigned pa_check_width{};               ///< 0: the model's MAXPHYADDR
     std::uint64_t efer_fixed_valid{};        ///< 0: model-derived EFER MBZ set; else the only valid bits
+    std::uint64_t efer_always_reserved{};    ///< EFER bits rejected whatever the model says (never let a guest set)
     bool efer_lm_check{};                    ///< C9 LME/LMA without long mode
     std::uint64_t cr4_always_reserved{};     ///< CR4 bits rejected whatever the model says
     std::uint64_t cr4_ungated{};             ///< feature CR4 bits accepted even without the feature

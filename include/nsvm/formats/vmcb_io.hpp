@@ -53,6 +53,34 @@ struct Diagnostic {
 /// "file:line: field: message", leaving out the parts that are empty.
 [[nodiscard]] std::string to_string(const Diagnostic& d);
 
+/// A reason line of Xen's own validator, svm_vmcb_isvalid() (printed when
+/// Xen refuses a VMCB, e.g. nested SVM's "virtual vmcb invalid"), found in a
+/// Xen paste: "d1v0[nsvm_vmcb_prepare4vmrun]: CR4: invalid value 0x20020
+/// (valid 0x750fff, rejected 0x20000)". Mapped to the nsvm checks that decide
+/// the same condition, so Xen's verdict can be compared with nsvm's.
+struct XenIsvalidLine {
+    int line = 0;
+    std::string vcpu;    ///< "d1v0" (Xen's %pv); empty when the Xen version prints only the function
+    std::string from;    ///< the function that ran the validator ("nsvm_vmcb_prepare4vmrun")
+    std::string reason;  ///< the reason as printed, its prefix removed
+    /// nsvm check ids deciding the same condition; empty: a rule of Xen's own
+    /// (its domain policy), no VMRUN check of the hardware.
+    std::vector<std::string> checks;
+    std::string note;   ///< what the mapping rests on, when it is not one to one
+    std::string field;  ///< the VMCB field whose value Xen printed ("save.cr4"); empty when none
+    std::optional<std::uint64_t> value;  ///< that value, to tell whether this dump is the VMCB Xen validated
+};
+
+/// Recognises one reason line of Xen's svm_vmcb_isvalid() ("d1v0[func]:
+/// CR4: invalid value ...", older "func: CR4: bits [63:19] are not zero
+/// (...)", or the reason alone), "(XEN)" and timestamp already removed;
+/// nullopt for any other line. `line` is left 0.
+[[nodiscard]] std::optional<XenIsvalidLine> xen_isvalid_line(std::string_view text);
+/// Every nsvm check id some svm_vmcb_isvalid() reason maps to: the checks
+/// Xen's validator also makes (a failure of one Xen did not report is a
+/// disagreement).
+[[nodiscard]] std::vector<std::string_view> xen_isvalid_checks();
+
 struct ReadResult {
     arch::Vmcb vmcb;
     Format format = Format::raw;  ///< the format actually read (never auto_detect)
@@ -64,6 +92,9 @@ struct ReadResult {
     /// area): checks that read fields it does not give are not decided
     /// (checks::evaluate_partial), rather than passed on zeros.
     bool partial = false;
+    /// Xen's svm_vmcb_isvalid() lines about this dump (its domain and vCPU),
+    /// in input order; empty for every other format.
+    std::vector<XenIsvalidLine> xen_isvalid;
 };
 
 /// Which dump of a log a VMCB came from: a kernel log can hold one
@@ -75,7 +106,8 @@ struct DumpOrigin {
     int line = 0;           ///< the header's line (else the "VMCB Control Area:" line); 0: not a dump log
     std::string header;     ///< the header as printed, log prefixes removed; empty when there is none
     std::string type;       ///< "SVM", "SEV", "SEV-ES", "SEV-SNP"; empty for older headers
-    std::optional<std::uint32_t> vcpu;  ///< "vCPU%u" (newest kernels)
+    std::optional<std::uint32_t> vcpu;  ///< "vCPU%u" (newest kernels); Xen's "VCPU %d"
+    std::optional<std::uint32_t> domain;  ///< Xen's ">>> Domain %d <<<" ('xl debug-keys v')
     std::string vmcb;                   ///< the VMCB address as printed (%p: a hashed pointer)
     std::optional<std::uint32_t> cpu;   ///< "last attempted VMRUN on CPU %d"
 };
