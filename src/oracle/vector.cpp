@@ -314,6 +314,18 @@ nsvm::expected<json, std::string> parse_strict(std::string_view text) {
     return j;
 }
 
+/// One JSON-lines line as an object, or the diagnostic naming its line: a
+/// repeated member, or text that is not JSON.
+nsvm::expected<json, Diagnostic> parse_line_object(const Ctx& c, std::string_view line) {
+    try {
+        auto o = parse_strict(line);
+        if (!o) return nsvm::unexpected(c.fail(o.error(), "duplicate member"));
+        return std::move(*o);
+    } catch (const json::parse_error& e) {
+        return nsvm::unexpected(c.fail("", fmt::format("not a JSON object: {}", e.what())));
+    }
+}
+
 bool comment_or_blank(std::string_view line) {
     const auto p = line.find_first_not_of(" \t\r");
     if (p == std::string_view::npos) return true;
@@ -360,15 +372,9 @@ nsvm::expected<std::vector<T>, Diagnostic> parse_many(std::string_view text, std
     }
     auto st = for_each_line(text, [&](int lineno, std::string_view line) -> nsvm::expected<void, Diagnostic> {
         Ctx c{std::string(source), lineno, ""};
-        json j;
-        try {
-            auto o = parse_strict(line);
-            if (!o) return nsvm::unexpected(c.fail(o.error(), "duplicate member"));
-            j = std::move(*o);
-        } catch (const json::parse_error& e) {
-            return nsvm::unexpected(c.fail("", fmt::format("not a JSON object: {}", e.what())));
-        }
-        auto r = one(c, j);
+        auto j = parse_line_object(c, line);
+        if (!j) return nsvm::unexpected(j.error());
+        auto r = one(c, *j);
         if (!r) return nsvm::unexpected(r.error());
         out.push_back(std::move(*r));
         return {};
@@ -643,15 +649,9 @@ nsvm::expected<std::optional<Result>, Diagnostic> parse_result_line(std::string_
                                                                  int lineno) {
     if (comment_or_blank(line)) return std::optional<Result>{};
     const Ctx c{std::string(source), lineno, ""};
-    json j;
-    try {
-        auto o = parse_strict(line);
-        if (!o) return nsvm::unexpected(c.fail(o.error(), "duplicate member"));
-        j = std::move(*o);
-    } catch (const json::parse_error& e) {
-        return nsvm::unexpected(c.fail("", fmt::format("not a JSON object: {}", e.what())));
-    }
-    auto r = parse_result(c, j);
+    auto j = parse_line_object(c, line);
+    if (!j) return nsvm::unexpected(j.error());
+    auto r = parse_result(c, *j);
     if (!r) return nsvm::unexpected(r.error());
     return std::optional<Result>(std::move(*r));
 }

@@ -1,6 +1,7 @@
 #include "suggest.hpp"
 
 #include "command_tree.hpp"
+#include "nsvm/util/text.hpp"
 
 #include <fmt/format.h>
 
@@ -9,27 +10,6 @@
 
 namespace nsvm::cli {
 namespace {
-
-/// Optimal string alignment distance (Levenshtein plus adjacent
-/// transpositions, the commonest typo), stopping early past `limit`.
-std::size_t edit_distance(std::string_view a, std::string_view b, std::size_t limit) {
-    if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > limit) return limit + 1;
-    std::vector<std::size_t> prev2(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        cur[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) cur[j] = std::min(cur[j], prev2[j - 2] + 1);
-        }
-        std::swap(prev2, prev);
-        std::swap(prev, cur);
-    }
-    return prev[b.size()];
-}
-
-std::size_t typo_budget(std::string_view word) { return word.size() <= 4 ? 1 : word.size() <= 8 ? 2 : 3; }
 
 std::string join(const std::vector<std::string>& words) {
     std::string out;
@@ -40,17 +20,8 @@ std::string join(const std::vector<std::string>& words) {
 }  // namespace
 
 std::optional<std::string> closest_word(std::string_view word, std::span<const std::string> candidates) {
-    if (word.empty()) return std::nullopt;
-    const std::size_t budget = typo_budget(word);
-    std::optional<std::string> best;
-    std::size_t best_distance = budget + 1;
-    for (const auto& c : candidates) {
-        const std::size_t d = c.starts_with(word) ? 0 : edit_distance(word, c, budget);
-        if (d < best_distance) {
-            best_distance = d;
-            best = c;
-        }
-    }
+    std::string best = util::closest(word, candidates);
+    if (best.empty()) return std::nullopt;
     return best;
 }
 

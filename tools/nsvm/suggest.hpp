@@ -12,11 +12,8 @@
 
 namespace nsvm::cli {
 
-/// The candidate closest to `word` by edit distance (insertions, deletions,
-/// substitutions and transpositions of adjacent characters), if it is close
-/// enough to be a typo: at most 1 edit for words of up to 4 characters, 2
-/// up to 8, 3 beyond. A candidate `word` is a prefix of counts as close. Ties
-/// go to the first candidate.
+/// The candidate closest to `word`, if close enough to be a typo (the
+/// project's one rule for suggestions, util::closest).
 [[nodiscard]] std::optional<std::string> closest_word(std::string_view word, std::span<const std::string> candidates);
 
 /// After a failed parse: the message naming the first unknown subcommand or
