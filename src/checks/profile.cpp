@@ -164,10 +164,11 @@ void each_row(F&& f) {
     f(Row<Cr3Rule>{
         "cr3_rule", &Profile::cr3_rule, "cr3.mbz",
         {is(Cr3Rule::by_paging_mode,
-            "APM 15.5.1 'any MBZ bit of CR3', with the format of the paging mode (APM 5.3.2). In long mode: 2:0, "
-            "11:5 (none with PCIDE) and 63:MAXPHYADDR. Outside long mode the manual's 'reserved' low bits are "
-            "ignored by AMD hardware (kvm-unit-tests 2026, 32-bit PAE and non-PAE guests: PAE ignores 4:0, 2-level "
-            "paging 2:0 and 11:5), and bits at or above MAXPHYADDR fail. With paging off AMD hardware runs a CR3 "
+            "APM 15.5.1 'any MBZ bit of CR3', with the format of the paging mode (APM 5.3.2): only the bits at or "
+            "above MAXPHYADDR are MBZ, the low ones 'reserved'. AMD hardware runs the low reserved bits in every "
+            "mode: in long mode without PCIDE 2:0 and 11:5 (kvm-unit-tests test_cr3, 'CR3 non-MBZ reserved bits': "
+            "the guest runs), with PAE 4:0, in 2-level paging 2:0 and 11:5 (kvm-unit-tests 2026, 32-bit PAE and "
+            "non-PAE guests); bits at or above MAXPHYADDR fail. With paging off AMD hardware runs a CR3 "
             "with PCID bits and bits above 31 (kvm 2024, 'Workaround overly strict CR3 check by Hyper-V'), so it "
             "is not checked. A 2015 report of an Opteron 1216 rejecting CR3 bit 32 with PAE paging suggests older "
             "processors checked 63:32 with PAE; no CPU model here is that old"),

@@ -155,19 +155,19 @@ struct View {
     using namespace arch;
     switch (v.p.cr3_rule) {
         case Cr3Rule::by_paging_mode:
-            // APM 5.3.2: the CR3 format follows the paging mode. In long mode
-            // the reserved low bits and the bits at or above MAXPHYADDR fail.
-            // Outside long mode the evidence is hardware's, not the manual's
-            // (kvm-unit-tests 2026, 32-bit PAE and non-PAE guests): with PAE,
-            // bits 4:0 are ignored; in 2-level paging, 2:0 and 11:5; in both,
-            // bits at or above MAXPHYADDR fail. With paging off, AMD hardware
-            // runs a CR3 with PCID bits and bits above 31 (KVM's SMM entry
-            // from a long-mode guest with PCID leaves exactly that).
-            if (v.lme_pg) {
-                const std::uint64_t low = (v.cr4 & cr4::PCIDE) != 0 ? 0 : cr3::kLongLowMbz;
-                return v.cr3 & (low | v.pa_reserved());
-            }
-            if ((v.cr0 & cr0::PG) == 0) return 0;
+            // APM 15.5.1 fails "any MBZ bit of CR3"; APM 5.3.2 marks only the
+            // bits at or above MAXPHYADDR MBZ, the low ones "reserved" (which
+            // software should clear). Hardware agrees in every paging mode:
+            // in long mode without PCIDE, bits 2:0 and 11:5 run (kvm-unit-tests
+            // test_cr3, "CR3 non-MBZ reserved bits": the guest runs and takes
+            // #NPF), and outside long mode (kvm-unit-tests 2026, 32-bit PAE
+            // and non-PAE guests) PAE ignores 4:0 and 2-level paging 2:0 and
+            // 11:5; bits at or above MAXPHYADDR fail. A guest's own MOV CR3
+            // takes the same bits (cpu/control_regs), so L2 cannot leave a
+            // CR3 its next VMRUN refuses. With paging off, AMD hardware runs
+            // a CR3 with PCID bits and bits above 31 (KVM's SMM entry from a
+            // long-mode guest with PCID leaves exactly that).
+            if (!v.lme_pg && (v.cr0 & cr0::PG) == 0) return 0;
             return v.cr3 & v.pa_reserved();
         case Cr3Rule::format_always:
             // Hyper-V as L0 applies the format CR4.PAE selects whatever CR0.PG
@@ -743,8 +743,8 @@ NSVM_RULE(Cr0Upper, "cr0.upper", "15.5.1", "C3", save, vmexit_invalid, true, ({"
 NSVM_RULE(Cr3Mbz, "cr3.mbz", "15.5.1", "C4", save, vmexit_invalid, p.cr3_rule != Cr3Rule::none,
           ({"save.cr3", "save.cr4", "save.cr0", "save.efer"}),
           "CR3 has must-be-zero bits set for the guest's paging mode",
-          "clear CR3's bits at or above MAXPHYADDR, and in long mode 2:0 and 11:5 (unless CR4.PCIDE); Xen also "
-          "rejects the low reserved bits outside long mode, Hyper-V 63:32 outside long mode even with paging off",
+          "clear CR3's bits at or above MAXPHYADDR; Xen and Hyper-V also reject the low reserved bits (2:0, and "
+          "11:5 without PAE or in long mode without PCIDE), Hyper-V 63:32 outside long mode even with paging off",
           NSVM_DETAIL(render::cr3)
           NSVM_SETTINGS("cr3_rule", "lma_source", "pa_check_width")
           NSVM_BOUNDARY(Boundary{.name = "long_bit51", .vmcb = {set(FieldId::cr3, bit(51))}},

@@ -368,7 +368,7 @@ TEST(Catalogue, EveryCheckCanFailAlone) {
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::efer, 0x0D00); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0xA0050033); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0x180050033); });
-    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr3, 0x1001); });
+    add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr3, bit(52) | 0x1000); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr4, 0x6F8 | arch::cr4::VMXE); });
     add(P::bochs, [](Scenario& s) { s.vmcb = valid_vmcb_pae32(); s.vmcb.set(FieldId::cr4, 0x6F8 | arch::cr4::PCIDE); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::dr6, bit(33)); });

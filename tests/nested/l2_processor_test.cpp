@@ -114,3 +114,32 @@ TEST(L2OnProcessor, RestoreKeepsVmcb02AsSavedWhatTheProcessorLoaded) {
     EXPECT_EQ(m.vcpu.save_state(), blob);
     EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::cr0) & arch::cr0::ET, 0U);
 }
+
+// Found by fuzz_nested (CPU-time campaign of 2026-12-07): L2's own MOV CR3 in
+// long mode wrote bits 2:0 and 11:5, which the processor's MOV CR3 takes
+// (only bits at or above MAXPHYADDR are MBZ, APM 5.3.2), and the apm
+// profile's VMRUN check then refused vmcb02 at L0's next resume. Hardware
+// runs those bits at VMRUN too (kvm-unit-tests test_cr3, "CR3 non-MBZ
+// reserved bits"), so the processor takes the same CR3 at both.
+TEST(L2OnProcessor, L2sMovCr3WithReservedLowBitsKeepsVmcb02Runnable) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(arch::intercept::VMMCALL);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const std::uint64_t cr3 = 0x3030303;  // bits 0, 1 and 8, 9: reserved, not MBZ
+    const auto w = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 3, .value = cr3});
+    EXPECT_EQ(w.outcome, Outcome::no_exit) << w.note;
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::cr3), cr3);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << m.vcpu.check_invariants();
+    // L0 resumes L2 on the processor after the next exit it handles, and L1's
+    // #VMEXIT carries the CR3 L2 wrote.
+    const auto x = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmmcall});
+    ASSERT_EQ(x.outcome, Outcome::vmexit_to_l1) << x.note;
+    EXPECT_EQ(m.vmcb12().get(FieldId::cr3), cr3);
+    // Bits at or above MAXPHYADDR are MBZ: MOV CR3 is #GP there, as VMRUN fails them.
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto bad = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 3, .value = std::uint64_t{1} << 52});
+    EXPECT_NE(m.vcpu.vmcb02().get(FieldId::cr3), std::uint64_t{1} << 52) << bad.note;
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}

@@ -37,7 +37,8 @@ inline constexpr std::uint64_t PWT = bit(3), PCD = bit(4);
 inline constexpr std::uint64_t kLegacyMbz = bits(2, 0) | bits(11, 5);
 /// PAE legacy mode: CR3[31:5] is the PDPT base; bits 2:0 MBZ; 63:32 MBZ.
 inline constexpr std::uint64_t kPaeMbz = bits(2, 0) | bits(63, 32);
-/// Long mode: bits 2:0 and 11:5 MBZ (without PCIDE), bits 63:MAXPHYADDR MBZ.
+/// Long mode without PCIDE: bits 2:0 and 11:5 are reserved (APM 5.3.2; only
+/// 63:MAXPHYADDR are MBZ, which hardware's VMRUN checks): Xen and Hyper-V refuse them.
 inline constexpr std::uint64_t kLongLowMbz = bits(2, 0) | bits(11, 5);
 /// PAE legacy mode: the PDPT's physical address (32-byte aligned, below 4 GiB).
 [[nodiscard]] constexpr std::uint64_t pdpt_base(std::uint64_t cr3) noexcept { return cr3 & bits(31, 5); }
