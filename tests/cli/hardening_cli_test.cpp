@@ -8,16 +8,16 @@
 #include <string>
 #include <vector>
 
+#include "report_helpers.hpp"
 #include "run_nsvm.hpp"
 
+using cli_test::contains;
 using cli_test::nsvm;
 using cli_test::nsvm_with;
 using cli_test::write_temp;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
 /// Status 2 and "nsvm: <needle>..." on stderr, nothing that looks like a crash.
 void expect_bad_input(const cli_test::Result& r, const std::string& needle) {

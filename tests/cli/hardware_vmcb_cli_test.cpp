@@ -9,13 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "report_helpers.hpp"
 #include "run_nsvm.hpp"
 
+using cli_test::contains;
 using cli_test::nsvm;
 
 namespace {
-
-bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
 const nlohmann::json* find_warning(const nlohmann::json& report, const std::string& id) {
     for (const auto& w : report.at("warnings"))

@@ -9,24 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "report_helpers.hpp"
 #include "run_nsvm.hpp"
 
+using cli_test::contains;
+using cli_test::failure_ids;
+using cli_test::kFix;
 using cli_test::nsvm;
 using cli_test::write_temp;
-
-namespace {
-
-bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
-
-std::set<std::string> failure_ids(const nlohmann::json& report) {
-    std::set<std::string> ids;
-    for (const auto& f : report.at("failures")) ids.insert(f.at("id").get<std::string>());
-    return ids;
-}
-
-const std::string kFix = "tests/formats/fixtures/";
-
-}  // namespace
 
 TEST(CliXenDebugKeys, OneReportPerVcpuNamedByDomainAndVcpu) {
     const auto r = nsvm("check " + kFix + "xen-debug-keys-v.txt");
