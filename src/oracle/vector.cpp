@@ -43,6 +43,13 @@ struct Ctx {
     Diagnostic fail(std::string_view field, std::string msg) const {
         return Diagnostic{file, line, prefix + std::string(field), std::move(msg)};
     }
+    /// A diagnostic of a nested reader (the VMCB's), placed under `member` of this line.
+    Diagnostic nested(Diagnostic d, std::string_view member) const {
+        d.file = file;
+        d.line = line;
+        d.field = prefix + std::string(member) + (d.field.empty() ? "" : "." + d.field);
+        return d;
+    }
     template <class Range>
     Diagnostic unknown(std::string_view path, std::string_view key, const Range& known) const {
         const auto best = util::closest(key, known);
@@ -134,13 +141,7 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
     if (!j.contains("vmcb")) return nsvm::unexpected(c.fail("vmcb", "missing (the VMCB as a JSON object, docs/formats.md)"));
     {
         auto r = formats::read_vmcb_json(j["vmcb"], c.file);
-        if (!r) {
-            auto d = r.error();
-            d.file = c.file;
-            d.line = c.line;
-            d.field = c.prefix + "vmcb" + (d.field.empty() ? "" : "." + d.field);
-            return nsvm::unexpected(d);
-        }
+        if (!r) return nsvm::unexpected(c.nested(r.error(), "vmcb"));
         v.vmcb = r->vmcb;
     }
     bool rip_given = false;
@@ -570,13 +571,7 @@ nsvm::expected<Result, Diagnostic> parse_result(const Ctx& c, const json& j) {
     }
     if (j.contains("vmcb")) {
         auto v = formats::read_vmcb_json(j["vmcb"], c.file);
-        if (!v) {
-            auto d = v.error();
-            d.file = c.file;
-            d.line = c.line;
-            d.field = c.prefix + "vmcb" + (d.field.empty() ? "" : "." + d.field);
-            return nsvm::unexpected(d);
-        }
+        if (!v) return nsvm::unexpected(c.nested(v.error(), "vmcb"));
         r.vmcb = v->vmcb;
     }
     // The scalar members win over the VMCB copy (a result may carry only them).
