@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <string_view>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -75,9 +77,26 @@ private:
     }
 
     [[nodiscard]] std::string no_vector(const ReadResult& r) const {
+        if (const auto first = matched_.find(id_hash(r.result.id)); first != matched_.end())
+            return late_duplicate(r, first->second);
         return at(r.line, "id", fmt::format("result for \"{}\", which is no vector's (an unknown id, a duplicate, or "
                                             "results of other vectors: other --seed/--count/--shard or files)",
                                             util::printable(r.result.id, 120)));
+    }
+
+    /// The ids already matched, by hash, with the line of their result, so
+    /// that a result no vector claims is named a duplicate however late it
+    /// comes. Only the message depends on it (the result is an error either
+    /// way), so a 64-bit hash is enough; some 16 bytes a vector, for at most
+    /// kMaxMatchedIdsRemembered vectors (past that, the message stays "no
+    /// vector's").
+    void remember(const std::string& id, int line) {
+        if (matched_.size() < kMaxMatchedIdsRemembered) matched_.emplace(id_hash(id), line);
+    }
+    [[nodiscard]] static std::uint64_t id_hash(std::string_view id) noexcept { return std::hash<std::string_view>{}(id); }
+    [[nodiscard]] std::string late_duplicate(const ReadResult& r, int first_line) const {
+        return at(r.line, "id", fmt::format("duplicate result for \"{}\" (line {} has one)",
+                                            util::printable(r.result.id, 120), first_line));
     }
 
     /// No result for `v` in the whole file. (Results read ahead may still be
@@ -120,6 +139,7 @@ private:
             first_.reset();
         }
         if (auto w = waiting_.find(v.id); w != waiting_.end()) {
+            remember(v.id, w->second.line);
             Result r = std::move(w->second.result);
             waiting_.erase(w);
             return r;
@@ -128,7 +148,10 @@ private:
             auto next = read_next();
             if (!next) return nsvm::unexpected(next.error());
             if (!*next) return nsvm::unexpected(missing(v));
-            if ((*next)->result.id == v.id) return std::move((*next)->result);
+            if ((*next)->result.id == v.id) {
+                remember(v.id, (*next)->line);
+                return std::move((*next)->result);
+            }
             const auto line = (*next)->line;
             auto id = (*next)->result.id;
             if (auto dup = waiting_.find(id); dup != waiting_.end())
@@ -150,6 +173,7 @@ private:
     std::string backend_;
     std::optional<ReadResult> first_;  ///< read by start(), not yet matched
     std::unordered_map<std::string, ReadResult> waiting_;
+    std::unordered_map<std::uint64_t, int> matched_;  ///< id hash -> line of its result
     RunStats stats_;
 };
 

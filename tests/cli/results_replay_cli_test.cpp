@@ -2,6 +2,7 @@
 // run` on the reference exec backend) compared with the model as a live
 // backend would be; a tampered result is a divergence naming its field, and
 // a file that does not fit the vectors is exit 2 naming the line and member.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -104,6 +105,8 @@ TEST(ResultsReplayCli, FileThatDoesNotFitTheVectorsIsExit2WithLineAndMember) {
     missing.erase(missing.begin() + 6);
     auto duplicate = good;
     duplicate.insert(duplicate.begin() + 3, good[2]);
+    auto late_duplicate = good;  // after every vector has its result
+    late_duplicate.push_back(good[2]);
     auto unknown_member = good;
     unknown_member[3].insert(1, "\"colour\":1,");
     auto unknown_id = good;
@@ -115,7 +118,9 @@ TEST(ResultsReplayCli, FileThatDoesNotFitTheVectorsIsExit2WithLineAndMember) {
     const std::vector<Case> cases = {
         {"malformed", malformed, "replay-malformed.jsonl:7: not a JSON object"},
         {"missing", missing, ": id: no result for vector"},
-        {"duplicate", duplicate, "replay-duplicate.jsonl:4: id: result for"},
+        {"duplicate", duplicate, "replay-duplicate.jsonl:4: id: duplicate result for"},
+        {"late-duplicate", late_duplicate,
+         fmt::format("replay-late-duplicate.jsonl:{}: id: duplicate result for", good.size() + 1)},
         {"member", unknown_member, "replay-member.jsonl:4: colour: unknown member"},
         {"unknown-id", unknown_id, ": id: result for \"no-such-vector\", which is no vector's"},
         {"long", long_line, "replay-long.jsonl:3: a line longer than 1048576 bytes"},

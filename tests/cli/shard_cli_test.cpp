@@ -58,4 +58,28 @@ TEST(ShardCli, OracleRunKeepsVectorKOfTheInputInShardKModN) {
     EXPECT_EQ(nsvm("oracle run --shard 4/4 " + file).status, 2);
 }
 
+// A campaign with fewer vectors than shards: the shards that get none still
+// write their report and exit 0, and the merge is the single run.
+TEST(ShardCli, DiffShardWithNoVectorMergesAsPartOfTheCampaign) {
+    const auto gen = nsvm("gen --no-pairs");
+    ASSERT_EQ(gen.status, 0) << gen.err;
+    std::istringstream in(gen.out);
+    std::string three;
+    std::string line;
+    for (int k = 0; k < 3 && std::getline(in, line); ++k) three += line + "\n";
+    const auto file = cli_test::write_temp("shard-three.jsonl", three).string();
+    std::vector<std::string> reports;
+    for (std::size_t i = 0; i < 5; ++i) {
+        const auto r = nsvm("diff --json --shard " + std::to_string(i) + "/5 --backend " + kBackend + " " + file);
+        EXPECT_EQ(r.status, 0) << "shard " << i << ": " << r.err;
+        if (i >= 3) EXPECT_NE(r.err.find("shard " + std::to_string(i) + "/5 has no vector"), std::string::npos) << r.err;
+        reports.push_back(cli_test::write_temp("shard-three-" + std::to_string(i) + ".json", r.out).string());
+    }
+    std::string args;
+    for (const auto& r : reports) args += " " + r;
+    const auto merged = nsvm("diff merge" + args);
+    EXPECT_EQ(merged.status, 0) << merged.err;
+    EXPECT_NE(merged.out.find("3 vectors: 3 agree"), std::string::npos) << merged.out;
+}
+
 }  // namespace

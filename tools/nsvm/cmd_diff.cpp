@@ -58,9 +58,17 @@ struct DiffOptions {
 };
 
 /// docs/oracle.md "Exit status": 1 for a divergence nothing explains; 2 when
-/// nothing was compared at all (that is not agreement).
-int exit_status(const oracle::Summary& s) {
+/// nothing was compared at all (that is not agreement). One shard of a
+/// campaign with fewer vectors than shards may get none: that shard's report
+/// is a valid part of the campaign (it merges as zeros), so it is not an
+/// error here; `diff merge` judges the whole.
+int exit_status(const oracle::Summary& s, const oracle::Campaign* shard = nullptr) {
     const std::size_t compared = s.total - s.cannot_run;
+    if (s.total == 0 && shard != nullptr && shard->shard_count > 1) {
+        std::cerr << fmt::format("nsvm: shard {}/{} has no vector (the campaign has fewer vectors than shards)\n",
+                                 shard->shard_index, shard->shard_count);
+        return kOk;
+    }
     if (compared == 0) {
         std::cerr << fmt::format("nsvm: no vector was compared ({} could not run)\n", s.cannot_run);
         return kBadInput;
@@ -131,7 +139,7 @@ public:
                                      summary_.total, wall_seconds, rate, o_.jobs, o_.jobs == 1 ? "" : "s",
                                      runner_->stats().boots, runner_->stats().boots == 1 ? "" : "s", runner_->stats().seconds);
         }
-        return exit_status(summary_);
+        return exit_status(summary_, &campaign);
     }
 
 private:

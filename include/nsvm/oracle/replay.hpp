@@ -23,6 +23,9 @@ inline constexpr std::size_t kMaxResultLineBytes = std::size_t{1} << 20;
 /// Results read ahead of their vector: how far out of the vectors' order a
 /// results file may be (the concatenated outputs of sharded runs are).
 inline constexpr std::size_t kMaxResultsAhead = 65536;
+/// Matched ids remembered (by a 64-bit hash, some 16 bytes each) to name a
+/// late second result for one of them a duplicate.
+inline constexpr std::size_t kMaxMatchedIdsRemembered = std::size_t{1} << 22;
 
 class ResultsReplay : public Runner {
 public:
