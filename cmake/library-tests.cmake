@@ -13,8 +13,22 @@ add_test(NAME CApi.C99 COMMAND nsvm_capi_c_test)
 if(TARGET nsvm_python)
   add_test(NAME Python.Bindings
            COMMAND ${NSVM_PYTEST_PYTHON} -m pytest -q -p no:cacheprovider ${PROJECT_SOURCE_DIR}/tests/python)
-  set_tests_properties(Python.Bindings PROPERTIES
-    ENVIRONMENT "PYTHONPATH=${PROJECT_BINARY_DIR}/python;NSVM_SOURCE_DIR=${PROJECT_SOURCE_DIR}" TIMEOUT 300)
+  set(py_env "PYTHONPATH=${PROJECT_BINARY_DIR}/python;NSVM_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  if(NSVM_SANITIZE)
+    # The module is instrumented, python3 is not: the ASan runtime is
+    # preloaded so that it comes first, with libstdc++ after it (python3 does
+    # not link libstdc++, and ASan's __cxa_throw interceptor needs it loaded
+    # when ASan starts: without it, the first C++ exception aborts). Leaks
+    # are not checked (CPython does not free everything at exit). Any ASan or
+    # UBSan report still aborts the interpreter, which fails the test.
+    execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libasan.so
+                    OUTPUT_VARIABLE asan_runtime OUTPUT_STRIP_TRAILING_WHITESPACE)
+    execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libstdc++.so
+                    OUTPUT_VARIABLE cxx_runtime OUTPUT_STRIP_TRAILING_WHITESPACE)
+    list(APPEND py_env "LD_PRELOAD=${asan_runtime} ${cxx_runtime}" "ASAN_OPTIONS=detect_leaks=0:halt_on_error=1"
+         "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endif()
+  set_tests_properties(Python.Bindings PROPERTIES ENVIRONMENT "${py_env}" TIMEOUT 600)
 endif()
 
 # Installs into a temporary prefix and builds every example of
