@@ -217,29 +217,80 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
 // ---------------------------------------------------------------------------
 // Signals (APM 15.17, 15.21, 15.22)
 
+SignalState SvmCpu::signal_state(Signal s) const noexcept {
+    SignalState st;
+    st.gif = gif_;
+    st.smm = smm_;
+    const bool smi_lock = (s == Signal::smi || s == Signal::smi_internal) && (msrs_.hwcr & kSmmLock) != 0;
+    // 15.13.3: HWCR.SMMLOCK makes the processor ignore the SMI intercept.
+    st.intercepted = in_guest_ && cur().intercept(intercept_of(s)) && !smi_lock;
+    st.shadow = in_guest_ && interrupt_shadow();
+    st.intr_unmasked = intr_unmasked(in_guest_, (int_ctl() & arch::int_ctl::V_INTR_MASKING) != 0, host_if_,
+                                     (regs_.rflags & arch::rflags::IF) != 0);
+    return st;
+}
+
+SvmResult SvmCpu::take_signal(Signal s) noexcept {
+    using namespace arch;
+    SvmResult r;
+    r.in_guest = in_guest_;
+    switch (s) {
+        case Signal::smi:
+        case Signal::smi_internal:
+            smm_ = true;
+            r.outcome = SvmOutcome::smm_entered;
+            r.note = in_guest_ ? "SMI not intercepted: SMM runs in the guest's context (15.22.3 a)" : "SMM entered";
+            return r;
+        case Signal::init:
+            // 15.29.1 / 15.30.1: VM_CR.R_INIT = 1 turns INIT into #SX (vector
+            // 30, error code 1); else INIT is taken, and clears VM_CR.SVMDIS
+            // unless LOCK is set.
+            if ((msrs_.vm_cr & vm_cr::R_INIT) != 0) {
+                if (in_guest_) return guest_exception(30, 1, 0, "INIT redirected: #SX(1) in the guest");
+                r.outcome = SvmOutcome::exception;
+                r.vector = 30;
+                r.error_code = 1;
+                r.note = "INIT redirected (VM_CR.R_INIT): #SX(1) in the host";
+                return r;
+            }
+            if ((msrs_.vm_cr & vm_cr::LOCK) == 0) msrs_.vm_cr &= ~vm_cr::SVMDIS;
+            r.outcome = SvmOutcome::init_taken;
+            r.note = "INIT taken (the model does not reset the registers)";
+            return r;
+        case Signal::nmi:
+            r.outcome = SvmOutcome::delivered;
+            r.vector = 2;
+            r.note = "NMI delivered";
+            return r;
+        case Signal::intr:
+            r.outcome = SvmOutcome::delivered;
+            r.vector = intr_vector_;
+            r.note = "INTR delivered";
+            return r;
+    }
+    return r;
+}
+
 SvmResult SvmCpu::signal(Signal s, std::uint8_t vector) noexcept {
     if (s == Signal::smi_internal) {
+        // APM 15.17.1: an internal (I/O-trap) SMI while GIF = 0 is lost; an
+        // intercepted one exits and is consumed (15.13.3); one in SMM is
+        // latched until RSM (APM 10.3.2).
         SvmResult r;
-        // APM 15.17.1: an internal (I/O-trap) SMI while GIF = 0 is lost.
-        if (!gif_) {
-            r.outcome = SvmOutcome::discarded;
-            r.note = "internal SMI with GIF = 0: discarded";
-            return r;
+        switch (signal_action(s, signal_state(s))) {
+            case SignalAction::hold:
+                if (!gif_) {
+                    r.outcome = SvmOutcome::discarded;
+                    r.note = "internal SMI with GIF = 0: discarded";
+                    return r;
+                }
+                pending_ |= bit_of(Signal::smi);
+                r.outcome = SvmOutcome::held_pending;
+                r.note = "SMI while in SMM: latched";
+                return r;
+            case SignalAction::vmexit: return vmexit(ec::SMI, 0, 0, 0);
+            case SignalAction::take: return take_signal(s);
         }
-        // 15.13.3: intercepted internal SMIs exit and are consumed; HWCR.SMMLOCK
-        // makes the processor ignore the intercept.
-        if (in_guest_ && cur().intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
-        if (smm_) {
-            pending_ |= bit_of(Signal::smi);  // latched until RSM (APM 10.3.2)
-            r.outcome = SvmOutcome::held_pending;
-            r.note = "SMI while in SMM: latched";
-            return r;
-        }
-        smm_ = true;
-        r.outcome = SvmOutcome::smm_entered;
-        r.in_guest = in_guest_;
-        r.note = in_guest_ ? "SMI not intercepted: SMM runs in the guest's context (15.22.3 a)" : "SMM entered";
-        return r;
     }
     pending_ |= bit_of(s);
     if (s == Signal::intr) intr_vector_ = vector;
@@ -255,70 +306,17 @@ SvmResult SvmCpu::poll() noexcept {
         r.note = pending_ != 0 ? "GIF = 0: held pending" : "nothing pending";
         return r;
     }
+    // An intercepted signal exits and stays pending (15.13.3, 15.21, 15.29.1);
+    // one the running context takes is consumed.
+    for (const Signal s : kSignalPriority) {
+        if ((pending_ & bit_of(s)) == 0) continue;
+        switch (signal_action(s, signal_state(s))) {
+            case SignalAction::hold: continue;
+            case SignalAction::vmexit: return vmexit(intercept_of(s), 0, 0, 0);
+            case SignalAction::take: pending_ &= ~bit_of(s); return take_signal(s);
+        }
+    }
     const bool shadow = in_guest_ && interrupt_shadow();
-
-    // SMI (15.13.3, 15.22): intercepted -> #VMEXIT(SMI), an external SMI stays
-    // pending; SMMLOCK ignores the intercept; not intercepted -> SMM.
-    if ((pending_ & bit_of(Signal::smi)) != 0 && !smm_) {
-        if (in_guest_ && cur().intercept(ic::SMI) && (msrs_.hwcr & kSmmLock) == 0) return vmexit(ec::SMI, 0, 0, 0);
-        pending_ &= ~bit_of(Signal::smi);
-        smm_ = true;
-        r.outcome = SvmOutcome::smm_entered;
-        r.in_guest = in_guest_;
-        r.note = in_guest_ ? "SMI not intercepted: SMM runs in the guest's context (15.22.3 a)" : "SMM entered";
-        return r;
-    }
-    // INIT (15.29.1 / 15.30.1): intercepted -> #VMEXIT(INIT), stays pending.
-    // Not intercepted: R_INIT = 1 turns it into #SX (vector 30, error code 1)
-    // and consumes it; R_INIT = 0 -> INIT taken. Not recognized in SMM.
-    if ((pending_ & bit_of(Signal::init)) != 0 && !smm_) {
-        if (in_guest_ && cur().intercept(ic::INIT)) return vmexit(ec::INIT, 0, 0, 0);
-        pending_ &= ~bit_of(Signal::init);
-        if ((msrs_.vm_cr & vm_cr::R_INIT) != 0) {
-            if (in_guest_) return guest_exception(30, 1, 0, "INIT redirected: #SX(1) in the guest");
-            r.outcome = SvmOutcome::exception;
-            r.vector = 30;
-            r.error_code = 1;
-            r.note = "INIT redirected (VM_CR.R_INIT): #SX(1) in the host";
-            return r;
-        }
-        // APM 15.30.1: INIT clears VM_CR.SVMDIS unless LOCK is set.
-        if ((msrs_.vm_cr & vm_cr::LOCK) == 0) msrs_.vm_cr &= ~vm_cr::SVMDIS;
-        r.outcome = SvmOutcome::init_taken;
-        r.in_guest = in_guest_;
-        r.note = "INIT taken (the model does not reset the registers)";
-        return r;
-    }
-    // NMI (15.21.2): intercepted -> #VMEXIT(NMI), stays pending, even in an
-    // interrupt shadow; else taken once the shadow ends (KVM svm_nmi_blocked).
-    if ((pending_ & bit_of(Signal::nmi)) != 0 && (!shadow || (in_guest_ && cur().intercept(ic::NMI)))) {
-        if (in_guest_ && cur().intercept(ic::NMI)) return vmexit(ec::NMI, 0, 0, 0);
-        pending_ &= ~bit_of(Signal::nmi);
-        r.outcome = SvmOutcome::delivered;
-        r.in_guest = in_guest_;
-        r.vector = 2;
-        r.note = "NMI delivered";
-        return r;
-    }
-    // INTR (15.21.1): masked by the host's IF (saved at VMRUN) under
-    // V_INTR_MASKING, else by the running context's IF. An intercepted INTR
-    // exits even inside an interrupt shadow (KVM svm_interrupt_blocked);
-    // delivery to the guest waits for the shadow to end.
-    if ((pending_ & bit_of(Signal::intr)) != 0) {
-        const bool vmask = in_guest_ && (int_ctl() & int_ctl::V_INTR_MASKING) != 0;
-        const bool open = vmask ? host_if_ : (regs_.rflags & rflags::IF) != 0;
-        if (open) {
-            if (in_guest_ && cur().intercept(ic::INTR)) return vmexit(ec::INTR, 0, 0, 0);
-            if (!shadow) {
-                pending_ &= ~bit_of(Signal::intr);
-                r.outcome = SvmOutcome::delivered;
-                r.in_guest = in_guest_;
-                r.vector = intr_vector_;
-                r.note = "INTR delivered";
-                return r;
-            }
-        }
-    }
     if (in_guest_) {
         const std::uint64_t ic_ = int_ctl();
         // vGIF (15.33.2): V_GIF gates the virtual interrupt and virtual NMI.

@@ -160,7 +160,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         case EventKind::intr:
         case EventKind::nmi:
         case EventKind::smi:
-        case EventKind::init: return l2_external(e.kind);
+        case EventKind::init: return external(e.kind);
         case EventKind::memory: return l2_memory_access(e);
         default: break;
     }
@@ -328,94 +328,108 @@ StepResult Vcpu::l0_reinject_exception(const cpu::Event& e, const cpu::ExitInfo&
     return r;
 }
 
-StepResult Vcpu::l2_external(EventKind k) noexcept {
-    StepResult r;
-    const unsigned bit = k == EventKind::intr ? ic::INTR : k == EventKind::nmi ? ic::NMI
-                         : k == EventKind::smi ? ic::SMI : ic::INIT;
-    if (k == EventKind::intr) {
-        // APM 15.21.1 / KVM (svm_interrupt_blocked in guest
-        // mode): with vmcb12 V_INTR_MASKING the physical INTR is masked by
-        // L1's RFLAGS.IF saved at VMRUN, else by L2's; L2's interrupt shadow
-        // blocks it only when L1 does not intercept INTR. Masked: held.
-        const bool vim = (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0;
-        const std::uint64_t rf = vim ? vmcb01_.get(FieldId::rflags) : vmcb02().get(FieldId::rflags);
-        const bool shadow = !cache_.intercept(bit) &&
-                            (vmcb02().get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
-        if ((rf & arch::rflags::IF) == 0 || shadow) {
-            pending_ |= pending_bit(k);
-            r.outcome = Outcome::held_pending;
-            r.note = vim ? "L1's RFLAGS.IF = 0 (V_INTR_MASKING): held pending"
-                         : "L2's RFLAGS.IF = 0 or interrupt shadow: held pending";
-            return r;
-        }
-    }
-    // The physical event exits to L0 (vmcb01 intercepts INTR/NMI/SMI).
-    // svm_check_nested_events: it becomes #VMEXIT to L1 iff L1 intercepts it.
-    if (cache_.intercept(bit)) {
-        cpu::ExitInfo x{bit, 0, 0, 0};
-        r = nested_vmexit(x);
-        // The intercepted event is not consumed: it stays pending and, with
-        // GIF = 0 after the exit, is held until L1 sets GIF (APM 15.17;
-        // KVM keeps nmi_pending/smi_pending/IRR/INIT across the #VMEXIT).
-        pending_ |= pending_bit(k);
-        r.l0_exit = true;
-        r.note = "L1 intercepts it: #VMEXIT to L1";
-        return r;
-    }
-    if (k == EventKind::smi) return enter_smm();
-    if (k == EventKind::init) {
-        // An INIT L1 does not intercept resets the vCPU: L2 is gone.
-        leave_nested();
-        r.outcome = Outcome::handled_by_l0;
-        r.owner = Owner::l0;
-        r.note = "INIT not intercepted by L1: vCPU reset, guest mode left (GIF = 1)";
-        return r;
-    }
-    r.outcome = Outcome::handled_by_l0;
-    r.owner = Owner::l0;
-    r.exit_code = bit;
-    r.l0_exit = true;
-    r.note = "L1 does not intercept it: L0 injects it into L2";
-    return r;
+cpu::SignalState Vcpu::l1_view(cpu::Signal s) const noexcept {
+    // The processor L1 sees, as KVM emulates it (svm_check_nested_events,
+    // svm_nmi_blocked, svm_interrupt_blocked): L1's GIF and SMM; while L2
+    // runs, vmcb12's intercepts, L2's interrupt shadow and vmcb12's
+    // V_INTR_MASKING with L1's RFLAGS.IF as it was at VMRUN (kept in vmcb01);
+    // while L1 runs, L1's own IF and shadow.
+    cpu::SignalState st;
+    st.gif = gif_;
+    st.smm = smm_;
+    const bool in_l2 = mode_ == Mode::l2;
+    const arch::Vmcb& running = in_l2 ? vmcb02() : vmcb01_;
+    st.intercepted = in_l2 && cache_.intercept(cpu::intercept_of(s));
+    st.shadow = (running.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
+    st.intr_unmasked = cpu::intr_unmasked(in_l2, (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0,
+                                          (vmcb01_.get(FieldId::rflags) & arch::rflags::IF) != 0,
+                                          (running.get(FieldId::rflags) & arch::rflags::IF) != 0);
+    return st;
+}
+
+namespace {
+constexpr cpu::Signal signal_of(EventKind k) noexcept {
+    return k == EventKind::intr  ? cpu::Signal::intr
+           : k == EventKind::nmi ? cpu::Signal::nmi
+           : k == EventKind::smi ? cpu::Signal::smi
+                                 : cpu::Signal::init;
+}
+}  // namespace
+
+const char* Vcpu::hold_note(cpu::Signal s, const cpu::SignalState& st) const noexcept {
+    if (!st.gif) return "GIF = 0: held pending";
+    if (st.smm) return s == cpu::Signal::smi ? "SMI blocked in SMM" : "INIT blocked in SMM";
+    if (mode_ == Mode::l1) return "RFLAGS.IF = 0 or interrupt shadow: held pending";
+    if (s == cpu::Signal::intr && !st.intr_unmasked &&
+        (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0)
+        return "L1's RFLAGS.IF = 0 (V_INTR_MASKING): held pending";
+    return s == cpu::Signal::nmi ? "L2's interrupt shadow: held pending"
+                                 : "L2's RFLAGS.IF = 0 or interrupt shadow: held pending";
 }
 
 StepResult Vcpu::external(EventKind k) noexcept {
     StepResult r;
     if (shut_down(r)) return r;
-    if (!gif_ || (k == EventKind::smi && smm_)) {
-        // APM 15.17: INTR, NMI, SMI, INIT are held pending while GIF = 0.
-        pending_ |= pending_bit(k);
-        r.outcome = Outcome::held_pending;
-        r.note = smm_ && k == EventKind::smi ? "SMI blocked in SMM" : "GIF = 0: held pending";
-        return r;
+    return take_signal(signal_of(k));
+}
+
+StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
+    StepResult r;
+    const cpu::SignalState st = l1_view(s);
+    switch (cpu::signal_action(s, st)) {
+        case cpu::SignalAction::hold:
+            pending_ |= pending_bit(s);
+            r.outcome = Outcome::held_pending;
+            r.note = hold_note(s, st);
+            return r;
+        case cpu::SignalAction::vmexit: {
+            // The physical event exits to L0 (vmcb01 intercepts INTR, NMI,
+            // SMI); it becomes #VMEXIT to L1 as L1 intercepts it
+            // (svm_check_nested_events). It is not consumed: it stays
+            // pending and, with GIF = 0 after the exit, is held until L1 sets
+            // GIF (APM 15.17; KVM keeps nmi_pending/smi_pending/IRR/INIT
+            // across the #VMEXIT).
+            const unsigned bit = cpu::intercept_of(s);
+            r = nested_vmexit(cpu::ExitInfo{bit, 0, 0, 0});
+            pending_ |= pending_bit(s);
+            r.l0_exit = true;
+            r.note = "L1 intercepts it: #VMEXIT to L1";
+            return r;
+        }
+        case cpu::SignalAction::take: break;
     }
-    if (mode_ == Mode::l2) return l2_external(k);
-    if (k == EventKind::smi) return enter_smm();
-    if (k == EventKind::intr && ((vmcb01_.get(FieldId::rflags) & arch::rflags::IF) == 0 ||
-                                 (vmcb01_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0)) {
-        // APM 8.2 / 15.21: a maskable interrupt waits for RFLAGS.IF = 1 and
-        // the end of the interrupt shadow.
-        pending_ |= pending_bit(k);
-        r.outcome = Outcome::held_pending;
-        r.note = "RFLAGS.IF = 0 or interrupt shadow: held pending";
-        return r;
-    }
+    pending_ &= ~pending_bit(s);
+    if (s == cpu::Signal::smi) return enter_smm();
+    const bool in_l2 = mode_ == Mode::l2;
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
-    r.note = k == EventKind::init ? "INIT delivered to L1" : "delivered to L1";
-    if (k == EventKind::init) leave_nested();
+    if (s == cpu::Signal::init) {
+        // An INIT L1 does not intercept resets the vCPU: L2 is gone.
+        leave_nested();
+        r.note = in_l2 ? "INIT not intercepted by L1: vCPU reset, guest mode left (GIF = 1)" : "INIT delivered to L1";
+        return r;
+    }
+    if (!in_l2) {
+        r.note = "delivered to L1";
+        return r;
+    }
+    r.exit_code = cpu::intercept_of(s);
+    r.l0_exit = true;
+    r.note = "L1 does not intercept it: L0 injects it into L2";
     return r;
 }
 
-void Vcpu::deliver_pending_to_l1() noexcept {
-    // NMI and INIT are taken by L1 now; a held INTR only when L1 can take a
-    // maskable interrupt (RFLAGS.IF = 1, no interrupt shadow; APM 8.2), else
-    // it stays held. SMI is the caller's (it enters SMM).
-    std::uint32_t keep = pending_bit(EventKind::smi);
-    if ((vmcb01_.get(FieldId::rflags) & arch::rflags::IF) == 0 ||
-        (vmcb01_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0)
-        keep |= pending_bit(EventKind::intr);
-    pending_ &= keep;
+StepResult Vcpu::take_held_events_in_l1(StepResult r) noexcept {
+    // STGI made GIF = 1: what was held is recognized now, in priority order
+    // (cpu::kSignalPriority). NMI, INIT and an unmasked INTR are taken by L1;
+    // an INTR L1 masks stays held; a held SMI enters SMM, which ends the step.
+    for (const cpu::Signal s : cpu::kSignalPriority) {
+        if ((pending_ & pending_bit(s)) == 0) continue;
+        const StepResult taken = take_signal(s);
+        if (taken.outcome == Outcome::smm_entered) return taken;
+        if (taken.outcome != Outcome::held_pending) r.note = "GIF = 1: held events delivered to L1";
+    }
+    return r;
 }
 
 StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
@@ -522,15 +536,8 @@ StepResult Vcpu::l1_stgi() noexcept {
     StepResult r;
     if (!l1_instruction_gates(r, cpu::SvmInsn::stgi)) return r;
     gif_ = true;
-    if (pending_ != 0) r.note = "GIF = 1: held events delivered to L1";
-    deliver_pending_to_l1();
-    if ((pending_ & pending_bit(EventKind::smi)) && !smm_) {
-        pending_ &= ~pending_bit(EventKind::smi);
-        skip_l1_instruction();
-        return enter_smm();
-    }
     skip_l1_instruction();
-    return r;
+    return take_held_events_in_l1(r);
 }
 
 StepResult Vcpu::l1_clgi() noexcept {

@@ -327,11 +327,9 @@ StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
     // that exits to L1 ends the VMRUN step there (GIF = 0 again, the rest
     // stay held); one L0 injects into L2 is consumed; one still masked
     // (INTR under L1's or L2's RFLAGS.IF) stays held.
-    using EventKind = cpu::EventKind;
-    for (EventKind k : {EventKind::init, EventKind::smi, EventKind::nmi, EventKind::intr}) {
-        if ((pending_ & pending_bit(k)) == 0) continue;
-        pending_ &= ~pending_bit(k);
-        StepResult r = l2_external(k);
+    for (const cpu::Signal s : cpu::kSignalPriority) {
+        if ((pending_ & pending_bit(s)) == 0) continue;
+        StepResult r = take_signal(s);
         if (r.outcome == Outcome::held_pending) continue;                         // held again
         if (r.outcome == Outcome::handled_by_l0 && mode_ == Mode::l2) continue;  // L0 injected it into L2
         // An exit to L1, SMM entry, or an INIT that reset the vCPU.

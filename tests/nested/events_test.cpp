@@ -208,3 +208,38 @@ TEST(HeldEvents, HeldInitL1DoesNotInterceptEndsTheVmrunOutOfGuestMode) {
     EXPECT_TRUE(m.vcpu.gif());
     EXPECT_EQ(m.vcpu.pending_events(), 0U);
 }
+
+// The processor L1 sees holds an NMI in L2's interrupt shadow, unless L1
+// intercepts NMI: then it exits at once (cpu::signal_action, the rule the
+// physical processor applies too; KVM's svm_nmi_blocked in guest mode).
+TEST(ExternalEvents, NmiInL2sInterruptShadowWaitsUnlessL1InterceptsIt) {
+    for (const bool l1_intercepts : {false, true}) {
+        Machine m;
+        auto v = valid_vmcb12();
+        if (l1_intercepts) v.set_intercept(ic::NMI);
+        v.set(FieldId::int_state, arch::int_state::INTERRUPT_SHADOW);
+        m.put(v);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        const auto r = m.vcpu.external(cpu::EventKind::nmi);
+        if (l1_intercepts) {
+            EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+            EXPECT_EQ(r.exit_code, ec::NMI);
+        } else {
+            EXPECT_EQ(r.outcome, Outcome::held_pending) << r.note;
+            EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+            EXPECT_EQ(m.vcpu.pending_events(), 1U << static_cast<unsigned>(cpu::EventKind::nmi));
+        }
+    }
+}
+
+// INIT, like SMI, is not recognized in SMM (APM 10.3.2; KVM's
+// kvm_apic_init_sipi_allowed): held until RSM.
+TEST(ExternalEvents, InitIsHeldWhileL1IsInSmm) {
+    Machine m;
+    ASSERT_TRUE(m.mem.map(0x38000, 0x8000));  // SMRAM at the default SMBASE
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered);
+    const auto r = m.vcpu.external(cpu::EventKind::init);
+    EXPECT_EQ(r.outcome, Outcome::held_pending);
+    EXPECT_STREQ(r.note, "INIT blocked in SMM");
+    EXPECT_EQ(m.vcpu.pending_events(), 1U << static_cast<unsigned>(cpu::EventKind::init));
+}

@@ -32,6 +32,7 @@
 #include "nsvm/cpu/events.hpp"
 #include "nsvm/cpu/gates.hpp"
 #include "nsvm/cpu/memory.hpp"
+#include "nsvm/cpu/signals.hpp"
 
 namespace nsvm::cpu {
 
@@ -123,8 +124,6 @@ struct SvmResult {
     const char* note = "";                        ///< static string
 };
 
-/// Interrupt-like signals arriving at the processor (APM 15.17, 15.21, 15.22).
-enum class Signal : std::uint8_t { intr, nmi, smi, smi_internal, init };
 
 /// TLB effects of VMRUN and INVLPGA, recorded (APM 15.16).
 struct TlbRecord {
@@ -315,6 +314,10 @@ private:
     [[nodiscard]] SvmResult guest_exception(std::uint8_t vector, std::uint32_t error_code, std::uint64_t cr2,
                                             const char* note) noexcept;
     [[nodiscard]] SvmResult guest_svm_instruction(const Event& e) noexcept;
+    /// What signals.hpp's rule reads for `s`, from this processor's state.
+    [[nodiscard]] SignalState signal_state(Signal s) const noexcept;
+    /// `s` taken by the running context (consumed by the caller).
+    [[nodiscard]] SvmResult take_signal(Signal s) noexcept;
     [[nodiscard]] SvmResult guest_vmload_vmsave(const Event& e, bool save) noexcept;
     void apply_guest_effect(const Event& e) noexcept;
     [[nodiscard]] ExitFeatures exit_features() const noexcept;

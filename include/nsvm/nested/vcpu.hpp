@@ -278,7 +278,15 @@ private:
     /// vmcb01 (and the live vmcb02 while L2 runs); false when not backed.
     [[nodiscard]] bool vmload_from(std::uint64_t pa) noexcept;
     [[nodiscard]] bool vmsave_to(std::uint64_t pa) noexcept;
-    [[nodiscard]] StepResult l2_external(cpu::EventKind k) noexcept;
+    /// The signal as the processor L1 sees would treat it (cpu/signals.hpp's
+    /// rule on l1_view): held, reflected to L1 as #VMEXIT, or taken (SMM,
+    /// INIT, delivered to L1, or injected into L2 by L0).
+    [[nodiscard]] StepResult take_signal(cpu::Signal s) noexcept;
+    /// What cpu::signal_action reads, for the processor L1 sees.
+    [[nodiscard]] cpu::SignalState l1_view(cpu::Signal s) const noexcept;
+    [[nodiscard]] const char* hold_note(cpu::Signal s, const cpu::SignalState& st) const noexcept;
+    /// After L1's STGI: the held signals, in priority order.
+    [[nodiscard]] StepResult take_held_events_in_l1(StepResult r) noexcept;
     /// An exit from L2 that L1 does not want, handled by L0 (routing.cpp's table).
     using L0ExitHandler = StepResult (Vcpu::*)(const cpu::Event&, const cpu::ExitInfo&) noexcept;
     [[nodiscard]] static L0ExitHandler l0_exit_handler(std::uint64_t code) noexcept;
@@ -302,6 +310,14 @@ private:
     [[nodiscard]] static constexpr std::uint32_t pending_bit(cpu::EventKind k) noexcept {
         return 1U << static_cast<unsigned>(k);
     }
+    /// The same bit for a signal (the saved state keeps EventKind's numbering).
+    [[nodiscard]] static constexpr std::uint32_t pending_bit(cpu::Signal s) noexcept {
+        using cpu::EventKind;
+        return pending_bit(s == cpu::Signal::intr  ? EventKind::intr
+                           : s == cpu::Signal::nmi ? EventKind::nmi
+                           : s == cpu::Signal::init ? EventKind::init
+                                                    : EventKind::smi);
+    }
     /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
     /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
     [[nodiscard]] bool nested_vgif() const noexcept;
@@ -318,7 +334,6 @@ private:
     [[nodiscard]] bool shut_down(StepResult& r) const noexcept;
     [[nodiscard]] cpu::ExitFeatures exit_features() const noexcept;
     void skip_l1_instruction(std::uint8_t len = 3) noexcept;
-    void deliver_pending_to_l1() noexcept;
 
     const checks::CpuModel* cpu_;
     const checks::Profile* profile_;
