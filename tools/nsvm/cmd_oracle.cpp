@@ -37,7 +37,7 @@ std::vector<oracle::Vector> load_vectors(const std::vector<std::string>& files) 
     std::vector<oracle::Vector> all;
     for (const auto& f : files) {
         auto v = oracle::parse_vectors(read_input(f), f == "-" ? "<stdin>" : f);
-        if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
+        if (!v) fail_input(v.error());
         for (auto& x : *v) all.push_back(std::move(x));
     }
     if (all.empty()) throw Exit{kBadInput, fmt::format("no vectors in {}", fmt::join(files, ", "))};
