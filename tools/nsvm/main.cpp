@@ -25,13 +25,14 @@ bool json_requested(CLI::App& app) {
 
 /// The error object a --json command prints on stdout instead of its
 /// answer (docs/formats.md "Errors under --json"): the message, and where
-/// in the input when the error is about a place in it.
+/// in the input when the error is about a place in it. On one line, so that
+/// a reader of JSON lines (run, diff, oracle run) reads it as one too.
 void print_json_error(const nsvm::cli::Exit& e) {
     nlohmann::json err{{"message", e.where ? e.where->message : e.message}};
     if (e.where && !e.where->file.empty()) err["file"] = e.where->file;
     if (e.where && e.where->line > 0) err["line"] = e.where->line;
     if (e.where && !e.where->field.empty()) err["field"] = e.where->field;
-    std::cout << nlohmann::json{{"error", std::move(err)}, {"status", e.status}}.dump(2) << '\n';
+    std::cout << nlohmann::json{{"error", std::move(err)}, {"status", e.status}}.dump() << '\n';
 }
 
 /// Parses the command line and runs the subcommand; returns its status.
