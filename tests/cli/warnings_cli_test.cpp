@@ -77,6 +77,12 @@ TEST(CliWarnings, DefaultCountsTheMissingFieldsAndNamesOnlyThoseTheChecksRead) {
         << r.err;
     // A field no check reads is not named by default.
     EXPECT_FALSE(contains(r.err, "save.perf_ctl0")) << r.err;
+    // Under --partial no verdict rests on those zeros: the checks reading them are not decided.
+    EXPECT_TRUE(contains(nsvm("check --partial " + kDump).err,
+                         "does not give 45 VMCB fields; the checks that read them are not decided (--verbose lists "
+                         "them)\n"));
+    // decode runs no check: the count alone.
+    EXPECT_TRUE(contains(nsvm("decode " + kDump).err, "does not give 45 VMCB fields (read as zero; --verbose lists them)\n"));
 }
 
 TEST(CliWarnings, VerboseListsEveryMissingField) {

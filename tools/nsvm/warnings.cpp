@@ -53,9 +53,13 @@ std::string joined(const std::vector<std::string>& words) {
 /// 2 of them are read by the checks nsvm ran: ... (--verbose lists all)".
 /// The reader's message up to ';' is its summary (formats::missing_fields_warning).
 std::string missing_fields_brief(const formats::Diagnostic& d, const std::vector<std::string>& read,
-                                 bool evaluated) {
+                                 const Evaluated& by) {
     const std::string summary = d.message.substr(0, d.message.find(';'));
-    if (!evaluated) return fmt::format("{} (read as zero; --verbose lists them)", summary);
+    if (by.report == nullptr) return fmt::format("{} (read as zero; --verbose lists them)", summary);
+    // Partial input (--partial, a QEMU dump): a check that reads a field
+    // not given is not decided, so no verdict rests on those zeros.
+    if (read.empty() && !by.report->undecided.empty())
+        return fmt::format("{}; the checks that read them are not decided (--verbose lists them)", summary);
     if (read.empty())
         return fmt::format("{} (read as zero); no check nsvm ran reads them (--verbose lists them)", summary);
     return fmt::format("{} (read as zero); {} of them {} read by the checks nsvm ran: {} (--verbose lists all)",
@@ -89,9 +93,8 @@ std::vector<Warning> input_warnings(const formats::ReadResult& in, Evaluated by)
         w.fields = !d.fields.empty() ? d.fields : d.field.empty() ? std::vector<std::string>{} : std::vector{d.field};
         w.message = d.message;
         if (d.id == "input.missing_fields") {
-            const bool evaluated = by.report != nullptr && by.profile != nullptr;
-            if (evaluated) w.read_by_checks = missing_read_by_checks(in, by);
-            w.brief = missing_fields_brief(d, w.read_by_checks, evaluated);
+            if (by.report != nullptr) w.read_by_checks = missing_read_by_checks(in, by);
+            w.brief = missing_fields_brief(d, w.read_by_checks, by);
         }
         out.push_back(std::move(w));
     }

@@ -38,7 +38,7 @@ struct Warning {
 };
 
 /// What evaluated the input: the report and profile of the checks nsvm ran
-/// on it, or nothing (decode and convert run none).
+/// on it (both, or neither: decode and convert run none).
 struct Evaluated {
     const checks::Report* report = nullptr;
     const checks::Profile* profile = nullptr;
