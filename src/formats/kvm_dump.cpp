@@ -612,9 +612,10 @@ private:
     /// "". The text never says whether the current VMCB is vmcb01 or vmcb02;
     /// what can is a current state that L1's own state (the vmcb01 fields)
     /// contradicts: L1's SYSCALL entry (LSTAR) is a 64-bit kernel's, in the
-    /// upper half, yet the current VMCB is outside long mode or runs CPL-0
-    /// code in the lower half. A 64-bit kernel does neither, so that state is
-    /// another kernel's: L2's.
+    /// upper half, yet the current VMCB runs protected mode outside long
+    /// mode or CPL-0 code in the lower half. A 64-bit kernel does neither, so
+    /// that state is another kernel's: L2's. Real mode is no sign: KVM enters
+    /// SMM (firmware's runtime services) in it with the OS's LSTAR kept.
     [[nodiscard]] std::string l2_sign() {
         using arch::FieldId;
         const auto& v = st_.result().vmcb;
@@ -622,9 +623,11 @@ private:
         constexpr std::uint64_t kUpperHalf = std::uint64_t{1} << 63;
         if (!given(FieldId::lstar) || (v.get(FieldId::lstar) & kUpperHalf) == 0) return "";
         const auto lstar = v.get(FieldId::lstar);
-        if (given(FieldId::efer) && (v.get(FieldId::efer) & arch::efer::LMA) == 0)
-            return fmt::format("L1's LSTAR {:#x} is a 64-bit kernel's, but the current VMCB's EFER {:#x} is not in "
-                               "long mode", lstar, v.get(FieldId::efer));
+        if (given(FieldId::efer) && given(FieldId::cr0) && (v.get(FieldId::cr0) & arch::cr0::PE) != 0 &&
+            (v.get(FieldId::efer) & arch::efer::LMA) == 0)
+            return fmt::format("L1's LSTAR {:#x} is a 64-bit kernel's, but the current VMCB runs protected mode "
+                               "with EFER {:#x}, not in long mode",
+                               lstar, v.get(FieldId::efer));
         if (given(FieldId::cpl) && given(FieldId::rip) && v.get(FieldId::cpl) == 0 &&
             (v.get(FieldId::rip) & kUpperHalf) == 0)
             return fmt::format("L1's LSTAR {:#x} is a 64-bit kernel's in the upper half, but the current VMCB runs "
