@@ -13,6 +13,7 @@
 #include <set>
 
 #include "dump_common.hpp"
+#include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 
 namespace nsvm::formats::detail {
@@ -596,15 +597,7 @@ private:
             st_.warn(0, "",
                      "read lines a mail client had wrapped (a value alone on the next line, or a hex value cut in "
                      "two): errors name the first line of each");
-        std::string mixed;
-        for (auto l : kFromVmcb01) {
-            if (st_.seen(std::string(l))) mixed += (mixed.empty() ? "" : ", ") + std::string(l);
-        }
-        if (!mixed.empty())
-            st_.warn(0, "",
-                     fmt::format("dump_vmcb prints {} from vmcb01 (L1's VMCB), everything else from the current VMCB: "
-                                 "if the dump was taken while L2 ran, it mixes L1 and L2 state",
-                                 mixed));
+        warn_vmcb01_mix();
         if (!ignored_.empty()) {
             std::string list;
             for (const auto& x : ignored_) list += (list.empty() ? "" : ", ") + x;
@@ -613,6 +606,57 @@ private:
                                  "VMSA): {}",
                                  list));
         }
+    }
+
+    /// What in the dump suggests that L2 was running when it was taken, or
+    /// "". The text never says whether the current VMCB is vmcb01 or vmcb02;
+    /// what can is a current state that L1's own state (the vmcb01 fields)
+    /// contradicts: L1's SYSCALL entry (LSTAR) is a 64-bit kernel's, in the
+    /// upper half, yet the current VMCB runs protected mode outside long
+    /// mode or CPL-0 code in the lower half. A 64-bit kernel does neither, so
+    /// that state is another kernel's: L2's. Real mode is no sign: KVM enters
+    /// SMM (firmware's runtime services) in it with the OS's LSTAR kept.
+    [[nodiscard]] std::string l2_sign() {
+        using arch::FieldId;
+        const auto& v = st_.result().vmcb;
+        const auto given = [&](FieldId f) { return st_.given()[static_cast<std::size_t>(f)]; };
+        constexpr std::uint64_t kUpperHalf = std::uint64_t{1} << 63;
+        if (!given(FieldId::lstar) || (v.get(FieldId::lstar) & kUpperHalf) == 0) return "";
+        const auto lstar = v.get(FieldId::lstar);
+        if (given(FieldId::efer) && given(FieldId::cr0) && (v.get(FieldId::cr0) & arch::cr0::PE) != 0 &&
+            (v.get(FieldId::efer) & arch::efer::LMA) == 0)
+            return fmt::format("L1's LSTAR {:#x} is a 64-bit kernel's, but the current VMCB runs protected mode "
+                               "with EFER {:#x}, not in long mode",
+                               lstar, v.get(FieldId::efer));
+        if (given(FieldId::cpl) && given(FieldId::rip) && v.get(FieldId::cpl) == 0 &&
+            (v.get(FieldId::rip) & kUpperHalf) == 0)
+            return fmt::format("L1's LSTAR {:#x} is a 64-bit kernel's in the upper half, but the current VMCB runs "
+                               "CPL-0 code at RIP {:#x}",
+                               lstar, v.get(FieldId::rip));
+        return "";
+    }
+
+    /// Gotcha 1 of dump_vmcb(): some fields come from vmcb01. Said only when
+    /// something in the dump suggests L2 ran (l2_sign); otherwise the dump is
+    /// most likely of vmcb01 and holds one VMCB's state.
+    void warn_vmcb01_mix() {
+        const std::string sign = l2_sign();
+        if (sign.empty()) return;
+        std::vector<std::string> mixed;  // as VMCB fields: "save.fs", "save.lstar"
+        std::string list;                // as dump_vmcb() labels
+        for (auto l : kFromVmcb01) {
+            if (!st_.seen(std::string(l))) continue;
+            mixed.push_back("save." + std::string(l));
+            list += (list.empty() ? "" : ", ") + std::string(l);
+        }
+        if (mixed.empty()) return;
+        st_.warn(0, "",
+                 fmt::format("dump_vmcb prints {} from vmcb01 (L1's VMCB), everything else from the current VMCB, and "
+                             "this dump looks taken while L2 ran ({}): it mixes L1 and L2 state",
+                             list, sign));
+        auto& w = st_.result().warnings.back();
+        w.id = "input.vmcb01_fields";
+        w.fields = std::move(mixed);
     }
 
     DumpState st_;

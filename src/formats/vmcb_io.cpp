@@ -82,9 +82,12 @@ std::optional<Diagnostic> missing_fields_warning(std::string_view source, std::s
     if (names.empty()) return std::nullopt;
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    // The text up to ';' is the warning's summary: nsvm's short form keeps it
+    // and names only the fields the checks read (tools/nsvm/warnings.cpp).
     return Diagnostic{std::string(source), 0, "",
                       fmt::format("{} does not give {} VMCB field{}; they read as zero: {}", what, names.size(),
-                                  names.size() == 1 ? "" : "s", list)};
+                                  names.size() == 1 ? "" : "s", list),
+                      "input.missing_fields", std::move(names)};
 }
 
 Result read_raw(std::span<const std::uint8_t> data, std::string_view source) {

@@ -39,7 +39,8 @@ TEST(CliHardwareVmcb, KvmProfileOnADumpNamesTheHardwareChecksItSkips) {
     EXPECT_TRUE(contains(msg, "efer.lma_without_lme_pg")) << msg;  // a check KVM does not make, the processor does
     EXPECT_TRUE(contains(msg, "None of them fails on this VMCB")) << msg;
     EXPECT_EQ(w->at("fields"), nlohmann::json::array());
-    EXPECT_TRUE(contains(nsvm("check --profile kvm " + kDump).out, "warning: dump.hardware_vmcb: this kvm-dump"));
+    EXPECT_TRUE(contains(nsvm("check --profile kvm " + kDump).err,
+                         "warning: " + kDump + ": dump.hardware_vmcb: this kvm-dump"));
 }
 
 TEST(CliHardwareVmcb, SaysWhichSkippedCheckFailsUnderTheHardwareRules) {

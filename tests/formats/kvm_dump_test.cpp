@@ -4,6 +4,8 @@
 // from dump_vmcb's printf formats (arch/x86/kvm/svm/svm.c) by make_fixtures.py.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "helpers.hpp"
@@ -91,8 +93,9 @@ TEST(KvmDump, NewestKernelWithTimestampsGprsAndSevLines) {
     ASSERT_NE(w, nullptr);
     EXPECT_EQ(w->line, 19);
     EXPECT_EQ(w->field, "control.exit_code");
-    // Gotcha 1: the vmcb01 fields.
-    EXPECT_NE(find_warning(r, "mixes L1 and L2 state"), nullptr);
+    // Gotcha 1, the vmcb01 fields: nothing here suggests L2 ran (a 64-bit
+    // kernel at an upper-half RIP, as L1's LSTAR), so nothing is said.
+    EXPECT_EQ(find_warning(r, "mixes L1 and L2 state"), nullptr) << all_warnings(r);
     // Fields dump_vmcb never prints: one warning naming them.
     int missing = 0;
     for (const auto& x : r.warnings) missing += x.message.find("read as zero") != std::string::npos;
@@ -152,12 +155,41 @@ TEST(KvmDump, DumpTakenWhileL2RanWithSyslogPrefix) {
     EXPECT_EQ(v.segment(arch::Seg::cs), (arch::Segment{0x8, 0xa9b, 0xffffffff, 0}));
     // L1's kernel GS base and LSTAR are in there: the reader must say so.
     EXPECT_EQ(v.segment(arch::Seg::gs).base, 0xffff9a2b3fc00000ULL);
+    // CPL-0 code at RIP 0x401000 while L1's LSTAR is an upper-half kernel's.
     const auto* w = find_warning(r, "mixes L1 and L2 state");
     ASSERT_NE(w, nullptr);
+    EXPECT_EQ(w->id, "input.vmcb01_fields");
+    EXPECT_NE(w->message.find("CPL-0 code at RIP 0x401000"), std::string::npos) << w->message;
     for (const char* f : {"fs", "gs", "ldtr", "tr", "star", "lstar", "cstar", "sfmask", "kernel_gs_base",
                           "sysenter_cs", "sysenter_esp", "sysenter_eip"}) {
         EXPECT_NE(w->message.find(f), std::string::npos) << f;
+        EXPECT_NE(std::find(w->fields.begin(), w->fields.end(), std::string("save.") + f), w->fields.end()) << f;
     }
+}
+
+TEST(KvmDump, Vmcb01MixWhenTheCurrentStateIsOutsideLongModeUnderA64BitL1) {
+    std::string text = fixture("kvm-newest.txt");
+    const auto at = text.find("0000000000001d01");  // EFER: LMA set
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 16, "0000000000001101");  // LMA clear, L1's LSTAR still a 64-bit kernel's
+    const auto r = read_ok(text);
+    const auto* w = find_warning(r, "mixes L1 and L2 state");
+    ASSERT_NE(w, nullptr) << all_warnings(r);
+    EXPECT_NE(w->message.find("not in long mode"), std::string::npos) << w->message;
+    // Real mode too (CR0.PE = 0) is no sign: KVM's SMM entry looks so under any L1.
+    const auto cr0 = text.find("0000000080050033");
+    ASSERT_NE(cr0, std::string::npos);
+    text.replace(cr0, 16, "0000000000000010");
+    EXPECT_EQ(find_warning(read_ok(text), "mixes L1 and L2 state"), nullptr);
+}
+
+TEST(KvmDump, MissingFieldsWarningCarriesItsIdAndEveryField) {
+    const auto r = read_ok(fixture("kvm-2024.txt"));
+    const auto* m = find_warning(r, "read as zero");
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->id, "input.missing_fields");
+    EXPECT_EQ(m->fields.size(), 45U);
+    for (const auto& f : m->fields) EXPECT_NE(m->message.find(f), std::string::npos) << f;
 }
 
 TEST(KvmDump, PairsOnOneLineAndOverflowingLabels) {

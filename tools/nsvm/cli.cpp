@@ -30,6 +30,13 @@ Registrar::Registrar(int order, std::function<void(CLI::App&, int& status)> setu
     registry().emplace_back(order, std::move(setup));
 }
 
+void fail_input(formats::Diagnostic d) {
+    std::string text = formats::to_string(d);
+    throw Exit{kBadInput, std::move(text), std::move(d)};
+}
+
+std::string input_name(const std::string& path) { return path == "-" ? "<stdin>" : util::printable(path, 200); }
+
 std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::string_view name,
                                              const std::string& text, std::uint64_t max) {
     if (given->count() == 0) return std::nullopt;
@@ -139,13 +146,13 @@ std::string read_bounded(int fd, const std::string& name, std::uint64_t limit) {
         const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), limit + 1 - data.size()));
         const ssize_t got = ::read(fd, chunk.data(), want);
         if (got < 0 && errno == EINTR) continue;
-        if (got < 0) throw Exit{kBadInput, fmt::format("{}: read error: {}", name, std::strerror(errno))};
+        if (got < 0) fail_input({name, 0, "", fmt::format("read error: {}", std::strerror(errno))});
         if (got == 0) return data;
         data.append(chunk.data(), static_cast<std::size_t>(got));
     }
-    throw Exit{kBadInput, fmt::format("{}: input larger than the limit of {} bytes; set {} to raise it (see "
-                                      "docs/limits.md)",
-                                      name, limit, kMaxInputEnv)};
+    fail_input({name, 0, "",
+                fmt::format("input larger than the limit of {} bytes; set {} to raise it (see docs/limits.md)", limit,
+                            kMaxInputEnv)});
 }
 
 /// Closes a descriptor on every way out of read_input.
@@ -160,12 +167,12 @@ struct Fd {
 
 std::string read_input(const std::string& path) {
     const std::uint64_t limit = max_input_bytes();
-    if (path == "-") return read_bounded(STDIN_FILENO, "<stdin>", limit);
-    const std::string name = util::printable(path, 200);
+    const std::string name = input_name(path);
+    if (path == "-") return read_bounded(STDIN_FILENO, name, limit);
     const Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-    if (f.fd < 0) throw Exit{kBadInput, fmt::format("{}: cannot open: {}", name, std::strerror(errno))};
+    if (f.fd < 0) fail_input({name, 0, "", fmt::format("cannot open: {}", std::strerror(errno))});
     struct stat st {};
-    if (::fstat(f.fd, &st) == 0 && S_ISDIR(st.st_mode)) throw Exit{kBadInput, fmt::format("{}: is a directory", name)};
+    if (::fstat(f.fd, &st) == 0 && S_ISDIR(st.st_mode)) fail_input({name, 0, "", "is a directory"});
     return read_bounded(f.fd, name, limit);
 }
 

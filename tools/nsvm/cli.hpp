@@ -13,6 +13,7 @@
 
 #include "nsvm/checks/cpu_model.hpp"
 #include "nsvm/checks/profile.hpp"
+#include "nsvm/formats/vmcb_io.hpp"
 
 namespace nsvm::cli {
 
@@ -22,11 +23,20 @@ inline constexpr int kFailed = 1;   ///< the answer is "no" (VMRUN fails, an exp
 inline constexpr int kBadInput = 2; ///< bad input or usage
 
 /// Thrown by a subcommand to stop with a status; main prints `message`
-/// (if any) to stderr as "nsvm: <message>".
+/// (if any) to stderr as "nsvm: <message>", and under --json also the error
+/// object on stdout (docs/formats.md "Errors under --json"), with `where`'s
+/// file, line and field when the error is about a place in the input.
 struct Exit {
     int status;
     std::string message;
+    std::optional<formats::Diagnostic> where{};
 };
+/// Stops with status 2 on an error a reader reports (its file, line, field).
+[[noreturn]] void fail_input(formats::Diagnostic d);
+
+/// An input's name as errors and warnings show it: "<stdin>" for "-", else
+/// the path escaped and cut to 200 characters.
+[[nodiscard]] std::string input_name(const std::string& path);
 
 /// A subcommand registers a setup function that adds itself to the app and
 /// sets a callback. The callback returns the exit status.

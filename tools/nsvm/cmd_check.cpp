@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "warnings.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/checks/evaluate.hpp"
 #include "nsvm/formats/decode.hpp"
@@ -196,7 +197,17 @@ void print_xen_cross_check(const XenCrossCheck& xc) {
     std::cout << "    verdicts: " << xc.agreement() << '\n';
 }
 
-nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, const formats::ReadResult& in) {
+/// What the reader said about the input, then what the checks said, as
+/// every command prints and --json lists warnings (warnings.hpp).
+std::vector<Warning> report_warnings(const checks::Report& r, const ResolvedModel& m, const formats::ReadResult& in,
+                                     const std::string& file) {
+    auto ws = input_warnings(in, {&r, m.profile});
+    for (auto& w : check_warnings(file, r)) ws.push_back(std::move(w));
+    return ws;
+}
+
+nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, const formats::ReadResult& in,
+                           const std::string& file) {
     nlohmann::json j;
     j["verdict"] = r.verdict == checks::Verdict::valid ? "valid" : "invalid";
     if (r.verdict == checks::Verdict::vmexit_invalid || r.verdict == checks::Verdict::other_vmexit) {
@@ -241,14 +252,7 @@ nlohmann::json report_json(const checks::Report& r, const ResolvedModel& m, cons
         j["dump_exit"] = std::move(e);
     }
     if (const auto xc = xen_cross_check(r, m, in); !xc.reasons.empty()) j["xen_isvalid"] = xen_cross_check_json(xc);
-    auto& warnings = j["warnings"] = nlohmann::json::array();
-    for (const auto& w : in.warnings) {
-        warnings.push_back({{"id", "input"}, {"fields", w.field.empty() ? nlohmann::json::array() : nlohmann::json::array({w.field})},
-                            {"message", formats::to_string(w)}});
-    }
-    for (const auto& w : r.warnings) {
-        warnings.push_back({{"id", w.id}, {"fields", w.fields}, {"message", w.message}});
-    }
+    j["warnings"] = warnings_json(report_warnings(r, m, in, file));
     return j;
 }
 
@@ -295,7 +299,7 @@ void print_undecided(const checks::Report& r) {
 }
 
 void print_human(const std::string& name, const checks::Report& r, const ResolvedModel& m,
-                 const formats::ReadResult& in) {
+                 const formats::ReadResult& in, const std::string& file) {
     const bool ok = r.verdict == checks::Verdict::valid;
     std::cout << bold(name) << ": " << (ok ? green(verdict_line(r)) : red(verdict_line(r))) << '\n';
     std::cout << dim(fmt::format("  cpu {} (MAXPHYADDR {}), profile {}, input {}", m.cpu.name, m.cpu.maxphyaddr,
@@ -311,9 +315,10 @@ void print_human(const std::string& name, const checks::Report& r, const Resolve
         if (!f.detail.empty()) std::cout << "      values: " << f.detail << '\n';
         std::cout << "      fix:    " << f.check->hint << '\n';
     }
-    if (!in.warnings.empty() || !r.warnings.empty()) std::cout << '\n';
-    for (const auto& w : in.warnings) std::cout << "  " << yellow("warning") << ": " << formats::to_string(w) << '\n';
-    for (const auto& w : r.warnings) std::cout << "  " << yellow("warning") << ": " << w.id << ": " << w.message << '\n';
+    if (const auto ws = report_warnings(r, m, in, file); !ws.empty() && verbosity() != Verbosity::quiet) {
+        std::cout << '\n';
+        print_warnings(ws);
+    }
     if (!r.undecided.empty()) print_undecided(r);
     print_xen_cross_check(xen_cross_check(r, m, in));
     print_dump_exit(dump_exit(in), r, m);
@@ -380,12 +385,12 @@ std::vector<formats::DumpRead> read_check_input(const CheckOptions& o, formats::
     if (only && *only == 0) throw Exit{kBadInput, "--dump 0: dumps are numbered from 1"};
     const std::string data = read_input(o.file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-    auto in = formats::read_dumps(bytes, fmt_id, o.file == "-" ? "<stdin>" : util::printable(o.file, 200),
+    auto in = formats::read_dumps(bytes, fmt_id, input_name(o.file),
                                   only ? std::optional<std::size_t>(*only) : std::nullopt);
     if (!in) {
         auto d = in.error();
         if (only && d.line == 0 && d.message.starts_with("there is no dump")) d.message = "--dump: " + d.message;
-        throw Exit{kBadInput, formats::to_string(d)};
+        fail_input(std::move(d));
     }
     return std::move(*in);
 }
@@ -456,7 +461,7 @@ int report_each(const CheckOptions& o, const ResolvedModel& model, std::vector<f
         const auto report = check_one(o, model, d.result);
         if (report.verdict != checks::Verdict::valid) failing.push_back(d.origin.index);
         if (o.json) {
-            auto j = report_json(report, model, d.result);
+            auto j = report_json(report, model, d.result, input_name(o.file));
             j["dump"] = origin_json(d.origin);
             list.push_back(std::move(j));
             continue;
@@ -464,7 +469,7 @@ int report_each(const CheckOptions& o, const ResolvedModel& model, std::vector<f
         if (d.origin.index > 1) std::cout << '\n';
         std::cout << bold("== " + dump_heading(d.origin)) << '\n';
         print_human(fmt::format("{} (dump {} of {})", o.file, d.origin.index, d.origin.count), report, model,
-                    d.result);
+                    d.result, input_name(o.file));
     }
     const bool all_valid = failing.empty();
     if (o.json) {
@@ -501,13 +506,13 @@ int run_check(const CheckOptions& o) {
     auto& d = dumps.front();
     const auto report = check_one(o, model, d.result);
     if (o.json) {
-        auto j = report_json(report, model, d.result);
+        auto j = report_json(report, model, d.result, input_name(o.file));
         if (o.dump_opt->count() > 0) j["dump"] = origin_json(d.origin);
         std::cout << j.dump(2) << '\n';
     } else {
         if (several) std::cout << bold("== " + dump_heading(d.origin)) << '\n';
         print_human(several ? fmt::format("{} (dump {} of {})", o.file, d.origin.index, d.origin.count) : o.file,
-                    report, model, d.result);
+                    report, model, d.result, input_name(o.file));
     }
     return report.verdict == checks::Verdict::valid ? kOk : kFailed;
 }

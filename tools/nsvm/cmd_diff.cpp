@@ -211,7 +211,7 @@ int run_diff(DiffOptions& o) {
     std::vector<oracle::Vector> vectors;
     for (const auto& f : o.files) {
         auto v = oracle::parse_vectors(read_input(f), f == "-" ? "<stdin>" : f);
-        if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
+        if (!v) fail_input(v.error());
         for (auto& x : *v) vectors.push_back(std::move(x));
     }
     if (!o.files.empty() && vectors.empty() && !o.boundary && o.count == 0)

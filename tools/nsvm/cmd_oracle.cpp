@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "nsvm/arch/exit_codes.hpp"
@@ -37,7 +38,7 @@ std::vector<oracle::Vector> load_vectors(const std::vector<std::string>& files) 
     std::vector<oracle::Vector> all;
     for (const auto& f : files) {
         auto v = oracle::parse_vectors(read_input(f), f == "-" ? "<stdin>" : f);
-        if (!v) throw Exit{kBadInput, formats::to_string(v.error())};
+        if (!v) fail_input(v.error());
         for (auto& x : *v) all.push_back(std::move(x));
     }
     if (all.empty()) throw Exit{kBadInput, fmt::format("no vectors in {}", fmt::join(files, ", "))};
@@ -115,6 +116,18 @@ int run_timing(const OracleOptions& o) {
     return kOk;
 }
 
+/// The known divergences as JSON: one object each, with the names the text
+/// and the table use (backend, id, field, reason).
+void print_known_json() {
+    auto a = nlohmann::json::array();
+    for (const auto& k : oracle::known_divergences())
+        a.push_back({{"backend", std::string(oracle::backend_name(k.backend))},
+                     {"id", std::string(k.id)},
+                     {"field", std::string(k.field)},
+                     {"reason", std::string(k.reason)}});
+    std::cout << a.dump(2) << '\n';
+}
+
 /// The known divergences, as docs/oracle.md shows them (a CLI test keeps the
 /// doc and this list in step).
 void print_known(bool markdown) {
@@ -166,9 +179,15 @@ const Registrar reg{40, [](CLI::App& app, int& status) {
     auto* known = sub->add_subcommand("known", "List the known divergences of each emulator that nsvm diff reports as "
                                                "explained, with their reasons");
     static bool markdown = false;
-    known->add_flag("--markdown", markdown, "as the table in docs/oracle.md");
+    static bool known_json = false;
+    auto* md = known->add_flag("--markdown", markdown, "as the table in docs/oracle.md");
+    known->add_flag("--json", known_json, "a JSON array: one object per divergence (backend, id, field, reason)")
+        ->excludes(md);
     known->callback([&status] {
-        print_known(markdown);
+        if (known_json)
+            print_known_json();
+        else
+            print_known(markdown);
         status = kOk;
     });
     auto* image = sub->add_subcommand("image", "Build the test image if needed and print its directory");

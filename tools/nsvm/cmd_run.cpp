@@ -31,7 +31,10 @@ const Registrar reg{30, [](CLI::App& app, int& status) {
         // (docs/limits.md); "<stdin>" names it in errors and anchors
         // relative paths at the current directory.
         auto loaded = opts.file == "-" ? scenario::load_text(read_input("-"), "<stdin>") : scenario::load_file(opts.file);
-        if (!loaded) throw Exit{kBadInput, loaded.error().to_string()};
+        if (!loaded) {  // the key a scenario line names is the field of its error
+            const auto& e = loaded.error();
+            throw Exit{kBadInput, e.to_string(), formats::Diagnostic{e.file, e.line, e.key, e.message}};
+        }
         scenario::RunOptions ro;
         ro.json = opts.json;
         ro.check_invariants = opts.check_invariants;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "warnings.hpp"
 #include "nsvm/formats/decode.hpp"
 #include "nsvm/formats/vmcb_io.hpp"
 #include "nsvm/util/text.hpp"
@@ -18,13 +19,9 @@ formats::ReadResult read_vmcb_file(const std::string& file, const std::string& f
     if (!fmt_id) throw Exit{kBadInput, fmt::format("--format {}: unknown format (auto, raw, json, kvm-dump, xen-dump)", util::printable(format))};
     const std::string data = read_input(file);
     const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-    auto in = formats::read_vmcb(bytes, *fmt_id, file == "-" ? "<stdin>" : util::printable(file, 200));
-    if (!in) throw Exit{kBadInput, formats::to_string(in.error())};
+    auto in = formats::read_vmcb(bytes, *fmt_id, input_name(file));
+    if (!in) fail_input(in.error());
     return std::move(*in);
-}
-
-void print_input_warnings(const formats::ReadResult& in) {
-    for (const auto& w : in.warnings) std::cerr << "nsvm: warning: " << formats::to_string(w) << '\n';
 }
 
 struct DecodeOptions {
@@ -42,10 +39,12 @@ struct ConvertOptions {
 
 int run_decode(const DecodeOptions& o) {
     const auto in = read_vmcb_file(o.file, o.format);
-    print_input_warnings(in);
-    if (o.json) {
-        std::cout << formats::decode_json(in.vmcb).dump(2) << '\n';
+    if (o.json) {  // the fields, and what the reader said about them
+        auto j = formats::decode_json(in.vmcb);
+        j["warnings"] = warnings_json(input_warnings(in));
+        std::cout << j.dump(2) << '\n';
     } else {
+        print_warnings(input_warnings(in));
         std::cout << formats::decode_text(in.vmcb, color_enabled());
     }
     return kOk;
@@ -53,7 +52,7 @@ int run_decode(const DecodeOptions& o) {
 
 int run_convert(const ConvertOptions& o) {
     const auto in = read_vmcb_file(o.file, o.format);
-    print_input_warnings(in);
+    print_warnings(input_warnings(in));
     std::string out;
     if (o.to == "json") {
         out = formats::write_json(in.vmcb);

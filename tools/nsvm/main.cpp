@@ -3,12 +3,37 @@
 #include <algorithm>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 #include "checked_stdout.hpp"
 #include "cli.hpp"
 #include "suggest.hpp"
+#include "warnings.hpp"
 #include "nsvm/version.h"
 
 namespace {
+
+/// Whether the command that ran was given --json (its answer is then JSON,
+/// and so is an error that stops it).
+bool json_requested(CLI::App& app) {
+    for (CLI::App* sub : app.get_subcommands()) {
+        const CLI::Option* json = sub->get_option_no_throw("--json");
+        if ((json != nullptr && json->count() > 0) || json_requested(*sub)) return true;
+    }
+    return false;
+}
+
+/// The error object a --json command prints on stdout instead of its
+/// answer (docs/formats.md "Errors under --json"): the message, and where
+/// in the input when the error is about a place in it. On one line, so that
+/// a reader of JSON lines (run, diff, oracle run) reads it as one too.
+void print_json_error(const nsvm::cli::Exit& e) {
+    nlohmann::json err{{"message", e.where ? e.where->message : e.message}};
+    if (e.where && !e.where->file.empty()) err["file"] = e.where->file;
+    if (e.where && e.where->line > 0) err["line"] = e.where->line;
+    if (e.where && !e.where->field.empty()) err["field"] = e.where->field;
+    std::cout << nlohmann::json{{"error", std::move(err)}, {"status", e.status}}.dump() << '\n';
+}
 
 /// Parses the command line and runs the subcommand; returns its status.
 int run(CLI::App& app, int argc, char** argv, const int& status) {
@@ -31,6 +56,7 @@ int run(CLI::App& app, int argc, char** argv, const int& status) {
         return nsvm::cli::kBadInput;
     } catch (const nsvm::cli::Exit& e) {
         if (!e.message.empty()) std::cerr << "nsvm: " << e.message << '\n';
+        if (!e.message.empty() && json_requested(app)) print_json_error(e);
         return e.status;
     } catch (const std::exception& e) {
         std::cerr << "nsvm: internal error: " << e.what() << '\n';
@@ -51,6 +77,7 @@ int main(int argc, char** argv) {
     // Options of the top level (--color) are accepted after a subcommand too.
     app.fallthrough();
     nsvm::cli::add_color_option(app);
+    nsvm::cli::add_verbosity_options(app);
     app.set_version_flag("--version", "nsvm " NSVM_VERSION_STRING);
     app.footer(
         "Exit status: 0 success, 1 the answer is no (VMRUN fails, a divergence, expectation unmet), 2 bad input\n"

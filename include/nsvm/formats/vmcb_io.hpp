@@ -48,6 +48,12 @@ struct Diagnostic {
     int line = 0;  ///< 1-based; 0 = not applicable
     std::string field;  ///< "save.cr0", "control.asid", a JSON member path, ...
     std::string message;
+    /// A warning's stable id for scripts (`nsvm check --json`, docs/formats.md):
+    /// "input.missing_fields", "input.vmcb01_fields"; empty: "input".
+    std::string id{};
+    /// Every field a warning is about, when there are several (the fields a
+    /// dump does not give); `field` names a single one.
+    std::vector<std::string> fields{};
     friend bool operator==(const Diagnostic&, const Diagnostic&) = default;
 };
 /// "file:line: field: message", leaving out the parts that are empty.
