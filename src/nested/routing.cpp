@@ -193,7 +193,7 @@ StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_
     }
     // Without a virtual GIF for L2 its STGI/CLGI set the GIF itself.
     gif_ = hw_.gif();
-    if (!gif_was && gif_) return take_held_events_in_l2(r);
+    if (!gif_was && gif_) return take_held_signals(r, "L2's STGI set GIF = 1 and a held event was taken at once");
     return r;
 }
 
@@ -307,7 +307,7 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     r.exit_info_2 = x.info2;
     r.note = "intercepted only by L0; L0 emulates, L2 continues";
     // L2's STGI set the GIF (no nested vGIF): what GIF held is taken now.
-    if (!gif_was && gif_) return take_held_events_in_l2(r);
+    if (!gif_was && gif_) return take_held_signals(r, "L2's STGI set GIF = 1 and a held event was taken at once");
     return r;
 }
 
@@ -419,18 +419,6 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
     return r;
 }
 
-StepResult Vcpu::take_held_events_in_l1(StepResult r) noexcept {
-    // STGI made GIF = 1: what was held is recognized now, in priority order
-    // (cpu::kSignalPriority). NMI, INIT and an unmasked INTR are taken by L1;
-    // an INTR L1 masks stays held; a held SMI enters SMM, which ends the step.
-    for (const cpu::Signal s : cpu::kSignalPriority) {
-        if ((pending_ & pending_bit(s)) == 0) continue;
-        const StepResult taken = take_signal(s);
-        if (taken.outcome == Outcome::smm_entered) return taken;
-        if (taken.outcome != Outcome::held_pending) r.note = "GIF = 1: held events delivered to L1";
-    }
-    return r;
-}
 
 StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
     StepResult r;
@@ -537,7 +525,7 @@ StepResult Vcpu::l1_stgi() noexcept {
     if (!l1_instruction_gates(r, cpu::SvmInsn::stgi)) return r;
     gif_ = true;
     skip_l1_instruction();
-    return take_held_events_in_l1(r);
+    return take_held_signals(r, nullptr, "GIF = 1: held events delivered to L1");
 }
 
 StepResult Vcpu::l1_clgi() noexcept {

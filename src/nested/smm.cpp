@@ -97,7 +97,8 @@ StepResult Vcpu::rsm() noexcept {
         mode_ = Mode::l1;
         r.outcome = Outcome::smm_left;
         r.note = "RSM to L1";
-        return r;
+        // An SMI or INIT latched in SMM is recognized now (APM 10.3.2).
+        return take_held_signals(r, nullptr, "RSM to L1; events held in SMM delivered to L1");
     }
     std::uint64_t gpa = 0;
     if (!mem_->read_u64(smbase_ + kSmramVmcb12Gpa, gpa)) return fail("RSM: SMRAM unreadable");
@@ -139,7 +140,7 @@ StepResult Vcpu::rsm() noexcept {
     r.outcome = Outcome::smm_left;
     r.note = "RSM into L2: vmcb12 re-validated, guest mode re-entered on the processor";
     const cpu::SvmResult hr = run_vmcb02();
-    if (took_entry(hr, r)) return r;
+    if (took_entry(hr, r)) return take_held_signals(r, "RSM into L2, and an event held in SMM was taken at once");
     r.failed_check = hr.failed_check;
     return fail("RSM: L2's registers in SMRAM are a state VMRUN refuses");
 }

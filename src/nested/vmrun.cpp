@@ -316,27 +316,31 @@ StepResult Vcpu::l1_vmrun() noexcept {
     if (const checks::Check* c = check_cache()) return fail_vmrun(FailReason::consistency_check, c, nullptr);
     const StepResult entered = enter_nested(gpa);
     if (entered.outcome != Outcome::entered_l2) return entered;
-    return take_held_events_in_l2(entered);
+    return take_held_signals(entered, kTakenAtEntry);
 }
 
-StepResult Vcpu::take_held_events_in_l2(const StepResult& entered) noexcept {
-    // APM 15.17: INIT, SMI, NMI and INTR held while GIF was 0 are recognized
-    // as soon as VMRUN sets GIF = 1, before L2's first instruction, in the
-    // processor's priority order (INIT/SMI, then NMI, then INTR; KVM's
-    // svm_check_nested_events): each is routed as if it arrived now. One
-    // that exits to L1 ends the VMRUN step there (GIF = 0 again, the rest
-    // stay held); one L0 injects into L2 is consumed; one still masked
-    // (INTR under L1's or L2's RFLAGS.IF) stays held.
+StepResult Vcpu::take_held_signals(StepResult r, const char* taken_note, const char* consumed_note) noexcept {
+    // APM 15.17: INIT, SMI, NMI and INTR held while GIF was 0 (or, SMI and
+    // INIT, while in SMM) are recognized as soon as that ends (VMRUN or STGI
+    // setting GIF, RSM), before the next instruction, in priority order
+    // (cpu::kSignalPriority; KVM's svm_check_nested_events): each is taken
+    // as if it arrived now. One delivered to L1, or injected into L2 by L0,
+    // is consumed and the step goes on; one still masked stays held; one
+    // that exits to L1, enters SMM or resets L2 away ends the step there
+    // (GIF = 0 after an exit: the rest stay held).
     for (const cpu::Signal s : cpu::kSignalPriority) {
         if ((pending_ & pending_bit(s)) == 0) continue;
-        StepResult r = take_signal(s);
-        if (r.outcome == Outcome::held_pending) continue;                         // held again
-        if (r.outcome == Outcome::handled_by_l0 && mode_ == Mode::l2) continue;  // L0 injected it into L2
-        // An exit to L1, SMM entry, or an INIT that reset the vCPU.
-        r.note = "VMRUN entered L2 (GIF = 1) and a held event was taken at once";
-        return r;
+        const Mode before = mode_;
+        StepResult t = take_signal(s);
+        if (t.outcome == Outcome::held_pending) continue;
+        if (t.outcome == Outcome::handled_by_l0 && mode_ == before) {
+            if (consumed_note != nullptr) r.note = consumed_note;
+            continue;
+        }
+        if (taken_note != nullptr) t.note = taken_note;
+        return t;
     }
-    return entered;
+    return r;
 }
 
 StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const arch::Vmcb* prepared) noexcept {

@@ -242,4 +242,9 @@ TEST(ExternalEvents, InitIsHeldWhileL1IsInSmm) {
     EXPECT_EQ(r.outcome, Outcome::held_pending);
     EXPECT_STREQ(r.note, "INIT blocked in SMM");
     EXPECT_EQ(m.vcpu.pending_events(), 1U << static_cast<unsigned>(cpu::EventKind::init));
+    // RSM ends SMM, and the INIT is recognized at once.
+    const auto left = m.vcpu.rsm();
+    EXPECT_EQ(left.outcome, Outcome::smm_left);
+    EXPECT_STREQ(left.note, "RSM to L1; events held in SMM delivered to L1");
+    EXPECT_EQ(m.vcpu.pending_events(), 0U);
 }

@@ -232,7 +232,14 @@ private:
     [[nodiscard]] StepResult fail_vmrun(FailReason reason, const checks::Check* check,
                                         const arch::Vmcb* prepared) noexcept;
     [[nodiscard]] StepResult enter_nested(std::uint64_t gpa) noexcept;
-    [[nodiscard]] StepResult take_held_events_in_l2(const StepResult& entered) noexcept;
+    /// The signals held by GIF or SMM, taken once that ends (VMRUN, STGI,
+    /// RSM), in priority order: `r` goes on unless one ends the step
+    /// (an exit to L1, SMM, an INIT that leaves L2), which is returned with
+    /// `taken_note` (when given); `consumed_note` replaces r's note when one
+    /// was delivered to L1 or injected into L2.
+    [[nodiscard]] StepResult take_held_signals(StepResult r, const char* taken_note,
+                                               const char* consumed_note = nullptr) noexcept;
+    static constexpr const char* kTakenAtEntry = "VMRUN entered L2 (GIF = 1) and a held event was taken at once";
 
     // L2 on the processor.
     /// The processor, with vmcb02 (live buffer, its maps) as its held VMCB.
@@ -285,8 +292,6 @@ private:
     /// What cpu::signal_action reads, for the processor L1 sees.
     [[nodiscard]] cpu::SignalState l1_view(cpu::Signal s) const noexcept;
     [[nodiscard]] const char* hold_note(cpu::Signal s, const cpu::SignalState& st) const noexcept;
-    /// After L1's STGI: the held signals, in priority order.
-    [[nodiscard]] StepResult take_held_events_in_l1(StepResult r) noexcept;
     /// An exit from L2 that L1 does not want, handled by L0 (routing.cpp's table).
     using L0ExitHandler = StepResult (Vcpu::*)(const cpu::Event&, const cpu::ExitInfo&) noexcept;
     [[nodiscard]] static L0ExitHandler l0_exit_handler(std::uint64_t code) noexcept;
