@@ -331,8 +331,8 @@ const Registrar reg_cpu{60, [](CLI::App& app, int& status) {
     auto* list = sub->add_subcommand("list", "List the built-in models");
     list->add_flag("--json", list_json, "JSON output");
     list->callback([&status] { status = run_cpu_list(list_json); });
-    auto* s = sub->add_subcommand("show", "Show one model (built-in name or JSON file)");
-    s->add_option("name", show.name, "model name or file")->required();
+    auto* s = sub->add_subcommand("show", "Show one model (built-in name, host, or JSON file)");
+    s->add_option("name", show.name, "model name, host (this machine's CPUID) or file")->required();
     s->add_flag("--json", show.json, "JSON output");
     s->callback([&status] { status = run_cpu_show(show); });
 }};
