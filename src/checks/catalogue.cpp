@@ -126,6 +126,14 @@ std::string s_cet(const Context& c) {
     const View v(c);
     return fmt::format("S_CET = {:#x}, reserved bits set {:#x}", v.s_cet, s_cet_bad_bits(v));
 }
+std::string sev_features(const Context& c) {
+    const View v(c);
+    const auto f = vmsa_sev_features(c);
+    const char* from = c.vmsa != nullptr && c.vmsa->sev_features ? "the dump's decrypted VMSA" : "the VMSA page";
+    if (!f) return fmt::format("ALLOWED_SEV_FEATURES = {:#x}; SEV_FEATURES not given", v.allowed_sev);
+    return fmt::format("SEV_FEATURES = {:#x} (VMSA 3B0h, from {}), ALLOWED_SEV_FEATURES = {:#x}, not allowed: {:#x}",
+                       *f, from, v.allowed_sev, sev_features_not_allowed(v));
+}
 std::string pdpe(const Context& c) {
     const View v(c);
     std::string out = fmt::format("CR3 = {:#x}, PDPT at {:#x}:", v.cr3, pdpt_base(v.cr3));
@@ -179,7 +187,8 @@ Check make() {
                  R::inferred,
                  std::span<const Boundary>(R::boundary),
                  std::span<const std::string_view>(R::settings),
-                 R::unchecked};
+                 R::unchecked,
+                 R::needs_what};
 }
 
 template <class... R>

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <fmt/format.h>
 
 #include "nsvm/arch/bits.hpp"
@@ -46,6 +50,8 @@ constexpr std::array kAliases = {
     Alias{"x86_64", Feature::lm},                Alias{"sevsnp", Feature::sev_snp},
     Alias{"seves", Feature::sev_es},             Alias{"lbr_virt", Feature::lbrv},
     Alias{"vgif_enable", Feature::vgif},         Alias{"upper_address_ignore", Feature::uai},
+    Alias{"allowedsevfeatures", Feature::allowed_sev_features},
+    Alias{"allowed_sev_features_en", Feature::allowed_sev_features},
 };
 
 std::string normalize(std::string_view s) {
@@ -90,6 +96,27 @@ std::vector<CpuModel> make_models() {
                       F::avic,      F::x2avic,     F::sev,       F::sev_es,        F::sev_snp,   F::tsc_scale,
                       F::pausefilter, F::pfthreshold, F::decodeassists, F::vmcbclean, F::svm_lock, F::skinit,
                       F::tce,       F::uai,        F::sev_64bit_host}));
+    // AMD EPYC 9005 "Turin" (Zen 5): Zen 4's features plus what AMD names as
+    // new in Zen 5. ALLOWED_SEV_FEATURES (VMCB 138h, APM 15.36.20; CPUID
+    // Fn8000_001F_EAX[27]): Kim Phillips' KVM series "KVM: SEV: Add support
+    // for the ALLOWED_SEV_FEATURES feature" (2025): "AMD EPYC 5th generation
+    // processors have introduced" it. The same cover letter lists Zen 5's
+    // SEV-ES features as DEBUG_SWAP, PREVENT_HOST_IBS, VMGEXIT_PARAMETER,
+    // PMC_VIRTUALIZATION and IBS_VIRTUALIZATION, hence PMC and IBS
+    // virtualization. Nothing else is added: what else Turin has is not
+    // cited here. 52-bit PA and LA57 as Zen 4; ASIDs and encrypted guests
+    // are taken as Genoa's (not checked against a Turin PPR).
+    v.push_back(with("zen5",
+                     "AMD EPYC 9005 (Turin, Zen 5): Zen 4 plus ALLOWED_SEV_FEATURES, PMC and IBS virtualization", 52,
+                     57, 32768, 1006,
+                     {F::lm,        F::nx,         F::pae,       F::pse,           F::pge,       F::pcid,
+                      F::smep,      F::smap,       F::umip,      F::pku,           F::la57,      F::fsgsbase,
+                      F::xsave,     F::fxsr_opt,   F::shstk,     F::autoibrs,      F::svm,       F::npt,
+                      F::nrip_save, F::flushbyasid, F::vgif,     F::vnmi,          F::lbrv,      F::v_vmsave_vmload,
+                      F::avic,      F::x2avic,     F::sev,       F::sev_es,        F::sev_snp,   F::tsc_scale,
+                      F::pausefilter, F::pfthreshold, F::decodeassists, F::vmcbclean, F::svm_lock, F::skinit,
+                      F::tce,       F::uai,        F::sev_64bit_host, F::allowed_sev_features, F::pmc_virt,
+                      F::ibs_virt}));
     // AMD EPYC 7003 "Milan" (Zen 3): 48-bit PA/VA (no LA57), SEV-SNP with 509
     // encrypted guests (Fn8000_001F_ECX), shadow stacks; no vNMI, x2AVIC,
     // AutoIBRS or UAI (those arrived with Zen 4). PPR family 19h model 01h.
@@ -185,6 +212,152 @@ nsvm::expected<CpuModel, std::string> find_builtin_model(std::string_view name) 
     const auto near = util::closest(name, names);
     return nsvm::unexpected(fmt::format("unknown CPU model '{}'{} (built-in models: {})", util::printable(name),
                                         near.empty() ? "" : fmt::format(", did you mean '{}'?", near), known));
+}
+
+namespace {
+
+struct CpuidBit {
+    std::uint32_t CpuidRegs::*reg;
+    unsigned bit;
+    Feature feature;
+};
+constexpr bool on(const CpuidRegs& r, std::uint32_t CpuidRegs::*reg, unsigned bit) noexcept {
+    return ((r.*reg >> bit) & 1) != 0;
+}
+
+// AMD APM Vol. 3 Appendix E (CPUID), one table per leaf: only the bits of a
+// feature nsvm's Feature enum knows. Fn8000_000A_EDX bits nsvm has no
+// feature for (SpecCtrl 20, ROGPT 21, HOST_MCE_OVERRIDE 23, TlbiCtl 24,
+// ExtLvtAvicAccessChg 27, NestedVirtVmcbAddrChk 28) are not read.
+constexpr std::array kStd1 = {
+    CpuidBit{&CpuidRegs::edx, 3, Feature::pse},   CpuidBit{&CpuidRegs::edx, 6, Feature::pae},
+    CpuidBit{&CpuidRegs::edx, 13, Feature::pge},  CpuidBit{&CpuidRegs::ecx, 17, Feature::pcid},
+    CpuidBit{&CpuidRegs::ecx, 26, Feature::xsave},
+};
+constexpr std::array kStd7 = {
+    CpuidBit{&CpuidRegs::ebx, 0, Feature::fsgsbase}, CpuidBit{&CpuidRegs::ebx, 7, Feature::smep},
+    CpuidBit{&CpuidRegs::ebx, 20, Feature::smap},    CpuidBit{&CpuidRegs::ecx, 2, Feature::umip},
+    CpuidBit{&CpuidRegs::ecx, 3, Feature::pku},      CpuidBit{&CpuidRegs::ecx, 7, Feature::shstk},
+    CpuidBit{&CpuidRegs::ecx, 16, Feature::la57},    CpuidBit{&CpuidRegs::ecx, 31, Feature::pks},
+    CpuidBit{&CpuidRegs::edx, 20, Feature::ibt},
+};
+constexpr std::array kExt1 = {
+    CpuidBit{&CpuidRegs::ecx, 2, Feature::svm},     CpuidBit{&CpuidRegs::ecx, 12, Feature::skinit},
+    CpuidBit{&CpuidRegs::ecx, 17, Feature::tce},    CpuidBit{&CpuidRegs::edx, 20, Feature::nx},
+    CpuidBit{&CpuidRegs::edx, 25, Feature::fxsr_opt}, CpuidBit{&CpuidRegs::edx, 29, Feature::lm},
+};
+constexpr std::array kExt8 = {CpuidBit{&CpuidRegs::ebx, 8, Feature::mcommit}};
+// Fn8000_000A_EDX (APM E.4.9, "SVM Revision and Feature Identification").
+constexpr std::array kSvm = {
+    CpuidBit{&CpuidRegs::edx, 0, Feature::npt},             CpuidBit{&CpuidRegs::edx, 1, Feature::lbrv},
+    CpuidBit{&CpuidRegs::edx, 2, Feature::svm_lock},        CpuidBit{&CpuidRegs::edx, 3, Feature::nrip_save},
+    CpuidBit{&CpuidRegs::edx, 4, Feature::tsc_scale},       CpuidBit{&CpuidRegs::edx, 5, Feature::vmcbclean},
+    CpuidBit{&CpuidRegs::edx, 6, Feature::flushbyasid},     CpuidBit{&CpuidRegs::edx, 7, Feature::decodeassists},
+    CpuidBit{&CpuidRegs::edx, 10, Feature::pausefilter},    CpuidBit{&CpuidRegs::edx, 12, Feature::pfthreshold},
+    CpuidBit{&CpuidRegs::edx, 13, Feature::avic},           CpuidBit{&CpuidRegs::edx, 15, Feature::v_vmsave_vmload},
+    CpuidBit{&CpuidRegs::edx, 16, Feature::vgif},           CpuidBit{&CpuidRegs::edx, 17, Feature::gmet},
+    CpuidBit{&CpuidRegs::edx, 18, Feature::x2avic},         CpuidBit{&CpuidRegs::edx, 19, Feature::sss_check},
+    CpuidBit{&CpuidRegs::edx, 25, Feature::vnmi},           CpuidBit{&CpuidRegs::edx, 26, Feature::ibs_virt},
+    CpuidBit{&CpuidRegs::edx, 29, Feature::bus_lock_threshold}, CpuidBit{&CpuidRegs::edx, 30, Feature::idle_hlt},
+};
+// Fn8000_001F_EAX (APM E.4.17, "Encrypted Memory Capabilities"); bit 27
+// AllowedSevFeatures as Linux's X86_FEATURE_ALLOWED_SEV_FEATURES (19*32+27).
+constexpr std::array kSev = {
+    CpuidBit{&CpuidRegs::eax, 1, Feature::sev},  CpuidBit{&CpuidRegs::eax, 3, Feature::sev_es},
+    CpuidBit{&CpuidRegs::eax, 4, Feature::sev_snp}, CpuidBit{&CpuidRegs::eax, 11, Feature::sev_64bit_host},
+    CpuidBit{&CpuidRegs::eax, 27, Feature::allowed_sev_features},
+};
+// Fn8000_0021_EAX: UpperAddressIgnore 7, AutomaticIBRS 8, ERAPS 24.
+constexpr std::array kExt21 = {
+    CpuidBit{&CpuidRegs::eax, 7, Feature::uai}, CpuidBit{&CpuidRegs::eax, 8, Feature::autoibrs},
+    CpuidBit{&CpuidRegs::eax, 24, Feature::erap},
+};
+
+template <std::size_t N>
+void read_bits(CpuModel& m, const CpuidRegs& r, const std::array<CpuidBit, N>& table) {
+    for (const auto& b : table) m.set(b.feature, on(r, b.reg, b.bit));
+}
+
+constexpr std::string_view kNameAModel = "name a model (nsvm cpu list)";
+
+}  // namespace
+
+nsvm::expected<CpuModel, std::string> model_from_cpuid(const HostCpuid& id) {
+    if (id.vendor != "AuthenticAMD")
+        return nsvm::unexpected(fmt::format("this host's CPU is {}, not AMD: {}",
+                                            id.vendor.empty() ? std::string("of no known vendor")
+                                                              : util::printable(id.vendor),
+                                            kNameAModel));
+    if (!on(id.ext1, &CpuidRegs::ecx, 2))
+        return nsvm::unexpected(fmt::format(
+            "this host's CPU reports no SVM (CPUID Fn8000_0001_ECX[2] = 0; a VM without nested SVM, or SVM "
+            "disabled in the firmware): {}",
+            kNameAModel));
+    CpuModel m;
+    m.name = "host";
+    m.description = id.brand.empty() ? std::string("this host's CPU (CPUID)")
+                                     : fmt::format("this host's CPU (CPUID): {}", util::printable(id.brand));
+    read_bits(m, id.std1, kStd1);
+    read_bits(m, id.std7, kStd7);
+    read_bits(m, id.ext1, kExt1);
+    read_bits(m, id.ext8, kExt8);
+    read_bits(m, id.svm, kSvm);
+    read_bits(m, id.sev, kSev);
+    read_bits(m, id.ext21, kExt21);
+    // Fn8000_0008_EAX[7:0] PhysAddrSize, [15:8] LinAddrSize (57 with LA57).
+    const unsigned pa = id.ext8.eax & 0xFF;
+    const unsigned va = (id.ext8.eax >> 8) & 0xFF;
+    m.maxphyaddr = pa >= 32 && pa <= 52 ? pa : 48;
+    m.va_width = va == 57 || m.has(Feature::la57) ? 57 : 48;
+    // Fn8000_000A_EBX NASID; Fn8000_001F_ECX NumEncryptedGuests.
+    if (id.svm.ebx != 0) m.num_asids = id.svm.ebx;
+    m.num_encrypted_guests = m.has(Feature::sev) ? id.sev.ecx : 0;
+    return m;
+}
+
+std::optional<HostCpuid> read_host_cpuid() {
+#if defined(__x86_64__) || defined(__i386__)
+    HostCpuid id;
+    const auto leaf = [](unsigned fn, unsigned sub, unsigned max) {
+        CpuidRegs r;
+        if (fn <= max) __cpuid_count(fn, sub, r.eax, r.ebx, r.ecx, r.edx);
+        return r;
+    };
+    unsigned max_std = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(0, &max_std, &b, &c, &d) == 0) return std::nullopt;
+    const auto word = [](unsigned w) {
+        std::string s(4, '\0');
+        for (unsigned i = 0; i < 4; ++i) s[i] = static_cast<char>((w >> (8 * i)) & 0xFF);
+        return s;
+    };
+    id.vendor = word(b) + word(d) + word(c);
+    const unsigned max_ext = __get_cpuid_max(0x80000000U, nullptr);
+    id.std1 = leaf(1, 0, max_std);
+    id.std7 = leaf(7, 0, max_std);
+    id.ext1 = leaf(0x80000001U, 0, max_ext);
+    id.ext8 = leaf(0x80000008U, 0, max_ext);
+    id.svm = leaf(0x8000000AU, 0, max_ext);
+    id.sev = leaf(0x8000001FU, 0, max_ext);
+    id.ext21 = leaf(0x80000021U, 0, max_ext);
+    if (max_ext >= 0x80000004U) {
+        for (unsigned fn = 0x80000002U; fn <= 0x80000004U; ++fn) {
+            const auto r = leaf(fn, 0, max_ext);
+            for (auto w : {r.eax, r.ebx, r.ecx, r.edx}) id.brand += word(w);
+        }
+        id.brand.erase(id.brand.find_last_not_of(std::string(" \0", 2)) + 1);
+        id.brand.erase(0, id.brand.find_first_not_of(' '));
+        if (id.brand.find_first_not_of(' ') == std::string::npos) id.brand.clear();
+    }
+    return id;
+#else
+    return std::nullopt;
+#endif
+}
+
+nsvm::expected<CpuModel, std::string> host_model() {
+    const auto id = read_host_cpuid();
+    if (!id) return nsvm::unexpected(fmt::format("this host is not x86 (no CPUID): {}", kNameAModel));
+    return model_from_cpuid(*id);
 }
 
 nsvm::expected<void, std::string> apply_feature_edits(CpuModel& model, std::string_view edits) {

@@ -118,7 +118,7 @@ Decision decide_partial(const Check& c, const Context& ctx, const void* p) {
     if (names_missing_field(c, *in.given)) return Decision::undecided;
     std::optional<bool> verdict;
     for (const auto& sample : in.samples) {
-        const Context sctx{sample, ctx.cpu, ctx.profile, ctx.host, ctx.memory};
+        const Context sctx{sample, ctx.cpu, ctx.profile, ctx.host, ctx.memory, ctx.vmsa};
         const bool v = c.violated(sctx);
         if (verdict && *verdict != v) return Decision::undecided;
         verdict = v;
@@ -158,7 +158,8 @@ Report evaluate_with(const Context& ctx, Decide decide, const void* extra) {
             Warning w;
             w.id = std::string(c.id);
             for (auto f : c.fields) w.fields.emplace_back(f);
-            w.message = fmt::format("needs guest memory: {} (APM {}); this check was not decided", c.message, c.apm);
+            w.message =
+                fmt::format("needs {}: {} (APM {}); this check was not decided", c.needs_what, c.message, c.apm);
             r.warnings.push_back(std::move(w));
         }
     }
@@ -183,7 +184,7 @@ Report evaluate_partial(const Context& ctx, const std::vector<bool>& given) {
     for (std::size_t k = 0; k < kFills.size(); ++k) in.samples[k] = filled(ctx.vmcb, given, kFills[k]);
     // The report's details and the memory checks read the input as given
     // (fields not given as zero, the first sample).
-    const Context zero{in.samples[0], ctx.cpu, ctx.profile, ctx.host, ctx.memory};
+    const Context zero{in.samples[0], ctx.cpu, ctx.profile, ctx.host, ctx.memory, ctx.vmsa};
     return evaluate_with(zero, decide_partial, &in);
 }
 

@@ -12,6 +12,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -299,6 +300,7 @@ std::string lma(const Context&);
 std::string s_cet(const Context&);
 std::string event(const Context&);
 std::string pdpe(const Context&);
+std::string sev_features(const Context&);
 }  // namespace render
 
 using DetailFn = std::string (*)(const Context&);
@@ -320,11 +322,13 @@ struct RuleDefaults {
     static constexpr bool inferred = false;
     static constexpr std::array<std::string_view, 0> settings{};
     static constexpr std::string_view unchecked{};
+    static constexpr std::string_view needs_what = "guest memory";
 };
 
 // An entry's optional parts, written inside it.
 #define NSVM_DETAIL(fn) static constexpr DetailFn detail = &fn;
 #define NSVM_NEEDS(fn) static constexpr NeedsFn needs = &fn;
+#define NSVM_NEEDS_WHAT(text) static constexpr std::string_view needs_what = text;
 #define NSVM_INFERRED static constexpr bool inferred = true;
 // What happens when a profile that does not apply the check meets a VMCB that
 // violates it (VMRUN goes ahead): reported as a warning with the check's id.
@@ -694,16 +698,6 @@ NSVM_RULE(SnpAlternateAvic, "snp.alternate_with_avic", "15.36.16", "P7", control
                         Boundary{.name = "alternate_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(4)), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}})) {
     return v.snp_vmcb() && (v.gsf & sevf::ALTERNATE_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
 }
-NSVM_RULE(SnpAllowedFeatures, "snp.allowed_sev_features", "15.36.20", "P9", control, vmexit_invalid, p.sev_checks,
-          ({"control.allowed_sev_features", "control.guest_sev_features"}),
-          "the allowed-SEV-features mask is enabled and SEV_FEATURES has a bit outside it",
-          "add the feature to allowed_sev_features[61:0] or remove it from the guest's SEV_FEATURES",
-          NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(9)), put(FieldId::allowed_sev_features, bit(63) | bit(9))}},
-                        Boundary{.name = "not_allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(9)), put(FieldId::allowed_sev_features, bit(63))}})) {
-    return v.sev_es_on() && (v.allowed_sev & kAllowedSevEnable) != 0 &&
-           (v.gsf & bits(61, 0) & ~v.allowed_sev) != 0;
-}
 NSVM_RULE(SnpSecureAvic, "snp.secure_avic_conflict", "15.36.21.2", "P10", control, vmexit_invalid, p.sev_checks,
           ({"control.guest_sev_features", "control.int_ctl"}),
           "Secure AVIC is enabled together with VMCB AVIC, Restricted Injection or Alternate Injection",
@@ -982,7 +976,8 @@ NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "extra", event, vmexit_i
 [[nodiscard]] inline bool vmsa_needs_memory(const Context& c) noexcept {
     // Without memory: the VMSA is not read, nor its RMP entry (P2), its
     // integrity checksum (S5) or VIntrCtrl.BUSY (X1): none of them decided.
-    return c.memory == nullptr && View(c).sev_es_on();
+    // A VMSA the input gives (KVM decrypted it for its dump) was read.
+    return c.memory == nullptr && c.vmsa == nullptr && View(c).sev_es_on();
 }
 
 NSVM_RULE(PdpeReserved, "pdpe.reserved", "15.5.1", "C21", memory, vmexit_invalid, p.pdpe_check, ({"save.cr3", "save.cr4"}),
@@ -1015,16 +1010,65 @@ NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory
           NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "vmsa_not_given", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0)}},
                         Boundary{.name = "vmsa_unbacked", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0)}, .memory = GuestMem::nothing_backed})) {
-    if (v.ctx.memory == nullptr || !v.sev_es_on()) return false;
+    if (v.ctx.memory == nullptr || v.ctx.vmsa != nullptr || !v.sev_es_on()) return false;
     // The whole page is one translation: its first and last quadwords.
     std::uint64_t q = 0;
     const std::uint64_t page = vmsa_page(v.ctx.vmcb.get(arch::FieldId::vmsa_pa));
     return !v.ctx.memory->read_u64(page, q) || !v.ctx.memory->read_u64(page + 0xFF8, q);
 }
 
+/// VMSA offset of SEV_FEATURES (APM Appendix B, Table B-4).
+inline constexpr std::uint64_t kVmsaSevFeatures = 0x3B0;
+/// SEV_FEATURES as VMRUN reads it for an SEV-ES guest: the VMSA's, from the
+/// input's decrypted VMSA or from memory at the VMSA page; nullopt when
+/// neither gives it. (VMCB 140h GUEST_SEV_FEATURES, which KVM's dump also
+/// prints, is not what the check reads.)
+[[nodiscard]] inline std::optional<std::uint64_t> vmsa_sev_features(const Context& c) noexcept {
+    if (c.vmsa != nullptr && c.vmsa->sev_features) return c.vmsa->sev_features;
+    std::uint64_t q = 0;
+    if (c.memory != nullptr && c.memory->read_u64(vmsa_page(c.vmcb.get(arch::FieldId::vmsa_pa)) + kVmsaSevFeatures, q))
+        return q;
+    return std::nullopt;
+}
+/// Does ALLOWED_SEV_FEATURES apply here (a CPU with the feature, an SEV-ES
+/// guest, the mask enabled)?
+[[nodiscard]] inline bool allowed_sev_mask_on(const View& v) noexcept {
+    return v.has(Feature::allowed_sev_features) && v.sev_es_on() && (v.allowed_sev & kAllowedSevEnable) != 0;
+}
+/// The mask applies but the input gives no SEV_FEATURES: not decided.
+[[nodiscard]] inline bool sev_features_unknown(const Context& c) noexcept {
+    return allowed_sev_mask_on(View(c)) && !vmsa_sev_features(c);
+}
+/// SEV_FEATURES bits 61:0 outside the allowed mask; 0 when the check does
+/// not apply or SEV_FEATURES is unknown.
+[[nodiscard]] inline std::uint64_t sev_features_not_allowed(const View& v) noexcept {
+    if (!allowed_sev_mask_on(v)) return 0;
+    const auto f = vmsa_sev_features(v.ctx);
+    return f ? *f & bits(61, 0) & ~v.allowed_sev : 0;
+}
+
+// APM 15.36.20: with ALLOWED_SEV_FEATURES[63] set, VMRUN fails if
+// SEV_FEATURES has a bit set that the mask (bits 61:0) does not allow. A Zen
+// 5 feature (CPUID Fn8000_001F_EAX[27]): on a CPU without it, VMCB 138h is
+// reserved and nothing is checked. SEV_FEATURES is the VMSA's (offset 3B0h),
+// so the check sits with the other VMSA reads.
+NSVM_RULE(SnpAllowedFeatures, "snp.allowed_sev_features", "15.36.20", "P9", memory, vmexit_invalid, p.sev_checks,
+          ({"control.allowed_sev_features", "control.vmsa_pa", "control.misc_ctl"}),
+          "the allowed-SEV-features mask is enabled and the VMSA's SEV_FEATURES (VMSA 3B0h) has a bit outside it",
+          "add the feature to allowed_sev_features[61:0] or remove it from the guest's SEV_FEATURES",
+          NSVM_DETAIL(render::sev_features)
+          NSVM_NEEDS(sev_features_unknown)
+          NSVM_NEEDS_WHAT("the VMSA's SEV_FEATURES (guest memory at control.vmsa_pa, or the sev_features line newer KVM prints from a decrypted VMSA)")
+          NSVM_SETTINGS("sev_checks")
+          NSVM_BOUNDARY(Boundary{.name = "allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::allowed_sev_features, bit(63) | bit(9))}, .features = "+allowed_sev_features", .vmsa_sev_features = bit(9)},
+                        Boundary{.name = "not_allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::allowed_sev_features, bit(63))}, .features = "+allowed_sev_features", .vmsa_sev_features = bit(9)})) {
+    return sev_features_not_allowed(v) != 0;
+}
+
 #undef NSVM_RULE
 #undef NSVM_DETAIL
 #undef NSVM_NEEDS
+#undef NSVM_NEEDS_WHAT
 #undef NSVM_INFERRED
 #undef NSVM_SETTINGS
 #undef NSVM_BOUNDARY
@@ -1045,10 +1089,10 @@ using AllRules =
          InterceptVmrun, AsidZero, MsrpmLimit, IopmLimit, NpHostPaging, NpNcr3, NpGPat, NpSss, VnmiIntercept,
          AvicX2WithoutAvic, AvicMaxIndex, AvicPointers, AvicRequiresNp, SevRequiresNp, SevSmmLock, SevAsidRange,
          SevHost64, SevEsRequiresSev, SevEsRequiresLbrv, SnpVmplSss, SnpInjectionModes, SnpRestrictedAvic,
-         SnpAlternateAvic, SnpAllowedFeatures, SnpSecureAvic,  //
+         SnpAlternateAvic, SnpSecureAvic,  //
          EferSvme, Cr0CdNw, Cr0Upper, Cr3Mbz, Cr4Mbz, Cr4PcideWithoutLma, Dr6Upper, Dr7Upper, EferMbz, EferLm,
          EferLmaInconsistent, LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
          EventType, EventVector, EventMode, EventSevEs, EventRestricted, EventReserved,  //
-         PdpeReserved, SevEsVmsaUnreadable>;
+         PdpeReserved, SevEsVmsaUnreadable, SnpAllowedFeatures>;
 
 }  // namespace nsvm::checks::rules

@@ -336,11 +336,19 @@ public:
             return nsvm::unexpected(st_.error(0, "", "no 'VMCB State Save Area:' line: the dump is cut off after its "
                                                      "control area"));
         finish_warnings();
+        if (vmsa_given_) st_.result().vmsa = vmsa_;
         return st_.finish("this KVM dump_vmcb() text");
     }
 
 private:
     std::optional<Diagnostic> line(int n, std::string_view s) {
+        // dump_vmcb prints the decrypted VMSA's "sev_features" with no colon
+        // ("%-15s %016llx", "sev_features"): read it as a label.
+        std::string colon;
+        if (s.starts_with("sev_features") && s.size() > 12 && (s[12] == ' ' || s[12] == '\t')) {
+            colon = "sev_features:" + std::string(s.substr(12));
+            s = colon;
+        }
         auto t = tokenize(s);
         if (t.pairs.empty()) return std::nullopt;
         const auto* first = find_label(t.pairs.front().label);
@@ -487,6 +495,9 @@ private:
 
     std::optional<Diagnostic> pair(int n, const Label& l, const Pair& p, bool gpr_line) {
         const auto field = field_name(p.label);
+        if (l.kind == Kind::not_vmcb) {
+            if (auto* slot = vmsa_slot(p.label)) return vmsa_value(n, p, *slot);
+        }
         if (l.kind == Kind::gpr || l.kind == Kind::not_vmcb) {
             ignored_.insert(p.label);
             return std::nullopt;
@@ -501,6 +512,35 @@ private:
         if (auto err = st_.once(n, p.label, field)) return err;
         if (l.kind == Kind::exit_code32) return exit_code(n, p.values.front());
         return st_.store(n, l.id, p.values.front(), l.radix, l.shift, l.bits);
+    }
+
+    /// Where a decrypted-VMSA value goes (checks::VmsaState), or nullptr.
+    std::optional<std::uint64_t>* vmsa_slot(std::string_view label) {
+        auto& v = vmsa_;
+        if (label == "sev_features") return &v.sev_features;
+        if (label == "xcr0") return &v.xcr0;
+        if (label == "xss") return &v.xss;
+        if (label == "u_cet") return &v.u_cet;
+        if (label == "pl0_ssp") return &v.pl0_ssp;
+        if (label == "pl1_ssp") return &v.pl1_ssp;
+        if (label == "pl2_ssp") return &v.pl2_ssp;
+        if (label == "pl3_ssp") return &v.pl3_ssp;
+        return nullptr;
+    }
+
+    /// A value dump_vmcb printed from the decrypted VMSA of an SEV-ES guest
+    /// (sev_decrypt_vmsa): not a VMCB field, but what the VMSA reads
+    /// (SEV_FEATURES at VMSA 3B0h for snp.allowed_sev_features).
+    std::optional<Diagnostic> vmsa_value(int n, const Pair& p, std::optional<std::uint64_t>& slot) {
+        const std::string field = "vmsa." + p.label;
+        if (p.values.size() != 1)
+            return st_.error(n, field, fmt::format("expected one value after '{}', found {}", p.label, p.values.size()));
+        if (auto err = st_.once(n, p.label, field)) return err;
+        const auto v = parse_hex(p.values.front());
+        if (!v) return st_.error(n, field, fmt::format("'{}' is not a hexadecimal number", printable(p.values.front())));
+        slot = *v;
+        vmsa_given_ = true;
+        return std::nullopt;
     }
 
     /// "intercepts:" since Linux 5.10 is words 3 and 4 (and 5), "%08x %08x";
@@ -664,6 +704,8 @@ private:
     int control_line_ = 0;
     int save_line_ = 0;
     std::set<std::string> ignored_;
+    checks::VmsaState vmsa_;  ///< values of the decrypted VMSA (SEV-ES, newer kernels)
+    bool vmsa_given_ = false;
 };
 
 }  // namespace

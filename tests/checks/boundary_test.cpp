@@ -5,6 +5,7 @@
 // from KVM's nested_vmcb_check_save / nested_vmcb_check_controls).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
@@ -557,11 +558,63 @@ TEST_P(PerProfile, SnpFeatureCombinations) {
     auto sss = with(es, FieldId::misc_ctl, es.get(FieldId::misc_ctl) | misc_ctl::SSS_CHECK);
     EXPECT_TRUE(fails_only(scn(with(sss, FieldId::guest_sev_features, 0)), ""));
     EXPECT_TRUE(fails_only(scn(with(sss, FieldId::guest_sev_features, bit(8))), when({P::apm}, "snp.vmpl_sss")));
-    auto allowed = with(es, FieldId::allowed_sev_features, bit(63) | bit(0) | bit(5));
-    EXPECT_TRUE(fails_only(scn(with(allowed, FieldId::guest_sev_features, bit(0) | bit(5))), ""));
-    EXPECT_TRUE(fails_only(scn(with(allowed, FieldId::guest_sev_features, bit(0) | bit(9))), when({P::apm}, "snp.allowed_sev_features")));
-    // Mask not enabled (bit 63 clear): anything goes.
-    EXPECT_TRUE(fails_only(scn(with(with(es, FieldId::allowed_sev_features, bit(0)), FieldId::guest_sev_features, bit(9))), ""));
+}
+
+// P9 (APM 15.36.20): ALLOWED_SEV_FEATURES, a Zen 5 feature, against the
+// VMSA's SEV_FEATURES (VMSA 3B0h), not the VMCB's GUEST_SEV_FEATURES.
+TEST_P(PerProfile, SnpAllowedSevFeatures) {
+    const auto allowed = with(sev_es(), FieldId::allowed_sev_features, bit(63) | bit(0) | bit(5));
+    const auto in_vmsa = [&](const arch::Vmcb& v, std::string_view cpu, std::optional<std::uint64_t> sev_features) {
+        auto s = scn(v, model(cpu));
+        if (sev_features) s.vmsa = vmsa_with(*sev_features);
+        return s;
+    };
+    // zen5: every bit inside the mask passes; one bit outside, the lowest
+    // (bit 1) or the highest the mask covers (bit 61), fails.
+    EXPECT_TRUE(fails_only(in_vmsa(allowed, "zen5", bit(0) | bit(5)), ""));
+    EXPECT_TRUE(fails_only(in_vmsa(allowed, "zen5", bit(0) | bit(1)), when({P::apm}, "snp.allowed_sev_features")));
+    EXPECT_TRUE(fails_only(in_vmsa(allowed, "zen5", bit(61)), when({P::apm}, "snp.allowed_sev_features")));
+    // Bits 63:62 of SEV_FEATURES are not compared (the mask is 61:0).
+    EXPECT_TRUE(fails_only(in_vmsa(allowed, "zen5", bit(62) | bit(63)), ""));
+    // Bit 63 clear: no mask, anything goes.
+    EXPECT_TRUE(fails_only(in_vmsa(with(sev_es(), FieldId::allowed_sev_features, bit(0)), "zen5", bit(9)), ""));
+    // zen4 and zen3 have no ALLOWED_SEV_FEATURES: the check does not run.
+    EXPECT_TRUE(fails_only(in_vmsa(allowed, "zen4", bit(9)), ""));
+    EXPECT_TRUE(fails_only(in_vmsa(allowed, "zen3", bit(9)), ""));
+    // The VMCB's GUEST_SEV_FEATURES is not what the check reads.
+    EXPECT_TRUE(fails_only(in_vmsa(with(allowed, FieldId::guest_sev_features, bit(9)), "zen5", bit(0)), ""));
+    // Without the VMSA's SEV_FEATURES: not decided, said in a warning, no failure.
+    const auto r = in_vmsa(allowed, "zen5", std::nullopt).report();
+    EXPECT_TRUE(r.failures.empty());
+    const auto w = std::find_if(r.warnings.begin(), r.warnings.end(),
+                                [](const Warning& x) { return x.id == "snp.allowed_sev_features"; });
+    if (profile(GetParam()).sev_checks) {
+        ASSERT_NE(w, r.warnings.end());
+        EXPECT_NE(w->message.find("needs the VMSA's SEV_FEATURES"), std::string::npos) << w->message;
+        EXPECT_NE(w->message.find("not decided"), std::string::npos) << w->message;
+    } else {
+        EXPECT_EQ(w, r.warnings.end());
+    }
+    // ... and no warning when the mask is off or the CPU lacks the feature.
+    for (const auto& s : {in_vmsa(with(sev_es(), FieldId::allowed_sev_features, bit(0)), "zen5", std::nullopt),
+                          in_vmsa(allowed, "zen4", std::nullopt)}) {
+        const auto q = s.report();
+        EXPECT_TRUE(std::none_of(q.warnings.begin(), q.warnings.end(),
+                                 [](const Warning& x) { return x.id == "snp.allowed_sev_features"; }));
+    }
+}
+
+// SEV_FEATURES from guest memory: the VMSA page at control.vmsa_pa.
+TEST(SnpAllowedSevFeatures, ReadsTheVmsaPageInMemory) {
+    MapMemory mem;
+    mem.words = {{0x5000, 0}, {0x5FF8, 0}, {0x5000 + 0x3B0, bit(9)}};
+    Scenario s;
+    s.vmcb = with(with(sev_es(), FieldId::allowed_sev_features, bit(63)), FieldId::vmsa_pa, 0x5000);
+    s.cpu = model("zen5");
+    s.memory = &mem;
+    EXPECT_TRUE(fails_only(s, "snp.allowed_sev_features"));
+    mem.words[0x5000 + 0x3B0] = 0;
+    EXPECT_TRUE(fails_only(s, ""));
 }
 
 // C17, C18

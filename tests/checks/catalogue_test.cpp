@@ -363,7 +363,12 @@ TEST(Catalogue, EveryCheckCanFailAlone) {
     add(P::apm, [&](Scenario& s) { snp(s, bit(3) | bit(4)); });
     add(P::apm, [&](Scenario& s) { snp(s, bit(3)); s.vmcb.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE); });
     add(P::apm, [&](Scenario& s) { snp(s, bit(4)); s.vmcb.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE); });
-    add(P::apm, [&](Scenario& s) { snp(s, bit(9)); s.vmcb.set(FieldId::allowed_sev_features, bit(63)); });
+    // P9: a Zen 5 mask against the VMSA's SEV_FEATURES (as a KVM dump gives it).
+    add(P::apm, [&](Scenario& s) {
+        snp(s, 0);
+        s.vmcb.set(FieldId::allowed_sev_features, bit(63));
+        s.vmsa = vmsa_with(bit(9));
+    }, model("zen5"));
     add(P::apm, [&](Scenario& s) { snp(s, bit(16) | bit(4)); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::efer, 0x0D00); });
     add(P::apm, [](Scenario& s) { s.vmcb.set(FieldId::cr0, 0xA0050033); });

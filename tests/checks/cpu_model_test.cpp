@@ -99,6 +99,115 @@ TEST(Models, BuiltinsAreAsDocumented) {
     EXPECT_NE(bad.error().find("zen4"), std::string::npos) << bad.error();
 }
 
+// Zen 5 (Turin): Zen 4's features plus ALLOWED_SEV_FEATURES and PMC/IBS
+// virtualization; zen4 stays the default; no other model has the mask.
+TEST(Models, Zen5IsZen4PlusAllowedSevFeatures) {
+    const auto z5 = model("zen5");
+    const auto z4 = model("zen4");
+    EXPECT_EQ(z5.maxphyaddr, 52U);
+    EXPECT_EQ(z5.va_width, 57U);
+    EXPECT_TRUE(z5.has(Feature::la57));
+    EXPECT_TRUE(z5.has(Feature::allowed_sev_features));
+    EXPECT_TRUE(z5.has(Feature::pmc_virt));
+    EXPECT_TRUE(z5.has(Feature::ibs_virt));
+    for (std::size_t i = 0; i < kFeatureCount; ++i) {
+        const auto f = static_cast<Feature>(i);
+        if (z4.has(f)) {
+            EXPECT_TRUE(z5.has(f)) << feature_name(f);
+        }
+    }
+    for (const auto& m : builtin_models()) {
+        if (m.name != "zen5") {
+            EXPECT_FALSE(m.has(Feature::allowed_sev_features)) << m.name;
+        }
+    }
+    EXPECT_EQ(default_model().name, "zen4");
+    EXPECT_EQ(find_feature("allowed-sev-features"), Feature::allowed_sev_features);
+}
+
+// CPUID values -> model (--cpu host), with synthetic leaves.
+HostCpuid genoa_cpuid() {
+    HostCpuid id;
+    id.vendor = "AuthenticAMD";
+    id.brand = "AMD EPYC 9654 96-Core Processor";
+    id.std1.edx = (1U << 3) | (1U << 6) | (1U << 13) | (1U << 24);  // PSE PAE PGE FXSR
+    id.std1.ecx = (1U << 17) | (1U << 26);                          // PCID XSAVE
+    id.std7.ebx = 1U | (1U << 7) | (1U << 20);                      // FSGSBASE SMEP SMAP
+    id.std7.ecx = (1U << 2) | (1U << 3) | (1U << 7) | (1U << 16);   // UMIP PKU CET_SS LA57
+    id.ext1.ecx = (1U << 2) | (1U << 12);                           // SVM SKINIT
+    id.ext1.edx = (1U << 20) | (1U << 25) | (1U << 29);             // NX FFXSR LM
+    id.ext8.eax = 0x3934;                                           // 52-bit PA, 57-bit VA
+    id.svm.ebx = 32768;
+    // NP LbrVirt SVML NRIPS TscRate VmcbClean FlushByAsid DecodeAssists
+    // PauseFilter PFThreshold AVIC VMSAVEvirt VGIF x2AVIC VNMI
+    id.svm.edx = 0xFFU | (1U << 10) | (1U << 12) | (1U << 13) | (1U << 15) | (1U << 16) | (1U << 18) | (1U << 25);
+    id.sev.eax = (1U << 1) | (1U << 3) | (1U << 4);  // SEV SEV-ES SNP
+    id.sev.ecx = 1006;
+    id.ext21.eax = (1U << 7) | (1U << 8);  // UAI AutoIBRS
+    return id;
+}
+
+TEST(HostCpuid, AmdZen4LeavesGiveAZen4Model) {
+    const auto m = model_from_cpuid(genoa_cpuid());
+    ASSERT_TRUE(m.has_value()) << m.error();
+    EXPECT_EQ(m->name, "host");
+    EXPECT_NE(m->description.find("EPYC 9654"), std::string::npos) << m->description;
+    EXPECT_EQ(m->maxphyaddr, 52U);
+    EXPECT_EQ(m->va_width, 57U);
+    EXPECT_EQ(m->num_asids, 32768U);
+    EXPECT_EQ(m->num_encrypted_guests, 1006U);
+    const auto z4 = model("zen4");
+    for (std::size_t i = 0; i < kFeatureCount; ++i) {
+        const auto f = static_cast<Feature>(i);
+        if (f == Feature::tce || f == Feature::sev_64bit_host) continue;  // not set in the synthetic leaves
+        EXPECT_EQ(m->has(f), z4.has(f)) << feature_name(f);
+    }
+    // Fn8000_001F_EAX[27]: ALLOWED_SEV_FEATURES (Zen 5).
+    auto id = genoa_cpuid();
+    id.sev.eax |= 1U << 27;
+    EXPECT_TRUE(model_from_cpuid(id)->has(Feature::allowed_sev_features));
+    // A smaller physical-address width, no LA57.
+    id.ext8.eax = 0x3030;
+    id.std7.ecx &= ~(1U << 16);
+    const auto small = model_from_cpuid(id);
+    EXPECT_EQ(small->maxphyaddr, 48U);
+    EXPECT_EQ(small->va_width, 48U);
+    EXPECT_FALSE(small->has(Feature::la57));
+}
+
+TEST(HostCpuid, IntelIsRefusedWithAClearMessage) {
+    auto id = genoa_cpuid();
+    id.vendor = "GenuineIntel";
+    const auto m = model_from_cpuid(id);
+    ASSERT_FALSE(m.has_value());
+    EXPECT_EQ(m.error(), "this host's CPU is GenuineIntel, not AMD: name a model (nsvm cpu list)");
+}
+
+TEST(HostCpuid, NoSvmIsRefusedWithAClearMessage) {
+    auto id = genoa_cpuid();
+    id.ext1.ecx &= ~(1U << 2);  // a VM without nested SVM
+    const auto m = model_from_cpuid(id);
+    ASSERT_FALSE(m.has_value());
+    EXPECT_NE(m.error().find("reports no SVM (CPUID Fn8000_0001_ECX[2] = 0"), std::string::npos) << m.error();
+    EXPECT_NE(m.error().find("name a model (nsvm cpu list)"), std::string::npos) << m.error();
+}
+
+// This machine: an AMD host with SVM gives a model; anything else the message.
+TEST(HostCpuid, ThisMachine) {
+    const auto id = read_host_cpuid();
+#if defined(__x86_64__) || defined(__i386__)
+    ASSERT_TRUE(id.has_value());
+    EXPECT_EQ(id->vendor.size(), 12U);
+#endif
+    const auto m = host_model();
+    if (m) {
+        EXPECT_TRUE(m->has(Feature::svm));
+        EXPECT_GE(m->maxphyaddr, 32U);
+    } else {
+        EXPECT_NE(m.error().find("name a model (nsvm cpu list)"), std::string::npos) << m.error();
+    }
+}
+
 TEST(Models, ReservedBitsFollowFeatures) {
     auto m = default_model();
     EXPECT_EQ(m.cr4_reserved_bits() & arch::cr4::LA57, 0U);

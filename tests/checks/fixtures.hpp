@@ -84,9 +84,10 @@ struct Scenario {
     ProfileId profile = ProfileId::apm;
     std::optional<HostState> host;
     const GuestMemory* memory = nullptr;
+    std::optional<VmsaState> vmsa;  ///< the VMSA's values, as a KVM dump gives them
 
     [[nodiscard]] Context ctx() const {
-        return Context{vmcb, cpu, checks::profile(profile), host ? &*host : nullptr, memory};
+        return Context{vmcb, cpu, checks::profile(profile), host ? &*host : nullptr, memory, vmsa ? &*vmsa : nullptr};
     }
     [[nodiscard]] Report report() const { return evaluate(ctx()); }
     [[nodiscard]] std::vector<std::string> failing() const {
@@ -126,9 +127,19 @@ struct BoundaryCase {
     CpuModel cpu = default_model();
     std::optional<HostState> host;
     const GuestMemory* memory = nullptr;
+    std::optional<VmsaState> vmsa;
 
-    [[nodiscard]] Context ctx(const Profile& p) const { return Context{vmcb, cpu, p, host ? &*host : nullptr, memory}; }
+    [[nodiscard]] Context ctx(const Profile& p) const {
+        return Context{vmcb, cpu, p, host ? &*host : nullptr, memory, vmsa ? &*vmsa : nullptr};
+    }
 };
+
+/// A VMSA as a KVM dump gives it, with only SEV_FEATURES.
+inline VmsaState vmsa_with(std::uint64_t sev_features) {
+    VmsaState v;
+    v.sev_features = sev_features;
+    return v;
+}
 
 inline BoundaryCase realize(const Boundary& b) {
     // The PDPT of valid_vmcb_pae32 (CR3 = 0x2000): entry 0 present, with or
@@ -157,6 +168,7 @@ inline BoundaryCase realize(const Boundary& b) {
     }
     if (b.maxphyaddr != 0) c.cpu.maxphyaddr = b.maxphyaddr;
     if (b.with_host) c.host = apply_boundary(b, valid_host());
+    if (b.vmsa_sev_features) c.vmsa = vmsa_with(*b.vmsa_sev_features);
     switch (b.memory) {
         case GuestMem::not_given: break;
         case GuestMem::pdpt_valid: c.memory = &valid; break;

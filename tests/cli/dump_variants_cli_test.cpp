@@ -210,3 +210,37 @@ TEST(CliWrappedMail, AmbiguousWrapIsExit2WithFileAndLine) {
     EXPECT_TRUE(contains(r.err, f.string() + ":5: save.cr3: line 4 ends with 8 of the 16 hex digits")) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
 }
+
+// ------------------------------------------------------------ SEV-ES VMSA, Zen 5
+
+// The decrypted VMSA's sev_features feeds snp.allowed_sev_features (APM
+// 15.36.20), which only a CPU with ALLOWED_SEV_FEATURES (zen5) checks.
+TEST(CliSevEsVmsa, Zen5ChecksTheVmsaSevFeaturesAgainstTheMask) {
+    const auto z5 = nsvm("check --cpu zen5 " + kFix + "kvm-sev-es-vmsa.txt");
+    EXPECT_EQ(z5.status, 1) << z5.out << z5.err;
+    EXPECT_TRUE(contains(z5.out, "snp.allowed_sev_features")) << z5.out;
+    EXPECT_TRUE(contains(z5.out, "SEV_FEATURES = 0x60 (VMSA 3B0h, from the dump's decrypted VMSA)")) << z5.out;
+    EXPECT_TRUE(contains(z5.out, "not allowed: 0x40")) << z5.out;
+    // The VMSA was read: no "needs guest memory" for it, no ignored values.
+    EXPECT_FALSE(contains(z5.out + z5.err, "needs guest memory")) << z5.out << z5.err;
+    for (const char* v : {"sev_features", "pl0_ssp", "u_cet", "xcr0"}) EXPECT_FALSE(contains(z5.err, v)) << z5.err;
+    const auto j = nlohmann::json::parse(nsvm("check --json --cpu zen5 " + kFix + "kvm-sev-es-vmsa.txt").out);
+    EXPECT_EQ(failure_ids(j), (std::set<std::string>{"snp.allowed_sev_features"}));
+    // Zen 4 has no ALLOWED_SEV_FEATURES: VMCB 138h is not checked.
+    const auto z4 = nsvm("check --cpu zen4 " + kFix + "kvm-sev-es-vmsa.txt");
+    EXPECT_EQ(z4.status, 0) << z4.out << z4.err;
+    EXPECT_FALSE(contains(z4.out + z4.err, "snp.allowed_sev_features")) << z4.out << z4.err;
+}
+
+TEST(CliSevEsVmsa, WithoutTheVmsaLinesTheCheckIsNotDecided) {
+    std::string text = cli_test::slurp(std::string(NSVM_SOURCE_DIR) + "/" + kFix + "kvm-sev-es-vmsa.txt");
+    const auto at = text.find("sev_features    ");
+    ASSERT_NE(at, std::string::npos);
+    text.erase(text.rfind('\n', at) + 1, text.find('\n', at) - text.rfind('\n', at));
+    const auto path = write_temp("sev-es-no-vmsa.txt", text);
+    const auto r = nsvm("check --cpu zen5 '" + path.string() + "'");
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(contains(r.err, "snp.allowed_sev_features")) << r.err;
+    EXPECT_TRUE(contains(r.err, "needs the VMSA's SEV_FEATURES")) << r.err;
+    EXPECT_TRUE(contains(r.err, "not decided")) << r.err;
+}

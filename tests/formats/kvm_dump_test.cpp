@@ -397,23 +397,74 @@ TEST(KvmDump, UnknownLabelInsideDumpWarns) {
     EXPECT_NE(find_warning(r, "bus_lock_counter"), nullptr) << all_warnings(r);
 }
 
-TEST(KvmDump, SevEsVmsaLinesAreIgnoredWithAWarning) {
+// Newer kernels print an SEV-ES guest's decrypted VMSA (sev_decrypt_vmsa):
+// sev_features (no colon: "%-15s %016llx"), pl0..3_ssp, u_cet, xcr0, xss.
+// Read into ReadResult::vmsa, not warned about as values nsvm ignores.
+TEST(KvmDump, SevEsDecryptedVmsaLinesAreRead) {
     const std::string text =
         "kvm_amd: SEV-ES vCPU0 VMCB 00000000c7fcd4f6, last attempted VMRUN on CPU 5\n"
         "kvm_amd: VMCB Control Area:\n"
         "kvm_amd: nested_ctl:         7\n"
         "kvm_amd: vmsa_pa:            0000000123456000\n"
         "kvm_amd: VMCB State Save Area:\n"
-        "kvm_amd: sev_features:   0000000000000001\n"
-        "kvm_amd: xcr0:           0000000000000007 xss:          0000000000000000\n"
-        "kvm_amd: pl0_ssp:        0000000000000000 pl1_ssp:      0000000000000000\n";
+        "kvm_amd: sev_features    0000000000000021\n"
+        "kvm_amd: pl0_ssp:        0000000000000010 pl1_ssp:      0000000000000011\n"
+        "kvm_amd: pl2_ssp:        0000000000000012 pl3_ssp:      0000000000000013\n"
+        "kvm_amd: u_cet:          0000000000000004\n"
+        "kvm_amd: xcr0:           0000000000000007 xss:          0000000000000800\n";
     const auto r = read_ok(text);
     EXPECT_EQ(r.vmcb.get(FieldId::misc_ctl), 7U);
     EXPECT_EQ(r.vmcb.get(FieldId::vmsa_pa), 0x123456000ULL);
+    ASSERT_TRUE(r.vmsa.has_value());
+    EXPECT_EQ(r.vmsa->sev_features, 0x21U);
+    EXPECT_EQ(r.vmsa->pl0_ssp, 0x10U);
+    EXPECT_EQ(r.vmsa->pl1_ssp, 0x11U);
+    EXPECT_EQ(r.vmsa->pl2_ssp, 0x12U);
+    EXPECT_EQ(r.vmsa->pl3_ssp, 0x13U);
+    EXPECT_EQ(r.vmsa->u_cet, 4U);
+    EXPECT_EQ(r.vmsa->xcr0, 7U);
+    EXPECT_EQ(r.vmsa->xss, 0x800U);
+    EXPECT_EQ(find_warning(r, "not VMCB fields"), nullptr) << all_warnings(r);
+    // With a colon, as an older reading of the format had it, too.
+    const auto c = read_ok("VMCB Control Area:\nasid: 1\nVMCB State Save Area:\nsev_features:   0000000000000001\n");
+    ASSERT_TRUE(c.vmsa.has_value());
+    EXPECT_EQ(c.vmsa->sev_features, 1U);
+    EXPECT_FALSE(c.vmsa->xcr0.has_value());
+}
+
+TEST(KvmDump, NoVmsaLinesNoVmsa) {
+    EXPECT_FALSE(read_ok(fixture("kvm-newest.txt")).vmsa.has_value());
+}
+
+TEST(KvmDump, VmsaValueErrors) {
+    const std::string head = "VMCB Control Area:\nasid: 1\nVMCB State Save Area:\n";
+    auto e = read_err(head + "sev_features    00000000000000zz\n");
+    EXPECT_EQ(e.field, "vmsa.sev_features");
+    EXPECT_EQ(e.line, 4);
+    e = read_err(head + "sev_features    0000000000000001\nsev_features    0000000000000001\n");
+    EXPECT_EQ(e.field, "vmsa.sev_features");
+}
+
+// The fixture: a whole SEV-ES dump with the decrypted VMSA (make_fixtures.py #8).
+TEST(KvmDump, SevEsVmsaFixture) {
+    const auto r = read_ok(fixture("kvm-sev-es-vmsa.txt"));
+    EXPECT_EQ(r.vmcb.get(FieldId::misc_ctl), 7U);
+    EXPECT_EQ(r.vmcb.get(FieldId::misc_ctl2), 1U);
+    EXPECT_EQ(r.vmcb.get(FieldId::vmsa_pa), 0x000000010b7e5000ULL);
+    EXPECT_EQ(r.vmcb.get(FieldId::allowed_sev_features), 0x8000000000000020ULL);
+    EXPECT_EQ(r.vmcb.get(FieldId::guest_sev_features), 0U);
+    ASSERT_TRUE(r.vmsa.has_value());
+    EXPECT_EQ(r.vmsa->sev_features, 0x60U);
+    EXPECT_EQ(r.vmsa->xcr0, 7U);
+    EXPECT_EQ(r.vmsa->xss, 0U);
+    EXPECT_EQ(r.vmsa->u_cet, 0U);
+    // Only the GPR block is left over as values that are not VMCB fields.
     const auto* w = find_warning(r, "not VMCB fields");
     ASSERT_NE(w, nullptr) << all_warnings(r);
-    EXPECT_NE(w->message.find("xcr0"), std::string::npos);
-    EXPECT_NE(w->message.find("pl1_ssp"), std::string::npos);
+    for (const char* v : {"sev_features", "pl0_ssp", "u_cet", "xcr0", "xss"})
+        EXPECT_EQ(w->message.find(v), std::string::npos) << w->message;
+    // The VMSA's GPRs are its save area's: no register-cache disagreement.
+    EXPECT_EQ(find_warning(r, "differs from the VMCB"), nullptr) << all_warnings(r);
 }
 
 namespace {

@@ -46,7 +46,7 @@ std::optional<std::uint64_t> unsigned_option(const CLI::Option* given, std::stri
 }
 
 void add_model_options(CLI::App& sub, ModelOptions& opts) {
-    sub.add_option("--cpu", opts.cpu, "CPU model: a built-in name (nsvm cpu list) or a JSON model file")
+    sub.add_option("--cpu", opts.cpu, "CPU model: a built-in name (nsvm cpu list), host (this machine's CPUID, on AMD) or a JSON model file")
         ->capture_default_str();
     sub.add_option("--profile", opts.profile, "behaviour profile: apm, kvm, qemu, bochs, xen, hyperv (nsvm profile list)")
         ->capture_default_str();
@@ -56,7 +56,13 @@ void add_model_options(CLI::App& sub, ModelOptions& opts) {
 
 ResolvedModel resolve_model(const ModelOptions& opts) {
     ResolvedModel out{checks::default_model(), nullptr};
-    if (auto builtin = checks::find_builtin_model(opts.cpu)) {
+    if (opts.cpu == "host") {
+        // CPUID of this machine (AMD only): an Intel host, one without
+        // SVM (a VM without nested SVM) or a non-x86 one is an input error.
+        auto host = checks::host_model();
+        if (!host) throw Exit{kBadInput, fmt::format("--cpu host: {}", host.error())};
+        out.cpu = *host;
+    } else if (auto builtin = checks::find_builtin_model(opts.cpu)) {
         out.cpu = *builtin;
     } else {
         std::ifstream f(opts.cpu);

@@ -412,7 +412,7 @@ void warn_hardware_vmcb(const checks::Context& ctx, const formats::ReadResult& i
     for (const auto& c : checks::catalogue())
         if (c.stage != checks::Stage::instruction && c.applies(hw) && !c.applies(ctx.profile)) skipped.push_back(&c);
     if (skipped.empty()) return;
-    const checks::Context hw_ctx{ctx.vmcb, ctx.cpu, hw, ctx.host, ctx.memory};
+    const checks::Context hw_ctx{ctx.vmcb, ctx.cpu, hw, ctx.host, ctx.memory, ctx.vmsa};
     const auto hw_report = partial ? checks::evaluate_partial(hw_ctx, in.given) : checks::evaluate(hw_ctx);
     std::string ids, failing;
     checks::Warning w;
@@ -441,7 +441,8 @@ void warn_hardware_vmcb(const checks::Context& ctx, const formats::ReadResult& i
 }
 
 checks::Report check_one(const CheckOptions& o, const ResolvedModel& model, formats::ReadResult& in) {
-    checks::Context ctx{in.vmcb, model.cpu, *model.profile, in.host ? &*in.host : nullptr, nullptr};
+    checks::Context ctx{in.vmcb, model.cpu, *model.profile, in.host ? &*in.host : nullptr, nullptr,
+                        in.vmsa ? &*in.vmsa : nullptr};
     // A dump that is not a whole VMCB (QEMU's register dump), or --partial:
     // checks on fields the input does not give are not decided, never passed.
     if (in.given.empty()) in.given.assign(arch::kFields.size(), true);  // a whole VMCB (raw, JSON)

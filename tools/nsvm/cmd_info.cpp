@@ -209,7 +209,8 @@ int run_checks_markdown() {
            "  #UD/#GP conditions, `extra` a rule some implementation applies that no APM list has.\n"
            "- **stage**: `instruction` (#UD/#GP before the VMCB is read; needs the host state), `control`,\n"
            "  `save` (guest state), `event` (EVENTINJ, after GIF=1), `memory` (needs guest memory: PAE PDPEs,\n"
-           "  the SEV-ES VMSA page). Without guest memory a memory check the VMCB triggers is a warning.\n"
+           "  the SEV-ES VMSA page and its SEV_FEATURES, which a KVM dump's decrypted VMSA lines also give).\n"
+           "  Without them a memory check the VMCB triggers is a warning, not decided.\n"
            "- **profiles**: the behaviour profiles that apply the check, derived from the profile settings\n"
            "  it reads (**settings**); `nsvm profile show NAME` gives each setting's value and reason.\n"
            "- **inferred**: the APM states the rule without naming an exit, or not at all; nsvm reports it\n"
@@ -330,8 +331,8 @@ const Registrar reg_cpu{60, [](CLI::App& app, int& status) {
     auto* list = sub->add_subcommand("list", "List the built-in models");
     list->add_flag("--json", list_json, "JSON output");
     list->callback([&status] { status = run_cpu_list(list_json); });
-    auto* s = sub->add_subcommand("show", "Show one model (built-in name or JSON file)");
-    s->add_option("name", show.name, "model name or file")->required();
+    auto* s = sub->add_subcommand("show", "Show one model (built-in name, host, or JSON file)");
+    s->add_option("name", show.name, "model name, host (this machine's CPUID) or file")->required();
     s->add_flag("--json", show.json, "JSON output");
     s->callback([&status] { status = run_cpu_show(show); });
 }};

@@ -52,12 +52,24 @@ struct GuestMemory {
     [[nodiscard]] virtual bool read_u64(std::uint64_t gpa, std::uint64_t& out) const = 0;
 };
 
+/// Values of an SEV-ES guest's VMSA (APM Appendix B, Table B-4) that the
+/// input gives in the clear: newer KVM's dump_vmcb prints them from the
+/// decrypted VMSA (sev_decrypt_vmsa; SEV-ES guests whose VMSA KVM may
+/// decrypt). Given at all, the VMSA page was read.
+struct VmsaState {
+    std::optional<std::uint64_t> sev_features;  ///< VMSA 3B0h, SEV_FEATURES
+    std::optional<std::uint64_t> xcr0, xss, u_cet, pl0_ssp, pl1_ssp, pl2_ssp, pl3_ssp;
+};
+
 struct Context {
     const arch::Vmcb& vmcb;
     const CpuModel& cpu;
     const Profile& profile;
     const HostState* host = nullptr;      ///< nullptr: instruction gates are not evaluated
     const GuestMemory* memory = nullptr;  ///< nullptr: memory checks become "needs guest memory" warnings
+    /// The VMSA's values the input gives (a KVM dump's decrypted VMSA lines);
+    /// nullptr: the VMSA is read from `memory` at VMCB 108h, if at all.
+    const VmsaState* vmsa = nullptr;
 };
 
 /// A boundary value of a check: a change to a valid guest (and, for checks on
@@ -88,6 +100,7 @@ struct Boundary {
     GuestMem memory = GuestMem::not_given;
     std::string_view features{};    ///< CPU model edits, e.g. "+sss_check"
     unsigned maxphyaddr = 0;        ///< 0: the model's
+    std::optional<std::uint64_t> vmsa_sev_features{};  ///< the VMSA's SEV_FEATURES, when given
 };
 /// The guest of `b`: pokes b's VMCB changes into `vmcb` (a valid guest of
 /// b.base). In place: a VMCB is 64-byte aligned, and passing one by value
@@ -133,6 +146,9 @@ struct Check {
     /// then gives a warning with the check's id instead of a failure. Empty:
     /// nothing to say.
     std::string_view when_unchecked{};
+    /// What a memory-stage check without its input needs, for its warning
+    /// ("needs guest memory: ...").
+    std::string_view needs_what = "guest memory";
 };
 
 [[nodiscard]] constexpr std::string_view stage_name(Stage s) noexcept {

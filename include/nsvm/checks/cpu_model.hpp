@@ -23,7 +23,7 @@ namespace nsvm::checks {
     X(vnmi) X(lbrv) X(v_vmsave_vmload) X(avic) X(x2avic) X(sev) X(sev_es) X(sev_snp) X(tsc_scale)           \
     X(pausefilter) X(pfthreshold) X(decodeassists) X(vmcbclean) X(gmet) X(sss_check) X(svm_lock)            \
     X(pmc_virt) X(ibs_virt) X(idle_hlt) X(bus_lock_threshold) X(skinit) X(mcommit) X(erap)          \
-    X(tce) X(uai) X(pks) X(sev_64bit_host)
+    X(tce) X(uai) X(pks) X(sev_64bit_host) X(allowed_sev_features)
 
 enum class Feature : std::uint8_t {
 #define NSVM_X(f) f,
@@ -118,11 +118,38 @@ inline std::uint64_t CpuModel::efer_reserved_bits() const noexcept {
     return ~valid_bits(kEferFeatureBits, std::size(kEferFeatureBits), kEferAlwaysValid);
 }
 
-/// Built-in models: "zen4" (default, a modern EPYC Genoa), "zen3", "qemu-tcg"
-/// (QEMU 7.2 TCG -cpu max), "bochs-ryzen" (Bochs 2.7 ryzen).
+/// Built-in models: "zen4" (default, a modern EPYC Genoa), "zen5" (EPYC
+/// Turin), "zen3", "qemu-tcg" (QEMU 7.2 TCG -cpu max), "bochs-ryzen" (Bochs
+/// 2.7 ryzen).
 [[nodiscard]] std::span<const CpuModel> builtin_models();
 [[nodiscard]] const CpuModel& default_model();
 [[nodiscard]] nsvm::expected<CpuModel, std::string> find_builtin_model(std::string_view name);
+
+/// One CPUID leaf's registers.
+struct CpuidRegs {
+    std::uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+};
+/// The CPUID leaves a model of the host is built from (AMD APM Vol. 3
+/// Appendix E). A leaf above the processor's highest one stays all zeros.
+struct HostCpuid {
+    std::string vendor;  ///< Fn0000_0000 EBX, EDX, ECX: "AuthenticAMD", "GenuineIntel", ...
+    std::string brand;   ///< Fn8000_0002..4, spaces trimmed (may be empty)
+    CpuidRegs std1;      ///< Fn0000_0001
+    CpuidRegs std7;      ///< Fn0000_0007, ECX = 0
+    CpuidRegs ext1;      ///< Fn8000_0001
+    CpuidRegs ext8;      ///< Fn8000_0008
+    CpuidRegs svm;       ///< Fn8000_000A (SVM revision and features)
+    CpuidRegs sev;       ///< Fn8000_001F (memory encryption)
+    CpuidRegs ext21;     ///< Fn8000_0021 (extended features 2)
+};
+/// The model of a processor with these CPUID values, named "host"; an error
+/// (for `--cpu host`) when the vendor is not AMD or CPUID reports no SVM.
+[[nodiscard]] nsvm::expected<CpuModel, std::string> model_from_cpuid(const HostCpuid& id);
+/// This machine's CPUID leaves; nullopt where there is no CPUID instruction
+/// (not x86).
+[[nodiscard]] std::optional<HostCpuid> read_host_cpuid();
+/// model_from_cpuid(read_host_cpuid()), with an error off x86.
+[[nodiscard]] nsvm::expected<CpuModel, std::string> host_model();
 
 /// Applies "+x,-y" edits (or a list of such tokens); the error names the
 /// unknown feature and the closest known one.

@@ -92,6 +92,10 @@ struct ReadResult {
     Format format = Format::raw;  ///< the format actually read (never auto_detect)
     std::vector<Diagnostic> warnings;
     std::optional<checks::HostState> host;  ///< JSON "host" object, when given
+    /// An SEV-ES guest's VMSA values the input gives in the clear: newer KVM
+    /// prints sev_features, pl0_ssp..pl3_ssp, u_cet, xcr0 and xss from the
+    /// decrypted VMSA (checks::Context::vmsa).
+    std::optional<checks::VmsaState> vmsa;
     /// Which fields the input gave, by arch::FieldId; empty: every field.
     std::vector<bool> given;
     /// The input is not a whole VMCB (a register dump without a control
