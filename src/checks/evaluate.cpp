@@ -19,21 +19,23 @@ template <class... R>
 bool none_violated(const rules::View& v, rules::List<R...>) noexcept {
     // A fold over the rule types: each predicate is a direct, inlinable call;
     // no table, no indirect call, no allocation.
-    return (... && (!R::applies(v.p) || !R::test(v)));
+    return (... && (R::outcome == Outcome::warning || !R::applies(v.p) || !R::test(v)));
 }
 
 /// The first rule of `rules` (catalogue index I) that applies to the profile,
-/// belongs to a stage in [first, last], is not `skip` and is violated. One
-/// View for the whole scan: the VMCB is decoded once, not once per check.
+/// belongs to a stage in [first, last], is not `skip` and is violated; a
+/// warning rule only when `warnings` says so. One View for the whole scan:
+/// the VMCB is decoded once, not once per check.
 template <class... R, std::size_t... I>
-const Check* first_violated(const rules::View& v, Stage first, Stage last, const Check* skip, rules::List<R...>,
-                            std::index_sequence<I...>) noexcept {
+const Check* first_violated(const rules::View& v, Stage first, Stage last, const Check* skip, Warnings warnings,
+                            rules::List<R...>, std::index_sequence<I...>) noexcept {
     const std::span<const Check> all = catalogue();
     const Check* found = nullptr;
     // The stage first: a scan of one stage (the instruction gates on every
     // SVM instruction) does not ask the other stages' rules whether they apply.
-    (void)(... || (R::stage >= first && R::stage <= last && R::applies(v.p) && &all[I] != skip && R::test(v) &&
-                   (found = &all[I]) != nullptr));
+    (void)(... || (R::stage >= first && R::stage <= last &&
+                   (R::outcome != Outcome::warning || warnings == Warnings::included) && R::applies(v.p) &&
+                   &all[I] != skip && R::test(v) && (found = &all[I]) != nullptr));
     return found;
 }
 
@@ -60,15 +62,15 @@ bool vmrun_would_succeed(const Context& ctx) noexcept {
     return none_violated(v, rules::AllRules{});
 }
 
-const Check* first_failure(const Context& ctx, Stage first, Stage last, const Check* skip) noexcept {
+const Check* first_failure(const Context& ctx, Stage first, Stage last, const Check* skip,
+                           Warnings warnings) noexcept {
     const rules::View v(ctx);
-    return first_violated(v, first, last, skip, rules::AllRules{},
-                          index_sequence_of(rules::AllRules{}));
+    return first_violated(v, first, last, skip, warnings, rules::AllRules{}, index_sequence_of(rules::AllRules{}));
 }
 
 const Check* first_gate_failure(const Context& ctx) noexcept {
     const rules::View v(ctx, rules::View::GatesOnly{});
-    return first_violated(v, Stage::instruction, Stage::instruction, nullptr, rules::AllRules{},
+    return first_violated(v, Stage::instruction, Stage::instruction, nullptr, Warnings::excluded, rules::AllRules{},
                           index_sequence_of(rules::AllRules{}));
 }
 
@@ -126,15 +128,19 @@ Decision decide_partial(const Check& c, const Context& ctx, const void* p) {
     return *verdict ? Decision::fails : Decision::passes;
 }
 
-/// A check the profile does not apply, on a VMCB that violates it: VMRUN
-/// goes ahead under this profile, and the entry's `when_unchecked` says what
+/// A check the profile does not apply, or a warning check, on a VMCB that
+/// violates it: VMRUN goes ahead, and the entry's `when_unchecked` says what
 /// then happens (warning id = the check's id).
 void warn_unchecked(const Check& c, const Context& ctx, bool violated, Report& r) {
     if (c.when_unchecked.empty() || !violated) return;
     Warning w;
     w.id = std::string(c.id);
     for (auto f : c.fields) w.fields.emplace_back(f);
-    w.message = fmt::format("{}; profile {} does not check it: {}", c.message, ctx.profile.name, c.when_unchecked);
+    const std::string values = c.detail != nullptr ? fmt::format(" ({})", c.detail(ctx)) : std::string();
+    w.message = c.outcome == Outcome::warning
+                    ? fmt::format("{}{}: {}", c.message, values, c.when_unchecked)
+                    : fmt::format("{}{}; profile {} does not check it: {}", c.message, values, ctx.profile.name,
+                                  c.when_unchecked);
     r.warnings.push_back(std::move(w));
 }
 
@@ -142,7 +148,7 @@ Report evaluate_with(const Context& ctx, Decide decide, const void* extra) {
     Report r;
     bool invalid = false;
     for (const auto& c : catalogue()) {
-        if (!c.applies(ctx.profile)) {
+        if (c.outcome == Outcome::warning || !c.applies(ctx.profile)) {
             warn_unchecked(c, ctx, decide(c, ctx, extra) == Decision::fails, r);
             continue;
         }

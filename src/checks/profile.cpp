@@ -190,27 +190,21 @@ void each_row(F&& f) {
         "lma_source", &Profile::lma_source, "rules::View::long_mode (the xen_low_bits CR3 rule)",
         {is(LmaSource::lme_and_pg,
             "APM 15.5.1 states the long-mode rules on EFER.LME and CR0.PG; LMA is derived, so those rules do not "
-            "consult the VMCB's LMA (only efer_lma_checked does)"),
+            "consult the VMCB's LMA"),
          is(LmaSource::lme_and_pg, "KVM's checks test LME&&PG (nested_vmcb_check_save)"),
          is(LmaSource::vmcb, "QEMU helper_vmrun loads EFER as given, LMA included"),
          is(LmaSource::lme_and_pg, "Bochs recomputes LMA = LME & PG and ignores the VMCB's LMA (SvmEnterLoadCheckGuestState)"),
          is(LmaSource::vmcb, "Xen's CR3 rule reads EFER.LMA from the VMCB"), as_base}});
     f(Row<bool>{
-        "efer_lma_checked", &Profile::efer_lma_checked, "efer.lma_without_lme_pg",
-        {yes("inferred: APM 15.5.1 does not list it, but LMA = 1 without LME && PG is a state no processor can reach "
-             "(APM 3.1.7, 14.6.1: only the processor sets LMA, when paging is enabled with LME = 1; 14.7: clearing "
-             "PG clears it). Hardware is not known to reject it (KVM: 'EFER.LMA is not checked by SVM') and what it "
-             "then runs is undefined; VMEXIT_INVALID is the outcome the APM gives illegal guest state, and the one "
-             "Xen's maintainer said VMRUN ought to give (xen-devel 2023-12-05 'Nested Virtualization Bug on x86-64 "
-             "AMD CPU', xen gitlab #216)"),
+        "efer_lma_without_lme_checked", &Profile::efer_lma_without_lme_checked, "efer.lma_without_lme",
+        {no("APM 15.5.1 lists no EFER.LMA check, and KVM records that SVM does not check LMA ('EFER.LMA is not "
+            "checked by SVM'); efer.lma_without_lme_pg warns about the state instead"),
          no("nested_vmcb_check_save: 'EFER.LMA is not checked by SVM against CR0.PG && EFER.LME'; the L2 is entered "
             "with vmcb12's EFER"),
-         no("QEMU 7.2 helper_vmrun does not compare LMA with LME&PG and loads EFER as given: the guest is entered "
-            "with LMA = 1 and paging off"),
-         no("Bochs recomputes LMA = LME & PG (SvmEnterLoadCheckGuestState): the VMCB's LMA is ignored, the guest "
-            "runs in legacy mode"),
-         no("svm_vmcb_isvalid has no LMA rule, so VMRUN goes ahead (xen-devel 2023-12-05: Xen then hit BUG() on "
-            "exit 0x402; still open as xen gitlab #216)"),
+         no("QEMU 7.2 helper_vmrun does not compare LMA with LME and loads EFER as given"),
+         no("Bochs recomputes LMA = LME & PG (SvmEnterLoadCheckGuestState): the VMCB's LMA is ignored"),
+         yes("svm_vmcb_isvalid passes EFER to hvm_efer_valid with CR0.PG unknown (-1), so 'LMA/LME/CR0.PG "
+             "inconsistency' is reported for LMA without LME only; LMA = LME = 1 with paging off passes"),
          as_base}});
     f(Row<EventVectorRule>{
         "event_vector_rule", &Profile::event_vector_rule, "event_inj.vector",

@@ -808,39 +808,49 @@ NSVM_RULE(EferLm, "efer.lm_unsupported", "15.5.1", "C9", save, vmexit_invalid, p
                         Boundary{.name = "long_without_lm", .features = "-lm"})) {
     return !v.has(Feature::lm) && (v.efer & (arch::efer::LME | arch::efer::LMA)) != 0;
 }
-// Not in the APM 15.5.1 list (the xen-devel thread "Nested Virtualization
-// Bug on x86-64 AMD CPU", 2023-12-05, is the report). EFER.LMA is a status bit: the processor sets it only when paging
-// is turned on with EFER.LME = 1 and clears it when paging is turned off
-// (APM 3.1.7, 14.6.1, 14.7), so LMA = 1 without LME && PG is a state no
-// processor can be in. The manual names no exit for it and KVM's comment says
-// SVM does not check it; what hardware then runs is unknown (in the xen-devel
-// report Xen let the state through and then met exit 0x402, an AVIC code it
-// never enables). The apm profile therefore rejects it as VMEXIT_INVALID,
-// marked inferred: the one deterministic outcome the APM defines for illegal
-// guest state, and the one Xen's maintainer said VMRUN ought to give
-// (xen-devel 2023-12-05, xen gitlab #216).
+// Not a VMRUN check. EFER.LMA is a status bit: the processor sets it only
+// when paging is turned on with EFER.LME = 1 and clears it when paging is
+// turned off (APM 3.1.7, 14.6.1, 14.7), so LMA = 1 without LME && PG is a
+// state no processor can be in. APM 15.5.1 does not list it, and KVM's
+// nested_vmcb_check_save records that SVM does not check it: VMRUN goes
+// ahead and what then runs is undefined. A warning under every profile
+// (Outcome::warning), naming the consequences implementations are known for.
 // LMA = 0 with LME && PG is not flagged: every long-mode rule of 15.5.1 is
 // stated on LME and PG, and KVM's shadow-paging code (svm_set_efer clears LME
 // when LMA = 0) suggests the hardware derives long mode from LME && PG.
-NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "extra", save, vmexit_invalid, p.efer_lma_checked,
+NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "extra", save, warning, true,
           ({"save.efer", "save.cr0"}),
           "EFER.LMA is 1 but EFER.LME and CR0.PG are not both 1 (long mode active with long mode not enabled)",
           "make EFER.LMA equal EFER.LME AND CR0.PG: clear EFER.LMA (bit 10) for a guest with paging off, or keep "
           "EFER.LME and CR0.PG set for a 64-bit guest",
           NSVM_DETAIL(render::lma)
-          NSVM_INFERRED
           NSVM_WHEN_UNCHECKED(
-              "VMRUN goes ahead with a state no processor can reach, and what runs is undefined: QEMU enters the "
-              "guest with LMA = 1 and paging off, Bochs recomputes LMA and runs it in legacy mode, KVM enters L2 with "
-              "vmcb12's EFER, and Xen, which has no LMA rule either, hit BUG() at the guest's next #VMEXIT "
-              "(xen-devel 2023-12-05, xen gitlab #216)")
-          NSVM_SETTINGS("efer_lma_checked")
+              "no processor can reach this state, and VMRUN does not check it (KVM: 'EFER.LMA is not checked by "
+              "SVM'), so what runs is undefined: QEMU enters the guest with LMA = 1 and paging off, Bochs recomputes "
+              "LMA and runs it in legacy mode, KVM enters L2 with vmcb12's EFER, and Xen, whose check sees only LMA "
+              "without LME, hit BUG() at the guest's next #VMEXIT (xen-devel 2023-12-05, 'Nested Virtualization Bug "
+              "on x86-64 AMD CPU')")
           NSVM_BOUNDARY(Boundary{.name = "lma_lme_pg"},
                         Boundary{.name = "lma_pg0", .vmcb = {clear(FieldId::cr0, arch::cr0::PG)}},
                         Boundary{.name = "lma_lme0", .vmcb = {clear(FieldId::efer, arch::efer::LME)}})) {
     // Without long mode, efer.lm_unsupported (C9) already reports LMA.
     if (!v.has(Feature::lm)) return false;
     return (v.efer & arch::efer::LMA) != 0 && !v.lme_pg;
+}
+// Xen's own rule, not the processor's: svm_vmcb_isvalid() asks
+// hvm_efer_valid() with CR0.PG unknown, which then rejects LMA = 1 only when
+// LME = 0 ("EFER: LMA/LME/CR0.PG inconsistency"); LMA = LME = 1 with paging
+// off passes it (efer.lma_without_lme_pg then warns).
+NSVM_RULE(EferLmaWithoutLme, "efer.lma_without_lme", "3.1.7", "extra", save, vmexit_invalid,
+          p.efer_lma_without_lme_checked, ({"save.efer"}), "EFER.LMA is 1 while EFER.LME is 0",
+          "clear EFER.LMA (bit 10), or set EFER.LME (bit 8) for a 64-bit guest",
+          NSVM_DETAIL(render::efer_plain)
+          NSVM_SETTINGS("efer_lma_without_lme_checked")
+          NSVM_BOUNDARY(Boundary{.name = "lma_lme"},
+                        Boundary{.name = "lma_lme_pg0", .vmcb = {clear(FieldId::cr0, arch::cr0::PG)}},
+                        Boundary{.name = "lma_lme0", .vmcb = {clear(FieldId::efer, arch::efer::LME)}})) {
+    if (!v.has(Feature::lm)) return false;  // efer.lm_unsupported (C9) reports it
+    return (v.efer & arch::efer::LMA) != 0 && (v.efer & arch::efer::LME) == 0;
 }
 NSVM_RULE(LongModePae, "long_mode.pae", "15.5.1", "C10", save, vmexit_invalid, true,
           ({"save.efer", "save.cr0", "save.cr4"}), "EFER.LME and CR0.PG are set but CR4.PAE is 0",
@@ -1091,7 +1101,7 @@ using AllRules =
          SevHost64, SevEsRequiresSev, SevEsRequiresLbrv, SnpVmplSss, SnpInjectionModes, SnpRestrictedAvic,
          SnpAlternateAvic, SnpSecureAvic,  //
          EferSvme, Cr0CdNw, Cr0Upper, Cr3Mbz, Cr4Mbz, Cr4PcideWithoutLma, Dr6Upper, Dr7Upper, EferMbz, EferLm,
-         EferLmaInconsistent, LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
+         EferLmaInconsistent, EferLmaWithoutLme, LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
          EventType, EventVector, EventMode, EventSevEs, EventRestricted, EventReserved,  //
          PdpeReserved, SevEsVmsaUnreadable, SnpAllowedFeatures>;
 

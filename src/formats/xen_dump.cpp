@@ -377,7 +377,9 @@ constexpr std::array kIsvalidReasons = {
     IsvalidReason{"EFER: TCE without feature", {"efer.mbz"}, "save.efer", kPolicyNote},
     IsvalidReason{"EFER: AutoIBRS without feature", {"efer.mbz"}, "save.efer", kPolicyNote},
     IsvalidReason{"EFER: LME/LMA without feature", {"efer.lm_unsupported"}, "save.efer", kPolicyNote},
-    IsvalidReason{"EFER: LMA/LME/CR0.PG inconsistency", {"efer.lma_without_lme_pg"}, "save.efer",
+    // svm_vmcb_isvalid asks hvm_efer_valid with CR0.PG unknown: this reason
+    // means LMA without LME (the xen profile's efer.lma_without_lme).
+    IsvalidReason{"EFER: LMA/LME/CR0.PG inconsistency", {"efer.lma_without_lme"}, "save.efer",
                   "the APM names no VMRUN check for EFER.LMA (APM 3.1.7 makes it a status bit)"},
     IsvalidReason{"EFER: SVME without nested virt", {}, "save.efer",
                   "a Xen configuration rule (the domain has no nested virtualization), no VMRUN check"},

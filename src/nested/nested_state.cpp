@@ -127,6 +127,14 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
         const std::uint64_t cr0_l2 = arch::load_le(l2_save, arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset, 8);
         if ((cr0_l2 & arch::cr0::NW) && !(cr0_l2 & arch::cr0::CD))
             return refuse(fmt::format("nested state: L2 CR0 {:#x} has NW without CD", cr0_l2));
+        // KVM_SET_SREGS refuses an EFER.LMA that is not EFER.LME && CR0.PG
+        // (kvm_is_valid_sregs). The processor's VMRUN would run it (the
+        // efer.lma_without_lme_pg warning), but no running L2 can be in it.
+        const std::uint64_t efer_l2 = arch::load_le(l2_save, arch::info(FieldId::efer).offset - arch::kSaveAreaOffset, 8);
+        const bool lme_pg = (efer_l2 & arch::efer::LME) && (cr0_l2 & arch::cr0::PG);
+        if (((efer_l2 & arch::efer::LMA) != 0) != lme_pg)
+            return refuse(fmt::format("nested state: L2 EFER {:#x} with CR0 {:#x}: EFER.LMA is not EFER.LME && CR0.PG",
+                                      efer_l2, cr0_l2));
         switch (const FailReason fr = prepare_entry(l2_save)) {
             case FailReason::none: break;
             case FailReason::msrpm_unreadable: return refuse("nested state: L1's MSRPM is unreadable");

@@ -83,6 +83,7 @@ constexpr std::array kFixers = {
     Entry{"efer.mbz", fix_efer_mbz},
     Entry{"efer.lm_unsupported", fix_efer_lm},
     Entry{"efer.lma_without_lme_pg", fix_lma},
+    Entry{"efer.lma_without_lme", fix_lma},
     Entry{"long_mode.pae", fix_long_mode_pae},
     Entry{"long_mode.pe", fix_long_mode_pe},
     Entry{"long_mode.cs_l_d", fix_cs_l_d},

@@ -388,7 +388,7 @@ TEST(Profiles, EveryKnownAmbiguityIsANamedChoice) {
     for (const auto& c : profile(ProfileId::apm).choices()) keys.insert(c.key);
     for (const char* k : {"msrpm_checked_size", "failure_writeback", "eventinj_reserved_bits_fail", "cs_l_d_any_mode",
                           "canonical_writeback", "inferred_rules", "cr3_rule", "event_vector_rule", "bitmap_limit_rule",
-                          "pdpe_check", "cet_checks", "exit_code_32bit", "nrip_on_every_exit", "efer_lma_checked",
+                          "pdpe_check", "cet_checks", "exit_code_32bit", "nrip_on_every_exit", "efer_lma_without_lme_checked",
                           "lma_source", "np_without_feature", "ncr3_rule", "g_pat_check", "vnmi_check", "dr6_reserved",
                           "dr7_reserved", "efer_rule", "long_mode_pe_check", "pcide_without_lma_fails",
                           "vmexit_dr7_from_hsave", "hsave_used", "hsave_zero_gp", "ud_without_paging",

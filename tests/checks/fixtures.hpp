@@ -96,6 +96,13 @@ struct Scenario {
         return ids;
     }
     [[nodiscard]] bool ok() const { return vmrun_would_succeed(ctx()); }
+    /// Whether the report warns with `id` (a warning check, or a check this
+    /// profile does not apply).
+    [[nodiscard]] bool warns(std::string_view id) const {
+        for (const auto& w : report().warnings)
+            if (w.id == id) return true;
+        return false;
+    }
 };
 
 inline std::string join(const std::vector<std::string>& v) {

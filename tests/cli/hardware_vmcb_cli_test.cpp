@@ -36,7 +36,8 @@ TEST(CliHardwareVmcb, KvmProfileOnADumpNamesTheHardwareChecksItSkips) {
     const auto msg = w->at("message").get<std::string>();
     EXPECT_TRUE(contains(msg, "not L1's vmcb12")) << msg;
     EXPECT_TRUE(contains(msg, "profile kvm")) << msg;
-    EXPECT_TRUE(contains(msg, "efer.lma_without_lme_pg")) << msg;  // a check KVM does not make, the processor does
+    EXPECT_TRUE(contains(msg, "np.g_pat")) << msg;  // a check KVM's nested code does not make, the processor does
+    EXPECT_FALSE(contains(msg, "efer.lma_without_lme_pg")) << msg;  // a warning under every profile, not skipped
     EXPECT_TRUE(contains(msg, "None of them fails on this VMCB")) << msg;
     EXPECT_EQ(w->at("fields"), nlohmann::json::array());
     EXPECT_TRUE(contains(nsvm("check --profile kvm " + kDump).err,
@@ -44,18 +45,18 @@ TEST(CliHardwareVmcb, KvmProfileOnADumpNamesTheHardwareChecksItSkips) {
 }
 
 TEST(CliHardwareVmcb, SaysWhichSkippedCheckFailsUnderTheHardwareRules) {
-    // Paging off with EFER.LMA still set: KVM's nested checks let it through
-    // (SVM does not check LMA, says nested_vmcb_check_save); apm rejects it.
-    const std::string set = " --set save.cr0=0x50033 ";
+    // An undefined G_PAT memory type with nested paging on: the profile kvm
+    // lets it through, the processor rejects it (APM 15.25.4).
+    const std::string set = " --set save.g_pat=0x2 ";
     const auto kvm = nsvm("check --json --profile kvm" + set + kDump);
     ASSERT_EQ(kvm.status, 0) << kvm.out << kvm.err;
     const auto j = nlohmann::json::parse(kvm.out);
     const auto* w = find_warning(j, "dump.hardware_vmcb");
     ASSERT_NE(w, nullptr) << kvm.out;
     EXPECT_TRUE(contains(w->at("message").get<std::string>(),
-                         "Under the hardware's rules (--profile apm) efer.lma_without_lme_pg fails here."))
+                         "Under the hardware's rules (--profile apm) np.g_pat fails here."))
         << w->at("message");
-    EXPECT_EQ(w->at("fields"), nlohmann::json::array({"save.efer", "save.cr0"}));
+    EXPECT_EQ(w->at("fields"), nlohmann::json::array({"save.g_pat", "control.misc_ctl"}));
     const auto apm = nsvm("check --json" + set + kDump);
     EXPECT_EQ(apm.status, 1) << apm.out;
     EXPECT_EQ(find_warning(nlohmann::json::parse(apm.out), "dump.hardware_vmcb"), nullptr);

@@ -205,7 +205,7 @@ TEST(XenIsvalid, EveryReasonMapsToCatalogueChecks) {
         {"d1v0[x]: EFER: AutoIBRS without feature (201d00)", {"efer.mbz"}, "d1v0", "x", "save.efer", 0x201d00},
         {"d1v0[x]: EFER: LME/LMA without feature (1500)", {"efer.lm_unsupported"}, "d1v0", "x", "save.efer",
          0x1500},
-        {"d1v0[x]: EFER: LMA/LME/CR0.PG inconsistency (1400)", {"efer.lma_without_lme_pg"}, "d1v0", "x",
+        {"d1v0[x]: EFER: LMA/LME/CR0.PG inconsistency (1400)", {"efer.lma_without_lme"}, "d1v0", "x",
          "save.efer", 0x1400},
         {"d1v0[x]: EFER: SVME without nested virt (1d00)", {}, "d1v0", "x", "save.efer", 0x1d00},
         {"d1v0[x]: EFER_LME and CR0.PG are both set and CR4.PAE is zero", {"long_mode.pae"}, "d1v0", "x", "",

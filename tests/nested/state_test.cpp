@@ -67,12 +67,18 @@ TEST(NestedState, RestoreValidatesL1SavedStateAndL2Cr0AsKvmDoes) {
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().find("L2 CR0"), std::string::npos) << r.error();
     // CD and NW is legal (paging kept on: L2 is in long mode, and a long-mode
-    // L2 without paging is a state the processor's VMRUN refuses).
+    // L2 without paging, EFER.LMA still set, is a state KVM_SET_SREGS refuses).
     r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0xE0000011));
     EXPECT_TRUE(r) << r.error();
     r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0x60000011));
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().find("processor's VMRUN check"), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find("EFER.LMA is not EFER.LME && CR0.PG"), std::string::npos) << r.error();
+    // The same with EFER.LMA cleared: long mode enabled, not active; consistent.
+    auto lme_paging_off = with(l2, FieldId::cr0, 0x60000011);
+    const std::size_t efer_at = l2 + arch::info(FieldId::efer).offset;
+    arch::store_le(lme_paging_off, efer_at, 8, arch::load_le(blob, efer_at, 8) & ~arch::efer::LMA);
+    r = m.vcpu.restore_state(lme_paging_off);
+    EXPECT_TRUE(r) << r.error();
     // Outside guest mode L1 may be anywhere (real mode included).
     Machine idle;
     auto l1_only = idle.vcpu.save_state();

@@ -126,14 +126,26 @@ TEST(VmrunChecks, XenLongModeVmcb12WithPagingOffNeverYieldsAnUnexpectedExitCode)
     }
 }
 
-// The apm profile rejects EFER.LMA = 1 without LME && PG
-// (checks: efer.lma_without_lme_pg, profile knob efer_lma_checked).
-TEST(VmrunChecks, XenLongModeVmcb12WithPagingOffIsVmexitInvalid) {
-    Machine m(checks::ProfileId::apm);
-    auto v = valid_vmcb12();
-    v.set(FieldId::cr0, 0x00050032);
-    m.put(v);
-    EXPECT_EQ(m.vmrun().outcome, Outcome::vmrun_failed);
+// EFER.LMA = 1 without LME && PG: the processor does not check it (the
+// efer.lma_without_lme_pg warning), so L1's VMRUN enters L2 with vmcb12's
+// EFER, as KVM does; vmcb02 then holds L1's state, not an L0 bug. Xen's own
+// rule (efer.lma_without_lme) rejects LMA without LME, and only that.
+TEST(VmrunChecks, LmaWithoutLmeAndPgEntersL2ExceptUnderXensOwnRule) {
+    auto paging_off = valid_vmcb12();  // the xen-devel case: a 64-bit vmcb12 with CR0.PG cleared
+    paging_off.set(FieldId::cr0, 0x00050032);
+    auto no_lme = valid_vmcb12();
+    no_lme.set(FieldId::efer, no_lme.get(FieldId::efer) & ~arch::efer::LME);
+    for (auto p : {checks::ProfileId::apm, checks::ProfileId::kvm, checks::ProfileId::xen}) {
+        Machine m(p);
+        m.put(paging_off);
+        EXPECT_EQ(m.vmrun().outcome, Outcome::entered_l2) << checks::profile(p).name;
+        EXPECT_NE(m.vcpu.vmcb02().get(FieldId::efer) & arch::efer::LMA, 0U);
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    }
+    Machine xen(checks::ProfileId::xen);
+    xen.put(no_lme);
+    EXPECT_EQ(xen.vmrun().outcome, Outcome::vmrun_failed);
+    EXPECT_EQ(xen.vmcb12().get(FieldId::exit_code), ec::INVALID);
 }
 
 TEST(VmrunFailure, UnreadableMsrpmFailsThroughTheSamePathWithoutL2State) {

@@ -26,8 +26,19 @@ enum class Stage : std::uint8_t {
     memory,       ///< needs guest memory: PAE PDPEs, VMSA/RMP
 };
 
-/// What a failing check produces.
-enum class Outcome : std::uint8_t { vmexit_invalid, ud, gp, vmexit_busy, vmexit_idle_required, vmexit_invalid_pmc };
+/// What a failing check produces. `warning`: nothing architectural, VMRUN
+/// goes ahead; the check exists to say that the state is one no processor can
+/// reach and what implementations then do (evaluate() reports a warning with
+/// the check's id, never a failure).
+enum class Outcome : std::uint8_t {
+    vmexit_invalid,
+    ud,
+    gp,
+    vmexit_busy,
+    vmexit_idle_required,
+    vmexit_invalid_pmc,
+    warning
+};
 
 /// The state of the processor that executes VMRUN, when the input gives it
 /// (the instruction-level gates need it; QEMU's CR3 rule reads host LMA).
@@ -141,10 +152,11 @@ struct Check {
     /// src/checks/profile.cpp hold each profile's value and reason, which are
     /// the check's per-profile reasons (`nsvm profile show NAME`).
     std::span<const std::string_view> settings{};
-    /// For a check some profiles do not apply: what happens when such a
-    /// profile meets a VMCB that violates it (VMRUN goes ahead). evaluate()
-    /// then gives a warning with the check's id instead of a failure. Empty:
-    /// nothing to say.
+    /// For a check some profiles do not apply, and for every check whose
+    /// outcome is Outcome::warning: what happens when VMRUN goes ahead on a
+    /// VMCB that violates it. evaluate() then gives a warning with the
+    /// check's id instead of a failure. Empty: nothing to say (a warning
+    /// check must say it).
     std::string_view when_unchecked{};
     /// What a memory-stage check without its input needs, for its warning
     /// ("needs guest memory: ...").
@@ -171,6 +183,7 @@ struct Check {
         case Outcome::vmexit_busy: return "VMEXIT_BUSY";
         case Outcome::vmexit_idle_required: return "VMEXIT_IDLE_REQUIRED";
         case Outcome::vmexit_invalid_pmc: return "VMEXIT_INVALID_PMC";
+        case Outcome::warning: return "warning (VMRUN goes ahead)";
     }
     return "?";
 }

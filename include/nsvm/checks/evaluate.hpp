@@ -35,12 +35,17 @@ struct Report {
 /// Memory-stage checks run only when ctx.memory is set.
 [[nodiscard]] bool vmrun_would_succeed(const Context& ctx) noexcept;
 
+/// Whether a scan counts the warning checks (Outcome::warning): VMRUN never
+/// fails on them, but a state they flag is one no processor can reach, which
+/// a VMCB L0 built itself must not hold (nested's vmcb02 invariant).
+enum class Warnings : std::uint8_t { excluded, included };
+
 /// The first failing check (catalogue order) whose stage is in [first, last],
 /// or nullptr; `skip`, when given, is passed over (KVM finds some failures
 /// later than the checks, see nested's load_l2_cr3). Used by the cpu and
 /// nested layers: no allocation, the VMCB decoded once.
-[[nodiscard]] const Check* first_failure(const Context& ctx, Stage first, Stage last,
-                                         const Check* skip = nullptr) noexcept;
+[[nodiscard]] const Check* first_failure(const Context& ctx, Stage first, Stage last, const Check* skip = nullptr,
+                                         Warnings warnings = Warnings::excluded) noexcept;
 
 /// The first instruction gate (Stage::instruction) that fails. The gates read
 /// ctx.host and the address width only; ctx.vmcb is not read.

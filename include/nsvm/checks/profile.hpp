@@ -38,7 +38,7 @@ enum class Cr3Rule : std::uint8_t {
 };
 /// Which EFER.LMA the model believes for "is the guest in long mode".
 enum class LmaSource : std::uint8_t {
-    lme_and_pg,            ///< apm/kvm/bochs: long mode = EFER.LME && CR0.PG (VMCB LMA only for efer_lma_checked)
+    lme_and_pg,            ///< apm/kvm/bochs: long mode = EFER.LME && CR0.PG (the VMCB's LMA is not consulted)
     vmcb,                  ///< qemu/xen: EFER.LMA exactly as the VMCB holds it
 };
 /// NP_ENABLE set on a CPU model without the npt feature.
@@ -91,7 +91,7 @@ struct Profile {
     // --- Consistency checks (read by the catalogue's applies() and predicates) ---
     Cr3Rule cr3_rule{};
     LmaSource lma_source{};
-    bool efer_lma_checked{};                 ///< EFER.LMA = 1 without LME && PG fails (inferred)
+    bool efer_lma_without_lme_checked{};     ///< EFER.LMA = 1 with LME = 0 fails (Xen's rule)
     EventVectorRule event_vector_rule{};
     bool event_type_check{};                 ///< E2
     bool event_vector_check{};               ///< E3
