@@ -76,13 +76,22 @@ bool fix_avic_conflict(Editor& ed, const checks::Context&) {
     return ed.clear_bits(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
 }
 
+/// P9 (APM 15.36.20): the VMSA's SEV_FEATURES has bits outside
+/// ALLOWED_SEV_FEATURES[61:0] (VMCB 138h): allow exactly those bits, the
+/// VMCB half of the check; without the VMSA's value there is nothing to add.
+bool fix_allowed_sev_features(Editor& ed, const checks::Context& c) {
+    if (c.vmsa == nullptr || !c.vmsa->sev_features) return false;
+    return ed.set_bits(FieldId::allowed_sev_features, *c.vmsa->sev_features & arch::bits(61, 0));
+}
+
 /// Checks whose remaining conflict is inside SEV_FEATURES itself (both
 /// injection modes, Secure AVIC with one): no VMCB field fixes them, so the
 /// repair reports them unrepaired rather than copying reference values (which
 /// would "fix" them by turning SEV-ES off).
-constexpr std::array<std::string_view, 6> kSevFeaturesChecks = {
+constexpr std::array<std::string_view, 7> kSevFeaturesChecks = {
     "snp.vmpl_sss",           "snp.restricted_and_alternate",   "snp.restricted_with_avic",
-    "snp.alternate_with_avic", "event_inj.restricted_injection", "snp.secure_avic_conflict",
+    "snp.alternate_with_avic", "event_inj.restricted_injection", "snp.allowed_sev_features",
+    "snp.secure_avic_conflict",
 };
 
 struct Entry {
@@ -119,6 +128,7 @@ constexpr std::array kFixers = {
     Entry{"snp.restricted_with_avic", fix_avic_conflict},
     Entry{"snp.alternate_with_avic", fix_avic_conflict},
     Entry{"snp.secure_avic_conflict", fix_avic_conflict},
+    Entry{"snp.allowed_sev_features", fix_allowed_sev_features},
     Entry{"event_inj.reserved", fix_event_reserved},
 };
 

@@ -105,6 +105,19 @@ TEST(Repair, SnpChecksFixTheVmcbHalfAndReportTheVmsaHalf) {
     EXPECT_TRUE(b.changes.empty());
     EXPECT_EQ(b.vmcb.get(FieldId::misc_ctl), 7U);
 
+    // P9 on Zen 5: the mask (bit 63) without DebugSwap (bit 5), which the
+    // VMSA enables: the mask gains bit 5; SEV-ES stays on.
+    checks::VmsaState debug_swap;
+    debug_swap.sev_features = 1ULL << 5;
+    auto masked = es;
+    masked.set(FieldId::allowed_sev_features, 1ULL << 63);
+    const auto p9 = repair::repair(masked, *checks::find_builtin_model("zen5"), apm, nullptr, &debug_swap);
+    EXPECT_TRUE(p9.valid()) << (p9.unrepaired.empty() ? "" : p9.unrepaired[0]);
+    ASSERT_EQ(p9.changes.size(), 1U);
+    EXPECT_EQ(p9.changes[0].check_id, "snp.allowed_sev_features");
+    EXPECT_EQ(p9.vmcb.get(FieldId::allowed_sev_features), (1ULL << 63) | (1ULL << 5));
+    EXPECT_EQ(p9.vmcb.get(FieldId::misc_ctl), 7U);
+
     // Without the VMSA the check is not decided: nothing to repair.
     const auto u = repair::repair(es, model, apm);
     EXPECT_TRUE(u.valid());
