@@ -134,6 +134,21 @@ std::string sev_features(const Context& c) {
     return fmt::format("SEV_FEATURES = {:#x} (VMSA 3B0h, from {}), ALLOWED_SEV_FEATURES = {:#x}, not allowed: {:#x}",
                        *f, from, v.allowed_sev, sev_features_not_allowed(v));
 }
+namespace {
+/// SEV_FEATURES as the SNP checks read it, with where it came from.
+std::string vmsa_sev_features_text(const Context& c) {
+    const auto f = vmsa_sev_features(c);
+    if (!f) return "SEV_FEATURES not given";
+    const char* from = c.vmsa != nullptr && c.vmsa->sev_features ? "the dump's decrypted VMSA" : "the VMSA page";
+    return fmt::format("SEV_FEATURES = {:#x} (VMSA 3B0h, from {})", *f, from);
+}
+}  // namespace
+std::string snp_features(const Context& c) {
+    const View v(c);
+    return fmt::format("{}, misc_ctl SSSCheckEn = {}, int_ctl AVIC_ENABLE = {}", vmsa_sev_features_text(c),
+                       sss_check_enabled(v) ? 1 : 0, avic_enable_set(v) ? 1 : 0);
+}
+std::string event_restricted(const Context& c) { return event(c) + "; " + vmsa_sev_features_text(c); }
 std::string pdpe(const Context& c) {
     const View v(c);
     std::string out = fmt::format("CR3 = {:#x}, PDPT at {:#x}:", v.cr3, pdpt_base(v.cr3));

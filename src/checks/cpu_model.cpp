@@ -105,7 +105,9 @@ std::vector<CpuModel> make_models() {
     // PMC_VIRTUALIZATION and IBS_VIRTUALIZATION, hence PMC and IBS
     // virtualization. Nothing else is added: what else Turin has is not
     // cited here. 52-bit PA and LA57 as Zen 4; ASIDs and encrypted guests
-    // are taken as Genoa's (not checked against a Turin PPR).
+    // are taken as Genoa's. Unverified: no public source found gives Turin's
+    // Fn8000_001F_ECX (encrypted guests, here 1006) or EDX (minimum SEV
+    // ASID, which the firmware sets), nor its Fn8000_000A_EBX.
     v.push_back(with("zen5",
                      "AMD EPYC 9005 (Turin, Zen 5): Zen 4 plus ALLOWED_SEV_FEATURES, PMC and IBS virtualization", 52,
                      57, 32768, 1006,
@@ -262,12 +264,18 @@ constexpr std::array kSvm = {
 };
 // Fn8000_001F_EAX (APM E.4.17, "Encrypted Memory Capabilities"); bit 27
 // AllowedSevFeatures as Linux's X86_FEATURE_ALLOWED_SEV_FEATURES (19*32+27).
+// Bit 11, 64BitHost ("SEV guest execution only allowed from a 64-bit
+// host"): the klauspost/cpuid Go package reads SEV_64BIT from this leaf's
+// EAX bit 11, and Cygwin's /proc/cpuinfo table (which follows Linux's flag
+// names) lists bit 11 of this word as "sev_64b"; Linux's own
+// X86_FEATURE_SEV_64B define was not found in a public source checked.
 constexpr std::array kSev = {
     CpuidBit{&CpuidRegs::eax, 1, Feature::sev},  CpuidBit{&CpuidRegs::eax, 3, Feature::sev_es},
     CpuidBit{&CpuidRegs::eax, 4, Feature::sev_snp}, CpuidBit{&CpuidRegs::eax, 11, Feature::sev_64bit_host},
     CpuidBit{&CpuidRegs::eax, 27, Feature::allowed_sev_features},
 };
-// Fn8000_0021_EAX: UpperAddressIgnore 7, AutomaticIBRS 8, ERAPS 24.
+// Fn8000_0021_EAX: UpperAddressIgnore 7, AutomaticIBRS 8, ERAPS 24 (Linux's
+// X86_FEATURE_ERAPS is (20*32+24), word 20 being this leaf's EAX).
 constexpr std::array kExt21 = {
     CpuidBit{&CpuidRegs::eax, 7, Feature::uai}, CpuidBit{&CpuidRegs::eax, 8, Feature::autoibrs},
     CpuidBit{&CpuidRegs::eax, 24, Feature::erap},

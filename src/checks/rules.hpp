@@ -53,7 +53,7 @@ struct View {
     const HostState* host;
     std::uint64_t fw;   ///< the model's feature set as one word
     std::uint64_t efer{}, cr0{}, cr3{}, cr4{}, dr6{}, dr7{}, rflags{}, misc_ctl{}, misc_ctl2{}, int_ctl{}, iopm{},
-        msrpm{}, ncr3{}, g_pat{}, s_cet{}, gsf{}, allowed_sev{}, avic_backing{}, avic_logical{}, avic_physical{};
+        msrpm{}, ncr3{}, g_pat{}, s_cet{}, allowed_sev{}, avic_backing{}, avic_logical{}, avic_physical{};
     std::uint32_t event_inj{}, asid{};
     std::uint16_t cs_attrib{};
     unsigned pa;            ///< physical-address width the profile checks against
@@ -93,7 +93,6 @@ struct View {
           ncr3(ld<FieldId::nested_cr3>(c)),
           g_pat(ld<FieldId::g_pat>(c)),
           s_cet(ld<FieldId::s_cet>(c)),
-          gsf(ld<FieldId::guest_sev_features>(c)),
           allowed_sev(ld<FieldId::allowed_sev_features>(c)),
           avic_backing(ld<FieldId::avic_backing_page>(c)),
           avic_logical(ld<FieldId::avic_logical_id>(c)),
@@ -301,6 +300,8 @@ std::string s_cet(const Context&);
 std::string event(const Context&);
 std::string pdpe(const Context&);
 std::string sev_features(const Context&);
+std::string snp_features(const Context&);
+std::string event_restricted(const Context&);
 }  // namespace render
 
 using DetailFn = std::string (*)(const Context&);
@@ -666,49 +667,6 @@ NSVM_RULE(SevEsRequiresLbrv, "sev_es.requires_lbrv", "15.35.2", "S5", control, v
                         Boundary{.name = "lbrv0", .vmcb = {put(FieldId::misc_ctl, 7)}})) {
     return v.sev_es_on() && (v.misc_ctl2 & arch::misc_ctl2::LBR_VIRT) == 0;
 }
-NSVM_RULE(SnpVmplSss, "snp.vmpl_sss", "15.36.7", "P4", control, vmexit_invalid, p.sev_checks,
-          ({"control.guest_sev_features", "control.misc_ctl"}), "SEV_FEATURES.VmplSSS and the VMCB SSS check are both set",
-          "use either VmplSSS or SSSCheckEn, not both",
-          NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "vmpl_sss", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(8))}},
-                        Boundary{.name = "vmpl_sss_and_sss_check", .vmcb = {put(FieldId::misc_ctl, 7 | arch::misc_ctl::SSS_CHECK), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(8))}})) {
-    return v.snp_vmcb() && (v.gsf & sevf::VMPL_SSS) != 0 && (v.misc_ctl & arch::misc_ctl::SSS_CHECK) != 0;
-}
-NSVM_RULE(SnpInjectionModes, "snp.restricted_and_alternate", "15.36.16", "P5", control, vmexit_invalid, p.sev_checks,
-          ({"control.guest_sev_features"}), "Restricted Injection and Alternate Injection are both enabled",
-          "enable at most one interrupt-injection mode in SEV_FEATURES",
-          NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "restricted", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3))}},
-                        Boundary{.name = "restricted_and_alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3) | bit(4))}})) {
-    return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.gsf & sevf::ALTERNATE_INJECTION) != 0;
-}
-NSVM_RULE(SnpRestrictedAvic, "snp.restricted_with_avic", "15.36.16", "P6", control, vmexit_invalid, p.sev_checks,
-          ({"control.guest_sev_features", "control.int_ctl"}), "Restricted Injection is enabled together with AVIC",
-          "disable AVIC for guests with Restricted Injection",
-          NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "restricted", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3))}},
-                        Boundary{.name = "restricted_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3)), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}})) {
-    return v.snp_vmcb() && (v.gsf & sevf::RESTRICTED_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
-}
-NSVM_RULE(SnpAlternateAvic, "snp.alternate_with_avic", "15.36.16", "P7", control, vmexit_invalid, p.sev_checks,
-          ({"control.guest_sev_features", "control.int_ctl"}), "Alternate Injection is enabled together with AVIC",
-          "disable AVIC for guests with Alternate Injection",
-          NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(4))}},
-                        Boundary{.name = "alternate_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(4)), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}})) {
-    return v.snp_vmcb() && (v.gsf & sevf::ALTERNATE_INJECTION) != 0 && (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
-}
-NSVM_RULE(SnpSecureAvic, "snp.secure_avic_conflict", "15.36.21.2", "P10", control, vmexit_invalid, p.sev_checks,
-          ({"control.guest_sev_features", "control.int_ctl"}),
-          "Secure AVIC is enabled together with VMCB AVIC, Restricted Injection or Alternate Injection",
-          "with Secure AVIC, clear AVIC_ENABLE and both injection modes",
-          NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "secure_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(16))}},
-                        Boundary{.name = "secure_avic_alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(16) | bit(4))}})) {
-    return v.snp_vmcb() && (v.gsf & sevf::SECURE_AVIC) != 0 &&
-           ((v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0 ||
-            (v.gsf & (sevf::RESTRICTED_INJECTION | sevf::ALTERNATE_INJECTION)) != 0);
-}
 
 // --- Guest state (APM 15.5.1 list, in the manual's order) ---
 
@@ -945,27 +903,12 @@ NSVM_RULE(EventSevEs, "event_inj.sev_es", "15.35.8", "E4", event, vmexit_invalid
           "SEV-ES guests cannot take INTn or vectors 3/4 by injection; use the #VC/GHCB protocol",
           NSVM_DETAIL(render::event)
           NSVM_SETTINGS("sev_es_event_check")
-          NSVM_BOUNDARY(Boundary{.name = "intr", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0), put(FieldId::event_inj, arch::event::V | (0U << 8) | 0x21)}},
-                        Boundary{.name = "int_n", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0), put(FieldId::event_inj, arch::event::V | (4U << 8) | 0x21)}})) {
+          NSVM_BOUNDARY(Boundary{.name = "intr", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::event_inj, arch::event::V | (0U << 8) | 0x21)}},
+                        Boundary{.name = "int_n", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::event_inj, arch::event::V | (4U << 8) | 0x21)}})) {
     if (!v.event_valid() || !v.sev_es_on()) return false;
     const unsigned t = v.event_type();
     const unsigned vec = v.event_vector();
     return t == 4 || (t == 3 && (vec == 3 || vec == 4));
-}
-// P6, event half (the AVIC half is snp.restricted_with_avic): with
-// Restricted Injection the hypervisor may inject nothing but #HV; every other
-// event reaches the guest through the #HV doorbell page it reads itself.
-NSVM_RULE(EventRestricted, "event_inj.restricted_injection", "15.36.16", "P6", event, vmexit_invalid, p.sev_checks,
-          ({"control.event_inj", "control.guest_sev_features"}),
-          "EVENTINJ injects an event other than #HV into an SEV-SNP guest with Restricted Injection",
-          "with Restricted Injection inject only #HV (TYPE 3, vector 28); signal other events through the "
-          "#HV doorbell page",
-          NSVM_DETAIL(render::event)
-          NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "hv", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3)), put(FieldId::event_inj, arch::event::V | (3U << 8) | 28 | arch::event::EV)}},
-                        Boundary{.name = "intr", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, bit(3)), put(FieldId::event_inj, arch::event::V | (0U << 8) | 0x20)}})) {
-    if (!v.event_valid() || !v.snp_vmcb() || (v.gsf & sevf::RESTRICTED_INJECTION) == 0) return false;
-    return !(v.event_type() == 3 && v.event_vector() == 28);
 }
 NSVM_RULE(EventReserved, "event_inj.reserved", "15.20", "extra", event, vmexit_invalid, p.eventinj_reserved_bits_fail, ({"control.event_inj"}),
           "EVENTINJ bits 30:12 (SBZ) are set (Xen rejects them)", "clear EVENTINJ bits 30:12",
@@ -1018,8 +961,8 @@ NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory
           "point vmsa_pa at the guest's encrypted save area (a backed, 4 KiB aligned page)",
           NSVM_NEEDS(vmsa_needs_memory)
           NSVM_SETTINGS("sev_checks")
-          NSVM_BOUNDARY(Boundary{.name = "vmsa_not_given", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0)}},
-                        Boundary{.name = "vmsa_unbacked", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::guest_sev_features, 0)}, .memory = GuestMem::nothing_backed})) {
+          NSVM_BOUNDARY(Boundary{.name = "vmsa_not_given", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}},
+                        Boundary{.name = "vmsa_unbacked", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .memory = GuestMem::nothing_backed})) {
     if (v.ctx.memory == nullptr || v.ctx.vmsa != nullptr || !v.sev_es_on()) return false;
     // The whole page is one translation: its first and last quadwords.
     std::uint64_t q = 0;
@@ -1031,8 +974,9 @@ NSVM_RULE(SevEsVmsaUnreadable, "sev_es.vmsa_unreadable", "15.35.8", "S5", memory
 inline constexpr std::uint64_t kVmsaSevFeatures = 0x3B0;
 /// SEV_FEATURES as VMRUN reads it for an SEV-ES guest: the VMSA's, from the
 /// input's decrypted VMSA or from memory at the VMSA page; nullopt when
-/// neither gives it. (VMCB 140h GUEST_SEV_FEATURES, which KVM's dump also
-/// prints, is not what the check reads.)
+/// neither gives it. The one place that decides where SEV_FEATURES comes
+/// from: VMCB 140h GUEST_SEV_FEATURES, which KVM's dump also prints, is not
+/// what any check reads.
 [[nodiscard]] inline std::optional<std::uint64_t> vmsa_sev_features(const Context& c) noexcept {
     if (c.vmsa != nullptr && c.vmsa->sev_features) return c.vmsa->sev_features;
     std::uint64_t q = 0;
@@ -1040,6 +984,139 @@ inline constexpr std::uint64_t kVmsaSevFeatures = 0x3B0;
         return q;
     return std::nullopt;
 }
+
+// --- SEV-SNP checks on SEV_FEATURES (APM 15.36) ---
+//
+// VMRUN of an SEV-SNP guest takes SEV_FEATURES from the guest's VMSA (offset
+// 3B0h, APM Appendix B Table B-4; the page at VMCB 108h), never from the VMCB:
+// every check below reads it through vmsa_sev_features and nowhere else. The
+// VMCB's GUEST_SEV_FEATURES (140h, Table B-1) is a different field, not an
+// input of these checks. When the input gives neither a decrypted VMSA's
+// sev_features nor guest memory backing the VMSA page, a check whose other
+// conditions hold is not decided: a "needs" warning, never a pass.
+
+/// What a check on SEV_FEATURES needs when it is not decided.
+inline constexpr std::string_view kNeedsVmsaSevFeatures =
+    "the VMSA's SEV_FEATURES (guest memory at control.vmsa_pa, or the sev_features line newer KVM prints from a "
+    "decrypted VMSA)";
+
+/// SEV_FEATURES of an SEV-SNP guest (an SEV-ES VMCB on a CPU with SNP), as
+/// VMRUN reads it; nullopt when this is no such guest or the input does not
+/// give the VMSA's value.
+[[nodiscard]] inline std::optional<std::uint64_t> snp_sev_features(const View& v) noexcept {
+    if (!v.snp_vmcb()) return std::nullopt;
+    return vmsa_sev_features(v.ctx);
+}
+/// An SEV-SNP guest whose SEV_FEATURES the input does not give.
+[[nodiscard]] inline bool snp_sev_features_unknown(const View& v) noexcept {
+    return v.snp_vmcb() && !vmsa_sev_features(v.ctx);
+}
+[[nodiscard]] inline bool sss_check_enabled(const View& v) noexcept {
+    return (v.misc_ctl & arch::misc_ctl::SSS_CHECK) != 0;
+}
+[[nodiscard]] inline bool avic_enable_set(const View& v) noexcept {
+    return (v.int_ctl & arch::int_ctl::AVIC_ENABLE) != 0;
+}
+/// EVENTINJ holds an event other than #HV (TYPE 3, vector 28).
+[[nodiscard]] inline bool injects_other_than_hv(const View& v) noexcept {
+    return v.event_valid() && !(v.event_type() == 3 && v.event_vector() == 28);
+}
+/// SEV_FEATURES has every bit of `mask` set.
+[[nodiscard]] constexpr bool has_all_of(std::optional<std::uint64_t> f, std::uint64_t mask) noexcept {
+    return f && (*f & mask) == mask;
+}
+/// SEV_FEATURES has at least one bit of `mask` set.
+[[nodiscard]] constexpr bool has_any_of(std::optional<std::uint64_t> f, std::uint64_t mask) noexcept {
+    return f && (*f & mask) != 0;
+}
+
+// The "not decided" conditions: the check's other conditions hold and only
+// SEV_FEATURES is missing.
+[[nodiscard]] inline bool snp_features_needed(const Context& c) noexcept { return snp_sev_features_unknown(View(c)); }
+[[nodiscard]] inline bool snp_features_needed_with_sss_check(const Context& c) noexcept {
+    const View v(c);
+    return snp_sev_features_unknown(v) && sss_check_enabled(v);
+}
+[[nodiscard]] inline bool snp_features_needed_with_avic(const Context& c) noexcept {
+    const View v(c);
+    return snp_sev_features_unknown(v) && avic_enable_set(v);
+}
+[[nodiscard]] inline bool snp_features_needed_for_event(const Context& c) noexcept {
+    const View v(c);
+    return snp_sev_features_unknown(v) && injects_other_than_hv(v);
+}
+
+// P4 (APM 15.36.7): VmplSSS in SEV_FEATURES and the VMCB's SSSCheckEn
+// exclude each other.
+NSVM_RULE(SnpVmplSss, "snp.vmpl_sss", "15.36.7", "P4", memory, vmexit_invalid, p.sev_checks,
+          ({"control.vmsa_pa", "control.misc_ctl"}),
+          "the VMSA's SEV_FEATURES.VmplSSS (VMSA 3B0h) and the VMCB's SSS check are both set",
+          "use either VmplSSS or SSSCheckEn, not both",
+          NSVM_DETAIL(render::snp_features)
+          NSVM_NEEDS(snp_features_needed_with_sss_check)
+          NSVM_NEEDS_WHAT(kNeedsVmsaSevFeatures)
+          NSVM_SETTINGS("sev_checks")
+          NSVM_BOUNDARY(Boundary{.name = "vmpl_sss", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::VMPL_SSS},
+                        Boundary{.name = "vmpl_sss_and_sss_check", .vmcb = {put(FieldId::misc_ctl, 7 | arch::misc_ctl::SSS_CHECK), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::VMPL_SSS})) {
+    return sss_check_enabled(v) && has_any_of(snp_sev_features(v), sevf::VMPL_SSS);
+}
+// P5 (APM 15.36.16): at most one interrupt-injection mode.
+NSVM_RULE(SnpInjectionModes, "snp.restricted_and_alternate", "15.36.16", "P5", memory, vmexit_invalid, p.sev_checks,
+          ({"control.vmsa_pa", "control.misc_ctl"}),
+          "the VMSA's SEV_FEATURES (VMSA 3B0h) enables both Restricted Injection and Alternate Injection",
+          "enable at most one interrupt-injection mode in the VMSA's SEV_FEATURES",
+          NSVM_DETAIL(render::snp_features)
+          NSVM_NEEDS(snp_features_needed)
+          NSVM_NEEDS_WHAT(kNeedsVmsaSevFeatures)
+          NSVM_SETTINGS("sev_checks")
+          NSVM_BOUNDARY(Boundary{.name = "restricted", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::RESTRICTED_INJECTION},
+                        Boundary{.name = "restricted_and_alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::RESTRICTED_INJECTION | sevf::ALTERNATE_INJECTION})) {
+    return has_all_of(snp_sev_features(v), sevf::RESTRICTED_INJECTION | sevf::ALTERNATE_INJECTION);
+}
+// P6, AVIC half (APM 15.36.16).
+NSVM_RULE(SnpRestrictedAvic, "snp.restricted_with_avic", "15.36.16", "P6", memory, vmexit_invalid, p.sev_checks,
+          ({"control.vmsa_pa", "control.misc_ctl", "control.int_ctl"}),
+          "the VMSA's SEV_FEATURES (VMSA 3B0h) enables Restricted Injection together with the VMCB's AVIC",
+          "disable AVIC for guests with Restricted Injection",
+          NSVM_DETAIL(render::snp_features)
+          NSVM_NEEDS(snp_features_needed_with_avic)
+          NSVM_NEEDS_WHAT(kNeedsVmsaSevFeatures)
+          NSVM_SETTINGS("sev_checks")
+          NSVM_BOUNDARY(Boundary{.name = "restricted", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::RESTRICTED_INJECTION},
+                        Boundary{.name = "restricted_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}, .vmsa_sev_features = sevf::RESTRICTED_INJECTION})) {
+    return avic_enable_set(v) && has_any_of(snp_sev_features(v), sevf::RESTRICTED_INJECTION);
+}
+// P6, event half (the AVIC half is snp.restricted_with_avic): with
+// Restricted Injection the hypervisor may inject nothing but #HV; every other
+// event reaches the guest through the #HV doorbell page it reads itself.
+NSVM_RULE(EventRestricted, "event_inj.restricted_injection", "15.36.16", "P6", memory, vmexit_invalid, p.sev_checks,
+          ({"control.event_inj", "control.vmsa_pa", "control.misc_ctl"}),
+          "EVENTINJ injects an event other than #HV into an SEV-SNP guest whose SEV_FEATURES (VMSA 3B0h) enables "
+          "Restricted Injection",
+          "with Restricted Injection inject only #HV (TYPE 3, vector 28); signal other events through the "
+          "#HV doorbell page",
+          NSVM_DETAIL(render::event_restricted)
+          NSVM_NEEDS(snp_features_needed_for_event)
+          NSVM_NEEDS_WHAT(kNeedsVmsaSevFeatures)
+          NSVM_SETTINGS("sev_checks")
+          NSVM_BOUNDARY(Boundary{.name = "hv", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::event_inj, arch::event::V | (3U << 8) | 28 | arch::event::EV)}, .vmsa_sev_features = sevf::RESTRICTED_INJECTION},
+                        Boundary{.name = "intr", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::event_inj, arch::event::V | (0U << 8) | 0x20)}, .vmsa_sev_features = sevf::RESTRICTED_INJECTION})) {
+    return injects_other_than_hv(v) && has_any_of(snp_sev_features(v), sevf::RESTRICTED_INJECTION);
+}
+// P7 (APM 15.36.16).
+NSVM_RULE(SnpAlternateAvic, "snp.alternate_with_avic", "15.36.16", "P7", memory, vmexit_invalid, p.sev_checks,
+          ({"control.vmsa_pa", "control.misc_ctl", "control.int_ctl"}),
+          "the VMSA's SEV_FEATURES (VMSA 3B0h) enables Alternate Injection together with the VMCB's AVIC",
+          "disable AVIC for guests with Alternate Injection",
+          NSVM_DETAIL(render::snp_features)
+          NSVM_NEEDS(snp_features_needed_with_avic)
+          NSVM_NEEDS_WHAT(kNeedsVmsaSevFeatures)
+          NSVM_SETTINGS("sev_checks")
+          NSVM_BOUNDARY(Boundary{.name = "alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::ALTERNATE_INJECTION},
+                        Boundary{.name = "alternate_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE)}, .vmsa_sev_features = sevf::ALTERNATE_INJECTION})) {
+    return avic_enable_set(v) && has_any_of(snp_sev_features(v), sevf::ALTERNATE_INJECTION);
+}
+
 /// Does ALLOWED_SEV_FEATURES apply here (a CPU with the feature, an SEV-ES
 /// guest, the mask enabled)?
 [[nodiscard]] inline bool allowed_sev_mask_on(const View& v) noexcept {
@@ -1068,11 +1145,29 @@ NSVM_RULE(SnpAllowedFeatures, "snp.allowed_sev_features", "15.36.20", "P9", memo
           "add the feature to allowed_sev_features[61:0] or remove it from the guest's SEV_FEATURES",
           NSVM_DETAIL(render::sev_features)
           NSVM_NEEDS(sev_features_unknown)
-          NSVM_NEEDS_WHAT("the VMSA's SEV_FEATURES (guest memory at control.vmsa_pa, or the sev_features line newer KVM prints from a decrypted VMSA)")
+          NSVM_NEEDS_WHAT(kNeedsVmsaSevFeatures)
           NSVM_SETTINGS("sev_checks")
           NSVM_BOUNDARY(Boundary{.name = "allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::allowed_sev_features, bit(63) | bit(9))}, .features = "+allowed_sev_features", .vmsa_sev_features = bit(9)},
                         Boundary{.name = "not_allowed", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1), put(FieldId::allowed_sev_features, bit(63))}, .features = "+allowed_sev_features", .vmsa_sev_features = bit(9)})) {
     return sev_features_not_allowed(v) != 0;
+}
+
+// P10 (APM 15.36.21.2): Secure AVIC excludes the VMCB's AVIC and both
+// injection modes.
+NSVM_RULE(SnpSecureAvic, "snp.secure_avic_conflict", "15.36.21.2", "P10", memory, vmexit_invalid, p.sev_checks,
+          ({"control.vmsa_pa", "control.misc_ctl", "control.int_ctl"}),
+          "the VMSA's SEV_FEATURES (VMSA 3B0h) enables Secure AVIC together with the VMCB's AVIC, Restricted "
+          "Injection or Alternate Injection",
+          "with Secure AVIC, clear AVIC_ENABLE and both injection modes",
+          NSVM_DETAIL(render::snp_features)
+          NSVM_NEEDS(snp_features_needed)
+          NSVM_NEEDS_WHAT(kNeedsVmsaSevFeatures)
+          NSVM_SETTINGS("sev_checks")
+          NSVM_BOUNDARY(Boundary{.name = "secure_avic", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::SECURE_AVIC},
+                        Boundary{.name = "secure_avic_alternate", .vmcb = {put(FieldId::misc_ctl, 7), put(FieldId::misc_ctl2, 1)}, .vmsa_sev_features = sevf::SECURE_AVIC | sevf::ALTERNATE_INJECTION})) {
+    const auto f = snp_sev_features(v);
+    return has_any_of(f, sevf::SECURE_AVIC) &&
+           (avic_enable_set(v) || has_any_of(f, sevf::RESTRICTED_INJECTION | sevf::ALTERNATE_INJECTION));
 }
 
 #undef NSVM_RULE
@@ -1098,11 +1193,11 @@ using AllRules =
     List<GateSvme, GateProtectedMode, GatePaging, GateCpl, GateHsaveZero, GateSmm, GateRaxAlign, GateRaxMaxphyaddr,
          InterceptVmrun, AsidZero, MsrpmLimit, IopmLimit, NpHostPaging, NpNcr3, NpGPat, NpSss, VnmiIntercept,
          AvicX2WithoutAvic, AvicMaxIndex, AvicPointers, AvicRequiresNp, SevRequiresNp, SevSmmLock, SevAsidRange,
-         SevHost64, SevEsRequiresSev, SevEsRequiresLbrv, SnpVmplSss, SnpInjectionModes, SnpRestrictedAvic,
-         SnpAlternateAvic, SnpSecureAvic,  //
+         SevHost64, SevEsRequiresSev, SevEsRequiresLbrv,  //
          EferSvme, Cr0CdNw, Cr0Upper, Cr3Mbz, Cr4Mbz, Cr4PcideWithoutLma, Dr6Upper, Dr7Upper, EferMbz, EferLm,
          EferLmaInconsistent, EferLmaWithoutLme, LongModePae, LongModePe, LongModeCsLD, CetSCet, CetWp,  //
-         EventType, EventVector, EventMode, EventSevEs, EventRestricted, EventReserved,  //
-         PdpeReserved, SevEsVmsaUnreadable, SnpAllowedFeatures>;
+         EventType, EventVector, EventMode, EventSevEs, EventReserved,  //
+         PdpeReserved, SevEsVmsaUnreadable, SnpVmplSss, SnpInjectionModes, SnpRestrictedAvic, EventRestricted,
+         SnpAlternateAvic, SnpAllowedFeatures, SnpSecureAvic>;
 
 }  // namespace nsvm::checks::rules

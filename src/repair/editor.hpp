@@ -37,6 +37,10 @@ using Fixer = bool (*)(Editor&, const checks::Context&);
 /// The specific fixer for `check_id`, or nullptr.
 [[nodiscard]] Fixer find_fixer(std::string_view check_id) noexcept;
 
+/// True for checks on the VMSA's SEV_FEATURES: beyond their specific fix,
+/// no VMCB edit satisfies them (the generic fix must not be tried).
+[[nodiscard]] bool vmcb_cannot_fix_rest(std::string_view check_id) noexcept;
+
 /// Every field the check names takes reference_vmcb()'s value; intercept
 /// vectors named as "control.intercepts[N]" take the reference's word N.
 bool generic_fix(Editor& ed, const checks::Check& check, const arch::Vmcb& reference);

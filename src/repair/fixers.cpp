@@ -62,6 +62,38 @@ bool fix_event_reserved(Editor& ed, const checks::Context&) {
     return ed.clear_bits(FieldId::event_inj, arch::event::RESERVED);
 }
 
+// The SEV-SNP checks on SEV_FEATURES (APM 15.36.7, 15.36.16, 15.36.21.2):
+// SEV_FEATURES is in the guest's VMSA (offset 3B0h, APM Appendix B Table
+// B-4), encrypted guest state that no VMCB edit reaches. Where the conflict
+// has a VMCB half, that half is the fix; the VMSA half is never edited.
+/// P4: VmplSSS (VMSA) against SSSCheckEn (VMCB): clear SSSCheckEn.
+bool fix_vmpl_sss(Editor& ed, const checks::Context&) {
+    return ed.clear_bits(FieldId::misc_ctl, arch::misc_ctl::SSS_CHECK);
+}
+/// P6, P7 and P10's AVIC half: an injection mode or Secure AVIC (VMSA)
+/// against the VMCB's AVIC: clear AVIC_ENABLE.
+bool fix_avic_conflict(Editor& ed, const checks::Context&) {
+    return ed.clear_bits(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
+}
+
+/// P9 (APM 15.36.20): the VMSA's SEV_FEATURES has bits outside
+/// ALLOWED_SEV_FEATURES[61:0] (VMCB 138h): allow exactly those bits, the
+/// VMCB half of the check; without the VMSA's value there is nothing to add.
+bool fix_allowed_sev_features(Editor& ed, const checks::Context& c) {
+    if (c.vmsa == nullptr || !c.vmsa->sev_features) return false;
+    return ed.set_bits(FieldId::allowed_sev_features, *c.vmsa->sev_features & arch::bits(61, 0));
+}
+
+/// Checks whose remaining conflict is inside SEV_FEATURES itself (both
+/// injection modes, Secure AVIC with one): no VMCB field fixes them, so the
+/// repair reports them unrepaired rather than copying reference values (which
+/// would "fix" them by turning SEV-ES off).
+constexpr std::array<std::string_view, 7> kSevFeaturesChecks = {
+    "snp.vmpl_sss",           "snp.restricted_and_alternate",   "snp.restricted_with_avic",
+    "snp.alternate_with_avic", "event_inj.restricted_injection", "snp.allowed_sev_features",
+    "snp.secure_avic_conflict",
+};
+
 struct Entry {
     std::string_view id;
     Fixer fix;
@@ -93,6 +125,11 @@ constexpr std::array kFixers = {
     Entry{"event_inj.mode", fix_event_inj},
     Entry{"event_inj.sev_es", fix_event_inj},
     Entry{"event_inj.restricted_injection", fix_event_inj},
+    Entry{"snp.vmpl_sss", fix_vmpl_sss},
+    Entry{"snp.restricted_with_avic", fix_avic_conflict},
+    Entry{"snp.alternate_with_avic", fix_avic_conflict},
+    Entry{"snp.secure_avic_conflict", fix_avic_conflict},
+    Entry{"snp.allowed_sev_features", fix_allowed_sev_features},
     Entry{"event_inj.reserved", fix_event_reserved},
 };
 
@@ -101,6 +138,10 @@ constexpr std::array kFixers = {
 Fixer find_fixer(std::string_view check_id) noexcept {
     const auto* e = std::find_if(kFixers.begin(), kFixers.end(), [&](const Entry& x) { return x.id == check_id; });
     return e == kFixers.end() ? nullptr : e->fix;
+}
+
+bool vmcb_cannot_fix_rest(std::string_view check_id) noexcept {
+    return std::find(kSevFeaturesChecks.begin(), kSevFeaturesChecks.end(), check_id) != kSevFeaturesChecks.end();
 }
 
 bool generic_fix(Editor& ed, const checks::Check& check, const arch::Vmcb& reference) {

@@ -17,17 +17,18 @@ bool fix_one(arch::Vmcb& v, const checks::Context& ctx, const checks::Check& che
     detail::Editor ed(v, changes, check.id);
     const detail::Fixer specific = detail::find_fixer(check.id);
     if (specific != nullptr && attempt == 0 && specific(ed, ctx)) return true;
+    if (detail::vmcb_cannot_fix_rest(check.id)) return false;  // the rest is the VMSA's SEV_FEATURES
     return detail::generic_fix(ed, check, reference);
 }
 
 }  // namespace
 
 Result repair(const arch::Vmcb& vmcb, const checks::CpuModel& cpu, const checks::Profile& profile,
-              const checks::HostState* host) {
+              const checks::HostState* host, const checks::VmsaState* vmsa) {
     Result out{vmcb, {}, {}, checks::Verdict::valid, 0};
     const arch::Vmcb reference = reference_vmcb();
     std::map<std::string_view, unsigned> attempts;  // per check id: how often it was fixed already
-    const checks::Context ctx{out.vmcb, cpu, profile, host, nullptr};
+    const checks::Context ctx{out.vmcb, cpu, profile, host, nullptr, vmsa};
     checks::Report report = checks::evaluate(ctx);
     while (report.verdict != checks::Verdict::valid && out.rounds < kMaxRounds) {
         ++out.rounds;

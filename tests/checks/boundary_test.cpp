@@ -532,6 +532,12 @@ arch::Vmcb sev_es() {
     return v;
 }
 
+// SEV_FEATURES bits (APM 15.35, Table 15-36; VMSA 3B0h).
+namespace sevf_test {
+constexpr std::uint64_t kSnp = bit(0), kRestricted = bit(3), kAlternate = bit(4), kVmplSss = bit(8),
+                        kSecureAvic = bit(16);
+}  // namespace sevf_test
+
 TEST_P(PerProfile, Sev) {
     EXPECT_TRUE(fails_only(scn(sev()), ""));
     EXPECT_TRUE(fails_only(scn(with(sev(), FieldId::misc_ctl, arch::misc_ctl::SEV_ENABLE)), when({P::apm}, "sev.requires_np")));
@@ -556,19 +562,144 @@ TEST_P(PerProfile, SevEs) {
                            when({P::apm}, "sev_es.requires_sev")));
 }
 
+// P4-P7, P10 and P6's event half read SEV_FEATURES where VMRUN reads it: the
+// VMSA (offset 3B0h, APM Appendix B Table B-4), here as a KVM dump's
+// decrypted VMSA gives it. Each check at its boundary: the last passing and
+// the first failing SEV_FEATURES.
+Scenario snp_scn(const PerProfile& t, const arch::Vmcb& v, std::optional<std::uint64_t> sev_features) {
+    Scenario s;
+    s.vmcb = v;
+    s.profile = t.GetParam();
+    if (sev_features) s.vmsa = vmsa_with(*sev_features);
+    return s;
+}
+
+/// The ids of the "not decided" warnings of a report.
+std::vector<std::string> needs_warnings(const Report& r) {
+    std::vector<std::string> out;
+    for (const auto& w : r.warnings)
+        if (w.message.find("needs the VMSA's SEV_FEATURES") != std::string::npos &&
+            w.message.find("not decided") != std::string::npos)
+            out.push_back(w.id);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 TEST_P(PerProfile, SnpFeatureCombinations) {
     using namespace arch;
+    using namespace sevf_test;
     const auto es = sev_es();
-    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(0) | bit(3))), ""));
-    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(3) | bit(4))), when({P::apm}, "snp.restricted_and_alternate")));
-    auto avic = with(es, FieldId::int_ctl, int_ctl::AVIC_ENABLE);
-    EXPECT_TRUE(fails_only(scn(with(avic, FieldId::guest_sev_features, bit(3))), when({P::apm}, "snp.restricted_with_avic")));
-    EXPECT_TRUE(fails_only(scn(with(avic, FieldId::guest_sev_features, bit(4))), when({P::apm}, "snp.alternate_with_avic")));
-    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(16) | bit(3))), when({P::apm}, "snp.secure_avic_conflict")));
-    EXPECT_TRUE(fails_only(scn(with(es, FieldId::guest_sev_features, bit(16))), ""));
-    auto sss = with(es, FieldId::misc_ctl, es.get(FieldId::misc_ctl) | misc_ctl::SSS_CHECK);
-    EXPECT_TRUE(fails_only(scn(with(sss, FieldId::guest_sev_features, 0)), ""));
-    EXPECT_TRUE(fails_only(scn(with(sss, FieldId::guest_sev_features, bit(8))), when({P::apm}, "snp.vmpl_sss")));
+    const auto avic = with(es, FieldId::int_ctl, int_ctl::AVIC_ENABLE);
+    const auto sss = with(es, FieldId::misc_ctl, es.get(FieldId::misc_ctl) | misc_ctl::SSS_CHECK);
+    const auto at = [&](const arch::Vmcb& v, std::uint64_t f) { return snp_scn(*this, v, f); };
+    // P5: one injection mode passes, both fail.
+    EXPECT_TRUE(fails_only(at(es, kSnp | kRestricted), ""));
+    EXPECT_TRUE(fails_only(at(es, kSnp | kAlternate), ""));
+    EXPECT_TRUE(fails_only(at(es, kRestricted | kAlternate), when({P::apm}, "snp.restricted_and_alternate")));
+    // P6, P7: an injection mode passes without AVIC, fails with it.
+    EXPECT_TRUE(fails_only(at(avic, kSnp), ""));
+    EXPECT_TRUE(fails_only(at(avic, kRestricted), when({P::apm}, "snp.restricted_with_avic")));
+    EXPECT_TRUE(fails_only(at(avic, kAlternate), when({P::apm}, "snp.alternate_with_avic")));
+    // P10: Secure AVIC alone passes; with a mode or the VMCB's AVIC it fails.
+    EXPECT_TRUE(fails_only(at(es, kSecureAvic), ""));
+    EXPECT_TRUE(fails_only(at(es, kSecureAvic | kRestricted), when({P::apm}, "snp.secure_avic_conflict")));
+    EXPECT_TRUE(fails_only(at(es, kSecureAvic | kAlternate), when({P::apm}, "snp.secure_avic_conflict")));
+    EXPECT_TRUE(fails_only(at(avic, kSecureAvic), when({P::apm}, "snp.secure_avic_conflict")));
+    // P4: VmplSSS passes without SSSCheckEn, fails with it; SSSCheckEn alone passes.
+    EXPECT_TRUE(fails_only(at(es, kVmplSss), ""));
+    EXPECT_TRUE(fails_only(at(sss, 0), ""));
+    EXPECT_TRUE(fails_only(at(sss, kVmplSss), when({P::apm}, "snp.vmpl_sss")));
+    // Just below each failing value: the neighbouring bits (7 and 9 around
+    // VmplSSS, 2 and 5 around the injection modes, 15 and 17 around Secure AVIC).
+    EXPECT_TRUE(fails_only(at(sss, bit(7) | bit(9)), ""));
+    EXPECT_TRUE(fails_only(at(avic, bit(2) | bit(5)), ""));
+    EXPECT_TRUE(fails_only(at(es, bit(15) | bit(17) | kRestricted), ""));
+    // A CPU without SNP: SEV_FEATURES is not checked.
+    auto nosnp = at(avic, kSecureAvic | kRestricted | kAlternate);
+    nosnp.cpu = model("zen4", "-sev_snp");
+    EXPECT_TRUE(fails_only(nosnp, ""));
+}
+
+// Without the VMSA's SEV_FEATURES (no decrypted VMSA, no guest memory), each
+// check whose other conditions hold is not decided: a warning, no failure.
+TEST_P(PerProfile, SnpChecksWithoutTheVmsaAreNotDecided) {
+    using namespace arch;
+    const auto es = sev_es();
+    const auto avic_sss = with(with(es, FieldId::int_ctl, int_ctl::AVIC_ENABLE), FieldId::misc_ctl,
+                               es.get(FieldId::misc_ctl) | misc_ctl::SSS_CHECK);
+    const auto evt = with(es, FieldId::event_inj, event::V | (3U << 8) | 14U | event::EV);
+    const bool applies = profile(GetParam()).sev_checks;
+    const auto expect = [&](const arch::Vmcb& v, std::vector<std::string> ids) {
+        const auto r = snp_scn(*this, v, std::nullopt).report();
+        EXPECT_TRUE(r.failures.empty());
+        EXPECT_EQ(needs_warnings(r), applies ? ids : std::vector<std::string>{});
+    };
+    expect(es, {"snp.restricted_and_alternate", "snp.secure_avic_conflict"});
+    expect(avic_sss, {"snp.alternate_with_avic", "snp.restricted_and_alternate", "snp.restricted_with_avic",
+                      "snp.secure_avic_conflict", "snp.vmpl_sss"});
+    expect(evt, {"event_inj.restricted_injection", "snp.restricted_and_alternate", "snp.secure_avic_conflict"});
+    // #HV is the one event Restricted Injection allows: no need to know.
+    expect(with(es, FieldId::event_inj, event::V | (3U << 8) | 28U),
+           {"snp.restricted_and_alternate", "snp.secure_avic_conflict"});
+    // Not an SNP guest (SEV only, or no SNP on the CPU): nothing to decide.
+    expect(sev(), {});
+    auto nosnp = snp_scn(*this, avic_sss, std::nullopt);
+    nosnp.cpu = model("zen4", "-sev_snp");
+    EXPECT_TRUE(needs_warnings(nosnp.report()).empty());
+    // A decrypted VMSA without its sev_features line decides nothing either.
+    auto partial = snp_scn(*this, es, std::nullopt);
+    partial.vmsa = VmsaState{};
+    partial.vmsa->xcr0 = 7;
+    const std::vector<std::string> both = {"snp.restricted_and_alternate", "snp.secure_avic_conflict"};
+    EXPECT_EQ(needs_warnings(partial.report()), applies ? both : std::vector<std::string>{});
+}
+
+// VMCB 140h GUEST_SEV_FEATURES is not what VMRUN reads: alone it decides
+// none of the checks, whatever it holds.
+TEST_P(PerProfile, SnpChecksIgnoreTheVmcbGuestSevFeatures) {
+    using namespace arch;
+    using namespace sevf_test;
+    const auto es = sev_es();
+    const auto all = with(with(with(es, FieldId::int_ctl, int_ctl::AVIC_ENABLE), FieldId::misc_ctl,
+                               es.get(FieldId::misc_ctl) | misc_ctl::SSS_CHECK),
+                          FieldId::event_inj, event::V | (0U << 8) | 0x20U);
+    for (std::uint64_t gsf : {kRestricted | kAlternate, kRestricted, kAlternate, kSecureAvic | kRestricted, kVmplSss,
+                              ~std::uint64_t{0}}) {
+        const auto v = with(all, FieldId::guest_sev_features, gsf);
+        // With the VMSA's SEV_FEATURES 0: every check passes.
+        EXPECT_TRUE(fails_only(snp_scn(*this, v, 0), "")) << std::hex << gsf;
+        // Without it: not decided, whatever 140h says.
+        const auto r = snp_scn(*this, v, std::nullopt).report();
+        EXPECT_TRUE(r.failures.empty()) << std::hex << gsf;
+        EXPECT_EQ(needs_warnings(r).size(), profile(GetParam()).sev_checks ? 6U : 0U) << std::hex << gsf;
+    }
+    // ... and 140h = 0 does not hide a VMSA that violates them.
+    EXPECT_TRUE(fails_only(snp_scn(*this, with(es, FieldId::guest_sev_features, 0), kRestricted | kAlternate),
+                           when({P::apm}, "snp.restricted_and_alternate")));
+}
+
+// SEV_FEATURES from guest memory: the VMSA page at control.vmsa_pa, offset
+// 3B0h (what SvmCpu's VMRUN evaluates with its memory).
+TEST(SnpFeatureCombinations, ReadTheVmsaPageInMemory) {
+    using namespace sevf_test;
+    MapMemory mem;
+    mem.words = {{0x5000, 0}, {0x5FF8, 0}, {0x5000 + 0x3B0, kRestricted | kAlternate}};
+    Scenario s;
+    s.vmcb = with(sev_es(), FieldId::vmsa_pa, 0x5000);
+    s.memory = &mem;
+    EXPECT_TRUE(fails_only(s, "snp.restricted_and_alternate"));
+    mem.words[0x5000 + 0x3B0] = kRestricted;
+    EXPECT_TRUE(fails_only(s, ""));
+    EXPECT_TRUE(s.report().warnings.empty());
+    // The VMSA page backed but its SEV_FEATURES word not: not decided.
+    mem.words.erase(0x5000 + 0x3B0);
+    EXPECT_TRUE(fails_only(s, ""));
+    EXPECT_EQ(needs_warnings(s.report()),
+              (std::vector<std::string>{"snp.restricted_and_alternate", "snp.secure_avic_conflict"}));
+    // A decrypted VMSA's value comes first.
+    mem.words[0x5000 + 0x3B0] = 0;
+    s.vmsa = vmsa_with(kSecureAvic | kAlternate);
+    EXPECT_TRUE(fails_only(s, "snp.secure_avic_conflict"));
 }
 
 // P9 (APM 15.36.20): ALLOWED_SEV_FEATURES, a Zen 5 feature, against the
@@ -701,25 +832,32 @@ TEST_P(PerProfile, EventInjectionReservedBits) {
 }
 
 // P6: with Restricted Injection only #HV (exception vector 28) may be injected.
+// Restricted Injection is the VMSA's SEV_FEATURES bit 3 (VMSA 3B0h).
 TEST_P(PerProfile, EventInjectionWithRestrictedInjection) {
     using arch::event::V;
-    const auto ri = with(sev_es(), FieldId::guest_sev_features, bit(0) | bit(3));
-    EXPECT_TRUE(fails_only(scn(ri), ""));                                              // nothing injected
-    EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, V | (3U << 8) | 28U)), ""));  // #HV: the one allowed
+    const auto es = sev_es();
+    const auto ri = [&](const arch::Vmcb& v, std::uint64_t f = bit(0) | bit(3)) { return snp_scn(*this, v, f); };
+    EXPECT_TRUE(fails_only(ri(es), ""));                                              // nothing injected
+    EXPECT_TRUE(fails_only(ri(with(es, FieldId::event_inj, V | (3U << 8) | 28U)), ""));  // #HV: the one allowed
     // Neighbours of the allowed event: #VC (29), #SX (30), vector 27, and #HV as the wrong type.
     for (std::uint32_t e : {V | (3U << 8) | 29U, V | (3U << 8) | 30U, V | (3U << 8) | 14U, V | (0U << 8) | 28U,
                             V | (0U << 8) | 0x20U, V | (2U << 8) | 2U})
-        EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, e)), when({P::apm}, "event_inj.restricted_injection")))
+        EXPECT_TRUE(fails_only(ri(with(es, FieldId::event_inj, e)), when({P::apm}, "event_inj.restricted_injection")))
             << std::hex << e;
-    // INTn is also an E4 violation for any SEV-ES guest: both are reported.
+    // INTn is also an E4 violation for any SEV-ES guest: both are reported
+    // (E4 in the event stage, P6 with the VMSA reads).
     std::vector<std::string> both;
     if (is({P::apm})) both = {"event_inj.sev_es", "event_inj.restricted_injection"};
-    EXPECT_EQ(scn(with(ri, FieldId::event_inj, V | (4U << 8) | 0x80U)).failing(), both);
-    // EVENTINJ.V = 0: no event, no check; without Restricted Injection, #PF is fine.
-    EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, (3U << 8) | 14U)), ""));
-    EXPECT_TRUE(fails_only(scn(with(with(ri, FieldId::guest_sev_features, bit(0)), FieldId::event_inj, V | (3U << 8) | 14U)), ""));
+    EXPECT_EQ(ri(with(es, FieldId::event_inj, V | (4U << 8) | 0x80U)).failing(), both);
+    // EVENTINJ.V = 0: no event, no check; without Restricted Injection (just
+    // below: SEV_FEATURES bits 2 and 4), #PF is fine.
+    EXPECT_TRUE(fails_only(ri(with(es, FieldId::event_inj, (3U << 8) | 14U)), ""));
+    EXPECT_TRUE(fails_only(ri(with(es, FieldId::event_inj, V | (3U << 8) | 14U), bit(0)), ""));
+    EXPECT_TRUE(fails_only(ri(with(es, FieldId::event_inj, V | (3U << 8) | 14U), bit(0) | bit(2)), ""));
     // Restricted Injection on a CPU without SNP: the SEV_FEATURES bit means nothing.
-    EXPECT_TRUE(fails_only(scn(with(ri, FieldId::event_inj, V | (3U << 8) | 14U), model("zen4", "-sev_snp")), ""));
+    auto nosnp = ri(with(es, FieldId::event_inj, V | (3U << 8) | 14U));
+    nosnp.cpu = model("zen4", "-sev_snp");
+    EXPECT_TRUE(fails_only(nosnp, ""));
 }
 
 TEST_P(PerProfile, EventInjectionIntoSevEs) {
@@ -738,13 +876,16 @@ TEST_P(PerProfile, VmsaOfAnSevEsGuest) {
     auto s = scn(with(sev_es(), FieldId::vmsa_pa, 0x7000));
     const auto r = s.report();
     EXPECT_TRUE(r.failures.empty());
-    ASSERT_EQ(r.warnings.size(), applies ? 1U : 0U);
+    // (The SNP checks on the VMSA's SEV_FEATURES warn too: SnpChecksWithoutTheVmsaAreNotDecided.)
+    const auto w = std::find_if(r.warnings.begin(), r.warnings.end(),
+                                [](const Warning& x) { return x.id == "sev_es.vmsa_unreadable"; });
+    ASSERT_EQ(w != r.warnings.end(), applies);
     if (applies) {
-        EXPECT_EQ(r.warnings[0].id, "sev_es.vmsa_unreadable");
-        EXPECT_NE(r.warnings[0].message.find("needs guest memory"), std::string::npos);
+        EXPECT_NE(w->message.find("needs guest memory"), std::string::npos);
     }
     MapMemory mem;
     mem.words[0x7000] = 0;
+    mem.words[0x7000 + 0x3B0] = 0;  // SEV_FEATURES
     mem.words[0x7FF8] = 0;
     s.memory = &mem;
     EXPECT_TRUE(fails_only(s, ""));

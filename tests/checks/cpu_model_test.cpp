@@ -175,6 +175,23 @@ TEST(HostCpuid, AmdZen4LeavesGiveAZen4Model) {
     EXPECT_FALSE(small->has(Feature::la57));
 }
 
+// The bit positions checked against public sources (cpu_model.cpp's table):
+// Fn8000_001F_EAX[11] 64BitHost, Fn8000_0021_EAX[24] ERAPS; their
+// neighbours (bit 10, HwCacheCoherency; bit 23 and 25) set nothing.
+TEST(HostCpuid, Sev64BitHostIsBit11AndErapsIsBit24) {
+    auto id = genoa_cpuid();
+    ASSERT_FALSE(model_from_cpuid(id)->has(Feature::sev_64bit_host));
+    ASSERT_FALSE(model_from_cpuid(id)->has(Feature::erap));
+    id.sev.eax |= 1U << 10;
+    id.ext21.eax |= (1U << 23) | (1U << 25);
+    EXPECT_FALSE(model_from_cpuid(id)->has(Feature::sev_64bit_host));
+    EXPECT_FALSE(model_from_cpuid(id)->has(Feature::erap));
+    id.sev.eax |= 1U << 11;
+    id.ext21.eax |= 1U << 24;
+    EXPECT_TRUE(model_from_cpuid(id)->has(Feature::sev_64bit_host));
+    EXPECT_TRUE(model_from_cpuid(id)->has(Feature::erap));
+}
+
 TEST(HostCpuid, IntelIsRefusedWithAClearMessage) {
     auto id = genoa_cpuid();
     id.vendor = "GenuineIntel";

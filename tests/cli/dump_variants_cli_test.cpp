@@ -244,3 +244,55 @@ TEST(CliSevEsVmsa, WithoutTheVmsaLinesTheCheckIsNotDecided) {
     EXPECT_TRUE(contains(r.err, "needs the VMSA's SEV_FEATURES")) << r.err;
     EXPECT_TRUE(contains(r.err, "not decided")) << r.err;
 }
+
+// ------------------------------------------------------------ SEV-SNP VMSA, P5
+
+// snp.restricted_and_alternate (APM 15.36.16) reads SEV_FEATURES where VMRUN
+// reads it, the VMSA (3B0h): the fixture's decrypted VMSA gives 0x19
+// (SNPActive, Restricted and Alternate Injection) while VMCB 140h
+// (GUEST_SEV_FEATURES) holds 0x1.
+TEST(CliSnpVmsa, RestrictedAndAlternateIsDecidedFromTheVmsaSevFeatures) {
+    const std::string fix = kFix + "kvm-snp-vmsa-injection.txt";
+    const auto r = nsvm("check --cpu zen5 " + fix);
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_TRUE(contains(r.out, "snp.restricted_and_alternate")) << r.out;
+    EXPECT_TRUE(contains(r.out, "SEV_FEATURES = 0x19 (VMSA 3B0h, from the dump's decrypted VMSA)")) << r.out;
+    EXPECT_FALSE(contains(r.err, "needs the VMSA's SEV_FEATURES")) << r.err;
+    const auto j = nlohmann::json::parse(nsvm("check --json --cpu zen5 " + fix).out);
+    EXPECT_EQ(failure_ids(j), (std::set<std::string>{"snp.restricted_and_alternate"}));
+}
+
+TEST(CliSnpVmsa, OnlyTheVmsaValueDecidesNotVmcb140h) {
+    const std::string text = cli_test::slurp(std::string(NSVM_SOURCE_DIR) + "/" + kFix + "kvm-snp-vmsa-injection.txt");
+    const auto replaced = [&](std::string_view from, std::string_view to) {
+        std::string t = text;
+        const auto at = t.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        if (at != std::string::npos) t.replace(at, from.size(), to);
+        return t;
+    };
+    // The VMSA with Restricted Injection alone (0x09): valid, though 140h is unchanged.
+    const auto below = write_temp("snp-vmsa-restricted.txt",
+                                  replaced("sev_features    0000000000000019", "sev_features    0000000000000009"));
+    const auto b = nsvm("check --cpu zen5 '" + below.string() + "'");
+    EXPECT_EQ(b.status, 0) << b.out << b.err;
+    EXPECT_FALSE(contains(b.out + b.err, "snp.restricted_and_alternate")) << b.out << b.err;
+    // VMCB 140h with both modes, the VMSA with one: still valid.
+    std::string both140 = replaced("sev_features    0000000000000019", "sev_features    0000000000000009");
+    const auto at = both140.find("guest_sev_features: 0000000000000001");
+    ASSERT_NE(at, std::string::npos);
+    both140.replace(at, 36, "guest_sev_features: 0000000000000019");
+    const auto g = nsvm("check --cpu zen5 '" + write_temp("snp-140h-both.txt", both140).string() + "'");
+    EXPECT_EQ(g.status, 0) << g.out << g.err;
+    EXPECT_FALSE(contains(g.out + g.err, "snp.restricted_and_alternate")) << g.out << g.err;
+    // Without the decrypted VMSA's sev_features line: not decided, a warning.
+    std::string none = text;
+    const auto line = none.find("sev_features    ");
+    ASSERT_NE(line, std::string::npos);
+    none.erase(none.rfind('\n', line) + 1, none.find('\n', line) - none.rfind('\n', line));
+    const auto n = nsvm("check --cpu zen5 '" + write_temp("snp-no-vmsa.txt", none).string() + "'");
+    EXPECT_EQ(n.status, 0) << n.out << n.err;
+    EXPECT_TRUE(contains(n.err, "snp.restricted_and_alternate")) << n.err;
+    EXPECT_TRUE(contains(n.err, "needs the VMSA's SEV_FEATURES")) << n.err;
+    EXPECT_TRUE(contains(n.err, "not decided")) << n.err;
+}

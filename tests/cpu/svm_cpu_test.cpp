@@ -445,6 +445,30 @@ TEST(SvmCpuEntry, PaeGuestWithoutNptLoadsPdpesAndRejectsReservedBits) {
     EXPECT_EQ(check_id(r), "pdpe.reserved");
 }
 
+// VMRUN of an SEV-SNP guest reads SEV_FEATURES from the VMSA page (VMCB 108h,
+// offset 3B0h; APM Appendix B Table B-4) in memory, not from VMCB 140h.
+TEST(SvmCpuEntry, SnpChecksReadSevFeaturesFromTheVmsaPage) {
+    constexpr std::uint64_t kVmsa = 0x70000, kRestricted = 1ULL << 3, kAlternate = 1ULL << 4;
+    Machine m;  // the default model has SEV-SNP
+    m.cpu.msrs().hwcr = 1;  // HWCR.SmmLock, which SEV needs (APM 15.34.3)
+    ASSERT_TRUE(m.mem.map(kVmsa));
+    arch::Vmcb v = guest64();
+    v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE | arch::misc_ctl::SEV_ENABLE | arch::misc_ctl::SEV_ES_ENABLE);
+    v.set(FieldId::misc_ctl2, arch::misc_ctl2::LBR_VIRT);
+    v.set(FieldId::nested_cr3, 0x5000);
+    v.set(FieldId::vmsa_pa, kVmsa);
+    // Both injection modes in the VMSA: VMEXIT_INVALID, P5.
+    ASSERT_TRUE(m.mem.write_u64(kVmsa + 0x3B0, kRestricted | kAlternate));
+    auto r = m.enter(v);
+    EXPECT_EQ(r.outcome, SvmOutcome::vmexit);
+    EXPECT_EQ(check_id(r), "snp.restricted_and_alternate");
+    // The same value in VMCB 140h only, the VMSA's with one mode: no P5.
+    ASSERT_TRUE(m.mem.write_u64(kVmsa + 0x3B0, kRestricted));
+    v.set(FieldId::guest_sev_features, kRestricted | kAlternate);
+    r = m.enter(v);
+    EXPECT_EQ(r.failed_check, nullptr) << check_id(r);
+}
+
 TEST(SvmCpuEntry, TlbControlAndAsidRecorded) {
     Machine m;
     arch::Vmcb v = guest64();

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <string>
+#include <vector>
 
+#include "nsvm/arch/bits.hpp"
 #include "nsvm/checks/evaluate.hpp"
 #include "nsvm/repair/repair.hpp"
 #include "support/valid_vmcb.hpp"
@@ -64,6 +67,61 @@ TEST(Repair, UnfixableChecksAreReportedNotHidden) {
     ASSERT_EQ(r.unrepaired.size(), 1U);
     EXPECT_EQ(r.unrepaired[0], "gate.efer_svme");
     EXPECT_TRUE(r.changes.empty());
+}
+
+// The SEV-SNP checks read the VMSA's SEV_FEATURES (VMSA 3B0h, APM Appendix B
+// Table B-4), which the repair never edits: the VMCB half of a conflict is
+// fixed (AVIC_ENABLE, SSSCheckEn), a conflict inside SEV_FEATURES itself is
+// reported unrepaired, and SEV-ES is never switched off to hide it.
+TEST(Repair, SnpChecksFixTheVmcbHalfAndReportTheVmsaHalf) {
+    auto es = test_support::valid_vmcb64();
+    es.set(FieldId::misc_ctl, 7);  // NP, SEV, SEV-ES
+    es.set(FieldId::misc_ctl2, 1);  // LBR virtualization
+    es.set(FieldId::nested_cr3, 0x5000);
+    const auto& apm = checks::profile(checks::ProfileId::apm);
+    const auto model = checks::default_model();
+    checks::VmsaState none;
+    none.sev_features = 0;
+    ASSERT_TRUE(checks::evaluate(checks::Context{es, model, apm, nullptr, nullptr, &none}).failures.empty());
+
+    // Restricted Injection (bit 3) with the VMCB's AVIC: AVIC_ENABLE goes.
+    checks::VmsaState restricted;
+    restricted.sev_features = 1ULL << 3;
+    auto avic = es;
+    avic.set(FieldId::int_ctl, arch::int_ctl::AVIC_ENABLE);
+    const auto a = repair::repair(avic, model, apm, nullptr, &restricted);
+    EXPECT_TRUE(a.valid());
+    ASSERT_EQ(a.changes.size(), 1U);
+    EXPECT_EQ(a.changes[0].check_id, "snp.restricted_with_avic");
+    EXPECT_EQ(a.changes[0].field, "control.int_ctl");
+    EXPECT_EQ(a.vmcb.get(FieldId::int_ctl) & arch::int_ctl::AVIC_ENABLE, 0U);
+
+    // Both injection modes (bits 3 and 4): nothing in the VMCB fixes that.
+    checks::VmsaState both;
+    both.sev_features = (1ULL << 3) | (1ULL << 4);
+    const auto b = repair::repair(es, model, apm, nullptr, &both);
+    EXPECT_FALSE(b.valid());
+    EXPECT_EQ(b.unrepaired, (std::vector<std::string>{"snp.restricted_and_alternate"}));
+    EXPECT_TRUE(b.changes.empty());
+    EXPECT_EQ(b.vmcb.get(FieldId::misc_ctl), 7U);
+
+    // P9 on Zen 5: the mask (bit 63) without DebugSwap (bit 5), which the
+    // VMSA enables: the mask gains bit 5; SEV-ES stays on.
+    checks::VmsaState debug_swap;
+    debug_swap.sev_features = 1ULL << 5;
+    auto masked = es;
+    masked.set(FieldId::allowed_sev_features, 1ULL << 63);
+    const auto p9 = repair::repair(masked, *checks::find_builtin_model("zen5"), apm, nullptr, &debug_swap);
+    EXPECT_TRUE(p9.valid()) << (p9.unrepaired.empty() ? "" : p9.unrepaired[0]);
+    ASSERT_EQ(p9.changes.size(), 1U);
+    EXPECT_EQ(p9.changes[0].check_id, "snp.allowed_sev_features");
+    EXPECT_EQ(p9.vmcb.get(FieldId::allowed_sev_features), (1ULL << 63) | (1ULL << 5));
+    EXPECT_EQ(p9.vmcb.get(FieldId::misc_ctl), 7U);
+
+    // Without the VMSA the check is not decided: nothing to repair.
+    const auto u = repair::repair(es, model, apm);
+    EXPECT_TRUE(u.valid());
+    EXPECT_TRUE(u.changes.empty());
 }
 
 TEST(Repair, RandomPagesBecomeValidOnEveryModelAndProfile) {

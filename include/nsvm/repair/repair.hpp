@@ -6,8 +6,9 @@
 // the one bit it misses) gets that first; when that is not enough, or the
 // check has none, each of its fields takes the value it has in
 // reference_vmcb(), a VMCB every check of every profile accepts. Checks no
-// VMCB field can satisfy (the instruction gates on the host state) are
-// reported as unrepaired, never hidden.
+// VMCB field can satisfy (the instruction gates on the host state; the
+// SEV-SNP checks once their VMCB half is fixed, the rest being the VMSA's
+// SEV_FEATURES) are reported as unrepaired, never hidden.
 #pragma once
 
 #include <cstdint>
@@ -42,9 +43,11 @@ struct Result {
 inline constexpr unsigned kMaxRounds = 8;
 
 /// Repairs `vmcb` for (cpu, profile), with the host state when known (the
-/// instruction gates need it; they cannot be repaired in the VMCB).
+/// instruction gates need it; they cannot be repaired in the VMCB) and the
+/// VMSA's values when known (a KVM dump's decrypted VMSA: the SEV-SNP checks
+/// on SEV_FEATURES read it; it is never edited, only the VMCB is).
 [[nodiscard]] Result repair(const arch::Vmcb& vmcb, const checks::CpuModel& cpu, const checks::Profile& profile,
-                            const checks::HostState* host = nullptr);
+                            const checks::HostState* host = nullptr, const checks::VmsaState* vmsa = nullptr);
 
 /// A 64-bit long-mode guest (CPL 0, paging, ASID 1, VMRUN and VMMCALL
 /// intercepted, permission maps at 0x10000/0x14000) that passes every check
