@@ -199,7 +199,7 @@ int run_checks_markdown() {
         "Every check nsvm evaluates for VMRUN, {} in all, in the order VMRUN decides them. This page is the\n"
         "output of `nsvm checks list --markdown` (the entries live in `src/checks/rules.hpp`); a CLI test fails\n"
         "when it differs from the code. `nsvm check` reports each failure with the same id, APM section,\n"
-        "fields, message and fix.\n\n",
+        "fields, message and hint.\n\n",
         cat.size());
     out += "- **APM**: section of AMD's APM vol. 2 (pub. 24593) that states the rule.\n"
            "- **row**: the condition's place in the APM's lists: C1-C21 number the illegal guest state of\n"
@@ -268,7 +268,7 @@ int run_checks_markdown() {
             out += fmt::format("- settings: {}\n", keys);
         }
         out += fmt::format("- message: {}\n", c.message);
-        out += fmt::format("- fix: {}\n", c.hint);
+        out += fmt::format("- hint: {}\n", c.hint);
     }
     std::cout << out;
     return kOk;
@@ -291,7 +291,7 @@ int run_checks_show(const std::string& id) {
                              checks::outcome_name(c->outcome), c->inferred ? " (inferred: the APM names no exit)" : "")
               << fmt::format("  profiles: {}\n", profiles_of(c->profiles, ", "))
               << fmt::format("  fields:   {}\n", fields.empty() ? "none (the host state, before the VMCB is read)" : fields)
-              << fmt::format("  message:  {}\n  fix:      {}\n", c->message, c->hint);
+              << fmt::format("  message:  {}\n  hint:     {}\n", c->message, c->hint);
     return kOk;
 }
 
