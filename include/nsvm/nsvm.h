@@ -93,8 +93,11 @@ NSVM_API nsvm_status nsvm_vmcb_to_json(const nsvm_vmcb* vmcb, char* buf, size_t 
 /* A CPU model and a behaviour profile, resolved once. */
 typedef struct nsvm_checker nsvm_checker;
 
-/* cpu_model: "zen4" (NULL = the default model), "zen3", "qemu-tcg",
- * "bochs-ryzen"; profile: "apm" (NULL), "kvm", "qemu", "bochs", "xen". */
+/* cpu_model: a built-in model, "zen4" (NULL = the default model), "zen5",
+ * "zen3", "qemu-tcg", "bochs-ryzen"; not "host", a name only the nsvm
+ * command line knows (the library never executes CPUID, so its answers do
+ * not depend on the machine it runs on). profile: "apm" (NULL), "kvm",
+ * "qemu", "bochs", "xen", "hyperv". */
 NSVM_API nsvm_status nsvm_checker_new(const char* cpu_model, const char* profile, nsvm_checker** out);
 NSVM_API void nsvm_checker_free(nsvm_checker* checker);
 

@@ -7,10 +7,6 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
 #include <fmt/format.h>
 
 #include "nsvm/arch/bits.hpp"
@@ -321,51 +317,6 @@ nsvm::expected<CpuModel, std::string> model_from_cpuid(const HostCpuid& id) {
     if (id.svm.ebx != 0) m.num_asids = id.svm.ebx;
     m.num_encrypted_guests = m.has(Feature::sev) ? id.sev.ecx : 0;
     return m;
-}
-
-std::optional<HostCpuid> read_host_cpuid() {
-#if defined(__x86_64__) || defined(__i386__)
-    HostCpuid id;
-    const auto leaf = [](unsigned fn, unsigned sub, unsigned max) {
-        CpuidRegs r;
-        if (fn <= max) __cpuid_count(fn, sub, r.eax, r.ebx, r.ecx, r.edx);
-        return r;
-    };
-    unsigned max_std = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid(0, &max_std, &b, &c, &d) == 0) return std::nullopt;
-    const auto word = [](unsigned w) {
-        std::string s(4, '\0');
-        for (unsigned i = 0; i < 4; ++i) s[i] = static_cast<char>((w >> (8 * i)) & 0xFF);
-        return s;
-    };
-    id.vendor = word(b) + word(d) + word(c);
-    const unsigned max_ext = __get_cpuid_max(0x80000000U, nullptr);
-    id.std1 = leaf(1, 0, max_std);
-    id.std7 = leaf(7, 0, max_std);
-    id.ext1 = leaf(0x80000001U, 0, max_ext);
-    id.ext8 = leaf(0x80000008U, 0, max_ext);
-    id.svm = leaf(0x8000000AU, 0, max_ext);
-    id.sev = leaf(0x8000001FU, 0, max_ext);
-    id.ext21 = leaf(0x80000021U, 0, max_ext);
-    if (max_ext >= 0x80000004U) {
-        for (unsigned fn = 0x80000002U; fn <= 0x80000004U; ++fn) {
-            const auto r = leaf(fn, 0, max_ext);
-            for (auto w : {r.eax, r.ebx, r.ecx, r.edx}) id.brand += word(w);
-        }
-        id.brand.erase(id.brand.find_last_not_of(std::string(" \0", 2)) + 1);
-        id.brand.erase(0, id.brand.find_first_not_of(' '));
-        if (id.brand.find_first_not_of(' ') == std::string::npos) id.brand.clear();
-    }
-    return id;
-#else
-    return std::nullopt;
-#endif
-}
-
-nsvm::expected<CpuModel, std::string> host_model() {
-    const auto id = read_host_cpuid();
-    if (!id) return nsvm::unexpected(fmt::format("this host is not x86 (no CPUID): {}", kNameAModel));
-    return model_from_cpuid(*id);
 }
 
 nsvm::expected<void, std::string> apply_feature_edits(CpuModel& model, std::string_view edits) {

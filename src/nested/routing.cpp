@@ -193,6 +193,11 @@ StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_
     }
     // Without a virtual GIF for L2 its STGI/CLGI set the GIF itself.
     gif_ = hw_.gif();
+    return after_l2_gif_write(gif_was, r);
+}
+
+StepResult Vcpu::after_l2_gif_write(bool gif_was, StepResult r) noexcept {
+    // L2's STGI set the GIF (no nested vGIF): what GIF held is taken now.
     if (!gif_was && gif_) return take_held_signals(r, "L2's STGI set GIF = 1 and a held event was taken at once");
     return r;
 }
@@ -306,9 +311,7 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     r.exit_info_1 = x.info1;
     r.exit_info_2 = x.info2;
     r.note = "intercepted only by L0; L0 emulates, L2 continues";
-    // L2's STGI set the GIF (no nested vGIF): what GIF held is taken now.
-    if (!gif_was && gif_) return take_held_signals(r, "L2's STGI set GIF = 1 and a held event was taken at once");
-    return r;
+    return after_l2_gif_write(gif_was, r);
 }
 
 StepResult Vcpu::l0_reinject_exception(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {

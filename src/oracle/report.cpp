@@ -2,6 +2,7 @@
 #include "nsvm/oracle/report.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -12,13 +13,15 @@
 #include <nlohmann/json.hpp>
 
 #include "bounded_lines.hpp"
+#include "nsvm/formats/json_strict.hpp"
 #include "nsvm/oracle/gen.hpp"
 #include "nsvm/util/text.hpp"
 
 namespace nsvm::oracle {
 namespace {
 
-using json = nlohmann::ordered_json;
+using json = nlohmann::ordered_json;  // written: members in a fixed order
+using in_json = nlohmann::json;       // read: formats::parse_json_strict's
 using formats::Diagnostic;
 
 /// A report line: a vector's is some hundred bytes, a summary with every
@@ -54,10 +57,10 @@ class SummaryReader {
 public:
     SummaryReader(std::string_view source, int line) : source_(source), line_(line) {}
 
-    [[nodiscard]] nsvm::expected<Report, Diagnostic> read(const json& j) {
+    [[nodiscard]] nsvm::expected<Report, Diagnostic> read(const in_json& j) {
         if (!j.is_object() || !j.contains("summary") || !j["summary"].is_object() || j.size() != 1)
             return fail("summary", "not a summary line ({\"summary\": {...}})");
-        const json& s = j["summary"];
+        const in_json& s = j["summary"];
         if (!known_members(s, "summary.")) return nsvm::unexpected(*error_);
         Report r;
         for (const auto& [name, member] : kCounts) r.summary.*member = count(s, name, "summary.");
@@ -83,7 +86,7 @@ private:
         if (!error_) error_ = Diagnostic{std::string(source_), line_, std::move(field), std::move(why)};
     }
 
-    [[nodiscard]] bool known_members(const json& s, std::string_view path) {
+    [[nodiscard]] bool known_members(const in_json& s, std::string_view path) {
         for (auto it = s.begin(); it != s.end(); ++it) {
             const auto& k = it.key();
             const bool known = std::any_of(kCounts.begin(), kCounts.end(), [&](const auto& c) { return c.first == k; }) ||
@@ -94,7 +97,7 @@ private:
         return !error_;
     }
 
-    std::size_t count(const json& o, std::string_view name, std::string_view path) {
+    std::size_t count(const in_json& o, std::string_view name, std::string_view path) {
         const auto it = o.find(std::string(name));
         if (it == o.end() || !it->is_number_unsigned()) {
             note(std::string(path) + std::string(name), "missing or not an unsigned integer");
@@ -102,7 +105,7 @@ private:
         }
         return it->get<std::size_t>();
     }
-    std::string text(const json& o, std::string_view name, std::string_view path) {
+    std::string text(const in_json& o, std::string_view name, std::string_view path) {
         const auto it = o.find(std::string(name));
         if (it == o.end() || !it->is_string()) {
             note(std::string(path) + std::string(name), "missing or not a string");
@@ -110,7 +113,7 @@ private:
         }
         return it->get<std::string>();
     }
-    double seconds(const json& o, std::string_view name) {
+    double seconds(const in_json& o, std::string_view name) {
         const auto it = o.find(std::string(name));
         if (it == o.end() || !it->is_number() || it->get<double>() < 0) {
             note("summary." + std::string(name), "missing or not a number of seconds");
@@ -119,13 +122,13 @@ private:
         return it->get<double>();
     }
 
-    void read_campaign(const json& s, Campaign& c) {
+    void read_campaign(const in_json& s, Campaign& c) {
         const auto it = s.find("campaign");
         if (it == s.end() || !it->is_object()) {
             note("summary.campaign", "missing (a report of an nsvm before sharded campaigns: rerun it)");
             return;
         }
-        const json& o = *it;
+        const in_json& o = *it;
         for (auto m = o.begin(); m != o.end(); ++m)
             if (std::find(kCampaignMembers.begin(), kCampaignMembers.end(), m.key()) == kCampaignMembers.end())
                 note("summary.campaign." + m.key(), "unknown member");
@@ -156,7 +159,7 @@ private:
         c.shard_count = sh->second;
     }
 
-    void read_per_check(const json& s, Summary& sum) {
+    void read_per_check(const in_json& s, Summary& sum) {
         const auto it = s.find("per_check");
         if (it == s.end() || !it->is_object()) return note("summary.per_check", "missing or not an object");
         for (auto c = it->begin(); c != it->end(); ++c) {
@@ -169,7 +172,7 @@ private:
         }
     }
 
-    void read_known(const json& s, Summary& sum) {
+    void read_known(const in_json& s, Summary& sum) {
         const auto it = s.find("known_divergences");
         if (it == s.end() || !it->is_object()) return note("summary.known_divergences", "missing or not an object");
         for (auto k = it->begin(); k != it->end(); ++k) sum.per_known[k.key()] = count(*it, k.key(), "summary.known_divergences.");
@@ -180,22 +183,47 @@ private:
     std::optional<Diagnostic> error_;
 };
 
-/// One shard's report: its summary, checked against its vector lines.
-[[nodiscard]] nsvm::expected<Report, std::string> read_report(const std::string& path) {
+/// One shard's report, and the line of its summary (where a merge error about
+/// the shard's campaign points).
+struct ShardReport {
+    Report report;
+    int summary_line = 0;
+};
+
+/// One line of a report as JSON, read as every untrusted JSON input is
+/// (formats::parse_json_strict: no repeated member, bounded depth, no
+/// comments); its error names the file, this line and the column.
+[[nodiscard]] nsvm::expected<in_json, Diagnostic> parse_report_line(std::string_view text, std::string_view source,
+                                                                    int lineno) {
+    auto j = formats::parse_json_strict(text, source, formats::JsonLimits{.allow_comments = false});
+    if (!j) {
+        Diagnostic d = std::move(j.error());
+        d.line = lineno;  // the text is that one line: its own line 1
+        return nsvm::unexpected(std::move(d));
+    }
+    return std::move(*j);
+}
+
+/// One shard's report: its summary, checked against its vector lines. Every
+/// error names the file, and the line and member where there is one.
+[[nodiscard]] nsvm::expected<ShardReport, Diagnostic> read_report(const std::string& path) {
     const std::string name = util::printable(path, 200);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return nsvm::unexpected(fmt::format("{}: cannot open: {}", name, std::strerror(errno)));
-    BoundedLines lines(fd, kMaxReportLineBytes);
-    std::optional<Report> report;
-    std::size_t vectors = 0;
     int lineno = 0;
-    const auto at = [&](std::string_view field, std::string_view why) {
-        return nsvm::unexpected(formats::to_string(Diagnostic{name, lineno, std::string(field), std::string(why)}));
+    const auto at = [&](std::string_view field, std::string why) {
+        return nsvm::unexpected(Diagnostic{name, lineno, std::string(field), std::move(why)});
     };
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return at("", fmt::format("cannot open: {}", std::strerror(errno)));
+    BoundedLines lines(fd, kMaxReportLineBytes);  // closes fd
+    // A directory opens; say what it is rather than a read's EISDIR, as
+    // every other input of nsvm does (docs/formats.md "The command line").
+    if (struct stat st{}; ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) return at("", "is a directory");
+    std::optional<ShardReport> report;
+    std::size_t vectors = 0;
     for (std::string text;;) {
         switch (lines.next(text)) {
             case LineRead::eof: break;
-            case LineRead::io_error: return nsvm::unexpected(fmt::format("{}: read error: {}", name, lines.error()));
+            case LineRead::io_error: return at("", fmt::format("read error: {}", lines.error()));
             case LineRead::too_long:
                 ++lineno;
                 return at("", fmt::format("a line longer than {} bytes (not a diff report)", kMaxReportLineBytes));
@@ -203,13 +231,15 @@ private:
                 ++lineno;
                 if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
                 {
-                    const auto j = json::parse(text, nullptr, false);
-                    if (j.is_discarded() || !j.is_object()) return at("", "not a JSON object (nsvm diff --json writes one per line)");
+                    auto parsed = parse_report_line(text, name, lineno);
+                    if (!parsed) return nsvm::unexpected(std::move(parsed.error()));
+                    const in_json& j = *parsed;
+                    if (!j.is_object()) return at("", "not a JSON object (nsvm diff --json writes one per line)");
                     if (report) return at("", "a line after the summary (two reports in one file?)");
                     if (j.contains("summary")) {
                         auto r = SummaryReader(name, lineno).read(j);
-                        if (!r) return nsvm::unexpected(formats::to_string(r.error()));
-                        report = std::move(*r);
+                        if (!r) return nsvm::unexpected(std::move(r.error()));
+                        report = ShardReport{std::move(*r), lineno};
                     } else if (j.contains("id") && j.contains("outcome")) {
                         ++vectors;
                     } else {
@@ -221,23 +251,32 @@ private:
         break;
     }
     if (!report) return at("summary", "missing: the report ends before its summary (a shard that did not finish?)");
-    if (report->summary.total != vectors)
+    if (report->report.summary.total != vectors)
         return at("summary.total", fmt::format("{}, but the report has {} vector lines (a cut report?)",
-                                               report->summary.total, vectors));
+                                               report->report.summary.total, vectors));
     return std::move(*report);
 }
 
-/// The identity two shards must share, as "member: a vs b".
-[[nodiscard]] std::optional<std::string> campaign_mismatch(const Campaign& a, const Campaign& b) {
+/// Where two shards' campaigns differ: the summary member, and "a vs b".
+struct Mismatch {
+    std::string_view field;
+    std::string why;
+};
+
+/// The identity two shards must share; the first member that differs.
+[[nodiscard]] std::optional<Mismatch> campaign_mismatch(const Campaign& a, const Campaign& b) {
     const auto seed = [](const Campaign& c) { return c.seed ? std::to_string(*c.seed) : std::string("none"); };
-    if (a.backend != b.backend) return fmt::format("backend {} vs {}", a.backend, b.backend);
-    if (a.cpu != b.cpu || a.profile != b.profile)
-        return fmt::format("model {}/{} vs {}/{}", a.cpu, a.profile, b.cpu, b.profile);
-    if (a.seed != b.seed) return fmt::format("seed {} vs {}", seed(a), seed(b));
-    if (a.count != b.count) return fmt::format("count {} vs {}", a.count, b.count);
-    if (a.boundary != b.boundary) return fmt::format("boundary {} vs {}", a.boundary, b.boundary);
-    if (a.files != b.files) return std::string("vector files differ");
-    if (a.shard_count != b.shard_count) return fmt::format("shard count {} vs {}", a.shard_count, b.shard_count);
+    if (a.backend != b.backend) return Mismatch{"summary.backend", fmt::format("backend {} vs {}", a.backend, b.backend)};
+    if (a.cpu != b.cpu) return Mismatch{"summary.cpu", fmt::format("model {}/{} vs {}/{}", a.cpu, a.profile, b.cpu, b.profile)};
+    if (a.profile != b.profile)
+        return Mismatch{"summary.profile", fmt::format("model {}/{} vs {}/{}", a.cpu, a.profile, b.cpu, b.profile)};
+    if (a.seed != b.seed) return Mismatch{"summary.campaign.seed", fmt::format("seed {} vs {}", seed(a), seed(b))};
+    if (a.count != b.count) return Mismatch{"summary.campaign.count", fmt::format("count {} vs {}", a.count, b.count)};
+    if (a.boundary != b.boundary)
+        return Mismatch{"summary.campaign.boundary", fmt::format("boundary {} vs {}", a.boundary, b.boundary)};
+    if (a.files != b.files) return Mismatch{"summary.campaign.files", "vector files differ"};
+    if (a.shard_count != b.shard_count)
+        return Mismatch{"summary.campaign.shard", fmt::format("shard count {} vs {}", a.shard_count, b.shard_count)};
     return std::nullopt;
 }
 
@@ -277,45 +316,54 @@ std::string summary_json_line(const Report& r) {
 }
 
 nsvm::expected<Report, Diagnostic> parse_summary_line(std::string_view line, std::string_view source, int lineno) {
-    const auto j = json::parse(line, nullptr, false);
-    if (j.is_discarded()) return nsvm::unexpected(Diagnostic{std::string(source), lineno, "", "not JSON"});
-    return SummaryReader(source, lineno).read(j);
+    const auto j = parse_report_line(line, source, lineno);
+    if (!j) return nsvm::unexpected(j.error());
+    return SummaryReader(source, lineno).read(*j);
 }
 
-nsvm::expected<Report, std::string> merge_reports(std::span<const std::string> paths) {
-    if (paths.empty()) return nsvm::unexpected(std::string("diff merge: no reports given"));
+nsvm::expected<Report, Diagnostic> merge_reports(std::span<const std::string> paths) {
+    if (paths.empty()) return nsvm::unexpected(Diagnostic{"", 0, "", "diff merge: no reports given"});
     std::optional<Report> merged;
+    std::string first;               // the file whose campaign the others must share
+    int first_line = 0;              // and the line of its summary
     std::vector<std::string> shard_file;  // which file gave shard i
     for (const auto& path : paths) {
         auto r = read_report(path);
-        if (!r) return nsvm::unexpected(r.error());
+        if (!r) return nsvm::unexpected(std::move(r.error()));
+        const Campaign& c = r->report.campaign;
         const std::string name = util::printable(path, 200);
         if (!merged) {
-            merged = *r;
+            merged = r->report;
             merged->summary = Summary{};
             merged->figures = RunFigures{0, 0, 0, 0};
-            shard_file.assign(r->campaign.shard_count, std::string());
-        } else if (auto why = campaign_mismatch(merged->campaign, r->campaign)) {
-            return nsvm::unexpected(fmt::format("{}: summary.campaign: not a shard of the campaign of {}: {}", name,
-                                                util::printable(paths.front(), 200), *why));
+            first = name;
+            first_line = r->summary_line;
+            shard_file.assign(c.shard_count, std::string());
+        } else if (auto m = campaign_mismatch(merged->campaign, c)) {
+            return nsvm::unexpected(Diagnostic{name, r->summary_line, std::string(m->field),
+                                               fmt::format("not a shard of the campaign of {}: {}", first, m->why)});
         }
-        auto& seen = shard_file[r->campaign.shard_index];
+        auto& seen = shard_file[c.shard_index];
         if (!seen.empty())
-            return nsvm::unexpected(fmt::format("{}: summary.campaign.shard: shard {}/{} again ({} has it)", name,
-                                                r->campaign.shard_index, r->campaign.shard_count, seen));
+            return nsvm::unexpected(Diagnostic{name, r->summary_line, "summary.campaign.shard",
+                                               fmt::format("shard {}/{} again ({} has it)", c.shard_index,
+                                                           c.shard_count, seen)});
         seen = name;
-        add_into(merged->summary, r->summary);
-        merged->figures.jobs += r->figures.jobs;
-        merged->figures.boots += r->figures.boots;
-        merged->figures.emulator_seconds += r->figures.emulator_seconds;
-        merged->figures.wall_seconds = std::max(merged->figures.wall_seconds, r->figures.wall_seconds);
+        add_into(merged->summary, r->report.summary);
+        merged->figures.jobs += r->report.figures.jobs;
+        merged->figures.boots += r->report.figures.boots;
+        merged->figures.emulator_seconds += r->report.figures.emulator_seconds;
+        merged->figures.wall_seconds = std::max(merged->figures.wall_seconds, r->report.figures.wall_seconds);
     }
     std::vector<std::string> missing;
     for (std::size_t i = 0; i < shard_file.size(); ++i)
         if (shard_file[i].empty()) missing.push_back(fmt::format("{}/{}", i, shard_file.size()));
+    // A missing shard is no file's fault; the error names the file whose
+    // summary says how many shards there are.
     if (!missing.empty())
-        return nsvm::unexpected(fmt::format("diff merge: shard{} {} missing", missing.size() == 1 ? "" : "s",
-                                            fmt::join(missing, ", ")));
+        return nsvm::unexpected(Diagnostic{first, first_line, "summary.campaign.shard",
+                                           fmt::format("a campaign of {} shards: shard{} {} missing", shard_file.size(),
+                                                       missing.size() == 1 ? "" : "s", fmt::join(missing, ", "))});
     merged->campaign.shard_index = 0;
     merged->campaign.shard_count = 1;
     return std::move(*merged);

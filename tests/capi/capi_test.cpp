@@ -123,6 +123,11 @@ TEST(CApi, UnknownNamesAreErrorsNotCrashes) {
     EXPECT_EQ(nsvm_checker_new("pentium", nullptr, &c), NSVM_E_UNKNOWN_NAME);
     EXPECT_NE(std::string(nsvm_last_error()), "");
     EXPECT_EQ(nsvm_checker_new(nullptr, "vmware", &c), NSVM_E_UNKNOWN_NAME);
+    // "host" is a name of the CLI only: the library never executes CPUID.
+    EXPECT_EQ(nsvm_checker_new("host", nullptr, &c), NSVM_E_UNKNOWN_NAME);
+    EXPECT_EQ(nsvm_checker_new("zen5", "hyperv", &c), NSVM_OK);  // names nsvm.h lists too
+    nsvm_checker_free(c);
+    c = nullptr;
     const auto v = from_page(nsvm::test_support::valid_vmcb64());
     std::uint64_t x = 0;
     EXPECT_EQ(nsvm_vmcb_get(v.get(), "save.nonsense", &x), NSVM_E_UNKNOWN_NAME);

@@ -31,7 +31,10 @@ TEST(CliCheck, KvmDumpWithSeveralFailuresNamesEveryCheck) {
     EXPECT_NE(r.out.find("VMEXIT_INVALID"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("efer.svme"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("fields:"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("fix:"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\n      detail: control.asid = 0x0\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\n      hint:   give the guest a nonzero ASID"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("values:"), std::string::npos) << "the JSON's names, not another set";
+    EXPECT_EQ(r.out.find("fix:"), std::string::npos) << r.out;
 }
 
 TEST(CliCheck, JsonOutputFollowsTheContract) {
@@ -127,6 +130,15 @@ TEST(CliCheck, SetTriesAFixAndChecksShowExplainsOne) {
     EXPECT_EQ(show.status, 0) << show.err;
     EXPECT_NE(show.out.find("APM 15.5.1"), std::string::npos) << show.out;
     EXPECT_NE(show.out.find("save.cr0"), std::string::npos) << show.out;
+    // The hint under the name check --json and checks list --json give it.
+    EXPECT_NE(show.out.find("\n  hint:     set CR0.CD or clear CR0.NW\n"), std::string::npos) << show.out;
+    EXPECT_EQ(show.out.find("when VMRUN goes ahead"), std::string::npos) << show.out;
+    // A warning check says it is one, and what happens when VMRUN runs its state.
+    const auto warning = nsvm("checks show efer.lma_without_lme_pg");
+    EXPECT_EQ(warning.status, 0) << warning.err;
+    EXPECT_NE(warning.out.find("outcome:  warning (VMRUN goes ahead)"), std::string::npos) << warning.out;
+    EXPECT_NE(warning.out.find("when VMRUN goes ahead: no processor can reach this state"), std::string::npos)
+        << warning.out;
     const auto typo = nsvm("checks show cr0.cd_nx");
     EXPECT_EQ(typo.status, 2);
     EXPECT_NE(typo.err.find("did you mean 'cr0.cd_nw'"), std::string::npos) << typo.err;
@@ -317,12 +329,12 @@ TEST(CliDocs, ChecksMdEqualsTheGeneratedReference) {
     const auto json = nsvm("checks list --json");
     ASSERT_EQ(json.status, 0) << json.err;
     const auto all = nlohmann::json::parse(json.out);
-    // Every check has its own section with its id, message and fix.
+    // Every check has its own section with its id, message and hint.
     for (const auto& c : all) {
         const auto id = c.at("id").get<std::string>();
         EXPECT_NE(r.out.find("### `" + id + "`"), std::string::npos) << id;
         EXPECT_NE(r.out.find("- message: " + c.at("message").get<std::string>()), std::string::npos) << id;
-        EXPECT_NE(r.out.find("- fix: " + c.at("hint").get<std::string>()), std::string::npos) << id;
+        EXPECT_NE(r.out.find("- hint: " + c.at("hint").get<std::string>()), std::string::npos) << id;
     }
     EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "no colour in generated Markdown";
     EXPECT_EQ(nsvm("checks list --markdown --json").status, 2);

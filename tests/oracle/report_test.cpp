@@ -60,7 +60,8 @@ TEST(Report, BadSummariesNameTheLineAndMember) {
     refused(with("\"seed\":\"18446744073709551615\"", "\"seed\":\"-1\""), "s.json:7: summary.campaign.seed");
     refused(with(",\"campaign\":", ",\"campaign_\":"), "s.json:7: summary.campaign_: unknown member");
     refused("{\"id\":\"x\"}", "s.json:7: summary: not a summary line");
-    refused("{", "s.json:7: not JSON");
+    refused("{", "s.json:7: malformed JSON at column 2");
+    refused("{\"summary\":{},\"summary\":{}}", "s.json:7: summary: ");  // a repeated member
 }
 
 TEST(Report, MergeWithoutReportsIsAnError) {
@@ -68,7 +69,9 @@ TEST(Report, MergeWithoutReportsIsAnError) {
     const std::vector<std::string> none = {"/nonexistent/shard-0.json"};
     auto r = merge_reports(none);
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().find("/nonexistent/shard-0.json: cannot open"), std::string::npos) << r.error();
+    EXPECT_EQ(r.error().file, "/nonexistent/shard-0.json");
+    EXPECT_EQ(formats::to_string(r.error()).rfind("/nonexistent/shard-0.json: cannot open: ", 0), 0U)
+        << formats::to_string(r.error());
 }
 
 }  // namespace

@@ -91,6 +91,9 @@ def test_repair_of_zero_page_on_every_model():
 def test_unknown_model_is_a_value_error():
     with pytest.raises(ValueError):
         nsvm.Vmcb().check(cpu="pentium")
+    # "host" is a name of the CLI only: the library never executes CPUID.
+    with pytest.raises(ValueError):
+        nsvm.Vmcb().check(cpu="host")
 
 
 def make_machine(v12):

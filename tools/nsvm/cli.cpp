@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "host_cpu.hpp"
 #include "nsvm/formats/cpu_model_json.hpp"
 #include "nsvm/oracle/gen.hpp"
 #include "nsvm/util/text.hpp"
@@ -59,7 +60,7 @@ ResolvedModel resolve_model(const ModelOptions& opts) {
     if (opts.cpu == "host") {
         // CPUID of this machine (AMD only): an Intel host, one without
         // SVM (a VM without nested SVM) or a non-x86 one is an input error.
-        auto host = checks::host_model();
+        auto host = host_model();
         if (!host) throw Exit{kBadInput, fmt::format("--cpu host: {}", host.error())};
         out.cpu = *host;
     } else if (auto builtin = checks::find_builtin_model(opts.cpu)) {

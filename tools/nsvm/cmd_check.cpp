@@ -312,8 +312,9 @@ void print_human(const std::string& name, const checks::Report& r, const Resolve
         std::string fields;
         for (auto field : f.check->fields) fields += (fields.empty() ? "" : ", ") + std::string(field);
         std::cout << "      fields: " << fields << '\n';
-        if (!f.detail.empty()) std::cout << "      values: " << f.detail << '\n';
-        std::cout << "      fix:    " << f.check->hint << '\n';
+        // Labelled as the JSON members are (detail, hint): one name per thing.
+        if (!f.detail.empty()) std::cout << "      detail: " << f.detail << '\n';
+        std::cout << "      hint:   " << f.check->hint << '\n';
     }
     if (const auto ws = report_warnings(r, m, in, file); !ws.empty() && verbosity() != Verbosity::quiet) {
         std::cout << '\n';

@@ -270,7 +270,7 @@ int run_diff(DiffOptions& o) {
 /// `nsvm diff merge`: the shards' --json reports as one (report.hpp).
 int run_merge(const std::vector<std::string>& paths, bool json) {
     auto r = oracle::merge_reports(paths);
-    if (!r) throw Exit{kBadInput, r.error()};
+    if (!r) fail_input(std::move(r.error()));
     if (json) {
         std::cout << oracle::summary_json_line(*r) << '\n';
     } else {

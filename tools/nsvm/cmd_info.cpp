@@ -199,7 +199,7 @@ int run_checks_markdown() {
         "Every check nsvm evaluates for VMRUN, {} in all, in the order VMRUN decides them. This page is the\n"
         "output of `nsvm checks list --markdown` (the entries live in `src/checks/rules.hpp`); a CLI test fails\n"
         "when it differs from the code. `nsvm check` reports each failure with the same id, APM section,\n"
-        "fields, message and fix.\n\n",
+        "fields, message and hint.\n\n",
         cat.size());
     out += "- **APM**: section of AMD's APM vol. 2 (pub. 24593) that states the rule.\n"
            "- **row**: the condition's place in the APM's lists: C1-C21 number the illegal guest state of\n"
@@ -244,7 +244,9 @@ int run_checks_markdown() {
            "   guest memory) and `NSVM_INFERRED` (the APM names no exit); `NSVM_SETTINGS(...)` names the\n"
            "   profile settings `applies` and the predicate read, whose rows are the per-profile reasons\n"
            "   (`Catalogue.EachCheckNamesTheSettingsItReads` compares them with what flipping each setting\n"
-           "   changes on the boundary values).\n"
+           "   changes on the boundary values). A state VMRUN runs but no processor can reach is a warning\n"
+           "   check: outcome `warning`, applies `true`, and `NSVM_WHEN_UNCHECKED(...)` saying what\n"
+           "   implementations then do (its warning's text); a check some profiles skip may say the same.\n"
            "3. Add the entry's name to `rules::AllRules`. A rule defined but not listed fails\n"
            "   `Catalogue.EveryDefinedRuleIsInTheCatalogue`; boundary values that do not straddle the limit fail\n"
            "   `Catalogue.BoundaryValuesStraddleEveryCheck`.\n"
@@ -268,7 +270,8 @@ int run_checks_markdown() {
             out += fmt::format("- settings: {}\n", keys);
         }
         out += fmt::format("- message: {}\n", c.message);
-        out += fmt::format("- fix: {}\n", c.hint);
+        out += fmt::format("- hint: {}\n", c.hint);
+        if (!c.when_unchecked.empty()) out += fmt::format("- when VMRUN goes ahead: {}\n", c.when_unchecked);
     }
     std::cout << out;
     return kOk;
@@ -291,7 +294,8 @@ int run_checks_show(const std::string& id) {
                              checks::outcome_name(c->outcome), c->inferred ? " (inferred: the APM names no exit)" : "")
               << fmt::format("  profiles: {}\n", profiles_of(c->profiles, ", "))
               << fmt::format("  fields:   {}\n", fields.empty() ? "none (the host state, before the VMCB is read)" : fields)
-              << fmt::format("  message:  {}\n  fix:      {}\n", c->message, c->hint);
+              << fmt::format("  message:  {}\n  hint:     {}\n", c->message, c->hint);
+    if (!c->when_unchecked.empty()) std::cout << fmt::format("  when VMRUN goes ahead: {}\n", c->when_unchecked);
     return kOk;
 }
 

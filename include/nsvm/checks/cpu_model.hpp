@@ -144,12 +144,9 @@ struct HostCpuid {
 };
 /// The model of a processor with these CPUID values, named "host"; an error
 /// (for `--cpu host`) when the vendor is not AMD or CPUID reports no SVM.
+/// Pure: executing CPUID on this machine is the CLI's job (`--cpu host`), so
+/// that the checks stay a function of VMCB, CPU model and profile.
 [[nodiscard]] nsvm::expected<CpuModel, std::string> model_from_cpuid(const HostCpuid& id);
-/// This machine's CPUID leaves; nullopt where there is no CPUID instruction
-/// (not x86).
-[[nodiscard]] std::optional<HostCpuid> read_host_cpuid();
-/// model_from_cpuid(read_host_cpuid()), with an error off x86.
-[[nodiscard]] nsvm::expected<CpuModel, std::string> host_model();
 
 /// Applies "+x,-y" edits (or a list of such tokens); the error names the
 /// unknown feature and the closest known one.

@@ -237,6 +237,9 @@ private:
     /// (an exit to L1, SMM, an INIT that leaves L2), which is returned with
     /// `taken_note` (when given); `consumed_note` replaces r's note when one
     /// was delivered to L1 or injected into L2.
+    /// After L2 wrote the GIF itself (STGI/CLGI without nested vGIF, run by
+    /// the processor or emulated by L0): a GIF just set takes what it held.
+    [[nodiscard]] StepResult after_l2_gif_write(bool gif_was, StepResult r) noexcept;
     [[nodiscard]] StepResult take_held_signals(StepResult r, const char* taken_note,
                                                const char* consumed_note = nullptr) noexcept;
     static constexpr const char* kTakenAtEntry = "VMRUN entered L2 (GIF = 1) and a held event was taken at once";

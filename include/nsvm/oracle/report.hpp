@@ -58,7 +58,10 @@ struct Report {
 /// read as a stream; its vector lines are counted against its summary (a cut
 /// report is refused). Fails on reports of different campaigns (backend,
 /// model, seed, count, boundary, files, shard count), a shard given twice or
-/// missing, or anything unreadable, naming the file and line.
-[[nodiscard]] nsvm::expected<Report, std::string> merge_reports(std::span<const std::string> paths);
+/// missing, or anything unreadable. The error names the offending file, the
+/// line (of a syntax error, of the summary whose campaign or shard is wrong)
+/// and the summary member where there is one; for missing shards, the first
+/// file, whose summary says how many shards there are.
+[[nodiscard]] nsvm::expected<Report, formats::Diagnostic> merge_reports(std::span<const std::string> paths);
 
 }  // namespace nsvm::oracle
