@@ -127,14 +127,6 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
         const std::uint64_t cr0_l2 = arch::load_le(l2_save, arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset, 8);
         if ((cr0_l2 & arch::cr0::NW) && !(cr0_l2 & arch::cr0::CD))
             return refuse(fmt::format("nested state: L2 CR0 {:#x} has NW without CD", cr0_l2));
-        // KVM_SET_SREGS refuses an EFER.LMA that is not EFER.LME && CR0.PG
-        // (kvm_is_valid_sregs). The processor's VMRUN would run it (the
-        // efer.lma_without_lme_pg warning), but no running L2 can be in it.
-        const std::uint64_t efer_l2 = arch::load_le(l2_save, arch::info(FieldId::efer).offset - arch::kSaveAreaOffset, 8);
-        const bool lme_pg = (efer_l2 & arch::efer::LME) && (cr0_l2 & arch::cr0::PG);
-        if (((efer_l2 & arch::efer::LMA) != 0) != lme_pg)
-            return refuse(fmt::format("nested state: L2 EFER {:#x} with CR0 {:#x}: EFER.LMA is not EFER.LME && CR0.PG",
-                                      efer_l2, cr0_l2));
         switch (const FailReason fr = prepare_entry(l2_save)) {
             case FailReason::none: break;
             case FailReason::msrpm_unreadable: return refuse("nested state: L1's MSRPM is unreadable");
@@ -153,6 +145,13 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
                                                      c->id, c->message, c->apm)
                                        : fmt::format("nested state: the processor does not enter L2 ({})", hr.note));
         }
+        // A state VMRUN runs but no processor reaches (a warning check, such
+        // as EFER.LMA without LME && PG, which KVM_SET_SREGS refuses too),
+        // unless vmcb12 itself holds it: L0 let L1's state through, and its
+        // own saved state must restore. check_invariants' rule, once.
+        if (const checks::Check* c = vmcb02_hardware_failure())
+            return refuse(fmt::format("nested state: L2's state is one no processor reaches from this vmcb12 ({}: {})",
+                                      c->id, c->message));
         // No write-through here: vmcb02 keeps the registers exactly as the
         // blob gave them (what the processor loaded may differ in forced
         // bits, CR0.ET, canonical bases), so save -> restore -> save is the

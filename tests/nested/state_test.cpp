@@ -72,7 +72,7 @@ TEST(NestedState, RestoreValidatesL1SavedStateAndL2Cr0AsKvmDoes) {
     EXPECT_TRUE(r) << r.error();
     r = m.vcpu.restore_state(with(l2, FieldId::cr0, 0x60000011));
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().find("EFER.LMA is not EFER.LME && CR0.PG"), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find("efer.lma_without_lme_pg"), std::string::npos) << r.error();
     // The same with EFER.LMA cleared: long mode enabled, not active; consistent.
     auto lme_paging_off = with(l2, FieldId::cr0, 0x60000011);
     const std::size_t efer_at = l2 + arch::info(FieldId::efer).offset;
