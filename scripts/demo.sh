@@ -55,6 +55,10 @@ for profile in apm xen; do
   xen_case | "$nsvm" check --profile "$profile" -
   echo "[exit status $?: a warning, not a VMRUN failure]"
 done
+# Xen's own rule sees LMA without LME only (svm_vmcb_isvalid asks with CR0.PG unknown).
+echo "\$ sed 's/\"efer\": \"0x1d00\"/\"efer\": \"0x1c00\"/' examples/valid-vmcb.json | nsvm check --profile xen -"
+sed 's/"efer": "0x1d00"/"efer": "0x1c00"/' examples/valid-vmcb.json | "$nsvm" check --profile xen -
+echo "[exit status $?: Xen's rule, efer.lma_without_lme]"
 echo "\$ nsvm profile show xen   (the efer_lma_without_lme_checked line)"
 "$nsvm" profile show xen | grep -A1 'efer_lma_without_lme_checked'
 
