@@ -89,6 +89,8 @@ TEST(UncheckedWarning, AConsequenceIsCarriedOnlyWhereItCanBeRead) {
         if (c.outcome == Outcome::warning) {
             ++warning_checks;
             EXPECT_FALSE(c.when_unchecked.empty()) << c.id << ": a warning check must say what happens";
+            // evaluate() warns for it under every profile, whatever applies() says.
+            EXPECT_EQ(c.profiles, kAllProfiles) << c.id << ": a warning check applies under every profile";
             continue;
         }
         if (c.when_unchecked.empty()) continue;
