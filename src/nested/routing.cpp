@@ -63,10 +63,50 @@ const char* Vcpu::l2_write_fault(const cpu::Event& e) const noexcept {
     // kvm_set_dr): writing the value into vmcb02 would leave a VMCB the next
     // VMRUN refuses.
     if (e.kind == EventKind::dr_write) return cpu::mov_to_dr_fault(e.index, e.value);
+    if (e.kind == EventKind::wrmsr) return l2_msr_write(e).gp;
     if (e.kind != EventKind::cr_write) return nullptr;
     const cpu::ControlState s{vmcb02().get(FieldId::efer), vmcb02().get(FieldId::cr0), vmcb02().get(FieldId::cr4),
                               (vmcb02().segment(arch::Seg::cs).attrib & arch::seg_attr::L) != 0};
     return cpu::mov_to_cr_fault(*cpu_, e.index, e.value, s);
+}
+
+std::uint64_t Vcpu::l2_efer() const noexcept {
+    return (vmcb02().get(FieldId::efer) & ~arch::efer::SVME) | (cache_.get(FieldId::efer) & arch::efer::SVME);
+}
+
+cpu::MsrWrite Vcpu::l2_msr_write(const cpu::Event& e) const noexcept {
+    // KVM's svm_set_msr / set_efer on L2's state: the same #GP rules as the
+    // processor's WRMSR (cpu/msr_rules.hpp), judged on L2's EFER and CPL;
+    // VM_CR is the vCPU's one register, shared by L1 and L2.
+    return cpu::svm_msr_write(*cpu_, e.index, e.value,
+                              cpu::SvmMsrState{l2_efer(), vm_cr_, static_cast<std::uint8_t>(vmcb02().get(FieldId::cpl))});
+}
+
+bool Vcpu::l2_clears_svme(const cpu::Event& e) const noexcept {
+    return e.kind == EventKind::wrmsr && e.index == arch::msr::EFER && (l2_efer() & arch::efer::SVME) != 0 &&
+           (e.value & arch::efer::SVME) == 0;
+}
+
+void Vcpu::apply_l2_wrmsr(const cpu::Event& e) noexcept {
+    // The MSR writes L0 emulates for L2 that change what L2 runs with (the
+    // rest are L0's business and leave vmcb02 as it is).
+    const cpu::MsrWrite w = l2_msr_write(e);
+    switch (e.index) {
+        case arch::msr::EFER:
+            // vmcb02 keeps SVME (the processor runs no VMCB without it); L2's
+            // own SVME (set again, never cleared here: l2_clears_svme) is
+            // vmcb12's, which the #VMEXIT writes back.
+            live_vmcb02().set(FieldId::efer, w.stored | arch::efer::SVME);
+            cache_.set(FieldId::efer, (cache_.get(FieldId::efer) & ~arch::efer::SVME) | (w.stored & arch::efer::SVME));
+            break;
+        case arch::msr::PAT:
+            // L2's own PAT under nested paging (written back to vmcb12 at
+            // #VMEXIT, L1's restored), else the PAT L1 and L2 share.
+            live_vmcb02().set(FieldId::g_pat, w.stored);
+            if (!l2_has_own_pat()) vmcb01_.set(FieldId::g_pat, w.stored);
+            break;
+        default: break;
+    }
 }
 
 void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
@@ -83,6 +123,7 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             if (e.index == 3) live_vmcb02().set(FieldId::cr3, cpu::cr3_as_written(e.value, vmcb02().get(FieldId::cr4)));
             if (e.index == 4) live_vmcb02().set(FieldId::cr4, e.value);
             break;
+        case EventKind::wrmsr: apply_l2_wrmsr(e); break;
         case EventKind::dr_write:
             if (e.index == 7) live_vmcb02().set(FieldId::dr7, e.value);
             if (e.index == 6) live_vmcb02().set(FieldId::dr6, e.value);
@@ -297,6 +338,18 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     StepResult r;
     r.l0_exit = true;
     r.exit_code = x.code;
+    if (l2_clears_svme(e)) {
+        // Clearing EFER.SVME while a guest runs is undefined (APM 15.4: the
+        // VMM should keep guests from writing EFER). KVM leaves guest mode
+        // and, since 2026 (commit cdc69269b18a; selftest
+        // svm_nested_clear_efer_svme), triple-faults L1 rather than run it on
+        // L2's state: KVM_EXIT_SHUTDOWN, no #VMEXIT to L1.
+        leave_nested();
+        shutdown();
+        r.outcome = Outcome::shutdown;
+        r.note = "L2 cleared EFER.SVME and L1 does not intercept the write: L0 leaves guest mode and L1 triple-faults";
+        return r;
+    }
     if (const char* why = l2_write_fault(e)) {
         inject_into_l2(13, 0);
         r.outcome = Outcome::exception;
@@ -425,12 +478,13 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
 
 StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
     StepResult r;
+    // Clearing EFER.SVME is not architected to set GIF: KVM stopped setting
+    // it (commit 8312f1b9dd71 "KVM: SVM: Don't set GIF when clearing
+    // EFER.SVME"). Out of guest mode GIF stays as it is.
     const bool clears_svme = (efer & arch::efer::SVME) == 0;
     if (clears_svme && mode_ == Mode::l2) {
         leave_nested();
         r.note = "EFER.SVME cleared while L2 runs: forced exit to L1, GIF = 1";
-    } else if (clears_svme) {
-        gif_ = true;
     }
     vmcb01_.set(FieldId::efer, efer);
     r.outcome = Outcome::l1_continues;

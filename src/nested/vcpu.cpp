@@ -171,6 +171,8 @@ bool Vcpu::nested_vgif() const noexcept {
     return cpu_->has(checks::Feature::vgif) && (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_GIF_ENABLE) != 0;
 }
 
+bool Vcpu::l2_has_own_pat() const noexcept { return (cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0; }
+
 const char* Vcpu::check_invariants() const noexcept {
     if (mode_ == Mode::l2) {
         // L0's intercepts are a subset of vmcb02's (an L1 cannot switch off

@@ -39,8 +39,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     vmcb12->set(FieldId::efer, (vmcb02.get(FieldId::efer) & ~arch::efer::SVME) |
                                    (cache_.get(FieldId::efer) & arch::efer::SVME));
     arch::copy_fields<kVmexitSavedRegisters>(vmcb02, *vmcb12);
-    if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0)
-        vmcb12->set(FieldId::g_pat, vmcb02.get(FieldId::g_pat));
+    if (l2_has_own_pat()) vmcb12->set(FieldId::g_pat, vmcb02.get(FieldId::g_pat));
     if (cpu_->has(checks::Feature::shstk)) arch::copy_fields<arch::kCetSupervisorFields>(vmcb02, *vmcb12);
     vmcb12->set(FieldId::int_state, vmcb02.get(FieldId::int_state));
     vmcb12->set(FieldId::exit_code, x.code);

@@ -183,8 +183,7 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     // nested_vmcb02_prepare_save): L2's from vmcb12.
     if (cpu_->has(Feature::shstk)) copy_fields<kCetSupervisorFields>(cache_, out);
     // gPAT: L2's own with nested paging (it is L2's PAT then), else L1's.
-    const bool nnpt = (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
-    out.set(FieldId::g_pat, nnpt ? cache_.get(FieldId::g_pat) : vmcb01_.get(FieldId::g_pat));
+    out.set(FieldId::g_pat, l2_has_own_pat() ? cache_.get(FieldId::g_pat) : vmcb01_.get(FieldId::g_pat));
     if (cpu_->has(Feature::lbrv) && (cache_.get(FieldId::misc_ctl2) & misc_ctl2::LBR_VIRT))
         copy_fields<kLbrVirtFields>(cache_, out);
 }
@@ -328,6 +327,7 @@ StepResult Vcpu::take_held_signals(StepResult r, const char* taken_note, const c
     // is consumed and the step goes on; one still masked stays held; one
     // that exits to L1, enters SMM or resets L2 away ends the step there
     // (GIF = 0 after an exit: the rest stay held).
+    if (pending_ == 0) return r;  // the common case: nothing was held
     for (const cpu::Signal s : cpu::kSignalPriority) {
         if ((pending_ & pending_bit(s)) == 0) continue;
         const Mode before = mode_;

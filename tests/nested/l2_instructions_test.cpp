@@ -306,3 +306,122 @@ TEST(L2Gif, NotInterceptedAtAllStgiStillTakesWhatTheGifHeld) {
     EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
     EXPECT_EQ(r.exit_code, ec::NMI);
 }
+
+// L2's WRMSR that L1 does not intercept and L0 does (KVM intercepts EFER and
+// PAT for every guest): L0 emulates it on L2's state (KVM's svm_set_msr).
+// The write takes effect in vmcb02 and the next #VMEXIT writes it to vmcb12;
+// EFER.LMA stays the processor's, SVME stays in the hardware VMCB.
+TEST(L2Msr, EferWriteTakesEffectAndTheExitWritesItBack) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::HLT);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const std::uint64_t before = m.vcpu.vmcb02().get(FieldId::efer);
+    ASSERT_NE(before & arch::efer::NXE, 0U);
+    ASSERT_NE(before & arch::efer::LMA, 0U);
+    // NXE off, SCE on; LMA written as 0 (WRMSR does not change it).
+    const std::uint64_t written = arch::efer::SVME | arch::efer::LME | arch::efer::SCE;
+    const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::wrmsr, .index = arch::msr::EFER, .value = written});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(r.exit_code, ec::MSR);
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::efer), written | arch::efer::LMA);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::hlt}).outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(m.vmcb12().get(FieldId::efer), written | arch::efer::LMA);
+}
+
+// A reserved EFER bit, and a PAT entry with a reserved memory type, are
+// #GP(0) in L2 (cpu/msr_rules.hpp, the processor's WRMSR rules): L0 injects
+// it, vmcb02 keeps its values and RIP stays on the WRMSR.
+TEST(L2Msr, IllegalEferOrPatWriteIsGpInL2) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const std::uint64_t efer = m.vcpu.vmcb02().get(FieldId::efer), pat = m.vcpu.vmcb02().get(FieldId::g_pat);
+    const std::uint64_t rip = m.vcpu.vmcb02().get(FieldId::rip);
+    for (const auto& [msr, value] : {std::pair{arch::msr::EFER, efer | (std::uint64_t{1} << 63)},
+                                     std::pair{arch::msr::PAT, std::uint64_t{0x0007040600070402}}}) {
+        const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::wrmsr, .index = msr, .value = value});
+        EXPECT_EQ(r.outcome, Outcome::exception) << std::hex << msr;
+        EXPECT_EQ(r.vector, 13) << std::hex << msr;
+        EXPECT_TRUE(r.l0_exit);
+    }
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::efer), efer);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::g_pat), pat);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip);
+}
+
+// Without nested paging L1 and L2 share one PAT (KVM with the
+// NESTED_SVM_SHARED_PAT quirk off; selftest svm_nested_pat_test): L2's write
+// is L1's PAT too. With nested paging L2 has its own (vmcb02's G_PAT), which
+// the exit writes to vmcb12 while L1's PAT comes back unchanged.
+TEST(L2Msr, PatWriteIsSharedWithoutNestedPagingAndL2sOwnWithIt) {
+    constexpr std::uint64_t kPat = 0x0006060606060606;  // all WB, a legal PAT
+    for (const bool npt : {false, true}) {
+        Machine m;
+        auto v = valid_vmcb12();
+        v.set_intercept(ic::HLT);
+        if (npt) {
+            v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+            v.set(FieldId::nested_cr3, 0x30000);
+        }
+        m.put(v);
+        const std::uint64_t l1_pat = m.vcpu.vmcb01().get(FieldId::g_pat);
+        ASSERT_NE(l1_pat, kPat);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2) << "npt " << npt;
+        const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::wrmsr, .index = arch::msr::PAT, .value = kPat});
+        EXPECT_EQ(r.outcome, Outcome::handled_by_l0) << "npt " << npt;
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::g_pat), kPat) << "npt " << npt;
+        ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::hlt}).outcome, Outcome::vmexit_to_l1);
+        EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::g_pat), npt ? l1_pat : kPat) << "npt " << npt;
+        EXPECT_EQ(m.vmcb12().get(FieldId::g_pat), npt ? kPat : v.get(FieldId::g_pat)) << "npt " << npt;
+    }
+}
+
+// L2 clearing EFER.SVME that L1 does not intercept: undefined by the APM;
+// KVM leaves guest mode and triple-faults L1 since 2026 (commit cdc69269b18a,
+// selftest svm_nested_clear_efer_svme): the vCPU shuts down, vmcb12 gets no
+// #VMEXIT. L1 intercepting EFER writes in its MSRPM gets the #VMEXIT instead.
+TEST(L2Msr, ClearingEferSvmeShutsL1DownUnlessL1InterceptsTheWrite) {
+    for (const bool l1_intercepts : {false, true}) {
+        Machine m;
+        auto v = valid_vmcb12();
+        if (l1_intercepts) {
+            std::array<std::uint8_t, cpu::kMsrpmSize> l1{};
+            const std::uint32_t bit = *cpu::msrpm_bit(arch::msr::EFER) + 1;  // the write bit
+            l1[bit / 8] = static_cast<std::uint8_t>(1U << (bit % 8));
+            ASSERT_TRUE(m.mem.write(kMsrpm, l1));
+            v.set(FieldId::msrpm_base_pa, kMsrpm);
+            v.set_intercept(ic::MSR_PROT);
+        }
+        m.put(v);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        const std::uint64_t exit_code_before = m.vmcb12().get(FieldId::exit_code);
+        const std::uint64_t cleared = m.vcpu.vmcb02().get(FieldId::efer) & ~arch::efer::SVME;
+        const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::wrmsr, .index = arch::msr::EFER, .value = cleared});
+        if (l1_intercepts) {
+            EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+            EXPECT_EQ(r.exit_code, ec::MSR);
+            EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
+            continue;
+        }
+        EXPECT_EQ(r.outcome, Outcome::shutdown);
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::shutdown);
+        EXPECT_EQ(m.vmcb12().get(FieldId::exit_code), exit_code_before);
+        EXPECT_EQ(m.vcpu.l1_vmrun().outcome, Outcome::shutdown);  // nothing runs any more
+    }
+}
+
+// L1 clearing its own EFER.SVME (out of guest mode) leaves GIF as it is:
+// clearing SVME is not architected to set GIF (KVM commit 8312f1b9dd71).
+TEST(L1Msr, ClearingEferSvmeLeavesGifAlone) {
+    Machine m;
+    ASSERT_EQ(m.vcpu.l1_clgi().outcome, Outcome::l1_continues);
+    ASSERT_FALSE(m.vcpu.gif());
+    const std::uint64_t efer = m.vcpu.vmcb01().get(FieldId::efer) & ~arch::efer::SVME;
+    ASSERT_EQ(m.vcpu.l1_wrmsr(arch::msr::EFER, efer).outcome, Outcome::l1_continues);
+    EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::efer) & arch::efer::SVME, 0U);
+    EXPECT_FALSE(m.vcpu.gif());
+}

@@ -35,6 +35,7 @@
 #include "nsvm/cpu/events.hpp"
 #include "nsvm/cpu/gates.hpp"
 #include "nsvm/cpu/memory.hpp"
+#include "nsvm/cpu/msr_rules.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
 #include "nsvm/util/expected.hpp"
 
@@ -306,8 +307,16 @@ private:
     /// L0 injects an exception into L2 through vmcb02's EVENTINJ (delivered by the next VMRUN).
     void inject_into_l2(std::uint8_t vector, std::uint32_t error_code) noexcept;
     void apply_l2_effect(const cpu::Event& e) noexcept;
-    /// The #GP(0) reason of an L2 MOV to CR/DR with an illegal value, or nullptr.
+    /// The #GP(0) reason of an L2 MOV to CR/DR or WRMSR with an illegal value, or nullptr.
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
+    /// L2's WRMSR as L0 emulates it: the processor's MSR rules on L2's state.
+    [[nodiscard]] cpu::MsrWrite l2_msr_write(const cpu::Event& e) const noexcept;
+    /// L2's EFER as L2 sees it: vmcb02's, with SVME as vmcb12 gave it (the
+    /// hardware VMCB always has SVME set).
+    [[nodiscard]] std::uint64_t l2_efer() const noexcept;
+    /// L2's WRMSR that clears its EFER.SVME (L0 handles it: L1 did not intercept it).
+    [[nodiscard]] bool l2_clears_svme(const cpu::Event& e) const noexcept;
+    void apply_l2_wrmsr(const cpu::Event& e) noexcept;
 
     // SMM.
     [[nodiscard]] StepResult enter_smm() noexcept;
@@ -329,6 +338,11 @@ private:
     /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
     /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
     [[nodiscard]] bool nested_vgif() const noexcept;
+    /// L2 has a PAT of its own (vmcb02's G_PAT, written back to vmcb12): L1
+    /// runs it with nested paging. Without, L1 and L2 share L1's PAT (KVM's
+    /// nested_vmcb02_prepare_save and nested_svm_vmexit with the
+    /// NESTED_SVM_SHARED_PAT quirk off; selftest svm_nested_pat_test).
+    [[nodiscard]] bool l2_has_own_pat() const noexcept;
     /// Why `l1`'s save area is not an L1 state (in guest mode: not one L1's
     /// VMRUN could have left), or nullptr. Shared by restore_state (vmcb01)
     /// and RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
