@@ -785,7 +785,8 @@ NSVM_RULE(EferLmaInconsistent, "efer.lma_without_lme_pg", "3.1.7", "extra", save
           NSVM_WHEN_UNCHECKED(
               "no processor can reach this state, and VMRUN does not check it (KVM: 'EFER.LMA is not checked by "
               "SVM'), so what runs is undefined: QEMU enters the guest with LMA = 1 and paging off, Bochs recomputes "
-              "LMA and runs it in legacy mode, KVM enters L2 with vmcb12's EFER, and Xen, whose check sees only LMA "
+              "LMA and runs it in legacy mode, KVM loads CR0 after EFER through svm_set_cr0, which clears LMA when "
+              "LME is set and L1's paging goes off (else L2 gets vmcb12's EFER), and Xen, whose check sees only LMA "
               "without LME, hit BUG() at the guest's next #VMEXIT (xen-devel 2023-12-05, 'Nested Virtualization Bug "
               "on x86-64 AMD CPU')")
           NSVM_BOUNDARY(Boundary{.name = "lma_lme_pg"},

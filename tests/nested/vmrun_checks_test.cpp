@@ -128,7 +128,8 @@ TEST(VmrunChecks, XenLongModeVmcb12WithPagingOffNeverYieldsAnUnexpectedExitCode)
 
 // EFER.LMA = 1 without LME && PG: the processor does not check it (the
 // efer.lma_without_lme_pg warning), so L1's VMRUN enters L2 with vmcb12's
-// EFER, as KVM does; vmcb02 then holds L1's state, not an L0 bug. Xen's own
+// EFER (KVM clears LMA in the paging-off case, docs/nested.md "Known gaps");
+// vmcb02 then holds L1's state, not an L0 bug. Xen's own
 // rule (efer.lma_without_lme) rejects LMA without LME, and only that.
 TEST(VmrunChecks, LmaWithoutLmeAndPgEntersL2ExceptUnderXensOwnRule) {
     auto paging_off = valid_vmcb12();  // the xen-devel case: a 64-bit vmcb12 with CR0.PG cleared
