@@ -20,18 +20,12 @@
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/nested/vcpu.hpp"
+#include "nested_state_layout.hpp"
 
 namespace nsvm::nested {
 using arch::FieldId;
 
-namespace {
-constexpr std::array<std::uint8_t, 8> kMagic = {'N', 'S', 'V', 'M', 'N', 'E', 'S', 'T'};
-constexpr std::size_t kHeader = 0x40;
-constexpr std::size_t kSave = arch::kVmcbSize - arch::kSaveAreaOffset;
-constexpr std::size_t kBlobSize = kHeader + 2 * arch::kVmcbSize + kSave + arch::kVmcbSize;
-constexpr std::uint32_t kFlagGuest = 1, kFlagGif = 2, kFlagSmm = 4, kFlagSmmL2 = 8, kFlagDb = 16, kFlagShutdown = 32;
-constexpr std::uint32_t kKnownFlags = 0x3F;
-}  // namespace
+using namespace state_layout;
 
 std::vector<std::uint8_t> Vcpu::save_state() const {
     std::vector<std::uint8_t> b(kBlobSize, 0);
@@ -47,21 +41,21 @@ std::vector<std::uint8_t> Vcpu::save_state() const {
     // A shut-down vCPU stays shut down across save/restore (as KVM carries a
     // pending triple fault in KVM_GET_VCPU_EVENTS).
     if (mode_ == Mode::shutdown) flags |= kFlagShutdown;
-    arch::store_le(s, 12, 4, flags);
+    arch::store_le(s, kFlagsAt, 4, flags);
     arch::store_le(s, 16, 4, pending_);
-    arch::store_le(s, 0x18, 8, vmcb12_gpa_);
+    arch::store_le(s, kVmcb12GpaAt, 8, vmcb12_gpa_);
     arch::store_le(s, 0x20, 8, hsave_pa_);
     arch::store_le(s, 0x28, 8, vm_cr_);
     arch::store_le(s, 0x30, 8, tsc_ratio_);
     arch::store_le(s, 0x38, 8, smbase_);
-    std::copy(vmcb01_.page().begin(), vmcb01_.page().end(), b.begin() + kHeader);
-    std::copy(cache_.page().begin(), cache_.page().end(), b.begin() + kHeader + arch::kVmcbSize);
+    std::copy(vmcb01_.page().begin(), vmcb01_.page().end(), b.begin() + kVmcb01At);
+    std::copy(cache_.page().begin(), cache_.page().end(), b.begin() + kCacheAt);
     if (mode_ == Mode::l2)
         std::copy(vmcb02().page().begin() + arch::kSaveAreaOffset, vmcb02().page().end(),
-                  b.begin() + kHeader + 2 * arch::kVmcbSize);
+                  b.begin() + kL2SaveAt);
     if (smm_)
         std::copy(smram_l2_.page().begin(), smram_l2_.page().end(),
-                  b.begin() + kHeader + 2 * arch::kVmcbSize + kSave);
+                  b.begin() + kSmramAt);
     return b;
 }
 
@@ -71,14 +65,14 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     if (!std::equal(kMagic.begin(), kMagic.end(), blob.begin())) return U("nested state: bad magic");
     const auto version = arch::load_le(blob, 8, 4);
     if (version != kNestedStateVersion) return U(fmt::format("nested state: version {} unsupported", version));
-    const auto flags = static_cast<std::uint32_t>(arch::load_le(blob, 12, 4));
+    const auto flags = static_cast<std::uint32_t>(arch::load_le(blob, kFlagsAt, 4));
     if ((flags & ~kKnownFlags) != 0) return U(fmt::format("nested state: unknown flags {:#x}", flags));
     const bool guest = flags & kFlagGuest, smm = flags & kFlagSmm;
     if (guest && smm) return U("nested state: guest mode while in SMM is impossible (SMI exits guest mode)");
     if ((flags & kFlagSmmL2) && !smm) return U("nested state: SMM-from-L2 flag without SMM");
     const bool down = flags & kFlagShutdown;
     if (down && guest) return U("nested state: guest mode in a shut-down vCPU is impossible (nothing runs)");
-    const std::uint64_t gpa = arch::load_le(blob, 0x18, 8), hsave = arch::load_le(blob, 0x20, 8),
+    const std::uint64_t gpa = arch::load_le(blob, kVmcb12GpaAt, 8), hsave = arch::load_le(blob, 0x20, 8),
                         vmcr = arch::load_le(blob, 0x28, 8), ratio = arch::load_le(blob, 0x30, 8),
                         smbase = arch::load_le(blob, 0x38, 8);
     const std::uint64_t rsv = cpu_->reserved_pa_bits();
@@ -94,8 +88,8 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     };
     // KVM_SET_NESTED_STATE runs outside KVM_RUN: the processor is not in L2.
     l0_takes_exit(cpu::ExitInfo{arch::exit_code::INTR, 0, 0, 0});
-    std::copy_n(blob.begin() + kHeader, arch::kVmcbSize, vmcb01_.page().begin());
-    std::copy_n(blob.begin() + kHeader + arch::kVmcbSize, arch::kVmcbSize, cache_.page().begin());
+    std::copy_n(blob.begin() + kVmcb01At, arch::kVmcbSize, vmcb01_.page().begin());
+    std::copy_n(blob.begin() + kCacheAt, arch::kVmcbSize, cache_.page().begin());
     // L1's state: what L1 could never have loaded is refused.
     if (const char* why = l1_state_problem(vmcb01_, guest)) return refuse(fmt::format("nested state: {}", why));
     for (unsigned w = 0; w < 6; ++w) {
@@ -115,14 +109,14 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     tsc_ratio_ = ratio;
     smbase_ = smbase;
     smram_l2_ = arch::Vmcb{};
-    if (smm) std::copy_n(blob.begin() + kHeader + 2 * arch::kVmcbSize + kSave, arch::kVmcbSize, smram_l2_.page().begin());
+    if (smm) std::copy_n(blob.begin() + kSmramAt, arch::kVmcbSize, smram_l2_.page().begin());
     if (guest) {
         if (const checks::Check* c = check_cache())
             return refuse(fmt::format("nested state: vmcb12 cache fails check {} ({})", c->id, c->message));
         // Only L2's own CLGI clears GIF in guest mode, and with nested vGIF
         // that CLGI changes V_GIF instead.
         if (!gif_ && nested_vgif()) return refuse("nested state: guest mode with GIF = 0 although L2 has a virtual GIF");
-        const auto l2_save = blob.subspan(kHeader + 2 * arch::kVmcbSize, kSave);
+        const auto l2_save = blob.subspan(kL2SaveAt, kSave);
         // L2's current CR0 (it may differ from vmcb12's): KVM refuses CD = 0 with NW = 1.
         const std::uint64_t cr0_l2 = arch::load_le(l2_save, arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset, 8);
         if ((cr0_l2 & arch::cr0::NW) && !(cr0_l2 & arch::cr0::CD))

@@ -696,8 +696,10 @@ public:
             if (item["save_restore"]) {
                 ++actions;
                 st.kind = StepKind::save_restore;
-                st.what = "save_restore";
-                (void)boolean(item["save_restore"], "save_restore");
+                const auto& sr = item["save_restore"];
+                st.kvm_layout = sr.IsScalar() && sr.Scalar() == "kvm";
+                st.what = st.kvm_layout ? "save_restore: kvm" : "save_restore";
+                if (!st.kvm_layout) (void)boolean(sr, "save_restore");
             }
             if (item["write"]) {
                 ++actions;

@@ -86,7 +86,9 @@ std::string describe_step(const Step& st) {
             }
         }
         case StepKind::external: return fmt::format("external {} arrives", st.what);
-        case StepKind::save_restore: return "nested state: save -> restore";
+        case StepKind::save_restore:
+            return st.kvm_layout ? "nested state in KVM's layout (kvm_nested_state + registers): save -> restore"
+                                 : "nested state: save -> restore";
         case StepKind::write: return fmt::format("guest memory write: [{:#x}] <- {:#x} ({} bytes)", st.gpa, st.value, st.width);
         case StepKind::host_efer: return fmt::format("host-initiated EFER write {:#x}", st.value);
         case StepKind::restore_blob_edit: return "check";
@@ -259,12 +261,15 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
             case StepKind::l2: r = v.l2_event(st.event); break;
             case StepKind::external: r = v.external(st.event.kind); break;
             case StepKind::save_restore: {
-                const auto blob = v.save_state();
-                auto ok = v.restore_state(blob);
+                // KVM's layout carries L2's registers beside the blob, as
+                // KVM_GET_SREGS/REGS do; the native blob holds them.
+                const arch::Vmcb regs = v.current_registers();
+                auto save = [&] { return st.kvm_layout ? v.save_kvm_nested_state() : v.save_state(); };
+                const auto blob = save();
+                auto ok = st.kvm_layout ? v.restore_kvm_nested_state(blob, regs) : v.restore_state(blob);
                 if (!ok) restore_error = ok.error();
-                const auto again = v.save_state();
                 r.outcome = Outcome::restored;
-                if (ok && again != blob) restore_error = "save -> restore -> save changed the blob";
+                if (ok && save() != blob) restore_error = "save -> restore -> save changed the blob";
                 r.note = "";
                 break;
             }

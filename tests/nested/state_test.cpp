@@ -163,3 +163,122 @@ TEST(Shutdown, EveryStepOnAShutDownVcpuIsANoOpReportingShutdown) {
     bad[12] |= 1;  // shut down and in guest mode
     EXPECT_FALSE(m.vcpu.restore_state(bad));
 }
+
+namespace {
+namespace ks = nested::kvm_state;
+
+/// KVM_SET_NESTED_STATE's answer for `blob` with the vCPU's registers `regs`:
+/// "" when taken, else the reason.
+std::string kvm_restore(Machine& m, const std::vector<std::uint8_t>& blob, const arch::Vmcb& regs) {
+    const auto r = m.vcpu.restore_kvm_nested_state(blob, regs);
+    return r ? std::string{} : r.error();
+}
+}  // namespace
+
+// KVM's layout (struct kvm_nested_state, format 1): in guest mode a 128-byte
+// header with GUEST_MODE and GIF_SET and vmcb12's GPA, then the vmcb12 page
+// (cached controls, L1's save area); L2's registers travel as KVM_GET_SREGS
+// would report them. save -> restore -> save is the identity, in L2 and in L1,
+// and L2 goes on where it was.
+TEST(KvmNestedState, SaveRestoreSaveIsIdenticalInL2AndInL1) {
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::HLT);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cr_write, .index = 3, .value = 0x5000}).outcome,
+              Outcome::no_exit);
+    const auto blob = m.vcpu.save_kvm_nested_state();
+    ASSERT_EQ(blob.size(), ks::kGuestSize);
+    EXPECT_EQ(arch::load_le(blob, ks::kFlagsAt, 2), ks::kGuestMode | ks::kGifSet);
+    EXPECT_EQ(arch::load_le(blob, ks::kFormatAt, 2), 1U);
+    EXPECT_EQ(arch::load_le(blob, ks::kSizeAt, 4), ks::kGuestSize);
+    EXPECT_EQ(arch::load_le(blob, ks::kVmcbPaAt, 8), kVmcb12);
+    // The save area is L1's (vmcb01's), not L2's.
+    EXPECT_EQ(arch::load_le(blob, ks::kHeaderSize + arch::info(FieldId::rip).offset, 8),
+              m.vcpu.vmcb01().get(FieldId::rip));
+    const arch::Vmcb regs = m.vcpu.current_registers();
+    ASSERT_EQ(regs.get(FieldId::cr3), 0x5000U);
+
+    Machine n;  // a fresh vCPU of the same configuration, as on the destination of a migration
+    ASSERT_EQ(kvm_restore(n, blob, regs), "");
+    EXPECT_EQ(n.vcpu.mode(), nested::Mode::l2);
+    EXPECT_TRUE(n.vcpu.gif());
+    EXPECT_EQ(n.vcpu.save_kvm_nested_state(), blob);
+    EXPECT_EQ(n.vcpu.vmcb02().get(FieldId::cr3), 0x5000U);
+    EXPECT_EQ(n.vcpu.check_invariants(), nullptr);
+    const auto r = n.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::hlt});
+    EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
+    EXPECT_EQ(n.vmcb12().get(FieldId::cr3), 0x5000U);
+
+    // In L1: only the header; GIF = 0 after the #VMEXIT.
+    const auto l1_blob = n.vcpu.save_kvm_nested_state();
+    ASSERT_EQ(l1_blob.size(), ks::kHeaderSize);
+    EXPECT_EQ(arch::load_le(l1_blob, ks::kFlagsAt, 2), 0U);
+    const arch::Vmcb l1_regs = n.vcpu.current_registers();
+    ASSERT_EQ(kvm_restore(m, l1_blob, l1_regs), "");
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.save_kvm_nested_state(), l1_blob);
+}
+
+// What KVM_SET_NESTED_STATE refuses (selftest nested_set_state_test, SVM
+// part; KVM's kvm_arch_vcpu_ioctl and svm_set_nested_state), each at its
+// boundary and naming the field; a refusal changes nothing.
+TEST(KvmNestedState, KvmsRefusalsNameTheField) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto good = m.vcpu.save_kvm_nested_state();
+    const arch::Vmcb regs = m.vcpu.current_registers();
+    const auto native = m.vcpu.save_state();
+    auto with = [&](auto edit) {
+        auto b = good;
+        edit(b);
+        return b;
+    };
+    auto put16 = [](std::vector<std::uint8_t>& b, std::size_t at, std::uint64_t v) { arch::store_le(b, at, 2, v); };
+    auto put32 = [](std::vector<std::uint8_t>& b, std::size_t at, std::uint64_t v) { arch::store_le(b, at, 4, v); };
+    auto put64 = [](std::vector<std::uint8_t>& b, std::size_t at, std::uint64_t v) { arch::store_le(b, at, 8, v); };
+
+    const struct {
+        const char* what;
+        std::vector<std::uint8_t> blob;
+        const char* field;
+    } cases[] = {
+        {"format 0", with([&](auto& b) { put16(b, ks::kFormatAt, 0); }), "format"},
+        {"format 2", with([&](auto& b) { put16(b, ks::kFormatAt, 2); }), "format"},
+        {"an unknown flag (EVMCS)", with([&](auto& b) { put16(b, ks::kFlagsAt, ks::kGuestMode | ks::kGifSet | 0x4); }), "flags"},
+        {"RUN_PENDING without GUEST_MODE", with([&](auto& b) { put16(b, ks::kFlagsAt, ks::kRunPending); }), "flags"},
+        {"vmcb_pa -1 in guest mode", with([&](auto& b) { put64(b, ks::kVmcbPaAt, ~std::uint64_t{0}); }), "hdr.svm.vmcb_pa"},
+        {"vmcb_pa not page aligned", with([&](auto& b) { put64(b, ks::kVmcbPaAt, kVmcb12 + 8); }), "hdr.svm.vmcb_pa"},
+        {"a short size in guest mode", with([&](auto& b) { put32(b, ks::kSizeAt, ks::kGuestSize - 1); }), "size"},
+        {"a size below the header", with([&](auto& b) { put32(b, ks::kSizeAt, ks::kHeaderSize - 1); }), "size"},
+        {"a size beyond the blob", with([&](auto& b) { put32(b, ks::kSizeAt, ks::kGuestSize + 1); }), "size"},
+        {"a blob shorter than the header", std::vector<std::uint8_t>(good.begin(), good.begin() + 64), "size"},
+    };
+    for (const auto& c : cases) {
+        const std::string why = kvm_restore(m, c.blob, regs);
+        EXPECT_EQ(why.rfind(std::string("kvm_nested_state: ") + c.field + ":", 0), 0U) << c.what << ": " << why;
+        EXPECT_EQ(m.vcpu.save_state(), native) << c.what;
+    }
+    // Outside guest mode a short size and vmcb_pa -1 are fine (nothing reads them).
+    auto header_only = std::vector<std::uint8_t>(good.begin(), good.begin() + ks::kHeaderSize);
+    put16(header_only, ks::kFlagsAt, ks::kGifSet);
+    put32(header_only, ks::kSizeAt, ks::kHeaderSize);
+    put64(header_only, ks::kVmcbPaAt, ~std::uint64_t{0});
+    Machine l1;
+    EXPECT_EQ(kvm_restore(l1, header_only, l1.vcpu.current_registers()), "");
+    // With EFER.SVME = 0 in the vCPU's registers only GIF_SET alone is taken:
+    // not GUEST_MODE, not even flags 0.
+    arch::Vmcb no_svme = l1.vcpu.current_registers();
+    no_svme.set(FieldId::efer, no_svme.get(FieldId::efer) & ~arch::efer::SVME);
+    EXPECT_EQ(kvm_restore(l1, header_only, no_svme), "");
+    put16(header_only, ks::kFlagsAt, 0);
+    EXPECT_EQ(kvm_restore(l1, header_only, no_svme).rfind("kvm_nested_state: flags:", 0), 0U);
+    EXPECT_EQ(kvm_restore(m, good, no_svme).rfind("kvm_nested_state: flags:", 0), 0U);
+    // The controls still meet the native restore's checks (ASID 0 in vmcb12's cache).
+    const auto asid0 = with([&](auto& b) { put32(b, ks::kHeaderSize + arch::info(FieldId::asid).offset, 0); });
+    EXPECT_NE(kvm_restore(m, asid0, regs).find("asid"), std::string::npos);
+    EXPECT_EQ(m.vcpu.save_state(), native);
+}

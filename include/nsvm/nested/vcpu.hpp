@@ -126,6 +126,16 @@ inline constexpr std::uint64_t kDefaultSmbase = 0x30000;
 /// the processor, cpu::HeldVmcb); any legal page address would do.
 inline constexpr std::uint64_t kL0HsavePa = 0x7FFF000;
 
+/// KVM's uapi struct kvm_nested_state, SVM format (arch/x86/include/uapi/asm/kvm.h).
+namespace kvm_state {
+inline constexpr std::size_t kFlagsAt = 0, kFormatAt = 2, kSizeAt = 4, kVmcbPaAt = 8;
+inline constexpr std::size_t kHeaderSize = 128;  ///< flags, format, size and the 120-byte hdr union
+inline constexpr std::size_t kGuestSize = kHeaderSize + 4096;  ///< + KVM_STATE_NESTED_SVM_VMCB_SIZE
+inline constexpr std::uint32_t kFormatSvm = 1;  ///< KVM_STATE_NESTED_FORMAT_SVM
+inline constexpr std::uint32_t kGuestMode = 0x1, kRunPending = 0x2, kGifSet = 0x100;  ///< KVM_STATE_NESTED_*
+inline constexpr std::uint32_t kKnownFlags = kGuestMode | kRunPending | kGifSet;
+}  // namespace kvm_state
+
 class Vcpu {
 public:
     Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::GuestMemory& memory, L0Config l0,
@@ -156,6 +166,20 @@ public:
     [[nodiscard]] std::vector<std::uint8_t> save_state() const;
     /// Validates everything; on error nothing changes and the reason is returned.
     [[nodiscard]] nsvm::expected<void, std::string> restore_state(std::span<const std::uint8_t> blob);
+
+    /// The same state in KVM's layout, struct kvm_nested_state format 1
+    /// (kvm_nested_state.cpp has the map): a 128-byte header, and in guest
+    /// mode the vmcb12 page (cached controls, L1's save area). L2's
+    /// registers are not in it (KVM takes them from KVM_GET/SET_REGS and
+    /// SREGS): current_registers() gives them.
+    [[nodiscard]] std::vector<std::uint8_t> save_kvm_nested_state() const;
+    /// KVM_SET_NESTED_STATE: KVM's refusals (format, size, flags, EFER.SVME,
+    /// SMM, vmcb_pa), each naming the field, then restore_state's checks.
+    /// `regs`' save area holds the vCPU's registers: L2's in guest mode, else L1's.
+    [[nodiscard]] nsvm::expected<void, std::string> restore_kvm_nested_state(std::span<const std::uint8_t> blob,
+                                                                             const arch::Vmcb& regs);
+    /// The registers KVM_GET_REGS/SREGS report: L2's (vmcb02) in guest mode, else L1's (vmcb01).
+    [[nodiscard]] const arch::Vmcb& current_registers() const noexcept;
 
     // --- Observation ---
     [[nodiscard]] Mode mode() const noexcept { return mode_; }
@@ -317,6 +341,10 @@ private:
     /// L2's WRMSR that clears its EFER.SVME (L0 handles it: L1 did not intercept it).
     [[nodiscard]] bool l2_clears_svme(const cpu::Event& e) const noexcept;
     void apply_l2_wrmsr(const cpu::Event& e) noexcept;
+
+    /// The field svm_set_nested_state refuses the blob for (with `detail`), or nullptr.
+    [[nodiscard]] const char* kvm_state_refusal(std::span<const std::uint8_t> blob, const arch::Vmcb& regs,
+                                                std::string& detail) const;
 
     // SMM.
     [[nodiscard]] StepResult enter_smm() noexcept;

@@ -45,6 +45,7 @@ struct Step {
     std::uint64_t value = 0;     ///< l1 wrmsr value, host_efer, write value
     std::uint64_t gpa = 0;       ///< write target
     std::uint8_t width = 8;      ///< write width in bytes
+    bool kvm_layout = false;     ///< save_restore through KVM's struct kvm_nested_state (`save_restore: kvm`)
     std::string label;           ///< optional "name:"
     std::vector<Expectation> expect;
     int line = 0;
