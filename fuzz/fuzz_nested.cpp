@@ -151,6 +151,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 }
                 if (vcpu.save_state() != blob) violation("save -> restore -> save differs");
             }
+            if (op == 0xFE) {  // the same through KVM's layout, L2's registers beside it
+                const arch::Vmcb regs = vcpu.current_registers();
+                const auto blob = vcpu.save_kvm_nested_state();
+                if (const auto restored = vcpu.restore_kvm_nested_state(blob, regs); !restored) {
+                    std::fprintf(stderr, "restore_kvm_nested_state: %s\n", restored.error().c_str());
+                    violation("own KVM-layout state refused");
+                }
+                if (vcpu.save_kvm_nested_state() != blob) violation("KVM layout: save -> restore -> save differs");
+            }
+            if (op == 0xFD) {  // a hostile KVM_SET_NESTED_STATE: the vCPU's header, the input's bytes
+                auto blob = vcpu.save_kvm_nested_state();
+                blob.resize(nested::kvm_state::kGuestSize, 0);
+                const std::size_t n = c.u8() % 16;
+                for (std::size_t k = 0; k < n; ++k) blob[c.u32() % blob.size()] = c.u8();
+                blob.resize(nested::kvm_state::kHeaderSize + (c.u32() % (blob.size() - nested::kvm_state::kHeaderSize + 1)));
+                (void)vcpu.restore_kvm_nested_state(blob, vcpu.current_registers());
+            }
         }
         if (was_vmrun && vcpu.vmcb12_reads_last_vmrun() != 1) violation("vmcb12 read more than once in VMRUN");
         if ((r.outcome == nested::Outcome::vmexit_to_l1 || r.outcome == nested::Outcome::vmrun_failed) && vcpu.gif())
