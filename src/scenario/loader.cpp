@@ -39,6 +39,9 @@ struct Fail {
 /// KiB of JSON; a scenario, a few hundred lines).
 constexpr std::uintmax_t kMaxScenarioBytes = 16U << 20;
 constexpr std::uintmax_t kMaxVmcbFileBytes = 1U << 20;
+/// Largest kvm_nested_state file: KVM's SVM state is 4224 bytes; a VMM's
+/// buffer may be larger (QEMU sizes it by KVM_CAP_NESTED_STATE), never by much.
+constexpr std::uintmax_t kMaxKvmStateBytes = 64U << 10;
 
 /// The contents of a regular file of at most `limit` bytes, or why not: a
 /// device, FIFO or huge file named as input must not exhaust memory.
@@ -645,7 +648,8 @@ public:
     void load_steps(const YAML::Node& n, Scenario& s) const {
         if (!n.IsSequence()) fail(n, "steps", "expected a list");
         for (const auto& item : n) {
-            only_keys(item, "steps[]", {"name", "l1", "l2", "external", "save_restore", "write", "host_efer", "expect", "comment"});
+            only_keys(item, "steps[]", {"name", "l1", "l2", "external", "save_restore", "restore_kvm_state", "write",
+                                        "host_efer", "expect", "comment"});
             Step st;
             st.line = item.Mark().line + 1;
             if (item["name"]) st.label = text(item["name"], "steps[].name");
@@ -701,6 +705,19 @@ public:
                 st.what = st.kvm_layout ? "save_restore: kvm" : "save_restore";
                 if (!st.kvm_layout) (void)boolean(sr, "save_restore");
             }
+            if (item["restore_kvm_state"]) {
+                // A struct kvm_nested_state file (KVM_GET_NESTED_STATE's
+                // bytes, or nsvm run --save-kvm-state), relative to the scenario.
+                ++actions;
+                st.kind = StepKind::restore_kvm_state;
+                const auto& f = item["restore_kvm_state"];
+                const auto path = std::filesystem::path(file_).parent_path() / text(f, "restore_kvm_state");
+                auto contents = read_bounded(path, kMaxKvmStateBytes);
+                if (!contents)
+                    fail(f, "restore_kvm_state", fmt::format("cannot read '{}': {}", path.string(), contents.error()));
+                st.blob.assign(contents->begin(), contents->end());
+                st.what = path.string();
+            }
             if (item["write"]) {
                 ++actions;
                 st.kind = StepKind::write;
@@ -726,7 +743,8 @@ public:
                 check_l1_register(item["host_efer"], "host_efer", arch::FieldId::efer, st.value, s);
             }
             if (actions != 1 && !(actions == 0 && item["expect"]))
-                fail(item, "steps[]", "each step needs exactly one of l1, l2, external, save_restore, write, host_efer");
+                fail(item, "steps[]",
+                     "each step needs exactly one of l1, l2, external, save_restore, restore_kvm_state, write, host_efer");
             if (actions == 0) {
                 st.kind = StepKind::restore_blob_edit;  // expectation-only step
                 st.what = "check";

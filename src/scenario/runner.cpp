@@ -92,6 +92,8 @@ std::string describe_step(const Step& st) {
         case StepKind::write: return fmt::format("guest memory write: [{:#x}] <- {:#x} ({} bytes)", st.gpa, st.value, st.width);
         case StepKind::host_efer: return fmt::format("host-initiated EFER write {:#x}", st.value);
         case StepKind::restore_blob_edit: return "check";
+        case StepKind::restore_kvm_state:
+            return fmt::format("KVM_SET_NESTED_STATE from {} ({} bytes), with the vCPU's registers", st.what, st.blob.size());
     }
     return "?";
 }
@@ -215,6 +217,8 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
     if (s.l1_gif) v.set_gif(*s.l1_gif);
     v.set_vm_hsave_pa(s.hsave_pa);
     if (s.smbase) v.set_smbase(*s.smbase);
+    rr.kvm_state = v.save_kvm_nested_state();
+    rr.registers = v.current_registers();
 
     if (!opts.json) {
         out << fmt::format("scenario {} ({}): cpu {}, profile {}{}\n", s.name, s.file, s.cpu.name, s.profile->name,
@@ -285,10 +289,18 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
                 r.outcome = v.mode() == nested::Mode::l2 ? Outcome::no_exit : Outcome::l1_continues;
                 break;
             }
+            case StepKind::restore_kvm_state: {
+                const arch::Vmcb regs = v.current_registers();
+                if (auto ok = v.restore_kvm_nested_state(st.blob, regs); !ok) restore_error = ok.error();
+                r.outcome = Outcome::restored;
+                break;
+            }
             case StepKind::host_efer: r = v.host_set_efer(st.value); break;
             case StepKind::restore_blob_edit: r.outcome = v.mode() == nested::Mode::l2 ? Outcome::no_exit : Outcome::l1_continues; break;
         }
         ++rr.steps_run;
+        rr.kvm_state = v.save_kvm_nested_state();
+        rr.registers = v.current_registers();
         if (v.memory().budget_exhausted()) {
             // A store (the step's own, or one the model made for it: a
             // #VMEXIT write-back, SMRAM, HSAVE) would have stored a page
@@ -379,9 +391,10 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
         }
 
         Checker c{s, v, r, restore_error};
-        if (st.kind == StepKind::save_restore && restore_error.empty() && st.expect.empty()) {
+        const bool restores = st.kind == StepKind::save_restore || st.kind == StepKind::restore_kvm_state;
+        if (restores && restore_error.empty() && st.expect.empty()) {
             // nothing to compare; the round trip itself was checked above
-        } else if (st.kind == StepKind::save_restore && !restore_error.empty()) {
+        } else if (restores && !restore_error.empty()) {
             bool expected_error = false;
             for (const auto& e : st.expect) expected_error |= e.key == "restore_error";
             if (!expected_error) {

@@ -322,6 +322,37 @@ TEST(CliRun, ScenarioFromStdin) {
     EXPECT_NE(bad.err.find("<stdin>:"), std::string::npos) << bad.err;
 }
 
+// The nested state in KVM's layout through files: `run --save-kvm-state`
+// writes what KVM_GET_NESTED_STATE would return (the bundled
+// examples/scenarios/kvm-nested-state/l2.bin is exactly that for
+// save-restore.yaml), and a restore_kvm_state step reads it back byte for
+// byte. A file that is missing or too large is bad input (exit 2, key named).
+TEST(CliRun, KvmNestedStateFilesRoundTrip) {
+    const std::string bundled = slurp(fs::path(NSVM_SOURCE_DIR) / "examples/scenarios/kvm-nested-state/l2.bin");
+    ASSERT_EQ(bundled.size(), 4224U);
+    const fs::path saved = write_temp("saved.kvmstate", "");
+    const auto made = nsvm("run --save-kvm-state '" + saved.string() + "' examples/scenarios/save-restore.yaml");
+    ASSERT_EQ(made.status, 0) << made.err;
+    EXPECT_EQ(slurp(saved), bundled);
+
+    const std::string restore =
+        "memory:\n  - gpa: 0x20000\n    vmcb: examples/valid-vmcb.json\n  - {gpa: 0x50000, size: 0x1000}\n"
+        "l1: {rax: 0x20000, rip: 0x1000, gif: false, hsave: 0x50000}\n"
+        "steps:\n  - l1: vmrun\n  - restore_kvm_state: examples/scenarios/kvm-nested-state/l2.bin\n";
+    const fs::path again = write_temp("again.kvmstate", "");
+    const auto r = nsvm("run --save-kvm-state '" + again.string() + "' - < " + write_temp("restore.yaml", restore).string());
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(slurp(again), bundled);
+
+    const auto missing = nsvm("run - < " + write_temp("missing.yaml", "steps:\n  - restore_kvm_state: no/such.bin\n").string());
+    EXPECT_EQ(missing.status, 2);
+    EXPECT_NE(missing.err.find("restore_kvm_state"), std::string::npos) << missing.err;
+    const fs::path huge = write_temp("huge.kvmstate", std::string(65537, '\0'));
+    const auto too_big = nsvm("run - < " + write_temp("huge.yaml", "steps:\n  - restore_kvm_state: " + huge.string() + "\n").string());
+    EXPECT_EQ(too_big.status, 2);
+    EXPECT_NE(too_big.err.find("more than the 65536 allowed"), std::string::npos) << too_big.err;
+}
+
 // docs/checks.md is generated from the catalogue; it must never drift.
 TEST(CliDocs, ChecksMdEqualsTheGeneratedReference) {
     const auto r = nsvm("checks list --markdown");

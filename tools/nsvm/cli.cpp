@@ -183,4 +183,11 @@ std::string read_input(const std::string& path) {
     return read_bounded(f.fd, name, limit);
 }
 
+void write_output(const std::string& path, std::span<const char> bytes) {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.close();  // the last block is written here: check after it
+    if (!f) throw Exit{kBadInput, fmt::format("{}: cannot write", util::printable(path, 200))};
+}
+
 }  // namespace nsvm::cli

@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string_view>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -95,5 +96,12 @@ inline constexpr const char* kMaxInputEnv = "NSVM_MAX_INPUT";
 /// Exit{kBadInput} naming the file on error: cannot open, a directory, a
 /// read error, or larger than the limit.
 [[nodiscard]] std::string read_input(const std::string& path);
+
+/// Writes `bytes` to the file `path` (created or truncated). Throws
+/// Exit{kBadInput} naming the file when it cannot be written.
+void write_output(const std::string& path, std::span<const char> bytes);
+inline void write_output(const std::string& path, std::span<const std::uint8_t> bytes) {
+    write_output(path, std::span<const char>(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
 
 }  // namespace nsvm::cli

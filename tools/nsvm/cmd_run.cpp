@@ -14,6 +14,7 @@ struct RunCliOptions {
     std::string file;
     bool json = false;
     bool check_invariants = false;
+    std::string save_kvm_state;
 };
 
 const Registrar reg{30, [](CLI::App& app, int& status) {
@@ -26,6 +27,9 @@ const Registrar reg{30, [](CLI::App& app, int& status) {
     sub->add_flag("--json", opts.json, "print the trace as JSON lines");
     sub->add_flag("--check-invariants", opts.check_invariants,
                   "check the nested-SVM invariants after every step (exit 1 on a violation)");
+    sub->add_option("--save-kvm-state", opts.save_kvm_state,
+                    "write the nested state after the last step that ran in KVM's layout (struct kvm_nested_state, "
+                    "as KVM_GET_NESTED_STATE returns it; a restore_kvm_state step reads it back)");
     sub->callback([&status] {
         // stdin is read within the input limit every reading command has
         // (docs/limits.md); "<stdin>" names it in errors and anchors
@@ -40,6 +44,7 @@ const Registrar reg{30, [](CLI::App& app, int& status) {
         ro.check_invariants = opts.check_invariants;
         const auto r = scenario::run(*loaded, ro, std::cout);
         if (r.status == kBadInput) throw Exit{kBadInput, r.message};
+        if (!opts.save_kvm_state.empty()) write_output(opts.save_kvm_state, r.kvm_state);
         if (r.status != 0) {
             std::cerr << "nsvm: " << r.message << "\n";
             status = kFailed;

@@ -69,10 +69,7 @@ int run_convert(const ConvertOptions& o) {
     if (o.output == "-") {
         std::cout.write(out.data(), static_cast<std::streamsize>(out.size()));
     } else {
-        std::ofstream f(o.output, std::ios::binary);
-        f.write(out.data(), static_cast<std::streamsize>(out.size()));
-        f.close();  // the last block is written here: check after it
-        if (!f) throw Exit{kBadInput, fmt::format("{}: cannot write", util::printable(o.output, 200))};
+        write_output(o.output, std::span<const char>(out.data(), out.size()));
     }
     return kOk;
 }

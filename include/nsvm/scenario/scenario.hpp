@@ -35,7 +35,7 @@ struct Expectation {
     int line = 0;
 };
 
-enum class StepKind : std::uint8_t { l1, l2, external, save_restore, write, host_efer, restore_blob_edit };
+enum class StepKind : std::uint8_t { l1, l2, external, save_restore, write, host_efer, restore_blob_edit, restore_kvm_state };
 
 struct Step {
     StepKind kind = StepKind::l1;
@@ -46,6 +46,7 @@ struct Step {
     std::uint64_t gpa = 0;       ///< write target
     std::uint8_t width = 8;      ///< write width in bytes
     bool kvm_layout = false;     ///< save_restore through KVM's struct kvm_nested_state (`save_restore: kvm`)
+    std::vector<std::uint8_t> blob;  ///< restore_kvm_state: the file's bytes (struct kvm_nested_state)
     std::string label;           ///< optional "name:"
     std::vector<Expectation> expect;
     int line = 0;
@@ -82,6 +83,11 @@ struct RunResult {
     int status = 0;                 ///< 0 all expectations hold, 1 one does not
     std::string message;            ///< the first failed expectation / invariant
     std::size_t steps_run = 0;
+    /// The vCPU's nested state in KVM's layout after the last step that ran
+    /// (struct kvm_nested_state; `nsvm run --save-kvm-state`), and the
+    /// registers KVM_GET_REGS/SREGS would report beside it.
+    std::vector<std::uint8_t> kvm_state;
+    arch::Vmcb registers;
 };
 
 /// Runs the scenario, writing the trace to `out`.
