@@ -338,23 +338,25 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     StepResult r;
     r.l0_exit = true;
     r.exit_code = x.code;
-    if (l2_clears_svme(e)) {
-        // Clearing EFER.SVME while a guest runs is undefined (APM 15.4: the
-        // VMM should keep guests from writing EFER). KVM leaves guest mode
-        // and, since 2026 (commit cdc69269b18a; selftest
-        // svm_nested_clear_efer_svme), triple-faults L1 rather than run it on
-        // L2's state: KVM_EXIT_SHUTDOWN, no #VMEXIT to L1.
-        leave_nested();
-        shutdown();
-        r.outcome = Outcome::shutdown;
-        r.note = "L2 cleared EFER.SVME and L1 does not intercept the write: L0 leaves guest mode and L1 triple-faults";
-        return r;
-    }
     if (const char* why = l2_write_fault(e)) {
         inject_into_l2(13, 0);
         r.outcome = Outcome::exception;
         r.vector = 13;
         r.note = why;  // L0 injects the #GP(0) into L2
+        return r;
+    }
+    if (l2_clears_svme(e)) {
+        // Clearing EFER.SVME while a guest runs is undefined (APM 15.4: the
+        // VMM should keep guests from writing EFER). KVM leaves guest mode
+        // and, since 2026 (commit cdc69269b18a; selftest
+        // svm_nested_clear_efer_svme), triple-faults L1 rather than run it on
+        // L2's state: KVM_EXIT_SHUTDOWN, no #VMEXIT to L1. A value with a
+        // reserved bit was #GP above: KVM's set_efer refuses it before
+        // svm_set_efer looks at SVME.
+        leave_nested();
+        shutdown();
+        r.outcome = Outcome::shutdown;
+        r.note = "L2 cleared EFER.SVME and L1 does not intercept the write: L0 leaves guest mode and L1 triple-faults";
         return r;
     }
     const bool gif_was = gif_;

@@ -414,6 +414,19 @@ TEST(L2Msr, ClearingEferSvmeShutsL1DownUnlessL1InterceptsTheWrite) {
     }
 }
 
+// Clearing SVME with a reserved bit set is the reserved bit's #GP first:
+// KVM's set_efer checks the value before svm_set_efer looks at SVME.
+TEST(L2Msr, ClearingEferSvmeWithAReservedBitIsGpNotShutdown) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const std::uint64_t value = (m.vcpu.vmcb02().get(FieldId::efer) & ~arch::efer::SVME) | (std::uint64_t{1} << 63);
+    const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::wrmsr, .index = arch::msr::EFER, .value = value});
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 13);
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+}
+
 // L1 clearing its own EFER.SVME (out of guest mode) leaves GIF as it is:
 // clearing SVME is not architected to set GIF (KVM commit 8312f1b9dd71).
 TEST(L1Msr, ClearingEferSvmeLeavesGifAlone) {
