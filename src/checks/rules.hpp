@@ -996,11 +996,6 @@ inline constexpr std::uint64_t kVmsaSevFeatures = 0x3B0;
 // sev_features nor guest memory backing the VMSA page, a check whose other
 // conditions hold is not decided: a "needs" warning, never a pass.
 
-/// What a check on SEV_FEATURES needs when it is not decided.
-inline constexpr std::string_view kNeedsVmsaSevFeatures =
-    "the VMSA's SEV_FEATURES (guest memory at control.vmsa_pa, or the sev_features line newer KVM prints from a "
-    "decrypted VMSA)";
-
 /// SEV_FEATURES of an SEV-SNP guest (an SEV-ES VMCB on a CPU with SNP), as
 /// VMRUN reads it; nullopt when this is no such guest or the input does not
 /// give the VMSA's value.

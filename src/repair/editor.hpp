@@ -39,7 +39,7 @@ using Fixer = bool (*)(Editor&, const checks::Context&);
 
 /// True for checks on the VMSA's SEV_FEATURES: beyond their specific fix,
 /// no VMCB edit satisfies them (the generic fix must not be tried).
-[[nodiscard]] bool vmcb_cannot_fix_rest(std::string_view check_id) noexcept;
+[[nodiscard]] bool vmcb_cannot_fix_rest(const checks::Check& check) noexcept;
 
 /// Every field the check names takes reference_vmcb()'s value; intercept
 /// vectors named as "control.intercepts[N]" take the reference's word N.

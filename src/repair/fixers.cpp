@@ -84,16 +84,6 @@ bool fix_allowed_sev_features(Editor& ed, const checks::Context& c) {
     return ed.set_bits(FieldId::allowed_sev_features, *c.vmsa->sev_features & arch::bits(61, 0));
 }
 
-/// Checks whose remaining conflict is inside SEV_FEATURES itself (both
-/// injection modes, Secure AVIC with one): no VMCB field fixes them, so the
-/// repair reports them unrepaired rather than copying reference values (which
-/// would "fix" them by turning SEV-ES off).
-constexpr std::array<std::string_view, 7> kSevFeaturesChecks = {
-    "snp.vmpl_sss",           "snp.restricted_and_alternate",   "snp.restricted_with_avic",
-    "snp.alternate_with_avic", "event_inj.restricted_injection", "snp.allowed_sev_features",
-    "snp.secure_avic_conflict",
-};
-
 struct Entry {
     std::string_view id;
     Fixer fix;
@@ -140,8 +130,12 @@ Fixer find_fixer(std::string_view check_id) noexcept {
     return e == kFixers.end() ? nullptr : e->fix;
 }
 
-bool vmcb_cannot_fix_rest(std::string_view check_id) noexcept {
-    return std::find(kSevFeaturesChecks.begin(), kSevFeaturesChecks.end(), check_id) != kSevFeaturesChecks.end();
+bool vmcb_cannot_fix_rest(const checks::Check& check) noexcept {
+    // A conflict inside SEV_FEATURES itself (both injection modes, Secure
+    // AVIC with one): no VMCB field fixes it, so the repair reports it
+    // unrepaired rather than copying reference values (which would "fix" it
+    // by turning SEV-ES off).
+    return check.decided_by_vmsa_sev_features();
 }
 
 bool generic_fix(Editor& ed, const checks::Check& check, const arch::Vmcb& reference) {

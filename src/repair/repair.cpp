@@ -17,7 +17,7 @@ bool fix_one(arch::Vmcb& v, const checks::Context& ctx, const checks::Check& che
     detail::Editor ed(v, changes, check.id);
     const detail::Fixer specific = detail::find_fixer(check.id);
     if (specific != nullptr && attempt == 0 && specific(ed, ctx)) return true;
-    if (detail::vmcb_cannot_fix_rest(check.id)) return false;  // the rest is the VMSA's SEV_FEATURES
+    if (detail::vmcb_cannot_fix_rest(check)) return false;  // the rest is the VMSA's SEV_FEATURES
     return detail::generic_fix(ed, check, reference);
 }
 

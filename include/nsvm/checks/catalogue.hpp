@@ -161,7 +161,20 @@ struct Check {
     /// What a memory-stage check without its input needs, for its warning
     /// ("needs guest memory: ...").
     std::string_view needs_what = "guest memory";
+
+    /// The check is decided by the VMSA's SEV_FEATURES (an SEV-SNP rule):
+    /// no VMCB field can settle the rest of its conflict (nsvm repair).
+    [[nodiscard]] constexpr bool decided_by_vmsa_sev_features() const noexcept;
 };
+
+/// What a check on SEV_FEATURES needs when it is not decided: VMRUN of an
+/// SEV-SNP guest takes SEV_FEATURES from the guest's VMSA (offset 3B0h, APM
+/// Appendix B Table B-4), never from the VMCB.
+inline constexpr std::string_view kNeedsVmsaSevFeatures =
+    "the VMSA's SEV_FEATURES (guest memory at control.vmsa_pa, or the sev_features line newer KVM prints from a "
+    "decrypted VMSA)";
+
+constexpr bool Check::decided_by_vmsa_sev_features() const noexcept { return needs_what == kNeedsVmsaSevFeatures; }
 
 [[nodiscard]] constexpr std::string_view stage_name(Stage s) noexcept {
     switch (s) {
