@@ -217,8 +217,7 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
     if (s.l1_gif) v.set_gif(*s.l1_gif);
     v.set_vm_hsave_pa(s.hsave_pa);
     if (s.smbase) v.set_smbase(*s.smbase);
-    rr.kvm_state = v.save_kvm_nested_state();
-    rr.registers = v.current_registers();
+    if (opts.keep_kvm_state) rr.kvm_state = v.save_kvm_nested_state();
 
     if (!opts.json) {
         out << fmt::format("scenario {} ({}): cpu {}, profile {}{}\n", s.name, s.file, s.cpu.name, s.profile->name,
@@ -299,8 +298,7 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
             case StepKind::restore_blob_edit: r.outcome = v.mode() == nested::Mode::l2 ? Outcome::no_exit : Outcome::l1_continues; break;
         }
         ++rr.steps_run;
-        rr.kvm_state = v.save_kvm_nested_state();
-        rr.registers = v.current_registers();
+        if (opts.keep_kvm_state) rr.kvm_state = v.save_kvm_nested_state();
         if (v.memory().budget_exhausted()) {
             // A store (the step's own, or one the model made for it: a
             // #VMEXIT write-back, SMRAM, HSAVE) would have stored a page

@@ -42,6 +42,7 @@ const Registrar reg{30, [](CLI::App& app, int& status) {
         scenario::RunOptions ro;
         ro.json = opts.json;
         ro.check_invariants = opts.check_invariants;
+        ro.keep_kvm_state = !opts.save_kvm_state.empty();
         const auto r = scenario::run(*loaded, ro, std::cout);
         if (r.status == kBadInput) throw Exit{kBadInput, r.message};
         if (!opts.save_kvm_state.empty()) write_output(opts.save_kvm_state, r.kvm_state);

@@ -77,17 +77,16 @@ struct RunOptions {
     bool json = false;              ///< JSON lines instead of text
     bool check_invariants = false;
     bool color = false;
+    bool keep_kvm_state = false;    ///< fill RunResult::kvm_state (`nsvm run --save-kvm-state`)
 };
 
 struct RunResult {
     int status = 0;                 ///< 0 all expectations hold, 1 one does not
     std::string message;            ///< the first failed expectation / invariant
     std::size_t steps_run = 0;
-    /// The vCPU's nested state in KVM's layout after the last step that ran
-    /// (struct kvm_nested_state; `nsvm run --save-kvm-state`), and the
-    /// registers KVM_GET_REGS/SREGS would report beside it.
+    /// With RunOptions::keep_kvm_state: the vCPU's nested state in KVM's
+    /// layout after the last step that ran (struct kvm_nested_state).
     std::vector<std::uint8_t> kvm_state;
-    arch::Vmcb registers;
 };
 
 /// Runs the scenario, writing the trace to `out`.
