@@ -127,7 +127,7 @@ nsvm::expected<void, std::string> Vcpu::restore_kvm_nested_state(std::span<const
         std::copy(page.begin() + arch::kSaveAreaOffset, page.end(), n.begin() + nl::kVmcb01At + arch::kSaveAreaOffset);
         // vmcb12's controls; L2's registers stand for its save area (KVM
         // keeps no vmcb12 save-area cache across a restore) and are L2's.
-        std::fill_n(n.begin() + nl::kCacheAt, arch::kVmcbSize, 0);
+        // Together they fill the whole cache page.
         std::copy_n(page.begin(), arch::kSaveAreaOffset, n.begin() + nl::kCacheAt);
         std::copy(regs_save.begin(), regs_save.end(), n.begin() + nl::kCacheAt + arch::kSaveAreaOffset);
         std::copy(regs_save.begin(), regs_save.end(), n.begin() + nl::kL2SaveAt);

@@ -70,20 +70,16 @@ const char* Vcpu::l2_write_fault(const cpu::Event& e) const noexcept {
     return cpu::mov_to_cr_fault(*cpu_, e.index, e.value, s);
 }
 
-std::uint64_t Vcpu::l2_efer() const noexcept {
-    return (vmcb02().get(FieldId::efer) & ~arch::efer::SVME) | (cache_.get(FieldId::efer) & arch::efer::SVME);
-}
-
 cpu::MsrWrite Vcpu::l2_msr_write(const cpu::Event& e) const noexcept {
     // KVM's svm_set_msr / set_efer on L2's state: the same #GP rules as the
     // processor's WRMSR (cpu/msr_rules.hpp), judged on L2's EFER and CPL;
     // VM_CR is the vCPU's one register, shared by L1 and L2.
     return cpu::svm_msr_write(*cpu_, e.index, e.value,
-                              cpu::SvmMsrState{l2_efer(), vm_cr_, static_cast<std::uint8_t>(vmcb02().get(FieldId::cpl))});
+                              cpu::SvmMsrState{l2_efer(vmcb02()), vm_cr_, static_cast<std::uint8_t>(vmcb02().get(FieldId::cpl))});
 }
 
 bool Vcpu::l2_clears_svme(const cpu::Event& e) const noexcept {
-    return e.kind == EventKind::wrmsr && e.index == arch::msr::EFER && (l2_efer() & arch::efer::SVME) != 0 &&
+    return e.kind == EventKind::wrmsr && e.index == arch::msr::EFER && (l2_efer(vmcb02()) & arch::efer::SVME) != 0 &&
            (e.value & arch::efer::SVME) == 0;
 }
 

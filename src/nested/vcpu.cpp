@@ -171,6 +171,10 @@ bool Vcpu::nested_vgif() const noexcept {
     return cpu_->has(checks::Feature::vgif) && (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_GIF_ENABLE) != 0;
 }
 
+std::uint64_t Vcpu::l2_efer(const arch::Vmcb& v02) const noexcept {
+    return (v02.get(FieldId::efer) & ~arch::efer::SVME) | (cache_.get(FieldId::efer) & arch::efer::SVME);
+}
+
 bool Vcpu::l2_has_own_pat() const noexcept { return (cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0; }
 
 const char* Vcpu::check_invariants() const noexcept {

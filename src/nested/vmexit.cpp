@@ -36,8 +36,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     // the VMLOAD/VMSAVE state.
     for (Seg s : arch::kVmrunSegments) vmcb12->set_segment(s, vmcb02.segment(s));
     // EFER as L2 sees it: SVME only if L1 gave it.
-    vmcb12->set(FieldId::efer, (vmcb02.get(FieldId::efer) & ~arch::efer::SVME) |
-                                   (cache_.get(FieldId::efer) & arch::efer::SVME));
+    vmcb12->set(FieldId::efer, l2_efer(vmcb02));
     arch::copy_fields<kVmexitSavedRegisters>(vmcb02, *vmcb12);
     if (l2_has_own_pat()) vmcb12->set(FieldId::g_pat, vmcb02.get(FieldId::g_pat));
     if (cpu_->has(checks::Feature::shstk)) arch::copy_fields<arch::kCetSupervisorFields>(vmcb02, *vmcb12);

@@ -335,9 +335,9 @@ private:
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
     /// L2's WRMSR as L0 emulates it: the processor's MSR rules on L2's state.
     [[nodiscard]] cpu::MsrWrite l2_msr_write(const cpu::Event& e) const noexcept;
-    /// L2's EFER as L2 sees it: vmcb02's, with SVME as vmcb12 gave it (the
-    /// hardware VMCB always has SVME set).
-    [[nodiscard]] std::uint64_t l2_efer() const noexcept;
+    /// L2's EFER as L2 sees it: `vmcb02`'s, with SVME as vmcb12 gave it (the
+    /// hardware VMCB always has SVME set). What the #VMEXIT writes to vmcb12.
+    [[nodiscard]] std::uint64_t l2_efer(const arch::Vmcb& vmcb02) const noexcept;
     /// L2's WRMSR that clears its EFER.SVME (L0 handles it: L1 did not intercept it).
     [[nodiscard]] bool l2_clears_svme(const cpu::Event& e) const noexcept;
     void apply_l2_wrmsr(const cpu::Event& e) noexcept;
