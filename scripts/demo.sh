@@ -67,6 +67,11 @@ if [[ -f examples/scenarios/seed-gif.yaml ]]; then
   run run examples/scenarios/seed-gif.yaml
 fi
 
+if [[ -f examples/scenarios/kvm-nested-state.yaml ]]; then
+  section "A nested state in KVM's own layout (KVM_SET_NESTED_STATE): a saved one restores, crafted headers are refused naming the field"
+  run run examples/scenarios/kvm-nested-state.yaml
+fi
+
 echo
 echo "Every check, with its APM section and the profiles that apply it: nsvm checks list, or docs/checks.md."
 exit 0

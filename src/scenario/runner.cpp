@@ -342,8 +342,9 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
         } else {
             out << fmt::format("step {}{} (line {}): {}\n", i + 1, st.label.empty() ? "" : " [" + st.label + "]", st.line,
                                describe_step(st));
-            out << "  -> " << outcome_line(r, v) << "\n";
-            if (!restore_error.empty()) out << "  -> restore refused: " << restore_error << "\n";
+            // A refused restore changed nothing: its reason is the outcome.
+            if (restore_error.empty()) out << "  -> " << outcome_line(r, v) << "\n";
+            else out << "  -> restore refused: " << restore_error << "\n";
             if (before.gif != v.gif()) out << fmt::format("     GIF {} -> {}\n", before.gif ? 1 : 0, v.gif() ? 1 : 0);
             if (before.mode != v.mode()) out << fmt::format("     mode {} -> {}\n", nested::mode_name(before.mode), nested::mode_name(v.mode()));
             if (before.smm != v.smm()) out << fmt::format("     SMM {} -> {}\n", before.smm ? 1 : 0, v.smm() ? 1 : 0);
