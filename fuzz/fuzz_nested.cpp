@@ -129,7 +129,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
         } else {
             cpu::Event e;
-            e.kind = static_cast<cpu::EventKind>(c.u8() % (static_cast<unsigned>(cpu::EventKind::init) + 1));
+            e.kind = static_cast<cpu::EventKind>(c.u8() % cpu::kEventKindCount);
             e.index = c.u32();
             e.value = c.u32();
             const std::uint8_t size_byte = c.u8();

@@ -1,4 +1,4 @@
-// MOV to CR0/CR3/CR4/DR6/DR7 rules (see control_regs.hpp).
+// MOV to CR0/CR3/CR4/CR8/DR6/DR7 rules (see control_regs.hpp).
 #include "nsvm/cpu/control_regs.hpp"
 
 #include "nsvm/arch/bits.hpp"
@@ -43,6 +43,9 @@ const char* mov_to_cr_fault(const checks::CpuModel& cpu, unsigned cr, std::uint6
             // APM 3.1.3: CR4.PAE cannot be cleared while long mode is active.
             if ((s.efer & efer::LMA) != 0 && (value & cr4::PAE) == 0) return "CR4.PAE cleared in long mode: #GP(0)";
             return nullptr;
+        case 8:
+            // APM 3.1.5 (TPR): CR8 bits 63:4 are reserved, MBZ.
+            return (value >> 4) != 0 ? "CR8 bits 63:4 are MBZ: #GP(0)" : nullptr;
         default: return nullptr;
     }
 }

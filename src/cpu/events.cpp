@@ -31,7 +31,8 @@ constexpr std::array kEventNames = {
     EventNameEntry{"intr", EventKind::intr},       EventNameEntry{"nmi", EventKind::nmi},
     EventNameEntry{"smi", EventKind::smi},         EventNameEntry{"init", EventKind::init},
     EventNameEntry{"rdtsc", EventKind::rdtsc},     EventNameEntry{"invd", EventKind::invd},
-    EventNameEntry{"wbinvd", EventKind::wbinvd},
+    EventNameEntry{"wbinvd", EventKind::wbinvd},   EventNameEntry{"sti", EventKind::sti},
+    EventNameEntry{"cli", EventKind::cli},         EventNameEntry{"nop", EventKind::nop},
 };
 
 // Exit codes of instructions whose intercept is one bit equal to the code.
@@ -65,6 +66,15 @@ std::optional<EventKind> find_event(std::string_view name) noexcept {
     for (const auto& e : kEventNames)
         if (e.name == name) return e.kind;
     return std::nullopt;
+}
+
+std::uint8_t default_insn_len(EventKind k) noexcept {
+    switch (k) {
+        case EventKind::sti:
+        case EventKind::cli:
+        case EventKind::nop: return 1;
+        default: return Event{}.insn_len;
+    }
 }
 
 MapResult msrpm_lookup(const Bitmap& map, std::uint32_t msr, bool write) noexcept {

@@ -4,6 +4,7 @@
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/cpu/control_regs.hpp"
+#include "nsvm/cpu/interrupt_flag.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
 
@@ -77,7 +78,23 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
         default: break;
     }
     regs_.rip += e.insn_len;
+    // The instruction retired: an interrupt shadow it was in has ended.
     cur().set(FieldId::int_state, cur().get(FieldId::int_state) & ~int_state::INTERRUPT_SHADOW);
+    if (e.kind == EventKind::sti || e.kind == EventKind::cli) set_interrupt_flag(e.kind == EventKind::sti);
+}
+
+void SvmCpu::set_interrupt_flag(bool set) noexcept {
+    using namespace arch;
+    if (sti_cli_rule(set, regs_.rflags, regs_.cr0, regs_.cr4, regs_.cpl) == IfWrite::virtual_flag) {
+        regs_.rflags = set ? (regs_.rflags | rflags::VIF) : (regs_.rflags & ~rflags::VIF);
+        return;
+    }
+    // APM "STI": when STI sets IF that was clear, interrupts stay blocked
+    // until the next instruction has retired: the interrupt shadow, which
+    // VMRUN loads from and #VMEXIT writes to int_state.
+    if (set && (regs_.rflags & rflags::IF) == 0)
+        cur().set(FieldId::int_state, cur().get(FieldId::int_state) | int_state::INTERRUPT_SHADOW);
+    regs_.rflags = set ? (regs_.rflags | rflags::IF) : (regs_.rflags & ~rflags::IF);
 }
 
 SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
@@ -206,6 +223,10 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
                                                              (regs_.cs.attrib & arch::seg_attr::L) != 0})
                               : nullptr;
     if (illegal != nullptr) return guest_exception(13, 0, 0, illegal);
+    if ((e.kind == EventKind::sti || e.kind == EventKind::cli) &&
+        sti_cli_rule(e.kind == EventKind::sti, regs_.rflags, regs_.cr0, regs_.cr4, regs_.cpl) ==
+            IfWrite::general_protection)
+        return guest_exception(13, 0, 0, "STI/CLI with CPL > IOPL and no virtual interrupt flag: #GP(0)");
     apply_guest_effect(e);
     SvmResult r;
     r.outcome = SvmOutcome::no_exit;
@@ -325,11 +346,9 @@ SvmResult SvmCpu::poll() noexcept {
         if (cpu_->has(Feature::vnmi) && (ic_ & int_ctl::V_NMI_ENABLE) && (ic_ & int_ctl::V_NMI_PENDING) &&
             !(ic_ & int_ctl::V_NMI_BLOCKING) && vgif_open && !shadow) {
             set_int_ctl((ic_ & ~int_ctl::V_NMI_PENDING) | int_ctl::V_NMI_BLOCKING);
-            r.outcome = SvmOutcome::delivered;
-            r.in_guest = true;
-            r.vector = 2;
-            r.note = "virtual NMI delivered (V_NMI -> V_NMI_MASK)";
-            return r;
+            insn_len_ = 0;
+            return deliver_to_guest(GuestEvent{2, 2, false, 0, 0, false}, false, 0,
+                                    "virtual NMI delivered through the guest's IDT (V_NMI -> V_NMI_MASK)");
         }
         // Virtual INTR (15.21.4): V_IRQ with V_INTR_PRIO > V_TPR (or V_IGN_TPR),
         // guest IF = 1, no shadow, V_GIF; ignored under AVIC (15.29.8.3).
@@ -338,12 +357,13 @@ SvmResult SvmCpu::poll() noexcept {
         if ((ic_ & int_ctl::V_IRQ) && !(ic_ & int_ctl::AVIC_ENABLE) &&
             ((ic_ & int_ctl::V_IGN_TPR) || prio > tpr) && (regs_.rflags & rflags::IF) && !shadow && vgif_open) {
             if (cur().intercept(ic::VINTR)) return vmexit(ec::VINTR, 0, 0, 0);
+            // Taken: V_IRQ clears and the interrupt goes through the guest's
+            // IDT at V_INTR_VECTOR, as an external interrupt (no error code).
             set_int_ctl(ic_ & ~int_ctl::V_IRQ);
-            r.outcome = SvmOutcome::delivered;
-            r.in_guest = true;
-            r.vector = static_cast<std::uint8_t>(cur().get(FieldId::int_vector) & 0xFF);
-            r.note = "virtual interrupt delivered (V_IRQ cleared)";
-            return r;
+            insn_len_ = 0;
+            const auto vector = static_cast<std::uint8_t>(cur().get(FieldId::int_vector) & 0xFF);
+            return deliver_to_guest(GuestEvent{vector, 0, false, 0, 0, false}, false, 0,
+                                    "virtual interrupt delivered through the guest's IDT (V_IRQ cleared)");
         }
     }
     r.outcome = pending_ != 0 ? SvmOutcome::held_pending : SvmOutcome::nothing;

@@ -118,6 +118,14 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             }
             if (e.index == 3) live_vmcb02().set(FieldId::cr3, cpu::cr3_as_written(e.value, vmcb02().get(FieldId::cr4)));
             if (e.index == 4) live_vmcb02().set(FieldId::cr4, e.value);
+            if (e.index == 8) {
+                // L2's TPR: vmcb02's V_TPR, which KVM writes from the APIC's
+                // TPR before the next entry (sync_lapic_to_cr8), or which the
+                // processor writes itself when KVM drops the intercept for an
+                // L1 with V_INTR_MASKING; the processor's priority rule reads it.
+                const std::uint64_t ic = vmcb02().get(FieldId::int_ctl);
+                live_vmcb02().set(FieldId::int_ctl, (ic & ~arch::int_ctl::V_TPR) | (e.value & arch::int_ctl::V_TPR));
+            }
             break;
         case EventKind::wrmsr: apply_l2_wrmsr(e); break;
         case EventKind::dr_write:
@@ -198,15 +206,43 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         case EventKind::nmi:
         case EventKind::smi:
         case EventKind::init: return external(e.kind);
-        case EventKind::memory: return l2_memory_access(e);
+        case EventKind::memory: return l2_instruction_boundary(l2_memory_access(e));
         default: break;
     }
     // L2 executes the event on the processor, with vmcb02's intercepts and maps.
     const bool gif_was = gif_;
     const cpu::SvmResult hr = hw().guest_event(e);
-    if (hr.outcome != cpu::SvmOutcome::vmexit) return l2_ran(e, hr, gif_was);
+    if (hr.outcome != cpu::SvmOutcome::vmexit) return l2_instruction_boundary(l2_ran(e, hr, gif_was));
     after_processor_exit();
-    return route_l2_exit(e, hr);
+    return l2_instruction_boundary(route_l2_exit(e, hr));
+}
+
+StepResult Vcpu::l2_instruction_boundary(StepResult r, const char* taken_note) noexcept {
+    // Before L2's next instruction: first the physical events L0 held for L2
+    // (its RFLAGS.IF without V_INTR_MASKING, its interrupt shadow, which the
+    // instruction may have ended; KVM's svm_check_nested_events at the next
+    // entry), then what vmcb02 itself holds, which the processor takes:
+    // the virtual NMI and V_IRQ (APM 15.21.4, 15.21.10), or their #VMEXIT
+    // (VINTR) when intercepted, routed like any exit from L2.
+    if (mode_ != Mode::l2 || !hw_.in_guest()) return r;
+    r = take_held_signals(r, taken_note);
+    if (mode_ != Mode::l2 || !hw_.in_guest()) return r;
+    if ((vmcb02().get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING)) == 0) return r;
+    const cpu::SvmResult hr = hw().poll();
+    if (hr.outcome == cpu::SvmOutcome::vmexit) {
+        after_processor_exit();
+        cpu::Event window{};  // no instruction: L0 resuming after it moves no RIP
+        window.kind = EventKind::intr;
+        window.insn_len = 0;
+        return route_l2_exit(window, hr);
+    }
+    if (hr.outcome != cpu::SvmOutcome::delivered) return r;
+    hw_.flush_guest_state();
+    StepResult t;
+    t.outcome = Outcome::interrupt;
+    t.vector = hr.vector;
+    t.note = hr.note;
+    return t;
 }
 
 StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_was) noexcept {

@@ -73,6 +73,7 @@ std::string_view outcome_name(Outcome o) noexcept {
         case Outcome::handled_by_l0: return "handled_by_l0";
         case Outcome::no_exit: return "no_exit";
         case Outcome::exception: return "exception";
+        case Outcome::interrupt: return "interrupt";
         case Outcome::held_pending: return "held_pending";
         case Outcome::smm_entered: return "smm_entered";
         case Outcome::smm_left: return "smm_left";

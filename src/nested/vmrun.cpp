@@ -315,7 +315,7 @@ StepResult Vcpu::l1_vmrun() noexcept {
     if (const checks::Check* c = check_cache()) return fail_vmrun(FailReason::consistency_check, c, nullptr);
     const StepResult entered = enter_nested(gpa);
     if (entered.outcome != Outcome::entered_l2) return entered;
-    return take_held_signals(entered, kTakenAtEntry);
+    return l2_instruction_boundary(entered, kTakenAtEntry);
 }
 
 StepResult Vcpu::take_held_signals(StepResult r, const char* taken_note, const char* consumed_note) noexcept {

@@ -63,6 +63,14 @@ constexpr std::array kKnown = {
                     "at the first instruction boundary with RFLAGS.IF = 1): VMRUN loads RFLAGS before it sets "
                     "in_svm_guest, so handleInterruptMaskChange leaves BX_EVENT_SVM_VIRQ_PENDING masked (svm.cc "
                     "SvmEnterLoadCheckGuestState, event.cc); found by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_code", "qemu.virq_priority_ge_tpr",
+                    "QEMU (TCG) takes a V_IRQ whose V_INTR_PRIO equals V_TPR (ctl_has_irq compares int_prio >= "
+                    "tpr); APM 15.21.4 takes it only when V_INTR_PRIO > V_TPR, as Bochs does; found by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_code", "qemu.vmrun_interrupt_shadow_dropped",
+                    "QEMU (TCG) takes a V_IRQ before L2's first instruction although vmcb12's int_state has "
+                    "INTERRUPT_SHADOW, which VMRUN loads (APM 15.5.1 step 2) and which holds interrupts for one "
+                    "instruction; its #VMEXIT writes int_state back as 0, as if VMRUN had not loaded the shadow "
+                    "(observed; Bochs keeps it); found by this oracle"},
     KnownDivergence{Backend::bochs, "control.int_ctl", "bochs.int_ctl_byte_0x61",
                     "Bochs 2.7 writes int_ctl's byte 0x61 whole on #VMEXIT with V_IRQ alone (svm.cc "
                     "SvmExitSaveGuestState, vmcb_write8(SVM_CONTROL_VIRQ)), clearing int_ctl[15:9] (V_GIF, V_NMI, "
@@ -90,6 +98,25 @@ bool int_ctl_byte_0x61(std::uint64_t expected, std::uint64_t got) {
     return (got & kByte61High) == 0 && (expected & ~kByte61High) == (got & ~kByte61High);
 }
 
+/// A V_IRQ pending at VMRUN (the vector's int_ctl) that the model's
+/// processor and the emulator treated differently before L2's first
+/// instruction, told apart by what each wrote back (V_IRQ clears when the
+/// interrupt is taken, APM 15.21.4): the known divergence that explains it.
+const KnownDivergence* virq_divergence(const Vector& v, std::uint64_t model_int_ctl, const Result& r, Backend b) {
+    namespace ictl = arch::int_ctl;
+    const std::uint64_t given = v.vmcb.get(FieldId::int_ctl);
+    if ((given & ictl::V_IRQ) == 0) return nullptr;
+    const bool model_took = (model_int_ctl & ictl::V_IRQ) == 0;
+    const bool oracle_took = (r.vmcb.get(FieldId::int_ctl) & ictl::V_IRQ) == 0;
+    if (model_took && !oracle_took) return known(b, "bochs.virq_masked_at_vmrun");
+    if (model_took || !oracle_took) return nullptr;
+    const auto prio = (given & ictl::V_INTR_PRIO) >> 16;
+    if ((given & ictl::V_IGN_TPR) == 0 && prio == (given & ictl::V_TPR)) return known(b, "qemu.virq_priority_ge_tpr");
+    if (v.vmcb.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW)
+        return known(b, "qemu.vmrun_interrupt_shadow_dropped");
+    return nullptr;
+}
+
 /// The emulator's own words for a crash the table names (the runner keeps
 /// its log's last line in Result::reason).
 const KnownDivergence* known_crash(const Vector& v, const Result& r, Backend b) {
@@ -102,7 +129,7 @@ const KnownDivergence* known_crash(const Vector& v, const Result& r, Backend b) 
 }
 
 template <class Add>
-void compare_rest(const arch::Vmcb& expected, const Result& r, Backend backend, Add&& add) {
+void compare_rest(const Vector& v, const arch::Vmcb& expected, const Result& r, Backend backend, Add&& add) {
     static constexpr std::array kApart = {FieldId::exit_code, FieldId::exit_info_1,  FieldId::exit_info_2,
                                           FieldId::exit_int_info, FieldId::exit_int_info_err, FieldId::next_rip,
                                           FieldId::event_inj,     FieldId::rip,          FieldId::rsp,
@@ -115,6 +142,10 @@ void compare_rest(const arch::Vmcb& expected, const Result& r, Backend backend, 
         const KnownDivergence* k = nullptr;
         if (f.id == FieldId::int_ctl && int_ctl_byte_0x61(expected.get(f.id), r.vmcb.get(f.id)))
             k = known(backend, "bochs.int_ctl_byte_0x61");
+        else if ((f.id == FieldId::int_ctl && (expected.get(f.id) ^ r.vmcb.get(f.id)) == arch::int_ctl::V_IRQ) ||
+                 (f.id == FieldId::int_state &&
+                  (expected.get(f.id) ^ r.vmcb.get(f.id)) == arch::int_state::INTERRUPT_SHADOW))
+            k = virq_divergence(v, expected.get(FieldId::int_ctl), r, backend);  // the interrupt taken or not
         add(std::string(f.name), std::string("unchanged, ") + hex(expected.get(f.id)), hex(r.vmcb.get(f.id)), k);
     }
     if (r.vmcb.get(FieldId::event_inj) & arch::event::V)
@@ -205,6 +236,8 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
                      (v.vmcb.get(FieldId::misc_ctl) & 0xFF & ~arch::misc_ctl::NP_ENABLE) != 0 &&
                      (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0)
                 k = known(backend, "bochs.np_enable_whole_byte");
+            else if (p.vmcb_after)  // a V_IRQ one of them took at VMRUN and the other did not
+                k = virq_divergence(v, p.vmcb_after->get(FieldId::int_ctl), r, backend);
             add("exit_code", hex(*p.exit_code), hex(r.exit_code()), k);
         }
         if (p.exit_info_1 && *p.exit_info_1 != r.exit_info_1()) {
@@ -261,7 +294,7 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
         if (p.next_rip && *p.next_rip != r.vmcb.get(FieldId::next_rip))
             add("control.next_rip", hex(*p.next_rip), hex(r.vmcb.get(FieldId::next_rip)));
         if (p.rest_unchanged && r.status == Status::vmexit) {
-            compare_rest(p.vmcb_after ? *p.vmcb_after : v.vmcb, r, backend, add);
+            compare_rest(v, p.vmcb_after ? *p.vmcb_after : v.vmcb, r, backend, add);
             d.whole_vmcb = true;
         }
     }

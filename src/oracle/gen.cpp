@@ -393,6 +393,37 @@ std::vector<Mutation> load_mutations() {
     return ms;
 }
 
+/// The virtual interrupt at its boundaries (APM 15.21.4): V_IRQ is taken
+/// before L2's first instruction when V_INTR_PRIO > V_TPR (or V_IGN_TPR),
+/// RFLAGS.IF = 1 and no interrupt shadow; it goes through L2's IDT at
+/// V_INTR_VECTOR, or exits with VINTR when intercepted. The program is an
+/// intercepted CPUID, so a V_IRQ not taken shows as #VMEXIT(CPUID) with V_IRQ
+/// still set, and one taken as the stub's VMMCALL with the vector in EAX.
+std::vector<Mutation> interrupt_mutations() {
+    namespace ictl = arch::int_ctl;
+    std::vector<Mutation> ms;
+    auto add = [&](std::string name, std::uint64_t int_ctl, std::function<void(Vector&)> f) {
+        ms.push_back(Mutation{"", std::move(name), BaseMode::long64, [int_ctl, f = std::move(f)](Vector& v) {
+                                  v.program = Program::cpuid;
+                                  v.vmcb.set(FieldId::rip, program_entry(Program::cpuid));
+                                  v.vmcb.set_intercept(ic::CPUID);
+                                  v.vmcb.set(FieldId::int_ctl, v.vmcb.get(FieldId::int_ctl) | int_ctl);
+                                  v.vmcb.set(FieldId::int_vector, 0x41);
+                                  set_bits(v, FieldId::rflags, arch::rflags::IF);
+                                  if (f) f(v);
+                              }});
+    };
+    const auto prio = [](std::uint64_t p) { return (p << 16) & ictl::V_INTR_PRIO; };
+    add("virq_ign_tpr", ictl::V_IRQ | ictl::V_IGN_TPR | 0xF, {});
+    add("virq_if0", ictl::V_IRQ | ictl::V_IGN_TPR, [](Vector& v) { set_bits(v, FieldId::rflags, 0, arch::rflags::IF); });
+    add("virq_prio_eq_tpr", ictl::V_IRQ | prio(5) | 5, {});
+    add("virq_prio_above_tpr", ictl::V_IRQ | prio(6) | 5, {});
+    add("virq_shadow", ictl::V_IRQ | ictl::V_IGN_TPR,
+        [](Vector& v) { v.vmcb.set(FieldId::int_state, arch::int_state::INTERRUPT_SHADOW); });
+    add("virq_vintr", ictl::V_IRQ | ictl::V_IGN_TPR, [](Vector& v) { v.vmcb.set_intercept(ic::VINTR); });
+    return ms;
+}
+
 std::string_view mode_name(BaseMode m) {
     switch (m) {
         case BaseMode::long64: return "long64";
@@ -461,6 +492,13 @@ void each_boundary(const GenOptions& o, const std::function<void(Vector&&)>& emi
             l.apply(v);
             v.id = fmt::format("load/{}", l.name);
             annotate(v, o.cpu, prof, fmt::format("VMRUN loads, #VMEXIT saves: {}", l.name));
+            sink(std::move(v));
+        }
+        for (const auto& i : interrupt_mutations()) {
+            Vector v = base_vector(i.base);
+            i.apply(v);
+            v.id = fmt::format("irq/{}", i.name);
+            annotate(v, o.cpu, prof, fmt::format("virtual interrupt: {}", i.name));
             sink(std::move(v));
         }
         for (const auto& m : bm) {

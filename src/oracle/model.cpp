@@ -348,15 +348,16 @@ private:
     }
 
     /// An instruction boundary: the processor takes what is pending and
-    /// unmasked (APM 15.21: V_IRQ and the virtual NMI, their intercepts).
-    /// An interrupt it delivers this way has no stub frame the model follows.
+    /// unmasked (APM 15.21: V_IRQ and the virtual NMI, their intercepts); one
+    /// it delivers goes through L2's IDT to the image's stub like an exception.
     [[nodiscard]] bool boundary() {
         const auto r = cpu_.poll();
         switch (r.outcome) {
             case SvmOutcome::nothing:
             case SvmOutcome::held_pending: return true;
             case SvmOutcome::vmexit: exit(r); return false;
-            default: unknown(fmt::format("{} (its delivery is not followed)", r.note)); return false;
+            case SvmOutcome::delivered: delivered(r); return false;
+            default: unknown(r.note); return false;
         }
     }
 

@@ -608,6 +608,7 @@ public:
             const auto k = cpu::find_event(n.Scalar());
             if (!k) fail(n, "l2", fmt::format("unknown event '{}'", n.Scalar()));
             st.event.kind = *k;
+            st.event.insn_len = cpu::default_insn_len(*k);
             st.what = n.Scalar();
             return;
         }
@@ -619,6 +620,7 @@ public:
         if (!k) fail(n["event"], "l2.event", fmt::format("unknown event '{}'", name));
         auto& e = st.event;
         e.kind = *k;
+        e.insn_len = cpu::default_insn_len(*k);
         st.what = name;
         if (n["msr"]) e.index = msr_number(n["msr"], "l2.msr");
         if (n["port"]) e.index = static_cast<std::uint32_t>(number(n["port"], "l2.port", 0xFFFF));

@@ -114,6 +114,7 @@ std::string outcome_line(const nested::StepResult& r, const nested::Vcpu& v) {
             s = r.exit_code != 0 ? fmt::format("exit {} handled by L0", exit_name(r.exit_code)) : "handled by L0";
             break;
         case Outcome::exception: s = fmt::format("exception vector {} delivered", r.vector); break;
+        case Outcome::interrupt: s = fmt::format("interrupt vector {:#x} taken by L2", r.vector); break;
         default: s = std::string(nested::outcome_name(r.outcome)); break;
     }
     if (r.note && *r.note) s += fmt::format(" ({})", r.note);
@@ -329,6 +330,7 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
                 j["exit_info_1"] = hex(r.exit_info_1);
                 j["exit_info_2"] = hex(r.exit_info_2);
             }
+            if (r.outcome == Outcome::exception || r.outcome == Outcome::interrupt) j["vector"] = r.vector;
             if (r.outcome == Outcome::vmrun_failed) j["reason"] = nested::fail_reason_name(r.reason);
             if (r.failed_check) j["check"] = r.failed_check->id;
             if (r.note && *r.note) j["note"] = r.note;

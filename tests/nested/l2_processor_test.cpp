@@ -40,26 +40,7 @@ TEST(L2OnProcessor, AVmcb02TheProcessorRefusesIsVmexitInvalidToL1) {
 }
 
 namespace {
-// L2's memory, in L1's physical memory (L1 has no nested paging: L2's GPA is
-// L1's PA): 4-level tables mapping the low 2 MiB 1:1 with one 2 MiB page,
-// an IDT, a GDT with a 64-bit code segment at selector 8, a stack.
-constexpr std::uint64_t kPml4 = 0x60000, kIdt = 0x100000, kGdt = 0x101000, kStackTop = 0x103000,
-                        kUdHandler = 0x109000;
-
-void give_l2_an_idt(Machine& m, arch::Vmcb& v) {
-    ASSERT_TRUE(m.mem.map(kPml4, 0x3000) && m.mem.map(kIdt, 0x4000));
-    ASSERT_TRUE(m.mem.write_u64(kPml4, (kPml4 + 0x1000) | 7) && m.mem.write_u64(kPml4 + 0x1000, (kPml4 + 0x2000) | 7) &&
-                m.mem.write_u64(kPml4 + 0x2000, 0x87));  // PD[0]: 2 MiB page at 0, P RW US PS
-    // 64-bit interrupt gate (type 0xE, P, DPL 0) for #UD, handler at kUdHandler, CS = 8.
-    const std::uint64_t lo = (kUdHandler & 0xFFFF) | (std::uint64_t{8} << 16) | (std::uint64_t{0x8E} << 40) |
-                             (((kUdHandler >> 16) & 0xFFFF) << 48);
-    ASSERT_TRUE(m.mem.write_u64(kIdt + 6 * 16, lo) && m.mem.write_u64(kIdt + 6 * 16 + 8, kUdHandler >> 32));
-    ASSERT_TRUE(m.mem.write_u64(kGdt + 8, 0x00209A0000000000ULL));  // 64-bit code, P, DPL 0
-    v.set(FieldId::cr3, kPml4);
-    v.set_segment(arch::Seg::idtr, {0, 0, 0xFFF, kIdt});
-    v.set_segment(arch::Seg::gdtr, {0, 0, 0xF, kGdt});
-    v.set(FieldId::rsp, kStackTop);
-}
+constexpr std::uint64_t kUdHandler = l2_handler(6);
 }  // namespace
 
 // L2 raises #UD; L0 intercepts #UD for itself (KVM's vmcb01), L1 does not:

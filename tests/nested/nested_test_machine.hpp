@@ -44,6 +44,17 @@ inline arch::Vmcb valid_vmcb12() {
     return v;
 }
 
+// L2's memory, in L1's physical memory (L1 has no nested paging: L2's GPA is
+// L1's PA): 4-level tables mapping the low 2 MiB 1:1 with one 2 MiB page,
+// an IDT whose 256 interrupt gates lead vector n to l2_handler(n), a GDT with
+// a 64-bit code segment at selector 8, a stack.
+inline constexpr std::uint64_t kPml4 = 0x60000, kIdt = 0x100000, kGdt = 0x101000, kStackTop = 0x103000,
+                               kHandlers = 0x109000;
+[[nodiscard]] constexpr std::uint64_t l2_handler(unsigned vector) { return kHandlers + vector * 0x10ULL; }
+
+struct Machine;
+void give_l2_an_idt(Machine& m, arch::Vmcb& v);
+
 struct Machine : test_support::NestedMachine {
     explicit Machine(checks::ProfileId p = checks::ProfileId::kvm, nested::Options o = {},
                      const nested::L0Config& l0 = nested::L0Config::kvm_default())
@@ -79,5 +90,23 @@ struct Machine : test_support::NestedMachine {
         ASSERT_EQ(vmrun().outcome, Outcome::entered_l2);
     }
 };
+
+inline void give_l2_an_idt(Machine& m, arch::Vmcb& v) {
+    ASSERT_TRUE(m.mem.map(kPml4, 0x3000) && m.mem.map(kIdt, 0x4000));
+    ASSERT_TRUE(m.mem.write_u64(kPml4, (kPml4 + 0x1000) | 7) && m.mem.write_u64(kPml4 + 0x1000, (kPml4 + 0x2000) | 7) &&
+                m.mem.write_u64(kPml4 + 0x2000, 0x87));  // PD[0]: 2 MiB page at 0, P RW US PS
+    for (unsigned n = 0; n < 256; ++n) {
+        // 64-bit interrupt gate (type 0xE, P, DPL 0), CS = 8.
+        const std::uint64_t h = l2_handler(n);
+        const std::uint64_t lo =
+            (h & 0xFFFF) | (std::uint64_t{8} << 16) | (std::uint64_t{0x8E} << 40) | (((h >> 16) & 0xFFFF) << 48);
+        ASSERT_TRUE(m.mem.write_u64(kIdt + n * 16, lo) && m.mem.write_u64(kIdt + n * 16 + 8, h >> 32));
+    }
+    ASSERT_TRUE(m.mem.write_u64(kGdt + 8, 0x00209A0000000000ULL));  // 64-bit code, P, DPL 0
+    v.set(FieldId::cr3, kPml4);
+    v.set_segment(arch::Seg::idtr, {0, 0, 0xFFF, kIdt});
+    v.set_segment(arch::Seg::gdtr, {0, 0, 0xF, kGdt});
+    v.set(FieldId::rsp, kStackTop);
+}
 
 }  // namespace nsvm::nested_test

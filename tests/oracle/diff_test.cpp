@@ -196,5 +196,40 @@ TEST(Diff, BochsVirtualInterruptDivergencesAreNamed) {
     EXPECT_EQ(d.fields[0].reason.substr(0, 23), "bochs.int_ctl_byte_0x61");
 }
 
+TEST(Diff, AVirtualInterruptTakenByOneSideOnlyIsNamedByWhoTookIt) {
+    // V_IRQ at VMRUN, not intercepted: the model delivers it through L2's IDT
+    // (the stub's VMMCALL), Bochs runs CPUID first and leaves V_IRQ pending.
+    auto v = base_vector(BaseMode::long64, Program::cpuid);
+    v.vmcb.set_intercept(arch::intercept::CPUID);
+    v.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_IRQ | arch::int_ctl::V_IGN_TPR);
+    v.vmcb.set(FieldId::int_vector, 0x41);
+    v.vmcb.set(FieldId::rflags, arch::rflags::FIXED1 | arch::rflags::IF);
+    const auto& bochs = prof(checks::ProfileId::bochs);
+    auto p = make_image_model(*checks::find_builtin_model("bochs-ryzen"), bochs)->predict(v);
+    ASSERT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    auto r = exit_result(v, ec::CPUID);
+    r.vmcb.set(FieldId::next_rip, program_entry(Program::cpuid) + 2);
+    auto d = compare(v, p, r, Backend::bochs, bochs);
+    EXPECT_FALSE(d.unexplained()) << format_diff(d, true);
+    EXPECT_TRUE(compare(v, p, r, Backend::qemu, bochs).unexplained()) << "the Bochs divergence is Bochs' only";
+
+    // V_INTR_PRIO = V_TPR: the model leaves it pending (APM 15.21.4: above
+    // V_TPR only); an emulator that took it wrote V_IRQ = 0 back.
+    v.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_IRQ | (std::uint64_t{5} << 16) | 5);
+    const auto& qemu = prof(checks::ProfileId::qemu);
+    p = make_image_model(*checks::find_builtin_model("qemu-tcg"), qemu)->predict(v);
+    ASSERT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::CPUID)) << p.path;
+    r = exit_result(v, ec::VMMCALL);
+    r.vmcb.set(FieldId::int_ctl, (std::uint64_t{5} << 16) | 5);
+    d = compare(v, p, r, Backend::qemu, qemu);
+    EXPECT_FALSE(d.unexplained()) << format_diff(d, true);
+    ASSERT_FALSE(d.fields.empty());
+    EXPECT_EQ(d.fields[0].reason.substr(0, 25), "qemu.virq_priority_ge_tpr") << format_diff(d, true);
+    // One priority step above V_TPR both take it: nothing to explain.
+    v.vmcb.set(FieldId::int_ctl, arch::int_ctl::V_IRQ | (std::uint64_t{6} << 16) | 5);
+    p = make_image_model(*checks::find_builtin_model("qemu-tcg"), qemu)->predict(v);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+}
+
 }  // namespace
 }  // namespace nsvm::oracle

@@ -266,10 +266,16 @@ TEST(ModelOnSvmCpu, APendingVirtualInterruptIsTheProcessorsToTake) {
     p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
     EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VINTR)) << p.path;
     EXPECT_EQ(p.guest_rip, std::optional<std::uint64_t>(program_entry(Program::cpuid)));
-    // Without the intercept it is delivered; that delivery is not followed.
+    // Without the intercept it goes through L2's IDT at V_INTR_VECTOR before
+    // CPUID: the image's stub for that vector reports it with VMMCALL.
     v.vmcb.set_intercept(ic::VINTR, false);
+    v.vmcb.set(FieldId::int_vector, 0x40);
     p = predict(v, "qemu-tcg", checks::ProfileId::qemu);
-    EXPECT_FALSE(p.exit_code.has_value()) << p.path;
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    EXPECT_EQ(p.guest_rax, std::optional<std::uint64_t>(0x40)) << p.path;
+    EXPECT_NE(p.path.find("vector 64 through the L2 IDT"), std::string::npos) << p.path;
+    ASSERT_TRUE(p.vmcb_after.has_value()) << p.path;
+    EXPECT_EQ(p.vmcb_after->get(FieldId::int_ctl) & arch::int_ctl::V_IRQ, 0U) << "V_IRQ clears when taken";
 }
 
 }  // namespace

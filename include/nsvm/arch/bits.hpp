@@ -80,7 +80,9 @@ inline constexpr std::array kNames = {
 
 namespace rflags {
 inline constexpr std::uint64_t CF = bit(0), FIXED1 = bit(1), TF = bit(8), IF = bit(9), NT = bit(14), RF = bit(16),
-                               VM = bit(17);
+                               VM = bit(17), VIF = bit(19), VIP = bit(20);
+inline constexpr unsigned kIoplShift = 12;  ///< IOPL, bits 13:12
+inline constexpr std::uint64_t IOPL = std::uint64_t{3} << kIoplShift;
 }
 
 namespace dr6 {  // APM 13.1.1.3: bits 63:32 MBZ; the rest read as fixed or status.

@@ -18,7 +18,7 @@ struct ControlState {
     bool cs_l = false;  ///< CS.L: 64-bit code (with EFER.LMA)
 };
 
-/// #GP(0) for MOV to CR0, CR3 or CR4 with `value`: a static reason, or nullptr.
+/// #GP(0) for MOV to CR0, CR3, CR4 or CR8 with `value`: a static reason, or nullptr.
 [[nodiscard]] const char* mov_to_cr_fault(const checks::CpuModel& cpu, unsigned cr, std::uint64_t value,
                                           const ControlState& s) noexcept;
 /// #GP(0) for MOV to DR6 or DR7 with any of bits 63:32 set (APM 13.1.1.3, 13.1.1.4).

@@ -21,9 +21,15 @@ enum class EventKind : std::uint8_t {
     vmrun, vmload, vmsave, stgi, clgi, invlpga, skinit, rsm, memory,  // guest-executed
     intr, nmi, smi, init,                                             // external
     rdtsc, invd, wbinvd,                                              // guest-executed (added later)
+    sti, cli, nop,  // never intercepted: STI/CLI change RFLAGS.IF, NOP only retires (ends a shadow)
 };
+/// Every kind is below this (for code that enumerates or draws kinds).
+inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::nop) + 1;
 [[nodiscard]] std::string_view event_name(EventKind k) noexcept;
 [[nodiscard]] std::optional<EventKind> find_event(std::string_view name) noexcept;
+/// The length an event's instruction has when its user does not say: one
+/// byte for STI (FB), CLI (FA) and NOP (90), else Event's default of two.
+[[nodiscard]] std::uint8_t default_insn_len(EventKind k) noexcept;
 
 /// Access type of a memory event (for #NPF EXITINFO1 bits 0-4).
 struct Access {

@@ -320,6 +320,9 @@ private:
     [[nodiscard]] SvmResult take_signal(Signal s) noexcept;
     [[nodiscard]] SvmResult guest_vmload_vmsave(const Event& e, bool save) noexcept;
     void apply_guest_effect(const Event& e) noexcept;
+    /// STI (`set`) or CLI that interrupt_flag.hpp's rule lets through: IF or VIF,
+    /// and STI's interrupt shadow.
+    void set_interrupt_flag(bool set) noexcept;
     [[nodiscard]] ExitFeatures exit_features() const noexcept;
     [[nodiscard]] Bitmap msrpm() const noexcept;
     [[nodiscard]] Bitmap iopm() const noexcept;

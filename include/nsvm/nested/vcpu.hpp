@@ -91,6 +91,7 @@ enum class Outcome : std::uint8_t {
     handled_by_l0,   ///< L0 took the exit itself; the guest continues
     no_exit,         ///< no intercept: the guest handled the event itself
     exception,       ///< an exception (#UD, #GP, #DB) delivered to the running guest
+    interrupt,       ///< L2 took vmcb02's virtual interrupt (V_IRQ) or virtual NMI through its IDT
     held_pending,    ///< blocked by GIF; held until GIF = 1
     smm_entered,
     smm_left,
@@ -110,7 +111,7 @@ struct StepResult {
     std::uint64_t exit_info_2 = 0;
     FailReason reason = FailReason::none;
     const checks::Check* failed_check = nullptr;
-    std::uint8_t vector = 0;   ///< Outcome::exception
+    std::uint8_t vector = 0;   ///< Outcome::exception, Outcome::interrupt
     bool l0_exit = false;      ///< the hardware exit from L2 went to L0 first
     const char* note = "";     ///< a static string: why (no allocation)
 };
@@ -293,6 +294,12 @@ private:
     [[nodiscard]] StepResult route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) noexcept;
     /// L2 goes on after an event the processor finished inside it.
     [[nodiscard]] StepResult l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_was) noexcept;
+    /// The boundary after an L2 instruction (or VMRUN's entry): what became
+    /// deliverable is taken before L2's next instruction, `r` otherwise.
+    static constexpr const char* kTakenAtBoundary =
+        "a held event became deliverable to L2 (its IF or interrupt shadow) and was taken";
+    [[nodiscard]] StepResult l2_instruction_boundary(StepResult r,
+                                                     const char* taken_note = kTakenAtBoundary) noexcept;
 
     // #VMEXIT phases.
     /// `vmcb02`: the live one, or (KVM's late VMRUN failure) the one just prepared.
