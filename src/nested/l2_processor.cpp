@@ -9,10 +9,12 @@
 // KVM's __svm_vcpu_run VMLOADs and VMSAVEs vmcb01 around every VMRUN).
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
+#include "nsvm/arch/intercepts.hpp"
 #include "nsvm/nested/vcpu.hpp"
 
 namespace nsvm::nested {
 namespace ec = arch::exit_code;
+namespace ic = arch::intercept;
 using arch::FieldId;
 
 cpu::HeldVmcb Vcpu::held_vmcb02() noexcept { return cpu::HeldVmcb{&live_vmcb02(), vmcb02_msrpm(), vmcb02_iopm()}; }
@@ -89,6 +91,27 @@ void Vcpu::inject_into_l2(std::uint8_t vector, std::uint32_t error_code) noexcep
     if (arch::exception_has_error_code(vector)) ev |= arch::event::EV;
     live_vmcb02().set(FieldId::event_inj, ev);
     live_vmcb02().set(FieldId::event_inj_err, error_code);
+}
+
+StepResult Vcpu::l0_raises_in_l2(std::uint32_t error_code, StepResult r) noexcept {
+    // KVM queues the exception for L2; before the next entry
+    // svm_check_nested_events sees that vmcb12 intercepts its vector and
+    // makes it #VMEXIT(EXCP_BASE + vector) to L1 instead
+    // (nested_svm_inject_exception_vmexit: EXITINFO1 the error code), with
+    // vmcb02's nRIP from the exit L0 took. L2's RIP is still at the
+    // instruction that faulted.
+    const std::uint8_t vector = r.vector;
+    if (!cache_.intercept(ic::exception(vector))) {
+        inject_into_l2(vector, error_code);
+        return r;
+    }
+    const std::uint64_t info1 = arch::exception_has_error_code(vector) ? error_code : 0;
+    StepResult t = nested_vmexit(cpu::ExitInfo{ec::EXCP_BASE + vector, info1, 0, vmcb02().get(FieldId::next_rip)});
+    t.l0_exit = true;
+    t.failed_check = r.failed_check;
+    t.note = "L0's emulation raised an exception L1 intercepts: #VMEXIT to L1 (KVM's "
+             "nested_svm_inject_exception_vmexit)";
+    return t;
 }
 
 }  // namespace nsvm::nested

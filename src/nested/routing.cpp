@@ -340,15 +340,15 @@ StepResult Vcpu::l0_inject_ud(const cpu::Event&, const cpu::ExitInfo& x) noexcep
     // Only L0's own intercept made these exit. L0 never serves L2's VMMCALL
     // (KVM's recalc_intercepts; KVM commit "KVM: nSVM: Fix #UD on VMMCALL
     // issues"), SKINIT is not offered (#UD, like L1's), and RSM outside SMM
-    // is #UD: L0 injects #UD into L2, RIP unchanged.
-    inject_into_l2(6, 0);
+    // is #UD: L0 injects #UD into L2, RIP unchanged (or exits to L1, which
+    // intercepts #UD).
     StepResult r;
     r.outcome = Outcome::exception;
     r.vector = 6;
     r.l0_exit = true;
     r.exit_code = x.code;
     r.note = "intercepted only by L0: #UD injected into L2";
-    return r;
+    return l0_raises_in_l2(0, r);
 }
 
 StepResult Vcpu::l0_shutdown(const cpu::Event&, const cpu::ExitInfo& x) noexcept {
@@ -371,11 +371,10 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     r.l0_exit = true;
     r.exit_code = x.code;
     if (const char* why = l2_write_fault(e)) {
-        inject_into_l2(13, 0);
         r.outcome = Outcome::exception;
         r.vector = 13;
         r.note = why;  // L0 injects the #GP(0) into L2
-        return r;
+        return l0_raises_in_l2(0, r);
     }
     if (l2_clears_svme(e)) {
         // Clearing EFER.SVME while a guest runs is undefined (APM 15.4: the
@@ -585,11 +584,10 @@ StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e) noexcept {
     r.l0_exit = true;
     r.exit_code = e.kind == EventKind::vmload ? ec::VMLOAD : ec::VMSAVE;
     const auto fault = [&](std::uint8_t vector, const char* note) {
-        inject_into_l2(vector, 0);
         r.outcome = Outcome::exception;
         r.vector = vector;
         r.note = note;
-        return r;
+        return l0_raises_in_l2(0, r);
     };
     // The processor's gates ran before the intercept (APM Table 15-7); L0
     // judges L2's state by its own as well (KVM's nested_svm_check_permissions

@@ -73,6 +73,45 @@ TEST(L2Instructions, L2DebugRegisterWriteWithUpperBitsIsGpInL2) {
     EXPECT_EQ(r.exit_code, ic::dr_write(7));
 }
 
+// An exception L0's emulation raises for L2 (#UD for a VMMCALL L1 does not
+// intercept, #GP(0) for an illegal DR7 value) is L1's when vmcb12 intercepts
+// that vector: KVM's svm_check_nested_events turns the queued exception into
+// #VMEXIT(EXCP_BASE + vector) (nested_svm_inject_exception_vmexit), with L2's
+// RIP at the faulting instruction and nothing injected into L2.
+TEST(L2Instructions, AnExceptionL0RaisesForL2GoesToL1WhenL1InterceptsItsVector) {
+    for (const unsigned vector : {6U, 13U}) {
+        Machine m;
+        auto v = valid_vmcb12();
+        v.set_intercept(ic::exception(vector));
+        m.put(v);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+        const cpu::Event e = vector == 6 ? cpu::Event{.kind = cpu::EventKind::vmmcall, .insn_len = 3}
+                                         : cpu::Event{.kind = cpu::EventKind::dr_write, .index = 7,
+                                                      .value = std::uint64_t{1} << 32};
+        const auto r = m.vcpu.l2_event(e);
+        ASSERT_EQ(r.outcome, Outcome::vmexit_to_l1) << "vector " << vector << ": " << r.note;
+        EXPECT_EQ(r.exit_code, ec::EXCP_BASE + vector);
+        EXPECT_EQ(r.exit_info_1, 0U);
+        EXPECT_EQ(m.vcpu.mode(), nested::Mode::l1);
+        const auto v12 = m.vmcb12();
+        EXPECT_EQ(v12.get(FieldId::exit_code), ec::EXCP_BASE + vector);
+        EXPECT_EQ(v12.get(FieldId::rip), rip) << "a fault: L2's RIP at the instruction";
+        EXPECT_EQ(v12.get(FieldId::event_inj) & arch::event::V, 0U) << "nothing left to inject";
+        EXPECT_FALSE(m.vcpu.gif());
+    }
+    // The vector L1 does not intercept still reaches L2.
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::exception(13));
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::vmmcall, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::exception);
+    EXPECT_EQ(r.vector, 6);
+    EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+}
+
 // Found by the vmcb02 hardware-check invariant: L2 clearing CR0.PG, emulated
 // by L0, left EFER.LMA = 1 with paging off in vmcb02 (efer.lma_without_lme_pg).
 // In 64-bit mode that write is #GP(0); from compatibility mode it leaves long

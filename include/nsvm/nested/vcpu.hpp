@@ -337,6 +337,9 @@ private:
     [[nodiscard]] StepResult l0_reinject_exception(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     /// L0 injects an exception into L2 through vmcb02's EVENTINJ (delivered by the next VMRUN).
     void inject_into_l2(std::uint8_t vector, std::uint32_t error_code) noexcept;
+    /// An exception L0's emulation raises for L2 (`r` the fault's report, its
+    /// `vector`): #VMEXIT to L1 when vmcb12 intercepts the vector, else injected into L2.
+    [[nodiscard]] StepResult l0_raises_in_l2(std::uint32_t error_code, StepResult r) noexcept;
     void apply_l2_effect(const cpu::Event& e) noexcept;
     /// The #GP(0) reason of an L2 MOV to CR/DR or WRMSR with an illegal value, or nullptr.
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
