@@ -91,7 +91,7 @@ std::vector<CpuModel> make_models() {
                       F::nrip_save, F::flushbyasid, F::vgif,     F::vnmi,          F::lbrv,      F::v_vmsave_vmload,
                       F::avic,      F::x2avic,     F::sev,       F::sev_es,        F::sev_snp,   F::tsc_scale,
                       F::pausefilter, F::pfthreshold, F::decodeassists, F::vmcbclean, F::svm_lock, F::skinit,
-                      F::tce,       F::uai,        F::sev_64bit_host}));
+                      F::tce,       F::uai,        F::sev_64bit_host, F::rdtscp, F::rdpru,  F::invpcid}));
     // AMD EPYC 9005 "Turin" (Zen 5): Zen 4's features plus what AMD names as
     // new in Zen 5. ALLOWED_SEV_FEATURES (VMCB 138h, APM 15.36.20; CPUID
     // Fn8000_001F_EAX[27]): Kim Phillips' KVM series "KVM: SEV: Add support
@@ -114,35 +114,40 @@ std::vector<CpuModel> make_models() {
                       F::avic,      F::x2avic,     F::sev,       F::sev_es,        F::sev_snp,   F::tsc_scale,
                       F::pausefilter, F::pfthreshold, F::decodeassists, F::vmcbclean, F::svm_lock, F::skinit,
                       F::tce,       F::uai,        F::sev_64bit_host, F::allowed_sev_features, F::pmc_virt,
-                      F::ibs_virt}));
+                      F::ibs_virt,  F::rdtscp,     F::rdpru,     F::invpcid}));
     // AMD EPYC 7003 "Milan" (Zen 3): 48-bit PA/VA (no LA57), SEV-SNP with 509
     // encrypted guests (Fn8000_001F_ECX), shadow stacks; no vNMI, x2AVIC,
     // AutoIBRS or UAI (those arrived with Zen 4). PPR family 19h model 01h.
+    // RDTSCP (every Zen), RDPRU (since Zen 2) and INVPCID (since Zen 3) in
+    // all three EPYC models.
     v.push_back(with("zen3", "AMD EPYC 7003 (Milan, Zen 3): 48-bit PA, SEV-SNP", 48, 48, 32768, 509,
                      {F::lm,        F::nx,         F::pae,       F::pse,           F::pge,       F::pcid,
                       F::smep,      F::smap,       F::umip,      F::pku,           F::fsgsbase,  F::xsave,
                       F::fxsr_opt,  F::shstk,      F::svm,       F::npt,           F::nrip_save, F::flushbyasid,
                       F::vgif,      F::lbrv,       F::v_vmsave_vmload, F::avic,    F::sev,       F::sev_es,
                       F::sev_snp,   F::tsc_scale,  F::pausefilter, F::pfthreshold, F::decodeassists,
-                      F::vmcbclean, F::svm_lock,   F::skinit,    F::tce,           F::sev_64bit_host}));
+                      F::vmcbclean, F::svm_lock,   F::skinit,    F::tce,           F::sev_64bit_host,
+                      F::rdtscp,    F::rdpru,      F::invpcid}));
     // QEMU 7.2 TCG "-cpu max" (QEMU target/i386/cpu.c
     // TCG_*_FEATURES): 40-bit physical addresses, LA57, UMIP, PKU, PKS, SMEP,
-    // SMAP, FSGSBASE, XSAVE; SVM with TCG_SVM_FEATURES = NPT | VGIF (plus
+    // SMAP, FSGSBASE, XSAVE, RDTSCP; SVM with TCG_SVM_FEATURES = NPT | VGIF (plus
     // SVME_ADDR_CHK): no NRIPS, decode assists, clean bits, pause filter or
-    // AVIC; 16 ASIDs. PCID is not in the 7.2 TCG feature words.
+    // AVIC; 16 ASIDs. PCID, INVPCID (user mode only) and RDPRU are not in the
+    // 7.2 system-mode TCG feature words.
     v.push_back(with("qemu-tcg", "QEMU 7.2 TCG -cpu max: 40-bit PA, SVM with NPT and VGIF only, 16 ASIDs", 40, 57,
                      16, 0,
                      {F::lm, F::nx, F::pae, F::pse, F::pge, F::smep, F::smap, F::umip, F::pku, F::la57, F::pks,
-                      F::fsgsbase, F::xsave, F::fxsr_opt, F::svm, F::npt, F::vgif, F::skinit}));
+                      F::fsgsbase, F::xsave, F::fxsr_opt, F::svm, F::npt, F::vgif, F::skinit, F::rdtscp}));
     // Bochs 2.7 "ryzen" (cpu/cpudb/amd/ryzen.cc):
     // CPUID 8000000A EDX = 0x44f (NP, LBRV, SVM-Lock, NRIPS, FlushByAsid,
     // PauseFilter), 32768 ASIDs; physical-address checks use Bochs'
-    // compile-time 40 bits. Zen 1 has no PCID, PKU, UMIP or LA57.
+    // compile-time 40 bits. Zen 1 has RDTSCP but no PCID, INVPCID, RDPRU, PKU,
+    // UMIP or LA57.
     v.push_back(with("bochs-ryzen", "Bochs 2.7 ryzen: 40-bit PA checks, NP, LBRV, NRIPS, FlushByAsid, PauseFilter",
                      40, 48, 32768, 0,
                      {F::lm, F::nx, F::pae, F::pse, F::pge, F::smep, F::smap, F::fsgsbase, F::xsave, F::fxsr_opt,
                       F::svm, F::npt, F::lbrv, F::svm_lock, F::nrip_save, F::flushbyasid, F::pausefilter,
-                      F::skinit}));
+                      F::skinit, F::rdtscp}));
     return v;
 }
 
@@ -237,14 +242,15 @@ constexpr std::array kStd7 = {
     CpuidBit{&CpuidRegs::ebx, 20, Feature::smap},    CpuidBit{&CpuidRegs::ecx, 2, Feature::umip},
     CpuidBit{&CpuidRegs::ecx, 3, Feature::pku},      CpuidBit{&CpuidRegs::ecx, 7, Feature::shstk},
     CpuidBit{&CpuidRegs::ecx, 16, Feature::la57},    CpuidBit{&CpuidRegs::ecx, 31, Feature::pks},
-    CpuidBit{&CpuidRegs::edx, 20, Feature::ibt},
+    CpuidBit{&CpuidRegs::edx, 20, Feature::ibt},     CpuidBit{&CpuidRegs::ebx, 10, Feature::invpcid},
 };
 constexpr std::array kExt1 = {
     CpuidBit{&CpuidRegs::ecx, 2, Feature::svm},     CpuidBit{&CpuidRegs::ecx, 12, Feature::skinit},
     CpuidBit{&CpuidRegs::ecx, 17, Feature::tce},    CpuidBit{&CpuidRegs::edx, 20, Feature::nx},
-    CpuidBit{&CpuidRegs::edx, 25, Feature::fxsr_opt}, CpuidBit{&CpuidRegs::edx, 29, Feature::lm},
+    CpuidBit{&CpuidRegs::edx, 25, Feature::fxsr_opt}, CpuidBit{&CpuidRegs::edx, 27, Feature::rdtscp},
+    CpuidBit{&CpuidRegs::edx, 29, Feature::lm},
 };
-constexpr std::array kExt8 = {CpuidBit{&CpuidRegs::ebx, 8, Feature::mcommit}};
+constexpr std::array kExt8 = {CpuidBit{&CpuidRegs::ebx, 4, Feature::rdpru}, CpuidBit{&CpuidRegs::ebx, 8, Feature::mcommit}};
 // Fn8000_000A_EDX (APM E.4.9, "SVM Revision and Feature Identification").
 constexpr std::array kSvm = {
     CpuidBit{&CpuidRegs::edx, 0, Feature::npt},             CpuidBit{&CpuidRegs::edx, 1, Feature::lbrv},

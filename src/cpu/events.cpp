@@ -33,6 +33,8 @@ constexpr std::array kEventNames = {
     EventNameEntry{"rdtsc", EventKind::rdtsc},     EventNameEntry{"invd", EventKind::invd},
     EventNameEntry{"wbinvd", EventKind::wbinvd},   EventNameEntry{"sti", EventKind::sti},
     EventNameEntry{"cli", EventKind::cli},         EventNameEntry{"nop", EventKind::nop},
+    EventNameEntry{"rdtscp", EventKind::rdtscp},   EventNameEntry{"xsetbv", EventKind::xsetbv},
+    EventNameEntry{"rdpru", EventKind::rdpru},     EventNameEntry{"invpcid", EventKind::invpcid},
 };
 
 // Exit codes of instructions whose intercept is one bit equal to the code.
@@ -52,6 +54,9 @@ std::optional<std::uint64_t> simple_instruction_code(EventKind k) noexcept {
         case EventKind::rdtsc: return ec::RDTSC;
         case EventKind::invd: return ec::INVD;
         case EventKind::wbinvd: return ec::WBINVD;
+        case EventKind::rdtscp: return ec::RDTSCP;
+        case EventKind::xsetbv: return ec::XSETBV;
+        case EventKind::rdpru: return ec::RDPRU;
         default: return std::nullopt;
     }
 }
@@ -157,6 +162,18 @@ std::optional<ExitInfo> decide(const arch::Vmcb& vmcb, const Bitmap& msrpm, cons
         case EventKind::pause: {
             if (!vmcb.intercept(ic::PAUSE)) return std::nullopt;
             x.code = ec::PAUSE;
+            x.next_rip = nrip;
+            return x;
+        }
+        case EventKind::invpcid: {
+            if (!vmcb.intercept(ic::INVPCID)) return std::nullopt;
+            x.code = ec::INVPCID;
+            // APM 15.33.1 (decode assists): EXITINFO1 the descriptor's linear
+            // address, EXITINFO2 the type from the register operand.
+            if (f.decode_assists) {
+                x.info1 = e.value;
+                x.info2 = e.index;
+            }
             x.next_rip = nrip;
             return x;
         }

@@ -4,6 +4,7 @@
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/cpu/control_regs.hpp"
+#include "nsvm/cpu/instruction_faults.hpp"
 #include "nsvm/cpu/interrupt_flag.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
@@ -206,6 +207,10 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
         }
         default: break;
     }
+    // APM 15.7: #UD for an instruction the CPU lacks, #GP(0) for CPL or
+    // CR4.TSD, before the intercept.
+    if (const auto f = pre_intercept_fault(*cpu_, e.kind, InstructionState{regs_.cr4, regs_.cpl}))
+        return guest_exception(f->vector, 0, 0, f->note);
     // APM 15.14.4: with the PAUSE filter, an intercepted PAUSE exits only
     // once the count reaches zero (nested/routing.cpp does the same).
     const bool filtered = e.kind == EventKind::pause && cpu_->has(Feature::pausefilter) &&

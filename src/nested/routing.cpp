@@ -315,8 +315,11 @@ Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
         std::uint64_t first, last;
         L0ExitHandler handle;
     };
-    static constexpr std::array<Entry, 7> kHandlers = {{
+    static constexpr std::array<Entry, 8> kHandlers = {{
         {ec::SHUTDOWN, ec::SHUTDOWN, &Vcpu::l0_shutdown},
+        // KVM offers no RDPRU to guests and intercepts it to make it #UD
+        // (svm_exit_handlers[SVM_EXIT_RDPRU] = kvm_handle_invalid_op).
+        {ec::RDPRU, ec::RDPRU, &Vcpu::l0_inject_ud},
         {ec::VMLOAD, ec::VMLOAD, &Vcpu::l0_vmload_vmsave},
         {ec::VMSAVE, ec::VMSAVE, &Vcpu::l0_vmload_vmsave},
         {ec::VMMCALL, ec::VMMCALL, &Vcpu::l0_inject_ud},

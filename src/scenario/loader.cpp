@@ -613,7 +613,8 @@ public:
             return;
         }
         only_keys(n, "l2", {"event", "msr", "value", "port", "size", "in", "string", "rep", "cr", "dr", "vector",
-                            "error_code", "cr2", "gpa", "write", "user", "fetch", "insn_len", "gpr", "address"});
+                            "error_code", "cr2", "gpa", "write", "user", "fetch", "insn_len", "gpr", "address",
+                            "type"});
         if (!n["event"]) fail(n, "l2.event", "missing");
         const auto name = text(n["event"], "l2.event");
         const auto k = cpu::find_event(name);
@@ -627,6 +628,7 @@ public:
         if (n["cr"]) e.index = static_cast<std::uint32_t>(number(n["cr"], "l2.cr", 15));
         if (n["dr"]) e.index = static_cast<std::uint32_t>(number(n["dr"], "l2.dr", 15));
         if (n["vector"]) e.index = static_cast<std::uint32_t>(number(n["vector"], "l2.vector", 31));
+        if (n["type"]) e.index = static_cast<std::uint32_t>(number(n["type"], "l2.type", 3));  // INVPCID's type
         if (n["size"]) {
             const auto sz = number(n["size"], "l2.size", 4);
             if (sz != 1 && sz != 2 && sz != 4) fail(n["size"], "l2.size", "I/O size must be 1, 2 or 4");

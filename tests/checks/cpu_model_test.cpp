@@ -132,11 +132,12 @@ HostCpuid genoa_cpuid() {
     id.brand = "AMD EPYC 9654 96-Core Processor";
     id.std1.edx = (1U << 3) | (1U << 6) | (1U << 13) | (1U << 24);  // PSE PAE PGE FXSR
     id.std1.ecx = (1U << 17) | (1U << 26);                          // PCID XSAVE
-    id.std7.ebx = 1U | (1U << 7) | (1U << 20);                      // FSGSBASE SMEP SMAP
+    id.std7.ebx = 1U | (1U << 7) | (1U << 10) | (1U << 20);         // FSGSBASE SMEP INVPCID SMAP
     id.std7.ecx = (1U << 2) | (1U << 3) | (1U << 7) | (1U << 16);   // UMIP PKU CET_SS LA57
     id.ext1.ecx = (1U << 2) | (1U << 12);                           // SVM SKINIT
-    id.ext1.edx = (1U << 20) | (1U << 25) | (1U << 29);             // NX FFXSR LM
+    id.ext1.edx = (1U << 20) | (1U << 25) | (1U << 27) | (1U << 29);  // NX FFXSR RDTSCP LM
     id.ext8.eax = 0x3934;                                           // 52-bit PA, 57-bit VA
+    id.ext8.ebx = 1U << 4;                                          // RDPRU
     id.svm.ebx = 32768;
     // NP LbrVirt SVML NRIPS TscRate VmcbClean FlushByAsid DecodeAssists
     // PauseFilter PFThreshold AVIC VMSAVEvirt VGIF x2AVIC VNMI

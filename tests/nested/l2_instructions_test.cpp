@@ -477,3 +477,44 @@ TEST(L1Msr, ClearingEferSvmeLeavesGifAlone) {
     EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::efer) & arch::efer::SVME, 0U);
     EXPECT_FALSE(m.vcpu.gif());
 }
+
+// An instruction missing from L1's CPUID (the vCPU's CPU model) is #UD in L2
+// even where L1 intercepts it (KVM; kvm-unit-tests, Dec 2025): the processor
+// raises #UD before the intercept check (APM 15.7), L0 intercepts #UD for
+// itself and gives it back to L2. With the feature, L1 gets its #VMEXIT.
+TEST(L2Instructions, AnInstructionMissingFromL1sCpuidIsUdEvenWhereL1InterceptsIt) {
+    for (const auto [kind, bit, feature] :
+         {std::tuple{cpu::EventKind::rdtscp, ic::RDTSCP, checks::Feature::rdtscp},
+          std::tuple{cpu::EventKind::rdpru, ic::RDPRU, checks::Feature::rdpru},
+          std::tuple{cpu::EventKind::invpcid, ic::INVPCID, checks::Feature::invpcid}}) {
+        for (const bool has : {false, true}) {
+            Machine m;
+            m.cpu.set(feature, has);
+            m.enter_l2_intercepting(bit);
+            const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+            const auto r = m.vcpu.l2_event(cpu::Event{.kind = kind, .insn_len = 3});
+            if (has) {
+                EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1) << cpu::event_name(kind) << ": " << r.note;
+                EXPECT_EQ(r.exit_code, bit);
+            } else {
+                EXPECT_EQ(r.outcome, Outcome::exception) << cpu::event_name(kind) << ": " << r.note;
+                EXPECT_EQ(r.vector, 6) << cpu::event_name(kind);
+                EXPECT_EQ(m.vcpu.mode(), nested::Mode::l2);
+                EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), rip) << "a fault: RIP stays";
+            }
+        }
+    }
+}
+
+// RDPRU that L1 does not intercept: KVM intercepts it for itself and makes
+// it #UD (it offers no RDPRU to guests), whatever the CPU has.
+TEST(L2Instructions, RdpruL1DoesNotInterceptIsUdFromL0) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::rdpru, .insn_len = 3});
+    EXPECT_EQ(r.outcome, Outcome::exception) << r.note;
+    EXPECT_EQ(r.vector, 6);
+    EXPECT_EQ(r.exit_code, ec::RDPRU);
+    EXPECT_TRUE(r.l0_exit);
+}

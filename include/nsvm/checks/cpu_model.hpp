@@ -23,7 +23,7 @@ namespace nsvm::checks {
     X(vnmi) X(lbrv) X(v_vmsave_vmload) X(avic) X(x2avic) X(sev) X(sev_es) X(sev_snp) X(tsc_scale)           \
     X(pausefilter) X(pfthreshold) X(decodeassists) X(vmcbclean) X(gmet) X(sss_check) X(svm_lock)            \
     X(pmc_virt) X(ibs_virt) X(idle_hlt) X(bus_lock_threshold) X(skinit) X(mcommit) X(erap)          \
-    X(tce) X(uai) X(pks) X(sev_64bit_host) X(allowed_sev_features)
+    X(tce) X(uai) X(pks) X(sev_64bit_host) X(allowed_sev_features) X(rdtscp) X(rdpru) X(invpcid)
 
 enum class Feature : std::uint8_t {
 #define NSVM_X(f) f,

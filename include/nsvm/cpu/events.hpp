@@ -22,9 +22,10 @@ enum class EventKind : std::uint8_t {
     intr, nmi, smi, init,                                             // external
     rdtsc, invd, wbinvd,                                              // guest-executed (added later)
     sti, cli, nop,  // never intercepted: STI/CLI change RFLAGS.IF, NOP only retires (ends a shadow)
+    rdtscp, xsetbv, rdpru, invpcid,  // #UD where the CPU model lacks them (instruction_faults.hpp)
 };
 /// Every kind is below this (for code that enumerates or draws kinds).
-inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::nop) + 1;
+inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::invpcid) + 1;
 [[nodiscard]] std::string_view event_name(EventKind k) noexcept;
 [[nodiscard]] std::optional<EventKind> find_event(std::string_view name) noexcept;
 /// The length an event's instruction has when its user does not say: one
@@ -40,8 +41,8 @@ struct Access {
 
 struct Event {
     EventKind kind = EventKind::cpuid;
-    std::uint32_t index = 0;   ///< MSR number, I/O port, CR/DR number, exception vector
-    std::uint64_t value = 0;   ///< value written (CR/DR/MSR), linear address (INVLPG), GPA (memory)
+    std::uint32_t index = 0;   ///< MSR number, I/O port, CR/DR number, exception vector, INVPCID type
+    std::uint64_t value = 0;   ///< value written (CR/DR/MSR), linear address (INVLPG, INVPCID's descriptor), GPA (memory)
     std::uint8_t size = 1;     ///< I/O access size in bytes: 1, 2, 4
     bool in = false;           ///< I/O: IN (true) or OUT
     bool string = false;       ///< I/O: INS/OUTS

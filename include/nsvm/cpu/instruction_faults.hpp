@@ -1,0 +1,35 @@
+// The exceptions an instruction raises before its intercept is checked:
+// "instruction intercepts are checked after simple exceptions (such as #GP
+// when CPL is incorrect, or #UD) have been checked" (APM 15.7). An
+// instruction the CPU model does not offer is #UD, whoever intercepts it, so
+// a guest whose CPUID lacks RDTSCP, XSETBV, RDPRU or INVPCID gets #UD even
+// where its hypervisor set the intercept (KVM does the same for L2 on L1's
+// CPUID: svm_recalc_instruction_intercepts and the nested intercept checks;
+// kvm-unit-tests, Dec 2025). The SVM instructions' own gates are in gates.hpp.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "nsvm/checks/cpu_model.hpp"
+#include "nsvm/cpu/events.hpp"
+
+namespace nsvm::cpu {
+
+struct InstructionFault {
+    std::uint8_t vector = 6;  ///< #UD (6) or #GP (13, error code 0)
+    const char* note = "";    ///< static string
+};
+
+/// The state the checks read.
+struct InstructionState {
+    std::uint64_t cr4 = 0;
+    std::uint8_t cpl = 0;
+};
+
+/// #UD or #GP(0) for `k` on `cpu` in state `s`, or nullopt when the
+/// instruction reaches its intercept check.
+[[nodiscard]] std::optional<InstructionFault> pre_intercept_fault(const checks::CpuModel& cpu, EventKind k,
+                                                                  const InstructionState& s) noexcept;
+
+}  // namespace nsvm::cpu

@@ -1,0 +1,53 @@
+// Exceptions before the intercept check (instruction_faults.hpp): each rule
+// at its boundary, and on the processor: an intercepted instruction the CPU
+// lacks is #UD, not the intercept's #VMEXIT.
+#include <gtest/gtest.h>
+
+#include "nsvm/arch/bits.hpp"
+#include "nsvm/cpu/instruction_faults.hpp"
+
+namespace nsvm::cpu {
+namespace {
+using checks::Feature;
+
+checks::CpuModel with_all() {
+    checks::CpuModel m;
+    for (Feature f : {Feature::rdtscp, Feature::rdpru, Feature::invpcid, Feature::xsave}) m.set(f);
+    return m;
+}
+
+std::uint8_t vector_of(const checks::CpuModel& m, EventKind k, std::uint64_t cr4, std::uint8_t cpl) {
+    const auto f = pre_intercept_fault(m, k, InstructionState{cr4, cpl});
+    return f ? f->vector : 0;
+}
+
+TEST(InstructionFaults, AnInstructionTheCpuLacksIsUd) {
+    const auto all = with_all();
+    constexpr std::uint64_t kOsxsave = arch::cr4::OSXSAVE;
+    for (auto [k, f] : {std::pair{EventKind::rdtscp, Feature::rdtscp}, std::pair{EventKind::rdpru, Feature::rdpru},
+                        std::pair{EventKind::invpcid, Feature::invpcid}, std::pair{EventKind::xsetbv, Feature::xsave}}) {
+        EXPECT_EQ(vector_of(all, k, kOsxsave, 0), 0) << event_name(k);
+        auto without = all;
+        without.set(f, false);
+        EXPECT_EQ(vector_of(without, k, kOsxsave, 0), 6) << event_name(k);
+        EXPECT_EQ(vector_of(without, k, kOsxsave, 3), 6) << event_name(k) << ": #UD comes before the CPL #GP";
+    }
+}
+
+TEST(InstructionFaults, CplAndTsdBoundaries) {
+    const auto all = with_all();
+    constexpr std::uint64_t tsd = arch::cr4::TSD, osx = arch::cr4::OSXSAVE;
+    EXPECT_EQ(vector_of(all, EventKind::rdtsc, tsd, 0), 0);
+    EXPECT_EQ(vector_of(all, EventKind::rdtsc, tsd, 1), 13);
+    EXPECT_EQ(vector_of(all, EventKind::rdtsc, 0, 3), 0);
+    EXPECT_EQ(vector_of(all, EventKind::rdtscp, tsd, 1), 13);
+    EXPECT_EQ(vector_of(all, EventKind::rdtscp, 0, 3), 0);
+    EXPECT_EQ(vector_of(all, EventKind::xsetbv, osx, 1), 13);
+    EXPECT_EQ(vector_of(all, EventKind::xsetbv, 0, 0), 6) << "CR4.OSXSAVE = 0";
+    EXPECT_EQ(vector_of(all, EventKind::invpcid, 0, 1), 13);
+    EXPECT_EQ(vector_of(all, EventKind::rdpru, tsd, 3), 0);
+    EXPECT_EQ(vector_of(all, EventKind::cpuid, tsd, 3), 0) << "no rule for the others";
+}
+
+}  // namespace
+}  // namespace nsvm::cpu
