@@ -45,6 +45,14 @@ constexpr std::array kKnown = {
                     "PAT is G_PAT while NP_ENABLE = 1): helper_vmrun never reads save.g_pat, so an unintercepted "
                     "RDMSR of PAT (0x277) in L2 returns the host's PAT (svm_helper.c helper_vmrun); found by this "
                     "oracle"},
+    KnownDivergence{Backend::qemu, "exit_code", "qemu.virq_priority_ge_tpr",
+                    "QEMU (TCG) takes a V_IRQ whose V_INTR_PRIO equals V_TPR (ctl_has_irq compares int_prio >= "
+                    "tpr); APM 15.21.4 takes it only when V_INTR_PRIO > V_TPR, as Bochs does; found by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_code", "qemu.vmrun_interrupt_shadow_dropped",
+                    "QEMU (TCG) takes a V_IRQ before L2's first instruction although vmcb12's int_state has "
+                    "INTERRUPT_SHADOW, which VMRUN loads (APM 15.5.1 step 2) and which holds interrupts for one "
+                    "instruction; its #VMEXIT writes int_state back as 0, as if VMRUN had not loaded the shadow "
+                    "(observed; Bochs keeps it); found by this oracle"},
     KnownDivergence{Backend::bochs, "exit_code", "bochs.vmload_vmsave_move_vmcb",
                     "Bochs 2.7 points its VMCB pointer at rAX's page for an unintercepted VMLOAD or VMSAVE in L2 "
                     "and never points it back (svm.cc VMLOAD, VMSAVE: set_VMCBPTR(pAddr)), so the next #VMEXIT "
@@ -63,14 +71,6 @@ constexpr std::array kKnown = {
                     "at the first instruction boundary with RFLAGS.IF = 1): VMRUN loads RFLAGS before it sets "
                     "in_svm_guest, so handleInterruptMaskChange leaves BX_EVENT_SVM_VIRQ_PENDING masked (svm.cc "
                     "SvmEnterLoadCheckGuestState, event.cc); found by this oracle"},
-    KnownDivergence{Backend::qemu, "exit_code", "qemu.virq_priority_ge_tpr",
-                    "QEMU (TCG) takes a V_IRQ whose V_INTR_PRIO equals V_TPR (ctl_has_irq compares int_prio >= "
-                    "tpr); APM 15.21.4 takes it only when V_INTR_PRIO > V_TPR, as Bochs does; found by this oracle"},
-    KnownDivergence{Backend::qemu, "exit_code", "qemu.vmrun_interrupt_shadow_dropped",
-                    "QEMU (TCG) takes a V_IRQ before L2's first instruction although vmcb12's int_state has "
-                    "INTERRUPT_SHADOW, which VMRUN loads (APM 15.5.1 step 2) and which holds interrupts for one "
-                    "instruction; its #VMEXIT writes int_state back as 0, as if VMRUN had not loaded the shadow "
-                    "(observed; Bochs keeps it); found by this oracle"},
     KnownDivergence{Backend::bochs, "control.int_ctl", "bochs.int_ctl_byte_0x61",
                     "Bochs 2.7 writes int_ctl's byte 0x61 whole on #VMEXIT with V_IRQ alone (svm.cc "
                     "SvmExitSaveGuestState, vmcb_write8(SVM_CONTROL_VIRQ)), clearing int_ctl[15:9] (V_GIF, V_NMI, "

@@ -480,27 +480,25 @@ void each_boundary(const GenOptions& o, const std::function<void(Vector&&)>& emi
             annotate(v, o.cpu, prof, fmt::format("valid {} base", mode_name(m)));
             sink(std::move(v));
         }
-        for (const auto& p : pm) {
-            Vector v = base_vector(p.base);
-            p.apply(v);
-            v.id = fmt::format("prog/{}", p.name);
-            annotate(v, o.cpu, prof, fmt::format("program {}", program_name(v.program)));
-            sink(std::move(v));
-        }
-        for (const auto& l : load_mutations()) {
-            Vector v = base_vector(l.base);
-            l.apply(v);
-            v.id = fmt::format("load/{}", l.name);
-            annotate(v, o.cpu, prof, fmt::format("VMRUN loads, #VMEXIT saves: {}", l.name));
-            sink(std::move(v));
-        }
-        for (const auto& i : interrupt_mutations()) {
-            Vector v = base_vector(i.base);
-            i.apply(v);
-            v.id = fmt::format("irq/{}", i.name);
-            annotate(v, o.cpu, prof, fmt::format("virtual interrupt: {}", i.name));
-            sink(std::move(v));
-        }
+        // The groups that test no consistency check: "<prefix>/<name>" each.
+        const auto emit_group = [&](const std::vector<Mutation>& group, std::string_view prefix, auto describe) {
+            for (const auto& m : group) {
+                Vector v = base_vector(m.base);
+                m.apply(v);
+                v.id = fmt::format("{}/{}", prefix, m.name);
+                annotate(v, o.cpu, prof, describe(v, m));
+                sink(std::move(v));
+            }
+        };
+        emit_group(pm, "prog", [](const Vector& v, const Mutation&) {
+            return fmt::format("program {}", program_name(v.program));
+        });
+        emit_group(load_mutations(), "load", [](const Vector&, const Mutation& m) {
+            return fmt::format("VMRUN loads, #VMEXIT saves: {}", m.name);
+        });
+        emit_group(interrupt_mutations(), "irq", [](const Vector&, const Mutation& m) {
+            return fmt::format("virtual interrupt: {}", m.name);
+        });
         for (const auto& m : bm) {
             Vector v = base_vector(m.base);
             m.apply(v);

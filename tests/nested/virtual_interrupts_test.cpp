@@ -34,6 +34,14 @@ cpu::Event l2(cpu::EventKind k) {
 std::uint64_t vmcb02_int_ctl(Machine& m) { return m.vcpu.vmcb02().get(FieldId::int_ctl); }
 
 constexpr std::uint64_t prio(std::uint64_t p) { return p << 16; }
+
+/// L2's MOV to CR8 of `value`.
+cpu::Event cr8_write(std::uint64_t value) {
+    cpu::Event e = l2(cpu::EventKind::cr_write);
+    e.index = 8;
+    e.value = value;
+    return e;
+}
 }  // namespace
 
 TEST(VirtualInterrupts, VIrqAtVmrunGoesThroughL2sIdtBeforeItsFirstInstruction) {
@@ -135,12 +143,8 @@ TEST(VirtualInterrupts, L2LoweringVTprThroughCr8LetsItIn) {
     Machine m;
     m.put(with_virq(m, prio(4) | 4, true));
     ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
-    cpu::Event cr8 = l2(cpu::EventKind::cr_write);
-    cr8.index = 8;
-    cr8.value = 4;
-    EXPECT_EQ(m.vcpu.l2_event(cr8).outcome, Outcome::handled_by_l0) << "V_TPR 4: still held";
-    cr8.value = 3;
-    const auto r = m.vcpu.l2_event(cr8);
+    EXPECT_EQ(m.vcpu.l2_event(cr8_write(4)).outcome, Outcome::handled_by_l0) << "V_TPR 4: still held";
+    const auto r = m.vcpu.l2_event(cr8_write(3));
     ASSERT_EQ(r.outcome, Outcome::interrupt) << r.note;
     EXPECT_EQ(vmcb02_int_ctl(m) & ictl::V_TPR, 3U);
 }
@@ -149,10 +153,7 @@ TEST(VirtualInterrupts, Cr8WithBitsAbove3IsGpInL2) {
     Machine m;
     m.put(with_virq(m, prio(4) | 4, true));
     ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
-    cpu::Event cr8 = l2(cpu::EventKind::cr_write);
-    cr8.index = 8;
-    cr8.value = 0x13;  // APM 3.1.5: bits 63:4 are MBZ
-    const auto gp = m.vcpu.l2_event(cr8);
+    const auto gp = m.vcpu.l2_event(cr8_write(0x13));  // APM 3.1.5: bits 63:4 are MBZ
     ASSERT_EQ(gp.outcome, Outcome::exception) << gp.note;
     EXPECT_EQ(gp.vector, 13);
     EXPECT_EQ(vmcb02_int_ctl(m) & ictl::V_TPR, 4U);
