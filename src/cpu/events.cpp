@@ -35,6 +35,7 @@ constexpr std::array kEventNames = {
     EventNameEntry{"cli", EventKind::cli},         EventNameEntry{"nop", EventKind::nop},
     EventNameEntry{"rdtscp", EventKind::rdtscp},   EventNameEntry{"xsetbv", EventKind::xsetbv},
     EventNameEntry{"rdpru", EventKind::rdpru},     EventNameEntry{"invpcid", EventKind::invpcid},
+    EventNameEntry{"lmsw", EventKind::lmsw},       EventNameEntry{"clts", EventKind::clts},
 };
 
 // Exit codes of instructions whose intercept is one bit equal to the code.
@@ -71,6 +72,19 @@ std::optional<EventKind> find_event(std::string_view name) noexcept {
     for (const auto& e : kEventNames)
         if (e.name == name) return e.kind;
     return std::nullopt;
+}
+
+std::optional<std::uint64_t> cr0_written(const Event& e, std::uint64_t cr0) noexcept {
+    using namespace arch;
+    constexpr std::uint64_t kMsw = cr0::PE | cr0::MP | cr0::EM | cr0::TS;
+    switch (e.kind) {
+        case EventKind::cr_write:
+            if ((e.index & 0xF) != 0) return std::nullopt;
+            return e.value;
+        case EventKind::lmsw: return (cr0 & ~kMsw) | (e.value & kMsw) | (cr0 & cr0::PE);
+        case EventKind::clts: return cr0 & ~cr0::TS;
+        default: return std::nullopt;
+    }
 }
 
 std::uint8_t default_insn_len(EventKind k) noexcept {
@@ -181,6 +195,18 @@ std::optional<ExitInfo> decide(const arch::Vmcb& vmcb, const Bitmap& msrpm, cons
             if (!vmcb.intercept(ic::INVLPG)) return std::nullopt;
             x.code = ec::INVLPG;
             if (f.decode_assists) x.info1 = e.value;  // APM 15.33: linear address
+            x.next_rip = nrip;
+            return x;
+        }
+        case EventKind::lmsw:
+        case EventKind::clts: {
+            // APM 15.9.1: LMSW and CLTS are CR0 writes for the CR0 write
+            // intercept; 15.9.2: LMSW, not CLTS, also for the selective one.
+            // With decode assists EXITINFO1 bit 63 is clear: not a MOV CRn (15.33.1).
+            const bool selective = e.kind == EventKind::lmsw && vmcb.intercept(ic::SELECTIVE_CR0) &&
+                                   ((guest_cr0 ^ *cr0_written(e, guest_cr0)) & ~(arch::cr0::TS | arch::cr0::MP)) != 0;
+            if (!vmcb.intercept(ic::cr_write(0)) && !selective) return std::nullopt;
+            x.code = vmcb.intercept(ic::cr_write(0)) ? ic::cr_write(0) : ec::CR0_SEL_WRITE;
             x.next_rip = nrip;
             return x;
         }

@@ -30,6 +30,11 @@ std::optional<InstructionFault> pre_intercept_fault(const checks::CpuModel& cpu,
             if (!cpu.has(Feature::invpcid)) return InstructionFault{6, "INVPCID not in the CPU's CPUID: #UD"};
             if (s.cpl > 0) return InstructionFault{13, "INVPCID at CPL > 0: #GP(0)"};
             return std::nullopt;
+        case EventKind::lmsw:
+        case EventKind::clts:
+            // Privileged: #GP(0) at CPL > 0, before the CR0 intercepts.
+            if (s.cpl > 0) return InstructionFault{13, "LMSW/CLTS at CPL > 0: #GP(0)"};
+            return std::nullopt;
         default: return std::nullopt;
     }
 }

@@ -76,6 +76,8 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
             if ((e.index & 0xF) == 6) regs_.dr6 = e.value;
             if ((e.index & 0xF) == 7) regs_.dr7 = e.value;
             break;
+        case EventKind::lmsw:
+        case EventKind::clts: regs_.cr0 = cr0_as_written(*cr0_written(e, regs_.cr0)); break;
         default: break;
     }
     regs_.rip += e.insn_len;

@@ -127,6 +127,11 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
                 live_vmcb02().set(FieldId::int_ctl, (ic & ~arch::int_ctl::V_TPR) | (e.value & arch::int_ctl::V_TPR));
             }
             break;
+        case EventKind::lmsw:
+        case EventKind::clts:
+            // Only CR0[3:0] change: EFER.LMA stays (PG is untouched).
+            live_vmcb02().set(FieldId::cr0, cpu::cr0_as_written(*cpu::cr0_written(e, vmcb02().get(FieldId::cr0))));
+            break;
         case EventKind::wrmsr: apply_l2_wrmsr(e); break;
         case EventKind::dr_write:
             if (e.index == 7) live_vmcb02().set(FieldId::dr7, e.value);
@@ -285,12 +290,13 @@ StepResult Vcpu::route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) no
     // vmcb02 (L0's | L1's intercepts, the merged maps), is L1's when vmcb12
     // asks for it, else L0's.
     cpu::ExitInfo hw{hr.exit_code, hr.exit_info_1, hr.exit_info_2, vmcb02().get(FieldId::next_rip)};
-    if (e.kind == EventKind::cr_write && (e.index & 0xF) == 0 && hw.code == ic::cr_write(0) &&
-        !cache_.intercept(ic::cr_write(0)) && cache_.intercept(ic::SELECTIVE_CR0) &&
-        ((vmcb02().get(FieldId::cr0) ^ e.value) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
+    const auto cr0 = cpu::cr0_written(e, vmcb02().get(FieldId::cr0));
+    if (cr0 && e.kind != EventKind::clts && hw.code == ic::cr_write(0) && !cache_.intercept(ic::cr_write(0)) &&
+        cache_.intercept(ic::SELECTIVE_CR0) &&
+        ((vmcb02().get(FieldId::cr0) ^ *cr0) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
         // L0's own CR0-write intercept took precedence in hardware, but L1
-        // asked for the selective one and this write changes a bit other
-        // than TS/MP: L1 gets CR0_SEL_WRITE (APM 15.9.2; KVM
+        // asked for the selective one and this MOV to CR0 or LMSW changes a
+        // bit other than TS/MP: L1 gets CR0_SEL_WRITE (APM 15.9.2; KVM
         // check_selective_cr0_intercepted, KVM commit "KVM: nSVM: Fixes for
         // SVM_EXIT_CR0_SEL_WRITE injection").
         hw.code = ec::CR0_SEL_WRITE;

@@ -77,6 +77,66 @@ TEST(Routing, SelectiveCr0InterceptOfL1IsHonouredWhenL0InterceptsCr0Writes) {
     EXPECT_EQ(m.vmcb12().get(FieldId::cr0), 0x80050033U | arch::cr0::TS);  // the write did not happen
 }
 
+// LMSW and CLTS are CR0 writes for the intercepts (APM 15.9.1); LMSW, not
+// CLTS, also for the selective one (15.9.2; kvm-unit-tests' selective CR0
+// and LMSW tests). With decode assists EXITINFO1 bit 63 is clear (not a MOV).
+TEST(Routing, LmswAndCltsAreCr0WritesAndOnlyLmswIsSelective) {
+    constexpr std::uint64_t kCr0 = 0x80050033;  // PE MP ET NE WP AM PG
+    Machine m;
+    m.enter_l2_intercepting(ic::SELECTIVE_CR0);
+    const auto lmsw = [](std::uint64_t src) { return cpu::Event{.kind = cpu::EventKind::lmsw, .value = src, .insn_len = 3}; };
+    // TS set, MP cleared (LMSW loads CR0[3:0] but cannot clear PE): no
+    // bit beyond TS/MP changes, L0 emulates.
+    auto r = m.vcpu.l2_event(lmsw(arch::cr0::TS));
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0) << r.note;
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::cr0), (kCr0 & ~arch::cr0::MP) | arch::cr0::TS);
+    // CLTS clears TS and is never selective.
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::clts});
+    EXPECT_EQ(r.outcome, Outcome::handled_by_l0) << r.note;
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::cr0), kCr0 & ~arch::cr0::MP);
+    // EM changes: L1's selective intercept.
+    r = m.vcpu.l2_event(lmsw(arch::cr0::PE | arch::cr0::MP | arch::cr0::EM));
+    ASSERT_EQ(r.outcome, Outcome::vmexit_to_l1) << r.note;
+    EXPECT_EQ(r.exit_code, ec::CR0_SEL_WRITE);
+    EXPECT_EQ(m.vmcb12().get(FieldId::exit_info_1) >> 63, 0U) << "LMSW is not a MOV CRn";
+    EXPECT_EQ(m.vmcb12().get(FieldId::cr0), kCr0 & ~arch::cr0::MP) << "the write did not happen";
+
+    // L1 intercepting every CR0 write gets CLTS as WRITE_CR0.
+    Machine n;
+    n.enter_l2_intercepting(ic::cr_write(0));
+    r = n.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::clts});
+    ASSERT_EQ(r.outcome, Outcome::vmexit_to_l1) << r.note;
+    EXPECT_EQ(r.exit_code, ic::cr_write(0));
+}
+
+TEST(Routing, LmswCannotClearPeAndIsGpAboveCpl0) {
+    Machine m;
+    m.put(valid_vmcb12());
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    EXPECT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::lmsw, .value = 0, .insn_len = 3}).outcome,
+              Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::cr0) & 0xF, arch::cr0::PE) << "PE stays, MP/EM/TS cleared";
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+
+    Machine u;
+    auto v = valid_vmcb12();
+    v.set(FieldId::cpl, 3);
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib |= 3 << 5;
+    v.set_segment(arch::Seg::cs, cs);
+    auto ss = v.segment(arch::Seg::ss);
+    ss.attrib |= 3 << 5;
+    ss.selector |= 3;
+    v.set_segment(arch::Seg::ss, ss);
+    u.put(v);
+    ASSERT_EQ(u.vmrun().outcome, Outcome::entered_l2);
+    for (auto k : {cpu::EventKind::lmsw, cpu::EventKind::clts}) {
+        const auto r = u.vcpu.l2_event(cpu::Event{.kind = k, .insn_len = 3});
+        EXPECT_EQ(r.outcome, Outcome::exception) << cpu::event_name(k) << ": " << r.note;
+        EXPECT_EQ(r.vector, 13) << cpu::event_name(k);
+    }
+}
+
 namespace {
 // A Machine whose L0 passes some I/O ports through to L1 (scenario key
 // l0.passthrough_ports); everything else as L0Config::kvm_default().

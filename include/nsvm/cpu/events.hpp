@@ -23,9 +23,10 @@ enum class EventKind : std::uint8_t {
     rdtsc, invd, wbinvd,                                              // guest-executed (added later)
     sti, cli, nop,  // never intercepted: STI/CLI change RFLAGS.IF, NOP only retires (ends a shadow)
     rdtscp, xsetbv, rdpru, invpcid,  // #UD where the CPU model lacks them (instruction_faults.hpp)
+    lmsw, clts,                      // CR0 writes for the intercepts (APM 15.9): LMSW's source in `value`
 };
 /// Every kind is below this (for code that enumerates or draws kinds).
-inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::invpcid) + 1;
+inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::clts) + 1;
 [[nodiscard]] std::string_view event_name(EventKind k) noexcept;
 [[nodiscard]] std::optional<EventKind> find_event(std::string_view name) noexcept;
 /// The length an event's instruction has when its user does not say: one
@@ -61,6 +62,12 @@ struct Event {
     /// holds the next instruction's address and the gate's DPL is checked.
     bool software = false;
 };
+
+/// The CR0 a MOV to CR0, LMSW or CLTS writes when the guest's CR0 is
+/// `cr0` (before CR0.ET is forced, cpu/control_regs.hpp), or nullopt for
+/// other events. LMSW loads CR0[3:0] from its source but cannot clear PE;
+/// CLTS clears TS (APM Vol.3 "LMSW", "CLTS").
+[[nodiscard]] std::optional<std::uint64_t> cr0_written(const Event& e, std::uint64_t cr0) noexcept;
 
 struct ExitInfo {
     std::uint64_t code = 0;
