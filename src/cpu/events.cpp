@@ -36,6 +36,7 @@ constexpr std::array kEventNames = {
     EventNameEntry{"rdtscp", EventKind::rdtscp},   EventNameEntry{"xsetbv", EventKind::xsetbv},
     EventNameEntry{"rdpru", EventKind::rdpru},     EventNameEntry{"invpcid", EventKind::invpcid},
     EventNameEntry{"lmsw", EventKind::lmsw},       EventNameEntry{"clts", EventKind::clts},
+    EventNameEntry{"fpu", EventKind::fpu},
 };
 
 // Exit codes of instructions whose intercept is one bit equal to the code.

@@ -30,6 +30,12 @@ std::optional<InstructionFault> pre_intercept_fault(const checks::CpuModel& cpu,
             if (!cpu.has(Feature::invpcid)) return InstructionFault{6, "INVPCID not in the CPU's CPUID: #UD"};
             if (s.cpl > 0) return InstructionFault{13, "INVPCID at CPL > 0: #GP(0)"};
             return std::nullopt;
+        case EventKind::fpu:
+            // APM 8.2.8 (#NM): an x87 instruction with CR0.EM (no FPU to use)
+            // or CR0.TS (its state belongs to another task, for lazy switching).
+            if ((s.cr0 & (arch::cr0::EM | arch::cr0::TS)) != 0)
+                return InstructionFault{7, "x87 instruction with CR0.EM or CR0.TS: #NM"};
+            return std::nullopt;
         case EventKind::lmsw:
         case EventKind::clts:
             // Privileged: #GP(0) at CPL > 0, before the CR0 intercepts.

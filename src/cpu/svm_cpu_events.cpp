@@ -210,8 +210,8 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
         default: break;
     }
     // APM 15.7: #UD for an instruction the CPU lacks, #GP(0) for CPL or
-    // CR4.TSD, before the intercept.
-    if (const auto f = pre_intercept_fault(*cpu_, e.kind, InstructionState{regs_.cr4, regs_.cpl}))
+    // CR4.TSD, #NM for CR0.EM/TS, before the intercept.
+    if (const auto f = pre_intercept_fault(*cpu_, e.kind, InstructionState{regs_.cr0, regs_.cr4, regs_.cpl}))
         return guest_exception(f->vector, 0, 0, f->note);
     // APM 15.14.4: with the PAUSE filter, an intercepted PAUSE exits only
     // once the count reaches zero (nested/routing.cpp does the same).

@@ -16,9 +16,19 @@ checks::CpuModel with_all() {
     return m;
 }
 
-std::uint8_t vector_of(const checks::CpuModel& m, EventKind k, std::uint64_t cr4, std::uint8_t cpl) {
-    const auto f = pre_intercept_fault(m, k, InstructionState{cr4, cpl});
+std::uint8_t vector_of(const checks::CpuModel& m, EventKind k, std::uint64_t cr4, std::uint8_t cpl,
+                       std::uint64_t cr0 = arch::cr0::PE) {
+    const auto f = pre_intercept_fault(m, k, InstructionState{cr0, cr4, cpl});
     return f ? f->vector : 0;
+}
+
+TEST(InstructionFaults, X87WithEmOrTsIsNm) {
+    const auto all = with_all();
+    using namespace arch::cr0;
+    EXPECT_EQ(vector_of(all, EventKind::fpu, 0, 3, PE | MP | NE), 0);
+    EXPECT_EQ(vector_of(all, EventKind::fpu, 0, 0, PE | TS), 7);
+    EXPECT_EQ(vector_of(all, EventKind::fpu, 0, 0, PE | EM), 7);
+    EXPECT_EQ(vector_of(all, EventKind::cpuid, 0, 0, PE | TS), 0) << "TS concerns the FPU only";
 }
 
 TEST(InstructionFaults, AnInstructionTheCpuLacksIsUd) {

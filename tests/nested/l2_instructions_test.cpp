@@ -518,3 +518,34 @@ TEST(L2Instructions, RdpruL1DoesNotInterceptIsUdFromL0) {
     EXPECT_EQ(r.exit_code, ec::RDPRU);
     EXPECT_TRUE(r.l0_exit);
 }
+
+// An x87 instruction in L2 with CR0.TS (lazy FPU switching) is #NM (APM
+// 8.2.8): through L2's IDT, or #VMEXIT(EXCP_BASE + 7) to L1 when it intercepts
+// #NM; L0 (KVM) does not intercept #NM.
+TEST(L2Instructions, X87WithCr0TsIsNmInL2OrL1sWhenItInterceptsNm) {
+    for (const bool l1_wants : {false, true}) {
+        Machine m;
+        auto v = valid_vmcb12();
+        v.set(FieldId::cr0, v.get(FieldId::cr0) | arch::cr0::TS);
+        if (l1_wants) v.set_intercept(ic::exception(7));
+        m.put(v);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::fpu});
+        if (l1_wants) {
+            EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1) << r.note;
+            EXPECT_EQ(r.exit_code, ec::EXCP_BASE + 7);
+        } else {
+            EXPECT_EQ(r.outcome, Outcome::exception) << r.note;
+            EXPECT_EQ(r.vector, 7);
+            EXPECT_FALSE(r.l0_exit);
+        }
+    }
+    // CLTS clears TS: the same instruction runs.
+    Machine m;
+    auto v = valid_vmcb12();
+    v.set(FieldId::cr0, v.get(FieldId::cr0) | arch::cr0::TS);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    ASSERT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::clts}).outcome, Outcome::handled_by_l0);
+    EXPECT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::fpu}).outcome, Outcome::no_exit);
+}

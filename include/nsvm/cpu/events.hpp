@@ -24,9 +24,10 @@ enum class EventKind : std::uint8_t {
     sti, cli, nop,  // never intercepted: STI/CLI change RFLAGS.IF, NOP only retires (ends a shadow)
     rdtscp, xsetbv, rdpru, invpcid,  // #UD where the CPU model lacks them (instruction_faults.hpp)
     lmsw, clts,                      // CR0 writes for the intercepts (APM 15.9): LMSW's source in `value`
+    fpu,                             // an x87 instruction: #NM with CR0.EM or CR0.TS (instruction_faults.hpp)
 };
 /// Every kind is below this (for code that enumerates or draws kinds).
-inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::clts) + 1;
+inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::fpu) + 1;
 [[nodiscard]] std::string_view event_name(EventKind k) noexcept;
 [[nodiscard]] std::optional<EventKind> find_event(std::string_view name) noexcept;
 /// The length an event's instruction has when its user does not say: one

@@ -17,17 +17,18 @@
 namespace nsvm::cpu {
 
 struct InstructionFault {
-    std::uint8_t vector = 6;  ///< #UD (6) or #GP (13, error code 0)
+    std::uint8_t vector = 6;  ///< #UD (6), #NM (7) or #GP (13, error code 0)
     const char* note = "";    ///< static string
 };
 
 /// The state the checks read.
 struct InstructionState {
+    std::uint64_t cr0 = 0;
     std::uint64_t cr4 = 0;
     std::uint8_t cpl = 0;
 };
 
-/// #UD or #GP(0) for `k` on `cpu` in state `s`, or nullopt when the
+/// #UD, #NM or #GP(0) for `k` on `cpu` in state `s`, or nullopt when the
 /// instruction reaches its intercept check.
 [[nodiscard]] std::optional<InstructionFault> pre_intercept_fault(const checks::CpuModel& cpu, EventKind k,
                                                                   const InstructionState& s) noexcept;
