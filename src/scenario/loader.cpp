@@ -546,13 +546,28 @@ public:
             Expectation e;
             e.key = kv.first.as<std::string>();
             e.line = kv.first.Mark().line + 1;
-            if (!kv.second.IsScalar()) fail(kv.second, "expect." + e.key, "expected a scalar value");
-            e.text = kv.second.Scalar();
             const bool is_plain = std::find(plain.begin(), plain.end(), e.key) != plain.end();
             std::string field = e.key;
             for (const char* pre : {"vmcb12.", "vmcb02.", "vmcb01."})
                 if (field.rfind(pre, 0) == 0) field = field.substr(7);
             const bool is_field = !is_plain && arch::find_field(field).has_value();
+            if (kv.second.IsMap() && (is_field || e.key == "exit_info_1" || e.key == "exit_info_2")) {
+                // A masked comparison: only the bits of `mask` must match.
+                only_keys(kv.second, "expect." + e.key, {"value", "mask"});
+                for (const char* k : {"value", "mask"})
+                    if (!kv.second[k]) fail(kv.second, "expect." + e.key + "." + k, "missing");
+                e.value = number(kv.second["value"], "expect." + e.key + ".value");
+                e.mask = number(kv.second["mask"], "expect." + e.key + ".mask");
+                e.text = fmt::format("{:#x} under mask {:#x}", e.value, e.mask);
+                st.expect.push_back(std::move(e));
+                continue;
+            }
+            if (!kv.second.IsScalar())
+                fail(kv.second, "expect." + e.key,
+                     is_field || e.key == "exit_info_1" || e.key == "exit_info_2"
+                         ? "expected a scalar value or {value, mask}"
+                         : "expected a scalar value");
+            e.text = kv.second.Scalar();
             if (!is_plain && !is_field) {
                 std::vector<std::string> known = plain;
                 for (const auto& fi : arch::kFields) known.emplace_back(fi.name);

@@ -132,8 +132,9 @@ struct Checker {
     [[nodiscard]] std::optional<std::string> check(const Expectation& e) const {
         auto mismatch = [](const std::string& got) -> std::optional<std::string> { return got; };
         auto num = [&](std::uint64_t got) -> std::optional<std::string> {
-            if (got == e.value) return std::nullopt;
-            return mismatch(hex(got));
+            if ((got & e.mask) == (e.value & e.mask)) return std::nullopt;
+            return mismatch(e.mask == ~std::uint64_t{0} ? hex(got)
+                                                       : fmt::format("{} ({} under the mask)", hex(got), hex(got & e.mask)));
         };
         if (e.key == "outcome") {
             if (nested::outcome_name(r.outcome) == e.text) return std::nullopt;

@@ -54,6 +54,35 @@ TEST(Scenario, FailedExpectationNamesItAndReturns1) {
     EXPECT_NE(r.message.find("x.yaml:6: expect exit_code"), std::string::npos) << r.message;
 }
 
+TEST(Scenario, MaskedExpectationComparesOnlyTheMaskedBits) {
+    // VMRUN of an all-zero vmcb12 fails (no VMRUN intercept): EXITCODE -1.
+    const std::string base =
+        "memory:\n  - {gpa: 0x20000, size: 0x1000}\n  - {gpa: 0x50000, size: 0x1000}\n"
+        "l1: {rax: 0x20000, hsave: 0x50000}\nsteps:\n  - l1: vmrun\n    expect: {control.exit_code: ";
+    auto s = scenario::load_text(base + "{value: 0xff, mask: 0xff}}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    EXPECT_EQ(scenario::run(*s, {}, out).status, 0) << out.str();
+    // One bit off under the mask: the message says what the masked bits were.
+    s = scenario::load_text(base + "{value: 0xfe, mask: 0x1ff}}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    const auto r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.message.find("wanted 0xfe under mask 0x1ff, got 0xffffffffffffffff (0x1ff under the mask)"),
+              std::string::npos)
+        << r.message;
+    // Only value and mask, both required; a mapping only for numeric keys.
+    s = scenario::load_text(base + "{value: 1, mask: 1, shift: 2}}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "expect.control.exit_code.shift");
+    s = scenario::load_text(base + "{value: 1}}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "expect.control.exit_code.mask");
+    s = scenario::load_text("steps:\n  - external: intr\n    expect: {outcome: {value: 1, mask: 1}}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "expect.outcome");
+}
+
 TEST(Scenario, PendingExpectationNamesHeldEvents) {
     auto s = scenario::load_text("steps:\n  - external: intr\n    expect: {pending: intrr}\n", "x.yaml");
     ASSERT_FALSE(s);

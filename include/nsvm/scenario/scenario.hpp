@@ -32,6 +32,7 @@ struct Expectation {
     std::string key;
     std::string text;        ///< as written
     std::uint64_t value = 0; ///< numeric form where one exists
+    std::uint64_t mask = ~std::uint64_t{0};  ///< numeric keys: only these bits are compared
     int line = 0;
 };
 
