@@ -263,6 +263,9 @@ StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_
         return r;
     }
     r.outcome = Outcome::no_exit;
+    // An exception L2 raised went through its IDT: the vector that reached a
+    // handler (#DF when delivering the first one faulted, APM 8.2.9).
+    if (hr.outcome == cpu::SvmOutcome::delivered) r.vector = hr.vector;
     if (e.kind != EventKind::stgi && e.kind != EventKind::clgi) return r;
     if (nested_vgif()) {
         // L2's virtual GIF changed in vmcb02 (APM 15.33.2).
