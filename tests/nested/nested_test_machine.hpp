@@ -55,6 +55,19 @@ inline constexpr std::uint64_t kPml4 = 0x60000, kIdt = 0x100000, kGdt = 0x101000
 struct Machine;
 void give_l2_an_idt(Machine& m, arch::Vmcb& v);
 
+/// `v` with L2 at CPL 3: CPL, and CS and SS at DPL 3 (SS's RPL too), as a
+/// consistent user-mode guest state.
+inline void at_cpl3(arch::Vmcb& v) {
+    v.set(FieldId::cpl, 3);
+    auto cs = v.segment(arch::Seg::cs);
+    cs.attrib |= 3 << 5;  // DPL, attrib bits 6:5
+    v.set_segment(arch::Seg::cs, cs);
+    auto ss = v.segment(arch::Seg::ss);
+    ss.attrib |= 3 << 5;
+    ss.selector |= 3;
+    v.set_segment(arch::Seg::ss, ss);
+}
+
 struct Machine : test_support::NestedMachine {
     explicit Machine(checks::ProfileId p = checks::ProfileId::kvm, nested::Options o = {},
                      const nested::L0Config& l0 = nested::L0Config::kvm_default())

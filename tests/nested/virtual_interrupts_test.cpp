@@ -177,14 +177,7 @@ TEST(VirtualInterrupts, VirtualNmiIsTakenOnceAndBlocksTheNext) {
 TEST(VirtualInterrupts, StiAndCliAboveIoplAreGpInL2) {
     Machine m;
     auto v = with_virq(m, prio(1) | 2, false);  // held by V_TPR whatever IF says
-    v.set(FieldId::cpl, 3);
-    auto cs = v.segment(arch::Seg::cs);
-    cs.attrib |= 3 << 5;  // DPL 3
-    v.set_segment(arch::Seg::cs, cs);
-    auto ss = v.segment(arch::Seg::ss);
-    ss.attrib |= 3 << 5;
-    ss.selector |= 3;
-    v.set_segment(arch::Seg::ss, ss);
+    at_cpl3(v);
     m.put(v);
     ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
     const auto r = m.vcpu.l2_event(l2(cpu::EventKind::sti));

@@ -120,14 +120,7 @@ TEST(Routing, LmswCannotClearPeAndIsGpAboveCpl0) {
 
     Machine u;
     auto v = valid_vmcb12();
-    v.set(FieldId::cpl, 3);
-    auto cs = v.segment(arch::Seg::cs);
-    cs.attrib |= 3 << 5;
-    v.set_segment(arch::Seg::cs, cs);
-    auto ss = v.segment(arch::Seg::ss);
-    ss.attrib |= 3 << 5;
-    ss.selector |= 3;
-    v.set_segment(arch::Seg::ss, ss);
+    at_cpl3(v);
     u.put(v);
     ASSERT_EQ(u.vmrun().outcome, Outcome::entered_l2);
     for (auto k : {cpu::EventKind::lmsw, cpu::EventKind::clts}) {
