@@ -160,7 +160,38 @@ SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
     return r;
 }
 
+namespace {
+/// DR6.BS (APM 13.1.1.3): the #DB was a single-step trap.
+constexpr std::uint64_t kDr6SingleStep = arch::bit(14);
+
+/// Events that are instructions the guest executes (not an exception it
+/// raises, an external signal, or the fetch of one).
+bool is_instruction(const Event& e) noexcept {
+    switch (e.kind) {
+        case EventKind::exception:
+        case EventKind::intr:
+        case EventKind::nmi:
+        case EventKind::smi:
+        case EventKind::init: return false;
+        case EventKind::memory: return !e.access.fetch;
+        default: return true;
+    }
+}
+}  // namespace
+
 SvmResult SvmCpu::guest_event(const Event& e) noexcept {
+    // APM 13.1.4 (single step): an instruction that starts with RFLAGS.TF
+    // set and completes in the guest is followed by a #DB trap with DR6.BS
+    // set, intercepted or delivered like any exception, RIP past the
+    // instruction. An intercepted instruction has not completed: no trap.
+    const bool single_step = in_guest_ && (regs_.rflags & arch::rflags::TF) != 0 && is_instruction(e);
+    SvmResult r = execute(e);
+    if (!single_step || r.outcome != SvmOutcome::no_exit) return r;
+    regs_.dr6 |= kDr6SingleStep;
+    return guest_exception(1, 0, 0, "single step (RFLAGS.TF): #DB after the instruction");
+}
+
+SvmResult SvmCpu::execute(const Event& e) noexcept {
     if (!in_guest_) {
         SvmResult r;
         r.outcome = SvmOutcome::nothing;

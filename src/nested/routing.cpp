@@ -409,7 +409,19 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
     r.exit_info_1 = x.info1;
     r.exit_info_2 = x.info2;
     r.note = "intercepted only by L0; L0 emulates, L2 continues";
-    return after_l2_gif_write(gif_was, r);
+    return l0_single_step(after_l2_gif_write(gif_was, r));
+}
+
+StepResult Vcpu::l0_single_step(StepResult r) noexcept {
+    // An instruction L0 emulated for L2 completed: with L2's RFLAGS.TF set
+    // it is followed by the single-step #DB the processor would have raised
+    // (KVM's kvm_skip_emulated_instruction -> kvm_vcpu_do_singlestep: DR6.BS).
+    if (mode_ != Mode::l2 || (vmcb02().get(FieldId::rflags) & arch::rflags::TF) == 0) return r;
+    live_vmcb02().set(FieldId::dr6, vmcb02().get(FieldId::dr6) | (std::uint64_t{1} << 14));  // DR6.BS
+    r.outcome = Outcome::exception;
+    r.vector = 1;
+    r.note = "L0 emulated the instruction with L2's RFLAGS.TF set: single-step #DB";
+    return l0_raises_in_l2(0, r);
 }
 
 StepResult Vcpu::l0_reinject_exception(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {
@@ -618,7 +630,7 @@ StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e) noexcept {
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
     r.note = "not intercepted by L1: L0 emulates it on L1 physical rAX (state shared with L1)";
-    return r;
+    return l0_single_step(r);
 }
 
 StepResult Vcpu::l1_stgi() noexcept {

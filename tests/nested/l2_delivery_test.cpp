@@ -85,3 +85,65 @@ TEST(L2Delivery, ATripleFaultShutsTheVcpuDownUnlessL1InterceptsShutdown) {
         }
     }
 }
+
+// Single step (APM 13.1.4): an L2 instruction that starts with RFLAGS.TF
+// and completes is followed by #DB with DR6.BS, RIP past it. KVM's L0
+// intercepts #DB: it gives the trap back to L2 (its IDT) or, when L1
+// intercepts #DB, to L1. An instruction L0 emulates gets the same trap
+// (kvm_skip_emulated_instruction); an instruction L1 intercepts none.
+TEST(L2Delivery, SingleStepTrapsAfterEachCompletedInstruction) {
+    constexpr std::uint64_t kBs = std::uint64_t{1} << 14;
+    for (const bool l1_wants : {false, true}) {
+        Machine m;
+        auto v = valid_vmcb12();
+        give_l2_an_idt(m, v);
+        v.set(FieldId::rflags, arch::rflags::FIXED1 | arch::rflags::TF);
+        v.set_intercept(ic::HLT);
+        if (l1_wants) v.set_intercept(ic::exception(1));
+        m.put(v);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+        const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::nop, .insn_len = 1});
+        if (l1_wants) {
+            ASSERT_EQ(r.outcome, Outcome::vmexit_to_l1) << r.note;
+            EXPECT_EQ(r.exit_code, ec::EXCP_BASE + 1);
+            EXPECT_EQ(m.vmcb12().get(FieldId::rip), rip + 1) << "a trap: RIP past the instruction";
+            EXPECT_NE(m.vmcb12().get(FieldId::dr6) & kBs, 0U);
+            continue;
+        }
+        ASSERT_EQ(r.outcome, Outcome::exception) << r.note;
+        EXPECT_EQ(r.vector, 1);
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), l2_handler(1));
+        EXPECT_NE(m.vcpu.vmcb02().get(FieldId::dr6) & kBs, 0U);
+        std::uint64_t pushed_rip = 0;
+        ASSERT_TRUE(m.mem.read_u64(kStackTop - 40, pushed_rip));
+        EXPECT_EQ(pushed_rip, rip + 1);
+        EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rflags) & arch::rflags::TF, 0U) << "the gate clears TF";
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    }
+}
+
+TEST(L2Delivery, SingleStepFollowsL0sEmulationButNotL1sIntercept) {
+    Machine m;
+    auto v = valid_vmcb12();
+    give_l2_an_idt(m, v);
+    v.set(FieldId::rflags, arch::rflags::FIXED1 | arch::rflags::TF);
+    v.set_intercept(ic::HLT);
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    // An intercepted HLT does not complete in L2: L1 gets HLT, no #DB.
+    auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::hlt, .insn_len = 1});
+    ASSERT_EQ(r.outcome, Outcome::vmexit_to_l1) << r.note;
+    EXPECT_EQ(r.exit_code, ec::HLT);
+    // CPUID, which only L0 intercepts (KVM emulates it): then the trap.
+    ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+    const auto rip = m.vcpu.vmcb02().get(FieldId::rip);
+    r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::cpuid, .insn_len = 2});
+    ASSERT_EQ(r.outcome, Outcome::exception) << r.note;
+    EXPECT_EQ(r.vector, 1);
+    EXPECT_EQ(r.exit_code, ec::CPUID);
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::rip), l2_handler(1));
+    std::uint64_t pushed_rip = 0;
+    ASSERT_TRUE(m.mem.read_u64(kStackTop - 40, pushed_rip));
+    EXPECT_EQ(pushed_rip, rip + 2);
+}

@@ -483,7 +483,7 @@ TEST(L1Msr, ClearingEferSvmeLeavesGifAlone) {
 // raises #UD before the intercept check (APM 15.7), L0 intercepts #UD for
 // itself and gives it back to L2. With the feature, L1 gets its #VMEXIT.
 TEST(L2Instructions, AnInstructionMissingFromL1sCpuidIsUdEvenWhereL1InterceptsIt) {
-    for (const auto [kind, bit, feature] :
+    for (const auto& [kind, bit, feature] :
          {std::tuple{cpu::EventKind::rdtscp, ic::RDTSCP, checks::Feature::rdtscp},
           std::tuple{cpu::EventKind::rdpru, ic::RDPRU, checks::Feature::rdpru},
           std::tuple{cpu::EventKind::invpcid, ic::INVPCID, checks::Feature::invpcid}}) {

@@ -314,6 +314,8 @@ private:
     [[nodiscard]] SvmResult guest_exception(std::uint8_t vector, std::uint32_t error_code, std::uint64_t cr2,
                                             const char* note) noexcept;
     [[nodiscard]] SvmResult guest_svm_instruction(const Event& e) noexcept;
+    /// guest_event without the single-step trap that follows a completed instruction.
+    [[nodiscard]] SvmResult execute(const Event& e) noexcept;
     /// What signals.hpp's rule reads for `s`, from this processor's state.
     [[nodiscard]] SignalState signal_state(Signal s) const noexcept;
     /// `s` taken by the running context (consumed by the caller).

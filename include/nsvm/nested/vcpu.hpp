@@ -340,6 +340,9 @@ private:
     /// An exception L0's emulation raises for L2 (`r` the fault's report, its
     /// `vector`): #VMEXIT to L1 when vmcb12 intercepts the vector, else injected into L2.
     [[nodiscard]] StepResult l0_raises_in_l2(std::uint32_t error_code, StepResult r) noexcept;
+    /// After L0 emulated an L2 instruction (`r` its report): the single-step
+    /// #DB when L2's RFLAGS.TF is set, else `r`.
+    [[nodiscard]] StepResult l0_single_step(StepResult r) noexcept;
     void apply_l2_effect(const cpu::Event& e) noexcept;
     /// The #GP(0) reason of an L2 MOV to CR/DR or WRMSR with an illegal value, or nullptr.
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
