@@ -161,9 +161,6 @@ SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
 }
 
 namespace {
-/// DR6.BS (APM 13.1.1.3): the #DB was a single-step trap.
-constexpr std::uint64_t kDr6SingleStep = arch::bit(14);
-
 /// Events that are instructions the guest executes (not an exception it
 /// raises, an external signal, or the fetch of one).
 bool is_instruction(const Event& e) noexcept {

@@ -21,6 +21,9 @@ struct ControlState {
 /// #GP(0) for MOV to CR0, CR3, CR4 or CR8 with `value`: a static reason, or nullptr.
 [[nodiscard]] const char* mov_to_cr_fault(const checks::CpuModel& cpu, unsigned cr, std::uint64_t value,
                                           const ControlState& s) noexcept;
+/// DR6.BS (APM 13.1.1.3): the #DB was a single-step trap. The processor
+/// sets it for the instructions it completes, L0 for the ones it emulates.
+inline constexpr std::uint64_t kDr6SingleStep = std::uint64_t{1} << 14;
 /// #GP(0) for MOV to DR6 or DR7 with any of bits 63:32 set (APM 13.1.1.3, 13.1.1.4).
 [[nodiscard]] const char* mov_to_dr_fault(unsigned dr, std::uint64_t value) noexcept;
 /// The CR0 a legal MOV to CR0 leaves: CR0.ET is read-only 1 on AMD64
