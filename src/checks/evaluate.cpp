@@ -15,6 +15,9 @@
 namespace nsvm::checks {
 namespace {
 
+/// No catalogue index: nothing skipped, nothing found.
+constexpr std::size_t kNoRule = ~std::size_t{0};
+
 template <class... R>
 bool none_violated(const rules::View& v, rules::List<R...>) noexcept {
     // A fold over the rule types: each predicate is a direct, inlinable call;
@@ -23,20 +26,21 @@ bool none_violated(const rules::View& v, rules::List<R...>) noexcept {
 }
 
 /// The first rule of `rules` (catalogue index I) that applies to the profile,
-/// belongs to a stage in [first, last], is not `skip` and is violated; a
-/// warning rule only when `warnings` says so. One View for the whole scan:
-/// the VMCB is decoded once, not once per check.
-template <class... R, std::size_t... I>
-const Check* first_violated(const rules::View& v, Stage first, Stage last, const Check* skip, Warnings warnings,
+/// belongs to a stage in [first, last], is not the one at index `skip` and is
+/// violated; a warning rule only when `warnings` says so. One View for the
+/// whole scan: the VMCB is decoded once, not once per check. [First, Last]
+/// bounds [first, last] at compile time: the instruction gates (every SVM
+/// instruction) instantiate only their rules, the VMRUN scans (L0's of the
+/// vmcb12 cache, the processor's of the VMCB it runs) share one instantiation
+/// without the gates, so the hot code stays small.
+template <Stage First, Stage Last, class... R, std::size_t... I>
+const Check* first_violated(const rules::View& v, Stage first, Stage last, std::size_t skip, Warnings warnings,
                             rules::List<R...>, std::index_sequence<I...>) noexcept {
-    const std::span<const Check> all = catalogue();
-    const Check* found = nullptr;
-    // The stage first: a scan of one stage (the instruction gates on every
-    // SVM instruction) does not ask the other stages' rules whether they apply.
-    (void)(... || (R::stage >= first && R::stage <= last &&
+    std::size_t found = kNoRule;
+    (void)(... || (R::stage >= First && R::stage <= Last && R::stage >= first && R::stage <= last &&
                    (R::outcome != Outcome::warning || warnings == Warnings::included) && R::applies(v.p) &&
-                   &all[I] != skip && R::test(v) && (found = &all[I]) != nullptr));
-    return found;
+                   I != skip && R::test(v) && ((found = I), true)));
+    return found == kNoRule ? nullptr : &catalogue()[found];
 }
 
 template <class... R>
@@ -65,13 +69,18 @@ bool vmrun_would_succeed(const Context& ctx) noexcept {
 const Check* first_failure(const Context& ctx, Stage first, Stage last, const Check* skip,
                            Warnings warnings) noexcept {
     const rules::View v(ctx);
-    return first_violated(v, first, last, skip, warnings, rules::AllRules{}, index_sequence_of(rules::AllRules{}));
+    const std::size_t skip_index = skip != nullptr ? static_cast<std::size_t>(skip - catalogue().data()) : kNoRule;
+    constexpr auto seq = index_sequence_of(rules::AllRules{});
+    if (first > Stage::instruction)
+        return first_violated<Stage::control, Stage::memory>(v, first, last, skip_index, warnings, rules::AllRules{}, seq);
+    return first_violated<Stage::instruction, Stage::memory>(v, first, last, skip_index, warnings, rules::AllRules{}, seq);
 }
 
 const Check* first_gate_failure(const Context& ctx) noexcept {
     const rules::View v(ctx, rules::View::GatesOnly{});
-    return first_violated(v, Stage::instruction, Stage::instruction, nullptr, Warnings::excluded, rules::AllRules{},
-                          index_sequence_of(rules::AllRules{}));
+    return first_violated<Stage::instruction, Stage::instruction>(v, Stage::instruction, Stage::instruction, kNoRule,
+                                                                  Warnings::excluded, rules::AllRules{},
+                                                                  index_sequence_of(rules::AllRules{}));
 }
 
 namespace {

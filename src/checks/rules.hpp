@@ -69,7 +69,7 @@ struct View {
     /// gates on every execution; decoding a VMCB there would be wasted.
     struct GatesOnly {};
     View(const Context& c, GatesOnly) noexcept
-        : ctx(c), cpu(c.cpu), p(c.profile), host(c.host), fw(c.cpu.features.to_ullong()),
+        : ctx(c), cpu(c.cpu), p(c.profile), host(c.host), fw(c.cpu.features().to_ullong()),
           pa(pa_width(c.profile, c.cpu.maxphyaddr)) {}
 
     explicit View(const Context& c) noexcept
@@ -77,7 +77,7 @@ struct View {
           cpu(c.cpu),
           p(c.profile),
           host(c.host),
-          fw(c.cpu.features.to_ullong()),
+          fw(c.cpu.features().to_ullong()),
           efer(ld<FieldId::efer>(c)),
           cr0(ld<FieldId::cr0>(c)),
           cr3(ld<FieldId::cr3>(c)),

@@ -88,6 +88,12 @@ std::optional<std::uint64_t> cr0_written(const Event& e, std::uint64_t cr0) noex
     }
 }
 
+bool selective_cr0_write(const Event& e, std::uint64_t cr0) noexcept {
+    if (e.kind == EventKind::clts) return false;
+    const auto written = cr0_written(e, cr0);
+    return written && ((cr0 ^ *written) & ~(arch::cr0::TS | arch::cr0::MP)) != 0;
+}
+
 std::uint8_t default_insn_len(EventKind k) noexcept {
     switch (k) {
         case EventKind::sti:
@@ -204,8 +210,7 @@ std::optional<ExitInfo> decide(const arch::Vmcb& vmcb, const Bitmap& msrpm, cons
             // APM 15.9.1: LMSW and CLTS are CR0 writes for the CR0 write
             // intercept; 15.9.2: LMSW, not CLTS, also for the selective one.
             // With decode assists EXITINFO1 bit 63 is clear: not a MOV CRn (15.33.1).
-            const bool selective = e.kind == EventKind::lmsw && vmcb.intercept(ic::SELECTIVE_CR0) &&
-                                   ((guest_cr0 ^ *cr0_written(e, guest_cr0)) & ~(arch::cr0::TS | arch::cr0::MP)) != 0;
+            const bool selective = vmcb.intercept(ic::SELECTIVE_CR0) && selective_cr0_write(e, guest_cr0);
             if (!vmcb.intercept(ic::cr_write(0)) && !selective) return std::nullopt;
             x.code = vmcb.intercept(ic::cr_write(0)) ? ic::cr_write(0) : ec::CR0_SEL_WRITE;
             x.next_rip = nrip;
@@ -226,10 +231,8 @@ std::optional<ExitInfo> decide(const arch::Vmcb& vmcb, const Bitmap& msrpm, cons
                 x.next_rip = nrip;
                 return x;
             }
-            // APM 15.9.2: selective CR0 write intercept fires when a write
-            // to CR0 changes any bit other than TS (3) and MP (1).
-            if (cr && wr && n == 0 && vmcb.intercept(ic::SELECTIVE_CR0) &&
-                ((guest_cr0 ^ e.value) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
+            // APM 15.9.2: the selective CR0 write intercept.
+            if (cr && wr && n == 0 && vmcb.intercept(ic::SELECTIVE_CR0) && selective_cr0_write(e, guest_cr0)) {
                 x.code = ec::CR0_SEL_WRITE;
                 if (f.decode_assists) x.info1 = arch::bit(63) | (e.gpr & 0xFU);
                 x.next_rip = nrip;

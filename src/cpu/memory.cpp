@@ -206,6 +206,14 @@ bool GuestMemory::read_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
     return read(gpa, out.page());
 }
 
+bool GuestMemory::read_vmcb_fields(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
+    const Page* p = whole_page(gpa);
+    if (!p) return false;
+    count(gpa, kPageSize);
+    arch::copy_field_bytes(*p, out.page());
+    return true;
+}
+
 bool GuestMemory::peek_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {
     const Page* p = whole_page(gpa);
     if (!p) return false;

@@ -163,7 +163,7 @@ struct Reader {
         if (edits != 0 && edits != items.size())
             return nsvm::unexpected(err("features", "mixes +x/-x edits with plain names; use either edits on 'base' "
                                                     "or a full list"));
-        if (edits == 0) m.features.reset();  // a full list replaces the base's features
+        if (edits == 0) m.clear_features();  // a full list replaces the base's features
         std::string joined;
         for (const auto& s : items) joined += s + ",";
         if (auto r = checks::apply_feature_edits(m, joined); !r) return nsvm::unexpected(err("features", r.error()));

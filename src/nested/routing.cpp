@@ -293,10 +293,8 @@ StepResult Vcpu::route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) no
     // vmcb02 (L0's | L1's intercepts, the merged maps), is L1's when vmcb12
     // asks for it, else L0's.
     cpu::ExitInfo hw{hr.exit_code, hr.exit_info_1, hr.exit_info_2, vmcb02().get(FieldId::next_rip)};
-    const auto cr0 = cpu::cr0_written(e, vmcb02().get(FieldId::cr0));
-    if (cr0 && e.kind != EventKind::clts && hw.code == ic::cr_write(0) && !cache_.intercept(ic::cr_write(0)) &&
-        cache_.intercept(ic::SELECTIVE_CR0) &&
-        ((vmcb02().get(FieldId::cr0) ^ *cr0) & ~(arch::cr0::TS | arch::cr0::MP)) != 0) {
+    if (hw.code == ic::cr_write(0) && !cache_.intercept(ic::cr_write(0)) &&
+        cache_.intercept(ic::SELECTIVE_CR0) && cpu::selective_cr0_write(e, vmcb02().get(FieldId::cr0))) {
         // L0's own CR0-write intercept took precedence in hardware, but L1
         // asked for the selective one and this MOV to CR0 or LMSW changes a
         // bit other than TS/MP: L1 gets CR0_SEL_WRITE (APM 15.9.2; KVM

@@ -71,9 +71,10 @@ bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept
 
 bool Vcpu::copy_vmcb12_to_cache(std::uint64_t gpa) noexcept {
     // The only read of vmcb12 for this VMRUN (CVE-2021-29657: a second read
-    // after the checks would let L1 change what was checked).
+    // after the checks would let L1 change what was checked). Its fields
+    // only, as KVM's cache: the cache's reserved bytes stay zero.
     const std::uint64_t before = mem_->watched_reads();
-    const bool ok = mem_->read_vmcb(gpa, cache_);
+    const bool ok = mem_->read_vmcb_fields(gpa, cache_);
     vmcb12_reads_ = mem_->watched_reads() - before;
     if (ok) sanitize_cache();
     return ok;
@@ -189,7 +190,9 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
 }
 
 void Vcpu::prepare_vmcb02(arch::Vmcb& out) const noexcept {
-    out = arch::Vmcb{};
+    // From zero: only the field bytes, as nothing writes a vmcb02 buffer's
+    // reserved bytes (they are zero since the Vcpu was built).
+    arch::clear_field_bytes(out.page());
     prepare_vmcb02_control(out);
     prepare_vmcb02_save(out);
 }
@@ -259,8 +262,10 @@ FailReason Vcpu::prepare_entry(std::span<const std::uint8_t> l2_save) noexcept {
     // restored nested state): only the buffers that are not live change.
     arch::Vmcb& next = next_vmcb02();
     prepare_vmcb02(next);
-    // A restored nested state carries L2's registers as they were.
-    if (!l2_save.empty()) std::copy(l2_save.begin(), l2_save.end(), next.page().begin() + arch::kSaveAreaOffset);
+    // A restored nested state carries L2's registers as they were (their
+    // fields: the buffer's reserved bytes stay zero).
+    if (!l2_save.empty())
+        arch::copy_save_field_bytes(l2_save.first<arch::kVmcbSize - arch::kSaveAreaOffset>(), next.page());
     if (const FailReason fr = load_l2_cr3(next); fr != FailReason::none) return fr;
     next_uses_msrpm02_ = cache_.intercept(ic::MSR_PROT);
     if (next_uses_msrpm02_ && !merge_msrpm(next_msrpm02())) return FailReason::msrpm_unreadable;

@@ -2,6 +2,7 @@
 // raw page, and isolation (writing one field never disturbs another).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "nsvm/arch/bits.hpp"
@@ -31,6 +32,58 @@ TEST(VmcbLayout, EveryFieldRoundTripsAndStaysInItsBytes) {
             ASSERT_EQ(v.page()[i], 0) << "byte " << i;
         }
     }
+}
+
+// kFieldRuns is what the vmcb12 cache and vmcb02 preparation move: a field
+// outside it would silently read as zero in L2.
+TEST(VmcbLayout, FieldRunsCoverEveryFieldInOrder) {
+    for (std::size_t i = 1; i < kFieldRuns.size(); ++i) EXPECT_LT(kFieldRuns[i - 1].end, kFieldRuns[i].begin) << i;
+    for (const auto& f : kFields) {
+        const bool inside = std::any_of(kFieldRuns.begin(), kFieldRuns.end(), [&](ByteRun r) {
+            return f.offset >= r.begin && f.offset + f.width <= r.end;
+        });
+        EXPECT_TRUE(inside) << f.name;
+    }
+    // Each run starts at a field and ends at the end of one.
+    for (const ByteRun r : kFieldRuns) {
+        EXPECT_TRUE(std::any_of(kFields.begin(), kFields.end(), [&](const FieldInfo& f) { return f.offset == r.begin; }));
+        EXPECT_TRUE(std::any_of(kFields.begin(), kFields.end(),
+                                [&](const FieldInfo& f) { return f.offset + f.width == r.end; }));
+    }
+}
+
+TEST(VmcbLayout, FieldByteCopiesMoveEveryFieldAndNoReservedByte) {
+    Vmcb from, to;
+    for (std::size_t i = 0; i < kVmcbSize; ++i) from.page()[i] = static_cast<std::uint8_t>(i * 7 + 1);
+    to.page().fill(0xEE);
+    copy_field_bytes(from.page(), to.page());
+    for (const auto& f : kFields) {
+        const auto a = from.bytes(f.id), b = to.bytes(f.id);
+        EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin())) << f.name;
+    }
+    std::size_t outside = 0, kept = 0;
+    for (std::size_t i = 0; i < kVmcbSize; ++i) {
+        const bool in_run =
+            std::any_of(kFieldRuns.begin(), kFieldRuns.end(), [&](ByteRun r) { return i >= r.begin && i < r.end; });
+        if (in_run) continue;
+        ++outside;
+        kept += to.page()[i] == 0xEE ? 1 : 0;
+    }
+    EXPECT_GT(outside, kVmcbSize / 2);  // most of the page is reserved
+    EXPECT_EQ(kept, outside);
+
+    Vmcb save_only;
+    copy_save_field_bytes(std::span(from.page()).subspan<kSaveAreaOffset>(), save_only.page());
+    for (const auto& f : kFields) {
+        const auto a = from.bytes(f.id), b = save_only.bytes(f.id);
+        if (f.area() == Area::save)
+            EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin())) << f.name;
+        else
+            EXPECT_TRUE(std::all_of(b.begin(), b.end(), [](std::uint8_t x) { return x == 0; })) << f.name;
+    }
+    clear_field_bytes(to.page());
+    for (const auto& f : kFields) EXPECT_EQ(to.get(f.id), 0U) << f.name;
+    EXPECT_EQ(to.page()[0x200], 0xEE);  // reserved control bytes stay
 }
 
 TEST(VmcbLayout, NamesAreUniqueAndFindable) {

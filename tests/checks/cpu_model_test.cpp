@@ -47,14 +47,38 @@ TEST(Features, EditsApplyAtomicallyAndSuggest) {
     EXPECT_TRUE(m.has(Feature::la57));
     EXPECT_EQ(m.va_width, 57U);
 
-    auto before = m.features;
+    auto before = m.features();
     auto r = apply_feature_edits(m, "-npt,+vgiff");
     ASSERT_FALSE(r.has_value());
     EXPECT_NE(r.error().find("vgiff"), std::string::npos) << r.error();
     EXPECT_NE(r.error().find("'vgif'"), std::string::npos) << r.error();
-    EXPECT_EQ(m.features, before);  // nothing applied
+    EXPECT_EQ(m.features(), before);  // nothing applied
     EXPECT_FALSE(apply_feature_edits(m, "+").has_value());
     EXPECT_TRUE(apply_feature_edits(m, "").has_value());
+}
+
+// The reserved-bit masks are derived when a feature changes (the checks read
+// them on every VMRUN): each gate's bit follows its feature, both ways.
+TEST(Models, ReservedMasksFollowEveryFeatureChange) {
+    CpuModel m = default_model();
+    for (const FeatureGate& g : kCr4FeatureBits) {
+        m.set(g.feature, false);
+        // CET (bit 23) exists with shadow stacks or IBT: check it with both off.
+        if (g.bits == arch::bit(23)) m.set(g.feature == Feature::shstk ? Feature::ibt : Feature::shstk, false);
+        EXPECT_EQ(m.cr4_reserved_bits() & g.bits, g.bits) << static_cast<int>(g.feature);
+        m.set(g.feature, true);
+        EXPECT_EQ(m.cr4_reserved_bits() & g.bits, 0U) << static_cast<int>(g.feature);
+    }
+    for (const FeatureGate& g : kEferFeatureBits) {
+        m.set(g.feature, false);
+        EXPECT_EQ(m.efer_reserved_bits() & g.bits, g.bits) << static_cast<int>(g.feature);
+        m.set(g.feature, true);
+        EXPECT_EQ(m.efer_reserved_bits() & g.bits, 0U) << static_cast<int>(g.feature);
+    }
+    m.clear_features();
+    EXPECT_EQ(m.cr4_reserved_bits(), ~kCr4AlwaysValid);
+    EXPECT_EQ(m.efer_reserved_bits(), ~kEferAlwaysValid);
+    EXPECT_EQ(CpuModel{}.cr4_reserved_bits(), ~kCr4AlwaysValid);  // a model built with no features
 }
 
 TEST(Models, BuiltinsAreAsDocumented) {
@@ -368,7 +392,7 @@ TEST_F(CpuJson, GarbageNeverCrashes) {
     auto empty = formats::read_cpu_model_json("{}", "empty.json");
     ASSERT_TRUE(empty.has_value());
     EXPECT_EQ(empty->name, "empty.json");
-    EXPECT_EQ(empty->features, default_model().features);
+    EXPECT_EQ(empty->features(), default_model().features());
     RecordProperty("valid_garbage", ok);
 }
 

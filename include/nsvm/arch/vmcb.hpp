@@ -64,6 +64,65 @@ constexpr void store_segment(VmcbBytes page, Seg s, const Segment& v) noexcept {
     store_le(page, base + 8, 8, v.base);
 }
 
+/// A run of bytes [begin, end) of the VMCB page.
+struct ByteRun {
+    std::uint16_t begin = 0, end = 0;
+    friend constexpr bool operator==(const ByteRun&, const ByteRun&) = default;
+};
+
+namespace detail {
+/// Fields separated by fewer reserved bytes than this share one run: moving a
+/// few reserved bytes costs less than another copy.
+inline constexpr std::size_t kRunMergeGap = 64;
+
+/// The fields' byte runs, in page order, merged across small gaps; `Count`
+/// runs are written (count_field_runs() says how many there are).
+template <std::size_t Count>
+consteval std::array<ByteRun, Count> field_runs() noexcept {
+    std::array<ByteRun, kFieldCount> spans{};
+    for (std::size_t i = 0; i < kFieldCount; ++i)
+        spans[i] = ByteRun{kFields[i].offset, static_cast<std::uint16_t>(kFields[i].offset + kFields[i].width)};
+    std::sort(spans.begin(), spans.end(), [](ByteRun a, ByteRun b) { return a.begin < b.begin; });
+    std::array<ByteRun, Count> runs{};
+    std::size_t n = 0;
+    for (const ByteRun s : spans) {
+        if (n > 0 && s.begin <= runs[n - 1].end + kRunMergeGap) {
+            runs[n - 1].end = std::max(runs[n - 1].end, s.end);
+        } else {
+            if (n < Count) runs[n] = s;
+            ++n;
+        }
+    }
+    return runs;
+}
+consteval std::size_t count_field_runs() noexcept {
+    constexpr auto all = field_runs<kFieldCount>();
+    std::size_t n = 0;
+    for (const ByteRun r : all) n += r.end != 0 ? 1 : 0;
+    return n;
+}
+}  // namespace detail
+
+/// The parts of the VMCB page that hold fields (the field table, merged into
+/// runs): what a copy of a VMCB's state has to move. The rest is reserved
+/// (APM Appendix B: "reserved, SBZ"), so the nested engine's vmcb12 cache and
+/// its vmcb02 buffers move and clear only these bytes, as KVM's vmcb12 cache
+/// holds only the fields it knows (nested_copy_vmcb_control_to_cache,
+/// nested_copy_vmcb_save_to_cache).
+inline constexpr auto kFieldRuns = detail::field_runs<detail::count_field_runs()>();
+static_assert(kFieldRuns.size() <= 4, "a new field far from the others: check the VMRUN copy cost (docs/performance.md)");
+static_assert(kFieldRuns.back().end <= kVmcbSize);
+
+/// Copies the field runs of one VMCB page to another; reserved bytes of `to`
+/// stay as they are (src/arch/vmcb_bytes.cpp, where the build chooses how
+/// these copies are compiled).
+void copy_field_bytes(ConstVmcbBytes from, VmcbBytes to) noexcept;
+/// Copies the field runs of a save area (`save`: the page's bytes from +400h
+/// on) into `to`'s save area; reserved bytes of `to` stay as they are.
+void copy_save_field_bytes(std::span<const std::uint8_t, kVmcbSize - kSaveAreaOffset> save, VmcbBytes to) noexcept;
+/// Zeroes the field runs of a VMCB page; reserved bytes stay as they are.
+void clear_field_bytes(VmcbBytes to) noexcept;
+
 /// Cache-line aligned: every field is then naturally aligned (the APM lays them
 /// out so), so no load or store of a field straddles two cache lines.
 class alignas(64) Vmcb {

@@ -40,34 +40,6 @@ inline constexpr std::size_t kFeatureCount = static_cast<std::size_t>(Feature::c
 /// Every canonical feature name, in Feature order (for suggestions and listings).
 [[nodiscard]] std::span<const std::string_view> feature_names() noexcept;
 
-struct CpuModel {
-    std::string name;
-    std::string description;
-    unsigned maxphyaddr = 48;      ///< CPUID Fn8000_0008_EAX[7:0]
-    unsigned va_width = 48;        ///< 57 with LA57
-    std::uint32_t num_asids = 32768;            ///< CPUID Fn8000_000A_EBX
-    std::uint32_t num_encrypted_guests = 0;     ///< CPUID Fn8000_001F_ECX
-    std::bitset<kFeatureCount> features;
-
-    [[nodiscard]] bool has(Feature f) const noexcept { return features[static_cast<std::size_t>(f)]; }
-    void set(Feature f, bool on = true) noexcept { features.set(static_cast<std::size_t>(f), on); }
-    /// Bits at or above MAXPHYADDR: a GPA with any of them set is illegal.
-    [[nodiscard]] std::uint64_t reserved_pa_bits() const noexcept {
-        return maxphyaddr >= 64 ? 0 : ~((std::uint64_t{1} << maxphyaddr) - 1);
-    }
-    /// CR4 bits that are MBZ on this CPU (architecturally reserved bits plus
-    /// feature bits whose feature is absent), APM 3.1.3.
-    [[nodiscard]] std::uint64_t cr4_reserved_bits() const noexcept;
-    /// EFER bits that are MBZ on this CPU, APM 3.1.7.
-    [[nodiscard]] std::uint64_t efer_reserved_bits() const noexcept;
-
-private:
-    [[nodiscard]] std::uint64_t valid_bits(const struct FeatureGate* gates, std::size_t n,
-                                           std::uint64_t always) const noexcept;
-    /// Linear-address width for canonical checks (48, or 57 with LA57).
-    [[nodiscard]] unsigned canonical_width() const noexcept { return va_width; }
-};
-
 /// A register bit that exists only with a CPUID feature.
 struct FeatureGate {
     Feature feature;
@@ -101,22 +73,56 @@ inline constexpr std::uint64_t kEferAlwaysValid = 1;
 
 static_assert(kFeatureCount <= 64, "the feature set must fit one word for the branch-free masks");
 
-// Inline so the verdict fast path folds them: one word, no branches.
-inline std::uint64_t CpuModel::valid_bits(const FeatureGate* gates, std::size_t n,
-                                          std::uint64_t always) const noexcept {
-    const std::uint64_t w = features.to_ullong();
-    std::uint64_t valid = always;
-#pragma GCC unroll 32
-    for (std::size_t i = 0; i < n; ++i)
-        valid |= (0 - ((w >> static_cast<unsigned>(gates[i].feature)) & 1)) & gates[i].bits;
-    return valid;
-}
-inline std::uint64_t CpuModel::cr4_reserved_bits() const noexcept {
-    return ~valid_bits(kCr4FeatureBits, std::size(kCr4FeatureBits), kCr4AlwaysValid);
-}
-inline std::uint64_t CpuModel::efer_reserved_bits() const noexcept {
-    return ~valid_bits(kEferFeatureBits, std::size(kEferFeatureBits), kEferAlwaysValid);
-}
+struct CpuModel {
+    std::string name;
+    std::string description;
+    unsigned maxphyaddr = 48;      ///< CPUID Fn8000_0008_EAX[7:0]
+    unsigned va_width = 48;        ///< 57 with LA57
+    std::uint32_t num_asids = 32768;            ///< CPUID Fn8000_000A_EBX
+    std::uint32_t num_encrypted_guests = 0;     ///< CPUID Fn8000_001F_ECX
+
+    [[nodiscard]] const std::bitset<kFeatureCount>& features() const noexcept { return features_; }
+    [[nodiscard]] bool has(Feature f) const noexcept { return features_[static_cast<std::size_t>(f)]; }
+    void set(Feature f, bool on = true) noexcept {
+        features_.set(static_cast<std::size_t>(f), on);
+        derive_masks();
+    }
+    /// No feature at all (a feature list that replaces a model's).
+    void clear_features() noexcept {
+        features_.reset();
+        derive_masks();
+    }
+    /// Bits at or above MAXPHYADDR: a GPA with any of them set is illegal.
+    [[nodiscard]] std::uint64_t reserved_pa_bits() const noexcept {
+        return maxphyaddr >= 64 ? 0 : ~((std::uint64_t{1} << maxphyaddr) - 1);
+    }
+    /// CR4 bits that are MBZ on this CPU (architecturally reserved bits plus
+    /// feature bits whose feature is absent), APM 3.1.3.
+    [[nodiscard]] std::uint64_t cr4_reserved_bits() const noexcept { return cr4_reserved_; }
+    /// EFER bits that are MBZ on this CPU, APM 3.1.7.
+    [[nodiscard]] std::uint64_t efer_reserved_bits() const noexcept { return efer_reserved_; }
+
+    friend bool operator==(const CpuModel&, const CpuModel&) = default;
+
+private:
+    /// The masks above, from the features: every VMRUN's checks read them, so
+    /// they are derived when a feature changes, not on every read.
+    void derive_masks() noexcept {
+        cr4_reserved_ = ~valid_bits(kCr4FeatureBits, kCr4AlwaysValid);
+        efer_reserved_ = ~valid_bits(kEferFeatureBits, kEferAlwaysValid);
+    }
+    template <std::size_t N>
+    [[nodiscard]] std::uint64_t valid_bits(const FeatureGate (&gates)[N], std::uint64_t always) const noexcept {
+        const std::uint64_t w = features_.to_ullong();
+        std::uint64_t valid = always;
+        for (const FeatureGate& g : gates) valid |= (0 - ((w >> static_cast<unsigned>(g.feature)) & 1)) & g.bits;
+        return valid;
+    }
+
+    std::bitset<kFeatureCount> features_;
+    std::uint64_t cr4_reserved_ = ~kCr4AlwaysValid;    ///< no features: only the always-valid bits
+    std::uint64_t efer_reserved_ = ~kEferAlwaysValid;
+};
 
 /// Built-in models: "zen4" (default, a modern EPYC Genoa), "zen5" (EPYC
 /// Turin), "zen3", "qemu-tcg" (QEMU 7.2 TCG -cpu max), "bochs-ryzen" (Bochs

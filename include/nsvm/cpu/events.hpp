@@ -69,6 +69,10 @@ struct Event {
 /// other events. LMSW loads CR0[3:0] from its source but cannot clear PE;
 /// CLTS clears TS (APM Vol.3 "LMSW", "CLTS").
 [[nodiscard]] std::optional<std::uint64_t> cr0_written(const Event& e, std::uint64_t cr0) noexcept;
+/// APM 15.9.2: `e` is a write of CR0 the selective CR0 write intercept
+/// sees, one that changes a bit other than TS and MP. MOV to CR0 and LMSW
+/// are; CLTS never is (15.9.1 names it for the CR0 write intercept only).
+[[nodiscard]] bool selective_cr0_write(const Event& e, std::uint64_t cr0) noexcept;
 
 struct ExitInfo {
     std::uint64_t code = 0;

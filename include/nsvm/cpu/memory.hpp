@@ -79,6 +79,9 @@ public:
     /// A whole VMCB page (gpa must be 4 KiB aligned). Counted when the page
     /// is the watched one, so tests can prove vmcb12 is read once per VMRUN.
     [[nodiscard]] bool read_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept;
+    /// The fields of the VMCB page at gpa (arch::kFieldRuns), as one read:
+    /// the reserved bytes of `out` stay as they are. The vmcb12 cache's read.
+    [[nodiscard]] bool read_vmcb_fields(std::uint64_t gpa, arch::Vmcb& out) const noexcept;
     [[nodiscard]] bool write_vmcb(std::uint64_t gpa, const arch::Vmcb& in) noexcept;
     /// Reads a VMCB without counting (tracing, expectations).
     [[nodiscard]] bool peek_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept;
