@@ -37,6 +37,11 @@ MsrWrite vm_cr_write(std::uint64_t value, const SvmMsrState& s) noexcept {
 }
 }  // namespace
 
+MsrWrite debugctl_write(std::uint64_t value, std::uint64_t reserved) noexcept {
+    if ((value & reserved) != 0) return gp("DebugCtl reserved bit: #GP(0)");
+    return ok(value);
+}
+
 MsrWrite svm_msr_write(const checks::CpuModel& cpu, std::uint32_t msr, std::uint64_t value,
                        const SvmMsrState& state) noexcept {
     using namespace arch;
@@ -60,6 +65,7 @@ MsrWrite svm_msr_write(const checks::CpuModel& cpu, std::uint32_t msr, std::uint
             // APM 7.8.1: each entry must be a defined memory type.
             if (!pat_valid(value)) return gp("PAT with a reserved memory type: #GP(0)");
             return ok(value);
+        case msr::DEBUGCTL: return debugctl_write(value, debugctl::kReserved);
         default: return MsrWrite{nullptr, value, false};
     }
 }

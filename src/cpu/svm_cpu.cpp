@@ -96,6 +96,19 @@ void store_registers(const Registers& r, arch::Vmcb& v) noexcept {
     v.set(FieldId::g_pat, r.pat);
 }
 
+LbrState lbr_from_vmcb(const arch::Vmcb& v) noexcept {
+    return LbrState{v.get(FieldId::dbgctl), v.get(FieldId::br_from), v.get(FieldId::br_to),
+                    v.get(FieldId::last_excp_from), v.get(FieldId::last_excp_to)};
+}
+
+void store_lbr(const LbrState& l, arch::Vmcb& v) noexcept {
+    v.set(FieldId::dbgctl, l.dbgctl);
+    v.set(FieldId::br_from, l.br_from);
+    v.set(FieldId::br_to, l.br_to);
+    v.set(FieldId::last_excp_from, l.last_excp_from);
+    v.set(FieldId::last_excp_to, l.last_excp_to);
+}
+
 const char* svm_outcome_name(SvmOutcome o) noexcept {
     switch (o) {
         case SvmOutcome::completed: return "completed";
@@ -230,6 +243,9 @@ bool SvmCpu::np_enabled() const noexcept {
     if ((cur().get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0) return false;
     return cpu_->has(Feature::npt) || profile_->np_without_feature == checks::NpWithoutFeature::honoured;
 }
+bool SvmCpu::lbr_virtualization() const noexcept {
+    return cpu_->has(Feature::lbrv) && (cur().get(FieldId::misc_ctl2) & arch::misc_ctl2::LBR_VIRT) != 0;
+}
 std::uint64_t SvmCpu::exit_code_form(std::uint64_t code) const noexcept {
     return (profile_->exit_code_32bit && code == ec::INVALID) ? ec::INVALID_32 : code;
 }
@@ -331,6 +347,15 @@ void SvmCpu::save_host_state() noexcept {
     hsave_store(FieldId::dr6, regs_.dr6);
     hsave_store(FieldId::cpl, regs_.cpl);
     hsave_store(FieldId::g_pat, regs_.pat);
+    // APM 15.23: with LBR virtualization the host's DebugCtl and LBRs are
+    // switched with the guest's; the host's wait in the host-save area.
+    if (lbr_virtualization()) {
+        hsave_store(FieldId::dbgctl, regs_.lbr.dbgctl);
+        hsave_store(FieldId::br_from, regs_.lbr.br_from);
+        hsave_store(FieldId::br_to, regs_.lbr.br_to);
+        hsave_store(FieldId::last_excp_from, regs_.lbr.last_excp_from);
+        hsave_store(FieldId::last_excp_to, regs_.lbr.last_excp_to);
+    }
 }
 
 const checks::Check* SvmCpu::check_guest_state() const noexcept {
@@ -379,6 +404,10 @@ void SvmCpu::load_guest_state() noexcept {
     else regs_.cpl = static_cast<std::uint8_t>(cur().get(FieldId::cpl));
     // G_PAT is the guest's PAT only with nested paging (15.25.8).
     if (np_enabled()) regs_.pat = cur().get(FieldId::g_pat);
+    // APM 15.23: LBR virtualization loads the guest's DebugCtl and LBRs
+    // (save area 670h-690h); without it they are not loaded and the guest
+    // runs with the host's.
+    if (lbr_virtualization()) regs_.lbr = lbr_from_vmcb(cur());
     // FS, GS, TR, LDTR and the syscall MSRs are VMLOAD's, not VMRUN's: they
     // keep whatever the host loaded (15.5.2).
 }
@@ -539,6 +568,15 @@ void SvmCpu::save_guest_state() noexcept {
     // Step 2: the state VMRUN loaded, V_TPR/V_IRQ and the interrupt shadow.
     store_loaded_registers(true);
     if (np_enabled()) vmcb_store(FieldId::g_pat, regs_.pat);
+    // APM 15.23: with LBR virtualization the guest's DebugCtl and LBRs go
+    // back to the VMCB; without it the VMCB's LBR fields are left alone.
+    if (lbr_virtualization()) {
+        vmcb_store(FieldId::dbgctl, regs_.lbr.dbgctl);
+        vmcb_store(FieldId::br_from, regs_.lbr.br_from);
+        vmcb_store(FieldId::br_to, regs_.lbr.br_to);
+        vmcb_store(FieldId::last_excp_from, regs_.lbr.last_excp_from);
+        vmcb_store(FieldId::last_excp_to, regs_.lbr.last_excp_to);
+    }
     // int_ctl as read, with the bits the processor updates while the guest
     // runs (V_TPR, V_IRQ, V_GIF, V_NMI, V_NMI_MASK) at their current values.
     vmcb_store(FieldId::int_ctl, int_ctl());
@@ -599,6 +637,12 @@ void SvmCpu::load_host_state() noexcept {
     } else {
         restore_host(saved_host());
     }
+    // APM 15.23: the host's DebugCtl and LBRs come back when VMRUN switched them.
+    if (lbr_virtualization())
+        regs_.lbr = held_.vmcb != nullptr
+                        ? held_host_.lbr
+                        : LbrState{hsave_load(FieldId::dbgctl), hsave_load(FieldId::br_from), hsave_load(FieldId::br_to),
+                                   hsave_load(FieldId::last_excp_from), hsave_load(FieldId::last_excp_to)};
     in_guest_ = false;
     // 15.5.1 step 9: a host that single-stepped VMRUN takes #DB once the
     // #VMEXIT completes.

@@ -6,6 +6,7 @@
 #include "nsvm/cpu/control_regs.hpp"
 #include "nsvm/cpu/instruction_faults.hpp"
 #include "nsvm/cpu/interrupt_flag.hpp"
+#include "nsvm/cpu/msr_rules.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
 
@@ -78,6 +79,12 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
             break;
         case EventKind::lmsw:
         case EventKind::clts: regs_.cr0 = cr0_as_written(*cr0_written(e, regs_.cr0)); break;
+        case EventKind::wrmsr:
+            // DebugCtl the VMM lets the guest write (its legality was judged
+            // in execute()): the guest's own under LBR virtualization, else
+            // the one register host and guest share (APM 15.23).
+            if (e.index == msr::DEBUGCTL) regs_.lbr.dbgctl = e.value;
+            break;
         default: break;
     }
     regs_.rip += e.insn_len;
@@ -256,6 +263,8 @@ SvmResult SvmCpu::execute(const Event& e) noexcept {
                               ? mov_to_cr_fault(*cpu_, e.index & 0xF, e.value,
                                                 ControlState{regs_.efer, regs_.cr0, regs_.cr4,
                                                              (regs_.cs.attrib & arch::seg_attr::L) != 0})
+                          : (e.kind == EventKind::wrmsr && e.index == arch::msr::DEBUGCTL)
+                              ? debugctl_write(e.value, arch::debugctl::kReserved).gp
                               : nullptr;
     if (illegal != nullptr) return guest_exception(13, 0, 0, illegal);
     if ((e.kind == EventKind::sti || e.kind == EventKind::cli) &&

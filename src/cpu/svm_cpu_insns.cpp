@@ -229,6 +229,7 @@ SvmResult SvmCpu::wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
         case msr::VM_HSAVE_PA: msrs_.vm_hsave_pa = w.stored; break;
         case msr::TSC_RATIO: msrs_.tsc_ratio = w.stored; break;
         case msr::PAT: regs_.pat = w.stored; break;
+        case msr::DEBUGCTL: regs_.lbr.dbgctl = w.stored; break;
         case msr::HWCR: msrs_.hwcr = value; break;
         case msr::TSC: msrs_.tsc = value; break;
         default: break;  // not an SVM MSR: accepted, no effect in this model

@@ -74,8 +74,9 @@ cpu::MsrWrite Vcpu::l2_msr_write(const cpu::Event& e) const noexcept {
     // KVM's svm_set_msr / set_efer on L2's state: the same #GP rules as the
     // processor's WRMSR (cpu/msr_rules.hpp), judged on L2's EFER and CPL;
     // VM_CR is the vCPU's one register, shared by L1 and L2.
-    return cpu::svm_msr_write(*cpu_, e.index, e.value,
-                              cpu::SvmMsrState{l2_efer(vmcb02()), vm_cr_, static_cast<std::uint8_t>(vmcb02().get(FieldId::cpl))});
+    const auto cpl = static_cast<std::uint8_t>(vmcb02().get(FieldId::cpl));
+    if (e.index == arch::msr::DEBUGCTL && cpl == 0) return l0_debugctl_write(e.value, vmcb02().get(FieldId::dbgctl));
+    return cpu::svm_msr_write(*cpu_, e.index, e.value, cpu::SvmMsrState{l2_efer(vmcb02()), vm_cr_, cpl});
 }
 
 bool Vcpu::l2_clears_svme(const cpu::Event& e) const noexcept {
@@ -100,6 +101,11 @@ void Vcpu::apply_l2_wrmsr(const cpu::Event& e) noexcept {
             // #VMEXIT, L1's restored), else the PAT L1 and L2 share.
             live_vmcb02().set(FieldId::g_pat, w.stored);
             if (!l2_has_own_pat()) vmcb01_.set(FieldId::g_pat, w.stored);
+            break;
+        case arch::msr::DEBUGCTL:
+            // KVM's svm_set_msr writes the current VMCB's DebugCtl: vmcb02's,
+            // which the #VMEXIT writes to vmcb12 (nested_lbrv) or vmcb01.
+            live_vmcb02().set(FieldId::dbgctl, w.stored);
             break;
         default: break;
     }
@@ -687,7 +693,11 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
     };
     // The SVM MSRs' #GP rules and stored values are the processor's
     // (cpu/msr_rules.hpp), as KVM's svm_set_msr applies them to L1.
-    const cpu::MsrWrite w = cpu::svm_msr_write(*cpu_, msr, value, cpu::SvmMsrState{vmcb01_.get(FieldId::efer), vm_cr_, static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl))});
+    const auto cpl = static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl));
+    const cpu::MsrWrite w =
+        msr == arch::msr::DEBUGCTL && cpl == 0
+            ? l0_debugctl_write(value, vmcb01_.get(FieldId::dbgctl))
+            : cpu::svm_msr_write(*cpu_, msr, value, cpu::SvmMsrState{vmcb01_.get(FieldId::efer), vm_cr_, cpl});
     if (w.gp != nullptr) return gp(w.gp);
     switch (msr) {
         case arch::msr::VM_HSAVE_PA: hsave_pa_ = w.stored; break;
@@ -695,6 +705,7 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
         case arch::msr::TSC_RATIO: tsc_ratio_ = w.stored; break;
         case arch::msr::EFER: (void)host_set_efer(w.stored); break;
         case arch::msr::PAT: vmcb01_.set(FieldId::g_pat, w.stored); break;
+        case arch::msr::DEBUGCTL: vmcb01_.set(FieldId::dbgctl, w.stored); break;
         case arch::msr::STAR: vmcb01_.set(FieldId::star, value); break;
         case arch::msr::LSTAR: vmcb01_.set(FieldId::lstar, value); break;
         case arch::msr::CSTAR: vmcb01_.set(FieldId::cstar, value); break;
@@ -719,6 +730,7 @@ StepResult Vcpu::l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept {
         case arch::msr::TSC_RATIO: value = tsc_ratio_; break;
         case arch::msr::EFER: value = vmcb01_.get(FieldId::efer); break;
         case arch::msr::PAT: value = vmcb01_.get(FieldId::g_pat); break;
+        case arch::msr::DEBUGCTL: value = vmcb01_.get(FieldId::dbgctl); break;
         default: value = 0; break;
     }
     vmcb01_.set(FieldId::rip, vmcb01_.get(FieldId::rip) + 2);

@@ -178,6 +178,22 @@ std::uint64_t Vcpu::l2_efer(const arch::Vmcb& v02) const noexcept {
 
 bool Vcpu::l2_has_own_pat() const noexcept { return (cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) != 0; }
 
+bool Vcpu::nested_lbrv() const noexcept {
+    return cpu_->has(checks::Feature::lbrv) && (cache_.get(FieldId::misc_ctl2) & arch::misc_ctl2::LBR_VIRT) != 0;
+}
+
+static_assert(kL0DebugCtlBits == arch::debugctl::LBR);
+
+cpu::MsrWrite Vcpu::l0_debugctl_write(std::uint64_t value, std::uint64_t current) const noexcept {
+    // KVM's svm_set_msr(MSR_IA32_DEBUGCTLMSR): a host without LBR
+    // virtualization (its `lbrv` off) cannot give a guest a DebugCtl of its
+    // own and ignores the write. BTF is dropped silently (KVM does not
+    // virtualize it: "KVM: SVM: Suppress DEBUGCTL.BTF on AMD"); any other bit
+    // but LBR is #GP(0), where the processor would take bits 5:2.
+    if (!cpu_->has(checks::Feature::lbrv)) return cpu::MsrWrite{nullptr, current, true};
+    return cpu::debugctl_write(value & ~arch::debugctl::BTF, ~kL0DebugCtlBits);
+}
+
 const char* Vcpu::check_invariants() const noexcept {
     if (mode_ == Mode::l2) {
         // L0's intercepts are a subset of vmcb02's (an L1 cannot switch off

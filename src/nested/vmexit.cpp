@@ -33,13 +33,18 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     if (!vmcb12) return;
     // Exactly the fields KVM's nested_svm_vmexit writes; never intercepts, maps, TSC
     // offset, ASID, tlb_ctl, nCR3, misc_ctl*, pause filter, clean bits or
-    // the VMLOAD/VMSAVE state.
+    // the VMLOAD/VMSAVE state. The clean bits are L1's: KVM once cleared
+    // VMCB_LBR (bit 10) in vmcb12 when it copied the LBRs there, fixed by
+    // "KVM: nSVM: Avoid clearing VMCB_LBR in vmcb12" (2026).
     for (Seg s : arch::kVmrunSegments) vmcb12->set_segment(s, vmcb02.segment(s));
     // EFER as L2 sees it: SVME only if L1 gave it.
     vmcb12->set(FieldId::efer, l2_efer(vmcb02));
     arch::copy_fields<kVmexitSavedRegisters>(vmcb02, *vmcb12);
     if (l2_has_own_pat()) vmcb12->set(FieldId::g_pat, vmcb02.get(FieldId::g_pat));
     if (cpu_->has(checks::Feature::shstk)) arch::copy_fields<arch::kCetSupervisorFields>(vmcb02, *vmcb12);
+    // APM 15.23: L2's DebugCtl and LBRs, when L1 virtualizes them (the
+    // other case gives them to vmcb01: give_back_l1_lbrs).
+    if (nested_lbrv()) arch::copy_fields<arch::kLbrVirtFields>(vmcb02, *vmcb12);
     vmcb12->set(FieldId::int_state, vmcb02.get(FieldId::int_state));
     vmcb12->set(FieldId::exit_code, x.code);
     vmcb12->set(FieldId::exit_info_1, x.info1);
@@ -53,6 +58,14 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     // Post-series KVM and the APM: EVENTINJ is consumed.
     vmcb12->set(FieldId::event_inj, 0);
     vmcb12->set(FieldId::event_inj_err, 0);
+}
+
+void Vcpu::give_back_l1_lbrs(const arch::Vmcb& vmcb02) noexcept {
+    // KVM's nested_svm_vmexit (svm_copy_lbrs(vmcb01, vmcb02)): without LBR
+    // virtualization for L2, the DebugCtl and LBRs L2 ran with were L1's
+    // (vmcb02 took them from vmcb01; an L2 WRMSR DebugCtl L0 emulated
+    // landed in vmcb02): L1 has them back.
+    if (!nested_lbrv()) arch::copy_fields<arch::kLbrVirtFields>(vmcb02, vmcb01_);
 }
 
 void Vcpu::restore_l1_from_vmcb01() noexcept {
@@ -82,6 +95,7 @@ StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
     // leaves now, writing L2's state into vmcb02.
     l0_takes_exit(x);
     sync_vmcb02_to_vmcb12(vmcb02(), x);
+    give_back_l1_lbrs(vmcb02());
     gif_ = false;  // APM 15.6 step 1
     restore_l1_from_vmcb01();
     StepResult r;

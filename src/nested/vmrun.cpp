@@ -117,7 +117,9 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
         out.set_intercept(ic::VMSAVE);
     }
     std::uint64_t ext = vls ? misc_ctl2::V_VMSAVE_VMLOAD : 0;
-    if (cpu_->has(Feature::lbrv)) ext |= cache_.get(FieldId::misc_ctl2) & misc_ctl2::LBR_VIRT;
+    // LBR virtualization for L2 when L1 enabled it (APM 15.23); KVM's
+    // svm_update_lbrv may also turn it on for L0's own use, which L1 cannot see.
+    if (nested_lbrv()) ext |= misc_ctl2::LBR_VIRT;
     out.set(FieldId::misc_ctl2, ext);
 
     // L0's own maps; the merged MSRPM replaces L0's when L1 sets MSR_PROT.
@@ -185,8 +187,16 @@ void Vcpu::prepare_vmcb02_save(arch::Vmcb& out) const noexcept {
     if (cpu_->has(Feature::shstk)) copy_fields<kCetSupervisorFields>(cache_, out);
     // gPAT: L2's own with nested paging (it is L2's PAT then), else L1's.
     out.set(FieldId::g_pat, l2_has_own_pat() ? cache_.get(FieldId::g_pat) : vmcb01_.get(FieldId::g_pat));
-    if (cpu_->has(Feature::lbrv) && (cache_.get(FieldId::misc_ctl2) & misc_ctl2::LBR_VIRT))
+    // DebugCtl and the LBRs (KVM's nested_vmcb02_prepare_save): L2's own
+    // from vmcb12 when L1 enabled LBR virtualization, DebugCtl without the
+    // bits L0 does not virtualize (DEBUGCTL_RESERVED_BITS: VMRUN does not
+    // fail for them); otherwise L1's, from vmcb01.
+    if (nested_lbrv()) {
         copy_fields<kLbrVirtFields>(cache_, out);
+        out.set(FieldId::dbgctl, cache_.get(FieldId::dbgctl) & kL0DebugCtlBits);
+    } else {
+        copy_fields<kLbrVirtFields>(vmcb01_, out);
+    }
 }
 
 void Vcpu::prepare_vmcb02(arch::Vmcb& out) const noexcept {
@@ -264,8 +274,12 @@ FailReason Vcpu::prepare_entry(std::span<const std::uint8_t> l2_save) noexcept {
     prepare_vmcb02(next);
     // A restored nested state carries L2's registers as they were (their
     // fields: the buffer's reserved bytes stay zero).
-    if (!l2_save.empty())
+    if (!l2_save.empty()) {
         arch::copy_save_field_bytes(l2_save.first<arch::kVmcbSize - arch::kSaveAreaOffset>(), next.page());
+        // Only a DebugCtl L0 virtualizes (KVM clears the reserved bits of
+        // the DebugCtl KVM_SET_NESTED_STATE brings, as at VMRUN).
+        next.set(FieldId::dbgctl, next.get(FieldId::dbgctl) & kL0DebugCtlBits);
+    }
     if (const FailReason fr = load_l2_cr3(next); fr != FailReason::none) return fr;
     next_uses_msrpm02_ = cache_.intercept(ic::MSR_PROT);
     if (next_uses_msrpm02_ && !merge_msrpm(next_msrpm02())) return FailReason::msrpm_unreadable;

@@ -232,7 +232,8 @@ public:
                 {"TSC", arch::msr::TSC},         {"PAT", arch::msr::PAT},           {"VM_CR", arch::msr::VM_CR},
                 {"VM_HSAVE_PA", arch::msr::VM_HSAVE_PA}, {"TSC_RATIO", arch::msr::TSC_RATIO},
                 {"SPEC_CTRL", arch::msr::SPEC_CTRL}, {"SYSENTER_CS", arch::msr::SYSENTER_CS},
-                {"SYSENTER_ESP", arch::msr::SYSENTER_ESP}, {"SYSENTER_EIP", arch::msr::SYSENTER_EIP}};
+                {"SYSENTER_ESP", arch::msr::SYSENTER_ESP}, {"SYSENTER_EIP", arch::msr::SYSENTER_EIP},
+                {"DEBUGCTL", arch::msr::DEBUGCTL}};
             for (const auto& [nm, v] : names)
                 if (n.Scalar() == nm) return v;
         }

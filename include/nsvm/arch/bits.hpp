@@ -190,6 +190,11 @@ inline constexpr std::uint32_t EFER = 0xC0000080, STAR = 0xC0000081, LSTAR = 0xC
                                HWCR = 0xC0010015, VM_CR = 0xC0010114, SMM_CTL = 0xC0010116,
                                VM_HSAVE_PA = 0xC0010117, SVM_KEY = 0xC0010118;
 }
+/// DebugCtl (MSR 01D9h, APM vol. 2 13.1.1.6): LBR and BTF, PB0-PB3 in bits
+/// 5:2 (on CPUs with BusLockTrap, bit 2 enables it), bits 63:6 reserved (MBZ).
+namespace debugctl {
+inline constexpr std::uint64_t LBR = bit(0), BTF = bit(1), kPins = bits(5, 2), kReserved = bits(63, 6);
+}
 namespace vm_cr {  // APM 15.30.1
 inline constexpr std::uint64_t DPD = bit(0), R_INIT = bit(1), DIS_A20M = bit(2), LOCK = bit(3), SVMDIS = bit(4),
                                kMbz = bits(63, 5);

@@ -29,8 +29,15 @@ struct MsrWrite {
 };
 
 /// EFER (C000_0080), VM_CR (C001_0114), VM_HSAVE_PA (C001_0117), TSC_RATIO
-/// (C000_0104) and PAT (0277).
+/// (C000_0104), PAT (0277) and DebugCtl (01D9, with the processor's reserved
+/// bits, arch::debugctl::kReserved).
 [[nodiscard]] MsrWrite svm_msr_write(const checks::CpuModel& cpu, std::uint32_t msr, std::uint64_t value,
                                      const SvmMsrState& state) noexcept;
+
+/// WRMSR DebugCtl (APM vol. 2 13.1.1.6): a value with a bit of `reserved` set
+/// is #GP(0), otherwise DebugCtl holds it. The processor's reserved bits are
+/// 63:6; a hypervisor that virtualizes fewer bits (KVM's svm_set_msr, which
+/// keeps only LBR) judges the guest's value against its own set with the same rule.
+[[nodiscard]] MsrWrite debugctl_write(std::uint64_t value, std::uint64_t reserved) noexcept;
 
 }  // namespace nsvm::cpu

@@ -36,6 +36,20 @@
 
 namespace nsvm::cpu {
 
+/// DebugCtl and the last-branch records: what LBR virtualization loads at
+/// VMRUN and saves at #VMEXIT (APM 15.23; VMCB save area 670h-690h).
+struct LbrState {
+    std::uint64_t dbgctl = 0;          ///< DebugCtl (MSR 01D9h)
+    std::uint64_t br_from = 0;         ///< LastBranchFromIP
+    std::uint64_t br_to = 0;           ///< LastBranchToIP
+    std::uint64_t last_excp_from = 0;  ///< LastExceptionFromIP
+    std::uint64_t last_excp_to = 0;    ///< LastExceptionToIP
+    friend bool operator==(const LbrState&, const LbrState&) = default;
+};
+/// The LBR fields of a VMCB's save area, and the inverse.
+[[nodiscard]] LbrState lbr_from_vmcb(const arch::Vmcb& v) noexcept;
+void store_lbr(const LbrState& l, arch::Vmcb& v) noexcept;
+
 /// The processor registers SVM touches: what VMRUN saves and loads, what
 /// VMLOAD/VMSAVE move, and what #VMEXIT reloads (APM 15.5.1, 15.5.2, 15.6).
 /// While a guest runs these are the guest's live registers.
@@ -60,6 +74,7 @@ struct Registers {
     std::uint64_t star = 0, lstar = 0, cstar = 0, sfmask = 0;
     std::uint64_t sysenter_cs = 0, sysenter_esp = 0, sysenter_eip = 0;
     std::uint64_t pat = 0x0007040600070406ULL;  ///< power-on PAT (APM 7.8.2)
+    LbrState lbr{};  ///< DebugCtl and the LBRs (0 at reset)
 
     friend bool operator==(const Registers&, const Registers&) = default;
 };
@@ -181,8 +196,9 @@ public:
     [[nodiscard]] SvmResult clgi() noexcept;
     [[nodiscard]] SvmResult invlpga(std::uint32_t ecx) noexcept;  ///< rAX = VA, ECX = ASID
     [[nodiscard]] SvmResult skinit() noexcept;
-    /// WRMSR of the SVM MSRs (EFER, VM_CR, VM_HSAVE_PA, TSC_RATIO, PAT) with
-    /// their #GP rules (APM 15.30, cpu/msr_rules.hpp); other MSRs are accepted and ignored.
+    /// WRMSR of the SVM MSRs (EFER, VM_CR, VM_HSAVE_PA, TSC_RATIO, PAT) and
+    /// DebugCtl with their #GP rules (APM 15.30, 13.1.1.6, cpu/msr_rules.hpp);
+    /// other MSRs are accepted and ignored.
     [[nodiscard]] SvmResult wrmsr(std::uint32_t msr, std::uint64_t value) noexcept;
 
     // --- While the guest runs ---
@@ -361,6 +377,9 @@ private:
     void vmcb_store(arch::FieldId f, std::uint64_t v) noexcept;
     void vmcb_store_segment(arch::Seg s, const arch::Segment& v) noexcept;
     [[nodiscard]] std::uint64_t exit_code_form(std::uint64_t code) const noexcept;
+    /// LBR virtualization in the VMCB being run (misc_ctl2 bit 0) on a CPU
+    /// that has it (CPUID Fn8000_000A_EDX[1]); without the feature the bit is ignored.
+    [[nodiscard]] bool lbr_virtualization() const noexcept;
 
     const checks::CpuModel* cpu_;
     const checks::Profile* profile_;

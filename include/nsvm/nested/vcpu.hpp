@@ -126,6 +126,11 @@ inline constexpr std::uint64_t kDefaultSmbase = 0x30000;
 /// the model does not map (the host state of L0's VMRUN of vmcb02 is kept in
 /// the processor, cpu::HeldVmcb); any legal page address would do.
 inline constexpr std::uint64_t kL0HsavePa = 0x7FFF000;
+/// The DebugCtl bits L0 virtualizes for its guests: LBR only (KVM's
+/// DEBUGCTL_RESERVED_BITS is every other bit; BTF is dropped on write by
+/// svm_set_msr, bits 5:2 are reserved). L2's DebugCtl from vmcb12 is masked
+/// to these at VMRUN, and an L1 or L2 WRMSR with another bit is #GP(0).
+inline constexpr std::uint64_t kL0DebugCtlBits = 0x1;  // arch::debugctl::LBR
 
 /// KVM's uapi struct kvm_nested_state, SVM format (arch/x86/include/uapi/asm/kvm.h).
 namespace kvm_state {
@@ -305,6 +310,8 @@ private:
     /// `vmcb02`: the live one, or (KVM's late VMRUN failure) the one just prepared.
     void sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& x) noexcept;
     void restore_l1_from_vmcb01() noexcept;
+    /// vmcb02's DebugCtl and LBRs back to vmcb01 when L2 ran with L1's (!nested_lbrv()).
+    void give_back_l1_lbrs(const arch::Vmcb& vmcb02) noexcept;
     [[nodiscard]] StepResult nested_vmexit(const cpu::ExitInfo& x) noexcept;
     void leave_nested() noexcept;
 
@@ -346,8 +353,14 @@ private:
     void apply_l2_effect(const cpu::Event& e) noexcept;
     /// The #GP(0) reason of an L2 MOV to CR/DR or WRMSR with an illegal value, or nullptr.
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
-    /// L2's WRMSR as L0 emulates it: the processor's MSR rules on L2's state.
+    /// L2's WRMSR as L0 emulates it: the processor's MSR rules on L2's state,
+    /// DebugCtl with L0's (l0_debugctl_write).
     [[nodiscard]] cpu::MsrWrite l2_msr_write(const cpu::Event& e) const noexcept;
+    /// KVM's svm_set_msr(MSR_IA32_DEBUGCTLMSR) for L1 or L2, whose DebugCtl is
+    /// `current`: without LBR virtualization on the host the write is ignored
+    /// (DebugCtl keeps `current`); else BTF is dropped and any bit outside
+    /// kL0DebugCtlBits is #GP(0) (cpu::debugctl_write's rule with L0's bits).
+    [[nodiscard]] cpu::MsrWrite l0_debugctl_write(std::uint64_t value, std::uint64_t current) const noexcept;
     /// L2's EFER as L2 sees it: `vmcb02`'s, with SVME as vmcb12 gave it (the
     /// hardware VMCB always has SVME set). What the #VMEXIT writes to vmcb12.
     [[nodiscard]] std::uint64_t l2_efer(const arch::Vmcb& vmcb02) const noexcept;
@@ -384,6 +397,12 @@ private:
     /// nested_vmcb02_prepare_save and nested_svm_vmexit with the
     /// NESTED_SVM_SHARED_PAT quirk off; selftest svm_nested_pat_test).
     [[nodiscard]] bool l2_has_own_pat() const noexcept;
+    /// L1 enabled LBR virtualization for L2 (LBR_VIRT in vmcb12's misc_ctl2,
+    /// offered to L1: APM 15.23; KVM's check of LBRV enablement in vmcb12):
+    /// L2's DebugCtl and LBRs are vmcb12's, loaded at VMRUN and written back
+    /// at #VMEXIT. Without it L2 runs with L1's (vmcb01's), which the #VMEXIT
+    /// gives back to vmcb01 (KVM's nested_svm_vmexit, svm_copy_lbrs).
+    [[nodiscard]] bool nested_lbrv() const noexcept;
     /// Why `l1`'s save area is not an L1 state (in guest mode: not one L1's
     /// VMRUN could have left), or nullptr. Shared by restore_state (vmcb01)
     /// and RSM into L2, which reloads it from HSAVE+0x400 in guest memory.
