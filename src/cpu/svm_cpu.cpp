@@ -269,8 +269,9 @@ checks::HostState SvmCpu::host_state_for_gates(const Registers& r) const noexcep
 }
 
 bool SvmCpu::svm_gates(Insn insn, const Registers& r, SvmResult& out) const noexcept {
-    const checks::Check* c = svm_instruction_gate(insn, host_state_for_gates(r), *cpu_, *profile_,
-                                                  in_guest_ ? GateContext::guest : GateContext::host);
+    checks::HostState h = host_state_for_gates(r);
+    const checks::Check* c =
+        svm_instruction_gate(insn, h, *cpu_, *profile_, in_guest_ ? GateContext::guest : GateContext::host);
     if (c == nullptr) return true;
     const GateFault f = gate_fault(*c);
     out.outcome = SvmOutcome::exception;
@@ -456,7 +457,8 @@ SvmResult SvmCpu::vmrun() noexcept {
     held_ = {};
     if (!vmrun_instruction_gates(r)) return r;
     if (!read_vmcb(r)) return r;
-    return enter_guest(r);
+    enter_guest(r);
+    return r;
 }
 
 SvmResult SvmCpu::vmrun(const HeldVmcb& held) noexcept {
@@ -468,13 +470,17 @@ SvmResult SvmCpu::vmrun(const HeldVmcb& held) noexcept {
     held_ = held;
     if (!vmrun_instruction_gates(r)) return r;
     vmcb_pa_ = 0;
-    return enter_guest(r);
+    enter_guest(r);
+    return r;
 }
 
-SvmResult SvmCpu::enter_guest(SvmResult r) noexcept {
+void SvmCpu::enter_guest(SvmResult& r) noexcept {
     // APM 15.5.1 from step 1, on the VMCB vmrun() read or the host holds.
     save_host_state();
-    if (const checks::Check* failed = check_guest_state()) return vmexit_invalid(failed);
+    if (const checks::Check* failed = check_guest_state()) {
+        r = vmexit_invalid(failed);
+        return;
+    }
     load_guest_state();
     load_pdpes();
     apply_tlb_control();
@@ -494,10 +500,12 @@ SvmResult SvmCpu::enter_guest(SvmResult r) noexcept {
         // Through the guest's IDT (svm_cpu_delivery.cpp); an intercepted
         // fault on the way exits before the guest runs an instruction.
         const SvmResult d = deliver_injected();
-        if (d.outcome == SvmOutcome::vmexit) return d;
+        if (d.outcome == SvmOutcome::vmexit) {
+            r = d;
+            return;
+        }
         r.delivery = d.delivery;
     }
-    return r;
 }
 
 SvmResult SvmCpu::vmexit_invalid(const checks::Check* failed) noexcept {

@@ -22,7 +22,7 @@ cpu::HeldVmcb Vcpu::held_vmcb02() noexcept { return cpu::HeldVmcb{&live_vmcb02()
 cpu::SvmCpu& Vcpu::hw() noexcept {
     // A copied Vcpu (restore_state's backup) carries a processor that still
     // points at the original's vmcb02: point it at ours before every use.
-    hw_.rehold(held_vmcb02());
+    hw_.rehold(&live_vmcb02(), vmcb02_msrpm(), vmcb02_iopm());
     return hw_;
 }
 
@@ -72,16 +72,16 @@ bool Vcpu::took_entry(const cpu::SvmResult& hr, StepResult& r) noexcept {
     return false;
 }
 
-StepResult Vcpu::enter_l2_on_processor(StepResult r) noexcept {
+void Vcpu::enter_l2_on_processor(StepResult& r) noexcept {
     // Every entry into L2 (L1's VMRUN, after an exit L0 handled): VMRUN of
     // vmcb02. What L0 wrote into it (an emulated register write, an injected
     // event) is checked and loaded like everything else.
     const cpu::SvmResult hr = run_vmcb02();
-    if (took_entry(hr, r)) return r;
+    if (took_entry(hr, r)) return;
     // SVM_EXIT_ERR on vmcb02: a check the profile let L1's VMRUN through, or
     // an L0 emulation that left an illegal state. KVM's nested_svm_intercept
     // reflects it to L1 as #VMEXIT(VMEXIT_INVALID).
-    return fail_vmrun(FailReason::vmcb02_refused, hr.failed_check, &live_vmcb02());
+    r = fail_vmrun(FailReason::vmcb02_refused, hr.failed_check, &live_vmcb02());
 }
 
 void Vcpu::inject_into_l2(std::uint8_t vector, std::uint32_t error_code) noexcept {

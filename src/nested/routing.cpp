@@ -217,43 +217,51 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         case EventKind::nmi:
         case EventKind::smi:
         case EventKind::init: return external(e.kind);
-        case EventKind::memory: return l2_instruction_boundary(l2_memory_access(e));
-        default: break;
+        case EventKind::memory: {
+            StepResult m = l2_memory_access(e);
+            l2_instruction_boundary(m);
+            return m;
+        }
+        default: return l2_executes(e);
     }
+}
+
+StepResult Vcpu::l2_executes(const cpu::Event& e) noexcept {
     // L2 executes the event on the processor, with vmcb02's intercepts and maps.
     const bool gif_was = gif_;
     const cpu::SvmResult hr = hw().guest_event(e);
-    if (hr.outcome != cpu::SvmOutcome::vmexit) return l2_instruction_boundary(l2_ran(e, hr, gif_was));
-    after_processor_exit();
-    return l2_instruction_boundary(route_l2_exit(e, hr));
+    if (hr.outcome == cpu::SvmOutcome::vmexit) after_processor_exit();
+    StepResult r = hr.outcome != cpu::SvmOutcome::vmexit ? l2_ran(e, hr, gif_was) : route_l2_exit(e, hr);
+    l2_instruction_boundary(r);
+    return r;
 }
 
-StepResult Vcpu::l2_instruction_boundary(StepResult r, const char* taken_note) noexcept {
+void Vcpu::l2_instruction_boundary(StepResult& r, const char* taken_note) noexcept {
     // Before L2's next instruction: first the physical events L0 held for L2
     // (its RFLAGS.IF without V_INTR_MASKING, its interrupt shadow, which the
     // instruction may have ended; KVM's svm_check_nested_events at the next
     // entry), then what vmcb02 itself holds, which the processor takes:
     // the virtual NMI and V_IRQ (APM 15.21.4, 15.21.10), or their #VMEXIT
     // (VINTR) when intercepted, routed like any exit from L2.
-    if (mode_ != Mode::l2 || !hw_.in_guest()) return r;
-    r = take_held_signals(r, taken_note);
-    if (mode_ != Mode::l2 || !hw_.in_guest()) return r;
-    if ((vmcb02().get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING)) == 0) return r;
+    if (mode_ != Mode::l2 || !hw_.in_guest()) return;
+    if (pending_ != 0) r = take_held_signals(r, taken_note);
+    if (mode_ != Mode::l2 || !hw_.in_guest()) return;
+    if ((vmcb02().get(FieldId::int_ctl) & (arch::int_ctl::V_IRQ | arch::int_ctl::V_NMI_PENDING)) == 0) return;
     const cpu::SvmResult hr = hw().poll();
     if (hr.outcome == cpu::SvmOutcome::vmexit) {
         after_processor_exit();
         cpu::Event window{};  // no instruction: L0 resuming after it moves no RIP
         window.kind = EventKind::intr;
         window.insn_len = 0;
-        return route_l2_exit(window, hr);
+        r = route_l2_exit(window, hr);
+        return;
     }
-    if (hr.outcome != cpu::SvmOutcome::delivered) return r;
+    if (hr.outcome != cpu::SvmOutcome::delivered) return;
     hw_.flush_guest_state();
-    StepResult t;
-    t.outcome = Outcome::interrupt;
-    t.vector = hr.vector;
-    t.note = hr.note;
-    return t;
+    r = StepResult{};
+    r.outcome = Outcome::interrupt;
+    r.vector = hr.vector;
+    r.note = hr.note;
 }
 
 StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_was) noexcept {
@@ -308,16 +316,22 @@ StepResult Vcpu::route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) no
         // SVM_EXIT_CR0_SEL_WRITE injection").
         hw.code = ec::CR0_SEL_WRITE;
     }
-    if (l1_wants_exit(e, hw)) {
-        if (!opts_.nrips) hw.next_rip = 0;
-        StepResult r = nested_vmexit(hw);
-        r.l0_exit = true;
-        r.note = "intercepted by L1 (vmcb12)";
-        return r;
-    }
-    StepResult r = (this->*l0_exit_handler(hw.code))(e, hw);
-    if (mode_ != Mode::l2 || hw_.in_guest()) return r;  // L1 took over, or L2 runs on
-    return enter_l2_on_processor(r);
+    if (!l1_wants_exit(e, hw)) return l0_handles_exit(e, hw);
+    if (!opts_.nrips) hw.next_rip = 0;
+    return reflect_to_l1(hw);
+}
+
+StepResult Vcpu::reflect_to_l1(const cpu::ExitInfo& x) noexcept {
+    StepResult r = nested_vmexit(x);
+    r.l0_exit = true;
+    r.note = "intercepted by L1 (vmcb12)";
+    return r;
+}
+
+StepResult Vcpu::l0_handles_exit(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {
+    StepResult r = (this->*l0_exit_handler(x.code))(e, x);
+    if (mode_ == Mode::l2 && !hw_.in_guest()) enter_l2_on_processor(r);  // else L1 took over, or L2 runs on
+    return r;
 }
 
 Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
@@ -621,8 +635,8 @@ StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e) noexcept {
     // judges L2's state by its own as well (KVM's nested_svm_check_permissions
     // adds #UD without paging): the catalogue's gates under L0's profile.
     const auto insn = e.kind == EventKind::vmload ? cpu::SvmInsn::vmload : cpu::SvmInsn::vmsave;
-    if (const checks::Check* c =
-            cpu::svm_instruction_gate(insn, gate_state(vmcb02()), *cpu_, *profile_, cpu::GateContext::guest)) {
+    checks::HostState h = gate_state(vmcb02());
+    if (const checks::Check* c = cpu::svm_instruction_gate(insn, h, *cpu_, *profile_, cpu::GateContext::guest)) {
         const cpu::GateFault f = cpu::gate_fault(*c);
         r.failed_check = c;
         return fault(f.vector, f.note);

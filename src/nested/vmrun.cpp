@@ -59,7 +59,8 @@ bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept
     // and the profile's own, e.g. KVM's #UD without paging and in SMM and
     // #GP for VM_HSAVE_PA = 0 on VMRUN), judged on L1's state as KVM's
     // nested_svm_check_permissions and nested_svm_vmrun judge it.
-    const checks::Check* c = cpu::svm_instruction_gate(insn, gate_state(vmcb01_), *cpu_, *profile_, cpu::GateContext::host);
+    checks::HostState h = gate_state(vmcb01_);
+    const checks::Check* c = cpu::svm_instruction_gate(insn, h, *cpu_, *profile_, cpu::GateContext::host);
     if (c == nullptr) return true;
     const cpu::GateFault f = cpu::gate_fault(*c);
     r.outcome = Outcome::exception;
@@ -314,7 +315,8 @@ StepResult Vcpu::enter_nested(std::uint64_t gpa) noexcept {
     StepResult r;
     r.outcome = Outcome::entered_l2;
     r.note = "vmcb02 committed and run by the processor; GIF = 1";
-    return enter_l2_on_processor(r);
+    enter_l2_on_processor(r);
+    return r;
 }
 
 StepResult Vcpu::l1_vmrun() noexcept {
@@ -332,9 +334,13 @@ StepResult Vcpu::l1_vmrun() noexcept {
     skip_l1_instruction(kVmrunLength);
     vmcb12_gpa_ = gpa;
     if (const checks::Check* c = check_cache()) return fail_vmrun(FailReason::consistency_check, c, nullptr);
-    const StepResult entered = enter_nested(gpa);
-    if (entered.outcome != Outcome::entered_l2) return entered;
-    return l2_instruction_boundary(entered, kTakenAtEntry);
+    return enter_l2(gpa);
+}
+
+StepResult Vcpu::enter_l2(std::uint64_t gpa) noexcept {
+    StepResult r = enter_nested(gpa);
+    if (r.outcome == Outcome::entered_l2) l2_instruction_boundary(r, kTakenAtEntry);
+    return r;
 }
 
 StepResult Vcpu::take_held_signals(StepResult r, const char* taken_note, const char* consumed_note) noexcept {

@@ -243,10 +243,14 @@ public:
     /// The processor's internal copy of the current VMCB (controls and the
     /// int_ctl / int_state / EVENTINJ it updates while the guest runs).
     [[nodiscard]] const arch::Vmcb& vmcb() const noexcept { return cur(); }
-    /// Points a host-held VMCB run at `held` (same contents, new place: the
-    /// host copied itself); no effect when the VMCB was read from memory.
-    void rehold(const HeldVmcb& held) noexcept {
-        if (held_.vmcb != nullptr) held_ = held;
+    /// Points a host-held VMCB run at `vmcb` and its maps (same contents,
+    /// new place: the host copied itself); no effect when the VMCB was read
+    /// from memory. Member by member: the host calls this before every use.
+    void rehold(arch::Vmcb* vmcb, std::span<const std::uint8_t> msrpm, std::span<const std::uint8_t> iopm) noexcept {
+        if (held_.vmcb == nullptr) return;
+        held_.vmcb = vmcb;
+        held_.msrpm = msrpm;
+        held_.iopm = iopm;
     }
     /// True while the running (or last) VMCB is host-held.
     [[nodiscard]] bool held() const noexcept { return held_.vmcb != nullptr; }
@@ -366,7 +370,10 @@ private:
     /// The host state goes to memory at VM_HSAVE_PA (the profile's
     /// hsave_used), except for a host-held VMCB: then the internal page.
     [[nodiscard]] bool hsave_in_memory() const noexcept { return profile_->hsave_used && held_.vmcb == nullptr; }
-    [[nodiscard]] SvmResult enter_guest(SvmResult r) noexcept;
+    /// The VMRUN from its checks on, writing its result into `r` in place
+    /// (the caller returns it: a result copied right after its narrow
+    /// fields were stored stalls store forwarding on every entry).
+    void enter_guest(SvmResult& r) noexcept;
     [[nodiscard]] bool np_enabled() const noexcept;
     [[nodiscard]] bool interrupt_shadow() const noexcept;
     [[nodiscard]] std::uint64_t int_ctl() const noexcept;

@@ -282,8 +282,9 @@ private:
     /// L0's entry into L2: VMLOAD of the VMLOAD state (kept in vmcb01), VMRUN of vmcb02.
     [[nodiscard]] cpu::SvmResult run_vmcb02() noexcept;
     /// An entry (VMRUN, RSM into L2, resuming after an L0-handled exit): the
-    /// processor's VMRUN of vmcb02, its result folded into the report `r`.
-    [[nodiscard]] StepResult enter_l2_on_processor(StepResult r) noexcept;
+    /// processor's VMRUN of vmcb02, its result folded into the report `r` in
+    /// place (see l2_instruction_boundary).
+    void enter_l2_on_processor(StepResult& r) noexcept;
     /// The outcomes of an entry (run_vmcb02's `hr`) that leave L2 entered or
     /// routed (an intercepted fault delivering EVENTINJ), folded into `r`;
     /// false when the processor refused vmcb02, the caller's failure path.
@@ -297,14 +298,25 @@ private:
     void after_processor_exit() noexcept;
     /// An exit from L2 the processor reported: to L1 or to L0's handlers.
     [[nodiscard]] StepResult route_l2_exit(const cpu::Event& e, const cpu::SvmResult& hr) noexcept;
+    /// The exit (`x`, as L1 sees it) is L1's: the nested #VMEXIT.
+    [[nodiscard]] StepResult reflect_to_l1(const cpu::ExitInfo& x) noexcept;
+    /// The exit is L0's: its handler, then L2 runs on when L0 resumes it.
+    [[nodiscard]] StepResult l0_handles_exit(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    /// L2 executes `e` on the processor: completed in L2 or routed, then
+    /// the instruction boundary.
+    [[nodiscard]] StepResult l2_executes(const cpu::Event& e) noexcept;
     /// L2 goes on after an event the processor finished inside it.
     [[nodiscard]] StepResult l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_was) noexcept;
     /// The boundary after an L2 instruction (or VMRUN's entry): what became
-    /// deliverable is taken before L2's next instruction, `r` otherwise.
+    /// deliverable is taken before L2's next instruction, `r` otherwise. In
+    /// place: the step's report passes through every boundary, and a result
+    /// copied right after its narrow fields were stored stalls store
+    /// forwarding (docs/performance.md).
     static constexpr const char* kTakenAtBoundary =
         "a held event became deliverable to L2 (its IF or interrupt shadow) and was taken";
-    [[nodiscard]] StepResult l2_instruction_boundary(StepResult r,
-                                                     const char* taken_note = kTakenAtBoundary) noexcept;
+    void l2_instruction_boundary(StepResult& r, const char* taken_note = kTakenAtBoundary) noexcept;
+    /// L1's VMRUN after its checks: enter L2, then its first instruction boundary.
+    [[nodiscard]] StepResult enter_l2(std::uint64_t gpa) noexcept;
 
     // #VMEXIT phases.
     /// `vmcb02`: the live one, or (KVM's late VMRUN failure) the one just prepared.
