@@ -269,9 +269,8 @@ checks::HostState SvmCpu::host_state_for_gates(const Registers& r) const noexcep
 }
 
 bool SvmCpu::svm_gates(Insn insn, const Registers& r, SvmResult& out) const noexcept {
-    checks::HostState h = host_state_for_gates(r);
-    const checks::Check* c =
-        svm_instruction_gate(insn, h, *cpu_, *profile_, in_guest_ ? GateContext::guest : GateContext::host);
+    const checks::Check* c = svm_instruction_gate(insn, host_state_for_gates(r), *cpu_, *profile_,
+                                                  in_guest_ ? GateContext::guest : GateContext::host);
     if (c == nullptr) return true;
     const GateFault f = gate_fault(*c);
     out.outcome = SvmOutcome::exception;

@@ -41,6 +41,14 @@ static_assert([] {
         if (kVmloadMsrs[i].field != arch::kVmloadFields[i]) return false;
     return kVmloadMsrs.size() == arch::kVmloadFields.size();
 }(), "the VMLOAD/VMSAVE MSRs are APM 15.5.2's list, in arch's order");
+/// kVmloadMsrs' registers alone, in the same order as arch::kVmloadFields:
+/// g++ 12 folds a constant index into these two plain arrays to one load and
+/// one store per MSR, not into the array of pairs (a width switch each).
+constexpr auto kVmloadMsrRegs = [] {
+    std::array<std::uint64_t Registers::*, kVmloadMsrs.size()> regs{};
+    for (std::size_t i = 0; i < kVmloadMsrs.size(); ++i) regs[i] = kVmloadMsrs[i].reg;
+    return regs;
+}();
 
 /// The registers' VMLOAD/VMSAVE state seen as a VMCB's, so that
 /// arch::copy_vmload_state moves it between the registers and a VMCB page.
@@ -106,8 +114,8 @@ void SvmCpu::vmload_state_from(const arch::Vmcb& v) noexcept {
         ((seg_ref(regs_, arch::kVmloadSegments[I]) = v.segment(arch::kVmloadSegments[I])), ...);
     }(std::make_index_sequence<arch::kVmloadSegments.size()>{});
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-        ((regs_.*kVmloadMsrs[I].reg = v.get(kVmloadMsrs[I].field)), ...);
-    }(std::make_index_sequence<kVmloadMsrs.size()>{});
+        ((regs_.*kVmloadMsrRegs[I] = v.get(arch::kVmloadFields[I])), ...);
+    }(std::make_index_sequence<kVmloadMsrRegs.size()>{});
 }
 
 void SvmCpu::vmsave_state_to(arch::Vmcb& v) const noexcept {
@@ -116,8 +124,8 @@ void SvmCpu::vmsave_state_to(arch::Vmcb& v) const noexcept {
         (v.set_segment(arch::kVmloadSegments[I], seg_ref(regs_, arch::kVmloadSegments[I])), ...);
     }(std::make_index_sequence<arch::kVmloadSegments.size()>{});
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-        (v.set(kVmloadMsrs[I].field, regs_.*kVmloadMsrs[I].reg), ...);
-    }(std::make_index_sequence<kVmloadMsrs.size()>{});
+        (v.set(arch::kVmloadFields[I], regs_.*kVmloadMsrRegs[I]), ...);
+    }(std::make_index_sequence<kVmloadMsrRegs.size()>{});
 }
 
 SvmResult SvmCpu::guest_vmload_vmsave(const Event& e, bool save) noexcept {

@@ -22,7 +22,7 @@ cpu::HeldVmcb Vcpu::held_vmcb02() noexcept { return cpu::HeldVmcb{&live_vmcb02()
 cpu::SvmCpu& Vcpu::hw() noexcept {
     // A copied Vcpu (restore_state's backup) carries a processor that still
     // points at the original's vmcb02: point it at ours before every use.
-    hw_.rehold(&live_vmcb02(), vmcb02_msrpm(), vmcb02_iopm());
+    hw_.rehold(held_vmcb02());
     return hw_;
 }
 

@@ -635,8 +635,8 @@ StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e) noexcept {
     // judges L2's state by its own as well (KVM's nested_svm_check_permissions
     // adds #UD without paging): the catalogue's gates under L0's profile.
     const auto insn = e.kind == EventKind::vmload ? cpu::SvmInsn::vmload : cpu::SvmInsn::vmsave;
-    checks::HostState h = gate_state(vmcb02());
-    if (const checks::Check* c = cpu::svm_instruction_gate(insn, h, *cpu_, *profile_, cpu::GateContext::guest)) {
+    if (const checks::Check* c =
+            cpu::svm_instruction_gate(insn, gate_state(vmcb02()), *cpu_, *profile_, cpu::GateContext::guest)) {
         const cpu::GateFault f = cpu::gate_fault(*c);
         r.failed_check = c;
         return fault(f.vector, f.note);

@@ -59,8 +59,7 @@ bool Vcpu::l1_instruction_gates(StepResult& r, cpu::SvmInsn insn) const noexcept
     // and the profile's own, e.g. KVM's #UD without paging and in SMM and
     // #GP for VM_HSAVE_PA = 0 on VMRUN), judged on L1's state as KVM's
     // nested_svm_check_permissions and nested_svm_vmrun judge it.
-    checks::HostState h = gate_state(vmcb01_);
-    const checks::Check* c = cpu::svm_instruction_gate(insn, h, *cpu_, *profile_, cpu::GateContext::host);
+    const checks::Check* c = cpu::svm_instruction_gate(insn, gate_state(vmcb01_), *cpu_, *profile_, cpu::GateContext::host);
     if (c == nullptr) return true;
     const cpu::GateFault f = cpu::gate_fault(*c);
     r.outcome = Outcome::exception;

@@ -27,10 +27,7 @@ enum class GateContext : std::uint8_t { host, guest };
 /// VMMCALL has none (APM 15.5.3: no CPL check; #UD only when not intercepted).
 /// `h` is taken by value and adjusted in place: pass it as a temporary (the
 /// gates run on every SVM instruction; a copy of it costs more than the gates).
-/// `h` is the caller's copy of the processor state, adjusted in place to
-/// what the instruction's gates see (passed by reference: a copy made right
-/// after its narrow fields were stored stalls store forwarding).
-[[nodiscard]] const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState& h,
+[[nodiscard]] const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState h,
                                                         const checks::CpuModel& cpu, const checks::Profile& profile,
                                                         GateContext where) noexcept;
 

@@ -243,14 +243,10 @@ public:
     /// The processor's internal copy of the current VMCB (controls and the
     /// int_ctl / int_state / EVENTINJ it updates while the guest runs).
     [[nodiscard]] const arch::Vmcb& vmcb() const noexcept { return cur(); }
-    /// Points a host-held VMCB run at `vmcb` and its maps (same contents,
-    /// new place: the host copied itself); no effect when the VMCB was read
-    /// from memory. Member by member: the host calls this before every use.
-    void rehold(arch::Vmcb* vmcb, std::span<const std::uint8_t> msrpm, std::span<const std::uint8_t> iopm) noexcept {
-        if (held_.vmcb == nullptr) return;
-        held_.vmcb = vmcb;
-        held_.msrpm = msrpm;
-        held_.iopm = iopm;
+    /// Points a host-held VMCB run at `held` (same contents, new place: the
+    /// host copied itself); no effect when the VMCB was read from memory.
+    void rehold(const HeldVmcb& held) noexcept {
+        if (held_.vmcb != nullptr) held_ = held;
     }
     /// True while the running (or last) VMCB is host-held.
     [[nodiscard]] bool held() const noexcept { return held_.vmcb != nullptr; }
