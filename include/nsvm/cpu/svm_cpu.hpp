@@ -92,12 +92,18 @@ struct Registers {
 /// The inverse: writes those fields of `r` into `v`'s save area.
 void store_registers(const Registers& r, arch::Vmcb& v) noexcept;
 
+/// TSC_RATIO 1.0 (8.32 fixed point): the MSR's reset value (APM 15.30.5).
+inline constexpr std::uint64_t kTscRatioOne = std::uint64_t{1} << 32;
+/// A TSC as a guest reads it: `host_tsc` times `ratio` (8.32 fixed point,
+/// APM 15.30.5) plus `offset` (TSC_OFFSET, APM 15.30.4), modulo 2^64.
+[[nodiscard]] std::uint64_t guest_tsc_of(std::uint64_t host_tsc, std::uint64_t ratio, std::uint64_t offset) noexcept;
+
 /// SVM-related MSRs and counters of the processor (APM 15.30).
 struct SvmMsrs {
     std::uint64_t vm_hsave_pa = 0;               ///< C001_0117
     std::uint64_t vm_cr = 0;                     ///< C001_0114: DPD, R_INIT, DIS_A20M, LOCK, SVMDIS
     std::uint64_t tsc = 0;                       ///< the host TSC
-    std::uint64_t tsc_ratio = std::uint64_t{1} << 32;  ///< C000_0104, 8.32 fixed point, reset 1.0
+    std::uint64_t tsc_ratio = kTscRatioOne;        ///< C000_0104, 8.32 fixed point, reset 1.0
     std::uint64_t tsc_aux = 0;                   ///< C000_0103: RDTSCP's ECX (bits 31:0), reset 0
     std::uint64_t hwcr = 0;                      ///< C001_0015 (bit 0 SMMLOCK)
     friend bool operator==(const SvmMsrs&, const SvmMsrs&) = default;
