@@ -61,6 +61,13 @@ MsrWrite svm_msr_write(const checks::CpuModel& cpu, std::uint32_t msr, std::uint
             if (!cpu.has(Feature::tsc_scale)) return gp("TSC_RATIO without TSC scaling: #GP(0)");
             if ((value & bits(63, 40)) != 0) return gp("TSC_RATIO bits 63:40 are MBZ: #GP(0)");
             return ok(value);
+        case msr::TSC_AUX:
+            // APM vol. 3 RDTSCP: TSC_AUX exists with RDTSCP (CPUID
+            // Fn8000_0001_EDX[27]); RDTSCP returns its bits 31:0. AMD
+            // processors ignore bits 63:32 of a write (KVM's
+            // kvm_set_msr_common stores (u32)data for an AMD guest); no #GP.
+            if (!cpu.has(Feature::rdtscp)) return gp("TSC_AUX without RDTSCP: #GP(0)");
+            return ok(value & 0xFFFFFFFFULL);
         case msr::PAT:
             // APM 7.8.1: each entry must be a defined memory type.
             if (!pat_valid(value)) return gp("PAT with a reserved memory type: #GP(0)");

@@ -150,12 +150,17 @@ Registers SvmCpu::long_mode_host() noexcept {
     return r;
 }
 
+std::uint64_t guest_tsc_of(std::uint64_t host_tsc, std::uint64_t ratio, std::uint64_t offset) noexcept {
+    const auto scaled = static_cast<std::uint64_t>((static_cast<u128>(host_tsc) * ratio) >> 32);
+    return scaled + offset;
+}
+
 std::uint64_t SvmCpu::guest_tsc() const noexcept {
     if (!in_guest_) return msrs_.tsc;
-    // APM 15.30.5: the ratio applies only while the guest runs.
-    const std::uint64_t ratio = cpu_->has(Feature::tsc_scale) ? msrs_.tsc_ratio : (std::uint64_t{1} << 32);
-    const auto scaled = static_cast<std::uint64_t>((static_cast<u128>(msrs_.tsc) * ratio) >> 32);
-    return scaled + cur().get(FieldId::tsc_offset);
+    // APM 15.30.5: the ratio applies only while the guest runs, and only on
+    // a processor with TSC scaling (without it the MSR does not exist).
+    const std::uint64_t ratio = cpu_->has(Feature::tsc_scale) ? msrs_.tsc_ratio : kTscRatioOne;
+    return guest_tsc_of(msrs_.tsc, ratio, cur().get(FieldId::tsc_offset));
 }
 
 // ---------------------------------------------------------------------------

@@ -85,6 +85,18 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
             // the one register host and guest share (APM 15.23).
             if (e.index == msr::DEBUGCTL) regs_.lbr.dbgctl = e.value;
             break;
+        case EventKind::rdtsc:
+        case EventKind::rdtscp: {
+            // APM vol. 3 RDTSC / RDTSCP: EDX:EAX = the TSC as this guest reads
+            // it (TSC_RATIO and TSC_OFFSET, APM 15.30.4 / 15.30.5), the upper
+            // halves of RAX and RDX cleared; RDTSCP also loads ECX with
+            // TSC_AUX[31:0] (upper half of RCX cleared).
+            const std::uint64_t tsc = guest_tsc();
+            regs_.rax = tsc & 0xFFFFFFFFULL;
+            regs_.rdx = tsc >> 32;
+            if (e.kind == EventKind::rdtscp) regs_.rcx = msrs_.tsc_aux & 0xFFFFFFFFULL;
+            break;
+        }
         default: break;
     }
     regs_.rip += e.insn_len;

@@ -236,6 +236,7 @@ SvmResult SvmCpu::wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
         case msr::VM_CR: msrs_.vm_cr = w.stored; break;
         case msr::VM_HSAVE_PA: msrs_.vm_hsave_pa = w.stored; break;
         case msr::TSC_RATIO: msrs_.tsc_ratio = w.stored; break;
+        case msr::TSC_AUX: msrs_.tsc_aux = w.stored; break;
         case msr::PAT: regs_.pat = w.stored; break;
         case msr::DEBUGCTL: regs_.lbr.dbgctl = w.stored; break;
         case msr::HWCR: msrs_.hwcr = value; break;

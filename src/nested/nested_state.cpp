@@ -98,6 +98,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
         if (vmcb01_.intercept_word(w) != want) return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
     }
     mode_ = Mode::l1;
+    write_tsc_multiplier(kL1TscRatio);  // L1's, until switch_to_prepared below enters L2
     smm_ = smm;
     smm_from_l2_ = flags & kFlagSmmL2;
     gif_ = flags & kFlagGif;

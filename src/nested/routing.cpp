@@ -79,6 +79,18 @@ cpu::MsrWrite Vcpu::l2_msr_write(const cpu::Event& e) const noexcept {
     return cpu::svm_msr_write(*cpu_, e.index, e.value, cpu::SvmMsrState{l2_efer(vmcb02()), vm_cr_, cpl});
 }
 
+void Vcpu::emulate_l2_rdtsc(const cpu::Event& e) noexcept {
+    // KVM's emulator (em_rdtsc / em_rdtscp reading MSR_IA32_TSC in guest
+    // mode: the host TSC scaled by the current multiplier plus the current
+    // offset): what the processor would have returned to L2 (APM vol. 3
+    // RDTSC / RDTSCP), with vmcb02's composed offset and L2's ratio. RAX
+    // goes to vmcb02; RDX and RCX are the processor's (no VMCB holds them).
+    const std::uint64_t tsc = cpu::guest_tsc_of(hw_.msrs().tsc, tsc_ratio02_, vmcb02().get(FieldId::tsc_offset));
+    live_vmcb02().set(FieldId::rax, tsc & 0xFFFFFFFFULL);
+    hw_.regs().rdx = tsc >> 32;
+    if (e.kind == EventKind::rdtscp) hw_.regs().rcx = hw_.msrs().tsc_aux & 0xFFFFFFFFULL;
+}
+
 bool Vcpu::l2_clears_svme(const cpu::Event& e) const noexcept {
     return e.kind == EventKind::wrmsr && e.index == arch::msr::EFER && (l2_efer(vmcb02()) & arch::efer::SVME) != 0 &&
            (e.value & arch::efer::SVME) == 0;
@@ -107,6 +119,7 @@ void Vcpu::apply_l2_wrmsr(const cpu::Event& e) noexcept {
             // which the #VMEXIT writes to vmcb12 (nested_lbrv) or vmcb01.
             live_vmcb02().set(FieldId::dbgctl, w.stored);
             break;
+        case arch::msr::TSC_AUX: hw_.msrs().tsc_aux = w.stored; break;  // the vCPU's one TSC_AUX
         default: break;
     }
 }
@@ -139,6 +152,8 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
             live_vmcb02().set(FieldId::cr0, cpu::cr0_as_written(*cpu::cr0_written(e, vmcb02().get(FieldId::cr0))));
             break;
         case EventKind::wrmsr: apply_l2_wrmsr(e); break;
+        case EventKind::rdtsc:
+        case EventKind::rdtscp: emulate_l2_rdtsc(e); break;
         case EventKind::dr_write:
             if (e.index == 7) live_vmcb02().set(FieldId::dr7, e.value);
             if (e.index == 6) live_vmcb02().set(FieldId::dr6, e.value);
@@ -717,6 +732,10 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
         case arch::msr::VM_HSAVE_PA: hsave_pa_ = w.stored; break;
         case arch::msr::VM_CR: vm_cr_ = w.stored; break;
         case arch::msr::TSC_RATIO: tsc_ratio_ = w.stored; break;
+        // The vCPU's one TSC_AUX, L1's and L2's alike: KVM loads the guest's
+        // value into the processor's MSR before entering it (a user-return
+        // MSR), so L2's RDTSCP reads it from the processor.
+        case arch::msr::TSC_AUX: hw_.msrs().tsc_aux = w.stored; break;
         case arch::msr::EFER: (void)host_set_efer(w.stored); break;
         case arch::msr::PAT: vmcb01_.set(FieldId::g_pat, w.stored); break;
         case arch::msr::DEBUGCTL: vmcb01_.set(FieldId::dbgctl, w.stored); break;
@@ -742,6 +761,7 @@ StepResult Vcpu::l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept {
         case arch::msr::VM_HSAVE_PA: value = hsave_pa_; break;
         case arch::msr::VM_CR: value = vm_cr_; break;
         case arch::msr::TSC_RATIO: value = tsc_ratio_; break;
+        case arch::msr::TSC_AUX: value = hw_.msrs().tsc_aux; break;
         case arch::msr::EFER: value = vmcb01_.get(FieldId::efer); break;
         case arch::msr::PAT: value = vmcb01_.get(FieldId::g_pat); break;
         case arch::msr::DEBUGCTL: value = vmcb01_.get(FieldId::dbgctl); break;

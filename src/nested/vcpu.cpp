@@ -218,6 +218,12 @@ const char* Vcpu::check_invariants() const noexcept {
         if (smm_) return "guest mode while in SMM";
         if (vmcb02_hardware_failure() != nullptr) return "vmcb02 fails a VMRUN consistency check of the processor";
     }
+    // The processor's TSC_RATIO is L2's multiplier while L2 runs and L1's
+    // otherwise (KVM's svm_write_tsc_multiplier at nested VMRUN and #VMEXIT);
+    // a shut-down vCPU runs nothing.
+    if (cpu_->has(checks::Feature::tsc_scale) && mode_ != Mode::shutdown &&
+        hw_.msrs().tsc_ratio != (mode_ == Mode::l2 ? tsc_ratio02_ : kL1TscRatio))
+        return "the processor's TSC_RATIO is not the multiplier of the level that runs";
     return nullptr;
 }
 

@@ -82,7 +82,10 @@ void Vcpu::restore_l1_from_vmcb01() noexcept {
     // exit_int_info; the model injects through EVENTINJ, already consumed).
     // Events held by GIF (pending_) are still pending for L1 and are taken
     // once L1 sets GIF (APM 15.17): never dropped here.
-    tsc_ratio02_ = tsc_ratio_;
+    // KVM's nested_svm_vmexit: the TSC multiplier back to L1's
+    // (l1_tsc_scaling_ratio, svm_write_tsc_multiplier). L0 does not scale
+    // L1's TSC in this model: 1.0. tsc_ratio02_ keeps what L2 ran with.
+    write_tsc_multiplier(kL1TscRatio);
     use_msrpm02_ = false;
     use_iopm02_ = false;
     // Single-stepping VMRUN: #DB for L1 once the #VMEXIT completes (APM 15.5.1 step 9).

@@ -21,7 +21,7 @@ using checks::Feature;
 
 namespace {
 constexpr std::uint8_t kVmrunLength = 3;  // 0F 01 D8
-constexpr std::uint64_t kTscRatioDefault = std::uint64_t{1} << 32;
+constexpr std::uint64_t kTscRatioDefault = cpu::kTscRatioOne;
 __extension__ typedef __int128 i128;  // the 64x32 product below needs 96 bits
 
 /// KVM's nested_svm_update_tsc_ratio_msr / kvm_calc_nested_tsc_offset: L2's offset over L1's, scaled by L2's multiplier.
@@ -288,11 +288,21 @@ FailReason Vcpu::prepare_entry(std::span<const std::uint8_t> l2_save) noexcept {
     return FailReason::none;
 }
 
+void Vcpu::write_tsc_multiplier(std::uint64_t ratio) noexcept {
+    // KVM's svm_write_tsc_multiplier (__svm_write_tsc_multiplier): only with
+    // TSC scaling does the processor have the MSR (APM 15.30.5).
+    if (cpu_->has(Feature::tsc_scale)) hw_.msrs().tsc_ratio = ratio;
+}
+
 void Vcpu::switch_to_prepared() noexcept {
     live02_ ^= 1U;
     use_msrpm02_ = next_uses_msrpm02_;
     use_iopm02_ = next_uses_iopm02_;
     tsc_ratio02_ = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
+    // KVM's nested_svm_update_tsc_ratio_msr at nested VMRUN: L2's multiplier
+    // (L1's, 1.0 here, times L1's TSC_RATIO) into the processor's TSC_RATIO,
+    // which scales the host TSC while vmcb02 runs (APM 15.30.5).
+    write_tsc_multiplier(tsc_ratio02_);
     mode_ = Mode::l2;
 }
 

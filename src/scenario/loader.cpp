@@ -233,7 +233,7 @@ public:
                 {"VM_HSAVE_PA", arch::msr::VM_HSAVE_PA}, {"TSC_RATIO", arch::msr::TSC_RATIO},
                 {"SPEC_CTRL", arch::msr::SPEC_CTRL}, {"SYSENTER_CS", arch::msr::SYSENTER_CS},
                 {"SYSENTER_ESP", arch::msr::SYSENTER_ESP}, {"SYSENTER_EIP", arch::msr::SYSENTER_EIP},
-                {"DEBUGCTL", arch::msr::DEBUGCTL}};
+                {"DEBUGCTL", arch::msr::DEBUGCTL}, {"TSC_AUX", arch::msr::TSC_AUX}};
             for (const auto& [nm, v] : names)
                 if (n.Scalar() == nm) return v;
         }
@@ -542,7 +542,8 @@ public:
         if (!n.IsMap()) fail(n, "expect", "expected a mapping");
         static const std::vector<std::string> plain = {"outcome", "exit_code", "exit_info_1", "exit_info_2", "gif",
                                                        "mode", "smm", "reason", "check", "vmcb12_reads", "owner",
-                                                       "vector", "pending_db", "restore_error", "pending"};
+                                                       "vector", "pending_db", "restore_error", "pending",
+                                                       "rdx", "rcx"};
         for (const auto& kv : n) {
             Expectation e;
             e.key = kv.first.as<std::string>();
@@ -552,7 +553,7 @@ public:
             for (const char* pre : {"vmcb12.", "vmcb02.", "vmcb01."})
                 if (field.rfind(pre, 0) == 0) field = field.substr(7);
             const bool is_field = !is_plain && arch::find_field(field).has_value();
-            if (kv.second.IsMap() && (is_field || e.key == "exit_info_1" || e.key == "exit_info_2")) {
+            if (kv.second.IsMap() && (is_field || e.key == "exit_info_1" || e.key == "exit_info_2" || e.key == "rdx" || e.key == "rcx")) {
                 // A masked comparison: only the bits of `mask` must match.
                 only_keys(kv.second, "expect." + e.key, {"value", "mask"});
                 for (const char* k : {"value", "mask"})
@@ -565,7 +566,7 @@ public:
             }
             if (!kv.second.IsScalar())
                 fail(kv.second, "expect." + e.key,
-                     is_field || e.key == "exit_info_1" || e.key == "exit_info_2"
+                     is_field || e.key == "exit_info_1" || e.key == "exit_info_2" || e.key == "rdx" || e.key == "rcx"
                          ? "expected a scalar value or {value, mask}"
                          : "expected a scalar value");
             e.text = kv.second.Scalar();
@@ -585,7 +586,7 @@ public:
             } else if (e.key == "gif" || e.key == "smm" || e.key == "pending_db") {
                 e.value = boolean(kv.second, "expect." + e.key) ? 1 : 0;
             } else if (is_field || e.key == "exit_info_1" || e.key == "exit_info_2" || e.key == "vmcb12_reads" ||
-                       e.key == "vector") {
+                       e.key == "vector" || e.key == "rdx" || e.key == "rcx") {
                 if (field == "control.exit_code") {
                     const auto c = arch::exit_code::parse(e.text);
                     if (!c) fail(kv.second, "expect." + e.key, fmt::format("'{}' is not an exit code", e.text));
@@ -787,7 +788,7 @@ public:
         }
         if (!root.IsMap()) throw Fail{Error{file_, 1, "", "a scenario is a mapping with at least 'steps'"}};
         only_keys(root, "", {"name", "description", "cpu", "features", "maxphyaddr", "profile", "options", "l0",
-                             "memory_budget", "memory", "l1", "steps"});
+                             "memory_budget", "tsc", "memory", "l1", "steps"});
         Scenario s;
         s.file = file_;
         s.l0 = nested::L0Config::kvm_default();
@@ -801,6 +802,9 @@ public:
             if (b < cpu::kPageSize) fail(root["memory_budget"], "memory_budget", "at least one 4 KiB page");
             s.memory.set_budget(b);
         }
+        // The host TSC the processor starts with (APM 15.30.4/15.30.5 apply
+        // to it while a guest runs); the model's TSC does not advance.
+        if (root["tsc"]) s.host_tsc = number(root["tsc"], "tsc");
         if (root["options"]) load_options(root["options"], s);
         if (root["l0"]) load_l0(root["l0"], s);
         if (root["memory"]) load_memory(root["memory"], s);

@@ -49,6 +49,7 @@ struct Snapshot {
     nested::Mode mode = nested::Mode::l1;
     bool smm = false;
     std::uint32_t pending = 0;  ///< events held for L1 (GIF / IF)
+    std::uint64_t rdx = 0, rcx = 0;  ///< the processor's (in no VMCB)
 };
 
 Snapshot snap(nested::Vcpu& v, std::uint64_t vmcb12_gpa) {
@@ -59,6 +60,8 @@ Snapshot snap(nested::Vcpu& v, std::uint64_t vmcb12_gpa) {
     s.mode = v.mode();
     s.smm = v.smm();
     s.pending = v.pending_events();
+    s.rdx = v.hardware().regs().rdx;
+    s.rcx = v.hardware().regs().rcx;
     return s;
 }
 
@@ -150,6 +153,10 @@ struct Checker {
         if (e.key == "gif") return num(v.gif() ? 1 : 0);
         if (e.key == "smm") return num(v.smm() ? 1 : 0);
         if (e.key == "pending_db") return num(v.pending_db_for_l1() ? 1 : 0);
+        // RDX and RCX are the processor's (what RDTSC/RDTSCP write; no VMCB
+        // holds them, and the #VMEXIT to L1 leaves what L2 put there).
+        if (e.key == "rdx") return num(v.hardware().regs().rdx);
+        if (e.key == "rcx") return num(v.hardware().regs().rcx);
         if (e.key == "pending") {
             if (v.pending_events() == e.value) return std::nullopt;
             std::string names;
@@ -219,14 +226,16 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
     if (s.l1_gif) v.set_gif(*s.l1_gif);
     v.set_vm_hsave_pa(s.hsave_pa);
     if (s.smbase) v.set_smbase(*s.smbase);
+    if (s.host_tsc) v.set_host_tsc(*s.host_tsc);
     if (opts.keep_kvm_state) rr.kvm_state = v.save_kvm_nested_state();
 
     if (!opts.json) {
         out << fmt::format("scenario {} ({}): cpu {}, profile {}{}\n", s.name, s.file, s.cpu.name, s.profile->name,
                            s.options.pre_fix_gif_bug ? ", option pre_fix_gif_bug" : "");
         if (!s.description.empty()) out << "  " << s.description << "\n";
-        out << fmt::format("  start: L1 runs, GIF {}, rip {:#x}, rax {:#x}\n", v.gif() ? 1 : 0,
-                           v.vmcb01().get(FieldId::rip), v.vmcb01().get(FieldId::rax));
+        out << fmt::format("  start: L1 runs, GIF {}, rip {:#x}, rax {:#x}{}\n", v.gif() ? 1 : 0,
+                           v.vmcb01().get(FieldId::rip), v.vmcb01().get(FieldId::rax),
+                           s.host_tsc ? fmt::format(", host TSC {:#x}", *s.host_tsc) : "");
     }
 
     for (std::size_t i = 0; i < s.steps.size(); ++i) {
@@ -316,6 +325,9 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
         const Snapshot after = snap(v, st.kind == StepKind::l1 && st.what == "vmrun" ? gpa12 : v.vmcb12_gpa());
         std::vector<Diff> diffs;
         if (before.vmcb12_ok && after.vmcb12_ok && gpa12 == v.vmcb12_gpa()) diffs = diff(before.vmcb12, after.vmcb12, "vmcb12.");
+        // The processor's RDX and RCX, which no VMCB shows (RDTSC, RDTSCP).
+        if (before.rdx != after.rdx) diffs.push_back(Diff{"rdx", before.rdx, after.rdx});
+        if (before.rcx != after.rcx) diffs.push_back(Diff{"rcx", before.rcx, after.rcx});
 
         nlohmann::json j;
         if (opts.json) {

@@ -174,6 +174,8 @@ cpu::Registers random_host(std::mt19937_64& g) {
     r.sysenter_esp = g();
     r.sysenter_eip = g();
     r.pat = 0x0007040600070406ULL ^ (pick(1) << 8);  // WB/WT variants, both valid
+    r.rdx = g();  // processor state only: VMRUN and #VMEXIT leave them alone
+    r.rcx = g();
     r.rax = kVmcb;
     return r;
 }
@@ -326,7 +328,9 @@ TEST(SvmCpuRegisters, SaveAreaConversionRoundTrips) {
     std::mt19937_64 g(3);
     for (int i = 0; i < 50; ++i) {
         cpu::Registers r = random_host(g);
-        r.cr8 = 0;  // not in the save area
+        r.cr8 = 0;  // not in the save area, nor are RDX and RCX
+        r.rdx = 0;
+        r.rcx = 0;
         arch::Vmcb v;
         cpu::store_registers(r, v);
         EXPECT_EQ(cpu::registers_from_save_area(v), r);

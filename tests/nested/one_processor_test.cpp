@@ -52,12 +52,12 @@ std::uint64_t boundary_value(std::mt19937_64& rng, unsigned maxphyaddr) {
 
 TEST(OneProcessor, SvmMsrWritesAgreeBetweenTheProcessorAndL0) {
     // KVM's svm_set_msr for L1 and the processor's WRMSR judge EFER, VM_CR,
-    // VM_HSAVE_PA, TSC_RATIO and PAT by the same rules (APM 15.30): over
+    // VM_HSAVE_PA, TSC_RATIO, PAT and TSC_AUX by the same rules (APM 15.30): over
     // sequences of writes, both raise #GP for the same writes and hold the
     // same values, VM_CR's LOCK included.
     const checks::CpuModel model = checks::default_model();
     const std::uint32_t msrs[] = {arch::msr::EFER, arch::msr::VM_CR, arch::msr::VM_HSAVE_PA, arch::msr::TSC_RATIO,
-                                  arch::msr::PAT};
+                                  arch::msr::PAT, arch::msr::TSC_AUX};
     std::mt19937_64 rng(20261206);
     unsigned faults = 0, writes = 0;
     for (int seq = 0; seq < 400; ++seq) {
@@ -90,6 +90,8 @@ TEST(OneProcessor, SvmMsrWritesAgreeBetweenTheProcessorAndL0) {
             EXPECT_EQ(got, hw.regs().efer);
             EXPECT_EQ(l1.vm_hsave_pa(), hw.msrs().vm_hsave_pa);
             EXPECT_EQ(l1.tsc_ratio(), hw.msrs().tsc_ratio);
+            ASSERT_EQ(l1.l1_rdmsr(arch::msr::TSC_AUX, got).outcome, nested::Outcome::l1_continues);
+            EXPECT_EQ(got, hw.msrs().tsc_aux);
             EXPECT_EQ(l1.vmcb01().get(FieldId::g_pat), hw.regs().pat);
         }
     }

@@ -83,6 +83,31 @@ TEST(Scenario, MaskedExpectationComparesOnlyTheMaskedBits) {
     EXPECT_EQ(s.error().key, "expect.outcome");
 }
 
+TEST(Scenario, HostTscKeyAndProcessorRegisterExpectations) {
+    // `tsc:` sets the processor's host TSC; `rdx` / `rcx` read the
+    // processor's registers, which no VMCB holds (RDTSC, RDTSCP).
+    auto s = scenario::load_text("tsc: 0x1234\nsteps:\n  - expect: {rdx: 0, rcx: {value: 0, mask: 0xff}}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    ASSERT_TRUE(s->host_tsc.has_value());
+    EXPECT_EQ(*s->host_tsc, 0x1234U);
+    std::ostringstream out;
+    EXPECT_EQ(scenario::run(*s, {}, out).status, 0) << out.str();
+    EXPECT_NE(out.str().find("host TSC 0x1234"), std::string::npos) << out.str();
+    s = scenario::load_text("steps:\n  - expect: {rdx: 1}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    const auto r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.message.find("x.yaml:2: expect rdx: wanted 1, got 0x0"), std::string::npos) << r.message;
+    // Bad input names the file, line and key (exit 2 from the CLI).
+    s = scenario::load_text("name: t\ntsc: soon\nsteps:\n  - l1: vmrun\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "tsc");
+    EXPECT_EQ(s.error().line, 2);
+    s = scenario::load_text("steps:\n  - expect: {rcx: {value: 1}}\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "expect.rcx.mask");
+}
+
 TEST(Scenario, PendingExpectationNamesHeldEvents) {
     auto s = scenario::load_text("steps:\n  - external: intr\n    expect: {pending: intrr}\n", "x.yaml");
     ASSERT_FALSE(s);

@@ -29,7 +29,7 @@ struct MsrWrite {
 };
 
 /// EFER (C000_0080), VM_CR (C001_0114), VM_HSAVE_PA (C001_0117), TSC_RATIO
-/// (C000_0104), PAT (0277) and DebugCtl (01D9, with the processor's reserved
+/// (C000_0104), TSC_AUX (C000_0103: bits 31:0 kept), PAT (0277) and DebugCtl (01D9, with the processor's reserved
 /// bits, arch::debugctl::kReserved).
 [[nodiscard]] MsrWrite svm_msr_write(const checks::CpuModel& cpu, std::uint32_t msr, std::uint64_t value,
                                      const SvmMsrState& state) noexcept;

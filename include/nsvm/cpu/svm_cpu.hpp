@@ -52,7 +52,10 @@ void store_lbr(const LbrState& l, arch::Vmcb& v) noexcept;
 
 /// The processor registers SVM touches: what VMRUN saves and loads, what
 /// VMLOAD/VMSAVE move, and what #VMEXIT reloads (APM 15.5.1, 15.5.2, 15.6).
-/// While a guest runs these are the guest's live registers.
+/// While a guest runs these are the guest's live registers. RDX and RCX are
+/// processor state only: no VMCB holds them, and neither VMRUN nor #VMEXIT
+/// changes them (the host's VMM saves and restores them in software), so after
+/// a #VMEXIT they still hold what the guest left; RDTSC/RDTSCP write them.
 struct Registers {
     std::uint64_t efer = 0;
     std::uint64_t cr0 = 0;
@@ -66,6 +69,8 @@ struct Registers {
     std::uint64_t rip = 0;
     std::uint64_t rsp = 0;
     std::uint64_t rax = 0;
+    std::uint64_t rdx = 0;  ///< processor state only (not in any VMCB)
+    std::uint64_t rcx = 0;  ///< processor state only (not in any VMCB)
     std::uint8_t cpl = 0;
     arch::Segment es, cs, ss, ds, fs, gs;  ///< selector + hidden attrib/limit/base
     arch::Segment ldtr, tr, gdtr, idtr;    ///< GDTR/IDTR: limit and base only
@@ -81,18 +86,25 @@ struct Registers {
 
 /// The registers a VMCB state-save area holds (all ten segments, EFER, CR0/2/3/4,
 /// DR6/7, RFLAGS, RIP, RSP, RAX, CPL, the VMLOAD/VMSAVE MSRs, G_PAT as PAT);
-/// CR8 is not in the save area and stays 0. For describing a host or a
+/// CR8, RDX and RCX are not in the save area and stay 0. For describing a host or a
 /// guest as a VMCB image (oracle vectors, traces).
 [[nodiscard]] Registers registers_from_save_area(const arch::Vmcb& v) noexcept;
 /// The inverse: writes those fields of `r` into `v`'s save area.
 void store_registers(const Registers& r, arch::Vmcb& v) noexcept;
+
+/// TSC_RATIO 1.0 (8.32 fixed point): the MSR's reset value (APM 15.30.5).
+inline constexpr std::uint64_t kTscRatioOne = std::uint64_t{1} << 32;
+/// A TSC as a guest reads it: `host_tsc` times `ratio` (8.32 fixed point,
+/// APM 15.30.5) plus `offset` (TSC_OFFSET, APM 15.30.4), modulo 2^64.
+[[nodiscard]] std::uint64_t guest_tsc_of(std::uint64_t host_tsc, std::uint64_t ratio, std::uint64_t offset) noexcept;
 
 /// SVM-related MSRs and counters of the processor (APM 15.30).
 struct SvmMsrs {
     std::uint64_t vm_hsave_pa = 0;               ///< C001_0117
     std::uint64_t vm_cr = 0;                     ///< C001_0114: DPD, R_INIT, DIS_A20M, LOCK, SVMDIS
     std::uint64_t tsc = 0;                       ///< the host TSC
-    std::uint64_t tsc_ratio = std::uint64_t{1} << 32;  ///< C000_0104, 8.32 fixed point, reset 1.0
+    std::uint64_t tsc_ratio = kTscRatioOne;        ///< C000_0104, 8.32 fixed point, reset 1.0
+    std::uint64_t tsc_aux = 0;                   ///< C000_0103: RDTSCP's ECX (bits 31:0), reset 0
     std::uint64_t hwcr = 0;                      ///< C001_0015 (bit 0 SMMLOCK)
     friend bool operator==(const SvmMsrs&, const SvmMsrs&) = default;
 };
@@ -196,8 +208,8 @@ public:
     [[nodiscard]] SvmResult clgi() noexcept;
     [[nodiscard]] SvmResult invlpga(std::uint32_t ecx) noexcept;  ///< rAX = VA, ECX = ASID
     [[nodiscard]] SvmResult skinit() noexcept;
-    /// WRMSR of the SVM MSRs (EFER, VM_CR, VM_HSAVE_PA, TSC_RATIO, PAT) and
-    /// DebugCtl with their #GP rules (APM 15.30, 13.1.1.6, cpu/msr_rules.hpp);
+    /// WRMSR of the SVM MSRs (EFER, VM_CR, VM_HSAVE_PA, TSC_RATIO, PAT),
+    /// DebugCtl and TSC_AUX with their #GP rules (APM 15.30, 13.1.1.6, cpu/msr_rules.hpp);
     /// other MSRs are accepted and ignored.
     [[nodiscard]] SvmResult wrmsr(std::uint32_t msr, std::uint64_t value) noexcept;
 
@@ -254,7 +266,9 @@ public:
     [[nodiscard]] const std::array<std::uint64_t, 4>& pdpes() const noexcept { return pdpes_; }
     [[nodiscard]] std::uint32_t pending() const noexcept { return pending_; }  ///< bit per Signal
     [[nodiscard]] bool pending_host_db() const noexcept { return pending_db_; }
-    /// The guest's TSC: host TSC scaled by the VMCB's ratio plus TSC_OFFSET (APM 15.30.5).
+    /// The TSC as the running context reads it (RDTSC/RDTSCP): the host TSC;
+    /// in a guest, scaled by the TSC_RATIO MSR (with Feature::tsc_scale,
+    /// APM 15.30.5) plus the VMCB's TSC_OFFSET (APM 15.30.4).
     [[nodiscard]] std::uint64_t guest_tsc() const noexcept;
     [[nodiscard]] GuestMemory& memory() noexcept { return *mem_; }
     [[nodiscard]] const checks::CpuModel& cpu_model() const noexcept { return *cpu_; }

@@ -126,6 +126,9 @@ inline constexpr std::uint64_t kDefaultSmbase = 0x30000;
 /// the model does not map (the host state of L0's VMRUN of vmcb02 is kept in
 /// the processor, cpu::HeldVmcb); any legal page address would do.
 inline constexpr std::uint64_t kL0HsavePa = 0x7FFF000;
+/// L1's TSC multiplier (KVM's l1_tsc_scaling_ratio): L0 does not scale L1's
+/// TSC in this model, so while L1 runs the processor's TSC_RATIO is 1.0.
+inline constexpr std::uint64_t kL1TscRatio = cpu::kTscRatioOne;
 /// The DebugCtl bits L0 virtualizes for its guests: LBR only (KVM's
 /// DEBUGCTL_RESERVED_BITS is every other bit; BTF is dropped on write by
 /// svm_set_msr, bits 5:2 are reserved). L2's DebugCtl from vmcb12 is masked
@@ -210,7 +213,13 @@ public:
     [[nodiscard]] const Options& options() const noexcept { return opts_; }
     [[nodiscard]] std::uint64_t vm_hsave_pa() const noexcept { return hsave_pa_; }
     [[nodiscard]] std::uint64_t tsc_ratio() const noexcept { return tsc_ratio_; }
+    /// The ratio L2 runs with (or last ran with): L1's TSC_RATIO with TSC
+    /// scaling, else 1.0. While L2 runs it is the processor's TSC_RATIO.
     [[nodiscard]] std::uint64_t l2_tsc_ratio() const noexcept { return tsc_ratio02_; }
+    /// The host TSC of the processor L0 runs on (cpu::SvmMsrs::tsc). The
+    /// model's TSC does not advance by itself: it moves only when set.
+    [[nodiscard]] std::uint64_t host_tsc() const noexcept { return hw_.msrs().tsc; }
+    void set_host_tsc(std::uint64_t tsc) noexcept { hw_.msrs().tsc = tsc; }
     [[nodiscard]] std::uint64_t smbase() const noexcept { return smbase_; }
     [[nodiscard]] bool pending_db_for_l1() const noexcept { return pending_db_; }
     [[nodiscard]] std::uint32_t pending_events() const noexcept { return pending_; }
@@ -365,6 +374,13 @@ private:
     void apply_l2_effect(const cpu::Event& e) noexcept;
     /// The #GP(0) reason of an L2 MOV to CR/DR or WRMSR with an illegal value, or nullptr.
     [[nodiscard]] const char* l2_write_fault(const cpu::Event& e) const noexcept;
+    /// KVM's svm_write_tsc_multiplier: the processor's TSC_RATIO MSR, on a
+    /// processor with TSC scaling (written while no guest runs).
+    void write_tsc_multiplier(std::uint64_t ratio) noexcept;
+    /// L2's RDTSC/RDTSCP as L0 emulates it when only L0 intercepts it: L2's
+    /// TSC (the processor's rule, cpu::guest_tsc_of, with vmcb02's offset
+    /// and L2's ratio) into vmcb02's RAX and the processor's RDX (RCX).
+    void emulate_l2_rdtsc(const cpu::Event& e) noexcept;
     /// L2's WRMSR as L0 emulates it: the processor's MSR rules on L2's state,
     /// DebugCtl with L0's (l0_debugctl_write).
     [[nodiscard]] cpu::MsrWrite l2_msr_write(const cpu::Event& e) const noexcept;
@@ -480,7 +496,7 @@ private:
     std::uint64_t hsave_pa_ = 0;
     std::uint64_t vm_cr_ = 0;
     std::uint64_t tsc_ratio_ = std::uint64_t{1} << 32;    ///< L1's TSC_RATIO MSR (8.32, 1.0)
-    std::uint64_t tsc_ratio02_ = std::uint64_t{1} << 32;  ///< the ratio L2 runs with
+    std::uint64_t tsc_ratio02_ = std::uint64_t{1} << 32;  ///< the ratio L2 runs (last ran) with
     std::uint64_t smbase_ = kDefaultSmbase;
     std::uint64_t vmcb12_reads_ = 0;
     cpu::SvmCpu hw_;  ///< the physical processor (apm profile): runs vmcb02

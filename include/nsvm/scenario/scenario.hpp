@@ -27,7 +27,7 @@ struct Error {
 };
 
 /// One expectation: `key` as written ("gif", "control.exit_code",
-/// "vmcb02.save.rip", ...) and the expected value as text and number.
+/// "vmcb02.save.rip", "rdx", ...) and the expected value as text and number.
 struct Expectation {
     std::string key;
     std::string text;        ///< as written
@@ -67,6 +67,9 @@ struct Scenario {
     std::optional<bool> l1_gif;
     std::uint64_t hsave_pa = 0;
     std::optional<std::uint64_t> smbase;
+    /// `tsc:` the host TSC of the processor L0 runs on (nested::Vcpu::set_host_tsc);
+    /// it does not advance while the scenario runs.
+    std::optional<std::uint64_t> host_tsc;
     std::vector<Step> steps;
 };
 
