@@ -16,7 +16,7 @@ constexpr GuestMemory::Page kZeroPage{};
 GuestMemory::GuestMemory(const GuestMemory& o)
     : maxphyaddr_(o.maxphyaddr_), ranges_(o.ranges_), budget_pages_(o.budget_pages_),
       budget_exhausted_(o.budget_exhausted_), budget_refused_gpa_(o.budget_refused_gpa_), watched_(o.watched_) {
-    for (const auto& [k, p] : o.pages_) pages_.emplace(k, std::make_unique<Page>(*p));
+    for (const auto& [k, p] : o.pages_) pages_.emplace(k, std::make_unique<StoredPage>(*p));
 }
 
 GuestMemory& GuestMemory::operator=(const GuestMemory& o) {
@@ -73,7 +73,7 @@ GuestMemory::Page* GuestMemory::stored(std::uint64_t page) const noexcept {
     const auto it = pages_.find(page);
     if (it == pages_.end()) return nullptr;
     last_page_ = page;
-    last_ = it->second.get();
+    last_ = &it->second->bytes;
     return last_;
 }
 
@@ -91,9 +91,9 @@ GuestMemory::Page* GuestMemory::find_for_write(std::uint64_t page) noexcept {
         return nullptr;
     }
     // The only allocation: a backed page's first write.
-    auto [it, inserted] = pages_.emplace(page, std::make_unique<Page>(Page{}));
+    auto [it, inserted] = pages_.emplace(page, std::make_unique<StoredPage>());
     last_page_ = page;
-    last_ = it->second.get();
+    last_ = &it->second->bytes;
     return last_;
 }
 

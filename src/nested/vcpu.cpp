@@ -85,8 +85,8 @@ std::string_view outcome_name(Outcome o) noexcept {
 
 Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::GuestMemory& memory, L0Config l0,
            Options opts)
-    : cpu_(&cpu), profile_(&profile), mem_(&memory), l0_(l0), opts_(opts),
-      hw_(cpu, checks::profile(checks::ProfileId::apm), memory) {
+    : hw_(cpu, checks::profile(checks::ProfileId::apm), memory),
+      cpu_(&cpu), profile_(&profile), mem_(&memory), l0_(l0), opts_(opts) {
     // The physical processor L0 runs on: the APM's, on this CPU model, whatever
     // profile L1's VMRUN is emulated with. Its host is L0 (a 64-bit kernel).
     // VM_HSAVE_PA names L0's own host-save page; the host state of a

@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <utility>
 
@@ -51,13 +54,34 @@ constexpr void store_field(VmcbBytes page, FieldId id, std::uint64_t value) noex
 [[nodiscard]] constexpr std::size_t segment_offset(Seg s) noexcept {
     return kSaveAreaOffset + 16 * static_cast<std::size_t>(s);
 }
+/// On a little-endian host a Segment's bytes are the VMCB's segment bytes
+/// (selector, attrib, limit, base at +0/+2/+4/+8): one 16-byte move each
+/// way. A segment stored field by field and copied whole soon after (the
+/// processor's register file at VMRUN) would stall store forwarding.
+inline constexpr bool kSegmentIsVmcbImage =
+    std::endian::native == std::endian::little && sizeof(Segment) == 16 && offsetof(Segment, selector) == 0 &&
+    offsetof(Segment, attrib) == 2 && offsetof(Segment, limit) == 4 && offsetof(Segment, base) == 8;
+
 [[nodiscard]] constexpr Segment load_segment(ConstVmcbBytes page, Seg s) noexcept {
     const std::size_t base = segment_offset(s);
+    if constexpr (kSegmentIsVmcbImage) {
+        if (!std::is_constant_evaluated()) {
+            Segment v;
+            std::memcpy(&v, page.data() + base, sizeof v);
+            return v;
+        }
+    }
     return Segment{static_cast<std::uint16_t>(load_le(page, base, 2)), static_cast<std::uint16_t>(load_le(page, base + 2, 2)),
                    static_cast<std::uint32_t>(load_le(page, base + 4, 4)), load_le(page, base + 8, 8)};
 }
 constexpr void store_segment(VmcbBytes page, Seg s, const Segment& v) noexcept {
     const std::size_t base = segment_offset(s);
+    if constexpr (kSegmentIsVmcbImage) {
+        if (!std::is_constant_evaluated()) {
+            std::memcpy(page.data() + base, &v, sizeof v);
+            return;
+        }
+    }
     store_le(page, base, 2, v.selector);
     store_le(page, base + 2, 2, v.attrib);
     store_le(page, base + 4, 4, v.limit);
@@ -123,9 +147,14 @@ void copy_save_field_bytes(std::span<const std::uint8_t, kVmcbSize - kSaveAreaOf
 /// Zeroes the field runs of a VMCB page; reserved bytes stay as they are.
 void clear_field_bytes(VmcbBytes to) noexcept;
 
-/// Cache-line aligned: every field is then naturally aligned (the APM lays them
-/// out so), so no load or store of a field straddles two cache lines.
-class alignas(64) Vmcb {
+/// Page-aligned, as a VMCB is in memory (APM 15.5.1: a 4 KiB-aligned page):
+/// every field is naturally aligned (the APM lays them out so), and a copy
+/// between two VMCBs (vmcb12 in guest memory, the cache, vmcb02, vmcb01)
+/// moves bytes at equal page offsets, which never 4K-alias (a load that
+/// matches an earlier store's address bits 11:0 waits for it). With VMCBs
+/// at arbitrary offsets the round trip moved by 15 % with the heap's layout
+/// (docs/performance.md, 2026-12-07 evening).
+class alignas(4096) Vmcb {
 public:
     using Page = std::array<std::uint8_t, kVmcbSize>;
 

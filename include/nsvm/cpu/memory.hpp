@@ -119,8 +119,15 @@ private:
     /// Backed ranges, page-aligned: first page -> end (exclusive), disjoint
     /// and not adjacent (map merges them).
     std::map<std::uint64_t, std::uint64_t> ranges_;
+    /// A stored page, 4 KiB-aligned like the page it models: the nested
+    /// engine's copies between a guest page (vmcb12) and its own VMCBs (page
+    /// aligned too) then never 4K-alias, whatever the heap's layout
+    /// (docs/performance.md, 2026-12-07 evening).
+    struct alignas(kPageSize) StoredPage {
+        Page bytes{};
+    };
     /// Pages written at least once.
-    std::map<std::uint64_t, std::unique_ptr<Page>> pages_;
+    std::map<std::uint64_t, std::unique_ptr<StoredPage>> pages_;
     std::uint64_t budget_pages_ = kDefaultBudget / kPageSize;
     bool budget_exhausted_ = false;
     std::uint64_t budget_refused_gpa_ = 0;

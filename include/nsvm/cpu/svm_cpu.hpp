@@ -398,16 +398,18 @@ private:
     /// that has it (CPUID Fn8000_000A_EDX[1]); without the feature the bit is ignored.
     [[nodiscard]] bool lbr_virtualization() const noexcept;
 
+    // The page-aligned pages first: no padding between them and the rest.
+    arch::Vmcb vmcb_{};        ///< internal copy of the VMCB (read once per VMRUN)
+    arch::Vmcb hsave_page_{};  ///< host state kept internally (profile without HSAVE use)
+
     const checks::CpuModel* cpu_;
     const checks::Profile* profile_;
     GuestMemory* mem_;
 
     Registers regs_{};
     SvmMsrs msrs_{};
-    arch::Vmcb vmcb_{};        ///< internal copy of the VMCB (read once per VMRUN)
     HeldVmcb held_{};          ///< the host-held VMCB being run, if any
     Registers held_host_{};    ///< the host state of a host-held VMCB's VMRUN (RIP past VMRUN)
-    arch::Vmcb hsave_page_{};  ///< host state kept internally (profile without HSAVE use)
     TlbRecord tlb_{};
     std::array<std::uint64_t, 4> pdpes_{};
     std::uint64_t vmcb_pa_ = 0;

@@ -445,12 +445,6 @@ private:
     [[nodiscard]] cpu::ExitFeatures exit_features() const noexcept;
     void skip_l1_instruction(std::uint8_t len = 3) noexcept;
 
-    const checks::CpuModel* cpu_;
-    const checks::Profile* profile_;
-    cpu::GuestMemory* mem_;
-    L0Config l0_;
-    Options opts_;
-
     // vmcb02 and its merged MSRPM are double-buffered: an entry into L2 is
     // prepared in the buffers that are not live and committed by flipping
     // live02_, so a failed entry leaves nothing behind and a successful one
@@ -471,6 +465,15 @@ private:
     std::array<Msrpm, 2> msrpm02s_{};
     Iopm iopm01_{};
     std::array<Iopm, 2> iopm02s_{};  ///< L0's | L1's IOPM for the ports L0 passes through
+    cpu::SvmCpu hw_;  ///< the physical processor (apm profile): runs vmcb02
+    // The pages above (page-aligned VMCBs, page-sized maps) come first, so
+    // that the small members below add no padding between them.
+    const checks::CpuModel* cpu_;
+    const checks::Profile* profile_;
+    cpu::GuestMemory* mem_;
+    L0Config l0_;
+    Options opts_;
+
     /// Where L0's pass-through MSRs sit in an MSRPM (byte, and the mask of
     /// the read/write bit pair), computed once as KVM's msrpm_offsets[]:
     /// the only bits an MSRPM merge rewrites.
@@ -499,7 +502,6 @@ private:
     std::uint64_t tsc_ratio02_ = std::uint64_t{1} << 32;  ///< the ratio L2 runs (last ran) with
     std::uint64_t smbase_ = kDefaultSmbase;
     std::uint64_t vmcb12_reads_ = 0;
-    cpu::SvmCpu hw_;  ///< the physical processor (apm profile): runs vmcb02
 };
 
 /// The state-blob format version (nested_state.cpp).
