@@ -22,6 +22,15 @@ namespace nsvm::arch {
 inline constexpr std::size_t kVmcbSize = 4096;
 inline constexpr std::size_t kControlAreaSize = 0x400;  // APM B-1: 000h-3FFh
 inline constexpr std::size_t kSaveAreaOffset = 0x400;   // APM B-2: save area at +400h
+/// The alignment of a VMCB page in memory (APM 15.5.1: 4 KiB-aligned), which
+/// the nested engine gives its own VMCBs and guest memory its pages: a copy
+/// between two of them (vmcb12, the cache, vmcb02, vmcb01) moves bytes at
+/// equal page offsets, which never 4K-alias (a load matching an earlier
+/// store's address bits 11:0 waits for it). At arbitrary offsets the round
+/// trip moved by 15 % with the heap's layout (docs/performance.md,
+/// 2026-12-07 evening). Not the type's alignment: VMCBs read from dumps live
+/// in containers of any alignment.
+inline constexpr std::size_t kVmcbAlign = 4096;
 
 /// The segment fields of the save area, in VMCB order.
 enum class Seg : std::uint8_t { es, cs, ss, ds, fs, gs, gdtr, ldtr, idtr, tr };
@@ -147,14 +156,10 @@ void copy_save_field_bytes(std::span<const std::uint8_t, kVmcbSize - kSaveAreaOf
 /// Zeroes the field runs of a VMCB page; reserved bytes stay as they are.
 void clear_field_bytes(VmcbBytes to) noexcept;
 
-/// Page-aligned, as a VMCB is in memory (APM 15.5.1: a 4 KiB-aligned page):
-/// every field is naturally aligned (the APM lays them out so), and a copy
-/// between two VMCBs (vmcb12 in guest memory, the cache, vmcb02, vmcb01)
-/// moves bytes at equal page offsets, which never 4K-alias (a load that
-/// matches an earlier store's address bits 11:0 waits for it). With VMCBs
-/// at arbitrary offsets the round trip moved by 15 % with the heap's layout
-/// (docs/performance.md, 2026-12-07 evening).
-class alignas(4096) Vmcb {
+/// Cache-line aligned: every field is then naturally aligned (the APM lays them
+/// out so), so no load or store of a field straddles two cache lines. The
+/// nested engine's own VMCBs are page-aligned as well (kVmcbAlign).
+class alignas(64) Vmcb {
 public:
     using Page = std::array<std::uint8_t, kVmcbSize>;
 

@@ -123,7 +123,7 @@ private:
     /// engine's copies between a guest page (vmcb12) and its own VMCBs (page
     /// aligned too) then never 4K-alias, whatever the heap's layout
     /// (docs/performance.md, 2026-12-07 evening).
-    struct alignas(kPageSize) StoredPage {
+    struct alignas(arch::kVmcbAlign) StoredPage {
         Page bytes{};
     };
     /// Pages written at least once.

@@ -399,8 +399,8 @@ private:
     [[nodiscard]] bool lbr_virtualization() const noexcept;
 
     // The page-aligned pages first: no padding between them and the rest.
-    arch::Vmcb vmcb_{};        ///< internal copy of the VMCB (read once per VMRUN)
-    arch::Vmcb hsave_page_{};  ///< host state kept internally (profile without HSAVE use)
+    alignas(arch::kVmcbAlign) arch::Vmcb vmcb_{};        ///< internal copy of the VMCB (read once per VMRUN)
+    alignas(arch::kVmcbAlign) arch::Vmcb hsave_page_{};  ///< host state kept internally (profile without HSAVE use)
 
     const checks::CpuModel* cpu_;
     const checks::Profile* profile_;

@@ -457,10 +457,10 @@ private:
     [[nodiscard]] arch::Vmcb& next_vmcb02() noexcept { return vmcb02s_[live02_ ^ 1U]; }
     [[nodiscard]] Msrpm& next_msrpm02() noexcept { return msrpm02s_[live02_ ^ 1U]; }
 
-    arch::Vmcb vmcb01_;
-    std::array<arch::Vmcb, 2> vmcb02s_{};
-    arch::Vmcb cache_;    ///< the vmcb12 copy; never re-read during a VMRUN
-    arch::Vmcb smram_l2_; ///< L2's register state saved at an SMI from L2 (SMRAM image)
+    alignas(arch::kVmcbAlign) arch::Vmcb vmcb01_;
+    alignas(arch::kVmcbAlign) std::array<arch::Vmcb, 2> vmcb02s_{};
+    alignas(arch::kVmcbAlign) arch::Vmcb cache_;    ///< the vmcb12 copy; never re-read during a VMRUN
+    alignas(arch::kVmcbAlign) arch::Vmcb smram_l2_; ///< L2's register state saved at an SMI from L2 (SMRAM image)
     Msrpm msrpm01_{};
     std::array<Msrpm, 2> msrpm02s_{};
     Iopm iopm01_{};
