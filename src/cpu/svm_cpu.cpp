@@ -96,17 +96,36 @@ void store_registers(const Registers& r, arch::Vmcb& v) noexcept {
     v.set(FieldId::g_pat, r.pat);
 }
 
+namespace {
+/// LbrState's members in arch::kLbrVirtFields' order: the one list of the
+/// LBR state every load and store below walks (VMCB, host-save area).
+constexpr std::array<std::uint64_t LbrState::*, 5> kLbrRegs = {&LbrState::dbgctl, &LbrState::br_from, &LbrState::br_to,
+                                                               &LbrState::last_excp_from, &LbrState::last_excp_to};
+static_assert(kLbrRegs.size() == arch::kLbrVirtFields.size() && arch::kLbrVirtFields[0] == FieldId::dbgctl &&
+                  arch::kLbrVirtFields[1] == FieldId::br_from && arch::kLbrVirtFields[2] == FieldId::br_to &&
+                  arch::kLbrVirtFields[3] == FieldId::last_excp_from && arch::kLbrVirtFields[4] == FieldId::last_excp_to,
+              "kLbrRegs follows arch::kLbrVirtFields");
+
+/// The LBR state read field by field with `load(FieldId)`.
+template <class Load>
+LbrState load_lbr(Load&& load) {
+    LbrState l;
+    for (std::size_t i = 0; i < kLbrRegs.size(); ++i) l.*kLbrRegs[i] = load(arch::kLbrVirtFields[i]);
+    return l;
+}
+/// The LBR state written field by field with `store(FieldId, value)`.
+template <class Store>
+void store_lbr_with(const LbrState& l, Store&& store) {
+    for (std::size_t i = 0; i < kLbrRegs.size(); ++i) store(arch::kLbrVirtFields[i], l.*kLbrRegs[i]);
+}
+}  // namespace
+
 LbrState lbr_from_vmcb(const arch::Vmcb& v) noexcept {
-    return LbrState{v.get(FieldId::dbgctl), v.get(FieldId::br_from), v.get(FieldId::br_to),
-                    v.get(FieldId::last_excp_from), v.get(FieldId::last_excp_to)};
+    return load_lbr([&](FieldId f) { return v.get(f); });
 }
 
 void store_lbr(const LbrState& l, arch::Vmcb& v) noexcept {
-    v.set(FieldId::dbgctl, l.dbgctl);
-    v.set(FieldId::br_from, l.br_from);
-    v.set(FieldId::br_to, l.br_to);
-    v.set(FieldId::last_excp_from, l.last_excp_from);
-    v.set(FieldId::last_excp_to, l.last_excp_to);
+    store_lbr_with(l, [&](FieldId f, std::uint64_t x) { v.set(f, x); });
 }
 
 const char* svm_outcome_name(SvmOutcome o) noexcept {
@@ -354,13 +373,7 @@ void SvmCpu::save_host_state() noexcept {
     hsave_store(FieldId::g_pat, regs_.pat);
     // APM 15.23: with LBR virtualization the host's DebugCtl and LBRs are
     // switched with the guest's; the host's wait in the host-save area.
-    if (lbr_virtualization()) {
-        hsave_store(FieldId::dbgctl, regs_.lbr.dbgctl);
-        hsave_store(FieldId::br_from, regs_.lbr.br_from);
-        hsave_store(FieldId::br_to, regs_.lbr.br_to);
-        hsave_store(FieldId::last_excp_from, regs_.lbr.last_excp_from);
-        hsave_store(FieldId::last_excp_to, regs_.lbr.last_excp_to);
-    }
+    if (lbr_virtualization()) store_lbr_with(regs_.lbr, [&](FieldId f, std::uint64_t x) { hsave_store(f, x); });
 }
 
 const checks::Check* SvmCpu::check_guest_state() const noexcept {
@@ -582,13 +595,7 @@ void SvmCpu::save_guest_state() noexcept {
     if (np_enabled()) vmcb_store(FieldId::g_pat, regs_.pat);
     // APM 15.23: with LBR virtualization the guest's DebugCtl and LBRs go
     // back to the VMCB; without it the VMCB's LBR fields are left alone.
-    if (lbr_virtualization()) {
-        vmcb_store(FieldId::dbgctl, regs_.lbr.dbgctl);
-        vmcb_store(FieldId::br_from, regs_.lbr.br_from);
-        vmcb_store(FieldId::br_to, regs_.lbr.br_to);
-        vmcb_store(FieldId::last_excp_from, regs_.lbr.last_excp_from);
-        vmcb_store(FieldId::last_excp_to, regs_.lbr.last_excp_to);
-    }
+    if (lbr_virtualization()) store_lbr_with(regs_.lbr, [&](FieldId f, std::uint64_t x) { vmcb_store(f, x); });
     // int_ctl as read, with the bits the processor updates while the guest
     // runs (V_TPR, V_IRQ, V_GIF, V_NMI, V_NMI_MASK) at their current values.
     vmcb_store(FieldId::int_ctl, int_ctl());
@@ -651,10 +658,7 @@ void SvmCpu::load_host_state() noexcept {
     }
     // APM 15.23: the host's DebugCtl and LBRs come back when VMRUN switched them.
     if (lbr_virtualization())
-        regs_.lbr = held_.vmcb != nullptr
-                        ? held_host_.lbr
-                        : LbrState{hsave_load(FieldId::dbgctl), hsave_load(FieldId::br_from), hsave_load(FieldId::br_to),
-                                   hsave_load(FieldId::last_excp_from), hsave_load(FieldId::last_excp_to)};
+        regs_.lbr = held_.vmcb != nullptr ? held_host_.lbr : load_lbr([&](FieldId f) { return hsave_load(f); });
     in_guest_ = false;
     // 15.5.1 step 9: a host that single-stepped VMRUN takes #DB once the
     // #VMEXIT completes.

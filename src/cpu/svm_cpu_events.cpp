@@ -91,10 +91,10 @@ void SvmCpu::apply_guest_effect(const Event& e) noexcept {
             // it (TSC_RATIO and TSC_OFFSET, APM 15.30.4 / 15.30.5), the upper
             // halves of RAX and RDX cleared; RDTSCP also loads ECX with
             // TSC_AUX[31:0] (upper half of RCX cleared).
-            const std::uint64_t tsc = guest_tsc();
-            regs_.rax = tsc & 0xFFFFFFFFULL;
-            regs_.rdx = tsc >> 32;
-            if (e.kind == EventKind::rdtscp) regs_.rcx = msrs_.tsc_aux & 0xFFFFFFFFULL;
+            const TscRead t = tsc_read(guest_tsc(), msrs_.tsc_aux);
+            regs_.rax = t.rax;
+            regs_.rdx = t.rdx;
+            if (e.kind == EventKind::rdtscp) regs_.rcx = t.rcx;
             break;
         }
         default: break;

@@ -74,9 +74,16 @@ cpu::MsrWrite Vcpu::l2_msr_write(const cpu::Event& e) const noexcept {
     // KVM's svm_set_msr / set_efer on L2's state: the same #GP rules as the
     // processor's WRMSR (cpu/msr_rules.hpp), judged on L2's EFER and CPL;
     // VM_CR is the vCPU's one register, shared by L1 and L2.
-    const auto cpl = static_cast<std::uint8_t>(vmcb02().get(FieldId::cpl));
-    if (e.index == arch::msr::DEBUGCTL && cpl == 0) return l0_debugctl_write(e.value, vmcb02().get(FieldId::dbgctl));
-    return cpu::svm_msr_write(*cpu_, e.index, e.value, cpu::SvmMsrState{l2_efer(vmcb02()), vm_cr_, cpl});
+    return l0_msr_write(e.index, e.value, vmcb02(), l2_efer(vmcb02()));
+}
+
+cpu::MsrWrite Vcpu::l0_msr_write(std::uint32_t msr, std::uint64_t value, const arch::Vmcb& v,
+                                 std::uint64_t efer) const noexcept {
+    // KVM's svm_set_msr for the level whose state is `v` (vmcb01: L1,
+    // vmcb02: L2): DebugCtl with L0's bits, the rest the processor's rules.
+    const auto cpl = static_cast<std::uint8_t>(v.get(FieldId::cpl));
+    if (msr == arch::msr::DEBUGCTL && cpl == 0) return l0_debugctl_write(value, v.get(FieldId::dbgctl));
+    return cpu::svm_msr_write(*cpu_, msr, value, cpu::SvmMsrState{efer, vm_cr_, cpl});
 }
 
 void Vcpu::emulate_l2_rdtsc(const cpu::Event& e) noexcept {
@@ -85,10 +92,11 @@ void Vcpu::emulate_l2_rdtsc(const cpu::Event& e) noexcept {
     // offset): what the processor would have returned to L2 (APM vol. 3
     // RDTSC / RDTSCP), with vmcb02's composed offset and L2's ratio. RAX
     // goes to vmcb02; RDX and RCX are the processor's (no VMCB holds them).
-    const std::uint64_t tsc = cpu::guest_tsc_of(hw_.msrs().tsc, tsc_ratio02_, vmcb02().get(FieldId::tsc_offset));
-    live_vmcb02().set(FieldId::rax, tsc & 0xFFFFFFFFULL);
-    hw_.regs().rdx = tsc >> 32;
-    if (e.kind == EventKind::rdtscp) hw_.regs().rcx = hw_.msrs().tsc_aux & 0xFFFFFFFFULL;
+    const cpu::TscRead t = cpu::tsc_read(
+        cpu::guest_tsc_of(hw_.msrs().tsc, tsc_ratio02_, vmcb02().get(FieldId::tsc_offset)), hw_.msrs().tsc_aux);
+    live_vmcb02().set(FieldId::rax, t.rax);
+    hw_.regs().rdx = t.rdx;
+    if (e.kind == EventKind::rdtscp) hw_.regs().rcx = t.rcx;
 }
 
 bool Vcpu::l2_clears_svme(const cpu::Event& e) const noexcept {
@@ -722,11 +730,7 @@ StepResult Vcpu::l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept {
     };
     // The SVM MSRs' #GP rules and stored values are the processor's
     // (cpu/msr_rules.hpp), as KVM's svm_set_msr applies them to L1.
-    const auto cpl = static_cast<std::uint8_t>(vmcb01_.get(FieldId::cpl));
-    const cpu::MsrWrite w =
-        msr == arch::msr::DEBUGCTL && cpl == 0
-            ? l0_debugctl_write(value, vmcb01_.get(FieldId::dbgctl))
-            : cpu::svm_msr_write(*cpu_, msr, value, cpu::SvmMsrState{vmcb01_.get(FieldId::efer), vm_cr_, cpl});
+    const cpu::MsrWrite w = l0_msr_write(msr, value, vmcb01_, vmcb01_.get(FieldId::efer));
     if (w.gp != nullptr) return gp(w.gp);
     switch (msr) {
         case arch::msr::VM_HSAVE_PA: hsave_pa_ = w.stored; break;

@@ -21,12 +21,11 @@ using checks::Feature;
 
 namespace {
 constexpr std::uint8_t kVmrunLength = 3;  // 0F 01 D8
-constexpr std::uint64_t kTscRatioDefault = cpu::kTscRatioOne;
 __extension__ typedef __int128 i128;  // the 64x32 product below needs 96 bits
 
 /// KVM's nested_svm_update_tsc_ratio_msr / kvm_calc_nested_tsc_offset: L2's offset over L1's, scaled by L2's multiplier.
 std::uint64_t compose_tsc_offset(std::uint64_t l1_offset, std::uint64_t l2_offset, std::uint64_t l2_ratio) noexcept {
-    if (l2_ratio == kTscRatioDefault) return l1_offset + l2_offset;
+    if (l2_ratio == cpu::kTscRatioOne) return l1_offset + l2_offset;
     const i128 scaled = (static_cast<i128>(static_cast<std::int64_t>(l1_offset)) * l2_ratio) >> 32;
     return static_cast<std::uint64_t>(static_cast<std::int64_t>(scaled)) + l2_offset;
 }
@@ -126,9 +125,8 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     out.set(FieldId::iopm_base_pa, 0);
     out.set(FieldId::msrpm_base_pa, 0);
     // TSC offset composed as KVM's nested_svm_update_tsc_ratio_msr does (ratio in tsc_ratio02_).
-    const std::uint64_t l2_ratio = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
     out.set(FieldId::tsc_offset,
-            compose_tsc_offset(vmcb01_.get(FieldId::tsc_offset), cache_.get(FieldId::tsc_offset), l2_ratio));
+            compose_tsc_offset(vmcb01_.get(FieldId::tsc_offset), cache_.get(FieldId::tsc_offset), l2_multiplier()));
     // L0's ASID for L2; L1's ASID is only checked. KVM flushes on every
     // nested transition (nested_svm_transition_tlb_flush): FLUSH_ASID here,
     // or FLUSH_ALL on a CPU without FlushByAsid, where 3 is reserved (APM 15.16.1).
@@ -288,6 +286,11 @@ FailReason Vcpu::prepare_entry(std::span<const std::uint8_t> l2_save) noexcept {
     return FailReason::none;
 }
 
+std::uint64_t Vcpu::l2_multiplier() const noexcept {
+    // L1's TSC_RATIO MSR exists only with TSC scaling (APM 15.30.5).
+    return cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : cpu::kTscRatioOne;
+}
+
 void Vcpu::write_tsc_multiplier(std::uint64_t ratio) noexcept {
     // KVM's svm_write_tsc_multiplier (__svm_write_tsc_multiplier): only with
     // TSC scaling does the processor have the MSR (APM 15.30.5).
@@ -298,7 +301,7 @@ void Vcpu::switch_to_prepared() noexcept {
     live02_ ^= 1U;
     use_msrpm02_ = next_uses_msrpm02_;
     use_iopm02_ = next_uses_iopm02_;
-    tsc_ratio02_ = cpu_->has(Feature::tsc_scale) ? tsc_ratio_ : kTscRatioDefault;
+    tsc_ratio02_ = l2_multiplier();
     // KVM's nested_svm_update_tsc_ratio_msr at nested VMRUN: L2's multiplier
     // (L1's, 1.0 here, times L1's TSC_RATIO) into the processor's TSC_RATIO,
     // which scales the host TSC while vmcb02 runs (APM 15.30.5).

@@ -97,6 +97,14 @@ inline constexpr std::uint64_t kTscRatioOne = std::uint64_t{1} << 32;
 /// A TSC as a guest reads it: `host_tsc` times `ratio` (8.32 fixed point,
 /// APM 15.30.5) plus `offset` (TSC_OFFSET, APM 15.30.4), modulo 2^64.
 [[nodiscard]] std::uint64_t guest_tsc_of(std::uint64_t host_tsc, std::uint64_t ratio, std::uint64_t offset) noexcept;
+/// What RDTSC / RDTSCP leave in RAX, RDX and RCX (APM vol. 3): EDX:EAX = `tsc`,
+/// ECX = TSC_AUX[31:0] (RDTSCP only), upper halves cleared.
+struct TscRead {
+    std::uint64_t rax, rdx, rcx;
+};
+[[nodiscard]] constexpr TscRead tsc_read(std::uint64_t tsc, std::uint64_t tsc_aux) noexcept {
+    return TscRead{tsc & 0xFFFFFFFFULL, tsc >> 32, tsc_aux & 0xFFFFFFFFULL};
+}
 
 /// SVM-related MSRs and counters of the processor (APM 15.30).
 struct SvmMsrs {

@@ -377,6 +377,10 @@ private:
     /// KVM's svm_write_tsc_multiplier: the processor's TSC_RATIO MSR, on a
     /// processor with TSC scaling (written while no guest runs).
     void write_tsc_multiplier(std::uint64_t ratio) noexcept;
+    /// L2's TSC multiplier over L1's: L1's TSC_RATIO with TSC scaling, else
+    /// 1.0 (KVM's nested_svm_update_tsc_ratio_msr). vmcb02's composed offset
+    /// and the processor's ratio while L2 runs both use it.
+    [[nodiscard]] std::uint64_t l2_multiplier() const noexcept;
     /// L2's RDTSC/RDTSCP as L0 emulates it when only L0 intercepts it: L2's
     /// TSC (the processor's rule, cpu::guest_tsc_of, with vmcb02's offset
     /// and L2's ratio) into vmcb02's RAX and the processor's RDX (RCX).
@@ -389,6 +393,11 @@ private:
     /// (DebugCtl keeps `current`); else BTF is dropped and any bit outside
     /// kL0DebugCtlBits is #GP(0) (cpu::debugctl_write's rule with L0's bits).
     [[nodiscard]] cpu::MsrWrite l0_debugctl_write(std::uint64_t value, std::uint64_t current) const noexcept;
+    /// WRMSR by L1 (`v` = vmcb01) or L2 (`v` = vmcb02, `efer` as L2 sees it)
+    /// as L0 judges it: l0_debugctl_write for DebugCtl at CPL 0, the
+    /// processor's rules (cpu/msr_rules.hpp) for the rest.
+    [[nodiscard]] cpu::MsrWrite l0_msr_write(std::uint32_t msr, std::uint64_t value, const arch::Vmcb& v,
+                                             std::uint64_t efer) const noexcept;
     /// L2's EFER as L2 sees it: `vmcb02`'s, with SVME as vmcb12 gave it (the
     /// hardware VMCB always has SVME set). What the #VMEXIT writes to vmcb12.
     [[nodiscard]] std::uint64_t l2_efer(const arch::Vmcb& vmcb02) const noexcept;
@@ -498,8 +507,8 @@ private:
     std::uint64_t vmcb12_gpa_ = 0;
     std::uint64_t hsave_pa_ = 0;
     std::uint64_t vm_cr_ = 0;
-    std::uint64_t tsc_ratio_ = std::uint64_t{1} << 32;    ///< L1's TSC_RATIO MSR (8.32, 1.0)
-    std::uint64_t tsc_ratio02_ = std::uint64_t{1} << 32;  ///< the ratio L2 runs (last ran) with
+    std::uint64_t tsc_ratio_ = cpu::kTscRatioOne;    ///< L1's TSC_RATIO MSR (8.32, 1.0)
+    std::uint64_t tsc_ratio02_ = cpu::kTscRatioOne;  ///< the ratio L2 runs (last ran) with
     std::uint64_t smbase_ = kDefaultSmbase;
     std::uint64_t vmcb12_reads_ = 0;
 };
