@@ -17,7 +17,11 @@
 namespace nsvm::arch {
 
 /// Reads `width` bytes (1..8) at `offset` as an unsigned little-endian integer.
-[[nodiscard]] constexpr std::uint64_t load_le(std::span<const std::uint8_t> bytes, std::size_t offset,
+/// Always inlined: with a constant width (every named VMCB field) the
+/// switch folds to one move; g++ otherwise keeps an out-of-line copy with
+/// the switch, and the #VMEXIT write-back to vmcb12 paid a call and a
+/// dispatch per field (docs/performance.md, 2026-12-07 night).
+[[nodiscard, gnu::always_inline]] constexpr inline std::uint64_t load_le(std::span<const std::uint8_t> bytes, std::size_t offset,
                                               std::size_t width) noexcept {
     if (!std::is_constant_evaluated() && std::endian::native == std::endian::little) {
         // On a little-endian host the bytes are the value: one move for the
@@ -37,8 +41,9 @@ namespace nsvm::arch {
     return value;
 }
 
-/// Writes the low `width` bytes (1..8) of `value` at `offset`, little-endian.
-constexpr void store_le(std::span<std::uint8_t> bytes, std::size_t offset, std::size_t width,
+/// Writes the low `width` bytes (1..8) of `value` at `offset`, little-endian
+/// (always inlined, as load_le).
+[[gnu::always_inline]] constexpr inline void store_le(std::span<std::uint8_t> bytes, std::size_t offset, std::size_t width,
                         std::uint64_t value) noexcept {
     if (!std::is_constant_evaluated() && std::endian::native == std::endian::little) {
         switch (width) {

@@ -51,12 +51,12 @@ using ConstVmcbBytes = std::span<const std::uint8_t, kVmcbSize>;
 
 // Field accessors over any VMCB page: the one implementation Vmcb and
 // VmcbView share.
-[[nodiscard]] constexpr std::uint64_t load_field(ConstVmcbBytes page, FieldId id) noexcept {
+[[nodiscard, gnu::always_inline]] constexpr std::uint64_t load_field(ConstVmcbBytes page, FieldId id) noexcept {
     const auto i = static_cast<std::size_t>(id);
     return load_le(page, kFieldOffsets[i], kFieldAccessWidths[i]);
 }
 /// Stores the low bits of `value` that fit the field.
-constexpr void store_field(VmcbBytes page, FieldId id, std::uint64_t value) noexcept {
+[[gnu::always_inline]] constexpr void store_field(VmcbBytes page, FieldId id, std::uint64_t value) noexcept {
     const auto i = static_cast<std::size_t>(id);
     store_le(page, kFieldOffsets[i], kFieldAccessWidths[i], value);
 }
@@ -166,10 +166,14 @@ public:
     constexpr Vmcb() noexcept : page_{} {}
     constexpr explicit Vmcb(const Page& page) noexcept : page_(page) {}
 
-    [[nodiscard]] constexpr std::uint64_t get(FieldId id) const noexcept { return load_field(page_, id); }
+    [[nodiscard, gnu::always_inline]] constexpr std::uint64_t get(FieldId id) const noexcept {
+        return load_field(page_, id);
+    }
     /// Stores the low bits of `value` that fit the field (callers that must
     /// reject too-wide values check `fits()` first).
-    constexpr void set(FieldId id, std::uint64_t value) noexcept { store_field(page_, id, value); }
+    [[gnu::always_inline]] constexpr void set(FieldId id, std::uint64_t value) noexcept {
+        store_field(page_, id, value);
+    }
     [[nodiscard]] static constexpr bool fits(FieldId id, std::uint64_t value) noexcept {
         const auto& f = info(id);
         return f.width >= 8 || (value & ~width_mask(f.width)) == 0;
@@ -266,8 +270,12 @@ constexpr void copy_vmload_state(const From& from, To&& to) noexcept {
 class VmcbView {
 public:
     constexpr explicit VmcbView(VmcbBytes page) noexcept : page_(page) {}
-    [[nodiscard]] constexpr std::uint64_t get(FieldId id) const noexcept { return load_field(page_, id); }
-    constexpr void set(FieldId id, std::uint64_t value) const noexcept { store_field(page_, id, value); }
+    [[nodiscard, gnu::always_inline]] constexpr std::uint64_t get(FieldId id) const noexcept {
+        return load_field(page_, id);
+    }
+    [[gnu::always_inline]] constexpr void set(FieldId id, std::uint64_t value) const noexcept {
+        store_field(page_, id, value);
+    }
     [[nodiscard]] constexpr Segment segment(Seg s) const noexcept { return load_segment(page_, s); }
     constexpr void set_segment(Seg s, const Segment& v) const noexcept { store_segment(page_, s, v); }
 
