@@ -244,6 +244,10 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         case EventKind::smi:
         case EventKind::init: return external(e.kind);
         case EventKind::memory: {
+            // An access at a linear address walks L2's own tables on the
+            // processor (cpu::SvmCpu::guest_linear_access): #PF, #NPF and
+            // the A/D bits are the processor's.
+            if (e.linear) return l2_executes(e);
             StepResult m = l2_memory_access(e);
             l2_instruction_boundary(m);
             return m;
