@@ -59,13 +59,14 @@ NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Acce
             // set, but for GMET's supervisor fetch, which a user page denies.
             denied = (a.write && !writable) || (supervisor_fetch ? user : !user) || (a.fetch && !exec);
         }
-        // A on every entry the walk uses, D on the leaf of a permitted write.
-        if (const std::uint64_t ne = accessed_dirty(e, leaf && a.write && !denied); ne != e)
-            (void)mem.write_u64(entry_pa, ne);
         if (denied) {
+            // A refused access leaves the leaf as it was (the guest walk's
+            // rule, SvmCpu::guest_translate).
             r.info1 = access_bits | npf::P | kind;
             return r;
         }
+        // A on every entry the walk uses, D on the leaf of a (permitted) write.
+        if (const std::uint64_t ne = accessed_dirty(e, leaf && a.write); ne != e) (void)mem.write_u64(entry_pa, ne);
         if (leaf) {
             const std::uint64_t page_mask = (std::uint64_t{1} << shift) - 1;
             r.ok = true;

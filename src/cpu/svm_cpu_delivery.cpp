@@ -237,11 +237,13 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
     if (supervisor && user && a.fetch && (regs_.cr4 & cr4::SMEP) != 0) denied = true;
     if (supervisor && user && !a.fetch && (regs_.cr4 & cr4::SMAP) != 0 && (regs_.rflags & bit(18)) == 0)  // RFLAGS.AC
         denied = true;
-    // The leaf was read present and legal: A whatever the rights say (as
-    // every entry above it); D only for a write they permit, the page
-    // being written (APM 5.4.2).
-    mark_used(used, a.write && !denied);
+    // The entries above the leaf were used to reach it: A is set in them
+    // as the walk goes. The leaf is marked only when the access is
+    // permitted, the page then being read or written (APM 5.4.2): A, and
+    // D for a write. A refused access leaves the leaf as it was, as QEMU's
+    // page walk and KVM's walk_addr_generic do.
     if (denied) return pf(true, false);
+    mark_used(used, a.write);
     return nested_final(frame | (la & page_mask), a, gpa);
 }
 
