@@ -112,7 +112,7 @@ void BM_NestedPageWalk(benchmark::State& state) {
                     mem.write_u64(0x12000, 0x13007) && mem.write_u64(0x13000 + 8 * 5, 0x7000007);
     if (!ok) return state.SkipWithError("table setup failed");
     for (auto _ : state) {
-        const auto r = cpu::npt_walk(mem, ncr3, gpa, {}, true);
+        const auto r = cpu::npt_walk(mem, ncr3, gpa, {}, cpu::NestedPagingMode{.nxe = true});
         if (!r.ok || r.hpa != 0x7000123) {
             state.SkipWithError("walk did not translate");
             break;

@@ -1,10 +1,14 @@
 #include "nsvm/cpu/npt.hpp"
 
-#include "nsvm/arch/bits.hpp"
-
 namespace nsvm::cpu {
 
-NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Access a, bool nxe,
+NestedPagingMode nested_paging_mode(const checks::CpuModel& cpu, std::uint64_t nested_ctl, std::uint64_t host_efer,
+                                    std::uint64_t host_cr4) noexcept {
+    return NestedPagingMode{(host_efer & arch::efer::NXE) != 0, (host_cr4 & arch::cr4::SMEP) != 0,
+                            cpu.has(checks::Feature::gmet) && (nested_ctl & arch::misc_ctl::GMET) != 0};
+}
+
+NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Access a, NestedPagingMode mode,
                    bool guest_pt_access) noexcept {
     using arch::bit;
     using arch::bits;
@@ -12,9 +16,13 @@ NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Acce
     const unsigned maxpa = mem.maxphyaddr();
     // Bits MAXPHYADDR..51 of an entry are reserved; NX (63) without EFER.NXE.
     const std::uint64_t pa_rsv = maxpa >= 52 ? 0 : bits(51, maxpa);
-    const std::uint64_t nx_rsv = nxe ? 0 : bit(63);
+    const std::uint64_t nx_rsv = mode.nxe ? 0 : bit(63);
     const std::uint64_t kind = guest_pt_access ? npf::GUEST_PT : npf::FINAL_GPA;
-    std::uint64_t access_bits = (a.write ? npf::RW : 0) | (a.user ? npf::US : 0) | (a.fetch ? npf::ID : 0);
+    const std::uint64_t access_bits = npf_access_bits(a, mode);
+    // APM 15.25.13: with GMET, an instruction fetch at CPL < 3 (the one
+    // nested access that is a supervisor access, nested_access) may not
+    // execute a user page.
+    const bool supervisor_fetch = mode.gmet && a.fetch && !a.user;
     r.info2 = gpa;
 
     std::uint64_t table = ncr3 & bits(51, 12);
@@ -43,19 +51,23 @@ NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Acce
         }
         writable &= (e & 2) != 0;
         user &= (e & 4) != 0;
-        exec &= !(nxe && (e & bit(63)));
-        // A bit on every level; D on the leaf for writes.
+        exec &= !(mode.nxe && (e & bit(63)));
         const bool leaf = level == 1 || large;
-        std::uint64_t ne = e | bit(5);
-        if (leaf && a.write) ne |= bit(6);
-        if (ne != e) (void)mem.write_u64(entry_pa, ne);
+        bool denied = false;
         if (leaf) {
-            // Nested accesses are user accesses (APM 15.25.5): US must be set.
-            const bool denied = (a.write && !writable) || (!user) || (a.fetch && !exec);
-            if (denied) {
-                r.info1 = access_bits | npf::P | kind;
-                return r;
-            }
+            // Nested accesses are user accesses (APM 15.25.5): US must be
+            // set, but for GMET's supervisor fetch, which a user page denies.
+            denied = (a.write && !writable) || (supervisor_fetch ? user : !user) || (a.fetch && !exec);
+        }
+        if (denied) {
+            // A refused access leaves the leaf as it was (the guest walk's
+            // rule, SvmCpu::guest_translate).
+            r.info1 = access_bits | npf::P | kind;
+            return r;
+        }
+        // A on every entry the walk uses, D on the leaf of a (permitted) write.
+        if (const std::uint64_t ne = accessed_dirty(e, leaf && a.write); ne != e) (void)mem.write_u64(entry_pa, ne);
+        if (leaf) {
             const std::uint64_t page_mask = (std::uint64_t{1} << shift) - 1;
             r.ok = true;
             r.hpa = (e & bits(51, 12) & ~page_mask) | (gpa & page_mask);

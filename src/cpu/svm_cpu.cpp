@@ -242,6 +242,12 @@ std::uint64_t SvmCpu::hsave_load(FieldId f) const noexcept {
 std::uint64_t SvmCpu::host_efer() const noexcept {
     return held_.vmcb != nullptr ? held_host_.efer : hsave_load(FieldId::efer);
 }
+std::uint64_t SvmCpu::host_cr4() const noexcept {
+    return held_.vmcb != nullptr ? held_host_.cr4 : hsave_load(FieldId::cr4);
+}
+NestedPagingMode SvmCpu::nested_mode() const noexcept {
+    return nested_paging_mode(*cpu_, cur().get(FieldId::misc_ctl), host_efer(), host_cr4());
+}
 
 bool SvmCpu::read_hsave(arch::Vmcb& out) const noexcept {
     if (held_.vmcb != nullptr) {

@@ -1,12 +1,13 @@
 // Event delivery to the guest through its IDT (APM Vol.2 8.9, 4.8.3) with
 // the double-fault rules (8.2.9), EVENTINJ delivery at VMRUN (15.20), and
-// the guest's own linear-to-physical walk (5.3, under nested paging 15.25.5)
+// the guest's own linear-to-physical walk (5.3: legacy 2-level, PAE,
+// 4-level and 5-level; A/D written back, 5.4.2; under nested paging 15.25.5)
 // for the accesses delivery and guest memory events make.
 //
 // Not an x86 interpreter: only the architectural steps SVM's exits depend
 // on. What the model does not follow (task gates, stack switches to an
-// inner privilege level, IST, real and virtual-8086 mode, 16-bit gates,
-// 5-level paging) or memory that is not backed ends in not_modelled, with
+// inner privilege level, IST, real and virtual-8086 mode, 16-bit gates)
+// or memory that is not backed ends in not_modelled, with
 // the registers left as they were, never in a guess.
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
@@ -68,6 +69,15 @@ using Fault = SvmCpu::GuestFault;
     return f;
 }
 
+/// The #NPF a failed nested walk makes (APM 15.25.6).
+[[nodiscard]] Fault npf_fault(const NptResult& w) noexcept {
+    Fault f;
+    f.kind = Fault::Kind::npf;
+    f.info1 = w.info1;
+    f.info2 = w.info2;
+    return f;
+}
+
 }  // namespace
 
 std::uint64_t SvmCpu::exit_nrip(std::uint64_t decided) const noexcept {
@@ -85,44 +95,43 @@ std::uint64_t SvmCpu::exit_nrip(std::uint64_t decided) const noexcept {
 Fault SvmCpu::nested_final(std::uint64_t gpa, Access a, std::uint64_t& hpa) noexcept {
     hpa = gpa;
     if (!np_enabled()) return {};
-    // APM 15.25.5: nested walks are user accesses, whatever the guest's CPL.
-    const Access na{a.write, true, a.fetch};
-    const bool nxe = (host_efer() & arch::efer::NXE) != 0;
-    const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, na, nxe);
-    if (w.ok) {
-        hpa = w.hpa;
-        return {};
-    }
-    Fault f;
-    f.kind = Fault::Kind::npf;
-    f.info1 = w.info1;
-    f.info2 = w.info2;
-    return f;
+    // APM 15.25.5: nested walks are user accesses, whatever the guest's CPL,
+    // but for GMET's supervisor fetch (15.25.13; cpu/npt.hpp nested_access).
+    const NestedPagingMode mode = nested_mode();
+    const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, nested_access(a, mode), mode);
+    if (!w.ok) return npf_fault(w);
+    hpa = w.hpa;
+    return {};
 }
 
-Fault SvmCpu::guest_table_read(std::uint64_t gpa, unsigned width, std::uint64_t& out) noexcept {
-    std::uint64_t hpa = gpa;
+Fault SvmCpu::guest_table_read(std::uint64_t gpa, unsigned width, TableEntry& out) noexcept {
+    out.hpa = gpa;
+    out.width = width;
     if (np_enabled()) {
         // The guest's table reads are nested user writes: the walk may set
         // their A/D bits (KVM paging_tmpl.h walk_addr_generic's
         // nested_access; QEMU 7.2 ptw_translate uses MMU_DATA_STORE).
-        const bool nxe = (host_efer() & arch::efer::NXE) != 0;
-        const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, Access{true, true, false}, nxe,
-                                     true);
-        if (!w.ok) {
-            Fault f;
-            f.kind = Fault::Kind::npf;
-            f.info1 = w.info1;
-            f.info2 = w.info2;
-            return f;
-        }
-        hpa = w.hpa;
+        const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), gpa, Access{true, true, false},
+                                     nested_mode(), true);
+        if (!w.ok) return npf_fault(w);
+        out.hpa = w.hpa;
     }
     std::array<std::uint8_t, 8> b{};
-    if (!mem_->read(hpa, std::span<std::uint8_t>(b.data(), width)))
+    if (!mem_->read(out.hpa, std::span<std::uint8_t>(b.data(), width)))
         return not_modelled("a guest page table is not backed memory");
-    out = arch::load_le(b, 0, width);
+    out.value = arch::load_le(b, 0, width);
     return {};
+}
+
+void SvmCpu::mark_used(const TableEntry& e, bool dirty) noexcept {
+    // APM 5.4.2: the processor sets A in an entry the walk uses, D in the
+    // leaf of a write; with nested paging at the host-physical address the
+    // table read's nested walk gave (15.25.5).
+    const std::uint64_t v = accessed_dirty(e.value, dirty);
+    if (v == e.value) return;
+    std::array<std::uint8_t, 8> b{};
+    arch::store_le(b, 0, e.width, v);
+    (void)mem_->write(e.hpa, std::span<const std::uint8_t>(b.data(), e.width));
 }
 
 Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) noexcept {
@@ -130,7 +139,6 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
     const bool long_mode = (regs_.efer & efer::LMA) != 0;
     if (!long_mode) la &= 0xFFFFFFFFULL;
     if ((regs_.cr0 & cr0::PG) == 0) return nested_final(la, a, gpa);
-    if (long_mode && (regs_.cr4 & cr4::LA57) != 0) return not_modelled("5-level paging is not modelled");
 
     const bool pae = (regs_.cr4 & cr4::PAE) != 0;
     const bool nxe = (regs_.efer & efer::NXE) != 0;
@@ -149,32 +157,39 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
     std::uint64_t table = 0;
     unsigned level = 0;
     if (long_mode) {
+        // APM 5.3.3: CR3[51:12] is the PML4 (PML5 with CR4.LA57, 5.3.4).
         table = regs_.cr3 & bits(51, 12);
-        level = 4;
+        level = (regs_.cr4 & cr4::LA57) != 0 ? 5 : 4;
     } else if (pae) {
         // The PDPTE: loaded at VMRUN without nested paging (15.5.1 step 5),
-        // read through the nested tables otherwise (15.25.5).
+        // read through the nested tables otherwise (15.25.5), at CR3[31:5]
+        // (5.3.3: bits 4:0 ignored). PDPTEs have no A bit.
         std::uint64_t pdpe = pdpes_[(la >> 30) & 3];
         if (np_enabled()) {
-            const Fault f = guest_table_read((regs_.cr3 & bits(31, 5)) + 8 * ((la >> 30) & 3), 8, pdpe);
+            TableEntry t;
+            const Fault f = guest_table_read(cr3::pdpt_base(regs_.cr3) + 8 * ((la >> 30) & 3), 8, t);
             if (f.kind != Fault::Kind::none) return f;
+            pdpe = t.value;
         }
         if ((pdpe & 1) == 0) return pf(false, false);
-        if ((pdpe & (pa_rsv | bits(2, 1) | bits(8, 5) | bit(63))) != 0) return pf(true, true);
+        if ((pdpe & (pa_rsv | pdpe::kLowReserved | bit(63))) != 0) return pf(true, true);
         table = pdpe & bits(51, 12);
         level = 2;
     } else {
+        // APM 5.3.2: legacy 2-level paging takes the page directory from
+        // CR3[31:12]; bits 11:0 (PWT, PCD and ignored bits) are no address.
         table = regs_.cr3 & bits(31, 12);
         level = 2;
     }
+    TableEntry used;
     for (;; --level) {
-        std::uint64_t e = 0;
         bool leaf = level == 1;
         if (!long_mode && !pae) {
             // Legacy 32-bit paging: 4-byte entries, 4 MiB pages with CR4.PSE.
             const unsigned shift = level == 2 ? 22 : 12;
-            const Fault f = guest_table_read(table + 4 * ((la >> shift) & 0x3FF), 4, e);
+            const Fault f = guest_table_read(table + 4 * ((la >> shift) & 0x3FF), 4, used);
             if (f.kind != Fault::Kind::none) return f;
+            const std::uint64_t e = used.value;
             if ((e & 1) == 0) return pf(false, false);
             if (level == 2 && (e & bit(7)) != 0 && (regs_.cr4 & cr4::PSE) != 0) {
                 if ((e & bit(21)) != 0) return pf(true, true);
@@ -188,16 +203,18 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
             writable &= (e & 2) != 0;
             user &= (e & 4) != 0;
             if (leaf) break;
+            mark_used(used, false);
             table = e & 0xFFFFF000ULL;
             continue;
         }
         const unsigned shift = 12 + 9 * (level - 1);
-        const Fault f = guest_table_read(table + 8 * ((la >> shift) & 0x1FF), 8, e);
+        const Fault f = guest_table_read(table + 8 * ((la >> shift) & 0x1FF), 8, used);
         if (f.kind != Fault::Kind::none) return f;
+        const std::uint64_t e = used.value;
         if ((e & 1) == 0) return pf(false, false);
         const bool large = (level == 2 || level == 3) && (e & bit(7)) != 0;
         std::uint64_t rsv = pa_rsv | nx_rsv;
-        if (level == 4) rsv |= bit(7);                      // PS is MBZ in a PML4E
+        if (level >= 4) rsv |= bit(7);                      // PS is MBZ in a PML4E and a PML5E
         if (level == 3 && !long_mode) rsv |= bit(7);        // no 1 GiB pages outside long mode
         if (large) rsv |= level == 3 ? bits(29, 13) : bits(20, 13);
         if ((e & rsv) != 0) return pf(true, true);
@@ -209,6 +226,7 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
             frame = e & bits(51, 12) & ~page_mask;
             break;
         }
+        mark_used(used, false);
         table = e & bits(51, 12);
     }
     // APM 5.6: permission checks on the combined rights. Supervisor writes
@@ -219,9 +237,13 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
     if (supervisor && user && a.fetch && (regs_.cr4 & cr4::SMEP) != 0) denied = true;
     if (supervisor && user && !a.fetch && (regs_.cr4 & cr4::SMAP) != 0 && (regs_.rflags & bit(18)) == 0)  // RFLAGS.AC
         denied = true;
+    // The entries above the leaf were used to reach it: A is set in them
+    // as the walk goes. The leaf is marked only when the access is
+    // permitted, the page then being read or written (APM 5.4.2): A, and
+    // D for a write. A refused access leaves the leaf as it was, as QEMU's
+    // page walk and KVM's walk_addr_generic do.
     if (denied) return pf(true, false);
-    // The accessed and dirty bits the walk sets are not written back: no
-    // exit depends on them and the VMCB does not hold them.
+    mark_used(used, a.write);
     return nested_final(frame | (la & page_mask), a, gpa);
 }
 

@@ -247,9 +247,9 @@ SvmResult SvmCpu::execute(const Event& e) noexcept {
                 return r;
             }
             // APM 15.25.6: a nested fault is #VMEXIT(NPF). The NX bit's
-            // legality follows the host's EFER.NXE.
-            const bool nxe = (host_efer() & arch::efer::NXE) != 0;
-            const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), e.value, e.access, nxe);
+            // legality follows the host's EFER.NXE. `e.access` is the
+            // nested access itself (its `user` the nested US).
+            const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), e.value, e.access, nested_mode());
             if (!w.ok) return vmexit(ec::NPF, w.info1, w.info2, 0, exit_nrip(0));
             r.note = "translated by the nested page tables";
             return r;

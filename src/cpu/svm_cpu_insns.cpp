@@ -138,8 +138,8 @@ SvmResult SvmCpu::guest_vmload_vmsave(const Event& e, bool save) noexcept {
     const bool virtualized = cpu_->has(Feature::v_vmsave_vmload) && np_enabled() &&
                              (cur().get(FieldId::misc_ctl2) & arch::misc_ctl2::V_VMSAVE_VMLOAD) != 0;
     if (virtualized) {
-        const bool nxe = (host_efer() & arch::efer::NXE) != 0;
-        const NptResult w = npt_walk(*mem_, cur().get(FieldId::nested_cr3), pa, Access{.write = save, .user = false}, nxe);
+        const NptResult w =
+            npt_walk(*mem_, cur().get(FieldId::nested_cr3), pa, Access{.write = save, .user = false}, nested_mode());
         if (!w.ok) return vmexit(arch::exit_code::NPF, w.info1, w.info2, 0, exit_nrip(0));
         pa = w.hpa;
     }

@@ -190,9 +190,12 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
 bool Vcpu::l1_physical(std::uint64_t l2_gpa, cpu::Access access, std::uint64_t& l1_gpa, StepResult& fault) noexcept {
     l1_gpa = l2_gpa;
     if ((cache_.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0) return true;
-    // L1's nested paging: L2 GPA -> L1 GPA through L1's tables at nCR3.
-    const auto w = cpu::npt_walk(*mem_, cache_.get(FieldId::nested_cr3), l2_gpa, access,
-                                 (vmcb01_.get(FieldId::efer) & arch::efer::NXE) != 0);
+    // L1's nested paging: L2 GPA -> L1 GPA through L1's tables at nCR3, in
+    // L1's paging mode (its EFER.NXE and CR4.SMEP, GMET as vmcb02 has it;
+    // KVM's nested NPT MMU takes them from L1's state).
+    const auto mode = cpu::nested_paging_mode(*cpu_, vmcb02().get(FieldId::misc_ctl), vmcb01_.get(FieldId::efer),
+                                              vmcb01_.get(FieldId::cr4));
+    const auto w = cpu::npt_walk(*mem_, cache_.get(FieldId::nested_cr3), l2_gpa, access, mode);
     if (w.ok) {
         l1_gpa = w.hpa;
         return true;
@@ -213,8 +216,8 @@ StepResult Vcpu::l2_memory_access(const cpu::Event& e) noexcept {
         r.outcome = Outcome::handled_by_l0;
         r.owner = Owner::l0;
         r.exit_code = ec::NPF;
-        r.exit_info_1 = cpu::npf::FINAL_GPA | (e.access.write ? cpu::npf::RW : 0) | cpu::npf::US |
-                        (e.access.fetch ? cpu::npf::ID : 0);
+        r.exit_info_1 = cpu::npf::FINAL_GPA |
+                        cpu::npf_access_bits(cpu::Access{e.access.write, true, e.access.fetch}, hw_.nested_mode());
         r.exit_info_2 = l1_gpa;
         r.l0_exit = true;
         r.note = "L0's own #NPF (L1 GPA not backed); L0 handles it";
@@ -241,6 +244,10 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
         case EventKind::smi:
         case EventKind::init: return external(e.kind);
         case EventKind::memory: {
+            // An access at a linear address walks L2's own tables on the
+            // processor (cpu::SvmCpu::guest_linear_access): #PF, #NPF and
+            // the A/D bits are the processor's.
+            if (e.linear) return l2_executes(e);
             StepResult m = l2_memory_access(e);
             l2_instruction_boundary(m);
             return m;

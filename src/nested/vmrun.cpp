@@ -154,7 +154,13 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     // nested paging it is the identity: vmcb02 walks L1's tables at L1's
     // nCR3, or runs without nested paging (the processor then sees L2's GPA
     // as the physical address, as L0's identity map would give it).
-    out.set(FieldId::misc_ctl, nnpt ? misc_ctl::NP_ENABLE : 0);
+    //
+    // GMET (APM 15.25.13) for L2 when L1 sets it in vmcb12, runs L2 with
+    // nested paging and sees GMET in its CPUID (KVM's
+    // nested_vmcb02_prepare_control); otherwise vmcb12's bit is ignored.
+    // vmcb01 carries no GMET here: L0 does not use it for L1.
+    const bool gmet = nnpt && cpu_->has(Feature::gmet) && (cache_.get(FieldId::misc_ctl) & misc_ctl::GMET) != 0;
+    out.set(FieldId::misc_ctl, (nnpt ? misc_ctl::NP_ENABLE : 0) | (gmet ? misc_ctl::GMET : 0));
     out.set(FieldId::nested_cr3, nnpt ? cache_.get(FieldId::nested_cr3) : 0);
     // Pause filter (post-series): L1's values when offered, else 0.
     out.set(FieldId::pause_filter_count,

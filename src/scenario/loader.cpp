@@ -448,10 +448,162 @@ public:
         }
     }
 
+    /// A guest paging format (APM 5.3): entry width, levels and where
+    /// each level's index sits in the linear address.
+    struct PagingFormat {
+        const char* name;
+        unsigned levels;       ///< table levels below CR3 (PAE: the PDPT counts)
+        unsigned entry_bytes;  ///< 4 (legacy) or 8
+        unsigned index_bits;   ///< 10 (legacy) or 9
+        unsigned la_bits;      ///< linear address width (canonical above it in long mode)
+    };
+    static constexpr PagingFormat kLegacy{"legacy", 2, 4, 10, 32}, kPae{"pae", 3, 8, 9, 32},
+        kFourLevel{"4-level", 4, 8, 9, 48}, kFiveLevel{"5-level", 5, 8, 9, 57};
+
+    [[nodiscard]] static unsigned level_shift(const PagingFormat& f, unsigned level) noexcept {
+        return 12 + f.index_bits * (level - 1);
+    }
+    /// The level a page of `size` is mapped at, 0 when the format cannot
+    /// map it (APM 5.3: 4 MiB only legacy, 2 MiB PAE and long mode, 1 GiB
+    /// long mode only).
+    [[nodiscard]] static unsigned leaf_level(const PagingFormat& f, const std::string& size) noexcept {
+        const bool legacy = f.entry_bytes == 4;
+        if (size == "4k") return 1;
+        if (size == "4m") return legacy ? 2 : 0;
+        if (size == "2m") return legacy ? 0 : 2;
+        if (size == "1g") return f.levels >= 4 ? 3 : 0;
+        return 0;
+    }
+
+    /// An entry a page_tables walk slot holds, read and written at the
+    /// format's width.
+    [[nodiscard]] std::uint64_t table_entry(const Scenario& s, std::uint64_t at, unsigned bytes) const {
+        std::uint64_t e = 0;
+        (void)s.memory.read_u64(at & ~std::uint64_t{7}, e);
+        return bytes == 8 ? e : (e >> (8 * (at & 7))) & 0xFFFFFFFFULL;
+    }
+    void put_table_entry(Scenario& s, std::uint64_t at, unsigned bytes, std::uint64_t v) const {
+        std::array<std::uint8_t, 8> b{};
+        arch::store_le(b, 0, bytes, v);
+        (void)s.memory.write(at, std::span<const std::uint8_t>(b.data(), bytes));
+    }
+
+    /// The leaf entry of one `page_tables.map` item (APM 5.4.1, 5.3 figures):
+    /// P, R/W, U/S, A, D, PS for a large page, NX (bit 63), the frame, and
+    /// any `reserved` bits as given.
+    [[nodiscard]] std::uint64_t leaf_entry(const YAML::Node& m, const PagingFormat& f, unsigned leaf, std::uint64_t g,
+                                           const Scenario& s) const {
+        using arch::bit;
+        const auto flag = [&](const char* k, bool dflt) {
+            return m[k] ? boolean(m[k], std::string("memory.page_tables.map[].") + k) : dflt;
+        };
+        const bool legacy = f.entry_bytes == 4;
+        if (flag("nx", false) && legacy)
+            fail(m["nx"], "memory.page_tables.map[].nx", "legacy 2-level entries have no NX bit (APM 5.3.2); use pae or a long-mode format");
+        const std::uint64_t page = std::uint64_t{1} << level_shift(f, leaf);
+        if ((g & (page - 1)) != 0) fail(m["gpa"], "memory.page_tables.map[].gpa", fmt::format("{:#x} is not aligned to the page size", g));
+        // Legacy 4 KiB frames are 32-bit; a 4 MiB page reaches 40 bits through
+        // PDE bits 20:13 (APM 5.3.2); the others MAXPHYADDR.
+        const unsigned pa_bits = legacy ? (leaf == 1 ? 32U : std::min(40U, s.cpu.maxphyaddr)) : s.cpu.maxphyaddr;
+        if (pa_bits < 64 && (g >> pa_bits) != 0)
+            fail(m["gpa"], "memory.page_tables.map[].gpa",
+                 fmt::format("{:#x} does not fit the {} bits this {} entry holds", g, pa_bits, f.name));
+        std::uint64_t e = (flag("present", true) ? 1 : 0) | (flag("write", true) ? 2 : 0) | (flag("user", true) ? 4 : 0) |
+                          (flag("accessed", false) ? bit(5) : 0) | (flag("dirty", false) ? bit(6) : 0);
+        if (leaf > 1) e |= bit(7);
+        if (legacy && leaf == 2) e |= (g & 0xFFC00000ULL) | (((g >> 32) & 0xFF) << 13);
+        else e |= g;
+        if (flag("nx", false)) e |= bit(63);
+        if (m["reserved"]) {
+            const std::uint64_t rsv = number(m["reserved"], "memory.page_tables.map[].reserved", arch::width_mask(f.entry_bytes));
+            e |= rsv;
+        }
+        return e;
+    }
+
+    // L2's (a guest's) own page tables in one of the formats of APM 5.3,
+    // rooted at gpa (CR3's table; for pae the 32-byte aligned PDPT); the
+    // other table pages are allocated right after the root's page. The
+    // addresses are where the tables are written and what the entries hold.
+    void load_page_tables(const YAML::Node& item, Scenario& s, std::uint64_t root) const {
+        const auto& pt = item["page_tables"];
+        only_keys(pt, "memory.page_tables", {"format", "map"});
+        if (!pt["format"]) fail(pt, "memory.page_tables.format", "missing");
+        const auto name = text(pt["format"], "memory.page_tables.format");
+        const PagingFormat* f = nullptr;
+        for (const PagingFormat* c : {&kLegacy, &kPae, &kFourLevel, &kFiveLevel})
+            if (name == c->name) f = c;
+        if (f == nullptr) {
+            static constexpr std::array<std::string_view, 4> kFormats = {"legacy", "pae", "4-level", "5-level"};
+            const auto near = util::closest(name, kFormats);
+            fail(pt["format"], "memory.page_tables.format",
+                 fmt::format("'{}' is not legacy, pae, 4-level or 5-level{}", name,
+                             near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+        }
+        const bool pae = f == &kPae;
+        if ((root & (pae ? 0x1F : 0xFFF)) != 0)
+            fail(item["gpa"], "memory.gpa", pae ? "a PAE PDPT must be 32-byte aligned" : "a page-table root must be 4 KiB aligned");
+        if ((root >> (f->levels >= 4 ? s.cpu.maxphyaddr : 32)) != 0)
+            fail(item["gpa"], "memory.gpa", fmt::format("the {} root must be below {:#x}", f->name,
+                                                        std::uint64_t{1} << (f->levels >= 4 ? s.cpu.maxphyaddr : 32)));
+        map_or_fail(s, item, "memory.page_tables", cpu::page_of(root), 4096);
+        std::uint64_t next = cpu::page_of(root) + 4096;
+        if (!pt["map"]) fail(pt, "memory.page_tables.map", "missing");
+        if (!pt["map"].IsSequence()) fail(pt["map"], "memory.page_tables.map", "expected a list of mappings");
+        for (const auto& m : pt["map"]) {
+            only_keys(m, "memory.page_tables.map[]",
+                      {"la", "gpa", "size", "write", "user", "nx", "present", "accessed", "dirty", "reserved"});
+            if (!m["la"] || !m["gpa"]) fail(m, "memory.page_tables.map[]", "needs la and gpa");
+            const std::uint64_t la = number(m["la"], "memory.page_tables.map[].la");
+            const std::uint64_t g = number(m["gpa"], "memory.page_tables.map[].gpa");
+            const std::string size = m["size"] ? text(m["size"], "memory.page_tables.map[].size") : "4k";
+            const unsigned leaf = leaf_level(*f, size);
+            if (leaf == 0)
+                fail(m["size"] ? m["size"] : m, "memory.page_tables.map[].size",
+                     fmt::format("{} paging maps {}", f->name,
+                                 f->entry_bytes == 4 ? "4k and 4m pages" : f->levels >= 4 ? "4k, 2m and 1g pages" : "4k and 2m pages"));
+            const bool long_mode = f->levels >= 4;
+            if (long_mode ? !arch::is_canonical(la, f->la_bits) : (la >> 32) != 0)
+                fail(m["la"], "memory.page_tables.map[].la",
+                     long_mode ? fmt::format("{:#x} is not canonical for {} paging (bits 63:{} must equal bit {})", la,
+                                             f->name, f->la_bits - 1, f->la_bits - 1)
+                               : fmt::format("{:#x} is beyond the 32-bit linear addresses of {} paging", la, f->name));
+            if ((la & ((std::uint64_t{1} << level_shift(*f, leaf)) - 1)) != 0)
+                fail(m["la"], "memory.page_tables.map[].la", fmt::format("{:#x} is not aligned to the page size", la));
+            const std::uint64_t leaf_value = leaf_entry(m, *f, leaf, g, s);
+            // Down to the leaf's table, allocating the missing ones.
+            std::uint64_t table = root;
+            for (unsigned level = f->levels; level > leaf; --level) {
+                const unsigned index_bits = pae && level == 3 ? 2 : f->index_bits;
+                const std::uint64_t slot =
+                    table + ((la >> level_shift(*f, level)) & ((1U << index_bits) - 1)) * f->entry_bytes;
+                std::uint64_t e = table_entry(s, slot, f->entry_bytes);
+                if ((e & 1) != 0 && (e & arch::bit(7)) != 0 && !(pae && level == 3))
+                    fail(m["la"], "memory.page_tables.map[].la",
+                         fmt::format("{:#x} lies in a larger page an earlier item maps", la));
+                if ((e & 1) == 0) {
+                    if (f->entry_bytes == 4 && (next >> 32) != 0)
+                        fail(m, "memory.page_tables.map[]", "legacy tables must lie below 4 GiB: move the root lower");
+                    map_or_fail(s, m, "memory.page_tables.map[]", next, 4096);
+                    // APM 5.3.3: a PAE PDPTE has P and no R/W or U/S (bits 2:1
+                    // are reserved); the other levels grant all: the leaf decides.
+                    e = next | (pae && level == 3 ? 1 : 7);
+                    next += 4096;
+                    put_table_entry(s, slot, f->entry_bytes, e);
+                }
+                table = f->entry_bytes == 4 ? e & 0xFFFFF000ULL : e & arch::bits(51, 12);
+            }
+            const std::uint64_t slot = table + ((la >> level_shift(*f, leaf)) & ((1U << f->index_bits) - 1)) * f->entry_bytes;
+            if (table_entry(s, slot, f->entry_bytes) != 0)
+                fail(m["la"], "memory.page_tables.map[].la", fmt::format("{:#x} is already mapped by an earlier item", la));
+            put_table_entry(s, slot, f->entry_bytes, leaf_value);
+        }
+    }
+
     void load_memory(const YAML::Node& n, Scenario& s) const {
         if (!n.IsSequence()) fail(n, "memory", "expected a list");
         for (const auto& item : n) {
-            only_keys(item, "memory[]", {"gpa", "size", "vmcb", "u64", "msrpm", "iopm", "npt", "comment"});
+            only_keys(item, "memory[]", {"gpa", "size", "vmcb", "u64", "msrpm", "iopm", "npt", "page_tables", "comment"});
             if (!item["gpa"]) fail(item, "memory[].gpa", "missing");
             const std::uint64_t gpa = number(item["gpa"], "memory[].gpa");
             if (item["size"]) map_or_fail(s, item, "memory[].size", gpa, number(item["size"], "memory[].size", 1ULL << 32));
@@ -459,6 +611,7 @@ public:
             if (item["msrpm"]) load_msrpm(item, s, gpa);
             if (item["iopm"]) load_iopm(item, s, gpa);
             if (item["npt"]) load_npt(item, s, gpa);
+            if (item["page_tables"]) load_page_tables(item, s, gpa);
             if (item["u64"]) {
                 const auto vals = number_list(item["u64"], "memory[].u64");
                 map_or_fail(s, item, "memory[].u64", gpa, 8 * vals.size());
@@ -548,6 +701,11 @@ public:
             Expectation e;
             e.key = kv.first.as<std::string>();
             e.line = kv.first.Mark().line + 1;
+            if (e.key == "mem") {
+                load_memory_expectation(kv.second, e);
+                st.expect.push_back(std::move(e));
+                continue;
+            }
             const bool is_plain = std::find(plain.begin(), plain.end(), e.key) != plain.end();
             std::string field = e.key;
             for (const char* pre : {"vmcb12.", "vmcb02.", "vmcb01."})
@@ -599,6 +757,35 @@ public:
         }
     }
 
+    /// `{gpa: A, u64|u32|u16|u8: V}` (a `write:` step, `expect.mem`): the
+    /// address, the width in bytes and a value that fits it.
+    void sized_value(const YAML::Node& n, const std::string& where, std::uint64_t& gpa, std::uint8_t& width,
+                     std::uint64_t& value) const {
+        if (!n["gpa"]) fail(n, where + ".gpa", "missing");
+        gpa = number(n["gpa"], where + ".gpa");
+        int widths = 0;
+        for (auto [k, bytes] : {std::pair{"u64", 8}, {"u32", 4}, {"u16", 2}, {"u8", 1}}) {
+            if (!n[k]) continue;
+            ++widths;
+            width = static_cast<std::uint8_t>(bytes);
+            value = number(n[k], where + "." + k, arch::width_mask(static_cast<std::size_t>(bytes)));
+        }
+        if (widths != 1) fail(n, where, "give exactly one of u64, u32, u16, u8");
+    }
+
+    /// `expect: {mem: {gpa: X, u64: V, mask: M}}` (or u32, u16, u8): the
+    /// machine's memory at X (L1's physical memory), compared under the
+    /// optional mask as the other masked expectations.
+    void load_memory_expectation(const YAML::Node& n, Expectation& e) const {
+        only_keys(n, "expect.mem", {"gpa", "u64", "u32", "u16", "u8", "mask"});
+        sized_value(n, "expect.mem", e.gpa, e.width, e.value);
+        e.text = fmt::format("u{} at {:#x} = {:#x}", 8 * e.width, e.gpa, e.value);
+        if (n["mask"]) {
+            e.mask = number(n["mask"], "expect.mem.mask", arch::width_mask(e.width));
+            e.text += fmt::format(" under mask {:#x}", e.mask);
+        }
+    }
+
     /// `expect: {pending: "intr, nmi"}` or `none`: the events held for later
     /// (by GIF, RFLAGS.IF, or intercepted and not yet taken), as a bit per EventKind.
     std::uint64_t pending_events(const YAML::Node& n) const {
@@ -631,7 +818,7 @@ public:
         }
         only_keys(n, "l2", {"event", "msr", "value", "port", "size", "in", "string", "rep", "cr", "dr", "vector",
                             "error_code", "cr2", "gpa", "write", "user", "fetch", "insn_len", "gpr", "address",
-                            "type"});
+                            "type", "linear"});
         if (!n["event"]) fail(n, "l2.event", "missing");
         const auto name = text(n["event"], "l2.event");
         const auto k = cpu::find_event(name);
@@ -654,6 +841,7 @@ public:
         if (n["value"]) e.value = number(n["value"], "l2.value");
         if (n["address"]) e.value = number(n["address"], "l2.address");
         if (n["gpa"]) e.value = number(n["gpa"], "l2.gpa");
+        if (n["linear"]) load_linear_access(n, st);
         if (n["in"]) e.in = boolean(n["in"], "l2.in");
         if (n["string"]) e.string = boolean(n["string"], "l2.string");
         if (n["rep"]) e.rep = boolean(n["rep"], "l2.rep");
@@ -664,6 +852,21 @@ public:
         if (n["fetch"]) e.access.fetch = boolean(n["fetch"], "l2.fetch");
         if (n["insn_len"]) e.insn_len = static_cast<std::uint8_t>(number(n["insn_len"], "l2.insn_len", 15));
         if (n["gpr"]) e.gpr = static_cast<std::uint8_t>(number(n["gpr"], "l2.gpr", 15));
+    }
+
+    /// `l2: {event: memory, linear: LA}`: an access at a linear address,
+    /// through L2's own paging (Event::linear). `gpa`/`address` name a
+    /// guest-physical address instead; `user` is not the scenario's to say:
+    /// the processor takes it from L2's CPL (APM 5.6: CPL 3 is a user access).
+    void load_linear_access(const YAML::Node& n, Step& st) const {
+        if (st.event.kind != cpu::EventKind::memory) fail(n["linear"], "l2.linear", "only a memory event has a linear address");
+        for (const char* k : {"gpa", "address"})
+            if (n[k])
+                fail(n[k], std::string("l2.") + k,
+                     "give either linear (an address L2's page tables translate) or a guest-physical address, not both");
+        if (n["user"]) fail(n["user"], "l2.user", "a linear access is a user access exactly when L2 runs at CPL 3; set L2's CPL instead");
+        st.event.linear = true;
+        st.event.value = number(n["linear"], "l2.linear");
     }
 
     void load_steps(const YAML::Node& n, Scenario& s) const {
@@ -744,16 +947,7 @@ public:
                 st.kind = StepKind::write;
                 const auto& w = item["write"];
                 only_keys(w, "write", {"gpa", "u64", "u32", "u16", "u8"});
-                if (!w["gpa"]) fail(w, "write.gpa", "missing");
-                st.gpa = number(w["gpa"], "write.gpa");
-                int widths = 0;
-                for (auto [k, width] : {std::pair{"u64", 8}, {"u32", 4}, {"u16", 2}, {"u8", 1}}) {
-                    if (!w[k]) continue;
-                    ++widths;
-                    st.width = static_cast<std::uint8_t>(width);
-                    st.value = number(w[k], std::string("write.") + k, arch::width_mask(static_cast<std::size_t>(width)));
-                }
-                if (widths != 1) fail(w, "write", "give exactly one of u64, u32, u16, u8");
+                sized_value(w, "write", st.gpa, st.width, st.value);
                 st.what = "write";
             }
             if (item["host_efer"]) {

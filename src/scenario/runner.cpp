@@ -79,7 +79,8 @@ std::string describe_step(const Step& st) {
                 case cpu::EventKind::io:
                     return fmt::format("L2 {}{} port {:#x} size {}", e.in ? "IN" : "OUT", e.string ? "S" : "", e.index, e.size);
                 case cpu::EventKind::memory:
-                    return fmt::format("L2 {} at GPA {:#x}", e.access.fetch ? "fetch" : e.access.write ? "write" : "read", e.value);
+                    return fmt::format("L2 {} at {} {:#x}", e.access.fetch ? "fetch" : e.access.write ? "write" : "read",
+                                       e.linear ? "LA" : "GPA", e.value);
                 case cpu::EventKind::exception: return fmt::format("L2 raises exception {}", e.index);
                 case cpu::EventKind::cr_write:
                 case cpu::EventKind::dr_write: return fmt::format("L2 {} {} <- {:#x}", st.what, e.index, e.value);
@@ -166,6 +167,12 @@ struct Checker {
             return mismatch(names.empty() ? "none" : names);
         }
         if (e.key == "vmcb12_reads") return num(v.vmcb12_reads_last_vmrun());
+        if (e.key == "mem") {
+            std::array<std::uint8_t, 8> b{};
+            if (!v.memory().read(e.gpa, std::span<std::uint8_t>(b.data(), e.width)))
+                return mismatch(fmt::format("memory at {} not backed", hex(e.gpa)));
+            return num(arch::load_le(b, 0, e.width));
+        }
         if (e.key == "mode") {
             if (nested::mode_name(v.mode()) == e.text) return std::nullopt;
             return mismatch(std::string(nested::mode_name(v.mode())));

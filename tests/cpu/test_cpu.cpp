@@ -134,26 +134,30 @@ TEST(Npt, WalksLargePagesAndReportsFaults) {
     ASSERT_TRUE(m.write_u64(0x12008, 0x400087));
     // PDPT[1] = 1 GiB page at 0x80000000, read-only.
     ASSERT_TRUE(m.write_u64(0x11008, 0x80000085));
-    auto r = cpu::npt_walk(m, 0x10000, 0x212345, {.write = true}, true);
+    auto r = cpu::npt_walk(m, 0x10000, 0x212345, {.write = true}, cpu::NestedPagingMode{.nxe = true});
     ASSERT_TRUE(r.ok);
     EXPECT_EQ(r.hpa, 0x412345U);
     std::uint64_t pde = 0;
     ASSERT_TRUE(m.read_u64(0x12008, pde));
     EXPECT_EQ(pde & 0x60, 0x60U);  // accessed and dirty
-    r = cpu::npt_walk(m, 0x10000, 0x40001000, {}, true);
+    r = cpu::npt_walk(m, 0x10000, 0x40001000, {}, cpu::NestedPagingMode{.nxe = true});
     ASSERT_TRUE(r.ok);
     EXPECT_EQ(r.hpa, 0x80001000U);
-    r = cpu::npt_walk(m, 0x10000, 0x40001000, {.write = true}, true);
+    r = cpu::npt_walk(m, 0x10000, 0x40001000, {.write = true}, cpu::NestedPagingMode{.nxe = true});
     ASSERT_FALSE(r.ok);
     EXPECT_EQ(r.info1, cpu::npf::FINAL_GPA | cpu::npf::P | cpu::npf::RW | cpu::npf::US);
     EXPECT_EQ(r.info2, 0x40001000U);
+    // The denied write: A (set by the read before) but no D (APM 5.4.2).
+    std::uint64_t pdpe = 0;
+    ASSERT_TRUE(m.read_u64(0x11008, pdpe));
+    EXPECT_EQ(pdpe, 0x80000085U | 0x20U);
     // Reserved bit in a 2 MiB PDE (bit 13).
     ASSERT_TRUE(m.write_u64(0x12010, 0x600087 | (1ULL << 13)));
-    r = cpu::npt_walk(m, 0x10000, 0x400000, {}, true);
+    r = cpu::npt_walk(m, 0x10000, 0x400000, {}, cpu::NestedPagingMode{.nxe = true});
     ASSERT_FALSE(r.ok);
     EXPECT_NE(r.info1 & cpu::npf::RSV, 0U);
     // Not present.
-    r = cpu::npt_walk(m, 0x10000, 0x1000000000ULL, {.fetch = true}, true);
+    r = cpu::npt_walk(m, 0x10000, 0x1000000000ULL, {.fetch = true}, cpu::NestedPagingMode{.nxe = true});
     ASSERT_FALSE(r.ok);
     EXPECT_EQ(r.info1, cpu::npf::FINAL_GPA | cpu::npf::US | cpu::npf::ID);
 }

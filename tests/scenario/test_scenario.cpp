@@ -332,3 +332,142 @@ TEST(Hardening, L2DebugRegisterWriteWithUpperBitsKeepsVmcb02Legal) {
     const auto r = scenario::run(*s, {.check_invariants = true}, out);
     EXPECT_EQ(r.status, 0) << r.message << "\n" << out.str();
 }
+
+// --- L2's paging: linear accesses, page_tables, expect mem ----------------------
+
+namespace {
+/// The load error of `text`, or a failure when it loads.
+scenario::Error load_error(const std::string& text) {
+    auto s = scenario::load_text(text, "x.yaml");
+    EXPECT_FALSE(s) << text;
+    return s ? scenario::Error{} : s.error();
+}
+/// A scenario whose only memory item is `page_tables` at `root` with `format` and one `map` item.
+std::string one_mapping(const std::string& format, const std::string& item, const std::string& root = "0x80000") {
+    return "memory:\n  - gpa: " + root + "\n    page_tables:\n      format: " + format + "\n      map:\n        - " + item +
+           "\nsteps:\n  - expect: {mode: l1}\n";
+}
+std::uint64_t read_u64(const scenario::Scenario& s, std::uint64_t at) {
+    std::uint64_t v = 0;
+    EXPECT_TRUE(s.memory.read_u64(at, v));
+    return v;
+}
+}  // namespace
+
+TEST(ScenarioPaging, LinearMemoryEventsAreLinearAndRefuseAGpaOrAUserFlag) {
+    auto s = scenario::load_text("steps:\n  - l2: {event: memory, linear: 0x400000, write: true, fetch: false}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    EXPECT_TRUE(s->steps[0].event.linear);
+    EXPECT_EQ(s->steps[0].event.value, 0x400000U);
+    EXPECT_TRUE(s->steps[0].event.access.write);
+    auto e = load_error("steps:\n  - l2: {event: memory, linear: 0x400000,\n          gpa: 0x1000}\n");
+    EXPECT_EQ(e.key, "l2.gpa");
+    EXPECT_EQ(e.line, 3);
+    EXPECT_EQ(load_error("steps:\n  - l2: {event: memory, address: 0x1000, linear: 0x400000}\n").key, "l2.address");
+    e = load_error("steps:\n  - l2: {event: memory, linear: 0x400000, user: true}\n");
+    EXPECT_EQ(e.key, "l2.user");
+    EXPECT_NE(e.message.find("CPL"), std::string::npos) << e.message;
+    EXPECT_EQ(load_error("steps:\n  - l2: {event: cpuid, linear: 0x400000}\n").key, "l2.linear");
+}
+
+TEST(ScenarioPaging, EntriesAreWrittenAsTheArchitectureDefinesThem) {
+    // legacy 4 MiB page at PA 0x1_0040_0000: PDE bits 31:22 and 20:13 (PA 39:32), PS, P RW US.
+    auto s = scenario::load_text(one_mapping("legacy", "{la: 0x400000, gpa: 0x100400000, size: 4m}"), "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    EXPECT_EQ(read_u64(*s, 0x80000 + 4) & 0xFFFFFFFF, 0x00402087U);
+    // legacy 4 KiB: a PDE P RW US to the next page, a PTE with A and D asked for.
+    s = scenario::load_text(one_mapping("legacy", "{la: 0x401000, gpa: 0x5000, write: false, accessed: true, dirty: true}"),
+                            "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    EXPECT_EQ(read_u64(*s, 0x80000 + 4) & 0xFFFFFFFF, 0x81007U);
+    EXPECT_EQ(read_u64(*s, 0x81000 + 4) & 0xFFFFFFFF, 0x5065U);
+    // pae, root 32-byte aligned inside its page: the PDPTE has only P (bits 2:1 reserved).
+    s = scenario::load_text(one_mapping("pae", "{la: 0xC0200000, gpa: 0x400000, size: 2m, nx: true, user: false}",
+                                        "0x80020"),
+                            "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    EXPECT_EQ(read_u64(*s, 0x80020 + 8 * 3), 0x81001U);
+    EXPECT_EQ(read_u64(*s, 0x81000 + 8 * 1), 0x8000000000400083ULL);
+    // 5-level: PML5 -> PML4 -> PDPT, a 1 GiB page, `reserved` OR-ed in.
+    s = scenario::load_text(one_mapping("5-level", "{la: 0x1000040000000, gpa: 0x80000000, size: 1g, reserved: 0x100}"),
+                            "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    EXPECT_EQ(read_u64(*s, 0x80000 + 8), 0x81007U);
+    EXPECT_EQ(read_u64(*s, 0x81000), 0x82007U);
+    EXPECT_EQ(read_u64(*s, 0x82000 + 8), 0x80000187U);
+}
+
+TEST(ScenarioPaging, SizesAndBitsAFormatCannotMapAreRefused) {
+    const std::string size_key = "memory.page_tables.map[].size";
+    EXPECT_EQ(load_error(one_mapping("pae", "{la: 0x400000, gpa: 0x400000, size: 4m}")).key, size_key);
+    EXPECT_EQ(load_error(one_mapping("4-level", "{la: 0x400000, gpa: 0x400000, size: 4m}")).key, size_key);
+    EXPECT_EQ(load_error(one_mapping("legacy", "{la: 0x400000, gpa: 0x400000, size: 2m}")).key, size_key);
+    EXPECT_EQ(load_error(one_mapping("pae", "{la: 0x40000000, gpa: 0x40000000, size: 1g}")).key, size_key);
+    EXPECT_EQ(load_error(one_mapping("legacy", "{la: 0x400000, gpa: 0x400000, size: 1g}")).key, size_key);
+    auto e = load_error(one_mapping("legacy", "{la: 0x400000, gpa: 0x5000, nx: true}"));
+    EXPECT_EQ(e.key, "memory.page_tables.map[].nx");
+    EXPECT_EQ(e.line, 6);
+    e = load_error(one_mapping("4-levle", "{la: 0x400000, gpa: 0x5000}"));
+    EXPECT_EQ(e.key, "memory.page_tables.format");
+    EXPECT_NE(e.message.find("did you mean '4-level'"), std::string::npos) << e.message;
+    EXPECT_EQ(load_error(one_mapping("4-level", "{la: 0x400000, gpa: 0x5000}", "0x80008")).key, "memory.gpa");
+    EXPECT_EQ(load_error(one_mapping("pae", "{la: 0x400000, gpa: 0x5000}", "0x80010")).key, "memory.gpa");
+    EXPECT_EQ(load_error(one_mapping("4-level", "{la: 0x400800, gpa: 0x5000}")).key, "memory.page_tables.map[].la");
+    EXPECT_EQ(load_error(one_mapping("4-level", "{la: 0x400000, gpa: 0x5800}")).key, "memory.page_tables.map[].gpa");
+    // A legacy 4 KiB frame is 32 bits.
+    EXPECT_EQ(load_error(one_mapping("legacy", "{la: 0x400000, gpa: 0x100000000}")).key, "memory.page_tables.map[].gpa");
+    // Twice the same page, and a page inside a large page mapped before.
+    const std::string twice = "memory:\n  - gpa: 0x80000\n    page_tables:\n      format: 4-level\n      map:\n"
+                              "        - {la: 0x400000, gpa: 0x5000}\n        - {la: 0x400000, gpa: 0x6000}\n"
+                              "steps:\n  - expect: {mode: l1}\n";
+    e = load_error(twice);
+    EXPECT_EQ(e.key, "memory.page_tables.map[].la");
+    EXPECT_EQ(e.line, 7);
+    const std::string inside = "memory:\n  - gpa: 0x80000\n    page_tables:\n      format: 4-level\n      map:\n"
+                               "        - {la: 0x400000, gpa: 0x400000, size: 2m}\n        - {la: 0x401000, gpa: 0x6000}\n"
+                               "steps:\n  - expect: {mode: l1}\n";
+    EXPECT_EQ(load_error(inside).key, "memory.page_tables.map[].la");
+}
+
+TEST(ScenarioPaging, LinearAddressesBeyondTheFormatsRangeAreRefusedAtTheBoundary) {
+    const std::string la_key = "memory.page_tables.map[].la";
+    for (const char* f : {"legacy", "pae"}) {
+        EXPECT_TRUE(scenario::load_text(one_mapping(f, "{la: 0xFFFFF000, gpa: 0x5000}"), "x.yaml")) << f;
+        EXPECT_EQ(load_error(one_mapping(f, "{la: 0x100000000, gpa: 0x5000}")).key, la_key) << f;
+    }
+    // 4-level: canonical at 48 bits; 5-level at 57.
+    EXPECT_TRUE(scenario::load_text(one_mapping("4-level", "{la: 0x7FFFFFFFF000, gpa: 0x5000}"), "x.yaml"));
+    EXPECT_TRUE(scenario::load_text(one_mapping("4-level", "{la: 0xFFFF800000000000, gpa: 0x5000}"), "x.yaml"));
+    EXPECT_EQ(load_error(one_mapping("4-level", "{la: 0x800000000000, gpa: 0x5000}")).key, la_key);
+    EXPECT_TRUE(scenario::load_text(one_mapping("5-level", "{la: 0x800000000000, gpa: 0x5000}"), "x.yaml"));
+    EXPECT_TRUE(scenario::load_text(one_mapping("5-level", "{la: 0xFF00000000000000, gpa: 0x5000}"), "x.yaml"));
+    EXPECT_EQ(load_error(one_mapping("5-level", "{la: 0x100000000000000, gpa: 0x5000}")).key, la_key);
+}
+
+TEST(ScenarioPaging, ExpectMemReadsGuestMemoryUnderAMask) {
+    const std::string base = "memory:\n  - {gpa: 0x5000, size: 0x1000}\nsteps:\n  - write: {gpa: 0x5008, u64: 0x1234567}\n"
+                             "  - expect: {mem: ";
+    auto s = scenario::load_text(base + "{gpa: 0x5008, u64: 0x1234567}}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    std::ostringstream out;
+    EXPECT_EQ(scenario::run(*s, {}, out).status, 0) << out.str();
+    s = scenario::load_text(base + "{gpa: 0x5009, u16: 0x2445, mask: 0xF0FF}}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    EXPECT_EQ(scenario::run(*s, {}, out).status, 0) << out.str();
+    s = scenario::load_text(base + "{gpa: 0x5008, u8: 0x66}}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    auto r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.message.find("x.yaml:5: expect mem: wanted u8 at 0x5008 = 0x66, got 0x67"), std::string::npos) << r.message;
+    s = scenario::load_text(base + "{gpa: 0x9000, u8: 0}}\n", "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    r = scenario::run(*s, {}, out);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.message.find("not backed"), std::string::npos) << r.message;
+    EXPECT_EQ(load_error(base + "{gpa: 0x5008}}\n").key, "expect.mem");
+    EXPECT_EQ(load_error(base + "{gpa: 0x5008, u8: 1, u16: 1}}\n").key, "expect.mem");
+    EXPECT_EQ(load_error(base + "{gpa: 0x5008, u8: 0x100}}\n").key, "expect.mem.u8");
+    EXPECT_EQ(load_error(base + "{gpa: 0x5008, u8: 1, mask: 0x1FF}}\n").key, "expect.mem.mask");
+    EXPECT_EQ(load_error(base + "{u8: 1}}\n").key, "expect.mem.gpa");
+    EXPECT_EQ(load_error(base + "{gpa: 0x5008, u8: 1, mak: 1}}\n").key, "expect.mem.mak");
+}

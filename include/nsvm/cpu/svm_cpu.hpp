@@ -32,6 +32,7 @@
 #include "nsvm/cpu/events.hpp"
 #include "nsvm/cpu/gates.hpp"
 #include "nsvm/cpu/memory.hpp"
+#include "nsvm/cpu/npt.hpp"
 #include "nsvm/cpu/signals.hpp"
 
 namespace nsvm::cpu {
@@ -281,6 +282,9 @@ public:
     [[nodiscard]] GuestMemory& memory() noexcept { return *mem_; }
     [[nodiscard]] const checks::CpuModel& cpu_model() const noexcept { return *cpu_; }
     [[nodiscard]] const checks::Profile& profile() const noexcept { return *profile_; }
+    /// The mode the running guest's nested walks follow: the host's EFER.NXE
+    /// and CR4.SMEP kept at VMRUN, GMET from the VMCB (cpu/npt.hpp).
+    [[nodiscard]] NestedPagingMode nested_mode() const noexcept;
     /// The host-save area as this CPU keeps it (memory at VM_HSAVE_PA, or the
     /// internal page when the profile does not use HSAVE).
     [[nodiscard]] bool read_hsave(arch::Vmcb& out) const noexcept;
@@ -340,8 +344,10 @@ private:
     [[nodiscard]] Registers saved_host() const noexcept;
     /// Steps 5-6 from the saved host `h`, with the bits #VMEXIT forces.
     void restore_host(const Registers& h) noexcept;
-    /// The host's EFER kept at VMRUN (NXE decides the nested tables' NX bit).
+    /// The host's EFER and CR4 kept at VMRUN (NXE decides the nested tables'
+    /// NX bit; NXE and SMEP their EXITINFO1.ID).
     [[nodiscard]] std::uint64_t host_efer() const noexcept;
+    [[nodiscard]] std::uint64_t host_cr4() const noexcept;
 
     // Gates of the other SVM instructions.
     using Insn = SvmInsn;
@@ -370,7 +376,17 @@ private:
     // Delivery through the guest's IDT and the guest's own paging
     // (svm_cpu_delivery.cpp, APM 5.3, 8.2.9, 8.9, 15.20, 15.25).
     [[nodiscard]] GuestFault guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) noexcept;
-    [[nodiscard]] GuestFault guest_table_read(std::uint64_t gpa, unsigned width, std::uint64_t& out) noexcept;
+    /// An entry of the guest's own page tables: its value, where it is (the
+    /// host-physical address, through the nested tables with nested paging)
+    /// and its width (4 bytes in legacy 2-level paging, else 8).
+    struct TableEntry {
+        std::uint64_t value = 0;
+        std::uint64_t hpa = 0;
+        unsigned width = 8;
+    };
+    [[nodiscard]] GuestFault guest_table_read(std::uint64_t gpa, unsigned width, TableEntry& out) noexcept;
+    /// Writes back the A bit (and D with `dirty`) of an entry the walk used (APM 5.4.2).
+    void mark_used(const TableEntry& e, bool dirty) noexcept;
     [[nodiscard]] GuestFault nested_final(std::uint64_t gpa, Access a, std::uint64_t& hpa) noexcept;
     [[nodiscard]] GuestFault guest_access(std::uint64_t la, std::span<std::uint8_t> bytes, bool write) noexcept;
     [[nodiscard]] GuestFault deliver_through_idt(const GuestEvent& ev) noexcept;

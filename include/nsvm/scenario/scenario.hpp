@@ -33,6 +33,8 @@ struct Expectation {
     std::string text;        ///< as written
     std::uint64_t value = 0; ///< numeric form where one exists
     std::uint64_t mask = ~std::uint64_t{0};  ///< numeric keys: only these bits are compared
+    std::uint64_t gpa = 0;   ///< `mem`: the address read
+    std::uint8_t width = 8;  ///< `mem`: bytes read (8, 4, 2, 1)
     int line = 0;
 };
 
