@@ -4,7 +4,12 @@
 # issue-5 target with the figure measured now and met / NOT met, the other
 # figures, and nsvm's speed against the peers measured in the same run.
 #
-#   scripts/bench.sh [BUILD_DIR]     (default: build)
+#   scripts/bench.sh [BENCH_DIR [TOOLS_DIR]]     (defaults: build, BENCH_DIR)
+#
+# BENCH_DIR holds nsvm_bench (make bench: build-bench, the `bench` preset:
+# -O3 with link-time optimization); TOOLS_DIR the allocation test
+# (nsvm_nested_tests) and the CLI for the peers' timing (the default build).
+# The table names the build nsvm_bench came from.
 #
 # Environment: NSVM_BENCH_REPETITIONS (default 3; the median is reported, as
 # the machine is shared and single runs are noisy), NSVM_PEER_TIMEOUT
@@ -14,9 +19,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
+tools=${2:-$build}
 bench="$build/nsvm_bench"
-nsvm="$build/nsvm"
-nested_tests="$build/nsvm_nested_tests"
+nsvm="$tools/nsvm"
+nested_tests="$tools/nsvm_nested_tests"
+# How nsvm_bench was built, from its CMake cache (printed with the figures).
+cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt" 2>/dev/null | head -1; }
+build_kind="$(cache_value CMAKE_BUILD_TYPE)"
+[[ "$(cache_value CMAKE_INTERPROCEDURAL_OPTIMIZATION)" == ON ]] && build_kind="$build_kind, link-time optimization"
+export NSVM_BENCH_BUILD="${build_kind:-unknown} ($build)"
 reps=${NSVM_BENCH_REPETITIONS:-3}
 peer_timeout=${NSVM_PEER_TIMEOUT:-900}
 
@@ -160,7 +171,7 @@ info("JSON VMCB parsing", "BM_ParseJson", "bytes_per_second")
 w = [max(len(r[i]) for r in rows + [("figure", "measured", "target", "verdict")]) for i in range(4)]
 print()
 print(f"nsvm_bench on {ctx.get('host_name', '?')}: {ctx.get('num_cpus', '?')} CPUs at "
-      f"{ctx.get('mhz_per_cpu', '?')} MHz, {ctx.get('library_build_type', '?')} benchmark library, "
+      f"{ctx.get('mhz_per_cpu', '?')} MHz, nsvm built {os.environ.get('NSVM_BENCH_BUILD', '?')}, "
       f"figures per core (CPU time, one thread)")
 fmt = f"  {{:<{w[0]}}}  {{:>{w[1]}}}  {{:>{w[2]}}}  {{}}"
 print(fmt.format("figure", "measured", "target", "verdict"))

@@ -25,21 +25,37 @@ bool none_violated(const rules::View& v, rules::List<R...>) noexcept {
     return (... && (R::outcome == Outcome::warning || !R::applies(v.p) || !R::test(v)));
 }
 
+/// The stage range, warning choice and skip of one scan, fixed at compile
+/// time for the scans the VMRUN path makes on every entry (L0's of the
+/// vmcb12 cache, the processor's of the VMCB it runs), so that each rule
+/// costs its profile's applies() and its test alone; Scan::any takes them
+/// at run time for every other caller.
+struct Scan {
+    Stage first, last;
+    Warnings warnings;
+    bool may_skip;  ///< a rule may be passed over (`skip`)
+    bool exact;     ///< the run-time range and warnings are these
+    static constexpr Scan any() noexcept {
+        return {Stage::instruction, Stage::memory, Warnings::included, true, false};
+    }
+};
+
 /// The first rule of `rules` (catalogue index I) that applies to the profile,
 /// belongs to a stage in [first, last], is not the one at index `skip` and is
 /// violated; a warning rule only when `warnings` says so. One View for the
-/// whole scan: the VMCB is decoded once, not once per check. [First, Last]
-/// bounds [first, last] at compile time: the instruction gates (every SVM
-/// instruction) instantiate only their rules, the VMRUN scans (L0's of the
-/// vmcb12 cache, the processor's of the VMCB it runs) share one instantiation
-/// without the gates, so the hot code stays small.
-template <Stage First, Stage Last, class... R, std::size_t... I>
+/// whole scan: the VMCB is decoded once, not once per check. `S` bounds the
+/// run-time arguments at compile time: a rule outside S's range, a warning
+/// S excludes, a skip S rules out, cost nothing. The instruction gates
+/// (every SVM instruction) instantiate only their rules.
+template <Scan S, class... R, std::size_t... I>
 const Check* first_violated(const rules::View& v, Stage first, Stage last, std::size_t skip, Warnings warnings,
                             rules::List<R...>, std::index_sequence<I...>) noexcept {
     std::size_t found = kNoRule;
-    (void)(... || (R::stage >= First && R::stage <= Last && R::stage >= first && R::stage <= last &&
-                   (R::outcome != Outcome::warning || warnings == Warnings::included) && R::applies(v.p) &&
-                   I != skip && R::test(v) && ((found = I), true)));
+    (void)(... || (R::stage >= S.first && R::stage <= S.last &&
+                   (S.exact || (R::stage >= first && R::stage <= last)) &&
+                   (R::outcome != Outcome::warning ||
+                    (S.warnings == Warnings::included && (S.exact || warnings == Warnings::included))) &&
+                   R::applies(v.p) && (!S.may_skip || I != skip) && R::test(v) && ((found = I), true)));
     return found == kNoRule ? nullptr : &catalogue()[found];
 }
 
@@ -70,17 +86,26 @@ const Check* first_failure(const Context& ctx, Stage first, Stage last, const Ch
                            Warnings warnings) noexcept {
     const rules::View v(ctx);
     const std::size_t skip_index = skip != nullptr ? static_cast<std::size_t>(skip - catalogue().data()) : kNoRule;
-    constexpr auto seq = index_sequence_of(rules::AllRules{});
-    if (first > Stage::instruction)
-        return first_violated<Stage::control, Stage::memory>(v, first, last, skip_index, warnings, rules::AllRules{}, seq);
-    return first_violated<Stage::instruction, Stage::memory>(v, first, last, skip_index, warnings, rules::AllRules{}, seq);
+    constexpr auto all = rules::AllRules{};
+    constexpr auto seq = index_sequence_of(all);
+    // The VMRUN path's two scans: L0's of the vmcb12 cache (control to
+    // event, maybe passing over one rule) and the processor's (control to
+    // memory, all of them).
+    constexpr Scan l0_cache{Stage::control, Stage::event, Warnings::excluded, true, true};
+    constexpr Scan processor{Stage::control, Stage::memory, Warnings::excluded, false, true};
+    if (warnings == Warnings::excluded && first == Stage::control) {
+        if (last == Stage::event) return first_violated<l0_cache>(v, first, last, skip_index, warnings, all, seq);
+        if (last == Stage::memory && skip == nullptr)
+            return first_violated<processor>(v, first, last, skip_index, warnings, all, seq);
+    }
+    return first_violated<Scan::any()>(v, first, last, skip_index, warnings, all, seq);
 }
 
 const Check* first_gate_failure(const Context& ctx) noexcept {
     const rules::View v(ctx, rules::View::GatesOnly{});
-    return first_violated<Stage::instruction, Stage::instruction>(v, Stage::instruction, Stage::instruction, kNoRule,
-                                                                  Warnings::excluded, rules::AllRules{},
-                                                                  index_sequence_of(rules::AllRules{}));
+    constexpr Scan gates{Stage::instruction, Stage::instruction, Warnings::excluded, false, true};
+    return first_violated<gates>(v, Stage::instruction, Stage::instruction, kNoRule, Warnings::excluded,
+                                 rules::AllRules{}, index_sequence_of(rules::AllRules{}));
 }
 
 namespace {
