@@ -416,32 +416,24 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
             add("save area", "untouched by a failed VMRUN", "written (see 'written')");
     }
     // A known divergence that changes the exit itself (another exit code)
-    // also explains the fields of that other exit; they are kept, marked as
-    // following from it, never dropped.
-    // One that keeps the exit code but changes L2's path explains the
-    // registers and state that path leaves.
-    if (const KnownDivergence* k = path_divergence(v, r, backend)) {
+    // also explains the fields of that other exit and of the path L2 took to
+    // it (CR0 LMSW or CLTS never wrote, an STI shadow, a single step's DR6);
+    // they are kept, marked as following from it, never dropped. One that
+    // keeps the exit code but changes L2's path explains the same fields.
+    static constexpr std::array<std::string_view, 11> kFollow = {
+        "exit_info_1", "exit_info_2", "exit_int_info", "save.rax",          "save.rip", "save.rsp",
+        "save.rflags", "control.next_rip", "save.cr0", "control.int_state", "save.dr6"};
+    const auto follow = [&](const std::string& because, std::string_view how) {
         for (auto& f : d.fields) {
-            static constexpr std::array<std::string_view, 6> kPath = {"save.rax",    "save.rip",          "save.rsp",
-                                                                      "save.rflags", "control.int_state", "save.dr6"};
-            if (f.explained || std::find(kPath.begin(), kPath.end(), f.field) == kPath.end()) continue;
-            f.explained = true;
-            f.reason = std::string(k->id) + ": " + std::string(k->reason);
-        }
-    }
-    const auto exit = std::find_if(d.fields.begin(), d.fields.end(),
-                                   [](const FieldDiff& f) { return f.field == "exit_code" && f.explained; });
-    if (exit != d.fields.end()) {
-        const std::string because = exit->reason.substr(0, exit->reason.find(':'));
-        for (auto& f : d.fields) {
-            static constexpr std::array<std::string_view, 8> kFollow = {
-                "exit_info_1", "exit_info_2", "exit_int_info", "save.rax",
-                "save.rip",    "save.rsp",    "save.rflags",   "control.next_rip"};
             if (f.explained || std::find(kFollow.begin(), kFollow.end(), f.field) == kFollow.end()) continue;
             f.explained = true;
-            f.reason = because + ": follows from the other exit";
+            f.reason = because + ": " + std::string(how);
         }
-    }
+    };
+    if (const KnownDivergence* k = path_divergence(v, r, backend)) follow(std::string(k->id), k->reason);
+    const auto exit = std::find_if(d.fields.begin(), d.fields.end(),
+                                   [](const FieldDiff& f) { return f.field == "exit_code" && f.explained; });
+    if (exit != d.fields.end()) follow(exit->reason.substr(0, exit->reason.find(':')), "follows from the other exit");
     d.outcome = d.fields.empty() ? Outcome::agree : Outcome::differ;
     return d;
 }
