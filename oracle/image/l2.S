@@ -43,6 +43,22 @@ l2_programs:
         PROG    pause                           /* 18 */
         PROG    invd                            /* 19 */
         PROG    wbinvd                          /* 20 */
+        PROG    .byte 0x0f, 0x01, 0xf9          /* 21: rdtscp */
+        PROG    .byte 0x0f, 0x01, 0xd1          /* 22: xsetbv */
+        PROG    .byte 0x0f, 0x01, 0xfd          /* 23: rdpru */
+        /* 24: invpcid rcx, [rbx] (ecx, [ebx] in 32-bit code): 66 0F 38 82 /r,
+         * ModRM 0x0b = reg 1 (rCX), rm 3 ([rBX]) */
+        PROG    .byte 0x66, 0x0f, 0x38, 0x82, 0x0b
+        PROG    .byte 0x0f, 0x01, 0xf1          /* 25: lmsw cx (0F 01 /6, rm 1) */
+        PROG    .byte 0x0f, 0x06                /* 26: clts */
+        PROG    sti                             /* 27: its shadow covers the VMMCALL */
+        PROG    cli                             /* 28 */
+        /* 29: fnop (D9 D0): #NM with CR0.EM or CR0.TS like every x87
+         * instruction (APM Vol.5 FNOP), and it changes no x87 register, so a
+         * vector that runs it leaves nothing for the next (FLD1 eight times
+         * in one boot would overflow the x87 stack) */
+        PROG    .byte 0xd9, 0xd0
+        PROG    nop                             /* 30: single step with save.rflags.TF */
         .balign 64
         .globl l2_programs_end
 l2_programs_end:

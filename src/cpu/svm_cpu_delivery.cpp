@@ -81,10 +81,14 @@ using Fault = SvmCpu::GuestFault;
 }  // namespace
 
 std::uint64_t SvmCpu::exit_nrip(std::uint64_t decided) const noexcept {
-    // Bochs 2.7 writes nRIP on every #VMEXIT from the guest, the end of the
-    // instruction it was executing (profile nrip_on_every_exit); the APM
-    // (15.7.1) only for instruction intercepts.
-    if (decided == 0 && profile_->nrip_on_every_exit && insn_len_ != 0) return regs_.rip + insn_len_;
+    // Bochs 2.7 writes nRIP on every #VMEXIT from the guest (profile
+    // nrip_on_every_exit): its RIP at the exit, which is the end of the
+    // instruction it was executing, or RIP itself where no instruction is
+    // (insn_len_ = 0: a trap after the instruction retired, an exception
+    // raised while delivering another, an interrupt at a boundary; found by
+    // nsvm diff, prog/nop_tf_db_intercepted and prog/load_df_intercepted).
+    // The APM (15.7.1) writes it only for instruction intercepts.
+    if (decided == 0 && profile_->nrip_on_every_exit) return regs_.rip + insn_len_;
     return decided;
 }
 
@@ -412,6 +416,7 @@ SvmResult SvmCpu::deliver_to_guest(GuestEvent ev, bool check_intercept, std::uin
             return r;
         }
         during = event_info(ev.vector, ev.type, ev.has_error, ev.error_code);
+        insn_len_ = 0;  // the next event is the delivery's, at the instruction's start
         const bool double_fault = first_exception && ((contributory(ev.vector) && contributory(next.vector)) ||
                                                       (ev.vector == 14 && (contributory(next.vector) || next.vector == 14)));
         ev = double_fault ? exception_fault(8, 0).exception : next;

@@ -198,12 +198,13 @@ bool is_instruction(const Event& e) noexcept {
 SvmResult SvmCpu::guest_event(const Event& e) noexcept {
     // APM 13.1.4 (single step): an instruction that starts with RFLAGS.TF
     // set and completes in the guest is followed by a #DB trap with DR6.BS
-    // set, intercepted or delivered like any exception, RIP past the
+    // set (B0-B3 cleared), intercepted or delivered like any exception, RIP past the
     // instruction. An intercepted instruction has not completed: no trap.
     const bool single_step = in_guest_ && (regs_.rflags & arch::rflags::TF) != 0 && is_instruction(e);
     SvmResult r = execute(e);
     if (!single_step || r.outcome != SvmOutcome::no_exit) return r;
-    regs_.dr6 |= kDr6SingleStep;
+    regs_.dr6 = dr6_after_single_step(regs_.dr6);
+    insn_len_ = 0;  // a trap: the instruction is over, RIP is the next one's
     return guest_exception(1, 0, 0, "single step (RFLAGS.TF): #DB after the instruction");
 }
 

@@ -465,7 +465,7 @@ StepResult Vcpu::l0_single_step(StepResult r) noexcept {
     // it is followed by the single-step #DB the processor would have raised
     // (KVM's kvm_skip_emulated_instruction -> kvm_vcpu_do_singlestep: DR6.BS).
     if (mode_ != Mode::l2 || (vmcb02().get(FieldId::rflags) & arch::rflags::TF) == 0) return r;
-    live_vmcb02().set(FieldId::dr6, vmcb02().get(FieldId::dr6) | cpu::kDr6SingleStep);
+    live_vmcb02().set(FieldId::dr6, cpu::dr6_after_single_step(vmcb02().get(FieldId::dr6)));
     r.outcome = Outcome::exception;
     r.vector = 1;
     r.note = "L0 emulated the instruction with L2's RFLAGS.TF set: single-step #DB";

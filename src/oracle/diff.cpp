@@ -10,6 +10,7 @@
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/cpu/control_regs.hpp"
 
 namespace nsvm::oracle {
 
@@ -53,6 +54,29 @@ constexpr std::array kKnown = {
                     "INTERRUPT_SHADOW, which VMRUN loads (APM 15.5.1 step 2) and which holds interrupts for one "
                     "instruction; its #VMEXIT writes int_state back as 0, as if VMRUN had not loaded the shadow "
                     "(observed; Bochs keeps it); found by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_code", "qemu.rdtscp_tests_rdtsc_intercept",
+                    "QEMU 7.2 checks the RDTSC intercept for RDTSCP (misc_helper.c helper_rdtscp calls "
+                    "helper_rdtsc), so the RDTSCP intercept (APM Appendix C, exit 0x87) never fires and an RDTSC "
+                    "intercept (exit 0x6E) catches RDTSCP; found by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_code", "qemu.xsetbv_not_intercepted",
+                    "QEMU 7.2 never checks the XSETBV intercept (APM Appendix C, exit 0x8D): fpu_helper.c "
+                    "helper_xsetbv writes XCR0 in L2; found by this oracle"},
+    KnownDivergence{Backend::qemu, "control.int_state", "qemu.sti_shadow_with_if_set",
+                    "QEMU 7.2 starts an interrupt shadow with every STI (translate.c: gen_eob_inhibit_irq), also "
+                    "when RFLAGS.IF was already 1, so a #VMEXIT at the next instruction saves INTERRUPT_SHADOW; APM "
+                    "Vol.3 STI delays interrupts only when STI sets an IF that was clear (Bochs 2.7 agrees); found "
+                    "by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_code", "qemu.df_intercept_not_checked",
+                    "QEMU 7.2 checks the exception intercept before it turns a second contributory fault into #DF "
+                    "(excp_helper.c raise_interrupt2, then check_exception), never for the #DF itself: with the #DF "
+                    "intercept (APM 15.12, exit 0x48) L2 takes the double fault through its IDT; found by this "
+                    "oracle"},
+    KnownDivergence{Backend::qemu, "save.rip", "qemu.sti_single_step_dropped",
+                    "QEMU 7.2 takes no single-step #DB after an STI that sets IF: with RFLAGS.TF = 1 the next "
+                    "instruction runs (here the epilogue's VMMCALL exits with TF still set and DR6.BS clear); STI's "
+                    "shadow holds interrupts, not exceptions (APM 13.1.4 traps after every instruction; Intel SDM "
+                    "STI; KVM commit b9bed78e2fa9 takes a single-step #DB inside the STI shadow), and Bochs 2.7 "
+                    "traps; found by this oracle"},
     KnownDivergence{Backend::bochs, "exit_code", "bochs.vmload_vmsave_move_vmcb",
                     "Bochs 2.7 points its VMCB pointer at rAX's page for an unintercepted VMLOAD or VMSAVE in L2 "
                     "and never points it back (svm.cc VMLOAD, VMSAVE: set_VMCBPTR(pAddr)), so the next #VMEXIT "
@@ -80,6 +104,25 @@ constexpr std::array kKnown = {
                     "Bochs 2.7 reads NP_ENABLE as the whole byte at VMCB 0x090 (svm.cc SvmEnterLoadCheckControls), so "
                     "any other bit there (SEV_ENABLE, SEV_ES_ENABLE, GMET, SSS_CHECK, ...) turns nested paging on "
                     "(APM 15.25.3: bit 0 only); found by this oracle"},
+    KnownDivergence{Backend::bochs, "save.dr6", "bochs.db_intercept_dr6_stale",
+                    "Bochs 2.7 exits for an intercepted single-step #DB (APM 15.12, exit 0x41) before it updates "
+                    "DR6 (BS set, B0-B3 cleared), so the VMCB holds DR6 as VMRUN loaded it; the processor updates "
+                    "DR6 first (KVM's svm.c "
+                    "db_interception reads the #DB payload from the VMCB's DR6; QEMU 7.2 agrees); found by "
+                    "this oracle"},
+    KnownDivergence{Backend::bochs, "save.dr6", "bochs.single_step_clears_dr6_bt",
+                    "Bochs 2.7 clears DR6 bit 15 (BT) and bit 12 with a single-step #DB; the processor clears at "
+                    "most B0-B3 and leaves the rest of DR6 (Intel SDM 17.2.3: the remaining contents are never "
+                    "cleared by the processor; QEMU 7.2 agrees with the model); found by this oracle"},
+    KnownDivergence{Backend::bochs, "status", "bochs.single_step_leaks_to_host",
+                    "Bochs 2.7 keeps the single-step trap of an L2 instruction that exited to its intercept and "
+                    "delivers the #DB in the host after #VMEXIT (the host sees an exception at VMRUN); an "
+                    "intercepted instruction has not completed, so it takes no single-step trap (APM 13.1.4, "
+                    "15.7), and L2's RFLAGS.TF is not the host's; found by this oracle"},
+    KnownDivergence{Backend::bochs, "exit_int_info", "bochs.df_intercept_loses_delivery",
+                    "Bochs 2.7 exits for an intercepted #DF raised while delivering a #GP with EXITINTINFO = 0 "
+                    "(APM 15.7.2: the event being delivered, here the #GP and its error code) and with RFLAGS.RF "
+                    "set in the saved RFLAGS, which the #GP's delivery had set (observed); found by this oracle"},
 };
 
 std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
@@ -117,6 +160,26 @@ const KnownDivergence* virq_divergence(const Vector& v, std::uint64_t model_int_
     return nullptr;
 }
 
+/// DR6 bit 15 (BT, a task switch's #DB) and reserved bit 12 (APM 13.1.1.3).
+constexpr std::uint64_t kDr6BtAndBit12 = 0x9000;
+
+/// An intercepted #DF (exit 0x48) whose delivery state the emulator lost:
+/// no EXITINTINFO and RFLAGS.RF set where the model has neither.
+bool df_delivery_lost(const Result& r) {
+    return r.status == Status::vmexit && r.exit_code() == arch::exit_code::EXCP_BASE + 8 &&
+           (r.exit_int_info() & arch::event::V) == 0;
+}
+
+/// A known divergence that sends L2 down another path to the same exit
+/// code: the fields that path changes follow from it.
+const KnownDivergence* path_divergence(const Vector& v, const Result& r, Backend b) {
+    if (v.program == Program::sti && (v.vmcb.get(FieldId::rflags) & arch::rflags::TF) != 0 &&
+        r.status == Status::vmexit && r.exit_code() == arch::exit_code::VMMCALL &&
+        r.vmcb.get(FieldId::rip) == program_entry(Program::sti) + 1)  // the VMMCALL after STI, no #DB
+        return known(b, "qemu.sti_single_step_dropped");
+    return nullptr;
+}
+
 /// The emulator's own words for a crash the table names (the runner keeps
 /// its log's last line in Result::reason).
 const KnownDivergence* known_crash(const Vector& v, const Result& r, Backend b) {
@@ -142,6 +205,16 @@ void compare_rest(const Vector& v, const arch::Vmcb& expected, const Result& r, 
         const KnownDivergence* k = nullptr;
         if (f.id == FieldId::int_ctl && int_ctl_byte_0x61(expected.get(f.id), r.vmcb.get(f.id)))
             k = known(backend, "bochs.int_ctl_byte_0x61");
+        else if (f.id == FieldId::int_state && v.program == Program::sti &&
+                 (v.vmcb.get(FieldId::rflags) & arch::rflags::IF) != 0 &&
+                 r.vmcb.get(f.id) == (expected.get(f.id) | arch::int_state::INTERRUPT_SHADOW))
+            k = known(backend, "qemu.sti_shadow_with_if_set");
+        else if (f.id == FieldId::dr6 && r.exit_code() == arch::exit_code::EXCP_BASE + 1 &&
+                 r.vmcb.get(f.id) == v.vmcb.get(f.id))  // DR6 as VMRUN loaded it
+            k = known(backend, "bochs.db_intercept_dr6_stale");
+        else if (f.id == FieldId::dr6 && (r.vmcb.get(f.id) & cpu::kDr6SingleStep) != 0 &&
+                 (expected.get(f.id) ^ r.vmcb.get(f.id)) == (expected.get(f.id) & kDr6BtAndBit12))
+            k = known(backend, "bochs.single_step_clears_dr6_bt");
         else if ((f.id == FieldId::int_ctl && (expected.get(f.id) ^ r.vmcb.get(f.id)) == arch::int_ctl::V_IRQ) ||
                  (f.id == FieldId::int_state &&
                   (expected.get(f.id) ^ r.vmcb.get(f.id)) == arch::int_state::INTERRUPT_SHADOW))
@@ -213,7 +286,11 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
         if (r.status == Status::exception) os += fmt::format(" (vector {})", r.exception_vector);
         if (p.status == Status::vmexit && p.exit_code) ms += fmt::format(" (exit {:#x})", *p.exit_code);
         if (r.status == Status::vmexit) os += fmt::format(" (exit {:#x})", r.exit_code());
-        add("status", ms, os);
+        const KnownDivergence* k = nullptr;
+        if (p.status == Status::vmexit && r.status == Status::exception && r.exception_vector == 1 &&
+            (v.vmcb.get(FieldId::rflags) & arch::rflags::TF) != 0)
+            k = known(backend, "bochs.single_step_leaks_to_host");
+        add("status", ms, os, k);
     } else if (r.status == Status::exception) {
         if (p.exception_vector && *p.exception_vector != r.exception_vector)
             add("exception.vector", std::to_string(*p.exception_vector), std::to_string(r.exception_vector));
@@ -236,6 +313,16 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
                      (v.vmcb.get(FieldId::misc_ctl) & 0xFF & ~arch::misc_ctl::NP_ENABLE) != 0 &&
                      (v.vmcb.get(FieldId::misc_ctl) & arch::misc_ctl::NP_ENABLE) == 0)
                 k = known(backend, "bochs.np_enable_whole_byte");
+            else if (v.program == Program::rdtscp &&
+                     r.exit_code() == (v.vmcb.intercept(arch::intercept::RDTSC) ? arch::exit_code::RDTSC
+                                                                                 : arch::exit_code::VMMCALL))
+                k = known(backend, "qemu.rdtscp_tests_rdtsc_intercept");
+            else if (v.program == Program::xsetbv && *p.exit_code == arch::exit_code::XSETBV &&
+                     r.exit_code() == arch::exit_code::VMMCALL)
+                k = known(backend, "qemu.xsetbv_not_intercepted");
+            else if (*p.exit_code == arch::exit_code::EXCP_BASE + 8 && r.exit_code() == arch::exit_code::VMMCALL &&
+                     r.vmcb.get(FieldId::rax) == 8)  // the image's stub for vector 8
+                k = known(backend, "qemu.df_intercept_not_checked");
             else if (p.vmcb_after)  // a V_IRQ one of them took at VMRUN and the other did not
                 k = virq_divergence(v, p.vmcb_after->get(FieldId::int_ctl), r, backend);
             add("exit_code", hex(*p.exit_code), hex(r.exit_code()), k);
@@ -265,6 +352,8 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
             const KnownDivergence* k = nullptr;
             if (!p.vmrun_valid && r.exit_int_info() == static_cast<std::uint32_t>(v.vmcb.get(FieldId::event_inj)))
                 k = known(backend, "qemu.exit_int_info_on_failure");
+            else if (df_delivery_lost(r))
+                k = known(backend, "bochs.df_intercept_loses_delivery");
             add("exit_int_info", hex(want_eii), hex(r.exit_int_info()), k);
         }
         if (p.guest_rax && *p.guest_rax != r.vmcb.get(FieldId::rax)) {
@@ -289,8 +378,12 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
                 k = known(backend, "qemu.event_inj_ev_ignored");
             add("save.rsp", hex(*p.guest_rsp), hex(r.vmcb.get(FieldId::rsp)), k);
         }
-        if (p.guest_rflags && *p.guest_rflags != r.vmcb.get(FieldId::rflags))
-            add("save.rflags", hex(*p.guest_rflags), hex(r.vmcb.get(FieldId::rflags)));
+        if (p.guest_rflags && *p.guest_rflags != r.vmcb.get(FieldId::rflags)) {
+            const KnownDivergence* k = nullptr;
+            if (df_delivery_lost(r) && r.vmcb.get(FieldId::rflags) == (*p.guest_rflags | arch::rflags::RF))
+                k = known(backend, "bochs.df_intercept_loses_delivery");
+            add("save.rflags", hex(*p.guest_rflags), hex(r.vmcb.get(FieldId::rflags)), k);
+        }
         if (p.next_rip && *p.next_rip != r.vmcb.get(FieldId::next_rip))
             add("control.next_rip", hex(*p.next_rip), hex(r.vmcb.get(FieldId::next_rip)));
         if (p.rest_unchanged && r.status == Status::vmexit) {
@@ -323,21 +416,24 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
             add("save area", "untouched by a failed VMRUN", "written (see 'written')");
     }
     // A known divergence that changes the exit itself (another exit code)
-    // also explains the fields of that other exit; they are kept, marked as
-    // following from it, never dropped.
-    const auto exit = std::find_if(d.fields.begin(), d.fields.end(),
-                                   [](const FieldDiff& f) { return f.field == "exit_code" && f.explained; });
-    if (exit != d.fields.end()) {
-        const std::string because = exit->reason.substr(0, exit->reason.find(':'));
+    // also explains the fields of that other exit and of the path L2 took to
+    // it (CR0 LMSW or CLTS never wrote, an STI shadow, a single step's DR6);
+    // they are kept, marked as following from it, never dropped. One that
+    // keeps the exit code but changes L2's path explains the same fields.
+    static constexpr std::array<std::string_view, 11> kFollow = {
+        "exit_info_1", "exit_info_2", "exit_int_info", "save.rax",          "save.rip", "save.rsp",
+        "save.rflags", "control.next_rip", "save.cr0", "control.int_state", "save.dr6"};
+    const auto follow = [&](const std::string& because, std::string_view how) {
         for (auto& f : d.fields) {
-            static constexpr std::array<std::string_view, 8> kFollow = {
-                "exit_info_1", "exit_info_2", "exit_int_info", "save.rax",
-                "save.rip",    "save.rsp",    "save.rflags",   "control.next_rip"};
             if (f.explained || std::find(kFollow.begin(), kFollow.end(), f.field) == kFollow.end()) continue;
             f.explained = true;
-            f.reason = because + ": follows from the other exit";
+            f.reason = because + ": " + std::string(how);
         }
-    }
+    };
+    if (const KnownDivergence* k = path_divergence(v, r, backend)) follow(std::string(k->id), k->reason);
+    const auto exit = std::find_if(d.fields.begin(), d.fields.end(),
+                                   [](const FieldDiff& f) { return f.field == "exit_code" && f.explained; });
+    if (exit != d.fields.end()) follow(exit->reason.substr(0, exit->reason.find(':')), "follows from the other exit");
     d.outcome = d.fields.empty() ? Outcome::agree : Outcome::differ;
     return d;
 }

@@ -338,6 +338,108 @@ std::vector<Mutation> program_mutations() {
     add("pause", Program::pause, [](Vector& v) { v.vmcb.set_intercept(ic::PAUSE); });
     add("invd", Program::invd, [](Vector& v) { v.vmcb.set_intercept(ic::INVD); });
     add("wbinvd", Program::wbinvd, [](Vector& v) { v.vmcb.set_intercept(ic::WBINVD); });
+    // Instructions a CPU model may lack (#UD before the intercept, APM 15.7)
+    // and whose intercepts are one bit each (APM Appendix C).
+    add("rdtscp", Program::rdtscp, [](Vector& v) { v.vmcb.set_intercept(ic::RDTSCP); });
+    add("rdtscp_passthrough", Program::rdtscp, {});
+    const auto osxsave = [](Vector& v) {
+        set_bits(v, FieldId::cr4, cr4::OSXSAVE);
+        v.regs[1] = 0;                   // XCR0
+        v.regs[2] = 0;                   // edx
+        v.vmcb.set(FieldId::rax, 1);     // eax: XCR0's reset value (isolation.cpp)
+    };
+    add("xsetbv", Program::xsetbv, [osxsave](Vector& v) {
+        osxsave(v);
+        v.vmcb.set_intercept(ic::XSETBV);
+    });
+    add("xsetbv_passthrough", Program::xsetbv, osxsave);
+    // CR4.OSXSAVE = 0: #UD whatever the intercept says.
+    add("xsetbv_no_osxsave", Program::xsetbv, [osxsave](Vector& v) {
+        osxsave(v);
+        set_bits(v, FieldId::cr4, 0, cr4::OSXSAVE);
+        v.vmcb.set_intercept(ic::XSETBV);
+    });
+    add("rdpru", Program::rdpru, [](Vector& v) { v.vmcb.set_intercept(ic::RDPRU); });
+    add("rdpru_ud_intercepted", Program::rdpru, [](Vector& v) {
+        v.vmcb.set_intercept(ic::RDPRU);
+        v.vmcb.set_intercept(ic::exception(6));
+    });
+    // Type 0 (individual address) with a zero descriptor in the scratch page.
+    add("invpcid", Program::invpcid, [](Vector& v) {
+        v.vmcb.set_intercept(ic::INVPCID);
+        v.regs[1] = 0;
+        v.regs[3] = NSVM_OR_L2_SCRATCH_PA;
+    });
+    // LMSW and CLTS write CR0 (APM 15.9.1); LMSW, not CLTS, is seen by the
+    // selective CR0 write intercept, which ignores TS and MP (15.9.2).
+    // The long-mode base has CR0 = PG|WP|NE|ET|PE: MP, EM and TS clear.
+    constexpr std::uint64_t kMsw = cr0::PE | cr0::MP | cr0::TS;
+    add("lmsw_cr0_write", Program::lmsw, [](Vector& v) {
+        v.vmcb.set_intercept(ic::cr_write(0));
+        v.regs[1] = kMsw;
+    });
+    add("lmsw_selective_em", Program::lmsw, [](Vector& v) {
+        v.vmcb.set_intercept(ic::SELECTIVE_CR0);
+        v.regs[1] = cr0::PE | cr0::EM;
+    });
+    add("lmsw_selective_ts_mp", Program::lmsw, [](Vector& v) {
+        v.vmcb.set_intercept(ic::SELECTIVE_CR0);
+        v.regs[1] = kMsw;
+    });
+    // LMSW cannot clear PE (APM Vol.3 "LMSW"): the source's PE = 0 leaves it.
+    add("lmsw_pe0", Program::lmsw, [](Vector& v) { v.regs[1] = cr0::EM; });
+    add("clts_cr0_write", Program::clts, [](Vector& v) {
+        set_bits(v, FieldId::cr0, cr0::TS);
+        v.vmcb.set_intercept(ic::cr_write(0));
+    });
+    add("clts_selective", Program::clts, [](Vector& v) {
+        set_bits(v, FieldId::cr0, cr0::TS);
+        v.vmcb.set_intercept(ic::SELECTIVE_CR0);
+    });
+    // STI with IF = 0 holds interrupts for the VMMCALL after it: the
+    // #VMEXIT saves the interrupt shadow (APM 15.5.1, int_state); with IF = 1
+    // already, no shadow. CLI clears IF.
+    add("sti", Program::sti, {});
+    add("sti_if1", Program::sti, [](Vector& v) { set_bits(v, FieldId::rflags, arch::rflags::IF); });
+    add("cli", Program::cli, [](Vector& v) { set_bits(v, FieldId::rflags, arch::rflags::IF); });
+    // x87 with CR0.TS or CR0.EM: #NM (APM 8.2.8), through L2's IDT or its
+    // exception intercept; with neither, the instruction retires.
+    add("fnop", Program::fnop, {});
+    add("fnop_ts", Program::fnop, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::TS | cr0::MP); });
+    add("fnop_em", Program::fnop, [](Vector& v) { set_bits(v, FieldId::cr0, cr0::EM); });
+    add("fnop_ts_intercepted", Program::fnop, [](Vector& v) {
+        set_bits(v, FieldId::cr0, cr0::TS);
+        v.vmcb.set_intercept(ic::exception(7));
+    });
+    // Single step (APM 13.1.4): RFLAGS.TF traps #DB after the first
+    // instruction retires, DR6.BS set; an intercepted instruction has not
+    // retired (no #DB).
+    add("nop_tf", Program::nop, [](Vector& v) { set_bits(v, FieldId::rflags, arch::rflags::TF); });
+    add("nop_tf_db_intercepted", Program::nop, [](Vector& v) {
+        set_bits(v, FieldId::rflags, arch::rflags::TF);
+        v.vmcb.set_intercept(ic::exception(1));
+    });
+    add("cpuid_tf_intercepted", Program::cpuid, [](Vector& v) {
+        set_bits(v, FieldId::rflags, arch::rflags::TF);
+        v.vmcb.set_intercept(ic::CPUID);
+    });
+    // STI's shadow holds interrupts, not the single-step trap.
+    add("sti_tf", Program::sti, [](Vector& v) { set_bits(v, FieldId::rflags, arch::rflags::TF); });
+    // #DF by exception delivery (APM 8.2.9): a non-canonical load is #GP(0)
+    // (APM 4.12.3); with L2's IDT limit holding only gates 0-9, #GP's gate is
+    // beyond it, a second #GP during delivery, hence #DF through gate 8 or
+    // its intercept.
+    const auto double_fault = [](Vector& v) {
+        v.regs[3] = 0x8000000000000000ULL;
+        auto idtr = v.vmcb.segment(Seg::idtr);
+        idtr.limit = 10 * 16 - 1;
+        v.vmcb.set_segment(Seg::idtr, idtr);
+    };
+    add("load_df", Program::load, double_fault);
+    add("load_df_intercepted", Program::load, [double_fault](Vector& v) {
+        double_fault(v);
+        v.vmcb.set_intercept(ic::exception(8));
+    });
     return ms;
 }
 

@@ -155,6 +155,20 @@ std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
                                                        hex(port), program_name(v.program))};
 }
 
+/// XSETBV in L2 that is not intercepted writes the processor's XCR, which
+/// SVM does not switch (APM 15.5.1 lists no XCR0 in the VMCB): only XCR0's
+/// reset value 1 (x87 only, APM 11.5.2), the host's (the image never sets
+/// CR4.OSXSAVE), leaves the vectors after it as they were.
+[[nodiscard]] std::optional<IsolationProblem> xsetbv_problem(const Vector& v) {
+    if (v.vmcb.intercept(ic::XSETBV)) return std::nullopt;
+    const std::uint64_t value = (v.regs[2] & 0xFFFFFFFF) << 32 | (v.vmcb.get(FieldId::rax) & 0xFFFFFFFF);
+    if (static_cast<std::uint32_t>(v.regs[1]) == 0 && value == 1) return std::nullopt;
+    return IsolationProblem{"l2.regs.rcx", fmt::format("XSETBV of XCR{} = {} is not intercepted: L2 would change "
+                                                       "the host's XCR for the vectors after it (only XCR0 = 1, "
+                                                       "its reset value, may pass)",
+                                                       static_cast<std::uint32_t>(v.regs[1]), hex(value))};
+}
+
 }  // namespace
 
 std::optional<IsolationProblem> isolation_problem(const Vector& v) {
@@ -193,6 +207,9 @@ std::optional<IsolationProblem> isolation_problem(const Vector& v) {
             break;
         case Program::wrmsr:
             if (auto p = wrmsr_problem(v)) return p;
+            break;
+        case Program::xsetbv:
+            if (auto p = xsetbv_problem(v)) return p;
             break;
         case Program::in:
         case Program::out:

@@ -138,14 +138,22 @@ constexpr std::uint64_t kSlotVmcb = NSVM_OR_SLOTS_PA;
         case Program::hlt:
         case Program::in:
         case Program::out:
-        case Program::int3: return 1;
+        case Program::int3:
+        case Program::sti:
+        case Program::cli:
+        case Program::nop: return 1;
         case Program::vmmcall:
         case Program::stgi:
         case Program::clgi:
         case Program::vmload:
         case Program::vmsave:
-        case Program::vmrun: return 3;
-        default: return 2;  // div0: "xor ecx, ecx" and "div ecx" are two bytes each
+        case Program::vmrun:
+        case Program::rdtscp:
+        case Program::xsetbv:
+        case Program::rdpru:
+        case Program::lmsw: return 3;
+        case Program::invpcid: return 5;  // 66 0F 38 82 /r
+        default: return 2;  // div0: "xor ecx, ecx" and "div ecx" are two bytes each; clts, fnop
     }
 }
 
@@ -222,6 +230,39 @@ private:
             case Program::pause: return instruction(simple(EventKind::pause, len));
             case Program::invd: return instruction(simple(EventKind::invd, len));
             case Program::wbinvd: return instruction(simple(EventKind::wbinvd, len));
+            case Program::rdtscp:
+                return instruction(simple(EventKind::rdtscp, len), "RDTSCP's result is the emulator's");
+            case Program::xsetbv: {
+                // XCR[ecx] = edx:eax (isolation.cpp admits an XSETBV that is
+                // not intercepted only with XCR0's reset value).
+                cpu::Event e = simple(EventKind::xsetbv, len);
+                e.index = static_cast<std::uint32_t>(v_.regs[1]);
+                e.value = v_.regs[2] << 32 | (cpu_.regs().rax & 0xFFFFFFFF);
+                return instruction(e);
+            }
+            case Program::rdpru: {
+                cpu::Event e = simple(EventKind::rdpru, len);
+                e.index = static_cast<std::uint32_t>(v_.regs[1]);  // ecx: which register
+                return instruction(e, "RDPRU's result is the emulator's");
+            }
+            case Program::invpcid: {
+                // invpcid rCX, [rBX]: the type from the register (ecx outside
+                // 64-bit code), the descriptor's linear address in `value`.
+                cpu::Event e = simple(EventKind::invpcid, len);
+                e.index = static_cast<std::uint32_t>(code64() ? v_.regs[1] : v_.regs[1] & 0xFFFFFFFF);
+                e.value = ds_linear(v_.regs[3]);
+                return instruction(e);
+            }
+            case Program::lmsw: {
+                cpu::Event e = simple(EventKind::lmsw, len);
+                e.value = v_.regs[1] & 0xFFFF;  // lmsw cx
+                return instruction(e);
+            }
+            case Program::clts: return instruction(simple(EventKind::clts, len));
+            case Program::sti: return instruction(simple(EventKind::sti, len));
+            case Program::cli: return instruction(simple(EventKind::cli, len));
+            case Program::fnop: return instruction(simple(EventKind::fpu, len));
+            case Program::nop: return instruction(simple(EventKind::nop, len));
         }
     }
 
@@ -299,12 +340,9 @@ private:
     void memory(std::uint8_t len) {
         if (!fetch()) return;
         // mov eax, [rbx] / mov [rbx], eax: DS-relative, rbx in 64-bit code, ebx otherwise.
-        const std::uint64_t rbx = v_.regs[3];
-        const std::uint64_t la =
-            code64() ? rbx : (cpu_.regs().ds.base + (rbx & 0xFFFFFFFFULL)) & 0xFFFFFFFFULL;
         cpu::Event e = simple(EventKind::memory, len);
         e.linear = true;
-        e.value = la;
+        e.value = ds_linear(v_.regs[3]);
         e.access.write = v_.program == Program::store;
         const auto r = cpu_.guest_event(e);
         if (r.outcome == SvmOutcome::no_exit && v_.program == Program::load) rax_known_ = false;  // what memory held
@@ -437,6 +475,11 @@ private:
     [[nodiscard]] bool code64() const {
         const auto& r = cpu_.regs();
         return (r.efer & arch::efer::LMA) != 0 && (r.cs.attrib & arch::seg_attr::L) != 0;
+    }
+    /// The linear address of a DS-relative operand at `offset` (rbx in
+    /// 64-bit code, DS.base + ebx otherwise, APM 4.12.2).
+    [[nodiscard]] std::uint64_t ds_linear(std::uint64_t offset) const {
+        return code64() ? offset : (cpu_.regs().ds.base + (offset & 0xFFFFFFFFULL)) & 0xFFFFFFFFULL;
     }
     [[nodiscard]] bool code32() const { return !code64() && (cpu_.regs().cs.attrib & arch::seg_attr::DB) != 0; }
 

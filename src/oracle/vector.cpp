@@ -20,7 +20,8 @@ using formats::Diagnostic;
 
 constexpr std::array<std::string_view, kProgramCount> kProgramNames = {
     "vmmcall", "hlt",   "cpuid", "rdmsr",  "wrmsr",  "in",    "out",   "ud2",   "int3",   "load", "store",
-    "stgi",    "clgi",  "vmload", "vmsave", "vmrun", "div0", "rdtsc", "pause", "invd",   "wbinvd"};
+    "stgi",    "clgi",  "vmload", "vmsave", "vmrun", "div0", "rdtsc", "pause", "invd",   "wbinvd",
+    "rdtscp",  "xsetbv", "rdpru", "invpcid", "lmsw", "clts", "sti",   "cli",   "fnop",   "nop"};
 
 constexpr std::array<std::string_view, 9> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",   "iopm",
                                                             "host", "checks", "note", "expected"};

@@ -62,6 +62,11 @@ TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMembe
              v.vmcb.set(FieldId::rip, program_entry(Program::wrmsr));
              v.regs[1] = 0x1B;
          }},
+        {"l2.regs.rcx", [](Vector& v) {  // XSETBV of XCR0 = 3 (x87 | SSE), not intercepted
+             v.program = Program::xsetbv;
+             v.vmcb.set(FieldId::rip, program_entry(Program::xsetbv));
+             v.vmcb.set(FieldId::rax, 3);
+         }},
     };
     for (const auto& c : cases) {
         auto v = named(base_vector(BaseMode::long64), "aimed");
@@ -78,6 +83,10 @@ TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMembe
     ok.regs[3] = NSVM_OR_L2_SCRATCH_PA + 8;
     ok.host.hsave_pa = NSVM_OR_HSAVE_PA;
     EXPECT_TRUE(parse_vectors(to_json_line(ok) + "\n", "ok.jsonl").has_value());
+    // XSETBV of XCR0's reset value, the host's, may run unintercepted.
+    auto xcr0 = named(base_vector(BaseMode::long64, Program::xsetbv), "xcr0_reset");
+    xcr0.vmcb.set(FieldId::rax, 1);
+    EXPECT_TRUE(parse_vectors(to_json_line(xcr0) + "\n", "ok.jsonl").has_value());
 }
 
 TEST(Isolation, DiffRefusesAVectorAimedAtAnotherWithExit2) {

@@ -278,5 +278,113 @@ TEST(ModelOnSvmCpu, APendingVirtualInterruptIsTheProcessorsToTake) {
     EXPECT_EQ(p.vmcb_after->get(FieldId::int_ctl) & arch::int_ctl::V_IRQ, 0U) << "V_IRQ clears when taken";
 }
 
+TEST(ModelOnSvmCpu, NewProgramsExitOnTheirIntercepts) {
+    // zen4 has RDTSCP, RDPRU and INVPCID (and NRIPS, decode assists).
+    struct Case {
+        Program prog;
+        unsigned bit;
+        std::uint64_t code;
+        std::uint8_t len;
+    };
+    for (const Case c : {Case{Program::rdtscp, ic::RDTSCP, ec::RDTSCP, 3}, Case{Program::rdpru, ic::RDPRU, ec::RDPRU, 3},
+                         Case{Program::invpcid, ic::INVPCID, ec::INVPCID, 5}}) {
+        SCOPED_TRACE(std::string(program_name(c.prog)));
+        auto v = program(c.prog, {c.bit});
+        v.regs[3] = NSVM_OR_L2_SCRATCH_PA;  // INVPCID's descriptor
+        const auto p = predict(v);
+        EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(c.code)) << p.path;
+        EXPECT_EQ(p.next_rip, std::optional<std::uint64_t>(program_entry(c.prog) + c.len));
+        if (c.prog == Program::invpcid) {
+            EXPECT_EQ(p.exit_info_1, std::optional<std::uint64_t>(NSVM_OR_L2_SCRATCH_PA));  // decode assists
+        }
+    }
+    // XSETBV needs CR4.OSXSAVE, else #UD before the intercept (APM 15.7).
+    auto x = program(Program::xsetbv, {ic::XSETBV});
+    EXPECT_EQ(predict(x).exit_code, std::optional<std::uint64_t>(ec::VMMCALL))
+        << "no OSXSAVE: #UD through the stub, then its VMMCALL";
+    EXPECT_EQ(predict(x).guest_rax, std::optional<std::uint64_t>(6));
+    x.vmcb.set(FieldId::cr4, x.vmcb.get(FieldId::cr4) | arch::cr4::OSXSAVE);
+    EXPECT_EQ(predict(x).exit_code, std::optional<std::uint64_t>(ec::XSETBV));
+}
+
+TEST(ModelOnSvmCpu, MissingFeaturesAreUdWhateverTheIntercept) {
+    // QEMU 7.2 TCG and Bochs 2.7 ryzen offer neither RDPRU nor INVPCID.
+    for (const char* cpu : {"qemu-tcg", "bochs-ryzen"}) {
+        for (const auto& [prog, bit] : {std::pair{Program::rdpru, ic::RDPRU}, std::pair{Program::invpcid, ic::INVPCID}}) {
+            SCOPED_TRACE(std::string(cpu) + " " + std::string(program_name(prog)));
+            auto v = program(prog, {bit});
+            v.regs[3] = NSVM_OR_L2_SCRATCH_PA;
+            const auto p = predict(v, cpu, std::string_view(cpu) == "qemu-tcg" ? checks::ProfileId::qemu
+                                                                                : checks::ProfileId::bochs);
+            EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+            EXPECT_EQ(p.guest_rax, std::optional<std::uint64_t>(6));  // the #UD stub
+            v.vmcb.set_intercept(ic::exception(6));
+            EXPECT_EQ(predict(v, cpu, std::string_view(cpu) == "qemu-tcg" ? checks::ProfileId::qemu
+                                                                          : checks::ProfileId::bochs)
+                          .exit_code,
+                      std::optional<std::uint64_t>(ec::EXCP_BASE + 6));
+        }
+    }
+}
+
+TEST(ModelOnSvmCpu, LmswAndCltsWriteCr0ForTheIntercepts) {
+    const auto base_cr0 = base_vector(BaseMode::long64).vmcb.get(FieldId::cr0);
+    auto lmsw = program(Program::lmsw, {ic::cr_write(0)});
+    lmsw.regs[1] = arch::cr0::PE | arch::cr0::EM;
+    EXPECT_EQ(predict(lmsw).exit_code, std::optional<std::uint64_t>(ic::cr_write(0)));
+    // Selective: EM changes -> exit 0x65; TS and MP alone do not (APM 15.9.2).
+    lmsw = program(Program::lmsw, {ic::SELECTIVE_CR0});
+    lmsw.regs[1] = arch::cr0::PE | arch::cr0::EM;
+    EXPECT_EQ(predict(lmsw).exit_code, std::optional<std::uint64_t>(ec::CR0_SEL_WRITE));
+    lmsw.regs[1] = arch::cr0::PE | arch::cr0::MP | arch::cr0::TS;
+    auto p = predict(lmsw);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    ASSERT_TRUE(p.vmcb_after);
+    EXPECT_EQ(p.vmcb_after->get(FieldId::cr0), base_cr0 | arch::cr0::MP | arch::cr0::TS);
+    // LMSW cannot clear PE.
+    lmsw = program(Program::lmsw);
+    lmsw.regs[1] = arch::cr0::EM;
+    p = predict(lmsw);
+    ASSERT_TRUE(p.vmcb_after);
+    EXPECT_EQ(p.vmcb_after->get(FieldId::cr0), base_cr0 | arch::cr0::EM);
+    // CLTS: the CR0 write intercept, never the selective one.
+    auto clts = program(Program::clts, {ic::SELECTIVE_CR0});
+    clts.vmcb.set(FieldId::cr0, base_cr0 | arch::cr0::TS);
+    p = predict(clts);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << p.path;
+    ASSERT_TRUE(p.vmcb_after);
+    EXPECT_EQ(p.vmcb_after->get(FieldId::cr0), base_cr0);
+    clts.vmcb.set_intercept(ic::cr_write(0));
+    EXPECT_EQ(predict(clts).exit_code, std::optional<std::uint64_t>(ic::cr_write(0)));
+}
+
+TEST(ModelOnSvmCpu, StiShadowFnopNmAndSingleStep) {
+    // STI with IF = 0: the VMMCALL after it exits inside the shadow.
+    auto p = predict(program(Program::sti));
+    ASSERT_TRUE(p.vmcb_after) << p.path;
+    EXPECT_EQ(p.vmcb_after->get(FieldId::int_state), arch::int_state::INTERRUPT_SHADOW);
+    auto sti = program(Program::sti);
+    sti.vmcb.set(FieldId::rflags, sti.vmcb.get(FieldId::rflags) | arch::rflags::IF);
+    p = predict(sti);
+    ASSERT_TRUE(p.vmcb_after);
+    EXPECT_EQ(p.vmcb_after->get(FieldId::int_state), 0U);
+    // FNOP with CR0.TS: #NM (7) through the stub, or its intercept.
+    auto fnop = program(Program::fnop);
+    fnop.vmcb.set(FieldId::cr0, fnop.vmcb.get(FieldId::cr0) | arch::cr0::TS);
+    EXPECT_EQ(predict(fnop).guest_rax, std::optional<std::uint64_t>(7));
+    fnop.vmcb.set_intercept(ic::exception(7));
+    EXPECT_EQ(predict(fnop).exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 7));
+    EXPECT_EQ(predict(program(Program::fnop)).guest_rip,
+              std::optional<std::uint64_t>(program_entry(Program::fnop) + 2));
+    // NOP with TF: #DB after it, DR6.BS set.
+    auto nop = program(Program::nop, {ic::exception(1)});
+    nop.vmcb.set(FieldId::rflags, nop.vmcb.get(FieldId::rflags) | arch::rflags::TF);
+    p = predict(nop);
+    EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 1)) << p.path;
+    EXPECT_EQ(p.guest_rip, std::optional<std::uint64_t>(program_entry(Program::nop) + 1));
+    ASSERT_TRUE(p.vmcb_after);
+    EXPECT_NE(p.vmcb_after->get(FieldId::dr6) & (std::uint64_t{1} << 14), 0U);
+}
+
 }  // namespace
 }  // namespace nsvm::oracle

@@ -24,6 +24,14 @@ struct ControlState {
 /// DR6.BS (APM 13.1.1.3): the #DB was a single-step trap. The processor
 /// sets it for the instructions it completes, L0 for the ones it emulates.
 inline constexpr std::uint64_t kDr6SingleStep = std::uint64_t{1} << 14;
+/// DR6 after a single-step #DB: BS set, and the breakpoint-condition bits
+/// B0-B3 cleared, since no breakpoint matched ("certain debug exceptions may
+/// clear bits 0-3", Intel SDM 17.2.3; KVM's kvm_deliver_exception_payload
+/// clears them for every #DB it delivers; QEMU 7.2 and Bochs 2.7 clear them
+/// on single step, found by nsvm diff with save.dr6 = 0xFFFFFFFF).
+[[nodiscard]] constexpr std::uint64_t dr6_after_single_step(std::uint64_t dr6) noexcept {
+    return (dr6 & ~std::uint64_t{0xF}) | kDr6SingleStep;
+}
 /// #GP(0) for MOV to DR6 or DR7 with any of bits 63:32 set (APM 13.1.1.3, 13.1.1.4).
 [[nodiscard]] const char* mov_to_dr_fault(unsigned dr, std::uint64_t value) noexcept;
 /// The CR0 a legal MOV to CR0 leaves: CR0.ET is read-only 1 on AMD64

@@ -147,6 +147,16 @@
 #define NSVM_OR_PROG_PAUSE 18U
 #define NSVM_OR_PROG_INVD 19U
 #define NSVM_OR_PROG_WBINVD 20U
-#define NSVM_OR_PROG_COUNT 21U
+#define NSVM_OR_PROG_RDTSCP 21U  /* rdtscp */
+#define NSVM_OR_PROG_XSETBV 22U  /* xsetbv: ecx, edx from regs, eax = save.rax */
+#define NSVM_OR_PROG_RDPRU 23U   /* rdpru: ecx */
+#define NSVM_OR_PROG_INVPCID 24U /* invpcid rcx, [rbx] (ecx, [ebx] in 32-bit code): type, descriptor */
+#define NSVM_OR_PROG_LMSW 25U    /* lmsw cx */
+#define NSVM_OR_PROG_CLTS 26U
+#define NSVM_OR_PROG_STI 27U
+#define NSVM_OR_PROG_CLI 28U
+#define NSVM_OR_PROG_FNOP 29U    /* an x87 instruction that changes no x87 register */
+#define NSVM_OR_PROG_NOP 30U     /* for single step (save.rflags.TF) */
+#define NSVM_OR_PROG_COUNT 31U
 
 #endif

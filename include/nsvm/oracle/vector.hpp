@@ -43,6 +43,16 @@ enum class Program : std::uint32_t {
     pause = NSVM_OR_PROG_PAUSE,
     invd = NSVM_OR_PROG_INVD,
     wbinvd = NSVM_OR_PROG_WBINVD,
+    rdtscp = NSVM_OR_PROG_RDTSCP,
+    xsetbv = NSVM_OR_PROG_XSETBV,
+    rdpru = NSVM_OR_PROG_RDPRU,
+    invpcid = NSVM_OR_PROG_INVPCID,
+    lmsw = NSVM_OR_PROG_LMSW,
+    clts = NSVM_OR_PROG_CLTS,
+    sti = NSVM_OR_PROG_STI,
+    cli = NSVM_OR_PROG_CLI,
+    fnop = NSVM_OR_PROG_FNOP,
+    nop = NSVM_OR_PROG_NOP,
 };
 inline constexpr std::size_t kProgramCount = NSVM_OR_PROG_COUNT;
 
