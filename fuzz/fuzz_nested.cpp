@@ -49,12 +49,15 @@ std::uint32_t pick_msr(Cursor& c) {
 
 /// L0's configuration: KVM's, or one derived from the input (its own
 /// intercepts on top of KVM's, its own pass-through MSRs and ports, NPT on
-/// or off), so the invariants are checked against many L0s.
+/// or off, KVM's vgif and vls module parameters on or off), so the
+/// invariants are checked against many L0s.
 nested::L0Config l0_config(Cursor& c) {
     nested::L0Config l0 = nested::L0Config::kvm_default();
     const std::uint8_t how = c.u8();
     if ((how & 1) == 0) return l0;
     l0.npt = (how & 2) == 0;
+    l0.vgif = (how & 32) == 0;
+    l0.vls = (how & 64) == 0;
     if (how & 4) {
         for (auto& w : l0.intercept_words) w |= c.u32();
     }

@@ -4,6 +4,7 @@
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/cpu/control_regs.hpp"
+#include "nsvm/cpu/gif.hpp"
 #include "nsvm/cpu/instruction_faults.hpp"
 #include "nsvm/cpu/interrupt_flag.hpp"
 #include "nsvm/cpu/msr_rules.hpp"
@@ -154,9 +155,9 @@ SvmResult SvmCpu::guest_svm_instruction(const Event& e) noexcept {
         case Insn::stgi:
         case Insn::clgi: {
             const bool set = insn == Insn::stgi;
-            if (cpu_->has(Feature::vgif) && (int_ctl() & int_ctl::V_GIF_ENABLE)) {
+            if (const GuestGifWrite w = guest_gif_write(*cpu_, int_ctl(), set); w.virtual_gif) {
                 // APM 15.33.2 (vGIF): STGI/CLGI set/clear V_GIF, no exit.
-                set_int_ctl(set ? (int_ctl() | int_ctl::V_GIF) : (int_ctl() & ~int_ctl::V_GIF));
+                set_int_ctl(w.int_ctl);
                 r.note = set ? "vGIF: V_GIF = 1" : "vGIF: V_GIF = 0";
             } else {
                 // Without vGIF a non-intercepted STGI/CLGI changes the real GIF.
@@ -398,7 +399,7 @@ SvmResult SvmCpu::poll() noexcept {
     if (in_guest_) {
         const std::uint64_t ic_ = int_ctl();
         // vGIF (15.33.2): V_GIF gates the virtual interrupt and virtual NMI.
-        const bool vgif_open = !(cpu_->has(Feature::vgif) && (ic_ & int_ctl::V_GIF_ENABLE)) || (ic_ & int_ctl::V_GIF);
+        const bool vgif_open = virtual_gif_open(*cpu_, ic_);
         // vNMI (15.21.10): taken when pending, not masked, V_GIF allows, no shadow.
         if (cpu_->has(Feature::vnmi) && (ic_ & int_ctl::V_NMI_ENABLE) && (ic_ & int_ctl::V_NMI_PENDING) &&
             !(ic_ & int_ctl::V_NMI_BLOCKING) && vgif_open && !shadow) {

@@ -32,7 +32,7 @@ std::vector<std::uint8_t> Vcpu::save_kvm_nested_state() const {
     std::span<std::uint8_t> s(b);
     std::uint32_t flags = 0;
     if (guest) flags |= kGuestMode;
-    if (gif_) flags |= kGifSet;
+    if (gif()) flags |= kGifSet;  // V_GIF where L0 keeps it, under vGIF
     arch::store_le(s, kFlagsAt, 2, flags);
     arch::store_le(s, kFormatAt, 2, kFormatSvm);
     arch::store_le(s, kSizeAt, 4, b.size());

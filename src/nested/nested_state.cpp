@@ -23,6 +23,7 @@
 #include "nested_state_layout.hpp"
 
 namespace nsvm::nested {
+namespace ic = arch::intercept;
 using arch::FieldId;
 
 using namespace state_layout;
@@ -34,7 +35,7 @@ std::vector<std::uint8_t> Vcpu::save_state() const {
     arch::store_le(s, 8, 4, kNestedStateVersion);
     std::uint32_t flags = 0;
     if (mode_ == Mode::l2) flags |= kFlagGuest;
-    if (gif_) flags |= kFlagGif;
+    if (gif()) flags |= kFlagGif;
     if (smm_) flags |= kFlagSmm;
     if (smm_from_l2_) flags |= kFlagSmmL2;
     if (pending_db_) flags |= kFlagDb;
@@ -92,16 +93,23 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     std::copy_n(blob.begin() + kCacheAt, arch::kVmcbSize, cache_.page().begin());
     // L1's state: what L1 could never have loaded is refused.
     if (const char* why = l1_state_problem(vmcb01_, guest)) return refuse(fmt::format("nested state: {}", why));
+    const auto l0_words = l0_intercept_words();
     for (unsigned w = 0; w < 6; ++w) {
-        std::uint32_t want = l0_.intercept_words[w];
-        if (w == 3 && !opts_.intercept_smi) want &= ~(1U << (arch::intercept::SMI % 32));
-        if (vmcb01_.intercept_word(w) != want) return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
+        std::uint32_t want = l0_words[w];
+        // Under vGIF the STGI intercept is the NMI/SMI window, which the
+        // restored GIF and pending events decide (set_gif below).
+        if (w == ic::STGI / 32 && l0_uses_vgif()) want &= ~(1U << (ic::STGI % 32));
+        std::uint32_t have = vmcb01_.intercept_word(w);
+        if (w == ic::STGI / 32 && l0_uses_vgif()) have &= ~(1U << (ic::STGI % 32));
+        if (have != want) return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
     }
     mode_ = Mode::l1;
     write_tsc_multiplier(kL1TscRatio);  // L1's, until switch_to_prepared below enters L2
     smm_ = smm;
     smm_from_l2_ = flags & kFlagSmmL2;
-    gif_ = flags & kFlagGif;
+    // GIF goes where gif() reads it once the mode is known (below): in
+    // guest mode vmcb01's V_GIF keeps what the blob has.
+    const bool gif = flags & kFlagGif;
     pending_db_ = flags & kFlagDb;
     pending_ = static_cast<std::uint32_t>(arch::load_le(blob, 16, 4));
     vmcb12_gpa_ = gpa;
@@ -116,7 +124,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
             return refuse(fmt::format("nested state: vmcb12 cache fails check {} ({})", c->id, c->message));
         // Only L2's own CLGI clears GIF in guest mode, and with nested vGIF
         // that CLGI changes V_GIF instead.
-        if (!gif_ && nested_vgif()) return refuse("nested state: guest mode with GIF = 0 although L2 has a virtual GIF");
+        if (!gif && nested_vgif()) return refuse("nested state: guest mode with GIF = 0 although L2 has a virtual GIF");
         const auto l2_save = blob.subspan(kL2SaveAt, kSave);
         // L2's current CR0 (it may differ from vmcb12's): KVM refuses CD = 0 with NW = 1.
         const std::uint64_t cr0_l2 = arch::load_le(l2_save, arch::info(FieldId::cr0).offset - arch::kSaveAreaOffset, 8);
@@ -128,6 +136,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
             default: return refuse(fmt::format("nested state: L2 CR3/PDPEs: {}", fail_reason_name(fr)));
         }
         switch_to_prepared();  // guest mode
+        set_gif(gif);
         // L2's registers arrive with the blob, not through a VMRUN: a value
         // KVM's KVM_SET_SREGS / KVM_SET_DEBUGREGS would refuse (kvm_dr7_valid,
         // kvm_is_valid_cr4, ...) would commit a vmcb02 the processor's VMRUN
@@ -154,6 +163,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     } else {
         live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;
+        set_gif(gif);
         if (down) mode_ = Mode::shutdown;
     }
     return {};

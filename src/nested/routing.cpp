@@ -8,6 +8,7 @@
 #include "nsvm/arch/exit_codes.hpp"
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/cpu/control_regs.hpp"
+#include "nsvm/cpu/gif.hpp"
 #include "nsvm/cpu/msr_rules.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/nested/vcpu.hpp"
@@ -169,9 +170,9 @@ void Vcpu::apply_l2_effect(const cpu::Event& e) noexcept {
         case EventKind::stgi:
         case EventKind::clgi: {
             if (!nested_vgif()) {
-                // No virtual GIF for L2: its STGI/CLGI set the GIF itself, as
-                // on hardware without vGIF (KVM: svm_set_gif on vmcb02).
-                gif_ = e.kind == EventKind::stgi;
+                // No virtual GIF for L2: its STGI/CLGI set L1's GIF itself
+                // (KVM's stgi_interception: svm_set_gif, on vmcb02 with vGIF).
+                set_gif(e.kind == EventKind::stgi);
                 break;
             }
             // Nested vGIF: L2's virtual GIF in vmcb02 (APM 15.33.2).
@@ -258,7 +259,7 @@ StepResult Vcpu::l2_event(const cpu::Event& e) noexcept {
 
 StepResult Vcpu::l2_executes(const cpu::Event& e) noexcept {
     // L2 executes the event on the processor, with vmcb02's intercepts and maps.
-    const bool gif_was = gif_;
+    const bool gif_was = gif();
     const cpu::SvmResult hr = hw().guest_event(e);
     if (hr.outcome == cpu::SvmOutcome::vmexit) after_processor_exit();
     StepResult r = hr.outcome != cpu::SvmOutcome::vmexit ? l2_ran(e, hr, gif_was) : route_l2_exit(e, hr);
@@ -316,14 +317,17 @@ StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_
         sync_v_gif_to_cache();
         return r;
     }
-    // Without a virtual GIF for L2 its STGI/CLGI set the GIF itself.
-    gif_ = hw_.gif();
+    // Without a virtual GIF for L2 its STGI/CLGI set L1's GIF: under L0's
+    // vGIF the processor wrote vmcb02's V_GIF, where gif() reads it;
+    // without, the processor's GIF, which L0 takes over.
+    if (!cpu::vgif_enabled(*cpu_, vmcb02().get(FieldId::int_ctl))) set_gif(hw_.gif());
+    else sync_stgi_window();
     return after_l2_gif_write(gif_was, r);
 }
 
 StepResult Vcpu::after_l2_gif_write(bool gif_was, StepResult r) noexcept {
     // L2's STGI set the GIF (no nested vGIF): what GIF held is taken now.
-    if (!gif_was && gif_) return take_held_signals(r, "L2's STGI set GIF = 1 and a held event was taken at once");
+    if (!gif_was && gif()) return take_held_signals(r, "L2's STGI set GIF = 1 and a held event was taken at once");
     return r;
 }
 
@@ -450,7 +454,7 @@ StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcep
         r.note = "L2 cleared EFER.SVME and L1 does not intercept the write: L0 leaves guest mode and L1 triple-faults";
         return r;
     }
-    const bool gif_was = gif_;
+    const bool gif_was = gif();
     apply_l2_effect(e);
     r.outcome = Outcome::handled_by_l0;
     r.owner = Owner::l0;
@@ -496,7 +500,7 @@ cpu::SignalState Vcpu::l1_view(cpu::Signal s) const noexcept {
     // V_INTR_MASKING with L1's RFLAGS.IF as it was at VMRUN (kept in vmcb01);
     // while L1 runs, L1's own IF and shadow.
     cpu::SignalState st;
-    st.gif = gif_;
+    st.gif = gif();
     st.smm = smm_;
     const bool in_l2 = mode_ == Mode::l2;
     const arch::Vmcb& running = in_l2 ? vmcb02() : vmcb01_;
@@ -540,6 +544,7 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
     switch (cpu::signal_action(s, st)) {
         case cpu::SignalAction::hold:
             pending_ |= pending_bit(s);
+            sync_stgi_window();  // an NMI or SMI held by GIF = 0 opens the STGI window
             r.outcome = Outcome::held_pending;
             r.note = hold_note(s, st);
             return r;
@@ -553,6 +558,7 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
             const unsigned bit = cpu::intercept_of(s);
             r = nested_vmexit(cpu::ExitInfo{bit, 0, 0, 0});
             pending_ |= pending_bit(s);
+            sync_stgi_window();
             r.l0_exit = true;
             r.note = "L1 intercepts it: #VMEXIT to L1";
             return r;
@@ -560,6 +566,7 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
         case cpu::SignalAction::take: break;
     }
     pending_ &= ~pending_bit(s);
+    sync_stgi_window();
     if (s == cpu::Signal::smi) return enter_smm();
     const bool in_l2 = mode_ == Mode::l2;
     r.outcome = Outcome::handled_by_l0;
@@ -596,7 +603,7 @@ StepResult Vcpu::host_set_efer(std::uint64_t efer) noexcept {
     return r;
 }
 
-// --- L1's SVM instructions (L0 intercepts all of them in vmcb01) ---
+// --- L1's SVM instructions (as vmcb01 intercepts them) ---
 
 bool Vcpu::vmload_from(std::uint64_t pa) noexcept {
     // APM 15.5.2: FS, GS, TR, LDTR with hidden state, KernelGsBase, STAR,
@@ -619,6 +626,22 @@ bool Vcpu::vmsave_to(std::uint64_t pa) noexcept {
     return true;
 }
 
+void Vcpu::l1_vmload_vmsave_exit(StepResult& r, bool save) const noexcept {
+    // KVM's vmload_vmsave_interception when vmcb01 intercepts the
+    // instruction; with virtual VMLOAD/VMSAVE (vls) L1's runs in hardware
+    // on its guest-physical rAX (APM 15.33.1), which L0's nested page
+    // tables map 1:1 here: the same state moves, without an exit to L0.
+    if (!vmcb01_.intercept(save ? ic::VMSAVE : ic::VMLOAD)) {
+        r.note = "virtual VMLOAD/VMSAVE: no exit to L0";
+        return;
+    }
+    r.outcome = Outcome::handled_by_l0;
+    r.owner = Owner::l0;
+    r.exit_code = save ? ec::VMSAVE : ec::VMLOAD;
+    r.l0_exit = true;
+    r.note = "intercepted by L0: emulated into vmcb01";
+}
+
 StepResult Vcpu::l1_vmload() noexcept {
     StepResult r;
     if (!l1_instruction_gates(r, cpu::SvmInsn::vmload)) return r;
@@ -628,6 +651,7 @@ StepResult Vcpu::l1_vmload() noexcept {
         r.note = "VMLOAD from unbacked memory: #GP(0)";
         return r;
     }
+    l1_vmload_vmsave_exit(r, false);
     skip_l1_instruction();
     return r;
 }
@@ -641,6 +665,7 @@ StepResult Vcpu::l1_vmsave() noexcept {
         r.note = "VMSAVE to unbacked memory: #GP(0)";
         return r;
     }
+    l1_vmload_vmsave_exit(r, true);
     skip_l1_instruction();
     return r;
 }
@@ -681,19 +706,41 @@ StepResult Vcpu::l2_vmload_vmsave(const cpu::Event& e) noexcept {
     return l0_single_step(r);
 }
 
-StepResult Vcpu::l1_stgi() noexcept {
-    StepResult r;
-    if (!l1_instruction_gates(r, cpu::SvmInsn::stgi)) return r;
-    gif_ = true;
-    skip_l1_instruction();
-    return take_held_signals(r, nullptr, "GIF = 1: held events delivered to L1");
-}
+StepResult Vcpu::l1_stgi() noexcept { return l1_gif_instruction(true); }
 
-StepResult Vcpu::l1_clgi() noexcept {
+StepResult Vcpu::l1_clgi() noexcept { return l1_gif_instruction(false); }
+
+StepResult Vcpu::l1_gif_instruction(bool set) noexcept {
     StepResult r;
-    if (!l1_instruction_gates(r, cpu::SvmInsn::clgi)) return r;
-    gif_ = false;
+    if (!l1_instruction_gates(r, set ? cpu::SvmInsn::stgi : cpu::SvmInsn::clgi)) return r;
+    const bool gif_was = gif();
+    if (vmcb01_.intercept(set ? ic::STGI : ic::CLGI)) {
+        // L0's intercept (no vGIF, or the NMI/SMI window under vGIF): KVM's
+        // stgi_interception / clgi_interception skip the instruction and
+        // svm_set_gif, which under vGIF also closes the window.
+        r.outcome = Outcome::handled_by_l0;
+        r.owner = Owner::l0;
+        r.exit_code = set ? ec::STGI : ec::CLGI;
+        r.l0_exit = true;
+        r.note = set ? "intercepted by L0: GIF = 1" : "intercepted by L0: GIF = 0";
+        set_gif(set);
+    } else if (const cpu::GuestGifWrite w = cpu::guest_gif_write(*cpu_, vmcb01_.get(FieldId::int_ctl), set);
+               w.virtual_gif) {
+        // Not intercepted: the processor's rule on vmcb01 (APM 15.33.2), no exit.
+        vmcb01_.set(FieldId::int_ctl, w.int_ctl);
+        sync_stgi_window();
+        r.note = set ? "vGIF: V_GIF = 1 in vmcb01, no exit to L0" : "vGIF: V_GIF = 0 in vmcb01, no exit to L0";
+    } else {
+        // Not intercepted and no vGIF (an L0 configured without the
+        // intercepts): the processor's GIF, which is L1's.
+        set_gif(set);
+        r.note = set ? "not intercepted: GIF = 1" : "not intercepted: GIF = 0";
+    }
     skip_l1_instruction();
+    // What GIF = 0 held is taken now (APM 15.17): through L0's STGI
+    // intercept, or, under vGIF, the virtual interrupt window (KVM's
+    // svm_enable_irq_window relies on hardware setting V_GIF).
+    if (set && !gif_was) return take_held_signals(r, nullptr, "GIF = 1: held events delivered to L1");
     return r;
 }
 

@@ -59,8 +59,8 @@ StepResult Vcpu::enter_smm() noexcept {
     vmcb01_.set(FieldId::rip, 0x8000);
     vmcb01_.set(FieldId::dr7, arch::dr7::kFixed1);
     vmcb01_.set_segment(arch::Seg::cs, {static_cast<std::uint16_t>((smbase_ >> 4) & 0xFFFF), 0x93, 0xFFFFFFFF, smbase_});
-    gif_ = true;
     mode_ = Mode::l1;
+    set_gif(true);
     r.outcome = Outcome::smm_entered;
     r.owner = Owner::l0;
     r.exit_code = from_l2 ? ec::SW : 0;

@@ -11,7 +11,8 @@ using arch::FieldId;
 
 L0Config L0Config::kvm_default() {
     // KVM's init_vmcb with NPT on (no CR3/INVLPG/#PF intercepts),
-    // no vGIF (STGI/CLGI intercepted), intercept_smi on.
+    // intercept_smi on, and STGI/CLGI/VMLOAD/VMSAVE as init_vmcb sets them
+    // before looking at vgif and vls (Vcpu::l0_intercept_words drops them).
     arch::Vmcb v;
     for (unsigned cr : {0U, 4U}) {
         v.set_intercept(ic::cr_read(cr));
@@ -93,10 +94,12 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
     // host-held VMCB stays in the processor (cpu::HeldVmcb).
     hw_.regs() = cpu::SvmCpu::long_mode_host();
     hw_.msrs().vm_hsave_pa = kL0HsavePa;
-    for (unsigned w = 0; w < 6; ++w) vmcb01_.set_intercept_word(w, l0_.intercept_words[w]);
-    if (!opts_.intercept_smi) vmcb01_.set_intercept(ic::SMI, false);
+    const auto words = l0_intercept_words();
+    for (unsigned w = 0; w < 6; ++w) vmcb01_.set_intercept_word(w, words[w]);
     vmcb01_.set(FieldId::asid, l0_.asid01);
     if (l0_.npt) vmcb01_.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    // svm_recalc_instruction_intercepts: virtual VMLOAD/VMSAVE for L1.
+    if (l0_uses_vls()) vmcb01_.set(FieldId::misc_ctl2, arch::misc_ctl2::V_VMSAVE_VMLOAD);
     // L0 allocates its maps all-ones (intercept everything) and clears the
     // bits of what it passes through (KVM's nested_svm_merge_msrpm).
     msrpm01_.fill(0xFF);
@@ -114,7 +117,12 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
         iopm01_[p / 8] = static_cast<std::uint8_t>(iopm01_[p / 8] & ~(1U << (p % 8)));
     }
     for (auto& m : iopm02s_) m = iopm01_;  // merge_iopm rewrites only the pass-through ports
-    vmcb01_.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
+    // init_vmcb: V_INTR_MASKING always, V_GIF_ENABLE with vGIF; GIF = 1 (in
+    // V_GIF with vGIF). KVM also sets V_NMI_ENABLE with vNMI: not modelled
+    // for L1 (docs/nested.md, "L0's vmcb01").
+    vmcb01_.set(FieldId::int_ctl,
+                arch::int_ctl::V_INTR_MASKING | (l0_uses_vgif() ? arch::int_ctl::V_GIF_ENABLE : 0));
+    set_gif(true);
     // A 64-bit L1 at CPL 0 with SVM enabled.
     vmcb01_.set(FieldId::efer, arch::efer::SCE | arch::efer::LME | arch::efer::LMA | arch::efer::NXE |
                                    arch::efer::SVME);
@@ -129,6 +137,64 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
     vmcb01_.set_segment(arch::Seg::ss, {0x10, 0xC93, 0xFFFFFFFF, 0});
     vmcb01_.set_segment(arch::Seg::ds, {0x10, 0xC93, 0xFFFFFFFF, 0});
     vmcb01_.set_segment(arch::Seg::es, {0x10, 0xC93, 0xFFFFFFFF, 0});
+}
+
+std::array<std::uint32_t, 6> Vcpu::l0_intercept_words() const noexcept {
+    arch::Vmcb v;
+    for (unsigned w = 0; w < 6; ++w) v.set_intercept_word(w, l0_.intercept_words[w]);
+    if (!opts_.intercept_smi) v.set_intercept(ic::SMI, false);
+    // init_vmcb: with vgif, STGI and CLGI are not intercepted (hardware
+    // keeps L1's GIF in V_GIF, APM 15.33.2).
+    if (l0_uses_vgif()) {
+        v.set_intercept(ic::STGI, false);
+        v.set_intercept(ic::CLGI, false);
+    }
+    // svm_recalc_instruction_intercepts: with vls, L1's VMLOAD/VMSAVE run
+    // in hardware on guest-physical rAX (APM 15.33.1).
+    if (l0_uses_vls()) {
+        v.set_intercept(ic::VMLOAD, false);
+        v.set_intercept(ic::VMSAVE, false);
+    }
+    std::array<std::uint32_t, 6> words{};
+    for (unsigned w = 0; w < 6; ++w) words[w] = v.intercept_word(w);
+    return words;
+}
+
+bool Vcpu::l0_uses_vgif() const noexcept { return l0_.vgif && cpu_->has(checks::Feature::vgif); }
+
+bool Vcpu::l0_uses_vls() const noexcept {
+    return l0_.vls && l0_.npt && cpu_->has(checks::Feature::v_vmsave_vmload);
+}
+
+bool Vcpu::gif() const noexcept {
+    if (!l0_uses_vgif()) return gif_;
+    // get_vgif_vmcb: vmcb02 while L2 runs without nested vGIF, else vmcb01.
+    const arch::Vmcb& v = mode_ == Mode::l2 && !nested_vgif() ? vmcb02() : vmcb01_;
+    return (v.get(FieldId::int_ctl) & arch::int_ctl::V_GIF) != 0;
+}
+
+void Vcpu::set_gif(bool g) noexcept {
+    if (!l0_uses_vgif()) {
+        gif_ = g;
+        return;
+    }
+    arch::Vmcb& v = mode_ == Mode::l2 && !nested_vgif() ? live_vmcb02() : vmcb01_;
+    const std::uint64_t i = v.get(FieldId::int_ctl);
+    v.set(FieldId::int_ctl, g ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF));
+    sync_stgi_window();
+}
+
+bool Vcpu::stgi_window_open() const noexcept {
+    return l0_uses_vgif() && !gif() &&
+           (pending_ & (pending_bit(cpu::Signal::nmi) | pending_bit(cpu::Signal::smi))) != 0;
+}
+
+void Vcpu::sync_stgi_window() noexcept {
+    if (!l0_uses_vgif()) return;
+    const bool open = stgi_window_open();
+    vmcb01_.set_intercept(ic::STGI, open);
+    // recalc_intercepts while L2 runs: vmcb02's is L0's | L1's.
+    if (mode_ == Mode::l2) live_vmcb02().set_intercept(ic::STGI, open || cache_.intercept(ic::STGI));
 }
 
 cpu::ExitFeatures Vcpu::exit_features() const noexcept {
@@ -169,7 +235,8 @@ const char* Vcpu::l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const 
 }
 
 bool Vcpu::nested_vgif() const noexcept {
-    return cpu_->has(checks::Feature::vgif) && (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_GIF_ENABLE) != 0;
+    // KVM offers VGIF to L1 only when it uses vgif itself (svm_set_cpu_caps).
+    return l0_uses_vgif() && (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_GIF_ENABLE) != 0;
 }
 
 std::uint64_t Vcpu::l2_efer(const arch::Vmcb& v02) const noexcept {
@@ -214,16 +281,35 @@ const char* Vcpu::check_invariants() const noexcept {
             return "AVIC enabled in vmcb02";
         // GIF = 0 while L2 runs only after L2's own CLGI without a virtual
         // GIF of its own; with nested vGIF, L2's CLGI changes only V_GIF.
-        if (!gif_ && nested_vgif()) return "GIF = 0 while L2 runs with nested vGIF";
+        if (!gif() && nested_vgif()) return "GIF = 0 while L2 runs with nested vGIF";
         if (smm_) return "guest mode while in SMM";
         if (vmcb02_hardware_failure() != nullptr) return "vmcb02 fails a VMRUN consistency check of the processor";
     }
+    if (const char* why = vmcb01_problem()) return why;
     // The processor's TSC_RATIO is L2's multiplier while L2 runs and L1's
     // otherwise (KVM's svm_write_tsc_multiplier at nested VMRUN and #VMEXIT);
     // a shut-down vCPU runs nothing.
     if (cpu_->has(checks::Feature::tsc_scale) && mode_ != Mode::shutdown &&
         hw_.msrs().tsc_ratio != (mode_ == Mode::l2 ? tsc_ratio02_ : kL1TscRatio))
         return "the processor's TSC_RATIO is not the multiplier of the level that runs";
+    return nullptr;
+}
+
+const char* Vcpu::vmcb01_problem() const noexcept {
+    // L0's vmcb01 is what init_vmcb made of it on this CPU model: vGIF
+    // enabled as L0 uses it, STGI intercepted under vGIF only while the
+    // window is open, CLGI never; virtual VMLOAD/VMSAVE as L0 uses it.
+    const std::uint64_t i01 = vmcb01_.get(FieldId::int_ctl);
+    if (((i01 & arch::int_ctl::V_GIF_ENABLE) != 0) != l0_uses_vgif()) return "vmcb01's V_GIF_ENABLE is not L0's vGIF";
+    if (l0_uses_vgif()) {
+        if (vmcb01_.intercept(ic::CLGI)) return "vmcb01 intercepts CLGI although L0 uses vGIF";
+        if (vmcb01_.intercept(ic::STGI) != stgi_window_open())
+            return "vmcb01's STGI intercept is not the NMI/SMI window (vGIF)";
+    }
+    const bool vls = (vmcb01_.get(FieldId::misc_ctl2) & arch::misc_ctl2::V_VMSAVE_VMLOAD) != 0;
+    if (vls != l0_uses_vls()) return "vmcb01's V_VMSAVE_VMLOAD is not L0's virtual VMLOAD/VMSAVE";
+    if (vls && (vmcb01_.intercept(ic::VMLOAD) || vmcb01_.intercept(ic::VMSAVE)))
+        return "vmcb01 intercepts VMLOAD/VMSAVE although L0 gives L1 virtual VMLOAD/VMSAVE";
     return nullptr;
 }
 

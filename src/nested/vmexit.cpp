@@ -99,8 +99,10 @@ StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
     l0_takes_exit(x);
     sync_vmcb02_to_vmcb12(vmcb02(), x);
     give_back_l1_lbrs(vmcb02());
-    gif_ = false;  // APM 15.6 step 1
     restore_l1_from_vmcb01();
+    // APM 15.6 step 1, GIF = 0: KVM's nested_svm_vmexit clears it once
+    // vmcb01 is current again (svm_set_gif: vmcb01's V_GIF under vGIF).
+    set_gif(false);
     StepResult r;
     r.outcome = Outcome::vmexit_to_l1;
     r.owner = Owner::l1;
@@ -119,7 +121,7 @@ void Vcpu::leave_nested() noexcept {
         restore_l1_from_vmcb01();
     }
     pending_db_ = false;
-    gif_ = true;
+    set_gif(true);
 }
 
 }  // namespace nsvm::nested

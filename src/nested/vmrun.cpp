@@ -109,7 +109,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     // used for L2: offered to L1, enabled by L1, nested paging on
     // (nested_vmcb_needs_vls_intercept; CVE-2021-3656).
     const bool nnpt = l0_.npt && (cache_.get(FieldId::misc_ctl) & misc_ctl::NP_ENABLE) != 0;
-    const bool vls = cpu_->has(Feature::v_vmsave_vmload) && nnpt &&
+    const bool vls = l0_uses_vls() && nnpt &&
                      (cache_.get(FieldId::misc_ctl2) & misc_ctl2::V_VMSAVE_VMLOAD) != 0;
     if (!vls) {
         out.set_intercept(ic::VMLOAD);
@@ -134,13 +134,17 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     out.set(FieldId::tlb_ctl, cpu_->has(Feature::flushbyasid) ? tlb_ctl::FLUSH_ASID : tlb_ctl::FLUSH_ALL);
 
     // int_ctl (KVM's nested_vmcb02_prepare_control): only the bits L1 may control; V_INTR_MASKING from
-    // vmcb01 (always on); AVIC never (CVE-2021-3653).
+    // vmcb01 (always on); AVIC never (CVE-2021-3653). V_GIF and
+    // V_GIF_ENABLE: vmcb12's with nested vGIF, else vmcb01's (L0's vGIF:
+    // L1's GIF then lives in vmcb02's V_GIF, KVM's get_vgif_vmcb).
     std::uint64_t b12 = int_ctl::V_TPR | int_ctl::V_IRQ | int_ctl::V_INTR_PRIO | int_ctl::V_IGN_TPR;
+    std::uint64_t b01 = int_ctl::V_INTR_MASKING;
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
     if (nested_vgif()) b12 |= int_ctl::V_GIF | int_ctl::V_GIF_ENABLE;
+    else b01 |= int_ctl::V_GIF | int_ctl::V_GIF_ENABLE;
     if (cpu_->has(Feature::vnmi) && (i12 & int_ctl::V_NMI_ENABLE))
         b12 |= int_ctl::V_NMI_PENDING | int_ctl::V_NMI_ENABLE | int_ctl::V_NMI_BLOCKING;
-    out.set(FieldId::int_ctl, (i12 & b12) | int_ctl::V_INTR_MASKING);
+    out.set(FieldId::int_ctl, (i12 & b12) | (vmcb01_.get(FieldId::int_ctl) & b01) | int_ctl::V_INTR_MASKING);
     out.set(FieldId::int_vector, cache_.get(FieldId::int_vector));
     out.set(FieldId::int_state, cache_.get(FieldId::int_state));
     out.set(FieldId::event_inj, cache_.get(FieldId::event_inj));
@@ -318,8 +322,9 @@ void Vcpu::switch_to_prepared() noexcept {
 void Vcpu::commit_guest_mode(std::uint64_t gpa) noexcept {
     switch_to_prepared();
     vmcb12_gpa_ = gpa;
-    // APM 15.5.1 step 7: GIF = 1 once everything is loaded.
-    gif_ = true;
+    // APM 15.5.1 step 7: GIF = 1 once everything is loaded (KVM's
+    // svm_set_gif in guest mode: vmcb02's V_GIF without nested vGIF).
+    set_gif(true);
     // Step 8: the EVENTINJ event is the processor's to deliver (vmcb02 has
     // it); L1's copy is consumed.
     cache_.set(FieldId::event_inj, 0);
@@ -422,8 +427,9 @@ StepResult Vcpu::fail_vmrun(FailReason reason, const checks::Check* check, const
         }
     }
     // GIF = 0: every #VMEXIT, VMEXIT_INVALID included, clears it (APM 15.6).
-    if (!pre_fix && profile_->clear_gif_on_failure) gif_ = false;
+    // Cleared with vmcb01 current again (nested_svm_vmexit's svm_set_gif).
     if (!pre_fix) restore_l1_from_vmcb01();
+    if (!pre_fix && profile_->clear_gif_on_failure) set_gif(false);
     const bool keep_gif = pre_fix;
     StepResult r;
     r.outcome = Outcome::vmrun_failed;

@@ -284,7 +284,7 @@ public:
 
     void load_l0(const YAML::Node& n, Scenario& s) const {
         only_keys(n, "l0", {"intercepts", "add_intercepts", "remove_intercepts", "passthrough_msrs",
-                            "passthrough_ports", "npt"});
+                            "passthrough_ports", "npt", "vgif", "vls"});
         if (n["intercepts"]) {
             const auto& list = n["intercepts"];
             if (!(list.IsScalar() && list.Scalar() == "kvm")) {
@@ -321,6 +321,9 @@ public:
                     static_cast<std::uint16_t>(number(e, "l0.passthrough_ports", 0xFFFF));
         }
         if (n["npt"]) s.l0.npt = boolean(n["npt"], "l0.npt");
+        // KVM's module parameters of the same names (docs/nested.md, "L0's vmcb01").
+        if (n["vgif"]) s.l0.vgif = boolean(n["vgif"], "l0.vgif");
+        if (n["vls"]) s.l0.vls = boolean(n["vls"], "l0.vls");
     }
 
     static nlohmann::json to_json(const YAML::Node& n) {

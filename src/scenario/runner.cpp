@@ -396,6 +396,12 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
                     a.set(f, 0);
                     b.set(f, 0);
                 }
+                // GIF (checked above) is vmcb01's V_GIF under vGIF, and the
+                // STGI intercept its NMI/SMI window.
+                for (arch::Vmcb* x : {&a, &b}) {
+                    x->set(FieldId::int_ctl, x->get(FieldId::int_ctl) & ~arch::int_ctl::V_GIF);
+                    x->set_intercept(arch::intercept::STGI, false);
+                }
                 if (!(a == b)) why = "a failed VMRUN changed L1's state";
                 // Events held for L1 are L1's too: a failed VMRUN keeps them (GIF stays 0).
                 else if ((before.pending & ~v.pending_events()) != 0)

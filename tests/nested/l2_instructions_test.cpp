@@ -242,12 +242,12 @@ TEST(L2VmloadVmsave, L2sGatesAndUnbackedMemoryFaultInL2) {
 // enabled): vmcb02 does not intercept; rAX is an L2 address translated
 // through L1's nested page tables, and a fault there is L1's #NPF.
 TEST(L2VmloadVmsave, VirtualVmloadTranslatesRaxThroughL1sNestedPageTables) {
-    // L0 uses virtual VMLOAD/VMSAVE for L1 itself (KVM's vls=1): vmcb01 does
-    // not intercept them, so vmcb02 need not either.
-    auto l0 = nested::L0Config::kvm_default();
-    l0.intercept_words[ic::VMLOAD / 32] &= ~((1U << (ic::VMLOAD % 32)) | (1U << (ic::VMSAVE % 32)));
-    Machine m(checks::ProfileId::kvm, {}, l0);
+    // L0 uses virtual VMLOAD/VMSAVE for L1 itself (KVM's vls=1, its default
+    // on a CPU with the feature): vmcb01 does not intercept them, so vmcb02
+    // need not either.
+    Machine m;
     ASSERT_TRUE(m.cpu.has(checks::Feature::v_vmsave_vmload));
+    ASSERT_FALSE(m.vcpu.vmcb01().intercept(ic::VMLOAD));
     constexpr std::uint64_t ncr3 = 0x60000, l2_gpa = 0x5000, l1_pa = 0x70000;
     ASSERT_TRUE(m.mem.map(ncr3, 0x4000) && m.mem.map(l1_pa));
     ASSERT_TRUE(m.mem.write_u64(ncr3, 0x61007) && m.mem.write_u64(0x61000, 0x62007) &&
@@ -283,11 +283,14 @@ TEST(L2VmloadVmsave, VirtualVmloadTranslatesRaxThroughL1sNestedPageTables) {
 
 // L2's CLGI/STGI that L1 does not intercept. With a virtual GIF of its own
 // (vgif offered, V_GIF_ENABLE in vmcb12) they change vmcb02.V_GIF only;
-// without, they change the GIF as on hardware without vGIF (KVM emulates
-// them with svm_set_gif): an INTR is then held while L2 runs, and taken by
-// L2's STGI (here: a #VMEXIT(INTR) to L1, which intercepts INTR).
+// without, they change L1's GIF. Here L0 does not use vGIF (KVM's vgif=0),
+// intercepts them and emulates them with svm_set_gif: an INTR is then held
+// while L2 runs, and taken by L2's STGI (here: a #VMEXIT(INTR) to L1, which
+// intercepts INTR).
 TEST(L2Gif, ClgiWithoutNestedVgifClearsTheGifAndStgiTakesWhatItHeld) {
-    Machine m;
+    auto no_vgif = nested::L0Config::kvm_default();
+    no_vgif.vgif = false;
+    Machine m(checks::ProfileId::kvm, {}, no_vgif);
     auto v = valid_vmcb12();
     v.set_intercept(ic::INTR);
     v.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING);
@@ -327,12 +330,12 @@ TEST(L2Gif, ClgiWithoutNestedVgifClearsTheGifAndStgiTakesWhatItHeld) {
 }
 
 // The same when L0 does not intercept STGI/CLGI either (L0 uses vGIF for L1,
-// vmcb01 leaves them alone): L2's CLGI/STGI run in hardware on the GIF, and
-// what the GIF held is taken at the STGI.
+// KVM's default on a CPU with vGIF): L2's CLGI/STGI run in hardware on
+// vmcb02's V_GIF, which is L1's GIF then (KVM's get_vgif_vmcb); the held NMI
+// opens L0's STGI window (svm_enable_nmi_window), so L2's STGI exits to L0,
+// which takes what the GIF held.
 TEST(L2Gif, NotInterceptedAtAllStgiStillTakesWhatTheGifHeld) {
-    auto l0 = nested::L0Config::kvm_default();
-    l0.intercept_words[ic::STGI / 32] &= ~((1U << (ic::STGI % 32)) | (1U << (ic::CLGI % 32)));
-    Machine m(checks::ProfileId::kvm, {}, l0);
+    Machine m;
     auto v = valid_vmcb12();
     v.set_intercept(ic::NMI);
     m.put(v);
@@ -340,10 +343,18 @@ TEST(L2Gif, NotInterceptedAtAllStgiStillTakesWhatTheGifHeld) {
     ASSERT_FALSE(m.vcpu.vmcb02().intercept(ic::CLGI));
     EXPECT_EQ(m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::clgi, .insn_len = 3}).outcome, Outcome::no_exit);
     EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::int_ctl) & arch::int_ctl::V_GIF, 0U);
     EXPECT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
+    EXPECT_TRUE(m.vcpu.vmcb02().intercept(ic::STGI));  // the window, through recalc_intercepts
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
     const auto r = m.vcpu.l2_event(cpu::Event{.kind = cpu::EventKind::stgi, .insn_len = 3});
     EXPECT_EQ(r.outcome, Outcome::vmexit_to_l1);
     EXPECT_EQ(r.exit_code, ec::NMI);
+    // The NMI stays pending for L1 with GIF = 0 after the #VMEXIT: the
+    // window is open again, for L1's STGI.
+    EXPECT_NE(m.vcpu.pending_events() & (1U << static_cast<unsigned>(cpu::EventKind::nmi)), 0U);
+    EXPECT_TRUE(m.vcpu.vmcb01().intercept(ic::STGI));
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
 }
 
 // L2's WRMSR that L1 does not intercept and L0 does (KVM intercepts EFER and

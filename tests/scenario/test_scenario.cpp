@@ -471,3 +471,35 @@ TEST(ScenarioPaging, ExpectMemReadsGuestMemoryUnderAMask) {
     EXPECT_EQ(load_error(base + "{u8: 1}}\n").key, "expect.mem.gpa");
     EXPECT_EQ(load_error(base + "{gpa: 0x5008, u8: 1, mak: 1}}\n").key, "expect.mem.mak");
 }
+
+// L0's vmcb01 follows the CPU model (KVM's init_vmcb with vgif and vls on);
+// `l0: {vgif, vls}` turn them off as KVM's module parameters do.
+TEST(ScenarioL0, VgifAndVlsFollowTheCpuModelUnlessTurnedOff) {
+    const std::string steps =
+        "steps:\n  - l1: clgi\n    expect: {outcome: OUT, owner: OWNER, vmcb01.control.int_ctl: {value: IC, mask: 0x2000200}}\n";
+    auto with = [&](std::string head, const char* out, const char* owner, const char* ic) {
+        std::string t = head + steps;
+        t.replace(t.find("OUT"), 3, out);
+        t.replace(t.find("OWNER"), 5, owner);
+        t.replace(t.find("IC"), 2, ic);
+        return t;
+    };
+    for (const auto& [text, why] : {
+             std::pair{with("", "l1_continues", "none", "0x2000000"), "zen4: vGIF, STGI/CLGI not intercepted"},
+             std::pair{with("l0: {vgif: false}\n", "handled_by_l0", "l0", "0x0"), "vgif off: L0's CLGI exit"},
+             std::pair{with("cpu: zen4\nfeatures: \"-vgif\"\n", "handled_by_l0", "l0", "0x0"), "a CPU without vGIF"},
+         }) {
+        auto s = scenario::load_text(text, "x.yaml");
+        ASSERT_TRUE(s) << why << ": " << s.error().to_string();
+        std::ostringstream out;
+        const auto r = scenario::run(*s, {.json = false, .check_invariants = true}, out);
+        EXPECT_EQ(r.status, 0) << why << ": " << r.message << "\n" << out.str();
+    }
+    auto s = scenario::load_text("l0: {vls: sometimes}\nsteps:\n  - l1: vmsave\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "l0.vls");
+    EXPECT_EQ(s.error().line, 1);
+    s = scenario::load_text("l0: {vgf: false}\nsteps:\n  - l1: clgi\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("vgif"), std::string::npos) << s.error().message;
+}

@@ -63,7 +63,17 @@ struct L0Config {
     bool npt = true;
     std::uint32_t asid01 = 1;  ///< ASID L0 gives L1
     std::uint32_t asid02 = 2;  ///< ASID L0 gives L2
-    /// KVM's init_vmcb intercepts (init_vmcb), NPT on.
+    /// KVM's module parameter `vgif` (on by default): L0 uses the virtual
+    /// GIF for L1 when the CPU has it (Vcpu::l0_uses_vgif).
+    bool vgif = true;
+    /// KVM's module parameter `vls` (on by default): L0 gives L1 virtual
+    /// VMLOAD/VMSAVE when the CPU has it and NPT is on (Vcpu::l0_uses_vls).
+    bool vls = true;
+    /// KVM's init_vmcb intercepts with NPT on, before the CPU's features
+    /// are looked at: STGI, CLGI, VMLOAD and VMSAVE intercepted. The Vcpu
+    /// drops what vGIF and virtual VMLOAD/VMSAVE make unnecessary on its
+    /// CPU model (init_vmcb, svm_recalc_instruction_intercepts), as KVM does
+    /// with these module parameters on; vgif/vls false keep them.
     [[nodiscard]] static L0Config kvm_default();
 };
 
@@ -112,7 +122,7 @@ struct StepResult {
     FailReason reason = FailReason::none;
     const checks::Check* failed_check = nullptr;
     std::uint8_t vector = 0;   ///< Outcome::exception, Outcome::interrupt
-    bool l0_exit = false;      ///< the hardware exit from L2 went to L0 first
+    bool l0_exit = false;      ///< the hardware exit (from L2, or from L1 for an instruction vmcb01 intercepts) went to L0 first
     const char* note = "";     ///< a static string: why (no allocation)
 };
 
@@ -192,7 +202,23 @@ public:
 
     // --- Observation ---
     [[nodiscard]] Mode mode() const noexcept { return mode_; }
-    [[nodiscard]] bool gif() const noexcept { return gif_; }
+    /// L1's GIF, where L0 keeps it (KVM's gif_set / get_vgif_vmcb): with
+    /// vGIF, V_GIF of vmcb01, or of vmcb02 while L2 runs without a virtual
+    /// GIF of its own (nested vGIF off); without vGIF, L0's software flag.
+    [[nodiscard]] bool gif() const noexcept;
+    /// L0 uses vGIF for L1 (KVM's `vgif` after svm_hardware_setup: the
+    /// module parameter and CPUID Fn8000_000A_EDX[16]): vmcb01 has
+    /// V_GIF_ENABLE and does not intercept STGI/CLGI (init_vmcb).
+    [[nodiscard]] bool l0_uses_vgif() const noexcept;
+    /// L0 uses virtual VMLOAD/VMSAVE (KVM's `vls` after svm_hardware_setup:
+    /// the module parameter, NPT and CPUID Fn8000_000A_EDX[15]): vmcb01 has
+    /// V_VMSAVE_VMLOAD in misc_ctl2 and does not intercept VMLOAD/VMSAVE
+    /// (svm_recalc_instruction_intercepts); L1 is offered the feature.
+    [[nodiscard]] bool l0_uses_vls() const noexcept;
+    /// With vGIF, vmcb01 intercepts STGI only to catch the end of GIF = 0
+    /// while an NMI or SMI waits for it (KVM's svm_enable_nmi_window /
+    /// svm_enable_smi_window set it, svm_set_gif(true) clears it).
+    [[nodiscard]] bool stgi_window_open() const noexcept;
     [[nodiscard]] bool smm() const noexcept { return smm_; }
     [[nodiscard]] bool guest_mode() const noexcept { return mode_ == Mode::l2; }
     [[nodiscard]] std::uint64_t vmcb12_gpa() const noexcept { return vmcb12_gpa_; }
@@ -228,7 +254,9 @@ public:
 
     void set_vm_hsave_pa(std::uint64_t pa) noexcept { hsave_pa_ = pa; }
     void set_smbase(std::uint64_t b) noexcept { smbase_ = b; }
-    void set_gif(bool g) noexcept { gif_ = g; }
+    /// Writes L1's GIF where gif() reads it (KVM's svm_set_gif): with vGIF
+    /// the STGI window follows (sync_stgi_window).
+    void set_gif(bool g) noexcept;
 
     /// Checks the model's invariants; returns nullptr or a static message.
     /// Among them: while L2 runs, vmcb02 passes the hardware's VMRUN checks
@@ -426,6 +454,21 @@ private:
                            : s == cpu::Signal::init ? EventKind::init
                                                     : EventKind::smi);
     }
+    /// check_invariants' rules on vmcb01 (L0's vGIF, STGI window, virtual VMLOAD/VMSAVE).
+    [[nodiscard]] const char* vmcb01_problem() const noexcept;
+    /// vmcb01's STGI intercept (and vmcb02's while L2 runs, as KVM's
+    /// recalc_intercepts) as stgi_window_open says, when L0 uses vGIF.
+    void sync_stgi_window() noexcept;
+    /// vmcb01's intercepts as L0 configures them on this CPU model (KVM's
+    /// init_vmcb and svm_recalc_instruction_intercepts), STGI window closed.
+    [[nodiscard]] std::array<std::uint32_t, 6> l0_intercept_words() const noexcept;
+    /// L1's STGI (`set`) or CLGI: L0's emulation when vmcb01 intercepts it
+    /// (KVM's stgi_interception / clgi_interception), else the processor's
+    /// rule on vmcb01 (cpu/gif.hpp: V_GIF under vGIF), then what GIF = 1 lets through.
+    [[nodiscard]] StepResult l1_gif_instruction(bool set) noexcept;
+    /// The report of L1's VMLOAD (`save` false) or VMSAVE that completed:
+    /// an exit L0 handled when vmcb01 intercepts it, else none (vls).
+    void l1_vmload_vmsave_exit(StepResult& r, bool save) const noexcept;
     /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
     /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
     [[nodiscard]] bool nested_vgif() const noexcept;
@@ -499,7 +542,7 @@ private:
     bool next_uses_iopm02_ = false;
 
     Mode mode_ = Mode::l1;
-    bool gif_ = true;  ///< reset value (init_vmcb sets GIF = 1)
+    bool gif_ = true;  ///< L1's GIF without vGIF (reset value: init_vmcb sets GIF = 1); read only by gif()
     bool smm_ = false;
     bool smm_from_l2_ = false;
     bool pending_db_ = false;
