@@ -34,7 +34,7 @@ void see_as(SvmInsn insn, checks::HostState& h, const checks::CpuModel& cpu, con
 }
 }  // namespace
 
-const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState h, const checks::CpuModel& cpu,
+const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState&& h, const checks::CpuModel& cpu,
                                           const checks::Profile& profile, GateContext where) noexcept {
     if (insn == SvmInsn::vmmcall) return nullptr;
     // The gates read the processor's state only, never a VMCB.

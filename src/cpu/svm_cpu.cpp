@@ -484,13 +484,16 @@ SvmResult SvmCpu::vmrun() noexcept {
     return r;
 }
 
-SvmResult SvmCpu::vmrun(const HeldVmcb& held) noexcept {
+SvmResult SvmCpu::vmrun(arch::Vmcb& vmcb, std::span<const std::uint8_t> msrpm,
+                         std::span<const std::uint8_t> iopm) noexcept {
     SvmResult r;
     if (in_guest_) {
         (void)vmrun_instruction_gates(r);  // a guest runs: nothing
         return r;
     }
-    held_ = held;
+    held_.vmcb = &vmcb;
+    held_.msrpm = msrpm;
+    held_.iopm = iopm;
     if (!vmrun_instruction_gates(r)) return r;
     vmcb_pa_ = 0;
     enter_guest(r);

@@ -202,11 +202,16 @@ SvmResult SvmCpu::guest_event(const Event& e) noexcept {
     // set (B0-B3 cleared), intercepted or delivered like any exception, RIP past the
     // instruction. An intercepted instruction has not completed: no trap.
     const bool single_step = in_guest_ && (regs_.rflags & arch::rflags::TF) != 0 && is_instruction(e);
+    // One result object on every path, so that it is built where the
+    // caller wants it: a second return value made g++ build `r` aside and
+    // copy it with wide loads right after its narrow stores (a
+    // store-forwarding stall on every guest event, docs/performance.md).
     SvmResult r = execute(e);
     if (!single_step || r.outcome != SvmOutcome::no_exit) return r;
     regs_.dr6 = dr6_after_single_step(regs_.dr6);
     insn_len_ = 0;  // a trap: the instruction is over, RIP is the next one's
-    return guest_exception(1, 0, 0, "single step (RFLAGS.TF): #DB after the instruction");
+    r = guest_exception(1, 0, 0, "single step (RFLAGS.TF): #DB after the instruction");
+    return r;
 }
 
 SvmResult SvmCpu::execute(const Event& e) noexcept {

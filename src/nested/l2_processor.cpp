@@ -27,9 +27,8 @@ cpu::SvmCpu& Vcpu::hw() noexcept {
 }
 
 cpu::SvmResult Vcpu::run_vmcb02() noexcept {
-    const cpu::HeldVmcb held = held_vmcb02();
     hw_.vmload_state_from(vmcb01_);
-    return hw_.vmrun(held);
+    return hw_.vmrun(live_vmcb02(), vmcb02_msrpm(), vmcb02_iopm());
 }
 
 void Vcpu::after_processor_exit() noexcept {

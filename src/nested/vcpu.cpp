@@ -160,11 +160,6 @@ std::array<std::uint32_t, 6> Vcpu::l0_intercept_words() const noexcept {
     return words;
 }
 
-bool Vcpu::l0_uses_vgif() const noexcept { return l0_.vgif && cpu_->has(checks::Feature::vgif); }
-
-bool Vcpu::l0_uses_vls() const noexcept {
-    return l0_.vls && l0_.npt && cpu_->has(checks::Feature::v_vmsave_vmload);
-}
 
 bool Vcpu::gif() const noexcept {
     if (!l0_uses_vgif()) return gif_;

@@ -248,9 +248,12 @@ inline constexpr std::array<FieldId, 5> kLbrVirtFields = {FieldId::dbgctl, Field
 /// VMCB image to another (`To` is a Vmcb or a VmcbView). Unrolled, so that
 /// each field's offset and width are constants and each copy is one load and
 /// one store: the VMRUN and #VMEXIT paths copy these lists on every entry.
+/// Always inlined, the lambda too: out of line, g++ reloaded both VMCB
+/// addresses from the lambda's captures before every field (a store might
+/// have changed them).
 template <const auto& Fields, class From, class To>
-constexpr void copy_fields(const From& from, To&& to) noexcept {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
+[[gnu::always_inline]] constexpr void copy_fields(const From& from, To&& to) noexcept {
+    [&]<std::size_t... I>(std::index_sequence<I...>) __attribute__((always_inline)) {
         (to.set(Fields[I], from.get(Fields[I])), ...);
     }(std::make_index_sequence<Fields.size()>{});
 }

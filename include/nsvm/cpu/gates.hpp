@@ -25,9 +25,10 @@ enum class GateContext : std::uint8_t { host, guest };
 
 /// The first gate `insn` fails on a processor in state `h`, or nullptr.
 /// VMMCALL has none (APM 15.5.3: no CPL check; #UD only when not intercepted).
-/// `h` is taken by value and adjusted in place: pass it as a temporary (the
-/// gates run on every SVM instruction; a copy of it costs more than the gates).
-[[nodiscard]] const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState h,
+/// `h` is a temporary the gates adjust in place (the caller's, not a copy:
+/// the gates run on every SVM instruction, and copying a state just built
+/// field by field stalled on store forwarding, docs/performance.md).
+[[nodiscard]] const checks::Check* svm_instruction_gate(SvmInsn insn, checks::HostState&& h,
                                                         const checks::CpuModel& cpu, const checks::Profile& profile,
                                                         GateContext where) noexcept;
 

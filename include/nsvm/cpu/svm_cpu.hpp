@@ -205,7 +205,12 @@ public:
     [[nodiscard]] SvmResult vmrun() noexcept;   ///< rAX = VMCB physical address
     /// VMRUN of a host-held VMCB: the same gates, checks, loads and
     /// injection as vmrun(); rAX is not used.
-    [[nodiscard]] SvmResult vmrun(const HeldVmcb& held) noexcept;
+    [[nodiscard]] SvmResult vmrun(const HeldVmcb& held) noexcept { return vmrun(*held.vmcb, held.msrpm, held.iopm); }
+    /// The same, the held VMCB's parts given one by one: they arrive in
+    /// registers and are stored once (a HeldVmcb built on the caller's stack
+    /// and copied here with wide loads stalled on store forwarding).
+    [[nodiscard]] SvmResult vmrun(arch::Vmcb& vmcb, std::span<const std::uint8_t> msrpm,
+                                  std::span<const std::uint8_t> iopm) noexcept;
     /// The VMLOAD/VMSAVE state (APM 15.5.2) moved between the registers and a
     /// host-held VMCB, as a hypervisor's VMLOAD/VMSAVE of its own page around
     /// VMRUN (KVM's __svm_vcpu_run) does; host only.

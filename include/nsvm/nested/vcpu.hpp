@@ -208,13 +208,16 @@ public:
     [[nodiscard]] bool gif() const noexcept;
     /// L0 uses vGIF for L1 (KVM's `vgif` after svm_hardware_setup: the
     /// module parameter and CPUID Fn8000_000A_EDX[16]): vmcb01 has
-    /// V_GIF_ENABLE and does not intercept STGI/CLGI (init_vmcb).
-    [[nodiscard]] bool l0_uses_vgif() const noexcept;
+    /// V_GIF_ENABLE and does not intercept STGI/CLGI (init_vmcb). Inline:
+    /// every GIF read and write on the VMRUN/#VMEXIT path asks it.
+    [[nodiscard]] bool l0_uses_vgif() const noexcept { return l0_.vgif && cpu_->has(checks::Feature::vgif); }
     /// L0 uses virtual VMLOAD/VMSAVE (KVM's `vls` after svm_hardware_setup:
     /// the module parameter, NPT and CPUID Fn8000_000A_EDX[15]): vmcb01 has
     /// V_VMSAVE_VMLOAD in misc_ctl2 and does not intercept VMLOAD/VMSAVE
     /// (svm_recalc_instruction_intercepts); L1 is offered the feature.
-    [[nodiscard]] bool l0_uses_vls() const noexcept;
+    [[nodiscard]] bool l0_uses_vls() const noexcept {
+        return l0_.vls && l0_.npt && cpu_->has(checks::Feature::v_vmsave_vmload);
+    }
     /// With vGIF, vmcb01 intercepts STGI only to catch the end of GIF = 0
     /// while an NMI or SMI waits for it (KVM's svm_enable_nmi_window /
     /// svm_enable_smi_window set it, svm_set_gif(true) clears it).
