@@ -270,6 +270,11 @@ static void run_slot(uint32_t i) {
         const uint32_t limit = (where >> 24) == NSVM_OR_MAP_IOPM ? 0x3000 : 0x2000;
         if (off < limit) wr8(base + off, 0);
     }
+    /* The host's CR2 back to 0 (the host never faults): an emulator that runs
+     * L2 on the processor's CR2 instead of the VMCB's (Bochs 2.7,
+     * docs/peer-bugs.md bochs.vmrun_cr2_not_loaded) must not carry one
+     * vector's page-fault address into the next vector's result. */
+    __asm__ volatile("mov %0, %%cr2" : : "r"(0ull) : "memory");
     if (tables) {
         memset((void*)(uintptr_t)NSVM_OR_SPARE_PT_PA, 0, NSVM_OR_SPARE_PT_SIZE);
         uint64_t cr3;
