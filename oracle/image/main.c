@@ -259,6 +259,12 @@ static void run_slot(uint32_t i) {
      * original back.  Then the spare table pages are zero again and the
      * host's TLB holds nothing from the patched entries (CR3 reload; the
      * image's mappings are not global). */
+    for (uint32_t k = 0; k < npatch; ++k) {
+        const uint32_t where = rd32(d + NSVM_OR_D_PATCHES + 8ull * k);
+        const uint32_t off = where & 0xFFFFFF;
+        const int table = (where >> 24) == NSVM_OR_MAP_TABLE && table_dword_ok(off);
+        wr32(d + NSVM_OR_R_PAGING + 4ull * k, table ? rd32(off) : 0); /* the A/D bits the walk wrote */
+    }
     for (uint32_t k = npatch; k-- > 0;) {
         const uint32_t where = rd32(d + NSVM_OR_D_PATCHES + 8ull * k);
         const uint32_t off = where & 0xFFFFFF;

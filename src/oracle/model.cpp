@@ -534,6 +534,18 @@ public:
         p.vmrun_valid = true;
         p.gif = false;  // APM 15.17: #VMEXIT clears GIF
         L2Run(c, mem, v, p).run(r);
+        if (p.exit_code && p.status == Status::vmexit) {
+            for (const auto& t : v.paging) {
+                std::array<std::uint8_t, 8> b{};
+                if (!mem.read(t.pa, std::span<std::uint8_t>(b.data(), t.size))) {
+                    p.paging_after.clear();
+                    break;
+                }
+                TablePatch after = t;
+                after.value = arch::load_le(b, 0, t.size);
+                p.paging_after.push_back(after);
+            }
+        }
         return p;
     }
 

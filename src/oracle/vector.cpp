@@ -75,6 +75,49 @@ nsvm::expected<std::uint64_t, Diagnostic> number(const Ctx& c, const json& v, st
     return nsvm::unexpected(c.fail(field, "must be a number or a numeric string"));
 }
 
+/// An array of page-table entries {pa, value, size} (a vector's `paging`, a
+/// result's `paging_after`): members known, size 4 or 8, value within it.
+nsvm::expected<std::vector<TablePatch>, Diagnostic> table_entries(const Ctx& c, const json& a, std::string_view member) {
+    if (!a.is_array()) return nsvm::unexpected(c.fail(member, "must be an array of {pa, value, size}"));
+    std::vector<TablePatch> out;
+    for (const auto& e : a) {
+        const std::string path = fmt::format("{}[{}]", member, out.size());
+        if (!e.is_object()) return nsvm::unexpected(c.fail(path, "must be an object {pa, value, size}"));
+        for (auto it = e.begin(); it != e.end(); ++it)
+            if (std::find(kPagingMembers.begin(), kPagingMembers.end(), it.key()) == kPagingMembers.end())
+                return nsvm::unexpected(c.unknown(path + "." + it.key(), it.key(), kPagingMembers));
+        if (!e.contains("pa")) return nsvm::unexpected(c.fail(path + ".pa", "missing"));
+        if (!e.contains("value")) return nsvm::unexpected(c.fail(path + ".value", "missing"));
+        TablePatch t;
+        auto pa = number(c, e["pa"], path + ".pa");
+        if (!pa) return nsvm::unexpected(pa.error());
+        auto val = number(c, e["value"], path + ".value");
+        if (!val) return nsvm::unexpected(val.error());
+        if (e.contains("size")) {
+            auto sz = number(c, e["size"], path + ".size");
+            if (!sz) return nsvm::unexpected(sz.error());
+            if (*sz != 4 && *sz != 8) return nsvm::unexpected(c.fail(path + ".size", "must be 4 or 8"));
+            t.size = static_cast<unsigned>(*sz);
+        }
+        t.pa = *pa;
+        t.value = *val;
+        if (t.size == 4 && t.value > 0xFFFFFFFFULL)
+            return nsvm::unexpected(c.fail(path + ".value", "wider than the 4-byte entry"));
+        out.push_back(t);
+    }
+    return out;
+}
+
+json table_entries_json(const std::vector<TablePatch>& entries) {
+    json a = json::array();
+    for (const auto& t : entries) {
+        json e{{"pa", fmt::format("{:#x}", t.pa)}, {"value", fmt::format("{:#x}", t.value)}};
+        if (t.size != 8) e["size"] = t.size;
+        a.push_back(e);
+    }
+    return a;
+}
+
 nsvm::expected<std::string, Diagnostic> text_member(const Ctx& c, const json& o, std::string_view name,
                                                     std::string_view path) {
     const auto it = o.find(std::string(name));
@@ -225,34 +268,12 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
         }
     }
     if (j.contains("paging")) {
-        if (!j["paging"].is_array()) return nsvm::unexpected(c.fail("paging", "must be an array of {pa, value, size}"));
-        std::size_t k = 0;
-        for (const auto& e : j["paging"]) {
-            const std::string path = fmt::format("paging[{}]", k++);
-            if (!e.is_object()) return nsvm::unexpected(c.fail(path, "must be an object {pa, value, size}"));
-            for (auto it = e.begin(); it != e.end(); ++it)
-                if (std::find(kPagingMembers.begin(), kPagingMembers.end(), it.key()) == kPagingMembers.end())
-                    return nsvm::unexpected(c.unknown(path + "." + it.key(), it.key(), kPagingMembers));
-            if (!e.contains("pa")) return nsvm::unexpected(c.fail(path + ".pa", "missing"));
-            if (!e.contains("value")) return nsvm::unexpected(c.fail(path + ".value", "missing"));
-            TablePatch t;
-            auto pa = number(c, e["pa"], path + ".pa");
-            if (!pa) return nsvm::unexpected(pa.error());
-            auto val = number(c, e["value"], path + ".value");
-            if (!val) return nsvm::unexpected(val.error());
-            if (e.contains("size")) {
-                auto sz = number(c, e["size"], path + ".size");
-                if (!sz) return nsvm::unexpected(sz.error());
-                if (*sz != 4 && *sz != 8) return nsvm::unexpected(c.fail(path + ".size", "must be 4 or 8"));
-                t.size = static_cast<unsigned>(*sz);
-            }
-            t.pa = *pa;
-            t.value = *val;
-            if (t.size == 4 && t.value > 0xFFFFFFFFULL)
-                return nsvm::unexpected(c.fail(path + ".value", "wider than the 4-byte entry"));
-            if (auto why = paging_entry_problem(t.pa, t.size)) return nsvm::unexpected(c.fail(path + ".pa", *why));
-            v.paging.push_back(t);
-        }
+        auto entries = table_entries(c, j["paging"], "paging");
+        if (!entries) return nsvm::unexpected(entries.error());
+        for (std::size_t k = 0; k < entries->size(); ++k)
+            if (auto why = paging_entry_problem((*entries)[k].pa, (*entries)[k].size))
+                return nsvm::unexpected(c.fail(fmt::format("paging[{}].pa", k), *why));
+        v.paging = std::move(*entries);
     }
     if (j.contains("host")) {
         const auto& h = j["host"];
@@ -544,15 +565,7 @@ std::string to_json_line(const Vector& v) {
         for (auto p : v.iopm) a.push_back(hex(p));
         j["iopm"] = a;
     }
-    if (!v.paging.empty()) {
-        json a = json::array();
-        for (const auto& t : v.paging) {
-            json e{{"pa", hex(t.pa)}, {"value", hex(t.value)}};
-            if (t.size != 8) e["size"] = t.size;
-            a.push_back(e);
-        }
-        j["paging"] = a;
-    }
+    if (!v.paging.empty()) j["paging"] = table_entries_json(v.paging);
     json h = json::object();
     if (!v.host.gif) h["gif"] = 0;
     if (!v.host.svme) h["svme"] = 0;
@@ -616,14 +629,16 @@ std::string to_json_line(const Result& r, bool with_vmcb) {
             if (i != 0 && i != 4) regs[std::string(kGprNames[i])] = hex(r.regs[i]);
         j["regs"] = regs;
     }
+    if (!r.paging_after.empty()) j["paging_after"] = table_entries_json(r.paging_after);
     return j.dump();
 }
 
 namespace {
 
-constexpr std::array<std::string_view, 16> kResultMembers = {
-    "id",           "backend", "cpu_model", "status",   "reason", "exception", "exit_code", "exit_info_1",
-    "exit_info_2",  "exit_int_info", "exit_int_info_err", "gif", "probe_ok", "vmcb_pa", "vmcb", "regs"};
+constexpr std::array<std::string_view, 17> kResultMembers = {
+    "id",          "backend",       "cpu_model",         "status", "reason",   "exception",
+    "exit_code",   "exit_info_1",   "exit_info_2",       "exit_int_info", "exit_int_info_err",
+    "gif",         "probe_ok",      "vmcb_pa",           "vmcb",   "regs",     "paging_after"};
 
 /// One result object (docs/oracle.md "Result format").
 nsvm::expected<Result, Diagnostic> parse_result(const Ctx& c, const json& j) {
@@ -707,6 +722,11 @@ nsvm::expected<Result, Diagnostic> parse_result(const Ctx& c, const json& j) {
             if (!n) return nsvm::unexpected(n.error());
             r.regs[static_cast<std::size_t>(p - kGprNames.begin())] = *n;
         }
+    }
+    if (j.contains("paging_after")) {
+        auto entries = table_entries(c, j["paging_after"], "paging_after");
+        if (!entries) return nsvm::unexpected(entries.error());
+        r.paging_after = std::move(*entries);
     }
     return r;
 }

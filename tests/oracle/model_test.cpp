@@ -81,6 +81,8 @@ TEST(ModelOnSvmCpu, PagingPatchesDecideL2PageFaults) {
     EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
     EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(0));
     EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
+    // The patched entries as the exit left them: a not-present entry gets no A bit.
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{kPde, 0, 8}}));
     // Without the patch the same load walks the image's 2 MiB page and does not fault.
     r = predict(access(Program::load, {}));
     EXPECT_NE(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
@@ -91,9 +93,14 @@ TEST(ModelOnSvmCpu, PagingPatchesDecideL2PageFaults) {
     ro.vmcb.set(FieldId::cr0, ro.vmcb.get(FieldId::cr0) & ~arch::cr0::WP);
     r = predict(ro);
     EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    // The store retired: A on the PDE, A and D on the PTE.
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{kPde, kPt | 7 | 0x20, 8}, {kPte, kAddr | 5 | 0x60, 8}}));
     // PTE bit 63 with EFER.NXE = 0: P|RSV.
     r = predict(access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3 | (std::uint64_t{1} << 63), 8}}));
     EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(9)) << r.path;
+    // APM 5.4.2: the PDE the walk used gets A; the faulting leaf does not.
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{kPde, kPt | 7 | 0x20, 8},
+                                                       {kPte, kAddr | 3 | (std::uint64_t{1} << 63), 8}}));
     // Not intercepted: through L2's IDT to the stub for vector 14, CR2 written.
     r = predict(access(Program::load, {{kPde, kPt | 7, 8}}, false));
     EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;

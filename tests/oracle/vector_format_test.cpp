@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/arch/le.hpp"
 #include "nsvm/oracle/gen.hpp"
+#include "nsvm/oracle/runner.hpp"
 #include "nsvm/oracle/vector.hpp"
 
 namespace nsvm::oracle {
@@ -181,6 +183,27 @@ TEST(VectorFormat, PagingPatchesRoundTripAndBecomeDwordPatches) {
     EXPECT_TRUE(isolation_problem(s).has_value());
 }
 
+TEST(VectorFormat, TheSlotCarriesPagingPatchesAndTheirValuesAfterTheExit) {
+    Vector v = base_vector(BaseMode::legacy32, Program::load);
+    v.id = "s";
+    v.iopm = {0x80};
+    v.paging = {{0x302FF8, 0x600007, 8}, {0x3073FC, 0, 4}};
+    std::vector<std::uint8_t> slot(NSVM_OR_SLOT_SIZE);
+    ASSERT_TRUE(encode_slot(v, slot).has_value());
+    auto d = std::span(slot).subspan(NSVM_OR_DESC_OFFSET);
+    ASSERT_EQ(arch::load_le(d, NSVM_OR_D_NPATCH, 4), 4U);  // one IOPM byte, three dwords
+    EXPECT_EQ(arch::load_le(d, NSVM_OR_D_PATCHES + 8, 4), (std::uint64_t{NSVM_OR_MAP_TABLE} << 24) | 0x302FF8);
+    EXPECT_EQ(arch::load_le(d, NSVM_OR_D_PATCHES + 12, 4), 0x600007U);
+    // What the image leaves: the dwords as the exit left them, at the patches' indices.
+    arch::store_le(d, NSVM_OR_R_MAGIC, 4, NSVM_OR_RES_MAGIC);
+    arch::store_le(d, NSVM_OR_R_STATUS, 4, NSVM_OR_ST_VMEXIT);
+    arch::store_le(d, NSVM_OR_R_PAGING + 4, 4, 0x600027);
+    arch::store_le(d, NSVM_OR_R_PAGING + 8, 4, 0x1);
+    arch::store_le(d, NSVM_OR_R_PAGING + 12, 4, 0x2);
+    const Result r = decode_slot(v, slot);
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{0x302FF8, 0x100600027ULL, 8}, {0x3073FC, 0x2, 4}}));
+}
+
 TEST(ResultFormat, RoundTripAndErrors) {
     Result r;
     r.id = "v1";
@@ -195,6 +218,7 @@ TEST(ResultFormat, RoundTripAndErrors) {
     r.probe_ok = true;
     r.vmcb_pa = 0x1000000;
     r.regs[1] = 42;
+    r.paging_after = {{0x302FF8, 0x600027, 8}, {0x3073FC, 0x601027, 4}};
     for (bool with_vmcb : {true, false}) {
         auto back = parse_results(to_json_line(r, with_vmcb), "r.jsonl");
         ASSERT_TRUE(back.has_value()) << formats::to_string(back.error());
@@ -205,6 +229,7 @@ TEST(ResultFormat, RoundTripAndErrors) {
         EXPECT_EQ(b.exit_info_1(), 5U);
         EXPECT_EQ(b.exit_int_info(), 0x80000306U);
         EXPECT_EQ(b.vmcb_pa, 0x1000000U);
+        EXPECT_EQ(b.paging_after, r.paging_after);
         if (with_vmcb) {
             EXPECT_EQ(b.vmcb, r.vmcb);
             EXPECT_EQ(b.regs[1], 42U);

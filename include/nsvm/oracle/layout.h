@@ -137,6 +137,8 @@
 #define NSVM_OR_R_TSC 0x818        /* u64 TSC cycles from just before the first VMRUN to just after the last */
 #define NSVM_OR_R_VMCB_PA 0x820    /* u64 the VMRUN operand used */
 #define NSVM_OR_R_REGS 0x828       /* u64[16] GPRs after the exit (ModRM order; rax, rsp = host) */
+#define NSVM_OR_R_PAGING 0x900     /* u32[NSVM_OR_MAX_PATCHES]: patch k's page-table dword as the exit left it
+                                      (accessed/dirty bits), before the image restores it; 0 for map bytes */
 
 #define NSVM_OR_ST_VMEXIT 0U     /* VMRUN executed, #VMEXIT (normal or VMEXIT_INVALID) */
 #define NSVM_OR_ST_EXCEPTION 1U  /* VMRUN raised an exception in the host (#UD, #GP) */

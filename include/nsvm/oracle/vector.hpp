@@ -198,6 +198,10 @@ struct Result {
     std::uint64_t tsc = 0;
     arch::Vmcb vmcb;                     ///< the VMCB page after the exit
     std::array<std::uint64_t, 16> regs{};
+    /// The vector's paging patches as the exit left them (the accessed and
+    /// dirty bits the walk wrote), in Vector::paging order; empty when the
+    /// vector has none or the backend does not report them.
+    std::vector<TablePatch> paging_after;
 
     [[nodiscard]] std::uint64_t exit_code() const noexcept { return vmcb.get(arch::FieldId::exit_code); }
     [[nodiscard]] std::uint64_t exit_info_1() const noexcept { return vmcb.get(arch::FieldId::exit_info_1); }
