@@ -151,6 +151,7 @@ static void setup_l2(void) {
     memset((void*)(uintptr_t)NSVM_OR_IOPM_PA, 0, 0x3000);
     memset((void*)(uintptr_t)NSVM_OR_HSAVE_PA, 0, 0x1000);
     memset((void*)(uintptr_t)NSVM_OR_SPARE_VMCB_PA, 0, 0x1000);
+    memset((void*)(uintptr_t)NSVM_OR_SPARE_PT_PA, 0, NSVM_OR_SPARE_PT_SIZE);
 }
 
 static void setup_host(void) {
@@ -182,6 +183,20 @@ static void probe_gif(uint32_t* gif, uint32_t* ok) {
     *ok = second != before;
 }
 
+/* Paging patches (layout.h NSVM_OR_MAP_TABLE) may store only into entries
+ * the host never translates through: PD entries 510-511 (the paging
+ * window), the PAE PDPT, the legacy PD, the nested tables and the spare
+ * pages.  The runner refuses anything else; this is the image's own guard. */
+static int table_dword_ok(uint32_t pa) {
+    if (pa & 3) return 0;
+    if (pa >= NSVM_OR_PML4_PA + 0x2000 + 8 * 510 && pa < NSVM_OR_PML4_PA + 0x3000) return 1;
+    if (pa >= NSVM_OR_PAE_PDPT_PA && pa < NSVM_OR_PAE_PDPT_PA + 32) return 1;
+    if (pa >= NSVM_OR_PD32_PA && pa < NSVM_OR_PD32_PA + 0x1000) return 1;
+    if (pa >= NSVM_OR_NPT_PML4_PA && pa < NSVM_OR_NPT_PML4_PA + 0x3000) return 1;
+    return pa >= NSVM_OR_SPARE_PT_PA && pa < NSVM_OR_SPARE_PT_PA + NSVM_OR_SPARE_PT_SIZE;
+}
+static uint32_t saved[NSVM_OR_MAX_PATCHES];
+
 static void run_slot(uint32_t i) {
     const uint64_t slot = NSVM_OR_SLOTS_PA + (uint64_t)i * NSVM_OR_SLOT_SIZE;
     const uint64_t d = slot + NSVM_OR_DESC_OFFSET;
@@ -193,12 +208,21 @@ static void run_slot(uint32_t i) {
         return;
     }
     const uint32_t flags = rd32(d + NSVM_OR_D_FLAGS);
+    uint32_t tables = 0;
     for (uint32_t k = 0; k < npatch; ++k) {
         const uint32_t where = rd32(d + NSVM_OR_D_PATCHES + 8ull * k);
         const uint32_t off = where & 0xFFFFFF;
+        const uint32_t value = rd32(d + NSVM_OR_D_PATCHES + 8ull * k + 4);
+        if ((where >> 24) == NSVM_OR_MAP_TABLE) {
+            if (!table_dword_ok(off)) continue;
+            saved[k] = rd32(off);
+            wr32(off, value);
+            tables = 1;
+            continue;
+        }
         const uint64_t base = (where >> 24) == NSVM_OR_MAP_IOPM ? NSVM_OR_IOPM_PA : NSVM_OR_MSRPM_PA;
         const uint32_t limit = (where >> 24) == NSVM_OR_MAP_IOPM ? 0x3000 : 0x2000;
-        if (off < limit) wr8(base + off, (uint8_t)rd32(d + NSVM_OR_D_PATCHES + 8ull * k + 4));
+        if (off < limit) wr8(base + off, (uint8_t)value);
     }
 
     const uint64_t vmcb_pa = (flags & NSVM_OR_F_RAX) ? rd64(d + NSVM_OR_D_RAX) : slot;
@@ -231,12 +255,37 @@ static void run_slot(uint32_t i) {
         probe_gif(&gif, &ok);
     __asm__ volatile("stgi" ::: "memory");
 
+    /* Undo the patches, the last first: a dword patched twice gets its
+     * original back.  Then the spare table pages are zero again and the
+     * host's TLB holds nothing from the patched entries (CR3 reload; the
+     * image's mappings are not global). */
     for (uint32_t k = 0; k < npatch; ++k) {
         const uint32_t where = rd32(d + NSVM_OR_D_PATCHES + 8ull * k);
         const uint32_t off = where & 0xFFFFFF;
+        const int table = (where >> 24) == NSVM_OR_MAP_TABLE && table_dword_ok(off);
+        wr32(d + NSVM_OR_R_PAGING + 4ull * k, table ? rd32(off) : 0); /* the A/D bits the walk wrote */
+    }
+    for (uint32_t k = npatch; k-- > 0;) {
+        const uint32_t where = rd32(d + NSVM_OR_D_PATCHES + 8ull * k);
+        const uint32_t off = where & 0xFFFFFF;
+        if ((where >> 24) == NSVM_OR_MAP_TABLE) {
+            if (table_dword_ok(off)) wr32(off, saved[k]);
+            continue;
+        }
         const uint64_t base = (where >> 24) == NSVM_OR_MAP_IOPM ? NSVM_OR_IOPM_PA : NSVM_OR_MSRPM_PA;
         const uint32_t limit = (where >> 24) == NSVM_OR_MAP_IOPM ? 0x3000 : 0x2000;
         if (off < limit) wr8(base + off, 0);
+    }
+    /* The host's CR2 back to 0 (the host never faults): an emulator that runs
+     * L2 on the processor's CR2 instead of the VMCB's (Bochs 2.7,
+     * docs/peer-bugs.md bochs.vmrun_cr2_not_loaded) must not carry one
+     * vector's page-fault address into the next vector's result. */
+    __asm__ volatile("mov %0, %%cr2" : : "r"(0ull) : "memory");
+    if (tables) {
+        memset((void*)(uintptr_t)NSVM_OR_SPARE_PT_PA, 0, NSVM_OR_SPARE_PT_SIZE);
+        uint64_t cr3;
+        __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+        __asm__ volatile("mov %0, %%cr3" : : "r"(cr3) : "memory");
     }
     wr32(d + NSVM_OR_R_STATUS, st ? NSVM_OR_ST_EXCEPTION : NSVM_OR_ST_VMEXIT);
     wr32(d + NSVM_OR_R_EXC_VEC, st ? exc_vec : 0);

@@ -77,6 +77,23 @@ constexpr std::array kKnown = {
                     "shadow holds interrupts, not exceptions (APM 13.1.4 traps after every instruction; Intel SDM "
                     "STI; KVM commit b9bed78e2fa9 takes a single-step #DB inside the STI shadow), and Bochs 2.7 "
                     "traps; found by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_info_1", "qemu.pf_rsvd_without_p",
+                    "QEMU 7.2 reports a #PF for a reserved bit in a page-table entry with error code RSV alone "
+                    "(mmu_translate's do_fault_rsvd sets the code to the RSV bit and skips P); the entry was "
+                    "present, and APM 8.4.2 defines RSV only with P = 1, so the processor reports P|RSV (EXITINFO1 "
+                    "of an intercepted #PF, APM 15.12); found by this oracle"},
+    KnownDivergence{Backend::bochs, "save.cr2", "bochs.vmrun_cr2_not_loaded",
+                    "Bochs 2.7 reads CR2 from vmcb12 at VMRUN (SvmEnterLoadCheckGuestState) but runs L2 with the "
+                    "processor's previous CR2, which #VMEXIT then saves (observed: a VMCB CR2 of 0x1234 comes back "
+                    "as the host's 0); VMRUN loads CR2 (APM 15.5.1), so L2 reads, and the VMCB gets back, the "
+                    "vector's CR2 unless a #PF in L2 changed it; found by this oracle"},
+    KnownDivergence{Backend::bochs, "paging[k]", "bochs.faulting_walk_sets_no_accessed",
+                    "Bochs 2.7 sets the accessed bits of the page-table entries above the leaf only once the whole "
+                    "translation has passed its checks (translate_linear_long_mode and translate_linear_PAE call "
+                    "update_access_dirty_PAE last, translate_linear_legacy update_access_dirty), so a walk that "
+                    "ends in a #PF or a nested #NPF leaves the entries it read with A = 0; the processor sets A in "
+                    "each entry as it uses it (APM 5.4.2), and QEMU 7.2 agrees with the model; found by this "
+                    "oracle"},
     KnownDivergence{Backend::bochs, "exit_code", "bochs.vmload_vmsave_move_vmcb",
                     "Bochs 2.7 points its VMCB pointer at rAX's page for an unintercepted VMLOAD or VMSAVE in L2 "
                     "and never points it back (svm.cc VMLOAD, VMSAVE: set_VMCBPTR(pAddr)), so the next #VMEXIT "
@@ -215,6 +232,8 @@ void compare_rest(const Vector& v, const arch::Vmcb& expected, const Result& r, 
         else if (f.id == FieldId::dr6 && (r.vmcb.get(f.id) & cpu::kDr6SingleStep) != 0 &&
                  (expected.get(f.id) ^ r.vmcb.get(f.id)) == (expected.get(f.id) & kDr6BtAndBit12))
             k = known(backend, "bochs.single_step_clears_dr6_bt");
+        else if (f.id == FieldId::cr2 && r.vmcb.get(f.id) == 0 && expected.get(f.id) == v.vmcb.get(f.id))
+            k = known(backend, "bochs.vmrun_cr2_not_loaded");  // the host's CR2 (the image keeps it 0), not L2's
         else if ((f.id == FieldId::int_ctl && (expected.get(f.id) ^ r.vmcb.get(f.id)) == arch::int_ctl::V_IRQ) ||
                  (f.id == FieldId::int_state &&
                   (expected.get(f.id) ^ r.vmcb.get(f.id)) == arch::int_state::INTERRUPT_SHADOW))
@@ -333,6 +352,9 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
             if (r.exit_code() == arch::exit_code::IOIO && (r.exit_info_1() & kAsize) == 0 &&
                 (*p.exit_info_1 & ~kAsize) == r.exit_info_1())
                 k = known(backend, "qemu.ioio_no_address_size");
+            else if (r.exit_code() == arch::exit_code::EXCP_BASE + 14 && (*p.exit_info_1 & 9) == 9 &&
+                     r.exit_info_1() == (*p.exit_info_1 & ~std::uint64_t{1}))  // RSV without P
+                k = known(backend, "qemu.pf_rsvd_without_p");
             add("exit_info_1", hex(*p.exit_info_1), hex(r.exit_info_1()), k);
         }
         if (p.exit_info_2 && *p.exit_info_2 != r.exit_info_2()) {
@@ -386,6 +408,22 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
         }
         if (p.next_rip && *p.next_rip != r.vmcb.get(FieldId::next_rip))
             add("control.next_rip", hex(*p.next_rip), hex(r.vmcb.get(FieldId::next_rip)));
+        // The vector's page-table entries after the exit: the accessed and
+        // dirty bits the walk wrote (APM 5.4.2), when the backend reports them.
+        if (!p.paging_after.empty() && r.paging_after.size() == p.paging_after.size())
+            for (std::size_t k = 0; k < p.paging_after.size(); ++k)
+                if (p.paging_after[k].value != r.paging_after[k].value) {
+                    constexpr std::uint64_t kAccessed = 0x20;  // APM 5.4.1: bit 5
+                    const bool faulted = r.exit_code() == arch::exit_code::EXCP_BASE + 14 ||
+                                         r.exit_code() == arch::exit_code::NPF ||
+                                         (r.exit_code() == arch::exit_code::VMMCALL && r.vmcb.get(FieldId::rax) == 14);
+                    const KnownDivergence* k_known = nullptr;
+                    if (faulted && (p.paging_after[k].value ^ r.paging_after[k].value) == kAccessed &&
+                        (r.paging_after[k].value & kAccessed) == 0)
+                        k_known = known(backend, "bochs.faulting_walk_sets_no_accessed");
+                    add(fmt::format("paging[{}]", k), hex(p.paging_after[k].value), hex(r.paging_after[k].value),
+                        k_known);
+                }
         if (p.rest_unchanged && r.status == Status::vmexit) {
             compare_rest(v, p.vmcb_after ? *p.vmcb_after : v.vmcb, r, backend, add);
             d.whole_vmcb = true;

@@ -526,6 +526,90 @@ std::vector<Mutation> interrupt_mutations() {
     return ms;
 }
 
+/// L2's own page tables and the nested tables, patched for one vector
+/// (docs/oracle.md "Paging patches"): a fault at each level of each L2
+/// paging mode the image sets up, in the paging window (layout.h
+/// NSVM_OR_WINDOW_PA). Long mode and PAE share PD0, whose entry 511 maps the
+/// window's upper 2 MiB; a 4 KiB table for it goes in the first spare page.
+/// Legacy mode's PD entry 255 maps the whole window; its 4 KiB table goes in
+/// the second spare page. The nested tables map the spare pages through
+/// their PD entry 3 and the window through entries 510-511.
+std::vector<Mutation> paging_mutations() {
+    constexpr std::uint64_t kAddr = NSVM_OR_WINDOW_PA + 0x200000;  // 0x3FE00000
+    constexpr std::uint64_t kPde = NSVM_OR_PML4_PA + 0x2000 + 8 * 511;
+    constexpr std::uint64_t kPt = NSVM_OR_SPARE_PT_PA;
+    constexpr std::uint64_t kPte = kPt + 8 * ((kAddr >> 12) & 0x1FF);
+    constexpr std::uint64_t kPde32 = NSVM_OR_PD32_PA + 4 * (kAddr >> 22);
+    constexpr std::uint64_t kPt32 = NSVM_OR_SPARE_PT_PA + 0x1000;
+    constexpr std::uint64_t kPte32 = kPt32 + 4 * ((kAddr >> 12) & 0x3FF);
+    constexpr std::uint64_t kNptSpare = NSVM_OR_NPT_PML4_PA + 0x2000 + 8 * (NSVM_OR_SPARE_PT_PA >> 21);
+    constexpr std::uint64_t kNptWindow = NSVM_OR_NPT_PML4_PA + 0x2000 + 8 * (kAddr >> 21);
+    constexpr std::uint64_t P = 1, RW = 2, US = 4, PS = 0x80;
+    std::vector<Mutation> ms;
+    // `pf`: intercept #PF (exit 0x4E with the error code and the address);
+    // otherwise L2's IDT delivers it to the image's stub (exit VMMCALL, rax 14).
+    auto add = [&](std::string name, BaseMode mode, Program p, bool pf, std::vector<TablePatch> patches,
+                   std::function<void(Vector&)> f = {}) {
+        ms.push_back(Mutation{"", std::move(name), mode,
+                              [p, pf, patches = std::move(patches), f = std::move(f)](Vector& v) {
+                                  v.program = p;
+                                  v.vmcb.set(FieldId::rip, program_entry(p));
+                                  v.regs[3] = kAddr;
+                                  v.paging = patches;
+                                  if (pf) v.vmcb.set_intercept(ic::exception(14));
+                                  if (f) f(v);
+                              }});
+    };
+    const auto wp = [](Vector& v) { set_bits(v, FieldId::cr0, cr0::WP); };
+    const auto np = [](Vector& v) { enable_np(v); };
+    for (BaseMode m : {BaseMode::long64, BaseMode::pae32}) {
+        const std::string n(m == BaseMode::long64 ? "long" : "pae");
+        // A not-present PDE (APM 5.4.1: #PF, P = 0).
+        add(n + "_pde_np", m, Program::load, true, {{kPde, 0, 8}});
+        add(n + "_pde_np_idt", m, Program::load, false, {{kPde, 0, 8}});
+        // A 4 KiB table with a not-present PTE.
+        add(n + "_pte_np", m, Program::load, true, {{kPde, kPt | P | RW | US, 8}});
+        add(n + "_pte_np_idt", m, Program::load, false, {{kPde, kPt | P | RW | US, 8}});
+        // A read-only page written at CPL 0 with CR0.WP = 1 (APM 5.6.4: P|W),
+        // and the same store with CR0.WP = 0, which supervisor code may make.
+        add(n + "_pte_ro_store", m, Program::store, true, {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | US, 8}},
+            wp);
+        add(n + "_pte_ro_store_wp0", m, Program::store, true,
+            {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | US, 8}},
+            [](Vector& v) { set_bits(v, FieldId::cr0, 0, cr0::WP); });
+        // Reserved bits (APM 5.3.1/5.4.1: #PF with RSV): PTE bit 63 with
+        // EFER.NXE = 0, and bit 13 of a 2 MiB PDE (below the page's address).
+        add(n + "_pte_rsv_nx", m, Program::load, true,
+            {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW | US | (std::uint64_t{1} << 63), 8}});
+        add(n + "_pde_rsv_bit13", m, Program::load, true, {{kPde, kAddr | P | RW | US | PS | (1U << 13), 8}});
+        // Nested paging: the nested entry of L2's page-table page (EXITINFO1
+        // bit 33) vs of the final page (bit 32), APM 15.25.6.
+        add(n + "_npt_table", m, Program::load, true,
+            {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW | US, 8}, {kNptSpare, 0, 8}}, np);
+        add(n + "_npt_final", m, Program::load, true,
+            {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW | US, 8}, {kNptWindow, 0, 8}}, np);
+    }
+    // SMAP (APM 5.6.5): a supervisor data access to a user page with
+    // RFLAGS.AC = 0 faults (P, read).
+    add("long_pte_user_smap", BaseMode::long64, Program::load, true,
+        {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW | US, 8}},
+        [](Vector& v) { set_bits(v, FieldId::cr4, cr4::SMAP); });
+    // Legacy 2-level paging: PD entry 255 (4 MiB) and a table in spare page 1.
+    add("legacy_pde_np", BaseMode::legacy32, Program::load, true, {{kPde32, 0, 4}});
+    add("legacy_pde_np_idt", BaseMode::legacy32, Program::load, false, {{kPde32, 0, 4}});
+    add("legacy_pte_np", BaseMode::legacy32, Program::load, true, {{kPde32, kPt32 | P | RW | US, 4}});
+    add("legacy_pte_ro_store", BaseMode::legacy32, Program::store, true,
+        {{kPde32, kPt32 | P | RW | US, 4}, {kPte32, kAddr | P | US, 4}}, wp);
+    // A 4 MiB PDE with bit 21 set: reserved beyond PSE-40's address bits.
+    add("legacy_pde_rsv_bit21", BaseMode::legacy32, Program::load, true,
+        {{kPde32, NSVM_OR_WINDOW_PA | P | RW | US | PS | (1U << 21), 4}});
+    add("legacy_npt_table", BaseMode::legacy32, Program::load, true,
+        {{kPde32, kPt32 | P | RW | US, 4}, {kPte32, kAddr | P | RW | US, 4}, {kNptSpare, 0, 8}}, np);
+    add("legacy_npt_final", BaseMode::legacy32, Program::load, true,
+        {{kPde32, kPt32 | P | RW | US, 4}, {kPte32, kAddr | P | RW | US, 4}, {kNptWindow, 0, 8}}, np);
+    return ms;
+}
+
 std::string_view mode_name(BaseMode m) {
     switch (m) {
         case BaseMode::long64: return "long64";
@@ -600,6 +684,9 @@ void each_boundary(const GenOptions& o, const std::function<void(Vector&&)>& emi
         });
         emit_group(interrupt_mutations(), "irq", [](const Vector&, const Mutation& m) {
             return fmt::format("virtual interrupt: {}", m.name);
+        });
+        emit_group(paging_mutations(), "pg", [](const Vector&, const Mutation& m) {
+            return fmt::format("L2 paging: {}", m.name);
         });
         for (const auto& m : bm) {
             Vector v = base_vector(m.base);

@@ -46,6 +46,7 @@ constexpr std::array kProtected = {
     Range{NSVM_OR_IMAGE_PA, NSVM_OR_L2_IDT32_PA + 0x1000},       // image, L2 code, stubs, stack, GDT, IDTs
     Range{NSVM_OR_PML4_PA, NSVM_OR_NPT_PML4_PA + 0x10000},        // host/L2 and nested page tables
     Range{NSVM_OR_HSAVE_PA, NSVM_OR_SPARE_VMCB_PA + 0x1000},      // HSAVE, MSRPM, IOPM, spare VMCB
+    Range{NSVM_OR_SPARE_PT_PA, NSVM_OR_SPARE_PT_PA + NSVM_OR_SPARE_PT_SIZE},  // spare table pages
     Range{NSVM_OR_BATCH_PA, kSlotsEnd},                           // batch header and slots
 };
 
@@ -169,9 +170,33 @@ std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
                                                        static_cast<std::uint32_t>(v.regs[1]), hex(value))};
 }
 
+/// A present entry a paging patch writes points into the paging window or
+/// the spare table pages (layout.h NSVM_OR_WINDOW_PA): whatever L2 then
+/// reaches through it, a table built there or a page it stores to, is memory
+/// no other vector and not the host relies on (the image zeroes the spare
+/// pages after the vector). Bits outside the address field (reserved,
+/// ignored, NX) are free: they are what the vectors test.
+[[nodiscard]] std::optional<IsolationProblem> paging_problem(const Vector& v) {
+    constexpr Range window{NSVM_OR_WINDOW_PA, NSVM_OR_WINDOW_PA + NSVM_OR_WINDOW_SIZE};
+    constexpr Range spare{NSVM_OR_SPARE_PT_PA, NSVM_OR_SPARE_PT_PA + NSVM_OR_SPARE_PT_SIZE};
+    for (std::size_t k = 0; k < v.paging.size(); ++k) {
+        const auto& t = v.paging[k];
+        if ((t.value & 1) == 0) continue;
+        const std::uint64_t a = t.value & (t.size == 4 ? 0xFFFFF000ULL : 0x000FFFFFFFFFF000ULL);
+        if (window.contains(a, a + 1) || spare.contains(a, a + 1)) continue;
+        return IsolationProblem{fmt::format("paging[{}].value", k),
+                                fmt::format("the present entry {} points at {}, outside the paging window "
+                                            "({:#x}-{:#x}) and the spare table pages ({:#x}-{:#x}): L2 could reach "
+                                            "the image's pages through it",
+                                            hex(t.value), hex(a), window.begin, window.end, spare.begin, spare.end)};
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<IsolationProblem> isolation_problem(const Vector& v) {
+    if (auto p = paging_problem(v)) return p;
     // Writes the host side makes for this vector: the #VMEXIT into the VMCB,
     // VMRUN's host state into VM_HSAVE_PA.
     if (v.host.vmrun_rax && reaches_protected(*v.host.vmrun_rax & ~std::uint64_t{0xFFF}, 0x1000))

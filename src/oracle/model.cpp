@@ -87,6 +87,7 @@ constexpr std::uint64_t kSlotVmcb = NSVM_OR_SLOTS_PA;
     for (std::uint64_t i = 0; i < 2048; ++i) ok &= put_u64(m, NSVM_OR_PML4_PA + 0x2000 + 8 * i, (i << 21) | 0x87);
     for (std::uint64_t i = 0; i < 1024; ++i)
         ok &= put_u32(m, NSVM_OR_PD32_PA + 4 * i, static_cast<std::uint32_t>((i << 22) | 0x87));
+    ok &= m.map(NSVM_OR_SPARE_PT_PA, NSVM_OR_SPARE_PT_SIZE);  // zero until a vector's paging patches
     ok &= put_u64(m, NSVM_OR_NPT_PML4_PA, (NSVM_OR_NPT_PML4_PA + 0x1000) | 7);
     ok &= put_u64(m, NSVM_OR_NPT_PML4_PA + 0x1000, (NSVM_OR_NPT_PML4_PA + 0x2000) | 7);
     for (std::uint64_t i = 0; i < 512; ++i) ok &= put_u64(m, NSVM_OR_NPT_PML4_PA + 0x2000 + 8 * i, (i << 21) | 0x87);
@@ -533,18 +534,35 @@ public:
         p.vmrun_valid = true;
         p.gif = false;  // APM 15.17: #VMEXIT clears GIF
         L2Run(c, mem, v, p).run(r);
+        if (p.exit_code && p.status == Status::vmexit) {
+            for (const auto& t : v.paging) {
+                std::array<std::uint8_t, 8> b{};
+                if (!mem.read(t.pa, std::span<std::uint8_t>(b.data(), t.size))) {
+                    p.paging_after.clear();
+                    break;
+                }
+                TablePatch after = t;
+                after.value = arch::load_le(b, 0, t.size);
+                p.paging_after.push_back(after);
+            }
+        }
         return p;
     }
 
 private:
-    /// The vector's VMCB at its slot, its MSRPM/IOPM bytes (as run_slot
-    /// patches them) and, when it moves VM_HSAVE_PA, the page VMRUN writes.
+    /// The vector's VMCB at its slot, its MSRPM/IOPM bytes and page-table
+    /// dwords (as run_slot patches them) and, when it moves VM_HSAVE_PA, the page VMRUN writes.
     [[nodiscard]] static bool load_vector(const Vector& v, cpu::GuestMemory& mem) {
         bool ok = mem.write_vmcb(kSlotVmcb, v.vmcb);
         if (const auto patches = map_patches(v)) {
             for (const auto& pt : *patches) {
+                if (pt.map == NSVM_OR_MAP_TABLE) {  // a page-table dword at its physical address
+                    ok &= put_u32(mem, pt.offset, pt.value);
+                    continue;
+                }
                 const std::uint64_t base = pt.map == NSVM_OR_MAP_IOPM ? NSVM_OR_IOPM_PA : NSVM_OR_MSRPM_PA;
-                ok &= mem.write(base + pt.offset, std::span<const std::uint8_t>(&pt.value, 1));
+                const auto byte = static_cast<std::uint8_t>(pt.value);
+                ok &= mem.write(base + pt.offset, std::span<const std::uint8_t>(&byte, 1));
             }
         }
         const std::uint64_t hsave = v.host.hsave_pa.value_or(NSVM_OR_HSAVE_PA);

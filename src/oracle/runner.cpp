@@ -123,6 +123,18 @@ void decode_slot_into(const Vector& v, std::span<const std::uint8_t> slot, Resul
     r.tsc = load_le(d, NSVM_OR_R_TSC, 8);
     r.vmcb_pa = load_le(d, NSVM_OR_R_VMCB_PA, 8);
     for (std::size_t i = 0; i < 16; ++i) r.regs[i] = load_le(d, NSVM_OR_R_REGS + 8 * i, 8);
+    // map_patches puts the paging dwords after the map bytes, in Vector::paging order.
+    if (const auto patches = map_patches(v); patches && !v.paging.empty()) {
+        std::size_t k = patches->size();
+        for (const auto& t : v.paging) k -= t.size / 4;
+        for (const auto& t : v.paging) {
+            TablePatch after = t;
+            after.value = load_le(d, NSVM_OR_R_PAGING + 4 * k, 4);
+            if (t.size == 8) after.value |= load_le(d, NSVM_OR_R_PAGING + 4 * (k + 1), 4) << 32;
+            k += t.size / 4;
+            r.paging_after.push_back(after);
+        }
+    }
 }
 
 namespace detail {

@@ -23,8 +23,9 @@ constexpr std::array<std::string_view, kProgramCount> kProgramNames = {
     "stgi",    "clgi",  "vmload", "vmsave", "vmrun", "div0", "rdtsc", "pause", "invd",   "wbinvd",
     "rdtscp",  "xsetbv", "rdpru", "invpcid", "lmsw", "clts", "sti",   "cli",   "fnop",   "nop"};
 
-constexpr std::array<std::string_view, 9> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",   "iopm",
-                                                            "host", "checks", "note", "expected"};
+constexpr std::array<std::string_view, 10> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",  "iopm",
+                                                             "paging", "host", "checks", "note", "expected"};
+constexpr std::array<std::string_view, 3> kPagingMembers = {"pa", "value", "size"};
 constexpr std::array<std::string_view, 2> kL2Members = {"program", "regs"};
 constexpr std::array<std::string_view, 6> kHostMembers = {"gif",      "svme",      "vmrun_rax",
                                                           "hsave_pa", "probe_gif", "repeat"};
@@ -72,6 +73,49 @@ nsvm::expected<std::uint64_t, Diagnostic> number(const Ctx& c, const json& v, st
         return nsvm::unexpected(c.fail(field, fmt::format("not a number: \"{}\"", v.get<std::string>())));
     }
     return nsvm::unexpected(c.fail(field, "must be a number or a numeric string"));
+}
+
+/// An array of page-table entries {pa, value, size} (a vector's `paging`, a
+/// result's `paging_after`): members known, size 4 or 8, value within it.
+nsvm::expected<std::vector<TablePatch>, Diagnostic> table_entries(const Ctx& c, const json& a, std::string_view member) {
+    if (!a.is_array()) return nsvm::unexpected(c.fail(member, "must be an array of {pa, value, size}"));
+    std::vector<TablePatch> out;
+    for (const auto& e : a) {
+        const std::string path = fmt::format("{}[{}]", member, out.size());
+        if (!e.is_object()) return nsvm::unexpected(c.fail(path, "must be an object {pa, value, size}"));
+        for (auto it = e.begin(); it != e.end(); ++it)
+            if (std::find(kPagingMembers.begin(), kPagingMembers.end(), it.key()) == kPagingMembers.end())
+                return nsvm::unexpected(c.unknown(path + "." + it.key(), it.key(), kPagingMembers));
+        if (!e.contains("pa")) return nsvm::unexpected(c.fail(path + ".pa", "missing"));
+        if (!e.contains("value")) return nsvm::unexpected(c.fail(path + ".value", "missing"));
+        TablePatch t;
+        auto pa = number(c, e["pa"], path + ".pa");
+        if (!pa) return nsvm::unexpected(pa.error());
+        auto val = number(c, e["value"], path + ".value");
+        if (!val) return nsvm::unexpected(val.error());
+        if (e.contains("size")) {
+            auto sz = number(c, e["size"], path + ".size");
+            if (!sz) return nsvm::unexpected(sz.error());
+            if (*sz != 4 && *sz != 8) return nsvm::unexpected(c.fail(path + ".size", "must be 4 or 8"));
+            t.size = static_cast<unsigned>(*sz);
+        }
+        t.pa = *pa;
+        t.value = *val;
+        if (t.size == 4 && t.value > 0xFFFFFFFFULL)
+            return nsvm::unexpected(c.fail(path + ".value", "wider than the 4-byte entry"));
+        out.push_back(t);
+    }
+    return out;
+}
+
+json table_entries_json(const std::vector<TablePatch>& entries) {
+    json a = json::array();
+    for (const auto& t : entries) {
+        json e{{"pa", fmt::format("{:#x}", t.pa)}, {"value", fmt::format("{:#x}", t.value)}};
+        if (t.size != 8) e["size"] = t.size;
+        a.push_back(e);
+    }
+    return a;
 }
 
 nsvm::expected<std::string, Diagnostic> text_member(const Ctx& c, const json& o, std::string_view name,
@@ -223,6 +267,14 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
             v.iopm.push_back(static_cast<std::uint16_t>(*n));
         }
     }
+    if (j.contains("paging")) {
+        auto entries = table_entries(c, j["paging"], "paging");
+        if (!entries) return nsvm::unexpected(entries.error());
+        for (std::size_t k = 0; k < entries->size(); ++k)
+            if (auto why = paging_entry_problem((*entries)[k].pa, (*entries)[k].size))
+                return nsvm::unexpected(c.fail(fmt::format("paging[{}].pa", k), *why));
+        v.paging = std::move(*entries);
+    }
     if (j.contains("host")) {
         const auto& h = j["host"];
         if (!h.is_object()) return nsvm::unexpected(c.fail("host", "must be an object"));
@@ -261,7 +313,8 @@ nsvm::expected<Vector, Diagnostic> parse_one(const Ctx& c, const json& j) {
         if (!x) return nsvm::unexpected(x.error());
         v.expected = std::move(*x);
     }
-    if (map_patches(v).has_value() == false) return nsvm::unexpected(c.fail("msrpm", map_patches(v).error()));
+    if (const auto mp = map_patches(v); !mp)
+        return nsvm::unexpected(c.fail(v.paging.empty() ? "msrpm" : "paging", mp.error()));
     if (auto p = isolation_problem(v))
         return nsvm::unexpected(c.fail(p->field, fmt::format("vector \"{}\" refused: {}", v.id, p->message)));
     return v;
@@ -420,7 +473,7 @@ std::optional<std::pair<std::uint32_t, unsigned>> msrpm_position(std::uint32_t m
 
 nsvm::expected<std::vector<MapPatch>, std::string> map_patches(const Vector& v) {
     std::vector<MapPatch> out;
-    auto byte = [&](std::uint32_t map, std::uint32_t off) -> std::uint8_t& {
+    auto byte = [&](std::uint32_t map, std::uint32_t off) -> std::uint32_t& {
         for (auto& p : out)
             if (p.map == map && p.offset == off) return p.value;
         out.push_back({map, off, 0});
@@ -430,19 +483,54 @@ nsvm::expected<std::vector<MapPatch>, std::string> map_patches(const Vector& v) 
         const auto pos = msrpm_position(m.msr);
         if (!pos) return nsvm::unexpected(fmt::format("MSR {} outside the MSRPM ranges (APM 15.11)", hex(m.msr)));
         auto& b = byte(NSVM_OR_MAP_MSRPM, pos->first);
-        if (m.read) b = static_cast<std::uint8_t>(b | (1U << pos->second));
-        if (m.write) b = static_cast<std::uint8_t>(b | (2U << pos->second));
+        if (m.read) b |= 1U << pos->second;
+        if (m.write) b |= 2U << pos->second;
     }
     for (auto port : v.iopm) {
         // APM 15.10.1: bit `port` of the IOPM; multi-byte accesses also test the
         // following bits, which the vector lists itself if it wants them.
         auto& b = byte(NSVM_OR_MAP_IOPM, port / 8U);
-        b = static_cast<std::uint8_t>(b | (1U << (port % 8U)));
+        b |= 1U << (port % 8U);
+    }
+    for (const auto& t : v.paging) {
+        if (auto why = paging_entry_problem(t.pa, t.size)) return nsvm::unexpected(*why);
+        for (unsigned k = 0; k < t.size; k += 4)
+            out.push_back({NSVM_OR_MAP_TABLE, static_cast<std::uint32_t>(t.pa + k),
+                           static_cast<std::uint32_t>(t.value >> (8 * k))});
     }
     if (out.size() > NSVM_OR_MAX_PATCHES)
-        return nsvm::unexpected(fmt::format("too many MSRPM/IOPM bytes to patch ({} > {})", out.size(),
-                                            NSVM_OR_MAX_PATCHES));
+        return nsvm::unexpected(fmt::format("too many MSRPM/IOPM bytes and paging dwords to patch ({} > {})",
+                                            out.size(), NSVM_OR_MAX_PATCHES));
     return out;
+}
+
+std::optional<std::string> paging_entry_problem(std::uint64_t pa, unsigned size) {
+    // layout.h NSVM_OR_WINDOW_PA: what the host never translates through.
+    struct Area {
+        std::uint64_t begin, end;
+        unsigned size;  // 0: 4 or 8
+        const char* what;
+    };
+    static constexpr std::array<Area, 5> kAreas = {{
+        {NSVM_OR_PML4_PA + 0x2000 + 8 * 510, NSVM_OR_PML4_PA + 0x3000, 8, "PD entries 510-511 (the window)"},
+        {NSVM_OR_PAE_PDPT_PA, NSVM_OR_PAE_PDPT_PA + 32, 8, "PAE PDPT"},
+        {NSVM_OR_PD32_PA, NSVM_OR_PD32_PA + 0x1000, 4, "legacy page directory"},
+        {NSVM_OR_NPT_PML4_PA, NSVM_OR_NPT_PML4_PA + 0x3000, 8, "nested tables"},
+        {NSVM_OR_SPARE_PT_PA, NSVM_OR_SPARE_PT_PA + NSVM_OR_SPARE_PT_SIZE, 0, "spare table pages"},
+    }};
+    if (size != 4 && size != 8) return fmt::format("entry size {} is not 4 or 8", size);
+    if (pa % size != 0) return fmt::format("{} is not aligned to the {}-byte entry", hex(pa), size);
+    for (const auto& a : kAreas) {
+        if (pa < a.begin || pa + size > a.end) continue;
+        if (a.size != 0 && a.size != size)
+            return fmt::format("{} lies in the {}, whose entries are {} bytes", hex(pa), a.what, a.size);
+        return std::nullopt;
+    }
+    return fmt::format("{} is not a patchable page-table entry: only PD entries 510-511 ({:#x}-{:#x}, mapping the "
+                       "paging window), the PAE PDPT, the legacy page directory, the nested tables and the spare "
+                       "table pages ({:#x}-{:#x}) may be patched, so the host's own translations stay intact",
+                       hex(pa), NSVM_OR_PML4_PA + 0x2000 + 8 * 510, NSVM_OR_PML4_PA + 0x3000, NSVM_OR_SPARE_PT_PA,
+                       NSVM_OR_SPARE_PT_PA + NSVM_OR_SPARE_PT_SIZE);
 }
 
 nsvm::expected<std::vector<Vector>, Diagnostic> parse_vectors(std::string_view text, std::string_view source) {
@@ -477,6 +565,7 @@ std::string to_json_line(const Vector& v) {
         for (auto p : v.iopm) a.push_back(hex(p));
         j["iopm"] = a;
     }
+    if (!v.paging.empty()) j["paging"] = table_entries_json(v.paging);
     json h = json::object();
     if (!v.host.gif) h["gif"] = 0;
     if (!v.host.svme) h["svme"] = 0;
@@ -540,14 +629,16 @@ std::string to_json_line(const Result& r, bool with_vmcb) {
             if (i != 0 && i != 4) regs[std::string(kGprNames[i])] = hex(r.regs[i]);
         j["regs"] = regs;
     }
+    if (!r.paging_after.empty()) j["paging_after"] = table_entries_json(r.paging_after);
     return j.dump();
 }
 
 namespace {
 
-constexpr std::array<std::string_view, 16> kResultMembers = {
-    "id",           "backend", "cpu_model", "status",   "reason", "exception", "exit_code", "exit_info_1",
-    "exit_info_2",  "exit_int_info", "exit_int_info_err", "gif", "probe_ok", "vmcb_pa", "vmcb", "regs"};
+constexpr std::array<std::string_view, 17> kResultMembers = {
+    "id",          "backend",       "cpu_model",         "status", "reason",   "exception",
+    "exit_code",   "exit_info_1",   "exit_info_2",       "exit_int_info", "exit_int_info_err",
+    "gif",         "probe_ok",      "vmcb_pa",           "vmcb",   "regs",     "paging_after"};
 
 /// One result object (docs/oracle.md "Result format").
 nsvm::expected<Result, Diagnostic> parse_result(const Ctx& c, const json& j) {
@@ -631,6 +722,11 @@ nsvm::expected<Result, Diagnostic> parse_result(const Ctx& c, const json& j) {
             if (!n) return nsvm::unexpected(n.error());
             r.regs[static_cast<std::size_t>(p - kGprNames.begin())] = *n;
         }
+    }
+    if (j.contains("paging_after")) {
+        auto entries = table_entries(c, j["paging_after"], "paging_after");
+        if (!entries) return nsvm::unexpected(entries.error());
+        r.paging_after = std::move(*entries);
     }
     return r;
 }

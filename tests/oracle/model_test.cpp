@@ -55,6 +55,81 @@ TEST(ModelOnSvmCpu, AnInterceptBitDecidesTheExitOfEachProgram) {
     }
 }
 
+// L2's own paging through the vector's paging patches (docs/oracle.md
+// "Paging patches"): the processor's walk decides the exit.
+namespace pg {
+constexpr std::uint64_t kAddr = NSVM_OR_WINDOW_PA + 0x200000;
+constexpr std::uint64_t kPde = NSVM_OR_PML4_PA + 0x2000 + 8 * 511;
+constexpr std::uint64_t kPt = NSVM_OR_SPARE_PT_PA;
+constexpr std::uint64_t kPte = kPt + 8 * ((kAddr >> 12) & 0x1FF);
+constexpr std::uint64_t kNptSpare = NSVM_OR_NPT_PML4_PA + 0x2000 + 8 * 3;
+constexpr std::uint64_t kNptWindow = NSVM_OR_NPT_PML4_PA + 0x2000 + 8 * 511;
+
+Vector access(Program p, std::vector<TablePatch> patches, bool pf_intercept = true) {
+    Vector v = program(p, pf_intercept ? std::initializer_list<unsigned>{ic::exception(14)}
+                                       : std::initializer_list<unsigned>{});
+    v.regs[3] = kAddr;
+    v.paging = std::move(patches);
+    return v;
+}
+}  // namespace pg
+
+TEST(ModelOnSvmCpu, PagingPatchesDecideL2PageFaults) {
+    using namespace pg;
+    // A not-present PDE: #PF, error code 0 (APM 8.4.2), the address in EXITINFO2.
+    auto r = predict(access(Program::load, {{kPde, 0, 8}}));
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(0));
+    EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
+    // The patched entries as the exit left them: a not-present entry gets no A bit.
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{kPde, 0, 8}}));
+    // Without the patch the same load walks the image's 2 MiB page and does not fault.
+    r = predict(access(Program::load, {}));
+    EXPECT_NE(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
+    // A read-only PTE written with CR0.WP = 1: P|W; with WP = 0 the store retires.
+    auto ro = access(Program::store, {{kPde, kPt | 7, 8}, {kPte, kAddr | 5, 8}});
+    r = predict(ro);
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(3)) << r.path;
+    ro.vmcb.set(FieldId::cr0, ro.vmcb.get(FieldId::cr0) & ~arch::cr0::WP);
+    r = predict(ro);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    // The store retired: A on the PDE, A and D on the PTE.
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{kPde, kPt | 7 | 0x20, 8}, {kPte, kAddr | 5 | 0x60, 8}}));
+    // PTE bit 63 with EFER.NXE = 0: P|RSV.
+    r = predict(access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3 | (std::uint64_t{1} << 63), 8}}));
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(9)) << r.path;
+    // APM 5.4.2: the PDE the walk used gets A; the faulting leaf does not.
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{kPde, kPt | 7 | 0x20, 8},
+                                                       {kPte, kAddr | 3 | (std::uint64_t{1} << 63), 8}}));
+    // Not intercepted: through L2's IDT to the stub for vector 14, CR2 written.
+    r = predict(access(Program::load, {{kPde, kPt | 7, 8}}, false));
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    EXPECT_EQ(r.guest_rax, std::optional<std::uint64_t>(14));
+    ASSERT_TRUE(r.vmcb_after.has_value());
+    EXPECT_EQ(r.vmcb_after->get(FieldId::cr2), kAddr);
+}
+
+TEST(ModelOnSvmCpu, NestedPatchesTellATablePageFromTheFinalPage) {
+    using namespace pg;
+    // APM 15.25.6: EXITINFO1 bit 33 for L2's page-table read, bit 32 for the final access.
+    auto table = access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 7, 8}, {kNptSpare, 0, 8}});
+    auto final_page = access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 7, 8}, {kNptWindow, 0, 8}});
+    for (auto* v : {&table, &final_page}) {
+        v->vmcb.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+        v->vmcb.set(FieldId::nested_cr3, NSVM_OR_NPT_PML4_PA);
+    }
+    auto r = predict(table);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::NPF)) << r.path;
+    ASSERT_TRUE(r.exit_info_1.has_value());
+    EXPECT_EQ(*r.exit_info_1 >> 32, 2U);
+    EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kPte));
+    r = predict(final_page);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::NPF)) << r.path;
+    ASSERT_TRUE(r.exit_info_1.has_value());
+    EXPECT_EQ(*r.exit_info_1 >> 32, 1U);
+    EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
+}
+
 TEST(ModelOnSvmCpu, UnderQemuTcgNoNripIsPredicted) {
     const auto p = predict(program(Program::cpuid, {ic::CPUID}), "qemu-tcg", checks::ProfileId::qemu);
     EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::CPUID));

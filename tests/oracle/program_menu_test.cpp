@@ -1,7 +1,8 @@
 // Every program of the image's menu runs on QEMU and on Bochs through nsvm
 // gen's boundary set (`nsvm diff --boundary`), and what the emulator did is
 // either what cpu::SvmCpu predicts or a known divergence of that backend:
-// nothing unexplained, and no program without a vector the emulator ran.
+// nothing unexplained, no program without a vector the emulator ran, and
+// the L2 paging vectors (pg/*) all ran.
 #include "hardening_support.hpp"
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@ void boundary_runs_every_program(std::string_view backend) {
     ASSERT_EQ(r.status, 0) << "unexplained divergences:\n" << r.out.substr(0, 20000) << r.err;
     std::map<std::string, int> ran;  // program -> prog/* vectors the emulator ran and that were explained or agree
     std::size_t vectors = 0;
+    std::size_t paging = 0;  // pg/* vectors (L2 paging faults through paging patches) the emulator ran
     std::istringstream in(r.out);
     for (std::string line; std::getline(in, line);) {
         if (line.empty() || line.front() != '{') continue;
@@ -26,6 +28,7 @@ void boundary_runs_every_program(std::string_view backend) {
         ++vectors;
         EXPECT_FALSE(o["unexplained"].get<bool>()) << o.dump();
         const std::string id = o["id"];
+        if (id.starts_with("pg/") && o["outcome"] != "cannot_run") ++paging;
         if (!id.starts_with("prog/") || o["outcome"] == "cannot_run") continue;
         // prog/<variant>: the variant's first word up to '_' names the program
         // for all but the ones named after a state (nop_tf, load_df, ...).
@@ -36,6 +39,8 @@ void boundary_runs_every_program(std::string_view backend) {
         }
     }
     EXPECT_GT(vectors, 400U);
+    // nsvm gen's paging group: #PF and #NPF in long, PAE and legacy L2 (docs/oracle.md "Paging patches").
+    EXPECT_GE(paging, 28U) << backend << " did not run the pg/* vectors";
     for (std::size_t p = 0; p < kProgramCount; ++p) {
         const std::string name(program_name(static_cast<Program>(p)));
         EXPECT_GT(ran[name], 0) << backend << " ran no prog/" << name << " vector";

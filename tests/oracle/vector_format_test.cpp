@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/arch/le.hpp"
 #include "nsvm/oracle/gen.hpp"
+#include "nsvm/oracle/runner.hpp"
 #include "nsvm/oracle/vector.hpp"
 
 namespace nsvm::oracle {
@@ -69,6 +71,20 @@ TEST(VectorFormat, ErrorsNameFileLineAndField) {
         {"{\"id\": \"a\", \"vmcb\": {}, \"msrpm\": [\"0x40000000\"]}", 1, "msrpm[0]", "outside"},
         {"{\"id\": \"a\", \"vmcb\": {}, \"iopm\": [70000]}", 1, "iopm[0]", "16 bits"},
         {"{\"id\": \"a\", \"vmcb\": {}, \"host\": {\"gif\": 2}}", 1, "host.gif", "0 or 1"},
+        // Paging patches (docs/oracle.md "Paging patches"): only the entries the
+        // host never translates through, each its own size, pointing only into
+        // the window or the spare pages.
+        {"{\"id\": \"a\", \"vmcb\": {}, \"paging\": [{\"pa\": \"0x300000\", \"value\": 0}]}", 1, "paging[0].pa",
+         "not a patchable page-table entry"},
+        {"{\"id\": \"a\", \"vmcb\": {}, \"paging\": [{\"pa\": \"0x302ff4\", \"value\": 0}]}", 1, "paging[0].pa",
+         "not aligned"},
+        {"{\"id\": \"a\", \"vmcb\": {}, \"paging\": [{\"pa\": \"0x3073f8\", \"value\": 0}]}", 1, "paging[0].pa",
+         "whose entries are 4 bytes"},
+        {"{\"id\": \"a\", \"vmcb\": {}, \"paging\": [{\"pa\": \"0x302ff8\", \"value\": 0, \"size\": 2}]}", 1,
+         "paging[0].size", "4 or 8"},
+        {"{\"id\": \"a\", \"vmcb\": {}, \"paging\": [{\"pa\": \"0x302ff8\"}]}", 1, "paging[0].value", "missing"},
+        {"{\"id\": \"a\", \"vmcb\": {}, \"paging\": [{\"pa\": \"0x302ff8\", \"value\": \"0x100087\"}]}", 1,
+         "paging[0].value", "outside the paging window"},
         {"{\"vmcb\": {}}", 1, "id", "missing"},
         {"{\"id\": \"a\"}", 1, "vmcb", "missing"},
         {"{\"id\": \"a\", \"vmcb\": {\"save\": {\"cr9\": 1}}}", 1, "vmcb.save.cr9", ""},
@@ -137,6 +153,57 @@ TEST(VectorFormat, MapPatchesFollowApmLayout) {
                                          {NSVM_OR_MAP_IOPM, 0x7F, 0x01}}));
 }
 
+TEST(VectorFormat, PagingPatchesRoundTripAndBecomeDwordPatches) {
+    const std::string text =
+        R"({"id": "p", "vmcb": {}, "iopm": ["0x80"], "paging": [{"pa": "0x302ff8", "value": "0x600007"}, )"
+        R"({"pa": "0x600000", "value": "0x800000003fe00003"}, {"pa": "0x3073fc", "value": "0", "size": 4}]})";
+    auto r = parse_vectors(text, "p.jsonl");
+    ASSERT_TRUE(r.has_value()) << formats::to_string(r.error());
+    const auto& v = (*r)[0];
+    EXPECT_EQ(v.paging, (std::vector<TablePatch>{{0x302FF8, 0x600007, 8}, {0x600000, 0x800000003FE00003ULL, 8},
+                                                 {0x3073FC, 0, 4}}));
+    auto back = parse_vectors(to_json_line(v), "rt");
+    ASSERT_TRUE(back.has_value()) << formats::to_string(back.error());
+    EXPECT_EQ((*back)[0].paging, v.paging);
+    // After the map bytes, each entry as dwords at their physical addresses, low dword first.
+    auto p = map_patches(v);
+    ASSERT_TRUE(p.has_value()) << p.error();
+    EXPECT_EQ(*p, (std::vector<MapPatch>{{NSVM_OR_MAP_IOPM, 0x10, 0x01},
+                                         {NSVM_OR_MAP_TABLE, 0x302FF8, 0x600007},
+                                         {NSVM_OR_MAP_TABLE, 0x302FFC, 0},
+                                         {NSVM_OR_MAP_TABLE, 0x600000, 0x3FE00003},
+                                         {NSVM_OR_MAP_TABLE, 0x600004, 0x80000000},
+                                         {NSVM_OR_MAP_TABLE, 0x3073FC, 0}}));
+    // The host's own tables are refused, and a store into the spare pages is an isolation problem.
+    EXPECT_TRUE(paging_entry_problem(NSVM_OR_PML4_PA, 8).has_value());
+    EXPECT_TRUE(paging_entry_problem(NSVM_OR_PML4_PA + 0x2000 + 8 * 509, 8).has_value());
+    EXPECT_FALSE(paging_entry_problem(NSVM_OR_NPT_PML4_PA + 0x2000 + 8 * 3, 8).has_value());
+    Vector s = base_vector(BaseMode::long64, Program::store);
+    s.regs[3] = NSVM_OR_SPARE_PT_PA + 0x10;
+    EXPECT_TRUE(isolation_problem(s).has_value());
+}
+
+TEST(VectorFormat, TheSlotCarriesPagingPatchesAndTheirValuesAfterTheExit) {
+    Vector v = base_vector(BaseMode::legacy32, Program::load);
+    v.id = "s";
+    v.iopm = {0x80};
+    v.paging = {{0x302FF8, 0x600007, 8}, {0x3073FC, 0, 4}};
+    std::vector<std::uint8_t> slot(NSVM_OR_SLOT_SIZE);
+    ASSERT_TRUE(encode_slot(v, slot).has_value());
+    auto d = std::span(slot).subspan(NSVM_OR_DESC_OFFSET);
+    ASSERT_EQ(arch::load_le(d, NSVM_OR_D_NPATCH, 4), 4U);  // one IOPM byte, three dwords
+    EXPECT_EQ(arch::load_le(d, NSVM_OR_D_PATCHES + 8, 4), (std::uint64_t{NSVM_OR_MAP_TABLE} << 24) | 0x302FF8);
+    EXPECT_EQ(arch::load_le(d, NSVM_OR_D_PATCHES + 12, 4), 0x600007U);
+    // What the image leaves: the dwords as the exit left them, at the patches' indices.
+    arch::store_le(d, NSVM_OR_R_MAGIC, 4, NSVM_OR_RES_MAGIC);
+    arch::store_le(d, NSVM_OR_R_STATUS, 4, NSVM_OR_ST_VMEXIT);
+    arch::store_le(d, NSVM_OR_R_PAGING + 4, 4, 0x600027);
+    arch::store_le(d, NSVM_OR_R_PAGING + 8, 4, 0x1);
+    arch::store_le(d, NSVM_OR_R_PAGING + 12, 4, 0x2);
+    const Result r = decode_slot(v, slot);
+    EXPECT_EQ(r.paging_after, (std::vector<TablePatch>{{0x302FF8, 0x100600027ULL, 8}, {0x3073FC, 0x2, 4}}));
+}
+
 TEST(ResultFormat, RoundTripAndErrors) {
     Result r;
     r.id = "v1";
@@ -151,6 +218,7 @@ TEST(ResultFormat, RoundTripAndErrors) {
     r.probe_ok = true;
     r.vmcb_pa = 0x1000000;
     r.regs[1] = 42;
+    r.paging_after = {{0x302FF8, 0x600027, 8}, {0x3073FC, 0x601027, 4}};
     for (bool with_vmcb : {true, false}) {
         auto back = parse_results(to_json_line(r, with_vmcb), "r.jsonl");
         ASSERT_TRUE(back.has_value()) << formats::to_string(back.error());
@@ -161,6 +229,7 @@ TEST(ResultFormat, RoundTripAndErrors) {
         EXPECT_EQ(b.exit_info_1(), 5U);
         EXPECT_EQ(b.exit_int_info(), 0x80000306U);
         EXPECT_EQ(b.vmcb_pa, 0x1000000U);
+        EXPECT_EQ(b.paging_after, r.paging_after);
         if (with_vmcb) {
             EXPECT_EQ(b.vmcb, r.vmcb);
             EXPECT_EQ(b.regs[1], 42U);

@@ -24,6 +24,9 @@
  *   0x0040_2000  MSRPM (8 KiB, all zero unless a vector patches it)
  *   0x0040_4000  IOPM (12 KiB, all zero unless a vector patches it)
  *   0x0040_8000  spare VMCB page for VMRUN/VMLOAD/VMSAVE executed by L2
+ *   0x0060_0000  spare page-table pages (4 x 4 KiB, zero): tables a vector's
+ *                paging patches build for the paging window; the image zeroes
+ *                them after every vector with paging patches
  *   0x0080_0000  batch header (one page)
  *   0x0100_0000  slots: slot i at NSVM_OR_SLOTS_PA + i * 8 KiB
  *                  +0x0000 VMCB (VMRUN runs on it in place; after the exit
@@ -50,6 +53,17 @@
 #define NSVM_OR_MSRPM_PA 0x00402000ULL
 #define NSVM_OR_IOPM_PA 0x00404000ULL
 #define NSVM_OR_SPARE_VMCB_PA 0x00408000ULL
+#define NSVM_OR_SPARE_PT_PA 0x00600000ULL
+#define NSVM_OR_SPARE_PT_SIZE 0x4000ULL
+/* The paging window: 4 MiB of L2 addresses (below 1 GiB, so inside the
+ * nested identity map, and beyond the guests' RAM) that nothing but a vector
+ * uses.  Paging patches may change only the entries that map it (PD0
+ * entries 510-511 of the shared 4-level/PAE tables, legacy PD entry 255), the
+ * L2-only tables (PAE PDPT, legacy PD, nested tables) and the spare pages,
+ * and a present entry they write must point into the window or the spare
+ * pages, so the host's own translations never change. */
+#define NSVM_OR_WINDOW_PA 0x3FC00000ULL
+#define NSVM_OR_WINDOW_SIZE 0x400000ULL
 #define NSVM_OR_BATCH_PA 0x00800000ULL
 #define NSVM_OR_SLOTS_PA 0x01000000ULL
 #define NSVM_OR_SLOT_SIZE 0x2000ULL
@@ -98,6 +112,12 @@
 #define NSVM_OR_MAX_PATCHES 224U
 #define NSVM_OR_MAP_MSRPM 0U
 #define NSVM_OR_MAP_IOPM 1U
+/* A paging patch: the offset is the physical address of a 4-byte-aligned
+ * dword in a page-table page, the value the dword to store there (an 8-byte
+ * entry is two patches, low dword first).  The image saves the dword before
+ * VMRUN and restores it (last patch first) after the exit, then zeroes the
+ * spare pages and reloads CR3. */
+#define NSVM_OR_MAP_TABLE 2U
 
 #define NSVM_OR_F_GIF0 0x1U      /* CLGI before VMRUN (default: STGI) */
 #define NSVM_OR_F_NO_SVME 0x2U   /* clear host EFER.SVME around VMRUN (expect #UD) */
@@ -117,6 +137,8 @@
 #define NSVM_OR_R_TSC 0x818        /* u64 TSC cycles from just before the first VMRUN to just after the last */
 #define NSVM_OR_R_VMCB_PA 0x820    /* u64 the VMRUN operand used */
 #define NSVM_OR_R_REGS 0x828       /* u64[16] GPRs after the exit (ModRM order; rax, rsp = host) */
+#define NSVM_OR_R_PAGING 0x900     /* u32[NSVM_OR_MAX_PATCHES]: patch k's page-table dword as the exit left it
+                                      (accessed/dirty bits), before the image restores it; 0 for map bytes */
 
 #define NSVM_OR_ST_VMEXIT 0U     /* VMRUN executed, #VMEXIT (normal or VMEXIT_INVALID) */
 #define NSVM_OR_ST_EXCEPTION 1U  /* VMRUN raised an exception in the host (#UD, #GP) */

@@ -45,6 +45,9 @@ struct Prediction {
     bool rest_unchanged = false;
     /// The VMCB page after the model's #VMEXIT, when rest_unchanged.
     std::optional<arch::Vmcb> vmcb_after;
+    /// The vector's paging patches as the model's exit left them (the A/D
+    /// bits its walk wrote), when it followed L2 to a predicted exit.
+    std::vector<TablePatch> paging_after;
     std::vector<std::string> failing_checks;  ///< check ids the model finds violated
     std::string path;                         ///< how the model got there, in words
 };

@@ -106,6 +106,21 @@ struct Expectation {
     friend bool operator==(const Expectation&, const Expectation&) = default;
 };
 
+/// One page-table entry a vector stores before VMRUN (docs/oracle.md
+/// "Paging patches"): `size` bytes (8, or 4 for the legacy tables) at
+/// physical address `pa`, which must be one of the entries paging_entry_problem
+/// accepts. The image restores the original entry after the exit.
+struct TablePatch {
+    std::uint64_t pa = 0;
+    std::uint64_t value = 0;
+    unsigned size = 8;
+    friend bool operator==(const TablePatch&, const TablePatch&) = default;
+};
+/// Why `pa`/`size` is not a patchable entry (layout.h NSVM_OR_WINDOW_PA: the
+/// entries mapping the paging window, the L2-only tables, the spare pages),
+/// or nullopt.
+[[nodiscard]] std::optional<std::string> paging_entry_problem(std::uint64_t pa, unsigned size);
+
 struct Vector {
     std::string id;
     arch::Vmcb vmcb;
@@ -113,6 +128,7 @@ struct Vector {
     std::array<std::uint64_t, 16> regs{};      ///< host GPRs at VMRUN (rax, rsp ignored)
     std::vector<MsrIntercept> msrpm;           ///< MSRPM bits to set (all others 0)
     std::vector<std::uint16_t> iopm;           ///< IOPM bits (ports) to set
+    std::vector<TablePatch> paging;            ///< page-table entries to store, in order
     HostKnobs host;
     std::vector<std::string> checks;           ///< check ids this vector exercises
     std::string note;                          ///< free text (what the generator meant)
@@ -125,15 +141,17 @@ struct Vector {
     int line = 0;
 };
 
-/// One MSRPM/IOPM byte to store (layout.h descriptor patches).
+/// One descriptor patch (layout.h): an MSRPM/IOPM byte, or (map
+/// NSVM_OR_MAP_TABLE) a page-table dword at physical address `offset`.
 struct MapPatch {
     std::uint32_t map = NSVM_OR_MAP_MSRPM;
     std::uint32_t offset = 0;
-    std::uint8_t value = 0;
+    std::uint32_t value = 0;
     friend bool operator==(const MapPatch&, const MapPatch&) = default;
 };
 /// APM 15.11 (MSRPM: 2 bits per MSR in three 2 KiB ranges) and 15.10.1
-/// (IOPM: 1 bit per port). Fails for an MSR outside the three ranges.
+/// (IOPM: 1 bit per port), then the paging patches as dwords in their order.
+/// Fails for an MSR outside the three ranges or too many patches.
 [[nodiscard]] nsvm::expected<std::vector<MapPatch>, std::string> map_patches(const Vector& v);
 /// MSRPM byte offset and bit of the read intercept for `msr`, or nullopt.
 [[nodiscard]] std::optional<std::pair<std::uint32_t, unsigned>> msrpm_position(std::uint32_t msr) noexcept;
@@ -180,6 +198,10 @@ struct Result {
     std::uint64_t tsc = 0;
     arch::Vmcb vmcb;                     ///< the VMCB page after the exit
     std::array<std::uint64_t, 16> regs{};
+    /// The vector's paging patches as the exit left them (the accessed and
+    /// dirty bits the walk wrote), in Vector::paging order; empty when the
+    /// vector has none or the backend does not report them.
+    std::vector<TablePatch> paging_after;
 
     [[nodiscard]] std::uint64_t exit_code() const noexcept { return vmcb.get(arch::FieldId::exit_code); }
     [[nodiscard]] std::uint64_t exit_info_1() const noexcept { return vmcb.get(arch::FieldId::exit_info_1); }
