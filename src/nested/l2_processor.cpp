@@ -26,8 +26,24 @@ cpu::SvmCpu& Vcpu::hw() noexcept {
     return hw_;
 }
 
+void Vcpu::walk_l1_tables_in_l1_mode() noexcept {
+    // vmcb02 names L1's nested tables itself (the model's stand-in for the
+    // shadow tables KVM builds from them), and the processor walks nested
+    // tables in its host's paging mode (APM 15.25.5). KVM walks L1's tables
+    // in L1's mode (kvm_init_shadow_npt_mmu with vmcb01's CR4 and EFER): the
+    // NX bit is reserved without L1's EFER.NXE, and an #NPF reports a fetch
+    // only under L1's EFER.NXE or CR4.SMEP. So L0's host EFER.NXE and
+    // CR4.SMEP follow L1's for the VMRUN of vmcb02; nothing else of L0's
+    // host state reads them.
+    cpu::Registers& host = hw_.regs();
+    const std::uint64_t nxe = arch::efer::NXE, smep = arch::cr4::SMEP;
+    host.efer = (host.efer & ~nxe) | (vmcb01_.get(FieldId::efer) & nxe);
+    host.cr4 = (host.cr4 & ~smep) | (vmcb01_.get(FieldId::cr4) & smep);
+}
+
 cpu::SvmResult Vcpu::run_vmcb02() noexcept {
     hw_.vmload_state_from(vmcb01_);
+    walk_l1_tables_in_l1_mode();
     return hw_.vmrun(live_vmcb02(), vmcb02_msrpm(), vmcb02_iopm());
 }
 

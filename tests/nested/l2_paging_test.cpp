@@ -64,6 +64,40 @@ TEST(L2Paging, APageFaultL1InterceptsIsL1sWithTheErrorCodeAndTheLinearAddress) {
     }
 }
 
+// vmcb02 names L1's nested tables, and KVM walks them in L1's paging mode
+// (kvm_init_shadow_npt_mmu with vmcb01's EFER and CR4): an #NPF on a fetch
+// reports the fetch (EXITINFO1 bit 4) only under L1's EFER.NXE (or SMEP),
+// whatever L0's own EFER says.
+TEST(L2Paging, L1sNestedTablesAreWalkedInL1sPagingMode) {
+    for (const bool l1_nxe : {true, false}) {
+        Machine m;
+        auto v = valid_vmcb12();
+        give_l2_an_idt(m, v);
+        // L1's nested tables at 0x70000: L2's three table pages mapped 1:1
+        // with 4 KiB pages, the page at 0x150000 not.
+        constexpr std::uint64_t ncr3 = 0x70000, pt = ncr3 + 0x3000;
+        ASSERT_TRUE(m.mem.map(ncr3, 0x4000));
+        ASSERT_TRUE(m.mem.write_u64(ncr3, (ncr3 + 0x1000) | 7) && m.mem.write_u64(ncr3 + 0x1000, (ncr3 + 0x2000) | 7) &&
+                    m.mem.write_u64(ncr3 + 0x2000, pt | 7));
+        for (const std::uint64_t page : {kPml4, kPml4 + 0x1000, kPml4 + 0x2000})
+            ASSERT_TRUE(m.mem.write_u64(pt + 8 * (page >> 12), page | 7));
+        v.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+        v.set(FieldId::nested_cr3, ncr3);
+        const std::uint64_t e01 = m.vcpu.vmcb01().get(FieldId::efer);
+        m.vcpu.vmcb01().set(FieldId::efer, l1_nxe ? (e01 | arch::efer::NXE) : (e01 & ~arch::efer::NXE));
+        m.put(v);
+        ASSERT_EQ(m.vmrun().outcome, Outcome::entered_l2);
+        cpu::Event fetch = linear(0x150000);
+        fetch.access.fetch = true;
+        const auto r = m.vcpu.l2_event(fetch);
+        ASSERT_EQ(r.outcome, Outcome::vmexit_to_l1) << r.note;
+        EXPECT_EQ(r.exit_code, ec::NPF);
+        EXPECT_EQ(r.exit_info_1, cpu::npf::FINAL_GPA | cpu::npf::US | (l1_nxe ? cpu::npf::ID : 0)) << l1_nxe;
+        EXPECT_EQ(r.exit_info_2, 0x150000U);
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    }
+}
+
 TEST(Vmcb02Prepare, GmetReachesVmcb02OnlyWithL1sNestedPagingAndGmetInL1sCpuid) {
     struct Case {
         bool cpu_gmet, l1_np, l1_gmet, want;

@@ -319,6 +319,9 @@ private:
     /// The processor, with vmcb02 (live buffer, its maps) as its held VMCB.
     [[nodiscard]] cpu::SvmCpu& hw() noexcept;
     [[nodiscard]] cpu::HeldVmcb held_vmcb02() noexcept;
+    /// L0's host EFER.NXE and CR4.SMEP set to L1's before the VMRUN of
+    /// vmcb02, whose nested tables are L1's (l2_processor.cpp).
+    void walk_l1_tables_in_l1_mode() noexcept;
     /// L0's entry into L2: VMLOAD of the VMLOAD state (kept in vmcb01), VMRUN of vmcb02.
     [[nodiscard]] cpu::SvmResult run_vmcb02() noexcept;
     /// An entry (VMRUN, RSM into L2, resuming after an L0-handled exit): the
