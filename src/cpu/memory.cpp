@@ -188,17 +188,22 @@ bool GuestMemory::read_u8(std::uint64_t gpa, std::uint8_t& out) const noexcept {
     return read(gpa, std::span<std::uint8_t>(&out, 1));
 }
 
-bool GuestMemory::read_u64(std::uint64_t gpa, std::uint64_t& out) const {
+bool GuestMemory::read_u64(std::uint64_t gpa, std::uint64_t& out) const { return read_le(gpa, 8, out); }
+
+bool GuestMemory::write_u64(std::uint64_t gpa, std::uint64_t v) noexcept { return write_le(gpa, 8, v); }
+
+bool GuestMemory::read_le(std::uint64_t gpa, unsigned width, std::uint64_t& out) const noexcept {
     std::array<std::uint8_t, 8> b{};
-    if (!read(gpa, b)) return false;
-    out = arch::load_le(b, 0, 8);
+    if (width == 0 || width > b.size() || !read(gpa, std::span<std::uint8_t>(b.data(), width))) return false;
+    out = arch::load_le(b, 0, width);
     return true;
 }
 
-bool GuestMemory::write_u64(std::uint64_t gpa, std::uint64_t v) noexcept {
+bool GuestMemory::write_le(std::uint64_t gpa, unsigned width, std::uint64_t v) noexcept {
     std::array<std::uint8_t, 8> b{};
-    arch::store_le(b, 0, 8, v);
-    return write(gpa, b);
+    if (width == 0 || width > b.size()) return false;
+    arch::store_le(b, 0, width, v);
+    return write(gpa, std::span<const std::uint8_t>(b.data(), width));
 }
 
 bool GuestMemory::read_vmcb(std::uint64_t gpa, arch::Vmcb& out) const noexcept {

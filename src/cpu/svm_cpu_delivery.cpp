@@ -120,10 +120,7 @@ Fault SvmCpu::guest_table_read(std::uint64_t gpa, unsigned width, TableEntry& ou
         if (!w.ok) return npf_fault(w);
         out.hpa = w.hpa;
     }
-    std::array<std::uint8_t, 8> b{};
-    if (!mem_->read(out.hpa, std::span<std::uint8_t>(b.data(), width)))
-        return not_modelled("a guest page table is not backed memory");
-    out.value = arch::load_le(b, 0, width);
+    if (!mem_->read_le(out.hpa, width, out.value)) return not_modelled("a guest page table is not backed memory");
     return {};
 }
 
@@ -132,10 +129,7 @@ void SvmCpu::mark_used(const TableEntry& e, bool dirty) noexcept {
     // leaf of a write; with nested paging at the host-physical address the
     // table read's nested walk gave (15.25.5).
     const std::uint64_t v = accessed_dirty(e.value, dirty);
-    if (v == e.value) return;
-    std::array<std::uint8_t, 8> b{};
-    arch::store_le(b, 0, e.width, v);
-    (void)mem_->write(e.hpa, std::span<const std::uint8_t>(b.data(), e.width));
+    if (v != e.value) (void)mem_->write_le(e.hpa, e.width, v);
 }
 
 Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) noexcept {

@@ -95,13 +95,11 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     if (const char* why = l1_state_problem(vmcb01_, guest)) return refuse(fmt::format("nested state: {}", why));
     const auto l0_words = l0_intercept_words();
     for (unsigned w = 0; w < 6; ++w) {
-        std::uint32_t want = l0_words[w];
         // Under vGIF the STGI intercept is the NMI/SMI window, which the
         // restored GIF and pending events decide (set_gif below).
-        if (w == ic::STGI / 32 && l0_uses_vgif()) want &= ~(1U << (ic::STGI % 32));
-        std::uint32_t have = vmcb01_.intercept_word(w);
-        if (w == ic::STGI / 32 && l0_uses_vgif()) have &= ~(1U << (ic::STGI % 32));
-        if (have != want) return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
+        const std::uint32_t window = w == ic::STGI / 32 && l0_uses_vgif() ? 1U << (ic::STGI % 32) : 0;
+        if ((vmcb01_.intercept_word(w) & ~window) != (l0_words[w] & ~window))
+            return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
     }
     mode_ = Mode::l1;
     write_tsc_multiplier(kL1TscRatio);  // L1's, until switch_to_prepared below enters L2

@@ -160,7 +160,6 @@ std::array<std::uint32_t, 6> Vcpu::l0_intercept_words() const noexcept {
     return words;
 }
 
-
 bool Vcpu::gif() const noexcept {
     if (!l0_uses_vgif()) return gif_;
     // get_vgif_vmcb: vmcb02 while L2 runs without nested vGIF, else vmcb01.

@@ -66,11 +66,7 @@ constexpr std::uint64_t kSlotVmcb = NSVM_OR_SLOTS_PA;
 // rather than a guessed zero.
 
 [[nodiscard]] bool put_u64(cpu::GuestMemory& m, std::uint64_t pa, std::uint64_t v) { return m.write_u64(pa, v); }
-[[nodiscard]] bool put_u32(cpu::GuestMemory& m, std::uint64_t pa, std::uint32_t v) {
-    std::array<std::uint8_t, 4> b{};
-    arch::store_le(b, 0, 4, v);
-    return m.write(pa, b);
-}
+[[nodiscard]] bool put_u32(cpu::GuestMemory& m, std::uint64_t pa, std::uint32_t v) { return m.write_le(pa, 4, v); }
 
 /// boot.S's tables: the identity-mapped 4 GiB for the host and long-mode L2
 /// (PML4 -> PDPT -> four PDs of 2 MiB pages, U = 1), the PAE PDPT over the
@@ -536,13 +532,11 @@ public:
         L2Run(c, mem, v, p).run(r);
         if (p.exit_code && p.status == Status::vmexit) {
             for (const auto& t : v.paging) {
-                std::array<std::uint8_t, 8> b{};
-                if (!mem.read(t.pa, std::span<std::uint8_t>(b.data(), t.size))) {
+                TablePatch after = t;
+                if (!mem.read_le(t.pa, t.size, after.value)) {
                     p.paging_after.clear();
                     break;
                 }
-                TablePatch after = t;
-                after.value = arch::load_le(b, 0, t.size);
                 p.paging_after.push_back(after);
             }
         }

@@ -482,13 +482,11 @@ public:
     /// format's width.
     [[nodiscard]] std::uint64_t table_entry(const Scenario& s, std::uint64_t at, unsigned bytes) const {
         std::uint64_t e = 0;
-        (void)s.memory.read_u64(at & ~std::uint64_t{7}, e);
-        return bytes == 8 ? e : (e >> (8 * (at & 7))) & 0xFFFFFFFFULL;
+        (void)s.memory.read_le(at, bytes, e);
+        return e;
     }
     void put_table_entry(Scenario& s, std::uint64_t at, unsigned bytes, std::uint64_t v) const {
-        std::array<std::uint8_t, 8> b{};
-        arch::store_le(b, 0, bytes, v);
-        (void)s.memory.write(at, std::span<const std::uint8_t>(b.data(), bytes));
+        (void)s.memory.write_le(at, bytes, v);
     }
 
     /// The leaf entry of one `page_tables.map` item (APM 5.4.1, 5.3 figures):

@@ -168,10 +168,10 @@ struct Checker {
         }
         if (e.key == "vmcb12_reads") return num(v.vmcb12_reads_last_vmrun());
         if (e.key == "mem") {
-            std::array<std::uint8_t, 8> b{};
-            if (!v.memory().read(e.gpa, std::span<std::uint8_t>(b.data(), e.width)))
+            std::uint64_t value = 0;
+            if (!v.memory().read_le(e.gpa, e.width, value))
                 return mismatch(fmt::format("memory at {} not backed", hex(e.gpa)));
-            return num(arch::load_le(b, 0, e.width));
+            return num(value);
         }
         if (e.key == "mode") {
             if (nested::mode_name(v.mode()) == e.text) return std::nullopt;
@@ -295,9 +295,7 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
                 break;
             }
             case StepKind::write: {
-                std::array<std::uint8_t, 8> b{};
-                arch::store_le(b, 0, st.width, st.value);
-                if (!v.memory().write(st.gpa, std::span<const std::uint8_t>(b.data(), st.width)) &&
+                if (!v.memory().write_le(st.gpa, st.width, st.value) &&
                     !v.memory().budget_exhausted()) {
                     rr.status = 2;
                     rr.message = fmt::format("{}:{}: write to unbacked guest memory {:#x}", s.file, st.line, st.gpa);

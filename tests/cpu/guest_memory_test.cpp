@@ -41,3 +41,21 @@ TEST(GuestMemory, IsBackedLazilyWithinItsBudget) {
     EXPECT_TRUE(mem.vmcb_in_place(0x5000).has_value());   // a stored page still is
     EXPECT_FALSE(mem.write_u64(std::uint64_t{1} << 41, 1));  // not backed
 }
+
+TEST(GuestMemory, SizedLittleEndianReadsAndWritesTouchOnlyTheirBytes) {
+    cpu::GuestMemory m;
+    ASSERT_TRUE(m.map(0x1000));
+    ASSERT_TRUE(m.write_u64(0x1000, 0x1122334455667788ULL));
+    ASSERT_TRUE(m.write_le(0x1002, 2, 0xABCDEF));  // the low 2 bytes of the value only
+    std::uint64_t v = 0;
+    ASSERT_TRUE(m.read_u64(0x1000, v));
+    EXPECT_EQ(v, 0x11223344CDEF7788ULL);
+    ASSERT_TRUE(m.read_le(0x1004, 4, v));
+    EXPECT_EQ(v, 0x11223344U);
+    // Widths outside 1..8 and bytes past the backed page: refused, nothing changed.
+    EXPECT_FALSE(m.read_le(0x1000, 0, v));
+    EXPECT_FALSE(m.write_le(0x1000, 9, 0));
+    EXPECT_FALSE(m.write_le(0x1FFE, 4, 0));
+    ASSERT_TRUE(m.read_le(0x1FFE, 2, v));
+    EXPECT_EQ(v, 0U);
+}

@@ -70,6 +70,11 @@ public:
     [[nodiscard]] bool read_u8(std::uint64_t gpa, std::uint8_t& out) const noexcept;
     [[nodiscard]] bool read_u64(std::uint64_t gpa, std::uint64_t& out) const override;
     [[nodiscard]] bool write_u64(std::uint64_t gpa, std::uint64_t v) noexcept;
+    /// `width` bytes (1..8) at `gpa` as a little-endian value (a page-table
+    /// entry of 4 or 8 bytes, a sized guest write or check); false, nothing
+    /// read or written, as read() and write() say.
+    [[nodiscard]] bool read_le(std::uint64_t gpa, unsigned width, std::uint64_t& out) const noexcept;
+    [[nodiscard]] bool write_le(std::uint64_t gpa, unsigned width, std::uint64_t v) noexcept;
 
     /// The bytes of the backed 4 KiB page at `page` (aligned) for reading, or
     /// an empty span: one lookup for many scattered reads of one page (the
