@@ -5,6 +5,7 @@
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/cpu/control_regs.hpp"
 #include "nsvm/cpu/gif.hpp"
+#include "nsvm/cpu/vnmi.hpp"
 #include "nsvm/cpu/instruction_faults.hpp"
 #include "nsvm/cpu/interrupt_flag.hpp"
 #include "nsvm/cpu/msr_rules.hpp"
@@ -406,9 +407,8 @@ SvmResult SvmCpu::poll() noexcept {
         // vGIF (15.33.2): V_GIF gates the virtual interrupt and virtual NMI.
         const bool vgif_open = virtual_gif_open(*cpu_, ic_);
         // vNMI (15.21.10): taken when pending, not masked, V_GIF allows, no shadow.
-        if (cpu_->has(Feature::vnmi) && (ic_ & int_ctl::V_NMI_ENABLE) && (ic_ & int_ctl::V_NMI_PENDING) &&
-            !(ic_ & int_ctl::V_NMI_BLOCKING) && vgif_open && !shadow) {
-            set_int_ctl((ic_ & ~int_ctl::V_NMI_PENDING) | int_ctl::V_NMI_BLOCKING);
+        if (vnmi_deliverable(*cpu_, ic_, shadow)) {
+            set_int_ctl(int_ctl_after_vnmi_taken(ic_));
             insn_len_ = 0;
             return deliver_to_guest(GuestEvent{2, 2, false, 0, 0, false}, false, 0,
                                     "virtual NMI delivered through the guest's IDT (V_NMI -> V_NMI_MASK)");

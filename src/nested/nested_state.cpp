@@ -96,11 +96,14 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     const auto l0_words = l0_intercept_words();
     for (unsigned w = 0; w < 6; ++w) {
         // Under vGIF the STGI intercept is the NMI/SMI window, which the
-        // restored GIF and pending events decide (set_gif below).
-        const std::uint32_t window = w == ic::STGI / 32 && l0_uses_vgif() ? 1U << (ic::STGI % 32) : 0;
+        // restored GIF and pending events decide (set_gif below); the IRET
+        // intercept is L0's NMI mask, which the blob carries (below).
+        std::uint32_t window = w == ic::STGI / 32 && l0_uses_vgif() ? 1U << (ic::STGI % 32) : 0;
+        if (w == ic::IRET / 32) window |= 1U << (ic::IRET % 32);
         if ((vmcb01_.intercept_word(w) & ~window) != (l0_words[w] & ~window))
             return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
     }
+    nmi_masked_ = vmcb01_.intercept(ic::IRET);  // svm_set_iret_intercept keeps them together
     mode_ = Mode::l1;
     write_tsc_multiplier(kL1TscRatio);  // L1's, until switch_to_prepared below enters L2
     smm_ = smm;

@@ -11,6 +11,7 @@
 #include "nsvm/cpu/gif.hpp"
 #include "nsvm/cpu/msr_rules.hpp"
 #include "nsvm/cpu/npt.hpp"
+#include "nsvm/cpu/vnmi.hpp"
 #include "nsvm/nested/vcpu.hpp"
 
 namespace nsvm::nested {
@@ -509,6 +510,7 @@ cpu::SignalState Vcpu::l1_view(cpu::Signal s) const noexcept {
     st.intr_unmasked = cpu::intr_unmasked(in_l2, (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0,
                                           (vmcb01_.get(FieldId::rflags) & arch::rflags::IF) != 0,
                                           (running.get(FieldId::rflags) & arch::rflags::IF) != 0);
+    st.nmi_masked = nmi_masked();
     return st;
 }
 
@@ -524,12 +526,75 @@ constexpr cpu::Signal signal_of(EventKind k) noexcept {
 const char* Vcpu::hold_note(cpu::Signal s, const cpu::SignalState& st) const noexcept {
     if (!st.gif) return "GIF = 0: held pending";
     if (st.smm) return s == cpu::Signal::smi ? "SMI blocked in SMM" : "INIT blocked in SMM";
+    if (s == cpu::Signal::nmi && st.nmi_masked && !st.shadow)
+        return "NMIs blocked until the NMI handler's IRET: held pending";
     if (mode_ == Mode::l1) return "RFLAGS.IF = 0 or interrupt shadow: held pending";
     if (s == cpu::Signal::intr && !st.intr_unmasked &&
         (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0)
         return "L1's RFLAGS.IF = 0 (V_INTR_MASKING): held pending";
     return s == cpu::Signal::nmi ? "L2's interrupt shadow: held pending"
                                  : "L2's RFLAGS.IF = 0 or interrupt shadow: held pending";
+}
+
+StepResult Vcpu::l1_vnmi(StepResult r) noexcept {
+    namespace ib = arch::int_ctl;
+    const std::uint32_t nmi = pending_bit(cpu::Signal::nmi);
+    std::uint64_t i01 = vmcb01_.get(FieldId::int_ctl);
+    // process_nmi: one NMI for the processor in V_NMI_PENDING; with that
+    // taken by one already while NMIs are blocked, KVM's limit of pending
+    // NMIs is reached and a further one is dropped, as hardware latches one
+    // NMI while NMIs are blocked (APM 8.5).
+    if ((pending_ & nmi) != 0) {
+        if ((i01 & ib::V_NMI_PENDING) == 0) {
+            pending_ &= ~nmi;
+            i01 |= ib::V_NMI_PENDING;
+            vmcb01_.set(FieldId::int_ctl, i01);
+        } else if ((i01 & ib::V_NMI_BLOCKING) != 0) {
+            pending_ &= ~nmi;
+            r.note = "vNMI: an NMI is already pending in vmcb01 while NMIs are blocked: this one is dropped";
+        }
+    }
+    const bool shadow = (vmcb01_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
+    if (!cpu::vnmi_deliverable(*cpu_, i01, shadow)) {
+        sync_stgi_window();  // only an NMI left in pending_ (KVM's fallback) opens it
+        return r;
+    }
+    vmcb01_.set(FieldId::int_ctl, cpu::int_ctl_after_vnmi_taken(i01));
+    // An NMI L0 still held moves into the freed V_NMI_PENDING, blocked now.
+    if ((pending_ & nmi) != 0) {
+        pending_ &= ~nmi;
+        vmcb01_.set(FieldId::int_ctl, vmcb01_.get(FieldId::int_ctl) | ib::V_NMI_PENDING);
+    }
+    sync_stgi_window();
+    StepResult t;
+    t.outcome = Outcome::interrupt;
+    t.vector = 2;
+    t.note = "vNMI: the processor delivers vmcb01's V_NMI_PENDING to L1 through its IDT (V_NMI_BLOCKING set), "
+             "no exit to L0";
+    return t;
+}
+
+StepResult Vcpu::l1_iret() noexcept {
+    StepResult r;
+    if (shut_down(r) || l1_not_running(mode_, r)) return r;
+    if (vmcb01_.intercept(ic::IRET)) {
+        // L0's software NMI mask (iret_interception): L0 lets the IRET run
+        // (awaiting_iret_completion) and, once it has completed, NMIs are
+        // unblocked (svm_complete_interrupts).
+        set_software_nmi_mask(false);
+        r.outcome = Outcome::handled_by_l0;
+        r.owner = Owner::l0;
+        r.exit_code = ec::IRET;
+        r.l0_exit = true;
+        r.note = "intercepted by L0 (the NMI handler's IRET): NMIs unblocked once it completes";
+    } else {
+        r.note = l0_uses_vnmi() ? "vNMI: the IRET ends vmcb01's V_NMI_BLOCKING, no exit" : "not intercepted: no exit";
+    }
+    // APM 15.21.10: under vNMI the IRET itself ends vmcb01's V_NMI_BLOCKING.
+    if (l0_uses_vnmi())
+        vmcb01_.set(FieldId::int_ctl, vmcb01_.get(FieldId::int_ctl) & ~arch::int_ctl::V_NMI_BLOCKING);
+    // What the blocking held is taken now.
+    return take_held_signals(r, nullptr, "NMIs unblocked: the held NMI was delivered to L1");
 }
 
 StepResult Vcpu::external(EventKind k) noexcept {
@@ -540,6 +605,15 @@ StepResult Vcpu::external(EventKind k) noexcept {
 
 StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
     StepResult r;
+    // Under vNMI, L1's NMIs are the processor's to take, from vmcb01 (KVM's
+    // process_nmi hands them over through svm_set_vnmi_pending).
+    if (s == cpu::Signal::nmi && mode_ == Mode::l1 && l0_uses_vnmi()) {
+        pending_ |= pending_bit(s);
+        r.outcome = Outcome::held_pending;
+        r.note = gif() ? "vNMI: held in vmcb01's V_NMI_PENDING while NMIs are blocked (V_NMI_BLOCKING) or in a shadow"
+                       : "vNMI: held in vmcb01's V_NMI_PENDING until L1 sets GIF (no STGI window)";
+        return l1_vnmi(r);
+    }
     const cpu::SignalState st = l1_view(s);
     switch (cpu::signal_action(s, st)) {
         case cpu::SignalAction::hold:
@@ -556,8 +630,8 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
             // GIF (APM 15.17; KVM keeps nmi_pending/smi_pending/IRR/INIT
             // across the #VMEXIT).
             const unsigned bit = cpu::intercept_of(s);
+            pending_ |= pending_bit(s);  // before the exit, which may hand an NMI to vmcb01 (vNMI)
             r = nested_vmexit(cpu::ExitInfo{bit, 0, 0, 0});
-            pending_ |= pending_bit(s);
             sync_stgi_window();
             r.l0_exit = true;
             r.note = "L1 intercepts it: #VMEXIT to L1";
@@ -577,6 +651,10 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
         r.note = in_l2 ? "INIT not intercepted by L1: vCPU reset, guest mode left (GIF = 1)" : "INIT delivered to L1";
         return r;
     }
+    // L0 injects the NMI (into L1, or into L2 for L1) and blocks NMIs until
+    // its handler's IRET (KVM's svm_inject_nmi: nmi_masked and the IRET
+    // intercept, as no vNMI tracks it for the level that runs).
+    if (s == cpu::Signal::nmi) set_software_nmi_mask(true);
     if (!in_l2) {
         r.note = "delivered to L1";
         return r;

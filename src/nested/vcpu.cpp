@@ -117,11 +117,11 @@ Vcpu::Vcpu(const checks::CpuModel& cpu, const checks::Profile& profile, cpu::Gue
         iopm01_[p / 8] = static_cast<std::uint8_t>(iopm01_[p / 8] & ~(1U << (p % 8)));
     }
     for (auto& m : iopm02s_) m = iopm01_;  // merge_iopm rewrites only the pass-through ports
-    // init_vmcb: V_INTR_MASKING always, V_GIF_ENABLE with vGIF; GIF = 1 (in
-    // V_GIF with vGIF). KVM also sets V_NMI_ENABLE with vNMI: not modelled
-    // for L1 (docs/nested.md, "L0's vmcb01").
-    vmcb01_.set(FieldId::int_ctl,
-                arch::int_ctl::V_INTR_MASKING | (l0_uses_vgif() ? arch::int_ctl::V_GIF_ENABLE : 0));
+    // init_vmcb: V_INTR_MASKING always, V_GIF_ENABLE with vGIF,
+    // V_NMI_ENABLE with vNMI; GIF = 1 (in V_GIF with vGIF).
+    vmcb01_.set(FieldId::int_ctl, arch::int_ctl::V_INTR_MASKING |
+                                      (l0_uses_vgif() ? arch::int_ctl::V_GIF_ENABLE : 0) |
+                                      (l0_uses_vnmi() ? arch::int_ctl::V_NMI_ENABLE : 0));
     set_gif(true);
     // A 64-bit L1 at CPL 0 with SVM enabled.
     vmcb01_.set(FieldId::efer, arch::efer::SCE | arch::efer::LME | arch::efer::LMA | arch::efer::NXE |
@@ -143,6 +143,8 @@ std::array<std::uint32_t, 6> Vcpu::l0_intercept_words() const noexcept {
     arch::Vmcb v;
     for (unsigned w = 0; w < 6; ++w) v.set_intercept_word(w, l0_.intercept_words[w]);
     if (!opts_.intercept_smi) v.set_intercept(ic::SMI, false);
+    // The IRET intercept is L0's NMI mask (set_nmi_masked), never configured.
+    v.set_intercept(ic::IRET, false);
     // init_vmcb: with vgif, STGI and CLGI are not intercepted (hardware
     // keeps L1's GIF in V_GIF, APM 15.33.2).
     if (l0_uses_vgif()) {
@@ -176,6 +178,28 @@ void Vcpu::set_gif(bool g) noexcept {
     const std::uint64_t i = v.get(FieldId::int_ctl);
     v.set(FieldId::int_ctl, g ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF));
     sync_stgi_window();
+}
+
+bool Vcpu::nmi_masked() const noexcept {
+    // is_vnmi_enabled: vmcb01 is the running VMCB and has V_NMI_ENABLE.
+    if (l0_uses_vnmi() && mode_ != Mode::l2) return (vmcb01_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_BLOCKING) != 0;
+    return nmi_masked_;
+}
+
+void Vcpu::set_nmi_masked(bool masked) noexcept {
+    if (l0_uses_vnmi() && mode_ != Mode::l2) {
+        const std::uint64_t i = vmcb01_.get(FieldId::int_ctl);
+        vmcb01_.set(FieldId::int_ctl, masked ? (i | arch::int_ctl::V_NMI_BLOCKING) : (i & ~arch::int_ctl::V_NMI_BLOCKING));
+        return;
+    }
+    set_software_nmi_mask(masked);
+}
+
+void Vcpu::set_software_nmi_mask(bool masked) noexcept {
+    nmi_masked_ = masked;
+    vmcb01_.set_intercept(ic::IRET, masked);
+    // recalc_intercepts while L2 runs: vmcb02's is L0's | L1's.
+    if (mode_ == Mode::l2) live_vmcb02().set_intercept(ic::IRET, masked || cache_.intercept(ic::IRET));
 }
 
 bool Vcpu::stgi_window_open() const noexcept {
@@ -226,6 +250,11 @@ const char* Vcpu::l1_state_problem(const arch::Vmcb& l1, bool guest_mode) const 
     if (!(cr0 & cr0::PG) || !(cr0 & cr0::PE)) return "guest mode but L1 CR0 has PG or PE clear";
     if (l1.get(FieldId::rflags) & rflags::VM) return "guest mode but L1 RFLAGS.VM = 1";
     return nullptr;
+}
+
+bool Vcpu::nested_vnmi() const noexcept {
+    // KVM offers vNMI to L1 only when it uses vNMI itself (svm_set_cpu_caps).
+    return l0_uses_vnmi() && (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_ENABLE) != 0;
 }
 
 bool Vcpu::nested_vgif() const noexcept {
@@ -292,14 +321,20 @@ const char* Vcpu::check_invariants() const noexcept {
 const char* Vcpu::vmcb01_problem() const noexcept {
     // L0's vmcb01 is what init_vmcb made of it on this CPU model: vGIF
     // enabled as L0 uses it, STGI intercepted under vGIF only while the
-    // window is open, CLGI never; virtual VMLOAD/VMSAVE as L0 uses it.
+    // window is open, CLGI never; vNMI as L0 uses it; IRET intercepted
+    // exactly while L0's software NMI mask is set; virtual VMLOAD/VMSAVE as
+    // L0 uses it.
     const std::uint64_t i01 = vmcb01_.get(FieldId::int_ctl);
     if (((i01 & arch::int_ctl::V_GIF_ENABLE) != 0) != l0_uses_vgif()) return "vmcb01's V_GIF_ENABLE is not L0's vGIF";
     if (l0_uses_vgif()) {
         if (vmcb01_.intercept(ic::CLGI)) return "vmcb01 intercepts CLGI although L0 uses vGIF";
-        if (vmcb01_.intercept(ic::STGI) != stgi_window_open())
+        // A shut-down vCPU runs nothing (KVM reinitializes its VMCB,
+        // shutdown_interception): no window to keep.
+        if (mode_ != Mode::shutdown && vmcb01_.intercept(ic::STGI) != stgi_window_open())
             return "vmcb01's STGI intercept is not the NMI/SMI window (vGIF)";
     }
+    if (((i01 & arch::int_ctl::V_NMI_ENABLE) != 0) != l0_uses_vnmi()) return "vmcb01's V_NMI_ENABLE is not L0's vNMI";
+    if (vmcb01_.intercept(ic::IRET) != nmi_masked_) return "vmcb01's IRET intercept is not L0's NMI mask";
     const bool vls = (vmcb01_.get(FieldId::misc_ctl2) & arch::misc_ctl2::V_VMSAVE_VMLOAD) != 0;
     if (vls != l0_uses_vls()) return "vmcb01's V_VMSAVE_VMLOAD is not L0's virtual VMLOAD/VMSAVE";
     if (vls && (vmcb01_.intercept(ic::VMLOAD) || vmcb01_.intercept(ic::VMSAVE)))

@@ -22,8 +22,7 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     std::uint64_t sync = arch::int_ctl::V_TPR | arch::int_ctl::V_IRQ;
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
     if (nested_vgif()) sync |= arch::int_ctl::V_GIF;
-    if (cpu_->has(checks::Feature::vnmi) && (i12 & arch::int_ctl::V_NMI_ENABLE))
-        sync |= arch::int_ctl::V_NMI_PENDING | arch::int_ctl::V_NMI_BLOCKING;
+    if (nested_vnmi()) sync |= arch::int_ctl::V_NMI_PENDING | arch::int_ctl::V_NMI_BLOCKING;
     const std::uint64_t int_ctl = (i12 & ~sync) | (vmcb02.get(FieldId::int_ctl) & sync);
     cache_.set(FieldId::int_ctl, int_ctl);
 
@@ -100,6 +99,7 @@ StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
     sync_vmcb02_to_vmcb12(vmcb02(), x);
     give_back_l1_lbrs(vmcb02());
     restore_l1_from_vmcb01();
+    vnmi_state_to_vmcb01(vmcb02());
     // APM 15.6 step 1, GIF = 0: KVM's nested_svm_vmexit clears it once
     // vmcb01 is current again (svm_set_gif: vmcb01's V_GIF under vGIF).
     set_gif(false);
@@ -110,6 +110,23 @@ StepResult Vcpu::nested_vmexit(const cpu::ExitInfo& x) noexcept {
     r.exit_info_1 = x.info1;
     r.exit_info_2 = x.info2;
     return r;
+}
+
+void Vcpu::vnmi_state_to_vmcb01(const arch::Vmcb& vmcb02) noexcept {
+    if (!l0_uses_vnmi()) return;
+    // nested_svm_vmexit: L1's NMI blocking is what vmcb02 ends with (its
+    // V_NMI_BLOCKING, from vmcb12 with nested vNMI, else clear), and one NMI
+    // L0 held for L1 is handed to the processor in vmcb01's V_NMI_PENDING,
+    // where it waits for L1's STGI (GIF = 0 after the exit) with no STGI
+    // window; without one V_NMI_PENDING is cleared.
+    namespace ic_bits = arch::int_ctl;
+    std::uint64_t i01 = vmcb01_.get(FieldId::int_ctl) & ~(ic_bits::V_NMI_BLOCKING | ic_bits::V_NMI_PENDING);
+    i01 |= vmcb02.get(FieldId::int_ctl) & ic_bits::V_NMI_BLOCKING;
+    if ((pending_ & pending_bit(cpu::Signal::nmi)) != 0) {
+        pending_ &= ~pending_bit(cpu::Signal::nmi);
+        i01 |= ic_bits::V_NMI_PENDING;
+    }
+    vmcb01_.set(FieldId::int_ctl, i01);
 }
 
 void Vcpu::leave_nested() noexcept {

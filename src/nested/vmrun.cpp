@@ -142,8 +142,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
     if (nested_vgif()) b12 |= int_ctl::V_GIF | int_ctl::V_GIF_ENABLE;
     else b01 |= int_ctl::V_GIF | int_ctl::V_GIF_ENABLE;
-    if (cpu_->has(Feature::vnmi) && (i12 & int_ctl::V_NMI_ENABLE))
-        b12 |= int_ctl::V_NMI_PENDING | int_ctl::V_NMI_ENABLE | int_ctl::V_NMI_BLOCKING;
+    if (nested_vnmi()) b12 |= int_ctl::V_NMI_PENDING | int_ctl::V_NMI_ENABLE | int_ctl::V_NMI_BLOCKING;
     out.set(FieldId::int_ctl, (i12 & b12) | (vmcb01_.get(FieldId::int_ctl) & b01) | int_ctl::V_INTR_MASKING);
     out.set(FieldId::int_vector, cache_.get(FieldId::int_vector));
     out.set(FieldId::int_state, cache_.get(FieldId::int_state));
@@ -322,6 +321,12 @@ void Vcpu::switch_to_prepared() noexcept {
 void Vcpu::commit_guest_mode(std::uint64_t gpa) noexcept {
     switch_to_prepared();
     vmcb12_gpa_ = gpa;
+    // Under vNMI, an NMI the processor holds for L1 in vmcb01's V_NMI_PENDING
+    // becomes L0's to deliver while L2 runs (KVM's
+    // nested_vmcb02_prepare_control: nmi_pending++; vmcb01's bit is left,
+    // and rewritten at the #VMEXIT, vnmi_state_to_vmcb01).
+    if (l0_uses_vnmi() && (vmcb01_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_PENDING) != 0)
+        pending_ |= pending_bit(cpu::Signal::nmi);
     // APM 15.5.1 step 7: GIF = 1 once everything is loaded (KVM's
     // svm_set_gif in guest mode: vmcb02's V_GIF without nested vGIF).
     set_gif(true);
@@ -375,13 +380,19 @@ StepResult Vcpu::take_held_signals(StepResult r, const char* taken_note, const c
     // is consumed and the step goes on; one still masked stays held; one
     // that exits to L1, enters SMM or resets L2 away ends the step there
     // (GIF = 0 after an exit: the rest stay held).
-    if (pending_ == 0) return r;  // the common case: nothing was held
+    // Under vNMI an NMI for L1 may wait in vmcb01's V_NMI_PENDING instead.
+    const bool vnmi_held = mode_ == Mode::l1 && l0_uses_vnmi() &&
+                           (vmcb01_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_PENDING) != 0;
+    if (pending_ == 0 && !vnmi_held) return r;  // the common case: nothing was held
     for (const cpu::Signal s : cpu::kSignalPriority) {
-        if ((pending_ & pending_bit(s)) == 0) continue;
+        if ((pending_ & pending_bit(s)) == 0 && !(s == cpu::Signal::nmi && vnmi_held)) continue;
         const Mode before = mode_;
-        StepResult t = take_signal(s);
+        StepResult t = s == cpu::Signal::nmi && vnmi_held && mode_ == Mode::l1 ? l1_vnmi(StepResult{Outcome::held_pending})
+                                                                               : take_signal(s);
         if (t.outcome == Outcome::held_pending) continue;
-        if (t.outcome == Outcome::handled_by_l0 && mode_ == before) {
+        // Delivered to L1 (by L0, or by the processor under vNMI) or
+        // injected into L2 by L0: consumed, the step goes on.
+        if ((t.outcome == Outcome::handled_by_l0 || t.outcome == Outcome::interrupt) && mode_ == before) {
             if (consumed_note != nullptr) r.note = consumed_note;
             continue;
         }

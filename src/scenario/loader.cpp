@@ -284,7 +284,7 @@ public:
 
     void load_l0(const YAML::Node& n, Scenario& s) const {
         only_keys(n, "l0", {"intercepts", "add_intercepts", "remove_intercepts", "passthrough_msrs",
-                            "passthrough_ports", "npt", "vgif", "vls"});
+                            "passthrough_ports", "npt", "vgif", "vls", "vnmi"});
         if (n["intercepts"]) {
             const auto& list = n["intercepts"];
             if (!(list.IsScalar() && list.Scalar() == "kvm")) {
@@ -324,6 +324,7 @@ public:
         // KVM's module parameters of the same names (docs/nested.md, "L0's vmcb01").
         if (n["vgif"]) s.l0.vgif = boolean(n["vgif"], "l0.vgif");
         if (n["vls"]) s.l0.vls = boolean(n["vls"], "l0.vls");
+        if (n["vnmi"]) s.l0.vnmi = boolean(n["vnmi"], "l0.vnmi");
     }
 
     static nlohmann::json to_json(const YAML::Node& n) {
@@ -883,11 +884,13 @@ public:
                 ++actions;
                 st.kind = StepKind::l1;
                 const auto& a = item["l1"];
-                static const std::vector<std::string> insns = {"vmrun", "vmload", "vmsave", "stgi", "clgi",
-                                                               "invlpga", "vmmcall", "skinit", "rsm"};
                 if (a.IsScalar()) {
                     st.what = a.Scalar();
-                    if (std::find(insns.begin(), insns.end(), st.what) == insns.end()) {
+                    for (const L1Instruction& insn : l1_instructions())
+                        if (insn.name == st.what) st.l1 = &insn;
+                    if (st.l1 == nullptr) {
+                        std::vector<std::string> insns;
+                        for (const L1Instruction& insn : l1_instructions()) insns.emplace_back(insn.name);
                         const auto near = util::closest(st.what, insns);
                         fail(a, "l1", near.empty() ? fmt::format("unknown L1 instruction '{}'", st.what)
                                                    : fmt::format("unknown L1 instruction '{}' (did you mean '{}'?)", st.what, near));

@@ -263,15 +263,7 @@ RunResult run_steps(Scenario& s, const RunOptions& opts, std::ostream& out) {
         v.memory().watch(gpa12);
         switch (st.kind) {
             case StepKind::l1:
-                if (st.what == "vmrun") r = v.l1_vmrun();
-                else if (st.what == "vmload") r = v.l1_vmload();
-                else if (st.what == "vmsave") r = v.l1_vmsave();
-                else if (st.what == "stgi") r = v.l1_stgi();
-                else if (st.what == "clgi") r = v.l1_clgi();
-                else if (st.what == "invlpga") r = v.l1_invlpga();
-                else if (st.what == "vmmcall") r = v.l1_vmmcall();
-                else if (st.what == "skinit") r = v.l1_skinit();
-                else if (st.what == "rsm") r = v.rsm();
+                if (st.l1 != nullptr) r = (v.*st.l1->run)();
                 else if (st.what == "wrmsr") r = v.l1_wrmsr(st.msr, st.value);
                 else if (st.what == "rdmsr") {
                     std::uint64_t val = 0;

@@ -68,3 +68,18 @@ TEST(SignalRule, TheInterceptBitIsTheExitCode) {
     EXPECT_EQ(intercept_of(Signal::smi), 0x62U);
     EXPECT_EQ(intercept_of(Signal::init), 0x63U);
 }
+
+TEST(SignalRule, BlockedNmisAreHeldUnlessInterceptedAndBlockOnlyNmis) {
+    SignalState st = open_host();
+    st.nmi_masked = true;
+    EXPECT_EQ(signal_action(Signal::nmi, st), SignalAction::hold);
+    // The intercept is the host's: an intercepted NMI exits whatever the
+    // guest's blocking (KVM's svm_nmi_blocked returns false first).
+    st.intercepted = true;
+    EXPECT_EQ(signal_action(Signal::nmi, st), SignalAction::vmexit);
+    st.intercepted = false;
+    for (const Signal s : {Signal::intr, Signal::smi, Signal::init})
+        EXPECT_EQ(signal_action(s, st), SignalAction::take) << static_cast<int>(s);
+    st.nmi_masked = false;
+    EXPECT_EQ(signal_action(Signal::nmi, st), SignalAction::take);
+}

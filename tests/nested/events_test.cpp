@@ -10,8 +10,10 @@
 using namespace nsvm;
 using namespace nsvm::nested_test;
 
+// L0 without vNMI (KVM's vnmi = 0): the NMI is held by L0 (pending_events);
+// under vNMI it waits in vmcb01 instead (l1_vnmi_test.cpp).
 TEST(Gating, L1IntrWaitsForIfAndGif) {
-    Machine m;
+    Machine m(checks::ProfileId::kvm, {}, kvm_without_vnmi());
     m.vcpu.vmcb01().set(FieldId::rflags, 2);  // IF = 0
     EXPECT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
     m.vcpu.vmcb01().set(FieldId::rflags, 2 | arch::rflags::IF);
@@ -26,7 +28,7 @@ TEST(Gating, L1IntrWaitsForIfAndGif) {
 // STGI delivers the held events L1 can take: an INTR waits for L1's
 // RFLAGS.IF (APM 8.2), an NMI does not.
 TEST(Gating, StgiDeliversAHeldIntrOnlyWhenL1sIfIsSet) {
-    Machine m;
+    Machine m(checks::ProfileId::kvm, {}, kvm_without_vnmi());
     const auto intr = 1U << static_cast<unsigned>(cpu::EventKind::intr);
     const auto nmi = 1U << static_cast<unsigned>(cpu::EventKind::nmi);
     m.vcpu.vmcb01().set(FieldId::rflags, 0x2);  // IF = 0

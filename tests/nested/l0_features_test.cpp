@@ -41,7 +41,9 @@ TEST(L0Vmcb01, WithVgifAndVlsOnTheCpuModel) {
     const auto& v = m.vcpu.vmcb01();
     for (unsigned b : {ic::STGI, ic::CLGI, ic::VMLOAD, ic::VMSAVE}) EXPECT_FALSE(v.intercept(b)) << b;
     EXPECT_TRUE(v.intercept(ic::VMRUN));
-    EXPECT_EQ(v.get(FieldId::int_ctl), arch::int_ctl::V_INTR_MASKING | kVGifEnable | kVGif);  // GIF = 1 in V_GIF
+    // GIF = 1 in V_GIF; vNMI too (zen4 has it, KVM's vnmi needs vgif).
+    EXPECT_EQ(v.get(FieldId::int_ctl),
+              arch::int_ctl::V_INTR_MASKING | kVGifEnable | kVGif | arch::int_ctl::V_NMI_ENABLE);
     EXPECT_EQ(v.get(FieldId::misc_ctl2), arch::misc_ctl2::V_VMSAVE_VMLOAD);
     EXPECT_TRUE(m.vcpu.gif());
     EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
@@ -177,8 +179,9 @@ TEST(L1Gif, HeldIntrIsTakenWhenL1sStgiSetsVGif) {
 
 TEST(L1Gif, HeldNmiOpensTheStgiWindow) {
     // KVM's svm_enable_nmi_window under vGIF sets the STGI intercept;
-    // svm_set_gif(true) at L1's STGI clears it and the NMI is taken.
-    Machine m;
+    // svm_set_gif(true) at L1's STGI clears it and the NMI is taken. With
+    // vnmi = 0: under vNMI the NMI waits in vmcb01's V_NMI_PENDING instead.
+    Machine m(checks::ProfileId::kvm, {}, kvm_without_vnmi());
     (void)m.vcpu.l1_clgi();
     ASSERT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);
     EXPECT_TRUE(m.vcpu.vmcb01().intercept(ic::STGI));
@@ -231,7 +234,7 @@ TEST(L1VmloadVmsave, VirtualVmloadVmsaveMoveTheSameStateWithoutAnExit) {
 }
 
 TEST(L1GifState, KvmGifSetFollowsVGifAndRoundTrips) {
-    Machine m;
+    Machine m(checks::ProfileId::kvm, {}, kvm_without_vnmi());  // the NMI opens the STGI window
     (void)m.vcpu.l1_clgi();
     ASSERT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending);  // window open
     auto blob = m.vcpu.save_kvm_nested_state();

@@ -333,9 +333,10 @@ TEST(L2Gif, ClgiWithoutNestedVgifClearsTheGifAndStgiTakesWhatItHeld) {
 // KVM's default on a CPU with vGIF): L2's CLGI/STGI run in hardware on
 // vmcb02's V_GIF, which is L1's GIF then (KVM's get_vgif_vmcb); the held NMI
 // opens L0's STGI window (svm_enable_nmi_window), so L2's STGI exits to L0,
-// which takes what the GIF held.
+// which takes what the GIF held. (With vnmi = 0; under vNMI the NMI the exit
+// leaves pending waits in vmcb01's V_NMI_PENDING: l1_vnmi_test.cpp.)
 TEST(L2Gif, NotInterceptedAtAllStgiStillTakesWhatTheGifHeld) {
-    Machine m;
+    Machine m(checks::ProfileId::kvm, {}, kvm_without_vnmi());
     auto v = valid_vmcb12();
     v.set_intercept(ic::NMI);
     m.put(v);

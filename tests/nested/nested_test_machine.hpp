@@ -52,6 +52,14 @@ inline constexpr std::uint64_t kPml4 = 0x60000, kIdt = 0x100000, kGdt = 0x101000
                                kHandlers = 0x109000;
 [[nodiscard]] constexpr std::uint64_t l2_handler(unsigned vector) { return kHandlers + vector * 0x10ULL; }
 
+/// KVM's configuration with the module parameter vnmi = 0: L1's NMIs are
+/// L0's to inject and hold in software (the STGI window, the IRET intercept).
+inline nested::L0Config kvm_without_vnmi() {
+    auto l0 = nested::L0Config::kvm_default();
+    l0.vnmi = false;
+    return l0;
+}
+
 struct Machine;
 void give_l2_an_idt(Machine& m, arch::Vmcb& v);
 

@@ -503,3 +503,39 @@ TEST(ScenarioL0, VgifAndVlsFollowTheCpuModelUnlessTurnedOff) {
     ASSERT_FALSE(s);
     EXPECT_NE(s.error().message.find("vgif"), std::string::npos) << s.error().message;
 }
+
+// `l0: {vnmi}` is KVM's module parameter: with it (zen4's default) L1's NMI
+// is taken by the processor from vmcb01 without an exit, without it L0
+// injects it and intercepts IRET; `l1: iret` ends the blocking either way.
+TEST(ScenarioL0, VnmiFollowsTheCpuModelUnlessTurnedOffAndIretEndsTheBlocking) {
+    const std::string steps =
+        "steps:\n  - external: nmi\n    expect: {outcome: OUT, vmcb01.control.int_ctl: {value: IC, mask: 0x4001000}}\n"
+        "  - l1: iret\n    expect: {owner: OWNER, vmcb01.control.int_ctl: {value: 0x0, mask: 0x1000}}\n";
+    auto with = [&](std::string head, const char* out, const char* ic, const char* owner) {
+        std::string t = head + steps;
+        t.replace(t.find("OUT"), 3, out);
+        t.replace(t.find("IC"), 2, ic);
+        t.replace(t.find("OWNER"), 5, owner);
+        return t;
+    };
+    for (const auto& [text, why] : {
+             std::pair{with("", "interrupt", "0x4001000", "none"), "zen4: vNMI, V_NMI_BLOCKING until IRET"},
+             std::pair{with("l0: {vnmi: false}\n", "handled_by_l0", "0x0", "l0"), "vnmi off: L0's IRET intercept"},
+             std::pair{with("l0: {vgif: false}\n", "handled_by_l0", "0x0", "l0"), "vnmi needs vgif"},
+             std::pair{with("features: \"-vnmi\"\n", "handled_by_l0", "0x0", "l0"), "a CPU without vNMI"},
+         }) {
+        auto s = scenario::load_text(text, "x.yaml");
+        ASSERT_TRUE(s) << why << ": " << s.error().to_string();
+        std::ostringstream out;
+        const auto r = scenario::run(*s, {.json = false, .check_invariants = true}, out);
+        EXPECT_EQ(r.status, 0) << why << ": " << r.message << "\n" << out.str();
+    }
+    auto s = scenario::load_text("l0: {vnmi: 2}\nsteps:\n  - l1: iret\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "l0.vnmi");
+    EXPECT_EQ(s.error().line, 1);
+    s = scenario::load_text("steps:\n  - l1: irte\n", "x.yaml");
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().key, "l1");
+    EXPECT_NE(s.error().message.find("did you mean 'iret'"), std::string::npos) << s.error().message;
+}

@@ -36,6 +36,9 @@ struct SignalState {
     bool intercepted = false;    ///< a guest runs and its VMCB intercepts the signal (SMI: HWCR.SMMLOCK clear)
     bool shadow = false;         ///< the running context's interrupt shadow (APM 8.2)
     bool intr_unmasked = false;  ///< INTR only: see intr_unmasked()
+    /// NMI only: NMIs are blocked since the last NMI taken, until its IRET
+    /// (APM 8.5; KVM's svm_get_nmi_mask for the context L0 emulates).
+    bool nmi_masked = false;
 };
 
 /// APM 15.21.1: under V_INTR_MASKING, a guest's physical INTR is masked by
@@ -50,7 +53,9 @@ struct SignalState {
 /// SMM (APM 10.3.2; KVM's kvm_apic_init_sipi_allowed). An intercepted NMI or
 /// INTR exits even inside an interrupt shadow, one that is not waits for the
 /// shadow to end (KVM's svm_nmi_blocked / svm_interrupt_blocked); a masked
-/// INTR is held whether intercepted or not.
+/// INTR is held whether intercepted or not, and so is an NMI that is not
+/// intercepted while NMIs are blocked (an intercepted one exits: blocking
+/// is the guest's, the intercept the host's).
 [[nodiscard]] constexpr SignalAction signal_action(Signal s, const SignalState& st) noexcept {
     if (!st.gif) return SignalAction::hold;
     switch (s) {
@@ -61,7 +66,7 @@ struct SignalState {
             return st.intercepted ? SignalAction::vmexit : SignalAction::take;
         case Signal::nmi:
             if (st.intercepted) return SignalAction::vmexit;
-            return st.shadow ? SignalAction::hold : SignalAction::take;
+            return st.shadow || st.nmi_masked ? SignalAction::hold : SignalAction::take;
         case Signal::intr:
             if (!st.intr_unmasked) return SignalAction::hold;
             if (st.intercepted) return SignalAction::vmexit;

@@ -69,6 +69,9 @@ struct L0Config {
     /// KVM's module parameter `vls` (on by default): L0 gives L1 virtual
     /// VMLOAD/VMSAVE when the CPU has it and NPT is on (Vcpu::l0_uses_vls).
     bool vls = true;
+    /// KVM's module parameter `vnmi` (on by default): L0 uses the virtual
+    /// NMI for L1 when the CPU has it and L0 uses vGIF (Vcpu::l0_uses_vnmi).
+    bool vnmi = true;
     /// KVM's init_vmcb intercepts with NPT on, before the CPU's features
     /// are looked at: STGI, CLGI, VMLOAD and VMSAVE intercepted. The Vcpu
     /// drops what vGIF and virtual VMLOAD/VMSAVE make unnecessary on its
@@ -101,7 +104,7 @@ enum class Outcome : std::uint8_t {
     handled_by_l0,   ///< L0 took the exit itself; the guest continues
     no_exit,         ///< no intercept: the guest handled the event itself
     exception,       ///< an exception (#UD, #GP, #DB) delivered to the running guest
-    interrupt,       ///< L2 took vmcb02's virtual interrupt (V_IRQ) or virtual NMI through its IDT
+    interrupt,       ///< L2 took vmcb02's virtual interrupt (V_IRQ) or virtual NMI through its IDT, or L1 its virtual NMI (L0's vNMI)
     held_pending,    ///< blocked by GIF; held until GIF = 1
     smm_entered,
     smm_left,
@@ -169,6 +172,10 @@ public:
     [[nodiscard]] StepResult l1_invlpga() noexcept;
     [[nodiscard]] StepResult l1_vmmcall() noexcept;
     [[nodiscard]] StepResult l1_skinit() noexcept;
+    /// L1's IRET: ends the NMI blocking L1 is in (vmcb01's V_NMI_BLOCKING
+    /// under vNMI, else L0's IRET intercept, KVM's iret_interception).
+    /// L1's stack is not modelled: RIP and RFLAGS stay as they are.
+    [[nodiscard]] StepResult l1_iret() noexcept;
     [[nodiscard]] StepResult l1_wrmsr(std::uint32_t msr, std::uint64_t value) noexcept;
     [[nodiscard]] StepResult l1_rdmsr(std::uint32_t msr, std::uint64_t& value) noexcept;
     [[nodiscard]] StepResult rsm() noexcept;
@@ -218,6 +225,22 @@ public:
     [[nodiscard]] bool l0_uses_vls() const noexcept {
         return l0_.vls && l0_.npt && cpu_->has(checks::Feature::v_vmsave_vmload);
     }
+    /// L0 uses vNMI for L1 (KVM's `vnmi` after svm_hardware_setup: the
+    /// module parameter, vGIF in use and CPUID Fn8000_000A_EDX[25]): vmcb01
+    /// has V_NMI_ENABLE (init_vmcb), L1's NMIs are queued in its
+    /// V_NMI_PENDING and its NMI mask is its V_NMI_BLOCKING; L1 is offered
+    /// vNMI for L2 (svm_set_cpu_caps).
+    [[nodiscard]] bool l0_uses_vnmi() const noexcept {
+        return l0_.vnmi && l0_uses_vgif() && cpu_->has(checks::Feature::vnmi);
+    }
+    /// L1 gave L2 a virtual NMI (vNMI offered and V_NMI_ENABLE in vmcb12,
+    /// KVM's nested_vnmi_enabled): vmcb12's V_NMI bits go to vmcb02 and back.
+    [[nodiscard]] bool nested_vnmi() const noexcept;
+    /// NMIs are blocked for the running level, as L0 tracks it (KVM's
+    /// svm_get_nmi_mask): vmcb01's V_NMI_BLOCKING while L1 runs under vNMI
+    /// (is_vnmi_enabled), else L0's software mask, set when L0 injects an NMI
+    /// and cleared by the IRET L0 intercepts meanwhile.
+    [[nodiscard]] bool nmi_masked() const noexcept;
     /// With vGIF, vmcb01 intercepts STGI only to catch the end of GIF = 0
     /// while an NMI or SMI waits for it (KVM's svm_enable_nmi_window /
     /// svm_enable_smi_window set it, svm_set_gif(true) clears it).
@@ -478,6 +501,23 @@ private:
     /// L1 gave L2 a virtual GIF (vgif offered and V_GIF_ENABLE in vmcb12,
     /// APM 15.33.2): L2's STGI/CLGI then change vmcb02.V_GIF, not the GIF.
     [[nodiscard]] bool nested_vgif() const noexcept;
+    /// KVM's svm_set_nmi_mask: vmcb01's V_NMI_BLOCKING while L1 runs under
+    /// vNMI; else L0's software mask, with vmcb01's IRET intercept (and
+    /// vmcb02's while L2 runs, recalc_intercepts) to see the NMI handler's
+    /// IRET (svm_set_iret_intercept / svm_clr_iret_intercept).
+    void set_nmi_masked(bool masked) noexcept;
+    /// L0's software NMI mask and the IRET intercept that goes with it
+    /// (svm->nmi_masked, svm_set_iret_intercept), whichever level runs.
+    void set_software_nmi_mask(bool masked) noexcept;
+    /// KVM's nested_svm_vmexit under vNMI: vmcb02's V_NMI_BLOCKING becomes
+    /// L1's, and an NMI L0 still holds goes into vmcb01's V_NMI_PENDING.
+    void vnmi_state_to_vmcb01(const arch::Vmcb& vmcb02) noexcept;
+    /// Under vNMI while L1 runs: a held NMI goes into vmcb01's V_NMI_PENDING
+    /// when that is free (KVM's process_nmi, svm_set_vnmi_pending), and the
+    /// processor takes it there as its rule says (cpu/vnmi.hpp, APM
+    /// 15.21.10): V_NMI_PENDING -> V_NMI_BLOCKING, through L1's IDT, no exit.
+    /// `r` is returned unless one was taken.
+    [[nodiscard]] StepResult l1_vnmi(StepResult r) noexcept;
     /// L2 has a PAT of its own (vmcb02's G_PAT, written back to vmcb12): L1
     /// runs it with nested paging. Without, L1 and L2 share L1's PAT (KVM's
     /// nested_vmcb02_prepare_save and nested_svm_vmexit with the
@@ -552,6 +592,7 @@ private:
     bool smm_ = false;
     bool smm_from_l2_ = false;
     bool pending_db_ = false;
+    bool nmi_masked_ = false;  ///< L0's software NMI mask (KVM's svm->nmi_masked); read only by nmi_masked()
     std::uint32_t pending_ = 0;  ///< bit per EventKind held by GIF
     std::uint64_t vmcb12_gpa_ = 0;
     std::uint64_t hsave_pa_ = 0;

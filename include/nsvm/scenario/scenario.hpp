@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nsvm/checks/cpu_model.hpp"
@@ -38,11 +40,21 @@ struct Expectation {
     int line = 0;
 };
 
+/// An L1 instruction a step names without operands (`l1: NAME`), and the
+/// engine's entry point for it: the loader looks names up here, the runner
+/// calls through it (l1_instructions.cpp has the table).
+struct L1Instruction {
+    std::string_view name;
+    nested::StepResult (nested::Vcpu::*run)() noexcept;
+};
+[[nodiscard]] std::span<const L1Instruction> l1_instructions() noexcept;
+
 enum class StepKind : std::uint8_t { l1, l2, external, save_restore, write, host_efer, restore_blob_edit, restore_kvm_state };
 
 struct Step {
     StepKind kind = StepKind::l1;
     std::string what;            ///< L1 instruction name, event name, external event name
+    const L1Instruction* l1 = nullptr;  ///< `l1: NAME` steps: the instruction (else wrmsr/rdmsr)
     cpu::Event event{};          ///< l2 events
     std::uint32_t msr = 0;       ///< l1 rdmsr/wrmsr
     std::uint64_t value = 0;     ///< l1 wrmsr value, host_efer, write value
