@@ -100,6 +100,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
         // intercept is L0's NMI mask, which the blob carries (below).
         std::uint32_t window = w == ic::STGI / 32 && l0_uses_vgif() ? 1U << (ic::STGI % 32) : 0;
         if (w == ic::IRET / 32) window |= 1U << (ic::IRET % 32);
+        if (w == ic::VINTR / 32) window |= 1U << (ic::VINTR % 32);  // the interrupt window: pending_ decides
         if ((vmcb01_.intercept_word(w) & ~window) != (l0_words[w] & ~window))
             return refuse("nested state: vmcb01 intercepts differ from L0's configuration");
     }

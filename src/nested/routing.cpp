@@ -322,7 +322,7 @@ StepResult Vcpu::l2_ran(const cpu::Event& e, const cpu::SvmResult& hr, bool gif_
     // vGIF the processor wrote vmcb02's V_GIF, where gif() reads it;
     // without, the processor's GIF, which L0 takes over.
     if (!cpu::vgif_enabled(*cpu_, vmcb02().get(FieldId::int_ctl))) set_gif(hw_.gif());
-    else sync_stgi_window();
+    else sync_event_windows();
     return after_l2_gif_write(gif_was, r);
 }
 
@@ -377,8 +377,9 @@ Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
         std::uint64_t first, last;
         L0ExitHandler handle;
     };
-    static constexpr std::array<Entry, 8> kHandlers = {{
+    static constexpr std::array<Entry, 9> kHandlers = {{
         {ec::SHUTDOWN, ec::SHUTDOWN, &Vcpu::l0_shutdown},
+        {ec::VINTR, ec::VINTR, &Vcpu::l0_interrupt_window},
         // KVM offers no RDPRU to guests and intercepts it to make it #UD
         // (svm_exit_handlers[SVM_EXIT_RDPRU] = kvm_handle_invalid_op).
         {ec::RDPRU, ec::RDPRU, &Vcpu::l0_inject_ud},
@@ -395,6 +396,20 @@ Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
     for (const Entry& h : kHandlers)
         if (code >= h.first && code <= h.last) return h.handle;
     return &Vcpu::l0_emulate;
+}
+
+StepResult Vcpu::l0_interrupt_window(const cpu::Event&, const cpu::ExitInfo& x) noexcept {
+    // KVM's interrupt_window_interception: the dummy V_IRQ of L0's window
+    // was taken, so L2 can take an interrupt now; the window closes and the
+    // held INTR is evaluated again (KVM_REQ_EVENT), which closes it for good
+    // once the INTR is taken (sync_irq_window).
+    StepResult r;
+    r.outcome = Outcome::handled_by_l0;
+    r.owner = Owner::l0;
+    r.l0_exit = true;
+    r.exit_code = x.code;
+    r.note = "L0's interrupt window: L2 can take the INTR held for L1 now";
+    return take_held_signals(r, nullptr, "L0's interrupt window: the held INTR was taken");
 }
 
 StepResult Vcpu::l0_vmload_vmsave(const cpu::Event& e, const cpu::ExitInfo&) noexcept {
@@ -556,7 +571,7 @@ StepResult Vcpu::l1_vnmi(StepResult r) noexcept {
     }
     const bool shadow = (vmcb01_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
     if (!cpu::vnmi_deliverable(*cpu_, i01, shadow)) {
-        sync_stgi_window();  // only an NMI left in pending_ (KVM's fallback) opens it
+        sync_event_windows();  // only an NMI left in pending_ (KVM's fallback) opens it
         return r;
     }
     vmcb01_.set(FieldId::int_ctl, cpu::int_ctl_after_vnmi_taken(i01));
@@ -565,7 +580,7 @@ StepResult Vcpu::l1_vnmi(StepResult r) noexcept {
         pending_ &= ~nmi;
         vmcb01_.set(FieldId::int_ctl, vmcb01_.get(FieldId::int_ctl) | ib::V_NMI_PENDING);
     }
-    sync_stgi_window();
+    sync_event_windows();
     StepResult t;
     t.outcome = Outcome::interrupt;
     t.vector = 2;
@@ -618,7 +633,7 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
     switch (cpu::signal_action(s, st)) {
         case cpu::SignalAction::hold:
             pending_ |= pending_bit(s);
-            sync_stgi_window();  // an NMI or SMI held by GIF = 0 opens the STGI window
+            sync_event_windows();  // an NMI or SMI held by GIF = 0 opens the STGI window
             r.outcome = Outcome::held_pending;
             r.note = hold_note(s, st);
             return r;
@@ -632,7 +647,7 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
             const unsigned bit = cpu::intercept_of(s);
             pending_ |= pending_bit(s);  // before the exit, which may hand an NMI to vmcb01 (vNMI)
             r = nested_vmexit(cpu::ExitInfo{bit, 0, 0, 0});
-            sync_stgi_window();
+            sync_event_windows();
             r.l0_exit = true;
             r.note = "L1 intercepts it: #VMEXIT to L1";
             return r;
@@ -640,7 +655,7 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
         case cpu::SignalAction::take: break;
     }
     pending_ &= ~pending_bit(s);
-    sync_stgi_window();
+    sync_event_windows();
     if (s == cpu::Signal::smi) return enter_smm();
     const bool in_l2 = mode_ == Mode::l2;
     r.outcome = Outcome::handled_by_l0;
@@ -806,7 +821,7 @@ StepResult Vcpu::l1_gif_instruction(bool set) noexcept {
                w.virtual_gif) {
         // Not intercepted: the processor's rule on vmcb01 (APM 15.33.2), no exit.
         vmcb01_.set(FieldId::int_ctl, w.int_ctl);
-        sync_stgi_window();
+        sync_event_windows();
         r.note = set ? "vGIF: V_GIF = 1 in vmcb01, no exit to L0" : "vGIF: V_GIF = 0 in vmcb01, no exit to L0";
     } else {
         // Not intercepted and no vGIF (an L0 configured without the

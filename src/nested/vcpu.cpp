@@ -143,8 +143,10 @@ std::array<std::uint32_t, 6> Vcpu::l0_intercept_words() const noexcept {
     arch::Vmcb v;
     for (unsigned w = 0; w < 6; ++w) v.set_intercept_word(w, l0_.intercept_words[w]);
     if (!opts_.intercept_smi) v.set_intercept(ic::SMI, false);
-    // The IRET intercept is L0's NMI mask (set_nmi_masked), never configured.
+    // The IRET intercept is L0's NMI mask (set_nmi_masked), the VINTR
+    // intercept its interrupt window (sync_irq_window): never configured.
     v.set_intercept(ic::IRET, false);
+    v.set_intercept(ic::VINTR, false);
     // init_vmcb: with vgif, STGI and CLGI are not intercepted (hardware
     // keeps L1's GIF in V_GIF, APM 15.33.2).
     if (l0_uses_vgif()) {
@@ -177,7 +179,7 @@ void Vcpu::set_gif(bool g) noexcept {
     arch::Vmcb& v = mode_ == Mode::l2 && !nested_vgif() ? live_vmcb02() : vmcb01_;
     const std::uint64_t i = v.get(FieldId::int_ctl);
     v.set(FieldId::int_ctl, g ? (i | arch::int_ctl::V_GIF) : (i & ~arch::int_ctl::V_GIF));
-    sync_stgi_window();
+    sync_event_windows();
 }
 
 bool Vcpu::nmi_masked() const noexcept {
@@ -207,12 +209,59 @@ bool Vcpu::stgi_window_open() const noexcept {
            (pending_ & (pending_bit(cpu::Signal::nmi) | pending_bit(cpu::Signal::smi))) != 0;
 }
 
-void Vcpu::sync_stgi_window() noexcept {
+void Vcpu::sync_event_windows() noexcept {
+    sync_irq_window();
     if (!l0_uses_vgif()) return;
     const bool open = stgi_window_open();
     vmcb01_.set_intercept(ic::STGI, open);
     // recalc_intercepts while L2 runs: vmcb02's is L0's | L1's.
     if (mode_ == Mode::l2) live_vmcb02().set_intercept(ic::STGI, open || cache_.intercept(ic::STGI));
+}
+
+bool Vcpu::irq_window_wanted() const noexcept {
+    // svm_enable_irq_window: with GIF = 0 only under vGIF, where hardware
+    // setting V_GIF (L1's STGI) opens the window by itself. A shut-down
+    // vCPU runs nothing.
+    return mode_ != Mode::shutdown && (pending_ & pending_bit(cpu::Signal::intr)) != 0 && (l0_uses_vgif() || gif());
+}
+
+bool Vcpu::l0_vintr_dropped_for_l2() const noexcept {
+    return (cache_.get(FieldId::int_ctl) & arch::int_ctl::V_INTR_MASKING) != 0 &&
+           (vmcb01_.get(FieldId::rflags) & arch::rflags::IF) == 0;
+}
+
+void Vcpu::sync_irq_window() noexcept {
+    namespace ib = arch::int_ctl;
+    constexpr std::uint64_t kInjection = ib::V_IRQ | ib::V_INTR_PRIO | ib::V_IGN_TPR;  // V_IRQ_INJECTION_BITS_MASK
+    const bool want = irq_window_wanted();
+    if (!want && !vmcb01_.intercept(ic::VINTR)) return;  // the common case: no window, none wanted
+    const bool in_l2 = mode_ == Mode::l2;
+    arch::Vmcb& running = in_l2 ? live_vmcb02() : vmcb01_;
+    if (want) {
+        // svm_set_vintr: the intercept is vmcb01's, vmcb02's through
+        // recalc_intercepts; a dummy V_IRQ makes the processor exit (VINTR)
+        // once the running level can take an interrupt. Pointless, and not
+        // set, while L2 runs under V_INTR_MASKING with L1's IF = 0.
+        vmcb01_.set_intercept(ic::VINTR);
+        if (in_l2) {
+            const bool dropped = l0_vintr_dropped_for_l2();
+            running.set_intercept(ic::VINTR, !dropped || cache_.intercept(ic::VINTR));
+            if (dropped) return;
+        }
+        running.set(FieldId::int_vector, 0);
+        running.set(FieldId::int_ctl, (running.get(FieldId::int_ctl) & ~ib::V_INTR_PRIO) | ib::V_IRQ | (std::uint64_t{0xF} << 16));
+        return;
+    }
+    // svm_clear_vintr: the dummy goes; while L2 runs vmcb02 gets vmcb12's
+    // virtual interrupt back, and vmcb01 loses whatever dummy it had.
+    vmcb01_.set_intercept(ic::VINTR, false);
+    running.set(FieldId::int_ctl, running.get(FieldId::int_ctl) & ~kInjection);
+    if (in_l2) {
+        running.set_intercept(ic::VINTR, cache_.intercept(ic::VINTR));
+        vmcb01_.set(FieldId::int_ctl, vmcb01_.get(FieldId::int_ctl) & ~kInjection);
+        running.set(FieldId::int_ctl, running.get(FieldId::int_ctl) | (cache_.get(FieldId::int_ctl) & kInjection));
+        running.set(FieldId::int_vector, cache_.get(FieldId::int_vector));
+    }
 }
 
 cpu::ExitFeatures Vcpu::exit_features() const noexcept {
@@ -291,6 +340,7 @@ const char* Vcpu::check_invariants() const noexcept {
         for (unsigned w = 0; w < 6; ++w) {
             std::uint32_t l0w = vmcb01_.intercept_word(w);
             if (!opts_.intercept_smi && w == 3) l0w &= ~(1U << (ic::SMI % 32));
+            if (w == ic::VINTR / 32 && l0_vintr_dropped_for_l2()) l0w &= ~(1U << (ic::VINTR % 32));
             if ((l0w & ~vmcb02().intercept_word(w)) != 0) return "an L0 intercept is missing from vmcb02";
         }
         // Every MSR L0 intercepts is intercepted in the map vmcb02 uses.
@@ -335,6 +385,8 @@ const char* Vcpu::vmcb01_problem() const noexcept {
     }
     if (((i01 & arch::int_ctl::V_NMI_ENABLE) != 0) != l0_uses_vnmi()) return "vmcb01's V_NMI_ENABLE is not L0's vNMI";
     if (vmcb01_.intercept(ic::IRET) != nmi_masked_) return "vmcb01's IRET intercept is not L0's NMI mask";
+    if (mode_ != Mode::shutdown && vmcb01_.intercept(ic::VINTR) != irq_window_wanted())
+        return "vmcb01's VINTR intercept is not L0's interrupt window";
     const bool vls = (vmcb01_.get(FieldId::misc_ctl2) & arch::misc_ctl2::V_VMSAVE_VMLOAD) != 0;
     if (vls != l0_uses_vls()) return "vmcb01's V_VMSAVE_VMLOAD is not L0's virtual VMLOAD/VMSAVE";
     if (vls && (vmcb01_.intercept(ic::VMLOAD) || vmcb01_.intercept(ic::VMSAVE)))

@@ -23,6 +23,12 @@ void Vcpu::sync_vmcb02_to_vmcb12(const arch::Vmcb& vmcb02, const cpu::ExitInfo& 
     const std::uint64_t i12 = cache_.get(FieldId::int_ctl);
     if (nested_vgif()) sync |= arch::int_ctl::V_GIF;
     if (nested_vnmi()) sync |= arch::int_ctl::V_NMI_PENDING | arch::int_ctl::V_NMI_BLOCKING;
+    // Not V_IRQ while L0 has usurped vmcb02's for its own interrupt window
+    // (vmcb02 intercepts VINTR, vmcb12 does not): vmcb12's V_IRQ is still
+    // L1's ("KVM: nSVM: Don't sync vmcb02 V_IRQ back to vmcb12 if KVM (L0)
+    // is intercepting VINTR").
+    if (vmcb02.intercept(arch::intercept::VINTR) && !cache_.intercept(arch::intercept::VINTR))
+        sync &= ~arch::int_ctl::V_IRQ;
     const std::uint64_t int_ctl = (i12 & ~sync) | (vmcb02.get(FieldId::int_ctl) & sync);
     cache_.set(FieldId::int_ctl, int_ctl);
 

@@ -105,6 +105,7 @@ void Vcpu::prepare_vmcb02_control(arch::Vmcb& out) const noexcept {
     // it, so "L0's intercepts are a subset of vmcb02's" always holds.
     for (unsigned w = 0; w < 6; ++w) out.set_intercept_word(w, vmcb01_.intercept_word(w) | cache_.intercept_word(w));
     if (!opts_.intercept_smi && !cache_.intercept(ic::SMI)) out.set_intercept(ic::SMI, false);
+    if (l0_vintr_dropped_for_l2()) out.set_intercept(ic::VINTR, cache_.intercept(ic::VINTR));
     // VMLOAD/VMSAVE stay intercepted unless virtual VMLOAD/VMSAVE may be
     // used for L2: offered to L1, enabled by L1, nested paging on
     // (nested_vmcb_needs_vls_intercept; CVE-2021-3656).

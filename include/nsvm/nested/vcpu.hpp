@@ -281,7 +281,7 @@ public:
     void set_vm_hsave_pa(std::uint64_t pa) noexcept { hsave_pa_ = pa; }
     void set_smbase(std::uint64_t b) noexcept { smbase_ = b; }
     /// Writes L1's GIF where gif() reads it (KVM's svm_set_gif): with vGIF
-    /// the STGI window follows (sync_stgi_window).
+    /// the STGI window follows (sync_event_windows).
     void set_gif(bool g) noexcept;
 
     /// Checks the model's invariants; returns nullptr or a static message.
@@ -416,6 +416,7 @@ private:
     using L0ExitHandler = StepResult (Vcpu::*)(const cpu::Event&, const cpu::ExitInfo&) noexcept;
     [[nodiscard]] static L0ExitHandler l0_exit_handler(std::uint64_t code) noexcept;
     [[nodiscard]] StepResult l0_vmload_vmsave(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    [[nodiscard]] StepResult l0_interrupt_window(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_inject_ud(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_shutdown(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
@@ -485,9 +486,25 @@ private:
     }
     /// check_invariants' rules on vmcb01 (L0's vGIF, STGI window, virtual VMLOAD/VMSAVE).
     [[nodiscard]] const char* vmcb01_problem() const noexcept;
-    /// vmcb01's STGI intercept (and vmcb02's while L2 runs, as KVM's
-    /// recalc_intercepts) as stgi_window_open says, when L0 uses vGIF.
-    void sync_stgi_window() noexcept;
+    /// L0's windows for the events it holds for L1, after anything that
+    /// changes what is held, GIF or the mode: vmcb01's STGI intercept (and
+    /// vmcb02's while L2 runs, as KVM's recalc_intercepts) as
+    /// stgi_window_open says, when L0 uses vGIF; the interrupt window
+    /// (sync_irq_window).
+    void sync_event_windows() noexcept;
+    /// L0 wants to see the moment a held INTR for L1 becomes deliverable
+    /// (KVM's svm_enable_irq_window): an INTR is held and GIF is set, or
+    /// hardware will set it (vGIF).
+    [[nodiscard]] bool irq_window_wanted() const noexcept;
+    /// The interrupt window follows irq_window_wanted: KVM's svm_set_vintr
+    /// (the VINTR intercept in vmcb01, and a dummy V_IRQ at priority 15,
+    /// vector 0, in the running VMCB) or svm_clear_vintr (which gives
+    /// vmcb02 back vmcb12's V_IRQ, V_INTR_PRIO, V_IGN_TPR and vector).
+    void sync_irq_window() noexcept;
+    /// KVM's recalc_intercepts: under vmcb12's V_INTR_MASKING with L1's
+    /// RFLAGS.IF = 0 (vmcb01's), L1's interrupts cannot become deliverable
+    /// while L2 runs, and vmcb02 does not take L0's VINTR intercept.
+    [[nodiscard]] bool l0_vintr_dropped_for_l2() const noexcept;
     /// vmcb01's intercepts as L0 configures them on this CPU model (KVM's
     /// init_vmcb and svm_recalc_instruction_intercepts), STGI window closed.
     [[nodiscard]] std::array<std::uint32_t, 6> l0_intercept_words() const noexcept;
