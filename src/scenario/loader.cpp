@@ -31,6 +31,8 @@ std::string Error::to_string() const {
 
 namespace {
 
+namespace pte = arch::pte;
+
 struct Fail {
     Error e;
 };
@@ -432,21 +434,21 @@ public:
             const std::uint64_t rsv = m["reserved"] ? number(m["reserved"], "memory.npt[].reserved") : 0;
             std::uint64_t table = root;
             for (unsigned level = 4; level > leaf; --level) {
-                const std::uint64_t slot = table + ((g >> (12 + 9 * (level - 1))) & 0x1FF) * 8;
+                const std::uint64_t slot = table + pte::table_index(g, level) * 8;
                 std::uint64_t e = 0;
                 (void)s.memory.read_u64(slot, e);
-                if (!(e & 1)) {
+                if (!(e & pte::P)) {
                     map_or_fail(s, m, "memory.npt[]", next, 4096);
-                    e = next | 0x7;
+                    e = next | pte::P | pte::RW | pte::US;
                     next += 4096;
                     (void)s.memory.write_u64(slot, e);
                 }
-                table = e & arch::bits(51, 12);
+                table = e & pte::kAddr;
             }
-            const std::uint64_t slot = table + ((g >> (12 + 9 * (leaf - 1))) & 0x1FF) * 8;
-            std::uint64_t e = (h & arch::bits(51, 12)) | (p ? 1 : 0) | (w ? 2 : 0) | (u ? 4 : 0) | rsv;
-            if (leaf > 1) e |= arch::bit(7);
-            if (nx) e |= arch::bit(63);
+            const std::uint64_t slot = table + pte::table_index(g, leaf) * 8;
+            std::uint64_t e = (h & pte::kAddr) | (p ? pte::P : 0) | (w ? pte::RW : 0) | (u ? pte::US : 0) | rsv;
+            if (leaf > 1) e |= pte::PS;
+            if (nx) e |= pte::NX;
             (void)s.memory.write_u64(slot, e);
         }
     }
@@ -464,7 +466,7 @@ public:
         kFourLevel{"4-level", 4, 8, 9, 48}, kFiveLevel{"5-level", 5, 8, 9, 57};
 
     [[nodiscard]] static unsigned level_shift(const PagingFormat& f, unsigned level) noexcept {
-        return 12 + f.index_bits * (level - 1);
+        return pte::level_shift(level, f.index_bits);
     }
     /// The level a page of `size` is mapped at, 0 when the format cannot
     /// map it (APM 5.3: 4 MiB only legacy, 2 MiB PAE and long mode, 1 GiB
@@ -494,7 +496,6 @@ public:
     /// any `reserved` bits as given.
     [[nodiscard]] std::uint64_t leaf_entry(const YAML::Node& m, const PagingFormat& f, unsigned leaf, std::uint64_t g,
                                            const Scenario& s) const {
-        using arch::bit;
         const auto flag = [&](const char* k, bool dflt) {
             return m[k] ? boolean(m[k], std::string("memory.page_tables.map[].") + k) : dflt;
         };
@@ -509,12 +510,13 @@ public:
         if (pa_bits < 64 && (g >> pa_bits) != 0)
             fail(m["gpa"], "memory.page_tables.map[].gpa",
                  fmt::format("{:#x} does not fit the {} bits this {} entry holds", g, pa_bits, f.name));
-        std::uint64_t e = (flag("present", true) ? 1 : 0) | (flag("write", true) ? 2 : 0) | (flag("user", true) ? 4 : 0) |
-                          (flag("accessed", false) ? bit(5) : 0) | (flag("dirty", false) ? bit(6) : 0);
-        if (leaf > 1) e |= bit(7);
-        if (legacy && leaf == 2) e |= (g & 0xFFC00000ULL) | (((g >> 32) & 0xFF) << 13);
+        std::uint64_t e = (flag("present", true) ? pte::P : 0) | (flag("write", true) ? pte::RW : 0) |
+                          (flag("user", true) ? pte::US : 0) | (flag("accessed", false) ? pte::A : 0) |
+                          (flag("dirty", false) ? pte::D : 0);
+        if (leaf > 1) e |= pte::PS;
+        if (legacy && leaf == 2) e |= pte::pse_4m_pde_frame(g);
         else e |= g;
-        if (flag("nx", false)) e |= bit(63);
+        if (flag("nx", false)) e |= pte::NX;
         if (m["reserved"]) {
             const std::uint64_t rsv = number(m["reserved"], "memory.page_tables.map[].reserved", arch::width_mask(f.entry_bytes));
             e |= rsv;
@@ -575,24 +577,24 @@ public:
             // Down to the leaf's table, allocating the missing ones.
             std::uint64_t table = root;
             for (unsigned level = f->levels; level > leaf; --level) {
-                const unsigned index_bits = pae && level == 3 ? 2 : f->index_bits;
+                const unsigned index_bits = pae && level == 3 ? arch::pdpe::kIndexBits : f->index_bits;
                 const std::uint64_t slot =
                     table + ((la >> level_shift(*f, level)) & ((1U << index_bits) - 1)) * f->entry_bytes;
                 std::uint64_t e = table_entry(s, slot, f->entry_bytes);
-                if ((e & 1) != 0 && (e & arch::bit(7)) != 0 && !(pae && level == 3))
+                if ((e & pte::P) != 0 && (e & pte::PS) != 0 && !(pae && level == 3))
                     fail(m["la"], "memory.page_tables.map[].la",
                          fmt::format("{:#x} lies in a larger page an earlier item maps", la));
-                if ((e & 1) == 0) {
+                if ((e & pte::P) == 0) {
                     if (f->entry_bytes == 4 && (next >> 32) != 0)
                         fail(m, "memory.page_tables.map[]", "legacy tables must lie below 4 GiB: move the root lower");
                     map_or_fail(s, m, "memory.page_tables.map[]", next, 4096);
                     // APM 5.3.3: a PAE PDPTE has P and no R/W or U/S (bits 2:1
                     // are reserved); the other levels grant all: the leaf decides.
-                    e = next | (pae && level == 3 ? 1 : 7);
+                    e = next | (pae && level == 3 ? arch::pdpe::P : pte::P | pte::RW | pte::US);
                     next += 4096;
                     put_table_entry(s, slot, f->entry_bytes, e);
                 }
-                table = f->entry_bytes == 4 ? e & 0xFFFFF000ULL : e & arch::bits(51, 12);
+                table = e & (f->entry_bytes == 4 ? pte::kLegacyAddr : pte::kAddr);
             }
             const std::uint64_t slot = table + ((la >> level_shift(*f, leaf)) & ((1U << f->index_bits) - 1)) * f->entry_bytes;
             if (table_entry(s, slot, f->entry_bytes) != 0)
