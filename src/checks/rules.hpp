@@ -276,7 +276,7 @@ struct View {
 /// The PDPT base of a PAE CR3 (bits 31:5).
 using arch::cr3::pdpt_base;
 [[nodiscard]] inline std::uint64_t pdpe_bad_bits(const View& v, std::uint64_t pdpe) noexcept {
-    if ((pdpe & 1) == 0) return 0;  // not present: not checked
+    if ((pdpe & arch::pdpe::P) == 0) return 0;  // not present: not checked
     return pdpe & (arch::pdpe::kLowReserved | above(v.pa));
 }
 

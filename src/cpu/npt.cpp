@@ -10,13 +10,13 @@ NestedPagingMode nested_paging_mode(const checks::CpuModel& cpu, std::uint64_t n
 
 NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Access a, NestedPagingMode mode,
                    bool guest_pt_access) noexcept {
-    using arch::bit;
     using arch::bits;
+    namespace pte = arch::pte;
     NptResult r;
     const unsigned maxpa = mem.maxphyaddr();
     // Bits MAXPHYADDR..51 of an entry are reserved; NX (63) without EFER.NXE.
     const std::uint64_t pa_rsv = maxpa >= 52 ? 0 : bits(51, maxpa);
-    const std::uint64_t nx_rsv = mode.nxe ? 0 : bit(63);
+    const std::uint64_t nx_rsv = mode.nxe ? 0 : pte::NX;
     const std::uint64_t kind = guest_pt_access ? npf::GUEST_PT : npf::FINAL_GPA;
     const std::uint64_t access_bits = npf_access_bits(a, mode);
     // APM 15.25.13: with GMET, an instruction fetch at CPL < 3 (the one
@@ -25,33 +25,33 @@ NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Acce
     const bool supervisor_fetch = mode.gmet && a.fetch && !a.user;
     r.info2 = gpa;
 
-    std::uint64_t table = ncr3 & bits(51, 12);
+    std::uint64_t table = ncr3 & arch::cr3::kLongBase;
     bool writable = true, user = true, exec = true;
     for (unsigned level = 4; level >= 1; --level) {
         r.level = level;
-        const unsigned shift = 12 + 9 * (level - 1);
-        const std::uint64_t entry_pa = table + ((gpa >> shift) & 0x1FF) * 8;
+        const unsigned shift = pte::level_shift(level);
+        const std::uint64_t entry_pa = table + pte::table_index(gpa, level) * 8;
         std::uint64_t e = 0;
         if (!mem.read_u64(entry_pa, e)) {
             // The table itself is not backed: treat as not present.
             r.info1 = access_bits | kind;
             return r;
         }
-        if (!(e & 1)) {
+        if (!(e & pte::P)) {
             r.info1 = access_bits | kind;
             return r;
         }
-        const bool large = level <= 3 && level >= 2 && (e & bit(7));
+        const bool large = level <= 3 && level >= 2 && (e & pte::PS);
         std::uint64_t rsv = pa_rsv | nx_rsv;
-        if (level == 4) rsv |= bit(7) | bit(8);  // PS and G are MBZ in a PML4E
-        if (large) rsv |= (level == 3 ? bits(29, 13) : bits(20, 13));
+        if (level == 4) rsv |= pte::PS | pte::G;  // PS and G are MBZ in a PML4E
+        if (large) rsv |= (level == 3 ? pte::k1gReserved : pte::k2mReserved);
         if (e & rsv) {
             r.info1 = access_bits | npf::P | npf::RSV | kind;
             return r;
         }
-        writable &= (e & 2) != 0;
-        user &= (e & 4) != 0;
-        exec &= !(mode.nxe && (e & bit(63)));
+        writable &= (e & pte::RW) != 0;
+        user &= (e & pte::US) != 0;
+        exec &= !(mode.nxe && (e & pte::NX));
         const bool leaf = level == 1 || large;
         bool denied = false;
         if (leaf) {
@@ -70,10 +70,10 @@ NptResult npt_walk(GuestMemory& mem, std::uint64_t ncr3, std::uint64_t gpa, Acce
         if (leaf) {
             const std::uint64_t page_mask = (std::uint64_t{1} << shift) - 1;
             r.ok = true;
-            r.hpa = (e & bits(51, 12) & ~page_mask) | (gpa & page_mask);
+            r.hpa = (e & pte::kAddr & ~page_mask) | (gpa & page_mask);
             return r;
         }
-        table = e & bits(51, 12);
+        table = e & pte::kAddr;
     }
     return r;
 }

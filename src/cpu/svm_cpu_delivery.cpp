@@ -142,12 +142,12 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
     const bool nxe = (regs_.efer & efer::NXE) != 0;
     const unsigned maxpa = cpu_->maxphyaddr;
     const std::uint64_t pa_rsv = maxpa >= 52 ? 0 : bits(51, maxpa);
-    const std::uint64_t nx_rsv = nxe ? 0 : bit(63);
+    const std::uint64_t nx_rsv = nxe ? 0 : pte::NX;
     // APM 8.4.2: #PF error code. I/D only for fetches with NX or SMEP on.
     const bool id = a.fetch && (nxe || (regs_.cr4 & cr4::SMEP) != 0);
-    const std::uint32_t access_bits = (a.write ? 2U : 0U) | (a.user ? 4U : 0U) | (id ? 16U : 0U);
+    const std::uint32_t access_bits = (a.write ? pf_err::RW : 0U) | (a.user ? pf_err::US : 0U) | (id ? pf_err::ID : 0U);
     const auto pf = [&](bool present, bool rsv) {
-        return exception_fault(14, access_bits | (present ? 1U : 0U) | (rsv ? 8U : 0U), la);
+        return exception_fault(14, access_bits | (present ? pf_err::P : 0U) | (rsv ? pf_err::RSV : 0U), la);
     };
 
     bool writable = true, user = true, no_exec = false;
@@ -156,27 +156,28 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
     unsigned level = 0;
     if (long_mode) {
         // APM 5.3.3: CR3[51:12] is the PML4 (PML5 with CR4.LA57, 5.3.4).
-        table = regs_.cr3 & bits(51, 12);
+        table = regs_.cr3 & cr3::kLongBase;
         level = (regs_.cr4 & cr4::LA57) != 0 ? 5 : 4;
     } else if (pae) {
         // The PDPTE: loaded at VMRUN without nested paging (15.5.1 step 5),
         // read through the nested tables otherwise (15.25.5), at CR3[31:5]
         // (5.3.3: bits 4:0 ignored). PDPTEs have no A bit.
-        std::uint64_t pdpe = pdpes_[(la >> 30) & 3];
+        const std::uint64_t index = (la >> pte::level_shift(3)) & (bit(pdpe::kIndexBits) - 1);  // LA 31:30
+        std::uint64_t pdpe = pdpes_[index];
         if (np_enabled()) {
             TableEntry t;
-            const Fault f = guest_table_read(cr3::pdpt_base(regs_.cr3) + 8 * ((la >> 30) & 3), 8, t);
+            const Fault f = guest_table_read(cr3::pdpt_base(regs_.cr3) + 8 * index, 8, t);
             if (f.kind != Fault::Kind::none) return f;
             pdpe = t.value;
         }
-        if ((pdpe & 1) == 0) return pf(false, false);
-        if ((pdpe & (pa_rsv | pdpe::kLowReserved | bit(63))) != 0) return pf(true, true);
-        table = pdpe & bits(51, 12);
+        if ((pdpe & pdpe::P) == 0) return pf(false, false);
+        if ((pdpe & (pa_rsv | pdpe::kLowReserved | pdpe::kHighReserved)) != 0) return pf(true, true);
+        table = pdpe & pte::kAddr;
         level = 2;
     } else {
         // APM 5.3.2: legacy 2-level paging takes the page directory from
         // CR3[31:12]; bits 11:0 (PWT, PCD and ignored bits) are no address.
-        table = regs_.cr3 & bits(31, 12);
+        table = regs_.cr3 & cr3::kLegacyBase;
         level = 2;
     }
     TableEntry used;
@@ -184,48 +185,48 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
         bool leaf = level == 1;
         if (!long_mode && !pae) {
             // Legacy 32-bit paging: 4-byte entries, 4 MiB pages with CR4.PSE.
-            const unsigned shift = level == 2 ? 22 : 12;
-            const Fault f = guest_table_read(table + 4 * ((la >> shift) & 0x3FF), 4, used);
+            const unsigned shift = pte::level_shift(level, pte::kLegacyIndexBits);
+            const Fault f = guest_table_read(table + 4 * pte::table_index(la, level, pte::kLegacyIndexBits), 4, used);
             if (f.kind != Fault::Kind::none) return f;
             const std::uint64_t e = used.value;
-            if ((e & 1) == 0) return pf(false, false);
-            if (level == 2 && (e & bit(7)) != 0 && (regs_.cr4 & cr4::PSE) != 0) {
-                if ((e & bit(21)) != 0) return pf(true, true);
+            if ((e & pte::P) == 0) return pf(false, false);
+            if (level == 2 && (e & pte::PS) != 0 && (regs_.cr4 & cr4::PSE) != 0) {
+                if ((e & pte::kPse4mReserved) != 0) return pf(true, true);
                 leaf = true;
-                frame = (e & 0xFFC00000ULL) | (((e >> 13) & 0xFF) << 32);
-                page_mask = (std::uint64_t{1} << 22) - 1;
+                frame = pte::pse_4m_frame(e);
+                page_mask = (std::uint64_t{1} << shift) - 1;
             } else if (leaf) {
-                frame = e & 0xFFFFF000ULL;
-                page_mask = 0xFFF;
+                frame = e & pte::kLegacyAddr;
+                page_mask = (std::uint64_t{1} << shift) - 1;
             }
-            writable &= (e & 2) != 0;
-            user &= (e & 4) != 0;
+            writable &= (e & pte::RW) != 0;
+            user &= (e & pte::US) != 0;
             if (leaf) break;
             mark_used(used, false);
-            table = e & 0xFFFFF000ULL;
+            table = e & pte::kLegacyAddr;
             continue;
         }
-        const unsigned shift = 12 + 9 * (level - 1);
-        const Fault f = guest_table_read(table + 8 * ((la >> shift) & 0x1FF), 8, used);
+        const unsigned shift = pte::level_shift(level);
+        const Fault f = guest_table_read(table + 8 * pte::table_index(la, level), 8, used);
         if (f.kind != Fault::Kind::none) return f;
         const std::uint64_t e = used.value;
-        if ((e & 1) == 0) return pf(false, false);
-        const bool large = (level == 2 || level == 3) && (e & bit(7)) != 0;
+        if ((e & pte::P) == 0) return pf(false, false);
+        const bool large = (level == 2 || level == 3) && (e & pte::PS) != 0;
         std::uint64_t rsv = pa_rsv | nx_rsv;
-        if (level >= 4) rsv |= bit(7);                      // PS is MBZ in a PML4E and a PML5E
-        if (level == 3 && !long_mode) rsv |= bit(7);        // no 1 GiB pages outside long mode
-        if (large) rsv |= level == 3 ? bits(29, 13) : bits(20, 13);
+        if (level >= 4) rsv |= pte::PS;                      // PS is MBZ in a PML4E and a PML5E
+        if (level == 3 && !long_mode) rsv |= pte::PS;        // no 1 GiB pages outside long mode
+        if (large) rsv |= level == 3 ? pte::k1gReserved : pte::k2mReserved;
         if ((e & rsv) != 0) return pf(true, true);
-        writable &= (e & 2) != 0;
-        user &= (e & 4) != 0;
-        no_exec |= nxe && (e & bit(63)) != 0;
+        writable &= (e & pte::RW) != 0;
+        user &= (e & pte::US) != 0;
+        no_exec |= nxe && (e & pte::NX) != 0;
         if (large || leaf) {
             page_mask = (std::uint64_t{1} << shift) - 1;
-            frame = e & bits(51, 12) & ~page_mask;
+            frame = e & pte::kAddr & ~page_mask;
             break;
         }
         mark_used(used, false);
-        table = e & bits(51, 12);
+        table = e & pte::kAddr;
     }
     // APM 5.6: permission checks on the combined rights. Supervisor writes
     // ignore R/W unless CR0.WP; SMEP/SMAP guard user pages (5.6.5, 5.6.6).

@@ -23,13 +23,14 @@ constexpr std::array<std::string_view, 8> kSegRegs = {"ES", "CS", "SS", "DS", "F
 std::string pf_error_code(std::uint64_t e) {
     std::string s;
     const auto add = [&](std::string_view x) { s += (s.empty() ? "" : " ") + std::string(x); };
-    add((e & 1) ? "P(protection)" : "not-present");
-    add((e & 2) ? "write" : "read");
-    add((e & 4) ? "user" : "supervisor");
-    if (e & 8) add("RSV(reserved bit set)");
-    if (e & 16) add("ID(instruction fetch)");
-    if (e & 32) add("PK(protection key)");
-    if (e & 64) add("SS(shadow stack)");
+    namespace pf = arch::pf_err;
+    add((e & pf::P) ? "P(protection)" : "not-present");
+    add((e & pf::RW) ? "write" : "read");
+    add((e & pf::US) ? "user" : "supervisor");
+    if (e & pf::RSV) add("RSV(reserved bit set)");
+    if (e & pf::ID) add("ID(instruction fetch)");
+    if (e & pf::PK) add("PK(protection key)");
+    if (e & pf::SS) add("SS(shadow stack)");
     return s;
 }
 
@@ -55,8 +56,8 @@ void npf(std::uint64_t i1, std::uint64_t i2, ExitInfoDecoding& d) {
     // final guest-physical translation, bit 33 = fault during the guest
     // page-table walk. EXITINFO2 = faulting guest-physical address.
     d.info1.emplace_back("error_code", pf_error_code(i1 & 0xFFFFFFFF));
-    if (i1 & arch::bit(32)) d.info1.emplace_back("stage", "final guest-physical address translation (bit 32)");
-    if (i1 & arch::bit(33)) d.info1.emplace_back("stage", "guest page-table walk (bit 33)");
+    if (i1 & arch::npf::FINAL_GPA) d.info1.emplace_back("stage", "final guest-physical address translation (bit 32)");
+    if (i1 & arch::npf::GUEST_PT) d.info1.emplace_back("stage", "guest page-table walk (bit 33)");
     if (const auto other = i1 & ~std::uint64_t{0x30000007F}; other)
         d.info1.emplace_back("other_bits", hex(other));
     d.info2.emplace_back("gpa", hex(i2));

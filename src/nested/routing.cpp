@@ -218,7 +218,7 @@ StepResult Vcpu::l2_memory_access(const cpu::Event& e) noexcept {
         r.outcome = Outcome::handled_by_l0;
         r.owner = Owner::l0;
         r.exit_code = ec::NPF;
-        r.exit_info_1 = cpu::npf::FINAL_GPA |
+        r.exit_info_1 = arch::npf::FINAL_GPA |
                         cpu::npf_access_bits(cpu::Access{e.access.write, true, e.access.fetch}, hw_.nested_mode());
         r.exit_info_2 = l1_gpa;
         r.l0_exit = true;

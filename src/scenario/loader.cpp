@@ -31,6 +31,8 @@ std::string Error::to_string() const {
 
 namespace {
 
+namespace pte = arch::pte;
+
 struct Fail {
     Error e;
 };
@@ -411,47 +413,6 @@ public:
             }
     }
 
-    // A 4-level nested page table rooted at gpa; table pages are allocated
-    // after the root, one page each.
-    void load_npt(const YAML::Node& item, Scenario& s, std::uint64_t root) const {
-        const auto& list = item["npt"];
-        if (!list.IsSequence()) fail(list, "memory.npt", "expected a list of mappings");
-        if (root & 0xFFF) fail(item["gpa"], "memory.gpa", "a page-table root must be 4 KiB aligned");
-        map_or_fail(s, item, "memory.npt", root, 4096);
-        std::uint64_t next = root + 4096;
-        for (const auto& m : list) {
-            only_keys(m, "memory.npt[]", {"gpa", "hpa", "size", "write", "user", "nx", "present", "reserved"});
-            if (!m["gpa"] || !m["hpa"]) fail(m, "memory.npt[]", "needs gpa and hpa");
-            const std::uint64_t g = number(m["gpa"], "memory.npt[].gpa"), h = number(m["hpa"], "memory.npt[].hpa");
-            std::string size = m["size"] ? text(m["size"], "memory.npt[].size") : "4k";
-            unsigned leaf = size == "4k" ? 1 : size == "2m" ? 2 : size == "1g" ? 3 : 0;
-            if (leaf == 0) fail(m["size"], "memory.npt[].size", "expected 4k, 2m or 1g");
-            const bool w = !m["write"] || boolean(m["write"], "memory.npt[].write");
-            const bool u = !m["user"] || boolean(m["user"], "memory.npt[].user");
-            const bool nx = m["nx"] && boolean(m["nx"], "memory.npt[].nx");
-            const bool p = !m["present"] || boolean(m["present"], "memory.npt[].present");
-            const std::uint64_t rsv = m["reserved"] ? number(m["reserved"], "memory.npt[].reserved") : 0;
-            std::uint64_t table = root;
-            for (unsigned level = 4; level > leaf; --level) {
-                const std::uint64_t slot = table + ((g >> (12 + 9 * (level - 1))) & 0x1FF) * 8;
-                std::uint64_t e = 0;
-                (void)s.memory.read_u64(slot, e);
-                if (!(e & 1)) {
-                    map_or_fail(s, m, "memory.npt[]", next, 4096);
-                    e = next | 0x7;
-                    next += 4096;
-                    (void)s.memory.write_u64(slot, e);
-                }
-                table = e & arch::bits(51, 12);
-            }
-            const std::uint64_t slot = table + ((g >> (12 + 9 * (leaf - 1))) & 0x1FF) * 8;
-            std::uint64_t e = (h & arch::bits(51, 12)) | (p ? 1 : 0) | (w ? 2 : 0) | (u ? 4 : 0) | rsv;
-            if (leaf > 1) e |= arch::bit(7);
-            if (nx) e |= arch::bit(63);
-            (void)s.memory.write_u64(slot, e);
-        }
-    }
-
     /// A guest paging format (APM 5.3): entry width, levels and where
     /// each level's index sits in the linear address.
     struct PagingFormat {
@@ -465,7 +426,7 @@ public:
         kFourLevel{"4-level", 4, 8, 9, 48}, kFiveLevel{"5-level", 5, 8, 9, 57};
 
     [[nodiscard]] static unsigned level_shift(const PagingFormat& f, unsigned level) noexcept {
-        return 12 + f.index_bits * (level - 1);
+        return pte::level_shift(level, f.index_bits);
     }
     /// The level a page of `size` is mapped at, 0 when the format cannot
     /// map it (APM 5.3: 4 MiB only legacy, 2 MiB PAE and long mode, 1 GiB
@@ -495,7 +456,6 @@ public:
     /// any `reserved` bits as given.
     [[nodiscard]] std::uint64_t leaf_entry(const YAML::Node& m, const PagingFormat& f, unsigned leaf, std::uint64_t g,
                                            const Scenario& s) const {
-        using arch::bit;
         const auto flag = [&](const char* k, bool dflt) {
             return m[k] ? boolean(m[k], std::string("memory.page_tables.map[].") + k) : dflt;
         };
@@ -510,17 +470,135 @@ public:
         if (pa_bits < 64 && (g >> pa_bits) != 0)
             fail(m["gpa"], "memory.page_tables.map[].gpa",
                  fmt::format("{:#x} does not fit the {} bits this {} entry holds", g, pa_bits, f.name));
-        std::uint64_t e = (flag("present", true) ? 1 : 0) | (flag("write", true) ? 2 : 0) | (flag("user", true) ? 4 : 0) |
-                          (flag("accessed", false) ? bit(5) : 0) | (flag("dirty", false) ? bit(6) : 0);
-        if (leaf > 1) e |= bit(7);
-        if (legacy && leaf == 2) e |= (g & 0xFFC00000ULL) | (((g >> 32) & 0xFF) << 13);
+        std::uint64_t e = (flag("present", true) ? pte::P : 0) | (flag("write", true) ? pte::RW : 0) |
+                          (flag("user", true) ? pte::US : 0) | (flag("accessed", false) ? pte::A : 0) |
+                          (flag("dirty", false) ? pte::D : 0);
+        if (leaf > 1) e |= pte::PS;
+        if (legacy && leaf == 2) e |= pte::pse_4m_pde_frame(g);
         else e |= g;
-        if (flag("nx", false)) e |= bit(63);
+        if (flag("nx", false)) e |= pte::NX;
         if (m["reserved"]) {
             const std::uint64_t rsv = number(m["reserved"], "memory.page_tables.map[].reserved", arch::width_mask(f.entry_bytes));
             e |= rsv;
         }
         return e;
+    }
+
+    /// The tables one `npt` or `page_tables` item builds: their format, the
+    /// root, the page the next new table takes (tables follow the root's
+    /// page in the order the mappings need them), and the names its
+    /// messages give: the mapping's key and its address's key in it.
+    struct TableTree {
+        const PagingFormat& format;
+        std::uint64_t root;
+        std::uint64_t next;
+        std::string item_key;  ///< "memory.npt[]", "memory.page_tables.map[]"
+        std::string address;   ///< the mapped address's key in the item: "gpa" (npt), "la" (page_tables)
+    };
+
+    /// Index bits a level's table takes: 2 in the PAE PDPT (4 entries, APM
+    /// 5.3.3), the format's own (9, legacy 10) elsewhere.
+    [[nodiscard]] static unsigned index_bits(const PagingFormat& f, unsigned level) noexcept {
+        return &f == &kPae && level == 3 ? arch::pdpe::kIndexBits : f.index_bits;
+    }
+    /// The address of `addr`'s entry in the level's table at `table`.
+    [[nodiscard]] static std::uint64_t entry_address(const PagingFormat& f, std::uint64_t table, std::uint64_t addr,
+                                                     unsigned level) noexcept {
+        return table + ((addr >> level_shift(f, level)) & (arch::bit(index_bits(f, level)) - 1)) * f.entry_bytes;
+    }
+    /// Does an entry above the leaf point to a table? Present with PS clear
+    /// (APM 5.4.1); a PAE PDPTE always does, its bit 7 being reserved. Any
+    /// other entry there is a large page (present or not) an earlier mapping wrote.
+    [[nodiscard]] static bool points_to_table(const PagingFormat& f, unsigned level, std::uint64_t e) noexcept {
+        return (e & pte::P) != 0 && ((e & pte::PS) == 0 || (&f == &kPae && level == 3));
+    }
+    /// The size of a page a level's entry maps, in words ("2 MiB").
+    [[nodiscard]] static std::string page_size_name(const PagingFormat& f, unsigned level) {
+        const unsigned shift = level_shift(f, level);
+        return shift >= 30 ? fmt::format("{} GiB", 1U << (shift - 30)) : fmt::format("{} MiB", 1U << (shift - 20));
+    }
+
+    /// A new table for an entry of `level` that was not there: the next
+    /// page, and the entry pointing to it. APM 5.3.3: a PAE PDPTE has P and
+    /// no R/W or U/S (its bits 2:1 are reserved); the other levels grant
+    /// all, so the leaf decides and the first walk's A bits show.
+    [[nodiscard]] std::uint64_t new_table(TableTree& t, Scenario& s, const YAML::Node& m, unsigned level) const {
+        if (t.format.entry_bytes == 4 && (t.next >> 32) != 0)
+            fail(m, t.item_key, "legacy tables must lie below 4 GiB: move the root lower");
+        map_or_fail(s, m, t.item_key, t.next, 4096);
+        const std::uint64_t e =
+            t.next | (&t.format == &kPae && level == 3 ? arch::pdpe::P : pte::P | pte::RW | pte::US);
+        t.next += 4096;
+        return e;
+    }
+
+    /// Where the leaf entry of the mapping `m` goes: the entry for `addr` at
+    /// level `leaf`, reached from the root as the processor's walk reaches
+    /// it (APM 5.3), a table made for each entry not yet written. An entry
+    /// an earlier mapping wrote is never overwritten; refused instead
+    /// (exit 2, the mapping's address key): `addr` inside a large page (the
+    /// walk ends at that page; going on would write the entry into the
+    /// page's data), a large page where a table is (the pages mapped through
+    /// the table would be cut off), and a page mapped twice.
+    [[nodiscard]] std::uint64_t leaf_slot(TableTree& t, Scenario& s, const YAML::Node& m, std::uint64_t addr,
+                                          unsigned leaf) const {
+        const PagingFormat& f = t.format;
+        const YAML::Node at = m[t.address];
+        const std::string key = t.item_key + "." + t.address;
+        std::uint64_t table = t.root;
+        for (unsigned level = f.levels; level > leaf; --level) {
+            const std::uint64_t slot = entry_address(f, table, addr, level);
+            std::uint64_t e = table_entry(s, slot, f.entry_bytes);
+            if (e == 0) {
+                e = new_table(t, s, m, level);
+                put_table_entry(s, slot, f.entry_bytes, e);
+            } else if (!points_to_table(f, level, e)) {
+                const std::uint64_t page = std::uint64_t{1} << level_shift(f, level);
+                fail(at, key,
+                     fmt::format("{:#x} lies in the {} page an earlier item maps at {:#x}: a walk ends at that "
+                                 "page's entry and never reaches this one",
+                                 addr, page_size_name(f, level), addr & ~(page - 1)));
+            }
+            table = e & (f.entry_bytes == 4 ? pte::kLegacyAddr : pte::kAddr);
+        }
+        const std::uint64_t slot = entry_address(f, table, addr, leaf);
+        if (const std::uint64_t e = table_entry(s, slot, f.entry_bytes); e != 0) {
+            if (leaf > 1 && points_to_table(f, leaf, e))
+                fail(at, key,
+                     fmt::format("a {} page at {:#x} would replace the table through which earlier items map "
+                                 "smaller pages",
+                                 page_size_name(f, leaf), addr));
+            fail(at, key, fmt::format("{:#x} is already mapped by an earlier item", addr));
+        }
+        return slot;
+    }
+
+    // Nested page tables (APM 15.25.5): the 4-level long-mode format, rooted
+    // at gpa (an nCR3), mapping guest-physical addresses; the other table
+    // pages are allocated right after the root, one page each.
+    void load_npt(const YAML::Node& item, Scenario& s, std::uint64_t root) const {
+        const auto& list = item["npt"];
+        if (!list.IsSequence()) fail(list, "memory.npt", "expected a list of mappings");
+        if (root & 0xFFF) fail(item["gpa"], "memory.gpa", "a page-table root must be 4 KiB aligned");
+        map_or_fail(s, item, "memory.npt", root, 4096);
+        TableTree tree{kFourLevel, root, root + 4096, "memory.npt[]", "gpa"};
+        for (const auto& m : list) {
+            only_keys(m, "memory.npt[]", {"gpa", "hpa", "size", "write", "user", "nx", "present", "reserved"});
+            if (!m["gpa"] || !m["hpa"]) fail(m, "memory.npt[]", "needs gpa and hpa");
+            const std::uint64_t g = number(m["gpa"], "memory.npt[].gpa"), h = number(m["hpa"], "memory.npt[].hpa");
+            std::string size = m["size"] ? text(m["size"], "memory.npt[].size") : "4k";
+            unsigned leaf = size == "4k" ? 1 : size == "2m" ? 2 : size == "1g" ? 3 : 0;
+            if (leaf == 0) fail(m["size"], "memory.npt[].size", "expected 4k, 2m or 1g");
+            const bool w = !m["write"] || boolean(m["write"], "memory.npt[].write");
+            const bool u = !m["user"] || boolean(m["user"], "memory.npt[].user");
+            const bool nx = m["nx"] && boolean(m["nx"], "memory.npt[].nx");
+            const bool p = !m["present"] || boolean(m["present"], "memory.npt[].present");
+            const std::uint64_t rsv = m["reserved"] ? number(m["reserved"], "memory.npt[].reserved") : 0;
+            std::uint64_t e = (h & pte::kAddr) | (p ? pte::P : 0) | (w ? pte::RW : 0) | (u ? pte::US : 0) | rsv;
+            if (leaf > 1) e |= pte::PS;
+            if (nx) e |= pte::NX;
+            (void)s.memory.write_u64(leaf_slot(tree, s, m, g, leaf), e);
+        }
     }
 
     // L2's (a guest's) own page tables in one of the formats of APM 5.3,
@@ -549,7 +627,7 @@ public:
             fail(item["gpa"], "memory.gpa", fmt::format("the {} root must be below {:#x}", f->name,
                                                         std::uint64_t{1} << (f->levels >= 4 ? s.cpu.maxphyaddr : 32)));
         map_or_fail(s, item, "memory.page_tables", cpu::page_of(root), 4096);
-        std::uint64_t next = cpu::page_of(root) + 4096;
+        TableTree tree{*f, root, cpu::page_of(root) + 4096, "memory.page_tables.map[]", "la"};
         if (!pt["map"]) fail(pt, "memory.page_tables.map", "missing");
         if (!pt["map"].IsSequence()) fail(pt["map"], "memory.page_tables.map", "expected a list of mappings");
         for (const auto& m : pt["map"]) {
@@ -573,32 +651,7 @@ public:
             if ((la & ((std::uint64_t{1} << level_shift(*f, leaf)) - 1)) != 0)
                 fail(m["la"], "memory.page_tables.map[].la", fmt::format("{:#x} is not aligned to the page size", la));
             const std::uint64_t leaf_value = leaf_entry(m, *f, leaf, g, s);
-            // Down to the leaf's table, allocating the missing ones.
-            std::uint64_t table = root;
-            for (unsigned level = f->levels; level > leaf; --level) {
-                const unsigned index_bits = pae && level == 3 ? 2 : f->index_bits;
-                const std::uint64_t slot =
-                    table + ((la >> level_shift(*f, level)) & ((1U << index_bits) - 1)) * f->entry_bytes;
-                std::uint64_t e = table_entry(s, slot, f->entry_bytes);
-                if ((e & 1) != 0 && (e & arch::bit(7)) != 0 && !(pae && level == 3))
-                    fail(m["la"], "memory.page_tables.map[].la",
-                         fmt::format("{:#x} lies in a larger page an earlier item maps", la));
-                if ((e & 1) == 0) {
-                    if (f->entry_bytes == 4 && (next >> 32) != 0)
-                        fail(m, "memory.page_tables.map[]", "legacy tables must lie below 4 GiB: move the root lower");
-                    map_or_fail(s, m, "memory.page_tables.map[]", next, 4096);
-                    // APM 5.3.3: a PAE PDPTE has P and no R/W or U/S (bits 2:1
-                    // are reserved); the other levels grant all: the leaf decides.
-                    e = next | (pae && level == 3 ? 1 : 7);
-                    next += 4096;
-                    put_table_entry(s, slot, f->entry_bytes, e);
-                }
-                table = f->entry_bytes == 4 ? e & 0xFFFFF000ULL : e & arch::bits(51, 12);
-            }
-            const std::uint64_t slot = table + ((la >> level_shift(*f, leaf)) & ((1U << f->index_bits) - 1)) * f->entry_bytes;
-            if (table_entry(s, slot, f->entry_bytes) != 0)
-                fail(m["la"], "memory.page_tables.map[].la", fmt::format("{:#x} is already mapped by an earlier item", la));
-            put_table_entry(s, slot, f->entry_bytes, leaf_value);
+            put_table_entry(s, leaf_slot(tree, s, m, la, leaf), f->entry_bytes, leaf_value);
         }
     }
 

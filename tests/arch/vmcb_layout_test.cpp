@@ -177,3 +177,19 @@ TEST(Bits, CanonicalAndPat) {
     EXPECT_FALSE(pat_valid(0x0807040600070406ULL));
     EXPECT_EQ(bits(11, 5), 0xFE0U);
 }
+
+TEST(Bits, PageTableEntryIndexesAndThePse4mFrame) {
+    // Long mode (APM 5.3.3): PML4 index in LA 47:39, PT index in 20:12.
+    EXPECT_EQ(pte::table_index(0x00007FC0'00201000ULL, 4), 0xFFU);
+    EXPECT_EQ(pte::table_index(0x00007FC0'00201000ULL, 1), 0x1U);
+    EXPECT_EQ(pte::table_index(0x00007FC0'00201000ULL, 2), 0x1U);
+    EXPECT_EQ(pte::level_shift(3), 30U);
+    // Legacy (5.3.2): 10-bit indexes, the PD's in LA 31:22.
+    EXPECT_EQ(pte::table_index(0xFFC01000ULL, 2, pte::kLegacyIndexBits), 0x3FFU);
+    EXPECT_EQ(pte::table_index(0xFFC01000ULL, 1, pte::kLegacyIndexBits), 0x1U);
+    // A 4 MiB PDE holds PA 39:32 in bits 20:13; bit 21 stays clear (reserved).
+    EXPECT_EQ(pte::pse_4m_pde_frame(0xAB'FFC00000ULL), 0xFFC00000ULL | (0xABULL << 13));
+    EXPECT_EQ(pte::pse_4m_pde_frame(0xFF'FFC00000ULL) & pte::kPse4mReserved, 0U);
+    for (const std::uint64_t pa : {0x0ULL, 0x400000ULL, 0x1'00400000ULL, 0xFF'FFC00000ULL})
+        EXPECT_EQ(pte::pse_4m_frame(pte::pse_4m_pde_frame(pa) | pte::PS | pte::P), pa) << pa;
+}

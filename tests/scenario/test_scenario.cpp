@@ -538,4 +538,119 @@ TEST(ScenarioL0, VnmiFollowsTheCpuModelUnlessTurnedOffAndIretEndsTheBlocking) {
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error().key, "l1");
     EXPECT_NE(s.error().message.find("did you mean 'iret'"), std::string::npos) << s.error().message;
+
+// --- One descent for npt and page_tables: an entry an earlier mapping wrote is never overwritten ---
+
+namespace {
+/// A scenario whose only memory item is nested tables at 0x60000 with the mappings `items` (one a line).
+std::string npt_items(std::initializer_list<std::string> items) {
+    std::string t = "memory:\n  - gpa: 0x60000\n    npt:\n";
+    for (const auto& i : items) t += "      - " + i + "\n";
+    return t + "steps:\n  - expect: {mode: l1}\n";
+}
+/// The same with L2's own tables of `format` at 0x80000.
+std::string page_table_items(const std::string& format, std::initializer_list<std::string> items) {
+    std::string t = "memory:\n  - gpa: 0x80000\n    page_tables:\n      format: " + format + "\n      map:\n";
+    for (const auto& i : items) t += "        - " + i + "\n";
+    return t + "steps:\n  - expect: {mode: l1}\n";
+}
+}  // namespace
+
+TEST(ScenarioPaging, NptRefusesA4kPageInsideAnEarlier2mPageAtItsLastPage) {
+    // Before, the 4 KiB entry was written into the 2 MiB page's frame (0x200000 + 0x1FF * 8).
+    const auto e = load_error(npt_items({"{gpa: 0x400000, hpa: 0x200000, size: 2m}", "{gpa: 0x5FF000, hpa: 0x300000}"}));
+    EXPECT_EQ(e.key, "memory.npt[].gpa");
+    EXPECT_EQ(e.line, 5);
+    EXPECT_EQ(e.to_string().rfind("x.yaml:5: memory.npt[].gpa: 0x5ff000 lies in the 2 MiB page an earlier item maps at 0x400000", 0), 0U)
+        << e.to_string();
+}
+
+TEST(ScenarioPaging, NptAcceptsA4kPageJustPastAnEarlier2mPageInItsOwnTable) {
+    auto s = scenario::load_text(npt_items({"{gpa: 0x400000, hpa: 0x200000, size: 2m}", "{gpa: 0x600000, hpa: 0x300000}"}),
+                                 "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    // PML4 0x60000 -> PDPT 0x61000 -> PD 0x62000: PD[2] the 2 MiB page (P RW US PS), PD[3] a new PT 0x63000.
+    EXPECT_EQ(read_u64(*s, 0x60000), 0x61007U);
+    EXPECT_EQ(read_u64(*s, 0x61000), 0x62007U);
+    EXPECT_EQ(read_u64(*s, 0x62000 + 8 * 2), 0x200087U);
+    EXPECT_EQ(read_u64(*s, 0x62000 + 8 * 3), 0x63007U);
+    EXPECT_EQ(read_u64(*s, 0x63000), 0x300007U);
+}
+
+TEST(ScenarioPaging, NptRefusesPagesInsideAnEarlier1gPageAndANotPresentLargePage) {
+    EXPECT_EQ(load_error(npt_items({"{gpa: 0x40000000, hpa: 0x80000000, size: 1g}", "{gpa: 0x7FFFF000, hpa: 0x300000}"})).key,
+              "memory.npt[].gpa");
+    EXPECT_EQ(load_error(npt_items({"{gpa: 0x40000000, hpa: 0x80000000, size: 1g}",
+                                    "{gpa: 0x7FE00000, hpa: 0x300000, size: 2m}"}))
+                  .key,
+              "memory.npt[].gpa");
+    EXPECT_TRUE(scenario::load_text(
+        npt_items({"{gpa: 0x40000000, hpa: 0x80000000, size: 1g}", "{gpa: 0x80000000, hpa: 0x300000}"}), "x.yaml"));
+    // A large page left not present is still an earlier item's entry: no table is made over it.
+    const auto e = load_error(
+        npt_items({"{gpa: 0x400000, hpa: 0x200000, size: 2m, present: false}", "{gpa: 0x400000, hpa: 0x300000}"}));
+    EXPECT_EQ(e.key, "memory.npt[].gpa");
+    EXPECT_NE(e.message.find("lies in the 2 MiB page"), std::string::npos) << e.message;
+}
+
+TEST(ScenarioPaging, NptRefusesA2mPageOverAnEarlier4kPagesTable) {
+    const auto e = load_error(npt_items({"{gpa: 0x5FF000, hpa: 0x300000}", "{gpa: 0x400000, hpa: 0x200000, size: 2m}"}));
+    EXPECT_EQ(e.key, "memory.npt[].gpa");
+    EXPECT_EQ(e.line, 5);
+    EXPECT_NE(e.message.find("would replace the table"), std::string::npos) << e.message;
+    // The next 2 MiB region has no table: accepted.
+    EXPECT_TRUE(scenario::load_text(
+        npt_items({"{gpa: 0x5FF000, hpa: 0x300000}", "{gpa: 0x600000, hpa: 0x200000, size: 2m}"}), "x.yaml"));
+    // The same GPA twice.
+    EXPECT_NE(load_error(npt_items({"{gpa: 0x400000, hpa: 0x300000}", "{gpa: 0x400000, hpa: 0x301000}"}))
+                  .message.find("already mapped"),
+              std::string::npos);
+}
+
+TEST(ScenarioPaging, PageTablesRefuseA4kPageInsideAnEarlierLargePageAtItsLastPage) {
+    for (const char* f : {"pae", "4-level", "5-level"}) {
+        const auto e = load_error(
+            page_table_items(f, {"{la: 0x400000, gpa: 0x400000, size: 2m}", "{la: 0x5FF000, gpa: 0x6000}"}));
+        EXPECT_EQ(e.key, "memory.page_tables.map[].la") << f;
+        EXPECT_EQ(e.line, 7) << f;
+        EXPECT_NE(e.message.find("0x5ff000 lies in the 2 MiB page an earlier item maps at 0x400000"), std::string::npos)
+            << e.message;
+        EXPECT_TRUE(scenario::load_text(
+            page_table_items(f, {"{la: 0x400000, gpa: 0x400000, size: 2m}", "{la: 0x600000, gpa: 0x6000}"}), "x.yaml"))
+            << f;
+    }
+    // legacy: inside a 4 MiB page (PSE), and just past it.
+    const auto e = load_error(
+        page_table_items("legacy", {"{la: 0x400000, gpa: 0x400000, size: 4m}", "{la: 0x7FF000, gpa: 0x6000}"}));
+    EXPECT_NE(e.message.find("lies in the 4 MiB page"), std::string::npos) << e.message;
+    EXPECT_TRUE(scenario::load_text(
+        page_table_items("legacy", {"{la: 0x400000, gpa: 0x400000, size: 4m}", "{la: 0x800000, gpa: 0x6000}"}),
+        "x.yaml"));
+    // 4-level: a 2 MiB page inside a 1 GiB one.
+    EXPECT_NE(load_error(page_table_items("4-level", {"{la: 0x40000000, gpa: 0x40000000, size: 1g}",
+                                                      "{la: 0x7FE00000, gpa: 0x200000, size: 2m}"}))
+                  .message.find("lies in the 1 GiB page"),
+              std::string::npos);
+}
+
+TEST(ScenarioPaging, PageTablesRefuseALargePageOverAnEarlier4kPagesTable) {
+    for (const char* f : {"pae", "4-level"}) {
+        const auto e = load_error(
+            page_table_items(f, {"{la: 0x5FF000, gpa: 0x6000}", "{la: 0x400000, gpa: 0x400000, size: 2m}"}));
+        EXPECT_EQ(e.key, "memory.page_tables.map[].la") << f;
+        EXPECT_EQ(e.line, 7) << f;
+        EXPECT_NE(e.message.find("a 2 MiB page at 0x400000 would replace the table"), std::string::npos) << e.message;
+    }
+    EXPECT_NE(load_error(page_table_items("legacy", {"{la: 0x400000, gpa: 0x6000}",
+                                                     "{la: 0x400000, gpa: 0x400000, size: 4m}"}))
+                  .message.find("a 4 MiB page at 0x400000 would replace the table"),
+              std::string::npos);
+    // A 4 KiB page first, then a 2 MiB page in the next region: accepted, each entry where it belongs.
+    auto s = scenario::load_text(
+        page_table_items("4-level", {"{la: 0x5FF000, gpa: 0x6000}", "{la: 0x600000, gpa: 0x400000, size: 2m}"}), "x.yaml");
+    ASSERT_TRUE(s) << s.error().to_string();
+    // PML4 0x80000 -> PDPT 0x81000 -> PD 0x82000: PD[2] the PT 0x83000, PD[3] the 2 MiB page.
+    EXPECT_EQ(read_u64(*s, 0x82000 + 8 * 2), 0x83007U);
+    EXPECT_EQ(read_u64(*s, 0x83000 + 8 * 0x1FF), 0x6007U);
+    EXPECT_EQ(read_u64(*s, 0x82000 + 8 * 3), 0x400087U);
 }

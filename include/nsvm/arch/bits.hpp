@@ -42,12 +42,84 @@ inline constexpr std::uint64_t kPaeMbz = bits(2, 0) | bits(63, 32);
 inline constexpr std::uint64_t kLongLowMbz = bits(2, 0) | bits(11, 5);
 /// PAE legacy mode: the PDPT's physical address (32-byte aligned, below 4 GiB).
 [[nodiscard]] constexpr std::uint64_t pdpt_base(std::uint64_t cr3) noexcept { return cr3 & bits(31, 5); }
+/// Legacy 32-bit paging: the page directory at CR3[31:12] (APM 5.3.2).
+inline constexpr std::uint64_t kLegacyBase = bits(31, 12);
+/// Long mode: the PML4 (PML5 with CR4.LA57) at CR3[51:12] (APM 5.3.3, 5.3.4);
+/// nCR3 names the nested PML4 the same way (15.25.5).
+inline constexpr std::uint64_t kLongBase = bits(51, 12);
 }  // namespace cr3
 
+/// Page-translation-table entries (APM Vol 2 5.3 for the formats, 5.4 for
+/// the fields): the low bits are the same in legacy 4-byte entries, PAE and
+/// long-mode 8-byte entries and the nested tables (15.25.5), at every level;
+/// PS makes a PDE or PDPE a leaf, and PAT then moves to bit 12 because bit 7
+/// is taken.
+namespace pte {
+inline constexpr std::uint64_t P = bit(0), RW = bit(1), US = bit(2), PWT = bit(3), PCD = bit(4), A = bit(5),
+                               D = bit(6), PS = bit(7), G = bit(8), PAT_LARGE = bit(12), NX = bit(63);
+/// 8-byte entries: the next table's or the 4 KiB frame's address, bits
+/// 51:12 (APM 5.3.3; bits MAXPHYADDR..51 are then reserved).
+inline constexpr std::uint64_t kAddr = bits(51, 12);
+/// Legacy 4-byte entries: the next table's or the 4 KiB frame's address, bits 31:12 (APM 5.3.2).
+inline constexpr std::uint64_t kLegacyAddr = bits(31, 12);
+/// The bits between PAT (12) and the frame of a large page, reserved
+/// (APM 5.3.3, 5.4.1: a 2 MiB frame starts at bit 21, a 1 GiB one at bit 30).
+inline constexpr std::uint64_t k2mReserved = bits(20, 13), k1gReserved = bits(29, 13);
+/// Legacy 4 MiB PDE (CR4.PSE, APM 5.3.2): PA 31:22 in bits 31:22,
+/// PA 39:32 in bits 20:13 (PSE-40), bit 21 reserved.
+inline constexpr std::uint64_t kPse4mLow = bits(31, 22), kPse4mHigh = bits(20, 13), kPse4mReserved = bit(21);
+inline constexpr unsigned kPse4mHighShift = 13;  ///< where PA bit 32 sits in a 4 MiB PDE
+/// 4 KiB pages; a table index of 9 bits a level in 8-byte tables (512
+/// entries), 10 in legacy 4-byte ones (1024).
+inline constexpr unsigned kPageShift = 12, kIndexBits = 9, kLegacyIndexBits = 10;
+
+/// The lowest linear (or guest-physical) address bit a level's table index takes (level 1: the PT).
+[[nodiscard]] constexpr unsigned level_shift(unsigned level, unsigned index_bits = kIndexBits) noexcept {
+    return kPageShift + index_bits * (level - 1);
+}
+/// The index of `addr`'s entry in a level's table.
+[[nodiscard]] constexpr std::uint64_t table_index(std::uint64_t addr, unsigned level,
+                                                  unsigned index_bits = kIndexBits) noexcept {
+    return (addr >> level_shift(level, index_bits)) & (bit(index_bits) - 1);
+}
+/// The frame of a legacy 4 MiB page from its PDE (PSE-40: PA 39:32 from bits 20:13).
+[[nodiscard]] constexpr std::uint64_t pse_4m_frame(std::uint64_t pde) noexcept {
+    return (pde & kPse4mLow) | (((pde & kPse4mHigh) >> kPse4mHighShift) << 32);
+}
+/// The PDE bits that hold a 4 MiB page's frame `pa` (the inverse of pse_4m_frame).
+[[nodiscard]] constexpr std::uint64_t pse_4m_pde_frame(std::uint64_t pa) noexcept {
+    return (pa & kPse4mLow) | (((pa >> 32) << kPse4mHighShift) & kPse4mHigh);
+}
+}  // namespace pte
+
 namespace pdpe {  // APM 5.3.3: a present PAE PDPE has bits 2:1 and 8:5 reserved (and those >= MAXPHYADDR)
-inline constexpr std::uint64_t P = bit(0);
+inline constexpr std::uint64_t P = pte::P;
 inline constexpr std::uint64_t kLowReserved = bits(2, 1) | bits(8, 5);
+/// Legacy-mode PAE has no NX in a PDPE: bit 63 is reserved there (APM 5.3.3).
+inline constexpr std::uint64_t kHighReserved = bit(63);
+/// The PDPT's 2 index bits (4 entries, linear address bits 31:30).
+inline constexpr unsigned kIndexBits = 2;
 }  // namespace pdpe
+
+/// The #PF error code (APM 8.4.2): the access and why it faulted. EXITINFO1
+/// of an #NPF holds the same low bits (npf below).
+namespace pf_err {
+inline constexpr std::uint32_t P = 1U << 0,  ///< a protection violation (clear: a not-present entry)
+    RW = 1U << 1,                             ///< a write (clear: a read)
+    US = 1U << 2,                             ///< a user access (CPL 3)
+    RSV = 1U << 3,                            ///< a reserved bit set in an entry
+    ID = 1U << 4,                             ///< an instruction fetch (with EFER.NXE or CR4.SMEP)
+    PK = 1U << 5,                             ///< a protection-key violation
+    SS = 1U << 6;                             ///< a shadow-stack access
+}  // namespace pf_err
+
+/// #VMEXIT(NPF) EXITINFO1 (APM 15.25.6): the #PF error code's bits for the
+/// nested access, and whether the fault was on the final guest-physical
+/// address's translation (bit 32) or on a read of the guest's own page tables (bit 33).
+namespace npf {
+inline constexpr std::uint64_t P = pf_err::P, RW = pf_err::RW, US = pf_err::US, RSV = pf_err::RSV, ID = pf_err::ID,
+                               FINAL_GPA = bit(32), GUEST_PT = bit(33);
+}  // namespace npf
 
 namespace cr4 {  // APM 3.1.3
 inline constexpr std::uint64_t VME = bit(0), PVI = bit(1), TSD = bit(2), DE = bit(3), PSE = bit(4), PAE = bit(5),

@@ -15,10 +15,8 @@
 
 namespace nsvm::cpu {
 
-namespace npf {
-inline constexpr std::uint64_t P = 1, RW = 2, US = 4, RSV = 8, ID = 16, FINAL_GPA = std::uint64_t{1} << 32,
-                               GUEST_PT = std::uint64_t{1} << 33;
-}
+/// EXITINFO1's bits (the architecture's names, arch::npf).
+namespace npf = arch::npf;
 
 /// The host controls a nested walk follows (APM 15.25.5: the nested tables
 /// are walked in the host's paging mode).
@@ -53,7 +51,7 @@ struct NestedPagingMode {
 /// A set; D set too on the leaf of a permitted write. Same bits in 4-byte
 /// legacy entries, 8-byte PAE/long-mode entries and nested entries.
 [[nodiscard]] constexpr std::uint64_t accessed_dirty(std::uint64_t entry, bool dirty) noexcept {
-    return entry | arch::bit(5) | (dirty ? arch::bit(6) : 0);
+    return entry | arch::pte::A | (dirty ? arch::pte::D : 0);
 }
 
 struct NptResult {
