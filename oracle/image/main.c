@@ -12,6 +12,7 @@
 #define MSR_EFER 0xC0000080u
 #define MSR_VM_HSAVE_PA 0xC0010117u
 #define EFER_SVME (1ull << 12) /* APM 15.4: SVM enable */
+#define EFER_NXE (1ull << 11)  /* APM 3.1.7: no-execute enable */
 
 #define LAPIC_BASE 0xFEE00000ull
 #define LAPIC_TPR 0x080
@@ -163,7 +164,11 @@ static void setup_host(void) {
     outb(0xA1, 0xFF);
     wr32(LAPIC_BASE + LAPIC_TPR, 0);
     wr32(LAPIC_BASE + LAPIC_SVR, 0x1FF); /* APIC software enable, spurious vector 0xFF */
-    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    /* EFER.NXE too: the nested tables are walked in the host's paging mode
+     * (APM 15.25.5), so only with the host's NXE is a nested entry's bit 63
+     * no-execute rather than reserved (the pg vectors *_npt_fetch_nx).  The host's own
+     * tables set no NX bit, so the host runs as before. */
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME | EFER_NXE);
     wrmsr(MSR_VM_HSAVE_PA, NSVM_OR_HSAVE_PA);
 }
 
