@@ -678,6 +678,30 @@ std::vector<Mutation> paging_mutations() {
         add(std::string("pae_pdpte_rsv_") + bit_name, BaseMode::pae32, Program::load, true, pdpte, high({}));
         add(std::string("pae_pdpte_rsv_") + bit_name + "_np", BaseMode::pae32, Program::load, true, pdpte, high(np));
     }
+    // CPL 3 (64-bit L2 only, isolation.cpp): a user access to a supervisor
+    // page (APM 5.6.1: P|U, read; |I/D for a fetch with NXE) and a user store
+    // to a read-only page (P|W|U, whatever CR0.WP). CS and SS carry DPL 3;
+    // the image's identity pages (and so the program and its stack) are user
+    // pages.
+    const auto cpl3 = [](std::function<void(Vector&)> more) {
+        return [more = std::move(more)](Vector& v) {
+            v.vmcb.set(FieldId::cpl, 3);
+            auto cs = v.vmcb.segment(arch::Seg::cs);
+            cs.selector |= 3;
+            cs.attrib |= 3 << 5;
+            v.vmcb.set_segment(arch::Seg::cs, cs);
+            auto ss = v.vmcb.segment(arch::Seg::ss);
+            ss.selector |= 3;
+            ss.attrib |= 3 << 5;
+            v.vmcb.set_segment(arch::Seg::ss, ss);
+            if (more) more(v);
+        };
+    };
+    const std::vector<TablePatch> supervisor_pte = {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW, 8}};
+    add("long_cpl3_pte_supervisor", BaseMode::long64, Program::load, true, supervisor_pte, cpl3({}));
+    add("long_cpl3_pte_ro_store", BaseMode::long64, Program::store, true,
+        {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | US, 8}}, cpl3({}));
+    add("long_cpl3_fetch_supervisor", BaseMode::long64, Program::jmp, true, supervisor_pte, cpl3(fetch(nxe)));
     // SMAP (APM 5.6.5): a supervisor data access to a user page with
     // RFLAGS.AC = 0 faults (P, read).
     add("long_pte_user_smap", BaseMode::long64, Program::load, true,

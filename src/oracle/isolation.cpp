@@ -252,10 +252,16 @@ std::optional<IsolationProblem> isolation_problem(const Vector& v) {
         if (auto p = root_problem("vmcb.control.nested_cr3", v.vmcb.get(FieldId::nested_cr3))) return p;
     if (auto p = code_problem(v)) return p;
     if (auto p = idt_problem(v)) return p;
-    if (v.vmcb.get(FieldId::cpl) != 0)
-        return IsolationProblem{"vmcb.save.cpl", "L2 at CPL > 0 would switch to a stack from the TSS at "
-                                                 "save.tr.base on an exception, an address the oracle does not "
-                                                 "confine"};
+    // An exception at CPL > 0 switches stacks (APM 8.9.3). L2 runs with the
+    // host's TR (SVM does not switch it, 15.5.2), the image's 64-bit TSS,
+    // whose RSP0 is the L2 stack top (main.c load_tss, reloaded after every
+    // vector). Outside 64-bit code the processor reads it as a 32-bit TSS,
+    // whose SS0 and ESP0 the image did not choose: refused.
+    if (v.vmcb.get(FieldId::cpl) != 0 &&
+        !((v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0 && (v.vmcb.segment(Seg::cs).attrib & 0x200) != 0))
+        return IsolationProblem{"vmcb.save.cpl", "L2 at CPL > 0 outside 64-bit code would switch to a stack the "
+                                                 "host's TSS gives in its 32-bit form (SS0:ESP0), an address the "
+                                                 "oracle does not confine"};
     // What L2 itself writes: exception frames on its stack (EVENTINJ or a
     // fault can push one with any program), and each program's own store.
     const std::uint64_t sp = linear(v, Seg::ss, v.vmcb.get(FieldId::rsp));

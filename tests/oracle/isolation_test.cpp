@@ -90,6 +90,10 @@ TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMembe
              v.vmcb.set(FieldId::rax, NSVM_OR_L2_SCRATCH_PA);
              v.paging = {{NSVM_OR_SPARE_PT_PA, 0xD9010F90, 4}};  // nop; vmmcall
          }},
+        {"vmcb.save.cpl", [](Vector& v) {  // CPL 3 in 32-bit code: the TSS read as SS0:ESP0
+             v = base_vector(BaseMode::pae32);
+             v.vmcb.set(FieldId::cpl, 3);
+         }},
         {"l2.regs.rcx", [](Vector& v) {  // XSETBV of XCR0 = 7 (x87 | SSE | AVX): legal where AVX is
              v.program = Program::xsetbv;
              v.vmcb.set(FieldId::rip, program_entry(Program::xsetbv));
@@ -123,6 +127,11 @@ TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMembe
         gp.vmcb.set(FieldId::rax, rax);
         EXPECT_TRUE(parse_vectors(to_json_line(gp) + "\n", "ok.jsonl").has_value()) << rcx << " " << rax;
     }
+    // CPL 3 in 64-bit code: an exception switches to the image's RSP0, the L2 stack top.
+    auto user = named(base_vector(BaseMode::long64, Program::load), "cpl3");
+    user.vmcb.set(FieldId::cpl, 3);
+    user.regs[3] = NSVM_OR_L2_SCRATCH_PA;
+    EXPECT_TRUE(parse_vectors(to_json_line(user) + "\n", "ok.jsonl").has_value());
     // JMP to the VMMCALL program, and into the window with rAX in the scratch page.
     auto jmp = named(base_vector(BaseMode::long64, Program::jmp), "jmp");
     jmp.regs[3] = program_entry(Program::vmmcall);

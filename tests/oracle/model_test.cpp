@@ -166,6 +166,30 @@ TEST(ModelOnSvmCpu, JmpFetchesAtItsTargetThroughL2sAndTheNestedTables) {
     EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
 }
 
+TEST(ModelOnSvmCpu, CplThreeAccessesAreUserAccesses) {
+    using namespace pg;
+    const auto at_cpl3 = [](Vector v) {
+        v.vmcb.set(FieldId::cpl, 3);
+        return v;
+    };
+    // APM 8.4.2, 5.6.1: a user read of a supervisor page is P|U, a user
+    // store to a read-only page P|W|U (CR0.WP or not), a user fetch of a
+    // supervisor page P|U|I/D under EFER.NXE.
+    auto r = predict(at_cpl3(access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3, 8}})));
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(0x5));
+    auto ro = at_cpl3(access(Program::store, {{kPde, kPt | 7, 8}, {kPte, kAddr | 5, 8}}));
+    ro.vmcb.set(FieldId::cr0, ro.vmcb.get(FieldId::cr0) & ~arch::cr0::WP);
+    EXPECT_EQ(predict(ro).exit_info_1, std::optional<std::uint64_t>(0x7));
+    auto fetch = at_cpl3(access(Program::jmp, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3, 8}}));
+    fetch.vmcb.set(FieldId::efer, fetch.vmcb.get(FieldId::efer) | arch::efer::NXE);
+    EXPECT_EQ(predict(fetch).exit_info_1, std::optional<std::uint64_t>(0x15));
+    // The same read at CPL 0 retires (the window's page is beyond RAM: its
+    // value is not predicted, the access is not refused).
+    r = predict(access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3, 8}}));
+    EXPECT_NE(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
+}
+
 TEST(ModelOnSvmCpu, XsetbvOfAValueXcr0CannotHoldIsGpAfterTheIntercept) {
     auto x = program(Program::xsetbv);
     x.vmcb.set(FieldId::cr4, x.vmcb.get(FieldId::cr4) | arch::cr4::OSXSAVE);
