@@ -436,12 +436,12 @@ std::vector<Mutation> program_mutations() {
         set_bits(v, FieldId::cr0, cr0::TS);
         v.vmcb.set_intercept(ic::exception(7));
     });
-    // Single step (APM 13.1.4): RFLAGS.TF traps #DB after the first
-    // instruction retires, DR6.BS set; an intercepted instruction has not
-    // retired (no #DB).
     // jmp rbx to the VMMCALL program: the fetch at the target (the pg/*
     // vectors jump into the paging window).
     add("jmp_vmmcall", Program::jmp, [](Vector& v) { v.regs[3] = program_entry(Program::vmmcall); });
+    // Single step (APM 13.1.4): RFLAGS.TF traps #DB after the first
+    // instruction retires, DR6.BS set; an intercepted instruction has not
+    // retired (no #DB).
     add("nop_tf", Program::nop, [](Vector& v) { set_bits(v, FieldId::rflags, arch::rflags::TF); });
     add("nop_tf_db_intercepted", Program::nop, [](Vector& v) {
         set_bits(v, FieldId::rflags, arch::rflags::TF);
