@@ -262,6 +262,10 @@ gdt64:
         .quad   0x00AF9B000000FFFF      /* 0x08: 64-bit code */
         .quad   0x00CF93000000FFFF      /* 0x10: data */
         .quad   0x00CF9B000000FFFF      /* 0x18: 32-bit code */
+        .globl  gdt64_tss
+gdt64_tss:                              /* 0x20: the 64-bit TSS, filled by main.c load_tss */
+        .quad   0
+        .quad   0
 gdt64_end:
         .balign 8
         .globl gdt64_desc

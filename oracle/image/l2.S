@@ -59,6 +59,10 @@ l2_programs:
          * in one boot would overflow the x87 stack) */
         PROG    .byte 0xd9, 0xd0
         PROG    nop                             /* 30: single step with save.rflags.TF */
+        /* 31: jmp rbx / jmp ebx (FF /4, ModRM 0xe3): the next fetch is at
+         * the vector's target, a page of the paging window whose entries
+         * the vector patches (NX, SMEP, nested NX), or the VMMCALL program */
+        PROG    .byte 0xff, 0xe3
         .balign 64
         .globl l2_programs_end
 l2_programs_end:

@@ -12,6 +12,7 @@
 #define MSR_EFER 0xC0000080u
 #define MSR_VM_HSAVE_PA 0xC0010117u
 #define EFER_SVME (1ull << 12) /* APM 15.4: SVM enable */
+#define EFER_NXE (1ull << 11)  /* APM 3.1.7: no-execute enable */
 
 #define LAPIC_BASE 0xFEE00000ull
 #define LAPIC_TPR 0x080
@@ -154,7 +155,41 @@ static void setup_l2(void) {
     memset((void*)(uintptr_t)NSVM_OR_SPARE_PT_PA, 0, NSVM_OR_SPARE_PT_SIZE);
 }
 
+/* The host's 64-bit TSS (APM 12.2.5).  SVM does not switch TR (VMLOAD's
+ * state, not VMRUN's, APM 15.5.2), so L2 runs with the host's: an exception
+ * L2 takes at CPL > 0 switches to its RSP0, the top of the L2 stack, where
+ * the isolation lets every vector write (src/oracle/isolation.cpp).  No IST,
+ * no I/O bitmap (the limit ends before one: IN/OUT above IOPL is #GP). */
+struct __attribute__((packed)) tss64 {
+    uint32_t reserved0;
+    uint64_t rsp[3];
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3;
+    uint16_t iomap_base;
+};
+static struct tss64 host_tss __attribute__((aligned(16)));
+extern uint64_t gdt64_tss[2];
+#define TSS_SELECTOR 0x20
+
+/* LTR of the TSS, its descriptor made available first (LTR marks it busy
+ * and refuses a busy one).  Run at boot and after every vector: an
+ * unintercepted VMLOAD in L2 loads TR from its operand, and #VMEXIT does
+ * not give the host its own back. */
+static void load_tss(void) {
+    const uint64_t base = (uint64_t)(uintptr_t)&host_tss;
+    const uint64_t limit = sizeof host_tss - 1;
+    gdt64_tss[0] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) /* P, available 64-bit TSS */ |
+                   (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
+    gdt64_tss[1] = base >> 32;
+    __asm__ volatile("ltr %w0" : : "r"((uint16_t)TSS_SELECTOR) : "memory");
+}
+
 static void setup_host(void) {
+    host_tss.rsp[0] = NSVM_OR_L2_STACK_TOP;
+    host_tss.iomap_base = sizeof host_tss;
+    load_tss();
     for (unsigned v = 0; v < 256; ++v) set_gate64(host_idt, v, (uint64_t)(uintptr_t)(trap_table + 16 * v), 0x08);
     struct dtr idtr = {sizeof host_idt - 1, (uint64_t)(uintptr_t)host_idt};
     __asm__ volatile("lidt %0" : : "m"(idtr));
@@ -163,7 +198,11 @@ static void setup_host(void) {
     outb(0xA1, 0xFF);
     wr32(LAPIC_BASE + LAPIC_TPR, 0);
     wr32(LAPIC_BASE + LAPIC_SVR, 0x1FF); /* APIC software enable, spurious vector 0xFF */
-    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    /* EFER.NXE too: the nested tables are walked in the host's paging mode
+     * (APM 15.25.5), so only with the host's NXE is a nested entry's bit 63
+     * no-execute rather than reserved (the pg vectors *_npt_fetch_nx).  The host's own
+     * tables set no NX bit, so the host runs as before. */
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME | EFER_NXE);
     wrmsr(MSR_VM_HSAVE_PA, NSVM_OR_HSAVE_PA);
 }
 
@@ -281,6 +320,7 @@ static void run_slot(uint32_t i) {
      * docs/peer-bugs.md bochs.vmrun_cr2_not_loaded) must not carry one
      * vector's page-fault address into the next vector's result. */
     __asm__ volatile("mov %0, %%cr2" : : "r"(0ull) : "memory");
+    load_tss();
     if (tables) {
         memset((void*)(uintptr_t)NSVM_OR_SPARE_PT_PA, 0, NSVM_OR_SPARE_PT_SIZE);
         uint64_t cr3;

@@ -45,4 +45,30 @@ std::optional<InstructionFault> pre_intercept_fault(const checks::CpuModel& cpu,
     }
 }
 
+const char* xsetbv_fault(std::uint32_t index, std::uint64_t value) noexcept {
+    using arch::bit;
+    using arch::bits;
+    // Only XCR0 exists for XSETBV (XCR1, XINUSE, is XGETBV's alone).
+    if (index != 0) return "XSETBV of an XCR other than XCR0: #GP(0)";
+    // x87 state cannot be disabled (XCR0[0] is 1).
+    if ((value & bit(0)) == 0) return "XSETBV with XCR0[0] (x87) clear: #GP(0)";
+    // AVX (YMM) state needs SSE (XMM) state.
+    if ((value & (bit(2) | bit(1))) == bit(2)) return "XSETBV with XCR0[2] (AVX) set and XCR0[1] (SSE) clear: #GP(0)";
+    // MPX's two components (BNDREGS, BNDCSR) are enabled together.
+    if (((value >> 3) & 1) != ((value >> 4) & 1)) return "XSETBV with XCR0[3] and XCR0[4] (MPX) unequal: #GP(0)";
+    // AVX-512's three components (opmask, ZMM_Hi256, Hi16_ZMM) are enabled
+    // together, and only with AVX.
+    const std::uint64_t avx512 = value & bits(7, 5);
+    if (avx512 != 0 && (avx512 != bits(7, 5) || (value & bit(2)) == 0))
+        return "XSETBV with XCR0[7:5] (AVX-512) partial or without AVX: #GP(0)";
+    // AMX's TILECFG and TILEDATA are enabled together.
+    if (((value >> 17) & 1) != ((value >> 18) & 1)) return "XSETBV with XCR0[17] and XCR0[18] (AMX) unequal: #GP(0)";
+    // Supervisor state components (PT 8, PASID 10, CET 11-12, HDC 13,
+    // UINTR 14, LBR 15, HWP 16) are IA32_XSS's, never XCR0's; bit 63 is
+    // reserved for an extension of XCR0 and never a component.
+    if ((value & (bit(8) | bits(16, 10) | bit(63))) != 0)
+        return "XSETBV setting a supervisor state component or XCR0[63]: #GP(0)";
+    return nullptr;
+}
+
 }  // namespace nsvm::cpu

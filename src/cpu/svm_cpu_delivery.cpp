@@ -143,8 +143,12 @@ Fault SvmCpu::guest_translate(std::uint64_t la, Access a, std::uint64_t& gpa) no
     const unsigned maxpa = cpu_->maxphyaddr;
     const std::uint64_t pa_rsv = maxpa >= 52 ? 0 : bits(51, maxpa);
     const std::uint64_t nx_rsv = nxe ? 0 : pte::NX;
-    // APM 8.4.2: #PF error code. I/D only for fetches with NX or SMEP on.
-    const bool id = a.fetch && (nxe || (regs_.cr4 & cr4::SMEP) != 0);
+    // APM 8.4.2: #PF error code. I/D for a fetch only where no-execute is
+    // enabled, "EFER.NXE = 1 && CR4.PAE = 1" (so never under legacy 2-level
+    // paging, where EFER.NXE has no effect), or SMEP is (5.6.6: SMEP guards
+    // fetches in every paging mode). QEMU's mmu_translate and Bochs'
+    // page_fault apply the same condition.
+    const bool id = a.fetch && ((nxe && pae) || (regs_.cr4 & cr4::SMEP) != 0);
     const std::uint32_t access_bits = (a.write ? pf_err::RW : 0U) | (a.user ? pf_err::US : 0U) | (id ? pf_err::ID : 0U);
     const auto pf = [&](bool present, bool rsv) {
         return exception_fault(14, access_bits | (present ? pf_err::P : 0U) | (rsv ? pf_err::RSV : 0U), la);

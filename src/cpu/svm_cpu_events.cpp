@@ -285,6 +285,9 @@ SvmResult SvmCpu::execute(const Event& e) noexcept {
                                                              (regs_.cs.attrib & arch::seg_attr::L) != 0})
                           : (e.kind == EventKind::wrmsr && e.index == arch::msr::DEBUGCTL)
                               ? debugctl_write(e.value, arch::debugctl::kReserved).gp
+                          // XSETBV's value is judged after the intercept too (APM 15.7:
+                          // operand-value exceptions come after the intercept check).
+                          : e.kind == EventKind::xsetbv ? xsetbv_fault(static_cast<std::uint32_t>(e.index), e.value)
                               : nullptr;
     if (illegal != nullptr) return guest_exception(13, 0, 0, illegal);
     if ((e.kind == EventKind::sti || e.kind == EventKind::cli) &&

@@ -82,6 +82,25 @@ constexpr std::array kKnown = {
                     "(mmu_translate's do_fault_rsvd sets the code to the RSV bit and skips P); the entry was "
                     "present, and APM 8.4.2 defines RSV only with P = 1, so the processor reports P|RSV (EXITINFO1 "
                     "of an intercepted #PF, APM 15.12); found by this oracle"},
+    KnownDivergence{Backend::qemu, "exit_info_1", "qemu.pae_pdpte_reserved_bits_unchecked",
+                    "QEMU 7.2 checks a legacy-PAE PDPTE only for bits 63:52 and those above its physical-address "
+                    "width when its walk reads it (tcg/sysemu/excp_helper.c mmu_translate), not for the reserved "
+                    "bits 2:1 and 8:5 (APM 5.3.3 PAE PDPE format: MBZ), so the walk goes on through the entry "
+                    "where the processor reports #PF(P|RSV) (APM 8.4.2; Bochs 2.7 agrees with the model); found by "
+                    "this oracle"},
+    KnownDivergence{Backend::qemu, "paging[k]", "qemu.pae_pdpte_accessed_set",
+                    "QEMU 7.2 sets bit 5 (A) in a legacy-PAE PDPTE its walk uses (tcg/sysemu/excp_helper.c "
+                    "mmu_translate treats it like a long-mode PDPE); a PAE PDPTE has no accessed bit, bit 5 is "
+                    "reserved (APM 5.3.3), and the processor leaves it as it is (Bochs 2.7 agrees with the model); "
+                    "found by this oracle"},
+    KnownDivergence{Backend::qemu, "control.event_inj_err", "qemu.event_inj_err_written_by_delivery",
+                    "QEMU 7.2 records an exception it delivers through L2's IDT in the VMCB's EVENTINJ field for "
+                    "its EXITINTINFO bookkeeping, the error code in EVENTINJ's error-code half (VMCB 0x0AC; "
+                    "seg_helper.c do_interrupt_all), and its #VMEXIT clears EVENTINJ but not that half "
+                    "(svm_helper.c do_vmexit), so the VMCB comes back with the error code of L2's last exception; "
+                    "EVENTINJ is the VMM's input, which the processor does not write but for V (APM 15.20; KVM's "
+                    "nested_svm_vmexit writes vmcb12's own EVENTINJ values back, Bochs 2.7 agrees with the model); "
+                    "found by this oracle"},
     KnownDivergence{Backend::bochs, "save.cr2", "bochs.vmrun_cr2_not_loaded",
                     "Bochs 2.7 reads CR2 from vmcb12 at VMRUN (SvmEnterLoadCheckGuestState) but runs L2 with the "
                     "processor's previous CR2, which #VMEXIT then saves (observed: a VMCB CR2 of 0x1234 comes back "
@@ -208,6 +227,35 @@ const KnownDivergence* known_crash(const Vector& v, const Result& r, Backend b) 
     return nullptr;
 }
 
+/// QEMU's bookkeeping of an exception delivered through L2's IDT: its
+/// #VMEXIT copies EVENTINJ, V clear after the delivery, into EXITINTINFO
+/// (qemu.exit_int_info_on_failure's copy) and EVENTINJ's error code into
+/// EXITINTINFO_ERR; the exception has an error code (TYPE 3, EV) and is the
+/// vector the image's stub reported (rax at its VMMCALL), and the error
+/// code left in EVENTINJ is that one.
+[[nodiscard]] bool event_inj_err_of_delivery(const Result& r) {
+    if (r.exit_code() != arch::exit_code::VMMCALL) return false;
+    const std::uint32_t ev = r.exit_int_info();
+    return (ev & arch::event::V) == 0 && arch::event::type_of(ev) == 3 && (ev & arch::event::EV) != 0 &&
+           (ev & arch::event::VECTOR) == r.vmcb.get(FieldId::rax) &&
+           r.vmcb.get(FieldId::event_inj_err) == r.vmcb.get(FieldId::exit_int_info_err);
+}
+
+/// A paging patch in the image's PAE PDPT (layout.h, 4 entries).
+[[nodiscard]] bool in_pae_pdpt(std::uint64_t pa) {
+    return pa >= NSVM_OR_PAE_PDPT_PA && pa < NSVM_OR_PAE_PDPT_PA + 4 * 8;
+}
+
+/// A PAE vector that patches a present PDPTE with reserved bits 2:1 or 8:5
+/// (APM 5.3.3) and no other reserved bit QEMU checks (63:52).
+[[nodiscard]] bool pae_pdpte_low_reserved(const Vector& v) {
+    constexpr std::uint64_t kLow = arch::bits(2, 1) | arch::bits(8, 5);
+    if ((v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0) return false;
+    return std::any_of(v.paging.begin(), v.paging.end(), [&](const TablePatch& t) {
+        return in_pae_pdpt(t.pa) && (t.value & 1) != 0 && (t.value & kLow) != 0 && (t.value & arch::bits(63, 52)) == 0;
+    });
+}
+
 template <class Add>
 void compare_rest(const Vector& v, const arch::Vmcb& expected, const Result& r, Backend backend, Add&& add) {
     static constexpr std::array kApart = {FieldId::exit_code, FieldId::exit_info_1,  FieldId::exit_info_2,
@@ -232,6 +280,8 @@ void compare_rest(const Vector& v, const arch::Vmcb& expected, const Result& r, 
         else if (f.id == FieldId::dr6 && (r.vmcb.get(f.id) & cpu::kDr6SingleStep) != 0 &&
                  (expected.get(f.id) ^ r.vmcb.get(f.id)) == (expected.get(f.id) & kDr6BtAndBit12))
             k = known(backend, "bochs.single_step_clears_dr6_bt");
+        else if (f.id == FieldId::event_inj_err && event_inj_err_of_delivery(r))
+            k = known(backend, "qemu.event_inj_err_written_by_delivery");
         else if (f.id == FieldId::cr2 && r.vmcb.get(f.id) == 0 && expected.get(f.id) == v.vmcb.get(f.id))
             k = known(backend, "bochs.vmrun_cr2_not_loaded");  // the host's CR2 (the image keeps it 0), not L2's
         else if ((f.id == FieldId::int_ctl && (expected.get(f.id) ^ r.vmcb.get(f.id)) == arch::int_ctl::V_IRQ) ||
@@ -355,6 +405,9 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
             else if (r.exit_code() == arch::exit_code::EXCP_BASE + 14 && (*p.exit_info_1 & 9) == 9 &&
                      r.exit_info_1() == (*p.exit_info_1 & ~std::uint64_t{1}))  // RSV without P
                 k = known(backend, "qemu.pf_rsvd_without_p");
+            else if (r.exit_code() == arch::exit_code::EXCP_BASE + 14 && (*p.exit_info_1 & 9) == 9 &&
+                     (r.exit_info_1() & 8) == 0 && pae_pdpte_low_reserved(v))  // the walk went on
+                k = known(backend, "qemu.pae_pdpte_reserved_bits_unchecked");
             add("exit_info_1", hex(*p.exit_info_1), hex(r.exit_info_1()), k);
         }
         if (p.exit_info_2 && *p.exit_info_2 != r.exit_info_2()) {
@@ -421,6 +474,9 @@ VectorDiff compare(const Vector& v, const Prediction& p, const Result& r, Backen
                     if (faulted && (p.paging_after[k].value ^ r.paging_after[k].value) == kAccessed &&
                         (r.paging_after[k].value & kAccessed) == 0)
                         k_known = known(backend, "bochs.faulting_walk_sets_no_accessed");
+                    else if (in_pae_pdpt(v.paging[k].pa) &&
+                             r.paging_after[k].value == (p.paging_after[k].value | kAccessed))
+                        k_known = known(backend, "qemu.pae_pdpte_accessed_set");
                     add(fmt::format("paging[{}]", k), hex(p.paging_after[k].value), hex(r.paging_after[k].value),
                         k_known);
                 }

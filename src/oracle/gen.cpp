@@ -353,6 +353,31 @@ std::vector<Mutation> program_mutations() {
         v.vmcb.set_intercept(ic::XSETBV);
     });
     add("xsetbv_passthrough", Program::xsetbv, osxsave);
+    // Values XCR0 cannot hold and an XCR other than XCR0, not intercepted:
+    // #GP(0) in L2 (APM Vol.4 XSETBV; cpu::xsetbv_fault), XCR0 unchanged,
+    // so isolation.cpp admits them. Through L2's IDT, and intercepted
+    // (#VMEXIT 0x4D, EXITINFO1 = the error code 0, APM 15.12).
+    add("xsetbv_gp_x87_clear", Program::xsetbv, [osxsave](Vector& v) {
+        osxsave(v);
+        v.vmcb.set(FieldId::rax, 0x2);  // SSE without x87
+    });
+    add("xsetbv_gp_avx_without_sse", Program::xsetbv, [osxsave](Vector& v) {
+        osxsave(v);
+        v.vmcb.set(FieldId::rax, 0x5);
+    });
+    add("xsetbv_gp_xcr1", Program::xsetbv, [osxsave](Vector& v) {
+        osxsave(v);
+        v.regs[1] = 1;
+    });
+    add("xsetbv_gp_bit63", Program::xsetbv, [osxsave](Vector& v) {
+        osxsave(v);
+        v.regs[2] = 0x80000000;  // edx: XCR0[63]
+    });
+    add("xsetbv_gp_intercepted", Program::xsetbv, [osxsave](Vector& v) {
+        osxsave(v);
+        v.vmcb.set(FieldId::rax, 0);
+        v.vmcb.set_intercept(ic::exception(13));
+    });
     // CR4.OSXSAVE = 0: #UD whatever the intercept says.
     add("xsetbv_no_osxsave", Program::xsetbv, [osxsave](Vector& v) {
         osxsave(v);
@@ -411,6 +436,9 @@ std::vector<Mutation> program_mutations() {
         set_bits(v, FieldId::cr0, cr0::TS);
         v.vmcb.set_intercept(ic::exception(7));
     });
+    // jmp rbx to the VMMCALL program: the fetch at the target (the pg/*
+    // vectors jump into the paging window).
+    add("jmp_vmmcall", Program::jmp, [](Vector& v) { v.regs[3] = program_entry(Program::vmmcall); });
     // Single step (APM 13.1.4): RFLAGS.TF traps #DB after the first
     // instruction retires, DR6.BS set; an intercepted instruction has not
     // retired (no #DB).
@@ -589,6 +617,91 @@ std::vector<Mutation> paging_mutations() {
         add(n + "_npt_final", m, Program::load, true,
             {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW | US, 8}, {kNptWindow, 0, 8}}, np);
     }
+    // Instruction fetches (jmp rbx to the window; isolation.cpp wants rAX in
+    // the scratch page). APM 8.4.2: the #PF error code of a fetch has I/D
+    // (bit 4) where no-execute (EFER.NXE with CR4.PAE) or SMEP is enabled.
+    constexpr std::uint64_t NX = std::uint64_t{1} << 63;
+    const auto fetch = [](std::function<void(Vector&)> more) {
+        return [more = std::move(more)](Vector& v) {
+            v.vmcb.set(FieldId::rax, NSVM_OR_L2_SCRATCH_PA);
+            if (more) more(v);
+        };
+    };
+    const auto nxe = [](Vector& v) { set_bits(v, FieldId::efer, efer::NXE); };
+    const auto smep = [](Vector& v) {
+        set_bits(v, FieldId::efer, efer::NXE);
+        set_bits(v, FieldId::cr4, cr4::SMEP);
+    };
+    const std::vector<TablePatch> user_pte = {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW | US, 8}};
+    const std::vector<TablePatch> nx_pte = {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW | US | NX, 8}};
+    // The window's 2 MiB nested page, no-execute: the host's EFER.NXE (the
+    // image sets it, main.c) makes bit 63 NX in the nested tables (15.25.5).
+    const std::vector<TablePatch> nested_nx = {{kNptWindow, kAddr | P | RW | US | PS | NX, 8}};
+    for (BaseMode m : {BaseMode::long64, BaseMode::pae32}) {
+        const std::string n(m == BaseMode::long64 ? "long" : "pae");
+        // NX with EFER.NXE (APM 5.6.3): P | I/D; through L2's IDT as well
+        // (CR2 = the target, the frame's RIP the jump's target).
+        add(n + "_fetch_nx", m, Program::jmp, true, nx_pte, fetch(nxe));
+        add(n + "_fetch_nx_idt", m, Program::jmp, false, nx_pte, fetch(nxe));
+        // The same entry with EFER.NXE = 0: bit 63 is reserved (5.3.1),
+        // P | RSV, and I/D is undefined without no-execute: clear.
+        add(n + "_fetch_nx_nxe0", m, Program::jmp, true, nx_pte, fetch({}));
+        // SMEP (5.6.6): a supervisor fetch from a page with U/S = 1 at every
+        // level (the image's upper entries all have it): P | I/D.
+        add(n + "_fetch_smep", m, Program::jmp, true, user_pte, fetch(smep));
+        // #NPF on the fetch (15.25.6): P | US (nested accesses are user
+        // accesses) | ID | bit 32, the final guest-physical address.
+        add(n + "_npt_fetch_nx", m, Program::jmp, true, nested_nx, fetch(np));
+    }
+    // SMEP sets I/D without EFER.NXE too (APM 8.4.2 defines I/D for SMEP).
+    add("long_fetch_smep_nxe0", BaseMode::long64, Program::jmp, true, user_pte, fetch([](Vector& v) {
+            set_bits(v, FieldId::cr4, cr4::SMEP);
+        }));
+    // PAE PDPTE 3 (L2 addresses 3-4 GiB, which nothing else uses) present
+    // with a reserved bit (APM 5.3.3: bits 2:1, 8:5 and 63:MAXPHYADDR), read
+    // by a load from 3 GiB. Without nested paging VMRUN loads the four PDPTEs
+    // and a reserved bit fails it (15.5.1, the catalogue's pdpe.reserved,
+    // under the profiles that read them; KVM's nested_svm_load_cr3); QEMU
+    // does not read them at VMRUN (profile pdpe_check = no), its walk then
+    // faults at the first use. With nested paging VMRUN loads none: the walk
+    // reads the PDPTE through the nested tables and the load is #PF(P|RSV).
+    constexpr std::uint64_t kPdpte3 = NSVM_OR_PAE_PDPT_PA + 8 * 3;
+    constexpr std::uint64_t kHigh = std::uint64_t{3} << 30;
+    const auto high = [](std::function<void(Vector&)> more) {
+        return [more = std::move(more)](Vector& v) {
+            v.regs[3] = kHigh;
+            if (more) more(v);
+        };
+    };
+    for (const auto& [bit_name, bit_value] : {std::pair<const char*, std::uint64_t>{"bit63", NX}, {"bit1", RW}}) {
+        const std::vector<TablePatch> pdpte = {{kPdpte3, kPt | P | bit_value, 8}};
+        add(std::string("pae_pdpte_rsv_") + bit_name, BaseMode::pae32, Program::load, true, pdpte, high({}));
+        add(std::string("pae_pdpte_rsv_") + bit_name + "_np", BaseMode::pae32, Program::load, true, pdpte, high(np));
+    }
+    // CPL 3 (64-bit L2 only, isolation.cpp): a user access to a supervisor
+    // page (APM 5.6.1: P|U, read; |I/D for a fetch with NXE) and a user store
+    // to a read-only page (P|W|U, whatever CR0.WP). CS and SS carry DPL 3;
+    // the image's identity pages (and so the program and its stack) are user
+    // pages.
+    const auto cpl3 = [](std::function<void(Vector&)> more) {
+        return [more = std::move(more)](Vector& v) {
+            v.vmcb.set(FieldId::cpl, 3);
+            auto cs = v.vmcb.segment(arch::Seg::cs);
+            cs.selector |= 3;
+            cs.attrib |= 3 << 5;
+            v.vmcb.set_segment(arch::Seg::cs, cs);
+            auto ss = v.vmcb.segment(arch::Seg::ss);
+            ss.selector |= 3;
+            ss.attrib |= 3 << 5;
+            v.vmcb.set_segment(arch::Seg::ss, ss);
+            if (more) more(v);
+        };
+    };
+    const std::vector<TablePatch> supervisor_pte = {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | RW, 8}};
+    add("long_cpl3_pte_supervisor", BaseMode::long64, Program::load, true, supervisor_pte, cpl3({}));
+    add("long_cpl3_pte_ro_store", BaseMode::long64, Program::store, true,
+        {{kPde, kPt | P | RW | US, 8}, {kPte, kAddr | P | US, 8}}, cpl3({}));
+    add("long_cpl3_fetch_supervisor", BaseMode::long64, Program::jmp, true, supervisor_pte, cpl3(fetch(nxe)));
     // SMAP (APM 5.6.5): a supervisor data access to a user page with
     // RFLAGS.AC = 0 faults (P, read).
     add("long_pte_user_smap", BaseMode::long64, Program::load, true,
@@ -607,6 +720,15 @@ std::vector<Mutation> paging_mutations() {
         {{kPde32, kPt32 | P | RW | US, 4}, {kPte32, kAddr | P | RW | US, 4}, {kNptSpare, 0, 8}}, np);
     add("legacy_npt_final", BaseMode::legacy32, Program::load, true,
         {{kPde32, kPt32 | P | RW | US, 4}, {kPte32, kAddr | P | RW | US, 4}, {kNptWindow, 0, 8}}, np);
+    // Legacy 2-level paging has no NX bit: a fetch through a not-present PDE
+    // is error code 0 even with EFER.NXE = 1 (APM 8.4.2: I/D needs
+    // EFER.NXE && CR4.PAE), I/D with SMEP; and the nested NX of the fetch.
+    add("legacy_fetch_np_nxe", BaseMode::legacy32, Program::jmp, true, {{kPde32, 0, 4}}, fetch(nxe));
+    add("legacy_fetch_smep", BaseMode::legacy32, Program::jmp, true,
+        {{kPde32, kPt32 | P | RW | US, 4}, {kPte32, kAddr | P | RW | US, 4}}, fetch([](Vector& v) {
+            set_bits(v, FieldId::cr4, cr4::SMEP);
+        }));
+    add("legacy_npt_fetch_nx", BaseMode::legacy32, Program::jmp, true, nested_nx, fetch(np));
     return ms;
 }
 

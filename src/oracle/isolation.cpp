@@ -18,6 +18,7 @@
 
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/intercepts.hpp"
+#include "nsvm/cpu/instruction_faults.hpp"
 #include "nsvm/oracle/vector.hpp"
 
 namespace nsvm::oracle {
@@ -159,15 +160,55 @@ std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
 /// XSETBV in L2 that is not intercepted writes the processor's XCR, which
 /// SVM does not switch (APM 15.5.1 lists no XCR0 in the VMCB): only XCR0's
 /// reset value 1 (x87 only, APM 11.5.2), the host's (the image never sets
-/// CR4.OSXSAVE), leaves the vectors after it as they were.
+/// CR4.OSXSAVE), leaves the vectors after it as they were. A value every
+/// processor refuses never reaches XCR0: XSETBV raises #GP(0) instead
+/// (cpu::xsetbv_fault, APM Vol.4 XSETBV), so those pass as well.
 [[nodiscard]] std::optional<IsolationProblem> xsetbv_problem(const Vector& v) {
     if (v.vmcb.intercept(ic::XSETBV)) return std::nullopt;
+    const auto index = static_cast<std::uint32_t>(v.regs[1]);
     const std::uint64_t value = (v.regs[2] & 0xFFFFFFFF) << 32 | (v.vmcb.get(FieldId::rax) & 0xFFFFFFFF);
-    if (static_cast<std::uint32_t>(v.regs[1]) == 0 && value == 1) return std::nullopt;
+    if (index == 0 && value == 1) return std::nullopt;
+    if (cpu::xsetbv_fault(index, value) != nullptr) return std::nullopt;
     return IsolationProblem{"l2.regs.rcx", fmt::format("XSETBV of XCR{} = {} is not intercepted: L2 would change "
                                                        "the host's XCR for the vectors after it (only XCR0 = 1, "
-                                                       "its reset value, may pass)",
-                                                       static_cast<std::uint32_t>(v.regs[1]), hex(value))};
+                                                       "its reset value, and values every processor refuses with "
+                                                       "#GP may pass)",
+                                                       index, hex(value))};
+}
+
+/// JMP in L2 runs code at rbx: only the VMMCALL program's entry (the
+/// image's code) or the paging window, whose pages lie beyond the guests'
+/// RAM or are the spare table pages (paging_problem), are admitted. The
+/// vectors expect the fetch there to fault; an emulator that lets it through
+/// runs what those pages hold: zero bytes, "add [rax], al", so rAX must lie
+/// in the L2 scratch page, and a spare-page dword other than a page-table
+/// entry (code a vector could have put there) is refused.
+[[nodiscard]] std::optional<IsolationProblem> jmp_problem(const Vector& v) {
+    constexpr Range window{NSVM_OR_WINDOW_PA, NSVM_OR_WINDOW_PA + NSVM_OR_WINDOW_SIZE};
+    constexpr Range spare{NSVM_OR_SPARE_PT_PA, NSVM_OR_SPARE_PT_PA + NSVM_OR_SPARE_PT_SIZE};
+    const std::uint64_t target = linear(v, Seg::cs, v.regs[3]);
+    if (target == program_entry(Program::vmmcall)) return std::nullopt;
+    if (!window.contains(target, target + 1))
+        return IsolationProblem{"l2.regs.rbx", fmt::format("JMP to {}: L2 may jump only to the VMMCALL program "
+                                                           "({:#x}) or into the paging window ({:#x}-{:#x})",
+                                                           hex(target), program_entry(Program::vmmcall),
+                                                           window.begin, window.end)};
+    const std::uint64_t rax = linear(v, Seg::ds, v.vmcb.get(FieldId::rax));
+    const Range scratch{NSVM_OR_L2_SCRATCH_PA, NSVM_OR_L2_SCRATCH_PA + 0x1000};
+    if (!scratch.contains(rax, rax + 1))
+        return IsolationProblem{"vmcb.save.rax", fmt::format("JMP into the paging window with rAX = {}: zero bytes "
+                                                             "there would add to [rAX], which must lie in the L2 "
+                                                             "scratch page ({:#x}-{:#x})",
+                                                             hex(rax), scratch.begin, scratch.end)};
+    for (std::size_t k = 0; k < v.paging.size(); ++k) {
+        const auto& t = v.paging[k];
+        if (spare.contains(t.pa, t.pa + 1) && t.value != 0 && (t.value & 1) == 0)
+            return IsolationProblem{fmt::format("paging[{}].value", k),
+                                    fmt::format("with JMP into the paging window, a spare-page dword must be a "
+                                                "present page-table entry or zero, not {}: L2 could run it",
+                                                hex(t.value))};
+    }
+    return std::nullopt;
 }
 
 /// A present entry a paging patch writes points into the paging window or
@@ -211,10 +252,16 @@ std::optional<IsolationProblem> isolation_problem(const Vector& v) {
         if (auto p = root_problem("vmcb.control.nested_cr3", v.vmcb.get(FieldId::nested_cr3))) return p;
     if (auto p = code_problem(v)) return p;
     if (auto p = idt_problem(v)) return p;
-    if (v.vmcb.get(FieldId::cpl) != 0)
-        return IsolationProblem{"vmcb.save.cpl", "L2 at CPL > 0 would switch to a stack from the TSS at "
-                                                 "save.tr.base on an exception, an address the oracle does not "
-                                                 "confine"};
+    // An exception at CPL > 0 switches stacks (APM 8.9.3). L2 runs with the
+    // host's TR (SVM does not switch it, 15.5.2), the image's 64-bit TSS,
+    // whose RSP0 is the L2 stack top (main.c load_tss, reloaded after every
+    // vector). Outside 64-bit code the processor reads it as a 32-bit TSS,
+    // whose SS0 and ESP0 the image did not choose: refused.
+    if (v.vmcb.get(FieldId::cpl) != 0 &&
+        !((v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0 && (v.vmcb.segment(Seg::cs).attrib & 0x200) != 0))
+        return IsolationProblem{"vmcb.save.cpl", "L2 at CPL > 0 outside 64-bit code would switch to a stack the "
+                                                 "host's TSS gives in its 32-bit form (SS0:ESP0), an address the "
+                                                 "oracle does not confine"};
     // What L2 itself writes: exception frames on its stack (EVENTINJ or a
     // fault can push one with any program), and each program's own store.
     const std::uint64_t sp = linear(v, Seg::ss, v.vmcb.get(FieldId::rsp));
@@ -239,6 +286,9 @@ std::optional<IsolationProblem> isolation_problem(const Vector& v) {
         case Program::in:
         case Program::out:
             if (auto p = port_problem(v)) return p;
+            break;
+        case Program::jmp:
+            if (auto p = jmp_problem(v)) return p;
             break;
         default: break;
     }

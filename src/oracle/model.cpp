@@ -28,9 +28,9 @@ using cpu::EventKind;
 using cpu::SvmOutcome;
 
 checks::HostState image_host_state(const Vector& v) {
-    // boot.S: CR0 = PG|ET|PE, CR4 = PAE, EFER = LME|LMA (+SVME in image_main).
+    // boot.S: CR0 = PG|ET|PE, CR4 = PAE, EFER = LME|LMA (+SVME and NXE in image_main).
     checks::HostState h;
-    h.efer = arch::efer::LME | arch::efer::LMA | (v.host.svme ? arch::efer::SVME : 0);
+    h.efer = arch::efer::LME | arch::efer::LMA | arch::efer::NXE | (v.host.svme ? arch::efer::SVME : 0);
     h.cr0 = arch::cr0::PG | arch::cr0::ET | arch::cr0::PE;
     h.cr4 = arch::cr4::PAE;
     h.rflags = arch::rflags::FIXED1;
@@ -117,7 +117,8 @@ constexpr std::uint64_t kSlotVmcb = NSVM_OR_SLOTS_PA;
 /// 64-bit code at CPL 0, interrupts off, the image's PML4.
 [[nodiscard]] cpu::Registers image_host_registers(const Vector& v) {
     cpu::Registers r;
-    r.efer = arch::efer::LME | arch::efer::LMA | (v.host.svme ? arch::efer::SVME : 0);
+    // main.c sets EFER.NXE: the nested walk follows the host's NXE (APM 15.25.5).
+    r.efer = arch::efer::LME | arch::efer::LMA | arch::efer::NXE | (v.host.svme ? arch::efer::SVME : 0);
     r.cr0 = arch::cr0::PG | arch::cr0::ET | arch::cr0::PE;
     r.cr4 = arch::cr4::PAE;
     r.cr3 = NSVM_OR_PML4_PA;
@@ -260,7 +261,32 @@ private:
             case Program::cli: return instruction(simple(EventKind::cli, len));
             case Program::fnop: return instruction(simple(EventKind::fpu, len));
             case Program::nop: return instruction(simple(EventKind::nop, len));
+            case Program::jmp: return jump(len);
         }
+    }
+
+    /// jmp rbx: a near jump through a register retires with RIP = rbx (ebx
+    /// outside 64-bit code, APM Vol.3 JMP); the next fetch, at the target,
+    /// walks L2's tables and the nested ones for an instruction fetch (APM
+    /// 5.6: NX, SMEP; 15.25.6: #NPF with EXITINFO1's ID bit).
+    void jump(std::uint8_t len) {
+        if (!fetch()) return;
+        // A single-step trap after the jump would report the target; the
+        // processor's trap follows RIP += insn_len, not a branch.
+        if ((cpu_.regs().rflags & arch::rflags::TF) != 0) return unknown("a single-step trap after JMP is not followed");
+        // The jump retires as an instruction without intercept (its interrupt
+        // shadow ends), then RIP is the target.
+        const auto r = cpu_.guest_event(simple(EventKind::nop, len));
+        if (r.outcome != SvmOutcome::no_exit) return after(r);
+        cpu_.regs().rip = code64() ? v_.regs[3] : v_.regs[3] & 0xFFFFFFFFULL;
+        if (!boundary()) return;
+        if (!fetch()) return;
+        const std::uint64_t target =
+            code64() ? cpu_.regs().rip : (cpu_.regs().cs.base + cpu_.regs().rip) & 0xFFFFFFFFULL;
+        // The image's code at the one target isolation.cpp admits outside
+        // the paging window: the VMMCALL program.
+        if (target == program_entry(Program::vmmcall)) return vmmcall();
+        unknown("the fetch at the jump's target succeeded: code the image did not lay out");
     }
 
     [[nodiscard]] static cpu::Event simple(EventKind k, std::uint8_t len) {

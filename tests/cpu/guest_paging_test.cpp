@@ -305,6 +305,58 @@ TEST(GuestPaging, AReservedPdpteFailsVmrunWithoutNestedPagingAndFaultsAtFirstUse
     expect_pf(m.cpu.guest_event(linear(kLa, true)), 0xB, kLa);
 }
 
+// --- #PF error code of a fetch (APM 8.4.2, 5.6) -----------------------------------------
+
+TEST(GuestPaging, AFetchFromAnNxPageIsIdAndPresentAndNxIsReservedWithoutNxe) {
+    Machine m;
+    four_level(m.mem, 0, kData, 7 | bit(63));
+    ASSERT_EQ(m.enter(paged_guest()).outcome, SvmOutcome::entered_guest);
+    // EFER.NXE = 1 (guest64): bit 63 forbids the fetch, P | I/D.
+    expect_pf(m.cpu.guest_event(linear(kLa, false, true)), 0x11, kLa);
+    // EFER.NXE = 0: bit 63 is a reserved bit, P | RSV, and without
+    // no-execute (or SMEP) enabled the I/D bit is not defined: clear.
+    arch::Vmcb v = paged_guest();
+    v.set(FieldId::efer, v.get(FieldId::efer) & ~arch::efer::NXE);
+    ASSERT_EQ(m.enter(v).outcome, SvmOutcome::entered_guest);
+    expect_pf(m.cpu.guest_event(linear(kLa, false, true)), 0x9, kLa);
+    // ... and a load is refused the same way (the entry, not the access).
+    ASSERT_EQ(m.enter(v).outcome, SvmOutcome::entered_guest);
+    expect_pf(m.cpu.guest_event(linear(kLa)), 0x9, kLa);
+}
+
+TEST(GuestPaging, SmepRefusesASupervisorFetchFromAUserPageWithIdUnderEitherNxe) {
+    for (const bool nxe : {true, false}) {
+        Machine m;
+        four_level(m.mem, 0, kData);  // U/S = 1 at every level
+        arch::Vmcb v = paged_guest();
+        v.set(FieldId::cr4, v.get(FieldId::cr4) | arch::cr4::SMEP);
+        if (!nxe) v.set(FieldId::efer, v.get(FieldId::efer) & ~arch::efer::NXE);
+        ASSERT_EQ(m.enter(v).outcome, SvmOutcome::entered_guest);
+        expect_pf(m.cpu.guest_event(linear(kLa, false, true)), 0x11, kLa);
+        // A supervisor load from the same page is SMAP's business, not SMEP's.
+        ASSERT_EQ(m.enter(v).outcome, SvmOutcome::entered_guest);
+        EXPECT_EQ(m.cpu.guest_event(linear(kLa)).outcome, SvmOutcome::no_exit);
+    }
+}
+
+TEST(GuestPaging, LegacyPagingNeverSetsIdForAFetchUnlessSmep) {
+    // APM 8.4.2: I/D is defined with EFER.NXE = 1 && CR4.PAE = 1; legacy
+    // 2-level paging has no NX bit, so a fetch through a not-present PDE is
+    // error code 0 there whatever EFER.NXE says, and I/D with SMEP.
+    constexpr std::uint64_t kPd32 = 0x70000;
+    for (const bool smep : {false, true}) {
+        Machine m;
+        ASSERT_TRUE(m.mem.map(kPd32));
+        arch::Vmcb v = checks::test::valid_vmcb_legacy32();
+        v.set_intercept(ic::exception(14));
+        v.set(FieldId::cr3, kPd32);
+        v.set(FieldId::efer, v.get(FieldId::efer) | arch::efer::NXE);
+        if (smep) v.set(FieldId::cr4, v.get(FieldId::cr4) | arch::cr4::SMEP);
+        ASSERT_EQ(m.enter(v).outcome, SvmOutcome::entered_guest);
+        expect_pf(m.cpu.guest_event(linear(kLa, false, true)), smep ? 0x10 : 0, kLa);
+    }
+}
+
 // --- #NPF EXITINFO1.ID and GMET (APM 15.25.6, 15.25.13) -------------------------------
 
 TEST(NestedPagingFetch, ExitInfo1IdOnlyWithTheHostsNxeOrSmep) {

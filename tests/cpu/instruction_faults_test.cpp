@@ -59,5 +59,33 @@ TEST(InstructionFaults, CplAndTsdBoundaries) {
     EXPECT_EQ(vector_of(all, EventKind::cpuid, tsd, 3), 0) << "no rule for the others";
 }
 
+// APM Vol.4 XSETBV (#GP(0) for an XCR other than XCR0 or a value XCR0 cannot
+// hold), Intel SDM Vol.1 13.3: each rule at its boundary.
+TEST(InstructionFaults, XsetbvValuesEveryProcessorRefuses) {
+    using arch::bit;
+    EXPECT_EQ(xsetbv_fault(0, 1), nullptr) << "x87 only, the reset value";
+    EXPECT_EQ(xsetbv_fault(0, 0x3), nullptr) << "x87 | SSE";
+    EXPECT_EQ(xsetbv_fault(0, 0x7), nullptr) << "x87 | SSE | AVX";
+    EXPECT_EQ(xsetbv_fault(0, 0xE7), nullptr) << "with all of AVX-512";
+    EXPECT_EQ(xsetbv_fault(0, 0x1F), nullptr) << "with both MPX components";
+    EXPECT_EQ(xsetbv_fault(0, 0x60003), nullptr) << "with both AMX components";
+    EXPECT_EQ(xsetbv_fault(0, bit(62) | 1), nullptr) << "LWP (AMD) is a user component of XCR0";
+    EXPECT_NE(xsetbv_fault(1, 1), nullptr) << "XCR1 is XGETBV's only";
+    EXPECT_NE(xsetbv_fault(0xFFFFFFFF, 1), nullptr);
+    EXPECT_NE(xsetbv_fault(0, 0), nullptr) << "x87 clear";
+    EXPECT_NE(xsetbv_fault(0, 0x6), nullptr) << "x87 clear";
+    EXPECT_NE(xsetbv_fault(0, 0x5), nullptr) << "AVX without SSE";
+    EXPECT_NE(xsetbv_fault(0, 0x9), nullptr) << "half of MPX";
+    EXPECT_NE(xsetbv_fault(0, 0x11), nullptr) << "half of MPX";
+    EXPECT_NE(xsetbv_fault(0, 0x67), nullptr) << "two of AVX-512's three";
+    EXPECT_NE(xsetbv_fault(0, 0xE3), nullptr) << "AVX-512 without AVX";
+    EXPECT_NE(xsetbv_fault(0, 0x20003), nullptr) << "half of AMX";
+    EXPECT_NE(xsetbv_fault(0, bit(8) | 1), nullptr) << "PT is a supervisor component";
+    EXPECT_NE(xsetbv_fault(0, bit(11) | 1), nullptr) << "CET_U is IA32_XSS's";
+    EXPECT_NE(xsetbv_fault(0, bit(16) | 1), nullptr) << "HWP is a supervisor component";
+    EXPECT_EQ(xsetbv_fault(0, bit(9) | 1), nullptr) << "PKRU is a user component";
+    EXPECT_NE(xsetbv_fault(0, bit(63) | 1), nullptr) << "XCR0[63] is reserved";
+}
+
 }  // namespace
 }  // namespace nsvm::cpu

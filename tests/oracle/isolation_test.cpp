@@ -67,6 +67,38 @@ TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMembe
              v.vmcb.set(FieldId::rip, program_entry(Program::xsetbv));
              v.vmcb.set(FieldId::rax, 3);
          }},
+        {"l2.regs.rbx", [](Vector& v) {  // JMP into the slots: code the image did not put there
+             v.program = Program::jmp;
+             v.vmcb.set(FieldId::rip, program_entry(Program::jmp));
+             v.regs[3] = NSVM_OR_SLOTS_PA;
+         }},
+        {"l2.regs.rbx", [](Vector& v) {  // JMP to a program other than VMMCALL (its operands unchecked)
+             v.program = Program::jmp;
+             v.vmcb.set(FieldId::rip, program_entry(Program::jmp));
+             v.regs[3] = program_entry(Program::store);
+         }},
+        {"vmcb.save.rax", [](Vector& v) {  // JMP into the window: zero bytes would add to [rAX]
+             v.program = Program::jmp;
+             v.vmcb.set(FieldId::rip, program_entry(Program::jmp));
+             v.regs[3] = NSVM_OR_WINDOW_PA;
+             v.vmcb.set(FieldId::rax, NSVM_OR_SLOTS_PA);
+         }},
+        {"paging[0].value", [](Vector& v) {  // JMP into the window with code in a spare page
+             v.program = Program::jmp;
+             v.vmcb.set(FieldId::rip, program_entry(Program::jmp));
+             v.regs[3] = NSVM_OR_WINDOW_PA;
+             v.vmcb.set(FieldId::rax, NSVM_OR_L2_SCRATCH_PA);
+             v.paging = {{NSVM_OR_SPARE_PT_PA, 0xD9010F90, 4}};  // nop; vmmcall
+         }},
+        {"vmcb.save.cpl", [](Vector& v) {  // CPL 3 in 32-bit code: the TSS read as SS0:ESP0
+             v = base_vector(BaseMode::pae32);
+             v.vmcb.set(FieldId::cpl, 3);
+         }},
+        {"l2.regs.rcx", [](Vector& v) {  // XSETBV of XCR0 = 7 (x87 | SSE | AVX): legal where AVX is
+             v.program = Program::xsetbv;
+             v.vmcb.set(FieldId::rip, program_entry(Program::xsetbv));
+             v.vmcb.set(FieldId::rax, 7);
+         }},
     };
     for (const auto& c : cases) {
         auto v = named(base_vector(BaseMode::long64), "aimed");
@@ -87,6 +119,26 @@ TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMembe
     auto xcr0 = named(base_vector(BaseMode::long64, Program::xsetbv), "xcr0_reset");
     xcr0.vmcb.set(FieldId::rax, 1);
     EXPECT_TRUE(parse_vectors(to_json_line(xcr0) + "\n", "ok.jsonl").has_value());
+    // Values every processor refuses with #GP(0) never reach XCR0: x87
+    // clear, AVX without SSE, XCR1.
+    for (const auto& [rcx, rax] : {std::pair<std::uint64_t, std::uint64_t>{0, 0}, {0, 5}, {1, 1}}) {
+        auto gp = named(base_vector(BaseMode::long64, Program::xsetbv), "xsetbv_gp");
+        gp.regs[1] = rcx;
+        gp.vmcb.set(FieldId::rax, rax);
+        EXPECT_TRUE(parse_vectors(to_json_line(gp) + "\n", "ok.jsonl").has_value()) << rcx << " " << rax;
+    }
+    // CPL 3 in 64-bit code: an exception switches to the image's RSP0, the L2 stack top.
+    auto user = named(base_vector(BaseMode::long64, Program::load), "cpl3");
+    user.vmcb.set(FieldId::cpl, 3);
+    user.regs[3] = NSVM_OR_L2_SCRATCH_PA;
+    EXPECT_TRUE(parse_vectors(to_json_line(user) + "\n", "ok.jsonl").has_value());
+    // JMP to the VMMCALL program, and into the window with rAX in the scratch page.
+    auto jmp = named(base_vector(BaseMode::long64, Program::jmp), "jmp");
+    jmp.regs[3] = program_entry(Program::vmmcall);
+    EXPECT_TRUE(parse_vectors(to_json_line(jmp) + "\n", "ok.jsonl").has_value());
+    jmp.regs[3] = NSVM_OR_WINDOW_PA + 0x200000;
+    jmp.vmcb.set(FieldId::rax, NSVM_OR_L2_SCRATCH_PA);
+    EXPECT_TRUE(parse_vectors(to_json_line(jmp) + "\n", "ok.jsonl").has_value());
 }
 
 TEST(Isolation, DiffRefusesAVectorAimedAtAnotherWithExit2) {

@@ -130,6 +130,87 @@ TEST(ModelOnSvmCpu, NestedPatchesTellATablePageFromTheFinalPage) {
     EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
 }
 
+TEST(ModelOnSvmCpu, JmpFetchesAtItsTargetThroughL2sAndTheNestedTables) {
+    using namespace pg;
+    constexpr std::uint64_t kNx = std::uint64_t{1} << 63;
+    // To the VMMCALL program: its exit, RIP there.
+    auto to_vmmcall = program(Program::jmp);
+    to_vmmcall.regs[3] = program_entry(Program::vmmcall);
+    auto r = predict(to_vmmcall);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    EXPECT_EQ(r.guest_rip, std::optional<std::uint64_t>(program_entry(Program::vmmcall)));
+    // An NX page with EFER.NXE: #PF(P | I/D) at the target (APM 8.4.2, 5.6.3).
+    auto nx = access(Program::jmp, {{kPde, kPt | 7, 8}, {kPte, kAddr | 7 | kNx, 8}});
+    nx.vmcb.set(FieldId::efer, nx.vmcb.get(FieldId::efer) | arch::efer::NXE);
+    r = predict(nx);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(0x11));
+    EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
+    EXPECT_EQ(r.guest_rip, std::optional<std::uint64_t>(kAddr)) << "the fault is the target's";
+    // Without NXE bit 63 is reserved: P | RSV, no I/D.
+    nx.vmcb.set(FieldId::efer, nx.vmcb.get(FieldId::efer) & ~arch::efer::NXE);
+    EXPECT_EQ(predict(nx).exit_info_1, std::optional<std::uint64_t>(0x9));
+    // A fetch that succeeds runs what the image did not lay out: not predicted.
+    auto through = access(Program::jmp, {});
+    r = predict(through);
+    EXPECT_FALSE(r.exit_code.has_value() && *r.exit_code == ec::EXCP_BASE + 14) << r.path;
+    EXPECT_NE(r.path.find("not predicted"), std::string::npos) << r.path;
+    // The nested NX bit under the image's host EFER.NXE: #NPF with P, US, ID
+    // and bit 32 (APM 15.25.6).
+    auto nested = access(Program::jmp, {{kNptWindow, kAddr | 0x87 | kNx, 8}});
+    nested.vmcb.set(FieldId::misc_ctl, arch::misc_ctl::NP_ENABLE);
+    nested.vmcb.set(FieldId::nested_cr3, NSVM_OR_NPT_PML4_PA);
+    r = predict(nested);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::NPF)) << r.path;
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>((std::uint64_t{1} << 32) | 0x15));
+    EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
+}
+
+TEST(ModelOnSvmCpu, CplThreeAccessesAreUserAccesses) {
+    using namespace pg;
+    const auto at_cpl3 = [](Vector v) {
+        v.vmcb.set(FieldId::cpl, 3);
+        return v;
+    };
+    // APM 8.4.2, 5.6.1: a user read of a supervisor page is P|U, a user
+    // store to a read-only page P|W|U (CR0.WP or not), a user fetch of a
+    // supervisor page P|U|I/D under EFER.NXE.
+    auto r = predict(at_cpl3(access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3, 8}})));
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(0x5));
+    auto ro = at_cpl3(access(Program::store, {{kPde, kPt | 7, 8}, {kPte, kAddr | 5, 8}}));
+    ro.vmcb.set(FieldId::cr0, ro.vmcb.get(FieldId::cr0) & ~arch::cr0::WP);
+    EXPECT_EQ(predict(ro).exit_info_1, std::optional<std::uint64_t>(0x7));
+    auto fetch = at_cpl3(access(Program::jmp, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3, 8}}));
+    fetch.vmcb.set(FieldId::efer, fetch.vmcb.get(FieldId::efer) | arch::efer::NXE);
+    EXPECT_EQ(predict(fetch).exit_info_1, std::optional<std::uint64_t>(0x15));
+    // The same read at CPL 0 retires (the window's page is beyond RAM: its
+    // value is not predicted, the access is not refused).
+    r = predict(access(Program::load, {{kPde, kPt | 7, 8}, {kPte, kAddr | 3, 8}}));
+    EXPECT_NE(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 14)) << r.path;
+}
+
+TEST(ModelOnSvmCpu, XsetbvOfAValueXcr0CannotHoldIsGpAfterTheIntercept) {
+    auto x = program(Program::xsetbv);
+    x.vmcb.set(FieldId::cr4, x.vmcb.get(FieldId::cr4) | arch::cr4::OSXSAVE);
+    x.vmcb.set(FieldId::rax, 5);  // AVX without SSE
+    auto r = predict(x);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    EXPECT_EQ(r.guest_rax, std::optional<std::uint64_t>(13)) << "#GP through the stub";
+    x.vmcb.set_intercept(ic::exception(13));
+    r = predict(x);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 13)) << r.path;
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(0));
+    // The XSETBV intercept comes first: the value is its VMM's to judge.
+    x.vmcb.set_intercept(ic::XSETBV);
+    EXPECT_EQ(predict(x).exit_code, std::optional<std::uint64_t>(ec::XSETBV));
+    // XCR0 = 1 retires.
+    auto ok = program(Program::xsetbv);
+    ok.vmcb.set(FieldId::cr4, ok.vmcb.get(FieldId::cr4) | arch::cr4::OSXSAVE);
+    ok.vmcb.set(FieldId::rax, 1);
+    EXPECT_EQ(predict(ok).guest_rip, std::optional<std::uint64_t>(program_entry(Program::xsetbv) + 3));
+}
+
 TEST(ModelOnSvmCpu, UnderQemuTcgNoNripIsPredicted) {
     const auto p = predict(program(Program::cpuid, {ic::CPUID}), "qemu-tcg", checks::ProfileId::qemu);
     EXPECT_EQ(p.exit_code, std::optional<std::uint64_t>(ec::CPUID));

@@ -33,4 +33,14 @@ struct InstructionState {
 [[nodiscard]] std::optional<InstructionFault> pre_intercept_fault(const checks::CpuModel& cpu, EventKind k,
                                                                   const InstructionState& s) noexcept;
 
+/// The #GP(0) of an XSETBV that reaches execution (not intercepted: the
+/// intercept is checked first, and an intercepted XSETBV exits with the
+/// value unjudged, as a MOV to CR does) with an XCR index or a value that
+/// every processor refuses (APM Vol.4 XSETBV, 11.5.2; Intel SDM Vol.1 13.3):
+/// its note, or nullptr. What a processor refuses beyond these, a component
+/// its CPUID Fn0000_000D does not report, depends on the CPU and is not
+/// modelled (checks::CpuModel has no XCR0 support mask): such a value
+/// passes here.
+[[nodiscard]] const char* xsetbv_fault(std::uint32_t index, std::uint64_t value) noexcept;
+
 }  // namespace nsvm::cpu

@@ -179,6 +179,9 @@
 #define NSVM_OR_PROG_CLI 28U
 #define NSVM_OR_PROG_FNOP 29U    /* an x87 instruction that changes no x87 register */
 #define NSVM_OR_PROG_NOP 30U     /* for single step (save.rflags.TF) */
-#define NSVM_OR_PROG_COUNT 31U
+#define NSVM_OR_PROG_JMP 31U     /* jmp rbx (jmp ebx in 32-bit code): an instruction fetch at a
+                                    target the vector chooses (the paging window, or the VMMCALL
+                                    program's entry) */
+#define NSVM_OR_PROG_COUNT 32U
 
 #endif

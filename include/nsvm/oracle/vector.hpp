@@ -53,6 +53,7 @@ enum class Program : std::uint32_t {
     cli = NSVM_OR_PROG_CLI,
     fnop = NSVM_OR_PROG_FNOP,
     nop = NSVM_OR_PROG_NOP,
+    jmp = NSVM_OR_PROG_JMP,
 };
 inline constexpr std::size_t kProgramCount = NSVM_OR_PROG_COUNT;
 
