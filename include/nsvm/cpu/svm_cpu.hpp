@@ -394,6 +394,9 @@ private:
     void mark_used(const TableEntry& e, bool dirty) noexcept;
     [[nodiscard]] GuestFault nested_final(std::uint64_t gpa, Access a, std::uint64_t& hpa) noexcept;
     [[nodiscard]] GuestFault guest_access(std::uint64_t la, std::span<std::uint8_t> bytes, bool write) noexcept;
+    /// The GDT descriptor of a non-null selector (#GP(selector) beyond the
+    /// limit, `ext` the error code's EXT bit; an LDT selector is not modelled).
+    [[nodiscard]] GuestFault gdt_descriptor(std::uint16_t selector, std::uint32_t ext, std::uint64_t& desc) noexcept;
     [[nodiscard]] GuestFault deliver_through_idt(const GuestEvent& ev) noexcept;
     [[nodiscard]] SvmResult deliver_to_guest(GuestEvent ev, bool check_intercept, std::uint64_t during,
                                              const char* note) noexcept;
