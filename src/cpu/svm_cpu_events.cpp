@@ -274,6 +274,9 @@ SvmResult SvmCpu::execute(const Event& e) noexcept {
     if (const auto x = filtered ? std::nullopt
                                 : decide(cur(), msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
         return vmexit(x->code, x->info1, x->info2, 0, exit_nrip(x->next_rip));
+    // Not intercepted, IRET executes: it returns through the frame on the
+    // guest's stack (svm_cpu_iret.cpp) instead of retiring to the next RIP.
+    if (e.kind == EventKind::iret) return guest_iret();
     // A MOV to CR/DR with a value the processor refuses faults after the
     // intercept check: an intercepted write exits with the value unjudged
     // (its VMM emulates it), one that is not is #GP(0) in the guest.
