@@ -472,6 +472,13 @@ Injection SvmCpu::inject_event() noexcept {
     if ((ev & arch::event::V) == 0) return Injection::none;
     injected_ = ev | (cur().get(FieldId::event_inj_err) << 32);
     cur().set(FieldId::event_inj, ev & ~std::uint64_t{arch::event::V});
+    // 15.21.10: "If Event Injection is used to inject an NMI when NMI
+    // Virtualization is enabled, VMRUN sets V_NMI_MASK in the guest state";
+    // the guest's IRET clears it (KVM's svm_inject_nmi relies on this and
+    // leaves the blocking to hardware under vNMI).
+    if (arch::event::type_of(static_cast<std::uint32_t>(ev)) == static_cast<unsigned>(arch::event::Type::nmi) && cpu_->has(Feature::vnmi) &&
+        (int_ctl() & arch::int_ctl::V_NMI_ENABLE) != 0)
+        set_int_ctl(int_ctl() | arch::int_ctl::V_NMI_BLOCKING);
     return Injection::delivered;
 }
 

@@ -413,8 +413,17 @@ SvmResult SvmCpu::poll() noexcept {
             !(ic_ & int_ctl::V_NMI_BLOCKING) && vgif_open && !shadow) {
             set_int_ctl((ic_ & ~int_ctl::V_NMI_PENDING) | int_ctl::V_NMI_BLOCKING);
             insn_len_ = 0;
-            return deliver_to_guest(GuestEvent{2, 2, false, 0, 0, false}, false, 0,
-                                    "virtual NMI delivered through the guest's IDT (V_NMI -> V_NMI_MASK)");
+            SvmResult d = deliver_to_guest(GuestEvent{2, 2, false, 0, 0, false}, false, 0,
+                                           "virtual NMI delivered through the guest's IDT (V_NMI -> V_NMI_MASK)");
+            // 15.21.10: "If a #VMEXIT occurs during the virtual NMI delivery,
+            // EXITINTINFO is set appropriately and V_NMI_MASK is saved as 0":
+            // the NMI is in EXITINTINFO for the VMM to re-inject, not blocked.
+            if (d.outcome == SvmOutcome::vmexit) {
+                const std::uint64_t unmasked = int_ctl() & ~int_ctl::V_NMI_BLOCKING;
+                set_int_ctl(unmasked);
+                vmcb_store(FieldId::int_ctl, unmasked);
+            }
+            return d;
         }
         // Virtual INTR (15.21.4): V_IRQ with V_INTR_PRIO > V_TPR (or V_IGN_TPR),
         // guest IF = 1, no shadow, V_GIF; ignored under AVIC (15.29.8.3).

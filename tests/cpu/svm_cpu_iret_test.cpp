@@ -206,6 +206,40 @@ TEST(SvmCpuIret, IretWithoutNmiVirtualizationLeavesIntCtlAlone) {
     EXPECT_EQ(m.cpu.vmcb().get(FieldId::int_ctl), ictl::V_NMI_BLOCKING | ictl::V_INTR_MASKING);
 }
 
+TEST(SvmCpuIret, EventInjOfAnNmiSetsVnmiBlockingUnderNmiVirtualization) {
+    for (const bool vnmi : {false, true}) {
+        SCOPED_TRACE(vnmi ? "V_NMI_ENABLE" : "no V_NMI_ENABLE");
+        Machine m;
+        arch::Vmcb v = guest_with_idt(m, {ic::NMI});
+        v.set(FieldId::int_ctl, vnmi ? ictl::V_NMI_ENABLE : 0);
+        v.set(FieldId::event_inj, arch::event::V | (2U << arch::event::kTypeShift) | 2U);
+        const auto r = m.enter(v);
+        ASSERT_EQ(r.outcome, SvmOutcome::entered_guest);
+        ASSERT_EQ(r.delivery, Delivery::through_idt);
+        EXPECT_EQ(m.cpu.regs().rip, handler(2));
+        EXPECT_EQ(m.cpu.vmcb().get(FieldId::int_ctl) & ictl::V_NMI_BLOCKING, vnmi ? ictl::V_NMI_BLOCKING : 0U);
+        // The handler's IRET unblocks them again.
+        ASSERT_EQ(m.cpu.guest_event(iret(2)).outcome, SvmOutcome::no_exit);
+        EXPECT_EQ(m.cpu.vmcb().get(FieldId::int_ctl) & ictl::V_NMI_BLOCKING, 0U);
+        EXPECT_EQ(m.cpu.regs().rip, kReturnRip);
+    }
+}
+
+TEST(SvmCpuIret, ExitWhileDeliveringTheVirtualNmiSavesVnmiMaskAsZero) {
+    Machine m;
+    arch::Vmcb v = guest_with_idt(m, {ic::NMI, ic::exception(13)});
+    v.set_segment(arch::Seg::idtr, {0, 0, 2 * 16 - 1, kIdt});  // gates 0 and 1: vector 2's is beyond the limit
+    v.set(FieldId::int_ctl, ictl::V_NMI_ENABLE | ictl::V_NMI_PENDING);
+    ASSERT_EQ(m.enter(v).outcome, SvmOutcome::entered_guest);
+    const auto r = m.cpu.poll();
+    ASSERT_EQ(r.outcome, SvmOutcome::vmexit);
+    const arch::Vmcb out = m.vmcb();
+    EXPECT_EQ(out.get(FieldId::exit_code), ec::EXCP_BASE + 13);
+    EXPECT_EQ(out.get(FieldId::exit_info_1), 2U * 8 + 2 + 1);  // IDT, EXT: the gate of vector 2
+    EXPECT_EQ(out.get(FieldId::exit_int_info), arch::event::V | (2U << arch::event::kTypeShift) | 2U);
+    EXPECT_EQ(out.get(FieldId::int_ctl) & (ictl::V_NMI_PENDING | ictl::V_NMI_BLOCKING), 0U);
+}
+
 TEST(SvmCpuIret, NotPresentCodeSegmentIsNpWithTheSelectorAndChangesNothing) {
     for (const std::uint16_t cs : {kCode, kAbsentCode}) {
         SCOPED_TRACE(cs);
