@@ -376,8 +376,9 @@ Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
         std::uint64_t first, last;
         L0ExitHandler handle;
     };
-    static constexpr std::array<Entry, 8> kHandlers = {{
+    static constexpr std::array<Entry, 9> kHandlers = {{
         {ec::SHUTDOWN, ec::SHUTDOWN, &Vcpu::l0_shutdown},
+        {ec::IRET, ec::IRET, &Vcpu::l0_iret},
         // KVM offers no RDPRU to guests and intercepts it to make it #UD
         // (svm_exit_handlers[SVM_EXIT_RDPRU] = kvm_handle_invalid_op).
         {ec::RDPRU, ec::RDPRU, &Vcpu::l0_inject_ud},
@@ -426,6 +427,40 @@ StepResult Vcpu::l0_shutdown(const cpu::Event&, const cpu::ExitInfo& x) noexcept
     r.exit_code = x.code;
     r.note = "L2 triple-faulted and L1 does not intercept SHUTDOWN: the vCPU shuts down";
     return r;
+}
+
+StepResult Vcpu::l0_iret(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {
+    // KVM intercepts IRET only to see the guest leave an NMI handler
+    // (iret_interception): it drops the intercept (svm_clr_iret_intercept)
+    // and re-enters the guest at the IRET, which then executes in hardware.
+    // L0 cannot emulate it as an instruction that retires (it jumps through
+    // the frame on L2's stack), so the processor runs it here, right after
+    // the re-entry, with vmcb02's IRET intercept lifted for that one
+    // instruction; L0's intercept set (and so vmcb02's) keeps IRET after it.
+    StepResult r;
+    r.l0_exit = true;
+    r.exit_code = x.code;
+    enter_l2_on_processor(r);
+    if (mode_ != Mode::l2 || !hw_.in_guest()) return r;  // the re-entry itself exited or failed
+    const bool gif_was = gif();
+    live_vmcb02().set_intercept(ic::IRET, false);
+    const cpu::SvmResult hr = hw().guest_event(e);
+    live_vmcb02().set_intercept(ic::IRET, true);
+    if (hr.outcome == cpu::SvmOutcome::vmexit) {
+        // The IRET faulted into an exit (#NPF, an intercepted #PF or #GP):
+        // routed like any exit from L2.
+        after_processor_exit();
+        return route_l2_exit(e, hr);
+    }
+    StepResult ran = l2_ran(e, hr, gif_was);
+    ran.l0_exit = true;
+    ran.exit_code = x.code;
+    if (ran.outcome == Outcome::no_exit) {
+        ran.outcome = Outcome::handled_by_l0;
+        ran.owner = Owner::l0;
+        ran.note = "IRET intercepted only by L0; L2 resumed at it and the processor executed it";
+    }
+    return ran;
 }
 
 StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {
