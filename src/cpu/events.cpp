@@ -36,7 +36,7 @@ constexpr std::array kEventNames = {
     EventNameEntry{"rdtscp", EventKind::rdtscp},   EventNameEntry{"xsetbv", EventKind::xsetbv},
     EventNameEntry{"rdpru", EventKind::rdpru},     EventNameEntry{"invpcid", EventKind::invpcid},
     EventNameEntry{"lmsw", EventKind::lmsw},       EventNameEntry{"clts", EventKind::clts},
-    EventNameEntry{"fpu", EventKind::fpu},
+    EventNameEntry{"fpu", EventKind::fpu},         EventNameEntry{"iret", EventKind::iret},
 };
 
 // Exit codes of instructions whose intercept is one bit equal to the code.
@@ -59,6 +59,7 @@ std::optional<std::uint64_t> simple_instruction_code(EventKind k) noexcept {
         case EventKind::rdtscp: return ec::RDTSCP;
         case EventKind::xsetbv: return ec::XSETBV;
         case EventKind::rdpru: return ec::RDPRU;
+        case EventKind::iret: return ec::IRET;  // APM B-1: vector 3 bit 20 (bit 116); C-1: exit code 74h
         default: return std::nullopt;
     }
 }
@@ -98,7 +99,8 @@ std::uint8_t default_insn_len(EventKind k) noexcept {
     switch (k) {
         case EventKind::sti:
         case EventKind::cli:
-        case EventKind::nop: return 1;
+        case EventKind::nop:
+        case EventKind::iret: return 1;
         default: return Event{}.insn_len;
     }
 }

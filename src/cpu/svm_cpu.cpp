@@ -2,6 +2,7 @@
 // Step names follow the manual; see svm_cpu.hpp for the sequence and
 // docs/cpu.md for the host-save layout.
 #include "nsvm/cpu/svm_cpu.hpp"
+#include "nsvm/cpu/vnmi.hpp"
 
 #include "nsvm/arch/bits.hpp"
 #include "nsvm/arch/exit_codes.hpp"
@@ -472,6 +473,13 @@ Injection SvmCpu::inject_event() noexcept {
     if ((ev & arch::event::V) == 0) return Injection::none;
     injected_ = ev | (cur().get(FieldId::event_inj_err) << 32);
     cur().set(FieldId::event_inj, ev & ~std::uint64_t{arch::event::V});
+    // 15.21.10: "If Event Injection is used to inject an NMI when NMI
+    // Virtualization is enabled, VMRUN sets V_NMI_MASK in the guest state";
+    // the guest's IRET clears it (KVM's svm_inject_nmi relies on this and
+    // leaves the blocking to hardware under vNMI).
+    if (arch::event::type_of(static_cast<std::uint32_t>(ev)) == static_cast<unsigned>(arch::event::Type::nmi) &&
+        vnmi_enabled(*cpu_, int_ctl()))
+        set_int_ctl(int_ctl() | arch::int_ctl::V_NMI_BLOCKING);
     return Injection::delivered;
 }
 

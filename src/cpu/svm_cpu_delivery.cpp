@@ -14,6 +14,7 @@
 #include "nsvm/arch/intercepts.hpp"
 #include "nsvm/cpu/npt.hpp"
 #include "nsvm/cpu/svm_cpu.hpp"
+#include "guest_fault.hpp"
 
 namespace nsvm::cpu {
 namespace ec = arch::exit_code;
@@ -25,13 +26,9 @@ using arch::FieldId;
 namespace {
 
 using Fault = SvmCpu::GuestFault;
-
-[[nodiscard]] Fault not_modelled(const char* note) noexcept {
-    Fault f;
-    f.kind = Fault::Kind::not_modelled;
-    f.note = note;
-    return f;
-}
+using detail::exception_fault;
+using detail::not_modelled;
+using detail::segment_from_descriptor;
 
 /// APM 8.2.9 Table 8-7: the contributory exceptions.
 [[nodiscard]] constexpr bool contributory(unsigned v) noexcept { return v == 0 || (v >= 10 && v <= 13); }
@@ -43,30 +40,6 @@ using Fault = SvmCpu::GuestFault;
     std::uint64_t v = arch::event::V | (std::uint64_t{type} << arch::event::kTypeShift) | vector;
     if (has_error) v |= arch::event::EV | (std::uint64_t{error_code} << 32);
     return v;
-}
-
-/// A segment descriptor's hidden part in the VMCB's packed attribute form
-/// (APM 15.5.1 / B-2: bits 7:0 = descriptor bits 47:40, 11:8 = 55:52).
-[[nodiscard]] arch::Segment segment_from_descriptor(std::uint16_t selector, std::uint64_t d) noexcept {
-    arch::Segment s;
-    s.selector = selector;
-    s.attrib = static_cast<std::uint16_t>(((d >> 40) & 0xFF) | (((d >> 52) & 0xF) << 8));
-    std::uint32_t limit = static_cast<std::uint32_t>((d & 0xFFFF) | (((d >> 48) & 0xF) << 16));
-    if ((s.attrib & arch::seg_attr::G) != 0) limit = (limit << 12) | 0xFFF;
-    s.limit = limit;
-    s.base = ((d >> 16) & 0xFFFFFF) | (((d >> 56) & 0xFF) << 24);
-    return s;
-}
-
-[[nodiscard]] Fault exception_fault(std::uint8_t vector, std::uint32_t error_code, std::uint64_t cr2 = 0) noexcept {
-    Fault f;
-    f.kind = Fault::Kind::exception;
-    f.exception.vector = vector;
-    f.exception.type = 3;
-    f.exception.has_error = arch::exception_has_error_code(vector);
-    f.exception.error_code = error_code;
-    f.exception.cr2 = cr2;
-    return f;
 }
 
 /// The #NPF a failed nested walk makes (APM 15.25.6).
@@ -269,6 +242,19 @@ Fault SvmCpu::guest_access(std::uint64_t la, std::span<std::uint8_t> bytes, bool
     return {};
 }
 
+Fault SvmCpu::gdt_descriptor(std::uint16_t selector, std::uint32_t ext, std::uint64_t& desc) noexcept {
+    // A non-null selector's descriptor (APM 4.7): beyond GDTR.limit is
+    // #GP(selector), with EXT for an event from outside the program (8.4.1).
+    if ((selector & 4) != 0) return not_modelled("an LDT selector is not modelled");
+    if (std::uint64_t{selector & 0xFFF8U} + 7 > regs_.gdtr.limit)
+        return exception_fault(13, (selector & 0xFFFCU) + ext);
+    std::array<std::uint8_t, 8> bytes{};
+    if (const Fault f = guest_access(regs_.gdtr.base + (selector & 0xFFF8U), bytes, false); f.kind != Fault::Kind::none)
+        return f;
+    desc = arch::load_le(bytes, 0, 8);
+    return {};
+}
+
 // ---------------------------------------------------------------------------
 // Delivery through the guest's IDT (APM 8.9), at the current privilege level.
 
@@ -308,12 +294,8 @@ Fault SvmCpu::deliver_through_idt(const GuestEvent& ev) noexcept {
     // The gate's code segment, from the GDT: delivery reloads CS with it.
     const std::uint32_t sel_error = (selector & 0xFFFCU) + ext;
     if ((selector & 0xFFFC) == 0) return exception_fault(13, ext);
-    if ((selector & 4) != 0) return not_modelled("an LDT code segment is not modelled");
-    if (std::uint64_t{selector & 0xFFF8U} + 7 > regs_.gdtr.limit) return exception_fault(13, sel_error);
-    std::array<std::uint8_t, 8> dbytes{};
-    if (const Fault f = guest_access(regs_.gdtr.base + (selector & 0xFFF8U), dbytes, false); f.kind != Fault::Kind::none)
-        return f;
-    const std::uint64_t desc = load_le(dbytes, 0, 8);
+    std::uint64_t desc = 0;
+    if (const Fault f = gdt_descriptor(selector, ext, desc); f.kind != Fault::Kind::none) return f;
     const bool code = (desc & bit(44)) != 0 && (desc & bit(43)) != 0;
     const unsigned cs_dpl = (desc >> 45) & 3;
     const bool conforming = (desc & bit(42)) != 0;

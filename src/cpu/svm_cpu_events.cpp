@@ -275,6 +275,9 @@ SvmResult SvmCpu::execute(const Event& e) noexcept {
     if (const auto x = filtered ? std::nullopt
                                 : decide(cur(), msrpm(), iopm(), e, regs_.rip, regs_.cr0, exit_features()))
         return vmexit(x->code, x->info1, x->info2, 0, exit_nrip(x->next_rip));
+    // Not intercepted, IRET executes: it returns through the frame on the
+    // guest's stack (svm_cpu_iret.cpp) instead of retiring to the next RIP.
+    if (e.kind == EventKind::iret) return guest_iret();
     // A MOV to CR/DR with a value the processor refuses faults after the
     // intercept check: an intercepted write exits with the value unjudged
     // (its VMM emulates it), one that is not is #GP(0) in the guest.
@@ -413,8 +416,17 @@ SvmResult SvmCpu::poll() noexcept {
         if (vnmi_deliverable(*cpu_, ic_, shadow)) {
             set_int_ctl(int_ctl_after_vnmi_taken(ic_));
             insn_len_ = 0;
-            return deliver_to_guest(GuestEvent{2, 2, false, 0, 0, false}, false, 0,
-                                    "virtual NMI delivered through the guest's IDT (V_NMI -> V_NMI_MASK)");
+            SvmResult d = deliver_to_guest(GuestEvent{2, 2, false, 0, 0, false}, false, 0,
+                                           "virtual NMI delivered through the guest's IDT (V_NMI -> V_NMI_MASK)");
+            // 15.21.10: "If a #VMEXIT occurs during the virtual NMI delivery,
+            // EXITINTINFO is set appropriately and V_NMI_MASK is saved as 0":
+            // the NMI is in EXITINTINFO for the VMM to re-inject, not blocked.
+            if (d.outcome == SvmOutcome::vmexit) {
+                const std::uint64_t unmasked = int_ctl() & ~int_ctl::V_NMI_BLOCKING;
+                set_int_ctl(unmasked);
+                vmcb_store(FieldId::int_ctl, unmasked);
+            }
+            return d;
         }
         // Virtual INTR (15.21.4): V_IRQ with V_INTR_PRIO > V_TPR (or V_IGN_TPR),
         // guest IF = 1, no shadow, V_GIF; ignored under AVIC (15.29.8.3).

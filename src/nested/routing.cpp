@@ -377,9 +377,10 @@ Vcpu::L0ExitHandler Vcpu::l0_exit_handler(std::uint64_t code) noexcept {
         std::uint64_t first, last;
         L0ExitHandler handle;
     };
-    static constexpr std::array<Entry, 9> kHandlers = {{
+    static constexpr std::array<Entry, 10> kHandlers = {{
         {ec::SHUTDOWN, ec::SHUTDOWN, &Vcpu::l0_shutdown},
         {ec::VINTR, ec::VINTR, &Vcpu::l0_interrupt_window},
+        {ec::IRET, ec::IRET, &Vcpu::l0_iret},
         // KVM offers no RDPRU to guests and intercepts it to make it #UD
         // (svm_exit_handlers[SVM_EXIT_RDPRU] = kvm_handle_invalid_op).
         {ec::RDPRU, ec::RDPRU, &Vcpu::l0_inject_ud},
@@ -442,6 +443,43 @@ StepResult Vcpu::l0_shutdown(const cpu::Event&, const cpu::ExitInfo& x) noexcept
     r.exit_code = x.code;
     r.note = "L2 triple-faulted and L1 does not intercept SHUTDOWN: the vCPU shuts down";
     return r;
+}
+
+StepResult Vcpu::l0_iret(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {
+    // L0 intercepts IRET only while its software NMI mask is set, to see the
+    // NMI handler leave (iret_interception): it drops the intercept
+    // (svm_clr_iret_intercept) and re-enters the guest at the IRET, which
+    // then executes in hardware; once it has completed, NMIs are unmasked
+    // (svm_complete_interrupts) and a held one is taken at the boundary.
+    // L0 cannot emulate it as an instruction that retires (it jumps through
+    // the frame on L2's stack), so the processor runs it here, right after
+    // the re-entry. An IRET that faults did not complete: the mask stays.
+    StepResult r;
+    r.l0_exit = true;
+    r.exit_code = x.code;
+    enter_l2_on_processor(r);
+    if (mode_ != Mode::l2 || !hw_.in_guest()) return r;  // the re-entry itself exited or failed
+    const bool gif_was = gif();
+    const bool masked = nmi_masked_;
+    set_software_nmi_mask(false);
+    const cpu::SvmResult hr = hw().guest_event(e);
+    if (hr.outcome == cpu::SvmOutcome::vmexit) {
+        // The IRET faulted into an exit (#NPF, an intercepted #PF or #GP):
+        // routed like any exit from L2.
+        set_software_nmi_mask(masked);
+        after_processor_exit();
+        return route_l2_exit(e, hr);
+    }
+    if (hr.outcome != cpu::SvmOutcome::no_exit) set_software_nmi_mask(masked);  // it faulted into L2's IDT
+    StepResult ran = l2_ran(e, hr, gif_was);
+    ran.l0_exit = true;
+    ran.exit_code = x.code;
+    if (ran.outcome == Outcome::no_exit) {
+        ran.outcome = Outcome::handled_by_l0;
+        ran.owner = Owner::l0;
+        ran.note = "IRET intercepted only by L0; L2 resumed at it and the processor executed it";
+    }
+    return ran;
 }
 
 StepResult Vcpu::l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcept {

@@ -538,6 +538,7 @@ TEST(ScenarioL0, VnmiFollowsTheCpuModelUnlessTurnedOffAndIretEndsTheBlocking) {
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error().key, "l1");
     EXPECT_NE(s.error().message.find("did you mean 'iret'"), std::string::npos) << s.error().message;
+}
 
 // --- One descent for npt and page_tables: an entry an earlier mapping wrote is never overwritten ---
 

@@ -25,13 +25,15 @@ enum class EventKind : std::uint8_t {
     rdtscp, xsetbv, rdpru, invpcid,  // #UD where the CPU model lacks them (instruction_faults.hpp)
     lmsw, clts,                      // CR0 writes for the intercepts (APM 15.9): LMSW's source in `value`
     fpu,                             // an x87 instruction: #NM with CR0.EM or CR0.TS (instruction_faults.hpp)
+    iret,  // IRET (CF; IRETQ 48 CF): intercept bit 116, else executed on the processor (SvmCpu::guest_iret)
 };
 /// Every kind is below this (for code that enumerates or draws kinds).
-inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::fpu) + 1;
+inline constexpr unsigned kEventKindCount = static_cast<unsigned>(EventKind::iret) + 1;
 [[nodiscard]] std::string_view event_name(EventKind k) noexcept;
 [[nodiscard]] std::optional<EventKind> find_event(std::string_view name) noexcept;
 /// The length an event's instruction has when its user does not say: one
-/// byte for STI (FB), CLI (FA) and NOP (90), else Event's default of two.
+/// byte for STI (FB), CLI (FA), NOP (90) and IRET (CF; a 64-bit IRETQ is
+/// 48 CF, two: say so with insn_len), else Event's default of two.
 [[nodiscard]] std::uint8_t default_insn_len(EventKind k) noexcept;
 
 /// Access type of a memory event (for #NPF EXITINFO1 bits 0-4).

@@ -394,11 +394,29 @@ private:
     void mark_used(const TableEntry& e, bool dirty) noexcept;
     [[nodiscard]] GuestFault nested_final(std::uint64_t gpa, Access a, std::uint64_t& hpa) noexcept;
     [[nodiscard]] GuestFault guest_access(std::uint64_t la, std::span<std::uint8_t> bytes, bool write) noexcept;
+    /// The GDT descriptor of a non-null selector (#GP(selector) beyond the
+    /// limit, `ext` the error code's EXT bit; an LDT selector is not modelled).
+    [[nodiscard]] GuestFault gdt_descriptor(std::uint16_t selector, std::uint32_t ext, std::uint64_t& desc) noexcept;
     [[nodiscard]] GuestFault deliver_through_idt(const GuestEvent& ev) noexcept;
     [[nodiscard]] SvmResult deliver_to_guest(GuestEvent ev, bool check_intercept, std::uint64_t during,
                                              const char* note) noexcept;
     [[nodiscard]] SvmResult deliver_injected() noexcept;
     [[nodiscard]] SvmResult guest_linear_access(const Event& e) noexcept;
+
+    // IRET in the guest, not intercepted (svm_cpu_iret.cpp, APM Vol.3 IRET):
+    // the inverse of deliver_through_idt at the same privilege level.
+    /// The registers IRET loads, computed before any is written.
+    struct IretTarget {
+        std::uint64_t rip = 0, rsp = 0, rflags = 0;
+        arch::Segment cs{}, ss{};
+    };
+    [[nodiscard]] SvmResult guest_iret() noexcept;
+    /// Pops the frame and checks it; the registers are not touched.
+    [[nodiscard]] GuestFault iret_target(IretTarget& out) noexcept;
+    /// 64-bit mode: the SS selector IRETQ pops, as the same-privilege return loads it.
+    [[nodiscard]] GuestFault iret_stack_segment(std::uint16_t selector, arch::Segment& ss) noexcept;
+    /// RFLAGS after IRET pops `popped` (APM Vol.3 IRET: what the CPL and IOPL let it write).
+    [[nodiscard]] std::uint64_t iret_rflags(std::uint64_t popped) const noexcept;
     [[nodiscard]] std::uint64_t exit_nrip(std::uint64_t decided) const noexcept;
 
     // Helpers.

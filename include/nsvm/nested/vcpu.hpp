@@ -420,6 +420,9 @@ private:
     [[nodiscard]] StepResult l0_inject_ud(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_emulate(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_shutdown(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
+    /// An IRET only L0 intercepts (KVM's iret_interception): L2 resumes at
+    /// it and the processor executes it, vmcb02's IRET intercept lifted for it.
+    [[nodiscard]] StepResult l0_iret(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     [[nodiscard]] StepResult l0_reinject_exception(const cpu::Event& e, const cpu::ExitInfo& x) noexcept;
     /// L0 injects an exception into L2 through vmcb02's EVENTINJ (delivered by the next VMRUN).
     void inject_into_l2(std::uint8_t vector, std::uint32_t error_code) noexcept;
