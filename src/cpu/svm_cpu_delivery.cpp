@@ -424,6 +424,22 @@ SvmResult SvmCpu::deliver_injected() noexcept {
     return deliver_to_guest(g, false, 0, "EVENTINJ delivered through the guest's IDT");
 }
 
+SvmResult SvmCpu::instruction_fault(const Fault& f, const char* note) noexcept {
+    switch (f.kind) {
+        case Fault::Kind::exception:
+            return guest_exception(f.exception.vector, f.exception.error_code, f.exception.cr2, note);
+        case Fault::Kind::npf: return vmexit(arch::exit_code::NPF, f.info1, f.info2, 0, exit_nrip(0));
+        case Fault::Kind::none:
+        case Fault::Kind::not_modelled: break;
+    }
+    // Not followed: the registers stay as they were.
+    SvmResult r;
+    r.outcome = SvmOutcome::nothing;
+    r.in_guest = true;
+    r.note = f.note;
+    return r;
+}
+
 SvmResult SvmCpu::guest_linear_access(const Event& e) noexcept {
     using namespace arch;
     // A data access or fetch at a linear address (APM 5.3). 64-bit mode
@@ -436,19 +452,8 @@ SvmResult SvmCpu::guest_linear_access(const Event& e) noexcept {
     const Access a{e.access.write, regs_.cpl == 3, e.access.fetch};
     std::uint64_t gpa = 0;
     const Fault f = guest_translate(la, a, gpa);
+    if (f.kind != Fault::Kind::none) return instruction_fault(f, "#PF delivered to the guest");
     SvmResult r;
-    switch (f.kind) {
-        case Fault::Kind::none: break;
-        case Fault::Kind::exception:
-            return guest_exception(f.exception.vector, f.exception.error_code, f.exception.cr2,
-                                   "#PF delivered to the guest");
-        case Fault::Kind::npf: return vmexit(ec::NPF, f.info1, f.info2, 0, exit_nrip(0));
-        case Fault::Kind::not_modelled:
-            r.outcome = SvmOutcome::nothing;
-            r.in_guest = true;
-            r.note = f.note;
-            return r;
-    }
     // A data access completes its instruction; a fetch does not.
     if (!e.access.fetch) apply_guest_effect(e);
     r.outcome = SvmOutcome::no_exit;

@@ -164,21 +164,11 @@ SvmResult SvmCpu::guest_iret() noexcept {
     using namespace arch;
     IretTarget t;
     const Fault f = iret_target(t);
+    // A fault: RIP still at the IRET, through the exception intercepts and
+    // the guest's IDT like any instruction's.
+    if (f.kind != Fault::Kind::none) return instruction_fault(f, "IRET faulted: the exception goes to the guest");
     SvmResult r;
     r.in_guest = true;
-    switch (f.kind) {
-        case Fault::Kind::none: break;
-        case Fault::Kind::exception:
-            // A fault: RIP still at the IRET, through the exception
-            // intercepts and the guest's IDT like any instruction's.
-            return guest_exception(f.exception.vector, f.exception.error_code, f.exception.cr2,
-                                   "IRET faulted: the exception goes to the guest");
-        case Fault::Kind::npf: return vmexit(ec::NPF, f.info1, f.info2, 0, exit_nrip(0));
-        case Fault::Kind::not_modelled:
-            r.outcome = SvmOutcome::nothing;
-            r.note = f.note;
-            return r;
-    }
     regs_.rip = t.rip;
     regs_.rsp = t.rsp;
     regs_.rflags = t.rflags;

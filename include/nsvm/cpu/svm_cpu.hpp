@@ -398,6 +398,10 @@ private:
     /// limit, `ext` the error code's EXT bit; an LDT selector is not modelled).
     [[nodiscard]] GuestFault gdt_descriptor(std::uint16_t selector, std::uint32_t ext, std::uint64_t& desc) noexcept;
     [[nodiscard]] GuestFault deliver_through_idt(const GuestEvent& ev) noexcept;
+    /// A guest instruction's fault `f` (not none), its RIP still at the
+    /// instruction: the exception through the intercepts and the guest's IDT
+    /// (with `note`), the #NPF exit, or what the model does not follow.
+    [[nodiscard]] SvmResult instruction_fault(const GuestFault& f, const char* note) noexcept;
     [[nodiscard]] SvmResult deliver_to_guest(GuestEvent ev, bool check_intercept, std::uint64_t during,
                                              const char* note) noexcept;
     [[nodiscard]] SvmResult deliver_injected() noexcept;
