@@ -4,7 +4,7 @@
 //   0x0000  "NSVMNEST"                      magic
 //   0x0008  u32 version (1), u32 flags      flags: 0 guest_mode, 1 gif, 2 smm,
 //                                                  3 smm_from_l2, 4 pending_db,
-//                                                  5 shutdown
+//                                                  5 shutdown, 6 smm_inside_nmi
 //   0x0010  u32 pending events, u32 0
 //   0x0018  u64 vmcb12_gpa, hsave_pa, vm_cr, tsc_ratio, smbase
 //   0x0040  vmcb01 page (L1 state + L0 controls)         4096
@@ -42,6 +42,7 @@ std::vector<std::uint8_t> Vcpu::save_state() const {
     // A shut-down vCPU stays shut down across save/restore (as KVM carries a
     // pending triple fault in KVM_GET_VCPU_EVENTS).
     if (mode_ == Mode::shutdown) flags |= kFlagShutdown;
+    if (smm_inside_nmi_) flags |= kFlagSmmInsideNmi;
     arch::store_le(s, kFlagsAt, 4, flags);
     arch::store_le(s, 16, 4, pending_);
     arch::store_le(s, kVmcb12GpaAt, 8, vmcb12_gpa_);
@@ -71,6 +72,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     const bool guest = flags & kFlagGuest, smm = flags & kFlagSmm;
     if (guest && smm) return U("nested state: guest mode while in SMM is impossible (SMI exits guest mode)");
     if ((flags & kFlagSmmL2) && !smm) return U("nested state: SMM-from-L2 flag without SMM");
+    if ((flags & kFlagSmmInsideNmi) && !smm) return U("nested state: SMM-inside-NMI flag without SMM");
     const bool down = flags & kFlagShutdown;
     if (down && guest) return U("nested state: guest mode in a shut-down vCPU is impossible (nothing runs)");
     const std::uint64_t gpa = arch::load_le(blob, kVmcb12GpaAt, 8), hsave = arch::load_le(blob, 0x20, 8),
@@ -109,6 +111,7 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     write_tsc_multiplier(kL1TscRatio);  // L1's, until switch_to_prepared below enters L2
     smm_ = smm;
     smm_from_l2_ = flags & kFlagSmmL2;
+    smm_inside_nmi_ = flags & kFlagSmmInsideNmi;
     // GIF goes where gif() reads it once the mode is known (below): in
     // guest mode vmcb01's V_GIF keeps what the blob has.
     const bool gif = flags & kFlagGif;

@@ -18,7 +18,7 @@ inline constexpr std::size_t kVmcb01At = kHeader, kCacheAt = kHeader + arch::kVm
 inline constexpr std::size_t kBlobSize = kSmramAt + arch::kVmcbSize;
 inline constexpr std::size_t kFlagsAt = 12, kVmcb12GpaAt = 0x18;
 inline constexpr std::uint32_t kFlagGuest = 1, kFlagGif = 2, kFlagSmm = 4, kFlagSmmL2 = 8, kFlagDb = 16,
-                               kFlagShutdown = 32;
-inline constexpr std::uint32_t kKnownFlags = 0x3F;
+                               kFlagShutdown = 32, kFlagSmmInsideNmi = 64;
+inline constexpr std::uint32_t kKnownFlags = 0x7F;
 static_assert(kBlobSize == 0x3C40, "the map in nested_state.cpp");
 }  // namespace nsvm::nested::state_layout

@@ -48,6 +48,12 @@ StepResult Vcpu::enter_smm() noexcept {
             return r;
         }
     }
+    // SMM entry blocks NMIs until RSM (APM 10.3: NMIs are latched until
+    // RSM or an IRET inside SMM), in L1's context after any exit from L2
+    // (KVM's enter_smm: set_nmi_mask, or HF_SMM_INSIDE_NMI_MASK when they
+    // were blocked already, so that RSM leaves them blocked).
+    smm_inside_nmi_ = nmi_masked();
+    if (!smm_inside_nmi_) set_nmi_masked(true);
     // APM 10.2.4 SMM entry state; EFER = 0 clears SVME, which gives GIF = 1
     // in KVM (svm_set_efer -> svm_set_gif(true)).
     smm_ = true;
@@ -83,6 +89,7 @@ StepResult Vcpu::rsm() noexcept {
     auto fail = [&](const char* why) {
         smm_ = false;
         smm_from_l2_ = false;
+        smm_inside_nmi_ = false;
         shutdown();
         r.outcome = Outcome::shutdown;
         r.note = why;
@@ -92,6 +99,10 @@ StepResult Vcpu::rsm() noexcept {
     if (!mem_->read_u64(smbase_ + kSmramGuestFlag, flag)) return fail("RSM: SMRAM unreadable");
     smm_ = false;
     smm_from_l2_ = false;
+    // emulator_leave_smm: NMIs unblocked unless they were at SMM entry,
+    // still in L1's context (before guest mode is re-entered).
+    if (!smm_inside_nmi_) set_nmi_masked(false);
+    smm_inside_nmi_ = false;
     if (flag == 0) {
         std::copy(save_area(smram_l2_).begin(), save_area(smram_l2_).end(), save_area(vmcb01_).begin());
         mode_ = Mode::l1;

@@ -243,3 +243,35 @@ TEST(L1NmiMask, TheMaskSurvivesSaveAndRestore) {
         EXPECT_EQ(n.vcpu.check_invariants(), nullptr) << vnmi;
     }
 }
+
+TEST(L1NmiMask, SmmBlocksNmisUntilRsmUnlessTheyWereBlockedAtEntry) {
+    // APM 10.3 (NMIs are latched until RSM); KVM's enter_smm sets the NMI
+    // mask, or records HF_SMM_INSIDE_NMI_MASK, and emulator_leave_smm clears
+    // it only in the first case. Both L0 configurations.
+    for (const bool vnmi : {false, true}) {
+        auto l0 = nested::L0Config::kvm_default();
+        l0.vnmi = vnmi;
+        Machine m(checks::ProfileId::kvm, {}, l0);
+        ASSERT_TRUE(m.map_smram());
+        ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered) << vnmi;
+        EXPECT_TRUE(m.vcpu.nmi_masked()) << vnmi;
+        EXPECT_EQ(m.vcpu.external(cpu::EventKind::nmi).outcome, Outcome::held_pending) << vnmi;
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << vnmi;
+        // The state survives save/restore in SMM.
+        const auto blob = m.vcpu.save_state();
+        ASSERT_TRUE(m.vcpu.restore_state(blob)) << vnmi;
+        EXPECT_EQ(m.vcpu.save_state(), blob) << vnmi;
+        // RSM unblocks and the held NMI is taken at once, which blocks again.
+        ASSERT_EQ(m.vcpu.rsm().outcome, Outcome::smm_left) << vnmi;
+        EXPECT_EQ(m.vcpu.pending_events(), 0U) << vnmi;
+        EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::int_ctl) & kPending, 0U) << vnmi;
+        EXPECT_TRUE(m.vcpu.nmi_masked()) << vnmi;  // the NMI's handler now runs
+        // An SMI inside that handler: RSM leaves NMIs blocked.
+        ASSERT_EQ(m.vcpu.external(cpu::EventKind::smi).outcome, Outcome::smm_entered) << vnmi;
+        ASSERT_EQ(m.vcpu.rsm().outcome, Outcome::smm_left) << vnmi;
+        EXPECT_TRUE(m.vcpu.nmi_masked()) << vnmi;
+        (void)m.vcpu.l1_iret();
+        EXPECT_FALSE(m.vcpu.nmi_masked()) << vnmi;
+        EXPECT_EQ(m.vcpu.check_invariants(), nullptr) << vnmi;
+    }
+}

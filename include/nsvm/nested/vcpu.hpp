@@ -611,6 +611,7 @@ private:
     bool gif_ = true;  ///< L1's GIF without vGIF (reset value: init_vmcb sets GIF = 1); read only by gif()
     bool smm_ = false;
     bool smm_from_l2_ = false;
+    bool smm_inside_nmi_ = false;  ///< NMIs were blocked already at SMM entry (KVM's HF_SMM_INSIDE_NMI_MASK)
     bool pending_db_ = false;
     bool nmi_masked_ = false;  ///< L0's software NMI mask (KVM's svm->nmi_masked); read only by nmi_masked()
     std::uint32_t pending_ = 0;  ///< bit per EventKind held by GIF
