@@ -174,6 +174,7 @@ bool Vcpu::gif() const noexcept {
 void Vcpu::set_gif(bool g) noexcept {
     if (!l0_uses_vgif()) {
         gif_ = g;
+        sync_event_windows();  // svm_set_gif: without vGIF, GIF = 0 closes the interrupt window
         return;
     }
     arch::Vmcb& v = mode_ == Mode::l2 && !nested_vgif() ? live_vmcb02() : vmcb01_;

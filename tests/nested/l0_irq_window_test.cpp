@@ -115,3 +115,27 @@ TEST(L0IrqWindow, UnderVIntrMaskingWithL1sIfClearVmcb02GetsNoWindow) {
     EXPECT_EQ(m.vcpu.vmcb02().get(FieldId::int_ctl) & ib::V_IRQ, 0U);
     EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
 }
+
+TEST(L0IrqWindow, WithoutVgifGifZeroClosesAnOpenWindow) {
+    // svm_set_gif(false) without vGIF: svm_clear_vintr. Here a VMRUN that
+    // fails (GIF = 0 after its #VMEXIT) while an INTR waits for L1's IF.
+    // Found by fuzz_nested.
+    auto l0 = nested::L0Config::kvm_default();
+    l0.vgif = false;
+    Machine m(checks::ProfileId::kvm, {}, l0);
+    m.vcpu.vmcb01().set(FieldId::rflags, 0x2);
+    ASSERT_EQ(m.vcpu.external(cpu::EventKind::intr).outcome, Outcome::held_pending);
+    ASSERT_TRUE(m.vcpu.vmcb01().intercept(ic::VINTR));
+    auto v = valid_vmcb12();
+    v.set_intercept(ic::VMRUN, false);  // a consistency-check failure
+    m.put(v);
+    ASSERT_EQ(m.vmrun().outcome, Outcome::vmrun_failed);
+    EXPECT_FALSE(m.vcpu.gif());
+    EXPECT_FALSE(m.vcpu.vmcb01().intercept(ic::VINTR));
+    EXPECT_EQ(m.vcpu.vmcb01().get(FieldId::int_ctl) & kInjection, 0U);
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+    // L1's STGI (L0's exit without vGIF) opens it again: the INTR still waits for IF.
+    (void)m.vcpu.l1_stgi();
+    EXPECT_TRUE(m.vcpu.vmcb01().intercept(ic::VINTR));
+    EXPECT_EQ(m.vcpu.check_invariants(), nullptr);
+}
