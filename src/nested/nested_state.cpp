@@ -168,8 +168,8 @@ nsvm::expected<void, std::string> Vcpu::restore_state(std::span<const std::uint8
     } else {
         live_vmcb02() = arch::Vmcb{};
         use_msrpm02_ = false;
+        if (down) mode_ = Mode::shutdown;  // before GIF: a shut-down vCPU's windows stay as saved
         set_gif(gif);
-        if (down) mode_ = Mode::shutdown;
     }
     return {};
 }

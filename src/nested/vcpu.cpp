@@ -236,6 +236,7 @@ void Vcpu::sync_irq_window() noexcept {
     constexpr std::uint64_t kInjection = ib::V_IRQ | ib::V_INTR_PRIO | ib::V_IGN_TPR;  // V_IRQ_INJECTION_BITS_MASK
     const bool want = irq_window_wanted();
     if (!want && !vmcb01_.intercept(ic::VINTR)) return;  // the common case: no window, none wanted
+    if (mode_ == Mode::shutdown) return;  // runs nothing: its VMCBs stay as they were (KVM reinitializes them)
     const bool in_l2 = mode_ == Mode::l2;
     arch::Vmcb& running = in_l2 ? live_vmcb02() : vmcb01_;
     if (want) {
