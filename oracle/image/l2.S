@@ -63,6 +63,12 @@ l2_programs:
          * the vector's target, a page of the paging window whose entries
          * the vector patches (NX, SMEP, nested NX), or the VMMCALL program */
         PROG    .byte 0xff, 0xe3
+        /* 32: push rdx; push rcx; push rsi; push rdi; push rbx (SS, RSP,
+         * RFLAGS, CS, RIP: an IRET frame from the vector's registers), then
+         * 48 CF: IRETQ in 64-bit code (APM Vol.3 IRET).  In 32-bit code the
+         * pushes are of edx ... ebx and 48 CF is "dec eax; iretd", which pops
+         * EIP = ebx, CS = edi, EFLAGS = esi and leaves edx, ecx on the stack. */
+        PROG    .byte 0x52, 0x51, 0x56, 0x57, 0x53, 0x48, 0xcf
         .balign 64
         .globl l2_programs_end
 l2_programs_end:

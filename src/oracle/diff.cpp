@@ -71,6 +71,14 @@ constexpr std::array kKnown = {
                     "(excp_helper.c raise_interrupt2, then check_exception), never for the #DF itself: with the #DF "
                     "intercept (APM 15.12, exit 0x48) L2 takes the double fault through its IDT; found by this "
                     "oracle"},
+    KnownDivergence{Backend::qemu, "save.rip", "qemu.iret_noncanonical_rip_loaded",
+                    "QEMU 7.2 does not check that the return address IRETQ pops is canonical "
+                    "(tcg/seg_helper.c helper_ret_protected loads it into RIP): the IRET completes, RSP, RFLAGS, "
+                    "CS and SS as popped, and the #GP(0) comes from the fetch at the non-canonical RIP, so an "
+                    "intercepted #GP (APM 15.12, exit 0x4D) saves that RIP and one through the IDT pushes its frame "
+                    "on the popped stack; the IRET itself faults, RIP at the IRET and nothing popped (APM Vol.3 "
+                    "IRET: a non-canonical return RIP in 64-bit mode is #GP(0); Intel SDM IRET agrees, and Bochs "
+                    "2.7 agrees with the model); found by this oracle"},
     KnownDivergence{Backend::qemu, "save.rip", "qemu.sti_single_step_dropped",
                     "QEMU 7.2 takes no single-step #DB after an STI that sets IF: with RFLAGS.TF = 1 the next "
                     "instruction runs (here the epilogue's VMMCALL exits with TF still set and DR6.BS clear); STI's "
@@ -213,6 +221,20 @@ const KnownDivergence* path_divergence(const Vector& v, const Result& r, Backend
         r.status == Status::vmexit && r.exit_code() == arch::exit_code::VMMCALL &&
         r.vmcb.get(FieldId::rip) == program_entry(Program::sti) + 1)  // the VMMCALL after STI, no #DB
         return known(b, "qemu.sti_single_step_dropped");
+    // IRETQ to a non-canonical address (the IRET program, l2.S 32): QEMU
+    // completes the IRET, and the #GP(0) comes from the fetch at the popped
+    // RIP, on the popped RSP and RFLAGS: intercepted, save.rip is the
+    // non-canonical address; through gate 13, the frame lies below the
+    // popped RSP (aligned, 6 quadwords with the error code, APM 8.9.3).
+    if (v.program == Program::iret && (v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0 &&
+        (v.vmcb.segment(arch::Seg::cs).attrib & arch::seg_attr::L) != 0 && r.status == Status::vmexit) {
+        const std::uint64_t target = v.regs[3];
+        const bool non_canonical = (target >> 47) != 0 && (target >> 47) != 0x1FFFF;
+        const bool intercepted = r.exit_code() == arch::exit_code::EXCP_BASE + 13 && r.vmcb.get(FieldId::rip) == target;
+        const bool delivered = r.exit_code() == arch::exit_code::VMMCALL && r.vmcb.get(FieldId::rax) == 13 &&
+                               r.vmcb.get(FieldId::rsp) == (v.regs[1] & ~std::uint64_t{0xF}) - 48;
+        if (non_canonical && (intercepted || delivered)) return known(b, "qemu.iret_noncanonical_rip_loaded");
+    }
     return nullptr;
 }
 

@@ -439,6 +439,81 @@ std::vector<Mutation> program_mutations() {
     // jmp rbx to the VMMCALL program: the fetch at the target (the pg/*
     // vectors jump into the paging window).
     add("jmp_vmmcall", Program::jmp, [](Vector& v) { v.regs[3] = program_entry(Program::vmmcall); });
+    // IRET over a frame the program pushes from rdx, rcx, rsi, rdi, rbx (SS,
+    // RSP, RFLAGS, CS, RIP; l2.S program 32): intercepted, #VMEXIT 0x74 with
+    // RIP at the IRET and nRIP past it (APM 15.7.1, Appendix C); not, a
+    // return to the VMMCALL program with RSP, RFLAGS, CS and SS as popped
+    // (APM Vol.3 IRET; isolation.cpp admits only that target and a stack in
+    // the L2 stack page). RFLAGS: CF, PF, ZF, SF and OF (IF stays clear).
+    const auto iret_frame = [](Vector& v) {
+        v.regs[2] = NSVM_OR_L2_DS;                   // SS
+        v.regs[1] = NSVM_OR_L2_STACK_TOP - 0x80;     // RSP
+        v.regs[6] = 0x8C7;                           // RFLAGS
+        v.regs[7] = NSVM_OR_L2_CS64;                 // CS
+        v.regs[3] = program_entry(Program::vmmcall);  // RIP
+    };
+    add("iretq_intercepted", Program::iret, [iret_frame](Vector& v) {
+        iret_frame(v);
+        v.vmcb.set_intercept(ic::IRET);
+    });
+    add("iretq", Program::iret, iret_frame);
+    // NMI virtualization (APM 15.21.10): a completed IRET clears V_NMI_MASK
+    // (V_NMI_BLOCKING); with V_NMI_PENDING the virtual NMI is then taken
+    // through gate 2 before the VMMCALL. The NMI intercept is required with
+    // V_NMI_ENABLE (consistency check vnmi.nmi_intercept). On a CPU without
+    // vNMI (the qemu-tcg and bochs-ryzen models) the bits are the VMM's and
+    // stay as they are.
+    const auto vnmi = [iret_frame](std::uint64_t bits) {
+        return [iret_frame, bits](Vector& v) {
+            iret_frame(v);
+            v.vmcb.set_intercept(ic::NMI);
+            set_bits(v, FieldId::int_ctl, arch::int_ctl::V_NMI_ENABLE | arch::int_ctl::V_NMI_BLOCKING | bits);
+        };
+    };
+    add("iretq_vnmi_unblocks", Program::iret, vnmi(0));
+    add("iretq_vnmi_pending", Program::iret, vnmi(arch::int_ctl::V_NMI_PENDING));
+    // The IRET's faults (APM Vol.3 IRET): a non-canonical return address is
+    // #GP(0), through gate 13 or the #GP intercept (exit 0x4D, EXITINFO1 0);
+    // a null CS #GP(0), a data segment as CS #GP(selector). The image's GDT
+    // has no not-present code descriptor, so #NP is not reachable here. The
+    // non-canonical address's low half is the VMMCALL program's entry, so a
+    // random mutation that leaves 64-bit code (an IRETD pops EIP = ebx)
+    // still returns where isolation.cpp admits.
+    constexpr std::uint64_t kNonCanonical = 0x8000000000000000ULL | program_entry(Program::vmmcall);
+    add("iretq_gp_noncanonical", Program::iret, [iret_frame](Vector& v) {
+        iret_frame(v);
+        v.regs[3] = kNonCanonical;
+    });
+    add("iretq_gp_noncanonical_intercepted", Program::iret, [iret_frame](Vector& v) {
+        iret_frame(v);
+        v.regs[3] = kNonCanonical;
+        v.vmcb.set_intercept(ic::exception(13));
+    });
+    add("iretq_gp_cs_null", Program::iret, [iret_frame](Vector& v) {
+        iret_frame(v);
+        v.regs[7] = 0;
+        v.vmcb.set_intercept(ic::exception(13));
+    });
+    add("iretq_gp_cs_data", Program::iret, [iret_frame](Vector& v) {
+        iret_frame(v);
+        v.regs[7] = NSVM_OR_L2_DS;
+        v.vmcb.set_intercept(ic::exception(13));
+    });
+    // IRETD in 32-bit protected mode (no paging): 48 CF is "dec eax; iretd"
+    // there, which pops EIP, CS and EFLAGS and leaves SS:ESP (a return at
+    // the same privilege level).
+    const auto iretd = [iret_frame](bool intercepted) {
+        return [iret_frame, intercepted](Vector& v) {
+            v.program = Program::iret;
+            v.vmcb.set(FieldId::rip, program_entry(Program::iret));
+            iret_frame(v);
+            v.regs[7] = NSVM_OR_L2_CS32;
+            v.vmcb.set(FieldId::rax, 0x1234);
+            if (intercepted) v.vmcb.set_intercept(ic::IRET);
+        };
+    };
+    ms.push_back(Mutation{"", "iretd_intercepted", BaseMode::prot32, iretd(true)});
+    ms.push_back(Mutation{"", "iretd", BaseMode::prot32, iretd(false)});
     // Single step (APM 13.1.4): RFLAGS.TF traps #DB after the first
     // instruction retires, DR6.BS set; an intercepted instruction has not
     // retired (no #DB).

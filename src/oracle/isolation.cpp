@@ -211,6 +211,49 @@ std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
     return std::nullopt;
 }
 
+/// The IRET program (l2.S 32) pushes rdx, rcx, rsi, rdi, rbx and returns
+/// through them: RIP = rbx, CS = di, RFLAGS = rsi, then (IRETQ) RSP = rcx,
+/// SS = dx. Admitted: a return to the VMMCALL program's entry (or, in 64-bit
+/// code, a non-canonical address, #GP(0) before any fetch, APM Vol.3 IRET)
+/// through the image's L2 GDT, whose descriptors all have their accessed bit
+/// set (a CS or SS load writes nothing there) and base 0; a new RSP whose
+/// 256 bytes below lie in the L2 stack, like save.rsp (later exception
+/// frames). Outside 64-bit code the return stays at CPL 0 (a return to an
+/// outer level would take its stack from the host's 64-bit TSS read as a
+/// 32-bit one), with EFLAGS.VM clear (no return to virtual-8086 mode) and
+/// RFLAGS.NT clear (no task return through the host's TR).
+[[nodiscard]] std::optional<IsolationProblem> iret_problem(const Vector& v) {
+    const bool code64 = (v.vmcb.get(FieldId::efer) & arch::efer::LMA) != 0 &&
+                        (v.vmcb.segment(Seg::cs).attrib & 0x200) != 0;
+    const auto gdtr = v.vmcb.segment(Seg::gdtr);
+    if (gdtr.base != NSVM_OR_L2_GDT_PA)
+        return IsolationProblem{"vmcb.save.gdtr.base",
+                                fmt::format("IRET loads CS and SS from the GDT at {}, not the image's L2 GDT ({:#x}): "
+                                            "descriptors there could mark themselves accessed or give CS another base",
+                                            hex(gdtr.base), NSVM_OR_L2_GDT_PA)};
+    const std::uint64_t target = code64 ? v.regs[3] : v.regs[3] & 0xFFFFFFFFULL;
+    const bool canonical = ((target >> 47) == 0 || (target >> 47) == 0x1FFFF);
+    const bool non_canonical57 = (static_cast<std::int64_t>(target << 7) >> 7) != static_cast<std::int64_t>(target);
+    if (target != program_entry(Program::vmmcall) && !(code64 && !canonical && non_canonical57))
+        return IsolationProblem{"l2.regs.rbx", fmt::format("IRET to {}: L2 may return only to the VMMCALL program "
+                                                           "({:#x}) or, in 64-bit code, to a non-canonical address",
+                                                           hex(target), program_entry(Program::vmmcall))};
+    if (code64) {
+        const std::uint64_t sp = v.regs[1];
+        if (reaches_protected(sp < 0x100 ? 0 : sp - 0x100, std::min<std::uint64_t>(sp, 0x100)))
+            return write_problem("l2.regs.rcx", sp, "the stack IRETQ returns to (exception frames)");
+        return std::nullopt;
+    }
+    if ((v.regs[7] & 3) != 0)
+        return IsolationProblem{"l2.regs.rdi", "IRETD to an outer privilege level outside 64-bit code would take its "
+                                               "stack from the host's TSS read in its 32-bit form"};
+    if ((v.regs[6] & arch::rflags::VM) != 0)
+        return IsolationProblem{"l2.regs.rsi", "IRETD with EFLAGS.VM set would return to virtual-8086 mode"};
+    if ((v.vmcb.get(FieldId::rflags) & arch::rflags::NT) != 0)
+        return IsolationProblem{"vmcb.save.rflags", "IRETD with RFLAGS.NT set is a task return through the host's TR"};
+    return std::nullopt;
+}
+
 /// A present entry a paging patch writes points into the paging window or
 /// the spare table pages (layout.h NSVM_OR_WINDOW_PA): whatever L2 then
 /// reaches through it, a table built there or a page it stores to, is memory
@@ -289,6 +332,9 @@ std::optional<IsolationProblem> isolation_problem(const Vector& v) {
             break;
         case Program::jmp:
             if (auto p = jmp_problem(v)) return p;
+            break;
+        case Program::iret:
+            if (auto p = iret_problem(v)) return p;
             break;
         default: break;
     }

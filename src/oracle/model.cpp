@@ -151,6 +151,7 @@ constexpr std::uint64_t kSlotVmcb = NSVM_OR_SLOTS_PA;
         case Program::rdpru:
         case Program::lmsw: return 3;
         case Program::invpcid: return 5;  // 66 0F 38 82 /r
+        case Program::iret: return 2;     // IRETQ (48 CF); the pushes before it are one byte each
         default: return 2;  // div0: "xor ecx, ecx" and "div ecx" are two bytes each; clts, fnop
     }
 }
@@ -262,7 +263,82 @@ private:
             case Program::fnop: return instruction(simple(EventKind::fpu, len));
             case Program::nop: return instruction(simple(EventKind::nop, len));
             case Program::jmp: return jump(len);
+            case Program::iret: return iret_program();
         }
+    }
+
+    /// push rdx, rcx, rsi, rdi, rbx (SS, RSP, RFLAGS, CS, RIP), then IRETQ
+    /// (48 CF) in 64-bit code; in 32-bit code the pushes are 4 bytes each
+    /// and 48 CF is "dec eax; iretd" (APM Vol.3 PUSH, DEC, IRET). Each push
+    /// is a stack write the processor translates (APM 5.3, 15.25: #PF,
+    /// #NPF); the IRET itself is the processor's (intercept 0x74, or
+    /// SvmCpu::guest_iret: the pops, the CS/SS descriptor checks, #GP(0) for
+    /// a non-canonical return address, V_NMI_MASK cleared with vNMI).
+    void iret_program() {
+        using arch::rflags::TF;
+        // A trap between the pushes, or after the IRET that loads TF (which
+        // traps only after the next instruction), is not followed.
+        if ((cpu_.regs().rflags & TF) != 0 || (v_.regs[6] & TF) != 0)
+            return unknown("single-step traps around the IRET program are not followed");
+        const bool is64 = code64();
+        auto& regs = cpu_.regs();
+        // The bytes are written at their linear address: the image's tables
+        // (and its nested ones) map the L2 stack, where isolation.cpp
+        // confines RSP, one to one.
+        const std::uint64_t cr3 = regs.cr3 & ~std::uint64_t{0xFFF};
+        const bool paged = (regs.cr0 & arch::cr0::PG) != 0;
+        if (paged && cr3 != NSVM_OR_PML4_PA && cr3 != NSVM_OR_PAE_PDPT_PA && cr3 != NSVM_OR_PD32_PA)
+            return unknown("the IRET program's stack is translated by tables the image did not build as L2's");
+        if (!is64 && (regs.ss.base != 0 || regs.ss.limit != 0xFFFFFFFF || (regs.ss.attrib & arch::seg_attr::DB) == 0))
+            return unknown("the IRET program's pushes on a stack segment that is not flat 32-bit");
+        const unsigned width = is64 ? 8 : 4;
+        for (const unsigned gpr : {2U, 1U, 6U, 7U, 3U}) {  // rdx, rcx, rsi, rdi, rbx
+            if (!fetch()) return;
+            const std::uint64_t sp = is64 ? regs.rsp - 8 : (regs.rsp - 4) & 0xFFFFFFFFULL;
+            if (sp < NSVM_OR_L2_STUBS_PA + 0x1000 || sp + width > NSVM_OR_L2_STACK_TOP + 0x10)
+                return unknown("the IRET program pushes outside the L2 stack");
+            cpu::Event push = simple(EventKind::memory, 1);
+            push.linear = true;
+            push.value = sp;
+            push.access.write = true;
+            const auto r = cpu_.guest_event(push);
+            if (r.outcome != SvmOutcome::no_exit) return after(r);
+            if (!mem_.write_le(sp, width, is64 ? v_.regs[gpr] : v_.regs[gpr] & 0xFFFFFFFFULL))
+                return unknown("the L2 stack is not backed (model bug)");
+            regs.rsp = is64 ? sp : (regs.rsp & ~0xFFFFFFFFULL) | sp;
+            if (!boundary()) return;
+        }
+        if (!is64) {
+            // dec eax (APM Vol.3 DEC): OF, SF, ZF, AF, PF from the result, CF kept.
+            if (!fetch()) return;
+            const auto eax = static_cast<std::uint32_t>(regs.rax);
+            const std::uint32_t res = eax - 1;
+            std::uint64_t f = regs.rflags & ~std::uint64_t{0x8D4};  // OF SF ZF AF PF
+            if (eax == 0x80000000U) f |= 0x800;
+            if ((res & 0x80000000U) != 0) f |= 0x80;
+            if (res == 0) f |= 0x40;
+            if ((eax & 0xF) == 0) f |= 0x10;
+            if (__builtin_parity(res & 0xFF) == 0) f |= 0x4;
+            // A 32-bit result outside 64-bit mode: what the upper half of
+            // RAX holds afterwards is not architectural (APM 3.1.2).
+            if ((regs.rax >> 32) != 0) rax_known_ = false;
+            regs.rax = res;
+            regs.rflags = f;
+            const auto r = cpu_.guest_event(simple(EventKind::nop, 1));
+            if (r.outcome != SvmOutcome::no_exit) return after(r);
+            if (!boundary()) return;
+        }
+        if (!fetch()) return;
+        const auto r = cpu_.guest_event(simple(EventKind::iret, is64 ? 2 : 1));
+        if (r.outcome != SvmOutcome::no_exit) return after(r);
+        if (!boundary()) return;
+        if (!fetch()) return;
+        const std::uint64_t target =
+            code64() ? cpu_.regs().rip : (cpu_.regs().cs.base + cpu_.regs().rip) & 0xFFFFFFFFULL;
+        // The one return address isolation.cpp admits that the IRET can
+        // reach: the VMMCALL program.
+        if (target == program_entry(Program::vmmcall) && (code64() || code32())) return vmmcall();
+        unknown("the IRET returned to code the image did not lay out for it");
     }
 
     /// jmp rbx: a near jump through a register retires with RIP = rbx (ebx

@@ -21,7 +21,8 @@ using formats::Diagnostic;
 constexpr std::array<std::string_view, kProgramCount> kProgramNames = {
     "vmmcall", "hlt",   "cpuid", "rdmsr",  "wrmsr",  "in",    "out",   "ud2",   "int3",   "load", "store",
     "stgi",    "clgi",  "vmload", "vmsave", "vmrun", "div0", "rdtsc", "pause", "invd",   "wbinvd",
-    "rdtscp",  "xsetbv", "rdpru", "invpcid", "lmsw", "clts", "sti",   "cli",   "fnop",   "nop",  "jmp"};
+    "rdtscp",  "xsetbv", "rdpru", "invpcid", "lmsw", "clts", "sti",   "cli",   "fnop",   "nop",  "jmp",
+    "iret"};
 
 constexpr std::array<std::string_view, 10> kVectorMembers = {"id",   "vmcb",   "l2",   "msrpm",  "iopm",
                                                              "paging", "host", "checks", "note", "expected"};

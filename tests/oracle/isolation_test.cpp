@@ -44,6 +44,62 @@ TEST(Isolation, EveryGeneratedVectorIsConfined) {
     }
 }
 
+/// The IRET program (l2.S 32) returns through the frame it pushes from rbx
+/// (RIP), rdi (CS), rsi (RFLAGS), rcx (RSP) and rdx (SS).
+Vector iret_vector(BaseMode mode) {
+    auto v = named(base_vector(mode, Program::iret), "iret");
+    v.regs[2] = NSVM_OR_L2_DS;
+    v.regs[1] = NSVM_OR_L2_STACK_TOP - 0x80;
+    v.regs[6] = 0x2;
+    v.regs[7] = mode == BaseMode::long64 ? NSVM_OR_L2_CS64 : NSVM_OR_L2_CS32;
+    v.regs[3] = program_entry(Program::vmmcall);
+    return v;
+}
+
+TEST(Isolation, IretReturnsOnlyToTheVmmcallProgramOnTheL2Stack) {
+    const auto refused = [](const Vector& v) -> std::string {
+        const auto p = isolation_problem(v);
+        return p ? p->field : "";
+    };
+    // Admitted: the VMMCALL program on the L2 stack, in 64-bit and 32-bit code,
+    // and a non-canonical return address in 64-bit code (#GP(0) before any fetch).
+    EXPECT_EQ(refused(iret_vector(BaseMode::long64)), "");
+    EXPECT_EQ(refused(iret_vector(BaseMode::prot32)), "");
+    auto nc = iret_vector(BaseMode::long64);
+    nc.regs[3] = 0x8000000000200000ULL;
+    EXPECT_EQ(refused(nc), "");
+    // Refused: another program (its operands unchecked), code in the slots,
+    // a non-canonical address outside 64-bit code (EIP = its low half).
+    auto other = iret_vector(BaseMode::long64);
+    other.regs[3] = program_entry(Program::store);
+    EXPECT_EQ(refused(other), "l2.regs.rbx");
+    other.regs[3] = NSVM_OR_SLOTS_PA;
+    EXPECT_EQ(refused(other), "l2.regs.rbx");
+    auto nc32 = iret_vector(BaseMode::prot32);
+    nc32.regs[3] = 0x8000000000000000ULL;
+    EXPECT_EQ(refused(nc32), "l2.regs.rbx");
+    // IRETQ's new RSP in the batch header: later exception frames land there.
+    auto sp = iret_vector(BaseMode::long64);
+    sp.regs[1] = NSVM_OR_BATCH_PA + 0x40;
+    EXPECT_EQ(refused(sp), "l2.regs.rcx");
+    // A GDT other than the image's: descriptors elsewhere could be written (accessed bit).
+    auto gdt = iret_vector(BaseMode::long64);
+    auto gdtr = gdt.vmcb.segment(arch::Seg::gdtr);
+    gdtr.base = NSVM_OR_SLOTS_PA;
+    gdt.vmcb.set_segment(arch::Seg::gdtr, gdtr);
+    EXPECT_EQ(refused(gdt), "vmcb.save.gdtr.base");
+    // Outside 64-bit code: an outer-level return, virtual-8086 mode, a task return.
+    auto outer = iret_vector(BaseMode::prot32);
+    outer.regs[7] = NSVM_OR_L2_CS32 | 3;
+    EXPECT_EQ(refused(outer), "l2.regs.rdi");
+    auto v86 = iret_vector(BaseMode::prot32);
+    v86.regs[6] = 0x2 | arch::rflags::VM;
+    EXPECT_EQ(refused(v86), "l2.regs.rsi");
+    auto task = iret_vector(BaseMode::prot32);
+    task.vmcb.set(FieldId::rflags, 0x2 | arch::rflags::NT);
+    EXPECT_EQ(refused(task), "vmcb.save.rflags");
+}
+
 TEST(Isolation, WritesIntoAnotherSlotOrTheImageAreRefusedNamingTheVectorAndMember) {
     struct Case {
         std::string member;

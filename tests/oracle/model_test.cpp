@@ -166,6 +166,85 @@ TEST(ModelOnSvmCpu, JmpFetchesAtItsTargetThroughL2sAndTheNestedTables) {
     EXPECT_EQ(r.exit_info_2, std::optional<std::uint64_t>(kAddr));
 }
 
+/// The IRET program (l2.S 32): push rdx, rcx, rsi, rdi, rbx (SS, RSP,
+/// RFLAGS, CS, RIP), then IRETQ (48 CF), or "dec eax; iretd" in 32-bit code.
+Vector iret_program(BaseMode mode = BaseMode::long64) {
+    Vector v = base_vector(mode, Program::iret);
+    v.regs[2] = NSVM_OR_L2_DS;
+    v.regs[1] = NSVM_OR_L2_STACK_TOP - 0x80;
+    v.regs[6] = 0x8C7;  // CF PF ZF SF OF
+    v.regs[7] = mode == BaseMode::long64 ? NSVM_OR_L2_CS64 : NSVM_OR_L2_CS32;
+    v.regs[3] = program_entry(Program::vmmcall);
+    return v;
+}
+
+TEST(ModelOnSvmCpu, IretProgramReturnsThroughTheFrameItPushed) {
+    const std::uint64_t entry = program_entry(Program::iret);
+    // Intercepted (APM 15.7.1, exit 74h): RIP at the IRETQ after five pushes,
+    // nRIP past its two bytes, RSP below the 40-byte frame.
+    auto r = predict([&] {
+        auto v = iret_program();
+        v.vmcb.set_intercept(ic::IRET);
+        return v;
+    }());
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::IRET)) << r.path;
+    EXPECT_EQ(r.guest_rip, std::optional<std::uint64_t>(entry + 5));
+    EXPECT_EQ(r.next_rip, std::optional<std::uint64_t>(entry + 7));
+    EXPECT_EQ(r.guest_rsp, std::optional<std::uint64_t>(NSVM_OR_L2_STACK_TOP - 40));
+    // Completed: the VMMCALL program runs on the popped RSP with the popped RFLAGS.
+    r = predict(iret_program());
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    EXPECT_EQ(r.guest_rip, std::optional<std::uint64_t>(program_entry(Program::vmmcall)));
+    EXPECT_EQ(r.guest_rsp, std::optional<std::uint64_t>(NSVM_OR_L2_STACK_TOP - 0x80));
+    EXPECT_EQ(r.guest_rflags, std::optional<std::uint64_t>(0x8C7));
+    ASSERT_TRUE(r.vmcb_after.has_value());
+    EXPECT_EQ(r.vmcb_after->segment(arch::Seg::cs).selector, NSVM_OR_L2_CS64);
+    // A non-canonical return address: the IRET's own #GP(0), nothing popped.
+    auto nc = iret_program();
+    nc.regs[3] = 0x8000000000200000ULL;
+    nc.vmcb.set_intercept(ic::exception(13));
+    r = predict(nc);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::EXCP_BASE + 13)) << r.path;
+    EXPECT_EQ(r.exit_info_1, std::optional<std::uint64_t>(0));
+    EXPECT_EQ(r.guest_rip, std::optional<std::uint64_t>(entry + 5));
+    // A data segment as CS: #GP(selector).
+    auto data_cs = iret_program();
+    data_cs.regs[7] = NSVM_OR_L2_DS;
+    data_cs.vmcb.set_intercept(ic::exception(13));
+    EXPECT_EQ(predict(data_cs).exit_info_1, std::optional<std::uint64_t>(NSVM_OR_L2_DS));
+    // IRETD in 32-bit protected mode: dec eax first; EIP, CS, EFLAGS popped,
+    // edx and ecx stay on the stack (20 bytes pushed, 12 popped).
+    auto legacy = iret_program(BaseMode::prot32);
+    legacy.vmcb.set(FieldId::rax, 0x1234);
+    r = predict(legacy);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    EXPECT_EQ(r.guest_rax, std::optional<std::uint64_t>(0x1233));
+    EXPECT_EQ(r.guest_rsp, std::optional<std::uint64_t>(NSVM_OR_L2_STACK_TOP - 8));
+    EXPECT_EQ(r.guest_rflags, std::optional<std::uint64_t>(0x8C7));
+}
+
+TEST(ModelOnSvmCpu, IretProgramUnblocksVirtualNmisOnlyWhereTheCpuHasThem) {
+    namespace ictl = arch::int_ctl;
+    auto v = iret_program();
+    v.vmcb.set_intercept(ic::NMI);
+    v.vmcb.set(FieldId::int_ctl, ictl::V_NMI_ENABLE | ictl::V_NMI_BLOCKING);
+    // zen4 has vNMI: the completed IRET clears V_NMI_BLOCKING (APM 15.21.10).
+    auto r = predict(v);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    ASSERT_TRUE(r.vmcb_after.has_value());
+    EXPECT_EQ(r.vmcb_after->get(FieldId::int_ctl) & ictl::V_NMI_BLOCKING, 0U);
+    // QEMU's TCG model has no vNMI: the bits are the VMM's and stay.
+    r = predict(v, "qemu-tcg", checks::ProfileId::qemu);
+    ASSERT_TRUE(r.vmcb_after.has_value()) << r.path;
+    EXPECT_NE(r.vmcb_after->get(FieldId::int_ctl) & ictl::V_NMI_BLOCKING, 0U);
+    // With V_NMI_PENDING the virtual NMI is taken after the IRET through gate 2.
+    v.vmcb.set(FieldId::int_ctl, ictl::V_NMI_ENABLE | ictl::V_NMI_BLOCKING | ictl::V_NMI_PENDING);
+    r = predict(v);
+    EXPECT_EQ(r.exit_code, std::optional<std::uint64_t>(ec::VMMCALL)) << r.path;
+    EXPECT_EQ(r.guest_rax, std::optional<std::uint64_t>(2));
+    EXPECT_EQ(r.guest_rip, std::optional<std::uint64_t>(kStub + 2 * 16 + 5));
+}
+
 TEST(ModelOnSvmCpu, CplThreeAccessesAreUserAccesses) {
     using namespace pg;
     const auto at_cpl3 = [](Vector v) {

@@ -32,11 +32,13 @@ void boundary_runs_every_program(std::string_view backend) {
         if (!id.starts_with("prog/") || o["outcome"] == "cannot_run") continue;
         // prog/<variant>: the variant's first word up to '_' names the program
         // for all but the ones named after a state (nop_tf, load_df, ...).
+        // The iret program's vectors say which IRET they run: iretq_*, iretd_*.
         const std::string variant = id.substr(5);
         for (std::size_t p = 0; p < kProgramCount; ++p) {
             const std::string name(program_name(static_cast<Program>(p)));
             if (variant == name || variant.starts_with(name + "_")) ++ran[name];
         }
+        if (variant.starts_with("iretq") || variant.starts_with("iretd")) ++ran["iret"];
     }
     EXPECT_GT(vectors, 400U);
     // nsvm gen's paging group: #PF and #NPF in long, PAE and legacy L2, data accesses (at CPL 0 and 3) and instruction
@@ -46,6 +48,9 @@ void boundary_runs_every_program(std::string_view backend) {
         const std::string name(program_name(static_cast<Program>(p)));
         EXPECT_GT(ran[name], 0) << backend << " ran no prog/" << name << " vector";
     }
+    // IRET (gen.cpp): IRETQ intercepted, completed, with vNMI blocking and
+    // pending, four faults; IRETD intercepted and completed.
+    EXPECT_EQ(ran["iret"], 10) << backend << " did not run every prog/iret* vector";
 }
 
 TEST(QemuPrograms, EveryProgramOfTheMenuAgreesOrIsAKnownDivergence) {

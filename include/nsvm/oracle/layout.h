@@ -182,6 +182,8 @@
 #define NSVM_OR_PROG_JMP 31U     /* jmp rbx (jmp ebx in 32-bit code): an instruction fetch at a
                                     target the vector chooses (the paging window, or the VMMCALL
                                     program's entry) */
-#define NSVM_OR_PROG_COUNT 32U
+#define NSVM_OR_PROG_IRET 32U    /* push rdx, rcx, rsi, rdi, rbx (SS, RSP, RFLAGS, CS, RIP); iretq
+                                    (48 CF; "dec eax; iretd" in 32-bit code): a return to rbx */
+#define NSVM_OR_PROG_COUNT 33U
 
 #endif

@@ -54,6 +54,7 @@ enum class Program : std::uint32_t {
     fnop = NSVM_OR_PROG_FNOP,
     nop = NSVM_OR_PROG_NOP,
     jmp = NSVM_OR_PROG_JMP,
+    iret = NSVM_OR_PROG_IRET,
 };
 inline constexpr std::size_t kProgramCount = NSVM_OR_PROG_COUNT;
 
