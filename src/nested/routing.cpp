@@ -592,20 +592,22 @@ const char* Vcpu::hold_note(cpu::Signal s, const cpu::SignalState& st) const noe
 StepResult Vcpu::l1_vnmi(StepResult r) noexcept {
     namespace ib = arch::int_ctl;
     const std::uint32_t nmi = pending_bit(cpu::Signal::nmi);
-    std::uint64_t i01 = vmcb01_.get(FieldId::int_ctl);
-    // process_nmi: one NMI for the processor in V_NMI_PENDING; with that
-    // taken by one already while NMIs are blocked, KVM's limit of pending
-    // NMIs is reached and a further one is dropped, as hardware latches one
-    // NMI while NMIs are blocked (APM 8.5).
-    if ((pending_ & nmi) != 0) {
-        if ((i01 & ib::V_NMI_PENDING) == 0) {
-            pending_ &= ~nmi;
-            i01 |= ib::V_NMI_PENDING;
-            vmcb01_.set(FieldId::int_ctl, i01);
-        } else if ((i01 & ib::V_NMI_BLOCKING) != 0) {
-            pending_ &= ~nmi;
-            r.note = "vNMI: an NMI is already pending in vmcb01 while NMIs are blocked: this one is dropped";
-        }
+    // process_nmi / svm_set_vnmi_pending: an NMI L0 holds goes to the
+    // processor when vmcb01's V_NMI_PENDING is free.
+    const auto hand_over = [&] {
+        const std::uint64_t i = vmcb01_.get(FieldId::int_ctl);
+        if ((pending_ & nmi) == 0 || (i & ib::V_NMI_PENDING) != 0) return;
+        pending_ &= ~nmi;
+        vmcb01_.set(FieldId::int_ctl, i | ib::V_NMI_PENDING);
+    };
+    hand_over();
+    // One still held found V_NMI_PENDING taken: while NMIs are blocked,
+    // KVM's limit of pending NMIs is reached and it is dropped, as hardware
+    // latches one NMI while NMIs are blocked (APM 8.5).
+    const std::uint64_t i01 = vmcb01_.get(FieldId::int_ctl);
+    if ((pending_ & nmi) != 0 && (i01 & ib::V_NMI_BLOCKING) != 0) {
+        pending_ &= ~nmi;
+        r.note = "vNMI: an NMI is already pending in vmcb01 while NMIs are blocked: this one is dropped";
     }
     const bool shadow = (vmcb01_.get(FieldId::int_state) & arch::int_state::INTERRUPT_SHADOW) != 0;
     if (!cpu::vnmi_deliverable(*cpu_, i01, shadow)) {
@@ -613,11 +615,7 @@ StepResult Vcpu::l1_vnmi(StepResult r) noexcept {
         return r;
     }
     vmcb01_.set(FieldId::int_ctl, cpu::int_ctl_after_vnmi_taken(i01));
-    // An NMI L0 still held moves into the freed V_NMI_PENDING, blocked now.
-    if ((pending_ & nmi) != 0) {
-        pending_ &= ~nmi;
-        vmcb01_.set(FieldId::int_ctl, vmcb01_.get(FieldId::int_ctl) | ib::V_NMI_PENDING);
-    }
+    hand_over();  // into the freed V_NMI_PENDING, blocked now
     sync_event_windows();
     StepResult t;
     t.outcome = Outcome::interrupt;
@@ -643,9 +641,9 @@ StepResult Vcpu::l1_iret() noexcept {
     } else {
         r.note = l0_uses_vnmi() ? "vNMI: the IRET ends vmcb01's V_NMI_BLOCKING, no exit" : "not intercepted: no exit";
     }
-    // APM 15.21.10: under vNMI the IRET itself ends vmcb01's V_NMI_BLOCKING.
-    if (l0_uses_vnmi())
-        vmcb01_.set(FieldId::int_ctl, vmcb01_.get(FieldId::int_ctl) & ~arch::int_ctl::V_NMI_BLOCKING);
+    // The IRET completed: NMIs are unblocked, under vNMI by the processor
+    // itself (APM 15.21.10: vmcb01's V_NMI_BLOCKING).
+    set_nmi_masked(false);
     // What the blocking held is taken now.
     return take_held_signals(r, nullptr, "NMIs unblocked: the held NMI was delivered to L1");
 }
@@ -660,7 +658,7 @@ StepResult Vcpu::take_signal(cpu::Signal s) noexcept {
     StepResult r;
     // Under vNMI, L1's NMIs are the processor's to take, from vmcb01 (KVM's
     // process_nmi hands them over through svm_set_vnmi_pending).
-    if (s == cpu::Signal::nmi && mode_ == Mode::l1 && l0_uses_vnmi()) {
+    if (s == cpu::Signal::nmi && vnmi_runs_l1()) {
         pending_ |= pending_bit(s);
         r.outcome = Outcome::held_pending;
         r.note = gif() ? "vNMI: held in vmcb01's V_NMI_PENDING while NMIs are blocked (V_NMI_BLOCKING) or in a shadow"

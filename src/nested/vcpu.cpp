@@ -184,13 +184,12 @@ void Vcpu::set_gif(bool g) noexcept {
 }
 
 bool Vcpu::nmi_masked() const noexcept {
-    // is_vnmi_enabled: vmcb01 is the running VMCB and has V_NMI_ENABLE.
-    if (l0_uses_vnmi() && mode_ != Mode::l2) return (vmcb01_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_BLOCKING) != 0;
+    if (vnmi_runs_l1()) return (vmcb01_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_BLOCKING) != 0;
     return nmi_masked_;
 }
 
 void Vcpu::set_nmi_masked(bool masked) noexcept {
-    if (l0_uses_vnmi() && mode_ != Mode::l2) {
+    if (vnmi_runs_l1()) {
         const std::uint64_t i = vmcb01_.get(FieldId::int_ctl);
         vmcb01_.set(FieldId::int_ctl, masked ? (i | arch::int_ctl::V_NMI_BLOCKING) : (i & ~arch::int_ctl::V_NMI_BLOCKING));
         return;
@@ -221,9 +220,8 @@ void Vcpu::sync_event_windows() noexcept {
 
 bool Vcpu::irq_window_wanted() const noexcept {
     // svm_enable_irq_window: with GIF = 0 only under vGIF, where hardware
-    // setting V_GIF (L1's STGI) opens the window by itself. A shut-down
-    // vCPU runs nothing.
-    return mode_ != Mode::shutdown && (pending_ & pending_bit(cpu::Signal::intr)) != 0 && (l0_uses_vgif() || gif());
+    // setting V_GIF (L1's STGI) opens the window by itself.
+    return (pending_ & pending_bit(cpu::Signal::intr)) != 0 && (l0_uses_vgif() || gif());
 }
 
 bool Vcpu::l0_vintr_dropped_for_l2() const noexcept {
@@ -236,7 +234,9 @@ void Vcpu::sync_irq_window() noexcept {
     constexpr std::uint64_t kInjection = ib::V_IRQ | ib::V_INTR_PRIO | ib::V_IGN_TPR;  // V_IRQ_INJECTION_BITS_MASK
     const bool want = irq_window_wanted();
     if (!want && !vmcb01_.intercept(ic::VINTR)) return;  // the common case: no window, none wanted
-    if (mode_ == Mode::shutdown) return;  // runs nothing: its VMCBs stay as they were (KVM reinitializes them)
+    // A shut-down vCPU runs nothing: its VMCBs stay as they were (KVM
+    // reinitializes them), and check_invariants does not look.
+    if (mode_ == Mode::shutdown) return;
     const bool in_l2 = mode_ == Mode::l2;
     arch::Vmcb& running = in_l2 ? live_vmcb02() : vmcb01_;
     if (want) {

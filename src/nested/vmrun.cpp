@@ -382,8 +382,7 @@ StepResult Vcpu::take_held_signals(StepResult r, const char* taken_note, const c
     // that exits to L1, enters SMM or resets L2 away ends the step there
     // (GIF = 0 after an exit: the rest stay held).
     // Under vNMI an NMI for L1 may wait in vmcb01's V_NMI_PENDING instead.
-    const bool vnmi_held = mode_ == Mode::l1 && l0_uses_vnmi() &&
-                           (vmcb01_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_PENDING) != 0;
+    const bool vnmi_held = vnmi_runs_l1() && (vmcb01_.get(FieldId::int_ctl) & arch::int_ctl::V_NMI_PENDING) != 0;
     if (pending_ == 0 && !vnmi_held) return r;  // the common case: nothing was held
     for (const cpu::Signal s : cpu::kSignalPriority) {
         if ((pending_ & pending_bit(s)) == 0 && !(s == cpu::Signal::nmi && vnmi_held)) continue;

@@ -241,6 +241,10 @@ public:
     /// (is_vnmi_enabled), else L0's software mask, set when L0 injects an NMI
     /// and cleared by the IRET L0 intercepts meanwhile.
     [[nodiscard]] bool nmi_masked() const noexcept;
+    /// KVM's is_vnmi_enabled: L0 uses vNMI and vmcb01, which has
+    /// V_NMI_ENABLE, is the VMCB that runs (L1 runs). Then L1's NMIs and NMI
+    /// mask are the processor's, in vmcb01.
+    [[nodiscard]] bool vnmi_runs_l1() const noexcept { return l0_uses_vnmi() && mode_ == Mode::l1; }
     /// With vGIF, vmcb01 intercepts STGI only to catch the end of GIF = 0
     /// while an NMI or SMI waits for it (KVM's svm_enable_nmi_window /
     /// svm_enable_smi_window set it, svm_set_gif(true) clears it).
